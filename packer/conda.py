@@ -1,0 +1,179 @@
+"""The conda side, through py-rattler: solve for a Python, install locked records (no re-solve)."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cache import cache_dir
+from .errors import BuildError, ResolveError, TargetError
+from .target import Target
+
+CONDA_FORGE = "conda-forge"
+
+
+@dataclass(frozen=True)
+class CondaPackage:
+    """A locked conda package: enough to install it again without a solve."""
+
+    name: str
+    version: str
+    build: str
+    build_number: int
+    subdir: str
+    url: str
+    sha256: str
+    channel: str
+    file_name: str
+    size: int = 0
+    md5: str = ""
+    noarch: str = ""
+    license: str = ""
+    depends: tuple[str, ...] = field(default=())
+    constrains: tuple[str, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "version": self.version, "build": self.build,
+            "build_number": self.build_number, "subdir": self.subdir, "url": self.url,
+            "sha256": self.sha256, "md5": self.md5, "size": self.size, "channel": self.channel,
+            "file_name": self.file_name, "noarch": self.noarch, "license": self.license,
+            "depends": list(self.depends), "constrains": list(self.constrains),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CondaPackage:
+        return cls(
+            name=str(data["name"]), version=str(data["version"]), build=str(data["build"]),
+            build_number=int(data["build_number"]), subdir=str(data["subdir"]),
+            url=str(data["url"]), sha256=str(data["sha256"]), channel=str(data["channel"]),
+            file_name=str(data["file_name"]), size=int(data.get("size", 0)),
+            md5=str(data.get("md5", "")), noarch=str(data.get("noarch", "")),
+            license=str(data.get("license", "")),
+            depends=tuple(data.get("depends", ())), constrains=tuple(data.get("constrains", ())),
+        )
+
+
+def channel_url(channel: str) -> str:
+    if "://" in channel:
+        return channel
+    if channel.startswith("/") or channel.startswith("."):
+        return Path(channel).resolve().as_uri()
+    return f"https://conda.anaconda.org/{channel}"
+
+
+def reachable(channel: str, timeout: float = 5.0) -> bool:
+    """Whether a channel answers (a file:// channel: whether its noarch/ exists)."""
+    url = channel_url(channel)
+    if url.startswith("file://"):
+        return Path(url[len("file://"):], "noarch").is_dir()
+    try:
+        # the URL is an http(s) channel address built above, not user-controlled schemes
+        with urllib.request.urlopen(f"{url}/noarch/repodata.json", timeout=timeout):  # noqa: S310
+            return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _virtual_packages(target: Target) -> list[Any]:
+    from rattler import BuildString, GenericVirtualPackage, PackageName, Version
+
+    def vp(name: str, version: str) -> Any:
+        return GenericVirtualPackage(PackageName(name), Version(version), BuildString("0"))
+
+    return [vp("__linux", "5.15"), vp("__glibc", target.glibc), vp("__unix", "0"),
+            vp("__archspec", "1")]
+
+
+def _to_package(rec: Any) -> CondaPackage:
+    return CondaPackage(
+        name=rec.name.normalized, version=str(rec.version), build=str(rec.build),
+        build_number=int(rec.build_number), subdir=str(rec.subdir), url=str(rec.url),
+        sha256=rec.sha256.hex() if rec.sha256 else "", channel=str(rec.channel),
+        file_name=str(rec.file_name), size=int(rec.size or 0),
+        md5=rec.md5.hex() if rec.md5 else "", noarch=_noarch(rec),
+        license=str(rec.license or ""), depends=tuple(rec.depends),
+        constrains=tuple(rec.constrains),
+    )
+
+
+def _noarch(rec: Any) -> str:
+    kind = rec.noarch
+    if kind.python:
+        return "python"
+    if kind.generic:
+        return "generic"
+    return ""
+
+
+def solve(target: Target, channels: Sequence[str], specs: Sequence[str]) -> tuple[CondaPackage, ...]:
+    """Solve ``python X.Y.*`` + pip + ``specs`` for the target platform."""
+    from rattler import Platform
+    from rattler import solve as rattler_solve
+    from rattler.exceptions import SolverError
+
+    all_specs = [f"python {target.python}.*", "pip", *specs]
+    try:
+        records = asyncio.run(
+            rattler_solve(
+                sources=[channel_url(c) for c in channels],
+                specs=all_specs,
+                platforms=[Platform(target.platform), Platform("noarch")],
+                virtual_packages=_virtual_packages(target),
+            )
+        )
+    except SolverError as exc:
+        raise TargetError(
+            f"no conda solution for python {target.python}.* on {target.platform}",
+            hint=f"channels tried: {', '.join(channels)}",
+            detail=str(exc),
+        ) from exc
+    except Exception as exc:  # rattler's fetch errors have no common base
+        raise ResolveError(
+            f"conda channel unreachable or unreadable: {', '.join(channels)}",
+            hint="check --channel, or use --python-from / --offline",
+            detail=str(exc),
+        ) from exc
+    return tuple(sorted((_to_package(r) for r in records), key=lambda p: p.name))
+
+
+def _record(pkg: CondaPackage) -> Any:
+    from rattler import NoArchType, PackageRecord, RepoDataRecord
+
+    noarch = NoArchType(pkg.noarch) if pkg.noarch else NoArchType(None)
+    record = PackageRecord(
+        name=pkg.name, version=pkg.version, build=pkg.build, build_number=pkg.build_number,
+        subdir=pkg.subdir, noarch=noarch, depends=list(pkg.depends),
+        constrains=list(pkg.constrains), sha256=bytes.fromhex(pkg.sha256),
+        md5=bytes.fromhex(pkg.md5) if pkg.md5 else None, size=pkg.size or None,
+        license=pkg.license or None,
+    )
+    return RepoDataRecord(record, pkg.file_name, pkg.url, pkg.channel)
+
+
+def install(packages: Sequence[CondaPackage], prefix: Path) -> None:
+    """Create ``prefix`` from locked records; rattler checks each archive's sha256."""
+    from rattler import install as rattler_install
+
+    try:
+        asyncio.run(
+            rattler_install(
+                [_record(p) for p in packages],
+                target_prefix=prefix.resolve(),
+                cache_dir=cache_dir("pkgs"),
+                show_progress=False,
+                execute_link_scripts=False,
+            )
+        )
+    except Exception as exc:
+        raise BuildError(
+            "installing the locked conda packages failed",
+            hint="a package may have changed on its channel (sha256) or be unreachable; "
+            "re-lock with tritonpack lock",
+            detail=str(exc),
+        ) from exc

@@ -1,0 +1,99 @@
+"""What the user declares beside the model: ``MODEL_DIR/tritonpack.toml``.
+
+    [requirements]
+    pypi = ["opencv-python-headless>=4.8", "scipy"]   # kept with versions and extras
+    conda = ["libgomp"]                               # extra conda specs for the solve
+
+    [imports]                                         # import name -> distribution
+    mylib = "my-lib-dist"
+
+Declared distributions are always installed; an optional import (inside
+``try/except ImportError``) is installed only when declared.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from .errors import ModelError, ResolveError
+
+FILE_NAME = "tritonpack.toml"
+_KNOWN = {"requirements", "imports", "options"}
+
+
+@dataclass(frozen=True)
+class Declared:
+    path: Path | None = None
+    pypi: tuple[str, ...] = ()
+    conda: tuple[str, ...] = ()
+    imports: tuple[tuple[str, str], ...] = ()
+    options: tuple[tuple[str, object], ...] = field(default=())
+
+    def names(self) -> frozenset[str]:
+        return frozenset(canonicalize_name(Requirement(r).name) for r in self.pypi)
+
+    @property
+    def import_map(self) -> dict[str, str]:
+        return dict(self.imports)
+
+
+def _strings(data: object, where: str) -> tuple[str, ...]:
+    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+        raise ModelError(f"{where}: expected a list of strings")
+    return tuple(data)
+
+
+def _check_pins(pypi: tuple[str, ...], where: str) -> None:
+    pins: dict[str, list[str]] = {}
+    for line in pypi:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement as exc:
+            raise ResolveError(f"{where}: invalid requirement {line!r}: {exc}") from exc
+        exact = [s.version for s in req.specifier if s.operator in ("==", "===")]
+        if exact:
+            pins.setdefault(canonicalize_name(req.name), []).extend(exact)
+    for name, versions in sorted(pins.items()):
+        if len(set(versions)) > 1:
+            raise ResolveError(
+                f"{where}: conflicting pins for {name}: {', '.join(sorted(set(versions)))}",
+                hint="keep one version of each distribution",
+            )
+
+
+def load_declared(model_dir: Path) -> Declared:
+    path = model_dir / FILE_NAME
+    if not path.is_file():
+        return Declared()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelError(f"{path}: {exc}", hint="tritonpack.toml is TOML") from exc
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: not UTF-8 text") from exc
+    unknown = sorted(set(data) - _KNOWN)
+    if unknown:
+        raise ModelError(
+            f"{path}: unknown table [{unknown[0]}]",
+            hint="tritonpack.toml has [requirements], [imports] and [options]",
+        )
+    reqs = data.get("requirements", {})
+    pypi = _strings(reqs.get("pypi", []), f"{path}: requirements.pypi")
+    conda = _strings(reqs.get("conda", []), f"{path}: requirements.conda")
+    _check_pins(pypi, str(path))
+    imports = data.get("imports", {})
+    if not all(isinstance(v, str) for v in imports.values()):
+        raise ModelError(f"{path}: [imports] values must be distribution names (strings)")
+    options = data.get("options", {})
+    return Declared(
+        path=path,
+        pypi=pypi,
+        conda=conda,
+        imports=tuple(sorted(imports.items())),
+        options=tuple(sorted(options.items())),
+    )

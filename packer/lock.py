@@ -1,0 +1,170 @@
+"""The lock file: a versioned, human-diffable TOML record of exactly what the environment holds.
+
+``MODEL_DIR/tritonpack.lock`` stores the target, the conda packages (url, sha256),
+the PyPI pins (sha256 hashes), the inputs they were made from and their hash,
+and a hash of its own content so a hand edit is caught on read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from . import __version__
+from .atomic import atomic_write_bytes
+from .conda import CondaPackage
+from .errors import LockError
+from .pypi import Pin
+
+LOCK_NAME = "tritonpack.lock"
+FORMAT_VERSION = 1
+_HEADER = (
+    "# tritonpack.lock: written by tritonpack; do not edit by hand (its content hash is checked).\n"
+    "# Re-create with `tritonpack lock MODEL_DIR`; check with `tritonpack lock --check MODEL_DIR`.\n"
+)
+
+
+def digest(data: Any) -> str:
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True)
+class Lockfile:
+    inputs: dict[str, Any]
+    target: dict[str, str]
+    resolver: str
+    conda: tuple[CondaPackage, ...]
+    pypi: tuple[Pin, ...]
+    version: int = FORMAT_VERSION
+    generator: str = field(default=f"tritonpack {__version__}")
+
+    @property
+    def inputs_hash(self) -> str:
+        return digest(self.inputs)
+
+    def body(self) -> dict[str, Any]:
+        """Everything but the content hash, in file order."""
+        return {
+            "version": self.version,
+            "generator": self.generator,
+            "inputs_hash": self.inputs_hash,
+            "resolver": self.resolver,
+            "target": dict(self.target),
+            "inputs": self.inputs,
+            "conda": [p.as_dict() for p in self.conda],
+            "pypi": [{"name": p.name, "version": p.version, "hashes": list(p.hashes)}
+                     for p in self.pypi],
+        }
+
+    @property
+    def content_hash(self) -> str:
+        body = self.body()
+        body.pop("generator")  # a newer tritonpack writing the same lock is not a change
+        return digest(body)
+
+    def render(self) -> str:
+        body = self.body()
+        doc = {k: body[k] for k in ("version", "generator", "inputs_hash", "resolver")}
+        doc["content_hash"] = self.content_hash
+        doc.update({k: body[k] for k in ("target", "inputs", "conda", "pypi")})
+        return _HEADER + tomli_w.dumps(doc, multiline_strings=False, indent=2)
+
+    def python_version(self) -> str:
+        for p in self.conda:
+            if p.name == "python":
+                return p.version
+        return self.target.get("python", "")
+
+    def requirements_txt(self) -> str:
+        """The PyPI part as a pip-tools-style requirements file with --hash lines."""
+        lines = []
+        for pin in self.pypi:
+            hashes = "".join(f" \\\n    --hash={h}" for h in pin.hashes)
+            lines.append(f"{pin.name}=={pin.version}{hashes}\n")
+        return "".join(lines)
+
+
+def write_lock(path: Path, lock: Lockfile) -> bool:
+    """Write ``lock`` unless the file already holds the same content. True if written."""
+    text = lock.render()
+    if path.is_file():
+        try:
+            if read_lock(path).content_hash == lock.content_hash:
+                return False
+        except LockError:
+            pass  # a broken lock is replaced
+    atomic_write_bytes(path, text.encode("utf-8"), mode=0o644)
+    return True
+
+
+def read_lock(path: Path) -> Lockfile:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise LockError(f"{path}: no lock file", hint="create it with tritonpack lock") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockError(f"{path}: unreadable: {exc}") from exc
+    try:
+        data = tomllib.loads(raw)
+    except tomllib.TOMLDecodeError as exc:
+        raise LockError(f"{path}: corrupted: {exc}", hint="re-create it with tritonpack lock") from exc
+    version = data.get("version")
+    if not isinstance(version, int):
+        raise LockError(f"{path}: corrupted: no format version", hint="re-create it with tritonpack lock")
+    if version > FORMAT_VERSION:
+        raise LockError(
+            f"{path}: lock format {version} is newer than this tritonpack understands "
+            f"({FORMAT_VERSION})",
+            hint="upgrade tritonpack (pip install -U tritonpack)",
+        )
+    try:
+        lock = Lockfile(
+            inputs=dict(data["inputs"]),
+            target={k: str(v) for k, v in data["target"].items()},
+            resolver=str(data["resolver"]),
+            conda=tuple(CondaPackage.from_dict(p) for p in data.get("conda", [])),
+            pypi=tuple(Pin(str(p["name"]), str(p["version"]), tuple(p.get("hashes", ())))
+                       for p in data.get("pypi", [])),
+            version=version,
+            generator=str(data.get("generator", "")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LockError(f"{path}: corrupted: missing or malformed {exc}",
+                        hint="re-create it with tritonpack lock") from exc
+    if data.get("content_hash") != lock.content_hash:
+        raise LockError(
+            f"{path}: content hash mismatch: the lock was edited by hand",
+            hint="re-create it with tritonpack lock (never edit hashes by hand)",
+        )
+    if data.get("inputs_hash") != lock.inputs_hash:
+        raise LockError(f"{path}: inputs hash mismatch: the lock was edited by hand",
+                        hint="re-create it with tritonpack lock")
+    return lock
+
+
+def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human lines naming what differs between two inputs tables."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list):
+            added = [x for x in b if x not in a]
+            removed = [x for x in a if x not in b]
+            parts = [f"+{x}" for x in added] + [f"-{x}" for x in removed]
+            out.append(f"{key}: {', '.join(map(str, parts))}")
+        elif isinstance(a, dict) and isinstance(b, dict):
+            for sub in sorted(set(a) | set(b)):
+                if a.get(sub) != b.get(sub):
+                    out.append(f"{key}.{sub}: {a.get(sub)!r} -> {b.get(sub)!r}")
+        else:
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return out

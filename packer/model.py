@@ -1,0 +1,146 @@
+"""Model directory discovery and config.pbtxt reading, through Triton's own ModelConfig."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from .errors import ModelError
+
+CONFIG_NAME = "config.pbtxt"
+MODEL_FILE = "model.py"
+EXECUTION_ENV_PATH = "EXECUTION_ENV_PATH"
+TOKEN = "$$TRITON_MODEL_DIRECTORY"
+
+_PARSE_POS = re.compile(r"^(\d+):(\d+)\s*:\s*(.*)$", re.S)
+
+
+def parse_config(text: str, path: Path) -> Any:
+    """Parse config.pbtxt text into a ModelConfig; errors carry file:line:col."""
+    msg = model_config_pb2.ModelConfig()
+    try:
+        text_format.Parse(text, msg)
+    except text_format.ParseError as exc:
+        match = _PARSE_POS.match(str(exc))
+        if match:
+            line, col, why = match.groups()
+            raise ModelError(
+                f"{path}:{line}:{col}: {why.strip()}",
+                hint="config.pbtxt is protobuf text format (Triton's ModelConfig message)",
+            ) from exc
+        raise ModelError(f"{path}: {exc}") from exc
+    return msg
+
+
+def read_config(path: Path) -> tuple[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except PermissionError as exc:
+        raise ModelError(f"{path}: permission denied") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    return text, parse_config(text, path)
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """A Triton Python-backend model directory, as found on disk."""
+
+    path: Path
+    name: str
+    version: str
+    config_text: str
+    config: Any  # model_config_pb2.ModelConfig
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_NAME
+
+    @property
+    def version_dir(self) -> Path:
+        return self.path / self.version
+
+    @property
+    def model_py(self) -> Path:
+        return self.version_dir / MODEL_FILE
+
+    def env_path(self) -> str | None:
+        """The current EXECUTION_ENV_PATH value, if any."""
+        params = self.config.parameters
+        if EXECUTION_ENV_PATH in params:
+            return str(params[EXECUTION_ENV_PATH].string_value)
+        return None
+
+
+def _versions(path: Path) -> list[str]:
+    try:
+        entries = sorted(path.iterdir())
+    except PermissionError as exc:
+        raise ModelError(f"{path}: permission denied") from exc
+    return sorted((p.name for p in entries if p.is_dir() and p.name.isdigit()), key=int)
+
+
+def is_repository(path: Path) -> bool:
+    """A directory of model directories rather than one model."""
+    if (path / CONFIG_NAME).exists():
+        return False
+    try:
+        return any((p / CONFIG_NAME).is_file() for p in path.iterdir() if p.is_dir())
+    except PermissionError:
+        return False
+
+
+def open_model(path: Path, version: int | None = None) -> ModelDir:
+    """Find config.pbtxt and the version dir holding model.py; refuse non-python backends."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: no such directory")
+    if not path.is_dir():
+        raise ModelError(f"{path}: not a directory", hint="pass the model directory, not a file")
+    path = path.resolve()
+    config_path = path / CONFIG_NAME
+    if not config_path.is_file():
+        if is_repository(path):
+            raise ModelError(
+                f"{path} is a model repository (a directory of models), not a model directory",
+                hint=f"pass one model, e.g. tritonpack {path / 'MODEL_NAME'}",
+            )
+        raise ModelError(
+            f"{path}: no {CONFIG_NAME}",
+            hint="a Triton model directory holds config.pbtxt and numeric version dirs (1/model.py)",
+        )
+    text, config = read_config(config_path)
+    backend = str(config.backend)
+    if backend != "python":
+        shown = f"'{backend}'" if backend else "not set"
+        raise ModelError(
+            f"{config_path}: backend is {shown}: tritonpack packs Python-backend models only",
+            hint='a Python-backend model has backend: "python" in config.pbtxt',
+        )
+    versions = _versions(path)
+    if version is not None:
+        chosen = str(version)
+        if chosen not in versions:
+            raise ModelError(f"{path}: no version dir {chosen}", hint=f"versions: {versions or 'none'}")
+        if not (path / chosen / MODEL_FILE).is_file():
+            raise ModelError(f"{path / chosen}: no {MODEL_FILE}")
+    else:
+        with_model = [v for v in versions if (path / v / MODEL_FILE).is_file()]
+        if not with_model:
+            where = "no numeric version dir" if not versions else f"no {MODEL_FILE} in " + ", ".join(
+                f"{v}/" for v in versions
+            )
+            raise ModelError(
+                f"{path}: {where}",
+                hint=f"put the model's code at {path.name}/1/{MODEL_FILE}",
+            )
+        chosen = with_model[-1]
+    name = str(config.name) or path.name
+    return ModelDir(path=path, name=name, version=chosen, config_text=text, config=config)

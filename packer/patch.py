@@ -1,0 +1,198 @@
+"""Point config.pbtxt at the environment: a textual edit that keeps every other byte.
+
+The user's file keeps its comments, order and formatting. The edit is checked
+by parsing the result with Triton's ModelConfig: it must equal the original
+plus (or with a replaced) EXECUTION_ENV_PATH parameter, or nothing is written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_bytes
+from .errors import ConfigPatchError
+from .model import EXECUTION_ENV_PATH, TOKEN, parse_config
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<comment>\#[^\n]*)
+  | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+  | (?P<punct>[{}\[\]<>:;,])
+  | (?P<word>[^\s{}\[\]<>:;,"'\#]+)
+    """,
+    re.X,
+)
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str
+    text: str
+    start: int
+    end: int
+
+
+def _tokens(text: str) -> list[_Tok]:
+    out: list[_Tok] = []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN_RE.match(text, pos)
+        if m is None:
+            raise ConfigPatchError(f"config.pbtxt: cannot read character {text[pos]!r} at {pos}")
+        kind = m.lastgroup or ""
+        if kind not in ("ws", "comment"):
+            out.append(_Tok(kind, m.group(), m.start(), m.end()))
+        pos = m.end()
+    return out
+
+
+def _unquote(tok: str) -> str:
+    body = tok[1:-1]
+    return bytes(body, "utf-8").decode("unicode_escape") if "\\" in body else body
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _match_close(toks: list[_Tok], i: int) -> int:
+    """Index of the bracket closing toks[i]."""
+    depth = 0
+    for j in range(i, len(toks)):
+        if toks[j].kind == "punct" and toks[j].text in "{[<":
+            depth += 1
+        elif toks[j].kind == "punct" and toks[j].text in "}]>":
+            depth -= 1
+            if depth == 0:
+                return j
+    raise ConfigPatchError("config.pbtxt: unbalanced braces")
+
+
+def _messages_of(toks: list[_Tok], field: str) -> list[tuple[int, int]]:
+    """Spans (open, close) of every top-level message value of ``field``."""
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        if t.kind == "punct" and t.text in "{[<":
+            i = _match_close(toks, i) + 1
+            continue
+        if t.kind == "word" and t.text == field:
+            j = i + 1
+            if j < len(toks) and toks[j].text == ":":
+                j += 1
+            if j < len(toks) and toks[j].text == "[":
+                end = _match_close(toks, j)
+                k = j + 1
+                while k < end:
+                    if toks[k].text in "{<":
+                        close = _match_close(toks, k)
+                        spans.append((k, close))
+                        k = close
+                    k += 1
+                i = end + 1
+                continue
+            if j < len(toks) and toks[j].text in "{<":
+                close = _match_close(toks, j)
+                spans.append((j, close))
+                i = close + 1
+                continue
+        i += 1
+    return spans
+
+
+def _string_after(toks: list[_Tok], lo: int, hi: int, field: str) -> tuple[int, int] | None:
+    """Token range [a, b) of the (possibly concatenated) string value of ``field`` in lo..hi."""
+    for i in range(lo, hi):
+        if toks[i].kind == "word" and toks[i].text == field:
+            j = i + 1
+            if j < hi and toks[j].text == ":":
+                j += 1
+            k = j
+            while k < hi and toks[k].kind == "string":
+                k += 1
+            if k > j:
+                return j, k
+    return None
+
+
+def _env_value_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of every EXECUTION_ENV_PATH string_value literal in the file."""
+    toks = _tokens(text)
+    found: list[tuple[int, int]] = []
+    for lo, hi in _messages_of(toks, "parameters"):
+        key = _string_after(toks, lo + 1, hi, "key")
+        if key is None:
+            continue
+        if "".join(_unquote(toks[n].text) for n in range(*key)) != EXECUTION_ENV_PATH:
+            continue
+        val = _string_after(toks, lo + 1, hi, "string_value")
+        if val is None:
+            raise ConfigPatchError(
+                "config.pbtxt: the EXECUTION_ENV_PATH parameter has no string_value to replace"
+            )
+        found.append((toks[val[0]].start, toks[val[1] - 1].end))
+    return found
+
+
+def env_value(archive_name: str) -> str:
+    return f"{TOKEN}/{archive_name}"
+
+
+def patched_text(text: str, value: str) -> str:
+    """The config text with EXECUTION_ENV_PATH set to ``value``; everything else byte-identical."""
+    spans = _env_value_spans(text)
+    if spans:
+        out = text
+        for start, end in reversed(spans):
+            out = out[:start] + _quote(value) + out[end:]
+        return out
+    sep = "" if text.endswith("\n") or not text else "\n"
+    block = (
+        "parameters {\n"
+        f'  key: "{EXECUTION_ENV_PATH}"\n'
+        f"  value: {{ string_value: {_quote(value)} }}\n"
+        "}\n"
+    )
+    return f"{text}{sep}{block}"
+
+
+def _expected(original: Any, value: str) -> Any:
+    want = type(original)()
+    want.CopyFrom(original)
+    want.parameters[EXECUTION_ENV_PATH].string_value = value
+    return want
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    path: Path
+    value: str
+    changed: bool
+
+
+def patch_config(config_path: Path, value: str) -> PatchResult:
+    """Set EXECUTION_ENV_PATH in ``config_path`` atomically; refuse anything but that change."""
+    if not value.startswith(TOKEN):
+        raise ConfigPatchError(f"EXECUTION_ENV_PATH must start with {TOKEN}, got {value!r}")
+    text = config_path.read_text(encoding="utf-8")
+    original = parse_config(text, config_path)
+    new_text = patched_text(text, value)
+    try:
+        result = parse_config(new_text, config_path)
+    except Exception as exc:
+        raise ConfigPatchError(
+            f"{config_path}: the patched file would not parse; left unchanged", detail=str(exc)
+        ) from exc
+    if result != _expected(original, value):
+        raise ConfigPatchError(
+            f"{config_path}: the patch would change more than EXECUTION_ENV_PATH; left unchanged"
+        )
+    if new_text == text:
+        return PatchResult(config_path, value, changed=False)
+    atomic_write_bytes(config_path, new_text.encode("utf-8"))
+    return PatchResult(config_path, value, changed=True)

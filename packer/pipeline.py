@@ -1,0 +1,200 @@
+"""The pipeline, one stage a function: scan -> resolve -> lock -> build -> pack -> patch.
+
+Each function takes plain values and returns a frozen result; the CLI only
+parses options, calls these and renders what they return.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import conda, pychannel
+from .declared import Declared, load_declared
+from .errors import LockError, ResolveError
+from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
+from .model import ModelDir, open_model
+from .progress import NullReporter, Reporter
+from .pypi import Indexes, NoSolutionError, compile_pins
+from .recipebook import Recipes, load
+from .resolve import Requirements, resolve
+from .scan import ImportReport, scan
+from .target import Target, resolve_target
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything a user can choose; the CLI fills it, Python callers may too."""
+
+    triton: str | None = None
+    python: str | None = None
+    platform: str | None = None
+    torch: str | None = None
+    version: int | None = None
+    src: tuple[Path, ...] = ()
+    recipes: Path | None = None
+    channels: tuple[str, ...] = ()
+    python_from: str | None = None
+    offline: bool = False
+    indexes: Indexes = field(default_factory=Indexes)
+    resolver: str = "uv"
+
+
+@dataclass(frozen=True)
+class Context:
+    """A model read and understood: what every later stage starts from."""
+
+    model: ModelDir
+    recipes: Recipes
+    target: Target
+    declared: Declared
+    report: ImportReport
+    requirements: Requirements
+
+    @property
+    def lock_path(self) -> Path:
+        return self.model.path / LOCK_NAME
+
+
+def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Context:
+    """Open the model, pick the target, scan (AST only) and map imports to distributions."""
+    rep = reporter or NullReporter()
+    t0 = time.monotonic()
+    model = open_model(path, opts.version)
+    recipes = load(opts.recipes)
+    target = resolve_target(recipes, opts.triton, python=opts.python, platform=opts.platform,
+                            torch=opts.torch)
+    report = scan(model.path, model.version_dir, model.model_py, python=target.python,
+                  stdlib=recipes.stdlib[target.python], src=opts.src)
+    declared = load_declared(model.path)
+    reqs = resolve(report, declared, recipes, target)
+    for warning in reqs.warnings:
+        rep.note(warning)
+    rep.done("scan", f"{len(report.files)} files, {len(reqs.pypi)} requirements",
+             time.monotonic() - t0)
+    return Context(model, recipes, target, declared, report, reqs)
+
+
+def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
+    """What a lock is made from; its hash decides whether a lock is fresh."""
+    imports = sorted(
+        f"{r.key}={r.distribution}" for r in ctx.requirements.rows
+        if r.distribution and (r.required or r.distribution in ctx.requirements.pypi)
+    )
+    return {
+        "imports": imports,
+        "requirements": list(ctx.requirements.pypi),
+        "conda_specs": list(ctx.requirements.conda),
+        "target": ctx.target.as_dict(),
+        "channels": list(opts.channels),
+        "indexes": opts.indexes.as_dict(),
+    }
+
+
+def _channels(ctx: Context, opts: Options, rep: Reporter) -> list[str]:
+    """The channels to solve against; a local python channel when none is reachable."""
+    if opts.channels and not opts.offline and opts.python_from is None:
+        return list(opts.channels)
+    source = opts.python_from
+    if source is None and not opts.offline:
+        if conda.reachable(conda.CONDA_FORGE):
+            return [conda.CONDA_FORGE]
+        rep.note("conda-forge is unreachable: using a local Python (--python-from auto)")
+        source = "auto"
+    install = pychannel.find_python(ctx.target.python, source or "auto")
+    t0 = time.monotonic()
+    rep.start("python", f"packaging Python {install.version} from {install.prefix}")
+    channel = pychannel.local_channel(install, ctx.target.platform)
+    rep.done("python", f"Python {install.version} from {install.prefix}", time.monotonic() - t0)
+    return [channel.as_uri(), *opts.channels]
+
+
+def _missing_error(exc: NoSolutionError, ctx: Context) -> ResolveError:
+    for name in exc.missing:
+        rows = ctx.requirements.rows_for(name)
+        if rows:
+            row = rows[0]
+            return ResolveError(
+                f"import {row.key!r} ({row.locations[0]}) needs distribution {name!r}, "
+                "which the package index does not have",
+                hint=f"if {row.key!r} is your own code, pass --src DIR; if its distribution has "
+                f'another name, declare it in tritonpack.toml: [imports] {row.key} = "NAME"',
+                detail=exc.detail,
+            )
+        if ctx.declared.path is not None:
+            return ResolveError(
+                f"declared requirement {name!r} ({ctx.declared.path.name}) "
+                "is not on the package index",
+                hint="check its spelling and version in tritonpack.toml",
+                detail=exc.detail,
+            )
+    return exc
+
+
+@dataclass(frozen=True)
+class LockResult:
+    lock: Lockfile
+    path: Path
+    written: bool
+    reused: bool
+    context: Context
+
+
+def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> Lockfile:
+    rep = reporter or NullReporter()
+    channels = _channels(ctx, opts, rep)
+    t0 = time.monotonic()
+    rep.start("resolve", f"resolving {len(ctx.requirements.pypi)} requirements with {opts.resolver}")
+    try:
+        pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target, opts.indexes)
+    except NoSolutionError as exc:
+        raise _missing_error(exc, ctx) from exc
+    rep.done("resolve", f"{len(pins)} PyPI packages ({opts.resolver})", time.monotonic() - t0)
+    t0 = time.monotonic()
+    rep.start("solve", f"solving python {ctx.target.python}.* on {', '.join(channels)}")
+    packages = conda.solve(ctx.target, channels, ctx.requirements.conda)
+    rep.done("solve", f"{len(packages)} conda packages", time.monotonic() - t0)
+    return Lockfile(
+        inputs=lock_inputs(ctx, opts),
+        target=ctx.target.as_dict(),
+        resolver=opts.resolver,
+        conda=packages,
+        pypi=pins,
+    )
+
+
+def lock(path: Path, opts: Options, reporter: Reporter | None = None, *,
+         upgrade: bool = False) -> LockResult:
+    """Reuse ``tritonpack.lock`` when fresh, else resolve and write it."""
+    rep = reporter or NullReporter()
+    ctx = prepare(path, opts, rep)
+    if not upgrade and ctx.lock_path.is_file():
+        try:
+            existing = read_lock(ctx.lock_path)
+        except LockError as exc:
+            rep.note(f"{exc.message}: re-locking")
+        else:
+            if existing.inputs == lock_inputs(ctx, opts):
+                rep.done("lock", f"{LOCK_NAME} is fresh", 0.0)
+                return LockResult(existing, ctx.lock_path, written=False, reused=True, context=ctx)
+    new = make_lock(ctx, opts, rep)
+    written = write_lock(ctx.lock_path, new)
+    rep.done("lock", f"{'wrote' if written else 'unchanged'} {ctx.lock_path.name}", 0.0)
+    return LockResult(new, ctx.lock_path, written=written, reused=False, context=ctx)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    path: Path
+    fresh: bool
+    problems: tuple[str, ...]
+
+
+def check_lock(path: Path, opts: Options, reporter: Reporter | None = None) -> CheckResult:
+    """Is the lock fresh for the model as it is now? No network, no build."""
+    ctx = prepare(path, opts, reporter)
+    existing = read_lock(ctx.lock_path)
+    diff = changes(existing.inputs, lock_inputs(ctx, opts))
+    return CheckResult(ctx.lock_path, not diff, tuple(diff))

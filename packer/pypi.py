@@ -1,0 +1,196 @@
+"""PyPI resolvers behind one small interface: uv (default) and pip-tools.
+
+Both turn requirement lines into a pip-tools-style requirements file with
+``--hash`` lines for the target Python and platform. tritonpack parses that
+file into pins; the lock stores the pins, and can export the file again.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from packaging.utils import canonicalize_name
+
+from . import proc
+from .cache import cache_dir
+from .errors import ProcessError, ResolveError
+from .target import Target
+
+DEFAULT_INDEX = "https://pypi.org/simple"
+
+
+@dataclass(frozen=True)
+class Indexes:
+    index_url: str = DEFAULT_INDEX
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+
+    def args(self) -> list[str]:
+        out = ["--index-url", self.index_url]
+        for url in self.extra_index_urls:
+            out += ["--extra-index-url", url]
+        for link in self.find_links:
+            out += ["--find-links", link]
+        return out
+
+    def as_dict(self) -> dict[str, object]:
+        return {"index_url": self.index_url, "extra_index_urls": list(self.extra_index_urls),
+                "find_links": list(self.find_links)}
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str
+    version: str
+    hashes: tuple[str, ...] = field(default=())
+
+    def line(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+class Resolver(Protocol):
+    name: str
+
+    def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes) -> str:
+        """A requirements file with hashes, resolved for ``target``."""
+        ...
+
+
+_MISSING = [
+    re.compile(r"Because (?:there is no version of )?([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])? was not found"),
+    re.compile(r"Because there is no version of ([A-Za-z0-9_.\-]+)"),
+    re.compile(r"No matching distribution found for ([A-Za-z0-9_.\-]+)"),
+    re.compile(r"Could not find a version that (?:satisfies|matches) the requirement ([A-Za-z0-9_.\-]+)"),
+    re.compile(r"([A-Za-z0-9_.\-]+) was not found in the package registry"),
+]
+_UNREACHABLE = re.compile(
+    r"(Failed to fetch|error sending request|Connection refused|connection error|"
+    r"Could not connect|Failed to establish a new connection|Name or service not known|dns error)",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class ResolveFailure:
+    """What a failed resolution was about, read from the resolver's output."""
+
+    missing: tuple[str, ...]
+    unreachable: bool
+    output: str
+
+
+def diagnose(output: str) -> ResolveFailure:
+    missing: list[str] = []
+    for pattern in _MISSING:
+        missing += [canonicalize_name(m) for m in pattern.findall(output)]
+    unreachable = bool(_UNREACHABLE.search(output)) and not missing
+    return ResolveFailure(tuple(dict.fromkeys(missing)), unreachable, output)
+
+
+class UvResolver:
+    """uv resolves for a Python version and platform it does not need to have installed."""
+
+    name = "uv"
+
+    def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes) -> str:
+        with tempfile.TemporaryDirectory(prefix="tritonpack-uv-") as tmp:
+            req_in = Path(tmp) / "requirements.in"
+            out = Path(tmp) / "requirements.txt"
+            req_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
+            argv = [
+                sys.executable, "-m", "uv", "pip", "compile", req_in, "-o", out, "--quiet",
+                "--no-config", "--generate-hashes", "--no-header", "--no-annotate",
+                "--python-version", target.python, "--python-platform", target.pypi_platform,
+                "--only-binary", ":all:",
+                "--cache-dir", cache_dir("uv"), *indexes.args(),
+            ]
+            proc.run(argv, timeout=900)
+            return out.read_text(encoding="utf-8")
+
+
+class PipToolsResolver:
+    """pip-compile resolves for the interpreter it runs on: that must be the target's Python."""
+
+    name = "pip-tools"
+
+    def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes) -> str:
+        here = f"{sys.version_info.major}.{sys.version_info.minor}"
+        if here != target.python:
+            raise ResolveError(
+                f"--resolver pip-tools resolves for the Python it runs on ({here}), "
+                f"but the target needs {target.python}",
+                hint=f"use --resolver uv, or run tritonpack under Python {target.python}",
+            )
+        with tempfile.TemporaryDirectory(prefix="tritonpack-piptools-") as tmp:
+            req_in = Path(tmp) / "requirements.in"
+            out = Path(tmp) / "requirements.txt"
+            req_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
+            argv = [
+                sys.executable, "-m", "piptools", "compile", req_in, "--output-file", out,
+                "--quiet", "--generate-hashes", "--no-header", "--no-annotate",
+                "--no-emit-index-url", "--strip-extras", "--cache-dir", cache_dir("pip-tools"),
+                "--pip-args", "--only-binary=:all: --no-cache-dir", *indexes.args(),
+            ]
+            proc.run(argv, timeout=1800)
+            return out.read_text(encoding="utf-8")
+
+
+RESOLVERS: dict[str, type[UvResolver] | type[PipToolsResolver]] = {
+    "uv": UvResolver,
+    "pip-tools": PipToolsResolver,
+}
+
+
+def parse_requirements(text: str) -> tuple[Pin, ...]:
+    """Pins from a hashed requirements file (``name==version \\ --hash=...``)."""
+    joined = re.sub(r"\\\s*\n", " ", text)
+    pins: list[Pin] = []
+    for raw in joined.splitlines():
+        line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("--hash") else raw
+        if not line or line.startswith("-"):
+            continue
+        parts = line.split()
+        spec = parts[0].split(";")[0]
+        if "==" not in spec:
+            raise ResolveError(f"resolver output has an unpinned line: {line}")
+        name, version = spec.split("==", 1)
+        name = name.split("[")[0]
+        hashes = tuple(sorted(p.split("=", 1)[1] for p in parts[1:] if p.startswith("--hash=")))
+        pins.append(Pin(canonicalize_name(name), version, hashes))
+    return tuple(sorted(pins, key=lambda p: p.name))
+
+
+def compile_pins(
+    resolver_name: str, requirements: Sequence[str], target: Target, indexes: Indexes
+) -> tuple[Pin, ...]:
+    resolver = RESOLVERS[resolver_name]()
+    try:
+        text = resolver.compile(requirements, target, indexes)
+    except ProcessError as exc:
+        raise _failure_error(diagnose(exc.output), indexes, exc) from exc
+    return parse_requirements(text)
+
+
+def _failure_error(failure: ResolveFailure, indexes: Indexes, exc: ProcessError) -> ResolveError:
+    if failure.unreachable:
+        return ResolveError(
+            f"the package index {indexes.index_url} is unreachable",
+            hint="check --index-url and the network; tritonpack resolves against a live index",
+            detail=exc.detail,
+        )
+    return NoSolutionError(failure.missing, detail=exc.detail)
+
+
+class NoSolutionError(ResolveError):
+    """The resolver found no solution; ``missing`` names distributions the index lacks."""
+
+    def __init__(self, missing: tuple[str, ...], *, detail: str | None = None):
+        what = f": {', '.join(missing)} not found on the index" if missing else ""
+        super().__init__(f"the PyPI resolver found no solution{what}", detail=detail)
+        self.missing = missing

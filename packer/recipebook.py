@@ -1,0 +1,65 @@
+"""Recipes are data shipped inside the wheel (``packer.recipes``); a user dir may add to them."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import TargetError
+
+NAMES = ("triton.toml", "imports.toml", "torch.toml", "stdlib.toml")
+
+
+def _load_builtin(name: str) -> dict[str, Any]:
+    text = resources.files("packer.recipes").joinpath(name).read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Recipes:
+    """All recipe tables, built-in ones merged with a user's recipe dir (user wins)."""
+
+    triton: dict[str, Any]
+    imports: dict[str, str]
+    torch: dict[str, Any]
+    stdlib: dict[str, frozenset[str]]
+    user_dir: Path | None = None
+    sources: tuple[str, ...] = field(default=())
+
+
+def load(user_dir: Path | None = None) -> Recipes:
+    tables = {name: _load_builtin(name) for name in NAMES}
+    sources = ["builtin"]
+    if user_dir is not None:
+        if not user_dir.is_dir():
+            raise TargetError(f"recipe dir {user_dir} does not exist")
+        for name in NAMES:
+            path = user_dir / name
+            if path.is_file():
+                try:
+                    extra = tomllib.loads(path.read_text(encoding="utf-8"))
+                except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                    raise TargetError(f"{path}: not valid TOML: {exc}") from exc
+                tables[name] = _merge(tables[name], extra)
+                sources.append(str(path))
+    return Recipes(
+        triton=tables["triton.toml"],
+        imports=dict(tables["imports.toml"].get("imports", {})),
+        torch=tables["torch.toml"],
+        stdlib={v: frozenset(t["modules"]) for v, t in tables["stdlib.toml"].items()},
+        user_dir=user_dir,
+        sources=tuple(sources),
+    )

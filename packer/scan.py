@@ -1,0 +1,369 @@
+"""AST import scan: what model.py and the user's own modules import. Never imports or runs them.
+
+Local modules are searched where the Python backend puts them on ``sys.path``
+(``<model>/<version>`` and ``<model>``) and in ``--src`` roots; every local module
+found is scanned in turn. Each import is classified for the *target* Python.
+"""
+
+from __future__ import annotations
+
+import ast
+import tokenize
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from .errors import ScanError
+
+BACKEND_MODULES = frozenset({"triton_python_backend_utils", "c_python_backend_utils"})
+_IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
+
+
+class Kind(StrEnum):
+    STDLIB = "stdlib"
+    BACKEND = "backend"
+    LOCAL = "local"
+    THIRD_PARTY = "third-party"
+
+
+@dataclass(frozen=True)
+class ImportUse:
+    """One import statement (or literal dynamic import) at one place."""
+
+    module: str  # dotted name as imported
+    kind: Kind
+    file: str  # display path
+    line: int
+    optional: bool = False  # guarded by try/except ImportError
+    lazy: bool = False  # inside a function or method
+    dynamic: bool = False  # importlib.import_module / __import__ with a literal
+
+    @property
+    def top(self) -> str:
+        return self.module.split(".")[0]
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class LocalModule:
+    """A user module the model imports: inside the model dir, or under a --src root."""
+
+    name: str  # dotted module name
+    path: Path  # the .py file (a package's __init__.py)
+    root: Path  # the sys.path entry it was found under
+    in_model_dir: bool
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    model_dir: Path
+    python: str
+    uses: tuple[ImportUse, ...]
+    local: tuple[LocalModule, ...]
+    files: tuple[str, ...] = field(default=())
+
+    def of_kind(self, kind: Kind) -> tuple[ImportUse, ...]:
+        return tuple(u for u in self.uses if u.kind is kind)
+
+    def bundled(self) -> tuple[LocalModule, ...]:
+        """User modules from outside the model dir: these go into the environment."""
+        return tuple(m for m in self.local if not m.in_model_dir)
+
+    def local_tops(self) -> frozenset[str]:
+        return frozenset(m.name.split(".")[0] for m in self.local)
+
+
+def _display(path: Path, model_dir: Path) -> str:
+    try:
+        return str(path.relative_to(model_dir))
+    except ValueError:
+        return str(path)
+
+
+def parse_source(path: Path, shown: str) -> ast.Module:
+    try:
+        raw = path.read_bytes()
+    except PermissionError as exc:
+        raise ScanError(f"{shown}: permission denied") from exc
+    except OSError as exc:
+        raise ScanError(f"{shown}: cannot read: {exc.strerror}") from exc
+    try:
+        encoding, _ = tokenize.detect_encoding(iter(raw.splitlines(keepends=True)).__next__)
+        raw.decode(encoding)
+    except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
+        raise ScanError(
+            f"{shown}: not valid UTF-8 source",
+            hint="save the file as UTF-8, or declare its encoding (# -*- coding: latin-1 -*-)",
+        ) from exc
+    try:
+        return ast.parse(raw, filename=shown)
+    except SyntaxError as exc:
+        raise ScanError(
+            f"{shown}:{exc.lineno}: syntax error: {exc.msg}",
+            hint="tritonpack reads your code without running it; it must parse as Python",
+        ) from exc
+    except ValueError as exc:  # null bytes
+        raise ScanError(f"{shown}: not Python source: {exc}") from exc
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    if isinstance(test, ast.Name):
+        return test.id == "TYPE_CHECKING"
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+
+
+def _guards_import_error(node: ast.Try) -> bool:
+    for handler in node.handlers:
+        if handler.type is None:
+            return True
+        types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+        for t in types:
+            name = t.id if isinstance(t, ast.Name) else t.attr if isinstance(t, ast.Attribute) else ""
+            if name in _IMPORT_ERRORS:
+                return True
+    return False
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """An import before classification: absolute name, or relative with its level."""
+
+    module: str
+    level: int
+    names: tuple[str, ...]  # for `from X import a, b`: candidate submodules
+    line: int
+    optional: bool
+    lazy: bool
+    dynamic: bool
+
+
+class _Collector(ast.NodeVisitor):
+    def __init__(self) -> None:
+        self.found: list[_Raw] = []
+        self._optional = 0
+        self._lazy = 0
+
+    def _add(self, module: str, level: int, names: tuple[str, ...], line: int, dyn: bool) -> None:
+        self.found.append(
+            _Raw(module, level, names, line, self._optional > 0, self._lazy > 0, dyn)
+        )
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._add(alias.name, 0, (), node.lineno, False)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        names = tuple(a.name for a in node.names if a.name != "*")
+        star = any(a.name == "*" for a in node.names)
+        self._add(node.module or "", node.level, ("*",) if star else names, node.lineno, False)
+
+    def visit_Try(self, node: ast.Try) -> None:
+        guarded = _guards_import_error(node)
+        self._optional += guarded
+        for stmt in node.body:
+            self.visit(stmt)
+        self._optional -= guarded
+        for part in (node.handlers, node.orelse, node.finalbody):
+            for stmt in part:
+                self.visit(stmt)
+
+    visit_TryStar = visit_Try  # type: ignore[assignment]
+
+    def visit_If(self, node: ast.If) -> None:
+        if _is_type_checking(node.test):
+            for stmt in node.orelse:
+                self.visit(stmt)
+            return
+        self.generic_visit(node)
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        self._lazy += 1
+        self.generic_visit(node)
+        self._lazy -= 1
+
+    visit_FunctionDef = _function
+    visit_AsyncFunctionDef = _function
+    visit_Lambda = _function
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(
+            func, ast.Attribute
+        ) else ""
+        if name in ("import_module", "__import__") and node.args:
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value:
+                literal = arg.value
+                level = len(literal) - len(literal.lstrip("."))
+                self._add(literal.lstrip("."), level, (), node.lineno, True)
+        self.generic_visit(node)
+
+
+@dataclass
+class _Found:
+    path: Path
+    root: Path
+    is_package: bool
+
+
+class Scanner:
+    """Follows model.py through the user's own modules; classifies every import."""
+
+    def __init__(self, model_dir: Path, version_dir: Path, src: tuple[Path, ...],
+                 stdlib: frozenset[str], python: str):
+        self.model_dir = model_dir
+        self.roots = (version_dir, model_dir, *src)
+        self.stdlib = stdlib
+        self.python = python
+        self.uses: list[ImportUse] = []
+        self.local: dict[str, LocalModule] = {}
+        self._queue: deque[tuple[str, Path, Path]] = deque()
+        self._seen: set[Path] = set()
+
+    def _find(self, dotted: str, roots: tuple[Path, ...] | None = None) -> _Found | None:
+        parts = dotted.split(".")
+        for root in roots or self.roots:
+            base = root.joinpath(*parts)
+            init = base / "__init__.py"
+            if init.is_file():
+                return _Found(init, root, True)
+            mod = base.with_name(base.name + ".py")
+            if mod.is_file():
+                return _Found(mod, root, False)
+            if base.is_dir() and not base.is_symlink() and any(base.glob("*.py")):
+                return _Found(base, root, True)  # namespace package
+        return None
+
+    def _enqueue(self, dotted: str, found: _Found) -> None:
+        if dotted in self.local:
+            return
+        in_model = found.root in (self.roots[0], self.roots[1])
+        self.local[dotted] = LocalModule(dotted, found.path, found.root, in_model)
+        if found.path.is_file():
+            self._queue.append((dotted, found.path, found.root))
+
+    def _local_chain(self, dotted: str, root: Path | None = None) -> bool:
+        """Register a local module and its parent packages; False if the top isn't local."""
+        parts = dotted.split(".")
+        roots = (root,) if root is not None else None
+        top = self._find(parts[0], roots)
+        if top is None:
+            return False
+        roots = (top.root,)
+        for i in range(1, len(parts) + 1):
+            name = ".".join(parts[:i])
+            found = self._find(name, roots)
+            if found is None:
+                break
+            self._enqueue(name, found)
+        return True
+
+    def _classify(self, top: str) -> Kind:
+        if top in BACKEND_MODULES:
+            return Kind.BACKEND
+        if top in self.stdlib:
+            return Kind.STDLIB
+        if self._find(top) is not None:
+            return Kind.LOCAL
+        return Kind.THIRD_PARTY
+
+    def _absolute(self, raw: _Raw, current: str, is_pkg: bool) -> str:
+        if raw.level == 0:
+            return raw.module
+        package = current.split(".") if is_pkg else current.split(".")[:-1]
+        if raw.level > 1:
+            package = package[: len(package) - (raw.level - 1)]
+        return ".".join([*package, raw.module] if raw.module else package)
+
+    def scan_file(self, dotted: str, path: Path, root: Path) -> None:
+        if path in self._seen:
+            return
+        self._seen.add(path)
+        shown = _display(path, self.model_dir)
+        collector = _Collector()
+        collector.visit(parse_source(path, shown))
+        is_pkg = path.name == "__init__.py"
+        for raw in collector.found:
+            module = self._absolute(raw, dotted, is_pkg) if raw.level else raw.module
+            if raw.level and not module:
+                module = ""
+            if raw.level:
+                self._relative(raw, module, root, shown)
+                continue
+            kind = self._classify(module.split(".")[0])
+            self.uses.append(ImportUse(module, kind, shown, raw.line, raw.optional, raw.lazy,
+                                       raw.dynamic))
+            if kind is Kind.LOCAL:
+                self._local_chain(module)
+                self._submodules(module, raw.names)
+
+    def _relative(self, raw: _Raw, module: str, root: Path, shown: str) -> None:
+        """A relative import always names the user's own code."""
+        targets = [module] if module else []
+        if not module or raw.names:
+            targets += [f"{module}.{n}" if module else n for n in raw.names if n != "*"]
+        for target in targets:
+            if self._find(target, (root,)) is not None:
+                self._local_chain(target, root)
+        name = module or ".".join(raw.names)
+        self.uses.append(ImportUse("." * raw.level + name if not module else module, Kind.LOCAL,
+                                   shown, raw.line, raw.optional, raw.lazy, raw.dynamic))
+        if module:
+            self._submodules(module, raw.names, root)
+
+    def _submodules(self, module: str, names: tuple[str, ...], root: Path | None = None) -> None:
+        """`from pkg import sub` follows pkg/sub.py; `from pkg import *` follows __all__."""
+        found = self._find(module, (root,) if root else None)
+        if found is None or not found.is_package:
+            return
+        if names == ("*",):
+            names = _literal_all(found.path) if found.path.is_file() else ()
+        for name in names:
+            sub = f"{module}.{name}"
+            if self._find(sub, (found.root,)) is not None:
+                self._local_chain(sub, found.root)
+
+    def run(self, model_py: Path) -> ImportReport:
+        self._queue.append(("model", model_py, self.roots[0]))
+        while self._queue:
+            self.scan_file(*self._queue.popleft())
+        files = tuple(sorted(_display(p, self.model_dir) for p in self._seen))
+        local = tuple(sorted(self.local.values(), key=lambda m: m.name))
+        return ImportReport(self.model_dir, self.python, tuple(self.uses), local, files)
+
+
+def _literal_all(init: Path) -> tuple[str, ...]:
+    try:
+        tree = ast.parse(init.read_bytes())
+    except (SyntaxError, ValueError, OSError):
+        return ()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ) and isinstance(node.value, ast.List | ast.Tuple):
+            return tuple(
+                e.value for e in node.value.elts
+                if isinstance(e, ast.Constant) and isinstance(e.value, str)
+            )
+    return ()
+
+
+def scan(
+    model_dir: Path,
+    version_dir: Path,
+    model_py: Path,
+    *,
+    python: str,
+    stdlib: frozenset[str],
+    src: tuple[Path, ...] = (),
+) -> ImportReport:
+    """Scan ``model_py`` and every local module it reaches."""
+    for root in src:
+        if not root.is_dir():
+            raise ScanError(f"--src {root}: no such directory")
+    roots = tuple(r.resolve() for r in src)
+    return Scanner(model_dir, version_dir, roots, stdlib, python).run(model_py)
