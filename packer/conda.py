@@ -143,11 +143,11 @@ def solve(target: Target, channels: Sequence[str], specs: Sequence[str]) -> tupl
 
 
 def _record(pkg: CondaPackage) -> Any:
-    from rattler import NoArchType, PackageRecord, RepoDataRecord
+    from rattler import BuildString, NoArchType, PackageRecord, RepoDataRecord
 
     noarch = NoArchType(pkg.noarch) if pkg.noarch else NoArchType(None)
     record = PackageRecord(
-        name=pkg.name, version=pkg.version, build=pkg.build, build_number=pkg.build_number,
+        name=pkg.name, version=pkg.version, build=BuildString(pkg.build), build_number=pkg.build_number,
         subdir=pkg.subdir, noarch=noarch, depends=list(pkg.depends),
         constrains=list(pkg.constrains), sha256=bytes.fromhex(pkg.sha256),
         md5=bytes.fromhex(pkg.md5) if pkg.md5 else None, size=pkg.size or None,

@@ -6,6 +6,7 @@ parses options, calls these and renders what they return.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +14,13 @@ from typing import Any
 
 from . import conda, pychannel
 from .declared import Declared, load_declared
+from .env import build
 from .errors import LockError, ResolveError
 from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
 from .model import ModelDir, open_model
+from .pack import DEFAULT_LEVEL, EnvArchive, output_path
+from .pack import pack as pack_env
+from .patch import PatchResult, env_value, patch_config
 from .progress import NullReporter, Reporter
 from .pypi import Indexes, NoSolutionError, compile_pins
 from .recipebook import Recipes, load
@@ -198,3 +203,61 @@ def check_lock(path: Path, opts: Options, reporter: Reporter | None = None) -> C
     existing = read_lock(ctx.lock_path)
     diff = changes(existing.inputs, lock_inputs(ctx, opts))
     return CheckResult(ctx.lock_path, not diff, tuple(diff))
+
+
+@dataclass(frozen=True)
+class PackResult:
+    """What ``tritonpack MODEL_DIR`` did."""
+
+    context: Context
+    lock: LockResult
+    archive: EnvArchive
+    config: PatchResult
+    bundled: tuple[str, ...]
+    skipped: tuple[str, ...]
+    seconds: float
+
+
+def frozen_lock(ctx: Context, opts: Options) -> LockResult:
+    """``--frozen``: use the lock as it is; refuse when missing or stale."""
+    existing = read_lock(ctx.lock_path)
+    diff = changes(existing.inputs, lock_inputs(ctx, opts))
+    if diff:
+        raise LockError(
+            f"{ctx.lock_path.name} is stale (--frozen): " + "; ".join(diff),
+            hint="run tritonpack lock and commit the new lock",
+        )
+    return LockResult(existing, ctx.lock_path, written=False, reused=True, context=ctx)
+
+
+def package(
+    path: Path,
+    opts: Options,
+    reporter: Reporter | None = None,
+    *,
+    frozen: bool = False,
+    fmt: str = "tar.gz",
+    output: str | None = None,
+    level: int = DEFAULT_LEVEL,
+) -> PackResult:
+    """scan -> lock (reuse when fresh) -> build -> pack -> patch config.pbtxt."""
+    rep = reporter or NullReporter()
+    t0 = time.monotonic()
+    if frozen:
+        ctx = prepare(path, opts, rep)
+        locked = frozen_lock(ctx, opts)
+    else:
+        locked = lock(path, opts, rep)
+        ctx = locked.context
+    dest = output_path(ctx.model.path, output, fmt)
+    prefix = build(locked.lock, ctx.report, rep)
+    try:
+        archive = pack_env(prefix, dest, fmt, level=level, reporter=rep)
+    finally:
+        shutil.rmtree(prefix.path.parent, ignore_errors=True)
+    rel = dest.relative_to(ctx.model.path).as_posix()
+    patched = patch_config(ctx.model.config_path, env_value(rel))
+    rep.done("config", f"EXECUTION_ENV_PATH = {patched.value}"
+             + ("" if patched.changed else " (unchanged)"), 0.0)
+    return PackResult(ctx, locked, archive, patched, prefix.bundled, prefix.skipped,
+                      time.monotonic() - t0)

@@ -30,7 +30,7 @@ from . import proc
 from .cache import cache_dir
 from .errors import BuildError, ProcessError, TargetError
 
-FORMAT = 1  # bump when the package layout changes: invalidates cached channels
+FORMAT = 2  # bump when the package layout changes: invalidates cached channels
 BUILD = f"tritonpack_{FORMAT}"
 _ELF = b"\x7fELF"
 _VERSION_RE = re.compile(rb'#define\s+PY_VERSION\s+"([0-9]+\.[0-9]+\.[0-9]+)[^"]*"')
@@ -198,7 +198,12 @@ def _tar_bz2(dest: Path, root: Path, info: dict[str, bytes]) -> None:
 
 
 def _info(index: dict[str, object], entries: list[dict[str, object]]) -> dict[str, bytes]:
+    extra = {}
+    if index.get("noarch") == "python":  # conda-pack reads the noarch type from link.json
+        link = {"noarch": {"type": "python"}, "package_metadata_version": 1}
+        extra["link.json"] = json.dumps(link, indent=2).encode()
     return {
+        **extra,
         "index.json": json.dumps(index, indent=2, sort_keys=True).encode(),
         "paths.json": json.dumps({"paths": entries, "paths_version": 1}, indent=2).encode(),
         "files": "".join(f"{e['_path']}\n" for e in entries).encode(),

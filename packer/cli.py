@@ -1,0 +1,222 @@
+"""The command line: parse options, call the pipeline, render the result, map errors to exit codes.
+
+No orchestration lives here: every command is a call into ``packer.pipeline``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__, render
+from .errors import ExitCode, TritonPackError
+from .lock import read_lock
+from .options import lock_options, make_options, model_dir, output_options, source_options, \
+    target_options
+from .pack import DEFAULT_LEVEL, FORMATS
+from .pipeline import check_lock, lock, package, prepare
+from .recipebook import load
+from .target import releases
+
+MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript model.pt.
+
+\b
+  tritonpack models/my_model/            scan, lock, build, pack, point config.pbtxt at it
+  tritonpack scan models/my_model/       what model.py imports, and what provides it
+  tritonpack lock models/my_model/       pin it all with hashes in tritonpack.lock
+  tritonpack lock --check models/my_model/   exit 1 if the lock is stale (CI)
+  tritonpack targets                     the Triton releases tritonpack knows
+
+Run `tritonpack COMMAND --help` for each command's options.
+"""
+
+
+class DefaultGroup(click.Group):
+    """`tritonpack MODEL_DIR ...` means `tritonpack pack MODEL_DIR ...`."""
+
+    default_command = "pack"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+def _run(kw: dict[str, Any], command: str, action: Callable[[render.CliReporter], Any],
+         text: Callable[[Any], str], payload: Callable[[Any], dict[str, Any]],
+         exit_code: Callable[[Any], int] | None = None) -> None:
+    """Call ``action``, render its result, turn errors into one message and an exit code."""
+    verbose = bool(kw.get("verbose"))
+    as_json = bool(kw.get("as_json"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(name)s: %(message)s")
+    reporter = render.CliReporter(quiet=bool(kw.get("quiet")) or as_json)
+    try:
+        result = action(reporter)
+    except TritonPackError as exc:
+        _fail(exc, verbose, as_json, command)
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing in the model directory was changed", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:  # a bug in tritonpack: say so, trace only on request
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"error: internal error: {exc!r}", err=True)
+        click.echo("hint: this is a bug in tritonpack; run with --verbose for the traceback",
+                   err=True)
+        sys.exit(70)
+    if as_json:
+        render.emit_json(command, payload(result))
+    else:
+        click.echo(text(result))
+    if exit_code is not None:
+        sys.exit(exit_code(result))
+
+
+def _fail(exc: TritonPackError, verbose: bool, as_json: bool, command: str) -> None:
+    if as_json:
+        render.emit_json(command, {"error": {"message": exc.message, "hint": exc.hint,
+                                             "exit_code": int(exc.exit_code)}})
+    click.echo(f"error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+    if verbose and exc.detail:
+        click.echo(exc.detail.rstrip(), err=True)
+    elif exc.detail:
+        click.echo("(run with --verbose for the underlying output)", err=True)
+    sys.exit(int(exc.exit_code))
+
+
+@click.group(cls=DefaultGroup, help=MAIN_HELP, context_settings={"max_content_width": 100})
+@click.version_option(__version__, prog_name="tritonpack")
+def main() -> None:
+    pass
+
+
+@main.command("pack")
+@model_dir
+@target_options
+@source_options
+@lock_options
+@click.option("--frozen", is_flag=True,
+              help="Use tritonpack.lock as it is: fail if it is missing or stale (CI, releases).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="tar.gz", show_default=True,
+              help="tar.gz: an archive Triton unpacks at start; dir: the environment unpacked "
+              "(no extraction at start; for images).")
+@click.option("--output", metavar="NAME",
+              help="Archive or directory name inside the model dir "
+              "(default: tritonpack-env.tar.gz, or tritonpack-env/ with --format dir).")
+@click.option("--compress-level", type=click.IntRange(1, 9), default=DEFAULT_LEVEL,
+              show_default=True, help="gzip level of the archive.")
+@output_options
+def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compress_level: int,
+             **kw: Any) -> None:
+    """Scan, lock, build, pack and point config.pbtxt at the environment (the default command).
+
+    \b
+      tritonpack models/my_model/
+      tritonpack models/my_model/ --triton 24.08
+      tritonpack models/my_model/ --src ../shared_src --format dir
+      tritonpack models/my_model/ --frozen          # release pipelines: never re-lock
+
+    Nothing in MODEL_DIR changes until the environment is complete; the archive and
+    config.pbtxt are replaced atomically.
+    """
+    opts = make_options(kw)
+    _run(kw, "pack",
+         lambda rep: package(model_dir, opts, rep, frozen=frozen, fmt=fmt, output=output,
+                             level=compress_level),
+         render.pack_text, render.pack_payload)
+
+
+@main.command("scan")
+@model_dir
+@target_options
+@source_options
+@output_options
+def scan_cmd(model_dir: Path, **kw: Any) -> None:
+    """Show what model.py imports (read, never run) and which distribution provides each.
+
+    \b
+      tritonpack scan models/my_model/
+      tritonpack scan models/my_model/ --src ../shared_src --json
+
+    Kinds: stdlib (of the target's Python), backend (provided by Triton), local (your own
+    code: found in the model dir or a --src root), third-party (to install).
+    """
+    opts = make_options(kw)
+    _run(kw, "scan", lambda rep: prepare(model_dir, opts, rep), render.scan_text,
+         render.scan_payload)
+
+
+@main.command("lock")
+@model_dir
+@target_options
+@source_options
+@lock_options
+@click.option("--check", is_flag=True,
+              help="Do not lock: exit 0 if tritonpack.lock is fresh, 1 naming what changed.")
+@click.option("--upgrade", is_flag=True, help="Re-resolve even if the lock is fresh.")
+@output_options
+def lock_cmd(model_dir: Path, check: bool, upgrade: bool, **kw: Any) -> None:
+    """Pin every conda and PyPI package with hashes in MODEL_DIR/tritonpack.lock.
+
+    \b
+      tritonpack lock models/my_model/ --triton 24.08
+      tritonpack lock --check models/my_model/      # CI: is the lock stale?
+      tritonpack lock models/my_model/ --python-from auto   # no conda channel here
+
+    Re-locking with unchanged inputs changes nothing on disk.
+    """
+    opts = make_options(kw)
+    if check:
+        _run(kw, "lock-check", lambda rep: check_lock(model_dir, opts, rep), render.check_text,
+             render.check_payload, exit_code=lambda res: 0 if res.fresh else 1)
+        return
+    _run(kw, "lock", lambda rep: lock(model_dir, opts, rep, upgrade=upgrade), render.lock_text,
+         render.lock_payload)
+
+
+@main.command("export")
+@model_dir
+@output_options
+def export_cmd(model_dir: Path, **kw: Any) -> None:
+    """Print the lock's PyPI part as a requirements file with --hash lines (pip-tools style).
+
+    \b
+      tritonpack export models/my_model/ > requirements.txt
+      pip install --require-hashes --no-deps -r requirements.txt
+    """
+    _run(kw, "export", lambda rep: read_lock(Path(model_dir) / "tritonpack.lock"),
+         lambda lk: lk.requirements_txt().rstrip("\n"),
+         lambda lk: {"requirements": lk.requirements_txt()})
+
+
+@main.command("targets")
+@click.option("--recipes", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
+              help="A recipe dir of your own that adds releases.")
+@output_options
+def targets_cmd(recipes: Path | None, **kw: Any) -> None:
+    """List the Triton releases tritonpack can target, with their Python and CUDA."""
+
+    def rows(rep: Any) -> list[dict[str, Any]]:
+        book = load(recipes)
+        return [{"release": r, **book.triton[r]} for r in releases(book)]
+
+    def text(items: list[dict[str, Any]]) -> str:
+        lines = ["RELEASE  PYTHON  CUDA     NUMPY  OS"]
+        lines += [f"{i['release']:<8} {i['python']:<7} {i['cuda']:<8} {i['numpy'] or '-':<6} "
+                  f"{i['os']}" for i in items]
+        return "\n".join(lines)
+
+    _run(kw, "targets", rows, text, lambda items: {"targets": items})
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    main.main(args=list(argv) if argv is not None else None, prog_name="tritonpack")

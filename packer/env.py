@@ -1,0 +1,170 @@
+"""Build the environment: conda prefix from the lock, PyPI pins with hashes, bundled user modules.
+
+Everything happens in a temporary prefix outside the model directory; the model
+directory is only touched once the archive is complete (pack.py).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import conda, proc
+from .cache import cache_dir
+from .errors import BuildError, ProcessError
+from .lock import Lockfile
+from .progress import NullReporter, Reporter
+from .scan import ImportReport, LocalModule
+from .target import host_platform
+
+# Never bundled from a user's source tree: secrets and junk.
+SKIP_PATTERNS = (
+    ".git", ".hg", ".svn", ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*",
+    "id_ed25519*", ".netrc", ".pypirc", "credentials", "credentials.json", "*.credentials",
+    ".aws", ".ssh", "__pycache__", "*.pyc", ".DS_Store", ".pytest_cache", ".mypy_cache",
+)
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """A built environment on disk, ready for conda-pack."""
+
+    path: Path
+    python: str  # X.Y
+    conda_packages: int
+    pypi_packages: int
+    bundled: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+    @property
+    def site_packages(self) -> Path:
+        return self.path / "lib" / f"python{self.python}" / "site-packages"
+
+
+def new_build_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir("tmp")))
+
+
+def _pypi_install(lock: Lockfile, prefix: Path, python: str) -> None:
+    if not lock.pypi:
+        return
+    req = prefix.parent / "requirements.txt"
+    req.write_text(lock.requirements_txt(), encoding="utf-8")
+    indexes = lock.inputs.get("indexes", {})
+    argv: list[str | Path] = [
+        sys.executable, "-m", "uv", "pip", "install", "--no-config", "--quiet",
+        "--python", prefix / "bin" / f"python{python}", "--require-hashes", "--no-deps",
+        "--only-binary", ":all:", "--link-mode", "copy", "--cache-dir", cache_dir("uv"),
+        "--index-url", str(indexes.get("index_url", "https://pypi.org/simple")),
+        "-r", req,
+    ]
+    for url in indexes.get("extra_index_urls", []):
+        argv += ["--extra-index-url", str(url)]
+    for link in indexes.get("find_links", []):
+        argv += ["--find-links", str(link)]
+    try:
+        proc.run(argv, timeout=3600)
+    except ProcessError as exc:
+        if "hash mismatch" in exc.output.lower():
+            line = next(
+                (ln.strip() for ln in exc.output.splitlines() if "mismatch" in ln.lower()), ""
+            )
+            raise BuildError(
+                f"hash mismatch installing the locked PyPI packages: {line}",
+                hint="the file on the index differs from the one locked; re-lock only if you "
+                "trust the new file (tritonpack lock --upgrade)",
+                detail=exc.detail,
+            ) from exc
+        raise BuildError("installing the locked PyPI packages failed", detail=exc.detail) from exc
+
+
+def _skip(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pat) for pat in SKIP_PATTERNS)
+
+
+def _copy_tree(src: Path, dest: Path, skipped: list[str], shown: str) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(src.iterdir()):
+        if _skip(entry.name):
+            skipped.append(f"{shown}/{entry.name}")
+            continue
+        if entry.is_symlink():
+            skipped.append(f"{shown}/{entry.name} (symlink)")
+        elif entry.is_dir():
+            _copy_tree(entry, dest / entry.name, skipped, f"{shown}/{entry.name}")
+        elif entry.is_file():
+            shutil.copy2(entry, dest / entry.name)
+
+
+def _owner(site: Path, top: str) -> str | None:
+    """The installed distribution providing module ``top``, if any."""
+    candidates = [site / top, site / f"{top}.py", *site.glob(f"{top}.*.so")]
+    if not any(c.exists() for c in candidates):
+        return None
+    for record in site.glob("*.dist-info/RECORD"):
+        text = record.read_text(encoding="utf-8", errors="replace")
+        if any(line.startswith((f"{top}/", f"{top}.py", f"{top}.")) for line in text.splitlines()):
+            return record.parent.name.split("-")[0]
+    return "a conda package"
+
+
+def check_shadowing(local: tuple[LocalModule, ...], site: Path) -> None:
+    for top in sorted({m.name.split(".")[0] for m in local}):
+        owner = _owner(site, top)
+        if owner:
+            mod = next(m for m in local if m.name.split(".")[0] == top)
+            raise BuildError(
+                f"your module {top!r} ({mod.path}) has the same name as a module installed by "
+                f"{owner}: the installed one would be imported at run time",
+                hint=f"rename your module {top!r} (or its package)",
+            )
+
+
+def bundle(report: ImportReport, site: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Copy user modules from --src roots into site-packages; return (bundled, skipped)."""
+    bundled: list[str] = []
+    skipped: list[str] = []
+    for top in sorted({m.name.split(".")[0] for m in report.bundled()}):
+        mod = next(m for m in report.bundled() if m.name.split(".")[0] == top)
+        src = mod.root / top
+        if src.is_dir():
+            _copy_tree(src, site / top, skipped, top)
+        else:
+            shutil.copy2(src.with_name(f"{top}.py"), site / f"{top}.py")
+        bundled.append(top)
+    return tuple(bundled), tuple(skipped)
+
+
+def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None) -> Prefix:
+    """Create the environment in a fresh temporary prefix (caller removes ``path.parent``)."""
+    rep = reporter or NullReporter()
+    plat = lock.target["platform"]
+    if plat != host_platform():
+        raise BuildError(
+            f"cannot build a {plat} environment on {host_platform()}",
+            hint="lock here, build on a machine of the target's platform",
+        )
+    python = ".".join(lock.python_version().split(".")[:2])
+    work = new_build_dir()
+    prefix = work / "env"
+    try:
+        t0 = time.monotonic()
+        rep.start("install", f"installing {len(lock.conda)} conda packages")
+        conda.install(lock.conda, prefix)
+        rep.start("install", f"installing {len(lock.pypi)} PyPI packages (hash-checked)")
+        _pypi_install(lock, prefix, python)
+        site = prefix / "lib" / f"python{python}" / "site-packages"
+        check_shadowing(report.local, site)
+        bundled, skipped = bundle(report, site)
+        (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)
+        rep.done("build", f"{len(lock.conda)} conda + {len(lock.pypi)} PyPI packages, "
+                 f"{len(bundled)} bundled modules", time.monotonic() - t0)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Prefix(prefix, python, len(lock.conda), len(lock.pypi), bundled, skipped)

@@ -1,0 +1,96 @@
+"""Click options, each defined once and shared by every command that takes it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .pipeline import Options
+from .pypi import DEFAULT_INDEX, RESOLVERS, Indexes
+from .target import PLATFORMS
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(func: F) -> F:
+        for dec in reversed(decorators):
+            func = dec(func)
+        return func
+    return apply
+
+
+model_dir = click.argument(
+    "model_dir", type=click.Path(path_type=Path, file_okay=True, dir_okay=True), metavar="MODEL_DIR"
+)
+
+target_options = _stack(
+    click.option("--triton", "triton", metavar="RELEASE",
+                 help="Triton release to target, e.g. 24.08 (default: the newest known; "
+                 "see `tritonpack targets`)."),
+    click.option("--python", "python", metavar="X.Y",
+                 help="Override the release's Python (only with a custom backend stub)."),
+    click.option("--platform", type=click.Choice(sorted(PLATFORMS)),
+                 help="Target platform (default: this machine's)."),
+    click.option("--torch", metavar="cpu|cuXYZ",
+                 help="PyTorch wheel variant (default: the release's CUDA, recipes/torch.toml)."),
+)
+
+source_options = _stack(
+    click.option("--src", "src", multiple=True, metavar="DIR",
+                 type=click.Path(path_type=Path, file_okay=False),
+                 help="A source root holding your own modules (repeatable); they are bundled."),
+    click.option("--version", "model_version", type=int, metavar="N",
+                 help="Model version dir to use (default: the highest holding model.py)."),
+    click.option("--recipes", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
+                 help="A recipe dir of your own (triton.toml, imports.toml, torch.toml) "
+                 "that adds to the built-in one."),
+)
+
+lock_options = _stack(
+    click.option("--channel", "channels", multiple=True, metavar="URL|NAME",
+                 help="Conda channel (repeatable; default conda-forge; file:// and mirrors work)."),
+    click.option("--python-from", metavar="PATH|auto",
+                 help="Make the env's Python from a shared-library CPython install "
+                 "(pyenv --enable-shared, uv python install) instead of a channel."),
+    click.option("--offline", is_flag=True,
+                 help="Never try a remote conda channel (implies --python-from auto)."),
+    click.option("--index-url", default=DEFAULT_INDEX, show_default=True, metavar="URL",
+                 help="PyPI index to resolve against."),
+    click.option("--extra-index-url", multiple=True, metavar="URL", help="Extra PyPI index."),
+    click.option("--find-links", multiple=True, metavar="DIR|URL",
+                 help="Also look for wheels here (e.g. a local wheelhouse)."),
+    click.option("--resolver", type=click.Choice(sorted(RESOLVERS)), default="uv",
+                 show_default=True, help="PyPI resolver."),
+)
+
+output_options = _stack(
+    click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON object."),
+    click.option("-v", "--verbose", is_flag=True, help="Show underlying tool output on errors."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress lines."),
+)
+
+
+def make_options(kw: dict[str, Any]) -> Options:
+    """Options from the keyword arguments the shared decorators produced."""
+    return Options(
+        triton=kw.get("triton"),
+        python=kw.get("python"),
+        platform=kw.get("platform"),
+        torch=kw.get("torch"),
+        version=kw.get("model_version"),
+        src=tuple(kw.get("src") or ()),
+        recipes=kw.get("recipes"),
+        channels=tuple(kw.get("channels") or ()),
+        python_from=kw.get("python_from"),
+        offline=bool(kw.get("offline")),
+        indexes=Indexes(
+            index_url=kw.get("index_url") or DEFAULT_INDEX,
+            extra_index_urls=tuple(kw.get("extra_index_url") or ()),
+            find_links=tuple(kw.get("find_links") or ()),
+        ),
+        resolver=kw.get("resolver") or "uv",
+    )

@@ -1,0 +1,230 @@
+"""Pack the environment: conda-pack decides what goes in; tritonpack writes it atomically.
+
+conda-pack's ``no-archive`` format writes the relocated environment as a
+directory (its file list, its prefix rewriting, its ``bin/activate``). That
+directory is the ``--format dir`` output as it is, or tritonpack writes it as
+a gzip'd tar (what Triton's libarchive reads) with sorted entries, uid/gid 0,
+no user names and a zero gzip timestamp, mode 0644, renamed into place.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from .atomic import replace_dir, temp_beside
+from .env import Prefix
+from .errors import PackError
+from .progress import NullReporter, Reporter
+
+ARCHIVE_NAME = "tritonpack-env.tar.gz"
+DIR_NAME = "tritonpack-env"
+FORMATS = ("tar.gz", "dir")
+DEFAULT_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class EnvArchive:
+    """The packed environment as written into the model directory."""
+
+    path: Path
+    format: str
+    size: int  # bytes on disk (archive) or total file bytes (dir)
+    files: int
+    sha256: str  # of the archive; "" for a directory
+    python: str
+
+
+def default_name(fmt: str) -> str:
+    return DIR_NAME if fmt == "dir" else ARCHIVE_NAME
+
+
+def output_path(model_dir: Path, name: str | None, fmt: str) -> Path:
+    """Where the environment goes: inside the model dir, so $$TRITON_MODEL_DIRECTORY reaches it."""
+    rel = Path(name or default_name(fmt))
+    dest = (model_dir / rel).resolve() if not rel.is_absolute() else rel.resolve()
+    if not dest.is_relative_to(model_dir) or dest == model_dir:
+        raise PackError(
+            f"--output {name}: must be a path inside the model directory {model_dir}",
+            hint="Triton finds the environment through $$TRITON_MODEL_DIRECTORY/<path>",
+        )
+    if fmt == "tar.gz" and not dest.name.endswith(".tar.gz"):
+        raise PackError(f"--output {name}: an archive name must end in .tar.gz",
+                        hint="Triton reads gzip'd tar only")
+    if dest.parent.is_relative_to(model_dir) and dest.parent.name.isdigit() and (
+        dest.parent.parent == model_dir
+    ):
+        raise PackError(f"--output {name}: not inside a version dir",
+                        hint="Triton would load every file there as part of the model version")
+    return dest
+
+
+def required_paths(python: str) -> tuple[str, ...]:
+    return (
+        "bin/activate",
+        "bin/python3",
+        f"lib/libpython{python}.so.1.0",
+        f"lib/python{python}/site-packages/numpy/__init__.py",
+    )
+
+
+def check_layout(root: Path, python: str) -> None:
+    """What Triton's Python backend needs at the top of an environment."""
+    missing = [p for p in required_paths(python) if not (root / p).exists()]
+    if missing:
+        raise PackError(
+            f"the environment lacks {', '.join(missing)}: Triton's Python backend needs them",
+            hint="numpy comes from the lock; bin/activate from conda-pack; python from the channel",
+        )
+
+
+def stage(prefix: Prefix, work: Path) -> Path:
+    """conda-pack the prefix into a relocated directory ``work/packed``."""
+    import conda_pack
+
+    out = work / "packed"
+    try:
+        env = conda_pack.CondaEnv.from_prefix(str(prefix.path), on_missing_cache="ignore")
+        env = env.exclude("CACHEDIR.TAG").exclude("conda-meta/history")
+        env.pack(output=str(out), format="no-archive", force=True)
+    except conda_pack.CondaPackException as exc:
+        raise PackError(f"conda-pack refused the environment: {exc}", detail=str(exc)) from exc
+    for stray in out.glob("tmp*"):  # conda-pack leaves an empty tmpXXXXXXXX file behind
+        if stray.is_file() and stray.stat().st_size == 0 and len(stray.name) == 11:
+            stray.unlink()
+    return out
+
+
+def _check_entry(root: Path, path: Path) -> None:
+    rel = path.relative_to(root).as_posix()
+    mode = path.lstat().st_mode
+    if stat.S_ISLNK(mode):
+        target = os.readlink(path)
+        resolved = PurePosixPath(rel).parent / target
+        depth = 0
+        for part in resolved.parts:
+            depth += -1 if part == ".." else (0 if part == "." else 1)
+            if depth < 0:
+                break
+        if target.startswith("/") or depth < 0:
+            raise PackError(f"unsafe entry {rel}: symlink to {target} leaves the environment",
+                            hint="Triton 26.06+ refuses such archives")
+    elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise PackError(f"unsafe entry {rel}: not a file, directory or symlink")
+
+
+def _entries(root: Path) -> list[Path]:
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        base = Path(dirpath)
+        out += [base / d for d in dirnames]
+        out += [base / f for f in sorted(filenames)]
+    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _tarinfo(root: Path, path: Path) -> tarfile.TarInfo:
+    st = path.lstat()
+    info = tarfile.TarInfo(path.relative_to(root).as_posix())
+    info.mtime = int(st.st_mtime)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if stat.S_ISLNK(st.st_mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(path)
+        info.mode = 0o777
+    elif stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+    else:
+        info.type = tarfile.REGTYPE
+        info.size = st.st_size
+        info.mode = 0o755 if st.st_mode & 0o111 else 0o644
+    return info
+
+
+class _Hashing:
+    """A write-only file object that hashes and counts what passes through."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL) -> tuple[str, int, int]:
+    """Write ``root`` as a reproducible .tar.gz at ``dest``; return (sha256, size, files)."""
+    entries = _entries(root)
+    for path in entries:
+        _check_entry(root, path)
+    with dest.open("wb") as raw:
+        hashing = _Hashing(raw)
+        with gzip.GzipFile(filename="", mode="wb", fileobj=hashing,  # type: ignore[arg-type]
+                           compresslevel=level, mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for path in entries:
+                info = _tarinfo(root, path)
+                if info.type == tarfile.REGTYPE:
+                    with path.open("rb") as fh:
+                        tar.addfile(info, fh)
+                else:
+                    tar.addfile(info)
+        raw.flush()
+        os.fsync(raw.fileno())
+    return hashing.sha.hexdigest(), hashing.size, len(entries)
+
+
+def pack(
+    prefix: Prefix,
+    dest: Path,
+    fmt: str = "tar.gz",
+    *,
+    level: int = DEFAULT_LEVEL,
+    reporter: Reporter | None = None,
+) -> EnvArchive:
+    """Pack ``prefix`` to ``dest`` (an archive or a directory), atomically."""
+    rep = reporter or NullReporter()
+    if fmt not in FORMATS:
+        raise PackError(f"unknown format {fmt!r}", hint="use tar.gz or dir")
+    t0 = time.monotonic()
+    work = prefix.path.parent
+    rep.start("pack", "conda-pack: relocating the environment")
+    staged = stage(prefix, work)
+    check_layout(staged, prefix.python)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "dir":
+        files = _entries(staged)
+        for path in files:
+            _check_entry(staged, path)
+        size = sum(p.lstat().st_size for p in files if p.is_file() and not p.is_symlink())
+        with temp_beside(dest, directory=True) as tmp:
+            tmp.rmdir()
+            shutil.copytree(staged, tmp, symlinks=True)
+            replace_dir(tmp, dest)
+        result = EnvArchive(dest, fmt, size, len(files), "", prefix.python)
+    else:
+        rep.start("pack", f"writing {dest.name}")
+        with temp_beside(dest) as tmp:
+            sha, size, count = write_targz(staged, tmp, level)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+        result = EnvArchive(dest, fmt, size, count, sha, prefix.python)
+    rep.done("pack", f"{result.files} files, {result.size / 1e6:.1f} MB -> {dest.name}",
+             time.monotonic() - t0)
+    return result

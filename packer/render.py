@@ -1,0 +1,175 @@
+"""Turn results into what the user reads: text tables or versioned JSON. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from .pipeline import CheckResult, Context, LockResult, PackResult
+
+SCHEMA = "tritonpack/v1"
+
+
+def emit_json(command: str, payload: dict[str, Any]) -> None:
+    click.echo(json.dumps({"schema": SCHEMA, "command": command, **payload}, indent=2,
+                          sort_keys=False))
+
+
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def scan_payload(ctx: Context) -> dict[str, Any]:
+    return {
+        "model": ctx.model.name,
+        "model_dir": str(ctx.model.path),
+        "version": ctx.model.version,
+        "target": ctx.target.as_dict(),
+        "imports": [
+            {"import": r.key, "kind": r.kind.value, "distribution": r.distribution,
+             "source": r.source or None, "optional": r.optional, "where": list(r.locations)}
+            for r in ctx.requirements.rows
+        ],
+        "local_modules": [
+            {"name": m.name, "path": str(m.path), "bundled": not m.in_model_dir}
+            for m in ctx.report.local
+        ],
+        "requirements": list(ctx.requirements.pypi),
+        "warnings": list(ctx.requirements.warnings),
+        "files": list(ctx.report.files),
+    }
+
+
+def scan_text(ctx: Context) -> str:
+    rows = []
+    for r in ctx.requirements.rows:
+        kind = r.kind.value + (" (optional)" if r.optional else "")
+        dist = r.distribution or "-"
+        if r.source and r.source not in ("recipe", "declared"):
+            dist += f" ({r.source})"
+        rows.append((r.key, kind, dist, ", ".join(r.locations)))
+    out = [f"{ctx.model.name} (version {ctx.model.version}) for Triton {ctx.target.release}, "
+           f"Python {ctx.target.python}", "",
+           _table(rows, ("IMPORT", "KIND", "DISTRIBUTION", "WHERE"))]
+    bundled = [m.name for m in ctx.report.bundled()]
+    if bundled:
+        out += ["", f"bundled into the environment: {', '.join(bundled)}"]
+    out += ["", "requirements: " + ", ".join(ctx.requirements.pypi)]
+    return "\n".join(out)
+
+
+def lock_payload(res: LockResult) -> dict[str, Any]:
+    return {
+        "lock": str(res.path),
+        "written": res.written,
+        "reused": res.reused,
+        "inputs_hash": res.lock.inputs_hash,
+        "target": res.lock.target,
+        "python": res.lock.python_version(),
+        "conda": [{"name": p.name, "version": p.version, "build": p.build, "sha256": p.sha256}
+                  for p in res.lock.conda],
+        "pypi": [{"name": p.name, "version": p.version} for p in res.lock.pypi],
+    }
+
+
+def lock_text(res: LockResult) -> str:
+    state = "reused (fresh)" if res.reused else ("written" if res.written else "unchanged")
+    pins = ", ".join(f"{p.name}=={p.version}" for p in res.lock.pypi)
+    return (f"{res.path}: {state}\n"
+            f"  target  Triton {res.lock.target['release']}, Python {res.lock.python_version()}, "
+            f"{res.lock.target['platform']}\n"
+            f"  conda   {len(res.lock.conda)} packages\n"
+            f"  pypi    {len(res.lock.pypi)} packages: {pins}")
+
+
+def check_payload(res: CheckResult) -> dict[str, Any]:
+    return {"lock": str(res.path), "fresh": res.fresh, "problems": list(res.problems)}
+
+
+def check_text(res: CheckResult) -> str:
+    if res.fresh:
+        return f"{res.path}: fresh"
+    return "\n".join([f"{res.path}: stale", *(f"  {p}" for p in res.problems)])
+
+
+def pack_payload(res: PackResult) -> dict[str, Any]:
+    return {
+        "model": res.context.model.name,
+        "model_dir": str(res.context.model.path),
+        "archive": {"path": str(res.archive.path), "format": res.archive.format,
+                    "size": res.archive.size, "files": res.archive.files,
+                    "sha256": res.archive.sha256 or None},
+        "execution_env_path": res.config.value,
+        "config_changed": res.config.changed,
+        "python": res.lock.lock.python_version(),
+        "target": res.lock.lock.target,
+        "packages": {"conda": len(res.lock.lock.conda), "pypi": len(res.lock.lock.pypi)},
+        "bundled": list(res.bundled),
+        "skipped": list(res.skipped),
+        "lock": {"path": str(res.lock.path), "written": res.lock.written,
+                 "reused": res.lock.reused},
+        "seconds": round(res.seconds, 2),
+    }
+
+
+def pack_text(res: PackResult) -> str:
+    a = res.archive
+    size = f"{a.size / 1e6:.1f} MB"
+    lines = [
+        f"packed {res.context.model.name} in {res.seconds:.1f}s",
+        f"  environment  {a.path} ({a.format}, {size}, {a.files} files)",
+        f"  python       {res.lock.lock.python_version()} for Triton "
+        f"{res.lock.lock.target['release']} ({res.lock.lock.target['platform']})",
+        f"  packages     {len(res.lock.lock.conda)} conda, {len(res.lock.lock.pypi)} PyPI",
+        f"  bundled      {', '.join(res.bundled) or 'none'}",
+        f"  config       EXECUTION_ENV_PATH = {res.config.value}"
+        + ("" if res.config.changed else " (already set)"),
+    ]
+    if res.skipped:
+        lines.append(f"  skipped      {', '.join(res.skipped)} (secrets and junk are never bundled)")
+    return "\n".join(lines)
+
+
+class CliReporter:
+    """Progress on stderr: a line per finished stage; the current step on a TTY."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self._live = False
+        self._t0 = time.monotonic()
+
+    def _clear(self) -> None:
+        if self._live:
+            sys.stderr.write("\r\033[K")
+            self._live = False
+
+    def start(self, stage: str, detail: str = "") -> None:
+        if self.quiet:
+            return
+        if self.tty:
+            self._clear()
+            sys.stderr.write(f"  … {detail or stage}")
+            sys.stderr.flush()
+            self._live = True
+        else:
+            click.echo(f"  … {detail or stage}", err=True)
+
+    def done(self, stage: str, summary: str, seconds: float) -> None:
+        if self.quiet:
+            return
+        self._clear()
+        click.echo(f"{stage:>8}  {summary} ({seconds:.1f}s)", err=True)
+
+    def note(self, message: str) -> None:
+        if self.quiet:
+            return
+        self._clear()
+        click.echo(f"    note  {message}", err=True)
