@@ -120,10 +120,11 @@ def _string_after(toks: list[_Tok], lo: int, hi: int, field: str) -> tuple[int, 
     return None
 
 
-def _env_value_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of every EXECUTION_ENV_PATH string_value literal in the file."""
+def _env_value_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, template) of every EXECUTION_ENV_PATH value: a literal to replace, or a
+    place to insert one (template holds ``{}`` for the quoted value; "" means the literal)."""
     toks = _tokens(text)
-    found: list[tuple[int, int]] = []
+    found: list[tuple[int, int, str]] = []
     for lo, hi in _messages_of(toks, "parameters"):
         key = _string_after(toks, lo + 1, hi, "key")
         if key is None:
@@ -131,12 +132,28 @@ def _env_value_spans(text: str) -> list[tuple[int, int]]:
         if "".join(_unquote(toks[n].text) for n in range(*key)) != EXECUTION_ENV_PATH:
             continue
         val = _string_after(toks, lo + 1, hi, "string_value")
-        if val is None:
-            raise ConfigPatchError(
-                "config.pbtxt: the EXECUTION_ENV_PATH parameter has no string_value to replace"
-            )
-        found.append((toks[val[0]].start, toks[val[1] - 1].end))
+        if val is not None:
+            found.append((toks[val[0]].start, toks[val[1] - 1].end, ""))
+            continue
+        # an empty value (`value { }`) or none at all: insert the field
+        brace = _value_brace(toks, lo + 1, hi)
+        if brace is not None:
+            found.append((toks[brace].end, toks[brace].end, " string_value: {} "))
+        else:
+            found.append((toks[hi].start, toks[hi].start, " value {{ string_value: {} }} "))
     return found
+
+
+def _value_brace(toks: list[_Tok], lo: int, hi: int) -> int | None:
+    """Index of the opening brace of the entry's ``value`` message, if present."""
+    for i in range(lo, hi):
+        if toks[i].kind == "word" and toks[i].text == "value":
+            j = i + 1
+            if j < hi and toks[j].text == ":":
+                j += 1
+            if j < hi and toks[j].text in "{<":
+                return j
+    return None
 
 
 def env_value(archive_name: str) -> str:
@@ -148,8 +165,9 @@ def patched_text(text: str, value: str) -> str:
     spans = _env_value_spans(text)
     if spans:
         out = text
-        for start, end in reversed(spans):
-            out = out[:start] + _quote(value) + out[end:]
+        for start, end, template in reversed(spans):
+            new = template.format(_quote(value)) if template else _quote(value)
+            out = out[:start] + new + out[end:]
         return out
     sep = "" if text.endswith("\n") or not text else "\n"
     block = (

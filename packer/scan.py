@@ -78,8 +78,9 @@ class ImportReport:
 
 
 def _display(path: Path, model_dir: Path) -> str:
+    """``MODEL/1/model.py`` inside the model dir; the absolute path elsewhere (a --src root)."""
     try:
-        return str(path.relative_to(model_dir))
+        return str(path.relative_to(model_dir.parent))
     except ValueError:
         return str(path)
 

@@ -1,0 +1,71 @@
+"""Hermetic tests: no pip/uv/conda settings of this machine leak in; one cache per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from packer.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MODELS = FIXTURES / "models"
+SRC = FIXTURES / "src"
+_LEAKY = ("PIP_", "UV_", "CONDA_", "VIRTUAL_ENV", "PYTHONPATH")
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tritonpack cache for the whole run (local channels take ~10 s each to make)."""
+    shared = os.environ.get("TRITONPACK_TEST_CACHE")
+    if shared:
+        return Path(shared)
+    return tmp_path_factory.mktemp("tritonpack-cache")
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> None:
+    for key in list(os.environ):
+        if key.startswith(_LEAKY):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("TRITONPACK_CACHE", str(session_cache))
+    monkeypatch.setenv("NO_COLOR", "1")
+
+
+def copy_model(name: str, dest: Path) -> Path:
+    """A writable copy of a fixture model (tests never write into tests/fixtures)."""
+    target = dest / name
+    shutil.copytree(MODELS / name, target, symlinks=True)
+    return target
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Iterator[object]:
+    yield lambda name: copy_model(name, tmp_path)
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str | Path) -> Result:
+    """Run the real CLI in-process; output and exit code as a user would see them."""
+    runner = CliRunner()
+    res = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return Result(res.exit_code, res.stdout, res.stderr)
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` with its bytes: to prove nothing changed."""
+    return {
+        str(p.relative_to(path)): p.read_bytes()
+        for p in sorted(path.rglob("*")) if p.is_file() and not p.is_symlink()
+    }

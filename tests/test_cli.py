@@ -1,0 +1,80 @@
+"""The command line as a user meets it: help that teaches, JSON that is versioned."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from packer.errors import ExitCode
+
+from .conftest import MODELS, SRC, run_cli
+
+
+def test_help_teaches_by_example() -> None:
+    res = run_cli("--help")
+    assert res.exit_code == 0
+    assert "tritonpack models/my_model/" in res.stdout
+    for cmd in ("scan", "lock", "pack", "export", "targets"):
+        assert cmd in res.stdout
+    assert "--frozen" in run_cli("pack", "--help").stdout
+
+
+def test_python_dash_m_works() -> None:
+    out = subprocess.run([sys.executable, "-m", "packer", "--version"], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.startswith("tritonpack, version ")
+
+
+def test_scan_table() -> None:
+    res = run_cli("scan", MODELS / "vision", "--triton", "24.10", "-q")
+    assert res.exit_code == 0
+    rows = {line.split()[0]: line.split()[1:3] for line in res.stdout.splitlines()[3:12]}
+    assert rows["cv2"] == ["third-party", "opencv-python-headless"]
+    assert rows["PIL"] == ["third-party", "pillow"]
+    assert rows["yaml"] == ["third-party", "PyYAML"]
+    assert rows["sklearn"] == ["third-party", "scikit-learn"]
+    assert rows["os"] == ["stdlib", "-"]
+    assert "requirements: numpy<2, opencv-python-headless, pillow, PyYAML, scikit-image, " \
+        "scikit-learn" in res.stdout
+
+
+def test_scan_json_is_versioned() -> None:
+    res = run_cli("scan", MODELS / "with_src", "--src", SRC, "--json")
+    data = json.loads(res.stdout)
+    assert data["schema"] == "tritonpack/v1" and data["command"] == "scan"
+    by_import = {row["import"]: row for row in data["imports"]}
+    assert by_import["featurize"]["kind"] == "local"
+    assert by_import["yaml"]["distribution"] == "PyYAML"
+    assert {m["name"] for m in data["local_modules"] if m["bundled"]} == {
+        "featurize", "featurize.constants", "featurize.scale"}
+    assert data["requirements"] == ["numpy", "PyYAML"]
+
+
+def test_unknown_release_and_bad_python() -> None:
+    res = run_cli("scan", MODELS / "plain_numpy", "--triton", "19.01")
+    assert res.exit_code == ExitCode.TARGET == 7
+    assert res.stderr.splitlines()[0] == "error: Triton release 19.01 is not in the release table"
+    res = run_cli("scan", MODELS / "plain_numpy", "--python", "2.7")
+    assert (res.exit_code, res.stderr.splitlines()[0]) == (7, "error: Python 2.7 is not supported")
+
+
+def test_targets_lists_python_per_release() -> None:
+    res = run_cli("targets", "--json")
+    rows = {r["release"]: r for r in json.loads(res.stdout)["targets"]}
+    assert rows["24.10"]["python"] == "3.10" and rows["24.10"]["numpy"] == "<2"
+    assert rows["24.11"]["python"] == "3.12" and rows["24.11"]["numpy"] == ""
+    assert rows["23.05"]["python"] == "3.10"
+
+
+def test_optional_import_installed_only_when_declared() -> None:
+    data = json.loads(run_cli("scan", MODELS / "optional", "--json").stdout)
+    assert data["requirements"] == ["numpy", "ujson"]  # orjson: optional, undeclared
+    rows = {r["import"]: r for r in data["imports"]}
+    assert rows["orjson"]["optional"] and rows["ujson"]["source"] == "declared"
+
+
+def test_unknown_import_is_a_guess_with_a_warning() -> None:
+    res = run_cli("scan", MODELS / "unknown_import")
+    assert "note  import 'tritonpack_no_such_distribution_xyz' (unknown_import/1/model.py:2): " \
+        "no recipe or declaration names its distribution" in res.stderr

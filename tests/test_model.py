@@ -1,0 +1,63 @@
+"""Model discovery through the CLI: exact messages and exit codes for each broken input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from packer.errors import ExitCode
+from packer.model import open_model
+
+from .conftest import MODELS, run_cli
+
+
+def test_highest_version_with_model_py_is_used(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    for v in ("1", "2", "10"):
+        (model / v).mkdir(parents=True)
+    (model / "1" / "model.py").write_text("")
+    (model / "2" / "model.py").write_text("")
+    (model / "config.pbtxt").write_text('backend: "python"\n')
+    assert open_model(model).version == "2"  # 10 has no model.py
+    assert open_model(model, 1).version == "1"
+    assert open_model(model).name == "m"  # no name in config: the directory's
+
+
+def test_non_python_backend_is_refused() -> None:
+    res = run_cli("scan", MODELS / "onnx_backend")
+    assert res.exit_code == ExitCode.MODEL == 3
+    assert res.stderr.splitlines()[0] == (
+        f"error: {MODELS / 'onnx_backend' / 'config.pbtxt'}: backend is 'onnxruntime': "
+        "tritonpack packs Python-backend models only"
+    )
+
+
+def test_config_syntax_error_has_line_and_column() -> None:
+    res = run_cli("scan", MODELS / "bad_config")
+    assert res.exit_code == 3
+    first = res.stderr.splitlines()[0]
+    assert first.startswith(f"error: {MODELS / 'bad_config' / 'config.pbtxt'}:5:1: ")
+    assert "Traceback" not in res.stderr
+
+
+def test_user_source_syntax_error() -> None:
+    res = run_cli("scan", MODELS / "syntax_error")
+    assert res.exit_code == ExitCode.SCAN == 4
+    assert res.stderr.splitlines()[0] == "error: syntax_error/1/model.py:5: syntax error: expected ':'"
+
+
+def test_missing_dir_and_repository_mode(tmp_path: Path) -> None:
+    res = run_cli("scan", tmp_path / "nope")
+    assert (res.exit_code, res.stderr.splitlines()[0]) == (3, f"error: {tmp_path / 'nope'}: no such directory")
+    res = run_cli("scan", MODELS)
+    assert res.exit_code == 3
+    assert res.stderr.splitlines()[0] == (
+        f"error: {MODELS} is a model repository (a directory of models), not a model directory"
+    )
+
+
+def test_no_version_dir(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.pbtxt").write_text('backend: "python"\n')
+    res = run_cli("scan", tmp_path / "m")
+    assert (res.exit_code, res.stderr.splitlines()[0]) == (
+        3, f"error: {tmp_path / 'm'}: no numeric version dir")

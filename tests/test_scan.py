@@ -1,0 +1,153 @@
+"""The AST scanner: what it finds, how it classifies, and how it fails. Never runs user code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from packer.errors import ScanError
+from packer.recipebook import load
+from packer.scan import ImportReport, Kind, scan
+
+from .conftest import MODELS, SRC
+
+STDLIB = load().stdlib
+
+
+def scan_model(model: Path, python: str = "3.12", src: tuple[Path, ...] = ()) -> ImportReport:
+    return scan(model, model / "1", model / "1" / "model.py", python=python,
+                stdlib=STDLIB[python], src=src)
+
+
+def kinds(report: ImportReport) -> dict[str, set[Kind]]:
+    out: dict[str, set[Kind]] = {}
+    for use in report.uses:
+        out.setdefault(use.module, set()).add(use.kind)
+    return out
+
+
+def write_model(tmp_path: Path, source: str, files: dict[str, str] | None = None) -> Path:
+    model = tmp_path / "m"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(source)
+    for name, text in (files or {}).items():
+        path = model / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return model
+
+
+def test_vision_model_classifies_every_import() -> None:
+    report = scan_model(MODELS / "vision", "3.10")
+    found = kinds(report)
+    assert found["triton_python_backend_utils"] == {Kind.BACKEND}
+    assert found["os"] == found["sys"] == {Kind.STDLIB}
+    third = {u.module for u in report.of_kind(Kind.THIRD_PARTY)}
+    assert third == {"cv2", "numpy", "yaml", "PIL", "sklearn.linear_model", "skimage"}
+    lazy = [u for u in report.uses if u.module == "skimage"]
+    assert lazy[0].lazy and not lazy[0].optional
+    assert lazy[0].where == "vision/1/model.py:18"
+
+
+def test_optional_and_type_checking_imports() -> None:
+    report = scan_model(MODELS / "optional")
+    by_module = {u.module: u for u in report.uses}
+    assert by_module["ujson"].optional
+    assert by_module["orjson"].optional
+    # the fallback in the except clause is what runs when ujson is missing: required
+    assert not by_module["json"].optional and by_module["json"].kind is Kind.STDLIB
+    assert not by_module["numpy"].optional
+    assert "pandas" not in by_module  # under `if TYPE_CHECKING:`: ignored
+
+
+def test_dynamic_literal_imports() -> None:
+    report = scan_model(MODELS / "dynamic")
+    dynamic = {u.module for u in report.uses if u.dynamic}
+    assert dynamic == {"yaml", "tqdm", "google.protobuf.json_format"}
+    assert "not_a_literal" not in {u.module for u in report.uses}
+
+
+def test_src_root_modules_are_followed_and_marked_for_bundling() -> None:
+    report = scan_model(MODELS / "with_src", src=(SRC,))
+    names = {m.name: m for m in report.local}
+    assert set(names) == {"helpers", "featurize", "featurize.scale", "featurize.constants"}
+    assert names["helpers"].in_model_dir
+    assert not names["featurize"].in_model_dir
+    assert {m.name for m in report.bundled()} == {"featurize", "featurize.scale",
+                                                  "featurize.constants"}
+    # yaml is imported only inside the user package: found by following it
+    yaml = [u for u in report.uses if u.module == "yaml"]
+    assert yaml and yaml[0].file.endswith("featurize/scale.py")
+
+
+def test_without_src_the_user_package_looks_third_party() -> None:
+    report = scan_model(MODELS / "with_src")
+    assert {u.module for u in report.of_kind(Kind.THIRD_PARTY)} == {"numpy", "featurize"}
+
+
+def test_stdlib_is_the_target_pythons(tmp_path: Path) -> None:
+    model = write_model(tmp_path, "import distutils\nimport tomllib\n")
+    old = kinds(scan_model(model, "3.10"))
+    new = kinds(scan_model(model, "3.12"))
+    assert old["distutils"] == {Kind.STDLIB} and old["tomllib"] == {Kind.THIRD_PARTY}
+    assert new["distutils"] == {Kind.THIRD_PARTY} and new["tomllib"] == {Kind.STDLIB}
+
+
+def test_relative_star_and_submodule_imports(tmp_path: Path) -> None:
+    model = write_model(
+        tmp_path,
+        "from pkg import sub\nfrom pkg2 import *\nfrom . import sibling\n",
+        {
+            "1/pkg/__init__.py": "",
+            "1/pkg/sub.py": "import requests\n",
+            "1/pkg2/__init__.py": "__all__ = ['inner']\n",
+            "1/pkg2/inner.py": "from ..pkg import sub\nimport attrs\n",
+            "1/sibling.py": "import rich\n",
+        },
+    )
+    report = scan_model(model)
+    assert {m.name for m in report.local} == {"pkg", "pkg.sub", "pkg2", "pkg2.inner", "sibling"}
+    assert {u.module for u in report.of_kind(Kind.THIRD_PARTY)} == {"requests", "attrs", "rich"}
+
+
+def test_model_dir_level_modules_are_local(tmp_path: Path) -> None:
+    model = write_model(tmp_path, "import common\n", {"common.py": "import numpy\n"})
+    report = scan_model(model)
+    assert [m.name for m in report.local] == ["common"]
+    assert report.local[0].in_model_dir
+
+
+def test_syntax_error_names_file_and_line() -> None:
+    with pytest.raises(ScanError) as err:
+        scan_model(MODELS / "syntax_error")
+    assert err.value.message == "syntax_error/1/model.py:5: syntax error: expected ':'"
+
+
+def test_syntax_error_in_a_local_module(tmp_path: Path) -> None:
+    model = write_model(tmp_path, "import helper\n", {"1/helper.py": "def f(:\n"})
+    with pytest.raises(ScanError, match=r"^m/1/helper.py:1: syntax error"):
+        scan_model(model)
+
+
+def test_non_utf8_source(tmp_path: Path) -> None:
+    model = write_model(tmp_path, "")
+    (model / "1" / "model.py").write_bytes(b"x = '\xff\xfe'\n")
+    with pytest.raises(ScanError, match="not valid UTF-8 source"):
+        scan_model(model)
+
+
+def test_declared_encoding_is_honoured(tmp_path: Path) -> None:
+    model = write_model(tmp_path, "")
+    (model / "1" / "model.py").write_bytes(b"# -*- coding: latin-1 -*-\nimport numpy\nx = '\xe9'\n")
+    assert [u.module for u in scan_model(model).uses] == ["numpy"]
+
+
+def test_scanning_never_runs_code(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    model = write_model(
+        tmp_path, f"open({str(marker)!r}, 'w').write('x')\nimport helper\n",
+        {"1/helper.py": f"open({str(marker)!r}, 'w').write('x')\n"},
+    )
+    scan_model(model)
+    assert not marker.exists()
