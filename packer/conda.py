@@ -113,7 +113,7 @@ def _noarch(rec: Any) -> str:
 
 def solve(target: Target, channels: Sequence[str], specs: Sequence[str]) -> tuple[CondaPackage, ...]:
     """Solve ``python X.Y.*`` + pip + ``specs`` for the target platform."""
-    from rattler import Platform
+    from rattler import Subdir
     from rattler import solve as rattler_solve
     from rattler.exceptions import SolverError
 
@@ -123,7 +123,7 @@ def solve(target: Target, channels: Sequence[str], specs: Sequence[str]) -> tupl
             rattler_solve(
                 sources=[channel_url(c) for c in channels],
                 specs=all_specs,
-                platforms=[Platform(target.platform), Platform("noarch")],
+                platforms=[Subdir(target.platform), Subdir("noarch")],
                 virtual_packages=_virtual_packages(target),
             )
         )

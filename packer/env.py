@@ -109,7 +109,9 @@ def _owner(site: Path, top: str) -> str | None:
     for record in site.glob("*.dist-info/RECORD"):
         text = record.read_text(encoding="utf-8", errors="replace")
         if any(line.startswith((f"{top}/", f"{top}.py", f"{top}.")) for line in text.splitlines()):
-            return record.parent.name.split("-")[0]
+            meta = (record.parent / "METADATA").read_text(encoding="utf-8", errors="replace")
+            name = next((ln[5:].strip() for ln in meta.splitlines() if ln.startswith("Name:")), "")
+            return name or record.parent.name.split("-")[0]
     return "a conda package"
 
 

@@ -37,16 +37,16 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
 
 
-def copy_model(name: str, dest: Path) -> Path:
+def copy_model(name: str, dest: Path, as_name: str | None = None) -> Path:
     """A writable copy of a fixture model (tests never write into tests/fixtures)."""
-    target = dest / name
+    target = dest / (as_name or name)
     shutil.copytree(MODELS / name, target, symlinks=True)
     return target
 
 
 @pytest.fixture
 def model_copy(tmp_path: Path) -> Iterator[object]:
-    yield lambda name: copy_model(name, tmp_path)
+    yield lambda name, as_name=None: copy_model(name, tmp_path, as_name)
 
 
 @dataclass
@@ -69,3 +69,8 @@ def snapshot(path: Path) -> dict[str, bytes]:
         str(p.relative_to(path)): p.read_bytes()
         for p in sorted(path.rglob("*")) if p.is_file() and not p.is_symlink()
     }
+
+
+def error_line(stderr: str) -> str:
+    """The one error line a failed command prints."""
+    return next(line for line in stderr.splitlines() if line.startswith("error:"))

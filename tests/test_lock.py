@@ -1,0 +1,117 @@
+"""Locking for real: py-rattler solves against a local python channel, uv resolves on PyPI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from packer import conda
+from packer.errors import ExitCode
+from packer.lock import read_lock
+
+from .conftest import run_cli
+
+pytestmark = pytest.mark.slow
+Copy = Callable[..., Path]
+
+
+def pins(model: Path) -> dict[str, str]:
+    return {p.name: p.version for p in read_lock(model / "tritonpack.lock").pypi}
+
+
+def test_two_releases_lock_different_pythons_and_wheels(model_copy: Copy) -> None:
+    old, new = model_copy("plain_numpy", "old"), model_copy("plain_numpy", "new")
+    res = run_cli("lock", old, "--triton", "24.10", "--offline", "-q")
+    assert res.exit_code == 0, res.stderr
+    lock_old = read_lock(old / "tritonpack.lock")
+    res = run_cli("lock", new, "--triton", "24.12", "--offline", "-q")
+    assert res.exit_code == 0, res.stderr
+    lock_new = read_lock(new / "tritonpack.lock")
+    assert lock_old.python_version().startswith("3.10.")
+    assert lock_new.python_version().startswith("3.12.")
+    numpy_old = {p.name: p.version for p in lock_old.pypi}["numpy"]
+    numpy_new = {p.name: p.version for p in lock_new.pypi}["numpy"]
+    assert numpy_old.startswith("1.") and not numpy_new.startswith("1.")  # numpy<2 before 24.11
+    python_pkg = {p.name: p for p in lock_new.conda}["python"]
+    assert len(python_pkg.sha256) == 64 and python_pkg.url.endswith(".tar.bz2")
+    assert all(h.startswith("sha256:") for p in lock_new.pypi for h in p.hashes)
+
+
+def test_relock_unchanged_and_check(model_copy: Copy) -> None:
+    model = model_copy("optional")
+    assert run_cli("lock", model, "--offline", "-q").exit_code == 0
+    lock_file = model / "tritonpack.lock"
+    before = lock_file.read_bytes(), lock_file.stat().st_mtime_ns
+    res = run_cli("lock", model, "--offline", "--json")
+    assert json.loads(res.stdout)["reused"] is True
+    assert (lock_file.read_bytes(), lock_file.stat().st_mtime_ns) == before
+    assert set(pins(model)) == {"numpy", "ujson"}  # orjson is optional and undeclared
+
+    check = run_cli("lock", "--check", model, "-q")
+    assert (check.exit_code, check.stdout.splitlines()[-1]) == (0, f"{lock_file}: fresh")
+
+    src = model / "1" / "model.py"
+    src.write_text(src.read_text() + "\nimport yaml\n")
+    check = run_cli("lock", "--check", model, "-q")
+    assert check.exit_code == 1
+    assert "  imports: +yaml=PyYAML" in check.stdout
+    assert "  requirements: +PyYAML" in check.stdout
+
+
+def test_export_is_a_hashed_requirements_file(model_copy: Copy) -> None:
+    model = model_copy("dynamic")
+    assert run_cli("lock", model, "--offline", "-q").exit_code == 0
+    text = run_cli("export", model).stdout
+    names = {line.split("==")[0] for line in text.splitlines() if "==" in line}
+    assert {"numpy", "pyyaml", "tqdm", "protobuf"} <= names
+    assert "    --hash=sha256:" in text
+
+
+def test_vision_model_locks_cv2_pil_yaml_sklearn(model_copy: Copy) -> None:
+    model = model_copy("vision")
+    res = run_cli("lock", model, "--triton", "24.10", "--offline", "-q")
+    assert res.exit_code == 0, res.stderr
+    locked = pins(model)
+    for dist in ("opencv-python-headless", "pillow", "pyyaml", "scikit-learn", "scikit-image",
+                 "scipy", "numpy"):
+        assert dist in locked
+    assert locked["numpy"].startswith("1.")
+
+
+def test_unknown_import_is_an_error_naming_it(model_copy: Copy) -> None:
+    model = model_copy("unknown_import")
+    res = run_cli("lock", model, "--offline")
+    assert res.exit_code == ExitCode.RESOLVE == 5
+    errors = [line for line in res.stderr.splitlines() if line.startswith(("error:", "hint:"))]
+    assert errors[0] == (
+        "error: import 'tritonpack_no_such_distribution_xyz' (unknown_import/1/model.py:2) "
+        "needs distribution 'tritonpack-no-such-distribution-xyz', which the package index "
+        "does not have"
+    )
+    assert errors[1].startswith("hint: if 'tritonpack_no_such_distribution_xyz' is your own code")
+    assert not (model / "tritonpack.lock").exists()
+
+
+def test_falls_back_to_a_local_python_when_no_channel_answers(
+    model_copy: Copy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(conda, "CONDA_FORGE", "http://127.0.0.1:9/conda-forge")
+    model = model_copy("plain_numpy")
+    res = run_cli("lock", model, "--triton", "24.10")
+    assert res.exit_code == 0, res.stderr
+    assert "note  conda-forge is unreachable: using a local Python (--python-from auto)" \
+        in res.stderr
+
+
+def test_pip_tools_resolver(model_copy: Copy) -> None:
+    model = model_copy("dynamic")
+    # pip-compile resolves for the Python it runs on: the tests' own 3.11
+    res = run_cli("lock", model, "--triton", "24.10", "--python", "3.11", "--offline",
+                  "--resolver", "pip-tools", "-q")
+    assert res.exit_code == 0, res.stderr
+    lock = read_lock(model / "tritonpack.lock")
+    assert lock.resolver == "pip-tools"
+    assert {"numpy", "pyyaml", "tqdm", "protobuf"} <= set(pins(model))
