@@ -17,8 +17,14 @@ import click
 from . import __version__, render
 from .errors import ExitCode, TritonPackError
 from .lock import read_lock
-from .options import lock_options, make_options, model_dir, output_options, source_options, \
-    target_options
+from .options import (
+    lock_options,
+    make_options,
+    model_dir,
+    output_options,
+    source_options,
+    target_options,
+)
 from .pack import DEFAULT_LEVEL, FORMATS
 from .pipeline import check_lock, lock, package, prepare
 from .recipebook import load

@@ -145,7 +145,8 @@ def solve(target: Target, channels: Sequence[str], specs: Sequence[str]) -> tupl
 def _record(pkg: CondaPackage) -> Any:
     from rattler import BuildString, NoArchType, PackageRecord, RepoDataRecord
 
-    noarch = NoArchType(pkg.noarch) if pkg.noarch else NoArchType(None)
+    kinds: dict[str, Any] = {"python": "python", "generic": "generic"}
+    noarch = NoArchType(kinds.get(pkg.noarch))
     record = PackageRecord(
         name=pkg.name, version=pkg.version, build=BuildString(pkg.build), build_number=pkg.build_number,
         subdir=pkg.subdir, noarch=noarch, depends=list(pkg.depends),

@@ -15,7 +15,7 @@ from .errors import ModelError
 CONFIG_NAME = "config.pbtxt"
 MODEL_FILE = "model.py"
 EXECUTION_ENV_PATH = "EXECUTION_ENV_PATH"
-TOKEN = "$$TRITON_MODEL_DIRECTORY"
+TOKEN = "$$TRITON_MODEL_DIRECTORY"  # noqa: S105 (a path token, not a secret)
 
 _PARSE_POS = re.compile(r"^(\d+):(\d+)\s*:\s*(.*)$", re.S)
 

@@ -175,7 +175,7 @@ def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL) -> tuple[str
         _check_entry(root, path)
     with dest.open("wb") as raw:
         hashing = _Hashing(raw)
-        with gzip.GzipFile(filename="", mode="wb", fileobj=hashing,  # type: ignore[arg-type]
+        with gzip.GzipFile(filename="", mode="wb", fileobj=hashing,
                            compresslevel=level, mtime=0) as gz, \
                 tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for path in entries:

@@ -266,7 +266,7 @@ def local_channel(install: PythonInstall, subdir: str) -> Path:
         (tmp / "noarch").mkdir()
         _python_package(install, tmp / subdir, subdir)
         _pip_package(install, tmp / "noarch")
-        from rattler.index import index_fs  # noqa: PLC0415 (import cost only when used)
+        from rattler.index import index_fs
 
         asyncio.run(index_fs(tmp, write_zst=False, write_shards=False))
         shutil.rmtree(tmp / ".tmp", ignore_errors=True)

@@ -103,7 +103,7 @@ class UvResolver:
             req_in = Path(tmp) / "requirements.in"
             out = Path(tmp) / "requirements.txt"
             req_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
-            argv = [
+            argv: list[str | Path] = [
                 sys.executable, "-m", "uv", "pip", "compile", req_in, "-o", out, "--quiet",
                 "--no-config", "--generate-hashes", "--no-header", "--no-annotate",
                 "--python-version", target.python, "--python-platform", target.pypi_platform,
@@ -131,7 +131,7 @@ class PipToolsResolver:
             req_in = Path(tmp) / "requirements.in"
             out = Path(tmp) / "requirements.txt"
             req_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
-            argv = [
+            argv: list[str | Path] = [
                 sys.executable, "-m", "piptools", "compile", req_in, "--output-file", out,
                 "--quiet", "--generate-hashes", "--no-header", "--no-annotate",
                 "--no-emit-index-url", "--strip-extras", "--cache-dir", cache_dir("pip-tools"),

@@ -74,11 +74,11 @@ def map_import(module: str, declared: dict[str, str], recipes: dict[str, str]) -
 
 def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: Target) -> Requirements:
     groups: dict[tuple[Kind, str], list[ImportUse]] = {}
-    dist_of: dict[tuple[Kind, str], tuple[str, str]] = {}
+    dist_of: dict[tuple[Kind, str], tuple[str | None, str]] = {}
     for use in report.uses:
         if use.kind is Kind.THIRD_PARTY:
-            key, dist, source = map_import(use.module, declared.import_map, recipes.imports)
-            dist_of[(use.kind, key)] = (dist, source)
+            key, mapped, how = map_import(use.module, declared.import_map, recipes.imports)
+            dist_of[(use.kind, key)] = (mapped, how)
         else:
             key = use.top if not use.module.startswith(".") else use.module
         groups.setdefault((use.kind, key), []).append(use)

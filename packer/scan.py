@@ -168,9 +168,10 @@ class _Collector(ast.NodeVisitor):
         for stmt in node.body:
             self.visit(stmt)
         self._optional -= guarded
-        for part in (node.handlers, node.orelse, node.finalbody):
-            for stmt in part:
-                self.visit(stmt)
+        for handler in node.handlers:
+            self.visit(handler)
+        for stmt in [*node.orelse, *node.finalbody]:
+            self.visit(stmt)
 
     visit_TryStar = visit_Try  # type: ignore[assignment]
 
@@ -311,7 +312,7 @@ class Scanner:
             if self._find(target, (root,)) is not None:
                 self._local_chain(target, root)
         name = module or ".".join(raw.names)
-        self.uses.append(ImportUse("." * raw.level + name if not module else module, Kind.LOCAL,
+        self.uses.append(ImportUse(module or "." * raw.level + name, Kind.LOCAL,
                                    shown, raw.line, raw.optional, raw.lazy, raw.dynamic))
         if module:
             self._submodules(module, raw.names, root)

@@ -47,7 +47,8 @@ def test_user_source_syntax_error() -> None:
 
 def test_missing_dir_and_repository_mode(tmp_path: Path) -> None:
     res = run_cli("scan", tmp_path / "nope")
-    assert (res.exit_code, res.stderr.splitlines()[0]) == (3, f"error: {tmp_path / 'nope'}: no such directory")
+    assert res.exit_code == 3
+    assert res.stderr.splitlines()[0] == f"error: {tmp_path / 'nope'}: no such directory"
     res = run_cli("scan", MODELS)
     assert res.exit_code == 3
     assert res.stderr.splitlines()[0] == (
