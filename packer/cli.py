@@ -24,11 +24,13 @@ from .options import (
     output_options,
     source_options,
     target_options,
+    verify_options,
 )
 from .pack import DEFAULT_LEVEL, FORMATS
-from .pipeline import check_lock, lock, package, prepare
+from .pipeline import PackResult, check_lock, lock, package, prepare
 from .recipebook import load
 from .target import releases
+from .verify.verify import VerifyReport, verify
 
 MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript model.pt.
 
@@ -120,9 +122,13 @@ def main() -> None:
               "(default: tritonpack-env.tar.gz, or tritonpack-env/ with --format dir).")
 @click.option("--compress-level", type=click.IntRange(1, 9), default=DEFAULT_LEVEL,
               show_default=True, help="gzip level of the archive.")
+@click.option("--verify", "then_verify", is_flag=True,
+              help="Then load it in a real tritonserver and send it a request (tritonpack verify).")
+@verify_options
 @output_options
 def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compress_level: int,
-             **kw: Any) -> None:
+             then_verify: bool, runtime: str, inputs: Path | None, expect: Path | None,
+             timeout: float, **kw: Any) -> None:
     """Scan, lock, build, pack and point config.pbtxt at the environment (the default command).
 
     \b
@@ -135,10 +141,48 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
     config.pbtxt are replaced atomically.
     """
     opts = make_options(kw)
-    _run(kw, "pack",
-         lambda rep: package(model_dir, opts, rep, frozen=frozen, fmt=fmt, output=output,
-                             level=compress_level),
-         render.pack_text, render.pack_payload)
+    if not then_verify:
+        _run(kw, "pack",
+             lambda rep: package(model_dir, opts, rep, frozen=frozen, fmt=fmt, output=output,
+                                 level=compress_level),
+             render.pack_text, render.pack_payload)
+        return
+
+    def both(rep: render.CliReporter) -> tuple[PackResult, VerifyReport]:
+        packed = package(model_dir, opts, rep, frozen=frozen, fmt=fmt, output=output,
+                         level=compress_level)
+        return packed, verify(model_dir, opts, rep, runtime=runtime, inputs=inputs,
+                              expect=expect, timeout=timeout)
+
+    _run(kw, "pack", both,
+         lambda r: render.pack_text(r[0]) + "\n" + render.verify_text(r[1]),
+         lambda r: {**render.pack_payload(r[0]), "verify": render.verify_payload(r[1])})
+
+
+@main.command("verify")
+@model_dir
+@target_options
+@source_options
+@verify_options
+@output_options
+def verify_cmd(model_dir: Path, runtime: str, inputs: Path | None, expect: Path | None,
+               timeout: float, **kw: Any) -> None:
+    """Load the packed model in a real tritonserver and prove it answers.
+
+    \b
+      tritonpack verify models/my_model/
+      tritonpack verify models/my_model/ --inputs request.json --expect response.json
+
+    Static checks first (archive layout, Python vs the stub, numpy's bound); then the model
+    and tritonpack's probe (which imports every module the scan found, from inside Triton)
+    load, and one inference runs with inputs made from config.pbtxt.
+    Exit 11: does not load; exit 12: loads but inference fails.
+    """
+    opts = make_options(kw)
+    _run(kw, "verify",
+         lambda rep: verify(model_dir, opts, rep, runtime=runtime, inputs=inputs, expect=expect,
+                            timeout=timeout),
+         render.verify_text, render.verify_payload)
 
 
 @main.command("scan")

@@ -67,6 +67,20 @@ lock_options = _stack(
                  show_default=True, help="PyPI resolver."),
 )
 
+verify_options = _stack(
+    click.option("--runtime", type=click.Choice(["local", "docker"]), default="local",
+                 show_default=True,
+                 help="local: the tritonserver from the nvidia-pytriton wheel, on this machine; "
+                 "docker: the target release's image (Dockerfile.base)."),
+    click.option("--inputs", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                 help="Request inputs: JSON {name: nested list} or .npz (default: made from "
+                 "config.pbtxt)."),
+    click.option("--expect", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                 help="Expected outputs (JSON {name: nested list}) to compare values."),
+    click.option("--timeout", type=float, default=120.0, show_default=True, metavar="SECONDS",
+                 help="Give up on a server or a model load after this long."),
+)
+
 output_options = _stack(
     click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON object."),
     click.option("-v", "--verbose", is_flag=True, help="Show underlying tool output on errors."),

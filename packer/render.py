@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from .pipeline import CheckResult, Context, LockResult, PackResult
+from .verify.verify import VerifyReport
 
 SCHEMA = "tritonpack/v1"
 
@@ -174,3 +175,23 @@ class CliReporter:
             return
         self._clear()
         click.echo(f"    note  {message}", err=True)
+
+
+def verify_payload(rep: VerifyReport) -> dict[str, Any]:
+    return {
+        "model": rep.model, "passed": True, "runtime": rep.runtime, "env": rep.env,
+        "python": rep.python, "ready_seconds": round(rep.ready_seconds, 3),
+        "first_inference_ms": round(rep.first_inference_ms, 1),
+        "probe": rep.probe, "outputs": rep.outputs,
+    }
+
+
+def verify_text(rep: VerifyReport) -> str:
+    imports = rep.probe.get("imports", {})
+    return "\n".join([
+        f"verified {rep.model}: loads and answers ({rep.runtime} tritonserver)",
+        f"  ready        {rep.ready_seconds:.1f}s after server start",
+        f"  inference    {rep.first_inference_ms:.0f} ms, outputs {', '.join(rep.outputs)}",
+        f"  environment  Python {rep.python} at {rep.probe.get('prefix')}",
+        f"  imports      {len(imports)} modules import: {', '.join(sorted(imports)) or 'none'}",
+    ])

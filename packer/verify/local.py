@@ -1,0 +1,106 @@
+"""Runtime ``local``: the real tritonserver shipped in the nvidia-pytriton wheel, on the CPU.
+
+Used straight from its files (never through pytriton's Python API): its ``bin``,
+``backends`` and ``caches`` go to a work dir, with the backend stub matching the
+environment's Python put at ``backends/python/triton_python_backend_stub``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from .. import proc
+from ..errors import RuntimeMissingError
+from .runtime import cleanup_from_log, env_dirs, free_port
+
+RELEASE = "24.10"  # nvidia-pytriton 0.7.0 ships tritonserver 2.51.0
+
+
+def pytriton_root() -> tuple[Path, Path]:
+    """(pytriton/tritonserver, nvidia_pytriton.libs) of the installed wheel."""
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeMissingError(
+            "the local runtime needs the nvidia-pytriton wheel",
+            hint="pip install 'tritonpack[verify]'",
+        )
+    pkg = Path(next(iter(spec.submodule_search_locations)))
+    return pkg / "tritonserver", pkg.parent / "nvidia_pytriton.libs"
+
+
+class LocalServer:
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path,
+                 before: set[Path]):
+        self.before = before
+        self.process = process
+        self.url = url
+        self.log_path = log_path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGINT, then SIGTERM, then SIGKILL to the whole process group (a hung stub ignores
+        the first two); then remove what it left in /tmp and /dev/shm."""
+        for sig, wait in ((signal.SIGINT, 8.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+            if self.process.poll() is not None:
+                break
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # stubs share the group: none survives
+        cleanup_from_log(self.log(), self.before)
+
+
+class LocalRuntime:
+    name = "local"
+
+    def start(self, repo: Path, python: str, work: Path, *, complete_config: bool) -> LocalServer:
+        root, libs = pytriton_root()
+        stub = root / "python_backend_stubs" / python / "triton_python_backend_stub"
+        if not stub.is_file():
+            raise RuntimeMissingError(f"the local tritonserver has no backend stub for Python {python}")
+        server_dir = work / "server"
+        server_dir.mkdir()
+        (server_dir / "bin").symlink_to(root / "bin")
+        shutil.copytree(root / "backends", server_dir / "backends")
+        shutil.copy2(stub, server_dir / "backends" / "python" / "triton_python_backend_stub")
+        http, grpc, metrics = free_port(), free_port(), free_port()
+        argv: list[str | Path] = [
+            server_dir / "bin" / "tritonserver",
+            f"--model-repository={repo}",
+            f"--backend-directory={server_dir / 'backends'}",
+            f"--cache-directory={root / 'caches'}",
+            "--http-address=127.0.0.1", f"--http-port={http}",
+            "--grpc-address=127.0.0.1", f"--grpc-port={grpc}",
+            "--metrics-address=127.0.0.1", f"--metrics-port={metrics}",
+            "--allow-metrics=false", "--allow-gpu-metrics=false",
+            "--model-control-mode=explicit", "--pinned-memory-pool-byte-size=0",
+            "--cuda-memory-pool-byte-size=0:0", "--exit-on-error=false",
+            f"--log-file={work / 'triton.log'}",  # written line by line, unlike a piped stdout
+            "--log-verbose=1",  # names the env dirs and shm regions to clean up
+        ]
+        if complete_config:
+            argv.append("--disable-auto-complete-config")
+        env = proc.clean_env({"LD_LIBRARY_PATH": str(libs)})
+        before = env_dirs()
+        process = proc.popen(argv, env=env, cwd=work, log_file=work / "server.log")
+        return LocalServer(process, f"http://127.0.0.1:{http}", work / "triton.log", before)

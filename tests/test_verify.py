@@ -1,0 +1,147 @@
+"""verify against the real tritonserver from the nvidia-pytriton wheel (release 24.10, CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from packer.errors import ExitCode
+
+from .conftest import FIXTURES, copy_model, error_line, run_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+VERIFY = FIXTURES / "verify"
+Copy = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def env_310(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
+    """One numpy environment for Python 3.10 (Triton 24.10), packed as a directory."""
+    os.environ["TRITONPACK_CACHE"] = str(session_cache)
+    model = copy_model("plain_numpy", tmp_path_factory.mktemp("env310"))
+    res = run_cli(model, "--triton", "24.10", "--offline", "--format", "dir", "-q")
+    assert res.exit_code == 0, res.stderr
+    return model / "tritonpack-env"
+
+
+def with_env(name: str, env: Path, dest: Path, *, drop: tuple[str, ...] = ()) -> Path:
+    """A verify fixture model with a (hard-linked) copy of ``env``, minus ``drop`` paths."""
+    model = dest / name
+    shutil.copytree(VERIFY / name, model)
+    subprocess.run(["cp", "-al", env, model / "tritonpack-env"], check=True)
+    for rel in drop:
+        for path in (model / "tritonpack-env").glob(rel):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return model
+
+
+def leftovers() -> set[str]:
+    tmp = {p.name for p in Path("/tmp").glob("python_env_*")}
+    shm = {p.name for p in Path("/dev/shm").glob("triton_python_backend_shm_region_*")}
+    return tmp | shm
+
+
+def no_server_running() -> bool:
+    out = subprocess.run(["pgrep", "-f", "tritonpack-verify-"], capture_output=True, text=True)
+    return out.stdout.strip() == ""
+
+
+def test_packed_model_loads_and_answers(env_310: Path, tmp_path: Path) -> None:
+    model = with_env("doubler", env_310, tmp_path)
+    before = leftovers()
+    res = run_cli("verify", model, "--triton", "24.10", "--json",
+                  "--inputs", VERIFY / "doubler.inputs.json",
+                  "--expect", VERIFY / "doubler.expect.json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["passed"] and out["outputs"] == ["OUTPUT0"]
+    assert Path(out["probe"]["prefix"]).resolve() == (model / "tritonpack-env").resolve()
+    assert out["probe"]["imports"] == {"numpy": "ok"}
+    assert out["python"].startswith("3.10.")
+    assert leftovers() <= before and no_server_running()
+
+
+def test_expect_mismatch_is_an_inference_failure(env_310: Path, tmp_path: Path) -> None:
+    model = with_env("doubler", env_310, tmp_path)
+    res = run_cli("verify", model, "--triton", "24.10", "--inputs", VERIFY / "doubler.inputs.json",
+                  "--expect", VERIFY / "doubler.wrong.json")
+    assert res.exit_code == ExitCode.VERIFY_INFER == 12
+    assert error_line(res.stderr) == (
+        "error: doubler answered wrongly: output OUTPUT0: [2.0, 4.0, 6.0] differs from the "
+        "expected [2.0, 4.0, 7.0]")
+
+
+def test_failing_execute(env_310: Path, tmp_path: Path) -> None:
+    model = with_env("failing_execute", env_310, tmp_path)
+    res = run_cli("verify", model, "--triton", "24.10")
+    assert res.exit_code == 12
+    assert error_line(res.stderr).startswith("error: failing_execute loaded but inference failed: ")
+    assert "execute() is broken on purpose" in res.stderr
+
+
+def test_wrong_output_dtype(env_310: Path, tmp_path: Path) -> None:
+    model = with_env("wrong_output", env_310, tmp_path)
+    res = run_cli("verify", model, "--triton", "24.10")
+    assert res.exit_code == 12
+    assert error_line(res.stderr) == (
+        "error: wrong_output answered wrongly: output OUTPUT0: datatype INT32, config says FP32")
+
+
+def test_module_missing_from_the_environment(env_310: Path, tmp_path: Path) -> None:
+    model = with_env("hidden_import", env_310, tmp_path)
+    res = run_cli("verify", model, "--triton", "24.10")
+    assert res.exit_code == ExitCode.VERIFY_LOAD == 11
+    assert error_line(res.stderr) == (
+        "error: hidden_import did not load: module 'yaml' is missing from the environment")
+
+
+def test_never_ready_is_bounded_and_leaves_nothing(env_310: Path, tmp_path: Path) -> None:
+    model = with_env("never_ready", env_310, tmp_path)
+    before = leftovers()
+    t0 = time.monotonic()
+    res = run_cli("verify", model, "--triton", "24.10", "--timeout", "8")
+    assert time.monotonic() - t0 < 45
+    assert res.exit_code == 11
+    assert error_line(res.stderr) == (
+        "error: never_ready did not load within 8s: the model did not become ready in time "
+        "(load timeout)")
+    assert leftovers() <= before and no_server_running()
+
+
+@pytest.mark.parametrize(("drop", "message"), [
+    (("lib/python3.10/site-packages/numpy",), "numpy is missing: the Python backend stub imports it"),
+    (("bin/activate",), "the environment has no bin/activate (Triton before 25.08 sources it)"),
+])
+def test_static_checks(env_310: Path, tmp_path: Path, drop: tuple[str, ...], message: str) -> None:
+    model = with_env("doubler", env_310, tmp_path, drop=drop)
+    res = run_cli("verify", model, "--triton", "24.10")
+    assert res.exit_code == 11
+    assert error_line(res.stderr) == f"error: tritonpack-env: {message}"
+
+
+def test_python_version_mismatch_is_caught_before_the_stub_hangs(env_310: Path,
+                                                                 tmp_path: Path) -> None:
+    model = with_env("doubler", env_310, tmp_path)
+    t0 = time.monotonic()
+    res = run_cli("verify", model, "--triton", "24.12")
+    assert time.monotonic() - t0 < 10
+    assert res.exit_code == 11
+    assert error_line(res.stderr) == (
+        "error: tritonpack-env: Python version mismatch: the environment has Python 3.10, the "
+        "backend stub is built for 3.12 (the stub would hang or fail to load)")
+
+
+def test_pack_then_verify_archive(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    res = run_cli(model, "--triton", "24.10", "--offline", "--verify", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["verify"]["passed"]
+    assert out["verify"]["probe"]["prefix"].startswith("/tmp/python_env_")
