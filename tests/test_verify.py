@@ -145,3 +145,29 @@ def test_pack_then_verify_archive(model_copy: Copy) -> None:
     out = json.loads(res.stdout)
     assert out["verify"]["passed"]
     assert out["verify"]["probe"]["prefix"].startswith("/tmp/python_env_")
+
+
+@pytest.mark.parametrize(("example", "extra"), [
+    ("numpy_model", ()),
+    ("image_model", ("--src", "shared_src")),
+])
+def test_examples_pack_and_verify(tmp_path: Path, example: str, extra: tuple[str, ...]) -> None:
+    examples = Path(__file__).parents[1] / "examples"
+    shutil.copytree(examples, tmp_path / "examples")
+    args = [a if a != "shared_src" else str(tmp_path / "examples" / "shared_src") for a in extra]
+    res = run_cli(tmp_path / "examples" / example, *args, "--triton", "24.10", "--offline",
+                  "--verify", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["verify"]["passed"]
+    assert all(v == "ok" for v in out["verify"]["probe"]["imports"].values())
+
+
+def test_numpy2_env_is_refused_by_the_24_10_runtime(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    assert run_cli(model, "--triton", "24.12", "--offline", "-q").exit_code == 0
+    res = run_cli("verify", model, "--triton", "24.12")
+    assert res.exit_code == ExitCode.RUNTIME == 13
+    assert error_line(res.stderr).startswith(
+        "error: the local runtime is Triton 24.10, whose Python backend needs numpy<2; this "
+        "environment has numpy 2.")

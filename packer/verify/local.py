@@ -72,6 +72,7 @@ class LocalServer:
 
 class LocalRuntime:
     name = "local"
+    release = RELEASE
 
     def start(self, repo: Path, python: str, work: Path, *, complete_config: bool) -> LocalServer:
         root, libs = pytriton_root()

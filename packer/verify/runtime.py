@@ -29,6 +29,7 @@ class Server(Protocol):
 
 class Runtime(Protocol):
     name: str
+    release: str  # the Triton release the runtime's server is
 
     def start(self, repo: Path, python: str, work: Path, *, complete_config: bool) -> Server:
         """Start a server over ``repo`` (explicit model control) with the stub for ``python``."""

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import VerifyInferError, VerifyLoadError
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from ..errors import RuntimeMissingError, VerifyInferError, VerifyLoadError
 from ..model import TOKEN
 from ..pipeline import Context, Options, prepare
 from ..progress import NullReporter, Reporter
@@ -89,7 +92,11 @@ def _load(client: Client, server: Server, name: str, ctx: Context, timeout: floa
 
 
 def _probe(client: Client, server: Server, ctx: Context, env: Path) -> dict[str, Any]:
-    result = client.infer(PROBE_NAME, [], ["REPORT"])
+    try:
+        result = client.infer(PROBE_NAME, [], ["REPORT"])
+    except HttpError as exc:
+        raise VerifyInferError(f"tritonpack's probe model failed: {exc.message}",
+                               detail=excerpt(server.log())) from exc
     report = dict(json.loads(result["outputs"][0]["data"][0]))
     prefix = str(report.get("prefix", ""))
     # a directory env runs in place; an archive is unpacked to /tmp/python_env_*
@@ -113,6 +120,20 @@ def _probe(client: Client, server: Server, ctx: Context, env: Path) -> dict[str,
     return report
 
 
+def _runtime_fits(engine: Runtime, facts: static.EnvFacts, ctx: Context) -> None:
+    """A runtime's own release must accept the environment, not only the target's."""
+    row = ctx.recipes.triton.get(engine.release, {})
+    bound = str(row.get("numpy", ""))
+    if facts.numpy and bound and Version(facts.numpy) not in SpecifierSet(bound):
+        raise RuntimeMissingError(
+            f"the {engine.name} runtime is Triton {engine.release}, whose Python backend needs "
+            f"numpy{bound}; this environment has numpy {facts.numpy} (right for Triton "
+            f"{ctx.target.release})",
+            hint="verify in the target's image (--runtime docker), or pack for "
+            f"--triton {engine.release} to verify here",
+        )
+
+
 def verify(
     path: Path,
     opts: Options,
@@ -133,6 +154,7 @@ def verify(
                               detail="\n".join(checked.problems))
     python = checked.facts.python or ctx.target.python
     engine: Runtime = RUNTIMES[runtime]()
+    _runtime_fits(engine, checked.facts, ctx)
     work = Path(tempfile.mkdtemp(prefix="tritonpack-verify-"))
     server: Server | None = None
     try:
