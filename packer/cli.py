@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from . import __version__, render
+from . import __version__, render, signals
 from .errors import ExitCode, TritonPackError
 from .lock import read_lock
 from .options import (
@@ -65,6 +65,7 @@ def _run(kw: dict[str, Any], command: str, action: Callable[[render.CliReporter]
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(name)s: %(message)s")
     reporter = render.CliReporter(quiet=bool(kw.get("quiet")) or as_json)
+    signals.install()
     try:
         result = action(reporter)
     except TritonPackError as exc:

@@ -65,6 +65,8 @@ lock_options = _stack(
                  help="Also look for wheels here (e.g. a local wheelhouse)."),
     click.option("--resolver", type=click.Choice(sorted(RESOLVERS)), default="uv",
                  show_default=True, help="PyPI resolver."),
+    click.option("--no-wait", is_flag=True,
+                 help="Fail (exit 14) instead of waiting when another run holds this model."),
 )
 
 verify_options = _stack(
@@ -107,4 +109,5 @@ def make_options(kw: dict[str, Any]) -> Options:
             find_links=tuple(kw.get("find_links") or ()),
         ),
         resolver=kw.get("resolver") or "uv",
+        wait=not kw.get("no_wait"),
     )

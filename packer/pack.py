@@ -9,6 +9,7 @@ no user names and a zero gzip timestamp, mode 0644, renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -16,6 +17,7 @@ import shutil
 import stat
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -190,6 +192,22 @@ def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL) -> tuple[str
     return hashing.sha.hexdigest(), hashing.size, len(entries)
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A packed environment written beside its destination, not yet in place."""
+
+    tmp: Path
+    archive: EnvArchive
+
+    def commit(self) -> None:
+        """Put it in place: one rename (an existing directory env is swapped out last)."""
+        if self.archive.format == "dir":
+            replace_dir(self.tmp, self.archive.path)
+        else:
+            os.replace(self.tmp, self.archive.path)
+
+
+@contextlib.contextmanager
 def pack(
     prefix: Prefix,
     dest: Path,
@@ -197,34 +215,30 @@ def pack(
     *,
     level: int = DEFAULT_LEVEL,
     reporter: Reporter | None = None,
-) -> EnvArchive:
-    """Pack ``prefix`` to ``dest`` (an archive or a directory), atomically."""
+) -> Iterator[Staged]:
+    """Pack ``prefix`` beside ``dest``; the caller commits it. Removed if not committed."""
     rep = reporter or NullReporter()
     if fmt not in FORMATS:
         raise PackError(f"unknown format {fmt!r}", hint="use tar.gz or dir")
     t0 = time.monotonic()
-    work = prefix.path.parent
     rep.start("pack", "conda-pack: relocating the environment")
-    staged = stage(prefix, work)
+    staged = stage(prefix, prefix.path.parent)
     check_layout(staged, prefix.python)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "dir":
-        files = _entries(staged)
-        for path in files:
-            _check_entry(staged, path)
-        size = sum(p.lstat().st_size for p in files if p.is_file() and not p.is_symlink())
-        with temp_beside(dest, directory=True) as tmp:
+    with temp_beside(dest, directory=fmt == "dir") as tmp:
+        if fmt == "dir":
+            files = _entries(staged)
+            for path in files:
+                _check_entry(staged, path)
+            size = sum(p.lstat().st_size for p in files if p.is_file() and not p.is_symlink())
             tmp.rmdir()
             shutil.copytree(staged, tmp, symlinks=True)
-            replace_dir(tmp, dest)
-        result = EnvArchive(dest, fmt, size, len(files), "", prefix.python)
-    else:
-        rep.start("pack", f"writing {dest.name}")
-        with temp_beside(dest) as tmp:
+            result = EnvArchive(dest, fmt, size, len(files), "", prefix.python)
+        else:
+            rep.start("pack", f"writing {dest.name}")
             sha, size, count = write_targz(staged, tmp, level)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
-        result = EnvArchive(dest, fmt, size, count, sha, prefix.python)
-    rep.done("pack", f"{result.files} files, {result.size / 1e6:.1f} MB -> {dest.name}",
-             time.monotonic() - t0)
-    return result
+            tmp.chmod(0o644)
+            result = EnvArchive(dest, fmt, size, count, sha, prefix.python)
+        rep.done("pack", f"{result.files} files, {result.size / 1e6:.1f} MB -> {dest.name}",
+                 time.monotonic() - t0)
+        yield Staged(tmp, result)

@@ -193,8 +193,16 @@ class PatchResult:
     changed: bool
 
 
-def patch_config(config_path: Path, value: str) -> PatchResult:
-    """Set EXECUTION_ENV_PATH in ``config_path`` atomically; refuse anything but that change."""
+@dataclass(frozen=True)
+class PlannedPatch:
+    """A checked edit of config.pbtxt, not yet written."""
+
+    original: str
+    new: str
+
+
+def check_patch(config_path: Path, value: str) -> PlannedPatch:
+    """The edit that sets EXECUTION_ENV_PATH, refused unless it changes nothing else."""
     if not value.startswith(TOKEN):
         raise ConfigPatchError(f"EXECUTION_ENV_PATH must start with {TOKEN}, got {value!r}")
     text = config_path.read_text(encoding="utf-8")
@@ -210,7 +218,20 @@ def patch_config(config_path: Path, value: str) -> PatchResult:
         raise ConfigPatchError(
             f"{config_path}: the patch would change more than EXECUTION_ENV_PATH; left unchanged"
         )
-    if new_text == text:
+    return PlannedPatch(text, new_text)
+
+
+def apply_patch(config_path: Path, plan: PlannedPatch, value: str) -> PatchResult:
+    """Write a checked edit atomically, unless the file changed since it was checked."""
+    if config_path.read_text(encoding="utf-8") != plan.original:
+        raise ConfigPatchError(f"{config_path} changed while tritonpack ran; left as it is now",
+                               hint="run tritonpack again")
+    if plan.new == plan.original:
         return PatchResult(config_path, value, changed=False)
-    atomic_write_bytes(config_path, new_text.encode("utf-8"))
+    atomic_write_bytes(config_path, plan.new.encode("utf-8"))
     return PatchResult(config_path, value, changed=True)
+
+
+def patch_config(config_path: Path, value: str) -> PatchResult:
+    """Set EXECUTION_ENV_PATH in ``config_path`` atomically; refuse anything but that change."""
+    return apply_patch(config_path, check_patch(config_path, value), value)

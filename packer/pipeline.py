@@ -20,12 +20,14 @@ from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
 from .model import ModelDir, open_model
 from .pack import DEFAULT_LEVEL, EnvArchive, output_path
 from .pack import pack as pack_env
-from .patch import PatchResult, env_value, patch_config
+from .patch import PatchResult, apply_patch, check_patch, env_value
 from .progress import NullReporter, Reporter
 from .pypi import Indexes, NoSolutionError, compile_pins
 from .recipebook import Recipes, load
 from .resolve import Requirements, resolve
+from .runlock import model_lock
 from .scan import ImportReport, scan
+from .signals import signals_held
 from .target import Target, resolve_target
 
 
@@ -45,6 +47,7 @@ class Options:
     offline: bool = False
     indexes: Indexes = field(default_factory=Indexes)
     resolver: str = "uv"
+    wait: bool = True  # wait for another run on the same model (else fail: --no-wait)
 
 
 @dataclass(frozen=True)
@@ -175,17 +178,20 @@ def lock(path: Path, opts: Options, reporter: Reporter | None = None, *,
     """Reuse ``tritonpack.lock`` when fresh, else resolve and write it."""
     rep = reporter or NullReporter()
     ctx = prepare(path, opts, rep)
-    if not upgrade and ctx.lock_path.is_file():
-        try:
-            existing = read_lock(ctx.lock_path)
-        except LockError as exc:
-            rep.note(f"{exc.message}: re-locking")
-        else:
-            if existing.inputs == lock_inputs(ctx, opts):
-                rep.done("lock", f"{LOCK_NAME} is fresh", 0.0)
-                return LockResult(existing, ctx.lock_path, written=False, reused=True, context=ctx)
-    new = make_lock(ctx, opts, rep)
-    written = write_lock(ctx.lock_path, new)
+    with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
+        return _lock(ctx, opts, rep, upgrade)
+
+
+def _lock(ctx: Context, opts: Options, rep: Reporter, upgrade: bool) -> LockResult:
+    if not upgrade:
+        found = _fresh_or_new_lock(ctx, opts, rep)
+        if found.reused:
+            return found
+        new = found.lock
+    else:
+        new = make_lock(ctx, opts, rep)
+    with signals_held():
+        written = write_lock(ctx.lock_path, new)
     rep.done("lock", f"{'wrote' if written else 'unchanged'} {ctx.lock_path.name}", 0.0)
     return LockResult(new, ctx.lock_path, written=written, reused=False, context=ctx)
 
@@ -243,21 +249,47 @@ def package(
     """scan -> lock (reuse when fresh) -> build -> pack -> patch config.pbtxt."""
     rep = reporter or NullReporter()
     t0 = time.monotonic()
-    if frozen:
-        ctx = prepare(path, opts, rep)
-        locked = frozen_lock(ctx, opts)
-    else:
-        locked = lock(path, opts, rep)
-        ctx = locked.context
+    ctx = prepare(path, opts, rep)
+    with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
+        return _package(ctx, opts, rep, t0, frozen=frozen, fmt=fmt, output=output, level=level)
+
+
+def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: bool, fmt: str,
+             output: str | None, level: int) -> PackResult:
+    """Everything is made beside its destination first; the lock, the environment and
+    config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
+    locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
     dest = output_path(ctx.model.path, output, fmt)
+    rel = dest.relative_to(ctx.model.path).as_posix()
+    value = env_value(rel)
+    new_config = check_patch(ctx.model.config_path, value)  # refuse before building, not after
     prefix = build(locked.lock, ctx.report, rep)
     try:
-        archive = pack_env(prefix, dest, fmt, level=level, reporter=rep)
+        with pack_env(prefix, dest, fmt, level=level, reporter=rep) as staged, signals_held():
+            written = False if locked.reused else write_lock(ctx.lock_path, locked.lock)
+            staged.commit()
+            patched = apply_patch(ctx.model.config_path, new_config, value)
     finally:
         shutil.rmtree(prefix.path.parent, ignore_errors=True)
-    rel = dest.relative_to(ctx.model.path).as_posix()
-    patched = patch_config(ctx.model.config_path, env_value(rel))
+    if not locked.reused:
+        rep.done("lock", f"{'wrote' if written else 'unchanged'} {ctx.lock_path.name}", 0.0)
+        locked = LockResult(locked.lock, locked.path, written, False, ctx)
     rep.done("config", f"EXECUTION_ENV_PATH = {patched.value}"
              + ("" if patched.changed else " (unchanged)"), 0.0)
-    return PackResult(ctx, locked, archive, patched, prefix.bundled, prefix.skipped,
+    return PackResult(ctx, locked, staged.archive, patched, prefix.bundled, prefix.skipped,
                       time.monotonic() - t0)
+
+
+def _fresh_or_new_lock(ctx: Context, opts: Options, rep: Reporter) -> LockResult:
+    """The existing lock when fresh, else a new one (not written yet)."""
+    if ctx.lock_path.is_file():
+        try:
+            existing = read_lock(ctx.lock_path)
+        except LockError as exc:
+            rep.note(f"{exc.message}: re-locking")
+        else:
+            if existing.inputs == lock_inputs(ctx, opts):
+                rep.done("lock", f"{LOCK_NAME} is fresh", 0.0)
+                return LockResult(existing, ctx.lock_path, written=False, reused=True, context=ctx)
+    return LockResult(make_lock(ctx, opts, rep), ctx.lock_path, written=False, reused=False,
+                      context=ctx)
