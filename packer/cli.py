@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from . import __version__, render, signals
+from . import __version__, envcache, render, signals
 from .errors import ExitCode, TritonPackError
 from .lock import read_lock
 from .options import (
@@ -26,7 +26,7 @@ from .options import (
     target_options,
     verify_options,
 )
-from .pack import DEFAULT_LEVEL, FORMATS
+from .pack import DEFAULT_LEVEL, FORMATS, PackOptions
 from .pipeline import PackResult, check_lock, lock, package, prepare
 from .recipebook import load
 from .target import releases
@@ -122,12 +122,20 @@ def main() -> None:
               help="Archive or directory name inside the model dir "
               "(default: tritonpack-env.tar.gz, or tritonpack-env/ with --format dir).")
 @click.option("--compress-level", type=click.IntRange(1, 9), default=DEFAULT_LEVEL,
-              show_default=True, help="gzip level of the archive.")
+              show_default=True, help="gzip level of the archive (chosen by bench/).")
+@click.option("--keep", multiple=True, metavar="GLOB",
+              help="Keep what the default pruning would remove (repeatable), e.g. 'include'.")
+@click.option("--no-prune", is_flag=True, help="Ship everything conda-pack chose.")
+@click.option("--bytecode", is_flag=True,
+              help="Ship hash-checked .pyc files (for read-only --format dir images).")
+@click.option("--no-cache", is_flag=True,
+              help="Build even if the cache holds an environment for this lock.")
 @click.option("--verify", "then_verify", is_flag=True,
               help="Then load it in a real tritonserver and send it a request (tritonpack verify).")
 @verify_options
 @output_options
 def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compress_level: int,
+             keep: tuple[str, ...], no_prune: bool, bytecode: bool, no_cache: bool,
              then_verify: bool, runtime: str, inputs: Path | None, expect: Path | None,
              timeout: float, **kw: Any) -> None:
     """Scan, lock, build, pack and point config.pbtxt at the environment (the default command).
@@ -142,16 +150,18 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
     config.pbtxt are replaced atomically.
     """
     opts = make_options(kw)
+    popts = PackOptions(format=fmt, level=compress_level, prune=not no_prune, keep=keep,
+                        bytecode=bytecode)
     if not then_verify:
         _run(kw, "pack",
-             lambda rep: package(model_dir, opts, rep, frozen=frozen, fmt=fmt, output=output,
-                                 level=compress_level),
+             lambda rep: package(model_dir, opts, rep, frozen=frozen, pack_options=popts,
+                                 output=output, use_cache=not no_cache),
              render.pack_text, render.pack_payload)
         return
 
     def both(rep: render.CliReporter) -> tuple[PackResult, VerifyReport]:
-        packed = package(model_dir, opts, rep, frozen=frozen, fmt=fmt, output=output,
-                         level=compress_level)
+        packed = package(model_dir, opts, rep, frozen=frozen, pack_options=popts, output=output,
+                         use_cache=not no_cache)
         return packed, verify(model_dir, opts, rep, runtime=runtime, inputs=inputs,
                               expect=expect, timeout=timeout)
 
@@ -267,6 +277,39 @@ def targets_cmd(recipes: Path | None, **kw: Any) -> None:
         return "\n".join(lines)
 
     _run(kw, "targets", rows, text, lambda items: {"targets": items})
+
+
+@main.group("cache")
+def cache_group() -> None:
+    """Show or trim tritonpack's cache ($TRITONPACK_CACHE, default ~/.cache/tritonpack)."""
+
+
+@cache_group.command("info")
+@output_options
+def cache_info_cmd(**kw: Any) -> None:
+    """Where the cache is and what it holds: packed envs, local channels, packages, wheels."""
+
+    def text(ci: envcache.CacheInfo) -> str:
+        lines = [f"cache at {ci.root}"]
+        lines += [f"  {name:<10} {n:>5} entries  {b / 1e6:>9.1f} MB"
+                  for name, (n, b) in ci.sections.items()]
+        return "\n".join(lines)
+
+    _run(kw, "cache-info", lambda rep: envcache.info(), text,
+         lambda ci: {"root": ci.root, "sections": {k: {"entries": n, "bytes": b}
+                                                   for k, (n, b) in ci.sections.items()}})
+
+
+@cache_group.command("prune")
+@click.option("--days", type=float, default=30.0, show_default=True,
+              help="Remove packed envs not used for this many days.")
+@click.option("--all", "everything", is_flag=True, help="Remove everything in the cache.")
+@output_options
+def cache_prune_cmd(days: float, everything: bool, **kw: Any) -> None:
+    """Trim the cache: unused packed envs (or everything with --all)."""
+    _run(kw, "cache-prune", lambda rep: envcache.prune_cache(days, everything),
+         lambda r: f"removed {r[0]} entries, {r[1] / 1e6:.1f} MB",
+         lambda r: {"removed": r[0], "bytes": r[1]})
 
 
 def run(argv: Sequence[str] | None = None) -> None:

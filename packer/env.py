@@ -7,6 +7,8 @@ directory is only touched once the archive is complete (pack.py).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import os
 import shutil
 import sys
 import tempfile
@@ -46,7 +48,24 @@ class Prefix:
         return self.path / "lib" / f"python{self.python}" / "site-packages"
 
 
-def new_build_dir() -> Path:
+BUILD_ROOT = Path(tempfile.gettempdir()) / "tritonpack-build"
+
+
+def new_build_dir(key: str | None = None) -> Path:
+    """Where an environment is built. With a key, a fixed path: the build prefix ends up in
+    shebangs, RECORD hashes and conda-meta, so a fixed path keeps archives byte-identical
+    across runs and machines. (The caller serializes builds of one key.)"""
+    if key is not None:
+        try:
+            BUILD_ROOT.mkdir(mode=0o755, exist_ok=True)
+            if BUILD_ROOT.stat().st_uid == os.getuid() and not BUILD_ROOT.is_symlink():
+                work = BUILD_ROOT / key[:16]
+                if work.exists():
+                    shutil.rmtree(work)  # left by a killed run
+                work.mkdir(mode=0o700)
+                return work
+        except OSError:
+            pass
     return Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir("tmp")))
 
 
@@ -127,22 +146,46 @@ def check_shadowing(local: tuple[LocalModule, ...], site: Path) -> None:
             )
 
 
+def _bundle_sources(report: ImportReport) -> list[tuple[str, Path]]:
+    """(top-level name, file or dir) of every user module that is bundled."""
+    out = []
+    for top in sorted({m.name.split(".")[0] for m in report.bundled()}):
+        mod = next(m for m in report.bundled() if m.name.split(".")[0] == top)
+        src = mod.root / top
+        out.append((top, src if src.is_dir() else src.with_name(f"{top}.py")))
+    return out
+
+
+def bundle_digest(report: ImportReport) -> str:
+    """A hash of exactly what would be bundled (names and bytes): part of the cache key."""
+    h = hashlib.sha256()
+    for top, src in _bundle_sources(report):
+        files = [src] if src.is_file() else sorted(
+            p for p in src.rglob("*")
+            if p.is_file() and not p.is_symlink()
+            and not any(_skip(part) for part in p.relative_to(src).parts)
+        )
+        for path in files:
+            rel = top if path == src else f"{top}/{path.relative_to(src).as_posix()}"
+            h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
 def bundle(report: ImportReport, site: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Copy user modules from --src roots into site-packages; return (bundled, skipped)."""
     bundled: list[str] = []
     skipped: list[str] = []
-    for top in sorted({m.name.split(".")[0] for m in report.bundled()}):
-        mod = next(m for m in report.bundled() if m.name.split(".")[0] == top)
-        src = mod.root / top
+    for top, src in _bundle_sources(report):
         if src.is_dir():
             _copy_tree(src, site / top, skipped, top)
         else:
-            shutil.copy2(src.with_name(f"{top}.py"), site / f"{top}.py")
+            shutil.copy2(src, site / f"{top}.py")
         bundled.append(top)
     return tuple(bundled), tuple(skipped)
 
 
-def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None) -> Prefix:
+def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None,
+          key: str | None = None) -> Prefix:
     """Create the environment in a fresh temporary prefix (caller removes ``path.parent``)."""
     rep = reporter or NullReporter()
     plat = lock.target["platform"]
@@ -152,7 +195,7 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
             hint="lock here, build on a machine of the target's platform",
         )
     python = ".".join(lock.python_version().split(".")[:2])
-    work = new_build_dir()
+    work = new_build_dir(key)
     prefix = work / "env"
     try:
         t0 = time.monotonic()

@@ -10,27 +10,28 @@ no user names and a zero gzip timestamp, mode 0644, renamed into place.
 from __future__ import annotations
 
 import contextlib
-import gzip
-import hashlib
 import os
 import shutil
 import stat
 import tarfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 
+from . import proc
 from .atomic import replace_dir, temp_beside
 from .env import Prefix
-from .errors import PackError
+from .errors import PackError, ProcessError
 from .progress import NullReporter, Reporter
+from .prune import PruneReport, largest_packages, prune
+from .targz import ParallelGzipWriter
 
 ARCHIVE_NAME = "tritonpack-env.tar.gz"
 DIR_NAME = "tritonpack-env"
 FORMATS = ("tar.gz", "dir")
 DEFAULT_LEVEL = 6
+EPOCH = 315532800  # 1980-01-01: every entry's mtime (bytecode is pruned or hash-checked)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class EnvArchive:
     files: int
     sha256: str  # of the archive; "" for a directory
     python: str
+    pruned: PruneReport = field(default_factory=PruneReport)
+    largest: tuple[tuple[str, int], ...] = ()
 
 
 def default_name(fmt: str) -> str:
@@ -136,7 +139,7 @@ def _entries(root: Path) -> list[Path]:
 def _tarinfo(root: Path, path: Path) -> tarfile.TarInfo:
     st = path.lstat()
     info = tarfile.TarInfo(path.relative_to(root).as_posix())
-    info.mtime = int(st.st_mtime)
+    info.mtime = EPOCH  # fixed: the same lock gives the same bytes
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     if stat.S_ISLNK(st.st_mode):
@@ -153,43 +156,45 @@ def _tarinfo(root: Path, path: Path) -> tarfile.TarInfo:
     return info
 
 
-class _Hashing:
-    """A write-only file object that hashes and counts what passes through."""
-
-    def __init__(self, raw: BinaryIO):
-        self.raw = raw
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        self.size += len(data)
-        return self.raw.write(data)
-
-    def flush(self) -> None:
-        self.raw.flush()
-
-
-def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL) -> tuple[str, int, int]:
+def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,
+                threads: int | None = None) -> tuple[str, int, int]:
     """Write ``root`` as a reproducible .tar.gz at ``dest``; return (sha256, size, files)."""
     entries = _entries(root)
     for path in entries:
         _check_entry(root, path)
     with dest.open("wb") as raw:
-        hashing = _Hashing(raw)
-        with gzip.GzipFile(filename="", mode="wb", fileobj=hashing,
-                           compresslevel=level, mtime=0) as gz, \
-                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for path in entries:
-                info = _tarinfo(root, path)
-                if info.type == tarfile.REGTYPE:
-                    with path.open("rb") as fh:
-                        tar.addfile(info, fh)
-                else:
-                    tar.addfile(info)
+        gz = ParallelGzipWriter(raw, level, threads)
+        try:
+            with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+                for path in entries:
+                    info = _tarinfo(root, path)
+                    if info.type == tarfile.REGTYPE:
+                        with path.open("rb") as fh:
+                            tar.addfile(info, fh)
+                    else:
+                        tar.addfile(info)
+            gz.close()
+        except BaseException:
+            gz.abort()
+            raise
         raw.flush()
         os.fsync(raw.fileno())
-    return hashing.sha.hexdigest(), hashing.size, len(entries)
+    return gz.sha.hexdigest(), gz.size, len(entries)
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    """How the environment is written: part of the cache key."""
+
+    format: str = "tar.gz"
+    level: int = DEFAULT_LEVEL
+    prune: bool = True
+    keep: tuple[str, ...] = ()
+    bytecode: bool = False  # ship hash-checked .pyc (for read-only dirs in images)
+
+    def key(self) -> dict[str, object]:
+        return {"format": self.format, "level": self.level, "prune": self.prune,
+                "keep": sorted(self.keep), "bytecode": self.bytecode}
 
 
 @dataclass(frozen=True)
@@ -207,38 +212,62 @@ class Staged:
             os.replace(self.tmp, self.archive.path)
 
 
+def compile_bytecode(root: Path, python: str) -> None:
+    """Hash-checked .pyc: valid whatever the files' mtimes, so reproducible and never stale."""
+    try:
+        proc.run([root / "bin" / f"python{python}", "-I", "-m", "compileall", "-q", "-j", "0",
+                  "--invalidation-mode", "unchecked-hash", root / "lib" / f"python{python}"],
+                 timeout=1800)
+    except ProcessError as exc:
+        raise PackError("compiling bytecode failed", detail=exc.detail) from exc
+
+
+def prepare_tree(prefix: Prefix, options: PackOptions) -> tuple[Path, PruneReport,
+                                                                 list[tuple[str, int]]]:
+    """conda-pack the prefix, check Triton's layout, prune, optionally compile bytecode."""
+    staged = stage(prefix, prefix.path.parent)
+    check_layout(staged, prefix.python)
+    report = prune(staged, prefix.python, options.keep) if options.prune else PruneReport()
+    check_layout(staged, prefix.python)  # a --keep-less prune never removes these
+    if options.bytecode:
+        compile_bytecode(staged, prefix.python)
+    return staged, report, largest_packages(staged, prefix.python)
+
+
 @contextlib.contextmanager
 def pack(
     prefix: Prefix,
     dest: Path,
-    fmt: str = "tar.gz",
+    options: PackOptions | None = None,
     *,
-    level: int = DEFAULT_LEVEL,
     reporter: Reporter | None = None,
 ) -> Iterator[Staged]:
     """Pack ``prefix`` beside ``dest``; the caller commits it. Removed if not committed."""
     rep = reporter or NullReporter()
-    if fmt not in FORMATS:
-        raise PackError(f"unknown format {fmt!r}", hint="use tar.gz or dir")
+    opts = options or PackOptions()
+    if opts.format not in FORMATS:
+        raise PackError(f"unknown format {opts.format!r}", hint="use tar.gz or dir")
     t0 = time.monotonic()
     rep.start("pack", "conda-pack: relocating the environment")
-    staged = stage(prefix, prefix.path.parent)
-    check_layout(staged, prefix.python)
+    tree, pruned, largest = prepare_tree(prefix, opts)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with temp_beside(dest, directory=fmt == "dir") as tmp:
-        if fmt == "dir":
-            files = _entries(staged)
+    with temp_beside(dest, directory=opts.format == "dir") as tmp:
+        if opts.format == "dir":
+            files = _entries(tree)
             for path in files:
-                _check_entry(staged, path)
+                _check_entry(tree, path)
             size = sum(p.lstat().st_size for p in files if p.is_file() and not p.is_symlink())
             tmp.rmdir()
-            shutil.copytree(staged, tmp, symlinks=True)
-            result = EnvArchive(dest, fmt, size, len(files), "", prefix.python)
+            shutil.copytree(tree, tmp, symlinks=True)
+            result = EnvArchive(dest, opts.format, size, len(files), "", prefix.python,
+                                pruned, tuple(largest))
         else:
             rep.start("pack", f"writing {dest.name}")
-            sha, size, count = write_targz(staged, tmp, level)
+            sha, size, count = write_targz(tree, tmp, opts.level)
             tmp.chmod(0o644)
-            result = EnvArchive(dest, fmt, size, count, sha, prefix.python)
-        rep.done("pack", f"{result.files} files, {result.size / 1e6:.1f} MB -> {dest.name}",
-                 time.monotonic() - t0)
+            result = EnvArchive(dest, opts.format, size, count, sha, prefix.python,
+                                pruned, tuple(largest))
+        rep.done("pack", f"{result.files} files, {result.size / 1e6:.1f} MB -> {dest.name}"
+                 + (f" (pruned {pruned.files} files, {pruned.bytes / 1e6:.1f} MB)"
+                    if pruned.files else ""), time.monotonic() - t0)
         yield Staged(tmp, result)

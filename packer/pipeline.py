@@ -12,20 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import conda, pychannel
+from . import conda, envcache, pychannel
+from .atomic import temp_beside
 from .declared import Declared, load_declared
-from .env import build
+from .env import build, bundle_digest
 from .errors import LockError, ResolveError
 from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
 from .model import ModelDir, open_model
-from .pack import DEFAULT_LEVEL, EnvArchive, output_path
+from .pack import EnvArchive, PackOptions, Staged, output_path
 from .pack import pack as pack_env
-from .patch import PatchResult, apply_patch, check_patch, env_value
+from .patch import PatchResult, PlannedPatch, apply_patch, check_patch, env_value
 from .progress import NullReporter, Reporter
 from .pypi import Indexes, NoSolutionError, compile_pins
 from .recipebook import Recipes, load
 from .resolve import Requirements, resolve
-from .runlock import model_lock
+from .runlock import key_lock, model_lock
 from .scan import ImportReport, scan
 from .signals import signals_held
 from .target import Target, resolve_target
@@ -222,6 +223,7 @@ class PackResult:
     bundled: tuple[str, ...]
     skipped: tuple[str, ...]
     seconds: float
+    cached: bool = False
 
 
 def frozen_lock(ctx: Context, opts: Options) -> LockResult:
@@ -242,42 +244,66 @@ def package(
     reporter: Reporter | None = None,
     *,
     frozen: bool = False,
-    fmt: str = "tar.gz",
+    pack_options: PackOptions | None = None,
     output: str | None = None,
-    level: int = DEFAULT_LEVEL,
+    use_cache: bool = True,
 ) -> PackResult:
     """scan -> lock (reuse when fresh) -> build -> pack -> patch config.pbtxt."""
     rep = reporter or NullReporter()
     t0 = time.monotonic()
     ctx = prepare(path, opts, rep)
     with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
-        return _package(ctx, opts, rep, t0, frozen=frozen, fmt=fmt, output=output, level=level)
+        return _package(ctx, opts, rep, t0, frozen=frozen, popts=pack_options or PackOptions(),
+                        output=output, use_cache=use_cache)
 
 
-def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: bool, fmt: str,
-             output: str | None, level: int) -> PackResult:
+def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: bool,
+             popts: PackOptions, output: str | None, use_cache: bool) -> PackResult:
     """Everything is made beside its destination first; the lock, the environment and
     config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
     locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
-    dest = output_path(ctx.model.path, output, fmt)
-    rel = dest.relative_to(ctx.model.path).as_posix()
-    value = env_value(rel)
-    new_config = check_patch(ctx.model.config_path, value)  # refuse before building, not after
-    prefix = build(locked.lock, ctx.report, rep)
-    try:
-        with pack_env(prefix, dest, fmt, level=level, reporter=rep) as staged, signals_held():
-            written = False if locked.reused else write_lock(ctx.lock_path, locked.lock)
-            staged.commit()
-            patched = apply_patch(ctx.model.config_path, new_config, value)
-    finally:
-        shutil.rmtree(prefix.path.parent, ignore_errors=True)
+    dest = output_path(ctx.model.path, output, popts.format)
+    value = env_value(dest.relative_to(ctx.model.path).as_posix())
+    plan = check_patch(ctx.model.config_path, value)  # refuse before building, not after
+    key = envcache.cache_key(locked.lock.content_hash, popts, bundle_digest(ctx.report))
+    hit = envcache.lookup(key) if use_cache else None
+    if hit is not None:
+        with temp_beside(dest, directory=popts.format == "dir") as tmp:
+            envcache.place(hit.path, tmp, popts.format)
+            staged = Staged(tmp, hit.archive_at(dest))
+            rep.done("cache", f"reused the environment for this lock ({key[:12]})",
+                     time.monotonic() - t0)
+            written, patched = _commit(ctx, locked, staged, plan, value)
+        bundled = tuple(hit.meta.get("bundled", ()))
+        skipped = tuple(hit.meta.get("skipped", ()))
+    else:
+        with key_lock(key):
+            prefix = build(locked.lock, ctx.report, rep, key=key)
+            bundled, skipped = prefix.bundled, prefix.skipped
+            try:
+                with pack_env(prefix, dest, popts, reporter=rep) as staged:
+                    if use_cache:
+                        envcache.store(key, staged.tmp, staged.archive,
+                                       {"bundled": list(bundled), "skipped": list(skipped)})
+                    written, patched = _commit(ctx, locked, staged, plan, value)
+            finally:
+                shutil.rmtree(prefix.path.parent, ignore_errors=True)
     if not locked.reused:
         rep.done("lock", f"{'wrote' if written else 'unchanged'} {ctx.lock_path.name}", 0.0)
         locked = LockResult(locked.lock, locked.path, written, False, ctx)
     rep.done("config", f"EXECUTION_ENV_PATH = {patched.value}"
              + ("" if patched.changed else " (unchanged)"), 0.0)
-    return PackResult(ctx, locked, staged.archive, patched, prefix.bundled, prefix.skipped,
-                      time.monotonic() - t0)
+    return PackResult(ctx, locked, staged.archive, patched, bundled, skipped,
+                      time.monotonic() - t0, cached=hit is not None)
+
+
+def _commit(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch,
+            value: str) -> tuple[bool, PatchResult]:
+    """The lock, the environment and config.pbtxt, with SIGINT/SIGTERM held back."""
+    with signals_held():
+        written = False if locked.reused else write_lock(ctx.lock_path, locked.lock)
+        staged.commit()
+        return written, apply_patch(ctx.model.config_path, plan, value)
 
 
 def _fresh_or_new_lock(ctx: Context, opts: Options, rep: Reporter) -> LockResult:

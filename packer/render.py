@@ -118,6 +118,12 @@ def pack_payload(res: PackResult) -> dict[str, Any]:
         "lock": {"path": str(res.lock.path), "written": res.lock.written,
                  "reused": res.lock.reused},
         "seconds": round(res.seconds, 2),
+        "cached": res.cached,
+        "pruned": {"files": res.archive.pruned.files, "bytes": res.archive.pruned.bytes,
+                   "rules": {k: {"files": f, "bytes": b}
+                             for k, (f, b) in res.archive.pruned.removed.items()},
+                   "kept": list(res.archive.pruned.kept)},
+        "largest_packages": [{"name": n, "bytes": b} for n, b in res.archive.largest],
     }
 
 
@@ -136,6 +142,13 @@ def pack_text(res: PackResult) -> str:
     ]
     if res.skipped:
         lines.append(f"  skipped      {', '.join(res.skipped)} (secrets and junk are never bundled)")
+    if a.pruned.files:
+        lines.append(f"  pruned       {a.pruned.files} files, {a.pruned.bytes / 1e6:.1f} MB: "
+                     + ", ".join(f"{k} {b / 1e6:.1f} MB" for k, (_, b) in a.pruned.removed.items()))
+    if a.largest:
+        lines.append("  largest      " + ", ".join(f"{n} {b / 1e6:.1f} MB" for n, b in a.largest[:5]))
+    if res.cached:
+        lines.append("  cache        reused: no solve, no install, no pack")
     return "\n".join(lines)
 
 

@@ -47,3 +47,15 @@ def model_lock(model_dir: Path, *, wait: bool = True,
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+@contextlib.contextmanager
+def key_lock(key: str) -> Iterator[None]:
+    """Builds of one cache key (its fixed build path) one at a time, across models."""
+    fd = os.open(cache_dir("locks") / f"build-{key[:24]}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -1,0 +1,168 @@
+"""The content-addressed store of packed environments.
+
+Key: the lock's content hash + the pack options + the bundled modules' bytes +
+tritonpack's format version. A re-run with an unchanged lock does no solve, no
+install and no pack: the cached archive is hard-linked (or copied) into place.
+Models with identical locks share one entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .cache import cache_dir, cache_root
+from .pack import EnvArchive, PackOptions
+from .prune import PruneReport
+
+FORMAT = 1  # bump when what an archive holds for a given lock changes
+ARCHIVE = "env.tar.gz"
+DIRECTORY = "env"
+
+
+def cache_key(lock_hash: str, options: PackOptions, bundled_digest: str) -> str:
+    blob = json.dumps({"format": FORMAT, "lock": lock_hash, "pack": options.key(),
+                       "bundled": bundled_digest}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    path: Path  # the archive file or the env directory
+    meta: dict[str, Any]
+
+    def archive_at(self, dest: Path) -> EnvArchive:
+        m = self.meta
+        pruned = PruneReport({k: (int(v[0]), int(v[1])) for k, v in m["pruned"].items()},
+                             tuple(m.get("kept", ())))
+        return EnvArchive(dest, str(m["format"]), int(m["size"]), int(m["files"]),
+                          str(m["sha256"]), str(m["python"]), pruned,
+                          tuple((str(a), int(b)) for a, b in m["largest"]))
+
+
+def _entry_dir(key: str) -> Path:
+    return cache_dir("envs") / key
+
+
+def lookup(key: str) -> Entry | None:
+    base = _entry_dir(key) if (cache_root() / "envs" / key).is_dir() else None
+    if base is None:
+        return None
+    try:
+        meta = json.loads((base / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    path = base / (DIRECTORY if meta.get("format") == "dir" else ARCHIVE)
+    if not path.exists():
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(base / "meta.json")  # last use, for `cache prune`
+    return Entry(key, path, meta)
+
+
+def _link_or_copy(src: str | Path, dest: str | Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def place(src: Path, tmp: Path, fmt: str) -> None:
+    """Put a cached env at ``tmp`` (beside its destination): hard links where possible."""
+    if fmt == "dir":
+        tmp.rmdir()
+        shutil.copytree(src, tmp, symlinks=True, copy_function=_link_or_copy)
+    else:
+        tmp.unlink()
+        _link_or_copy(src, tmp)
+
+
+def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any]) -> None:
+    """Add a freshly packed env to the store (atomically; a concurrent twin is fine)."""
+    final = cache_root() / "envs" / key
+    if final.exists():
+        return
+    work = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache_dir("envs")))
+    try:
+        if archive.format == "dir":
+            shutil.copytree(staged_path, work / DIRECTORY, symlinks=True,
+                            copy_function=_link_or_copy)
+        else:
+            _link_or_copy(staged_path, work / ARCHIVE)
+        meta = {
+            "format": archive.format, "size": archive.size, "files": archive.files,
+            "sha256": archive.sha256, "python": archive.python,
+            "pruned": {k: list(v) for k, v in archive.pruned.removed.items()},
+            "kept": list(archive.pruned.kept), "largest": [list(x) for x in archive.largest],
+            "created": int(time.time()), **extra,
+        }
+        (work / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        work.chmod(0o755)
+        os.replace(work, final)
+    except OSError:
+        pass  # a cache that cannot be written is only a slower next run
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    root: str
+    sections: dict[str, tuple[int, int]]  # name -> (entries, bytes)
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(dirpath) / name).lstat().st_size
+    return total
+
+
+def info() -> CacheInfo:
+    root = cache_root()
+    sections = {}
+    for name in ("envs", "channels", "pkgs", "uv", "pip-tools"):
+        base = root / name
+        entries = [p for p in base.iterdir() if not p.name.startswith(".")] if base.is_dir() else []
+        sections[name] = (len(entries), _du(base) if base.is_dir() else 0)
+    return CacheInfo(str(root), sections)
+
+
+def prune_cache(older_than_days: float | None, everything: bool) -> tuple[int, int]:
+    """Remove env entries unused for ``older_than_days`` (or everything); (entries, bytes)."""
+    root = cache_root()
+    removed = freed = 0
+    if everything:
+        for name in ("envs", "channels", "pkgs", "uv", "pip-tools", "tmp"):
+            base = root / name
+            if base.is_dir():
+                freed += _du(base)
+                removed += sum(1 for _ in base.iterdir())
+                shutil.rmtree(base, ignore_errors=True)
+        return removed, freed
+    cutoff = time.time() - 86400 * (older_than_days if older_than_days is not None else 30)
+    base = root / "envs"
+    if base.is_dir():
+        for entry in base.iterdir():
+            meta = entry / "meta.json"
+            last = meta.stat().st_mtime if meta.exists() else 0
+            if last < cutoff:
+                freed += _du(entry)
+                removed += 1
+                shutil.rmtree(entry, ignore_errors=True)
+    return removed, freed
+
+
+def entry_asdict(entry: Entry) -> dict[str, Any]:
+    return {**asdict(entry), "path": str(entry.path)}

@@ -1,0 +1,111 @@
+"""The cache, reproducible archives and pruning (speed itself is measured in bench/)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from packer import env as env_mod
+from packer.targz import BLOCK, ParallelGzipWriter
+
+from .conftest import run_cli
+
+pytestmark = pytest.mark.slow
+Copy = Callable[..., Path]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_rerun_with_unchanged_lock_builds_nothing(model_copy: Copy,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = model_copy("plain_numpy", "first"), model_copy("plain_numpy", "second")
+    res = run_cli(first, "--triton", "24.10", "--offline", "--json")
+    assert res.exit_code == 0, res.stderr
+
+    def no_build(*args: object, **kw: object) -> None:
+        raise AssertionError("the cache should have answered")
+
+    monkeypatch.setattr("packer.pipeline.build", no_build)
+    again = json.loads(run_cli(first, "--triton", "24.10", "--offline", "--json").stdout)
+    assert again["cached"] is True
+    # a second model with an identical lock shares the entry
+    res = run_cli(second, "--triton", "24.10", "--offline", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["cached"] is True
+    assert sha(first / "tritonpack-env.tar.gz") == sha(second / "tritonpack-env.tar.gz")
+
+
+def test_two_builds_are_byte_identical(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    digests = []
+    for _ in range(2):
+        res = run_cli(model, "--triton", "24.10", "--offline", "--no-cache", "-q")
+        assert res.exit_code == 0, res.stderr
+        digests.append(sha(model / "tritonpack-env.tar.gz"))
+    assert digests[0] == digests[1]
+    with tarfile.open(model / "tritonpack-env.tar.gz") as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert names == sorted(names)
+    assert {m.mtime for m in members} == {315532800}
+
+
+def test_pruned_env_keeps_what_models_import(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    res = run_cli(model, "--triton", "24.10", "--offline", "--json")
+    out = json.loads(res.stdout)
+    assert out["pruned"]["files"] > 1000
+    assert {"bytecode caches", "static libraries", "headers"} <= set(out["pruned"]["rules"])
+    with tarfile.open(model / "tritonpack-env.tar.gz") as tar:
+        names = tar.getnames()
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".a")]
+    assert not [n for n in names if n.startswith("include/")]
+    assert "lib/python3.10/site-packages/numpy/__init__.py" in names
+
+    kept = json.loads(run_cli(model, "--triton", "24.10", "--offline", "--json", "--keep",
+                              "include").stdout)
+    assert "headers" not in kept["pruned"]["rules"] and kept["pruned"]["kept"] == ["include"]
+
+
+def test_parallel_gzip_is_one_valid_stream_and_deterministic(tmp_path: Path) -> None:
+    import gzip
+    import os
+
+    data = os.urandom(BLOCK // 2) * 5  # several members, compressible
+    outs = []
+    for threads in (1, 4):
+        path = tmp_path / f"out{threads}.gz"
+        with path.open("wb") as raw:
+            gz = ParallelGzipWriter(raw, 6, threads)
+            for i in range(0, len(data), 100_000):
+                gz.write(data[i:i + 100_000])
+            gz.close()
+        assert gzip.decompress(path.read_bytes()) == data
+        outs.append(path.read_bytes())
+    assert outs[0] == outs[1]
+
+
+def test_cache_info_and_prune(model_copy: Copy) -> None:
+    info = json.loads(run_cli("cache", "info", "--json").stdout)
+    assert set(info["sections"]) == {"envs", "channels", "pkgs", "uv", "pip-tools"}
+    res = run_cli("cache", "prune", "--days", "100000", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["removed"] == 0
+
+
+def test_fixed_build_path_is_refused_when_owned_by_someone_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "tritonpack-build"
+    root.mkdir()
+    monkeypatch.setattr(env_mod, "BUILD_ROOT", root)
+    monkeypatch.setattr(env_mod.os, "getuid", lambda: 12345)
+    work = env_mod.new_build_dir("a" * 64)
+    assert root not in work.parents  # fell back to a private temporary dir
+    work.rmdir()
