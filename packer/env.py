@@ -76,7 +76,8 @@ def _pypi_install(lock: Lockfile, prefix: Path, python: str) -> None:
     req.write_text(lock.requirements_txt(), encoding="utf-8")
     indexes = lock.inputs.get("indexes", {})
     argv: list[str | Path] = [
-        sys.executable, "-m", "uv", "pip", "install", "--no-config", "--quiet",
+        sys.executable, "-m", "uv", "pip", "install", "--no-config", "--no-python-downloads",
+        "--quiet",
         "--python", prefix / "bin" / f"python{python}", "--require-hashes", "--no-deps",
         "--only-binary", ":all:", "--link-mode", "copy", "--cache-dir", cache_dir("uv"),
         "--index-url", str(indexes.get("index_url", "https://pypi.org/simple")),

@@ -105,7 +105,8 @@ class UvResolver:
             req_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
             argv: list[str | Path] = [
                 sys.executable, "-m", "uv", "pip", "compile", req_in, "-o", out, "--quiet",
-                "--no-config", "--generate-hashes", "--no-header", "--no-annotate",
+                "--no-config", "--no-python-downloads", "--python", sys.executable,
+                "--generate-hashes", "--no-header", "--no-annotate",
                 "--python-version", target.python, "--python-platform", target.pypi_platform,
                 "--only-binary", ":all:",
                 "--cache-dir", cache_dir("uv"), *indexes.args(),

@@ -74,6 +74,9 @@ class LocalRuntime:
     name = "local"
     release = RELEASE
 
+    def __init__(self, library_path: tuple[Path, ...] = ()):
+        self.library_path = library_path  # extra LD_LIBRARY_PATH entries (bench: no-env model)
+
     def start(self, repo: Path, python: str, work: Path, *, complete_config: bool) -> LocalServer:
         root, libs = pytriton_root()
         stub = root / "python_backend_stubs" / python / "triton_python_backend_stub"
@@ -101,7 +104,8 @@ class LocalRuntime:
         ]
         if complete_config:
             argv.append("--disable-auto-complete-config")
-        env = proc.clean_env({"LD_LIBRARY_PATH": str(libs)})
+        ld = ":".join(str(p) for p in (libs, *self.library_path))
+        env = proc.clean_env({"LD_LIBRARY_PATH": ld})
         before = env_dirs()
         process = proc.popen(argv, env=env, cwd=work, log_file=work / "server.log")
         return LocalServer(process, f"http://127.0.0.1:{http}", work / "triton.log", before)

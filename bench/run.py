@@ -1,0 +1,310 @@
+"""tritonpack against the documented manual recipe, measured in one run.
+
+    python bench/run.py            # small, medium and heavy reference models
+    python bench/run.py --quick    # the small one only
+
+Every figure is a ratio taken in this run: tritonpack / baseline, where the baseline
+is the manual recipe done with the same tools (the env created from the same
+channel, `pip install -r requirements.txt` into it, `conda-pack` with its defaults).
+Prints a table and writes bench/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from packer import conda, pychannel  # noqa: E402
+from packer.env import Prefix  # noqa: E402
+from packer.pack import PackOptions  # noqa: E402
+from packer.pack import pack as pack_env  # noqa: E402
+from packer.pipeline import Options, lock, package, prepare  # noqa: E402
+from packer.pypi import Indexes  # noqa: E402
+from packer.verify.client import Client  # noqa: E402
+from packer.verify.local import LocalRuntime  # noqa: E402
+
+WHEELHOUSE = "/opt/wheels"  # this machine's CPU torch build
+# name -> (triton release, python override, extra find-links)
+MODELS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
+    "small": ("24.10", None, ()),
+    "medium": ("24.10", None, ()),
+    "heavy": ("24.10", "3.11", (WHEELHOUSE,)),
+}
+
+
+@contextmanager
+def cache_at(path: Path) -> Iterator[None]:
+    old = os.environ.get("TRITONPACK_CACHE")
+    os.environ["TRITONPACK_CACHE"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TRITONPACK_CACHE", None)
+        else:
+            os.environ["TRITONPACK_CACHE"] = old
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def du(path: Path) -> int:
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def fresh_cache(work: Path, seed: Path, name: str) -> Path:
+    """An empty cache holding only the local python channels (made once, outside timing)."""
+    cache = work / name
+    cache.mkdir()
+    (cache / "channels").symlink_to(seed / "channels")
+    return cache
+
+
+def opts_for(name: str, **kw: Any) -> Options:
+    release, python, links = MODELS[name]
+    return Options(triton=release, python=python, offline=True,
+                   indexes=Indexes(find_links=links), **kw)
+
+
+def baseline_build(model: Path, name: str, cache: Path, work: Path) -> dict[str, Any]:
+    """The manual recipe: env from the channel, pip install -r requirements.txt, conda-pack."""
+    import conda_pack
+
+    with cache_at(cache):
+        ctx = prepare(model, opts_for(name))
+        t0 = time.perf_counter()
+        channel = pychannel.local_channel(pychannel.find_python(ctx.target.python), "linux-64")
+        prefix = work / f"baseline-{name}"
+        conda.install(conda.solve(ctx.target, [channel.as_uri()], []), prefix)
+        req = work / f"requirements-{name}.txt"
+        req.write_text("\n".join(ctx.requirements.pypi) + "\n")
+        argv = [str(prefix / "bin" / "python3"), "-m", "pip", "install", "--no-cache-dir",
+                "--index-url", "https://pypi.org/simple", "-r", str(req), "-q"]
+        for link in MODELS[name][2]:
+            argv += ["--find-links", link]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+        env["PIP_CONFIG_FILE"] = os.devnull
+        subprocess.run(argv, check=True, env=env)
+        installed = time.perf_counter()
+        archive = work / f"baseline-{name}.tar.gz"
+        conda_pack.pack(prefix=str(prefix), output=str(archive), force=True)  # its defaults
+        done = time.perf_counter()
+    return {"seconds": done - t0, "pack_seconds": done - installed, "archive": archive,
+            "prefix": prefix, "env_bytes": du(prefix)}
+
+
+def tritonpack_pack_only(prefix: Path, python: str, work: Path) -> float:
+    """tritonpack's pack step alone on the same prefix (conda-pack's file list, pruned,
+    parallel gzip), written but not committed."""
+    dest = work / "tp-pack-only" / "tritonpack-env.tar.gz"
+    dest.parent.mkdir(exist_ok=True)
+    copy = work / "tp-pack-prefix" / "env"
+    shutil.copytree(prefix, copy, symlinks=True)
+    t0 = time.perf_counter()
+    with pack_env(Prefix(copy, python, 0, 0, (), ()), dest, PackOptions()) as staged:
+        staged.commit()
+    took = time.perf_counter() - t0
+    shutil.rmtree(copy.parent)
+    return took
+
+
+def time_to_ready(model: Path, python: str, work: Path, library_path: tuple[Path, ...] = (),
+                  runs: int = 2) -> float | None:
+    """Server start to model READY in the local tritonserver (best of ``runs``)."""
+    times = []
+    for i in range(runs):
+        server_work = work / f"ready-{model.name}-{i}-{time.monotonic_ns()}"
+        repo = server_work / "repo"
+        repo.mkdir(parents=True)
+        (repo / model.name).symlink_to(model)
+        engine = LocalRuntime(library_path)
+        t0 = time.perf_counter()
+        server = engine.start(repo, python, server_work, complete_config=True)
+        try:
+            client = Client(server.url, timeout=300)
+            if not client.wait_live(time.monotonic() + 120, server.alive):
+                return None
+            try:
+                client.load(model.name)
+            except Exception:
+                return None
+            times.append(time.perf_counter() - t0)
+        finally:
+            server.stop()
+            shutil.rmtree(server_work, ignore_errors=True)
+    return min(times)
+
+
+def variant(model: Path, work: Path, suffix: str, env: Path | None) -> Path:
+    """A copy of ``model`` whose config points at ``env`` (or at nothing)."""
+    dest = work / "variants" / suffix / model.name
+    shutil.copytree(model, dest, ignore=shutil.ignore_patterns("tritonpack-env*"))
+    text = (dest / "config.pbtxt").read_text()
+    start = text.find("parameters {")
+    if start >= 0:
+        text = text[:start]
+    if env is not None:
+        target = dest / env.name
+        if env.is_dir():
+            shutil.copytree(env, target, symlinks=True)
+        else:
+            shutil.copy2(env, target)
+        text += ('parameters { key: "EXECUTION_ENV_PATH" value { string_value: '
+                 f'"$$TRITON_MODEL_DIRECTORY/{env.name}" }} }}\n')
+    (dest / "config.pbtxt").write_text(text)
+    return dest
+
+
+def lock_time(model: Path, name: str, resolver: str, cache: Path) -> float:
+    with cache_at(cache):
+        opts = opts_for(name, resolver=resolver)
+        # pip-tools resolves for the interpreter it runs on: lock both for this Python
+        here = f"{sys.version_info.major}.{sys.version_info.minor}"
+        opts = Options(**{**opts.__dict__, "python": here})
+        seconds, _ = timed(lambda: lock(model, opts, upgrade=True))
+    return seconds
+
+
+def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
+    print(f"== {name}", flush=True)
+    src = HERE / "models" / name
+    tp_model = work / "tp" / name
+    shutil.copytree(src, tp_model)
+    release = MODELS[name][0]
+
+    cache = fresh_cache(work, seed, f"cache-tp-{name}")
+    with cache_at(cache):
+        cold, res = timed(lambda: package(tp_model, opts_for(name)))
+        warm, _ = timed(lambda: package(tp_model, opts_for(name)))
+    python = res.archive.python
+    print(f"   tritonpack cold {cold:.1f}s, warm {warm:.2f}s", flush=True)
+
+    base = baseline_build(src, name, fresh_cache(work, seed, f"cache-base-{name}"), work)
+    print(f"   baseline {base['seconds']:.1f}s", flush=True)
+    tp_pack = tritonpack_pack_only(base["prefix"], python, work)
+    env_mb = base["env_bytes"] / 1e6
+
+    dir_model = work / "tp-dir" / name
+    shutil.copytree(src, dir_model)
+    with cache_at(cache):
+        package(dir_model, opts_for(name), pack_options=PackOptions(format="dir"))
+    ready_tp = time_to_ready(variant(tp_model, work, "tp", tp_model / "tritonpack-env.tar.gz"),
+                             python, work)
+    ready_base = time_to_ready(variant(src, work, "base", base["archive"]), python, work)
+    ready_dir = time_to_ready(variant(dir_model, work, "dir", dir_model / "tritonpack-env"),
+                              python, work)
+    no_env_py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    ready_none = time_to_ready(variant(src, work, "none", None), no_env_py, work,
+                               (Path(sys.base_prefix) / "lib",))
+
+    lock_model = work / "lock" / name
+    shutil.copytree(src, lock_model)
+    uv = lock_time(lock_model, name, "uv", fresh_cache(work, seed, f"cache-uv-{name}"))
+    piptools = lock_time(lock_model, name, "pip-tools", fresh_cache(work, seed, f"cache-pt-{name}"))
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    archive_bytes = (tp_model / "tritonpack-env.tar.gz").stat().st_size
+    return {
+        "model": name, "triton": release, "python": python,
+        "env_mb": round(env_mb, 1),
+        "seconds": {
+            "tritonpack_cold": round(cold, 2), "tritonpack_warm": round(warm, 3),
+            "baseline_cold": round(base["seconds"], 2),
+            "tritonpack_pack": round(tp_pack, 2), "conda_pack_default": round(base["pack_seconds"], 2),
+            "ready_tritonpack_archive": ready_tp, "ready_baseline_archive": ready_base,
+            "ready_dir": ready_dir, "ready_no_env": ready_none,
+            "lock_uv": round(uv, 2), "lock_pip_tools": round(piptools, 2),
+        },
+        "bytes": {"tritonpack_archive": archive_bytes,
+                  "baseline_archive": base["archive"].stat().st_size},
+        "ratios": {
+            "cold_build": ratio(cold, base["seconds"]),
+            "warm_vs_cold": ratio(warm, cold),
+            "archive_size": ratio(archive_bytes, base["archive"].stat().st_size),
+            "pack_throughput": ratio(env_mb / tp_pack, env_mb / base["pack_seconds"]),
+            "ready_archive": ratio(ready_tp, ready_base),
+            "ready_dir_vs_no_env": ratio(ready_dir, ready_none),
+            "lock_uv_speedup": ratio(piptools, uv),
+        },
+    }
+
+
+TARGETS = {  # ratio -> (target, better when)
+    "cold_build": (0.5, "<="), "warm_vs_cold": (0.05, "<="), "archive_size": (0.6, "<="),
+    "pack_throughput": (2.0, ">="), "ready_archive": (0.6, "<="),
+    "ready_dir_vs_no_env": (1.2, "<="), "lock_uv_speedup": (5.0, ">="),
+}
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    names = [r["model"] for r in results]
+    lines = [f"{'ratio':<22}{'target':>9}" + "".join(f"{n:>10}" for n in names)]
+    for key, (target, how) in TARGETS.items():
+        cells = []
+        for r in results:
+            v = r["ratios"].get(key)
+            ok = v is not None and (v <= target if how == "<=" else v >= target)
+            cells.append(f"{v if v is not None else 'n/a':>9}{'' if v is None else (' ' if ok else '!')}")
+        lines.append(f"{key:<22}{how + str(target):>9}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the small model only")
+    parser.add_argument("--models", nargs="*", choices=sorted(MODELS))
+    parser.add_argument("--keep", action="store_true", help="keep the work dir")
+    args = parser.parse_args(argv)
+    names = args.models or (["small"] if args.quick else list(MODELS))
+    for key in [k for k in os.environ if k.startswith(("PIP_", "UV_", "CONDA_"))]:
+        del os.environ[key]
+    work = Path(tempfile.mkdtemp(prefix="tritonpack-bench-"))
+    try:
+        seed = work / "seed"
+        here = f"{sys.version_info.major}.{sys.version_info.minor}"  # the lock comparison's
+        with cache_at(seed):
+            for minor in sorted({MODELS[n][1] or "3.10" for n in names} | {here}):
+                pychannel.local_channel(pychannel.find_python(minor), "linux-64")
+        results = [bench_model(n, work, seed) for n in names]
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    growth = {}
+    if len(results) > 1:
+        for key in TARGETS:
+            vals = [r["ratios"].get(key) for r in results]
+            if all(v is not None for v in vals):
+                growth[key] = {r["model"]: r["ratios"][key] for r in results}
+    out = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+           "targets": {k: f"{h}{t}" for k, (t, h) in TARGETS.items()},
+           "results": results, "growth_small_to_heavy": growth,
+           "median_ratios": {k: statistics.median([r["ratios"][k] for r in results
+                                                   if r["ratios"].get(k) is not None] or [0])
+                             for k in TARGETS}}
+    (HERE / "results.json").write_text(json.dumps(out, indent=2, default=str))
+    print(table(results))
+    print(f"(! = target missed; details in {HERE / 'results.json'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
