@@ -56,3 +56,10 @@ def replace_dir(src: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(src, dest)
+
+
+def ensure_writable(directory: Path) -> None:
+    """Raise the OSError a write into ``directory`` would meet (and leave nothing behind)."""
+    fd, name = tempfile.mkstemp(prefix=".tritonpack-probe-", dir=directory)
+    os.close(fd)
+    os.unlink(name)

@@ -6,17 +6,20 @@ parses options, calls these and renders what they return.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import conda, envcache, pychannel
-from .atomic import temp_beside
+from .atomic import ensure_writable, temp_beside
 from .declared import Declared, load_declared
 from .env import build, bundle_digest
-from .errors import LockError, ResolveError
+from .errors import LockError, PackError, ResolveError
 from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
 from .model import ModelDir, open_model
 from .pack import EnvArchive, PackOptions, Staged, output_path
@@ -263,6 +266,29 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
     config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
     locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
     dest = output_path(ctx.model.path, output, popts.format)
+    with _output_errors(dest):
+        ensure_writable(dest.parent)  # fail before a build, not after
+        return _build_and_commit(ctx, locked, rep, t0, dest, popts, use_cache)
+
+
+@contextlib.contextmanager
+def _output_errors(dest: Path) -> Iterator[None]:
+    """Turn a full disk, a read-only file system or a permission problem into one message."""
+    try:
+        yield
+    except OSError as exc:
+        why = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+               errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied"}.get(exc.errno or 0)
+        if why is None:
+            raise
+        raise PackError(f"cannot write to {dest.parent}: {why}",
+                        hint="nothing in the model directory was changed",
+                        detail=str(exc)) from exc
+
+
+def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float, dest: Path,
+                      popts: PackOptions, use_cache: bool) -> PackResult:
     value = env_value(dest.relative_to(ctx.model.path).as_posix())
     plan = check_patch(ctx.model.config_path, value)  # refuse before building, not after
     key = envcache.cache_key(locked.lock.content_hash, popts, bundle_digest(ctx.report))

@@ -76,6 +76,12 @@ _UNREACHABLE = re.compile(
 )
 
 
+_PYTHON_TOO_OLD = re.compile(
+    r"(requested Python version \(([^)]*)\) does not satisfy Python([^ ]+)|"
+    r"Requires-Python ([^ ]+))"
+)
+
+
 @dataclass(frozen=True)
 class ResolveFailure:
     """What a failed resolution was about, read from the resolver's output."""
@@ -83,6 +89,7 @@ class ResolveFailure:
     missing: tuple[str, ...]
     unreachable: bool
     output: str
+    python: bool = False  # a requirement needs another Python than the target's
 
 
 def diagnose(output: str) -> ResolveFailure:
@@ -90,7 +97,8 @@ def diagnose(output: str) -> ResolveFailure:
     for pattern in _MISSING:
         missing += [canonicalize_name(m) for m in pattern.findall(output)]
     unreachable = bool(_UNREACHABLE.search(output)) and not missing
-    return ResolveFailure(tuple(dict.fromkeys(missing)), unreachable, output)
+    python = bool(_PYTHON_TOO_OLD.search(output)) or "requires-python" in output.lower()
+    return ResolveFailure(tuple(dict.fromkeys(missing)), unreachable, output, python)
 
 
 class UvResolver:
@@ -167,6 +175,15 @@ def parse_requirements(text: str) -> tuple[Pin, ...]:
     return tuple(sorted(pins, key=lambda p: p.name))
 
 
+def _first_cause(output: str) -> str:
+    """The resolver's own one-line reason (uv's 'Because ...' sentence)."""
+    for line in output.splitlines():
+        text = line.strip().lstrip("╰─▶").strip().removeprefix("cause:").strip()
+        if text.startswith("Because"):
+            return text.rstrip(".")
+    return ""
+
+
 def compile_pins(
     resolver_name: str, requirements: Sequence[str], target: Target, indexes: Indexes
 ) -> tuple[Pin, ...]:
@@ -174,24 +191,41 @@ def compile_pins(
     try:
         text = resolver.compile(requirements, target, indexes)
     except ProcessError as exc:
-        raise _failure_error(diagnose(exc.output), indexes, exc) from exc
+        raise _failure_error(diagnose(exc.output), indexes, exc, target.python) from exc
     return parse_requirements(text)
 
 
-def _failure_error(failure: ResolveFailure, indexes: Indexes, exc: ProcessError) -> ResolveError:
+def _failure_error(failure: ResolveFailure, indexes: Indexes, exc: ProcessError,
+                   target_python: str) -> ResolveError:
+    if failure.python and not failure.missing:
+        cause = _first_cause(failure.output)
+        return ResolveError(
+            f"no version of the requirements supports the target's Python {target_python}"
+            + (f": {cause}" if cause else ""),
+            hint="relax the pin in tritonpack.toml, or target a release with a newer Python "
+            "(--triton)",
+            detail=exc.detail,
+        )
     if failure.unreachable:
         return ResolveError(
             f"the package index {indexes.index_url} is unreachable",
             hint="check --index-url and the network; tritonpack resolves against a live index",
             detail=exc.detail,
         )
-    return NoSolutionError(failure.missing, detail=exc.detail)
+    return NoSolutionError(failure.missing, detail=exc.detail,
+                           cause=_first_cause(failure.output), python=target_python)
 
 
 class NoSolutionError(ResolveError):
     """The resolver found no solution; ``missing`` names distributions the index lacks."""
 
-    def __init__(self, missing: tuple[str, ...], *, detail: str | None = None):
-        what = f": {', '.join(missing)} not found on the index" if missing else ""
-        super().__init__(f"the PyPI resolver found no solution{what}", detail=detail)
+    def __init__(self, missing: tuple[str, ...], *, detail: str | None = None, cause: str = "",
+                 python: str = ""):
+        what = f": {', '.join(missing)} not found on the index" if missing else (
+            f" for Python {python}: {cause}" if cause else "")
+        super().__init__(
+            f"the PyPI resolver found no solution{what}", detail=detail,
+            hint="a release with no wheel for the target's Python or platform is unusable: "
+            "relax the pin in tritonpack.toml, or pick another --triton" if cause else None,
+        )
         self.missing = missing

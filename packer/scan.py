@@ -103,12 +103,26 @@ def parse_source(path: Path, shown: str) -> ast.Module:
     try:
         return ast.parse(raw, filename=shown)
     except SyntaxError as exc:
+        if exc.lineno is None:  # e.g. null bytes: no line to point at
+            raise ScanError(f"{shown}: not Python source: {exc.msg}") from exc
         raise ScanError(
             f"{shown}:{exc.lineno}: syntax error: {exc.msg}",
             hint="tritonpack reads your code without running it; it must parse as Python",
         ) from exc
     except ValueError as exc:  # null bytes
         raise ScanError(f"{shown}: not Python source: {exc}") from exc
+
+
+def _check_link(path: Path, model_dir: Path) -> None:
+    """A module path that is a symlink must resolve: a loop is an error, not a missing module."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError as exc:  # Python 3.11: symlink loop
+            raise ScanError(f"{_display(path, model_dir)}: symlink loop") from exc
+        except OSError as exc:
+            if exc.errno == 40:  # ELOOP
+                raise ScanError(f"{_display(path, model_dir)}: symlink loop") from exc
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -230,6 +244,8 @@ class Scanner:
         parts = dotted.split(".")
         for root in roots or self.roots:
             base = root.joinpath(*parts)
+            for candidate in (base, base.with_name(base.name + ".py")):
+                _check_link(candidate, self.model_dir)
             init = base / "__init__.py"
             if init.is_file():
                 return _Found(init, root, True)

@@ -23,12 +23,20 @@ def install() -> None:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back while the outputs are renamed into place; deliver after."""
+    """Hold SIGINT/SIGTERM back while the outputs are renamed into place; deliver after.
+
+    The handlers are swapped for ones that only record the signal (a thread mask would not
+    do: the signal may land on any thread, e.g. a resolver's or a compressor's)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in _HELD}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        raise KeyboardInterrupt(signal.Signals(caught[0]).name)

@@ -1,0 +1,113 @@
+"""Never half-written: a real run interrupted at each stage leaves the previous archive, lock
+and config.pbtxt untouched and no temp dirs behind. Two runs on one model serialize."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from packer.errors import ExitCode
+from packer.runlock import model_lock
+from packer.signals import signals_held
+
+from .conftest import error_line, run_cli, snapshot
+
+pytestmark = pytest.mark.slow
+Copy = Callable[..., Path]
+
+
+def start(*args: str | Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "packer", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ.copy())
+
+
+def wait_for(process: subprocess.Popen[str], marker: str, timeout: float = 300) -> list[str]:
+    """Read the run's progress lines until ``marker`` shows (the stage has begun)."""
+    assert process.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return seen
+    raise AssertionError(f"never saw {marker!r}: {''.join(seen)}")
+
+
+def leftovers(model: Path) -> list[str]:
+    return [p.name for p in model.iterdir() if p.name.startswith(".")]
+
+
+@pytest.fixture
+def packed(model_copy: Copy) -> Path:
+    """A model packed once, then changed so that the next run re-locks and rebuilds."""
+    model = model_copy("plain_numpy")
+    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    (model / "tritonpack.toml").write_text('[requirements]\npypi = ["PyYAML"]\n')
+    return model
+
+
+@pytest.mark.parametrize(("marker", "sig"), [
+    ("resolving", signal.SIGINT),
+    ("installing", signal.SIGTERM),
+    ("conda-pack", signal.SIGINT),
+    ("writing tritonpack-env.tar.gz", signal.SIGTERM),
+])
+def test_interrupt_at_each_stage(packed: Path, marker: str, sig: signal.Signals) -> None:
+    before = snapshot(packed)
+    builds = set(Path("/tmp/tritonpack-build").glob("*")) if Path("/tmp/tritonpack-build").exists() else set()
+    run = start(packed, "--triton", "24.10", "--offline", "--no-cache")
+    wait_for(run, marker)
+    run.send_signal(sig)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == ExitCode.INTERRUPTED, err
+    assert "interrupted: nothing in the model directory was changed" in err
+    assert "Traceback" not in err
+    assert snapshot(packed) == before
+    assert leftovers(packed) == []
+    after = set(Path("/tmp/tritonpack-build").glob("*")) if Path("/tmp/tritonpack-build").exists() else set()
+    assert after <= builds  # the build dir went with the run
+
+
+def test_signals_wait_for_the_commit() -> None:
+    delivered: list[str] = []
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        delivered.append("commit finished first")
+    assert delivered == ["commit finished first"]
+
+
+def test_second_run_on_the_same_model_waits_or_fails(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    with model_lock(model):
+        res = run_cli(model, "--triton", "24.10", "--offline", "--no-wait")
+        assert res.exit_code == ExitCode.BUSY == 14
+        assert error_line(res.stderr) == (
+            f"error: another tritonpack run (pid {os.getpid()}) is working on {model}")
+        assert not (model / "tritonpack-env.tar.gz").exists()
+        waiting = start(model, "--triton", "24.10", "--offline")
+        seen = wait_for(waiting, "waiting for another tritonpack run")
+        assert any(str(model) in line for line in seen)
+        time.sleep(0.5)
+        assert waiting.poll() is None  # still queued behind the lock
+    _, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err
+    assert (model / "tritonpack-env.tar.gz").is_file()
+
+
+def test_runs_on_different_models_do_not_wait(model_copy: Copy) -> None:
+    one, two = model_copy("plain_numpy", "one"), model_copy("plain_numpy", "two")
+    with model_lock(one):
+        res = run_cli(two, "--triton", "24.10", "--offline", "--no-wait", "-q")
+        assert res.exit_code == 0, res.stderr
