@@ -16,6 +16,7 @@ import click
 
 from . import __version__, envcache, render, signals
 from .errors import ExitCode, TritonPackError
+from .inspect import inspect_env
 from .lock import read_lock
 from .options import (
     lock_options,
@@ -29,7 +30,7 @@ from .options import (
 from .pack import DEFAULT_LEVEL, FORMATS, PackOptions
 from .pipeline import PackResult, check_lock, lock, package, prepare
 from .recipebook import load
-from .target import releases
+from .target import releases, resolve_target
 from .verify.verify import VerifyReport, verify
 
 MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript model.pt.
@@ -130,12 +131,16 @@ def main() -> None:
               help="Ship hash-checked .pyc files (for read-only --format dir images).")
 @click.option("--no-cache", is_flag=True,
               help="Build even if the cache holds an environment for this lock.")
+@click.option("--allow-incompatible", is_flag=True,
+              help="Pack even if `tritonpack inspect` finds the env would fail in the target "
+              "(a newer GLIBC than the image's, a Python or numpy mismatch): warn instead.")
 @click.option("--verify", "then_verify", is_flag=True,
               help="Then load it in a real tritonserver and send it a request (tritonpack verify).")
 @verify_options
 @output_options
 def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compress_level: int,
              keep: tuple[str, ...], no_prune: bool, bytecode: bool, no_cache: bool,
+             allow_incompatible: bool,
              then_verify: bool, runtime: str, inputs: Path | None, expect: Path | None,
              timeout: float, **kw: Any) -> None:
     """Scan, lock, build, pack and point config.pbtxt at the environment (the default command).
@@ -155,13 +160,14 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
     if not then_verify:
         _run(kw, "pack",
              lambda rep: package(model_dir, opts, rep, frozen=frozen, pack_options=popts,
-                                 output=output, use_cache=not no_cache),
+                                 output=output, use_cache=not no_cache,
+                                 allow_incompatible=allow_incompatible),
              render.pack_text, render.pack_payload)
         return
 
     def both(rep: render.CliReporter) -> tuple[PackResult, VerifyReport]:
         packed = package(model_dir, opts, rep, frozen=frozen, pack_options=popts, output=output,
-                         use_cache=not no_cache)
+                         use_cache=not no_cache, allow_incompatible=allow_incompatible)
         return packed, verify(model_dir, opts, rep, runtime=runtime, inputs=inputs,
                               expect=expect, timeout=timeout)
 
@@ -277,6 +283,51 @@ def targets_cmd(recipes: Path | None, **kw: Any) -> None:
         return "\n".join(lines)
 
     _run(kw, "targets", rows, text, lambda items: {"targets": items})
+
+
+@main.command("inspect")
+@click.argument("env", type=click.Path(path_type=Path, exists=True), metavar="ARCHIVE_OR_DIR")
+@click.option("--triton", metavar="RELEASE", help="The release to check against (default: newest).")
+@click.option("--python", metavar="X.Y", help="A custom stub's Python.")
+@click.option("--platform", type=click.Choice(["linux-64", "linux-aarch64"]))
+@click.option("--recipes", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
+              help="A recipe dir of your own (e.g. a release the built-in table lacks).")
+@output_options
+def inspect_cmd(env: Path, triton: str | None, python: str | None, platform: str | None,
+                recipes: Path | None, **kw: Any) -> None:
+    """Check any environment archive or directory against a Triton release, without running it.
+
+    \b
+      tritonpack inspect models/my_model/tritonpack-env.tar.gz --triton 24.08
+      tritonpack inspect some-hand-made-env.tar.gz --json
+
+    Layout, Python vs the stub, numpy and its bound, unsafe entries (absolute paths, '..',
+    links leaving the env, device files) and the newest GLIBC_/GLIBCXX_ versions its ELF files
+    need vs the image's. Exit 0 when Triton would accept it, 1 naming each problem.
+    """
+
+    def action(rep: Any) -> Any:
+        target = resolve_target(load(recipes), triton, python=python, platform=platform)
+        return inspect_env(env, target), target
+
+    def text(res: Any) -> str:
+        report, target = res
+        lines = [f"{report.path}: {'ok' if report.ok else 'would fail'} for Triton "
+                 f"{target.release} (Python {target.python}, GLIBC {target.glibc})",
+                 f"  format   {report.format}, {report.entries} entries",
+                 f"  python   {report.python or '-'}   numpy {report.numpy or '-'}",
+                 f"  needs    GLIBC {report.glibc or '-'}; GLIBCXX {report.glibcxx or '-'}"]
+        lines += [f"  {f.level:<8} {f.message}" for f in report.findings]
+        return "\n".join(lines)
+
+    def payload(res: Any) -> dict[str, Any]:
+        report, target = res
+        return {"path": str(report.path), "ok": report.ok, "target": target.as_dict(),
+                "format": report.format, "entries": report.entries, "python": report.python,
+                "numpy": report.numpy, "glibc": report.glibc, "glibcxx": report.glibcxx,
+                "findings": [{"level": f.level, "message": f.message} for f in report.findings]}
+
+    _run(kw, "inspect", action, text, payload, exit_code=lambda res: 0 if res[0].ok else 1)
 
 
 @main.group("cache")

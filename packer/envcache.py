@@ -23,7 +23,7 @@ from .cache import cache_dir, cache_root
 from .pack import EnvArchive, PackOptions
 from .prune import PruneReport
 
-FORMAT = 1  # bump when what an archive holds for a given lock changes
+FORMAT = 2  # bump when what an archive holds for a given lock changes
 ARCHIVE = "env.tar.gz"
 DIRECTORY = "env"
 
@@ -46,7 +46,8 @@ class Entry:
                              tuple(m.get("kept", ())))
         return EnvArchive(dest, str(m["format"]), int(m["size"]), int(m["files"]),
                           str(m["sha256"]), str(m["python"]), pruned,
-                          tuple((str(a), int(b)) for a, b in m["largest"]))
+                          tuple((str(a), int(b)) for a, b in m["largest"]),
+                          tuple((str(a), str(b)) for a, b in m.get("findings", ())))
 
 
 def _entry_dir(key: str) -> Path:
@@ -103,6 +104,7 @@ def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any
             "sha256": archive.sha256, "python": archive.python,
             "pruned": {k: list(v) for k, v in archive.pruned.removed.items()},
             "kept": list(archive.pruned.kept), "largest": [list(x) for x in archive.largest],
+            "findings": [list(x) for x in archive.findings],
             "created": int(time.time()), **extra,
         }
         (work / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")

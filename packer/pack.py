@@ -25,6 +25,7 @@ from .env import Prefix
 from .errors import PackError, ProcessError
 from .progress import NullReporter, Reporter
 from .prune import PruneReport, largest_packages, prune
+from .target import Target
 from .targz import ParallelGzipWriter
 
 ARCHIVE_NAME = "tritonpack-env.tar.gz"
@@ -46,6 +47,7 @@ class EnvArchive:
     python: str
     pruned: PruneReport = field(default_factory=PruneReport)
     largest: tuple[tuple[str, int], ...] = ()
+    findings: tuple[tuple[str, str], ...] = ()  # (level, message) from inspect
 
 
 def default_name(fmt: str) -> str:
@@ -234,6 +236,30 @@ def prepare_tree(prefix: Prefix, options: PackOptions) -> tuple[Path, PruneRepor
     return staged, report, largest_packages(staged, prefix.python)
 
 
+def check_compatible(tree: Path, target: Target, allow: bool,
+                     rep: Reporter) -> tuple[tuple[str, str], ...]:
+    """What `tritonpack inspect` says, before anything is written: refuse, or warn when allowed."""
+    from .inspect import inspect_env
+
+    findings = tuple((f.level, f.message) for f in inspect_env(tree, target).findings)
+    enforce(findings, target, allow, rep)
+    return findings
+
+
+def enforce(findings: tuple[tuple[str, str], ...], target: Target, allow: bool,
+            rep: Reporter) -> None:
+    for level, message in findings:
+        if level == "warning" or allow:
+            rep.note(message)
+    errors = [m for level, m in findings if level == "error"]
+    if errors and not allow:
+        raise PackError(
+            f"the environment would fail in Triton {target.release}: {errors[0]}",
+            hint="pass --allow-incompatible to pack it anyway",
+            detail="\n".join(errors),
+        )
+
+
 @contextlib.contextmanager
 def pack(
     prefix: Prefix,
@@ -241,6 +267,8 @@ def pack(
     options: PackOptions | None = None,
     *,
     reporter: Reporter | None = None,
+    target: Target | None = None,
+    allow_incompatible: bool = False,
 ) -> Iterator[Staged]:
     """Pack ``prefix`` beside ``dest``; the caller commits it. Removed if not committed."""
     rep = reporter or NullReporter()
@@ -250,6 +278,7 @@ def pack(
     t0 = time.monotonic()
     rep.start("pack", "conda-pack: relocating the environment")
     tree, pruned, largest = prepare_tree(prefix, opts)
+    findings = check_compatible(tree, target, allow_incompatible, rep) if target else ()
     dest.parent.mkdir(parents=True, exist_ok=True)
     with temp_beside(dest, directory=opts.format == "dir") as tmp:
         if opts.format == "dir":
@@ -260,13 +289,13 @@ def pack(
             tmp.rmdir()
             shutil.copytree(tree, tmp, symlinks=True)
             result = EnvArchive(dest, opts.format, size, len(files), "", prefix.python,
-                                pruned, tuple(largest))
+                                pruned, tuple(largest), findings)
         else:
             rep.start("pack", f"writing {dest.name}")
             sha, size, count = write_targz(tree, tmp, opts.level)
             tmp.chmod(0o644)
             result = EnvArchive(dest, opts.format, size, count, sha, prefix.python,
-                                pruned, tuple(largest))
+                                pruned, tuple(largest), findings)
         rep.done("pack", f"{result.files} files, {result.size / 1e6:.1f} MB -> {dest.name}"
                  + (f" (pruned {pruned.files} files, {pruned.bytes / 1e6:.1f} MB)"
                     if pruned.files else ""), time.monotonic() - t0)

@@ -22,7 +22,7 @@ from .env import build, bundle_digest
 from .errors import LockError, PackError, ResolveError
 from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
 from .model import ModelDir, open_model
-from .pack import EnvArchive, PackOptions, Staged, output_path
+from .pack import EnvArchive, PackOptions, Staged, enforce, output_path
 from .pack import pack as pack_env
 from .patch import PatchResult, PlannedPatch, apply_patch, check_patch, env_value
 from .progress import NullReporter, Reporter
@@ -250,6 +250,7 @@ def package(
     pack_options: PackOptions | None = None,
     output: str | None = None,
     use_cache: bool = True,
+    allow_incompatible: bool = False,
 ) -> PackResult:
     """scan -> lock (reuse when fresh) -> build -> pack -> patch config.pbtxt."""
     rep = reporter or NullReporter()
@@ -257,18 +258,18 @@ def package(
     ctx = prepare(path, opts, rep)
     with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
         return _package(ctx, opts, rep, t0, frozen=frozen, popts=pack_options or PackOptions(),
-                        output=output, use_cache=use_cache)
+                        output=output, use_cache=use_cache, allow=allow_incompatible)
 
 
 def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: bool,
-             popts: PackOptions, output: str | None, use_cache: bool) -> PackResult:
+             popts: PackOptions, output: str | None, use_cache: bool, allow: bool) -> PackResult:
     """Everything is made beside its destination first; the lock, the environment and
     config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
     locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
     dest = output_path(ctx.model.path, output, popts.format)
     with _output_errors(dest):
         ensure_writable(dest.parent)  # fail before a build, not after
-        return _build_and_commit(ctx, locked, rep, t0, dest, popts, use_cache)
+        return _build_and_commit(ctx, locked, rep, t0, dest, popts, use_cache, allow)
 
 
 @contextlib.contextmanager
@@ -288,12 +289,13 @@ def _output_errors(dest: Path) -> Iterator[None]:
 
 
 def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float, dest: Path,
-                      popts: PackOptions, use_cache: bool) -> PackResult:
+                      popts: PackOptions, use_cache: bool, allow_incompatible: bool) -> PackResult:
     value = env_value(dest.relative_to(ctx.model.path).as_posix())
     plan = check_patch(ctx.model.config_path, value)  # refuse before building, not after
     key = envcache.cache_key(locked.lock.content_hash, popts, bundle_digest(ctx.report))
     hit = envcache.lookup(key) if use_cache else None
     if hit is not None:
+        enforce(hit.archive_at(dest).findings, ctx.target, allow_incompatible, rep)
         with temp_beside(dest, directory=popts.format == "dir") as tmp:
             envcache.place(hit.path, tmp, popts.format)
             staged = Staged(tmp, hit.archive_at(dest))
@@ -307,7 +309,8 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
             prefix = build(locked.lock, ctx.report, rep, key=key)
             bundled, skipped = prefix.bundled, prefix.skipped
             try:
-                with pack_env(prefix, dest, popts, reporter=rep) as staged:
+                with pack_env(prefix, dest, popts, reporter=rep, target=ctx.target,
+                              allow_incompatible=allow_incompatible) as staged:
                     if use_cache:
                         envcache.store(key, staged.tmp, staged.archive,
                                        {"bundled": list(bundled), "skipped": list(skipped)})

@@ -151,3 +151,41 @@ def test_scanning_never_runs_code(tmp_path: Path) -> None:
     )
     scan_model(model)
     assert not marker.exists()
+
+
+# --- property test: generated sources -----------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+idents = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(
+    lambda s: s not in {"if", "in", "is", "as", "or", "and", "not", "def", "del", "for", "try",
+                        "class", "from", "with", "else", "elif", "pass", "while", "lambda",
+                        "import", "return", "yield", "raise", "async", "await", "global",
+                        "assert", "break", "except", "finally", "continue", "nonlocal"})
+FORMS = [
+    "import {m}", "import {m}.sub as alias", "from {m} import thing", "from {m}.x import *",
+    "def f():\n    import {m}", "try:\n    import {m}\nexcept ImportError:\n    pass",
+    "class C:\n    def m(self):\n        from {m} import y",
+    "x = __import__('{m}')", "importlib.import_module('{m}')",
+    "with open('f') as fh:\n    import {m}", "if True:\n    import {m}\nelse:\n    pass",
+]
+FILLER = ["x = 1", "def g(a, *b, **c):\n    return a", "y = [i for i in range(3)]",
+          "async def h():\n    await z", "@decorator\ndef k():\n    pass", "# comment", "pass"]
+
+
+@given(st.lists(st.tuples(idents, st.sampled_from(FORMS)), min_size=1, max_size=12),
+       st.lists(st.sampled_from(FILLER), max_size=6))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_scanner_finds_every_planted_import(tmp_path: Path, planted: list[tuple[str, str]],
+                                            filler: list[str]) -> None:
+    blocks = [form.format(m=f"pk_{name}") for name, form in planted] + filler
+    import random as _random
+
+    _random.Random(len(blocks)).shuffle(blocks)
+    model = tmp_path / "fuzz"
+    (model / "1").mkdir(parents=True, exist_ok=True)
+    (model / "1" / "model.py").write_text("\n".join(blocks) + "\n")
+    report = scan_model(model)
+    found = {u.top for u in report.uses}
+    assert {f"pk_{name}" for name, _ in planted} <= found

@@ -1,0 +1,228 @@
+"""``tritonpack inspect``: check any environment (archive or directory, tritonpack's or
+anyone's) against a Triton target, without extracting or running it.
+
+Layout, Python vs the stub, numpy and its bound, unsafe entries (what Triton 26.06+
+refuses at load: absolute paths, ``..``, links leaving the env, device files), and the
+newest GLIBC_/GLIBCXX_ symbol versions its ELF files need vs what the image's OS has.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from .elf import MAGIC, newest, version_needs
+from .errors import PackError
+from .target import Target
+
+_LIBPY = re.compile(r"^lib/libpython(3\.\d+)\.so\.1\.0$")
+_NUMPY_META = re.compile(r"^lib/python3\.\d+/site-packages/numpy-([^/]+)\.dist-info/METADATA$")
+_NUMPY_PKG = re.compile(r"^lib/python3\.\d+/site-packages/numpy/__init__\.py$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    kind: str  # file | dir | symlink | hardlink | device | fifo | other
+    mode: int
+    link: str = ""
+    head: bytes = b""  # the whole content of ELF files, else the first bytes
+    read_error: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # error | warning
+    message: str
+
+
+@dataclass(frozen=True)
+class InspectReport:
+    path: Path
+    format: str
+    entries: int
+    python: str | None
+    numpy: str | None
+    glibc: str | None  # newest needed, and by which file
+    glibcxx: str | None
+    findings: tuple[Finding, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.level == "error" for f in self.findings)
+
+    def errors(self) -> list[str]:
+        return [f.message for f in self.findings if f.level == "error"]
+
+
+def _tar_entries(path: Path) -> Iterator[Entry]:
+    with tarfile.open(path, "r:gz") as tar:
+        for m in tar:
+            kind = ("file" if m.isreg() else "dir" if m.isdir() else "symlink" if m.issym()
+                    else "hardlink" if m.islnk() else "device" if (m.isblk() or m.ischr())
+                    else "fifo" if m.isfifo() else "other")
+            head = b""
+            if m.isreg():
+                fh = tar.extractfile(m)
+                if fh is not None:
+                    head = fh.read(4)
+                    if head == MAGIC:
+                        head += fh.read()
+            yield Entry(m.name, kind, m.mode, m.linkname, head)
+        while tar.fileobj is not None and tar.fileobj.read(1 << 20):
+            pass  # read to the end: a truncated gzip trailer (CRC, size) is an error too
+
+
+def _dir_entries(root: Path) -> Iterator[Entry]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames) + sorted(filenames):
+            p = Path(dirpath) / name
+            st = p.lstat()
+            rel = p.relative_to(root).as_posix()
+            if stat.S_ISLNK(st.st_mode):
+                yield Entry(rel, "symlink", st.st_mode & 0o7777, os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                yield Entry(rel, "dir", st.st_mode & 0o7777)
+            elif stat.S_ISREG(st.st_mode):
+                head, err = b"", ""
+                try:
+                    with p.open("rb") as fh:
+                        head = fh.read(4)
+                        if head == MAGIC:
+                            head += fh.read()
+                except OSError as exc:
+                    err = exc.strerror or str(exc)
+                yield Entry(rel, "file", st.st_mode & 0o7777, "", head, err)
+            elif stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
+                yield Entry(rel, "device", st.st_mode & 0o7777)
+            else:
+                yield Entry(rel, "fifo" if stat.S_ISFIFO(st.st_mode) else "other",
+                            st.st_mode & 0o7777)
+
+
+def _escapes(base: PurePosixPath, target: str) -> bool:
+    if target.startswith("/"):
+        return True
+    depth = len(base.parts)
+    for part in PurePosixPath(target).parts:
+        depth += -1 if part == ".." else (0 if part == "." else 1)
+        if depth < 0:
+            return True
+    return False
+
+
+def _unsafe(e: Entry) -> str | None:
+    name = e.name.removeprefix("./")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/"):
+        return f"absolute path {e.name}"
+    if ".." in parts:
+        return f"path with '..': {e.name}"
+    if e.kind == "symlink" and _escapes(PurePosixPath(name).parent, e.link):
+        return f"symlink {e.name} -> {e.link} leaves the environment"
+    if e.kind == "hardlink" and (e.link.startswith("/") or ".." in PurePosixPath(e.link).parts):
+        return f"hard link {e.name} -> {e.link} leaves the environment"
+    if e.kind in ("device", "fifo", "other"):
+        return f"{e.kind} entry {e.name}"
+    if e.mode & (stat.S_ISUID | stat.S_ISGID):
+        return f"setuid/setgid entry {e.name}"
+    return None
+
+
+def _vstr(v: tuple[int, ...]) -> str:
+    return ".".join(map(str, v))
+
+
+def inspect_env(path: Path, target: Target) -> InspectReport:
+    """Read an environment once and report everything Triton and the image would object to."""
+    path = Path(path)
+    findings: list[Finding] = []
+    if not path.exists():
+        raise PackError(f"{path}: no such file or directory")
+    if path.is_dir():
+        fmt, source = "dir", _dir_entries(path)
+    else:
+        with path.open("rb") as fh:
+            magic = fh.read(2)
+        if magic != b"\x1f\x8b":
+            return InspectReport(path, "unknown", 0, None, None, None, None, (Finding(
+                "error", f"{path.name} is not gzip'd: Triton reads gzip'd tar archives only"),))
+        fmt, source = "tar.gz", _tar_entries(path)
+
+    names: set[str] = set()
+    python = numpy_version = None
+    has_numpy = False
+    glibc: tuple[tuple[int, ...], str] | None = None
+    glibcxx: tuple[tuple[int, ...], str] | None = None
+    count = 0
+    try:
+        for e in source:
+            count += 1
+            name = e.name.removeprefix("./")
+            names.add(name)
+            if (why := _unsafe(e)) is not None:
+                findings.append(Finding("error", f"unsafe entry: {why} (Triton 26.06+ refuses it)"))
+            if e.read_error:
+                findings.append(Finding("error", f"{name}: unreadable: {e.read_error}"))
+            if m := _LIBPY.match(name):
+                python = m.group(1)
+            elif m := _NUMPY_META.match(name):
+                numpy_version = m.group(1)
+            elif _NUMPY_PKG.match(name):
+                has_numpy = True
+            if e.kind == "file" and e.head.startswith(MAGIC):
+                needs = version_needs(e.head)
+                for fam, cur in (("GLIBC", glibc), ("GLIBCXX", glibcxx)):
+                    v = newest(needs, fam)
+                    if v is not None and (cur is None or v > cur[0]):
+                        if fam == "GLIBC":
+                            glibc = (v, name)
+                        else:
+                            glibcxx = (v, name)
+    except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
+        findings.append(Finding("error", f"{path.name} is truncated or corrupted: {exc}"))
+    numpy_version = numpy_version if has_numpy else None
+
+    for required in ("bin/python3", "bin/activate"):
+        if required not in names:
+            findings.append(Finding("error", f"missing {required}"))
+    if python is None:
+        findings.append(Finding("error", "missing lib/libpython3.X.so.1.0: Triton would run the "
+                                         "model on its own Python"))
+    elif python != target.python:
+        findings.append(Finding("error", f"Python {python} in the environment, the Triton "
+                                         f"{target.release} stub needs {target.python}"))
+    if numpy_version is None:
+        findings.append(Finding("error", "numpy is missing: the backend stub imports it"))
+    elif target.numpy:
+        try:
+            if Version(numpy_version) not in SpecifierSet(target.numpy):
+                findings.append(Finding("error", f"numpy {numpy_version} is outside Triton "
+                                                 f"{target.release}'s bound numpy{target.numpy}"))
+        except (InvalidVersion, InvalidSpecifier):
+            findings.append(Finding("warning", f"cannot compare numpy {numpy_version}"))
+    checks: list[tuple[str, tuple[tuple[int, ...], str] | None, str]] = [
+        ("GLIBC", glibc, target.glibc), ("GLIBCXX", glibcxx, target.glibcxx)]
+    for fam, need, have in checks:
+        if need is not None and need[0] > tuple(int(p) for p in have.split(".")):
+            findings.append(Finding("error", f"{need[1]} needs {fam}_{_vstr(need[0])}; the "
+                                             f"Triton {target.release} image has {fam}_{have}"))
+    if "lib/libstdc++.so.6" in names:
+        findings.append(Finding("warning", "the environment ships lib/libstdc++.so.6: Triton puts "
+                                           "the env's lib/ first, so it shadows the image's"))
+    return InspectReport(
+        path, fmt, count, python, numpy_version,
+        f"{_vstr(glibc[0])} ({glibc[1]})" if glibc else None,
+        f"{_vstr(glibcxx[0])} ({glibcxx[1]})" if glibcxx else None,
+        tuple(findings),
+    )

@@ -1,0 +1,145 @@
+"""tritonpack inspect: every archive is checked before it ships; hostile archives never
+crash it and are always refused."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from packer.errors import ExitCode
+from packer.inspect import inspect_env
+from packer.recipebook import load
+from packer.target import resolve_target
+
+from .conftest import FIXTURES, error_line, run_cli
+
+Copy = Callable[..., Path]
+TARGET = resolve_target(load(), "24.10")
+OLD_IMAGE = FIXTURES / "recipes_old_image"
+
+
+def good_members(python: str = "3.10") -> list[tarfile.TarInfo]:
+    names = ["bin/python3", "bin/activate", f"lib/libpython{python}.so.1.0",
+             f"lib/python{python}/site-packages/numpy/__init__.py",
+             f"lib/python{python}/site-packages/numpy-1.26.4.dist-info/METADATA"]
+    return [tarfile.TarInfo(n) for n in names]
+
+
+def write_tar(path: Path, members: list[tarfile.TarInfo]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for m in members:
+            if m.type == tarfile.REGTYPE:
+                m.size = 3
+                tar.addfile(m, io.BytesIO(b"abc"))
+            else:
+                tar.addfile(m)
+    return path
+
+
+def test_a_minimal_good_layout_passes(tmp_path: Path) -> None:
+    report = inspect_env(write_tar(tmp_path / "env.tar.gz", good_members()), TARGET)
+    assert report.ok, report.findings
+    assert (report.python, report.numpy) == ("3.10", "1.26.4")
+
+
+def special(name: str, kind: bytes, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    return info
+
+
+HOSTILE = {
+    "traversal": (tarfile.TarInfo("../../etc/cron.d/x"), "unsafe entry: path with '..': "
+                                                         "../../etc/cron.d/x"),
+    "absolute": (tarfile.TarInfo("/etc/passwd"), "unsafe entry: absolute path /etc/passwd"),
+    "symlink": (special("lib/evil", tarfile.SYMTYPE, "../../../etc"),
+                "unsafe entry: symlink lib/evil -> ../../../etc leaves the environment"),
+    "hardlink": (special("lib/hl", tarfile.LNKTYPE, "/etc/shadow"),
+                 "unsafe entry: hard link lib/hl -> /etc/shadow leaves the environment"),
+    "device": (special("dev/sda", tarfile.BLKTYPE), "unsafe entry: device entry dev/sda"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_entries_are_refused(tmp_path: Path, case: str) -> None:
+    member, message = HOSTILE[case]
+    archive = write_tar(tmp_path / "env.tar.gz", [*good_members(), member])
+    res = run_cli("inspect", archive, "--triton", "24.10")
+    assert res.exit_code == 1
+    assert f"  error    {message} (Triton 26.06+ refuses it)" in res.stdout
+
+
+def test_not_gzip_and_truncated(tmp_path: Path) -> None:
+    plain = tmp_path / "env.tar"
+    with tarfile.open(plain, "w") as tar:
+        tar.addfile(tarfile.TarInfo("bin/python3"))
+    report = inspect_env(plain, TARGET)
+    assert report.errors() == ["env.tar is not gzip'd: Triton reads gzip'd tar archives only"]
+    good = write_tar(tmp_path / "env.tar.gz", good_members())
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(good.read_bytes()[:60])
+    assert any("truncated or corrupted" in e for e in inspect_env(cut, TARGET).errors())
+
+
+names = st.one_of(
+    st.sampled_from(["../x", "/abs", "a/../../b", "./ok", "lib/x", "bin/python3"]),
+    st.text(alphabet="ab./", min_size=1, max_size=12),
+)
+kinds = st.sampled_from([tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.DIRTYPE,
+                         tarfile.CHRTYPE, tarfile.FIFOTYPE])
+
+
+@given(st.lists(st.tuples(names, kinds, names), min_size=1, max_size=8),
+       st.integers(min_value=0, max_value=4000))
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzz_inspect_never_crashes_and_refuses_hostile(tmp_path: Path, entries: list[tuple[str, bytes, str]],
+                                                        cut: int) -> None:
+    members = []
+    for name, kind, link in entries:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.linkname = link
+        members.append(info)
+    path = tmp_path / "fuzz.tar.gz"
+    write_tar(path, [*good_members(), *members])
+    whole = path.read_bytes()
+    cut = cut if cut < len(whole) else 0
+    if cut:
+        path.write_bytes(whole[:cut])
+    report = inspect_env(path, TARGET)  # never raises
+    hostile = any(n.startswith("/") or ".." in Path(n).parts or k in (tarfile.CHRTYPE,
+                  tarfile.FIFOTYPE) for n, k, _ in entries)
+    if hostile or cut:
+        assert not report.ok
+
+
+@pytest.mark.slow
+def test_env_built_on_a_newer_os_is_flagged(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    res = run_cli(model, "--triton", "21.03", "--recipes", OLD_IMAGE, "--offline")
+    assert res.exit_code == ExitCode.PACK
+    assert error_line(res.stderr).startswith("error: the environment would fail in Triton 21.03: ")
+    assert "needs GLIBC_2.3" in error_line(res.stderr)
+    assert "the Triton 21.03 image has GLIBC_2.31" in error_line(res.stderr)
+    assert not (model / "tritonpack-env.tar.gz").exists()
+
+    res = run_cli(model, "--triton", "21.03", "--recipes", OLD_IMAGE, "--offline",
+                  "--allow-incompatible")
+    assert res.exit_code == 0, res.stderr
+    assert "image has GLIBC_2.31" in res.stderr  # a warning now
+    out = run_cli("inspect", model / "tritonpack-env.tar.gz", "--triton", "21.03", "--recipes",
+                  OLD_IMAGE, "--json")
+    assert out.exit_code == 1
+    data = json.loads(out.stdout)
+    assert not data["ok"] and data["glibc"].startswith("2.3")
+    ok = run_cli("inspect", model / "tritonpack-env.tar.gz", "--triton", "24.10")
+    assert ok.exit_code == 0, ok.stdout
