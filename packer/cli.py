@@ -18,6 +18,7 @@ from . import __version__, envcache, render, signals
 from .errors import ExitCode, TritonPackError
 from .inspect import inspect_env
 from .lock import read_lock
+from .model import open_model
 from .options import (
     lock_options,
     make_options,
@@ -30,6 +31,7 @@ from .options import (
 from .pack import DEFAULT_LEVEL, FORMATS, PackOptions
 from .pipeline import PackResult, check_lock, lock, package, prepare
 from .recipebook import load
+from .settings import describe, effective
 from .target import releases, resolve_target
 from .verify.verify import VerifyReport, verify
 
@@ -283,6 +285,37 @@ def targets_cmd(recipes: Path | None, **kw: Any) -> None:
         return "\n".join(lines)
 
     _run(kw, "targets", rows, text, lambda items: {"targets": items})
+
+
+@main.command("config")
+@model_dir
+@target_options
+@source_options
+@lock_options
+@output_options
+def config_cmd(model_dir: Path, **kw: Any) -> None:
+    """Show the effective settings for MODEL_DIR and where each comes from.
+
+    \b
+    Precedence: the command line > [options] in MODEL_DIR/tritonpack.toml >
+    the target already in tritonpack.lock > defaults. For example:
+
+    \b
+      # MODEL_DIR/tritonpack.toml
+      [options]
+      triton = "24.08"
+      src = ["../../shared_src"]     # relative to the model dir
+      index-url = "https://pypi.internal/simple"
+    """
+    opts = make_options(kw)
+
+    def action(rep: Any) -> list[tuple[str, str, str]]:
+        model = open_model(model_dir, opts.version)
+        return describe(*effective(opts, model.path))
+
+    _run(kw, "config", action,
+         lambda rows: "\n".join(f"{n:<16} {v:<40} {s}" for n, v, s in rows),
+         lambda rows: {"settings": {n: {"value": v, "source": s} for n, v, s in rows}})
 
 
 @main.command("inspect")

@@ -7,6 +7,9 @@
     [imports]                                         # import name -> distribution
     mylib = "my-lib-dist"
 
+    [options]                                         # defaults for this model's runs
+    triton = "24.08"                                  # (see `tritonpack config MODEL_DIR`)
+
 Declared distributions are always installed; an optional import (inside
 ``try/except ImportError``) is installed only when declared.
 """

@@ -58,13 +58,13 @@ lock_options = _stack(
                  "(pyenv --enable-shared, uv python install) instead of a channel."),
     click.option("--offline", is_flag=True,
                  help="Never try a remote conda channel (implies --python-from auto)."),
-    click.option("--index-url", default=DEFAULT_INDEX, show_default=True, metavar="URL",
-                 help="PyPI index to resolve against."),
+    click.option("--index-url", metavar="URL",
+                 help=f"PyPI index to resolve against (default: {DEFAULT_INDEX})."),
     click.option("--extra-index-url", multiple=True, metavar="URL", help="Extra PyPI index."),
     click.option("--find-links", multiple=True, metavar="DIR|URL",
                  help="Also look for wheels here (e.g. a local wheelhouse)."),
-    click.option("--resolver", type=click.Choice(sorted(RESOLVERS)), default="uv",
-                 show_default=True, help="PyPI resolver."),
+    click.option("--resolver", type=click.Choice(sorted(RESOLVERS)),
+                 help="PyPI resolver (default: uv)."),
     click.option("--no-wait", is_flag=True,
                  help="Fail (exit 14) instead of waiting when another run holds this model."),
 )
@@ -110,4 +110,15 @@ def make_options(kw: dict[str, Any]) -> Options:
         ),
         resolver=kw.get("resolver") or "uv",
         wait=not kw.get("no_wait"),
+        explicit=frozenset(
+            name for name, key in _CLI_KEYS.items() if kw.get(key) not in (None, (), "", False)
+        ),
     )
+
+
+# setting name (settings.SETTINGS) -> the click parameter that sets it
+_CLI_KEYS = {
+    "triton": "triton", "python": "python", "platform": "platform", "torch": "torch",
+    "src": "src", "channel": "channels", "python-from": "python_from", "index-url": "index_url",
+    "extra-index-url": "extra_index_url", "find-links": "find_links", "resolver": "resolver",
+}

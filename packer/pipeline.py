@@ -52,6 +52,7 @@ class Options:
     indexes: Indexes = field(default_factory=Indexes)
     resolver: str = "uv"
     wait: bool = True  # wait for another run on the same model (else fail: --no-wait)
+    explicit: frozenset[str] = frozenset()  # settings given on the command line
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Context:
     declared: Declared
     report: ImportReport
     requirements: Requirements
+    options: Options = field(default_factory=Options)
 
     @property
     def lock_path(self) -> Path:
@@ -75,6 +77,9 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
     rep = reporter or NullReporter()
     t0 = time.monotonic()
     model = open_model(path, opts.version)
+    from .settings import effective
+
+    opts, _ = effective(opts, model.path)
     recipes = load(opts.recipes)
     target = resolve_target(recipes, opts.triton, python=opts.python, platform=opts.platform,
                             torch=opts.torch)
@@ -86,7 +91,7 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
         rep.note(warning)
     rep.done("scan", f"{len(report.files)} files, {len(reqs.pypi)} requirements",
              time.monotonic() - t0)
-    return Context(model, recipes, target, declared, report, reqs)
+    return Context(model, recipes, target, declared, report, reqs, opts)
 
 
 def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
@@ -182,6 +187,7 @@ def lock(path: Path, opts: Options, reporter: Reporter | None = None, *,
     """Reuse ``tritonpack.lock`` when fresh, else resolve and write it."""
     rep = reporter or NullReporter()
     ctx = prepare(path, opts, rep)
+    opts = ctx.options  # with tritonpack.toml [options] and the lock's target
     with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
         return _lock(ctx, opts, rep, upgrade)
 
@@ -210,6 +216,7 @@ class CheckResult:
 def check_lock(path: Path, opts: Options, reporter: Reporter | None = None) -> CheckResult:
     """Is the lock fresh for the model as it is now? No network, no build."""
     ctx = prepare(path, opts, reporter)
+    opts = ctx.options  # with tritonpack.toml [options] and the lock's target
     existing = read_lock(ctx.lock_path)
     diff = changes(existing.inputs, lock_inputs(ctx, opts))
     return CheckResult(ctx.lock_path, not diff, tuple(diff))
@@ -256,6 +263,7 @@ def package(
     rep = reporter or NullReporter()
     t0 = time.monotonic()
     ctx = prepare(path, opts, rep)
+    opts = ctx.options  # with tritonpack.toml [options] and the lock's target
     with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
         return _package(ctx, opts, rep, t0, frozen=frozen, popts=pack_options or PackOptions(),
                         output=output, use_cache=use_cache, allow=allow_incompatible)

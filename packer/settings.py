@@ -1,0 +1,113 @@
+"""Configuration in one place: the command line > ``[options]`` in the model's tritonpack.toml >
+the target already in tritonpack.lock > tritonpack's defaults. ``tritonpack config`` shows
+the effective settings and where each came from."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from .declared import load_declared
+from .errors import LockError, ModelError
+from .lock import LOCK_NAME, read_lock
+from .pipeline import Options
+from .pypi import DEFAULT_INDEX, Indexes
+from .recipebook import load
+
+# setting -> (Options field, kind); the names are the command-line option names
+SETTINGS: dict[str, tuple[str, type]] = {
+    "triton": ("triton", str), "python": ("python", str), "platform": ("platform", str),
+    "torch": ("torch", str), "src": ("src", list), "channel": ("channels", list),
+    "python-from": ("python_from", str), "index-url": ("index_url", str),
+    "extra-index-url": ("extra_index_urls", list), "find-links": ("find_links", list),
+    "resolver": ("resolver", str),
+}
+_FROM_LOCK = ("triton", "python", "platform", "torch")
+
+
+def _current(opts: Options, name: str) -> Any:
+    field = SETTINGS[name][0]
+    if field in ("index_url", "extra_index_urls", "find_links"):
+        return getattr(opts.indexes, field)
+    return getattr(opts, field)
+
+
+def _with(opts: Options, name: str, value: Any) -> Options:
+    field = SETTINGS[name][0]
+    if field in ("index_url", "extra_index_urls", "find_links"):
+        return dataclasses.replace(opts, indexes=dataclasses.replace(opts.indexes, **{field: value}))
+    return dataclasses.replace(opts, **{field: value})
+
+
+def _coerce(name: str, value: Any, model_dir: Path, where: Path) -> Any:
+    kind = SETTINGS[name][1]
+    if kind is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ModelError(f"{where}: [options] {name} must be a string or a list of strings")
+        if name == "src":
+            return tuple((model_dir / v).resolve() for v in value)
+        return tuple(value)
+    if not isinstance(value, str | int | float):
+        raise ModelError(f"{where}: [options] {name} must be a string")
+    return str(value)
+
+
+def _lock_target(model_dir: Path) -> dict[str, str]:
+    path = model_dir / LOCK_NAME
+    if not path.is_file():
+        return {}
+    try:
+        lock = read_lock(path)
+    except LockError:
+        return {}
+    target = dict(lock.target)
+    row = load().triton.get(target.get("release", ""), {})
+    values = {"triton": target.get("release", ""), "platform": target.get("platform", ""),
+              "torch": target.get("torch", "")}
+    if target.get("python") and target.get("python") != str(row.get("python", "")):
+        values["python"] = target["python"]  # the lock was made for a custom stub
+    return {k: v for k, v in values.items() if v}
+
+
+def effective(opts: Options, model_dir: Path) -> tuple[Options, dict[str, str]]:
+    """The options a run uses, and for each setting the place its value came from."""
+    declared = load_declared(model_dir)
+    options = dict(declared.options)
+    where = declared.path or model_dir / "tritonpack.toml"
+    unknown = sorted(set(options) - set(SETTINGS))
+    if unknown:
+        raise ModelError(f"{where}: unknown option {unknown[0]!r} in [options]",
+                         hint=f"known: {', '.join(sorted(SETTINGS))}")
+    from_lock = _lock_target(model_dir)
+    sources: dict[str, str] = {}
+    for name in SETTINGS:
+        if name in opts.explicit:
+            sources[name] = "command line"
+        elif name in options:
+            opts = _with(opts, name, _coerce(name, options[name], model_dir, where))
+            sources[name] = "tritonpack.toml"
+        elif name in _FROM_LOCK and name in from_lock:
+            opts = _with(opts, name, from_lock[name])
+            sources[name] = LOCK_NAME
+        else:
+            sources[name] = "default"
+    return opts, sources
+
+
+def describe(opts: Options, sources: dict[str, str]) -> list[tuple[str, str, str]]:
+    rows = []
+    for name in SETTINGS:
+        value = _current(opts, name)
+        shown = ", ".join(map(str, value)) if isinstance(value, tuple) else (value or "")
+        if name == "triton" and not shown:
+            shown = f"{sorted(load().triton)[-1]} (newest)"
+        if name == "index-url" and not shown:
+            shown = DEFAULT_INDEX
+        rows.append((name, shown or "-", sources[name]))
+    return rows
+
+
+__all__ = ["SETTINGS", "Indexes", "describe", "effective"]
