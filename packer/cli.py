@@ -10,15 +10,16 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
 from . import __version__, envcache, render, signals
+from .check import CheckReport, check
 from .errors import ExitCode, TritonPackError
 from .inspect import inspect_env
 from .lock import read_lock
-from .model import open_model
+from .model import is_repository, open_model
 from .options import (
     lock_options,
     make_options,
@@ -31,6 +32,7 @@ from .options import (
 from .pack import DEFAULT_LEVEL, FORMATS, PackOptions
 from .pipeline import PackResult, check_lock, lock, package, prepare
 from .recipebook import load
+from .repository import Failure, RepoResult, package_repository
 from .settings import describe, effective
 from .target import releases, resolve_target
 from .verify.verify import VerifyReport, verify
@@ -42,6 +44,10 @@ MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript
   tritonpack scan models/my_model/       what model.py imports, and what provides it
   tritonpack lock models/my_model/       pin it all with hashes in tritonpack.lock
   tritonpack lock --check models/my_model/   exit 1 if the lock is stale (CI)
+  tritonpack models/                     a whole model repository: every Python model
+  tritonpack verify models/my_model/     load it in a real tritonserver and send a request
+  tritonpack check models/               CI: locks fresh, envs match locks, configs point at them
+  tritonpack inspect ENV.tar.gz          check any environment against a Triton release
   tritonpack targets                     the Triton releases tritonpack knows
 
 Run `tritonpack COMMAND --help` for each command's options.
@@ -133,6 +139,8 @@ def main() -> None:
               help="Ship hash-checked .pyc files (for read-only --format dir images).")
 @click.option("--no-cache", is_flag=True,
               help="Build even if the cache holds an environment for this lock.")
+@click.option("--sbom", is_flag=True,
+              help="Also write a CycloneDX JSON bill of materials beside the environment.")
 @click.option("--allow-incompatible", is_flag=True,
               help="Pack even if `tritonpack inspect` finds the env would fail in the target "
               "(a newer GLIBC than the image's, a Python or numpy mismatch): warn instead.")
@@ -142,7 +150,7 @@ def main() -> None:
 @output_options
 def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compress_level: int,
              keep: tuple[str, ...], no_prune: bool, bytecode: bool, no_cache: bool,
-             allow_incompatible: bool,
+             allow_incompatible: bool, sbom: bool,
              then_verify: bool, runtime: str, inputs: Path | None, expect: Path | None,
              timeout: float, **kw: Any) -> None:
     """Scan, lock, build, pack and point config.pbtxt at the environment (the default command).
@@ -159,17 +167,36 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
     opts = make_options(kw)
     popts = PackOptions(format=fmt, level=compress_level, prune=not no_prune, keep=keep,
                         bytecode=bytecode)
+    if is_repository(model_dir):
+        def whole(rep: render.CliReporter) -> RepoResult:
+            result = package_repository(model_dir, opts, rep, pack_options=popts,
+                                        use_cache=not no_cache, frozen=frozen,
+                                        allow_incompatible=allow_incompatible, sbom=sbom)
+            if then_verify:
+                for packed in result.packed:
+                    p = cast(PackResult, packed)
+                    try:
+                        result.verified.append(verify(p.context.model.path, opts, rep,
+                                                      runtime=runtime, timeout=timeout))
+                    except TritonPackError as exc:
+                        result.failed.append(Failure(p.context.model.name, exc))
+            return result
+
+        _run(kw, "pack-repository", whole, render.repo_text, render.repo_payload,
+             exit_code=render.repo_exit_code)
+        return
     if not then_verify:
         _run(kw, "pack",
              lambda rep: package(model_dir, opts, rep, frozen=frozen, pack_options=popts,
                                  output=output, use_cache=not no_cache,
-                                 allow_incompatible=allow_incompatible),
+                                 allow_incompatible=allow_incompatible, sbom=sbom),
              render.pack_text, render.pack_payload)
         return
 
     def both(rep: render.CliReporter) -> tuple[PackResult, VerifyReport]:
         packed = package(model_dir, opts, rep, frozen=frozen, pack_options=popts, output=output,
-                         use_cache=not no_cache, allow_incompatible=allow_incompatible)
+                         use_cache=not no_cache, allow_incompatible=allow_incompatible,
+                         sbom=sbom)
         return packed, verify(model_dir, opts, rep, runtime=runtime, inputs=inputs,
                               expect=expect, timeout=timeout)
 
@@ -285,6 +312,32 @@ def targets_cmd(recipes: Path | None, **kw: Any) -> None:
         return "\n".join(lines)
 
     _run(kw, "targets", rows, text, lambda items: {"targets": items})
+
+
+@main.command("check")
+@model_dir
+@target_options
+@source_options
+@output_options
+def check_cmd(model_dir: Path, **kw: Any) -> None:
+    """For release pipelines: exit 0 only if every lock is fresh, every environment was packed
+    from its lock, and every config.pbtxt points at its environment. No network, no build.
+
+    \b
+      tritonpack check models/            # a whole model repository
+      tritonpack check models/my_model/
+
+    Exit 1 with one line per problem, naming the model.
+    """
+    opts = make_options(kw)
+
+    def text(rep: CheckReport) -> str:
+        head = f"checked {len(rep.checked)} models: {', '.join(rep.checked)}"
+        return head + ("\nall fresh" if rep.ok else "".join(f"\n  {p}" for p in rep.problems))
+
+    _run(kw, "check", lambda rep: check(model_dir, opts), text,
+         lambda rep: {"ok": rep.ok, "models": list(rep.checked), "problems": list(rep.problems)},
+         exit_code=lambda rep: 0 if rep.ok else 1)
 
 
 @main.command("config")

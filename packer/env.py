@@ -42,6 +42,7 @@ class Prefix:
     pypi_packages: int
     bundled: tuple[str, ...]
     skipped: tuple[str, ...]
+    licenses: tuple[tuple[str, str], ...] = ()  # PyPI distribution -> license (for --sbom)
 
     @property
     def site_packages(self) -> Path:
@@ -213,4 +214,28 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return Prefix(prefix, python, len(lock.conda), len(lock.pypi), bundled, skipped)
+    return Prefix(prefix, python, len(lock.conda), len(lock.pypi), bundled, skipped,
+                  pypi_licenses(prefix / "lib" / f"python{python}" / "site-packages"))
+
+
+def pypi_licenses(site: Path) -> tuple[tuple[str, str], ...]:
+    """License of each installed distribution, from its METADATA (read, never imported)."""
+    out: dict[str, str] = {}
+    for meta in sorted(site.glob("*.dist-info/METADATA")):
+        name = lic = ""
+        classifiers: list[str] = []
+        for line in meta.read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line:
+                break  # headers end at the first blank line
+            key, _, value = line.partition(": ")
+            if key == "Name":
+                name = value.strip()
+            elif key == "License-Expression" or (key == "License" and not lic and len(value) < 80):
+                lic = value.strip()
+            elif key == "Classifier" and value.startswith("License :: "):
+                classifiers.append(value.rsplit(" :: ", 1)[-1])
+        if name:
+            from packaging.utils import canonicalize_name
+
+            out[canonicalize_name(name)] = lic or ", ".join(classifiers)
+    return tuple(sorted(out.items()))

@@ -23,7 +23,7 @@ from .cache import cache_dir, cache_root
 from .pack import EnvArchive, PackOptions
 from .prune import PruneReport
 
-FORMAT = 2  # bump when what an archive holds for a given lock changes
+FORMAT = 3  # bump when what an archive holds for a given lock changes
 ARCHIVE = "env.tar.gz"
 DIRECTORY = "env"
 
@@ -54,13 +54,16 @@ def _entry_dir(key: str) -> Path:
     return cache_dir("envs") / key
 
 
-def lookup(key: str) -> Entry | None:
+def lookup(key: str, since: float | None = None) -> Entry | None:
+    """The entry for ``key``; with ``since``, only one made at or after that time."""
     base = _entry_dir(key) if (cache_root() / "envs" / key).is_dir() else None
     if base is None:
         return None
     try:
         meta = json.loads((base / "meta.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+    if since is not None and float(meta.get("created", 0)) < since:
         return None
     path = base / (DIRECTORY if meta.get("format") == "dir" else ARCHIVE)
     if not path.exists():
@@ -87,11 +90,14 @@ def place(src: Path, tmp: Path, fmt: str) -> None:
         _link_or_copy(src, tmp)
 
 
-def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any]) -> None:
+def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any],
+          replace_older_than: float | None = None) -> None:
     """Add a freshly packed env to the store (atomically; a concurrent twin is fine)."""
     final = cache_root() / "envs" / key
     if final.exists():
-        return
+        if replace_older_than is None or lookup(key, since=replace_older_than) is not None:
+            return
+        shutil.rmtree(final, ignore_errors=True)  # --no-cache: this run's build replaces it
     work = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache_dir("envs")))
     try:
         if archive.format == "dir":
@@ -105,7 +111,7 @@ def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any
             "pruned": {k: list(v) for k, v in archive.pruned.removed.items()},
             "kept": list(archive.pruned.kept), "largest": [list(x) for x in archive.largest],
             "findings": [list(x) for x in archive.findings],
-            "created": int(time.time()), **extra,
+            "created": time.time(), **extra,
         }
         (work / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         work.chmod(0o755)

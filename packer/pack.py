@@ -10,6 +10,7 @@ no user names and a zero gzip timestamp, mode 0644, renamed into place.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import stat
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from . import proc
 from .atomic import replace_dir, temp_beside
@@ -128,6 +130,9 @@ def _check_entry(root: Path, path: Path) -> None:
         raise PackError(f"unsafe entry {rel}: not a file, directory or symlink")
 
 
+STAMP = "tritonpack.json"  # the archive's first entry: which lock it was packed from
+
+
 def _entries(root: Path) -> list[Path]:
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -135,7 +140,29 @@ def _entries(root: Path) -> list[Path]:
         base = Path(dirpath)
         out += [base / d for d in dirnames]
         out += [base / f for f in sorted(filenames)]
-    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
+    # sorted, with the stamp first so `tritonpack check` reads one entry, not the archive
+    return sorted(out, key=lambda p: (p.name != STAMP or p.parent != root,
+                                      p.relative_to(root).as_posix()))
+
+
+def write_stamp(root: Path, lock_hash: str) -> None:
+    (root / STAMP).write_text(json.dumps({"lock": lock_hash, "format": 1}, sort_keys=True) + "\n",
+                              encoding="utf-8")
+
+
+def read_stamp(env: Path) -> dict[str, Any] | None:
+    """The stamp of an archive (its first entry) or a directory env; None if it has none."""
+    try:
+        if env.is_dir():
+            return dict(json.loads((env / STAMP).read_text(encoding="utf-8")))
+        with tarfile.open(env, "r:gz") as tar:
+            first = tar.next()
+            if first is None or first.name != STAMP:
+                return None
+            fh = tar.extractfile(first)
+            return dict(json.loads(fh.read())) if fh else None
+    except (OSError, ValueError, tarfile.TarError, EOFError):
+        return None
 
 
 def _tarinfo(root: Path, path: Path) -> tarfile.TarInfo:
@@ -269,6 +296,7 @@ def pack(
     reporter: Reporter | None = None,
     target: Target | None = None,
     allow_incompatible: bool = False,
+    lock_hash: str = "",
 ) -> Iterator[Staged]:
     """Pack ``prefix`` beside ``dest``; the caller commits it. Removed if not committed."""
     rep = reporter or NullReporter()
@@ -279,6 +307,8 @@ def pack(
     rep.start("pack", "conda-pack: relocating the environment")
     tree, pruned, largest = prepare_tree(prefix, opts)
     findings = check_compatible(tree, target, allow_incompatible, rep) if target else ()
+    if lock_hash:
+        write_stamp(tree, lock_hash)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with temp_beside(dest, directory=opts.format == "dir") as tmp:
         if opts.format == "dir":

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import conda, envcache, pychannel
-from .atomic import ensure_writable, temp_beside
+from .atomic import atomic_write_bytes, ensure_writable, temp_beside
 from .declared import Declared, load_declared
 from .env import build, bundle_digest
 from .errors import LockError, PackError, ResolveError
@@ -30,6 +30,8 @@ from .pypi import Indexes, NoSolutionError, compile_pins
 from .recipebook import Recipes, load
 from .resolve import Requirements, resolve
 from .runlock import key_lock, model_lock
+from .sbom import render as render_sbom
+from .sbom import sbom_path
 from .scan import ImportReport, scan
 from .signals import signals_held
 from .target import Target, resolve_target
@@ -234,6 +236,7 @@ class PackResult:
     skipped: tuple[str, ...]
     seconds: float
     cached: bool = False
+    sbom: Path | None = None
 
 
 def frozen_lock(ctx: Context, opts: Options) -> LockResult:
@@ -258,26 +261,31 @@ def package(
     output: str | None = None,
     use_cache: bool = True,
     allow_incompatible: bool = False,
+    sbom: bool = False,
+    cache_since: float | None = None,
 ) -> PackResult:
-    """scan -> lock (reuse when fresh) -> build -> pack -> patch config.pbtxt."""
+    """... ``use_cache=False`` reuses no environment made before ``cache_since`` (default: now),
+    so models packed together in one run still share a build."""
     rep = reporter or NullReporter()
     t0 = time.monotonic()
+    since = None if use_cache else (cache_since if cache_since is not None else time.time())
     ctx = prepare(path, opts, rep)
     opts = ctx.options  # with tritonpack.toml [options] and the lock's target
     with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
         return _package(ctx, opts, rep, t0, frozen=frozen, popts=pack_options or PackOptions(),
-                        output=output, use_cache=use_cache, allow=allow_incompatible)
+                        output=output, since=since, allow=allow_incompatible, sbom=sbom)
 
 
 def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: bool,
-             popts: PackOptions, output: str | None, use_cache: bool, allow: bool) -> PackResult:
+             popts: PackOptions, output: str | None, since: float | None, allow: bool,
+             sbom: bool) -> PackResult:
     """Everything is made beside its destination first; the lock, the environment and
     config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
     locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
     dest = output_path(ctx.model.path, output, popts.format)
     with _output_errors(dest):
         ensure_writable(dest.parent)  # fail before a build, not after
-        return _build_and_commit(ctx, locked, rep, t0, dest, popts, use_cache, allow)
+        return _build_and_commit(ctx, locked, rep, t0, dest, popts, since, allow, sbom)
 
 
 @contextlib.contextmanager
@@ -297,11 +305,12 @@ def _output_errors(dest: Path) -> Iterator[None]:
 
 
 def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float, dest: Path,
-                      popts: PackOptions, use_cache: bool, allow_incompatible: bool) -> PackResult:
+                      popts: PackOptions, since: float | None, allow_incompatible: bool,
+                      sbom: bool) -> PackResult:
     value = env_value(dest.relative_to(ctx.model.path).as_posix())
     plan = check_patch(ctx.model.config_path, value)  # refuse before building, not after
     key = envcache.cache_key(locked.lock.content_hash, popts, bundle_digest(ctx.report))
-    hit = envcache.lookup(key) if use_cache else None
+    hit = envcache.lookup(key, since)
     if hit is not None:
         enforce(hit.archive_at(dest).findings, ctx.target, allow_incompatible, rep)
         with temp_beside(dest, directory=popts.format == "dir") as tmp:
@@ -309,7 +318,9 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
             staged = Staged(tmp, hit.archive_at(dest))
             rep.done("cache", f"reused the environment for this lock ({key[:12]})",
                      time.monotonic() - t0)
-            written, patched = _commit(ctx, locked, staged, plan, value)
+            licenses = {str(k): str(v) for k, v in hit.meta.get("licenses", [])}
+            sbom_file = _sbom(ctx, locked, dest, licenses) if sbom else None
+            written, patched = _commit(ctx, locked, staged, plan, value, sbom_file)
         bundled = tuple(hit.meta.get("bundled", ()))
         skipped = tuple(hit.meta.get("skipped", ()))
     else:
@@ -318,11 +329,14 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
             bundled, skipped = prefix.bundled, prefix.skipped
             try:
                 with pack_env(prefix, dest, popts, reporter=rep, target=ctx.target,
-                              allow_incompatible=allow_incompatible) as staged:
-                    if use_cache:
-                        envcache.store(key, staged.tmp, staged.archive,
-                                       {"bundled": list(bundled), "skipped": list(skipped)})
-                    written, patched = _commit(ctx, locked, staged, plan, value)
+                              allow_incompatible=allow_incompatible,
+                              lock_hash=locked.lock.content_hash) as staged:
+                    envcache.store(key, staged.tmp, staged.archive,
+                                   {"bundled": list(bundled), "skipped": list(skipped),
+                                    "licenses": [list(x) for x in prefix.licenses]},
+                                   replace_older_than=since)
+                    sbom_file = _sbom(ctx, locked, dest, dict(prefix.licenses)) if sbom else None
+                    written, patched = _commit(ctx, locked, staged, plan, value, sbom_file)
             finally:
                 shutil.rmtree(prefix.path.parent, ignore_errors=True)
     if not locked.reused:
@@ -331,15 +345,23 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
     rep.done("config", f"EXECUTION_ENV_PATH = {patched.value}"
              + ("" if patched.changed else " (unchanged)"), 0.0)
     return PackResult(ctx, locked, staged.archive, patched, bundled, skipped,
-                      time.monotonic() - t0, cached=hit is not None)
+                      time.monotonic() - t0, cached=hit is not None,
+                      sbom=sbom_path(dest) if sbom else None)
+
+
+def _sbom(ctx: Context, locked: LockResult, dest: Path,
+          licenses: dict[str, str]) -> tuple[Path, bytes]:
+    return sbom_path(dest), render_sbom(locked.lock, ctx.model.name, licenses)
 
 
 def _commit(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch,
-            value: str) -> tuple[bool, PatchResult]:
-    """The lock, the environment and config.pbtxt, with SIGINT/SIGTERM held back."""
+            value: str, sbom_file: tuple[Path, bytes] | None = None) -> tuple[bool, PatchResult]:
+    """The lock, the environment (and its SBOM) and config.pbtxt, SIGINT/SIGTERM held back."""
     with signals_held():
         written = False if locked.reused else write_lock(ctx.lock_path, locked.lock)
         staged.commit()
+        if sbom_file is not None:
+            atomic_write_bytes(sbom_file[0], sbom_file[1], mode=0o644)
         return written, apply_patch(ctx.model.config_path, plan, value)
 
 

@@ -6,11 +6,12 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import click
 
 from .pipeline import CheckResult, Context, LockResult, PackResult
+from .repository import RepoResult
 from .verify.verify import VerifyReport
 
 SCHEMA = "tritonpack/v1"
@@ -124,6 +125,7 @@ def pack_payload(res: PackResult) -> dict[str, Any]:
                              for k, (f, b) in res.archive.pruned.removed.items()},
                    "kept": list(res.archive.pruned.kept)},
         "largest_packages": [{"name": n, "bytes": b} for n, b in res.archive.largest],
+        "sbom": str(res.sbom) if res.sbom else None,
     }
 
 
@@ -208,3 +210,40 @@ def verify_text(rep: VerifyReport) -> str:
         f"  environment  Python {rep.python} at {rep.probe.get('prefix')}",
         f"  imports      {len(imports)} modules import: {', '.join(sorted(imports)) or 'none'}",
     ])
+
+
+def repo_text(res: RepoResult) -> str:
+    rows = []
+    for packed in res.packed:
+        p = cast(PackResult, packed)
+        rows.append((p.context.model.name, p.lock.lock.python_version(),
+                     f"{p.archive.size / 1e6:.1f} MB", "cached" if p.cached else "built",
+                     p.archive.path.name))
+    for f in res.failed:
+        rows.append((f.name, "-", "-", "FAILED", f.error.message))
+    for s in res.skipped:
+        rows.append((s.name, "-", "-", "skipped", s.why))
+    out = [f"{res.repo}: {len(res.packed)} packed ({res.builds} builds), "
+           f"{len(res.skipped)} left alone, {len(res.failed)} failed", "",
+           _table(rows, ("MODEL", "PYTHON", "SIZE", "STATUS", "ENVIRONMENT / WHY"))]
+    if res.verified:
+        out += ["", "verified: " + ", ".join(
+            f"{cast(VerifyReport, v).model} (READY {cast(VerifyReport, v).ready_seconds:.1f}s)"
+            for v in res.verified)]
+    return "\n".join(out)
+
+
+def repo_payload(res: RepoResult) -> dict[str, Any]:
+    return {
+        "repository": str(res.repo),
+        "builds": res.builds,
+        "models": [pack_payload(cast(PackResult, p)) for p in res.packed],
+        "skipped": [{"name": s.name, "why": s.why} for s in res.skipped],
+        "failed": [{"name": f.name, "message": f.error.message,
+                    "exit_code": int(f.error.exit_code)} for f in res.failed],
+        "verified": [verify_payload(cast(VerifyReport, v)) for v in res.verified],
+    }
+
+
+def repo_exit_code(res: RepoResult) -> int:
+    return int(res.failed[0].error.exit_code) if res.failed else 0

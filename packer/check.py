@@ -1,0 +1,71 @@
+"""``tritonpack check``: for release pipelines, is everything shipped what its lock says?
+
+Per Python model: the lock is fresh, the environment was packed from that lock (the
+stamp that is the archive's first entry), and config.pbtxt points at it. No network,
+no build: exit 0, or 1 with one line per problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import TritonPackError
+from .lock import LOCK_NAME, changes, read_lock
+from .model import TOKEN, is_repository
+from .pack import read_stamp
+from .pipeline import Options, lock_inputs, prepare
+from .progress import Reporter
+from .repository import python_models
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    checked: tuple[str, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_model(path: Path, opts: Options, reporter: Reporter | None = None) -> list[str]:
+    try:
+        ctx = prepare(path, opts, reporter)
+    except TritonPackError as exc:
+        return [exc.message]
+    name = ctx.model.name
+    problems: list[str] = []
+    if not ctx.lock_path.is_file():
+        return [f"{name}: no {LOCK_NAME} (run tritonpack lock {ctx.model.path})"]
+    try:
+        lock = read_lock(ctx.lock_path)
+    except TritonPackError as exc:
+        return [f"{name}: {exc.message}"]
+    diff = changes(lock.inputs, lock_inputs(ctx, ctx.options))
+    if diff:
+        problems.append(f"{name}: {LOCK_NAME} is stale: {'; '.join(diff)}")
+    value = ctx.model.env_path()
+    if not value:
+        return [*problems, f"{name}: config.pbtxt has no EXECUTION_ENV_PATH (run tritonpack "
+                           f"{ctx.model.path})"]
+    if not value.startswith(TOKEN + "/"):
+        return [*problems, f"{name}: EXECUTION_ENV_PATH {value!r} does not start with {TOKEN}/"]
+    env = ctx.model.path / value[len(TOKEN) + 1:]
+    if not env.exists():
+        return [*problems, f"{name}: EXECUTION_ENV_PATH points at {env.name}, which does not exist"]
+    stamp = read_stamp(env)
+    if stamp is None:
+        problems.append(f"{name}: {env.name} carries no tritonpack stamp: it was not packed from "
+                        f"{LOCK_NAME}")
+    elif stamp.get("lock") != lock.content_hash:
+        problems.append(f"{name}: {env.name} was packed from another lock (re-pack it)")
+    return problems
+
+
+def check(path: Path, opts: Options, reporter: Reporter | None = None) -> CheckReport:
+    models = python_models(path)[0] if is_repository(path) else [path]
+    problems: list[str] = []
+    for model in models:
+        problems += check_model(model, opts, reporter)
+    return CheckReport(tuple(m.name for m in models), tuple(problems))

@@ -1,0 +1,90 @@
+"""Repository mode: a directory of model directories, as Triton's --model-repository sees it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelError, TritonPackError
+from .model import CONFIG_NAME, read_config
+from .pack import PackOptions
+from .pipeline import Options, package
+from .progress import NullReporter, Reporter
+
+
+@dataclass(frozen=True)
+class Skipped:
+    name: str
+    why: str  # "backend onnxruntime", "ensemble", ...
+
+
+def python_models(repo: Path) -> tuple[list[Path], list[Skipped]]:
+    """The Python-backend model dirs of a repository, and what is left alone (and why)."""
+    if not repo.is_dir():
+        raise ModelError(f"{repo}: no such directory")
+    models: list[Path] = []
+    skipped: list[Skipped] = []
+    for entry in sorted(repo.iterdir()):
+        config = entry / CONFIG_NAME
+        if not entry.is_dir() or not config.is_file():
+            continue
+        try:
+            _, parsed = read_config(config)
+        except TritonPackError as exc:
+            skipped.append(Skipped(entry.name, f"unreadable config.pbtxt: {exc.message}"))
+            continue
+        if parsed.platform == "ensemble":
+            skipped.append(Skipped(entry.name, "ensemble (its steps are packed on their own)"))
+        elif parsed.backend != "python":
+            skipped.append(Skipped(entry.name, f"backend {parsed.backend or parsed.platform or '?'}"))
+        else:
+            models.append(entry)
+    if not models and not skipped:
+        raise ModelError(f"{repo}: no model directories (config.pbtxt) in it")
+    return models, skipped
+
+
+@dataclass(frozen=True)
+class Failure:
+    name: str
+    error: TritonPackError
+
+
+@dataclass
+class RepoResult:
+    """What packing a whole repository did, model by model."""
+
+    repo: Path
+    packed: list[object] = field(default_factory=list)  # PackResult, one per model
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    verified: list[object] = field(default_factory=list)  # VerifyReport
+
+    @property
+    def builds(self) -> int:
+        return sum(1 for r in self.packed if not getattr(r, "cached", False))
+
+
+def package_repository(repo: Path, opts: Options, reporter: Reporter | None = None, *,
+                       pack_options: PackOptions | None = None, use_cache: bool = True,
+                       frozen: bool = False, allow_incompatible: bool = False,
+                       sbom: bool = False) -> RepoResult:
+    """Pack every Python model; models with identical locks share one build (the cache).
+
+    One model after another: on two cores a build already keeps both busy (parallel gzip,
+    uv's installer), and one failing model does not stop the others."""
+    rep = reporter or NullReporter()
+    models, skipped = python_models(repo)
+    result = RepoResult(repo.resolve(), skipped=skipped)
+    started = time.time()  # with --no-cache, builds made during this run are still shared
+    for model in models:
+        rep.note(f"model {model.name}")
+        try:
+            result.packed.append(package(model, opts, rep, frozen=frozen,
+                                         pack_options=pack_options, use_cache=use_cache,
+                                         allow_incompatible=allow_incompatible, sbom=sbom,
+                                         cache_since=started))
+        except TritonPackError as exc:
+            result.failed.append(Failure(model.name, exc))
+    return result

@@ -1,0 +1,93 @@
+"""Repository mode, release pipelines (check, --frozen), the SBOM and the JSON schema."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+
+from .conftest import FIXTURES, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def packed_repo(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
+    import os
+
+    os.environ["TRITONPACK_CACHE"] = str(session_cache)
+    repo = tmp_path_factory.mktemp("repo") / "models"
+    shutil.copytree(FIXTURES / "repo", repo)
+    res = run_cli(repo, "--triton", "24.10", "--offline", "--sbom", "--no-cache", "--json")
+    assert res.exit_code == 0, res.stderr
+    (repo / "result.json").write_text(res.stdout)
+    return repo
+
+
+def test_one_command_packs_the_repository_with_two_builds(packed_repo: Path) -> None:
+    out = json.loads((packed_repo / "result.json").read_text())
+    assert out["schema"] == "tritonpack/v1" and out["command"] == "pack-repository"
+    assert [m["model"] for m in out["models"]] == ["alpha", "beta", "gamma"]
+    assert out["builds"] == 2  # alpha and beta share one lock, hence one build
+    assert [m["cached"] for m in out["models"]] == [False, True, False]
+    assert {s["name"]: s["why"] for s in out["skipped"]} == {
+        "delta_onnx": "backend onnxruntime",
+        "pipeline": "ensemble (its steps are packed on their own)",
+    }
+    gamma = out["models"][2]
+    assert gamma["bundled"] == ["textproc"]
+    for model in ("alpha", "beta", "gamma"):  # every model dir stays self-contained
+        assert (packed_repo / model / "tritonpack-env.tar.gz").is_file()
+
+
+def test_check_passes_then_names_the_changed_model(packed_repo: Path, tmp_path: Path) -> None:
+    res = run_cli("check", packed_repo)
+    assert res.exit_code == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines() == ["checked 3 models: alpha, beta, gamma", "all fresh"]
+
+    repo = tmp_path / "models"
+    shutil.copytree(packed_repo, repo)
+    src = repo / "beta" / "1" / "model.py"
+    src.write_text(src.read_text() + "import yaml\n")
+    (repo / "alpha" / "tritonpack-env.tar.gz").replace(repo / "alpha" / "moved.tar.gz")
+    res = run_cli("check", repo, "--json")
+    assert res.exit_code == 1
+    assert json.loads(res.stdout)["problems"] == [
+        "alpha: EXECUTION_ENV_PATH points at tritonpack-env.tar.gz, which does not exist",
+        "beta: tritonpack.lock is stale: imports: +yaml=PyYAML; requirements: +PyYAML",
+    ]
+
+
+def test_check_catches_an_env_from_another_lock(packed_repo: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    shutil.copytree(packed_repo, repo)
+    shutil.copy2(repo / "gamma" / "tritonpack-env.tar.gz", repo / "alpha" / "tritonpack-env.tar.gz")
+    res = run_cli("check", repo / "alpha")
+    assert res.exit_code == 1
+    assert "  alpha: tritonpack-env.tar.gz was packed from another lock (re-pack it)" in res.stdout
+
+
+def test_sbom_is_valid_cyclonedx(packed_repo: Path) -> None:
+    text = (packed_repo / "gamma" / "tritonpack-env.cdx.json").read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(text) is None
+    doc = json.loads(text)
+    purls = {c["purl"] for c in doc["components"]}
+    assert any(p.startswith("pkg:pypi/numpy@1.") for p in purls)
+    assert any(p.startswith("pkg:pypi/pyyaml@") for p in purls)
+    assert any(p.startswith("pkg:conda/python@3.10.") for p in purls)
+    numpy = next(c for c in doc["components"] if c["name"] == "numpy")
+    assert numpy["hashes"] and all(len(h["content"]) == 64 for h in numpy["hashes"])
+    assert numpy["licenses"][0]["license"]["name"]
+
+
+def test_verify_the_whole_repository(packed_repo: Path) -> None:
+    res = run_cli(packed_repo, "--triton", "24.10", "--offline", "--verify", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert [v["model"] for v in out["verified"]] == ["alpha", "beta", "gamma"]
+    gamma = out["verified"][2]
+    assert gamma["probe"]["imports"] == {"numpy": "ok", "textproc": "ok", "yaml": "ok"}
