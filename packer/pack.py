@@ -26,6 +26,7 @@ from .atomic import replace_dir, temp_beside
 from .env import Prefix
 from .errors import PackError, ProcessError
 from .progress import NullReporter, Reporter
+from .prune import RULES as PRUNE_RULES
 from .prune import PruneReport, largest_packages, prune
 from .target import Target
 from .targz import ParallelGzipWriter
@@ -223,7 +224,8 @@ class PackOptions:
 
     def key(self) -> dict[str, object]:
         return {"format": self.format, "level": self.level, "prune": self.prune,
-                "keep": sorted(self.keep), "bytecode": self.bytecode}
+                "keep": sorted(self.keep), "bytecode": self.bytecode,
+                "rules": repr(PRUNE_RULES)}  # new pruning rules: new archives
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,11 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
                                    "lib/{py}/turtle.py", "bin/idle*")),
     ("ensurepip", ("lib/{py}/ensurepip",)),
     ("package test dirs", ("lib/{py}/site-packages/*/tests", "lib/{py}/site-packages/*/*/tests")),
+    ("package C/C++ headers and Cython sources",
+     ("lib/{py}/site-packages/**/*.h", "lib/{py}/site-packages/**/*.hpp",
+      "lib/{py}/site-packages/**/*.cuh", "lib/{py}/site-packages/**/*.pxd",
+      "lib/{py}/site-packages/**/*.pyx")),
+    ("type stubs", ("lib/{py}/site-packages/**/*.pyi",)),
     ("conda-pack's unused activation scripts", ("bin/activate.fish",)),
 )
 
@@ -53,6 +58,10 @@ def _matches(root: Path, pattern: str) -> list[Path]:
     if pattern.startswith("**/"):
         name = pattern[3:]
         return sorted(p for p in root.rglob(name) if not p.is_symlink())
+    if "/**/" in pattern:
+        base, name = pattern.split("/**/", 1)
+        return sorted(p for p in root.glob(base) for p in p.rglob(name)
+                      if p.is_file() and not p.is_symlink())
     return sorted(root.glob(pattern))
 
 
