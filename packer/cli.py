@@ -35,7 +35,7 @@ from .recipebook import load
 from .repository import Failure, RepoResult, package_repository
 from .settings import describe, effective
 from .target import releases, resolve_target
-from .verify.verify import VerifyReport, verify
+from .verify.verify import DockerOptions, VerifyReport, verify
 
 MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript model.pt.
 
@@ -152,7 +152,8 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
              keep: tuple[str, ...], no_prune: bool, bytecode: bool, no_cache: bool,
              allow_incompatible: bool, sbom: bool,
              then_verify: bool, runtime: str, inputs: Path | None, expect: Path | None,
-             timeout: float, **kw: Any) -> None:
+             timeout: float, image: str | None, gpus: bool, shm_size: str, tag: str | None,
+             **kw: Any) -> None:
     """Scan, lock, build, pack and point config.pbtxt at the environment (the default command).
 
     \b
@@ -165,6 +166,7 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
     config.pbtxt are replaced atomically.
     """
     opts = make_options(kw)
+    dopts = DockerOptions(image=image, gpus=gpus, shm_size=shm_size, tag=tag)
     popts = PackOptions(format=fmt, level=compress_level, prune=not no_prune, keep=keep,
                         bytecode=bytecode)
     if is_repository(model_dir):
@@ -177,7 +179,8 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
                     p = cast(PackResult, packed)
                     try:
                         result.verified.append(verify(p.context.model.path, opts, rep,
-                                                      runtime=runtime, timeout=timeout))
+                                                      runtime=runtime, timeout=timeout,
+                                                      docker=dopts))
                     except TritonPackError as exc:
                         result.failed.append(Failure(p.context.model.name, exc))
             return result
@@ -198,7 +201,7 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
                          use_cache=not no_cache, allow_incompatible=allow_incompatible,
                          sbom=sbom)
         return packed, verify(model_dir, opts, rep, runtime=runtime, inputs=inputs,
-                              expect=expect, timeout=timeout)
+                              expect=expect, timeout=timeout, docker=dopts)
 
     _run(kw, "pack", both,
          lambda r: render.pack_text(r[0]) + "\n" + render.verify_text(r[1]),
@@ -212,12 +215,14 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
 @verify_options
 @output_options
 def verify_cmd(model_dir: Path, runtime: str, inputs: Path | None, expect: Path | None,
-               timeout: float, **kw: Any) -> None:
+               timeout: float, image: str | None, gpus: bool, shm_size: str, tag: str | None,
+               **kw: Any) -> None:
     """Load the packed model in a real tritonserver and prove it answers.
 
     \b
       tritonpack verify models/my_model/
       tritonpack verify models/my_model/ --inputs request.json --expect response.json
+      tritonpack verify models/my_model/ --runtime docker --gpus --tag registry/my_model:1.2
 
     Static checks first (archive layout, Python vs the stub, numpy's bound); then the model
     and tritonpack's probe (which imports every module the scan found, from inside Triton)
@@ -225,9 +230,10 @@ def verify_cmd(model_dir: Path, runtime: str, inputs: Path | None, expect: Path 
     Exit 11: does not load; exit 12: loads but inference fails.
     """
     opts = make_options(kw)
+    dopts = DockerOptions(image=image, gpus=gpus, shm_size=shm_size, tag=tag)
     _run(kw, "verify",
          lambda rep: verify(model_dir, opts, rep, runtime=runtime, inputs=inputs, expect=expect,
-                            timeout=timeout),
+                            timeout=timeout, docker=dopts),
          render.verify_text, render.verify_payload)
 
 

@@ -81,6 +81,14 @@ verify_options = _stack(
                  help="Expected outputs (JSON {name: nested list}) to compare values."),
     click.option("--timeout", type=float, default=120.0, show_default=True, metavar="SECONDS",
                  help="Give up on a server or a model load after this long."),
+    click.option("--image", metavar="IMAGE",
+                 help="docker: the Triton image to build FROM (default: the release's "
+                 "nvcr.io/nvidia/tritonserver:<release>-py3)."),
+    click.option("--gpus", is_flag=True, help="docker: give the container every GPU."),
+    click.option("--shm-size", default="256m", show_default=True,
+                 help="docker: the container's /dev/shm (the Python backend lives in it)."),
+    click.option("--tag", metavar="NAME",
+                 help="docker: keep the verified image under this name (for a release pipeline)."),
 )
 
 output_options = _stack(

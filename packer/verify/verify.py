@@ -3,6 +3,7 @@ then a real inference. Readiness is not proof; an answer is."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +16,8 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from ..errors import RuntimeMissingError, VerifyInferError, VerifyLoadError
+from ..errors import RuntimeMissingError, TritonPackError, VerifyInferError, VerifyLoadError
+from ..lock import read_lock
 from ..model import TOKEN
 from ..pipeline import Context, Options, prepare
 from ..progress import NullReporter, Reporter
@@ -23,11 +25,32 @@ from ..scan import Kind
 from . import static, tensors
 from .client import Client, HttpError
 from .diagnose import diagnose, excerpt
+from .docker import SHM_DEFAULT, DockerRuntime
 from .local import LocalRuntime
 from .probe import PROBE_NAME, write_probe
 from .runtime import TRITON_TMP, Runtime, Server
 
-RUNTIMES: dict[str, type[LocalRuntime]] = {"local": LocalRuntime}
+RUNTIMES = ("local", "docker")
+
+
+@dataclass(frozen=True)
+class DockerOptions:
+    image: str | None = None  # default: the target release's image
+    gpus: bool = False
+    shm_size: str = SHM_DEFAULT
+    tag: str | None = None  # keep the built image under this name
+
+
+def make_runtime(name: str, ctx: Context, docker: DockerOptions) -> Runtime:
+    if name == "docker":
+        lock_hash = ""
+        if ctx.lock_path.is_file():
+            with contextlib.suppress(TritonPackError):
+                lock_hash = read_lock(ctx.lock_path).content_hash
+        return DockerRuntime(ctx.target.release, docker.image or ctx.target.image,
+                             gpus=docker.gpus, shm_size=docker.shm_size, tag=docker.tag,
+                             lock_hash=lock_hash)
+    return LocalRuntime()
 
 
 @dataclass(frozen=True)
@@ -99,8 +122,9 @@ def _probe(client: Client, server: Server, ctx: Context, env: Path) -> dict[str,
                                detail=excerpt(server.log())) from exc
     report = dict(json.loads(result["outputs"][0]["data"][0]))
     prefix = str(report.get("prefix", ""))
-    # a directory env runs in place; an archive is unpacked to /tmp/python_env_*
-    ok = Path(prefix).resolve() == env.resolve() if env.is_dir() else \
+    # a directory env runs in place (here, or copied into an image); an archive is unpacked
+    # to /tmp/python_env_*
+    ok = Path(prefix).name == env.name if env.is_dir() else \
         Path(prefix).is_relative_to(TRITON_TMP) and Path(prefix).parts[2].startswith("python_env_")
     if not ok:
         raise VerifyLoadError(
@@ -143,6 +167,7 @@ def verify(
     inputs: Path | None = None,
     expect: Path | None = None,
     timeout: float = 120.0,
+    docker: DockerOptions | None = None,
 ) -> VerifyReport:
     rep = reporter or NullReporter()
     ctx = prepare(path, opts, rep)
@@ -153,7 +178,7 @@ def verify(
                               hint="re-pack with tritonpack MODEL_DIR",
                               detail="\n".join(checked.problems))
     python = checked.facts.python or ctx.target.python
-    engine: Runtime = RUNTIMES[runtime]()
+    engine = make_runtime(runtime, ctx, docker or DockerOptions())
     _runtime_fits(engine, checked.facts, ctx)
     work = Path(tempfile.mkdtemp(prefix="tritonpack-verify-"))
     server: Server | None = None

@@ -1,0 +1,146 @@
+"""Runtime ``docker``: the target release's Triton image with the model repository baked in
+(Dockerfile.base), built and run through the docker SDK.
+
+The GPU-only part is one argument (``--gpus``: a device request for every GPU); everything
+else runs wherever a Docker engine does, a CPU-only one included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import RuntimeMissingError
+from .runtime import free_port
+
+SHM_DEFAULT = "256m"
+
+
+def dockerfile_text() -> str:
+    return resources.files("packer.recipes").joinpath("Dockerfile.base").read_text(encoding="utf-8")
+
+
+class DockerServer:
+    def __init__(self, client: Any, container: Any, url: str, image: Any, keep: bool):
+        self.client = client
+        self.container = container
+        self.url = url
+        self.image = image
+        self.keep = keep
+
+    def alive(self) -> bool:
+        try:
+            self.container.reload()
+        except Exception:
+            return False
+        return bool(self.container.status in ("created", "running"))
+
+    def log(self) -> str:
+        try:
+            return bytes(self.container.logs()).decode(errors="replace")
+        except Exception:
+            return ""
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.container.stop(timeout=5)
+        with contextlib.suppress(Exception):
+            self.container.remove(force=True)
+        if not self.keep:
+            with contextlib.suppress(Exception):
+                self.client.images.remove(self.image.id, force=True)
+        self.client.close()
+
+
+class DockerRuntime:
+    name = "docker"
+
+    def __init__(self, release: str, image: str, *, gpus: bool = False, shm_size: str = SHM_DEFAULT,
+                 tag: str | None = None, lock_hash: str = ""):
+        self.release = release
+        self.image = image
+        self.gpus = gpus
+        self.shm_size = shm_size
+        self.tag = tag
+        self.lock_hash = lock_hash
+
+    def _client(self) -> Any:
+        try:
+            import docker
+
+            client = docker.from_env()
+        except Exception as exc:
+            raise RuntimeMissingError(
+                "no Docker engine answers (DOCKER_HOST, /var/run/docker.sock)",
+                hint="start dockerd, or verify with --runtime local", detail=str(exc),
+            ) from exc
+        try:
+            client.ping()
+            return client
+        except Exception as exc:
+            client.close()
+            raise RuntimeMissingError(
+                "no Docker engine answers (DOCKER_HOST, /var/run/docker.sock)",
+                hint="start dockerd, or verify with --runtime local", detail=str(exc),
+            ) from exc
+
+    def start(self, repo: Path, python: str, work: Path, *, complete_config: bool) -> DockerServer:
+        client = self._client()
+        try:
+            return self._start(client, repo, work, complete_config)
+        except BaseException:
+            client.close()
+            raise
+
+    def _start(self, client: Any, repo: Path, work: Path, complete_config: bool) -> DockerServer:
+        import docker
+
+        context = work / "context"
+        context.mkdir()
+        (context / "Dockerfile.base").write_text(dockerfile_text(), encoding="utf-8")
+        shutil.copytree(repo, context / "models", symlinks=False)  # links become real files
+        image_id, log, error = None, [], ""
+        try:
+            # the low-level stream, read to its end: nothing is left open on failure
+            for chunk in client.api.build(
+                path=str(context), dockerfile="Dockerfile.base", tag=self.tag, rm=True,
+                pull=False, buildargs={"TRITON_IMAGE": self.image, "LOCK_HASH": self.lock_hash},
+                labels={"io.tritonpack.release": self.release}, decode=True,
+            ):
+                log.append(str(chunk.get("stream", "")))
+                error = str(chunk.get("error", error))
+                image_id = chunk.get("aux", {}).get("ID", image_id)
+        except docker.errors.APIError as exc:
+            error = str(exc)
+        if error or image_id is None:
+            raise RuntimeMissingError(
+                f"building the verification image FROM {self.image} failed",
+                hint="is the image available to this engine (docker pull, a registry login)?",
+                detail=(error or "no image id") + "\n" + "".join(log),
+            )
+        image = client.images.get(image_id)
+        port = free_port()
+        command = ["tritonserver", "--model-repository=/models", "--model-control-mode=explicit",
+                   "--allow-metrics=false", "--exit-on-error=false", "--log-verbose=1",
+                   "--http-port=8000"]
+        if complete_config:
+            command.append("--disable-auto-complete-config")
+        requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if self.gpus \
+            else None
+        try:
+            container = client.containers.run(
+                image.id, command=command, detach=True, shm_size=self.shm_size,
+                ports={"8000/tcp": ("127.0.0.1", port)}, device_requests=requests,
+                labels={"io.tritonpack.verify": "1"},
+            )
+        except docker.errors.APIError as exc:
+            with contextlib.suppress(Exception):
+                client.images.remove(image.id, force=True)
+            raise RuntimeMissingError("starting the verification container failed",
+                                      hint="--gpus needs the NVIDIA container toolkit",
+                                      detail=str(exc)) from exc
+        return DockerServer(client, container, f"http://127.0.0.1:{port}", image,
+                            keep=self.tag is not None)

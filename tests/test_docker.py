@@ -1,0 +1,106 @@
+"""verify --runtime docker: Dockerfile.base over a Triton image, through the docker SDK.
+
+No registry is reachable here, so the base is a stand-in Triton image built locally
+(tests/docker/standin.py: the real tritonserver 24.10 on a minimal root file system);
+the code path is the one users run against nvcr.io/nvidia/tritonserver. .ci/run starts
+a Docker engine; without one these tests skip, saying why."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from packer.errors import ExitCode
+from packer.lock import read_lock
+
+from .conftest import FIXTURES, error_line, run_cli
+from .docker.standin import TAG, build_image
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+Copy = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def standin_image() -> str:
+    import docker
+
+    try:
+        with closing(docker.from_env()) as client:
+            client.ping()
+    except Exception as exc:
+        pytest.skip(f"no Docker engine answers here (.ci/run starts one): {exc}")
+    return build_image()
+
+
+def containers() -> list[str]:
+    import docker
+
+    with closing(docker.from_env()) as client:
+        return [c.id for c in client.containers.list(
+            all=True, filters={"label": "io.tritonpack.verify"})]
+
+
+def test_packed_model_verifies_in_the_image(standin_image: str, model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    res = run_cli("verify", model, "--runtime", "docker", "--image", standin_image, "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["runtime"] == "docker" and out["probe"]["imports"] == {"numpy": "ok"}
+    assert out["probe"]["prefix"].startswith("/tmp/python_env_")
+    assert containers() == []
+
+
+def test_directory_env_and_kept_image(standin_image: str, model_copy: Copy) -> None:
+    import docker
+
+    model = model_copy("plain_numpy")
+    assert run_cli(model, "--triton", "24.10", "--offline", "--format", "dir", "-q").exit_code == 0
+    tag = "tritonpack-test/verified:plain"
+    res = run_cli("verify", model, "--runtime", "docker", "--image", standin_image, "--tag", tag)
+    assert res.exit_code == 0, res.stderr
+    with closing(docker.from_env()) as client:
+        image = client.images.get(tag)
+        try:
+            lock = read_lock(model / "tritonpack.lock")
+            assert image.labels["io.tritonpack.lock"] == lock.content_hash
+        finally:
+            client.images.remove(tag, force=True)
+
+
+@pytest.mark.parametrize(("name", "code", "start"), [
+    ("hidden_import", ExitCode.VERIFY_LOAD,
+     "error: hidden_import did not load: module 'yaml' is missing from the environment"),
+    ("failing_execute", ExitCode.VERIFY_INFER, "error: failing_execute loaded but inference failed"),
+])
+def test_broken_models_in_the_image(standin_image: str, tmp_path: Path, name: str, code: int,
+                                    start: str) -> None:
+    env_model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "env")
+    assert run_cli(env_model, "--triton", "24.10", "--offline", "--format", "dir",
+                   "-q").exit_code == 0
+    model = shutil.copytree(FIXTURES / "verify" / name, tmp_path / name)
+    subprocess.run(["cp", "-a", env_model / "tritonpack-env", model / "tritonpack-env"], check=True)
+    res = run_cli("verify", model, "--triton", "24.10", "--runtime", "docker", "--image",
+                  standin_image, "--timeout", "60")
+    assert res.exit_code == code
+    assert error_line(res.stderr).startswith(start)
+    assert containers() == []
+
+
+def test_missing_base_image(standin_image: str, model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    res = run_cli("verify", model, "--runtime", "docker", "--image", "tritonpack-test/nope:0")
+    assert res.exit_code == ExitCode.RUNTIME
+    assert error_line(res.stderr) == (
+        "error: building the verification image FROM tritonpack-test/nope:0 failed")
+
+
+def test_the_standin_tag_is_what_tests_use() -> None:
+    assert TAG.endswith(":24.10")  # the stand-in is release 24.10: --triton 24.10 everywhere
