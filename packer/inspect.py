@@ -193,22 +193,27 @@ def inspect_env(path: Path, target: Target) -> InspectReport:
         findings.append(Finding("error", f"{path.name} is truncated or corrupted: {exc}"))
     numpy_version = numpy_version if has_numpy else None
 
-    for required in ("bin/python3", "bin/activate"):
-        if required not in names:
-            findings.append(Finding("error", f"missing {required}"))
-    if python is None:
-        findings.append(Finding("error", "missing lib/libpython3.X.so.1.0: Triton would run the "
-                                         "model on its own Python"))
+    if "bin/python3" not in names or python is None:
+        missing = "bin/python3" if "bin/python3" not in names else "lib/libpython3.X.so.1.0"
+        findings.append(Finding("error", f"the environment has no {missing}: Triton would "
+                                         "silently run the model on its own Python"))
     elif python != target.python:
-        findings.append(Finding("error", f"Python {python} in the environment, the Triton "
-                                         f"{target.release} stub needs {target.python}"))
+        findings.append(Finding("error", f"Python version mismatch: the environment has Python "
+                                         f"{python}, the Triton {target.release} stub is built "
+                                         f"for {target.python} (the stub would hang or fail to "
+                                         "load)"))
+    if "bin/activate" not in names:
+        findings.append(Finding("error", "the environment has no bin/activate (Triton before "
+                                         "25.08 sources it)"))
     if numpy_version is None:
-        findings.append(Finding("error", "numpy is missing: the backend stub imports it"))
+        findings.append(Finding("error", "numpy is missing: the Python backend stub imports it"))
     elif target.numpy:
         try:
             if Version(numpy_version) not in SpecifierSet(target.numpy):
                 findings.append(Finding("error", f"numpy {numpy_version} is outside Triton "
-                                                 f"{target.release}'s bound numpy{target.numpy}"))
+                                                 f"{target.release}'s bound numpy{target.numpy}: "
+                                                 "the model would load, then every inference "
+                                                 "would fail"))
         except (InvalidVersion, InvalidSpecifier):
             findings.append(Finding("warning", f"cannot compare numpy {numpy_version}"))
     checks: list[tuple[str, tuple[tuple[int, ...], str] | None, str]] = [

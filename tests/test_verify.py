@@ -135,7 +135,7 @@ def test_python_version_mismatch_is_caught_before_the_stub_hangs(env_310: Path,
     assert res.exit_code == 11
     assert error_line(res.stderr) == (
         "error: tritonpack-env: Python version mismatch: the environment has Python 3.10, the "
-        "backend stub is built for 3.12 (the stub would hang or fail to load)")
+        "Triton 24.12 stub is built for 3.12 (the stub would hang or fail to load)")
 
 
 def test_pack_then_verify_archive(model_copy: Copy) -> None:

@@ -68,20 +68,16 @@ class DockerRuntime:
         self.lock_hash = lock_hash
 
     def _client(self) -> Any:
-        try:
-            import docker
+        import docker
 
-            client = docker.from_env()
-        except Exception as exc:
-            raise RuntimeMissingError(
-                "no Docker engine answers (DOCKER_HOST, /var/run/docker.sock)",
-                hint="start dockerd, or verify with --runtime local", detail=str(exc),
-            ) from exc
+        client = None
         try:
+            client = docker.from_env()
             client.ping()
             return client
         except Exception as exc:
-            client.close()
+            if client is not None:
+                client.close()
             raise RuntimeMissingError(
                 "no Docker engine answers (DOCKER_HOST, /var/run/docker.sock)",
                 hint="start dockerd, or verify with --runtime local", detail=str(exc),

@@ -17,12 +17,13 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from ..errors import RuntimeMissingError, TritonPackError, VerifyInferError, VerifyLoadError
+from ..inspect import inspect_env
 from ..lock import read_lock
 from ..model import TOKEN
 from ..pipeline import Context, Options, prepare
 from ..progress import NullReporter, Reporter
 from ..scan import Kind
-from . import static, tensors
+from . import tensors
 from .client import Client, HttpError
 from .diagnose import diagnose, excerpt
 from .docker import SHM_DEFAULT, DockerRuntime
@@ -144,14 +145,14 @@ def _probe(client: Client, server: Server, ctx: Context, env: Path) -> dict[str,
     return report
 
 
-def _runtime_fits(engine: Runtime, facts: static.EnvFacts, ctx: Context) -> None:
+def _runtime_fits(engine: Runtime, numpy: str | None, ctx: Context) -> None:
     """A runtime's own release must accept the environment, not only the target's."""
     row = ctx.recipes.triton.get(engine.release, {})
     bound = str(row.get("numpy", ""))
-    if facts.numpy and bound and Version(facts.numpy) not in SpecifierSet(bound):
+    if numpy and bound and Version(numpy) not in SpecifierSet(bound):
         raise RuntimeMissingError(
             f"the {engine.name} runtime is Triton {engine.release}, whose Python backend needs "
-            f"numpy{bound}; this environment has numpy {facts.numpy} (right for Triton "
+            f"numpy{bound}; this environment has numpy {numpy} (right for Triton "
             f"{ctx.target.release})",
             hint="verify in the target's image (--runtime docker), or pack for "
             f"--triton {engine.release} to verify here",
@@ -172,14 +173,14 @@ def verify(
     rep = reporter or NullReporter()
     ctx = prepare(path, opts, rep)
     env = env_location(ctx)
-    checked = static.check(env, ctx.target.python, ctx.target.numpy)
+    checked = inspect_env(env, ctx.target)  # the static checks: no server needed
     if not checked.ok:
-        raise VerifyLoadError(f"{env.name}: {checked.problems[0]}",
-                              hint="re-pack with tritonpack MODEL_DIR",
-                              detail="\n".join(checked.problems))
-    python = checked.facts.python or ctx.target.python
+        errors = checked.errors()
+        raise VerifyLoadError(f"{env.name}: {errors[0]}", hint="re-pack with tritonpack MODEL_DIR",
+                              detail="\n".join(errors))
+    python = checked.python or ctx.target.python
     engine = make_runtime(runtime, ctx, docker or DockerOptions())
-    _runtime_fits(engine, checked.facts, ctx)
+    _runtime_fits(engine, checked.numpy, ctx)
     work = Path(tempfile.mkdtemp(prefix="tritonpack-verify-"))
     server: Server | None = None
     try:
