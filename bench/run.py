@@ -79,7 +79,7 @@ def fresh_cache(work: Path, seed: Path, name: str) -> Path:
 
 def opts_for(name: str, **kw: Any) -> Options:
     release, python, links = MODELS[name]
-    return Options(triton=release, python=python, offline=True,
+    return Options(triton=release, python=python, offline=True, torch="none" if links else None,
                    indexes=Indexes(find_links=links), **kw)
 
 

@@ -35,8 +35,9 @@ target_options = _stack(
                  help="Override the release's Python (only with a custom backend stub)."),
     click.option("--platform", type=click.Choice(sorted(PLATFORMS)),
                  help="Target platform (default: this machine's)."),
-    click.option("--torch", metavar="cpu|cuXYZ",
-                 help="PyTorch wheel variant (default: the release's CUDA, recipes/torch.toml)."),
+    click.option("--torch", metavar="cpu|cuXYZ|none",
+                 help="PyTorch wheel index when torch is required (default: the release's CUDA, "
+                 "recipes/torch.toml); none: only the indexes you give (a wheelhouse)."),
 )
 
 source_options = _stack(

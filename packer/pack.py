@@ -146,6 +146,10 @@ def _entries(root: Path) -> list[Path]:
                                       p.relative_to(root).as_posix()))
 
 
+def du_mb(path: Path) -> float:
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
+
+
 def write_stamp(root: Path, lock_hash: str) -> None:
     (root / STAMP).write_text(json.dumps({"lock": lock_hash, "format": 1}, sort_keys=True) + "\n",
                               encoding="utf-8")
@@ -328,7 +332,9 @@ def pack(
             tmp.chmod(0o644)
             result = EnvArchive(dest, opts.format, size, count, sha, prefix.python,
                                 pruned, tuple(largest), findings)
+        took = time.monotonic() - t0
         rep.done("pack", f"{result.files} files, {result.size / 1e6:.1f} MB -> {dest.name}"
                  + (f" (pruned {pruned.files} files, {pruned.bytes / 1e6:.1f} MB)"
-                    if pruned.files else ""), time.monotonic() - t0)
+                    if pruned.files else "")
+                 + f", {du_mb(prefix.path) / max(took, 1e-3):.0f} MB/s of environment", took)
         yield Staged(tmp, result)

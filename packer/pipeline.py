@@ -7,6 +7,7 @@ parses options, calls these and renders what they return.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import shutil
 import time
@@ -34,7 +35,7 @@ from .sbom import render as render_sbom
 from .sbom import sbom_path
 from .scan import ImportReport, scan
 from .signals import signals_held
-from .target import Target, resolve_target
+from .target import Target, resolve_target, torch_index
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,15 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
     return Context(model, recipes, target, declared, report, reqs, opts)
 
 
+def lock_indexes(ctx: Context, opts: Options) -> Indexes:
+    """The user's indexes, plus the PyTorch index for the target's CUDA when torch is wanted."""
+    extra = torch_index(ctx.recipes, ctx.target, ctx.requirements.pypi)
+    if extra is None or extra in opts.indexes.extra_index_urls:
+        return opts.indexes
+    return dataclasses.replace(opts.indexes,
+                               extra_index_urls=(extra, *opts.indexes.extra_index_urls))
+
+
 def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
     """What a lock is made from; its hash decides whether a lock is fresh."""
     imports = sorted(
@@ -108,7 +118,7 @@ def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
         "conda_specs": list(ctx.requirements.conda),
         "target": ctx.target.as_dict(),
         "channels": list(opts.channels),
-        "indexes": opts.indexes.as_dict(),
+        "indexes": lock_indexes(ctx, opts).as_dict(),
     }
 
 
@@ -167,7 +177,8 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
     t0 = time.monotonic()
     rep.start("resolve", f"resolving {len(ctx.requirements.pypi)} requirements with {opts.resolver}")
     try:
-        pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target, opts.indexes)
+        pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target,
+                            lock_indexes(ctx, opts))
     except NoSolutionError as exc:
         raise _missing_error(exc, ctx) from exc
     rep.done("resolve", f"{len(pins)} PyPI packages ({opts.resolver})", time.monotonic() - t0)

@@ -36,7 +36,7 @@ class Target:
     glibc: str
     glibcxx: str
     image: str
-    torch: str  # "cpu" or "cuXYZ"
+    torch: str  # "cpu", "cuXYZ", or "none" (no PyTorch index: the given indexes only)
     python_overridden: bool = False
 
     @property
@@ -79,6 +79,19 @@ def torch_variant(recipes: Recipes, cuda: str) -> str:
     return best
 
 
+def torch_index(recipes: Recipes, target: Target, requirements: tuple[str, ...]) -> str | None:
+    """The PyTorch wheel index a lock needs: when torch & co. are required and the variant is
+    not "none" (= resolve them from the given indexes only, e.g. a local wheelhouse)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    wanted = {canonicalize_name(p) for p in recipes.torch.get("packages", [])}
+    names = {canonicalize_name(Requirement(r).name) for r in requirements}
+    if target.torch == "none" or not wanted & names:
+        return None
+    return f"{recipes.torch.get('base', 'https://download.pytorch.org/whl')}/{target.torch}"
+
+
 def resolve_target(
     recipes: Recipes,
     release: str | None = None,
@@ -106,6 +119,9 @@ def resolve_target(
             f"Python {python} is not supported",
             hint=f"supported: {', '.join(sorted(recipes.stdlib))}",
         )
+    if torch is not None and not (torch in ("cpu", "none") or
+                                  (torch.startswith("cu") and torch[2:].isdigit())):
+        raise TargetError(f"--torch {torch}: expected cpu, cuXYZ (e.g. cu126) or none")
     torch_tag = torch or torch_variant(recipes, str(row["cuda"]))
     return Target(
         release=chosen,

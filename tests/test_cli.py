@@ -78,3 +78,20 @@ def test_unknown_import_is_a_guess_with_a_warning() -> None:
     res = run_cli("scan", MODELS / "unknown_import")
     assert "note  import 'tritonpack_no_such_distribution_xyz' (unknown_import/1/model.py:2): " \
         "no recipe or declaration names its distribution" in res.stderr
+
+
+def test_torch_locks_from_the_index_matching_the_release_cuda() -> None:
+    from packer.recipebook import load
+    from packer.target import resolve_target, torch_index
+
+    book = load()
+    for release, want in (("24.10", "cu126"), ("25.06", "cu129"), ("26.10", "cu130"),
+                          ("23.05", "cu121")):
+        target = resolve_target(book, release)
+        assert torch_index(book, target, ("torch>=2", "numpy")) == (
+            f"https://download.pytorch.org/whl/{want}")
+        assert torch_index(book, target, ("numpy",)) is None  # no torch: no extra index
+    cpu = resolve_target(book, "24.10", torch="cpu")
+    assert torch_index(book, cpu, ("torchvision",)) == "https://download.pytorch.org/whl/cpu"
+    none = resolve_target(book, "24.10", torch="none")
+    assert torch_index(book, none, ("torch",)) is None

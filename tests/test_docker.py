@@ -104,3 +104,13 @@ def test_missing_base_image(standin_image: str, model_copy: Copy) -> None:
 
 def test_the_standin_tag_is_what_tests_use() -> None:
     assert TAG.endswith(":24.10")  # the stand-in is release 24.10: --triton 24.10 everywhere
+
+
+def test_example_with_user_package_in_the_image(standin_image: str, tmp_path: Path) -> None:
+    examples = shutil.copytree(Path(__file__).parents[1] / "examples", tmp_path / "examples")
+    res = run_cli(examples / "image_model", "--src", examples / "shared_src", "--triton", "24.10",
+                  "--offline", "--verify", "--runtime", "docker", "--image", standin_image,
+                  "--json")
+    assert res.exit_code == 0, res.stderr
+    probe = json.loads(res.stdout)["verify"]["probe"]
+    assert probe["imports"] == {"PIL": "ok", "numpy": "ok", "preproc": "ok", "yaml": "ok"}
