@@ -126,7 +126,7 @@ def tritonpack_pack_only(prefix: Path, python: str, work: Path) -> float:
 
 
 def time_to_ready(model: Path, python: str, work: Path, library_path: tuple[Path, ...] = (),
-                  runs: int = 2) -> float | None:
+                  runs: int = 2, python_home: Path | None = None) -> float | None:
     """Server start to model READY in the local tritonserver (best of ``runs``)."""
     times = []
     for i in range(runs):
@@ -134,7 +134,7 @@ def time_to_ready(model: Path, python: str, work: Path, library_path: tuple[Path
         repo = server_work / "repo"
         repo.mkdir(parents=True)
         (repo / model.name).symlink_to(model)
-        engine = LocalRuntime(library_path)
+        engine = LocalRuntime(library_path, python_home)
         t0 = time.perf_counter()
         server = engine.start(repo, python, server_work, complete_config=True)
         try:
@@ -204,15 +204,21 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
     dir_model = work / "tp-dir" / name
     shutil.copytree(src, dir_model)
     with cache_at(cache):
-        package(dir_model, opts_for(name), pack_options=PackOptions(format="dir"))
+        # the documented choice for images: unpacked, with hash-checked bytecode
+        package(dir_model, opts_for(name), pack_options=PackOptions(format="dir", bytecode=True))
     ready_tp = time_to_ready(variant(tp_model, work, "tp", tp_model / "tritonpack-env.tar.gz"),
                              python, work)
     ready_base = time_to_ready(variant(src, work, "base", base["archive"]), python, work)
     ready_dir = time_to_ready(variant(dir_model, work, "dir", dir_model / "tritonpack-env"),
                               python, work)
+    # no environment: the stub runs on the Python that runs this bench (its numpy is found
+    # through a venv with numpy < 2 that the bench makes once)
     no_env_py = f"{sys.version_info.major}.{sys.version_info.minor}"
-    ready_none = time_to_ready(variant(src, work, "none", None), no_env_py, work,
-                               (Path(sys.base_prefix) / "lib",))
+    none_model = variant(src, work, "none", None)
+    (none_model / "1" / "model.py").write_text(NO_ENV_MODEL)  # what an installed Python has
+    ready_none = time_to_ready(none_model, no_env_py, work,
+                               (Path(sys.base_prefix) / "lib",),
+                               python_home=Path(sys.base_prefix))
 
     lock_model = work / "lock" / name
     shutil.copytree(src, lock_model)
@@ -247,6 +253,18 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
         },
     }
 
+
+NO_ENV_MODEL = """\
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
+            for r in requests]
+"""
 
 TARGETS = {  # ratio -> (target, better when)
     "cold_build": (0.5, "<="), "warm_vs_cold": (0.05, "<="), "archive_size": (0.6, "<="),

@@ -139,6 +139,9 @@ def main() -> None:
               help="Ship hash-checked .pyc files (for read-only --format dir images).")
 @click.option("--no-cache", is_flag=True,
               help="Build even if the cache holds an environment for this lock.")
+@click.option("--shared-env", metavar="PATH",
+              help="Repository mode: one environment for every model, at PATH inside the "
+              "repository (e.g. _envs/common.tar.gz); all models must have the same lock.")
 @click.option("--sbom", is_flag=True,
               help="Also write a CycloneDX JSON bill of materials beside the environment.")
 @click.option("--allow-incompatible", is_flag=True,
@@ -150,7 +153,7 @@ def main() -> None:
 @output_options
 def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compress_level: int,
              keep: tuple[str, ...], no_prune: bool, bytecode: bool, no_cache: bool,
-             allow_incompatible: bool, sbom: bool,
+             allow_incompatible: bool, sbom: bool, shared_env: str | None,
              then_verify: bool, runtime: str, inputs: Path | None, expect: Path | None,
              timeout: float, image: str | None, gpus: bool, shm_size: str, tag: str | None,
              **kw: Any) -> None:
@@ -173,7 +176,8 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
         def whole(rep: render.CliReporter) -> RepoResult:
             result = package_repository(model_dir, opts, rep, pack_options=popts,
                                         use_cache=not no_cache, frozen=frozen,
-                                        allow_incompatible=allow_incompatible, sbom=sbom)
+                                        allow_incompatible=allow_incompatible, sbom=sbom,
+                                        shared_env=shared_env)
             if then_verify:
                 for packed in result.packed:
                     p = cast(PackResult, packed)
@@ -188,6 +192,8 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
         _run(kw, "pack-repository", whole, render.repo_text, render.repo_payload,
              exit_code=render.repo_exit_code)
         return
+    if shared_env is not None:
+        raise click.UsageError("--shared-env is for a model repository (a directory of models)")
     if not then_verify:
         _run(kw, "pack",
              lambda rep: package(model_dir, opts, rep, frozen=frozen, pack_options=popts,

@@ -57,8 +57,18 @@ def default_name(fmt: str) -> str:
     return DIR_NAME if fmt == "dir" else ARCHIVE_NAME
 
 
-def output_path(model_dir: Path, name: str | None, fmt: str) -> Path:
-    """Where the environment goes: inside the model dir, so $$TRITON_MODEL_DIRECTORY reaches it."""
+def output_path(model_dir: Path, name: str | None, fmt: str,
+                shared_root: Path | None = None) -> Path:
+    """Where the environment goes: inside the model dir, so $$TRITON_MODEL_DIRECTORY reaches it
+    (or, for --shared-env, anywhere inside the repository ``shared_root``)."""
+    if shared_root is not None and name is not None:
+        dest = (shared_root / name).resolve()
+        if not dest.is_relative_to(shared_root.resolve()) or dest.parent == shared_root.resolve():
+            raise PackError(f"--shared-env {name}: must be a path in a directory of the "
+                            f"repository {shared_root}, e.g. _envs/common.tar.gz")
+        if fmt == "tar.gz" and not dest.name.endswith(".tar.gz"):
+            raise PackError(f"--shared-env {name}: an archive name must end in .tar.gz")
+        return dest
     rel = Path(name or default_name(fmt))
     dest = (model_dir / rel).resolve() if not rel.is_absolute() else rel.resolve()
     if not dest.is_relative_to(model_dir) or dest == model_dir:

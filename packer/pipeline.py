@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -274,6 +275,7 @@ def package(
     allow_incompatible: bool = False,
     sbom: bool = False,
     cache_since: float | None = None,
+    shared_root: Path | None = None,
 ) -> PackResult:
     """... ``use_cache=False`` reuses no environment made before ``cache_since`` (default: now),
     so models packed together in one run still share a build."""
@@ -284,17 +286,19 @@ def package(
     opts = ctx.options  # with tritonpack.toml [options] and the lock's target
     with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
         return _package(ctx, opts, rep, t0, frozen=frozen, popts=pack_options or PackOptions(),
-                        output=output, since=since, allow=allow_incompatible, sbom=sbom)
+                        output=output, since=since, allow=allow_incompatible, sbom=sbom,
+                        shared_root=shared_root)
 
 
 def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: bool,
              popts: PackOptions, output: str | None, since: float | None, allow: bool,
-             sbom: bool) -> PackResult:
+             sbom: bool, shared_root: Path | None = None) -> PackResult:
     """Everything is made beside its destination first; the lock, the environment and
     config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
     locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
-    dest = output_path(ctx.model.path, output, popts.format)
+    dest = output_path(ctx.model.path, output, popts.format, shared_root)
     with _output_errors(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
         ensure_writable(dest.parent)  # fail before a build, not after
         return _build_and_commit(ctx, locked, rep, t0, dest, popts, since, allow, sbom)
 
@@ -318,7 +322,7 @@ def _output_errors(dest: Path) -> Iterator[None]:
 def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float, dest: Path,
                       popts: PackOptions, since: float | None, allow_incompatible: bool,
                       sbom: bool) -> PackResult:
-    value = env_value(dest.relative_to(ctx.model.path).as_posix())
+    value = env_value(Path(os.path.relpath(dest, ctx.model.path)).as_posix())
     plan = check_patch(ctx.model.config_path, value)  # refuse before building, not after
     key = envcache.cache_key(locked.lock.content_hash, popts, bundle_digest(ctx.report))
     hit = envcache.lookup(key, since)

@@ -242,6 +242,7 @@ def repo_payload(res: RepoResult) -> dict[str, Any]:
         "failed": [{"name": f.name, "message": f.error.message,
                     "exit_code": int(f.error.exit_code)} for f in res.failed],
         "verified": [verify_payload(cast(VerifyReport, v)) for v in res.verified],
+        "warnings": list(res.warnings),
     }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from .errors import ModelError, TritonPackError
 from .model import CONFIG_NAME, read_config
 from .pack import PackOptions
-from .pipeline import Options, package
+from .pipeline import Options, lock_inputs, package, prepare
 from .progress import NullReporter, Reporter
 
 
@@ -60,6 +60,7 @@ class RepoResult:
     skipped: list[Skipped] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
     verified: list[object] = field(default_factory=list)  # VerifyReport
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def builds(self) -> int:
@@ -69,7 +70,7 @@ class RepoResult:
 def package_repository(repo: Path, opts: Options, reporter: Reporter | None = None, *,
                        pack_options: PackOptions | None = None, use_cache: bool = True,
                        frozen: bool = False, allow_incompatible: bool = False,
-                       sbom: bool = False) -> RepoResult:
+                       sbom: bool = False, shared_env: str | None = None) -> RepoResult:
     """Pack every Python model; models with identical locks share one build (the cache).
 
     One model after another: on two cores a build already keeps both busy (parallel gzip,
@@ -78,13 +79,35 @@ def package_repository(repo: Path, opts: Options, reporter: Reporter | None = No
     models, skipped = python_models(repo)
     result = RepoResult(repo.resolve(), skipped=skipped)
     started = time.time()  # with --no-cache, builds made during this run are still shared
+    if shared_env is not None:
+        result.warnings.append(
+            f"--shared-env {shared_env}: every model points at one environment; a model dir "
+            "is no longer self-contained (a cloud model repository that copies one model "
+            "dir misses it) and all models must keep the same lock")
+        rep.note(result.warnings[-1])
+        _same_lock_or_fail(models, opts)
     for model in models:
         rep.note(f"model {model.name}")
         try:
             result.packed.append(package(model, opts, rep, frozen=frozen,
                                          pack_options=pack_options, use_cache=use_cache,
                                          allow_incompatible=allow_incompatible, sbom=sbom,
-                                         cache_since=started))
+                                         cache_since=started, output=shared_env,
+                                         shared_root=repo if shared_env else None))
         except TritonPackError as exc:
             result.failed.append(Failure(model.name, exc))
     return result
+
+
+def _same_lock_or_fail(models: list[Path], opts: Options) -> None:
+    """A shared environment serves every model only if they all need exactly the same."""
+    inputs = {m.name: lock_inputs(ctx := prepare(m, opts), ctx.options) for m in models}
+    first = next(iter(inputs))
+    differ = [name for name, value in inputs.items() if value != inputs[first]]
+    if differ:
+        raise ModelError(
+            f"--shared-env needs one lock for all models, but {', '.join(differ)} "
+            f"need{'s' if len(differ) == 1 else ''} something else than {first}",
+            hint="declare the same requirements (tritonpack.toml) in every model, or give each "
+            "model its own environment (the default)",
+        )

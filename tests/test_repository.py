@@ -10,7 +10,7 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from .conftest import FIXTURES, run_cli
+from .conftest import FIXTURES, error_line, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -91,3 +91,30 @@ def test_verify_the_whole_repository(packed_repo: Path) -> None:
     assert [v["model"] for v in out["verified"]] == ["alpha", "beta", "gamma"]
     gamma = out["verified"][2]
     assert gamma["probe"]["imports"] == {"numpy": "ok", "textproc": "ok", "yaml": "ok"}
+
+
+def test_shared_env_for_models_with_one_lock(tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    for name in ("alpha", "beta"):
+        shutil.copytree(FIXTURES / "repo" / name, repo / name)
+    res = run_cli(repo, "--triton", "24.10", "--offline", "--shared-env", "_envs/common.tar.gz",
+                  "--verify", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert "a model dir is no longer self-contained" in json.loads(res.stdout)["warnings"][0]
+    for name in ("alpha", "beta"):
+        assert ('string_value: "$$TRITON_MODEL_DIRECTORY/../_envs/common.tar.gz"'
+                in (repo / name / "config.pbtxt").read_text())
+        assert not (repo / name / "tritonpack-env.tar.gz").exists()
+    assert (repo / "_envs" / "common.tar.gz").is_file()
+    assert [v["model"] for v in json.loads(res.stdout)["verified"]] == ["alpha", "beta"]
+    assert run_cli("check", repo).exit_code == 0
+
+
+def test_shared_env_refuses_models_that_need_different_things(tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    shutil.copytree(FIXTURES / "repo", repo)
+    res = run_cli(repo, "--triton", "24.10", "--offline", "--shared-env", "_envs/common.tar.gz")
+    assert res.exit_code == 3
+    assert error_line(res.stderr) == (
+        "error: --shared-env needs one lock for all models, but gamma needs something else "
+        "than alpha")

@@ -74,8 +74,10 @@ class LocalRuntime:
     name = "local"
     release = RELEASE
 
-    def __init__(self, library_path: tuple[Path, ...] = ()):
-        self.library_path = library_path  # extra LD_LIBRARY_PATH entries (bench: no-env model)
+    def __init__(self, library_path: tuple[Path, ...] = (), python_home: Path | None = None):
+        # bench/ only: a model with no environment runs on an installed Python
+        self.library_path = library_path
+        self.python_home = python_home
 
     def start(self, repo: Path, python: str, work: Path, *, complete_config: bool) -> LocalServer:
         root, libs = pytriton_root()
@@ -106,6 +108,8 @@ class LocalRuntime:
             argv.append("--disable-auto-complete-config")
         ld = ":".join(str(p) for p in (libs, *self.library_path))
         env = proc.clean_env({"LD_LIBRARY_PATH": ld})
+        if self.python_home is not None:
+            env["PYTHONHOME"] = str(self.python_home)
         before = env_dirs()
         process = proc.popen(argv, env=env, cwd=work, log_file=work / "server.log")
         return LocalServer(process, f"http://127.0.0.1:{http}", work / "triton.log", before)

@@ -187,6 +187,10 @@ def verify(
         repo = work / "repo"
         repo.mkdir()
         os.symlink(ctx.model.path, repo / ctx.model.name)
+        shared = Path(os.path.relpath(env.resolve(), ctx.model.path.parent))
+        if not env.resolve().is_relative_to(ctx.model.path) and ".." not in shared.parts:
+            (repo / shared).parent.mkdir(parents=True, exist_ok=True)  # --shared-env: the env
+            os.symlink(env.resolve(), repo / shared)  # sits where the repository has it
         write_probe(repo, env, probe_modules(ctx))
         complete = len(ctx.model.config.input) > 0 and len(ctx.model.config.output) > 0
         t0 = time.monotonic()
