@@ -12,6 +12,7 @@ from typing import Any
 
 from .cache import cache_dir
 from .errors import BuildError, ResolveError, TargetError
+from .progress import Reporter
 from .target import Target
 
 CONDA_FORGE = "conda-forge"
@@ -157,7 +158,32 @@ def _record(pkg: CondaPackage) -> Any:
     return RepoDataRecord(record, pkg.file_name, pkg.url, pkg.channel)
 
 
-def install(packages: Sequence[CondaPackage], prefix: Path) -> None:
+class _Downloads:
+    """rattler's installer callbacks -> megabytes downloaded so far, for the progress line."""
+
+    def __init__(self, reporter: Reporter, total: int):
+        self.reporter = reporter
+        self.total = total
+        self.done: dict[int, int] = {}
+        self.next = 0
+
+    def on_download_start(self, cache_entry: int) -> int:
+        self.next += 1
+        return self.next
+
+    def on_download_progress(self, download_idx: int, progress: int, total: int | None) -> None:
+        self.done[download_idx] = progress
+        self.reporter.progress("downloading conda packages", sum(self.done.values()) / 1e6,
+                               self.total / 1e6 or None, "MB")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("on_"):  # every other callback: nothing to show
+            return lambda *args, **kwargs: 0
+        raise AttributeError(name)
+
+
+def install(packages: Sequence[CondaPackage], prefix: Path,
+            reporter: Reporter | None = None) -> None:
     """Create ``prefix`` from locked records; rattler checks each archive's sha256."""
     from rattler import install as rattler_install
 
@@ -169,6 +195,8 @@ def install(packages: Sequence[CondaPackage], prefix: Path) -> None:
                 cache_dir=cache_dir("pkgs"),
                 show_progress=False,
                 execute_link_scripts=False,
+                reporter=_Downloads(reporter, sum(p.size for p in packages))
+                if reporter is not None else None,
             )
         )
     except Exception as exc:

@@ -202,7 +202,7 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
     try:
         t0 = time.monotonic()
         rep.start("install", f"installing {len(lock.conda)} conda packages")
-        conda.install(lock.conda, prefix)
+        conda.install(lock.conda, prefix, rep)
         rep.start("install", f"installing {len(lock.pypi)} PyPI packages (hash-checked)")
         _pypi_install(lock, prefix, python)
         site = prefix / "lib" / f"python{python}" / "site-packages"

@@ -16,7 +16,7 @@ import shutil
 import stat
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -201,13 +201,14 @@ def _tarinfo(root: Path, path: Path) -> tarfile.TarInfo:
 
 
 def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,
-                threads: int | None = None) -> tuple[str, int, int]:
+                threads: int | None = None,
+                progress: Callable[[int], None] | None = None) -> tuple[str, int, int]:
     """Write ``root`` as a reproducible .tar.gz at ``dest``; return (sha256, size, files)."""
     entries = _entries(root)
     for path in entries:
         _check_entry(root, path)
     with dest.open("wb") as raw:
-        gz = ParallelGzipWriter(raw, level, threads)
+        gz = ParallelGzipWriter(raw, level, threads, progress)
         try:
             with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                 for path in entries:
@@ -338,7 +339,10 @@ def pack(
                                 pruned, tuple(largest), findings)
         else:
             rep.start("pack", f"writing {dest.name}")
-            sha, size, count = write_targz(tree, tmp, opts.level)
+            total = du_mb(tree)
+            sha, size, count = write_targz(
+                tree, tmp, opts.level,
+                progress=lambda n: rep.progress(f"writing {dest.name}", n / 1e6, total, "MB"))
             tmp.chmod(0o644)
             result = EnvArchive(dest, opts.format, size, count, sha, prefix.python,
                                 pruned, tuple(largest), findings)

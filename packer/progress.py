@@ -15,6 +15,9 @@ class Reporter(Protocol):
     def note(self, message: str) -> None:
         """Something the user should know that is not an error (a fallback, a warning)."""
 
+    def progress(self, stage: str, current: float, total: float | None, unit: str) -> None:
+        """How far a long step is (bytes downloaded, MB packed); shown only on a terminal."""
+
 
 class NullReporter:
     def start(self, stage: str, detail: str = "") -> None:
@@ -24,4 +27,7 @@ class NullReporter:
         pass
 
     def note(self, message: str) -> None:
+        pass
+
+    def progress(self, stage: str, current: float, total: float | None, unit: str) -> None:
         pass

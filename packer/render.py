@@ -162,6 +162,8 @@ class CliReporter:
         self.tty = sys.stderr.isatty()
         self._live = False
         self._t0 = time.monotonic()
+        self._last = 0.0
+        self._stage_t0: dict[str, float] = {}
 
     def _clear(self) -> None:
         if self._live:
@@ -169,6 +171,7 @@ class CliReporter:
             self._live = False
 
     def start(self, stage: str, detail: str = "") -> None:
+        self._stage_t0[stage] = time.monotonic()
         if self.quiet:
             return
         if self.tty:
@@ -190,6 +193,21 @@ class CliReporter:
             return
         self._clear()
         click.echo(f"    note  {message}", err=True)
+
+    def progress(self, stage: str, current: float, total: float | None, unit: str) -> None:
+        if self.quiet or not self.tty:  # a log (CI) gets the stage lines only
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1:
+            return
+        self._last = now
+        of = f" / {total:.1f}" if total else ""
+        rate = ""
+        if unit == "MB" and now > self._t0:
+            rate = f"  {current / max(now - self._stage_t0.get(stage, self._t0), 1e-3):.0f} MB/s"
+        sys.stderr.write(f"\r\033[K  … {stage}: {current:.1f}{of} {unit}{rate}")
+        sys.stderr.flush()
+        self._live = True
 
 
 def verify_payload(rep: VerifyReport) -> dict[str, Any]:
