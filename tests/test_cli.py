@@ -95,3 +95,26 @@ def test_torch_locks_from_the_index_matching_the_release_cuda() -> None:
     assert torch_index(book, cpu, ("torchvision",)) == "https://download.pytorch.org/whl/cpu"
     none = resolve_target(book, "24.10", torch="none")
     assert torch_index(book, none, ("torch",)) is None
+
+
+def test_inputs_are_synthesised_for_every_datatype() -> None:
+    from pathlib import Path
+
+    from packer.model import parse_config
+    from packer.verify.tensors import DATATYPES, synthesise
+
+    types = sorted(t for t in DATATYPES if t != "TYPE_BF16")
+    inputs = "\n".join(
+        f'input {{ name: "I{i}" data_type: {t} dims: [ -1, 2 ] }}' for i, t in enumerate(types))
+    config = parse_config(f'backend: "python"\nmax_batch_size: 4\n{inputs}\n'
+                          'input { name: "OPT" data_type: TYPE_FP32 dims: [ 1 ] optional: true }\n',
+                          Path("config.pbtxt"))
+    request = {i["name"]: i for i in synthesise(config)}
+    assert "OPT" not in request  # optional inputs are left out
+    for i, t in enumerate(types):
+        tensor = request[f"I{i}"]
+        assert tensor["shape"] == [1, 1, 2]  # a batch of one, -1 as 1
+        assert tensor["datatype"] == DATATYPES[t]
+        assert len(tensor["data"]) == 2
+    assert request[f"I{types.index('TYPE_STRING')}"]["data"] == ["tritonpack", "tritonpack"]
+    assert request[f"I{types.index('TYPE_BOOL')}"]["data"] == [True, True]

@@ -146,3 +146,24 @@ def test_user_module_shadowed_by_an_installed_one(model_copy: Copy, tmp_path: Pa
         f"error: your module 'yaml' ({src / 'yaml' / '__init__.py'}) has the same name as a "
         "module installed by PyYAML")
     assert not (model / "tritonpack-env.tar.gz").exists()
+
+
+def test_hash_mismatch_names_the_file(model_copy: Copy) -> None:
+    """A lock whose PyPI hash does not match the index's file (re-signed, so it reads)."""
+    from packer.lock import Lockfile, read_lock, write_lock
+    from packer.pypi import Pin
+
+    model = model_copy("plain_numpy")
+    assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    lock = read_lock(model / "tritonpack.lock")
+    bad = Lockfile(inputs=lock.inputs, target=lock.target, resolver=lock.resolver,
+                   conda=lock.conda,
+                   pypi=tuple(Pin(p.name, p.version, ("sha256:" + "0" * 64,)) for p in lock.pypi))
+    write_lock(model / "tritonpack.lock", bad)
+    before = snapshot(model)
+    res = run_cli(model, "--frozen", "--offline", "--no-cache")
+    assert res.exit_code == ExitCode.BUILD
+    line = error_line(res.stderr)
+    assert line.startswith("error: hash mismatch installing the locked PyPI packages: ")
+    assert "numpy" in line
+    assert snapshot(model) == before
