@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TritonPackError
-from .lock import LOCK_NAME, changes, read_lock
+from .lock import LOCK_NAME, read_lock
 from .model import TOKEN, is_repository
 from .pack import read_stamp
-from .pipeline import Options, lock_inputs, prepare
+from .pipeline import Options, prepare, stale
 from .progress import Reporter
 from .repository import python_models
 
@@ -42,7 +42,7 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None) -> 
         lock = read_lock(ctx.lock_path)
     except TritonPackError as exc:
         return [f"{name}: {exc.message}"]
-    diff = changes(lock.inputs, lock_inputs(ctx, ctx.options))
+    diff = stale(ctx, lock)
     if diff:
         problems.append(f"{name}: {LOCK_NAME} is stale: {'; '.join(diff)}")
     value = ctx.model.env_path()

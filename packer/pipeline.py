@@ -123,6 +123,11 @@ def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
     }
 
 
+def stale(ctx: Context, lock: Lockfile) -> list[str]:
+    """What changed since ``lock`` was made (empty: the lock is fresh)."""
+    return changes(lock.inputs, lock_inputs(ctx, ctx.options))
+
+
 def _channels(ctx: Context, opts: Options, rep: Reporter) -> list[str]:
     """The channels to solve against; a local python channel when none is reachable."""
     if opts.channels and not opts.offline and opts.python_from is None:
@@ -231,8 +236,7 @@ def check_lock(path: Path, opts: Options, reporter: Reporter | None = None) -> C
     """Is the lock fresh for the model as it is now? No network, no build."""
     ctx = prepare(path, opts, reporter)
     opts = ctx.options  # with tritonpack.toml [options] and the lock's target
-    existing = read_lock(ctx.lock_path)
-    diff = changes(existing.inputs, lock_inputs(ctx, opts))
+    diff = stale(ctx, read_lock(ctx.lock_path))
     return CheckResult(ctx.lock_path, not diff, tuple(diff))
 
 
@@ -254,7 +258,7 @@ class PackResult:
 def frozen_lock(ctx: Context, opts: Options) -> LockResult:
     """``--frozen``: use the lock as it is; refuse when missing or stale."""
     existing = read_lock(ctx.lock_path)
-    diff = changes(existing.inputs, lock_inputs(ctx, opts))
+    diff = stale(ctx, existing)
     if diff:
         raise LockError(
             f"{ctx.lock_path.name} is stale (--frozen): " + "; ".join(diff),
@@ -388,7 +392,7 @@ def _fresh_or_new_lock(ctx: Context, opts: Options, rep: Reporter) -> LockResult
         except LockError as exc:
             rep.note(f"{exc.message}: re-locking")
         else:
-            if existing.inputs == lock_inputs(ctx, opts):
+            if not stale(ctx, existing):
                 rep.done("lock", f"{LOCK_NAME} is fresh", 0.0)
                 return LockResult(existing, ctx.lock_path, written=False, reused=True, context=ctx)
     return LockResult(make_lock(ctx, opts, rep), ctx.lock_path, written=False, reused=False,
