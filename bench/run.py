@@ -33,6 +33,7 @@ from packer.env import Prefix  # noqa: E402
 from packer.pack import PackOptions  # noqa: E402
 from packer.pack import pack as pack_env  # noqa: E402
 from packer.pipeline import Options, lock, package, prepare  # noqa: E402
+from packer.prune import tree_size  # noqa: E402
 from packer.pypi import Indexes  # noqa: E402
 from packer.verify.client import Client  # noqa: E402
 from packer.verify.local import LocalRuntime  # noqa: E402
@@ -66,7 +67,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def du(path: Path) -> int:
-    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    return tree_size(path)[1]
 
 
 def fresh_cache(work: Path, seed: Path, name: str) -> Path:

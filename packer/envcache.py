@@ -21,7 +21,7 @@ from typing import Any
 
 from .cache import cache_dir, cache_root
 from .pack import EnvArchive, PackOptions
-from .prune import PruneReport
+from .prune import PruneReport, tree_size
 
 FORMAT = 3  # bump when what an archive holds for a given lock changes
 ARCHIVE = "env.tar.gz"
@@ -128,22 +128,13 @@ class CacheInfo:
     sections: dict[str, tuple[int, int]]  # name -> (entries, bytes)
 
 
-def _du(path: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += (Path(dirpath) / name).lstat().st_size
-    return total
-
-
 def info() -> CacheInfo:
     root = cache_root()
     sections = {}
     for name in ("envs", "channels", "pkgs", "uv", "pip-tools"):
         base = root / name
         entries = [p for p in base.iterdir() if not p.name.startswith(".")] if base.is_dir() else []
-        sections[name] = (len(entries), _du(base) if base.is_dir() else 0)
+        sections[name] = (len(entries), tree_size(base)[1] if base.is_dir() else 0)
     return CacheInfo(str(root), sections)
 
 
@@ -155,7 +146,7 @@ def prune_cache(older_than_days: float | None, everything: bool) -> tuple[int, i
         for name in ("envs", "channels", "pkgs", "uv", "pip-tools", "tmp"):
             base = root / name
             if base.is_dir():
-                freed += _du(base)
+                freed += tree_size(base)[1]
                 removed += sum(1 for _ in base.iterdir())
                 shutil.rmtree(base, ignore_errors=True)
         return removed, freed
@@ -166,7 +157,7 @@ def prune_cache(older_than_days: float | None, everything: bool) -> tuple[int, i
             meta = entry / "meta.json"
             last = meta.stat().st_mtime if meta.exists() else 0
             if last < cutoff:
-                freed += _du(entry)
+                freed += tree_size(entry)[1]
                 removed += 1
                 shutil.rmtree(entry, ignore_errors=True)
     return removed, freed

@@ -110,7 +110,8 @@ def _dir_entries(root: Path) -> Iterator[Entry]:
                             st.st_mode & 0o7777)
 
 
-def _escapes(base: PurePosixPath, target: str) -> bool:
+def escapes(base: PurePosixPath, target: str) -> bool:
+    """Whether a link at ``base/<name>`` pointing at ``target`` leaves the environment."""
     if target.startswith("/"):
         return True
     depth = len(base.parts)
@@ -128,7 +129,7 @@ def _unsafe(e: Entry) -> str | None:
         return f"absolute path {e.name}"
     if ".." in parts:
         return f"path with '..': {e.name}"
-    if e.kind == "symlink" and _escapes(PurePosixPath(name).parent, e.link):
+    if e.kind == "symlink" and escapes(PurePosixPath(name).parent, e.link):
         return f"symlink {e.name} -> {e.link} leaves the environment"
     if e.kind == "hardlink" and (e.link.startswith("/") or ".." in PurePosixPath(e.link).parts):
         return f"hard link {e.name} -> {e.link} leaves the environment"

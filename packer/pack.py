@@ -25,9 +25,10 @@ from . import proc
 from .atomic import replace_dir, temp_beside
 from .env import Prefix
 from .errors import PackError, ProcessError
+from .inspect import escapes, inspect_env
 from .progress import NullReporter, Reporter
 from .prune import RULES as PRUNE_RULES
-from .prune import PruneReport, largest_packages, prune
+from .prune import PruneReport, largest_packages, prune, tree_size
 from .target import Target
 from .targz import ParallelGzipWriter
 
@@ -128,13 +129,7 @@ def _check_entry(root: Path, path: Path) -> None:
     mode = path.lstat().st_mode
     if stat.S_ISLNK(mode):
         target = os.readlink(path)
-        resolved = PurePosixPath(rel).parent / target
-        depth = 0
-        for part in resolved.parts:
-            depth += -1 if part == ".." else (0 if part == "." else 1)
-            if depth < 0:
-                break
-        if target.startswith("/") or depth < 0:
+        if escapes(PurePosixPath(rel).parent, target):
             raise PackError(f"unsafe entry {rel}: symlink to {target} leaves the environment",
                             hint="Triton 26.06+ refuses such archives")
     elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
@@ -157,7 +152,7 @@ def _entries(root: Path) -> list[Path]:
 
 
 def du_mb(path: Path) -> float:
-    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
+    return tree_size(path)[1] / 1e6
 
 
 def write_stamp(root: Path, lock_hash: str) -> None:
@@ -283,8 +278,6 @@ def prepare_tree(prefix: Prefix, options: PackOptions) -> tuple[Path, PruneRepor
 def check_compatible(tree: Path, target: Target, allow: bool,
                      rep: Reporter) -> tuple[tuple[str, str], ...]:
     """What `tritonpack inspect` says, before anything is written: refuse, or warn when allowed."""
-    from .inspect import inspect_env
-
     findings = tuple((f.level, f.message) for f in inspect_env(tree, target).findings)
     enforce(findings, target, allow, rep)
     return findings

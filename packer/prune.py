@@ -7,7 +7,9 @@ time is here: the verify probe imports every scanned module from the pruned env.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +49,18 @@ class PruneReport:
         return sum(b for _, b in self.removed.values())
 
 
-def _size(path: Path) -> tuple[int, int]:
+def tree_size(path: Path) -> tuple[int, int]:
+    """(files, bytes) of a file or a directory tree; symlinks count, entries that vanish don't."""
     if path.is_symlink() or path.is_file():
         return 1, path.lstat().st_size
-    files = [p for p in path.rglob("*") if p.is_file() or p.is_symlink()]
-    return len(files), sum(p.lstat().st_size for p in files)
+    files = size = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        base = Path(dirpath)
+        for name in filenames + [d for d in dirnames if (base / d).is_symlink()]:
+            with contextlib.suppress(OSError):
+                size += (base / name).lstat().st_size
+                files += 1
+    return files, size
 
 
 def _matches(root: Path, pattern: str) -> list[Path]:
@@ -80,7 +89,7 @@ def prune(root: Path, python: str, keep: tuple[str, ...] = ()) -> PruneReport:
                     continue
                 if not (path.exists() or path.is_symlink()):
                     continue  # inside something removed already
-                n, b = _size(path)
+                n, b = tree_size(path)
                 files, size = files + n, size + b
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path)
@@ -98,5 +107,5 @@ def largest_packages(root: Path, python: str, top: int = 8) -> list[tuple[str, i
         for entry in site.iterdir():
             if entry.name.endswith((".dist-info", ".egg-info")) or entry.name == "__pycache__":
                 continue
-            sizes.append((entry.name, _size(entry)[1]))
+            sizes.append((entry.name, tree_size(entry)[1]))
     return sorted(sizes, key=lambda x: -x[1])[:top]
