@@ -77,7 +77,9 @@ def _tar_entries(path: Path) -> Iterator[Entry]:
                     head = fh.read(4)
                     if head == MAGIC:
                         head += fh.read()
-            yield Entry(m.name, kind, m.mode, m.linkname, head)
+            # tarfile strips trailing slashes from directory names: a directory entry
+            # named "/" (the archive's root, absolute) reads back as "".
+            yield Entry(m.name or "/", kind, m.mode, m.linkname, head)
         while tar.fileobj is not None and tar.fileobj.read(1 << 20):
             pass  # read to the end: a truncated gzip trailer (CRC, size) is an error too
 

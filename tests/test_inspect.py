@@ -65,6 +65,8 @@ HOSTILE = {
     "hardlink": (special("lib/hl", tarfile.LNKTYPE, "/etc/shadow"),
                  "unsafe entry: hard link lib/hl -> /etc/shadow leaves the environment"),
     "device": (special("dev/sda", tarfile.BLKTYPE), "unsafe entry: device entry dev/sda"),
+    # tarfile reads a directory named "/" back as "": it is still the absolute root
+    "root": (special("/", tarfile.DIRTYPE), "unsafe entry: absolute path /"),
 }
 
 
