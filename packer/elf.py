@@ -1,15 +1,21 @@
 """The symbol versions an ELF file needs (GLIBC_2.34, GLIBCXX_3.4.30), read from its
-.gnu.version_r section with struct: nothing is loaded or run."""
+.gnu.version_r section with struct: nothing is loaded or run.
+
+A file on disk is parsed through mmap: only the pages holding the header, the section
+table and the version tables are read, not the whole file (torch's libtorch_cpu.so is
+over 400 MB, and every pack inspects the environment)."""
 
 from __future__ import annotations
 
+import mmap
 import struct
+from pathlib import Path
 
 SHT_GNU_VERNEED = 0x6FFFFFFE
 MAGIC = b"\x7fELF"
 
 
-def version_needs(data: bytes) -> set[str]:
+def version_needs(data: bytes | mmap.mmap) -> set[str]:
     """Versions named in the file's version-needed table; empty if not a 64/32-bit LE ELF."""
     try:
         return _needs(data)
@@ -17,8 +23,17 @@ def version_needs(data: bytes) -> set[str]:
         return set()
 
 
-def _needs(data: bytes) -> set[str]:
-    if not data.startswith(MAGIC) or data[5] != 1:  # little-endian only (x86_64, aarch64)
+def file_version_needs(path: Path) -> set[str]:
+    """:func:`version_needs` of a file on disk, reading only the pages it needs."""
+    with path.open("rb") as fh:
+        if fh.read(4) != MAGIC:
+            return set()
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return version_needs(data)
+
+
+def _needs(data: bytes | mmap.mmap) -> set[str]:
+    if data[:4] != MAGIC or data[5] != 1:  # little-endian only (x86_64, aarch64)
         return set()
     is64 = data[4] == 2
     if is64:
@@ -43,7 +58,9 @@ def _needs(data: bytes) -> set[str]:
             apos = pos + aux
             for _ in range(cnt):
                 _hash, _flags, _other, name, anext = struct.unpack_from("<IHHII", data, apos)
-                end = data.index(b"\0", strtab + name)
+                end = data.find(b"\0", strtab + name)
+                if end < 0:
+                    raise ValueError("unterminated version name")
                 out.add(data[strtab + name:end].decode("ascii", "replace"))
                 if not anext:
                     break

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from .elf import MAGIC, newest, version_needs
+from .elf import MAGIC, file_version_needs, newest, version_needs
 from .errors import PackError
 from .target import Target
 
@@ -35,7 +35,7 @@ class Entry:
     kind: str  # file | dir | symlink | hardlink | device | fifo | other
     mode: int
     link: str = ""
-    head: bytes = b""  # the whole content of ELF files, else the first bytes
+    needs: frozenset[str] = frozenset()  # symbol versions an ELF file needs
     read_error: str = ""
 
 
@@ -70,16 +70,14 @@ def _tar_entries(path: Path) -> Iterator[Entry]:
             kind = ("file" if m.isreg() else "dir" if m.isdir() else "symlink" if m.issym()
                     else "hardlink" if m.islnk() else "device" if (m.isblk() or m.ischr())
                     else "fifo" if m.isfifo() else "other")
-            head = b""
+            needs: set[str] = set()
             if m.isreg():
                 fh = tar.extractfile(m)
-                if fh is not None:
-                    head = fh.read(4)
-                    if head == MAGIC:
-                        head += fh.read()
+                if fh is not None and (head := fh.read(4)) == MAGIC:
+                    needs = version_needs(head + fh.read())  # a stream: the section table is last
             # tarfile strips trailing slashes from directory names: a directory entry
             # named "/" (the archive's root, absolute) reads back as "".
-            yield Entry(m.name or "/", kind, m.mode, m.linkname, head)
+            yield Entry(m.name or "/", kind, m.mode, m.linkname, frozenset(needs))
         while tar.fileobj is not None and tar.fileobj.read(1 << 20):
             pass  # read to the end: a truncated gzip trailer (CRC, size) is an error too
 
@@ -96,15 +94,13 @@ def _dir_entries(root: Path) -> Iterator[Entry]:
             elif stat.S_ISDIR(st.st_mode):
                 yield Entry(rel, "dir", st.st_mode & 0o7777)
             elif stat.S_ISREG(st.st_mode):
-                head, err = b"", ""
+                needs: set[str] = set()
+                err = ""
                 try:
-                    with p.open("rb") as fh:
-                        head = fh.read(4)
-                        if head == MAGIC:
-                            head += fh.read()
-                except OSError as exc:
-                    err = exc.strerror or str(exc)
-                yield Entry(rel, "file", st.st_mode & 0o7777, "", head, err)
+                    needs = file_version_needs(p)
+                except (OSError, ValueError) as exc:  # ValueError: mmap of an empty file
+                    err = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                yield Entry(rel, "file", st.st_mode & 0o7777, "", frozenset(needs), err)
             elif stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
                 yield Entry(rel, "device", st.st_mode & 0o7777)
             else:
@@ -183,10 +179,9 @@ def inspect_env(path: Path, target: Target) -> InspectReport:
                 numpy_version = m.group(1)
             elif _NUMPY_PKG.match(name):
                 has_numpy = True
-            if e.kind == "file" and e.head.startswith(MAGIC):
-                needs = version_needs(e.head)
+            if e.needs:
                 for fam, cur in (("GLIBC", glibc), ("GLIBCXX", glibcxx)):
-                    v = newest(needs, fam)
+                    v = newest(set(e.needs), fam)
                     if v is not None and (cur is None or v > cur[0]):
                         if fam == "GLIBC":
                             glibc = (v, name)

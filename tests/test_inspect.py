@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import sys
+import sysconfig
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from packer.elf import file_version_needs, version_needs
 from packer.errors import ExitCode
 from packer.inspect import inspect_env
 from packer.recipebook import load
@@ -89,6 +93,38 @@ def test_not_gzip_and_truncated(tmp_path: Path) -> None:
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(good.read_bytes()[:60])
     assert any("truncated or corrupted" in e for e in inspect_env(cut, TARGET).errors())
+
+
+REAL_ELFS = [Path(sys.executable).resolve(),
+             *sorted(Path(sysconfig.get_config_var("LIBDIR") or "/").glob("libpython3*.so*"))]
+
+
+@pytest.mark.parametrize("elf", REAL_ELFS, ids=lambda p: p.name)
+def test_mapped_elf_reads_the_same_needs_as_the_whole_file(elf: Path) -> None:
+    whole = version_needs(elf.read_bytes())
+    assert any(v.startswith("GLIBC_2.") for v in whole), whole
+    assert file_version_needs(elf) == whole
+
+
+def test_not_an_elf_or_cut_short_needs_nothing(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "magic").write_bytes(b"\x7fELF")
+    (tmp_path / "cut").write_bytes(REAL_ELFS[0].read_bytes()[:200])
+    assert [file_version_needs(tmp_path / n) for n in ("empty", "magic", "cut")] == [set()] * 3
+
+
+def test_a_directory_and_its_archive_report_the_same_glibc(tmp_path: Path) -> None:
+    env = tmp_path / "env"
+    for m in good_members():
+        (env / m.name).parent.mkdir(parents=True, exist_ok=True)
+        (env / m.name).write_bytes(b"abc")
+    shutil.copyfile(REAL_ELFS[0], env / "bin" / "python3")
+    archive = tmp_path / "env.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(env, arcname=".")
+    as_dir, as_tar = inspect_env(env, TARGET), inspect_env(archive, TARGET)
+    assert as_dir.glibc is not None and as_dir.glibc.endswith("(bin/python3)")
+    assert (as_dir.glibc, as_dir.glibcxx) == (as_tar.glibc, as_tar.glibcxx)
 
 
 names = st.one_of(
