@@ -106,6 +106,9 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
         raise ModelError(f"{path}: not a directory", hint="pass the model directory, not a file")
     path = path.resolve()
     config_path = path / CONFIG_NAME
+    if config_path.exists() and not config_path.is_file():
+        raise ModelError(f"{config_path}: not a file",
+                         hint="config.pbtxt is the model's configuration, in protobuf text format")
     if not config_path.is_file():
         if is_repository(path):
             raise ModelError(
@@ -119,9 +122,11 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
     text, config = read_config(config_path)
     backend = str(config.backend)
     if backend != "python":
-        shown = f"'{backend}'" if backend else "not set"
+        platform = str(config.platform)
+        shown = (f"backend is '{backend}'" if backend else
+                 f"platform is '{platform}'" if platform else "backend is not set")
         raise ModelError(
-            f"{config_path}: backend is {shown}: tritonpack packs Python-backend models only",
+            f"{config_path}: {shown}: tritonpack packs Python-backend models only",
             hint='a Python-backend model has backend: "python" in config.pbtxt',
         )
     versions = _versions(path)
@@ -133,6 +138,10 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
             raise ModelError(f"{path / chosen}: no {MODEL_FILE}")
     else:
         with_model = [v for v in versions if (path / v / MODEL_FILE).is_file()]
+        odd = [v for v in versions if (path / v / MODEL_FILE).exists() and v not in with_model]
+        if not with_model and odd:
+            raise ModelError(f"{path / odd[-1] / MODEL_FILE}: not a file",
+                             hint="Triton's Python backend imports model.py from the version dir")
         if not with_model:
             where = "no numeric version dir" if not versions else f"no {MODEL_FILE} in " + ", ".join(
                 f"{v}/" for v in versions

@@ -21,7 +21,7 @@ from . import conda, envcache, pychannel
 from .atomic import atomic_write_bytes, ensure_writable, temp_beside
 from .declared import Declared, load_declared
 from .env import build, bundle_digest
-from .errors import LockError, PackError, ResolveError
+from .errors import LockError, PackError, ResolveError, TargetError
 from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
 from .model import ModelDir, open_model
 from .pack import EnvArchive, PackOptions, Staged, enforce, output_path
@@ -76,6 +76,16 @@ class Context:
         return self.model.path / LOCK_NAME
 
 
+def _with_origin(exc: TargetError, sources: dict[str, str], model_dir: Path) -> TargetError:
+    """Say which file a refused target setting came from, when the user did not type it."""
+    files = sorted({sources[k] for k in ("triton", "python", "platform", "torch")
+                    if sources.get(k) not in (None, "command line", "default")})
+    if not files:
+        return exc
+    shown = ", ".join(str(model_dir / f) for f in files)
+    return TargetError(f"{exc.message} (set in {shown})", hint=exc.hint, detail=exc.detail)
+
+
 def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Context:
     """Open the model, pick the target, scan (AST only) and map imports to distributions."""
     rep = reporter or NullReporter()
@@ -83,10 +93,13 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
     model = open_model(path, opts.version)
     from .settings import effective
 
-    opts, _ = effective(opts, model.path)
+    opts, sources = effective(opts, model.path)
     recipes = load(opts.recipes)
-    target = resolve_target(recipes, opts.triton, python=opts.python, platform=opts.platform,
-                            torch=opts.torch)
+    try:
+        target = resolve_target(recipes, opts.triton, python=opts.python,
+                                platform=opts.platform, torch=opts.torch)
+    except TargetError as exc:
+        raise _with_origin(exc, sources, model.path) from exc
     report = scan(model.path, model.version_dir, model.model_py, python=target.python,
                   stdlib=recipes.stdlib[target.python], src=opts.src)
     declared = load_declared(model.path)
@@ -299,12 +312,21 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
              sbom: bool, shared_root: Path | None = None) -> PackResult:
     """Everything is made beside its destination first; the lock, the environment and
     config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
-    locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
     dest = output_path(ctx.model.path, output, popts.format, shared_root)
+    with _output_errors(dest):  # a bad or unwritable destination fails before lock and build
+        ensure_writable(_existing_ancestor(dest.parent))
+    locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
     with _output_errors(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
-        ensure_writable(dest.parent)  # fail before a build, not after
+        ensure_writable(dest.parent)
         return _build_and_commit(ctx, locked, rep, t0, dest, popts, since, allow, sbom)
+
+
+def _existing_ancestor(path: Path) -> Path:
+    """The nearest directory that exists: where ``mkdir -p path`` would first write."""
+    while not path.is_dir() and path != path.parent:
+        path = path.parent
+    return path
 
 
 @contextlib.contextmanager

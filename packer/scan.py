@@ -8,6 +8,7 @@ found is scanned in turn. Each import is classified for the *target* Python.
 from __future__ import annotations
 
 import ast
+import sys
 import tokenize
 from collections import deque
 from dataclasses import dataclass, field
@@ -85,7 +86,20 @@ def _display(path: Path, model_dir: Path) -> str:
         return str(path)
 
 
-def parse_source(path: Path, shown: str) -> ast.Module:
+def _grammar(python: str | None) -> tuple[int, int] | None:
+    """The target's (major, minor) for ``ast.parse``; None when unknown."""
+    if python is None:
+        return None
+    major, _, minor = python.partition(".")
+    try:
+        return (int(major), int(minor))
+    except ValueError:
+        return None
+
+
+def parse_source(path: Path, shown: str, python: str | None = None) -> ast.Module:
+    """Parse without running: under the target Python's grammar when it is this one's or older
+    (a model using ``except*`` fails here, not in a 3.10 stub)."""
     try:
         raw = path.read_bytes()
     except PermissionError as exc:
@@ -100,17 +114,64 @@ def parse_source(path: Path, shown: str) -> ast.Module:
             f"{shown}: not valid UTF-8 source",
             hint="save the file as UTF-8, or declare its encoding (# -*- coding: latin-1 -*-)",
         ) from exc
+    grammar = _grammar(python)
+    running = sys.version_info[:2]
     try:
+        if grammar is not None and grammar < running:
+            return ast.parse(raw, filename=shown, feature_version=grammar)
         return ast.parse(raw, filename=shown)
     except SyntaxError as exc:
         if exc.lineno is None:  # e.g. null bytes: no line to point at
             raise ScanError(f"{shown}: not Python source: {exc.msg}") from exc
+        if grammar is not None and grammar < running and _parses(raw, shown):
+            raise ScanError(
+                f"{shown}:{exc.lineno}: syntax error under Python {python}, the target's: "
+                f"{exc.msg}",
+                hint=f"the Triton stub runs Python {python}: write code for it, or pick a "
+                     "release whose stub is newer (tritonpack targets)",
+            ) from exc
+        newer = grammar is not None and grammar > running
         raise ScanError(
             f"{shown}:{exc.lineno}: syntax error: {exc.msg}",
-            hint="tritonpack reads your code without running it; it must parse as Python",
+            hint="tritonpack reads your code without running it; it must parse as Python"
+                 + (f" (tritonpack runs on Python {running[0]}.{running[1]}: for syntax new in "
+                    f"Python {python}, run it on {python} or later)" if newer else ""),
         ) from exc
     except ValueError as exc:  # null bytes
         raise ScanError(f"{shown}: not Python source: {exc}") from exc
+
+
+def _parses(raw: bytes, shown: str) -> bool:
+    try:
+        ast.parse(raw, filename=shown)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+MODEL_CLASS = "TritonPythonModel"
+
+
+def binds_model_class(tree: ast.Module) -> bool:
+    """Whether model.py binds ``TritonPythonModel`` at module level: the class the backend
+    looks up. A class statement, an import (a star import may bring it), or an assignment."""
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == MODEL_CLASS:
+            return True
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                if alias.name == "*" or (alias.asname or alias.name) == MODEL_CLASS:
+                    return True
+        targets = (node.targets if isinstance(node, ast.Assign) else
+                   [node.target] if isinstance(node, ast.AnnAssign) else [])
+        if any(isinstance(t, ast.Name) and t.id == MODEL_CLASS for t in targets):
+            return True
+        if isinstance(node, ast.If | ast.Try) and binds_model_class(
+                ast.Module(body=[*node.body, *node.orelse, *getattr(node, "finalbody", []),
+                                 *(s for h in getattr(node, "handlers", []) for s in h.body)],
+                           type_ignores=[])):
+            return True
+    return False
 
 
 def _check_link(path: Path, model_dir: Path) -> None:
@@ -303,7 +364,14 @@ class Scanner:
         self._seen.add(path)
         shown = _display(path, self.model_dir)
         collector = _Collector()
-        collector.visit(parse_source(path, shown))
+        tree = parse_source(path, shown, self.python)
+        if dotted == "model" and root == self.roots[0] and not binds_model_class(tree):
+            raise ScanError(
+                f"{shown}: defines no {MODEL_CLASS} class: Triton's Python backend loads "
+                "that class from model.py",
+                hint=f"define `class {MODEL_CLASS}:` with an `execute(self, requests)` method",
+            )
+        collector.visit(tree)
         is_pkg = path.name == "__init__.py"
         for raw in collector.found:
             module = self._absolute(raw, dotted, is_pkg) if raw.level else raw.module

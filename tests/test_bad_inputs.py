@@ -65,6 +65,24 @@ SCAN_CASES = [
      "error: {model}/tritonpack.toml: Unclosed array (at end of document)"),
     ("declared_unknown_table", ExitCode.MODEL,
      "error: {model}/tritonpack.toml: unknown table [dependencies]"),
+    ("empty_version_dir", ExitCode.MODEL, "error: {model}: no model.py in 1/"),
+    ("model_py_is_dir", ExitCode.MODEL, "error: {model}/1/model.py: not a file"),
+    ("config_is_dir", ExitCode.MODEL, "error: {model}/config.pbtxt: not a file"),
+    ("platform_not_python", ExitCode.MODEL,
+     "error: {model}/config.pbtxt: platform is 'onnxruntime_onnx': tritonpack packs "
+     "Python-backend models only"),
+    ("no_model_class", ExitCode.SCAN,
+     "error: no_model_class/1/model.py: defines no TritonPythonModel class: Triton's Python "
+     "backend loads that class from model.py"),
+    ("newer_syntax", ExitCode.SCAN,  # tritonpack.toml targets 24.10: its stub runs Python 3.10
+     "error: newer_syntax/1/model.py:9: syntax error under Python 3.10, the target's: "
+     "Exception groups are only supported in Python 3.11 and greater"),
+    ("local_module_syntax_error", ExitCode.SCAN,
+     "error: local_module_syntax_error/1/helpers.py:1: syntax error: '(' was never closed"),
+    ("options_unknown_key", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: unknown option 'tritn' in [options]"),
+    ("options_unknown_release", ExitCode.TARGET,
+     "error: Triton release 99.01 is not in the release table (set in {model}/tritonpack.toml)"),
 ]
 
 
@@ -105,23 +123,43 @@ def test_frozen_without_a_lock(tmp_path: Path) -> None:
         ExitCode.LOCK, f"error: {model}/tritonpack.lock: no lock file")
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--triton", "19.01"), "error: Triton release 19.01 is not in the release table"),
-    (("--python", "3.9"), "error: Python 3.9 is not supported"),
-    (("--python", "three"), "error: --python three: expected MAJOR.MINOR, e.g. 3.12"),
-    (("--version", "7"), "error: {model}: no version dir 7"),
-    (("--src", "/nonexistent/src"), "error: --src /nonexistent/src: no such directory"),
-    (("--python-from", "/nonexistent/python"),
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (("--triton", "19.01"), ExitCode.TARGET,
+     "error: Triton release 19.01 is not in the release table"),
+    (("--python", "3.9"), ExitCode.TARGET, "error: Python 3.9 is not supported"),
+    (("--python", "three"), ExitCode.TARGET,
+     "error: --python three: expected MAJOR.MINOR, e.g. 3.12"),
+    (("--version", "7"), ExitCode.MODEL, "error: {model}: no version dir 7"),
+    (("--src", "/nonexistent/src"), ExitCode.SCAN,
+     "error: --src /nonexistent/src: no such directory"),
+    (("--python-from", "/nonexistent/python"), ExitCode.TARGET,
      "error: --python-from /nonexistent/python: not a shared-library CPython install"),
-    (("--output", "../elsewhere.tar.gz"),
+    (("--output", "../elsewhere.tar.gz"), ExitCode.PACK,
      "error: --output ../elsewhere.tar.gz: must be a path inside the model directory {model}"),
-    (("--output", "env.zip"), "error: --output env.zip: an archive name must end in .tar.gz"),
+    (("--output", "env.zip"), ExitCode.PACK,
+     "error: --output env.zip: an archive name must end in .tar.gz"),
 ])
-def test_bad_options(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+def test_bad_options(tmp_path: Path, args: tuple[str, ...], code: int, message: str) -> None:
     model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
     res = run_unchanged(model, model, "--offline", *args)
-    assert res.exit_code in (ExitCode.TARGET, ExitCode.MODEL, ExitCode.SCAN, ExitCode.PACK)
+    assert res.exit_code == code
     assert error_line(res.stderr) == message.replace("{model}", str(model))
+
+
+def test_bad_output_is_refused_before_any_network(tmp_path: Path) -> None:
+    """The destination is checked first: no resolve against an index that is not there."""
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
+    res = run_unchanged(model, model, "--offline", "--output", "env.zip",
+                        "--index-url", "http://127.0.0.1:9/simple")
+    assert res.exit_code == ExitCode.PACK
+    assert error_line(res.stderr) == "error: --output env.zip: an archive name must end in .tar.gz"
+    assert "resolve" not in res.stderr
+
+
+def test_a_setting_given_on_the_command_line_wins_over_the_file(tmp_path: Path) -> None:
+    model = bad_copy("options_unknown_release", tmp_path)
+    res = run_unchanged(model, "scan", model, "--triton", "24.10", "--json")
+    assert res.exit_code == 0, res.stderr
 
 
 def test_no_python_to_be_had(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

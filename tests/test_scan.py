@@ -27,10 +27,13 @@ def kinds(report: ImportReport) -> dict[str, set[Kind]]:
     return out
 
 
+MODEL_CLASS = "\n\nclass TritonPythonModel:\n    pass\n"  # appended: line numbers stay
+
+
 def write_model(tmp_path: Path, source: str, files: dict[str, str] | None = None) -> Path:
     model = tmp_path / "m"
     (model / "1").mkdir(parents=True)
-    (model / "1" / "model.py").write_text(source)
+    (model / "1" / "model.py").write_text(source + MODEL_CLASS)
     for name, text in (files or {}).items():
         path = model / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,8 +142,54 @@ def test_non_utf8_source(tmp_path: Path) -> None:
 
 def test_declared_encoding_is_honoured(tmp_path: Path) -> None:
     model = write_model(tmp_path, "")
-    (model / "1" / "model.py").write_bytes(b"# -*- coding: latin-1 -*-\nimport numpy\nx = '\xe9'\n")
+    (model / "1" / "model.py").write_bytes(b"# -*- coding: latin-1 -*-\nimport numpy\nx = '\xe9'\n"
+                                          + MODEL_CLASS.encode())
     assert [u.module for u in scan_model(model).uses] == ["numpy"]
+
+
+@pytest.mark.parametrize("source", [
+    "class TritonPythonModel:\n    pass\n",
+    "from impl import TritonPythonModel\n",
+    "from impl import Model as TritonPythonModel\n",
+    "from impl import *\n",
+    "import impl\nTritonPythonModel = impl.Model\n",
+    "try:\n    from fast import TritonPythonModel\nexcept ImportError:\n"
+    "    from slow import TritonPythonModel\n",
+])
+def test_model_py_binds_the_class_triton_loads(tmp_path: Path, source: str) -> None:
+    model = tmp_path / "m"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(source)
+    scan_model(model)  # no error
+
+
+@pytest.mark.parametrize("source", [
+    "import numpy\n",
+    "class Model:\n    pass\n",
+    "def make():\n    class TritonPythonModel:\n        pass\n",  # not at module level
+])
+def test_model_py_without_the_class_is_refused(tmp_path: Path, source: str) -> None:
+    model = tmp_path / "m"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(source)
+    with pytest.raises(ScanError, match=r"^m/1/model.py: defines no TritonPythonModel class"):
+        scan_model(model)
+
+
+def test_a_helper_module_needs_no_model_class(tmp_path: Path) -> None:
+    model = write_model(tmp_path, "import helper\n", {"1/helper.py": "X = 1\n"})
+    assert "helper" in {u.module for u in scan_model(model).uses}
+
+
+@pytest.mark.parametrize(("python", "ok"), [("3.10", False), ("3.11", True), ("3.12", True)])
+def test_source_must_parse_under_the_target_python(tmp_path: Path, python: str, ok: bool) -> None:
+    model = write_model(tmp_path, "try:\n    pass\nexcept* ValueError:\n    pass\n")
+    if ok:
+        scan_model(model, python)
+    else:
+        with pytest.raises(ScanError, match=r"syntax error under Python 3.10, the target's: "
+                                            r"Exception groups are only supported in Python 3.11"):
+            scan_model(model, python)
 
 
 def test_scanning_never_runs_code(tmp_path: Path) -> None:
@@ -185,7 +234,7 @@ def test_scanner_finds_every_planted_import(tmp_path: Path, planted: list[tuple[
     _random.Random(len(blocks)).shuffle(blocks)
     model = tmp_path / "fuzz"
     (model / "1").mkdir(parents=True, exist_ok=True)
-    (model / "1" / "model.py").write_text("\n".join(blocks) + "\n")
+    (model / "1" / "model.py").write_text("\n".join(blocks) + "\n" + MODEL_CLASS)
     report = scan_model(model)
     found = {u.top for u in report.uses}
     assert {f"pk_{name}" for name, _ in planted} <= found
