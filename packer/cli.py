@@ -5,12 +5,14 @@ No orchestration lives here: every command is a call into ``packer.pipeline``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import click
 
@@ -109,6 +111,30 @@ def _fail(exc: TritonPackError, verbose: bool, as_json: bool, command: str) -> N
     elif exc.detail:
         click.echo("(run with --verbose for the underlying output)", err=True)
     sys.exit(int(exc.exit_code))
+
+
+def console() -> NoReturn:
+    """The ``tritonpack`` console script (and ``python -m packer``).
+
+    Runs the CLI, flushes what it wrote and leaves with ``os._exit``: by then every file,
+    lock, temp dir and server of the run has been closed by its own ``with``/``finally``.
+    Skipping interpreter finalization avoids a crash in a native thread during teardown
+    (measured here, under load, on a run that solves with py-rattler and then fails: 9 of 40
+    runs ended in SIGSEGV/SIGABRT, exit 139/134 instead of 9; 0 of 40 with this exit), which
+    would hand the release pipelines that read the exit code a wrong answer.
+    """
+    try:
+        main(prog_name="tritonpack")
+        code = 0
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (tritonpack scan | head)
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 @click.group(cls=DefaultGroup, help=MAIN_HELP, context_settings={"max_content_width": 100})

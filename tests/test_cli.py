@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from packer.errors import ExitCode
 
-from .conftest import MODELS, SRC, run_cli
+from .conftest import FIXTURES, MODELS, SRC, run_cli
 
 
 def test_help_teaches_by_example() -> None:
@@ -24,6 +26,22 @@ def test_python_dash_m_works() -> None:
     out = subprocess.run([sys.executable, "-m", "packer", "--version"], capture_output=True,
                          text=True, check=True)
     assert out.stdout.startswith("tritonpack, version ")
+
+
+def test_console_script_passes_exit_codes_and_output_through(tmp_path: Path) -> None:
+    """``python -m packer`` leaves through os._exit: nothing written may be lost, no code changed."""
+    env = {**os.environ, "TRITONPACK_CACHE": str(tmp_path / "cache")}
+    bad = subprocess.run([sys.executable, "-m", "packer", "scan", FIXTURES / "bad" / "no_config"],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == ExitCode.MODEL
+    assert bad.stderr.startswith(f"error: {FIXTURES / 'bad' / 'no_config'}: no config.pbtxt\n")
+    good = subprocess.run([sys.executable, "-m", "packer", "scan", MODELS / "vision", "--json",
+                           "--triton", "24.10"], capture_output=True, text=True, env=env)
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["command"] == "scan"  # the whole object, flushed
+    usage = subprocess.run([sys.executable, "-m", "packer", "scan", "--no-such-flag"],
+                           capture_output=True, text=True, env=env)
+    assert usage.returncode == ExitCode.USAGE and "No such option" in usage.stderr
 
 
 def test_scan_table() -> None:
