@@ -139,7 +139,8 @@ def test_user_module_shadowed_by_an_installed_one(model_copy: Copy, tmp_path: Pa
     (src / "yaml" / "__init__.py").write_text("X = 1\n")
     tp = model / "tritonpack.toml"
     tp.write_text('[requirements]\npypi = ["PyYAML"]\n')
-    (model / "1" / "model.py").write_text("import numpy\nimport yaml\n")
+    (model / "1" / "model.py").write_text("import numpy\nimport yaml\n\n\n"
+                                          "class TritonPythonModel:\n    pass\n")
     res = run_cli(model, "--src", src, "--triton", "24.10", "--offline")
     assert res.exit_code == ExitCode.BUILD == 8
     assert error_line(res.stderr).startswith(
