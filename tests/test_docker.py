@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import ExitCode
+from packer.errors import ExitCode, RuntimeMissingError
 from packer.lock import read_lock
+from packer.verify.docker import connect
 
 from .conftest import FIXTURES, error_line, run_cli
 from .docker.standin import build_image
@@ -28,20 +29,15 @@ Copy = Callable[..., Path]
 
 @pytest.fixture(scope="session")
 def standin_image() -> str:
-    import docker
-
     try:
-        with closing(docker.from_env()) as client:
-            client.ping()
-    except Exception as exc:
-        pytest.skip(f"no Docker engine answers here (.ci/run starts one): {exc}")
+        connect().close()
+    except RuntimeMissingError as exc:
+        pytest.skip(f"{exc} (.ci/run starts one)")
     return build_image()
 
 
 def containers() -> list[str]:
-    import docker
-
-    with closing(docker.from_env()) as client:
+    with closing(connect()) as client:
         return [c.id for c in client.containers.list(
             all=True, filters={"label": "io.tritonpack.verify"})]
 
@@ -58,14 +54,13 @@ def test_packed_model_verifies_in_the_image(standin_image: str, model_copy: Copy
 
 
 def test_directory_env_and_kept_image(standin_image: str, model_copy: Copy) -> None:
-    import docker
 
     model = model_copy("plain_numpy")
     assert run_cli(model, "--triton", "24.10", "--offline", "--format", "dir", "-q").exit_code == 0
     tag = "tritonpack-test/verified:plain"
     res = run_cli("verify", model, "--runtime", "docker", "--image", standin_image, "--tag", tag)
     assert res.exit_code == 0, res.stderr
-    with closing(docker.from_env()) as client:
+    with closing(connect()) as client:
         image = client.images.get(tag)
         try:
             lock = read_lock(model / "tritonpack.lock")

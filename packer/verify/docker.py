@@ -8,7 +8,9 @@ else runs wherever a Docker engine does, a CPU-only one included.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import socket
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,53 @@ from ..errors import RuntimeMissingError
 from .runtime import free_port
 
 SHM_DEFAULT = "256m"
+
+
+def _listening(host: str) -> bool:
+    """Whether anything accepts connections at the engine address. Checked before the docker
+    SDK is asked: its client asks the engine's API version while it is constructed and, when
+    nothing answers, raises with its socket left open."""
+    if host.startswith("unix://") or not host:
+        path = host.removeprefix("unix://") or "/var/run/docker.sock"
+        family, address = socket.AF_UNIX, path
+    elif host.startswith("tcp://"):
+        name, _, port = host.removeprefix("tcp://").rstrip("/").rpartition(":")
+        if not port.isdigit():
+            return True  # let the SDK judge an address of a form not parsed here
+        family, address = socket.AF_INET, (name or "127.0.0.1", int(port))  # type: ignore[assignment]
+    else:
+        return True  # ssh:// and others: the SDK connects its own way
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        try:
+            sock.connect(address)
+        except OSError:
+            return False
+    return True
+
+
+def connect() -> Any:
+    """A docker SDK client for the engine of DOCKER_HOST (default /var/run/docker.sock) that
+    answers a ping; RuntimeMissingError, naming the address, when none does."""
+    import docker
+
+    host = os.environ.get("DOCKER_HOST", "")
+    shown = host or "unix:///var/run/docker.sock"
+    if not _listening(host):
+        raise RuntimeMissingError(f"no Docker engine answers at {shown}",
+                                  hint="start dockerd (or set DOCKER_HOST), or verify with "
+                                       "--runtime local")
+    client = None
+    try:
+        client = docker.from_env()
+        client.ping()
+        return client
+    except Exception as exc:
+        if client is not None:
+            client.close()
+        raise RuntimeMissingError(f"no Docker engine answers at {shown}",
+                                  hint="start dockerd (or set DOCKER_HOST), or verify with "
+                                       "--runtime local", detail=str(exc)) from exc
 
 
 def dockerfile_text() -> str:
@@ -67,24 +116,8 @@ class DockerRuntime:
         self.tag = tag
         self.lock_hash = lock_hash
 
-    def _client(self) -> Any:
-        import docker
-
-        client = None
-        try:
-            client = docker.from_env()
-            client.ping()
-            return client
-        except Exception as exc:
-            if client is not None:
-                client.close()
-            raise RuntimeMissingError(
-                "no Docker engine answers (DOCKER_HOST, /var/run/docker.sock)",
-                hint="start dockerd, or verify with --runtime local", detail=str(exc),
-            ) from exc
-
     def start(self, repo: Path, python: str, work: Path, *, complete_config: bool) -> DockerServer:
-        client = self._client()
+        client = connect()
         try:
             return self._start(client, repo, work, complete_config)
         except BaseException:
