@@ -80,7 +80,11 @@ def _pypi_install(lock: Lockfile, prefix: Path, python: str) -> None:
         sys.executable, "-m", "uv", "pip", "install", "--no-config", "--no-python-downloads",
         "--quiet",
         "--python", prefix / "bin" / f"python{python}", "--require-hashes", "--no-deps",
-        "--only-binary", ":all:", "--link-mode", "copy", "--cache-dir", cache_dir("uv"),
+        # hard links from uv's cache (measured for the torch model, warm cache: 0.29 s against
+        # 3.0 s copying and 18.8 s with pip). Nothing later writes into an installed file:
+        # bundling refuses existing names, conda-pack and pruning write or unlink their own
+        # copies, --format dir is a real copy. uv copies where it cannot link.
+        "--only-binary", ":all:", "--link-mode", "hardlink", "--cache-dir", cache_dir("uv"),
         "--index-url", str(indexes.get("index_url", "https://pypi.org/simple")),
         "-r", req,
     ]
@@ -104,6 +108,12 @@ def _pypi_install(lock: Lockfile, prefix: Path, python: str) -> None:
         raise BuildError("installing the locked PyPI packages failed", detail=exc.detail) from exc
 
 
+def _fresh_copy(src: Path, dest: Path) -> None:
+    """Copy to a new inode: installed files may be hard links into uv's cache, never written."""
+    dest.unlink(missing_ok=True)
+    shutil.copy2(src, dest)
+
+
 def _skip(name: str) -> bool:
     return any(fnmatch.fnmatch(name, pat) for pat in SKIP_PATTERNS)
 
@@ -119,7 +129,7 @@ def _copy_tree(src: Path, dest: Path, skipped: list[str], shown: str) -> None:
         elif entry.is_dir():
             _copy_tree(entry, dest / entry.name, skipped, f"{shown}/{entry.name}")
         elif entry.is_file():
-            shutil.copy2(entry, dest / entry.name)
+            _fresh_copy(entry, dest / entry.name)
 
 
 def _owner(site: Path, top: str) -> str | None:
@@ -181,7 +191,7 @@ def bundle(report: ImportReport, site: Path) -> tuple[tuple[str, ...], tuple[str
         if src.is_dir():
             _copy_tree(src, site / top, skipped, top)
         else:
-            shutil.copy2(src, site / f"{top}.py")
+            _fresh_copy(src, site / f"{top}.py")
         bundled.append(top)
     return tuple(bundled), tuple(skipped)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from packer import env as env_mod
 from packer.targz import BLOCK, ParallelGzipWriter
 
-from .conftest import run_cli
+from .conftest import SRC, run_cli
 
 pytestmark = pytest.mark.slow
 Copy = Callable[..., Path]
@@ -40,6 +41,27 @@ def test_rerun_with_unchanged_lock_builds_nothing(model_copy: Copy,
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["cached"] is True
     assert sha(first / "tritonpack-env.tar.gz") == sha(second / "tritonpack-env.tar.gz")
+
+
+def fingerprint(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+def test_builds_never_write_into_uv_cache(model_copy: Copy) -> None:
+    """PyPI packages are hard-linked from uv's cache: every later step (bundling, conda-pack,
+    pruning, bytecode, --format dir) must leave the shared files as they were."""
+    model = model_copy("with_src")
+    res = run_cli(model, "--src", SRC, "--offline", "-q", "--no-cache")
+    assert res.exit_code == 0, res.stderr
+    uv_cache = Path(os.environ["TRITONPACK_CACHE"]) / "uv" / "archive-v0"  # unpacked wheels
+    before = fingerprint(uv_cache)
+    assert any(name.endswith(".py") for name in before)  # unpacked wheels live there
+    for fmt in ("tar.gz", "dir"):
+        res = run_cli(model, "--src", SRC, "--offline", "-q", "--no-cache", "--bytecode",
+                      "--no-prune", "--format", fmt)
+        assert res.exit_code == 0, res.stderr
+    assert fingerprint(uv_cache) == before
 
 
 def test_two_builds_are_byte_identical(model_copy: Copy) -> None:
