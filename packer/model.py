@@ -71,6 +71,16 @@ class ModelDir:
     def model_py(self) -> Path:
         return self.version_dir / MODEL_FILE
 
+    def warnings(self) -> tuple[str, ...]:
+        """What Triton would refuse in this layout, though the model may be deployed under
+        another directory name than the one it is packed in (a CI checkout, a temp dir)."""
+        declared = str(self.config.name)
+        if declared and declared != self.path.name:
+            return (f"config.pbtxt names the model '{declared}' but its directory is "
+                    f"'{self.path.name}': Triton loads it only from a directory named "
+                    f"'{declared}' (directory name must equal model name)",)
+        return ()
+
     def env_path(self) -> str | None:
         """The current EXECUTION_ENV_PATH value, if any."""
         params = self.config.parameters

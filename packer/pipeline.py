@@ -75,6 +75,10 @@ class Context:
     def lock_path(self) -> Path:
         return self.model.path / LOCK_NAME
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return (*self.model.warnings(), *self.requirements.warnings)
+
 
 def _with_origin(exc: TargetError, sources: dict[str, str], model_dir: Path) -> TargetError:
     """Say which file a refused target setting came from, when the user did not type it."""
@@ -104,7 +108,7 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
                   stdlib=recipes.stdlib[target.python], src=opts.src)
     declared = load_declared(model.path)
     reqs = resolve(report, declared, recipes, target)
-    for warning in reqs.warnings:
+    for warning in (*model.warnings(), *reqs.warnings):
         rep.note(warning)
     rep.done("scan", f"{len(report.files)} files, {len(reqs.pypi)} requirements",
              time.monotonic() - t0)

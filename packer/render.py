@@ -45,7 +45,7 @@ def scan_payload(ctx: Context) -> dict[str, Any]:
             for m in ctx.report.local
         ],
         "requirements": list(ctx.requirements.pypi),
-        "warnings": list(ctx.requirements.warnings),
+        "warnings": list(ctx.warnings),
         "files": list(ctx.report.files),
     }
 

@@ -136,3 +136,20 @@ def test_inputs_are_synthesised_for_every_datatype() -> None:
         assert len(tensor["data"]) == 2
     assert request[f"I{types.index('TYPE_STRING')}"]["data"] == ["tritonpack", "tritonpack"]
     assert request[f"I{types.index('TYPE_BOOL')}"]["data"] == [True, True]
+
+
+def test_a_config_name_other_than_the_directory_is_a_warning(tmp_path: Path) -> None:
+    """Triton refuses it ("directory name must equal model name"), but the model may be
+    deployed under its own name: warn, on every command that reads the model."""
+    import shutil
+
+    model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "renamed")
+    warning = ("config.pbtxt names the model 'plain_numpy' but its directory is 'renamed': "
+               "Triton loads it only from a directory named 'plain_numpy' (directory name must "
+               "equal model name)")
+    res = run_cli("scan", model, "--json")
+    assert res.exit_code == 0
+    assert json.loads(res.stdout)["warnings"] == [warning]
+    assert f"note  {warning}" in run_cli("scan", model).stderr
+    same = run_cli("scan", MODELS / "plain_numpy", "--json")
+    assert json.loads(same.stdout)["warnings"] == []
