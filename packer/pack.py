@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -276,25 +277,40 @@ class Staged:
             os.replace(self.tmp, self.archive.path)
 
 
-def compile_bytecode(root: Path, python: str) -> None:
-    """Hash-checked .pyc: valid whatever the files' mtimes, so reproducible and never stale."""
+_NOT_COMPILED = re.compile(r"^\*\*\* Error compiling '(.+)'\.\.\.$", re.M)
+
+
+def compile_bytecode(root: Path, python: str) -> tuple[str, ...]:
+    """Hash-checked .pyc: valid whatever the files' mtimes, so reproducible and never stale.
+
+    Returns the files that are not Python ``python`` (torch ships a file of 3.12 syntax for
+    its tests): they could never be imported there, so they ship as source only, as pip
+    leaves them. Any other failure (a crash, a traceback) is an error."""
     try:
         proc.run([root / "bin" / f"python{python}", "-I", "-m", "compileall", "-q", "-j", "0",
                   "--invalidation-mode", "unchecked-hash", root / "lib" / f"python{python}"],
                  timeout=1800)
     except ProcessError as exc:
-        raise PackError("compiling bytecode failed", detail=exc.detail) from exc
+        skipped = _NOT_COMPILED.findall(exc.output)
+        if exc.returncode != 1 or not skipped or "Traceback (most recent call last)" in exc.output:
+            raise PackError("compiling bytecode failed", detail=exc.detail) from exc
+        return tuple(sorted(Path(f).relative_to(root).as_posix() for f in skipped))
+    return ()
 
 
-def prepare_tree(prefix: Prefix, options: PackOptions) -> tuple[Path, PruneReport,
-                                                                 list[tuple[str, int]]]:
+def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None = None
+                 ) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
     """conda-pack the prefix, check Triton's layout, prune, optionally compile bytecode."""
     staged = stage(prefix, prefix.path.parent)
     check_layout(staged, prefix.python)
     report = prune(staged, prefix.python, options.keep) if options.prune else PruneReport()
     check_layout(staged, prefix.python)  # a --keep-less prune never removes these
     if options.bytecode:
-        compile_bytecode(staged, prefix.python)
+        source_only = compile_bytecode(staged, prefix.python)
+        if source_only and reporter is not None:
+            reporter.note(f"bytecode: {len(source_only)} file(s) are not Python {prefix.python} "
+                          f"and ship as source only: {', '.join(source_only[:3])}"
+                          + (", ..." if len(source_only) > 3 else ""))
     return staged, report, largest_packages(staged, prefix.python)
 
 
@@ -338,7 +354,7 @@ def pack(
         raise PackError(f"unknown format {opts.format!r}", hint="use tar.gz or dir")
     t0 = time.monotonic()
     rep.start("pack", "conda-pack: relocating the environment")
-    tree, pruned, largest = prepare_tree(prefix, opts)
+    tree, pruned, largest = prepare_tree(prefix, opts, rep)
     findings = check_compatible(tree, target, allow_incompatible, rep) if target else ()
     if lock_hash:
         write_stamp(tree, lock_hash)
