@@ -126,6 +126,13 @@ def tritonpack_pack_only(prefix: Path, python: str, work: Path) -> float:
     return took
 
 
+def not_ready(model: Path, why: str, log: str) -> None:
+    """A READY figure that cannot be measured says why, with the server log's tail."""
+    tail = "\n".join(log.splitlines()[-15:])
+    print(f"   READY not measured for {model.parent.name}/{model.name}: {why}\n{tail}",
+          file=sys.stderr, flush=True)
+
+
 def time_to_ready(model: Path, python: str, work: Path, library_path: tuple[Path, ...] = (),
                   runs: int = 2, python_home: Path | None = None) -> float | None:
     """Server start to model READY in the local tritonserver (best of ``runs``)."""
@@ -141,10 +148,12 @@ def time_to_ready(model: Path, python: str, work: Path, library_path: tuple[Path
         try:
             client = Client(server.url, timeout=300)
             if not client.wait_live(time.monotonic() + 120, server.alive):
+                not_ready(model, "the server never became live", server.log())
                 return None
             try:
                 client.load(model.name)
-            except Exception:
+            except Exception as exc:
+                not_ready(model, f"load failed: {exc}", server.log())
                 return None
             times.append(time.perf_counter() - t0)
         finally:
@@ -206,7 +215,7 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
     shutil.copytree(src, dir_model)
     with cache_at(cache):
         # the documented choice for images: unpacked, with hash-checked bytecode
-        package(dir_model, opts_for(name), pack_options=PackOptions(format="dir", bytecode=True))
+        package(dir_model, opts_for(name), pack_options=PackOptions(format="dir", bytecode="all"))
     ready_tp = time_to_ready(variant(tp_model, work, "tp", tp_model / "tritonpack-env.tar.gz"),
                              python, work)
     ready_base = time_to_ready(variant(src, work, "base", base["archive"]), python, work)

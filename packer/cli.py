@@ -161,8 +161,10 @@ def main() -> None:
 @click.option("--keep", multiple=True, metavar="GLOB",
               help="Keep what the default pruning would remove (repeatable), e.g. 'include'.")
 @click.option("--no-prune", is_flag=True, help="Ship everything conda-pack chose.")
-@click.option("--bytecode", is_flag=True,
-              help="Ship hash-checked .pyc files (for read-only --format dir images).")
+@click.option("--bytecode/--no-bytecode", default=None,
+              help="Hash-checked .pyc for everything (read-only --format dir images) / for "
+              "nothing. Default: for the stdlib and the packages the model imports (measured "
+              "fastest to READY).")
 @click.option("--no-cache", is_flag=True,
               help="Build even if the cache holds an environment for this lock.")
 @click.option("--shared-env", metavar="PATH",
@@ -178,7 +180,7 @@ def main() -> None:
 @verify_options
 @output_options
 def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compress_level: int,
-             keep: tuple[str, ...], no_prune: bool, bytecode: bool, no_cache: bool,
+             keep: tuple[str, ...], no_prune: bool, bytecode: bool | None, no_cache: bool,
              allow_incompatible: bool, sbom: bool, shared_env: str | None,
              then_verify: bool, runtime: str, inputs: Path | None, expect: Path | None,
              timeout: float, image: str | None, gpus: bool, shm_size: str, tag: str | None,
@@ -197,7 +199,7 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
     opts = make_options(kw)
     dopts = DockerOptions(image=image, gpus=gpus, shm_size=shm_size, tag=tag)
     popts = PackOptions(format=fmt, level=compress_level, prune=not no_prune, keep=keep,
-                        bytecode=bytecode)
+                        bytecode={None: "imported", True: "all", False: "none"}[bytecode])
     if is_repository(model_dir):
         def whole(rep: render.CliReporter) -> RepoResult:
             result = package_repository(model_dir, opts, rep, pack_options=popts,

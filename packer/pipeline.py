@@ -34,7 +34,7 @@ from .resolve import Requirements, resolve
 from .runlock import key_lock, model_lock
 from .sbom import render as render_sbom
 from .sbom import sbom_path
-from .scan import ImportReport, scan
+from .scan import ImportReport, Kind, scan
 from .signals import signals_held
 from .target import Target, resolve_target, torch_index
 
@@ -375,7 +375,9 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
             try:
                 with pack_env(prefix, dest, popts, reporter=rep, target=ctx.target,
                               allow_incompatible=allow_incompatible,
-                              lock_hash=locked.lock.content_hash) as staged:
+                              lock_hash=locked.lock.content_hash,
+                              imports=tuple(sorted({u.top for u in ctx.report.of_kind(
+                                  Kind.THIRD_PARTY)}))) as staged:
                     envcache.store(key, staged.tmp, staged.archive,
                                    {"bundled": list(bundled), "skipped": list(skipped),
                                     "licenses": [list(x) for x in prefix.licenses]},

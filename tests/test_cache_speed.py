@@ -88,9 +88,21 @@ def test_pruned_env_keeps_what_models_import(model_copy: Copy) -> None:
     assert {"bytecode caches", "static libraries", "headers"} <= set(out["pruned"]["rules"])
     with tarfile.open(model / "tritonpack-env.tar.gz") as tar:
         names = tar.getnames()
-    assert not [n for n in names if "__pycache__" in n or n.endswith(".a")]
+        pyc = [n for n in names if n.endswith(".pyc")]
+        header = tar.extractfile("lib/python3.10/__pycache__/os.cpython-310.pyc").read(8)  # type: ignore[union-attr]
+    assert not [n for n in names if n.endswith(".a")]
     assert not [n for n in names if n.startswith("include/")]
     assert "lib/python3.10/site-packages/numpy/__init__.py" in names
+    # bytecode (compiled here, hash-checked) for the stdlib and what the model imports only
+    site = "lib/python3.10/site-packages/"
+    assert [n for n in pyc if n.startswith(site + "numpy/")]
+    assert not [n for n in pyc if n.startswith(site) and not n.startswith(site + "numpy/")]
+    assert int.from_bytes(header[4:8], "little") == 0b01  # PEP 552: unchecked hash
+
+    none = json.loads(run_cli(model, "--triton", "24.10", "--offline", "--json",
+                              "--no-bytecode").stdout)
+    with tarfile.open(none["archive"]["path"]) as tar:
+        assert not [n for n in tar.getnames() if "__pycache__" in n]
 
     kept = json.loads(run_cli(model, "--triton", "24.10", "--offline", "--json", "--keep",
                               "include").stdout)
