@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Collection
 from pathlib import Path
 
 SHT_GNU_VERNEED = 0x6FFFFFFE
@@ -71,7 +72,7 @@ def _needs(data: bytes | mmap.mmap) -> set[str]:
     return out
 
 
-def newest(needs: set[str], family: str) -> tuple[int, ...] | None:
+def newest(needs: Collection[str], family: str) -> tuple[int, ...] | None:
     """The highest version of a family (GLIBC or GLIBCXX) among ``needs``."""
     best: tuple[int, ...] | None = None
     for name in needs:

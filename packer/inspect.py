@@ -70,14 +70,15 @@ def _tar_entries(path: Path) -> Iterator[Entry]:
             kind = ("file" if m.isreg() else "dir" if m.isdir() else "symlink" if m.issym()
                     else "hardlink" if m.islnk() else "device" if (m.isblk() or m.ischr())
                     else "fifo" if m.isfifo() else "other")
-            needs: set[str] = set()
+            needs: frozenset[str] = frozenset()
             if m.isreg():
                 fh = tar.extractfile(m)
                 if fh is not None and (head := fh.read(4)) == MAGIC:
-                    needs = version_needs(head + fh.read())  # a stream: the section table is last
+                    # a stream: the section table is last
+                    needs = frozenset(version_needs(head + fh.read()))
             # tarfile strips trailing slashes from directory names: a directory entry
             # named "/" (the archive's root, absolute) reads back as "".
-            yield Entry(m.name or "/", kind, m.mode, m.linkname, frozenset(needs))
+            yield Entry(m.name or "/", kind, m.mode, m.linkname, needs)
         while tar.fileobj is not None and tar.fileobj.read(1 << 20):
             pass  # read to the end: a truncated gzip trailer (CRC, size) is an error too
 
@@ -94,13 +95,13 @@ def _dir_entries(root: Path) -> Iterator[Entry]:
             elif stat.S_ISDIR(st.st_mode):
                 yield Entry(rel, "dir", st.st_mode & 0o7777)
             elif stat.S_ISREG(st.st_mode):
-                needs: set[str] = set()
+                needs: frozenset[str] = frozenset()
                 err = ""
                 try:
-                    needs = file_version_needs(p)
+                    needs = frozenset(file_version_needs(p))
                 except (OSError, ValueError) as exc:  # ValueError: mmap of an empty file
                     err = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                yield Entry(rel, "file", st.st_mode & 0o7777, "", frozenset(needs), err)
+                yield Entry(rel, "file", st.st_mode & 0o7777, "", needs, err)
             elif stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
                 yield Entry(rel, "device", st.st_mode & 0o7777)
             else:
@@ -181,7 +182,7 @@ def inspect_env(path: Path, target: Target) -> InspectReport:
                 has_numpy = True
             if e.needs:
                 for fam, cur in (("GLIBC", glibc), ("GLIBCXX", glibcxx)):
-                    v = newest(set(e.needs), fam)
+                    v = newest(e.needs, fam)
                     if v is not None and (cur is None or v > cur[0]):
                         if fam == "GLIBC":
                             glibc = (v, name)

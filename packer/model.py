@@ -148,11 +148,12 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
             raise ModelError(f"{path / chosen}: no {MODEL_FILE}")
     else:
         with_model = [v for v in versions if (path / v / MODEL_FILE).is_file()]
-        odd = [v for v in versions if (path / v / MODEL_FILE).exists() and v not in with_model]
-        if not with_model and odd:
-            raise ModelError(f"{path / odd[-1] / MODEL_FILE}: not a file",
-                             hint="Triton's Python backend imports model.py from the version dir")
         if not with_model:
+            odd = [v for v in versions if (path / v / MODEL_FILE).exists()]
+            if odd:
+                raise ModelError(f"{path / odd[-1] / MODEL_FILE}: not a file",
+                                 hint="Triton's Python backend imports model.py from the "
+                                      "version dir")
             where = "no numeric version dir" if not versions else f"no {MODEL_FILE} in " + ", ".join(
                 f"{v}/" for v in versions
             )

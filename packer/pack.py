@@ -301,8 +301,7 @@ def bytecode_targets(root: Path, python: str, mode: str, imports: tuple[str, ...
     return out
 
 
-def compile_bytecode(root: Path, python: str, targets: list[Path] | None = None
-                     ) -> tuple[str, ...]:
+def compile_bytecode(root: Path, python: str, targets: list[Path]) -> tuple[str, ...]:
     """Hash-checked .pyc: valid whatever the files' mtimes, so reproducible and never stale.
 
     Reproducible: a fixed hash seed (frozenset constants are marshalled in hash order), and
@@ -311,8 +310,7 @@ def compile_bytecode(root: Path, python: str, targets: list[Path] | None = None
     Returns the files that are not Python ``python`` (torch ships a file of 3.12 syntax for
     its tests): they could never be imported there, so they ship as source only, as pip
     leaves them. Any other failure (a crash, a traceback) is an error."""
-    roots = targets if targets is not None else [root / "lib" / f"python{python}"]
-    files = sorted({str(f) for t in roots for f in ([t] if t.is_file() else t.rglob("*.py"))
+    files = sorted({str(f) for t in targets for f in ([t] if t.is_file() else t.rglob("*.py"))
                     if f.is_file() and not f.is_symlink()})
     if not files:
         return ()

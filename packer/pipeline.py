@@ -108,11 +108,12 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
                   stdlib=recipes.stdlib[target.python], src=opts.src)
     declared = load_declared(model.path)
     reqs = resolve(report, declared, recipes, target)
-    for warning in (*model.warnings(), *reqs.warnings):
+    ctx = Context(model, recipes, target, declared, report, reqs, opts)
+    for warning in ctx.warnings:
         rep.note(warning)
     rep.done("scan", f"{len(report.files)} files, {len(reqs.pypi)} requirements",
              time.monotonic() - t0)
-    return Context(model, recipes, target, declared, report, reqs, opts)
+    return ctx
 
 
 def lock_indexes(ctx: Context, opts: Options) -> Indexes:

@@ -116,14 +116,13 @@ def parse_source(path: Path, shown: str, python: str | None = None) -> ast.Modul
         ) from exc
     grammar = _grammar(python)
     running = sys.version_info[:2]
+    older = grammar if grammar is not None and grammar < running else None
     try:
-        if grammar is not None and grammar < running:
-            return ast.parse(raw, filename=shown, feature_version=grammar)
-        return ast.parse(raw, filename=shown)
+        return ast.parse(raw, filename=shown, feature_version=older)
     except SyntaxError as exc:
         if exc.lineno is None:  # e.g. null bytes: no line to point at
             raise ScanError(f"{shown}: not Python source: {exc.msg}") from exc
-        if grammar is not None and grammar < running and _parses(raw, shown):
+        if older is not None and _parses(raw, shown):
             raise ScanError(
                 f"{shown}:{exc.lineno}: syntax error under Python {python}, the target's: "
                 f"{exc.msg}",

@@ -30,7 +30,7 @@ def env_root(tmp_path: Path, python: Path, version: str = PY) -> Path:
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="needs a Python older than 3.12 syntax")
 def test_files_of_newer_syntax_ship_as_source(tmp_path: Path) -> None:
     root = env_root(tmp_path, Path(sys.executable))
-    skipped = compile_bytecode(root, PY)
+    skipped = compile_bytecode(root, PY, bytecode_targets(root, PY, "all", ()))
     pkg = root / "lib" / f"python{PY}" / "site-packages" / "pkg"
     assert skipped == (f"lib/python{PY}/site-packages/pkg/future.py",)
     assert [p.name for p in (pkg / "__pycache__").iterdir()] == [
@@ -41,8 +41,9 @@ def test_any_other_failure_is_an_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken-python"
     broken.write_text("#!/bin/sh\necho 'Fatal Python error: init_fs_encoding' >&2\nexit 1\n")
     broken.chmod(0o755)
+    root = env_root(tmp_path, broken)
     with pytest.raises(PackError, match=r"^compiling bytecode failed$"):
-        compile_bytecode(env_root(tmp_path, broken), PY)
+        compile_bytecode(root, PY, bytecode_targets(root, PY, "all", ()))
 
 
 def test_compiling_is_reproducible(tmp_path: Path) -> None:
@@ -60,7 +61,7 @@ def test_compiling_is_reproducible(tmp_path: Path) -> None:
             words = ", ".join(f"'w{i}_{j}'" for j in range(12))
             (pkg / f"m{i:02}.py").write_text(f"def f(x):\n    return x in {{{words}}}\n")
         (pkg / "future.py").unlink()
-        assert compile_bytecode(root, "3.10") == ()
+        assert compile_bytecode(root, "3.10", bytecode_targets(root, "3.10", "all", ())) == ()
         digests.append({p.name: p.read_bytes() for p in (pkg / "__pycache__").iterdir()})
     assert len(digests[0]) == 41 and digests[0] == digests[1]
 

@@ -50,11 +50,10 @@ def connect() -> Any:
     import docker
 
     host = os.environ.get("DOCKER_HOST", "")
-    shown = host or "unix:///var/run/docker.sock"
+    message = f"no Docker engine answers at {host or 'unix:///var/run/docker.sock'}"
+    hint = "start dockerd (or set DOCKER_HOST), or verify with --runtime local"
     if not _listening(host):
-        raise RuntimeMissingError(f"no Docker engine answers at {shown}",
-                                  hint="start dockerd (or set DOCKER_HOST), or verify with "
-                                       "--runtime local")
+        raise RuntimeMissingError(message, hint=hint)
     client = None
     try:
         client = docker.from_env()
@@ -63,9 +62,7 @@ def connect() -> Any:
     except Exception as exc:
         if client is not None:
             client.close()
-        raise RuntimeMissingError(f"no Docker engine answers at {shown}",
-                                  hint="start dockerd (or set DOCKER_HOST), or verify with "
-                                       "--runtime local", detail=str(exc)) from exc
+        raise RuntimeMissingError(message, hint=hint, detail=str(exc)) from exc
 
 
 def dockerfile_text() -> str:
