@@ -205,6 +205,7 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
         warm, _ = timed(lambda: package(tp_model, opts_for(name)))
     python = res.archive.python
     print(f"   tritonpack cold {cold:.1f}s, warm {warm:.2f}s", flush=True)
+    pulled = remote_pull(tp_model, name, cache, work, seed)
 
     base = baseline_build(src, name, fresh_cache(work, seed, f"cache-base-{name}"), work)
     print(f"   baseline {base['seconds']:.1f}s", flush=True)
@@ -249,7 +250,9 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
             "ready_tritonpack_archive": ready_tp, "ready_baseline_archive": ready_base,
             "ready_dir": ready_dir, "ready_no_env": ready_none,
             "lock_uv": round(uv, 2), "lock_pip_tools": round(piptools, 2),
+            "remote_pull": pulled[0] if pulled else None,
         },
+        "remote_pull_mb_per_s": pulled[1] if pulled else None,
         "bytes": {"tritonpack_archive": archive_bytes,
                   "baseline_archive": base["archive"].stat().st_size},
         "ratios": {
@@ -260,6 +263,7 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
             "ready_archive": ratio(ready_tp, ready_base),
             "ready_dir_vs_no_env": ratio(ready_dir, ready_none),
             "lock_uv_speedup": ratio(piptools, uv),
+            "remote_pull_vs_cold": ratio(pulled[0], cold) if pulled else None,
         },
     }
 
@@ -280,7 +284,55 @@ TARGETS = {  # ratio -> (target, better when)
     "cold_build": (0.5, "<="), "warm_vs_cold": (0.05, "<="), "archive_size": (0.6, "<="),
     "pack_throughput": (2.0, ">="), "ready_archive": (0.6, "<="),
     "ready_dir_vs_no_env": (1.2, "<="), "lock_uv_speedup": (5.0, ">="),
+    "remote_pull_vs_cold": (0.2, "<="),
 }
+
+
+def remote_pull(model: Path, name: str, cache: Path, work: Path,
+                seed: Path) -> tuple[float, float] | None:
+    """A second runner with an empty cache and a warm registry (the CNCF distribution registry
+    on loopback): seconds to a packed model, and MB/s of the pull. None without a registry."""
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    if binary is None:
+        print("   remote pull: skipped (no docker-registry binary; apt install docker-registry)")
+        return None
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = work / f"registry-{name}"
+    root.mkdir()
+    (root / "config.yml").write_text(
+        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        ref = f"oci://127.0.0.1:{port}/bench/{name}"
+        with cache_at(cache):
+            package(model, opts_for(name, cache_to=(ref,)))  # runner A pushes (a local hit)
+        second = work / "runner-b" / name
+        shutil.copytree(model, second)
+        (second / "tritonpack-env.tar.gz").unlink()
+        with cache_at(fresh_cache(work, seed, f"cache-remote-{name}")):
+            seconds, res = timed(lambda: package(second, opts_for(name, cache_from=(ref,))))
+        if not res.cached:
+            print("   remote pull: the registry missed; not measured")
+            return None
+        mb = res.archive.size / 1e6
+        print(f"   runner B, warm registry: {seconds:.2f}s ({mb / seconds:.0f} MB/s end to end)",
+              flush=True)
+        return round(seconds, 2), round(mb / seconds, 1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def table(results: list[dict[str, Any]]) -> str:
