@@ -265,3 +265,33 @@ def test_concurrent_pushes_of_one_key(tmp_path: Path, registry: tuple[str, Path]
     assert pulled is not None
     assert pulled.path.read_bytes() == (entry / "env.tar.gz").read_bytes()
     assert os.environ["TRITONPACK_CACHE"] == str(cache)
+
+
+@pytest.mark.slow
+def test_dir_env_and_options_from_tritonpack_toml(tmp_path: Path, registry: tuple[str, Path],
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  session_cache: Path) -> None:
+    """--format dir travels as a plain tar; the registries may sit in tritonpack.toml."""
+    address, _ = registry
+    ref = f"oci://{address}/dirs/cache"
+    model = copy_model("plain_numpy", tmp_path)
+    (model / "tritonpack.toml").write_text(
+        f'[options]\ncache-from = "{ref}"\ncache-to = ["{ref}"]\n', encoding="utf-8")
+    _runner(tmp_path, "a", monkeypatch, session_cache)
+    first = run_cli(model, "--triton", "24.10", "--offline", "--format", "dir")
+    assert first.exit_code == 0, first.stderr
+    assert f"pushed to {ref}:" in first.stderr
+    env = model / "tritonpack-env"
+    files = sorted(str(p.relative_to(env)) for p in env.rglob("*"))
+    links = {str(p.relative_to(env)): os.readlink(p) for p in env.rglob("*") if p.is_symlink()}
+    shutil.rmtree(env)
+    _runner(tmp_path, "b", monkeypatch, session_cache)
+    second = run_cli(model, "--frozen", "--offline", "--format", "dir")
+    assert second.exit_code == 0, second.stderr
+    assert f"pulled the environment for this lock from {ref}:" in second.stderr
+    assert sorted(str(p.relative_to(env)) for p in env.rglob("*")) == files
+    assert {str(p.relative_to(env)): os.readlink(p)
+            for p in env.rglob("*") if p.is_symlink()} == links
+    assert os.access(env / "bin" / "python3", os.X_OK)
+    shown = run_cli("config", model, "--json")
+    assert ref in shown.stdout
