@@ -28,7 +28,7 @@ class ExitCode(IntEnum):
     VERIFY_INFER = 12  # model loads but inference fails
     RUNTIME = 13  # verification runtime missing or broken
     BUSY = 14  # another run holds the model's lock (--no-wait)
-    REMOTE = 15  # a remote cache (OCI registry) refused, or served altered content
+    REMOTE = 16  # a remote cache (OCI registry) refused, or served altered content
     INTERRUPTED = 130
 
 

@@ -119,7 +119,7 @@ def test_bad_reference_fails_before_any_work(tmp_path: Path) -> None:
     model = copy_model("plain_numpy", tmp_path)
     before = sorted(p.name for p in model.iterdir())
     res = run_cli(model, "--triton", "24.10", "--offline", "--cache-to", "registry/x")
-    assert res.exit_code == 15
+    assert res.exit_code == 16
     assert "error: remote cache 'registry/x' is not an oci:// reference" in res.stderr
     assert sorted(p.name for p in model.iterdir()) == before
 
@@ -175,7 +175,7 @@ def test_tampered_blob_is_refused(tmp_path: Path, registry: tuple[str, Path],
     before = (model / "tritonpack-env.tar.gz").read_bytes()
     _runner(tmp_path, "b", monkeypatch, session_cache)
     res = run_cli(model, "--frozen", "--offline", "--cache-from", ref)
-    assert res.exit_code == 15
+    assert res.exit_code == 16
     assert "does not match its digest" in res.stderr
     assert "refused" in res.stderr
     assert (model / "tritonpack-env.tar.gz").read_bytes() == before  # nothing used
