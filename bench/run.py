@@ -26,25 +26,44 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
-from packer import conda, pychannel  # noqa: E402
-from packer.env import Prefix  # noqa: E402
-from packer.pack import PackOptions  # noqa: E402
-from packer.pack import pack as pack_env  # noqa: E402
-from packer.pipeline import Options, lock, package, prepare  # noqa: E402
-from packer.prune import tree_size  # noqa: E402
-from packer.pypi import Indexes  # noqa: E402
-from packer.verify.client import Client  # noqa: E402
-from packer.verify.local import LocalRuntime  # noqa: E402
+try:  # the installed tritonpack (editable or not), never the source tree by path
+    from packer import conda, pychannel
+    from packer.env import Prefix
+    from packer.pack import PackOptions
+    from packer.pack import pack as pack_env
+    from packer.pipeline import Options, lock, package, prepare
+    from packer.prune import tree_size
+    from packer.pypi import Indexes
+    from packer.verify.client import Client
+    from packer.verify.local import LocalRuntime
+except ImportError as exc:  # pragma: no cover - a set-up problem, said in one line
+    raise SystemExit(f"bench/run.py measures the installed tritonpack: {exc}; "
+                     "run `pip install -e '.[verify]'` (or the README's set-up) first") from exc
 
-WHEELHOUSE = "/opt/wheels"  # this machine's CPU torch build
-# name -> (triton release, python override, extra find-links)
-MODELS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
-    "small": ("24.10", None, ()),
-    "medium": ("24.10", None, ()),
-    "heavy": ("24.10", "3.11", (WHEELHOUSE,)),
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# name -> (triton release, python override, extra find-links, torch option, extra index)
+MODELS: dict[str, tuple[str, str | None, tuple[str, ...], str | None, tuple[str, ...]]] = {
+    "small": ("24.10", None, (), None, ()),
+    "medium": ("24.10", None, (), None, ()),
+    "heavy": ("24.10", "3.11", (), "none", ()),  # its CPU torch: see torch_source()
 }
+
+
+def torch_source(find_links: str | None) -> str | None:
+    """Where the heavy model's CPU torch comes from: a wheel directory holding one, else
+    PyTorch's CPU index when it answers; None (the heavy model is skipped) otherwise."""
+    import socket
+
+    if find_links and any(Path(find_links).glob("torch-*+cpu-*.whl")):
+        MODELS["heavy"] = ("24.10", "3.11", (find_links,), "none", ())
+        return f"the CPU wheel in {find_links}"
+    try:
+        socket.create_connection(("download.pytorch.org", 443), timeout=5).close()
+    except OSError:
+        return None
+    MODELS["heavy"] = ("24.10", "3.11", (), "none", (TORCH_CPU_INDEX,))
+    return TORCH_CPU_INDEX
 
 
 @contextmanager
@@ -79,9 +98,9 @@ def fresh_cache(work: Path, seed: Path, name: str) -> Path:
 
 
 def opts_for(name: str, **kw: Any) -> Options:
-    release, python, links = MODELS[name]
-    return Options(triton=release, python=python, offline=True, torch="none" if links else None,
-                   indexes=Indexes(find_links=links), **kw)
+    release, python, links, torch, extra = MODELS[name]
+    return Options(triton=release, python=python, offline=True, torch=torch,
+                   indexes=Indexes(find_links=links, extra_index_urls=extra), **kw)
 
 
 def baseline_build(model: Path, name: str, cache: Path, work: Path) -> dict[str, Any]:
@@ -100,6 +119,8 @@ def baseline_build(model: Path, name: str, cache: Path, work: Path) -> dict[str,
                 "--index-url", "https://pypi.org/simple", "-r", str(req), "-q"]
         for link in MODELS[name][2]:
             argv += ["--find-links", link]
+        for url in MODELS[name][4]:
+            argv += ["--extra-index-url", url]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
         env["PIP_CONFIG_FILE"] = os.devnull
         subprocess.run(argv, check=True, env=env)
@@ -205,6 +226,7 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
         warm, _ = timed(lambda: package(tp_model, opts_for(name)))
     python = res.archive.python
     print(f"   tritonpack cold {cold:.1f}s, warm {warm:.2f}s", flush=True)
+    pulled = remote_pull(tp_model, name, cache, work, seed)
 
     base = baseline_build(src, name, fresh_cache(work, seed, f"cache-base-{name}"), work)
     print(f"   baseline {base['seconds']:.1f}s", flush=True)
@@ -249,7 +271,9 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
             "ready_tritonpack_archive": ready_tp, "ready_baseline_archive": ready_base,
             "ready_dir": ready_dir, "ready_no_env": ready_none,
             "lock_uv": round(uv, 2), "lock_pip_tools": round(piptools, 2),
+            "remote_pull": pulled[0] if pulled else None,
         },
+        "remote_pull_mb_per_s": pulled[1] if pulled else None,
         "bytes": {"tritonpack_archive": archive_bytes,
                   "baseline_archive": base["archive"].stat().st_size},
         "ratios": {
@@ -260,6 +284,7 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
             "ready_archive": ratio(ready_tp, ready_base),
             "ready_dir_vs_no_env": ratio(ready_dir, ready_none),
             "lock_uv_speedup": ratio(piptools, uv),
+            "remote_pull_vs_cold": ratio(pulled[0], cold) if pulled else None,
         },
     }
 
@@ -280,7 +305,55 @@ TARGETS = {  # ratio -> (target, better when)
     "cold_build": (0.5, "<="), "warm_vs_cold": (0.05, "<="), "archive_size": (0.6, "<="),
     "pack_throughput": (2.0, ">="), "ready_archive": (0.6, "<="),
     "ready_dir_vs_no_env": (1.2, "<="), "lock_uv_speedup": (5.0, ">="),
+    "remote_pull_vs_cold": (0.2, "<="),
 }
+
+
+def remote_pull(model: Path, name: str, cache: Path, work: Path,
+                seed: Path) -> tuple[float, float] | None:
+    """A second runner with an empty cache and a warm registry (the CNCF distribution registry
+    on loopback): seconds to a packed model, and MB/s of the pull. None without a registry."""
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    if binary is None:
+        print("   remote pull: skipped (no docker-registry binary; apt install docker-registry)")
+        return None
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = work / f"registry-{name}"
+    root.mkdir()
+    (root / "config.yml").write_text(
+        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        ref = f"oci://127.0.0.1:{port}/bench/{name}"
+        with cache_at(cache):
+            package(model, opts_for(name, cache_to=(ref,)))  # runner A pushes (a local hit)
+        second = work / "runner-b" / name
+        shutil.copytree(model, second)
+        (second / "tritonpack-env.tar.gz").unlink()
+        with cache_at(fresh_cache(work, seed, f"cache-remote-{name}")):
+            seconds, res = timed(lambda: package(second, opts_for(name, cache_from=(ref,))))
+        if not res.cached:
+            print("   remote pull: the registry missed; not measured")
+            return None
+        mb = res.archive.size / 1e6
+        print(f"   runner B, warm registry: {seconds:.2f}s ({mb / seconds:.0f} MB/s end to end)",
+              flush=True)
+        return round(seconds, 2), round(mb / seconds, 1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -301,8 +374,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the small model only")
     parser.add_argument("--models", nargs="*", choices=sorted(MODELS))
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
+    parser.add_argument("--find-links", metavar="DIR", default=os.environ.get("PIP_FIND_LINKS"),
+                        help="a directory holding a CPU build of torch for the heavy model "
+                        f"(default: $PIP_FIND_LINKS; else {TORCH_CPU_INDEX})")
     args = parser.parse_args(argv)
     names = args.models or (["small"] if args.quick else list(MODELS))
+    if "heavy" in names:
+        source = torch_source(args.find_links)
+        if source is None:
+            print(f"== heavy: skipped: no CPU build of torch to be had (give --find-links DIR "
+                  f"holding torch-*+cpu-*.whl, or reach {TORCH_CPU_INDEX})", flush=True)
+            names = [n for n in names if n != "heavy"]
+        else:
+            print(f"== heavy: torch from {source}", flush=True)
     for key in [k for k in os.environ if k.startswith(("PIP_", "UV_", "CONDA_"))]:
         del os.environ[key]
     work = Path(tempfile.mkdtemp(prefix="tritonpack-bench-"))

@@ -16,7 +16,7 @@ from typing import Any, NoReturn, cast
 
 import click
 
-from . import __version__, envcache, render, signals
+from . import __version__, envcache, remote, render, signals
 from .check import CheckReport, check
 from .errors import ExitCode, TritonPackError
 from .inspect import inspect_env
@@ -27,6 +27,7 @@ from .options import (
     make_options,
     model_dir,
     output_options,
+    remote_options,
     source_options,
     target_options,
     verify_options,
@@ -148,6 +149,7 @@ def main() -> None:
 @target_options
 @source_options
 @lock_options
+@remote_options
 @click.option("--frozen", is_flag=True,
               help="Use tritonpack.lock as it is: fail if it is missing or stale (CI, releases).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="tar.gz", show_default=True,
@@ -464,17 +466,37 @@ def cache_group() -> None:
 @cache_group.command("info")
 @output_options
 def cache_info_cmd(**kw: Any) -> None:
-    """Where the cache is and what it holds: packed envs, local channels, packages, wheels."""
+    """Where the cache is and what it holds: packed envs, local channels, packages, wheels;
+    the remote caches set by TRITONPACK_CACHE_FROM/_TO and what the last run pulled or pushed."""
 
-    def text(ci: envcache.CacheInfo) -> str:
+    def action(rep: render.CliReporter) -> tuple[envcache.CacheInfo, dict[str, tuple[str, ...]],
+                                                  list[remote.Transfer]]:
+        return envcache.info(), remote.configured(), remote.last_run()
+
+    def text(r: tuple[envcache.CacheInfo, dict[str, tuple[str, ...]],
+                      list[remote.Transfer]]) -> str:
+        ci, remotes, last = r
         lines = [f"cache at {ci.root}"]
         lines += [f"  {name:<10} {n:>5} entries  {b / 1e6:>9.1f} MB"
                   for name, (n, b) in ci.sections.items()]
+        for name, refs in remotes.items():
+            lines.append(f"{name}: {', '.join(refs) if refs else '(none set)'}")
+        if last:
+            lines.append("last run, remote caches:")
+            lines += [f"  {t.result:<8} {t.ref} {t.key[:12]}"
+                      + (f"  {t.rate}" if t.bytes else "") + (f"  ({t.error})" if t.error else "")
+                      for t in last]
         return "\n".join(lines)
 
-    _run(kw, "cache-info", lambda rep: envcache.info(), text,
-         lambda ci: {"root": ci.root, "sections": {k: {"entries": n, "bytes": b}
-                                                   for k, (n, b) in ci.sections.items()}})
+    def payload(r: tuple[envcache.CacheInfo, dict[str, tuple[str, ...]],
+                         list[remote.Transfer]]) -> dict[str, Any]:
+        ci, remotes, last = r
+        return {"root": ci.root,
+                "sections": {k: {"entries": n, "bytes": b} for k, (n, b) in ci.sections.items()},
+                "remote": {k: list(v) for k, v in remotes.items()},
+                "last_run": [t.__dict__ for t in last]}
+
+    _run(kw, "cache-info", action, text, payload)
 
 
 @cache_group.command("prune")

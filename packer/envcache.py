@@ -122,6 +122,25 @@ def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any
         shutil.rmtree(work, ignore_errors=True)
 
 
+def adopt(key: str, pulled: Path, meta: dict[str, Any]) -> None:
+    """Move an environment pulled from a remote cache (already verified) into the store."""
+    final = cache_root() / "envs" / key
+    if final.exists():
+        return
+    work = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache_dir("envs")))
+    try:
+        name = DIRECTORY if pulled.is_dir() else ARCHIVE
+        os.replace(pulled, work / name)
+        (work / "meta.json").write_text(json.dumps({**meta, "created": time.time()}, indent=2),
+                                        encoding="utf-8")
+        work.chmod(0o755)
+        os.replace(work, final)
+    except OSError:
+        pass  # a twin adopted it first, or the cache is read-only: lookup() says which
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class CacheInfo:
     root: str

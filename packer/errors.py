@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
     VERIFY_INFER = 12  # model loads but inference fails
     RUNTIME = 13  # verification runtime missing or broken
     BUSY = 14  # another run holds the model's lock (--no-wait)
+    REMOTE = 16  # a remote cache (OCI registry) refused, or served altered content
     INTERRUPTED = 130
 
 
@@ -92,6 +93,14 @@ class RuntimeMissingError(TritonPackError):
 
 class BusyError(TritonPackError):
     exit_code = ExitCode.BUSY
+
+
+class RemoteCacheError(TritonPackError):
+    exit_code = ExitCode.REMOTE
+
+
+class RemoteIntegrityError(RemoteCacheError):
+    """A registry served content that does not match its digest: never used, never skipped."""
 
 
 class ProcessError(TritonPackError):

@@ -70,6 +70,19 @@ lock_options = _stack(
                  help="Fail (exit 14) instead of waiting when another run holds this model."),
 )
 
+remote_options = _stack(
+    click.option("--cache-from", "cache_from", multiple=True, metavar="oci://REGISTRY/REPO",
+                 envvar="TRITONPACK_CACHE_FROM", show_envvar=True,
+                 help="Before building a lock, pull its packed environment from this OCI "
+                 "registry if it is there (repeatable)."),
+    click.option("--cache-to", "cache_to", multiple=True, metavar="oci://REGISTRY/REPO",
+                 envvar="TRITONPACK_CACHE_TO", show_envvar=True,
+                 help="After packing, push the environment there for other machines "
+                 "(best-effort: a failed push is a warning)."),
+    click.option("--insecure-registry", "insecure_registry", multiple=True, metavar="HOST[:PORT]",
+                 help="Talk plain HTTP to this registry (loopback registries always may)."),
+)
+
 verify_options = _stack(
     click.option("--runtime", type=click.Choice(["local", "docker"]), default="local",
                  show_default=True,
@@ -119,6 +132,9 @@ def make_options(kw: dict[str, Any]) -> Options:
         ),
         resolver=kw.get("resolver") or "uv",
         wait=not kw.get("no_wait"),
+        cache_from=tuple(kw.get("cache_from") or ()),
+        cache_to=tuple(kw.get("cache_to") or ()),
+        insecure_registries=tuple(kw.get("insecure_registry") or ()),
         explicit=frozenset(
             name for name, key in _CLI_KEYS.items() if kw.get(key) not in (None, (), "", False)
         ),
@@ -130,4 +146,5 @@ _CLI_KEYS = {
     "triton": "triton", "python": "python", "platform": "platform", "torch": "torch",
     "src": "src", "channel": "channels", "python-from": "python_from", "index-url": "index_url",
     "extra-index-url": "extra_index_url", "find-links": "find_links", "resolver": "resolver",
+    "cache-from": "cache_from", "cache-to": "cache_to", "insecure-registry": "insecure_registry",
 }

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import conda, envcache, pychannel
+from . import conda, envcache, pychannel, remote
 from .atomic import atomic_write_bytes, ensure_writable, temp_beside
 from .declared import Declared, load_declared
 from .env import build, bundle_digest
@@ -56,6 +56,9 @@ class Options:
     indexes: Indexes = field(default_factory=Indexes)
     resolver: str = "uv"
     wait: bool = True  # wait for another run on the same model (else fail: --no-wait)
+    cache_from: tuple[str, ...] = ()  # oci://REGISTRY/REPO remote caches to pull from
+    cache_to: tuple[str, ...] = ()  # ... and to push to (packer.remote)
+    insecure_registries: tuple[str, ...] = ()  # plain HTTP beyond loopback
     explicit: frozenset[str] = frozenset()  # settings given on the command line
 
 
@@ -318,6 +321,7 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
     """Everything is made beside its destination first; the lock, the environment and
     config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
     dest = output_path(ctx.model.path, output, popts.format, shared_root)
+    remote_refs(opts)  # a malformed oci:// reference fails before any work
     with _output_errors(dest):  # a bad or unwritable destination fails before lock and build
         ensure_writable(_existing_ancestor(dest.parent))
     locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
@@ -357,6 +361,10 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
     plan = check_patch(ctx.model.config_path, value)  # refuse before building, not after
     key = envcache.cache_key(locked.lock.content_hash, popts, bundle_digest(ctx.report))
     hit = envcache.lookup(key, since)
+    pulls, pushes = remote_refs(ctx.options)
+    transfers: list[remote.Transfer] = []
+    if hit is None and since is None and pulls and remote.fetch(pulls, key, rep, transfers):
+        hit = envcache.lookup(key)
     if hit is not None:
         enforce(hit.archive_at(dest).findings, ctx.target, allow_incompatible, rep)
         with temp_beside(dest, directory=popts.format == "dir") as tmp:
@@ -387,6 +395,11 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                     written, patched = _commit(ctx, locked, staged, plan, value, sbom_file)
             finally:
                 shutil.rmtree(prefix.path.parent, ignore_errors=True)
+    if pushes and (entry := envcache.lookup(key)) is not None:
+        remote.publish(pushes, key, entry.path, entry.meta, _annotations(ctx, locked),
+                       rep, transfers)
+    if transfers:
+        remote.record(transfers)
     if not locked.reused:
         rep.done("lock", f"{'wrote' if written else 'unchanged'} {ctx.lock_path.name}", 0.0)
         locked = LockResult(locked.lock, locked.path, written, False, ctx)
@@ -395,6 +408,20 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
     return PackResult(ctx, locked, staged.archive, patched, bundled, skipped,
                       time.monotonic() - t0, cached=hit is not None,
                       sbom=sbom_path(dest) if sbom else None)
+
+
+def remote_refs(opts: Options) -> tuple[tuple[remote.RemoteRef, ...], tuple[remote.RemoteRef, ...]]:
+    """The ``--cache-from`` and ``--cache-to`` registries (checked before any work)."""
+    return (remote.refs_from(opts.cache_from, opts.insecure_registries),
+            remote.refs_from(opts.cache_to, opts.insecure_registries))
+
+
+def _annotations(ctx: Context, locked: LockResult) -> dict[str, str]:
+    from . import __version__
+
+    return {"lock-hash": locked.lock.content_hash, "triton": ctx.target.release,
+            "python": ctx.target.python, "platform": ctx.target.platform,
+            "tritonpack-version": __version__}
 
 
 def _sbom(ctx: Context, locked: LockResult, dest: Path,

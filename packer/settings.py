@@ -21,7 +21,8 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "torch": ("torch", str), "src": ("src", list), "channel": ("channels", list),
     "python-from": ("python_from", str), "index-url": ("index_url", str),
     "extra-index-url": ("extra_index_urls", list), "find-links": ("find_links", list),
-    "resolver": ("resolver", str),
+    "resolver": ("resolver", str), "cache-from": ("cache_from", list),
+    "cache-to": ("cache_to", list), "insecure-registry": ("insecure_registries", list),
 }
 _FROM_LOCK = ("triton", "python", "platform", "torch")
 

@@ -1,0 +1,297 @@
+"""The remote cache against a real OCI registry: the CNCF distribution registry (Debian's
+docker-registry, installed by .ci/run), started on a free loopback port with a config of the
+test's own and stopped by PID. Two TRITONPACK_CACHE dirs play two CI runners."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from packer import remote
+from packer.errors import RemoteCacheError
+from tests.conftest import copy_model, run_cli
+
+REGISTRY = shutil.which("docker-registry") or shutil.which("registry")
+pytestmark = pytest.mark.skipif(REGISTRY is None,
+                                reason="no docker-registry binary (.ci/run installs Debian's)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(tmp: Path, htpasswd: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    auth = (f"auth:\n  htpasswd:\n    realm: tritonpack-test\n    path: {htpasswd}\n"
+            if htpasswd else "")
+    config = tmp / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {tmp / 'data'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n{auth}", encoding="utf-8")
+    with (tmp / "registry.log").open("wb") as log:
+        proc = subprocess.Popen([str(REGISTRY), "serve", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"the registry did not start: {(tmp / 'registry.log').read_text()}")
+    return proc, f"127.0.0.1:{port}"
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    root = tmp_path / "registry"
+    root.mkdir()
+    proc, address = _start(root)
+    yield address, root / "data"
+    _stop(proc)
+
+
+def _runner(tmp: Path, name: str, monkeypatch: pytest.MonkeyPatch,
+            session_cache: Path) -> Path:
+    """A fresh cache that still shares the session's local Python channel (a colleague's
+    machine would have its own CPython; making one costs ~10 s here)."""
+    cache = tmp / f"cache-{name}"
+    cache.mkdir()
+    if (session_cache / "channels").is_dir():
+        (cache / "channels").symlink_to(session_cache / "channels")
+    monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
+    return cache
+
+
+def _only_entry(cache: Path) -> Path:
+    entries = [p for p in (cache / "envs").iterdir() if not p.name.startswith(".")]
+    assert len(entries) == 1
+    return entries[0]
+
+
+# -- references, no registry needed --------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("ghcr.io/acme/cache", "remote cache 'ghcr.io/acme/cache' is not an oci:// reference"),
+    ("oci://ghcr.io", "remote cache 'oci://ghcr.io' names no registry and repository"),
+    ("oci://ghcr.io/Acme/Cache", "remote cache 'oci://ghcr.io/Acme/Cache': 'Acme/Cache' is not "
+     "a valid OCI repository name"),
+    ("oci://bad host/x", "remote cache 'oci://bad host/x' names no registry and repository"),
+])
+def test_bad_reference(text: str, message: str) -> None:
+    with pytest.raises(RemoteCacheError) as err:
+        remote.parse_ref(text)
+    assert err.value.message == message
+
+
+def test_plain_http_only_for_loopback_or_named() -> None:
+    assert remote.parse_ref("oci://127.0.0.1:5000/c").insecure
+    assert remote.parse_ref("oci://localhost:5000/c").insecure
+    assert not remote.parse_ref("oci://registry.internal:5000/c").insecure
+    assert remote.parse_ref("oci://registry.internal:5000/c", ["registry.internal:5000"]).insecure
+
+
+def test_bad_reference_fails_before_any_work(tmp_path: Path) -> None:
+    model = copy_model("plain_numpy", tmp_path)
+    before = sorted(p.name for p in model.iterdir())
+    res = run_cli(model, "--triton", "24.10", "--offline", "--cache-to", "registry/x")
+    assert res.exit_code == 16
+    assert "error: remote cache 'registry/x' is not an oci:// reference" in res.stderr
+    assert sorted(p.name for p in model.iterdir()) == before
+
+
+# -- against the real registry -------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_runners_build_once(tmp_path: Path, registry: tuple[str, Path],
+                                monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> None:
+    address, _ = registry
+    ref = f"oci://{address}/tritonpack/cache"
+    model = copy_model("plain_numpy", tmp_path)
+    _runner(tmp_path, "a", monkeypatch, session_cache)
+    first = run_cli(model, "--triton", "24.10", "--offline", "--cache-to", ref)
+    assert first.exit_code == 0, first.stderr
+    assert f"pushed to {ref}:" in first.stderr
+    archive = model / "tritonpack-env.tar.gz"
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert remote.exists(remote.parse_ref(ref), _only_entry(tmp_path / "cache-a").name)
+
+    # runner B: an empty cache, the lock committed beside the model: it pulls, never builds
+    archive.unlink()
+    _runner(tmp_path, "b", monkeypatch, session_cache)
+    monkeypatch.setenv("TRITONPACK_CACHE_FROM", ref)
+    second = run_cli(model, "--frozen", "--offline")
+    assert second.exit_code == 0, second.stderr
+    assert f"pulled the environment for this lock from {ref}:" in second.stderr
+    assert "MB/s" in second.stderr
+    assert "reused the environment for this lock" in second.stderr
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == sha
+    assert not (tmp_path / "cache-b" / "uv").exists()  # nothing was installed: no build
+    info = run_cli("cache", "info", "--json")
+    last = json.loads(info.stdout)["last_run"]
+    assert [t["result"] for t in last] == ["hit"]
+    assert json.loads(info.stdout)["remote"]["cache-from"] == [ref]
+
+
+@pytest.mark.slow
+def test_tampered_blob_is_refused(tmp_path: Path, registry: tuple[str, Path],
+                                  monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> None:
+    address, data = registry
+    ref = f"oci://{address}/tritonpack/cache"
+    model = copy_model("plain_numpy", tmp_path)
+    _runner(tmp_path, "a", monkeypatch, session_cache)
+    assert run_cli(model, "--triton", "24.10", "--offline", "--cache-to", ref,
+                   "-q").exit_code == 0
+    blobs = [p for p in (data / "docker/registry/v2/blobs").rglob("data")
+             if p.stat().st_size > 1_000_000]
+    assert len(blobs) == 1  # the archive
+    raw = bytearray(blobs[0].read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    blobs[0].write_bytes(bytes(raw))
+    before = (model / "tritonpack-env.tar.gz").read_bytes()
+    _runner(tmp_path, "b", monkeypatch, session_cache)
+    res = run_cli(model, "--frozen", "--offline", "--cache-from", ref)
+    assert res.exit_code == 16
+    assert "does not match its digest" in res.stderr
+    assert "refused" in res.stderr
+    assert (model / "tritonpack-env.tar.gz").read_bytes() == before  # nothing used
+    assert not any((tmp_path / "cache-b" / "envs").glob("[0-9a-f]*"))
+
+
+@pytest.mark.slow
+def test_unreachable_registry_builds_locally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             session_cache: Path) -> None:
+    ref = f"oci://127.0.0.1:{_free_port()}/cache"  # nothing listens there
+    model = copy_model("plain_numpy", tmp_path)
+    _runner(tmp_path, "a", monkeypatch, session_cache)
+    t0 = time.monotonic()
+    res = run_cli(model, "--triton", "24.10", "--offline", "--cache-from", ref,
+                  "--cache-to", ref)
+    assert res.exit_code == 0, res.stderr
+    assert time.monotonic() - t0 < 120
+    port = ref.split(":")[2].split("/")[0]
+    assert (f"remote cache {ref} not used: registry 127.0.0.1:{port} is unreachable: "
+            "connection refused") in res.stderr
+    assert f"could not push to {ref}: registry 127.0.0.1:{port} is unreachable" in res.stderr
+    assert (model / "tritonpack-env.tar.gz").is_file()
+
+
+@pytest.mark.slow
+def test_auth_wrong_password_and_right_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           session_cache: Path) -> None:
+    bcrypt = pytest.importorskip("bcrypt")
+    root = tmp_path / "registry"
+    root.mkdir()
+    htpasswd = root / "htpasswd"
+    htpasswd.write_text("ci:" + bcrypt.hashpw(b"s3cret-pw", bcrypt.gensalt(rounds=4)).decode()
+                        + "\n", encoding="utf-8")
+    proc, address = _start(root, htpasswd)
+    try:
+        ref = f"oci://{address}/private/cache"
+        model = copy_model("plain_numpy", tmp_path)
+        _runner(tmp_path, "a", monkeypatch, session_cache)
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+        monkeypatch.setenv("TRITONPACK_REGISTRY_USER", "ci")
+        monkeypatch.setenv("TRITONPACK_REGISTRY_PASSWORD", "wrong-pw")
+        res = run_cli(model, "--triton", "24.10", "--offline", "--cache-to", ref)
+        assert res.exit_code == 0, res.stderr  # a failed push is a warning
+        assert f"could not push to {ref}: registry {address} refused the credentials" in res.stderr
+        assert "wrong-pw" not in res.stderr + res.stdout
+        monkeypatch.delenv("TRITONPACK_REGISTRY_PASSWORD")
+        res = run_cli(model, "--triton", "24.10", "--offline", "--cache-to", ref)
+        assert (f"registry {address} requires a login and no credentials were found"
+                in res.stderr)
+        monkeypatch.setenv("TRITONPACK_REGISTRY_PASSWORD", "s3cret-pw")
+        res = run_cli(model, "--triton", "24.10", "--offline", "--cache-to", ref)
+        assert f"pushed to {ref}:" in res.stderr, res.stderr
+        assert "s3cret-pw" not in res.stderr + res.stdout
+        assert not list(tmp_path.rglob("config.json"))  # no credentials written anywhere
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.slow
+def test_concurrent_pushes_of_one_key(tmp_path: Path, registry: tuple[str, Path],
+                                      monkeypatch: pytest.MonkeyPatch,
+                                      session_cache: Path) -> None:
+    address, _ = registry
+    ref = remote.parse_ref(f"oci://{address}/race/cache")
+    model = copy_model("plain_numpy", tmp_path)
+    cache = _runner(tmp_path, "a", monkeypatch, session_cache)
+    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    entry = _only_entry(cache)
+    meta = json.loads((entry / "meta.json").read_text())
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            remote.push(ref, entry.name, entry / "env.tar.gz", meta, {"triton": "24.10"})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    work = tmp_path / "pulled"
+    work.mkdir()
+    pulled = remote.pull(ref, entry.name, work)
+    assert pulled is not None
+    assert pulled.path.read_bytes() == (entry / "env.tar.gz").read_bytes()
+    assert os.environ["TRITONPACK_CACHE"] == str(cache)
+
+
+@pytest.mark.slow
+def test_dir_env_and_options_from_tritonpack_toml(tmp_path: Path, registry: tuple[str, Path],
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  session_cache: Path) -> None:
+    """--format dir travels as a plain tar; the registries may sit in tritonpack.toml."""
+    address, _ = registry
+    ref = f"oci://{address}/dirs/cache"
+    model = copy_model("plain_numpy", tmp_path)
+    (model / "tritonpack.toml").write_text(
+        f'[options]\ncache-from = "{ref}"\ncache-to = ["{ref}"]\n', encoding="utf-8")
+    _runner(tmp_path, "a", monkeypatch, session_cache)
+    first = run_cli(model, "--triton", "24.10", "--offline", "--format", "dir")
+    assert first.exit_code == 0, first.stderr
+    assert f"pushed to {ref}:" in first.stderr
+    env = model / "tritonpack-env"
+    files = sorted(str(p.relative_to(env)) for p in env.rglob("*"))
+    links = {str(p.relative_to(env)): os.readlink(p) for p in env.rglob("*") if p.is_symlink()}
+    shutil.rmtree(env)
+    _runner(tmp_path, "b", monkeypatch, session_cache)
+    second = run_cli(model, "--frozen", "--offline", "--format", "dir")
+    assert second.exit_code == 0, second.stderr
+    assert f"pulled the environment for this lock from {ref}:" in second.stderr
+    assert sorted(str(p.relative_to(env)) for p in env.rglob("*")) == files
+    assert {str(p.relative_to(env)): os.readlink(p)
+            for p in env.rglob("*") if p.is_symlink()} == links
+    assert os.access(env / "bin" / "python3", os.X_OK)
+    shown = run_cli("config", model, "--json")
+    assert ref in shown.stdout
