@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -19,14 +20,17 @@ from packaging.version import Version
 from ..errors import RuntimeMissingError, TritonPackError, VerifyInferError, VerifyLoadError
 from ..inspect import inspect_env
 from ..lock import read_lock
-from ..model import TOKEN
+from ..model import EXECUTION_ENV_PATH, TOKEN, read_config
 from ..pipeline import Context, Options, prepare
 from ..progress import NullReporter, Reporter
 from ..scan import Kind
-from . import tensors
+from . import kinds, tensors
+from .callees import closure
 from .client import Client, HttpError
 from .diagnose import diagnose, excerpt
 from .docker import SHM_DEFAULT, DockerRuntime
+from .infer import GrpcModel, InferFailed, Response, synthesise
+from .kinds import Plan
 from .local import LocalRuntime
 from .probe import PROBE_NAME, write_probe
 from .runtime import TRITON_TMP, Runtime, Server
@@ -64,7 +68,11 @@ class VerifyReport:
     first_inference_ms: float
     probe: dict[str, Any]
     outputs: list[str]
-    warnings: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())  # served, but not as config.pbtxt says
+    kind: str = "stateless"  # stateless | decoupled | sequence | decoupled sequence
+    responses: int = 1
+    notes: tuple[str, ...] = field(default=())  # what verify changed or found worth saying
+    callees: tuple[str, ...] = field(default=())  # models loaded because this one calls them
 
 
 def env_location(ctx: Context) -> Path:
@@ -159,6 +167,128 @@ def _runtime_fits(engine: Runtime, numpy: str | None, ctx: Context) -> None:
         )
 
 
+def _gpu_here(engine: Runtime, docker: DockerOptions) -> bool:
+    """Whether the verifying server has a GPU: the docker runtime with --gpus, or a local one on
+    a machine with an NVIDIA device node."""
+    if engine.name == "docker":
+        return docker.gpus
+    return Path("/dev/nvidiactl").exists()
+
+
+_GPUS = re.compile(r"\bgpus\s*:\s*\[[^\]]*\]\s*,?")
+
+
+def cpu_config(text: str) -> str:
+    """config.pbtxt text with every KIND_GPU instance group as KIND_CPU (and no gpus list)."""
+    return _GPUS.sub("", re.sub(r"\bKIND_GPU\b", "KIND_CPU", text))
+
+
+def _place(repo: Path, model: Path, *, cpu: bool) -> bool:
+    """Put ``model`` into the verification repository: a link, or, when ``cpu`` and its config
+    asks for KIND_GPU, a directory of links with a KIND_CPU config. True if it was rewritten."""
+    _, config = read_config(model / "config.pbtxt")
+    if not cpu or not any(g.kind == config.instance_group[0].KIND_GPU
+                          for g in config.instance_group):
+        os.symlink(model, repo / model.name)
+        return False
+    copy = repo / model.name
+    copy.mkdir()
+    for child in model.iterdir():
+        if child.name != "config.pbtxt":
+            os.symlink(child, copy / child.name)
+    text = cpu_config((model / "config.pbtxt").read_text(encoding="utf-8"))
+    (copy / "config.pbtxt").write_text(text, encoding="utf-8")
+    return True
+
+
+def _link_shared_env(repo: Path, model: Path, env: Path) -> None:
+    """--shared-env: the env sits where the repository has it, outside the model dir."""
+    shared = Path(os.path.relpath(env.resolve(), model.parent))
+    if not env.resolve().is_relative_to(model) and ".." not in shared.parts \
+            and not (repo / shared).exists():
+        (repo / shared).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(env.resolve(), repo / shared)
+
+
+def _shared_env_of(model: Path) -> Path | None:
+    """A callee's environment when it lies outside its own dir (--shared-env), else None."""
+    with contextlib.suppress(TritonPackError):
+        _, config = read_config(model / "config.pbtxt")
+        param = config.parameters.get(EXECUTION_ENV_PATH)
+        value = str(param.string_value) if param is not None else ""
+        if value.startswith(TOKEN + "/"):
+            return model / value[len(TOKEN) + 1:]
+    return None
+
+
+def _missing_callees(name: str, repo: Path, missing: list[str]) -> VerifyLoadError:
+    them = ", ".join(repr(m) for m in missing)
+    verb = "is" if len(missing) == 1 else "are"
+    return VerifyLoadError(
+        f"{name} calls {them}, which {verb} not in the repository {repo}: put "
+        f"{'it' if len(missing) == 1 else 'them'} beside {name} (a model dir with config.pbtxt)",
+        hint="callees come from ensemble steps, literal model_name= strings in model.py, "
+        "and --with MODEL")
+
+
+def _infer_error(exc: InferFailed, name: str, server: Server, timeout: float,
+                 ctx: Context) -> VerifyInferError:
+    log = server.log()
+    why = diagnose(log, ctx.requirements)
+    if exc.timed_out:
+        message = f"{name} did not answer within {timeout:.0f}s"
+    elif exc.dropped or not server.alive():
+        message = f"tritonserver dropped the connection while {name} ran ({exc.message})"
+    else:
+        message = f"{name} loaded but inference failed: {exc.message}"
+    return VerifyInferError(f"{message}: {why}" if why and why not in message else message,
+                            hint="check execute() and the inputs (--inputs FILE)",
+                            detail=excerpt(log) if log else None)
+
+
+@dataclass
+class _Answer:
+    responses: list[Response]
+    latency_ms: float
+    warnings: list[str]
+    notes: list[str]
+
+
+def _ask(client: GrpcModel, server: Server, ctx: Context, plan: Plan, arrays: dict[str, Any],
+         expect: Path | None, timeout: float) -> _Answer:
+    """Send the plan's requests and judge the answers: failures raise, oddities are warnings."""
+    t1 = time.monotonic()
+    try:
+        responses = client.run(arrays)
+    except InferFailed as exc:
+        raise _infer_error(exc, plan.name, server, timeout, ctx) from exc
+    latency = (time.monotonic() - t1) * 1000
+    warnings: list[str] = []
+    notes: list[str] = []
+    failures: list[str] = []
+    if not responses:
+        notes.append(f"{plan.name} sent 0 responses and the final flag: valid for a decoupled "
+                     "model")
+    for response in responses:
+        bad, odd = tensors.check_outputs(plan, response)
+        failures += bad
+        warnings += odd
+    if expect is not None:
+        failures += tensors.compare(responses[0], expect) if responses else \
+            ["no response to compare with --expect"]
+    if failures:
+        failures = list(dict.fromkeys(failures))
+        raise VerifyInferError(f"{plan.name} answered wrongly: {failures[0]}",
+                               detail="\n".join(failures))
+    if plan.all_optional and not arrays.keys() - {t.name for t in plan.inputs if t.optional}:
+        try:
+            client.run({})
+        except InferFailed as exc:
+            warnings.append("every input is optional, but a request with none of them failed: "
+                            + exc.message)
+    return _Answer(responses, latency, list(dict.fromkeys(warnings)), notes)
+
+
 def verify(
     path: Path,
     opts: Options,
@@ -169,8 +299,10 @@ def verify(
     expect: Path | None = None,
     timeout: float = 120.0,
     docker: DockerOptions | None = None,
+    with_models: tuple[str, ...] = (),
 ) -> VerifyReport:
     rep = reporter or NullReporter()
+    dopts = docker or DockerOptions()
     ctx = prepare(path, opts, rep)
     env = env_location(ctx)
     checked = inspect_env(env, ctx.target)  # the static checks: no server needed
@@ -179,18 +311,25 @@ def verify(
         raise VerifyLoadError(f"{env.name}: {errors[0]}", hint="re-pack with tritonpack MODEL_DIR",
                               detail="\n".join(errors))
     python = checked.python or ctx.target.python
-    engine = make_runtime(runtime, ctx, docker or DockerOptions())
+    callees, missing = closure(ctx.model.path, with_models)
+    if missing:
+        raise _missing_callees(ctx.model.name, ctx.model.path.parent, missing)
+    engine = make_runtime(runtime, ctx, dopts)
     _runtime_fits(engine, checked.numpy, ctx)
     work = Path(tempfile.mkdtemp(prefix="tritonpack-verify-"))
     server: Server | None = None
+    notes: list[str] = []
     try:
         repo = work / "repo"
         repo.mkdir()
-        os.symlink(ctx.model.path, repo / ctx.model.name)
-        shared = Path(os.path.relpath(env.resolve(), ctx.model.path.parent))
-        if not env.resolve().is_relative_to(ctx.model.path) and ".." not in shared.parts:
-            (repo / shared).parent.mkdir(parents=True, exist_ok=True)  # --shared-env: the env
-            os.symlink(env.resolve(), repo / shared)  # sits where the repository has it
+        cpu = not _gpu_here(engine, dopts)
+        for model in (ctx.model.path, *callees):
+            if _place(repo, model, cpu=cpu):
+                notes.append(f"{model.name} asks for KIND_GPU and this machine has no GPU: a copy "
+                             "ran with KIND_CPU (--runtime docker --gpus keeps the config)")
+            shared_env = env if model == ctx.model.path else _shared_env_of(model)
+            if shared_env is not None and shared_env.exists():
+                _link_shared_env(repo, model, shared_env)
         write_probe(repo, env, probe_modules(ctx))
         complete = len(ctx.model.config.input) > 0 and len(ctx.model.config.output) > 0
         t0 = time.monotonic()
@@ -202,32 +341,34 @@ def verify(
         rep.start("verify", f"loading {ctx.model.name} and the probe")
         _load(client, server, PROBE_NAME, ctx, timeout)
         probe = _probe(client, server, ctx, env)
+        for callee in reversed(callees):  # the deepest first
+            _load(client, server, callee.name, ctx, timeout)
         _load(client, server, ctx.model.name, ctx, timeout)
         ready = time.monotonic() - t0
         rep.done("load", f"{ctx.model.name} READY in {ready:.1f}s on {probe['prefix']}", ready)
-        request = tensors.from_file(inputs, ctx.model.config) if inputs else \
-            tensors.synthesise(ctx.model.config)
-        t1 = time.monotonic()
         try:
-            result = client.infer(ctx.model.name, request)
-        except HttpError as exc:
-            raise VerifyInferError(
-                f"{ctx.model.name} loaded but inference failed: {exc.message}",
-                hint="check execute() and the inputs (--inputs FILE)",
-                detail=excerpt(server.log()),
-            ) from exc
-        latency = (time.monotonic() - t1) * 1000
-        problems = tensors.check_outputs(ctx.model.config, result)
-        if expect is not None:
-            problems += tensors.compare(result, expect)
-        if problems:
-            raise VerifyInferError(f"{ctx.model.name} answered wrongly: {problems[0]}",
-                                   detail="\n".join(problems))
-        rep.done("infer", f"{len(result.get('outputs', []))} outputs in {latency:.0f} ms", latency / 1000)
+            plan = kinds.plan(client.config(ctx.model.name))
+        except (HttpError, OSError) as exc:
+            raise VerifyInferError(f"{ctx.model.name} is READY but its config could not be read: "
+                                   f"{exc}", detail=excerpt(server.log())) from exc
+        arrays = tensors.from_file(inputs, plan) if inputs else synthesise(plan)
+        grpc = GrpcModel(server.grpc_url, plan, timeout)
+        try:
+            answer = _ask(grpc, server, ctx, plan, arrays, expect, timeout)
+        finally:
+            grpc.close()
+        for line in answer.warnings:
+            rep.note(f"warning: {line}")
+        names = list(dict.fromkeys(n for r in answer.responses for n in r))
+        rep.done("infer", f"{plan.kind()}: {len(answer.responses)} responses, outputs "
+                 f"{', '.join(names) or 'none'} in {answer.latency_ms:.0f} ms",
+                 answer.latency_ms / 1000)
         return VerifyReport(
             model=ctx.model.name, runtime=engine.name, env=str(env), python=str(probe["python"]),
-            ready_seconds=ready, first_inference_ms=latency, probe=probe,
-            outputs=[o["name"] for o in result.get("outputs", [])],
+            ready_seconds=ready, first_inference_ms=answer.latency_ms, probe=probe,
+            outputs=names, warnings=tuple(answer.warnings), kind=plan.kind(),
+            responses=len(answer.responses), notes=tuple(notes + answer.notes),
+            callees=tuple(c.name for c in callees),
         )
     finally:
         if server is not None:
