@@ -289,6 +289,23 @@ def _ask(client: GrpcModel, server: Server, ctx: Context, plan: Plan, arrays: di
     return _Answer(responses, latency, list(dict.fromkeys(warnings)), notes)
 
 
+def _is_ensemble(model: Path) -> bool:
+    if not (model / "config.pbtxt").is_file():
+        return False
+    _, config = read_config(model / "config.pbtxt")
+    return bool(config.platform == "ensemble")
+
+
+def _python_step(ensemble: Path, steps: list[Path]) -> Path:
+    """The first step of an ensemble that is a Python model with an environment."""
+    for step in steps:
+        if _shared_env_of(step) is not None and any(step.glob("*/model.py")):
+            return step
+    raise VerifyLoadError(
+        f"no step of the ensemble {ensemble.name} is a packed Python model: nothing to verify",
+        hint=f"pack its Python steps first: tritonpack {ensemble.parent}")
+
+
 def verify(
     path: Path,
     opts: Options,
@@ -303,7 +320,17 @@ def verify(
 ) -> VerifyReport:
     rep = reporter or NullReporter()
     dopts = docker or DockerOptions()
-    ctx = prepare(path, opts, rep)
+    target = path.resolve()
+    callees, missing = closure(target, with_models) if _is_ensemble(target) else ([], [])
+    if missing:
+        raise _missing_callees(target.name, target.parent, missing)
+    # an ensemble has no environment of its own: its first Python step's is checked and probed
+    ctx = prepare(_python_step(target, callees) if callees else path, opts, rep)
+    if not callees:
+        target = ctx.model.path
+        callees, missing = closure(target, with_models)
+        if missing:
+            raise _missing_callees(target.name, target.parent, missing)
     env = env_location(ctx)
     checked = inspect_env(env, ctx.target)  # the static checks: no server needed
     if not checked.ok:
@@ -311,9 +338,8 @@ def verify(
         raise VerifyLoadError(f"{env.name}: {errors[0]}", hint="re-pack with tritonpack MODEL_DIR",
                               detail="\n".join(errors))
     python = checked.python or ctx.target.python
-    callees, missing = closure(ctx.model.path, with_models)
-    if missing:
-        raise _missing_callees(ctx.model.name, ctx.model.path.parent, missing)
+    name = target.name
+    _, config = read_config(target / "config.pbtxt")
     engine = make_runtime(runtime, ctx, dopts)
     _runtime_fits(engine, checked.numpy, ctx)
     work = Path(tempfile.mkdtemp(prefix="tritonpack-verify-"))
@@ -323,7 +349,7 @@ def verify(
         repo = work / "repo"
         repo.mkdir()
         cpu = not _gpu_here(engine, dopts)
-        for model in (ctx.model.path, *callees):
+        for model in (target, *callees):
             if _place(repo, model, cpu=cpu):
                 notes.append(f"{model.name} asks for KIND_GPU and this machine has no GPU: a copy "
                              "ran with KIND_CPU (--runtime docker --gpus keeps the config)")
@@ -331,25 +357,25 @@ def verify(
             if shared_env is not None and shared_env.exists():
                 _link_shared_env(repo, model, shared_env)
         write_probe(repo, env, probe_modules(ctx))
-        complete = len(ctx.model.config.input) > 0 and len(ctx.model.config.output) > 0
+        complete = len(config.input) > 0 and len(config.output) > 0
         t0 = time.monotonic()
         rep.start("verify", f"starting tritonserver ({engine.name}, Python {python} stub)")
         server = engine.start(repo, python, work, complete_config=complete)
         client = Client(server.url, timeout=timeout)
         if not client.wait_live(t0 + timeout, server.alive):
             raise _fail_load("tritonserver did not start", server, ctx)
-        rep.start("verify", f"loading {ctx.model.name} and the probe")
+        rep.start("verify", f"loading {name} and the probe")
         _load(client, server, PROBE_NAME, ctx, timeout)
         probe = _probe(client, server, ctx, env)
         for callee in reversed(callees):  # the deepest first
             _load(client, server, callee.name, ctx, timeout)
-        _load(client, server, ctx.model.name, ctx, timeout)
+        _load(client, server, name, ctx, timeout)
         ready = time.monotonic() - t0
-        rep.done("load", f"{ctx.model.name} READY in {ready:.1f}s on {probe['prefix']}", ready)
+        rep.done("load", f"{name} READY in {ready:.1f}s on {probe['prefix']}", ready)
         try:
-            plan = kinds.plan(client.config(ctx.model.name))
+            plan = kinds.plan(client.config(name))
         except (HttpError, OSError) as exc:
-            raise VerifyInferError(f"{ctx.model.name} is READY but its config could not be read: "
+            raise VerifyInferError(f"{name} is READY but its config could not be read: "
                                    f"{exc}", detail=excerpt(server.log())) from exc
         arrays = tensors.from_file(inputs, plan) if inputs else synthesise(plan)
         grpc = GrpcModel(server.grpc_url, plan, timeout)
@@ -359,12 +385,12 @@ def verify(
             grpc.close()
         for line in answer.warnings:
             rep.note(f"warning: {line}")
-        names = list(dict.fromkeys(n for r in answer.responses for n in r))
+        names = sorted({n for r in answer.responses for n in r})
         rep.done("infer", f"{plan.kind()}: {len(answer.responses)} responses, outputs "
                  f"{', '.join(names) or 'none'} in {answer.latency_ms:.0f} ms",
                  answer.latency_ms / 1000)
         return VerifyReport(
-            model=ctx.model.name, runtime=engine.name, env=str(env), python=str(probe["python"]),
+            model=name, runtime=engine.name, env=str(env), python=str(probe["python"]),
             ready_seconds=ready, first_inference_ms=answer.latency_ms, probe=probe,
             outputs=names, warnings=tuple(answer.warnings), kind=plan.kind(),
             responses=len(answer.responses), notes=tuple(notes + answer.notes),
