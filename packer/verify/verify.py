@@ -234,7 +234,7 @@ def _missing_callees(name: str, repo: Path, missing: list[str]) -> VerifyLoadErr
 def _infer_error(exc: InferFailed, name: str, server: Server, timeout: float,
                  ctx: Context) -> VerifyInferError:
     log = server.log()
-    why = diagnose(log, ctx.requirements)
+    why = diagnose(log + "\n" + exc.message, ctx.requirements)
     if exc.timed_out:
         message = f"{name} did not answer within {timeout:.0f}s"
     elif exc.dropped or not server.alive():
