@@ -187,8 +187,10 @@ def _place(repo: Path, model: Path, *, cpu: bool) -> bool:
     """Put ``model`` into the verification repository: a link, or, when ``cpu`` and its config
     asks for KIND_GPU, a directory of links with a KIND_CPU config. True if it was rewritten."""
     _, config = read_config(model / "config.pbtxt")
-    if not cpu or not any(g.kind == config.instance_group[0].KIND_GPU
-                          for g in config.instance_group):
+    from tritonclient.grpc import model_config_pb2
+
+    gpu = model_config_pb2.ModelInstanceGroup.KIND_GPU
+    if not cpu or not any(g.kind == gpu for g in config.instance_group):
         os.symlink(model, repo / model.name)
         return False
     copy = repo / model.name
