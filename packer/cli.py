@@ -37,7 +37,7 @@ from .recipebook import load
 from .repository import Failure, RepoResult, package_repository
 from .settings import describe, effective
 from .target import releases, resolve_target
-from .verify.verify import DockerOptions, VerifyReport, verify
+from .verify.verify import DockerOptions, VerifyReport, is_ensemble, verify
 
 MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript model.pt.
 
@@ -216,6 +216,14 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
                                                       docker=dopts, with_models=with_models))
                     except TritonPackError as exc:
                         result.failed.append(Failure(p.context.model.name, exc))
+                for skipped in result.skipped:  # ensembles: verified with their steps
+                    if is_ensemble(model_dir / skipped.name):
+                        try:
+                            result.verified.append(verify(model_dir / skipped.name, opts, rep,
+                                                          runtime=runtime, timeout=timeout,
+                                                          docker=dopts))
+                        except TritonPackError as exc:
+                            result.failed.append(Failure(skipped.name, exc))
             return result
 
         _run(kw, "pack-repository", whole, render.repo_text, render.repo_payload,

@@ -108,3 +108,13 @@ def test_a_timeout_during_inference_is_an_inference_failure(repo: Path) -> None:
                   "--inputs", str(FIXTURES / "public_inputs" / "wait30.json"))
     assert res.exit_code == ExitCode.VERIFY_INFER == 12
     assert error_line(res.stderr) == "error: async_execute_decouple did not answer within 5s"
+
+
+def test_the_repository_verifies_as_a_whole(repo: Path) -> None:
+    """`tritonpack REPO --verify`: every packed model, and the ensemble with its steps."""
+    res = run_cli(repo, "--triton", "24.10", "--offline", "--format", "dir", "--verify", "--json",
+                  "-q")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert sorted(v["model"] for v in out["verified"]) == sorted(
+        p.name for p in PUBLIC.iterdir() if p.is_dir())

@@ -291,7 +291,8 @@ def _ask(client: GrpcModel, server: Server, ctx: Context, plan: Plan, arrays: di
     return _Answer(responses, latency, list(dict.fromkeys(warnings)), notes)
 
 
-def _is_ensemble(model: Path) -> bool:
+def is_ensemble(model: Path) -> bool:
+    """Whether ``model`` is an ensemble (no model.py, no environment: its steps have them)."""
     if not (model / "config.pbtxt").is_file():
         return False
     _, config = read_config(model / "config.pbtxt")
@@ -323,7 +324,7 @@ def verify(
     rep = reporter or NullReporter()
     dopts = docker or DockerOptions()
     target = path.resolve()
-    callees, missing = closure(target, with_models) if _is_ensemble(target) else ([], [])
+    callees, missing = closure(target, with_models) if is_ensemble(target) else ([], [])
     if missing:
         raise _missing_callees(target.name, target.parent, missing)
     # an ensemble has no environment of its own: its first Python step's is checked and probed
