@@ -14,6 +14,9 @@ RAISED = (LOGS / "raised.log").read_text()
 NO_NETWORK = (LOGS / "no_network.log").read_text()
 GPU_KIND = (LOGS / "gpu_kind.log").read_text()
 STUB_DIED = (LOGS / "stub_died.log").read_text()
+LIBCUDA = (LOGS / "libcuda.log").read_text()
+# torch.cuda's own message in a CPU-only build (torch/cuda/__init__.py), raised by a model
+TORCH_CPU = (LOGS / "torch_cpu.log").read_text()
 # Messages the server answered a request with (HTTP /infer), as verify's client sees them.
 CORRID = "inference request to model 'seq' must specify a non-zero or non-empty correlation ID"
 DECOUPLED_HTTP = "HTTP end point doesn't support models with decoupled transaction policy"
@@ -33,6 +36,10 @@ HUB = NO_NETWORK.replace("/urllib/request.py(216): urlopen",
                  "is none here: ship the files it downloads in the model dir or mount them"),
     (GPU_KIND, "KIND_GPU needs a GPU: gpu asks for a GPU instance and this server has none (verify "
                "on a GPU machine with --runtime docker --gpus, or use KIND_CPU)"),
+    (LIBCUDA, "the model's own code needs CUDA (libcuda.so.1: cannot open shared object file) and "
+              "this machine has no GPU: verify on a GPU machine (--runtime docker --gpus)"),
+    (TORCH_CPU, "the model's own code needs CUDA (Torch not compiled with CUDA enabled) and this "
+                "machine has no GPU: verify on a GPU machine (--runtime docker --gpus)"),
     (STUB_DIED, "the Python backend stub exits_0 died while loading (the model's code exited or "
                 "crashed: os._exit, a segfault, or out of memory)"),
     (CORRID, "sequence batching needs a correlation ID: seq is a sequence model and the request "

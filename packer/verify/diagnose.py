@@ -25,8 +25,8 @@ _NETWORK = re.compile(r"Name or service not known|Temporary failure in name reso
                       r"connection|We couldn't connect to|ConnectTimeout|LocalEntryNotFoundError")
 _GPU_KIND = re.compile(r"instance group (\S+) of model (\S+) has kind KIND_GPU but no GPUs are "
                        r"available")
-_CUDA = re.compile(r"Found no NVIDIA driver|no CUDA-capable device|CUDA driver initialization "
-                   r"failed|Torch not compiled with CUDA enabled|No CUDA GPUs are available")
+_CUDA = re.compile(r"libcuda(?:rt)?\.so[.\d]*: cannot open shared object file|Torch not compiled "
+                   r"with CUDA enabled|Found no NVIDIA driver on your system")
 _STUB_DIED = re.compile(r"Stub process '([^']+)' is not healthy")
 _CORRID = re.compile(r"inference request to model '([^']+)' must specify a non-zero or "
                      r"non-empty correlation ID")
@@ -56,18 +56,17 @@ def _missing_module(m: re.Match[str], facts: Facts) -> str:
     return f"module {name!r} is missing from the environment{where}"
 
 
+_ENTRY_POINTS = ("initialize", "execute", "finalize", "auto_complete_config")
+
+
 def _raised(m: re.Match[str], facts: Facts) -> str:
     """initialize() raised X: the exception and the model's own line that raised it."""
-    frames = _FRAME.findall(m.group("frames"))
-    where, func = "", "initialize"
+    frames = _FRAME.findall(m.group("frames"))  # innermost first
     own = [f for f in frames if f[1] == "model.py"] or frames
-    if own:
-        _, file, line, func = own[0]
-        where = f" ({file}:{line})"
+    where = f" ({own[0][1]}:{own[0][2]})" if own else ""
+    entry = [f[3] for f in frames if f[3] in _ENTRY_POINTS]
     what = m.group("what").replace("\\'", "'").strip()
-    step = func if func in ("initialize", "execute", "finalize", "auto_complete_config") \
-        else "initialize"
-    return f"{step}() raised {m.group('type')}: {what}{where}"
+    return f"{entry[0] if entry else 'initialize'}() raised {m.group('type')}: {what}{where}"
 
 
 def _network(m: re.Match[str], facts: Facts, log: str) -> str:
