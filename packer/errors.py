@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
     VERIFY_INFER = 12  # model loads but inference fails
     RUNTIME = 13  # verification runtime missing or broken
     BUSY = 14  # another run holds the model's lock (--no-wait)
+    VERIFY_INPUTS = 15  # model loads; its execute() rejects tritonpack's made-up inputs
     INTERRUPTED = 130
 
 
@@ -84,6 +85,13 @@ class VerifyLoadError(TritonPackError):
 
 class VerifyInferError(TritonPackError):
     exit_code = ExitCode.VERIFY_INFER
+
+
+class VerifyInputsError(VerifyInferError):
+    """The environment is fine (the model loaded); the model's code refused synthesized inputs:
+    a pipeline can tell this from a broken environment by the exit code."""
+
+    exit_code = ExitCode.VERIFY_INPUTS
 
 
 class RuntimeMissingError(TritonPackError):

@@ -83,6 +83,21 @@ def test_bls_model_loads_its_callee_and_a_shape_mismatch_is_a_warning(repo: Path
         "the config may not)"]
 
 
+def test_bls_model_calling_a_model_named_in_its_input(repo: Path) -> None:
+    """python_backend's BLS example calls the model named by its MODEL_NAME input: --with names
+    it, and the string input named like a model gets that name."""
+    expect = repo.parent / "add_sub.expect.json"
+    expect.write_text(json.dumps({"OUTPUT0": [2, 2, 2, 2], "OUTPUT1": [0, 0, 0, 0]}))
+    out = verified(repo, "bls_sync", "--with", "add_sub", "--expect", str(expect))
+    assert out["callees"] == ["add_sub"]
+    res = run_cli("verify", repo / "bls_sync", "--triton", "24.10")
+    assert res.exit_code == ExitCode.VERIFY_INFER
+    assert error_line(res.stderr) == (
+        "error: bls_sync loaded but inference failed: model.py called the model 'tritonpack', "
+        "which is not loaded: name the models it calls with --with MODEL (they load from the "
+        "same repository)")
+
+
 def test_ensemble_loads_its_steps(repo: Path) -> None:
     out = verified(repo, "ensemble")
     assert out["callees"] == ["add_sub_1", "add_sub_2"]
@@ -111,9 +126,10 @@ def test_a_timeout_during_inference_is_an_inference_failure(repo: Path) -> None:
 
 
 def test_the_repository_verifies_as_a_whole(repo: Path) -> None:
-    """`tritonpack REPO --verify`: every packed model, and the ensemble with its steps."""
+    """`tritonpack REPO --verify`: every packed model, and the ensemble with its steps
+    (`--with add_sub`: the model bls_sync calls by the name given in its input)."""
     res = run_cli(repo, "--triton", "24.10", "--offline", "--format", "dir", "--verify", "--json",
-                  "-q")
+                  "-q", "--with", "add_sub")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     assert sorted(v["model"] for v in out["verified"]) == sorted(

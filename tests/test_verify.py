@@ -78,12 +78,21 @@ def test_expect_mismatch_is_an_inference_failure(env_310: Path, tmp_path: Path) 
         "expected [2.0, 4.0, 7.0]")
 
 
-def test_failing_execute(env_310: Path, tmp_path: Path) -> None:
+def test_failing_execute_on_made_up_inputs_says_the_environment_is_fine(env_310: Path,
+                                                                        tmp_path: Path) -> None:
     model = with_env("failing_execute", env_310, tmp_path)
     res = run_cli("verify", model, "--triton", "24.10")
-    assert res.exit_code == 12
-    assert error_line(res.stderr).startswith("error: failing_execute loaded but inference failed: ")
-    assert "execute() is broken on purpose" in res.stderr
+    assert res.exit_code == ExitCode.VERIFY_INPUTS == 15
+    assert error_line(res.stderr) == (
+        "error: failing_execute loaded; its execute() rejected tritonpack's made-up inputs "
+        "(RuntimeError: execute() is broken on purpose): give real ones with --inputs FILE or a "
+        "model_warmup")
+    # with the user's own inputs it is the model's failure
+    res = run_cli("verify", model, "--triton", "24.10", "--inputs", VERIFY / "doubler.inputs.json")
+    assert res.exit_code == ExitCode.VERIFY_INFER == 12
+    assert error_line(res.stderr) == (
+        "error: failing_execute loaded but inference failed: Failed to process the request(s) "
+        "for model 'failing_execute_0', message: RuntimeError: execute() is broken on purpose")
 
 
 def test_wrong_output_dtype(env_310: Path, tmp_path: Path) -> None:

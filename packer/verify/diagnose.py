@@ -32,6 +32,8 @@ _CORRID = re.compile(r"inference request to model '([^']+)' must specify a non-z
                      r"non-empty correlation ID")
 _DECOUPLED_HTTP = re.compile(r"HTTP end point doesn't support models with decoupled")
 _BF16_JSON = re.compile(r"receiving BF16 data via JSON is not supported")
+_CALLEE_NOT_READY = re.compile(r"Failed for execute the inference request\. Model '([^']*)' is "
+                               r"not ready")
 _ACTIVATE = re.compile(r"bin/activate[^\n]*No such file|No such file[^\n]*bin/activate")
 
 
@@ -99,6 +101,9 @@ TABLE: tuple[tuple[re.Pattern[str], Rule], ...] = (
         "a decoupled model answers only over gRPC streaming: Triton's HTTP endpoint refuses it")),
     (_BF16_JSON, lambda m, f: (
         "BF16 cannot travel as JSON: send it as binary tensors (gRPC or the binary extension)")),
+    (_CALLEE_NOT_READY, lambda m, f: (
+        f"model.py called the model '{m.group(1)}', which is not loaded: name the models it "
+        "calls with --with MODEL (they load from the same repository)")),
     (_STUB_DIED, lambda m, f: (
         f"the Python backend stub {m.group(1)} died while loading (the model's code exited or "
         "crashed: os._exit, a segfault, or out of memory)")),
@@ -131,6 +136,16 @@ def diagnose(log: str, requirements: Requirements | None = None, *, timed_out: b
 
 
 _GLOG = re.compile(r"^[EWI]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] ")
+
+
+_EXECUTE_RAISED = re.compile(r"Failed to process the request\(s\) for model '[^']+', message: "
+                             r"(?P<type>[A-Za-z_][\w.]*): (?P<what>[^\n]*)")
+
+
+def execute_raised(message: str) -> str:
+    """'ValueError: ...' when ``message`` says the model's execute() raised, else ""."""
+    m = _EXECUTE_RAISED.search(message)
+    return f"{m.group('type')}: {m.group('what').strip()}" if m else ""
 
 
 def excerpt(log: str, lines: int = 15) -> str:

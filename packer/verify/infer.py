@@ -38,19 +38,22 @@ class InferFailed(Exception):
         self.dropped = dropped
 
 
-def _fill(tensor: Tensor, shape: list[int]) -> Any:
-    """Plausible values: 1 for numbers, True, the bytes b'tritonpack' for strings."""
+def _fill(tensor: Tensor, shape: list[int], callee: str | None) -> Any:
+    """Plausible values: 1 for numbers, True, the bytes b'tritonpack' for strings; a string input
+    named like a model name (BLS examples take the model to call as an input) gets the name of
+    a model loaded beside it."""
     from tritonclient.utils import triton_to_np_dtype
 
     if tensor.datatype == "BYTES":
-        return np.full(shape, b"tritonpack", dtype=np.object_)
+        text = callee if callee and "model" in tensor.name.lower() else "tritonpack"
+        return np.full(shape, text.encode(), dtype=np.object_)
     return np.ones(shape, dtype=triton_to_np_dtype(tensor.datatype))
 
 
-def synthesise(plan: Plan, *, optional: bool = True) -> dict[str, Any]:
-    """One request's inputs, by name: every input (optional ones too unless ``optional`` is
-    False), -1 dims as 1, a batch of 1 when batching."""
-    return {t.name: _fill(t, plan.shape(t)) for t in plan.inputs if optional or not t.optional}
+def synthesise(plan: Plan, *, callee: str | None = None) -> dict[str, Any]:
+    """One request's inputs, by name: every input, optional ones too, -1 dims as 1, a batch of
+    1 when batching; ``callee``: a model loaded beside this one (see _fill)."""
+    return {t.name: _fill(t, plan.shape(t), callee) for t in plan.inputs}
 
 
 def _inputs(plan: Plan, arrays: dict[str, Any]) -> list[Any]:

@@ -17,7 +17,13 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from ..errors import RuntimeMissingError, TritonPackError, VerifyInferError, VerifyLoadError
+from ..errors import (
+    RuntimeMissingError,
+    TritonPackError,
+    VerifyInferError,
+    VerifyInputsError,
+    VerifyLoadError,
+)
 from ..inspect import inspect_env
 from ..lock import read_lock
 from ..model import EXECUTION_ENV_PATH, TOKEN, read_config
@@ -27,7 +33,7 @@ from ..scan import Kind
 from . import kinds, tensors
 from .callees import closure
 from .client import Client, HttpError
-from .diagnose import diagnose, excerpt
+from .diagnose import diagnose, excerpt, execute_raised
 from .docker import SHM_DEFAULT, DockerRuntime
 from .infer import GrpcModel, InferFailed, Response, synthesise
 from .kinds import Plan
@@ -234,18 +240,26 @@ def _missing_callees(name: str, repo: Path, missing: list[str]) -> VerifyLoadErr
 
 
 def _infer_error(exc: InferFailed, name: str, server: Server, timeout: float,
-                 ctx: Context) -> VerifyInferError:
+                 ctx: Context, made_up: bool) -> VerifyInferError:
+    """One sentence for a failed inference: the model's own cause when a pattern knows it; for
+    an execute() that raised on synthesized inputs, the sentence (and exit code) that says the
+    environment is fine and real inputs are needed."""
     log = server.log()
-    why = diagnose(log + "\n" + exc.message, ctx.requirements)
+    detail = exc.message + ("\n" + excerpt(log) if log else "")
+    why = diagnose(exc.message) or diagnose(log, ctx.requirements)
     if exc.timed_out:
         message = f"{name} did not answer within {timeout:.0f}s"
     elif exc.dropped or not server.alive():
-        message = f"tritonserver dropped the connection while {name} ran ({exc.message})"
+        message = f"tritonserver dropped the connection while {name} ran"
+    elif not why and made_up and (raised := execute_raised(exc.message)):
+        return VerifyInputsError(
+            f"{name} loaded; its execute() rejected tritonpack's made-up inputs ({raised}): give "
+            "real ones with --inputs FILE or a model_warmup", detail=detail)
     else:
-        message = f"{name} loaded but inference failed: {exc.message}"
-    return VerifyInferError(f"{message}: {why}" if why and why not in message else message,
-                            hint="check execute() and the inputs (--inputs FILE)",
-                            detail=excerpt(log) if log else None)
+        message = f"{name} loaded but inference failed"
+        why = why or exc.message.strip().splitlines()[0]
+    return VerifyInferError(f"{message}: {why}" if why else message,
+                            hint="check execute() and the inputs (--inputs FILE)", detail=detail)
 
 
 @dataclass
@@ -257,13 +271,13 @@ class _Answer:
 
 
 def _ask(client: GrpcModel, server: Server, ctx: Context, plan: Plan, arrays: dict[str, Any],
-         expect: Path | None, timeout: float) -> _Answer:
+         expect: Path | None, timeout: float, made_up: bool) -> _Answer:
     """Send the plan's requests and judge the answers: failures raise, oddities are warnings."""
     t1 = time.monotonic()
     try:
         responses = client.run(arrays)
     except InferFailed as exc:
-        raise _infer_error(exc, plan.name, server, timeout, ctx) from exc
+        raise _infer_error(exc, plan.name, server, timeout, ctx, made_up) from exc
     latency = (time.monotonic() - t1) * 1000
     warnings: list[str] = []
     notes: list[str] = []
@@ -380,10 +394,11 @@ def verify(
         except (HttpError, OSError) as exc:
             raise VerifyInferError(f"{name} is READY but its config could not be read: "
                                    f"{exc}", detail=excerpt(server.log())) from exc
-        arrays = tensors.from_file(inputs, plan) if inputs else synthesise(plan)
+        arrays = tensors.from_file(inputs, plan) if inputs else \
+            synthesise(plan, callee=next(iter(with_models), callees[0].name if callees else None))
         grpc = GrpcModel(server.grpc_url, plan, timeout)
         try:
-            answer = _ask(grpc, server, ctx, plan, arrays, expect, timeout)
+            answer = _ask(grpc, server, ctx, plan, arrays, expect, timeout, made_up=not inputs)
         finally:
             grpc.close()
         for line in answer.warnings:
