@@ -216,7 +216,7 @@ def verify_payload(rep: VerifyReport) -> dict[str, Any]:
         "python": rep.python, "ready_seconds": round(rep.ready_seconds, 3),
         "first_inference_ms": round(rep.first_inference_ms, 1),
         "probe": rep.probe, "outputs": rep.outputs, "kind": rep.kind,
-        "responses": rep.responses, "callees": list(rep.callees),
+        "responses": rep.responses, "callees": list(rep.callees), "inputs": rep.inputs,
         "warnings": list(rep.warnings), "notes": list(rep.notes),
     }
 
@@ -228,6 +228,7 @@ def verify_text(rep: VerifyReport) -> str:
         f"  ready        {rep.ready_seconds:.1f}s after server start",
         f"  inference    {rep.kind}, {rep.responses} response{'s' * (rep.responses != 1)} in "
         f"{rep.first_inference_ms:.0f} ms, outputs {', '.join(rep.outputs) or 'none'}",
+        f"  inputs       {rep.inputs}",
         f"  environment  Python {rep.python} at {rep.probe.get('prefix')}",
         f"  imports      {len(imports)} modules import: {', '.join(sorted(imports)) or 'none'}",
     ]

@@ -180,3 +180,43 @@ def test_numpy2_env_is_refused_by_the_24_10_runtime(model_copy: Copy) -> None:
     assert error_line(res.stderr).startswith(
         "error: the local runtime is Triton 24.10, whose Python backend needs numpy<2; this "
         "environment has numpy 2.")
+
+
+def test_model_warmup_inputs_are_sent_before_made_up_ones(env_310: Path, tmp_path: Path) -> None:
+    model = with_env("b64_warmup", env_310, tmp_path)
+    res = run_cli("verify", model, "--triton", "24.10", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["inputs"] == "model_warmup 'b64'"
+    # the same model without its warmup entry: the made-up text is not base64
+    config = model / "config.pbtxt"
+    text = config.read_text()
+    start = text.index("model_warmup")
+    config.write_text(text[:start] + text[text.index("} ]\n", start) + 4:])
+    res = run_cli("verify", model, "--triton", "24.10")
+    assert res.exit_code == ExitCode.VERIFY_INPUTS
+    assert error_line(res.stderr) == (
+        "error: b64_warmup loaded; its execute() rejected tritonpack's made-up inputs "
+        "(Error: Incorrect padding): give real ones with --inputs FILE or a "
+        "model_warmup")
+
+
+def test_perf_analyzer_data_shipped_in_the_model_dir(env_310: Path, tmp_path: Path) -> None:
+    model = with_env("perf_data", env_310, tmp_path)
+    expect = tmp_path / "expect.json"
+    expect.write_text(json.dumps({"LENGTH": [[12]]}))
+    res = run_cli("verify", model, "--triton", "24.10", "--json", "--expect", expect)
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["inputs"] == "perf_analyzer data perf_input_data.json"
+    # the same format given with --inputs
+    (model / "perf_input_data.json").rename(tmp_path / "data.json")
+    res = run_cli("verify", model, "--triton", "24.10", "--json", "--expect", expect,
+                  "--inputs", tmp_path / "data.json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["inputs"] == "--inputs data.json"
+
+
+def test_made_up_image_is_a_plausible_one(env_310: Path, tmp_path: Path) -> None:
+    model = with_env("image", env_310, tmp_path)
+    res = run_cli("verify", model, "--triton", "24.10", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["inputs"] == "made up from the config"

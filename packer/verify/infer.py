@@ -47,6 +47,11 @@ def _fill(tensor: Tensor, shape: list[int], callee: str | None) -> Any:
     if tensor.datatype == "BYTES":
         text = callee if callee and "model" in tensor.name.lower() else "tritonpack"
         return np.full(shape, text.encode(), dtype=np.object_)
+    if tensor.image_like:
+        # a 64x64 gradient: models (PIL, OpenCV) refuse 1x1 images and constant ones
+        gradient = np.arange(int(np.prod(shape))) % 256
+        array = gradient.reshape(shape).astype(triton_to_np_dtype(tensor.datatype))
+        return array if tensor.datatype == "UINT8" else array / 255
     return np.ones(shape, dtype=triton_to_np_dtype(tensor.datatype))
 
 

@@ -18,6 +18,10 @@ DATATYPES = {
 }
 
 
+IMAGE_SIDE = 64  # images made up for -1 height and width (PIL and OpenCV refuse 1x1)
+_CHANNELS = (1, 3, 4)
+
+
 @dataclass(frozen=True)
 class Tensor:
     """An input or output as the config declares it (dims without the batch dimension)."""
@@ -26,6 +30,15 @@ class Tensor:
     datatype: str  # KServe v2 name (FP32, BYTES, BF16, ...); "" when the config's is unknown
     dims: tuple[int, ...]
     optional: bool = False
+
+    @property
+    def image_like(self) -> bool:
+        """HWC or CHW with variable height and width, of a numeric type: an image."""
+        d = self.dims
+        if len(d) != 3 or self.datatype not in ("UINT8", "FP16", "FP32", "FP64"):
+            return False
+        return (d[2] in _CHANNELS and d[0] < 0 and d[1] < 0) or \
+            (d[0] in _CHANNELS and d[1] < 0 and d[2] < 0)
 
 
 @dataclass(frozen=True)
@@ -51,7 +64,8 @@ class Plan:
 
     def shape(self, tensor: Tensor) -> list[int]:
         """The shape sent for ``tensor``: variable dims as 1, a batch of 1 when batching."""
-        shape = [d if d > 0 else 1 for d in tensor.dims]
+        side = IMAGE_SIDE if tensor.image_like else 1
+        shape = [d if d > 0 else side for d in tensor.dims]
         return [1, *shape] if self.batching else shape
 
 

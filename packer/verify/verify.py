@@ -30,7 +30,7 @@ from ..model import EXECUTION_ENV_PATH, TOKEN, read_config
 from ..pipeline import Context, Options, prepare
 from ..progress import NullReporter, Reporter
 from ..scan import Kind
-from . import kinds, tensors
+from . import kinds, samples, tensors
 from .callees import closure
 from .client import Client, HttpError
 from .diagnose import diagnose, excerpt, execute_raised
@@ -79,6 +79,7 @@ class VerifyReport:
     responses: int = 1
     notes: tuple[str, ...] = field(default=())  # what verify changed or found worth saying
     callees: tuple[str, ...] = field(default=())  # models loaded because this one calls them
+    inputs: str = "made up from the config"  # where the request's inputs came from
 
 
 def env_location(ctx: Context) -> Path:
@@ -390,15 +391,19 @@ def verify(
         ready = time.monotonic() - t0
         rep.done("load", f"{name} READY in {ready:.1f}s on {probe['prefix']}", ready)
         try:
-            plan = kinds.plan(client.config(name))
+            server_config = client.config(name)
+            plan = kinds.plan(server_config)
         except (HttpError, OSError) as exc:
             raise VerifyInferError(f"{name} is READY but its config could not be read: "
                                    f"{exc}", detail=excerpt(server.log())) from exc
-        arrays = tensors.from_file(inputs, plan) if inputs else \
-            synthesise(plan, callee=next(iter(with_models), callees[0].name if callees else None))
+        first = next(iter(with_models), callees[0].name if callees else None)
+        request = samples.choose(plan, server_config, target, inputs,
+                                 lambda: synthesise(plan, callee=first))
+        arrays = request.arrays
         grpc = GrpcModel(server.grpc_url, plan, timeout)
         try:
-            answer = _ask(grpc, server, ctx, plan, arrays, expect, timeout, made_up=not inputs)
+            answer = _ask(grpc, server, ctx, plan, arrays, expect, timeout,
+                          made_up=request.made_up)
         finally:
             grpc.close()
         for line in answer.warnings:
@@ -412,7 +417,7 @@ def verify(
             ready_seconds=ready, first_inference_ms=answer.latency_ms, probe=probe,
             outputs=names, warnings=tuple(answer.warnings), kind=plan.kind(),
             responses=len(answer.responses), notes=tuple(notes + answer.notes),
-            callees=tuple(c.name for c in callees),
+            callees=tuple(c.name for c in callees), inputs=request.source,
         )
     finally:
         if server is not None:
