@@ -40,7 +40,7 @@ HUB = NO_NETWORK.replace("/urllib/request.py(216): urlopen",
               "this machine has no GPU: verify on a GPU machine (--runtime docker --gpus)"),
     (TORCH_CPU, "the model's own code needs CUDA (Torch not compiled with CUDA enabled) and this "
                 "machine has no GPU: verify on a GPU machine (--runtime docker --gpus)"),
-    (STUB_DIED, "the Python backend stub exits_0 died while loading (the model's code exited or "
+    (STUB_DIED, "the Python backend stub exits_0 died (the model's code exited or "
                 "crashed: os._exit, a segfault, or out of memory)"),
     (CORRID, "sequence batching needs a correlation ID: seq is a sequence model and the request "
              "carried none"),

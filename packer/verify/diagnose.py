@@ -105,7 +105,7 @@ TABLE: tuple[tuple[re.Pattern[str], Rule], ...] = (
         f"model.py called the model '{m.group(1)}', which is not loaded: name the models it "
         "calls with --with MODEL (they load from the same repository)")),
     (_STUB_DIED, lambda m, f: (
-        f"the Python backend stub {m.group(1)} died while loading (the model's code exited or "
+        f"the Python backend stub {m.group(1)} died (the model's code exited or "
         "crashed: os._exit, a segfault, or out of memory)")),
     (_ACTIVATE, lambda m, f: "the environment has no bin/activate (Triton before 25.08 sources it)"),
 )

@@ -145,14 +145,19 @@ class GrpcModel:
     def _stream(self, arrays: dict[str, Any], steps: list[tuple[bool, bool]],
                 seq_id: int | str) -> list[Response]:
         """A decoupled model: responses until the final flag of each request, or the deadline."""
+        from tritonclient.utils import InferenceServerException
+
         answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
         self.client.start_stream(callback=lambda result, error: answers.put((result, error)))
         responses: list[Response] = []
         try:
             for start, end in steps:
-                self.client.async_stream_infer(
-                    self.plan.name, _inputs(self.plan, arrays), sequence_id=seq_id,
-                    sequence_start=start, sequence_end=end, enable_empty_final_response=True)
+                try:
+                    self.client.async_stream_infer(
+                        self.plan.name, _inputs(self.plan, arrays), sequence_id=seq_id,
+                        sequence_start=start, sequence_end=end, enable_empty_final_response=True)
+                except InferenceServerException as exc:
+                    raise _failed(exc) from exc
                 while True:
                     try:
                         result, error = answers.get(timeout=self.timeout)

@@ -136,6 +136,11 @@ def _probe(client: Client, server: Server, ctx: Context, env: Path) -> dict[str,
     except HttpError as exc:
         raise VerifyInferError(f"tritonpack's probe model failed: {exc.message}",
                                detail=excerpt(server.log())) from exc
+    except OSError as exc:  # a timeout, or the server went away
+        why = diagnose(server.log(), ctx.requirements)
+        raise VerifyInferError(f"tritonpack's probe model did not answer ({exc})"
+                               + (f": {why}" if why else ""),
+                               detail=excerpt(server.log())) from exc
     report = dict(json.loads(result["outputs"][0]["data"][0]))
     prefix = str(report.get("prefix", ""))
     # a directory env runs in place (here, or copied into an image); an archive is unpacked
