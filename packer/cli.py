@@ -37,7 +37,8 @@ from .recipebook import load
 from .repository import Failure, RepoResult, package_repository
 from .settings import describe, effective
 from .target import releases, resolve_target
-from .verify.verify import DockerOptions, VerifyReport, is_ensemble, verify
+from .verify.layout import is_ensemble
+from .verify.verify import DockerOptions, VerifyReport, verify
 
 MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript model.pt.
 

@@ -225,11 +225,10 @@ def test_made_up_image_is_a_plausible_one(env_310: Path, tmp_path: Path) -> None
 def test_a_stub_that_dies_in_execute_is_an_inference_failure(env_310: Path,
                                                              tmp_path: Path) -> None:
     model = with_env("crash_execute", env_310, tmp_path)
-    before = leftovers()
     res = run_cli("verify", model, "--triton", "24.10", "--timeout", "30")
     assert res.exit_code == ExitCode.VERIFY_INFER
     assert error_line(res.stderr) == (
         "error: crash_execute loaded but inference failed: the Python backend stub "
         "crash_execute_0 died (the model's code exited or crashed: os._exit, a segfault, or out "
         "of memory)")
-    assert leftovers() <= before and no_server_running()
+    assert no_server_running()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
 import shutil
 import tempfile
 import time
@@ -26,7 +24,7 @@ from ..errors import (
 )
 from ..inspect import inspect_env
 from ..lock import read_lock
-from ..model import EXECUTION_ENV_PATH, TOKEN, read_config
+from ..model import TOKEN, read_config
 from ..pipeline import Context, Options, prepare
 from ..progress import NullReporter, Reporter
 from ..scan import Kind
@@ -37,6 +35,7 @@ from .diagnose import diagnose, excerpt, execute_raised
 from .docker import SHM_DEFAULT, DockerRuntime
 from .infer import GrpcModel, InferFailed, Response, synthesise
 from .kinds import Plan
+from .layout import is_ensemble, link_shared_env, place, python_step, shared_env_of
 from .local import LocalRuntime
 from .probe import PROBE_NAME, write_probe
 from .runtime import TRITON_TMP, Runtime, Server
@@ -187,54 +186,6 @@ def _gpu_here(engine: Runtime, docker: DockerOptions) -> bool:
     return Path("/dev/nvidiactl").exists()
 
 
-_GPUS = re.compile(r"\bgpus\s*:\s*\[[^\]]*\]\s*,?")
-
-
-def cpu_config(text: str) -> str:
-    """config.pbtxt text with every KIND_GPU instance group as KIND_CPU (and no gpus list)."""
-    return _GPUS.sub("", re.sub(r"\bKIND_GPU\b", "KIND_CPU", text))
-
-
-def _place(repo: Path, model: Path, *, cpu: bool) -> bool:
-    """Put ``model`` into the verification repository: a link, or, when ``cpu`` and its config
-    asks for KIND_GPU, a directory of links with a KIND_CPU config. True if it was rewritten."""
-    _, config = read_config(model / "config.pbtxt")
-    from tritonclient.grpc import model_config_pb2
-
-    gpu = model_config_pb2.ModelInstanceGroup.KIND_GPU
-    if not cpu or not any(g.kind == gpu for g in config.instance_group):
-        os.symlink(model, repo / model.name)
-        return False
-    copy = repo / model.name
-    copy.mkdir()
-    for child in model.iterdir():
-        if child.name != "config.pbtxt":
-            os.symlink(child, copy / child.name)
-    text = cpu_config((model / "config.pbtxt").read_text(encoding="utf-8"))
-    (copy / "config.pbtxt").write_text(text, encoding="utf-8")
-    return True
-
-
-def _link_shared_env(repo: Path, model: Path, env: Path) -> None:
-    """--shared-env: the env sits where the repository has it, outside the model dir."""
-    shared = Path(os.path.relpath(env.resolve(), model.parent))
-    if not env.resolve().is_relative_to(model) and ".." not in shared.parts \
-            and not (repo / shared).exists():
-        (repo / shared).parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(env.resolve(), repo / shared)
-
-
-def _shared_env_of(model: Path) -> Path | None:
-    """A callee's environment when it lies outside its own dir (--shared-env), else None."""
-    with contextlib.suppress(TritonPackError):
-        _, config = read_config(model / "config.pbtxt")
-        param = config.parameters.get(EXECUTION_ENV_PATH)
-        value = str(param.string_value) if param is not None else ""
-        if value.startswith(TOKEN + "/"):
-            return model / value[len(TOKEN) + 1:]
-    return None
-
-
 def _missing_callees(name: str, repo: Path, missing: list[str]) -> VerifyLoadError:
     them = ", ".join(repr(m) for m in missing)
     verb = "is" if len(missing) == 1 else "are"
@@ -311,24 +262,6 @@ def _ask(client: GrpcModel, server: Server, ctx: Context, plan: Plan, arrays: di
     return _Answer(responses, latency, list(dict.fromkeys(warnings)), notes)
 
 
-def is_ensemble(model: Path) -> bool:
-    """Whether ``model`` is an ensemble (no model.py, no environment: its steps have them)."""
-    if not (model / "config.pbtxt").is_file():
-        return False
-    _, config = read_config(model / "config.pbtxt")
-    return bool(config.platform == "ensemble")
-
-
-def _python_step(ensemble: Path, steps: list[Path]) -> Path:
-    """The first step of an ensemble that is a Python model with an environment."""
-    for step in steps:
-        if _shared_env_of(step) is not None and any(step.glob("*/model.py")):
-            return step
-    raise VerifyLoadError(
-        f"no step of the ensemble {ensemble.name} is a packed Python model: nothing to verify",
-        hint=f"pack its Python steps first: tritonpack {ensemble.parent}")
-
-
 def verify(
     path: Path,
     opts: Options,
@@ -348,7 +281,7 @@ def verify(
     if missing:
         raise _missing_callees(target.name, target.parent, missing)
     # an ensemble has no environment of its own: its first Python step's is checked and probed
-    ctx = prepare(_python_step(target, callees) if callees else path, opts, rep)
+    ctx = prepare(python_step(target, callees) if callees else path, opts, rep)
     if not callees:
         target = ctx.model.path
         callees, missing = closure(target, with_models)
@@ -373,12 +306,12 @@ def verify(
         repo.mkdir()
         cpu = not _gpu_here(engine, dopts)
         for model in (target, *callees):
-            if _place(repo, model, cpu=cpu):
+            if place(repo, model, cpu=cpu):
                 notes.append(f"{model.name} asks for KIND_GPU and this machine has no GPU: a copy "
                              "ran with KIND_CPU (--runtime docker --gpus keeps the config)")
-            shared_env = env if model == ctx.model.path else _shared_env_of(model)
+            shared_env = env if model == ctx.model.path else shared_env_of(model)
             if shared_env is not None and shared_env.exists():
-                _link_shared_env(repo, model, shared_env)
+                link_shared_env(repo, model, shared_env)
         write_probe(repo, env, probe_modules(ctx))
         complete = len(config.input) > 0 and len(config.output) > 0
         t0 = time.monotonic()
