@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,7 +50,9 @@ def leftovers() -> set[str]:
 
 
 def no_server_running() -> bool:
-    out = subprocess.run(["pgrep", "-f", "tritonpack-verify-"], capture_output=True, text=True)
+    # this run's servers only: other runs on the machine verify in their own temp dirs
+    mine = os.path.join(tempfile.gettempdir(), "tritonpack-verify-")
+    out = subprocess.run(["pgrep", "-f", mine], capture_output=True, text=True)
     return out.stdout.strip() == ""
 
 
