@@ -45,6 +45,14 @@ def test_decoupled_model_answers_over_a_grpc_stream(repo: Path) -> None:
     assert (out["kind"], out["responses"], out["outputs"]) == ("decoupled", 1, ["OUT"])
 
 
+def test_zero_responses_from_a_decoupled_model_is_valid(repo: Path) -> None:
+    out = verified(repo, "repeat_int32", "--inputs",
+                   str(FIXTURES / "public_inputs" / "zero_responses.json"))
+    assert (out["responses"], out["outputs"]) == (0, [])
+    assert out["notes"] == ["repeat_int32 sent 0 responses and the final flag: valid for a "
+                            "decoupled model"]
+
+
 def test_sequence_model_gets_start_middle_end_and_gpu_config_runs_as_cpu_copy(repo: Path) -> None:
     out = verified(repo, "python_nobatch_sequence_int32")
     assert (out["kind"], out["responses"]) == ("sequence", 3)
