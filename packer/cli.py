@@ -38,6 +38,7 @@ from .recipebook import load
 from .repository import Failure, RepoResult, package_repository
 from .settings import describe, effective
 from .target import releases, resolve_target
+from .verify.layout import is_ensemble
 from .verify.verify import DockerOptions, VerifyReport, verify
 
 MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript model.pt.
@@ -185,7 +186,8 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
              keep: tuple[str, ...], no_prune: bool, bytecode: bool | None, no_cache: bool,
              allow_incompatible: bool, sbom: bool, shared_env: str | None,
              then_verify: bool, runtime: str, inputs: Path | None, expect: Path | None,
-             timeout: float, image: str | None, gpus: bool, shm_size: str, tag: str | None,
+             with_models: tuple[str, ...], timeout: float, image: str | None, gpus: bool,
+             shm_size: str, tag: str | None,
              **kw: Any) -> None:
     """Scan, lock, build, pack and point config.pbtxt at the environment (the default command).
 
@@ -214,9 +216,17 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
                     try:
                         result.verified.append(verify(p.context.model.path, opts, rep,
                                                       runtime=runtime, timeout=timeout,
-                                                      docker=dopts))
+                                                      docker=dopts, with_models=with_models))
                     except TritonPackError as exc:
                         result.failed.append(Failure(p.context.model.name, exc))
+                for skipped in result.skipped:  # ensembles: verified with their steps
+                    if is_ensemble(model_dir / skipped.name):
+                        try:
+                            result.verified.append(verify(model_dir / skipped.name, opts, rep,
+                                                          runtime=runtime, timeout=timeout,
+                                                          docker=dopts))
+                        except TritonPackError as exc:
+                            result.failed.append(Failure(skipped.name, exc))
             return result
 
         _run(kw, "pack-repository", whole, render.repo_text, render.repo_payload,
@@ -237,7 +247,8 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
                          use_cache=not no_cache, allow_incompatible=allow_incompatible,
                          sbom=sbom)
         return packed, verify(model_dir, opts, rep, runtime=runtime, inputs=inputs,
-                              expect=expect, timeout=timeout, docker=dopts)
+                              expect=expect, timeout=timeout, docker=dopts,
+                              with_models=with_models)
 
     _run(kw, "pack", both,
          lambda r: render.pack_text(r[0]) + "\n" + render.verify_text(r[1]),
@@ -251,7 +262,8 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
 @verify_options
 @output_options
 def verify_cmd(model_dir: Path, runtime: str, inputs: Path | None, expect: Path | None,
-               timeout: float, image: str | None, gpus: bool, shm_size: str, tag: str | None,
+               with_models: tuple[str, ...], timeout: float, image: str | None, gpus: bool,
+             shm_size: str, tag: str | None,
                **kw: Any) -> None:
     """Load the packed model in a real tritonserver and prove it answers.
 
@@ -269,7 +281,7 @@ def verify_cmd(model_dir: Path, runtime: str, inputs: Path | None, expect: Path 
     dopts = DockerOptions(image=image, gpus=gpus, shm_size=shm_size, tag=tag)
     _run(kw, "verify",
          lambda rep: verify(model_dir, opts, rep, runtime=runtime, inputs=inputs, expect=expect,
-                            timeout=timeout, docker=dopts),
+                            timeout=timeout, docker=dopts, with_models=with_models),
          render.verify_text, render.verify_payload)
 
 

@@ -29,6 +29,7 @@ class ExitCode(IntEnum):
     RUNTIME = 13  # verification runtime missing or broken
     BUSY = 14  # another run holds the model's lock (--no-wait)
     REMOTE = 16  # a remote cache (OCI registry) refused, or served altered content
+    VERIFY_INPUTS = 17  # model loads; its execute() rejects tritonpack's made-up inputs
     INTERRUPTED = 130
 
 
@@ -85,6 +86,13 @@ class VerifyLoadError(TritonPackError):
 
 class VerifyInferError(TritonPackError):
     exit_code = ExitCode.VERIFY_INFER
+
+
+class VerifyInputsError(VerifyInferError):
+    """The environment is fine (the model loaded); the model's code refused synthesized inputs:
+    a pipeline can tell this from a broken environment by the exit code."""
+
+    exit_code = ExitCode.VERIFY_INPUTS
 
 
 class RuntimeMissingError(TritonPackError):

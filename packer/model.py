@@ -20,9 +20,15 @@ TOKEN = "$$TRITON_MODEL_DIRECTORY"  # noqa: S105 (a path token, not a secret)
 _PARSE_POS = re.compile(r"^(\d+):(\d+)\s*:\s*(.*)$", re.S)
 
 
+_TEMPLATE = re.compile(r"^[^#\n]*\$\{[^}\n]*\}", re.M)  # ${name}, outside a comment
+
+
 def parse_config(text: str, path: Path) -> Any:
     """Parse config.pbtxt text into a ModelConfig; errors carry file:line:col."""
     msg = model_config_pb2.ModelConfig()
+    if _TEMPLATE.search(text):
+        raise ModelError(f"{path}: config.pbtxt is a template with ${{...}} placeholders: fill it "
+                         "first", hint="e.g. tensorrtllm_backend's tools/fill_template.py")
     try:
         text_format.Parse(text, msg)
     except text_format.ParseError as exc:

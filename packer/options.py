@@ -93,6 +93,9 @@ verify_options = _stack(
                  "config.pbtxt)."),
     click.option("--expect", type=click.Path(path_type=Path, dir_okay=False, exists=True),
                  help="Expected outputs (JSON {name: nested list}) to compare values."),
+    click.option("--with", "with_models", multiple=True, metavar="MODEL",
+                 help="Also load MODEL from the same repository (repeatable): a model this one "
+                 "calls by a name computed at run time (BLS)."),
     click.option("--timeout", type=float, default=120.0, show_default=True, metavar="SECONDS",
                  help="Give up on a server or a model load after this long."),
     click.option("--image", metavar="IMAGE",

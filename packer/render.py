@@ -215,19 +215,28 @@ def verify_payload(rep: VerifyReport) -> dict[str, Any]:
         "model": rep.model, "passed": True, "runtime": rep.runtime, "env": rep.env,
         "python": rep.python, "ready_seconds": round(rep.ready_seconds, 3),
         "first_inference_ms": round(rep.first_inference_ms, 1),
-        "probe": rep.probe, "outputs": rep.outputs,
+        "probe": rep.probe, "outputs": rep.outputs, "kind": rep.kind,
+        "responses": rep.responses, "callees": list(rep.callees), "inputs": rep.inputs,
+        "warnings": list(rep.warnings), "notes": list(rep.notes),
     }
 
 
 def verify_text(rep: VerifyReport) -> str:
     imports = rep.probe.get("imports", {})
-    return "\n".join([
+    lines = [
         f"verified {rep.model}: loads and answers ({rep.runtime} tritonserver)",
         f"  ready        {rep.ready_seconds:.1f}s after server start",
-        f"  inference    {rep.first_inference_ms:.0f} ms, outputs {', '.join(rep.outputs)}",
+        f"  inference    {rep.kind}, {rep.responses} response{'s' * (rep.responses != 1)} in "
+        f"{rep.first_inference_ms:.0f} ms, outputs {', '.join(rep.outputs) or 'none'}",
+        f"  inputs       {rep.inputs}",
         f"  environment  Python {rep.python} at {rep.probe.get('prefix')}",
         f"  imports      {len(imports)} modules import: {', '.join(sorted(imports)) or 'none'}",
-    ])
+    ]
+    if rep.callees:
+        lines.append(f"  callees      {', '.join(rep.callees)} (loaded with it)")
+    lines += [f"  note         {n}" for n in rep.notes]
+    lines += [f"  warning      {w}" for w in rep.warnings]
+    return "\n".join(lines)
 
 
 def repo_text(res: RepoResult) -> str:

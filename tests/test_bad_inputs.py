@@ -42,6 +42,9 @@ SCAN_CASES = [
     ("config_syntax", ExitCode.MODEL,
      "error: {model}/config.pbtxt:5:1: 'output [ { name: \"OUTPUT0\" data_type: TYPE_FP32 dims: "
      "[ 4 ] } ]': Expected \",\"."),
+    ("template_config", ExitCode.MODEL,
+     "error: {model}/config.pbtxt: config.pbtxt is a template with ${...} placeholders: fill it "
+     "first"),
     ("config_unknown_field", ExitCode.MODEL,
      "error: {model}/config.pbtxt:6:1: Message type \"inference.ModelConfig\" has no field named "
      "\"max_batch_sise\"."),

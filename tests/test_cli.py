@@ -116,26 +116,42 @@ def test_torch_locks_from_the_index_matching_the_release_cuda() -> None:
 
 
 def test_inputs_are_synthesised_for_every_datatype() -> None:
-    from pathlib import Path
+    """Every input, optional ones too, from the config as the server reports it (JSON)."""
+    from packer.verify.infer import synthesise
+    from packer.verify.kinds import DATATYPES, plan
 
-    from packer.model import parse_config
-    from packer.verify.tensors import DATATYPES, synthesise
+    types = sorted(DATATYPES)
+    config = {
+        "name": "m", "max_batch_size": 4,
+        "input": [{"name": f"I{i}", "data_type": t, "dims": [-1, 2]} for i, t in enumerate(types)]
+        + [{"name": "OPT", "data_type": "TYPE_FP32", "dims": [1], "optional": True}],
+    }
+    request = synthesise(plan(config))
+    assert request["OPT"].shape == (1, 1)  # optional inputs are sent too
+    assert set(request) == {f"I{i}" for i in range(len(types))} | {"OPT"}
+    for i in range(len(types)):
+        assert request[f"I{i}"].shape == (1, 1, 2)  # a batch of one, -1 as 1
+    assert request[f"I{types.index('TYPE_STRING')}"].tolist() == [[[b"tritonpack"] * 2]]
+    assert request[f"I{types.index('TYPE_BOOL')}"].tolist() == [[[True, True]]]
+    assert str(request[f"I{types.index('TYPE_BF16')}"].dtype) == "bfloat16"
 
-    types = sorted(t for t in DATATYPES if t != "TYPE_BF16")
-    inputs = "\n".join(
-        f'input {{ name: "I{i}" data_type: {t} dims: [ -1, 2 ] }}' for i, t in enumerate(types))
-    config = parse_config(f'backend: "python"\nmax_batch_size: 4\n{inputs}\n'
-                          'input { name: "OPT" data_type: TYPE_FP32 dims: [ 1 ] optional: true }\n',
-                          Path("config.pbtxt"))
-    request = {i["name"]: i for i in synthesise(config)}
-    assert "OPT" not in request  # optional inputs are left out
-    for i, t in enumerate(types):
-        tensor = request[f"I{i}"]
-        assert tensor["shape"] == [1, 1, 2]  # a batch of one, -1 as 1
-        assert tensor["datatype"] == DATATYPES[t]
-        assert len(tensor["data"]) == 2
-    assert request[f"I{types.index('TYPE_STRING')}"]["data"] == ["tritonpack", "tritonpack"]
-    assert request[f"I{types.index('TYPE_BOOL')}"]["data"] == [True, True]
+
+def test_sequence_control_inputs_are_left_to_triton() -> None:
+    from packer.verify.kinds import plan
+
+    config = {
+        "name": "s", "max_batch_size": 0,
+        "input": [{"name": "INPUT", "data_type": "TYPE_INT32", "dims": [1]}],
+        "sequence_batching": {"control_input": [
+            {"name": "START", "control": [{"kind": "CONTROL_SEQUENCE_START"}]},
+            {"name": "CORRID", "control": [{"kind": "CONTROL_SEQUENCE_CORRID",
+                                            "data_type": "TYPE_STRING"}]}]},
+        "model_transaction_policy": {"decoupled": True},
+    }
+    p = plan(config)
+    assert [t.name for t in p.inputs] == ["INPUT"]
+    assert (p.sequence, p.string_id, p.decoupled, p.kind()) == (True, True, True,
+                                                                 "decoupled sequence")
 
 
 def test_a_config_name_other_than_the_directory_is_a_warning(tmp_path: Path) -> None:

@@ -72,7 +72,8 @@ def test_directory_env_and_kept_image(standin_image: str, model_copy: Copy) -> N
 @pytest.mark.parametrize(("name", "code", "start"), [
     ("hidden_import", ExitCode.VERIFY_LOAD,
      "error: hidden_import did not load: module 'yaml' is missing from the environment"),
-    ("failing_execute", ExitCode.VERIFY_INFER, "error: failing_execute loaded but inference failed"),
+    ("failing_execute", ExitCode.VERIFY_INPUTS,
+     "error: failing_execute loaded; its execute() rejected tritonpack's made-up inputs"),
 ])
 def test_broken_models_in_the_image(standin_image: str, tmp_path: Path, name: str, code: int,
                                     start: str) -> None:

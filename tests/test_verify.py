@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,7 +50,9 @@ def leftovers() -> set[str]:
 
 
 def no_server_running() -> bool:
-    out = subprocess.run(["pgrep", "-f", "tritonpack-verify-"], capture_output=True, text=True)
+    # this run's servers only: other runs on the machine verify in their own temp dirs
+    mine = os.path.join(tempfile.gettempdir(), "tritonpack-verify-")
+    out = subprocess.run(["pgrep", "-f", mine], capture_output=True, text=True)
     return out.stdout.strip() == ""
 
 
@@ -78,12 +81,21 @@ def test_expect_mismatch_is_an_inference_failure(env_310: Path, tmp_path: Path) 
         "expected [2.0, 4.0, 7.0]")
 
 
-def test_failing_execute(env_310: Path, tmp_path: Path) -> None:
+def test_failing_execute_on_made_up_inputs_says_the_environment_is_fine(env_310: Path,
+                                                                        tmp_path: Path) -> None:
     model = with_env("failing_execute", env_310, tmp_path)
     res = run_cli("verify", model, "--triton", "24.10")
-    assert res.exit_code == 12
-    assert error_line(res.stderr).startswith("error: failing_execute loaded but inference failed: ")
-    assert "execute() is broken on purpose" in res.stderr
+    assert res.exit_code == ExitCode.VERIFY_INPUTS == 17
+    assert error_line(res.stderr) == (
+        "error: failing_execute loaded; its execute() rejected tritonpack's made-up inputs "
+        "(RuntimeError: execute() is broken on purpose): give real ones with --inputs FILE or a "
+        "model_warmup")
+    # with the user's own inputs it is the model's failure
+    res = run_cli("verify", model, "--triton", "24.10", "--inputs", VERIFY / "doubler.inputs.json")
+    assert res.exit_code == ExitCode.VERIFY_INFER == 12
+    assert error_line(res.stderr) == (
+        "error: failing_execute loaded but inference failed: Failed to process the request(s) "
+        "for model 'failing_execute_0', message: RuntimeError: execute() is broken on purpose")
 
 
 def test_wrong_output_dtype(env_310: Path, tmp_path: Path) -> None:
@@ -171,3 +183,55 @@ def test_numpy2_env_is_refused_by_the_24_10_runtime(model_copy: Copy) -> None:
     assert error_line(res.stderr).startswith(
         "error: the local runtime is Triton 24.10, whose Python backend needs numpy<2; this "
         "environment has numpy 2.")
+
+
+def test_model_warmup_inputs_are_sent_before_made_up_ones(env_310: Path, tmp_path: Path) -> None:
+    model = with_env("b64_warmup", env_310, tmp_path)
+    res = run_cli("verify", model, "--triton", "24.10", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["inputs"] == "model_warmup 'b64'"
+    # the same model without its warmup entry: the made-up text is not base64
+    config = model / "config.pbtxt"
+    text = config.read_text()
+    start = text.index("model_warmup")
+    config.write_text(text[:start] + text[text.index("} ]\n", start) + 4:])
+    res = run_cli("verify", model, "--triton", "24.10")
+    assert res.exit_code == ExitCode.VERIFY_INPUTS
+    assert error_line(res.stderr) == (
+        "error: b64_warmup loaded; its execute() rejected tritonpack's made-up inputs "
+        "(Error: Incorrect padding): give real ones with --inputs FILE or a "
+        "model_warmup")
+
+
+def test_perf_analyzer_data_shipped_in_the_model_dir(env_310: Path, tmp_path: Path) -> None:
+    model = with_env("perf_data", env_310, tmp_path)
+    expect = tmp_path / "expect.json"
+    expect.write_text(json.dumps({"LENGTH": [[12]]}))
+    res = run_cli("verify", model, "--triton", "24.10", "--json", "--expect", expect)
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["inputs"] == "perf_analyzer data perf_input_data.json"
+    # the same format given with --inputs
+    (model / "perf_input_data.json").rename(tmp_path / "data.json")
+    res = run_cli("verify", model, "--triton", "24.10", "--json", "--expect", expect,
+                  "--inputs", tmp_path / "data.json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["inputs"] == "--inputs data.json"
+
+
+def test_made_up_image_is_a_plausible_one(env_310: Path, tmp_path: Path) -> None:
+    model = with_env("image", env_310, tmp_path)
+    res = run_cli("verify", model, "--triton", "24.10", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["inputs"] == "made up from the config"
+
+
+def test_a_stub_that_dies_in_execute_is_an_inference_failure(env_310: Path,
+                                                             tmp_path: Path) -> None:
+    model = with_env("crash_execute", env_310, tmp_path)
+    res = run_cli("verify", model, "--triton", "24.10", "--timeout", "30")
+    assert res.exit_code == ExitCode.VERIFY_INFER
+    assert error_line(res.stderr) == (
+        "error: crash_execute loaded but inference failed: the Python backend stub "
+        "crash_execute_0 died (the model's code exited or crashed: os._exit, a segfault, or out "
+        "of memory)")
+    assert no_server_running()

@@ -55,6 +55,10 @@ class Client:
     def load(self, name: str) -> None:
         self._request("POST", f"/v2/repository/models/{name}/load", {})
 
+    def config(self, name: str) -> dict[str, Any]:
+        """The loaded model's config as the server completed it (auto_complete_config)."""
+        return dict(self._request("GET", f"/v2/models/{name}/config")[1])
+
     def infer(self, name: str, inputs: list[dict[str, Any]],
               outputs: list[str] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"inputs": inputs}

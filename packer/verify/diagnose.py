@@ -1,37 +1,130 @@
-"""One sentence for the known ways a Python-backend model fails to load or answer."""
+"""One sentence for the known ways a Python-backend model fails to load or answer.
+
+One table: Triton's log patterns (as the 24.10 server writes them: one line a message, newlines
+escaped as ``\\n``) -> the sentence a user needs. The first pattern that matches wins; each has
+a test with a line taken from a real server log (tests/test_diagnose.py).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..resolve import Requirements
 
 _NO_MODULE = re.compile(r"No module named '([^']+)'")
 _GLIBC = re.compile(r"(GLIBC(?:XX)?_[0-9.]+)'? not found")
+_FRAME = re.compile(r"(?:^|\\n|\n)\s*(\S*?([^/\s]+\.py))\((\d+)\): (\w+)")
+_RAISED = re.compile(
+    r"(?:Failed to create instance|failed to load '[^']*' version \d+: Internal): "
+    r"(?P<type>[A-Za-z_][\w.]*): (?P<what>.*?)(?:\\n|\n)(?:\\n|\n)At:(?P<frames>.*?)(?:\"|$)",
+    re.S)
+_NETWORK = re.compile(r"Name or service not known|Temporary failure in name resolution|"
+                      r"Max retries exceeded|Network is unreachable|Failed to establish a new "
+                      r"connection|We couldn't connect to|ConnectTimeout|LocalEntryNotFoundError")
+_GPU_KIND = re.compile(r"instance group (\S+) of model (\S+) has kind KIND_GPU but no GPUs are "
+                       r"available")
+_CUDA = re.compile(r"libcuda(?:rt)?\.so[.\d]*: cannot open shared object file|Torch not compiled "
+                   r"with CUDA enabled|Found no NVIDIA driver on your system")
+_STUB_DIED = re.compile(r"Stub process '([^']+)' is not healthy")
+_CORRID = re.compile(r"inference request to model '([^']+)' must specify a non-zero or "
+                     r"non-empty correlation ID")
+_DECOUPLED_HTTP = re.compile(r"HTTP end point doesn't support models with decoupled")
+_BF16_JSON = re.compile(r"receiving BF16 data via JSON is not supported")
+_CALLEE_NOT_READY = re.compile(r"Failed for execute the inference request\. Model '([^']*)' is "
+                               r"not ready")
+_ACTIVATE = re.compile(r"bin/activate[^\n]*No such file|No such file[^\n]*bin/activate")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the diagnosis knows besides the log."""
+
+    requirements: Requirements | None = None
+    timed_out: bool = False
+
+
+def _missing_module(m: re.Match[str], facts: Facts) -> str:
+    name = m.group(1)
+    if name.split(".")[0] == "numpy":
+        return "numpy is missing from the environment: the backend stub imports it"
+    where = ""
+    if facts.requirements is not None:
+        for row in facts.requirements.rows:
+            if row.key == name.split(".")[0] or row.key == name:
+                where = f" (imported at {row.locations[0]})"
+                break
+    return f"module {name!r} is missing from the environment{where}"
+
+
+_ENTRY_POINTS = ("initialize", "execute", "finalize", "auto_complete_config")
+
+
+def _raised(m: re.Match[str], facts: Facts) -> str:
+    """initialize() raised X: the exception and the model's own line that raised it."""
+    frames = _FRAME.findall(m.group("frames"))  # innermost first
+    own = [f for f in frames if f[1] == "model.py"] or frames
+    where = f" ({own[0][1]}:{own[0][2]})" if own else ""
+    entry = [f[3] for f in frames if f[3] in _ENTRY_POINTS]
+    what = m.group("what").replace("\\'", "'").strip()
+    return f"{entry[0] if entry else 'initialize'}() raised {m.group('type')}: {what}{where}"
+
+
+def _network(m: re.Match[str], facts: Facts, log: str) -> str:
+    if re.search(r"huggingface", log, re.I):
+        return ("initialize() tried to download from huggingface.co (no network here): ship the "
+                "files in the model dir or mount them")
+    return (f"initialize() tried to reach the network ({m.group(0)}) and there is none here: "
+            "ship the files it downloads in the model dir or mount them")
+
+
+Rule = Callable[[re.Match[str], Facts], str]
+
+# (pattern, sentence): the first match wins
+TABLE: tuple[tuple[re.Pattern[str], Rule], ...] = (
+    (_NO_MODULE, _missing_module),
+    (_GLIBC, lambda m, f: (
+        f"a library in the environment needs {m.group(1)}, newer than the server's OS provides "
+        "(an old libstdc++ in the env's lib/ shadows the system's, or the env was built on a "
+        "newer OS)")),
+    (_GPU_KIND, lambda m, f: (
+        f"KIND_GPU needs a GPU: {m.group(2)} asks for a GPU instance and this server has none "
+        "(verify on a GPU machine with --runtime docker --gpus, or use KIND_CPU)")),
+    (_CUDA, lambda m, f: (
+        f"the model's own code needs CUDA ({m.group(0)}) and this machine has no GPU: verify on "
+        "a GPU machine (--runtime docker --gpus)")),
+    (_CORRID, lambda m, f: (
+        f"sequence batching needs a correlation ID: {m.group(1)} is a sequence model and the "
+        "request carried none")),
+    (_DECOUPLED_HTTP, lambda m, f: (
+        "a decoupled model answers only over gRPC streaming: Triton's HTTP endpoint refuses it")),
+    (_BF16_JSON, lambda m, f: (
+        "BF16 cannot travel as JSON: send it as binary tensors (gRPC or the binary extension)")),
+    (_CALLEE_NOT_READY, lambda m, f: (
+        f"model.py called the model '{m.group(1)}', which is not loaded: name the models it "
+        "calls with --with MODEL (they load from the same repository)")),
+    (_STUB_DIED, lambda m, f: (
+        f"the Python backend stub {m.group(1)} died (the model's code exited or "
+        "crashed: os._exit, a segfault, or out of memory)")),
+    (_ACTIVATE, lambda m, f: "the environment has no bin/activate (Triton before 25.08 sources it)"),
+)
 
 
 def diagnose(log: str, requirements: Requirements | None = None, *, timed_out: bool = False,
              python_env: str | None = None, python_stub: str | None = None) -> str:
+    """The one sentence that says why, or "" when no known pattern is in ``log``."""
     if python_env and python_stub and python_env != python_stub:
         return (f"Python version mismatch: the environment has Python {python_env}, the backend "
                 f"stub needs {python_stub} (this hangs the stub in some releases)")
-    if m := _NO_MODULE.search(log):
-        name = m.group(1)
-        where = ""
-        if requirements is not None:
-            for row in requirements.rows:
-                if row.key == name.split(".")[0] or row.key == name:
-                    where = f" (imported at {row.locations[0]})"
-                    break
-        if name.split(".")[0] == "numpy":
-            return "numpy is missing from the environment: the backend stub imports it"
-        return f"module {name!r} is missing from the environment{where}"
-    if m := _GLIBC.search(log):
-        return (f"a library in the environment needs {m.group(1)}, newer than the server's OS "
-                "provides (an old libstdc++ in the env's lib/ shadows the system's, or the env was "
-                "built on a newer OS)")
-    if "activate" in log and "No such file" in log:
-        return "the environment has no bin/activate (Triton before 25.08 sources it)"
+    facts = Facts(requirements, timed_out)
+    for pattern, rule in TABLE:
+        if m := pattern.search(log):
+            return rule(m, facts)
+    if m := _NETWORK.search(log):
+        return _network(m, facts, log)
+    if m := _RAISED.search(log):
+        return _raised(m, facts)
     errors = "\n".join(ln for ln in log.splitlines() if ln.startswith("E"))
     if re.search(r"shared memory|shm", errors, re.I) and re.search(
         r"fail|insufficient|not enough|no space", errors, re.I
@@ -42,9 +135,30 @@ def diagnose(log: str, requirements: Requirements | None = None, *, timed_out: b
     return ""
 
 
+_GLOG = re.compile(r"^[EWI]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] ")
+
+
+_EXECUTE_RAISED = re.compile(r"Failed to process the request\(s\) for model '[^']+', message: "
+                             r"(?P<type>[A-Za-z_][\w.]*): (?P<what>[^\n]*)")
+
+
+def execute_raised(message: str) -> str:
+    """'ValueError: ...' when ``message`` says the model's execute() raised, else ""."""
+    m = _EXECUTE_RAISED.search(message)
+    return f"{m.group('type')}: {m.group('what').strip()}" if m else ""
+
+
 def excerpt(log: str, lines: int = 15) -> str:
-    """The lines of a server log that matter: errors first, else the tail."""
+    """The lines of a server log that matter: errors first, else the tail; a message the server
+    repeats (one per instance, then again per load attempt) is shown once."""
     all_lines = log.splitlines()
     errors = [ln for ln in all_lines if ln.startswith("E") or "Error" in ln or "error" in ln]
-    picked = errors[-lines:] if errors else all_lines[-lines:]
-    return "\n".join(picked)
+    picked, seen = [], set()
+    for ln in errors or all_lines:
+        key = _GLOG.sub("", ln).strip()
+        key = re.sub(r"^\"?(ERROR: Failed to create instance: |failed to load '[^']*' version "
+                     r"\d+: Internal: )", "", key)
+        if key not in seen:
+            seen.add(key)
+            picked.append(ln)
+    return "\n".join(picked[-lines:])

@@ -70,10 +70,12 @@ def dockerfile_text() -> str:
 
 
 class DockerServer:
-    def __init__(self, client: Any, container: Any, url: str, image: Any, keep: bool):
+    def __init__(self, client: Any, container: Any, url: str, image: Any, keep: bool,
+                 grpc_url: str = ""):
         self.client = client
         self.container = container
         self.url = url
+        self.grpc_url = grpc_url
         self.image = image
         self.keep = keep
 
@@ -148,10 +150,10 @@ class DockerRuntime:
                 detail=(error or "no image id") + "\n" + "".join(log),
             )
         image = client.images.get(image_id)
-        port = free_port()
+        port, grpc = free_port(), free_port()
         command = ["tritonserver", "--model-repository=/models", "--model-control-mode=explicit",
                    "--allow-metrics=false", "--exit-on-error=false", "--log-verbose=1",
-                   "--http-port=8000"]
+                   "--http-port=8000", "--grpc-port=8001"]
         if complete_config:
             command.append("--disable-auto-complete-config")
         requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if self.gpus \
@@ -159,7 +161,8 @@ class DockerRuntime:
         try:
             container = client.containers.run(
                 image.id, command=command, detach=True, shm_size=self.shm_size,
-                ports={"8000/tcp": ("127.0.0.1", port)}, device_requests=requests,
+                ports={"8000/tcp": ("127.0.0.1", port), "8001/tcp": ("127.0.0.1", grpc)},
+                device_requests=requests,
                 labels={"io.tritonpack.verify": "1"},
             )
         except docker.errors.APIError as exc:
@@ -169,4 +172,4 @@ class DockerRuntime:
                                       hint="--gpus needs the NVIDIA container toolkit",
                                       detail=str(exc)) from exc
         return DockerServer(client, container, f"http://127.0.0.1:{port}", image,
-                            keep=self.tag is not None)
+                            keep=self.tag is not None, grpc_url=f"127.0.0.1:{grpc}")

@@ -36,10 +36,11 @@ def pytriton_root() -> tuple[Path, Path]:
 
 class LocalServer:
     def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path,
-                 before: set[Path]):
+                 before: set[Path], grpc_url: str = ""):
         self.before = before
         self.process = process
         self.url = url
+        self.grpc_url = grpc_url
         self.log_path = log_path
 
     def alive(self) -> bool:
@@ -112,4 +113,5 @@ class LocalRuntime:
             env["PYTHONHOME"] = str(self.python_home)
         before = env_dirs()
         process = proc.popen(argv, env=env, cwd=work, log_file=work / "server.log")
-        return LocalServer(process, f"http://127.0.0.1:{http}", work / "triton.log", before)
+        return LocalServer(process, f"http://127.0.0.1:{http}", work / "triton.log", before,
+                           grpc_url=f"127.0.0.1:{grpc}")

@@ -19,6 +19,7 @@ class Server(Protocol):
     """A running tritonserver, reachable on loopback."""
 
     url: str
+    grpc_url: str  # host:port of its gRPC endpoint (decoupled models, binary tensors)
 
     def alive(self) -> bool: ...
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -16,17 +15,27 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from ..errors import RuntimeMissingError, TritonPackError, VerifyInferError, VerifyLoadError
+from ..errors import (
+    RuntimeMissingError,
+    TritonPackError,
+    VerifyInferError,
+    VerifyInputsError,
+    VerifyLoadError,
+)
 from ..inspect import inspect_env
 from ..lock import read_lock
-from ..model import TOKEN
+from ..model import TOKEN, read_config
 from ..pipeline import Context, Options, prepare
 from ..progress import NullReporter, Reporter
 from ..scan import Kind
-from . import tensors
+from . import kinds, samples, tensors
+from .callees import closure
 from .client import Client, HttpError
-from .diagnose import diagnose, excerpt
+from .diagnose import diagnose, excerpt, execute_raised
 from .docker import SHM_DEFAULT, DockerRuntime
+from .infer import GrpcModel, InferFailed, Response, synthesise
+from .kinds import Plan
+from .layout import is_ensemble, link_shared_env, place, python_step, shared_env_of
 from .local import LocalRuntime
 from .probe import PROBE_NAME, write_probe
 from .runtime import TRITON_TMP, Runtime, Server
@@ -64,7 +73,12 @@ class VerifyReport:
     first_inference_ms: float
     probe: dict[str, Any]
     outputs: list[str]
-    warnings: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())  # served, but not as config.pbtxt says
+    kind: str = "stateless"  # stateless | decoupled | sequence | decoupled sequence
+    responses: int = 1
+    notes: tuple[str, ...] = field(default=())  # what verify changed or found worth saying
+    callees: tuple[str, ...] = field(default=())  # models loaded because this one calls them
+    inputs: str = "made up from the config"  # where the request's inputs came from
 
 
 def env_location(ctx: Context) -> Path:
@@ -121,6 +135,11 @@ def _probe(client: Client, server: Server, ctx: Context, env: Path) -> dict[str,
     except HttpError as exc:
         raise VerifyInferError(f"tritonpack's probe model failed: {exc.message}",
                                detail=excerpt(server.log())) from exc
+    except OSError as exc:  # a timeout, or the server went away
+        why = diagnose(server.log(), ctx.requirements)
+        raise VerifyInferError(f"tritonpack's probe model did not answer ({exc})"
+                               + (f": {why}" if why else ""),
+                               detail=excerpt(server.log())) from exc
     report = dict(json.loads(result["outputs"][0]["data"][0]))
     prefix = str(report.get("prefix", ""))
     # a directory env runs in place (here, or copied into an image); an archive is unpacked
@@ -159,6 +178,90 @@ def _runtime_fits(engine: Runtime, numpy: str | None, ctx: Context) -> None:
         )
 
 
+def _gpu_here(engine: Runtime, docker: DockerOptions) -> bool:
+    """Whether the verifying server has a GPU: the docker runtime with --gpus, or a local one on
+    a machine with an NVIDIA device node."""
+    if engine.name == "docker":
+        return docker.gpus
+    return Path("/dev/nvidiactl").exists()
+
+
+def _missing_callees(name: str, repo: Path, missing: list[str]) -> VerifyLoadError:
+    them = ", ".join(repr(m) for m in missing)
+    verb = "is" if len(missing) == 1 else "are"
+    return VerifyLoadError(
+        f"{name} calls {them}, which {verb} not in the repository {repo}: put "
+        f"{'it' if len(missing) == 1 else 'them'} beside {name} (a model dir with config.pbtxt)",
+        hint="callees come from ensemble steps, literal model_name= strings in model.py, "
+        "and --with MODEL")
+
+
+def _infer_error(exc: InferFailed, name: str, server: Server, timeout: float,
+                 ctx: Context, made_up: bool) -> VerifyInferError:
+    """One sentence for a failed inference: the model's own cause when a pattern knows it; for
+    an execute() that raised on synthesized inputs, the sentence (and exit code) that says the
+    environment is fine and real inputs are needed."""
+    log = server.log()
+    detail = exc.message + ("\n" + excerpt(log) if log else "")
+    why = diagnose(exc.message) or diagnose(log, ctx.requirements)
+    if exc.timed_out:
+        message = f"{name} did not answer within {timeout:.0f}s"
+    elif exc.dropped or not server.alive():
+        message = f"tritonserver dropped the connection while {name} ran"
+    elif not why and made_up and (raised := execute_raised(exc.message)):
+        return VerifyInputsError(
+            f"{name} loaded; its execute() rejected tritonpack's made-up inputs ({raised}): give "
+            "real ones with --inputs FILE or a model_warmup", detail=detail)
+    else:
+        message = f"{name} loaded but inference failed"
+        why = why or exc.message.strip().splitlines()[0]
+    return VerifyInferError(f"{message}: {why}" if why else message,
+                            hint="check execute() and the inputs (--inputs FILE)", detail=detail)
+
+
+@dataclass
+class _Answer:
+    responses: list[Response]
+    latency_ms: float
+    warnings: list[str]
+    notes: list[str]
+
+
+def _ask(client: GrpcModel, server: Server, ctx: Context, plan: Plan, arrays: dict[str, Any],
+         expect: Path | None, timeout: float, made_up: bool) -> _Answer:
+    """Send the plan's requests and judge the answers: failures raise, oddities are warnings."""
+    t1 = time.monotonic()
+    try:
+        responses = client.run(arrays)
+    except InferFailed as exc:
+        raise _infer_error(exc, plan.name, server, timeout, ctx, made_up) from exc
+    latency = (time.monotonic() - t1) * 1000
+    warnings: list[str] = []
+    notes: list[str] = []
+    failures: list[str] = []
+    if not responses:
+        notes.append(f"{plan.name} sent 0 responses and the final flag: valid for a decoupled "
+                     "model")
+    for response in responses:
+        bad, odd = tensors.check_outputs(plan, response)
+        failures += bad
+        warnings += odd
+    if expect is not None:
+        failures += tensors.compare(responses[0], expect) if responses else \
+            ["no response to compare with --expect"]
+    if failures:
+        failures = list(dict.fromkeys(failures))
+        raise VerifyInferError(f"{plan.name} answered wrongly: {failures[0]}",
+                               detail="\n".join(failures))
+    if plan.all_optional and not arrays.keys() - {t.name for t in plan.inputs if t.optional}:
+        try:
+            client.run({})
+        except InferFailed as exc:
+            warnings.append("every input is optional, but a request with none of them failed: "
+                            + exc.message)
+    return _Answer(responses, latency, list(dict.fromkeys(warnings)), notes)
+
+
 def verify(
     path: Path,
     opts: Options,
@@ -169,9 +272,21 @@ def verify(
     expect: Path | None = None,
     timeout: float = 120.0,
     docker: DockerOptions | None = None,
+    with_models: tuple[str, ...] = (),
 ) -> VerifyReport:
     rep = reporter or NullReporter()
-    ctx = prepare(path, opts, rep)
+    dopts = docker or DockerOptions()
+    target = path.resolve()
+    callees, missing = closure(target, with_models) if is_ensemble(target) else ([], [])
+    if missing:
+        raise _missing_callees(target.name, target.parent, missing)
+    # an ensemble has no environment of its own: its first Python step's is checked and probed
+    ctx = prepare(python_step(target, callees) if callees else path, opts, rep)
+    if not callees:
+        target = ctx.model.path
+        callees, missing = closure(target, with_models)
+        if missing:
+            raise _missing_callees(target.name, target.parent, missing)
     env = env_location(ctx)
     checked = inspect_env(env, ctx.target)  # the static checks: no server needed
     if not checked.ok:
@@ -179,55 +294,68 @@ def verify(
         raise VerifyLoadError(f"{env.name}: {errors[0]}", hint="re-pack with tritonpack MODEL_DIR",
                               detail="\n".join(errors))
     python = checked.python or ctx.target.python
-    engine = make_runtime(runtime, ctx, docker or DockerOptions())
+    name = target.name
+    _, config = read_config(target / "config.pbtxt")
+    engine = make_runtime(runtime, ctx, dopts)
     _runtime_fits(engine, checked.numpy, ctx)
     work = Path(tempfile.mkdtemp(prefix="tritonpack-verify-"))
     server: Server | None = None
+    notes: list[str] = []
     try:
         repo = work / "repo"
         repo.mkdir()
-        os.symlink(ctx.model.path, repo / ctx.model.name)
-        shared = Path(os.path.relpath(env.resolve(), ctx.model.path.parent))
-        if not env.resolve().is_relative_to(ctx.model.path) and ".." not in shared.parts:
-            (repo / shared).parent.mkdir(parents=True, exist_ok=True)  # --shared-env: the env
-            os.symlink(env.resolve(), repo / shared)  # sits where the repository has it
+        cpu = not _gpu_here(engine, dopts)
+        for model in (target, *callees):
+            if place(repo, model, cpu=cpu):
+                notes.append(f"{model.name} asks for KIND_GPU and this machine has no GPU: a copy "
+                             "ran with KIND_CPU (--runtime docker --gpus keeps the config)")
+            shared_env = env if model == ctx.model.path else shared_env_of(model)
+            if shared_env is not None and shared_env.exists():
+                link_shared_env(repo, model, shared_env)
         write_probe(repo, env, probe_modules(ctx))
-        complete = len(ctx.model.config.input) > 0 and len(ctx.model.config.output) > 0
+        complete = len(config.input) > 0 and len(config.output) > 0
         t0 = time.monotonic()
         rep.start("verify", f"starting tritonserver ({engine.name}, Python {python} stub)")
         server = engine.start(repo, python, work, complete_config=complete)
         client = Client(server.url, timeout=timeout)
         if not client.wait_live(t0 + timeout, server.alive):
             raise _fail_load("tritonserver did not start", server, ctx)
-        rep.start("verify", f"loading {ctx.model.name} and the probe")
+        rep.start("verify", f"loading {name} and the probe")
         _load(client, server, PROBE_NAME, ctx, timeout)
         probe = _probe(client, server, ctx, env)
-        _load(client, server, ctx.model.name, ctx, timeout)
+        for callee in reversed(callees):  # the deepest first
+            _load(client, server, callee.name, ctx, timeout)
+        _load(client, server, name, ctx, timeout)
         ready = time.monotonic() - t0
-        rep.done("load", f"{ctx.model.name} READY in {ready:.1f}s on {probe['prefix']}", ready)
-        request = tensors.from_file(inputs, ctx.model.config) if inputs else \
-            tensors.synthesise(ctx.model.config)
-        t1 = time.monotonic()
+        rep.done("load", f"{name} READY in {ready:.1f}s on {probe['prefix']}", ready)
         try:
-            result = client.infer(ctx.model.name, request)
-        except HttpError as exc:
-            raise VerifyInferError(
-                f"{ctx.model.name} loaded but inference failed: {exc.message}",
-                hint="check execute() and the inputs (--inputs FILE)",
-                detail=excerpt(server.log()),
-            ) from exc
-        latency = (time.monotonic() - t1) * 1000
-        problems = tensors.check_outputs(ctx.model.config, result)
-        if expect is not None:
-            problems += tensors.compare(result, expect)
-        if problems:
-            raise VerifyInferError(f"{ctx.model.name} answered wrongly: {problems[0]}",
-                                   detail="\n".join(problems))
-        rep.done("infer", f"{len(result.get('outputs', []))} outputs in {latency:.0f} ms", latency / 1000)
+            server_config = client.config(name)
+            plan = kinds.plan(server_config)
+        except (HttpError, OSError) as exc:
+            raise VerifyInferError(f"{name} is READY but its config could not be read: "
+                                   f"{exc}", detail=excerpt(server.log())) from exc
+        first = next(iter(with_models), callees[0].name if callees else None)
+        request = samples.choose(plan, server_config, target, inputs,
+                                 lambda: synthesise(plan, callee=first))
+        arrays = request.arrays
+        grpc = GrpcModel(server.grpc_url, plan, timeout)
+        try:
+            answer = _ask(grpc, server, ctx, plan, arrays, expect, timeout,
+                          made_up=request.made_up)
+        finally:
+            grpc.close()
+        for line in answer.warnings:
+            rep.note(f"warning: {line}")
+        names = sorted({n for r in answer.responses for n in r})
+        rep.done("infer", f"{plan.kind()}: {len(answer.responses)} responses, outputs "
+                 f"{', '.join(names) or 'none'} in {answer.latency_ms:.0f} ms",
+                 answer.latency_ms / 1000)
         return VerifyReport(
-            model=ctx.model.name, runtime=engine.name, env=str(env), python=str(probe["python"]),
-            ready_seconds=ready, first_inference_ms=latency, probe=probe,
-            outputs=[o["name"] for o in result.get("outputs", [])],
+            model=name, runtime=engine.name, env=str(env), python=str(probe["python"]),
+            ready_seconds=ready, first_inference_ms=answer.latency_ms, probe=probe,
+            outputs=names, warnings=tuple(answer.warnings), kind=plan.kind(),
+            responses=len(answer.responses), notes=tuple(notes + answer.notes),
+            callees=tuple(c.name for c in callees), inputs=request.source,
         )
     finally:
         if server is not None:

@@ -1,0 +1,69 @@
+"""The diagnosis table: each pattern with a line taken from a real server log (tritonserver
+2.51.0 of Triton 24.10, the local runtime), exact sentence out."""
+
+from __future__ import annotations
+
+import pytest
+
+from packer.verify.diagnose import diagnose, excerpt
+
+from .conftest import FIXTURES
+
+LOGS = FIXTURES / "logs"
+RAISED = (LOGS / "raised.log").read_text()
+NO_NETWORK = (LOGS / "no_network.log").read_text()
+GPU_KIND = (LOGS / "gpu_kind.log").read_text()
+STUB_DIED = (LOGS / "stub_died.log").read_text()
+LIBCUDA = (LOGS / "libcuda.log").read_text()
+# torch.cuda's own message in a CPU-only build (torch/cuda/__init__.py), raised by a model
+TORCH_CPU = (LOGS / "torch_cpu.log").read_text()
+# Messages the server answered a request with (HTTP /infer), as verify's client sees them.
+CORRID = "inference request to model 'seq' must specify a non-zero or non-empty correlation ID"
+DECOUPLED_HTTP = "HTTP end point doesn't support models with decoupled transaction policy"
+BF16_JSON = ("receiving BF16 data via JSON is not supported. Please use the binary data format "
+             "for input B")
+# transformers and huggingface_hub name themselves in the traceback's frames
+HUB = NO_NETWORK.replace("/urllib/request.py(216): urlopen",
+                         "/huggingface_hub/file_download.py(1374): hf_hub_download")
+
+
+@pytest.mark.parametrize(("log", "sentence"), [
+    (RAISED, "initialize() raised FileNotFoundError: [Errno 2] No such file or directory: "
+             "'/models/weights.bin' (model.py:7)"),
+    (HUB, "initialize() tried to download from huggingface.co (no network here): ship the files "
+          "in the model dir or mount them"),
+    (NO_NETWORK, "initialize() tried to reach the network (Name or service not known) and there "
+                 "is none here: ship the files it downloads in the model dir or mount them"),
+    (GPU_KIND, "KIND_GPU needs a GPU: gpu asks for a GPU instance and this server has none (verify "
+               "on a GPU machine with --runtime docker --gpus, or use KIND_CPU)"),
+    (LIBCUDA, "the model's own code needs CUDA (libcuda.so.1: cannot open shared object file) and "
+              "this machine has no GPU: verify on a GPU machine (--runtime docker --gpus)"),
+    (TORCH_CPU, "the model's own code needs CUDA (Torch not compiled with CUDA enabled) and this "
+                "machine has no GPU: verify on a GPU machine (--runtime docker --gpus)"),
+    (STUB_DIED, "the Python backend stub exits_0 died (the model's code exited or "
+                "crashed: os._exit, a segfault, or out of memory)"),
+    (CORRID, "sequence batching needs a correlation ID: seq is a sequence model and the request "
+             "carried none"),
+    (DECOUPLED_HTTP, "a decoupled model answers only over gRPC streaming: Triton's HTTP endpoint "
+                     "refuses it"),
+    (BF16_JSON, "BF16 cannot travel as JSON: send it as binary tensors (gRPC or the binary "
+                "extension)"),
+])
+def test_pattern(log: str, sentence: str) -> None:
+    assert diagnose(log) == sentence
+
+
+def test_initialize_raised_is_never_reported_as_a_missing_activate() -> None:
+    """A verbose log names bin/activate (the backend sources it) and the model's own error says
+    'No such file': the model's error wins."""
+    log = ("I1126 02:20:04.1 16559 python_be.cc:1] \"Using Python execution env "
+           "/tmp/env/bin/activate\"\n" + RAISED)
+    assert diagnose(log).startswith("initialize() raised FileNotFoundError")
+
+
+def test_excerpt_shows_a_repeated_message_once() -> None:
+    log = (LOGS / "repeated.log").read_text()
+    assert log.count("/models/weights.bin") == 12
+    shown = excerpt(log).splitlines()
+    assert len(shown) == 1
+    assert "'/models/weights.bin'" in shown[0]

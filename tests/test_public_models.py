@@ -1,0 +1,144 @@
+"""NVIDIA's public Python-backend models (tests/fixtures/public/, see its README), one of each
+kind Triton serves, packed once as a repository and verified in the real local tritonserver."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from packer.errors import ExitCode
+
+from .conftest import FIXTURES, error_line, run_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+PUBLIC = FIXTURES / "public"
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
+    """The public models packed for Triton 24.10 in one run: one lock, so one build each of
+    the two locks (models importing numpy, models importing nothing) and the rest from the
+    environment cache."""
+    import os
+
+    os.environ["TRITONPACK_CACHE"] = str(session_cache)
+    repo = tmp_path_factory.mktemp("public") / "models"
+    shutil.copytree(PUBLIC, repo)
+    res = run_cli(repo, "--triton", "24.10", "--offline", "--format", "dir", "-q")
+    assert res.exit_code == 0, res.stderr
+    return repo
+
+
+def verified(repo: Path, model: str, *args: str) -> dict[str, object]:
+    res = run_cli("verify", repo / model, "--triton", "24.10", "--json", *args)
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["passed"]
+    return dict(out)
+
+
+def test_decoupled_model_answers_over_a_grpc_stream(repo: Path) -> None:
+    out = verified(repo, "square_int32")
+    assert (out["kind"], out["responses"], out["outputs"]) == ("decoupled", 1, ["OUT"])
+
+
+def test_zero_responses_from_a_decoupled_model_is_valid(repo: Path) -> None:
+    out = verified(repo, "repeat_int32", "--inputs",
+                   str(FIXTURES / "public_inputs" / "zero_responses.json"))
+    assert (out["responses"], out["outputs"]) == (0, [])
+    assert out["notes"] == ["repeat_int32 sent 0 responses and the final flag: valid for a "
+                            "decoupled model"]
+
+
+def test_sequence_model_gets_start_middle_end_and_gpu_config_runs_as_cpu_copy(repo: Path) -> None:
+    out = verified(repo, "python_nobatch_sequence_int32")
+    assert (out["kind"], out["responses"]) == ("sequence", 3)
+    assert out["notes"] == [
+        "python_nobatch_sequence_int32 asks for KIND_GPU and this machine has no GPU: a copy ran "
+        "with KIND_CPU (--runtime docker --gpus keeps the config)"]
+    # the config on disk is left as written
+    assert "KIND_GPU" in (repo / "python_nobatch_sequence_int32" / "config.pbtxt").read_text()
+
+
+def test_only_optional_inputs_are_all_sent(repo: Path) -> None:
+    # INPUT0 = INPUT1 = 1 sent: 1 + 1 (with neither, the model would answer 5 + 5)
+    expect = repo.parent / "optional.expect.json"
+    expect.write_text(json.dumps({"OUTPUT0": [2], "OUTPUT1": [0]}))
+    out = verified(repo, "optional", "--expect", str(expect))
+    assert out["warnings"] == [] and out["outputs"] == ["OUTPUT0", "OUTPUT1"]
+
+
+def test_bf16_travels_as_binary_tensors(repo: Path) -> None:
+    out = verified(repo, "identity_bf16")
+    assert out["outputs"] == ["OUTPUT0"] and out["warnings"] == []
+
+
+def test_auto_complete_config_model_is_asked_for_its_completed_config(repo: Path) -> None:
+    # config.pbtxt names no inputs: the request comes from the config the server completed
+    out = verified(repo, "nobatch_auto_complete")
+    assert out["outputs"] == ["OUTPUT0", "OUTPUT1"]
+
+
+def test_bls_model_loads_its_callee_and_a_shape_mismatch_is_a_warning(repo: Path) -> None:
+    out = verified(repo, "async_execute_decouple_bls")
+    assert out["callees"] == ["async_execute_decouple"]
+    assert (out["kind"], out["responses"]) == ("decoupled", 1)
+    assert out["warnings"] == [
+        "output DUMMY_OUT: shape [1], config says [-1, 1] (Triton serves it; clients that trust "
+        "the config may not)"]
+
+
+def test_bls_model_calling_a_model_named_in_its_input(repo: Path) -> None:
+    """python_backend's BLS example calls the model named by its MODEL_NAME input: --with names
+    it, and the string input named like a model gets that name."""
+    expect = repo.parent / "add_sub.expect.json"
+    expect.write_text(json.dumps({"OUTPUT0": [2, 2, 2, 2], "OUTPUT1": [0, 0, 0, 0]}))
+    out = verified(repo, "bls_sync", "--with", "add_sub", "--expect", str(expect))
+    assert out["callees"] == ["add_sub"]
+    res = run_cli("verify", repo / "bls_sync", "--triton", "24.10")
+    assert res.exit_code == ExitCode.VERIFY_INFER
+    assert error_line(res.stderr) == (
+        "error: bls_sync loaded but inference failed: model.py called the model 'tritonpack', "
+        "which is not loaded: name the models it calls with --with MODEL (they load from the "
+        "same repository)")
+
+
+def test_ensemble_loads_its_steps(repo: Path) -> None:
+    out = verified(repo, "ensemble")
+    assert out["callees"] == ["add_sub_1", "add_sub_2"]
+    assert out["outputs"] == ["OUTPUT0", "OUTPUT1"]
+
+
+def test_missing_callee_is_named(repo: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "models"
+    copy.mkdir()
+    shutil.copytree(repo / "async_execute_decouple_bls", copy / "async_execute_decouple_bls",
+                    symlinks=True)
+    res = run_cli("verify", copy / "async_execute_decouple_bls", "--triton", "24.10",
+                  "--with", "postprocess")
+    assert res.exit_code == ExitCode.VERIFY_LOAD == 11
+    assert error_line(res.stderr) == (
+        "error: async_execute_decouple_bls calls 'async_execute_decouple', 'postprocess', which "
+        f"are not in the repository {copy}: put them beside async_execute_decouple_bls (a model "
+        "dir with config.pbtxt)")
+
+
+def test_a_timeout_during_inference_is_an_inference_failure(repo: Path) -> None:
+    res = run_cli("verify", repo / "async_execute_decouple", "--triton", "24.10", "--timeout", "5",
+                  "--inputs", str(FIXTURES / "public_inputs" / "wait30.json"))
+    assert res.exit_code == ExitCode.VERIFY_INFER == 12
+    assert error_line(res.stderr) == "error: async_execute_decouple did not answer within 5s"
+
+
+def test_the_repository_verifies_as_a_whole(repo: Path) -> None:
+    """`tritonpack REPO --verify`: every packed model, and the ensemble with its steps
+    (`--with add_sub`: the model bls_sync calls by the name given in its input)."""
+    res = run_cli(repo, "--triton", "24.10", "--offline", "--format", "dir", "--verify", "--json",
+                  "-q", "--with", "add_sub")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert sorted(v["model"] for v in out["verified"]) == sorted(
+        p.name for p in PUBLIC.iterdir() if p.is_dir())

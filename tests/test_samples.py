@@ -1,0 +1,67 @@
+"""Inputs the model accepts, read from what users write for Triton's own tools (no server)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from packer.verify.kinds import plan
+from packer.verify.samples import choose, from_perf_data, from_warmup
+
+CONFIG = {
+    "name": "m", "max_batch_size": 4,
+    "input": [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]},
+              {"name": "X", "data_type": "TYPE_FP32", "dims": [2]}],
+}
+
+
+def test_warmup_zero_random_and_file_data(tmp_path: Path) -> None:
+    (tmp_path / "warmup").mkdir()
+    (tmp_path / "warmup" / "text").write_bytes(struct.pack("<I", 3) + b"abc")
+    config = {**CONFIG, "model_warmup": [{"name": "w", "batch_size": 2, "inputs": {
+        "TEXT": {"data_type": "TYPE_STRING", "dims": ["1"], "input_data_file": "text"},
+        "X": {"data_type": "TYPE_FP32", "dims": ["2"], "random_data": True}}}]}
+    req = from_warmup(config, plan(config), tmp_path)
+    assert req is not None and req.source == "model_warmup 'w'" and not req.made_up
+    assert req.arrays["TEXT"].tolist() == [[b"abc"], [b"abc"]]  # batch_size 2, one string
+    assert req.arrays["X"].shape == (2, 2) and req.arrays["X"].dtype == np.float32
+    zero = {**CONFIG, "model_warmup": [{"name": "z", "batch_size": 1, "inputs": {
+        "X": {"data_type": "TYPE_FP32", "dims": [2], "zero_data": True}}}]}
+    req = from_warmup(zero, plan(zero), tmp_path)
+    assert req is not None and req.arrays["X"].tolist() == [[0.0, 0.0]]
+
+
+def test_perf_analyzer_input_data_forms() -> None:
+    p = plan(CONFIG)
+    serialized = struct.pack("<I", 2) + b"hi"
+    raw = {"data": [{"TEXT": {"b64": base64.b64encode(serialized).decode(), "shape": [1]},
+                     "X": [1.5, 2.5]}, {"TEXT": ["ignored"]}]}
+    arrays = from_perf_data(raw, p)
+    assert arrays["TEXT"].tolist() == [[b"hi"]]  # shape [1], plus the batch of one
+    assert arrays["X"].tolist() == [[1.5, 2.5]] and arrays["X"].dtype == np.float32
+
+
+def test_made_up_only_when_nothing_else(tmp_path: Path) -> None:
+    p = plan(CONFIG)
+    req = choose(p, CONFIG, tmp_path, None, lambda: {"X": np.ones((1, 2), np.float32)})
+    assert req.made_up and req.source == "made up from the config"
+    (tmp_path / "perf_input_data.json").write_text(json.dumps({"data": [{"X": [3, 4]}]}))
+    req = choose(p, CONFIG, tmp_path, None, lambda: {})
+    assert not req.made_up and req.arrays["X"].tolist() == [[3.0, 4.0]]
+
+
+def test_images_are_made_up_as_gradients() -> None:
+    from packer.verify.infer import synthesise
+
+    config = {"name": "i", "max_batch_size": 2, "input": [
+        {"name": "HWC", "data_type": "TYPE_UINT8", "dims": [-1, -1, 3]},
+        {"name": "CHW", "data_type": "TYPE_FP32", "dims": [3, -1, -1]},
+        {"name": "SEQ", "data_type": "TYPE_FP32", "dims": [-1, -1, 7]}]}
+    arrays = synthesise(plan(config))
+    assert arrays["HWC"].shape == (1, 64, 64, 3) and arrays["HWC"].std() > 0
+    assert arrays["CHW"].shape == (1, 3, 64, 64) and 0 <= arrays["CHW"].max() <= 1
+    assert arrays["SEQ"].shape == (1, 1, 1, 7)  # not an image: -1 as 1
