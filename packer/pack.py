@@ -21,17 +21,18 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from conda_pack.core import CondaEnv, CondaPackException, Packer
 from conda_pack.formats import NoArchive
 
 from . import proc
+from .archivefs import check_entries, escapes_dir
 from .atomic import replace_dir, temp_beside
 from .env import Prefix
 from .errors import PackError, ProcessError
-from .inspect import escapes, inspect_env
+from .inspect import inspect_env
 from .progress import NullReporter, Reporter
 from .prune import RULES as PRUNE_RULES
 from .prune import PruneReport, largest_packages, prune, tree_size
@@ -155,16 +156,27 @@ def stage(prefix: Prefix, work: Path) -> Path:
     return out
 
 
-def _check_entry(root: Path, path: Path) -> None:
-    rel = path.relative_to(root).as_posix()
-    mode = path.lstat().st_mode
-    if stat.S_ISLNK(mode):
-        target = os.readlink(path)
-        if escapes(PurePosixPath(rel).parent, target):
-            raise PackError(f"unsafe entry {rel}: symlink to {target} leaves the environment",
-                            hint="Triton 26.06+ refuses such archives")
-    elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise PackError(f"unsafe entry {rel}: not a file, directory or symlink")
+def check_tree(root: Path, paths: list[Path]) -> None:
+    """Refuse a tree whose entries, replayed in archive order, would write or point outside
+    the environment (through chains of links too: ``archivefs``), or that holds anything but
+    files, directories and symlinks; symlinks are also resolved by real path."""
+    entries: list[tuple[str, str, str]] = []
+    for path in paths:
+        rel = path.relative_to(root).as_posix()
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            if escapes_dir(root, path):
+                raise PackError(f"unsafe entry {rel}: symlink to {os.readlink(path)} leaves the "
+                                "environment", hint="Triton 26.06+ refuses such archives")
+            entries.append((rel, "symlink", os.readlink(path)))
+        elif stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            entries.append((rel, "dir" if stat.S_ISDIR(mode) else "file", ""))
+        else:
+            raise PackError(f"unsafe entry {rel}: not a file, directory or symlink")
+    problems = check_entries(entries)
+    if problems:
+        raise PackError(f"unsafe entry: {problems[0]}", hint="Triton 26.06+ refuses such archives",
+                        detail="\n".join(problems))
 
 
 STAMP = "tritonpack.json"  # the archive's first entry: which lock it was packed from
@@ -231,8 +243,7 @@ def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,
                 progress: Callable[[int], None] | None = None) -> tuple[str, int, int]:
     """Write ``root`` as a reproducible .tar.gz at ``dest``; return (sha256, size, files)."""
     entries = _entries(root)
-    for path in entries:
-        _check_entry(root, path)
+    check_tree(root, entries)
     with dest.open("wb") as raw:
         gz = ParallelGzipWriter(raw, level, threads, progress)
         try:
@@ -411,8 +422,7 @@ def pack(
     with temp_beside(dest, directory=opts.format == "dir") as tmp:
         if opts.format == "dir":
             files = _entries(tree)
-            for path in files:
-                _check_entry(tree, path)
+            check_tree(tree, files)
             size = sum(p.lstat().st_size for p in files if p.is_file() and not p.is_symlink())
             tmp.rmdir()
             shutil.copytree(tree, tmp, symlinks=True)
