@@ -29,10 +29,11 @@ from conda_pack.formats import NoArchive
 
 from . import proc
 from .archivefs import check_entries, escapes_dir
-from .atomic import replace_dir, temp_beside
+from .atomic import atomic_write_bytes, replace_dir, temp_beside
 from .env import Prefix
 from .errors import PackError, ProcessError
 from .inspect import inspect_env
+from .integrity import manifest, record_path, render_record
 from .progress import NullReporter, Reporter
 from .prune import RULES as PRUNE_RULES
 from .prune import PruneReport, largest_packages, prune, tree_size
@@ -64,6 +65,13 @@ class EnvArchive:
     pruned: PruneReport = field(default_factory=PruneReport)
     largest: tuple[tuple[str, int], ...] = ()
     findings: tuple[tuple[str, str], ...] = ()  # (level, message) from inspect
+    manifest: tuple[tuple[str, str], ...] = ()  # a directory env: (file, sha256) of each file
+
+    def record(self) -> bytes:
+        """The sha256 record written beside it (``integrity``)."""
+        if self.format == "dir":
+            return render_record(self.path.name, files=dict(self.manifest))
+        return render_record(self.path.name, self.sha256)
 
 
 def default_name(fmt: str) -> str:
@@ -288,11 +296,13 @@ class Staged:
     archive: EnvArchive
 
     def commit(self) -> None:
-        """Put it in place: one rename (an existing directory env is swapped out last)."""
+        """Put it in place: one rename (an existing directory env is swapped out last), then
+        its sha256 record beside it."""
         if self.archive.format == "dir":
             replace_dir(self.tmp, self.archive.path)
         else:
             os.replace(self.tmp, self.archive.path)
+        atomic_write_bytes(record_path(self.archive.path), self.archive.record(), mode=0o644)
 
 
 _NOT_COMPILED = re.compile(r"^\*\*\* Error compiling '(.+)'\.\.\.$", re.M)
@@ -427,7 +437,8 @@ def pack(
             tmp.rmdir()
             shutil.copytree(tree, tmp, symlinks=True)
             result = EnvArchive(dest, opts.format, size, len(files), "", prefix.python,
-                                pruned, tuple(largest), findings)
+                                pruned, tuple(largest), findings,
+                                tuple(sorted(manifest(tmp).items())))
         else:
             rep.start("pack", f"writing {dest.name}")
             total = du_mb(tree)

@@ -357,16 +357,25 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
     plan = check_patch(ctx.model.config_path, value)  # refuse before building, not after
     key = envcache.cache_key(locked.lock.content_hash, popts, bundle_digest(ctx.report))
     hit = envcache.lookup(key, since)
+    committed = None
     if hit is not None:
         enforce(hit.archive_at(dest).findings, ctx.target, allow_incompatible, rep)
         with temp_beside(dest, directory=popts.format == "dir") as tmp:
             envcache.place(hit.path, tmp, popts.format)
-            staged = Staged(tmp, hit.archive_at(dest))
-            rep.done("cache", f"reused the environment for this lock ({key[:12]})",
-                     time.monotonic() - t0)
-            licenses = {str(k): str(v) for k, v in hit.meta.get("licenses", [])}
-            sbom_file = _sbom(ctx, locked, dest, licenses) if sbom else None
-            written, patched = _commit(ctx, locked, staged, plan, value, sbom_file)
+            if envcache.intact(hit, tmp):
+                staged = Staged(tmp, hit.archive_at(dest))
+                rep.done("cache", f"reused the environment for this lock ({key[:12]})",
+                         time.monotonic() - t0)
+                licenses = {str(k): str(v) for k, v in hit.meta.get("licenses", [])}
+                sbom_file = _sbom(ctx, locked, dest, licenses) if sbom else None
+                committed = _commit(ctx, locked, staged, plan, value, sbom_file)
+            else:
+                rep.note(f"the cached environment for this lock ({key[:12]}) differs from the "
+                         "sha256 recorded when it was made: dropped, rebuilding")
+                envcache.evict(key)
+                hit = None
+    if committed is not None and hit is not None:
+        written, patched = committed
         bundled = tuple(hit.meta.get("bundled", ()))
         skipped = tuple(hit.meta.get("skipped", ()))
     else:

@@ -67,7 +67,8 @@ def test_pack_plain_model_archive_loads_elsewhere(model_copy: Copy, tmp_path: Pa
     assert (model / "config.pbtxt").read_bytes() == config
     assert (model / "tritonpack.lock").read_bytes() == lock
     assert sorted(p.name for p in model.iterdir()) == [
-        "1", "config.pbtxt", "tritonpack-env.tar.gz", "tritonpack.lock"]
+        "1", "config.pbtxt", "tritonpack-env.tar.gz", "tritonpack-env.tar.gz.sha256",
+        "tritonpack.lock"]
 
 
 def test_pack_bundles_src_package_without_secrets(model_copy: Copy, tmp_path: Path) -> None:
