@@ -52,19 +52,38 @@ class Prefix:
 BUILD_ROOT = Path(tempfile.gettempdir()) / "tritonpack-build"
 
 
+def fixed_build_root() -> Path | None:
+    """``BUILD_ROOT`` when this user owns it (made if missing), else None (builds then go to a
+    private temporary dir: not reproducible across machines, but never shared)."""
+    try:
+        BUILD_ROOT.mkdir(mode=0o755, exist_ok=True)
+        st = BUILD_ROOT.lstat()
+    except OSError:
+        return None
+    if st.st_uid != os.getuid() or not BUILD_ROOT.is_dir() or BUILD_ROOT.is_symlink():
+        return None
+    return BUILD_ROOT
+
+
+def build_lock_path(key: str) -> Path | None:
+    """The lock that makes the fixed build path of ``key`` one run's at a time: beside the
+    build dir, not in a cache (two jobs with two caches share the build path, not a cache)."""
+    root = fixed_build_root()
+    return None if root is None else root / f"{key[:16]}.lock"
+
+
 def new_build_dir(key: str | None = None) -> Path:
     """Where an environment is built. With a key, a fixed path: the build prefix ends up in
     shebangs, RECORD hashes and conda-meta, so a fixed path keeps archives byte-identical
-    across runs and machines. (The caller serializes builds of one key.)"""
-    if key is not None:
+    across runs and machines. The caller holds ``runlock.key_lock(key)``, whose file lies
+    beside that path: builds of one key serialize whatever cache each run uses."""
+    if key is not None and (root := fixed_build_root()) is not None:
         try:
-            BUILD_ROOT.mkdir(mode=0o755, exist_ok=True)
-            if BUILD_ROOT.stat().st_uid == os.getuid() and not BUILD_ROOT.is_symlink():
-                work = BUILD_ROOT / key[:16]
-                if work.exists():
-                    shutil.rmtree(work)  # left by a killed run
-                work.mkdir(mode=0o700)
-                return work
+            work = root / key[:16]
+            if work.exists():
+                shutil.rmtree(work)  # left by a killed run (the lock is ours)
+            work.mkdir(mode=0o700)
+            return work
         except OSError:
             pass
     return Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir("tmp")))
