@@ -116,8 +116,11 @@ def read_lock(path: Path) -> Lockfile:
     except tomllib.TOMLDecodeError as exc:
         raise LockError(f"{path}: corrupted: {exc}", hint="re-create it with tritonpack lock") from exc
     version = data.get("version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise LockError(f"{path}: corrupted: no format version", hint="re-create it with tritonpack lock")
+    if version < FORMAT_VERSION:
+        raise LockError(f"{path}: lock format {version} is not one tritonpack knows (it reads "
+                        f"format {FORMAT_VERSION})", hint="re-create it with tritonpack lock")
     if version > FORMAT_VERSION:
         raise LockError(
             f"{path}: lock format {version} is newer than this tritonpack understands "

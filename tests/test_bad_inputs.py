@@ -101,6 +101,8 @@ LOCK_CASES = [
                     "tritonpack understands (1)"),
     ("lock_hand_edited", "error: {model}/tritonpack.lock: content hash mismatch: the lock was "
                          "edited by hand"),
+    ("lock_version_zero", "error: {model}/tritonpack.lock: lock format 0 is not one tritonpack "
+                          "knows (it reads format 1)"),
 ]
 
 

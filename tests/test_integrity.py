@@ -132,3 +132,24 @@ def test_check_refuses_a_changed_directory_env(model_copy: Copy) -> None:
     assert problem.startswith("plain_numpy: tritonpack-env differs from what was packed: changed "
                               "lib/python3.10/site-packages/numpy/version.py; missing bin/")
     assert problem.endswith("; added extra.txt")
+
+
+def test_a_conda_package_that_differs_from_the_lock_is_not_installed(model_copy: Copy) -> None:
+    import dataclasses
+
+    from packer.errors import ExitCode
+    from packer.lock import read_lock, write_lock
+
+    model = model_copy("plain_numpy")
+    assert run_cli("lock", model, "--triton", "24.10", "--offline").exit_code == 0
+    lock = read_lock(model / "tritonpack.lock")
+    python = next(p for p in lock.conda if p.name == "python")
+    forged = dataclasses.replace(python, sha256="0" * 64)
+    write_lock(model / "tritonpack.lock", dataclasses.replace(
+        lock, conda=tuple(forged if p is python else p for p in lock.conda)))
+    res = run_cli(model, "--triton", "24.10", "--offline", "--frozen", "--no-cache")
+    assert res.exit_code == ExitCode.BUILD
+    assert next(ln for ln in res.stderr.splitlines() if ln.startswith("error:")) == (
+        f"error: conda package {python.file_name} has sha256 {python.sha256[:16]}..., the lock "
+        "says 0000000000000000...: refusing to install it")
+    assert not (model / ARCHIVE).exists()
