@@ -367,7 +367,8 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                 rep.done("cache", f"reused the environment for this lock ({key[:12]})",
                          time.monotonic() - t0)
                 licenses = {str(k): str(v) for k, v in hit.meta.get("licenses", [])}
-                sbom_file = _sbom(ctx, locked, dest, licenses) if sbom else None
+                files = tuple((str(a), str(b)) for a, b in hit.meta.get("bundled_files", []))
+                sbom_file = _sbom(ctx, locked, dest, licenses, files) if sbom else None
                 committed = _commit(ctx, locked, staged, plan, value, sbom_file)
             else:
                 rep.note(f"the cached environment for this lock ({key[:12]}) differs from the "
@@ -390,9 +391,11 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                                   Kind.THIRD_PARTY)}))) as staged:
                     envcache.store(key, staged.tmp, staged.archive,
                                    {"bundled": list(bundled), "skipped": list(skipped),
-                                    "licenses": [list(x) for x in prefix.licenses]},
+                                    "licenses": [list(x) for x in prefix.licenses],
+                                    "bundled_files": [list(x) for x in prefix.bundled_files]},
                                    replace_older_than=since)
-                    sbom_file = _sbom(ctx, locked, dest, dict(prefix.licenses)) if sbom else None
+                    sbom_file = (_sbom(ctx, locked, dest, dict(prefix.licenses),
+                                       prefix.bundled_files) if sbom else None)
                     written, patched = _commit(ctx, locked, staged, plan, value, sbom_file)
             finally:
                 shutil.rmtree(prefix.path.parent, ignore_errors=True)
@@ -406,9 +409,9 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                       sbom=sbom_path(dest) if sbom else None)
 
 
-def _sbom(ctx: Context, locked: LockResult, dest: Path,
-          licenses: dict[str, str]) -> tuple[Path, bytes]:
-    return sbom_path(dest), render_sbom(locked.lock, ctx.model.name, licenses)
+def _sbom(ctx: Context, locked: LockResult, dest: Path, licenses: dict[str, str],
+          bundled: tuple[tuple[str, str], ...] = ()) -> tuple[Path, bytes]:
+    return sbom_path(dest), render_sbom(locked.lock, ctx.model.name, licenses, bundled)
 
 
 def _commit(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch,

@@ -77,7 +77,8 @@ def test_pack_bundles_src_package_without_secrets(model_copy: Copy, tmp_path: Pa
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["bundled"] == ["featurize"]
-    assert sorted(out["skipped"]) == ["featurize/.env", "featurize/server.pem"]
+    assert sorted(out["skipped"]) == ["featurize/.env (dot-file)",
+                                      "featurize/server.pem (secret-like name)"]
     env = extract(model / "tritonpack-env.tar.gz", tmp_path / "env")
     site = env / "lib" / "python3.12" / "site-packages"
     assert (site / "featurize" / "scale.py").is_file()
