@@ -229,7 +229,7 @@ def bundle(report: ImportReport, site: Path) -> tuple[tuple[str, ...], tuple[str
 
 
 def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None,
-          key: str | None = None) -> Prefix:
+          key: str | None = None, python_from: str | None = None) -> Prefix:
     """Create the environment in a fresh temporary prefix (caller removes ``path.parent``)."""
     rep = reporter or NullReporter()
     plat = lock.target["platform"]
@@ -244,7 +244,7 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
     try:
         t0 = time.monotonic()
         rep.start("install", f"installing {len(lock.conda)} conda packages")
-        conda.install(lock.conda, prefix, rep)
+        conda.install(lock.conda, prefix, rep, python_from)
         rep.start("install", f"installing {len(lock.pypi)} PyPI packages (hash-checked)")
         _pypi_install(lock, prefix, python)
         site = prefix / "lib" / f"python{python}" / "site-packages"

@@ -146,7 +146,7 @@ def stale(ctx: Context, lock: Lockfile) -> list[str]:
     return changes(lock.inputs, lock_inputs(ctx, ctx.options))
 
 
-def _channels(ctx: Context, opts: Options, rep: Reporter) -> list[str]:
+def _channel_sources(ctx: Context, opts: Options, rep: Reporter) -> list[str | Path]:
     """The channels to solve against; a local python channel when none is reachable."""
     if opts.channels and not opts.offline and opts.python_from is None:
         return list(opts.channels)
@@ -161,7 +161,7 @@ def _channels(ctx: Context, opts: Options, rep: Reporter) -> list[str]:
     rep.start("python", f"packaging Python {install.version} from {install.prefix}")
     channel = pychannel.local_channel(install, ctx.target.platform)
     rep.done("python", f"Python {install.version} from {install.prefix}", time.monotonic() - t0)
-    return [channel.as_uri(), *opts.channels]
+    return [channel, *opts.channels]
 
 
 def _missing_error(exc: NoSolutionError, ctx: Context) -> ResolveError:
@@ -197,7 +197,9 @@ class LockResult:
 
 def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> Lockfile:
     rep = reporter or NullReporter()
-    channels = _channels(ctx, opts, rep)
+    sources = _channel_sources(ctx, opts, rep)
+    channels = [c.as_uri() if isinstance(c, Path) else c for c in sources]
+    local = [c for c in sources if isinstance(c, Path)]
     t0 = time.monotonic()
     rep.start("resolve", f"resolving {len(ctx.requirements.pypi)} requirements with {opts.resolver}")
     try:
@@ -209,6 +211,8 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
     t0 = time.monotonic()
     rep.start("solve", f"solving python {ctx.target.python}.* on {', '.join(channels)}")
     packages = conda.solve(ctx.target, channels, ctx.requirements.conda)
+    for channel in local:  # recorded by logical name and sha256, no machine path
+        packages = tuple(pychannel.logical(p, channel) for p in packages)
     rep.done("solve", f"{len(packages)} conda packages", time.monotonic() - t0)
     return Lockfile(
         inputs=lock_inputs(ctx, opts),
@@ -381,7 +385,8 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
         skipped = tuple(hit.meta.get("skipped", ()))
     else:
         with key_lock(key):
-            prefix = build(locked.lock, ctx.report, rep, key=key)
+            prefix = build(locked.lock, ctx.report, rep, key=key,
+                           python_from=ctx.options.python_from)
             bundled, skipped = prefix.bundled, prefix.skipped
             try:
                 with pack_env(prefix, dest, popts, reporter=rep, target=ctx.target,
