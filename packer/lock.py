@@ -91,6 +91,16 @@ class Lockfile:
         return "".join(lines)
 
 
+def needs_write(path: Path, lock: Lockfile) -> bool:
+    """Whether ``path`` does not already hold ``lock`` (a broken lock is replaced)."""
+    if path.is_file():
+        try:
+            return read_lock(path).content_hash != lock.content_hash
+        except LockError:
+            return True
+    return True
+
+
 def write_lock(path: Path, lock: Lockfile) -> bool:
     """Write ``lock`` unless the file already holds the same content. True if written."""
     text = lock.render()

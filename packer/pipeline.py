@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from . import conda, envcache, pychannel
-from .atomic import atomic_write_bytes, ensure_writable, temp_beside
+from .atomic import ensure_writable, temp_beside
 from .declared import Declared, load_declared
 from .env import build, bundle_digest
-from .errors import LockError, PackError, ResolveError, TargetError
-from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
+from .errors import ConfigPatchError, LockError, PackError, ResolveError, TargetError
+from .integrity import record_path
+from .journal import Commit, recover
+from .lock import LOCK_NAME, Lockfile, changes, needs_write, read_lock, write_lock
 from .model import ModelDir, open_model
 from .pack import EnvArchive, PackOptions, Staged, enforce, output_path
 from .pack import pack as pack_env
-from .patch import PatchResult, PlannedPatch, apply_patch, check_patch, env_value
+from .patch import PatchResult, PlannedPatch, check_patch, env_value
 from .progress import NullReporter, Reporter
 from .pypi import Indexes, NoSolutionError, compile_pins
 from .recipebook import Recipes, load
@@ -35,7 +37,7 @@ from .runlock import key_lock, model_lock
 from .sbom import render as render_sbom
 from .sbom import sbom_path
 from .scan import ImportReport, Kind, scan
-from .signals import signals_held
+from .signals import AfterCommit, signals_held
 from .target import Target, resolve_target, torch_index
 
 
@@ -230,7 +232,15 @@ def lock(path: Path, opts: Options, reporter: Reporter | None = None, *,
     ctx = prepare(path, opts, rep)
     opts = ctx.options  # with tritonpack.toml [options] and the lock's target
     with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
+        _recover(ctx, rep)
         return _lock(ctx, opts, rep, upgrade)
+
+
+def _recover(ctx: Context, rep: Reporter) -> None:
+    """Finish or roll back what a killed run left mid-commit (under the model's lock)."""
+    done = recover(ctx.model.path)
+    if done is not None:
+        rep.note(done)
 
 
 def _lock(ctx: Context, opts: Options, rep: Reporter, upgrade: bool) -> LockResult:
@@ -311,6 +321,7 @@ def package(
     ctx = prepare(path, opts, rep)
     opts = ctx.options  # with tritonpack.toml [options] and the lock's target
     with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
+        _recover(ctx, rep)
         return _package(ctx, opts, rep, t0, frozen=frozen, popts=pack_options or PackOptions(),
                         output=output, since=since, allow=allow_incompatible, sbom=sbom,
                         shared_root=shared_root)
@@ -421,13 +432,36 @@ def _sbom(ctx: Context, locked: LockResult, dest: Path, licenses: dict[str, str]
 
 def _commit(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch,
             value: str, sbom_file: tuple[Path, bytes] | None = None) -> tuple[bool, PatchResult]:
-    """The lock, the environment (and its SBOM) and config.pbtxt, SIGINT/SIGTERM held back."""
-    with signals_held():
-        written = False if locked.reused else write_lock(ctx.lock_path, locked.lock)
-        staged.commit()
+    """The lock, the environment, its record, its SBOM and config.pbtxt, together or not at
+    all (``journal``), SIGINT/SIGTERM held back from the journal to the end."""
+    commit = Commit(ctx.model.path)
+    try:
+        written = not locked.reused and needs_write(ctx.lock_path, locked.lock)
+        if written:
+            commit.add_bytes(ctx.lock_path, locked.lock.render().encode("utf-8"), 0o644)
+        dest = staged.archive.path
+        commit.add_staged(dest, staged.tmp, staged.archive.format == "dir")
+        commit.add_bytes(record_path(dest), staged.archive.record(), 0o644)
         if sbom_file is not None:
-            atomic_write_bytes(sbom_file[0], sbom_file[1], mode=0o644)
-        return written, apply_patch(ctx.model.config_path, plan, value)
+            commit.add_bytes(sbom_file[0], sbom_file[1], 0o644)
+        target = plan.target or ctx.model.config_path
+        changed = plan.new != plan.original
+        if changed:
+            commit.add_bytes(target, plan.new, expect=plan.original)
+        elif target.read_bytes() != plan.original:
+            raise ConfigPatchError(f"{ctx.model.config_path} changed while tritonpack ran; left "
+                                   "as it is now (nothing in the model directory was changed)",
+                                   hint="run tritonpack again")
+    except BaseException:
+        commit.discard()
+        raise
+    try:
+        with signals_held():
+            commit.run()
+    except KeyboardInterrupt as exc:  # held through the commit, delivered after it
+        raise AfterCommit(f"interrupted ({exc}) after the commit: the new environment, lock "
+                          "and config.pbtxt are all in place") from exc
+    return written, PatchResult(ctx.model.config_path, value, changed=changed)
 
 
 def _fresh_or_new_lock(ctx: Context, opts: Options, rep: Reporter) -> LockResult:
