@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import TritonPackError
 from .integrity import verify as verify_record
+from .journal import JOURNAL
 from .lock import LOCK_NAME, read_lock
 from .model import TOKEN, is_repository
 from .pack import read_stamp
@@ -39,6 +40,9 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None) -> 
         return [exc.message]
     name = ctx.model.name
     problems: list[str] = []
+    if (ctx.model.path / JOURNAL).exists():
+        problems.append(f"{name}: a run was killed while committing ({JOURNAL} is there): run "
+                        f"tritonpack {ctx.model.path} to finish or roll back that commit")
     if not ctx.lock_path.is_file():
         return [f"{name}: no {LOCK_NAME} (run tritonpack lock {ctx.model.path})"]
     try:

@@ -127,7 +127,10 @@ class Commit:
                     "finishes or rolls back the commit", detail=str(exc)) from exc
             _remove(journal)
             raise _failed(exc, "rolled back: the model directory is as it was") from exc
-        finish(self.steps)
+        try:
+            finish(self.steps)
+        except OSError:
+            return  # every output is in place; the journal stays, the next run tidies up
         _remove(journal)
 
 

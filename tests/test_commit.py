@@ -164,3 +164,19 @@ def test_a_config_edited_during_the_pack_changes_nothing(
     assert not (packed / "tritonpack-env.tar.gz").exists()  # the archive was not committed
     assert config.read_bytes().endswith(b"# edited meanwhile\n")
     assert not [p for p in packed.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.slow
+def test_check_names_a_commit_left_by_a_killed_run(packed: Path) -> None:
+    assert run_cli(packed, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    (packed / JOURNAL).write_text('{"version": 1, "steps": []}\n')
+    res = run_cli("check", packed)
+    assert res.exit_code == 1
+    assert res.stdout.splitlines()[1].strip() == (
+        f"plain_numpy: a run was killed while committing ({JOURNAL} is there): run tritonpack "
+        f"{packed} to finish or roll back that commit")
+    res = run_cli(packed, "--triton", "24.10", "--offline")
+    assert res.exit_code == 0
+    assert ("note  finished the commit an interrupted run left (its outputs are all in place)"
+            in res.stderr)
+    assert run_cli("check", packed).exit_code == 0
