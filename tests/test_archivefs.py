@@ -111,3 +111,24 @@ def test_a_directory_env_is_judged_by_real_path(tmp_path: Path) -> None:
     report = inspect_env(tmp_path / "env", TARGET)
     assert ("unsafe entry: symlink lib/esc -> l3/.. leaves the environment (Triton 26.06+ "
             "refuses it)") in report.errors()
+
+
+def test_verify_refuses_the_escaping_archive_before_any_server(tmp_path: Path) -> None:
+    """The issue's attack: a real tritonserver extracted this archive and wrote lib/esc/x
+    outside its extraction dir, while verify said the model loads and answers."""
+    from packer.errors import ExitCode
+    from packer.patch import env_value, patch_config
+
+    from .conftest import copy_model, error_line
+
+    model = copy_model("plain_numpy", tmp_path)
+    members = [special("lib/up", tarfile.SYMTYPE, ".."), special("lib/esc", tarfile.SYMTYPE,
+                                                                 "up/.."),
+               tarfile.TarInfo("lib/esc/x")]
+    write_tar(model / "tritonpack-env.tar.gz", [*good_members(), *members])
+    patch_config(model / "config.pbtxt", env_value("tritonpack-env.tar.gz"))
+    res = run_cli("verify", model, "--triton", "24.10")
+    assert res.exit_code == ExitCode.VERIFY_LOAD
+    assert error_line(res.stderr) == ("error: tritonpack-env.tar.gz: unsafe entry: symlink "
+                                      "lib/esc -> up/.. leaves the environment (Triton 26.06+ "
+                                      "refuses it)")
