@@ -83,8 +83,9 @@ def _run(kw: dict[str, Any], command: str, action: Callable[[render.CliReporter]
         result = action(reporter)
     except TritonPackError as exc:
         _fail(exc, verbose, as_json, command)
-    except KeyboardInterrupt:
-        click.echo("interrupted: nothing in the model directory was changed", err=True)
+    except KeyboardInterrupt as exc:  # AfterCommit: held back until a commit completed
+        click.echo(str(exc) if isinstance(exc, signals.AfterCommit)
+                   else "interrupted: nothing in the model directory was changed", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:  # a bug in tritonpack: say so, trace only on request
         if verbose:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -12,6 +17,7 @@ from typing import Any
 
 from .cache import cache_dir
 from .errors import BuildError, ResolveError, TargetError
+from .integrity import sha256_file
 from .progress import Reporter
 from .target import Target
 
@@ -182,17 +188,73 @@ class _Downloads:
         raise AttributeError(name)
 
 
+LOCAL_PYTHON = "tritonpack-local-python:"  # pychannel.SCHEME: a package made from a CPython
+
+
+def _fetch(pkg: CondaPackage, python_from: str | None = None) -> Path:
+    """The package archive on disk: a file:// URL as it is, a local Python package made again
+    from this machine's CPython when missing, anything else downloaded once into the cache
+    under its locked sha256."""
+    if pkg.url.startswith(LOCAL_PYTHON):
+        from .pychannel import materialize  # pychannel builds on this module
+
+        return materialize(pkg, python_from)
+    if pkg.url.startswith("file://"):
+        return Path(urllib.request.url2pathname(pkg.url[len("file://"):]))
+    dest = cache_dir("downloads") / f"{pkg.sha256}-{pkg.file_name}"
+    if not dest.is_file():
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        try:
+            # the URL is the lock's http(s) package URL, fetched to be hash-checked
+            with urllib.request.urlopen(pkg.url, timeout=60) as resp, tmp.open("wb") as fh:  # noqa: S310
+                shutil.copyfileobj(resp, fh, 1 << 20)
+            os.replace(tmp, dest)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            tmp.unlink(missing_ok=True)
+            raise BuildError(f"cannot download {pkg.file_name} from {pkg.url}: {exc}",
+                             hint="check the network, or re-lock with tritonpack lock") from exc
+    return dest
+
+
+def verified(pkg: CondaPackage, python_from: str | None = None) -> CondaPackage:
+    """``pkg`` pointing at a local archive whose sha256 equals the lock's, or a BuildError."""
+    if len(pkg.sha256) != 64:
+        raise BuildError(f"the lock records no sha256 for conda package {pkg.name}: it cannot "
+                         "be checked", hint="re-create the lock with tritonpack lock")
+    path = _fetch(pkg, python_from)
+    try:
+        got = sha256_file(path)
+    except OSError as exc:
+        raise BuildError(f"conda package {pkg.file_name} is missing at {pkg.url}",
+                         hint="re-create the lock with tritonpack lock") from exc
+    if got != pkg.sha256:
+        raise BuildError(f"conda package {pkg.file_name} has sha256 {got[:16]}..., the lock "
+                         f"says {pkg.sha256[:16]}...: refusing to install it",
+                         hint="re-lock only if you trust the new file (tritonpack lock --upgrade)"
+                         if not pkg.url.startswith(LOCAL_PYTHON) else "this machine's CPython "
+                         f"{pkg.version} differs from the one locked: re-lock here, or build "
+                         "where the lock was made")
+    if pkg.url.startswith(LOCAL_PYTHON):  # the channel made on this machine (CHANNEL/SUBDIR/FILE)
+        return dataclasses.replace(pkg, url=path.resolve().as_uri(),
+                                   channel=path.resolve().parent.parent.as_uri())
+    return dataclasses.replace(pkg, url=path.resolve().as_uri())
+
+
 def install(packages: Sequence[CondaPackage], prefix: Path,
-            reporter: Reporter | None = None) -> None:
-    """Create ``prefix`` from locked records; rattler checks each archive's sha256."""
+            reporter: Reporter | None = None, python_from: str | None = None) -> None:
+    """Create ``prefix`` from locked records, each archive checked against the lock's sha256
+    first (rattler's package cache is keyed by name, version and build, not by bytes: the
+    extracted packages are kept per set of locked sha256s)."""
     from rattler import install as rattler_install
 
+    checked = [verified(p, python_from) for p in packages]
+    shelf = hashlib.sha256("".join(sorted(p.sha256 for p in packages)).encode()).hexdigest()
     try:
         asyncio.run(
             rattler_install(
-                [_record(p) for p in packages],
+                [_record(p) for p in checked],
                 target_prefix=prefix.resolve(),
-                cache_dir=cache_dir("pkgs"),
+                cache_dir=cache_dir("pkgs", shelf[:16]),
                 show_progress=False,
                 execute_link_scripts=False,
                 reporter=_Downloads(reporter, sum(p.size for p in packages))
@@ -206,3 +268,18 @@ def install(packages: Sequence[CondaPackage], prefix: Path,
             "re-lock with tritonpack lock",
             detail=str(exc),
         ) from exc
+    _record_locked_origins(packages, prefix)
+
+
+def _record_locked_origins(packages: Sequence[CondaPackage], prefix: Path) -> None:
+    """conda-meta names where each package came from as the lock does, not the machine's
+    download or channel path (the env, and the archive, must not depend on the cache path)."""
+    for pkg in packages:
+        meta = prefix / "conda-meta" / f"{pkg.name}-{pkg.version}-{pkg.build}.json"
+        try:
+            data = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        data.update(url=pkg.url, channel=pkg.channel)
+        meta.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+

@@ -6,8 +6,8 @@ directory is only touched once the archive is complete (pack.py).
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
+import logging
 import os
 import shutil
 import sys
@@ -22,14 +22,10 @@ from .errors import BuildError, ProcessError
 from .lock import Lockfile
 from .progress import NullReporter, Reporter
 from .scan import ImportReport, LocalModule
+from .secrets import why_not_bundled
 from .target import host_platform
 
-# Never bundled from a user's source tree: secrets and junk.
-SKIP_PATTERNS = (
-    ".git", ".hg", ".svn", ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*",
-    "id_ed25519*", ".netrc", ".pypirc", "credentials", "credentials.json", "*.credentials",
-    ".aws", ".ssh", "__pycache__", "*.pyc", ".DS_Store", ".pytest_cache", ".mypy_cache",
-)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,6 +39,7 @@ class Prefix:
     bundled: tuple[str, ...]
     skipped: tuple[str, ...]
     licenses: tuple[tuple[str, str], ...] = ()  # PyPI distribution -> license (for --sbom)
+    bundled_files: tuple[tuple[str, str], ...] = ()  # (site-packages path, sha256), --src
 
     @property
     def site_packages(self) -> Path:
@@ -52,19 +49,38 @@ class Prefix:
 BUILD_ROOT = Path(tempfile.gettempdir()) / "tritonpack-build"
 
 
+def fixed_build_root() -> Path | None:
+    """``BUILD_ROOT`` when this user owns it (made if missing), else None (builds then go to a
+    private temporary dir: not reproducible across machines, but never shared)."""
+    try:
+        BUILD_ROOT.mkdir(mode=0o755, exist_ok=True)
+        st = BUILD_ROOT.lstat()
+    except OSError:
+        return None
+    if st.st_uid != os.getuid() or not BUILD_ROOT.is_dir() or BUILD_ROOT.is_symlink():
+        return None
+    return BUILD_ROOT
+
+
+def build_lock_path(key: str) -> Path | None:
+    """The lock that makes the fixed build path of ``key`` one run's at a time: beside the
+    build dir, not in a cache (two jobs with two caches share the build path, not a cache)."""
+    root = fixed_build_root()
+    return None if root is None else root / f"{key[:16]}.lock"
+
+
 def new_build_dir(key: str | None = None) -> Path:
     """Where an environment is built. With a key, a fixed path: the build prefix ends up in
     shebangs, RECORD hashes and conda-meta, so a fixed path keeps archives byte-identical
-    across runs and machines. (The caller serializes builds of one key.)"""
-    if key is not None:
+    across runs and machines. The caller holds ``runlock.key_lock(key)``, whose file lies
+    beside that path: builds of one key serialize whatever cache each run uses."""
+    if key is not None and (root := fixed_build_root()) is not None:
         try:
-            BUILD_ROOT.mkdir(mode=0o755, exist_ok=True)
-            if BUILD_ROOT.stat().st_uid == os.getuid() and not BUILD_ROOT.is_symlink():
-                work = BUILD_ROOT / key[:16]
-                if work.exists():
-                    shutil.rmtree(work)  # left by a killed run
-                work.mkdir(mode=0o700)
-                return work
+            work = root / key[:16]
+            if work.exists():
+                shutil.rmtree(work)  # left by a killed run (the lock is ours)
+            work.mkdir(mode=0o700)
+            return work
         except OSError:
             pass
     return Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir("tmp")))
@@ -114,24 +130,6 @@ def _fresh_copy(src: Path, dest: Path) -> None:
     shutil.copy2(src, dest)
 
 
-def _skip(name: str) -> bool:
-    return any(fnmatch.fnmatch(name, pat) for pat in SKIP_PATTERNS)
-
-
-def _copy_tree(src: Path, dest: Path, skipped: list[str], shown: str) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    for entry in sorted(src.iterdir()):
-        if _skip(entry.name):
-            skipped.append(f"{shown}/{entry.name}")
-            continue
-        if entry.is_symlink():
-            skipped.append(f"{shown}/{entry.name} (symlink)")
-        elif entry.is_dir():
-            _copy_tree(entry, dest / entry.name, skipped, f"{shown}/{entry.name}")
-        elif entry.is_file():
-            _fresh_copy(entry, dest / entry.name)
-
-
 def _owner(site: Path, top: str) -> str | None:
     """The installed distribution providing module ``top``, if any."""
     candidates = [site / top, site / f"{top}.py", *site.glob(f"{top}.*.so")]
@@ -168,36 +166,70 @@ def _bundle_sources(report: ImportReport) -> list[tuple[str, Path]]:
     return out
 
 
+@dataclass(frozen=True)
+class BundlePlan:
+    """Exactly what bundling copies (site-packages-relative name, source) and what it leaves
+    out (name and why): one list for the cache key, the copy, --verbose and the SBOM."""
+
+    files: tuple[tuple[str, Path], ...]
+    skipped: tuple[str, ...]
+    tops: tuple[str, ...]
+
+
+def bundle_plan(report: ImportReport) -> BundlePlan:
+    """The imported modules and packages of each --src root, with their package data; never a
+    dot-file, a dot-directory, a secret-like name or a symlink (``secrets``)."""
+    files: list[tuple[str, Path]] = []
+    skipped: list[str] = []
+    tops: list[str] = []
+    for top, src in _bundle_sources(report):
+        tops.append(top)
+        if src.is_file():
+            files.append((f"{top}.py", src))
+            continue
+        _plan_dir(src, (top,), files, skipped)
+    return BundlePlan(tuple(files), tuple(skipped), tuple(tops))
+
+
+def _plan_dir(directory: Path, shown: tuple[str, ...], files: list[tuple[str, Path]],
+              skipped: list[str]) -> None:
+    for path in sorted(directory.iterdir()):
+        name = "/".join((*shown, path.name))
+        why = why_not_bundled((path.name,)) or ("symlink" if path.is_symlink() else None)
+        if why == "dot-file" and path.is_dir():
+            why = "dot-directory"
+        if why is not None:
+            if why != "bytecode cache":
+                skipped.append(f"{name} ({why})")  # a directory left out: nothing under it read
+        elif path.is_dir():
+            _plan_dir(path, (*shown, path.name), files, skipped)
+        elif path.is_file():
+            files.append((name, path))
+
+
 def bundle_digest(report: ImportReport) -> str:
     """A hash of exactly what would be bundled (names and bytes): part of the cache key."""
     h = hashlib.sha256()
-    for top, src in _bundle_sources(report):
-        files = [src] if src.is_file() else sorted(
-            p for p in src.rglob("*")
-            if p.is_file() and not p.is_symlink()
-            and not any(_skip(part) for part in p.relative_to(src).parts)
-        )
-        for path in files:
-            rel = top if path == src else f"{top}/{path.relative_to(src).as_posix()}"
-            h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    for rel, path in bundle_plan(report).files:
+        h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 
 
-def bundle(report: ImportReport, site: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Copy user modules from --src roots into site-packages; return (bundled, skipped)."""
-    bundled: list[str] = []
-    skipped: list[str] = []
-    for top, src in _bundle_sources(report):
-        if src.is_dir():
-            _copy_tree(src, site / top, skipped, top)
-        else:
-            _fresh_copy(src, site / f"{top}.py")
-        bundled.append(top)
-    return tuple(bundled), tuple(skipped)
+def bundle(report: ImportReport, site: Path) -> tuple[tuple[str, ...], tuple[str, ...],
+                                                     tuple[tuple[str, str], ...]]:
+    """Copy user modules from --src roots into site-packages: (tops, skipped, (file, sha256))."""
+    plan = bundle_plan(report)
+    files = []
+    for rel, src in plan.files:
+        dest = site / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _fresh_copy(src, dest)
+        files.append((rel, hashlib.sha256(dest.read_bytes()).hexdigest()))
+    return plan.tops, plan.skipped, tuple(files)
 
 
 def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None,
-          key: str | None = None) -> Prefix:
+          key: str | None = None, python_from: str | None = None) -> Prefix:
     """Create the environment in a fresh temporary prefix (caller removes ``path.parent``)."""
     rep = reporter or NullReporter()
     plat = lock.target["platform"]
@@ -212,12 +244,14 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
     try:
         t0 = time.monotonic()
         rep.start("install", f"installing {len(lock.conda)} conda packages")
-        conda.install(lock.conda, prefix, rep)
+        conda.install(lock.conda, prefix, rep, python_from)
         rep.start("install", f"installing {len(lock.pypi)} PyPI packages (hash-checked)")
         _pypi_install(lock, prefix, python)
         site = prefix / "lib" / f"python{python}" / "site-packages"
         check_shadowing(report.local, site)
-        bundled, skipped = bundle(report, site)
+        bundled, skipped, files = bundle(report, site)
+        for rel, sha in files:
+            log.info("bundled %s (sha256 %s)", rel, sha)  # shown with --verbose
         (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)
         rep.done("build", f"{len(lock.conda)} conda + {len(lock.pypi)} PyPI packages, "
                  f"{len(bundled)} bundled modules", time.monotonic() - t0)
@@ -225,7 +259,7 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
         shutil.rmtree(work, ignore_errors=True)
         raise
     return Prefix(prefix, python, len(lock.conda), len(lock.pypi), bundled, skipped,
-                  pypi_licenses(prefix / "lib" / f"python{python}" / "site-packages"))
+                  pypi_licenses(prefix / "lib" / f"python{python}" / "site-packages"), files)
 
 
 def pypi_licenses(site: Path) -> tuple[tuple[str, str], ...]:

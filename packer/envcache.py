@@ -2,7 +2,10 @@
 
 Key: the lock's content hash + the pack options + the bundled modules' bytes +
 tritonpack's format version. A re-run with an unchanged lock does no solve, no
-install and no pack: the cached archive is hard-linked (or copied) into place.
+install and no pack: the cached archive is cloned (reflink) or copied into place, never
+hard-linked (a model's archive must not share an inode with the entry: damaging one would
+damage the other), and what was placed is checked against the sha256 recorded when the
+entry was made before it is used; a damaged entry is dropped and rebuilt.
 Models with identical locks share one entry.
 """
 
@@ -20,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from .cache import cache_dir, cache_root
+from .integrity import clone_or_copy, manifest, sha256_file
 from .pack import EnvArchive, PackOptions
 from .prune import PruneReport, tree_size
 
-FORMAT = 3  # bump when what an archive holds for a given lock changes
+FORMAT = 6  # bump when what an archive holds for a given lock changes
 ARCHIVE = "env.tar.gz"
 DIRECTORY = "env"
 
@@ -47,7 +51,8 @@ class Entry:
         return EnvArchive(dest, str(m["format"]), int(m["size"]), int(m["files"]),
                           str(m["sha256"]), str(m["python"]), pruned,
                           tuple((str(a), int(b)) for a, b in m["largest"]),
-                          tuple((str(a), str(b)) for a, b in m.get("findings", ())))
+                          tuple((str(a), str(b)) for a, b in m.get("findings", ())),
+                          tuple((str(a), str(b)) for a, b in m.get("manifest", ())))
 
 
 def _entry_dir(key: str) -> Path:
@@ -73,21 +78,28 @@ def lookup(key: str, since: float | None = None) -> Entry | None:
     return Entry(key, path, meta)
 
 
-def _link_or_copy(src: str | Path, dest: str | Path) -> None:
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copy2(src, dest)
-
-
 def place(src: Path, tmp: Path, fmt: str) -> None:
-    """Put a cached env at ``tmp`` (beside its destination): hard links where possible."""
+    """Put a cached env at ``tmp`` (beside its destination): new inodes (reflink or copy)."""
     if fmt == "dir":
         tmp.rmdir()
-        shutil.copytree(src, tmp, symlinks=True, copy_function=_link_or_copy)
+        shutil.copytree(src, tmp, symlinks=True, copy_function=clone_or_copy)
     else:
         tmp.unlink()
-        _link_or_copy(src, tmp)
+        clone_or_copy(src, tmp)
+
+
+def intact(entry: Entry, placed: Path) -> bool:
+    """Whether ``placed`` (a copy of the entry) holds exactly the bytes recorded for it."""
+    m = entry.meta
+    if m.get("format") == "dir":
+        want = {str(a): str(b) for a, b in m.get("manifest", ())}
+        return bool(want) and manifest(placed) == want
+    return bool(m.get("sha256")) and sha256_file(placed) == m["sha256"]
+
+
+def evict(key: str) -> None:
+    """Drop a damaged entry (the next store makes it again)."""
+    shutil.rmtree(cache_root() / "envs" / key, ignore_errors=True)
 
 
 def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any],
@@ -102,15 +114,16 @@ def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any
     try:
         if archive.format == "dir":
             shutil.copytree(staged_path, work / DIRECTORY, symlinks=True,
-                            copy_function=_link_or_copy)
+                            copy_function=clone_or_copy)
         else:
-            _link_or_copy(staged_path, work / ARCHIVE)
+            clone_or_copy(staged_path, work / ARCHIVE)
         meta = {
             "format": archive.format, "size": archive.size, "files": archive.files,
             "sha256": archive.sha256, "python": archive.python,
             "pruned": {k: list(v) for k, v in archive.pruned.removed.items()},
             "kept": list(archive.pruned.kept), "largest": [list(x) for x in archive.largest],
             "findings": [list(x) for x in archive.findings],
+            "manifest": [list(x) for x in archive.manifest],
             "created": time.time(), **extra,
         }
         (work / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")

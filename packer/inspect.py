@@ -15,11 +15,12 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from .archivefs import ArchiveFS, escapes_dir
 from .elf import MAGIC, file_version_needs, newest, version_needs
 from .errors import PackError
 from .target import Target
@@ -109,29 +110,10 @@ def _dir_entries(root: Path) -> Iterator[Entry]:
                             st.st_mode & 0o7777)
 
 
-def escapes(base: PurePosixPath, target: str) -> bool:
-    """Whether a link at ``base/<name>`` pointing at ``target`` leaves the environment."""
-    if target.startswith("/"):
-        return True
-    depth = len(base.parts)
-    for part in PurePosixPath(target).parts:
-        depth += -1 if part == ".." else (0 if part == "." else 1)
-        if depth < 0:
-            return True
-    return False
-
-
-def _unsafe(e: Entry) -> str | None:
-    name = e.name.removeprefix("./")
-    parts = PurePosixPath(name).parts
-    if name.startswith("/"):
-        return f"absolute path {e.name}"
-    if ".." in parts:
-        return f"path with '..': {e.name}"
-    if e.kind == "symlink" and escapes(PurePosixPath(name).parent, e.link):
-        return f"symlink {e.name} -> {e.link} leaves the environment"
-    if e.kind == "hardlink" and (e.link.startswith("/") or ".." in PurePosixPath(e.link).parts):
-        return f"hard link {e.name} -> {e.link} leaves the environment"
+def _unsafe(e: Entry, fs: ArchiveFS) -> str | None:
+    kind = e.kind if e.kind in ("dir", "file", "symlink", "hardlink") else "other"
+    if (why := fs.add(e.name, kind, e.link)) is not None:
+        return why
     if e.kind in ("device", "fifo", "other"):
         return f"{e.kind} entry {e.name}"
     if e.mode & (stat.S_ISUID | stat.S_ISGID):
@@ -165,13 +147,17 @@ def inspect_env(path: Path, target: Target) -> InspectReport:
     glibc: tuple[tuple[int, ...], str] | None = None
     glibcxx: tuple[tuple[int, ...], str] | None = None
     count = 0
+    fs = ArchiveFS()
     try:
         for e in source:
             count += 1
             name = e.name.removeprefix("./")
             names.add(name)
-            if (why := _unsafe(e)) is not None:
+            if (why := _unsafe(e, fs)) is not None:
                 findings.append(Finding("error", f"unsafe entry: {why} (Triton 26.06+ refuses it)"))
+            elif fmt == "dir" and e.kind == "symlink" and escapes_dir(path, path / name):
+                findings.append(Finding("error", f"unsafe entry: symlink {name} -> {e.link} "
+                                                 "really leaves the environment"))
             if e.read_error:
                 findings.append(Finding("error", f"{name}: unreadable: {e.read_error}"))
             if m := _LIBPY.match(name):
@@ -190,6 +176,10 @@ def inspect_env(path: Path, target: Target) -> InspectReport:
                             glibcxx = (v, name)
     except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
         findings.append(Finding("error", f"{path.name} is truncated or corrupted: {exc}"))
+    findings += [Finding("error", f"unsafe entry: {why} (Triton 26.06+ refuses it)")
+                 for why in fs.final_escapes()
+                 if f"unsafe entry: {why} (Triton 26.06+ refuses it)" not in
+                 {f.message for f in findings}]
     numpy_version = numpy_version if has_numpy else None
 
     if "bin/python3" not in names or python is None:

@@ -91,6 +91,16 @@ class Lockfile:
         return "".join(lines)
 
 
+def needs_write(path: Path, lock: Lockfile) -> bool:
+    """Whether ``path`` does not already hold ``lock`` (a broken lock is replaced)."""
+    if path.is_file():
+        try:
+            return read_lock(path).content_hash != lock.content_hash
+        except LockError:
+            return True
+    return True
+
+
 def write_lock(path: Path, lock: Lockfile) -> bool:
     """Write ``lock`` unless the file already holds the same content. True if written."""
     text = lock.render()
@@ -116,8 +126,11 @@ def read_lock(path: Path) -> Lockfile:
     except tomllib.TOMLDecodeError as exc:
         raise LockError(f"{path}: corrupted: {exc}", hint="re-create it with tritonpack lock") from exc
     version = data.get("version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise LockError(f"{path}: corrupted: no format version", hint="re-create it with tritonpack lock")
+    if version < FORMAT_VERSION:
+        raise LockError(f"{path}: lock format {version} is not one tritonpack knows (it reads "
+                        f"format {FORMAT_VERSION})", hint="re-create it with tritonpack lock")
     if version > FORMAT_VERSION:
         raise LockError(
             f"{path}: lock format {version} is newer than this tritonpack understands "

@@ -21,17 +21,19 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from conda_pack.core import CondaEnv, CondaPackException, Packer
 from conda_pack.formats import NoArchive
 
 from . import proc
-from .atomic import replace_dir, temp_beside
+from .archivefs import check_entries, escapes_dir
+from .atomic import atomic_write_bytes, replace_dir, temp_beside
 from .env import Prefix
 from .errors import PackError, ProcessError
-from .inspect import escapes, inspect_env
+from .inspect import inspect_env
+from .integrity import manifest, record_path, render_record
 from .progress import NullReporter, Reporter
 from .prune import RULES as PRUNE_RULES
 from .prune import PruneReport, largest_packages, prune, tree_size
@@ -63,16 +65,32 @@ class EnvArchive:
     pruned: PruneReport = field(default_factory=PruneReport)
     largest: tuple[tuple[str, int], ...] = ()
     findings: tuple[tuple[str, str], ...] = ()  # (level, message) from inspect
+    manifest: tuple[tuple[str, str], ...] = ()  # a directory env: (file, sha256) of each file
+
+    def record(self) -> bytes:
+        """The sha256 record written beside it (``integrity``)."""
+        if self.format == "dir":
+            return render_record(self.path.name, files=dict(self.manifest))
+        return render_record(self.path.name, self.sha256)
 
 
 def default_name(fmt: str) -> str:
     return DIR_NAME if fmt == "dir" else ARCHIVE_NAME
 
 
+# What an --output may never name: the model's own files (Triton's or tritonpack's inputs).
+RESERVED = {"config.pbtxt": "the model's configuration", "model.py": "the model's code",
+            "tritonpack.lock": "the lock", "tritonpack.toml": "tritonpack's settings",
+            "requirements.txt": "the model's declared requirements",
+            "environment.yml": "the model's declared requirements"}
+
+
 def output_path(model_dir: Path, name: str | None, fmt: str,
                 shared_root: Path | None = None) -> Path:
     """Where the environment goes: inside the model dir, so $$TRITON_MODEL_DIRECTORY reaches it
-    (or, for --shared-env, anywhere inside the repository ``shared_root``)."""
+    (or, for --shared-env, anywhere inside the repository ``shared_root``). It may replace
+    only an environment tritonpack wrote (its stamp says so): never a version dir, a numeric
+    name, the model's files or anything else the user wrote (``_refuse_to_replace``)."""
     if shared_root is not None and name is not None:
         dest = (shared_root / name).resolve()
         if not dest.is_relative_to(shared_root.resolve()) or dest.parent == shared_root.resolve():
@@ -80,6 +98,7 @@ def output_path(model_dir: Path, name: str | None, fmt: str,
                             f"repository {shared_root}, e.g. _envs/common.tar.gz")
         if fmt == "tar.gz" and not dest.name.endswith(".tar.gz"):
             raise PackError(f"--shared-env {name}: an archive name must end in .tar.gz")
+        _refuse_to_replace("--shared-env", name, dest, shared_root.resolve())
         return dest
     rel = Path(name or default_name(fmt))
     dest = (model_dir / rel).resolve() if not rel.is_absolute() else rel.resolve()
@@ -96,7 +115,31 @@ def output_path(model_dir: Path, name: str | None, fmt: str,
     ):
         raise PackError(f"--output {name}: not inside a version dir",
                         hint="Triton would load every file there as part of the model version")
+    _refuse_to_replace("--output", name or dest.name, dest, model_dir)
     return dest
+
+
+def _refuse_to_replace(option: str, name: str, dest: Path, root: Path) -> None:
+    """Refuse, before any work, a destination that is not tritonpack's to write."""
+    parts = dest.relative_to(root).parts
+    if any(part.isdigit() for part in parts):
+        raise PackError(f"{option} {name}: a numeric name is a model version dir to Triton",
+                        hint="choose a name that is not a number, e.g. tritonpack-env")
+    if dest.name in RESERVED:
+        raise PackError(f"{option} {name}: {dest.name} is {RESERVED[dest.name]}: tritonpack "
+                        "never writes over it", hint="choose another name")
+    if dest.name.endswith((".sha256", ".cdx.json")):
+        raise PackError(f"{option} {name}: {dest.name} is the name of a record tritonpack "
+                        "writes beside an environment", hint="choose another name")
+    if (dest.exists() or dest.is_symlink()) and not is_tritonpack_output(dest):
+        raise PackError(f"{option} {name}: {dest.name} exists and is not an environment "
+                        "tritonpack wrote: tritonpack replaces only its own output",
+                        hint="choose another name, or move it away yourself")
+
+
+def is_tritonpack_output(path: Path) -> bool:
+    """An environment tritonpack wrote: a real file or dir carrying its stamp."""
+    return not path.is_symlink() and read_stamp(path) is not None
 
 
 def required_paths(python: str) -> tuple[str, ...]:
@@ -155,16 +198,27 @@ def stage(prefix: Prefix, work: Path) -> Path:
     return out
 
 
-def _check_entry(root: Path, path: Path) -> None:
-    rel = path.relative_to(root).as_posix()
-    mode = path.lstat().st_mode
-    if stat.S_ISLNK(mode):
-        target = os.readlink(path)
-        if escapes(PurePosixPath(rel).parent, target):
-            raise PackError(f"unsafe entry {rel}: symlink to {target} leaves the environment",
-                            hint="Triton 26.06+ refuses such archives")
-    elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise PackError(f"unsafe entry {rel}: not a file, directory or symlink")
+def check_tree(root: Path, paths: list[Path]) -> None:
+    """Refuse a tree whose entries, replayed in archive order, would write or point outside
+    the environment (through chains of links too: ``archivefs``), or that holds anything but
+    files, directories and symlinks; symlinks are also resolved by real path."""
+    entries: list[tuple[str, str, str]] = []
+    for path in paths:
+        rel = path.relative_to(root).as_posix()
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            if escapes_dir(root, path):
+                raise PackError(f"unsafe entry {rel}: symlink to {os.readlink(path)} leaves the "
+                                "environment", hint="Triton 26.06+ refuses such archives")
+            entries.append((rel, "symlink", os.readlink(path)))
+        elif stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            entries.append((rel, "dir" if stat.S_ISDIR(mode) else "file", ""))
+        else:
+            raise PackError(f"unsafe entry {rel}: not a file, directory or symlink")
+    problems = check_entries(entries)
+    if problems:
+        raise PackError(f"unsafe entry: {problems[0]}", hint="Triton 26.06+ refuses such archives",
+                        detail="\n".join(problems))
 
 
 STAMP = "tritonpack.json"  # the archive's first entry: which lock it was packed from
@@ -231,8 +285,7 @@ def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,
                 progress: Callable[[int], None] | None = None) -> tuple[str, int, int]:
     """Write ``root`` as a reproducible .tar.gz at ``dest``; return (sha256, size, files)."""
     entries = _entries(root)
-    for path in entries:
-        _check_entry(root, path)
+    check_tree(root, entries)
     with dest.open("wb") as raw:
         gz = ParallelGzipWriter(raw, level, threads, progress)
         try:
@@ -277,11 +330,13 @@ class Staged:
     archive: EnvArchive
 
     def commit(self) -> None:
-        """Put it in place: one rename (an existing directory env is swapped out last)."""
+        """Put it in place: one rename (an existing directory env is swapped out last), then
+        its sha256 record beside it."""
         if self.archive.format == "dir":
             replace_dir(self.tmp, self.archive.path)
         else:
             os.replace(self.tmp, self.archive.path)
+        atomic_write_bytes(record_path(self.archive.path), self.archive.record(), mode=0o644)
 
 
 _NOT_COMPILED = re.compile(r"^\*\*\* Error compiling '(.+)'\.\.\.$", re.M)
@@ -411,13 +466,13 @@ def pack(
     with temp_beside(dest, directory=opts.format == "dir") as tmp:
         if opts.format == "dir":
             files = _entries(tree)
-            for path in files:
-                _check_entry(tree, path)
+            check_tree(tree, files)
             size = sum(p.lstat().st_size for p in files if p.is_file() and not p.is_symlink())
             tmp.rmdir()
             shutil.copytree(tree, tmp, symlinks=True)
             result = EnvArchive(dest, opts.format, size, len(files), "", prefix.python,
-                                pruned, tuple(largest), findings)
+                                pruned, tuple(largest), findings,
+                                tuple(sorted(manifest(tmp).items())))
         else:
             rep.start("pack", f"writing {dest.name}")
             total = du_mb(tree)

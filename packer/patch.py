@@ -1,6 +1,10 @@
-"""Point config.pbtxt at the environment: a textual edit that keeps every other byte.
+"""Point config.pbtxt at the environment: an edit of bytes that keeps every other byte.
 
-The user's file keeps its comments, order and formatting. The edit is checked
+The user's file keeps its comments, order, formatting, line endings (CRLF stays CRLF, an
+inserted block uses the file's own) and byte-order mark: it is read and written as bytes,
+never through a newline-translating text layer. A symlinked config.pbtxt is followed to a
+file inside the model directory and that file is patched (the link stays); a link leading
+anywhere else is refused. The edit is checked
 by parsing the result with Triton's ModelConfig: it must equal the original
 plus (or with a replaced) EXECUTION_ENV_PATH parameter, or nothing is written.
 """
@@ -169,14 +173,39 @@ def patched_text(text: str, value: str) -> str:
             new = template.format(_quote(value)) if template else _quote(value)
             out = out[:start] + new + out[end:]
         return out
-    sep = "" if text.endswith("\n") or not text else "\n"
-    block = (
-        "parameters {\n"
-        f'  key: "{EXECUTION_ENV_PATH}"\n'
-        f"  value: {{ string_value: {_quote(value)} }}\n"
-        "}\n"
-    )
+    nl = "\r\n" if "\r\n" in text else "\n"
+    sep = "" if text.endswith("\n") or not text else nl
+    block = nl.join(["parameters {", f'  key: "{EXECUTION_ENV_PATH}"',
+                     f"  value: {{ string_value: {_quote(value)} }}", "}", ""])
     return f"{text}{sep}{block}"
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+def _decode(data: bytes) -> tuple[bytes, str]:
+    """(byte-order mark, text): every byte round-trips (surrogateescape), no newline changes."""
+    bom = BOM if data.startswith(BOM) else b""
+    return bom, data[len(bom):].decode("utf-8", errors="surrogateescape")
+
+
+def _encode(bom: bytes, text: str) -> bytes:
+    return bom + text.encode("utf-8", errors="surrogateescape")
+
+
+def config_target(config_path: Path) -> Path:
+    """The file to patch: config.pbtxt, or the file inside the model dir that it links to."""
+    if not config_path.is_symlink():
+        return config_path
+    model_dir = config_path.parent.resolve()
+    real = config_path.resolve()
+    if not real.is_relative_to(model_dir):
+        raise ConfigPatchError(f"{config_path} is a symlink to {real}, outside the model "
+                               "directory: tritonpack writes only inside it",
+                               hint="replace the link by a copy of the file")
+    if not real.is_file():
+        raise ConfigPatchError(f"{config_path} is a symlink to {real}, which is not a file")
+    return real
 
 
 def _expected(original: Any, value: str) -> Any:
@@ -195,17 +224,20 @@ class PatchResult:
 
 @dataclass(frozen=True)
 class PlannedPatch:
-    """A checked edit of config.pbtxt, not yet written."""
+    """A checked edit of config.pbtxt (bytes), not yet written, and the file it goes to."""
 
-    original: str
-    new: str
+    original: bytes
+    new: bytes
+    target: Path | None = None  # the real file (config.pbtxt, or what it links to)
 
 
 def check_patch(config_path: Path, value: str) -> PlannedPatch:
     """The edit that sets EXECUTION_ENV_PATH, refused unless it changes nothing else."""
     if not value.startswith(TOKEN):
         raise ConfigPatchError(f"EXECUTION_ENV_PATH must start with {TOKEN}, got {value!r}")
-    text = config_path.read_text(encoding="utf-8")
+    target = config_target(config_path)
+    data = target.read_bytes()
+    bom, text = _decode(data)
     original = parse_config(text, config_path)
     new_text = patched_text(text, value)
     try:
@@ -218,17 +250,18 @@ def check_patch(config_path: Path, value: str) -> PlannedPatch:
         raise ConfigPatchError(
             f"{config_path}: the patch would change more than EXECUTION_ENV_PATH; left unchanged"
         )
-    return PlannedPatch(text, new_text)
+    return PlannedPatch(data, _encode(bom, new_text), target)
 
 
 def apply_patch(config_path: Path, plan: PlannedPatch, value: str) -> PatchResult:
     """Write a checked edit atomically, unless the file changed since it was checked."""
-    if config_path.read_text(encoding="utf-8") != plan.original:
+    target = plan.target or config_target(config_path)
+    if target.read_bytes() != plan.original:
         raise ConfigPatchError(f"{config_path} changed while tritonpack ran; left as it is now",
                                hint="run tritonpack again")
     if plan.new == plan.original:
         return PatchResult(config_path, value, changed=False)
-    atomic_write_bytes(config_path, plan.new.encode("utf-8"))
+    atomic_write_bytes(target, plan.new)
     return PatchResult(config_path, value, changed=True)
 
 

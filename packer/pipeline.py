@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from . import conda, envcache, pychannel, remote
-from .atomic import atomic_write_bytes, ensure_writable, temp_beside
+from .atomic import ensure_writable, temp_beside
 from .declared import Declared, load_declared
 from .env import build, bundle_digest
-from .errors import LockError, PackError, ResolveError, TargetError
-from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
+from .errors import ConfigPatchError, LockError, PackError, ResolveError, TargetError
+from .integrity import record_path
+from .journal import Commit, recover
+from .lock import LOCK_NAME, Lockfile, changes, needs_write, read_lock, write_lock
 from .model import ModelDir, open_model
 from .pack import EnvArchive, PackOptions, Staged, enforce, output_path
 from .pack import pack as pack_env
-from .patch import PatchResult, PlannedPatch, apply_patch, check_patch, env_value
+from .patch import PatchResult, PlannedPatch, check_patch, env_value
 from .progress import NullReporter, Reporter
 from .pypi import Indexes, NoSolutionError, compile_pins
 from .recipebook import Recipes, load
@@ -35,7 +37,7 @@ from .runlock import key_lock, model_lock
 from .sbom import render as render_sbom
 from .sbom import sbom_path
 from .scan import ImportReport, Kind, scan
-from .signals import signals_held
+from .signals import AfterCommit, signals_held
 from .target import Target, resolve_target, torch_index
 
 
@@ -149,7 +151,7 @@ def stale(ctx: Context, lock: Lockfile) -> list[str]:
     return changes(lock.inputs, lock_inputs(ctx, ctx.options))
 
 
-def _channels(ctx: Context, opts: Options, rep: Reporter) -> list[str]:
+def _channel_sources(ctx: Context, opts: Options, rep: Reporter) -> list[str | Path]:
     """The channels to solve against; a local python channel when none is reachable."""
     if opts.channels and not opts.offline and opts.python_from is None:
         return list(opts.channels)
@@ -164,7 +166,7 @@ def _channels(ctx: Context, opts: Options, rep: Reporter) -> list[str]:
     rep.start("python", f"packaging Python {install.version} from {install.prefix}")
     channel = pychannel.local_channel(install, ctx.target.platform)
     rep.done("python", f"Python {install.version} from {install.prefix}", time.monotonic() - t0)
-    return [channel.as_uri(), *opts.channels]
+    return [channel, *opts.channels]
 
 
 def _missing_error(exc: NoSolutionError, ctx: Context) -> ResolveError:
@@ -200,7 +202,9 @@ class LockResult:
 
 def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> Lockfile:
     rep = reporter or NullReporter()
-    channels = _channels(ctx, opts, rep)
+    sources = _channel_sources(ctx, opts, rep)
+    channels = [c.as_uri() if isinstance(c, Path) else c for c in sources]
+    local = [c for c in sources if isinstance(c, Path)]
     t0 = time.monotonic()
     rep.start("resolve", f"resolving {len(ctx.requirements.pypi)} requirements with {opts.resolver}")
     try:
@@ -212,6 +216,8 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
     t0 = time.monotonic()
     rep.start("solve", f"solving python {ctx.target.python}.* on {', '.join(channels)}")
     packages = conda.solve(ctx.target, channels, ctx.requirements.conda)
+    for channel in local:  # recorded by logical name and sha256, no machine path
+        packages = tuple(pychannel.logical(p, channel) for p in packages)
     rep.done("solve", f"{len(packages)} conda packages", time.monotonic() - t0)
     return Lockfile(
         inputs=lock_inputs(ctx, opts),
@@ -229,7 +235,15 @@ def lock(path: Path, opts: Options, reporter: Reporter | None = None, *,
     ctx = prepare(path, opts, rep)
     opts = ctx.options  # with tritonpack.toml [options] and the lock's target
     with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
+        _recover(ctx, rep)
         return _lock(ctx, opts, rep, upgrade)
+
+
+def _recover(ctx: Context, rep: Reporter) -> None:
+    """Finish or roll back what a killed run left mid-commit (under the model's lock)."""
+    done = recover(ctx.model.path)
+    if done is not None:
+        rep.note(done)
 
 
 def _lock(ctx: Context, opts: Options, rep: Reporter, upgrade: bool) -> LockResult:
@@ -310,6 +324,7 @@ def package(
     ctx = prepare(path, opts, rep)
     opts = ctx.options  # with tritonpack.toml [options] and the lock's target
     with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
+        _recover(ctx, rep)
         return _package(ctx, opts, rep, t0, frozen=frozen, popts=pack_options or PackOptions(),
                         output=output, since=since, allow=allow_incompatible, sbom=sbom,
                         shared_root=shared_root)
@@ -365,21 +380,32 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
     transfers: list[remote.Transfer] = []
     if hit is None and since is None and pulls and remote.fetch(pulls, key, rep, transfers):
         hit = envcache.lookup(key)
+    committed = None
     if hit is not None:
         enforce(hit.archive_at(dest).findings, ctx.target, allow_incompatible, rep)
         with temp_beside(dest, directory=popts.format == "dir") as tmp:
             envcache.place(hit.path, tmp, popts.format)
-            staged = Staged(tmp, hit.archive_at(dest))
-            rep.done("cache", f"reused the environment for this lock ({key[:12]})",
-                     time.monotonic() - t0)
-            licenses = {str(k): str(v) for k, v in hit.meta.get("licenses", [])}
-            sbom_file = _sbom(ctx, locked, dest, licenses) if sbom else None
-            written, patched = _commit(ctx, locked, staged, plan, value, sbom_file)
+            if envcache.intact(hit, tmp):
+                staged = Staged(tmp, hit.archive_at(dest))
+                rep.done("cache", f"reused the environment for this lock ({key[:12]})",
+                         time.monotonic() - t0)
+                licenses = {str(k): str(v) for k, v in hit.meta.get("licenses", [])}
+                files = tuple((str(a), str(b)) for a, b in hit.meta.get("bundled_files", []))
+                sbom_file = _sbom(ctx, locked, dest, licenses, files) if sbom else None
+                committed = _commit(ctx, locked, staged, plan, value, sbom_file)
+            else:
+                rep.note(f"the cached environment for this lock ({key[:12]}) differs from the "
+                         "sha256 recorded when it was made: dropped, rebuilding")
+                envcache.evict(key)
+                hit = None
+    if committed is not None and hit is not None:
+        written, patched = committed
         bundled = tuple(hit.meta.get("bundled", ()))
         skipped = tuple(hit.meta.get("skipped", ()))
     else:
         with key_lock(key):
-            prefix = build(locked.lock, ctx.report, rep, key=key)
+            prefix = build(locked.lock, ctx.report, rep, key=key,
+                           python_from=ctx.options.python_from)
             bundled, skipped = prefix.bundled, prefix.skipped
             try:
                 with pack_env(prefix, dest, popts, reporter=rep, target=ctx.target,
@@ -389,9 +415,11 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                                   Kind.THIRD_PARTY)}))) as staged:
                     envcache.store(key, staged.tmp, staged.archive,
                                    {"bundled": list(bundled), "skipped": list(skipped),
-                                    "licenses": [list(x) for x in prefix.licenses]},
+                                    "licenses": [list(x) for x in prefix.licenses],
+                                    "bundled_files": [list(x) for x in prefix.bundled_files]},
                                    replace_older_than=since)
-                    sbom_file = _sbom(ctx, locked, dest, dict(prefix.licenses)) if sbom else None
+                    sbom_file = (_sbom(ctx, locked, dest, dict(prefix.licenses),
+                                       prefix.bundled_files) if sbom else None)
                     written, patched = _commit(ctx, locked, staged, plan, value, sbom_file)
             finally:
                 shutil.rmtree(prefix.path.parent, ignore_errors=True)
@@ -424,20 +452,43 @@ def _annotations(ctx: Context, locked: LockResult) -> dict[str, str]:
             "tritonpack-version": __version__}
 
 
-def _sbom(ctx: Context, locked: LockResult, dest: Path,
-          licenses: dict[str, str]) -> tuple[Path, bytes]:
-    return sbom_path(dest), render_sbom(locked.lock, ctx.model.name, licenses)
+def _sbom(ctx: Context, locked: LockResult, dest: Path, licenses: dict[str, str],
+          bundled: tuple[tuple[str, str], ...] = ()) -> tuple[Path, bytes]:
+    return sbom_path(dest), render_sbom(locked.lock, ctx.model.name, licenses, bundled)
 
 
 def _commit(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch,
             value: str, sbom_file: tuple[Path, bytes] | None = None) -> tuple[bool, PatchResult]:
-    """The lock, the environment (and its SBOM) and config.pbtxt, SIGINT/SIGTERM held back."""
-    with signals_held():
-        written = False if locked.reused else write_lock(ctx.lock_path, locked.lock)
-        staged.commit()
+    """The lock, the environment, its record, its SBOM and config.pbtxt, together or not at
+    all (``journal``), SIGINT/SIGTERM held back from the journal to the end."""
+    commit = Commit(ctx.model.path)
+    try:
+        written = not locked.reused and needs_write(ctx.lock_path, locked.lock)
+        if written:
+            commit.add_bytes(ctx.lock_path, locked.lock.render().encode("utf-8"), 0o644)
+        dest = staged.archive.path
+        commit.add_staged(dest, staged.tmp, staged.archive.format == "dir")
+        commit.add_bytes(record_path(dest), staged.archive.record(), 0o644)
         if sbom_file is not None:
-            atomic_write_bytes(sbom_file[0], sbom_file[1], mode=0o644)
-        return written, apply_patch(ctx.model.config_path, plan, value)
+            commit.add_bytes(sbom_file[0], sbom_file[1], 0o644)
+        target = plan.target or ctx.model.config_path
+        changed = plan.new != plan.original
+        if changed:
+            commit.add_bytes(target, plan.new, expect=plan.original)
+        elif target.read_bytes() != plan.original:
+            raise ConfigPatchError(f"{ctx.model.config_path} changed while tritonpack ran; left "
+                                   "as it is now (nothing in the model directory was changed)",
+                                   hint="run tritonpack again")
+    except BaseException:
+        commit.discard()
+        raise
+    try:
+        with signals_held():
+            commit.run()
+    except KeyboardInterrupt as exc:  # held through the commit, delivered after it
+        raise AfterCommit(f"interrupted ({exc}) after the commit: the new environment, lock "
+                          "and config.pbtxt are all in place") from exc
+    return written, PatchResult(ctx.model.config_path, value, changed=changed)
 
 
 def _fresh_or_new_lock(ctx: Context, opts: Options, rep: Reporter) -> LockResult:

@@ -8,11 +8,18 @@ out of a Triton image. This module packages one as a ``python`` conda package
 * ELF files carry an absolute RUNPATH to the original install: rewritten to ``$ORIGIN``-relative.
 * text files holding the original prefix (shebangs, ``_sysconfigdata``, ``Makefile``, ``*.pc``)
   are registered as prefix placeholders in ``info/paths.json`` so the installer rewrites them.
+
+The packages are reproducible: the same CPython tree gives the same bytes whatever the cache
+path, the time or the user (entries sorted, fixed mtimes, owner 0, no names). A lock records
+them by a logical URL (``tritonpack-local-python:3.10.14/linux-64/python-...tar.bz2``), never
+a machine path; at install the package is made again from this machine's CPython of that exact
+version when the cache lacks it, and checked against the locked sha256 like any other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
 import json
@@ -28,9 +35,11 @@ from pathlib import Path
 
 from . import proc
 from .cache import cache_dir
+from .conda import CondaPackage
 from .errors import BuildError, ProcessError, TargetError
+from .target import host_platform
 
-FORMAT = 2  # bump when the package layout changes: invalidates cached channels
+FORMAT = 3  # bump when the package layout changes: invalidates cached channels
 BUILD = f"tritonpack_{FORMAT}"
 _ELF = b"\x7fELF"
 _VERSION_RE = re.compile(rb'#define\s+PY_VERSION\s+"([0-9]+\.[0-9]+\.[0-9]+)[^"]*"')
@@ -182,18 +191,32 @@ def _relocate(staging: Path, old_prefix: str) -> list[dict[str, object]]:
     return entries
 
 
+EPOCH = 315532800  # every entry's mtime: the package's bytes depend on the tree only
+
+
+def _normal(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+    ti.mtime = EPOCH
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    if ti.isreg():
+        ti.mode = 0o755 if ti.mode & 0o111 else 0o644
+    elif ti.issym():
+        ti.mode = 0o777
+    return ti
+
+
 def _tar_bz2(dest: Path, root: Path, info: dict[str, bytes]) -> None:
     tmp = dest.with_suffix(".partial")
-    with tarfile.open(tmp, "w:bz2", compresslevel=1) as tar:
+    with tarfile.open(tmp, "w:bz2", compresslevel=1, format=tarfile.PAX_FORMAT) as tar:
         for name, payload in sorted(info.items()):
-            ti = tarfile.TarInfo(f"info/{name}")
+            ti = _normal(tarfile.TarInfo(f"info/{name}"))
             ti.size = len(payload)
-            ti.mode = 0o644
             tar.addfile(ti, io.BytesIO(payload))
         for path in sorted(root.rglob("*")):
             if path.is_dir() and not path.is_symlink():
                 continue
-            tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False)
+            tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False,
+                    filter=_normal)
     os.replace(tmp, dest)
 
 
@@ -278,3 +301,42 @@ def local_channel(install: PythonInstall, subdir: str) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return channel
+
+
+SCHEME = "tritonpack-local-python"
+
+
+def logical(pkg: CondaPackage, channel: Path) -> CondaPackage:
+    """A package of the local channel ``channel`` as the lock records it: a logical URL
+    (the CPython version, subdir and file name), no machine path."""
+    base = channel.as_uri() + "/"
+    if not pkg.url.startswith(base):
+        return pkg
+    version = channel.name.split("-")[1]
+    return dataclasses.replace(pkg, url=f"{SCHEME}:{version}/{pkg.url[len(base):]}",
+                               channel=SCHEME)
+
+
+def materialize(pkg: CondaPackage, python_from: str | None = None) -> Path:
+    """The file behind a logical URL: made (or found in the cache) from this machine's CPython
+    of the exact locked version. The caller checks its sha256 against the lock."""
+    version, _, rel = pkg.url[len(SCHEME) + 1:].partition("/")
+    subdir = rel.split("/")[0]
+    install = _exact_python(version, python_from)
+    platform = subdir if subdir != "noarch" else host_platform()
+    return local_channel(install, platform) / rel
+
+
+def _exact_python(version: str, python_from: str | None) -> PythonInstall:
+    candidates = [Path(python_from)] if python_from not in (None, "auto") else list(_candidates())
+    for cand in candidates:
+        found = inspect_install(cand) if cand.is_dir() else None
+        if found is not None and found.version == version:
+            return found
+    minor = ".".join(version.split(".")[:2])
+    raise TargetError(
+        f"the lock's Python package was made from a shared-library CPython {version}, and none "
+        f"is on this machine: install CPython {version} with --enable-shared (e.g. "
+        f"PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install {version}), or re-lock "
+        f"with the Python {minor} you have",
+    )

@@ -275,6 +275,11 @@ def pull(ref: RemoteRef, key: str, work: Path) -> Pulled | None:
         with tarfile.open(blob) as tar:
             tar.extractall(path, filter="data")  # no absolute paths, no escape through links
         blob.unlink()
+        want = {str(a): str(b) for a, b in meta.get("manifest", ())}
+        if not want or manifest(path) != want:
+            raise RemoteIntegrityError(
+                f"{ref}:{key[:12]}: the environment's files differ from the manifest recorded "
+                "with it: refused", hint="the entry was altered; nothing was used")
     size = int(env_layer.get("size", 0)) + int(layers[META_MEDIA].get("size", 0))
     return Pulled(path, meta, Transfer(str(ref), key, "hit", size, time.monotonic() - t0))
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .cache import cache_dir
+from .env import build_lock_path
 from .errors import BusyError
 
 
@@ -51,8 +52,10 @@ def model_lock(model_dir: Path, *, wait: bool = True,
 
 @contextlib.contextmanager
 def key_lock(key: str) -> Iterator[None]:
-    """Builds of one cache key (its fixed build path) one at a time, across models."""
-    fd = os.open(cache_dir("locks") / f"build-{key[:24]}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    """Builds of one cache key (its fixed build path) one at a time, across models and across
+    caches: the lock file lies beside the build path (``env.build_lock_path``)."""
+    path = build_lock_path(key) or cache_dir("locks") / f"build-{key[:24]}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

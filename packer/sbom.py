@@ -28,7 +28,9 @@ def _license(value: str | None) -> list[dict[str, Any]]:
     return [{"license": {"name": value}}] if value else []
 
 
-def document(lock: Lockfile, model: str, licenses: dict[str, str]) -> dict[str, Any]:
+def document(lock: Lockfile, model: str, licenses: dict[str, str],
+             bundled: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+    """... ``bundled``: (site-packages path, sha256) of every file bundled from --src."""
     components: list[dict[str, Any]] = []
     for pkg in lock.conda:
         purl = (f"pkg:conda/{pkg.name}@{quote(pkg.version)}?build={quote(pkg.build)}"
@@ -48,6 +50,12 @@ def document(lock: Lockfile, model: str, licenses: dict[str, str]) -> dict[str, 
             "hashes": [{"alg": "SHA-256", "content": h.split(":", 1)[1]} for h in pin.hashes],
             "licenses": _license(licenses.get(pin.name)),
             "properties": [{"name": "tritonpack:source", "value": "pypi"}],
+        })
+    for rel, sha in bundled:
+        components.append({
+            "type": "file", "bom-ref": f"bundled:{rel}", "name": rel,
+            "hashes": [{"alg": "SHA-256", "content": sha}],
+            "properties": [{"name": "tritonpack:source", "value": "--src"}],
         })
     serial = uuid.UUID(hashlib.sha256(lock.content_hash.encode()).hexdigest()[:32])
     return {
@@ -69,5 +77,6 @@ def document(lock: Lockfile, model: str, licenses: dict[str, str]) -> dict[str, 
     }
 
 
-def render(lock: Lockfile, model: str, licenses: dict[str, str]) -> bytes:
-    return (json.dumps(document(lock, model, licenses), indent=2) + "\n").encode()
+def render(lock: Lockfile, model: str, licenses: dict[str, str],
+           bundled: tuple[tuple[str, str], ...] = ()) -> bytes:
+    return (json.dumps(document(lock, model, licenses, bundled), indent=2) + "\n").encode()

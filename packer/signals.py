@@ -11,6 +11,10 @@ from types import FrameType
 _HELD = {signal.SIGINT, signal.SIGTERM}
 
 
+class AfterCommit(KeyboardInterrupt):
+    """An interrupt held back through a commit that then completed: its message says so."""
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 

@@ -104,6 +104,8 @@ LOCK_CASES = [
                     "tritonpack understands (1)"),
     ("lock_hand_edited", "error: {model}/tritonpack.lock: content hash mismatch: the lock was "
                          "edited by hand"),
+    ("lock_version_zero", "error: {model}/tritonpack.lock: lock format 0 is not one tritonpack "
+                          "knows (it reads format 1)"),
 ]
 
 
@@ -141,12 +143,46 @@ def test_frozen_without_a_lock(tmp_path: Path) -> None:
      "error: --output ../elsewhere.tar.gz: must be a path inside the model directory {model}"),
     (("--output", "env.zip"), ExitCode.PACK,
      "error: --output env.zip: an archive name must end in .tar.gz"),
+    (("--format", "dir", "--output", "1"), ExitCode.PACK,
+     "error: --output 1: a numeric name is a model version dir to Triton"),
+    (("--format", "dir", "--output", "7"), ExitCode.PACK,
+     "error: --output 7: a numeric name is a model version dir to Triton"),
+    (("--format", "dir", "--output", "config.pbtxt"), ExitCode.PACK,
+     "error: --output config.pbtxt: config.pbtxt is the model's configuration: tritonpack never "
+     "writes over it"),
+    (("--format", "dir", "--output", "tritonpack.lock"), ExitCode.PACK,
+     "error: --output tritonpack.lock: tritonpack.lock is the lock: tritonpack never writes over "
+     "it"),
+    (("--format", "dir", "--output", "envs/model.py"), ExitCode.PACK,
+     "error: --output envs/model.py: model.py is the model's code: tritonpack never writes over "
+     "it"),
+    (("--format", "dir", "--output", "1/model.py"), ExitCode.PACK,
+     "error: --output 1/model.py: not inside a version dir"),
+    (("--format", "dir", "--output", "tritonpack-env.tar.gz.sha256"), ExitCode.PACK,
+     "error: --output tritonpack-env.tar.gz.sha256: tritonpack-env.tar.gz.sha256 is the name of "
+     "a record tritonpack writes beside an environment"),
 ])
 def test_bad_options(tmp_path: Path, args: tuple[str, ...], code: int, message: str) -> None:
     model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
     res = run_unchanged(model, model, "--offline", *args)
     assert res.exit_code == code
     assert error_line(res.stderr) == message.replace("{model}", str(model))
+
+
+@pytest.mark.parametrize("fmt", ["tar.gz", "dir"])
+def test_output_never_replaces_what_the_user_wrote(tmp_path: Path, fmt: str) -> None:
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
+    name = "mine.tar.gz" if fmt == "tar.gz" else "mine"
+    if fmt == "dir":
+        (model / name).mkdir()
+        (model / name / "notes.txt").write_text("mine\n")
+    else:
+        (model / name).write_bytes(b"not tritonpack's")
+    res = run_unchanged(model, model, "--offline", "--format", fmt, "--output", name)
+    assert res.exit_code == ExitCode.PACK
+    assert error_line(res.stderr) == (f"error: --output {name}: {name} exists and is not an "
+                                      "environment tritonpack wrote: tritonpack replaces only "
+                                      "its own output")
 
 
 def test_bad_output_is_refused_before_any_network(tmp_path: Path) -> None:

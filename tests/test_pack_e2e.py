@@ -67,7 +67,8 @@ def test_pack_plain_model_archive_loads_elsewhere(model_copy: Copy, tmp_path: Pa
     assert (model / "config.pbtxt").read_bytes() == config
     assert (model / "tritonpack.lock").read_bytes() == lock
     assert sorted(p.name for p in model.iterdir()) == [
-        "1", "config.pbtxt", "tritonpack-env.tar.gz", "tritonpack.lock"]
+        "1", "config.pbtxt", "tritonpack-env.tar.gz", "tritonpack-env.tar.gz.sha256",
+        "tritonpack.lock"]
 
 
 def test_pack_bundles_src_package_without_secrets(model_copy: Copy, tmp_path: Path) -> None:
@@ -76,7 +77,8 @@ def test_pack_bundles_src_package_without_secrets(model_copy: Copy, tmp_path: Pa
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["bundled"] == ["featurize"]
-    assert sorted(out["skipped"]) == ["featurize/.env", "featurize/server.pem"]
+    assert sorted(out["skipped"]) == ["featurize/.env (dot-file)",
+                                      "featurize/server.pem (secret-like name)"]
     env = extract(model / "tritonpack-env.tar.gz", tmp_path / "env")
     site = env / "lib" / "python3.12" / "site-packages"
     assert (site / "featurize" / "scale.py").is_file()

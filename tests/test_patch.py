@@ -156,3 +156,49 @@ def test_patch_property(text: str) -> None:
     assert patched_text(out, VALUE) == out  # idempotent
     if EXECUTION_ENV_PATH not in original.parameters:
         assert out.startswith(text)
+
+
+OLD_VALUE = '"$$TRITON_MODEL_DIRECTORY/old.tar.gz"'
+WITH_OLD = COMMENTED + ('parameters { key: "EXECUTION_ENV_PATH"\n'
+                        f'  value: {{ string_value: {OLD_VALUE} }} }}\n')
+
+
+@pytest.mark.parametrize("base", [COMMENTED, WITH_OLD], ids=["insert", "replace"])
+def test_crlf_bom_and_odd_bytes_are_kept(tmp_path: Path, base: str) -> None:
+    original = b"\xef\xbb\xbf" + base.replace("\n", "\r\n").replace(
+        "keep this comment", "keep this comment \xe9t\xe9").encode("latin-1")
+    cfg = tmp_path / "config.pbtxt"
+    cfg.write_bytes(original)
+    patch_config(cfg, VALUE)
+    out = cfg.read_bytes()
+    assert out.startswith(b"\xef\xbb\xbf# my model  -- keep this comment \xe9t\xe9\r\n")
+    assert b"\n" not in out.replace(b"\r\n", b"")  # every line ending still CRLF
+    if base is WITH_OLD:
+        assert out == original.replace(OLD_VALUE.encode(), f'"{VALUE}"'.encode())
+    else:
+        assert out.startswith(original)
+        assert out.endswith(f'  value: {{ string_value: "{VALUE}" }}\r\n}}\r\n'.encode())
+
+
+def test_a_symlinked_config_is_followed_to_its_file_inside_the_model_dir(tmp_path: Path) -> None:
+    (tmp_path / "configs").mkdir()
+    real = tmp_path / "configs" / "cpu.pbtxt"
+    real.write_text(COMMENTED)
+    cfg = tmp_path / "config.pbtxt"
+    cfg.symlink_to("configs/cpu.pbtxt")
+    patch_config(cfg, VALUE)
+    assert cfg.is_symlink() and cfg.readlink() == Path("configs/cpu.pbtxt")
+    assert params(real.read_text()) == {"FOO": "bar", EXECUTION_ENV_PATH: VALUE}
+
+
+def test_a_config_linked_outside_the_model_dir_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "shared.pbtxt"
+    outside.write_text(COMMENTED)
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.pbtxt").symlink_to(outside)
+    with pytest.raises(ConfigPatchError) as err:
+        patch_config(model / "config.pbtxt", VALUE)
+    assert err.value.message == (f"{model}/config.pbtxt is a symlink to {outside}, outside the "
+                                 "model directory: tritonpack writes only inside it")
+    assert outside.read_text() == COMMENTED

@@ -65,7 +65,8 @@ def test_check_passes_then_names_the_changed_model(packed_repo: Path, tmp_path: 
 def test_check_catches_an_env_from_another_lock(packed_repo: Path, tmp_path: Path) -> None:
     repo = tmp_path / "models"
     shutil.copytree(packed_repo, repo)
-    shutil.copy2(repo / "gamma" / "tritonpack-env.tar.gz", repo / "alpha" / "tritonpack-env.tar.gz")
+    for name in ("tritonpack-env.tar.gz", "tritonpack-env.tar.gz.sha256"):  # with its record
+        shutil.copy2(repo / "gamma" / name, repo / "alpha" / name)
     res = run_cli("check", repo / "alpha")
     assert res.exit_code == 1
     assert "  alpha: tritonpack-env.tar.gz was packed from another lock (re-pack it)" in res.stdout
@@ -75,7 +76,9 @@ def test_sbom_is_valid_cyclonedx(packed_repo: Path) -> None:
     text = (packed_repo / "gamma" / "tritonpack-env.cdx.json").read_text()
     assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(text) is None
     doc = json.loads(text)
-    purls = {c["purl"] for c in doc["components"]}
+    purls = {c["purl"] for c in doc["components"] if c["type"] == "library"}
+    assert {c["name"] for c in doc["components"] if c["type"] == "file"} == {
+        "textproc/__init__.py"}  # every bundled file (gamma bundles one module)
     assert any(p.startswith("pkg:pypi/numpy@1.") for p in purls)
     assert any(p.startswith("pkg:pypi/pyyaml@") for p in purls)
     assert any(p.startswith("pkg:conda/python@3.10.") for p in purls)

@@ -1,0 +1,123 @@
+"""What was written is what ships: recorded sha256 sums, checked before reuse and at release.
+
+An archive's sha256 is recorded beside it when it is written (``NAME.tar.gz.sha256``, in
+``sha256sum`` format, so ``sha256sum -c`` checks it too); a directory environment gets a
+manifest of every file's sha256 (``NAME.sha256``, same format, paths relative to the model
+dir). ``tritonpack check`` and the environment cache verify against these records: a
+truncated archive, a flipped bit, a file added, removed or changed in a directory env is
+caught, never shipped.
+
+Nothing placed in a model directory shares an inode with the cache: files are cloned
+(reflink, where the file system has it) or copied, so damaging a model's archive cannot
+damage the cache entry another model reuses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+CHUNK = 1 << 20
+_FICLONE = 0x40049409  # linux/fs.h: share extents copy-on-write (btrfs, xfs); never an inode
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def clone_or_copy(src: str | Path, dest: str | Path) -> None:
+    """A new inode with ``src``'s bytes: a reflink where possible, else a copy."""
+    with open(src, "rb") as fi, open(dest, "wb") as fo:
+        try:
+            fcntl.ioctl(fo.fileno(), _FICLONE, fi.fileno())
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY,
+                                 errno.EBADF, errno.EPERM):
+                raise
+            shutil.copyfileobj(fi, fo, CHUNK)
+    shutil.copystat(src, dest)
+
+
+def record_path(env: Path) -> Path:
+    """Where an environment's sha256 record lives: beside it, named after it."""
+    return env.with_name(env.name + ".sha256")
+
+
+def manifest(root: Path) -> dict[str, str]:
+    """relative path -> sha256 of every regular file of a directory env (symlinks are judged
+    by inspect, not hashed)."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path.is_file() and not path.is_symlink():
+                out[path.relative_to(root).as_posix()] = sha256_file(path)
+    return out
+
+
+def render_record(env_name: str, sha256: str = "", files: dict[str, str] | None = None) -> bytes:
+    """``sha256sum`` lines: one for an archive, one per file for a directory env."""
+    if files is None:
+        return f"{sha256}  {env_name}\n".encode()
+    return "".join(f"{h}  {env_name}/{rel}\n" for rel, h in sorted(files.items())).encode()
+
+
+def read_record(path: Path, env_name: str) -> dict[str, str] | None:
+    """path (relative to the env; "" for the archive itself) -> sha256; None if unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64:
+            return None
+        if name == env_name:
+            out[""] = digest
+        elif name.startswith(env_name + "/"):
+            out[name[len(env_name) + 1:]] = digest
+        else:
+            return None
+    return out
+
+
+def verify(env: Path) -> str | None:
+    """Why ``env`` differs from its record (None: it is what was written)."""
+    record = read_record(record_path(env), env.name)
+    if record is None:
+        return (f"{env.name} has no readable sha256 record ({record_path(env).name}): "
+                "re-pack it")
+    if env.is_dir():
+        if "" in record:
+            return f"{record_path(env).name} records an archive, but {env.name} is a directory"
+        have = manifest(env)
+        changed = sorted(k for k in record.keys() & have.keys() if record[k] != have[k])
+        missing = sorted(record.keys() - have.keys())
+        extra = sorted(have.keys() - record.keys())
+        diffs = [f"{what} {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+                 for what, names in (("changed", changed), ("missing", missing), ("added", extra))
+                 if names]
+        return f"{env.name} differs from what was packed: {'; '.join(diffs)}" if diffs else None
+    want = record.get("")
+    if want is None:
+        return f"{record_path(env).name} records a directory, but {env.name} is an archive"
+    if sha256_file(env) != want:
+        return (f"{env.name} differs from what was packed (sha256 mismatch: truncated, "
+                "corrupted or changed)")
+    return None
+
+
+def remove_record(env: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        record_path(env).unlink()

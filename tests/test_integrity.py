@@ -1,0 +1,157 @@
+"""What ships is what was packed: the archive's sha256 is recorded and checked (`check`, the
+cache), and nothing in a model dir shares an inode with the cache."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from packer.integrity import record_path, sha256_file
+
+from .conftest import run_cli
+
+Copy = Callable[..., Path]
+pytestmark = pytest.mark.slow
+ARCHIVE = "tritonpack-env.tar.gz"
+
+
+def _pack(model: Path, *extra: str) -> None:
+    res = run_cli(model, "--triton", "24.10", "--offline", *extra)
+    assert res.exit_code == 0, res.stderr
+
+
+def _cache_entries(cache: Path) -> list[Path]:
+    return sorted((cache / "envs").glob("*/env.tar.gz"))
+
+
+def test_no_model_archive_shares_an_inode_with_the_cache(model_copy: Copy,
+                                                         session_cache: Path) -> None:
+    a, b = model_copy("plain_numpy", "model_a"), model_copy("plain_numpy", "model_b")
+    _pack(a)
+    _pack(b)  # same lock: the cache entry is reused
+    shipped = sha256_file(b / ARCHIVE)
+    cached = {os.stat(p).st_ino for p in _cache_entries(session_cache)}
+    for model in (a, b):
+        assert os.stat(model / ARCHIVE).st_ino not in cached
+    # damage model a's archive: model b, packed again from the cache, is not damaged
+    with (a / ARCHIVE).open("r+b") as fh:
+        fh.truncate(1000)
+    (a / ARCHIVE).chmod(0o600)
+    (b / ARCHIVE).unlink()
+    _pack(b)
+    assert sha256_file(b / ARCHIVE) == shipped
+    assert oct((b / ARCHIVE).stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_damaged_cache_entry_is_dropped_and_rebuilt(model_copy: Copy,
+                                                      session_cache: Path) -> None:
+    a = model_copy("plain_numpy", "model_c")
+    _pack(a)
+    damaged = {}
+    for entry in _cache_entries(session_cache):
+        data = bytearray(entry.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        entry.write_bytes(bytes(data))
+        damaged[entry] = sha256_file(entry)
+    (a / ARCHIVE).unlink()
+    res = run_cli(a, "--triton", "24.10", "--offline", "--verbose")
+    assert res.exit_code == 0, res.stderr
+    assert "differs from the sha256 recorded when it was made: dropped, rebuilding" in res.stderr
+    assert sha256_file(a / ARCHIVE) not in damaged.values()
+    assert run_cli("check", a).exit_code == 0  # what shipped is what was packed
+    shipped = sha256_file(a / ARCHIVE)  # the entry made again holds what shipped
+    assert shipped in {sha256_file(e) for e in _cache_entries(session_cache)}
+
+
+@pytest.fixture
+def packed(model_copy: Copy) -> Path:
+    model = model_copy("plain_numpy")
+    _pack(model)
+    assert run_cli("check", model).exit_code == 0
+    return model
+
+
+def _check_problems(model: Path) -> tuple[int, list[str]]:
+    res = run_cli("check", model)
+    return res.exit_code, [ln.strip() for ln in res.stdout.splitlines()[1:]]
+
+
+def test_check_refuses_a_truncated_archive(packed: Path) -> None:
+    with (packed / ARCHIVE).open("r+b") as fh:
+        fh.truncate((packed / ARCHIVE).stat().st_size // 2)
+    assert _check_problems(packed) == (1, [
+        "plain_numpy: tritonpack-env.tar.gz differs from what was packed (sha256 mismatch: "
+        "truncated, corrupted or changed)"])
+
+
+def test_check_refuses_a_flipped_bit(packed: Path) -> None:
+    data = bytearray((packed / ARCHIVE).read_bytes())
+    data[-100] ^= 0x04
+    (packed / ARCHIVE).write_bytes(bytes(data))
+    code, problems = _check_problems(packed)
+    assert code == 1 and problems[0].endswith("(sha256 mismatch: truncated, corrupted or changed)")
+
+
+def test_check_refuses_an_archive_without_its_record(packed: Path) -> None:
+    record_path(packed / ARCHIVE).unlink()
+    assert _check_problems(packed) == (1, [
+        "plain_numpy: tritonpack-env.tar.gz has no readable sha256 record "
+        "(tritonpack-env.tar.gz.sha256): re-pack it"])
+
+
+def test_check_refuses_an_archive_without_python(packed: Path) -> None:
+    src = packed / ARCHIVE
+    out = io.BytesIO()
+    with tarfile.open(src, "r:gz") as tin, tarfile.open(fileobj=out, mode="w:gz") as tout:
+        for m in tin:
+            if m.name != "bin/python3":
+                tout.addfile(m, tin.extractfile(m) if m.isreg() else None)
+    src.write_bytes(out.getvalue())  # a valid archive, every entry but bin/python3
+    assert _check_problems(packed) == (1, [
+        "plain_numpy: tritonpack-env.tar.gz differs from what was packed (sha256 mismatch: "
+        "truncated, corrupted or changed)"])
+
+
+def test_check_refuses_a_changed_directory_env(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    _pack(model, "--format", "dir")
+    env = model / "tritonpack-env"
+    assert run_cli("check", model).exit_code == 0
+    (env / "lib" / "python3.10" / "site-packages" / "numpy" / "version.py").write_text("x = 1\n")
+    code, problems = _check_problems(model)
+    assert code == 1
+    assert problems == ["plain_numpy: tritonpack-env differs from what was packed: changed "
+                        "lib/python3.10/site-packages/numpy/version.py"]
+    shutil.rmtree(env / "bin")
+    (env / "extra.txt").write_text("x\n")
+    problem = _check_problems(model)[1][0]
+    assert problem.startswith("plain_numpy: tritonpack-env differs from what was packed: changed "
+                              "lib/python3.10/site-packages/numpy/version.py; missing bin/")
+    assert problem.endswith("; added extra.txt")
+
+
+def test_a_conda_package_that_differs_from_the_lock_is_not_installed(model_copy: Copy) -> None:
+    import dataclasses
+
+    from packer.errors import ExitCode
+    from packer.lock import read_lock, write_lock
+
+    model = model_copy("plain_numpy")
+    assert run_cli("lock", model, "--triton", "24.10", "--offline").exit_code == 0
+    lock = read_lock(model / "tritonpack.lock")
+    python = next(p for p in lock.conda if p.name == "python")
+    forged = dataclasses.replace(python, sha256="0" * 64)
+    write_lock(model / "tritonpack.lock", dataclasses.replace(
+        lock, conda=tuple(forged if p is python else p for p in lock.conda)))
+    res = run_cli(model, "--triton", "24.10", "--offline", "--frozen", "--no-cache")
+    assert res.exit_code == ExitCode.BUILD
+    assert next(ln for ln in res.stderr.splitlines() if ln.startswith("error:")) == (
+        f"error: conda package {python.file_name} has sha256 {python.sha256[:16]}..., the lock "
+        "says 0000000000000000...: refusing to install it")
+    assert not (model / ARCHIVE).exists()
