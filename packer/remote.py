@@ -321,8 +321,25 @@ def exists(ref: RemoteRef, key: str) -> bool:
 
 
 def push(ref: RemoteRef, key: str, env: Path, meta: dict[str, Any],
-         annotations: dict[str, str]) -> Transfer:
-    """Push one cache entry (the archive or the env directory, and its metadata) under ``key``."""
+         annotations: dict[str, str], attempts: int = 3) -> Transfer:
+    """Push one cache entry (the archive or the env directory, and its metadata) under ``key``.
+    Runners that push the same key at once race inside the registry (the distribution
+    registry may refuse one upload of a blob that another is writing): a failed attempt is
+    retried, unless a twin's push has meanwhile made the entry whole."""
+    for attempt in range(attempts):
+        try:
+            return _push_once(ref, key, env, meta, annotations)
+        except (ValueError, RemoteCacheError):
+            if exists(ref, key):
+                return Transfer(str(ref), key, "present")
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _push_once(ref: RemoteRef, key: str, env: Path, meta: dict[str, Any],
+               annotations: dict[str, str]) -> Transfer:
     client = _client(ref)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="push-", dir=cache_dir("tmp")) as tmp:
