@@ -37,6 +37,7 @@ class Recipes:
     torch: dict[str, Any]
     stdlib: dict[str, frozenset[str]]
     user_dir: Path | None = None
+    namespaces: frozenset[str] = frozenset()  # top-level names many distributions share
     sources: tuple[str, ...] = field(default=())
 
 
@@ -61,5 +62,6 @@ def load(user_dir: Path | None = None) -> Recipes:
         torch=tables["torch.toml"],
         stdlib={v: frozenset(t["modules"]) for v, t in tables["stdlib.toml"].items()},
         user_dir=user_dir,
+        namespaces=frozenset(tables["imports.toml"].get("namespaces", {}).get("names", [])),
         sources=tuple(sources),
     )

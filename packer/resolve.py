@@ -1,10 +1,13 @@
-"""Import names -> distributions: declared > recipes > installed metadata > the name itself."""
+"""Import names -> distributions: declared > recipes > the name itself (a guess, warned).
+
+The mapping is a function of the model, its declared files and the recipes only: the
+distributions installed beside tritonpack are never consulted, so the same model locks the
+same way from any venv on any machine.
+"""
 
 from __future__ import annotations
 
-import importlib.metadata
 from dataclasses import dataclass
-from functools import cache
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -45,11 +48,6 @@ class Requirements:
         )
 
 
-@cache
-def _installed_map() -> dict[str, list[str]]:
-    return dict(importlib.metadata.packages_distributions())
-
-
 def _longest(module: str, table: dict[str, str]) -> tuple[str, str] | None:
     parts = module.split(".")
     for n in range(len(parts), 0, -1):
@@ -59,17 +57,32 @@ def _longest(module: str, table: dict[str, str]) -> tuple[str, str] | None:
     return None
 
 
-def map_import(module: str, declared: dict[str, str], recipes: dict[str, str]) -> tuple[str, str, str]:
-    """(key, distribution, source) for a third-party module name."""
+def map_import(module: str, declared: dict[str, str], recipes: dict[str, str],
+               namespaces: frozenset[str] = frozenset()) -> tuple[str, str, str]:
+    """(key, distribution, source) for a third-party module name: the longest dotted key
+    declared, else in the recipes; else a guess (below a namespace package, its name and the
+    next part joined by '-': google.cloud.foo -> google-cloud-foo)."""
     for source, table in (("declared", declared), ("recipe", recipes)):
         hit = _longest(module, table)
         if hit:
             return hit[0], hit[1], source
-    top = module.split(".")[0]
-    dists = _installed_map().get(top)
-    if dists:
-        return top, sorted(dists)[0], "metadata"
-    return top, top, "guess"
+    parts = module.split(".")
+    for n in range(len(parts) - 1, 0, -1):
+        if ".".join(parts[:n]) in namespaces:
+            key = ".".join(parts[: n + 1])
+            return key, key.replace(".", "-").replace("_", "-"), "guess"
+    return parts[0], parts[0], "guess"
+
+
+def _mappings(use: ImportUse, declared: dict[str, str],
+              recipes: Recipes) -> list[tuple[str, str, str]]:
+    """What provides one import. ``from google.cloud import pubsub_v1``: a namespace package
+    maps by the names imported from it, where they match a deeper key."""
+    own = map_import(use.module, declared, recipes.imports, recipes.namespaces)
+    deeper = [map_import(f"{use.module}.{n}", declared, recipes.imports, recipes.namespaces)
+              for n in use.names]
+    deeper = [m for m in deeper if len(m[0]) > len(own[0]) and (m[2] != "guess" or own[2] == "guess")]
+    return list(dict.fromkeys(deeper)) or [own]
 
 
 def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: Target) -> Requirements:
@@ -77,10 +90,11 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
     dist_of: dict[tuple[Kind, str], tuple[str | None, str]] = {}
     for use in report.uses:
         if use.kind is Kind.THIRD_PARTY:
-            key, mapped, how = map_import(use.module, declared.import_map, recipes.imports)
-            dist_of[(use.kind, key)] = (mapped, how)
-        else:
-            key = use.top if not use.module.startswith(".") else use.module
+            for key, mapped, how in _mappings(use, declared.import_map, recipes):
+                dist_of[(use.kind, key)] = (mapped, how)
+                groups.setdefault((use.kind, key), []).append(use)
+            continue
+        key = use.top if not use.module.startswith(".") else use.module
         groups.setdefault((use.kind, key), []).append(use)
 
     declared_names = declared.names()
@@ -99,7 +113,8 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
         if source == "guess":
             warnings.append(
                 f"import {key!r} ({locations[0]}): no recipe or declaration names its "
-                f"distribution; assuming {dist!r}"
+                f"distribution; guessing {dist!r}, the distribution of that name on the index "
+                f"(declare it in tritonpack.toml: [imports] {_toml_key(key)} = \"NAME\")"
             )
         if not optional or canonicalize_name(dist) in declared_names or key in declared.import_map:
             wanted.setdefault(canonicalize_name(dist), dist)
@@ -116,3 +131,8 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
         conda=declared.conda,
         warnings=tuple(warnings),
     )
+
+
+def _toml_key(key: str) -> str:
+    """A dotted import name must be quoted as a TOML key (else it makes nested tables)."""
+    return f'"{key}"' if "." in key else key

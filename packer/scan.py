@@ -39,6 +39,7 @@ class ImportUse:
     optional: bool = False  # guarded by try/except ImportError
     lazy: bool = False  # inside a function or method
     dynamic: bool = False  # importlib.import_module / __import__ with a literal
+    names: tuple[str, ...] = ()  # `from module import a, b`: a namespace package maps by these
 
     @property
     def top(self) -> str:
@@ -381,7 +382,7 @@ class Scanner:
                 continue
             kind = self._classify(module.split(".")[0])
             self.uses.append(ImportUse(module, kind, shown, raw.line, raw.optional, raw.lazy,
-                                       raw.dynamic))
+                                       raw.dynamic, tuple(n for n in raw.names if n != "*")))
             if kind is Kind.LOCAL:
                 self._local_chain(module)
                 self._submodules(module, raw.names)
