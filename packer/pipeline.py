@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from . import conda, envcache, pychannel
 from .atomic import atomic_write_bytes, ensure_writable, temp_beside
-from .declared import Declared, load_declared
+from .declared import Declared, load_all
 from .env import build, bundle_digest
 from .errors import LockError, PackError, ResolveError, TargetError
 from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
@@ -28,7 +31,7 @@ from .pack import EnvArchive, PackOptions, Staged, enforce, output_path
 from .pack import pack as pack_env
 from .patch import PatchResult, PlannedPatch, apply_patch, check_patch, env_value
 from .progress import NullReporter, Reporter
-from .pypi import Indexes, NoSolutionError, compile_pins
+from .pypi import DEFAULT_INDEX, Indexes, NoSolutionError, compile_pins
 from .recipebook import Recipes, load
 from .resolve import Requirements, resolve
 from .runlock import key_lock, model_lock
@@ -106,7 +109,7 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
         raise _with_origin(exc, sources, model.path) from exc
     report = scan(model.path, model.version_dir, model.model_py, python=target.python,
                   stdlib=recipes.stdlib[target.python], src=opts.src)
-    declared = load_declared(model.path)
+    declared = load_all(model.path, model.version_dir, recipes.conda_to_pypi)
     reqs = resolve(report, declared, recipes, target)
     ctx = Context(model, recipes, target, declared, report, reqs, opts)
     for warning in ctx.warnings:
@@ -118,11 +121,22 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
 
 def lock_indexes(ctx: Context, opts: Options) -> Indexes:
     """The user's indexes, plus the PyTorch index for the target's CUDA when torch is wanted."""
+    indexes = declared_indexes(ctx.declared, opts)
     extra = torch_index(ctx.recipes, ctx.target, ctx.requirements.pypi)
-    if extra is None or extra in opts.indexes.extra_index_urls:
-        return opts.indexes
-    return dataclasses.replace(opts.indexes,
-                               extra_index_urls=(extra, *opts.indexes.extra_index_urls))
+    if extra is None or extra in indexes.extra_index_urls:
+        return indexes
+    return dataclasses.replace(indexes, extra_index_urls=(extra, *indexes.extra_index_urls))
+
+
+def declared_indexes(declared: Declared, opts: Options) -> Indexes:
+    """Index lines of a requirements.txt add to the options' (a command-line --index-url wins)."""
+    ours = opts.indexes
+    index_url = ours.index_url
+    if declared.index_url and "index-url" not in opts.explicit and index_url == DEFAULT_INDEX:
+        index_url = declared.index_url
+    return Indexes(index_url,
+                   tuple(dict.fromkeys([*ours.extra_index_urls, *declared.extra_index_urls])),
+                   tuple(dict.fromkeys([*ours.find_links, *declared.find_links])))
 
 
 def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
@@ -131,9 +145,13 @@ def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
         f"{r.key}={r.distribution}" for r in ctx.requirements.rows
         if r.distribution and (r.required or r.distribution in ctx.requirements.pypi)
     )
+    declared_from = {line: src for line, src in ctx.requirements.origins
+                     if line in ctx.requirements.pypi}
     return {
         "imports": imports,
         "requirements": list(ctx.requirements.pypi),
+        **({"declared_from": [f"{k} ({v})" for k, v in sorted(declared_from.items())]}
+           if ctx.declared.files else {}),
         "conda_specs": list(ctx.requirements.conda),
         "target": ctx.target.as_dict(),
         "channels": list(opts.channels),
@@ -176,11 +194,15 @@ def _missing_error(exc: NoSolutionError, ctx: Context) -> ResolveError:
                 f'another name, declare it in tritonpack.toml: [imports] {row.key} = "NAME"',
                 detail=exc.detail,
             )
-        if ctx.declared.path is not None:
+        origin = next((src for line, src in ctx.requirements.origins
+                       if canonicalize_name(Requirement(line).name) == name), None)
+        if origin is None and ctx.declared.path is not None:
+            origin = ctx.declared.path.name
+        if origin is not None:
             return ResolveError(
-                f"declared requirement {name!r} ({ctx.declared.path.name}) "
+                f"declared requirement {name!r} ({origin}) "
                 "is not on the package index",
-                hint="check its spelling and version in tritonpack.toml",
+                hint=f"check its spelling and version in {origin}",
                 detail=exc.detail,
             )
     return exc

@@ -45,6 +45,9 @@ def scan_payload(ctx: Context) -> dict[str, Any]:
             for m in ctx.report.local
         ],
         "requirements": list(ctx.requirements.pypi),
+        "declared": [{"requirement": line, "source": src}
+                     for line, src in ctx.requirements.origins],
+        "declared_files": list(ctx.declared.files),
         "warnings": list(ctx.warnings),
         "files": list(ctx.report.files),
     }
@@ -65,6 +68,9 @@ def scan_text(ctx: Context) -> str:
     if bundled:
         out += ["", f"bundled into the environment: {', '.join(bundled)}"]
     out += ["", "requirements: " + ", ".join(ctx.requirements.pypi)]
+    if ctx.requirements.origins:
+        out += ["", _table([(line, src) for line, src in ctx.requirements.origins],
+                           ("DECLARED", "FROM"))]
     return "\n".join(out)
 
 

@@ -91,11 +91,12 @@ class _PipFile:
         self.warnings: list[str] = []
         self._stack: list[Path] = []
 
-    def read(self, path: Path, included_from: str | None = None) -> None:
+    def read(self, path: Path, included_from: str | None = None, written: str = "") -> None:
         shown = _shown(path, self.model_dir)
         if not path.is_file():
-            where = f"{included_from}: -r {path.name}" if included_from else shown
-            raise ModelError(f"{where}: no such file")
+            where = f"{included_from}: -r {written}" if included_from else shown
+            raise ModelError(f"{where}: no such file",
+                             hint="-r paths are relative to the file that includes them")
         real = path.resolve()
         if real in self._stack:
             raise ModelError(f"{shown}: includes itself (-r loop)")
@@ -113,7 +114,7 @@ class _PipFile:
             self._option(line, path, where)
             return
         spec = line.split(" --hash", 1)[0].split("\t--hash", 1)[0].strip()  # pins kept, hashes not
-        if spec.startswith((".", "/")) or "://" in spec.split(";")[0] and "@" not in spec:
+        if spec.startswith((".", "/")) or ("://" in spec.split(";")[0] and "@" not in spec):
             raise ResolveError(
                 f"{where}: {spec!r} is a path or URL without a name: tritonpack locks named "
                 "distributions",
@@ -125,13 +126,19 @@ class _PipFile:
         name, _, value = line.replace("=", " ", 1).partition(" ")
         value = value.strip()
         if name in ("-r", "--requirement"):
-            self.read(path.parent / value, where)
+            self.read(path.parent / value, where, value)
         elif name in ("-i", "--index-url"):
             self.index_url = value
         elif name == "--extra-index-url":
             self.extra.append(value)
         elif name in ("-f", "--find-links"):
-            self.links.append(value if "://" in value else str((path.parent / value).resolve()))
+            if "://" not in value:
+                local = (path.parent / value).resolve()
+                if not local.is_dir():
+                    raise ModelError(f"{where}: --find-links {value}: no such directory",
+                                     hint="paths are relative to the file that names them")
+                value = str(local)
+            self.links.append(value)
         elif name in ("-e", "--editable"):
             raise ResolveError(
                 f"{where}: editable requirement {value!r}: an environment archive cannot point "

@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from packaging.requirements import Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from .declared import Declared
+from .errors import ResolveError
 from .recipebook import Recipes
 from .scan import ImportReport, ImportUse, Kind
 from .target import Target
@@ -40,6 +43,7 @@ class Requirements:
     pypi: tuple[str, ...]  # requirement lines handed to the resolver
     conda: tuple[str, ...]
     warnings: tuple[str, ...]
+    origins: tuple[tuple[str, str], ...] = ()  # declared line -> the file it came from
 
     def rows_for(self, distribution: str) -> tuple[Resolution, ...]:
         want = canonicalize_name(distribution)
@@ -85,7 +89,51 @@ def _mappings(use: ImportUse, declared: dict[str, str],
     return list(dict.fromkeys(deeper)) or [own]
 
 
+def _overlap(a: SpecifierSet, b: SpecifierSet) -> bool:
+    """Whether some version satisfies both: tried on the versions either names, and just above."""
+    named = [s.version.removesuffix(".*") for s in (*a, *b)]
+    candidates = []
+    for text in named:
+        try:
+            v = Version(text)
+        except InvalidVersion:
+            continue
+        major, minor = v.release[0], (v.release[1] if len(v.release) > 1 else 0)
+        candidates += [v, Version(f"{v.base_version}.1"), Version(f"{v.base_version}.999"),
+                       Version(f"{max(major - 1, 0)}.999"),
+                       Version(f"{major}.{max(minor - 1, 0)}.999")]
+    candidates.append(Version("0.0.1"))
+    return any(a.contains(v, prereleases=True) and b.contains(v, prereleases=True)
+               for v in candidates)
+
+
+def check_release_bounds(declared: Declared, target: Target) -> None:
+    """A declared pin that the release cannot run is refused before resolving, naming both."""
+    bound = SpecifierSet(target.numpy) if target.numpy else None
+    for line in declared.pypi:
+        req = Requirement(line)
+        if bound is not None and canonicalize_name(req.name) == "numpy" and req.specifier \
+                and not _overlap(req.specifier, bound):
+            raise ResolveError(
+                f"{line} ({declared.origin(line)}) conflicts with numpy{bound}, the bound of "
+                f"Triton {target.release} (recipes/triton.toml: its Python backend stub was "
+                "built with that numpy)",
+                hint="drop the pin, or target a release whose bound allows it (--triton)")
+    for decl in declared.python:
+        try:
+            spec = SpecifierSet(decl.line.removeprefix("python"))
+        except InvalidSpecifier:
+            continue
+        if spec and not any(spec.contains(f"{target.python}.{n}") for n in range(40)):
+            raise ResolveError(
+                f"{decl.line} ({decl.source}) conflicts with Python {target.python}, the Python "
+                f"of Triton {target.release}'s stub (recipes/triton.toml)",
+                hint="the stub decides the Python: drop the python spec, or pick a release "
+                "whose stub matches it (tritonpack targets)")
+
+
 def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: Target) -> Requirements:
+    check_release_bounds(declared, target)
     groups: dict[tuple[Kind, str], list[ImportUse]] = {}
     dist_of: dict[tuple[Kind, str], tuple[str | None, str]] = {}
     for use in report.uses:
@@ -129,7 +177,8 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
         rows=tuple(rows),
         pypi=tuple(sorted(dict.fromkeys(lines), key=lambda s: (canonicalize_name(Requirement(s).name), s))),
         conda=declared.conda,
-        warnings=tuple(warnings),
+        warnings=(*declared.warnings, *warnings),
+        origins=declared.origins,
     )
 
 
