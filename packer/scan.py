@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from .conditions import Target as Conditions
 from .errors import ScanError
 
 BACKEND_MODULES = frozenset({"triton_python_backend_utils", "c_python_backend_utils"})
@@ -218,7 +219,8 @@ class _Raw:
 
 
 class _Collector(ast.NodeVisitor):
-    def __init__(self) -> None:
+    def __init__(self, conditions: Conditions | None = None) -> None:
+        self.conditions = conditions
         self.found: list[_Raw] = []
         self._optional = 0
         self._lazy = 0
@@ -253,6 +255,11 @@ class _Collector(ast.NodeVisitor):
     def visit_If(self, node: ast.If) -> None:
         if _is_type_checking(node.test):
             for stmt in node.orelse:
+                self.visit(stmt)
+            return
+        decided = self.conditions.decide(node.test) if self.conditions else None
+        if decided is not None:  # the branch the target's Python (on Linux) takes, only
+            for stmt in node.body if decided else node.orelse:
                 self.visit(stmt)
             return
         self.generic_visit(node)
@@ -296,6 +303,7 @@ class Scanner:
         self.roots = (version_dir, model_dir, *src)
         self.stdlib = stdlib
         self.python = python
+        self.conditions = Conditions(python) if _grammar(python) else None
         self.uses: list[ImportUse] = []
         self.local: dict[str, LocalModule] = {}
         self._queue: deque[tuple[str, Path, Path]] = deque()
@@ -363,7 +371,7 @@ class Scanner:
             return
         self._seen.add(path)
         shown = _display(path, self.model_dir)
-        collector = _Collector()
+        collector = _Collector(self.conditions)
         tree = parse_source(path, shown, self.python)
         if dotted == "model" and root == self.roots[0] and not binds_model_class(tree):
             raise ScanError(
