@@ -20,7 +20,7 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from . import conda, envcache, pychannel
+from . import conda, envcache, forgotten, pychannel
 from .atomic import atomic_write_bytes, ensure_writable, temp_beside
 from .declared import Declared, load_all
 from .env import build, bundle_digest
@@ -111,6 +111,7 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
                   stdlib=recipes.stdlib[target.python], src=opts.src)
     declared = load_all(model.path, model.version_dir, recipes.conda_to_pypi)
     reqs = resolve(report, declared, recipes, target)
+    forgotten.check(model.path, reqs)  # a package of the user's, left out: before any lock
     ctx = Context(model, recipes, target, declared, report, reqs, opts)
     for warning in ctx.warnings:
         rep.note(warning)
@@ -156,7 +157,14 @@ def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
         "target": ctx.target.as_dict(),
         "channels": list(opts.channels),
         "indexes": lock_indexes(ctx, opts).as_dict(),
+        **({"src": src_inputs(ctx.model.path, opts.src)} if opts.src else {}),
     }
+
+
+def src_inputs(model_dir: Path, src: tuple[Path, ...]) -> list[str]:
+    """--src roots as the lock remembers them: relative to the model dir, so that a later run
+    or check without --src (another machine, another checkout path) bundles the same code."""
+    return [Path(os.path.relpath(root.resolve(), model_dir.resolve())).as_posix() for root in src]
 
 
 def stale(ctx: Context, lock: Lockfile) -> list[str]:
