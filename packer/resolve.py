@@ -89,6 +89,18 @@ def _mappings(use: ImportUse, declared: dict[str, str],
     return list(dict.fromkeys(deeper)) or [own]
 
 
+def _numpy2_pickles(report: ImportReport, target: Target) -> list[str]:
+    """A pickle saved under numpy 2 names ``numpy._core``, which numpy 1 lacks."""
+    if not target.numpy or SpecifierSet(target.numpy).contains("2.0.0"):
+        return []
+    for use in report.uses:
+        if use.line == 0 and use.module.startswith("numpy._core"):
+            return [f"{use.file} was saved under numpy 2 (it names {use.module}); numpy"
+                    f"{target.numpy}, the bound of Triton {target.release}, has no numpy._core: "
+                    "save it again under numpy 1, or target 24.11 or later"]
+    return []
+
+
 def _overlap(a: SpecifierSet, b: SpecifierSet) -> bool:
     """Whether some version satisfies both: tried on the versions either names, and just above."""
     named = [s.version.removesuffix(".*") for s in (*a, *b)]
@@ -167,6 +179,7 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
         if not optional or canonicalize_name(dist) in declared_names or key in declared.import_map:
             wanted.setdefault(canonicalize_name(dist), dist)
 
+    warnings += _numpy2_pickles(report, target)
     lines = list(declared.pypi)
     lines += [
         dist for name, dist in sorted(wanted.items())

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from . import pickles
 from .conditions import Target as Conditions
 from .errors import ScanError
 
@@ -48,7 +49,7 @@ class ImportUse:
 
     @property
     def where(self) -> str:
-        return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}" if self.line else self.file  # line 0: a data file
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class ImportReport:
     uses: tuple[ImportUse, ...]
     local: tuple[LocalModule, ...]
     files: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()  # data files that could not be read, classes from __main__
 
     def of_kind(self, kind: Kind) -> tuple[ImportUse, ...]:
         return tuple(u for u in self.uses if u.kind is kind)
@@ -423,11 +425,33 @@ class Scanner:
 
     def run(self, model_py: Path) -> ImportReport:
         self._queue.append(("model", model_py, self.roots[0]))
+        notes = self._pickles()
         while self._queue:
             self.scan_file(*self._queue.popleft())
         files = tuple(sorted(_display(p, self.model_dir) for p in self._seen))
         local = tuple(sorted(self.local.values(), key=lambda m: m.name))
-        return ImportReport(self.model_dir, self.python, tuple(self.uses), local, files)
+        return ImportReport(self.model_dir, self.python, tuple(self.uses), local, files,
+                            tuple(notes))
+
+    def _pickles(self) -> list[str]:
+        """Modules named inside pickles beside model.py: imports like any other, marked with
+        the data file (line 0). Read with pickletools, never unpickled."""
+        notes: list[str] = []
+        for refs in pickles.scan_dirs((self.roots[0], self.roots[1])):
+            shown = _display(refs.file, self.model_dir)
+            if refs.problem:
+                notes.append(f"{shown}: {refs.problem}")
+            for module in refs.modules:
+                if module.split(".")[0] in ("__main__", "__mp_main__"):
+                    notes.append(f"{shown} names {module}: a class defined in the script that "
+                                 "saved it, which the server cannot import (move it into a "
+                                 "module of yours and save again)")
+                    continue
+                kind = self._classify(module.split(".")[0])
+                self.uses.append(ImportUse(module, kind, shown, 0))
+                if kind is Kind.LOCAL:
+                    self._local_chain(module)
+        return notes
 
 
 def _literal_all(init: Path) -> tuple[str, ...]:
