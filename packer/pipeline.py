@@ -20,7 +20,7 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from . import conda, envcache, forgotten, pychannel
+from . import conda, envcache, forgotten, provides, pychannel
 from .atomic import atomic_write_bytes, ensure_writable, temp_beside
 from .declared import Declared, load_all
 from .env import build, bundle_digest
@@ -404,6 +404,8 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
             prefix = build(locked.lock, ctx.report, rep, key=key)
             bundled, skipped = prefix.bundled, prefix.skipped
             try:
+                provides.check(prefix.site_packages, ctx.requirements.rows,
+                               (p.name for p in locked.lock.pypi))
                 with pack_env(prefix, dest, popts, reporter=rep, target=ctx.target,
                               allow_incompatible=allow_incompatible,
                               lock_hash=locked.lock.content_hash,

@@ -174,7 +174,7 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
             warnings.append(
                 f"import {key!r} ({locations[0]}): no recipe or declaration names its "
                 f"distribution; guessing {dist!r}, the distribution of that name on the index "
-                f"(declare it in tritonpack.toml: [imports] {_toml_key(key)} = \"NAME\")"
+                f"(declare it in tritonpack.toml: [imports] {toml_key(key)} = \"NAME\")"
             )
         if not optional or canonicalize_name(dist) in declared_names or key in declared.import_map:
             wanted.setdefault(canonicalize_name(dist), dist)
@@ -195,6 +195,6 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
     )
 
 
-def _toml_key(key: str) -> str:
+def toml_key(key: str) -> str:
     """A dotted import name must be quoted as a TOML key (else it makes nested tables)."""
     return f'"{key}"' if "." in key else key
