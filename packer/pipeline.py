@@ -410,7 +410,9 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                               allow_incompatible=allow_incompatible,
                               lock_hash=locked.lock.content_hash,
                               imports=tuple(sorted({u.top for u in ctx.report.of_kind(
-                                  Kind.THIRD_PARTY)}))) as staged:
+                                  Kind.THIRD_PARTY)})),
+                              modules=tuple(sorted({u.module for u in ctx.report.of_kind(
+                                  Kind.THIRD_PARTY) if not u.optional}))) as staged:
                     envcache.store(key, staged.tmp, staged.archive,
                                    {"bundled": list(bundled), "skipped": list(skipped),
                                     "licenses": [list(x) for x in prefix.licenses]},
