@@ -31,7 +31,7 @@ from .pack import EnvArchive, PackOptions, Staged, enforce, output_path
 from .pack import pack as pack_env
 from .patch import PatchResult, PlannedPatch, apply_patch, check_patch, env_value
 from .progress import NullReporter, Reporter
-from .pypi import DEFAULT_INDEX, Indexes, NoSolutionError, compile_pins
+from .pypi import DEFAULT_INDEX, Indexes, IndexUnreachable, NoSolutionError, compile_pins
 from .recipebook import Recipes, load
 from .resolve import Requirements, resolve
 from .runlock import key_lock, model_lock
@@ -169,7 +169,38 @@ def src_inputs(model_dir: Path, src: tuple[Path, ...]) -> list[str]:
 
 def stale(ctx: Context, lock: Lockfile) -> list[str]:
     """What changed since ``lock`` was made (empty: the lock is fresh)."""
-    return changes(lock.inputs, lock_inputs(ctx, ctx.options))
+    want = lock_inputs(ctx, ctx.options)
+    fell = lock.inputs.get("torch_index_unreachable")
+    if fell and fell in want["indexes"]["extra_index_urls"]:  # locked without the PyTorch index
+        want["indexes"] = {**want["indexes"], "extra_index_urls": [
+            u for u in want["indexes"]["extra_index_urls"] if u != fell]}
+        want["torch_index_unreachable"] = fell
+    return changes(lock.inputs, want)
+
+
+def torch_fallback(ctx: Context, opts: Options, exc: IndexUnreachable, rep: Reporter) -> Indexes:
+    """The PyTorch index is unreachable: the configured indexes instead, when their torch is a
+    build for the target (PyPI's Linux x86_64 torch is a CUDA 12 build); else the choices."""
+    url = torch_index(ctx.recipes, ctx.target, ctx.requirements.pypi)
+    if url is None or exc.url != url or url in opts.indexes.extra_index_urls:
+        raise exc  # not the index tritonpack added: the user's own, named
+    pypi = ctx.recipes.torch.get("pypi", {})
+    build = str(pypi.get("cuda", ""))
+    target = ctx.target
+    if not (build and target.torch.startswith("cu") and target.cuda.split(".")[0] == build
+            and target.platform in pypi.get("platforms", [])):
+        raise ResolveError(
+            f"the PyTorch index {url} is unreachable, and the configured indexes hold no torch "
+            f"known to match Triton {target.release} (CUDA {target.cuda}, --torch "
+            f"{target.torch}): PyPI's Linux x86_64 torch is a CUDA {build} build",
+            hint="choose: --torch cpu or --torch cuXYZ (another PyTorch index), or --torch none "
+                 "with --index-url/--find-links of a mirror or wheelhouse that holds torch",
+            detail=exc.detail)
+    indexes = declared_indexes(ctx.declared, opts)
+    rep.note(f"the PyTorch index {url} is unreachable: torch comes from the configured indexes "
+             f"({indexes.index_url}) instead, as on PyPI a CUDA {build} build, compatible with "
+             f"Triton {target.release}'s CUDA {target.cuda}")
+    return indexes
 
 
 def _channels(ctx: Context, opts: Options, rep: Reporter) -> list[str]:
@@ -230,18 +261,30 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
     channels = _channels(ctx, opts, rep)
     t0 = time.monotonic()
     rep.start("resolve", f"resolving {len(ctx.requirements.pypi)} requirements with {opts.resolver}")
+    fallback: Indexes | None = None
     try:
         pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target,
                             lock_indexes(ctx, opts))
     except NoSolutionError as exc:
         raise _missing_error(exc, ctx) from exc
+    except IndexUnreachable as exc:
+        fallback = torch_fallback(ctx, opts, exc, rep)
+        try:
+            pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target, fallback)
+        except NoSolutionError as again:
+            raise _missing_error(again, ctx) from again
     rep.done("resolve", f"{len(pins)} PyPI packages ({opts.resolver})", time.monotonic() - t0)
     t0 = time.monotonic()
     rep.start("solve", f"solving python {ctx.target.python}.* on {', '.join(channels)}")
     packages = conda.solve(ctx.target, channels, ctx.requirements.conda)
     rep.done("solve", f"{len(packages)} conda packages", time.monotonic() - t0)
+    inputs = lock_inputs(ctx, opts)
+    if fallback is not None:  # the lock says where torch really came from
+        inputs["torch_index_unreachable"] = torch_index(ctx.recipes, ctx.target,
+                                                        ctx.requirements.pypi)
+        inputs["indexes"] = fallback.as_dict()
     return Lockfile(
-        inputs=lock_inputs(ctx, opts),
+        inputs=inputs,
         target=ctx.target.as_dict(),
         resolver=opts.resolver,
         conda=packages,

@@ -207,11 +207,7 @@ def _failure_error(failure: ResolveFailure, indexes: Indexes, exc: ProcessError,
             detail=exc.detail,
         )
     if failure.unreachable:
-        return ResolveError(
-            f"the package index {indexes.index_url} is unreachable",
-            hint="check --index-url and the network; tritonpack resolves against a live index",
-            detail=exc.detail,
-        )
+        return IndexUnreachable(failed_index(failure.output, indexes), detail=exc.detail)
     return NoSolutionError(failure.missing, detail=exc.detail,
                            cause=_first_cause(failure.output), python=target_python)
 
@@ -229,3 +225,29 @@ class NoSolutionError(ResolveError):
             "relax the pin in tritonpack.toml, or pick another --triton" if cause else None,
         )
         self.missing = missing
+
+
+_URL = re.compile(r"(?:https?|file)://[^\s`'\")]+")
+
+
+def failed_index(output: str, indexes: Indexes) -> str:
+    """The configured index (or find-links location) the resolver's output names as failing:
+    uv says ``Failed to fetch: URL``; the main index only when none is named."""
+    urls = _URL.findall(output)
+    for candidate in (*indexes.extra_index_urls, *indexes.find_links, indexes.index_url):
+        prefix = candidate.rstrip("/")
+        if any(u.startswith(prefix) for u in urls):
+            return candidate
+    return indexes.index_url
+
+
+class IndexUnreachable(ResolveError):
+    """One index could not be reached; ``url`` names it (not the reachable ones)."""
+
+    def __init__(self, url: str, *, detail: str | None = None):
+        super().__init__(
+            f"the package index {url} is unreachable",
+            hint="check --index-url and the network; tritonpack resolves against a live index",
+            detail=detail,
+        )
+        self.url = url
