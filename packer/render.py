@@ -37,6 +37,7 @@ def scan_payload(ctx: Context) -> dict[str, Any]:
         "target": ctx.target.as_dict(),
         "imports": [
             {"import": r.key, "kind": r.kind.value, "distribution": r.distribution,
+             **({"extras": list(r.extras)} if r.extras else {}),
              "source": r.source or None, "optional": r.optional, "where": list(r.locations)}
             for r in ctx.requirements.rows
         ],
@@ -57,7 +58,7 @@ def scan_text(ctx: Context) -> str:
     rows = []
     for r in ctx.requirements.rows:
         kind = r.kind.value + (" (optional)" if r.optional else "")
-        dist = r.distribution or "-"
+        dist = (r.distribution or "-") + (f"[{','.join(r.extras)}]" if r.extras else "")
         if r.source and r.source not in ("recipe", "declared"):
             dist += f" ({r.source})"
         rows.append((r.key, kind, dist, ", ".join(r.locations)))

@@ -28,9 +28,10 @@ class Resolution:
     key: str
     kind: Kind
     distribution: str | None
-    source: str  # declared | recipe | metadata | guess | "" for non third-party
+    source: str  # declared | recipe | guess | "" for non third-party
     optional: bool
     locations: tuple[str, ...]
+    extras: tuple[str, ...] = ()  # what the imported subpackage needs (tritonclient.http: http)
 
     @property
     def required(self) -> bool:
@@ -160,14 +161,15 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
     declared_names = declared.names()
     rows: list[Resolution] = []
     warnings: list[str] = []
-    wanted: dict[str, str] = {}
+    wanted: dict[str, tuple[str, set[str]]] = {}  # name -> (as written, extras)
     for (kind, key), uses in sorted(groups.items(), key=lambda kv: (kv[0][0].value, kv[0][1])):
         optional = all(u.optional for u in uses)
-        dist, source = dist_of.get((kind, key), (None, ""))
+        spec, source = dist_of.get((kind, key), (None, ""))
+        dist, extras = _split(spec) if spec is not None else (None, ())
         if dist is not None and canonicalize_name(dist) in declared_names:
             source = "declared"
         locations = tuple(dict.fromkeys(u.where for u in uses))
-        rows.append(Resolution(key, kind, dist, source, optional, locations))
+        rows.append(Resolution(key, kind, dist, source, optional, locations, extras))
         if dist is None:
             continue
         if source == "guess":
@@ -177,14 +179,23 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
                 f"(declare it in tritonpack.toml: [imports] {toml_key(key)} = \"NAME\")"
             )
         if not optional or canonicalize_name(dist) in declared_names or key in declared.import_map:
-            wanted.setdefault(canonicalize_name(dist), dist)
+            entry = wanted.setdefault(canonicalize_name(dist), (dist, set()))
+            entry[1].update(extras)
 
     warnings += _numpy2_pickles(report, target)
     lines = list(declared.pypi)
-    lines += [
-        dist for name, dist in sorted(wanted.items())
-        if name not in declared_names and name != "numpy"
-    ]
+    declared_extras: dict[str, set[str]] = {}
+    for line in declared.pypi:
+        req = Requirement(line)
+        declared_extras.setdefault(canonicalize_name(req.name), set()).update(req.extras)
+    for name, (dist, needed) in sorted(wanted.items()):
+        if name == "numpy":
+            continue
+        missing = needed - declared_extras.get(name, set())
+        if name not in declared_names:
+            lines.append(f"{dist}[{','.join(sorted(needed))}]" if needed else dist)
+        elif missing:  # declared without the extras an imported subpackage needs: both kept
+            lines.append(f"{dist}[{','.join(sorted(missing))}]")
     lines.append(f"numpy{target.numpy}")  # the backend stub imports numpy: always, bounded
     return Requirements(
         rows=tuple(rows),
@@ -193,6 +204,12 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
         warnings=(*declared.warnings, *warnings),
         origins=declared.origins,
     )
+
+
+def _split(spec: str) -> tuple[str, tuple[str, ...]]:
+    """``tritonclient[http]`` -> ("tritonclient", ("http",)): a recipe value may name extras."""
+    req = Requirement(spec)
+    return req.name, tuple(sorted(req.extras))
 
 
 def toml_key(key: str) -> str:

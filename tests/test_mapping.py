@@ -77,3 +77,28 @@ def test_lock_is_byte_identical_from_a_bare_venv_and_a_crowded_one(tmp_path: Pat
         locks.append((model / "tritonpack.lock").read_bytes())
     assert locks[0] == locks[1]
     assert b'"google.cloud.pubsub_v1=google-cloud-pubsub"' in locks[0]
+
+
+def _extras_model(tmp_path: Path, declared: str | None) -> Path:
+    model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "client")
+    (model / "1" / "model.py").write_text(
+        "import numpy\nimport tritonclient.http as httpclient\n"
+        "from tritonclient.grpc import InferenceServerClient\n\n\n"
+        "class TritonPythonModel:\n    pass\n")
+    if declared is not None:
+        (model / "tritonpack.toml").write_text(f'[requirements]\npypi = ["{declared}"]\n')
+    return model
+
+
+def test_an_imported_subpackage_brings_the_extras_it_needs(tmp_path: Path) -> None:
+    data = json.loads(run_cli("scan", _extras_model(tmp_path, None), "--json").stdout)
+    assert data["requirements"] == ["numpy", "tritonclient[grpc,http]"]
+    rows = {r["import"]: r for r in data["imports"]}
+    assert (rows["tritonclient.http"]["distribution"], rows["tritonclient.http"]["extras"]) == (
+        "tritonclient", ["http"])
+
+
+def test_declared_extras_are_kept_and_completed(tmp_path: Path) -> None:
+    data = json.loads(run_cli("scan", _extras_model(tmp_path, "tritonclient[grpc]>=2.40"),
+                              "--json").stdout)
+    assert data["requirements"] == ["numpy", "tritonclient[grpc]>=2.40", "tritonclient[http]"]
