@@ -156,6 +156,8 @@ def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
         "conda_specs": list(ctx.requirements.conda),
         "target": ctx.target.as_dict(),
         "channels": list(opts.channels),
+        **({"declared_channels": list(declared_channels(ctx.declared))}
+           if declared_channels(ctx.declared) else {}),
         "indexes": lock_indexes(ctx, opts).as_dict(),
         **({"src": src_inputs(ctx.model.path, opts.src)} if opts.src else {}),
     }
@@ -205,8 +207,9 @@ def torch_fallback(ctx: Context, opts: Options, exc: IndexUnreachable, rep: Repo
 
 def _channels(ctx: Context, opts: Options, rep: Reporter) -> list[str]:
     """The channels to solve against; a local python channel when none is reachable."""
-    if opts.channels and not opts.offline and opts.python_from is None:
-        return list(opts.channels)
+    chosen = opts.channels or declared_channels(ctx.declared)
+    if chosen and not opts.offline and opts.python_from is None:
+        return list(chosen)
     source = opts.python_from
     if source is None and not opts.offline:
         if conda.reachable(conda.CONDA_FORGE):
@@ -219,6 +222,12 @@ def _channels(ctx: Context, opts: Options, rep: Reporter) -> list[str]:
     channel = pychannel.local_channel(install, ctx.target.platform)
     rep.done("python", f"Python {install.version} from {install.prefix}", time.monotonic() - t0)
     return [channel.as_uri(), *opts.channels]
+
+
+def declared_channels(declared: Declared) -> tuple[str, ...]:
+    """environment.yml's channels (names or URLs, as ``--channel`` takes them); ``defaults``
+    (Anaconda's own repository, under its own terms) is left out."""
+    return tuple(c for c in declared.channels if c != "defaults")
 
 
 def _missing_error(exc: NoSolutionError, ctx: Context) -> ResolveError:

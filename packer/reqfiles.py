@@ -261,8 +261,12 @@ def read_environment(model_dir: Path, path: Path, conda_to_pypi: dict[str, str])
             pypi.append(Declaration(str(_requirement(conda_to_pypi[low] + spec, shown)), shown))
         else:
             conda.append(Declaration(str(dep).split("::", 1)[-1], shown))
+    warnings = tuple(f"{shown}: channel 'defaults' left out (Anaconda's own repository, under "
+                     "its own terms): conda packages come from the other channels or "
+                     "conda-forge" for c in channels if c == "defaults")
     return FileDeclarations(pypi=tuple(pypi), conda=tuple(conda), python=tuple(python),
-                            channels=tuple(str(c) for c in channels), files=(shown,))
+                            channels=tuple(str(c) for c in channels), files=(shown,),
+                            warnings=warnings)
 
 
 def read_pyproject(model_dir: Path, path: Path) -> FileDeclarations:

@@ -83,3 +83,18 @@ def test_lock_records_where_each_requirement_came_from(tmp_path: Path) -> None:
     assert "orjson==3.10.7 (reqs_txt/requirements.txt)" in lock.inputs["declared_from"]
     assert {p.name: p.version for p in lock.pypi}["orjson"] == "3.10.7"
     assert run_cli("lock", "--check", model).exit_code == 0
+
+
+def test_environment_channels_are_the_solves_unless_given(tmp_path: Path) -> None:
+    from packer.pipeline import Options, declared_channels, lock_inputs, prepare
+
+    model = shutil.copytree(MODELS / "env_yml", tmp_path / "env_yml")
+    text = (model / "environment.yml").read_text().replace("  - conda-forge\n",
+                                                           "  - pytorch\n  - defaults\n")
+    (model / "environment.yml").write_text(text)
+    ctx = prepare(model, Options(triton="24.10"))
+    assert declared_channels(ctx.declared) == ("pytorch",)
+    assert lock_inputs(ctx, ctx.options)["declared_channels"] == ["pytorch"]
+    assert ("env_yml/environment.yml: channel 'defaults' left out (Anaconda's own repository, "
+            "under its own terms): conda packages come from the other channels or conda-forge"
+            ) in ctx.warnings
