@@ -19,7 +19,8 @@ from packer import pickles
 from .conftest import MODELS, run_cli
 
 JOBLIB = MODELS / "sklearn_pickle" / "1" / "model.joblib"
-SKLEARN = ["sklearn.pipeline", "sklearn.preprocessing._data", "numpy._core.multiarray", "numpy",
+NUMPY2 = Path(__file__).parent / "fixtures" / "pickles" / "numpy2_pipeline.joblib"
+SKLEARN = ["sklearn.pipeline", "sklearn.preprocessing._data", "numpy.core.multiarray", "numpy",
            "joblib.numpy_pickle", "sklearn.linear_model._logistic"]
 
 
@@ -111,13 +112,28 @@ def test_bytes_read_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     shutil.copy(JOBLIB, path)
     refs = pickles.read_refs(path)
     assert refs.modules == ("sklearn.pipeline", "sklearn.preprocessing._data",
-                            "numpy._core.multiarray", "numpy", "joblib.numpy_pickle")
+                            "numpy.core.multiarray", "numpy", "joblib.numpy_pickle")
     assert refs.problem == "only its first 0 MiB were read"
 
 
-def test_numpy2_pickle_for_a_numpy1_release_is_warned() -> None:
-    data = scan(MODELS / "sklearn_pickle", "--triton", "24.10")
+def test_numpy2_pickle_for_a_numpy1_release_is_warned(tmp_path: Path) -> None:
+    model = shutil.copytree(MODELS / "sklearn_pickle", tmp_path / "sklearn_pickle")
+    shutil.copy(NUMPY2, model / "1" / "model.joblib")
+    assert scan(model, "--triton", "24.12")["warnings"] == []
+    data = scan(model, "--triton", "24.10")
     assert data["warnings"] == [
         "sklearn_pickle/1/model.joblib was saved under numpy 2 (it names "
         "numpy._core.multiarray); numpy<2, the bound of Triton 24.10, has no numpy._core: save "
         "it again under numpy 1, or target 24.11 or later"]
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_sklearn_pipeline_packs_and_answers_in_tritonserver(tmp_path: Path) -> None:
+    """The pickle's dependency, found statically, is what makes the model load in the server."""
+    model = shutil.copytree(MODELS / "sklearn_pickle", tmp_path / "sklearn_pickle")
+    res = run_cli(model, "--triton", "24.10", "--offline", "--verify", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["verify"]["passed"]
+    assert out["verify"]["probe"]["imports"]["sklearn"] == "ok"
