@@ -33,7 +33,7 @@ from .patch import PatchResult, PlannedPatch, apply_patch, check_patch, env_valu
 from .progress import NullReporter, Reporter
 from .pypi import DEFAULT_INDEX, Indexes, IndexUnreachable, NoSolutionError, compile_pins
 from .recipebook import Recipes, load
-from .resolve import Requirements, resolve
+from .resolve import Requirements, resolve, toml_key
 from .runlock import key_lock, model_lock
 from .sbom import render as render_sbom
 from .sbom import sbom_path
@@ -239,7 +239,8 @@ def _missing_error(exc: NoSolutionError, ctx: Context) -> ResolveError:
                 f"import {row.key!r} ({row.locations[0]}) needs distribution {name!r}, "
                 "which the package index does not have",
                 hint=f"if {row.key!r} is your own code, pass --src DIR; if its distribution has "
-                f'another name, declare it in tritonpack.toml: [imports] {row.key} = "NAME"',
+                f"another name, declare it in tritonpack.toml: [imports] {toml_key(row.key)} "
+                '= "NAME"',
                 detail=exc.detail,
             )
         origin = next((src for line, src in ctx.requirements.origins
