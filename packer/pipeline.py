@@ -160,7 +160,22 @@ def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
            if declared_channels(ctx.declared) else {}),
         "indexes": lock_indexes(ctx, opts).as_dict(),
         **({"src": src_inputs(ctx.model.path, opts.src)} if opts.src else {}),
+        **({"index_options": index_options(opts)} if index_options(opts) else {}),
     }
+
+
+def index_options(opts: Options) -> dict[str, Any]:
+    """The index settings the user chose (command line or [options]), remembered by the lock
+    apart from the indexes that requirements files and the PyPI torch rule add."""
+    ours = opts.indexes
+    out: dict[str, Any] = {}
+    if ours.index_url != DEFAULT_INDEX:
+        out["index-url"] = ours.index_url
+    if ours.extra_index_urls:
+        out["extra-index-url"] = list(ours.extra_index_urls)
+    if ours.find_links:
+        out["find-links"] = list(ours.find_links)
+    return out
 
 
 def src_inputs(model_dir: Path, src: tuple[Path, ...]) -> list[str]:

@@ -23,7 +23,8 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "extra-index-url": ("extra_index_urls", list), "find-links": ("find_links", list),
     "resolver": ("resolver", str),
 }
-_FROM_LOCK = ("triton", "python", "platform", "torch", "src", "channel")
+_FROM_LOCK = ("triton", "python", "platform", "torch", "src", "channel", "index-url",
+              "extra-index-url", "find-links")
 
 
 def _current(opts: Options, name: str) -> Any:
@@ -72,6 +73,8 @@ def _lock_target(model_dir: Path) -> dict[str, Any]:
     shaping: dict[str, Any] = {  # options that shape the environment, remembered
         "src": tuple((model_dir / s).resolve() for s in lock.inputs.get("src", [])),
         "channel": tuple(lock.inputs.get("channels", [])),
+        **{k: tuple(v) if isinstance(v, list) else v
+           for k, v in lock.inputs.get("index_options", {}).items()},
     }
     return {k: v for k, v in {**values, **shaping}.items() if v}
 

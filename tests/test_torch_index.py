@@ -44,7 +44,8 @@ def test_unreachable_torch_index_falls_back_when_pypis_build_matches(tmp_path: P
     assert {p.name: p.version for p in lock.pypi}["torch"] == TORCH
     assert lock.inputs["torch_index_unreachable"] == f"{CLOSED}/cu126"
     assert f"{CLOSED}/cu126" not in lock.inputs["indexes"]["extra_index_urls"]
-    check = run_cli("lock", "--check", model, "--recipes", recipes, "--find-links", wheels)
+    assert lock.inputs["index_options"] == {"find-links": [str(wheels)]}
+    check = run_cli("lock", "--check", model, "--recipes", recipes)  # --find-links remembered
     assert check.exit_code == 0, check.stderr
 
 
