@@ -98,3 +98,31 @@ def test_environment_channels_are_the_solves_unless_given(tmp_path: Path) -> Non
     assert ("env_yml/environment.yml: channel 'defaults' left out (Anaconda's own repository, "
             "under its own terms): conda packages come from the other channels or conda-forge"
             ) in ctx.warnings
+
+
+@pytest.mark.slow
+def test_a_distribution_published_only_as_source_is_named(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    links = tmp_path / "links"
+    links.mkdir()
+    name = "tritonpack_sdist_only_probe"
+    with tarfile.open(links / f"{name}-1.0.tar.gz", "w:gz") as tar:
+        for path, text in {
+            "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+            "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
+                              'build-backend = "setuptools.build_meta"\n',
+            f"{name}/__init__.py": "",
+        }.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{name}-1.0/{path}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "plain_numpy")
+    (model / "requirements.txt").write_text(f"--find-links {links}\n{name}\n")
+    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    assert res.exit_code == ExitCode.RESOLVE
+    assert ("error: tritonpack-sdist-only-probe is published only as source (no wheel on the "
+            "index): tritonpack installs wheels, hash-checked, never building code into the "
+            "environment") in res.stderr
