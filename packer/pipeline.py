@@ -222,14 +222,18 @@ def torch_fallback(ctx: Context, opts: Options, exc: IndexUnreachable, rep: Repo
 
 def _channels(ctx: Context, opts: Options, rep: Reporter) -> list[str]:
     """The channels to solve against; a local python channel when none is reachable."""
-    chosen = opts.channels or declared_channels(ctx.declared)
-    if chosen and not opts.offline and opts.python_from is None:
-        return list(chosen)
+    if opts.channels and not opts.offline and opts.python_from is None:
+        return list(opts.channels)
     source = opts.python_from
     if source is None and not opts.offline:
-        if conda.reachable(conda.CONDA_FORGE):
-            return [conda.CONDA_FORGE]
-        rep.note("conda-forge is unreachable: using a local Python (--python-from auto)")
+        declared = list(declared_channels(ctx.declared))  # environment.yml's
+        wanted = declared or [conda.CONDA_FORGE]
+        unreachable = [c for c in wanted if not conda.reachable(c)]
+        if not unreachable:
+            return wanted
+        shown = unreachable if declared else ["conda-forge"]
+        rep.note(f"{', '.join(shown)} {'is' if len(shown) == 1 else 'are'} unreachable: using "
+                 "a local Python (--python-from auto)")
         source = "auto"
     install = pychannel.find_python(ctx.target.python, source or "auto")
     t0 = time.monotonic()

@@ -126,3 +126,15 @@ def test_a_distribution_published_only_as_source_is_named(tmp_path: Path) -> Non
     assert ("error: tritonpack-sdist-only-probe is published only as source (no wheel on the "
             "index): tritonpack installs wheels, hash-checked, never building code into the "
             "environment") in res.stderr
+
+
+@pytest.mark.slow
+def test_environment_yml_only_model_locks(tmp_path: Path) -> None:
+    model = shutil.copytree(MODELS / "env_yml", tmp_path / "env_yml")
+    res = run_cli("lock", model, "--triton", "24.10", "--offline", "-q")
+    assert res.exit_code == 0, res.stderr
+    lock = read_lock(model / "tritonpack.lock")
+    versions = {p.name: p.version for p in lock.pypi}
+    assert versions["pyyaml"] == "6.0.2" and versions["numpy"].startswith("1.26.")
+    assert "scipy" in versions
+    assert "PyYAML==6.0.2 (env_yml/environment.yml)" in lock.inputs["declared_from"]
