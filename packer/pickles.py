@@ -18,6 +18,7 @@ the rest is searched for the byte patterns of ``STACK_GLOBAL`` and ``GLOBAL``. A
 
 from __future__ import annotations
 
+import _compat_pickle
 import bz2
 import gzip
 import io
@@ -164,6 +165,9 @@ def read_refs(path: Path) -> PickleRefs:
     if not data.startswith(b"\x80") and data[:1] not in (b"(", b"c", b"]", b"}"):
         return PickleRefs(path, (), "not a pickle (no protocol header)")
     modules, _ = modules_in(data)
+    # protocols 0-2 name Python 2 modules (pickle writes __builtin__, copy_reg; the unpickler
+    # maps them back): the standard library's own table says what they are on Python 3
+    modules = [_compat_pickle.IMPORT_MAPPING.get(m, m) for m in modules]
     problem = None
     if not modules:
         problem = "no module names found in it"

@@ -60,6 +60,15 @@ PROTO4 = (b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00\x8c\x0ctorch._utils\x94
           b"\x8c\x12_rebuild_tensor_v2\x94\x93\x94)R\x94h\x00\x8c\x0e_rebuild_param\x94\x93)R.")
 
 
+def test_protocol_2_names_python_2_modules_mapped_to_python_3(tmp_path: Path) -> None:
+    import pickle
+
+    path = tmp_path / "old.pkl"
+    path.write_bytes(pickle.dumps({1, 2}, protocol=2))  # c__builtin__\nset
+    assert b"__builtin__" in path.read_bytes()
+    assert pickles.read_refs(path).modules == ("builtins",)
+
+
 def test_torch_save_zip_reads_its_data_pkl(tmp_path: Path) -> None:
     path = tmp_path / "weights.pt"
     with zipfile.ZipFile(path, "w") as zf:
