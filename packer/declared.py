@@ -11,7 +11,9 @@
     triton = "24.08"                                  # (see `tritonpack config MODEL_DIR`)
 
 Declared distributions are always installed; an optional import (inside
-``try/except ImportError``) is installed only when declared.
+``try/except ImportError``) is installed only when declared. ``requirements.txt``,
+``environment.yml`` and ``pyproject.toml`` beside the model declare too (packer.reqfiles),
+with the same precedence; each requirement remembers the file it came from.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from .errors import ModelError, ResolveError
+from .reqfiles import Declaration, read_all
 
 FILE_NAME = "tritonpack.toml"
 _KNOWN = {"requirements", "imports", "options"}
@@ -36,6 +39,17 @@ class Declared:
     conda: tuple[str, ...] = ()
     imports: tuple[tuple[str, str], ...] = ()
     options: tuple[tuple[str, object], ...] = field(default=())
+    origins: tuple[tuple[str, str], ...] = ()  # requirement line -> the file it came from
+    python: tuple[Declaration, ...] = ()  # `python=3.10` in an environment file
+    channels: tuple[str, ...] = ()
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()  # requirement files read besides tritonpack.toml
+    warnings: tuple[str, ...] = ()
+
+    def origin(self, line: str) -> str:
+        return dict(self.origins).get(line, FILE_NAME)
 
     def names(self) -> frozenset[str]:
         return frozenset(canonicalize_name(Requirement(r).name) for r in self.pypi)
@@ -51,22 +65,29 @@ def _strings(data: object, where: str) -> tuple[str, ...]:
     return tuple(data)
 
 
-def _check_pins(pypi: tuple[str, ...], where: str) -> None:
-    pins: dict[str, list[str]] = {}
-    for line in pypi:
+def _check_pins(pypi: tuple[str, ...] | list[Declaration], where: str | None = None) -> None:
+    """Two different exact pins of one distribution: refused, naming where each came from."""
+    decls = [d if isinstance(d, Declaration) else Declaration(d, where or "") for d in pypi]
+    pins: dict[str, dict[str, str]] = {}
+    for decl in decls:
         try:
-            req = Requirement(line)
+            req = Requirement(decl.line)
         except InvalidRequirement as exc:
-            raise ResolveError(f"{where}: invalid requirement {line!r}: {exc}") from exc
-        exact = [s.version for s in req.specifier if s.operator in ("==", "===")]
-        if exact:
-            pins.setdefault(canonicalize_name(req.name), []).extend(exact)
+            raise ResolveError(f"{decl.source}: invalid requirement {decl.line!r}: {exc}") from exc
+        for spec in req.specifier:
+            if spec.operator in ("==", "===") and "*" not in spec.version:
+                pins.setdefault(canonicalize_name(req.name), {}).setdefault(spec.version, decl.source)
     for name, versions in sorted(pins.items()):
-        if len(set(versions)) > 1:
+        if len(versions) > 1:
+            sources = set(versions.values())
+            if len(sources) == 1:
+                raise ResolveError(
+                    f"{sources.pop()}: conflicting pins for {name}: {', '.join(sorted(versions))}",
+                    hint="keep one version of each distribution")
             raise ResolveError(
-                f"{where}: conflicting pins for {name}: {', '.join(sorted(set(versions)))}",
-                hint="keep one version of each distribution",
-            )
+                f"conflicting pins for {name}: "
+                + ", ".join(f"{v} ({versions[v]})" for v in sorted(versions)),
+                hint="keep one version of each distribution, in one file")
 
 
 def load_declared(model_dir: Path) -> Declared:
@@ -99,4 +120,34 @@ def load_declared(model_dir: Path) -> Declared:
         conda=conda,
         imports=tuple(sorted(imports.items())),
         options=tuple(sorted(options.items())),
+    )
+
+
+def load_all(model_dir: Path, version_dir: Path | None = None,
+             conda_to_pypi: dict[str, str] | None = None) -> Declared:
+    """tritonpack.toml and every requirements file beside the model, merged."""
+    toml = load_declared(model_dir)
+    files = read_all(model_dir, version_dir, conda_to_pypi or {})
+    if not files.files:
+        return toml
+    shown = (str(toml.path.relative_to(model_dir.parent)) if toml.path is not None
+             else FILE_NAME)
+    ours = [Declaration(line, shown) for line in toml.pypi]
+    everything = [*ours, *files.pypi]
+    _check_pins(everything)
+    origins = {d.line: d.source for d in reversed(everything)}  # the first file naming it
+    return Declared(
+        path=toml.path,
+        pypi=tuple(dict.fromkeys(d.line for d in everything)),
+        conda=tuple(dict.fromkeys([*toml.conda, *(d.line for d in files.conda)])),
+        imports=toml.imports,
+        options=toml.options,
+        origins=tuple(sorted(origins.items())),
+        python=files.python,
+        channels=files.channels,
+        index_url=files.index_url,
+        extra_index_urls=files.extra_index_urls,
+        find_links=files.find_links,
+        files=files.files,
+        warnings=files.warnings,
     )

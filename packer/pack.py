@@ -10,6 +10,7 @@ no user names and a zero gzip timestamp, mode 0644, renamed into place.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from typing import Any
 from conda_pack.core import CondaEnv, CondaPackException, Packer
 from conda_pack.formats import NoArchive
 
-from . import proc
+from . import importcheck, proc
 from .archivefs import check_entries, escapes_dir
 from .atomic import atomic_write_bytes, replace_dir, temp_beside
 from .env import Prefix
@@ -36,7 +37,7 @@ from .inspect import inspect_env
 from .integrity import manifest, record_path, render_record
 from .progress import NullReporter, Reporter
 from .prune import RULES as PRUNE_RULES
-from .prune import PruneReport, largest_packages, prune, tree_size
+from .prune import PruneReport, largest_packages, prune, restore, tree_size
 from .target import Target
 from .targz import ParallelGzipWriter
 
@@ -397,14 +398,29 @@ def _compile_listed(root: Path, python: str, listing: Path) -> tuple[str, ...]:
 
 
 def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None = None,
-                 imports: tuple[str, ...] = ()) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
-    """conda-pack the prefix, check Triton's layout, prune, compile bytecode (BYTECODE)."""
+                 imports: tuple[str, ...] = (), modules: tuple[str, ...] = (),
+                 ) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
+    """conda-pack the prefix, check Triton's layout, prune (then import ``modules``, or the
+    ``imports``, with the env's Python: pruning must break nothing), compile bytecode."""
     if options.bytecode not in BYTECODE:
         raise PackError(f"unknown bytecode mode {options.bytecode!r}",
                         hint=f"use one of {', '.join(BYTECODE)}")
     staged = stage(prefix, prefix.path.parent)
     check_layout(staged, prefix.python)
-    report = prune(staged, prefix.python, options.keep) if options.prune else PruneReport()
+    report = PruneReport()
+    if options.prune:
+        holding = prefix.path.parent / "pruned"
+        try:
+            report = prune(staged, prefix.python, options.keep, holding)
+            if report.held:
+                report = still_imports(staged, prefix.python,
+                                       (*(modules or imports), "numpy"), report, holding)
+        finally:
+            shutil.rmtree(holding, ignore_errors=True)
+        report = dataclasses.replace(report, held=())
+        for note in report.notes:
+            if reporter is not None:
+                reporter.note(note)
     check_layout(staged, prefix.python)  # a --keep-less prune never removes these
     targets = bytecode_targets(staged, prefix.python, options.bytecode,
                                (*imports, *prefix.bundled))
@@ -415,6 +431,40 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
                           f"and ship as source only: {', '.join(source_only[:3])}"
                           + (", ..." if len(source_only) > 3 else ""))
     return staged, report, largest_packages(staged, prefix.python)
+
+
+def still_imports(root: Path, python: str, modules: tuple[str, ...], report: PruneReport,
+                  holding: Path) -> PruneReport:
+    """Import the scanned modules in the pruned tree (one subprocess); a module that fails
+    gets its package's pruned files back, then, if it still fails, everything pruned."""
+    site = f"lib/python{python}/site-packages"
+    present = tuple(sorted({m for m in modules if _installed(root / site, m.split(".")[0])}))
+    try:
+        failed = importcheck.failures(root, python, present)
+    except importcheck.CheckFailed as exc:
+        return restore(root, holding, report, None,
+                       f"the import check after pruning did not finish ({exc}): nothing pruned")
+    if not failed:
+        return report
+    tops = tuple(sorted({f"{site}/{m.split('.')[0]}" for m in failed}))
+    report = restore(root, holding, report, tops, "")
+    try:
+        again = importcheck.failures(root, python, tuple(sorted(failed)))
+    except importcheck.CheckFailed:
+        again = failed
+    fixed = sorted(set(failed) - set(again))
+    notes = [f"{m} stopped importing after pruning ({failed[m]}): its package keeps its "
+             "pruned files" for m in fixed]
+    if again:
+        report = restore(root, holding, report, None, "")
+        name = sorted(again)[0]
+        notes.append(f"{name} does not import in the built environment ({again[name]}): nothing "
+                     "was pruned; verify will show whether it loads in Triton")
+    return dataclasses.replace(report, notes=(*report.notes, *notes))
+
+
+def _installed(site: Path, top: str) -> bool:
+    return (site / top).is_dir() or (site / f"{top}.py").is_file() or any(site.glob(f"{top}.*.so"))
 
 
 def check_compatible(tree: Path, target: Target, allow: bool,
@@ -450,6 +500,7 @@ def pack(
     allow_incompatible: bool = False,
     lock_hash: str = "",
     imports: tuple[str, ...] = (),
+    modules: tuple[str, ...] = (),
 ) -> Iterator[Staged]:
     """Pack ``prefix`` beside ``dest``; the caller commits it. Removed if not committed."""
     rep = reporter or NullReporter()
@@ -458,7 +509,7 @@ def pack(
         raise PackError(f"unknown format {opts.format!r}", hint="use tar.gz or dir")
     t0 = time.monotonic()
     rep.start("pack", "conda-pack: relocating the environment")
-    tree, pruned, largest = prepare_tree(prefix, opts, rep, imports)
+    tree, pruned, largest = prepare_tree(prefix, opts, rep, imports, modules)
     findings = check_compatible(tree, target, allow_incompatible, rep) if target else ()
     if lock_hash:
         write_stamp(tree, lock_hash)

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import conda, envcache, pychannel, remote
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from . import conda, envcache, forgotten, provides, pychannel, remote
 from .atomic import ensure_writable, temp_beside
-from .declared import Declared, load_declared
+from .declared import Declared, load_all
 from .env import build, bundle_digest
 from .errors import ConfigPatchError, LockError, PackError, ResolveError, TargetError
 from .integrity import record_path
@@ -30,9 +33,9 @@ from .pack import EnvArchive, PackOptions, Staged, enforce, output_path
 from .pack import pack as pack_env
 from .patch import PatchResult, PlannedPatch, check_patch, env_value
 from .progress import NullReporter, Reporter
-from .pypi import Indexes, NoSolutionError, compile_pins
+from .pypi import DEFAULT_INDEX, Indexes, IndexUnreachable, NoSolutionError, compile_pins
 from .recipebook import Recipes, load
-from .resolve import Requirements, resolve
+from .resolve import Requirements, resolve, toml_key
 from .runlock import key_lock, model_lock
 from .sbom import render as render_sbom
 from .sbom import sbom_path
@@ -82,7 +85,7 @@ class Context:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        return (*self.model.warnings(), *self.requirements.warnings)
+        return (*self.model.warnings(), *self.report.notes, *self.requirements.warnings)
 
 
 def _with_origin(exc: TargetError, sources: dict[str, str], model_dir: Path) -> TargetError:
@@ -111,8 +114,9 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
         raise _with_origin(exc, sources, model.path) from exc
     report = scan(model.path, model.version_dir, model.model_py, python=target.python,
                   stdlib=recipes.stdlib[target.python], src=opts.src)
-    declared = load_declared(model.path)
+    declared = load_all(model.path, model.version_dir, recipes.conda_to_pypi)
     reqs = resolve(report, declared, recipes, target)
+    forgotten.check(model.path, reqs)  # a package of the user's, left out: before any lock
     ctx = Context(model, recipes, target, declared, report, reqs, opts)
     for warning in ctx.warnings:
         rep.note(warning)
@@ -123,11 +127,22 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
 
 def lock_indexes(ctx: Context, opts: Options) -> Indexes:
     """The user's indexes, plus the PyTorch index for the target's CUDA when torch is wanted."""
+    indexes = declared_indexes(ctx.declared, opts)
     extra = torch_index(ctx.recipes, ctx.target, ctx.requirements.pypi)
-    if extra is None or extra in opts.indexes.extra_index_urls:
-        return opts.indexes
-    return dataclasses.replace(opts.indexes,
-                               extra_index_urls=(extra, *opts.indexes.extra_index_urls))
+    if extra is None or extra in indexes.extra_index_urls:
+        return indexes
+    return dataclasses.replace(indexes, extra_index_urls=(extra, *indexes.extra_index_urls))
+
+
+def declared_indexes(declared: Declared, opts: Options) -> Indexes:
+    """Index lines of a requirements.txt add to the options' (a command-line --index-url wins)."""
+    ours = opts.indexes
+    index_url = ours.index_url
+    if declared.index_url and "index-url" not in opts.explicit and index_url == DEFAULT_INDEX:
+        index_url = declared.index_url
+    return Indexes(index_url,
+                   tuple(dict.fromkeys([*ours.extra_index_urls, *declared.extra_index_urls])),
+                   tuple(dict.fromkeys([*ours.find_links, *declared.find_links])))
 
 
 def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
@@ -136,19 +151,78 @@ def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
         f"{r.key}={r.distribution}" for r in ctx.requirements.rows
         if r.distribution and (r.required or r.distribution in ctx.requirements.pypi)
     )
+    declared_from = {line: src for line, src in ctx.requirements.origins
+                     if line in ctx.requirements.pypi}
     return {
         "imports": imports,
         "requirements": list(ctx.requirements.pypi),
+        **({"declared_from": [f"{k} ({v})" for k, v in sorted(declared_from.items())]}
+           if ctx.declared.files else {}),
         "conda_specs": list(ctx.requirements.conda),
         "target": ctx.target.as_dict(),
         "channels": list(opts.channels),
+        **({"declared_channels": list(declared_channels(ctx.declared))}
+           if declared_channels(ctx.declared) else {}),
         "indexes": lock_indexes(ctx, opts).as_dict(),
+        **({"src": src_inputs(ctx.model.path, opts.src)} if opts.src else {}),
+        **({"index_options": index_options(opts)} if index_options(opts) else {}),
     }
+
+
+def index_options(opts: Options) -> dict[str, Any]:
+    """The index settings the user chose (command line or [options]), remembered by the lock
+    apart from the indexes that requirements files and the PyPI torch rule add."""
+    ours = opts.indexes
+    out: dict[str, Any] = {}
+    if ours.index_url != DEFAULT_INDEX:
+        out["index-url"] = ours.index_url
+    if ours.extra_index_urls:
+        out["extra-index-url"] = list(ours.extra_index_urls)
+    if ours.find_links:
+        out["find-links"] = list(ours.find_links)
+    return out
+
+
+def src_inputs(model_dir: Path, src: tuple[Path, ...]) -> list[str]:
+    """--src roots as the lock remembers them: relative to the model dir, so that a later run
+    or check without --src (another machine, another checkout path) bundles the same code."""
+    return [Path(os.path.relpath(root.resolve(), model_dir.resolve())).as_posix() for root in src]
 
 
 def stale(ctx: Context, lock: Lockfile) -> list[str]:
     """What changed since ``lock`` was made (empty: the lock is fresh)."""
-    return changes(lock.inputs, lock_inputs(ctx, ctx.options))
+    want = lock_inputs(ctx, ctx.options)
+    fell = lock.inputs.get("torch_index_unreachable")
+    if fell and fell in want["indexes"]["extra_index_urls"]:  # locked without the PyTorch index
+        want["indexes"] = {**want["indexes"], "extra_index_urls": [
+            u for u in want["indexes"]["extra_index_urls"] if u != fell]}
+        want["torch_index_unreachable"] = fell
+    return changes(lock.inputs, want)
+
+
+def torch_fallback(ctx: Context, opts: Options, exc: IndexUnreachable, rep: Reporter) -> Indexes:
+    """The PyTorch index is unreachable: the configured indexes instead, when their torch is a
+    build for the target (PyPI's Linux x86_64 torch is a CUDA 12 build); else the choices."""
+    url = torch_index(ctx.recipes, ctx.target, ctx.requirements.pypi)
+    if url is None or exc.url != url or url in opts.indexes.extra_index_urls:
+        raise exc  # not the index tritonpack added: the user's own, named
+    pypi = ctx.recipes.torch.get("pypi", {})
+    build = str(pypi.get("cuda", ""))
+    target = ctx.target
+    if not (build and target.torch.startswith("cu") and target.cuda.split(".")[0] == build
+            and target.platform in pypi.get("platforms", [])):
+        raise ResolveError(
+            f"the PyTorch index {url} is unreachable, and the configured indexes hold no torch "
+            f"known to match Triton {target.release} (CUDA {target.cuda}, --torch "
+            f"{target.torch}): PyPI's Linux x86_64 torch is a CUDA {build} build",
+            hint="choose: --torch cpu or --torch cuXYZ (another PyTorch index), or --torch none "
+                 "with --index-url/--find-links of a mirror or wheelhouse that holds torch",
+            detail=exc.detail)
+    indexes = declared_indexes(ctx.declared, opts)
+    rep.note(f"the PyTorch index {url} is unreachable: torch comes from the configured indexes "
+             f"({indexes.index_url}) instead, as on PyPI a CUDA {build} build, compatible with "
+             f"Triton {target.release}'s CUDA {target.cuda}")
+    return indexes
 
 
 def _channel_sources(ctx: Context, opts: Options, rep: Reporter) -> list[str | Path]:
@@ -157,9 +231,14 @@ def _channel_sources(ctx: Context, opts: Options, rep: Reporter) -> list[str | P
         return list(opts.channels)
     source = opts.python_from
     if source is None and not opts.offline:
-        if conda.reachable(conda.CONDA_FORGE):
-            return [conda.CONDA_FORGE]
-        rep.note("conda-forge is unreachable: using a local Python (--python-from auto)")
+        declared = list(declared_channels(ctx.declared))  # environment.yml's
+        wanted: list[str | Path] = [*declared] if declared else [conda.CONDA_FORGE]
+        unreachable = [str(c) for c in wanted if not conda.reachable(str(c))]
+        if not unreachable:
+            return wanted
+        shown = unreachable if declared else ["conda-forge"]
+        rep.note(f"{', '.join(shown)} {'is' if len(shown) == 1 else 'are'} unreachable: using "
+                 "a local Python (--python-from auto)")
         source = "auto"
     install = pychannel.find_python(ctx.target.python, source or "auto")
     t0 = time.monotonic()
@@ -167,6 +246,12 @@ def _channel_sources(ctx: Context, opts: Options, rep: Reporter) -> list[str | P
     channel = pychannel.local_channel(install, ctx.target.platform)
     rep.done("python", f"Python {install.version} from {install.prefix}", time.monotonic() - t0)
     return [channel, *opts.channels]
+
+
+def declared_channels(declared: Declared) -> tuple[str, ...]:
+    """environment.yml's channels (names or URLs, as ``--channel`` takes them); ``defaults``
+    (Anaconda's own repository, under its own terms) is left out."""
+    return tuple(c for c in declared.channels if c != "defaults")
 
 
 def _missing_error(exc: NoSolutionError, ctx: Context) -> ResolveError:
@@ -178,14 +263,19 @@ def _missing_error(exc: NoSolutionError, ctx: Context) -> ResolveError:
                 f"import {row.key!r} ({row.locations[0]}) needs distribution {name!r}, "
                 "which the package index does not have",
                 hint=f"if {row.key!r} is your own code, pass --src DIR; if its distribution has "
-                f'another name, declare it in tritonpack.toml: [imports] {row.key} = "NAME"',
+                f"another name, declare it in tritonpack.toml: [imports] {toml_key(row.key)} "
+                '= "NAME"',
                 detail=exc.detail,
             )
-        if ctx.declared.path is not None:
+        origin = next((src for line, src in ctx.requirements.origins
+                       if canonicalize_name(Requirement(line).name) == name), None)
+        if origin is None and ctx.declared.path is not None:
+            origin = ctx.declared.path.name
+        if origin is not None:
             return ResolveError(
-                f"declared requirement {name!r} ({ctx.declared.path.name}) "
+                f"declared requirement {name!r} ({origin}) "
                 "is not on the package index",
-                hint="check its spelling and version in tritonpack.toml",
+                hint=f"check its spelling and version in {origin}",
                 detail=exc.detail,
             )
     return exc
@@ -207,11 +297,18 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
     local = [c for c in sources if isinstance(c, Path)]
     t0 = time.monotonic()
     rep.start("resolve", f"resolving {len(ctx.requirements.pypi)} requirements with {opts.resolver}")
+    fallback: Indexes | None = None
     try:
         pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target,
                             lock_indexes(ctx, opts))
     except NoSolutionError as exc:
         raise _missing_error(exc, ctx) from exc
+    except IndexUnreachable as exc:
+        fallback = torch_fallback(ctx, opts, exc, rep)
+        try:
+            pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target, fallback)
+        except NoSolutionError as again:
+            raise _missing_error(again, ctx) from again
     rep.done("resolve", f"{len(pins)} PyPI packages ({opts.resolver})", time.monotonic() - t0)
     t0 = time.monotonic()
     rep.start("solve", f"solving python {ctx.target.python}.* on {', '.join(channels)}")
@@ -219,8 +316,13 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
     for channel in local:  # recorded by logical name and sha256, no machine path
         packages = tuple(pychannel.logical(p, channel) for p in packages)
     rep.done("solve", f"{len(packages)} conda packages", time.monotonic() - t0)
+    inputs = lock_inputs(ctx, opts)
+    if fallback is not None:  # the lock says where torch really came from
+        inputs["torch_index_unreachable"] = torch_index(ctx.recipes, ctx.target,
+                                                        ctx.requirements.pypi)
+        inputs["indexes"] = fallback.as_dict()
     return Lockfile(
-        inputs=lock_inputs(ctx, opts),
+        inputs=inputs,
         target=ctx.target.as_dict(),
         resolver=opts.resolver,
         conda=packages,
@@ -408,11 +510,15 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                            python_from=ctx.options.python_from)
             bundled, skipped = prefix.bundled, prefix.skipped
             try:
+                provides.check(prefix.site_packages, ctx.requirements.rows,
+                               (p.name for p in locked.lock.pypi))
                 with pack_env(prefix, dest, popts, reporter=rep, target=ctx.target,
                               allow_incompatible=allow_incompatible,
                               lock_hash=locked.lock.content_hash,
                               imports=tuple(sorted({u.top for u in ctx.report.of_kind(
-                                  Kind.THIRD_PARTY)}))) as staged:
+                                  Kind.THIRD_PARTY)})),
+                              modules=tuple(sorted({u.module for u in ctx.report.of_kind(
+                                  Kind.THIRD_PARTY) if not u.optional}))) as staged:
                     envcache.store(key, staged.tmp, staged.archive,
                                    {"bundled": list(bundled), "skipped": list(skipped),
                                     "licenses": [list(x) for x in prefix.licenses],

@@ -1,8 +1,12 @@
 """What a serving environment never needs, removed after conda-pack chose what goes in.
 
 Each rule is a glob relative to the environment root (``{py}`` is ``pythonX.Y``);
-``--keep GLOB`` keeps whatever a rule would remove. Nothing a model imports at run
-time is here: the verify probe imports every scanned module from the pruned env.
+``--keep GLOB`` keeps whatever a rule would remove. Stubs are not always dead weight:
+packages built on ``lazy_loader`` (librosa, scikit-image, ...) read ``__init__.pyi`` at
+import time, so the ``.pyi`` files of a distribution that requires lazy_loader, and any
+``X.pyi`` whose ``X.py`` reads stubs, are kept. What is pruned is held aside (``holding``)
+until the pack has imported every scanned module with the environment's own Python
+(packer.importcheck); a module that stopped importing gets its files back.
 """
 
 from __future__ import annotations
@@ -35,10 +39,25 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+_READS_STUBS = (b"attach_stub", b"lazy_loader", b".pyi")
+
+
+@dataclass(frozen=True)
+class Held:
+    """One pruned path, held aside until the import check says it may go."""
+
+    rule: str
+    rel: str  # relative to the env root
+    files: int
+    bytes: int
+
+
 @dataclass(frozen=True)
 class PruneReport:
     removed: dict[str, tuple[int, int]] = field(default_factory=dict)  # rule -> (files, bytes)
     kept: tuple[str, ...] = ()
+    held: tuple[Held, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def files(self) -> int:
@@ -74,11 +93,62 @@ def _matches(root: Path, pattern: str) -> list[Path]:
     return sorted(root.glob(pattern))
 
 
-def prune(root: Path, python: str, keep: tuple[str, ...] = ()) -> PruneReport:
-    """Remove the rules' matches under ``root`` (a staged env), except what ``keep`` matches."""
+def _move(source: Path, dest: Path) -> None:
+    """Rename ``source`` to ``dest``, merging into a directory already there (a
+    ``__pycache__`` held before the ``test`` dir that holds it)."""
+    if dest.is_dir() and not dest.is_symlink() and source.is_dir() and not source.is_symlink():
+        for child in list(source.iterdir()):
+            _move(child, dest / child.name)
+        source.rmdir()
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(dest)
+
+
+def stub_readers(root: Path, python: str) -> tuple[str, ...]:
+    """Top-level packages (relative dirs) whose distribution requires lazy_loader."""
+    site = root / "lib" / f"python{python}" / "site-packages"
+    out: list[str] = []
+    for meta in sorted(site.glob("*.dist-info/METADATA")):
+        try:
+            head = meta.read_text(encoding="utf-8", errors="replace").split("\n\n", 1)[0]
+        except OSError:
+            continue
+        if not any(line.startswith("Requires-Dist:") and line.split(":", 1)[1].strip()
+                   .lower().replace("-", "_").startswith("lazy_loader")
+                   and "extra ==" not in line for line in head.splitlines()):
+            continue
+        top = meta.parent / "top_level.txt"
+        names = (top.read_text(encoding="utf-8").split() if top.is_file() else
+                 sorted({line.split("/", 1)[0] for line in (meta.parent / "RECORD").read_text(
+                     encoding="utf-8").splitlines() if "/" in line.split(",", 1)[0]
+                     and ".dist-info" not in line.split("/", 1)[0]}
+                        if (meta.parent / "RECORD").is_file() else []))
+        out += [f"lib/python{python}/site-packages/{n}" for n in names]
+    return tuple(sorted(set(out)))
+
+
+def _reads_its_stub(path: Path) -> bool:
+    """``X.pyi`` beside an ``X.py`` that loads stubs at run time (lazy_loader.attach_stub)."""
+    source = path.with_suffix(".py")
+    try:
+        with source.open("rb") as fh:
+            head = fh.read(64 << 10)
+    except OSError:
+        return False
+    return any(marker in head for marker in _READS_STUBS)
+
+
+def prune(root: Path, python: str, keep: tuple[str, ...] = (),
+          holding: Path | None = None) -> PruneReport:
+    """Remove the rules' matches under ``root`` (a staged env), except what ``keep`` matches
+    and the stubs read at run time. With ``holding``, pruned paths are moved there, to be
+    put back (``restore``) or dropped with it."""
     removed: dict[str, tuple[int, int]] = {}
     kept: list[str] = []
+    held: list[Held] = []
     py = f"python{python}"
+    readers = stub_readers(root, python)
     for name, globs in RULES:
         files = size = 0
         for pattern in globs:
@@ -87,17 +157,45 @@ def prune(root: Path, python: str, keep: tuple[str, ...] = ()) -> PruneReport:
                 if any(fnmatch.fnmatch(rel, k) or fnmatch.fnmatch(path.name, k) for k in keep):
                     kept.append(rel)
                     continue
+                if path.suffix == ".pyi" and (
+                        any(rel.startswith(r + "/") for r in readers) or _reads_its_stub(path)):
+                    continue  # read at import time: not a stub for type checkers only
                 if not (path.exists() or path.is_symlink()):
                     continue  # inside something removed already
                 n, b = tree_size(path)
                 files, size = files + n, size + b
-                if path.is_dir() and not path.is_symlink():
+                if holding is not None:
+                    _move(path, holding / rel)
+                    held.append(Held(name, rel, n, b))
+                elif path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path)
                 else:
                     path.unlink()
         if files:
             removed[name] = (files, size)
-    return PruneReport(removed, tuple(kept))
+    return PruneReport(removed, tuple(kept), tuple(held))
+
+
+def restore(root: Path, holding: Path, report: PruneReport, under: tuple[str, ...] | None,
+            note: str) -> PruneReport:
+    """Put back the held paths below ``under`` (relative dirs; None: all of them)."""
+    removed = dict(report.removed)
+    still: list[Held] = []
+    back = 0
+    for item in report.held:
+        if under is not None and not any(item.rel == u or item.rel.startswith(u + "/")
+                                         for u in under):
+            still.append(item)
+            continue
+        source = holding / item.rel
+        if source.exists() or source.is_symlink():
+            _move(source, root / item.rel)
+            files, size = removed.get(item.rule, (0, 0))
+            removed[item.rule] = (files - item.files, size - item.bytes)
+            back += item.files
+    removed = {k: v for k, v in removed.items() if v[0] > 0}
+    notes = report.notes + ((note,) if back and note else ())
+    return PruneReport(removed, report.kept, tuple(still), notes)
 
 
 def largest_packages(root: Path, python: str, top: int = 8) -> list[tuple[str, int]]:

@@ -7,9 +7,12 @@ file into pins; the lock stores the pins, and can export the file again.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +198,55 @@ def compile_pins(
     return parse_requirements(text)
 
 
+_WHEELS_REQUIRED = re.compile(r"Wheels are required for `([A-Za-z0-9_.\-]+)` because building from source")
+_WHEELS_ELSEWHERE = re.compile(r"Wheels are available for `([A-Za-z0-9_.\-]+)`")
+
+
+def source_only(output: str, indexes: Indexes) -> tuple[str, ...]:
+    """Distributions published only as source: uv needed wheels of them, and no index or
+    find-links location holds any wheel of theirs (for any Python: else the target's Python
+    is the problem, said elsewhere)."""
+    elsewhere = {canonicalize_name(m) for m in _WHEELS_ELSEWHERE.findall(output)}
+    needed = dict.fromkeys(canonicalize_name(m) for m in _WHEELS_REQUIRED.findall(output))
+    return tuple(n for n in needed if n not in elsewhere and has_wheels(n, indexes) is False)
+
+
+def has_wheels(name: str, indexes: Indexes) -> bool | None:
+    """Whether any location offers a wheel of ``name``; None when none could be asked."""
+    answered = False
+    for link in indexes.find_links:
+        folder = Path(link.removeprefix("file://"))
+        if folder.is_dir():
+            answered = True
+            if any(canonicalize_name(p.name.split("-", 1)[0]) == name
+                   for p in folder.glob("*.whl")):
+                return True
+    for index in (indexes.index_url, *indexes.extra_index_urls):
+        files = _index_files(index, name)
+        if files is not None:
+            answered = True
+            if any(f.endswith(".whl") for f in files):
+                return True
+    return False if answered else None
+
+
+def _index_files(index: str, name: str) -> list[str] | None:
+    """File names an index lists for ``name`` (PEP 691 JSON); [] when it has no such project."""
+    if not index.startswith(("https://", "http://")):
+        return None
+    request = urllib.request.Request(  # noqa: S310 (an index URL the user configured)
+        f"{index.rstrip('/')}/{name}/",
+        headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+            data = json.load(response)
+    except urllib.error.HTTPError as exc:
+        return [] if exc.code == 404 else None
+    except (OSError, ValueError):
+        return None
+    return [str(f.get("filename", "")) for f in data.get("files", []) if isinstance(f, dict)]
+
+
 def _failure_error(failure: ResolveFailure, indexes: Indexes, exc: ProcessError,
                    target_python: str) -> ResolveError:
     if failure.python and not failure.missing:
@@ -206,12 +258,18 @@ def _failure_error(failure: ResolveFailure, indexes: Indexes, exc: ProcessError,
             "(--triton)",
             detail=exc.detail,
         )
-    if failure.unreachable:
+    sources = source_only(failure.output, indexes)
+    if sources and not failure.missing:
+        name = sources[0]
         return ResolveError(
-            f"the package index {indexes.index_url} is unreachable",
-            hint="check --index-url and the network; tritonpack resolves against a live index",
-            detail=exc.detail,
-        )
+            f"{name} is published only as source (no wheel on the index): tritonpack installs "
+            "wheels, hash-checked, never building code into the environment",
+            hint=f"build a wheel for Python {target_python} on Linux (pip wheel --no-deps "
+                 f"{name} -w DIR) and pass --find-links DIR, or declare another version that "
+                 "has wheels",
+            detail=exc.detail)
+    if failure.unreachable:
+        return IndexUnreachable(failed_index(failure.output, indexes), detail=exc.detail)
     return NoSolutionError(failure.missing, detail=exc.detail,
                            cause=_first_cause(failure.output), python=target_python)
 
@@ -229,3 +287,29 @@ class NoSolutionError(ResolveError):
             "relax the pin in tritonpack.toml, or pick another --triton" if cause else None,
         )
         self.missing = missing
+
+
+_URL = re.compile(r"(?:https?|file)://[^\s`'\")]+")
+
+
+def failed_index(output: str, indexes: Indexes) -> str:
+    """The configured index (or find-links location) the resolver's output names as failing:
+    uv says ``Failed to fetch: URL``; the main index only when none is named."""
+    urls = _URL.findall(output)
+    for candidate in (*indexes.extra_index_urls, *indexes.find_links, indexes.index_url):
+        prefix = candidate.rstrip("/")
+        if any(u.startswith(prefix) for u in urls):
+            return candidate
+    return indexes.index_url
+
+
+class IndexUnreachable(ResolveError):
+    """One index could not be reached; ``url`` names it (not the reachable ones)."""
+
+    def __init__(self, url: str, *, detail: str | None = None):
+        super().__init__(
+            f"the package index {url} is unreachable",
+            hint="check --index-url and the network; tritonpack resolves against a live index",
+            detail=detail,
+        )
+        self.url = url

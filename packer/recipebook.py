@@ -37,6 +37,8 @@ class Recipes:
     torch: dict[str, Any]
     stdlib: dict[str, frozenset[str]]
     user_dir: Path | None = None
+    namespaces: frozenset[str] = frozenset()  # top-level names many distributions share
+    conda_to_pypi: dict[str, str] = field(default_factory=dict)  # environment.yml specs
     sources: tuple[str, ...] = field(default=())
 
 
@@ -61,5 +63,7 @@ def load(user_dir: Path | None = None) -> Recipes:
         torch=tables["torch.toml"],
         stdlib={v: frozenset(t["modules"]) for v, t in tables["stdlib.toml"].items()},
         user_dir=user_dir,
+        conda_to_pypi={k.lower(): v for k, v in tables["imports.toml"].get("conda", {}).items()},
+        namespaces=frozenset(tables["imports.toml"].get("namespaces", {}).get("names", [])),
         sources=tuple(sources),
     )

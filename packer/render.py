@@ -37,6 +37,7 @@ def scan_payload(ctx: Context) -> dict[str, Any]:
         "target": ctx.target.as_dict(),
         "imports": [
             {"import": r.key, "kind": r.kind.value, "distribution": r.distribution,
+             **({"extras": list(r.extras)} if r.extras else {}),
              "source": r.source or None, "optional": r.optional, "where": list(r.locations)}
             for r in ctx.requirements.rows
         ],
@@ -45,6 +46,9 @@ def scan_payload(ctx: Context) -> dict[str, Any]:
             for m in ctx.report.local
         ],
         "requirements": list(ctx.requirements.pypi),
+        "declared": [{"requirement": line, "source": src}
+                     for line, src in ctx.requirements.origins],
+        "declared_files": list(ctx.declared.files),
         "warnings": list(ctx.warnings),
         "files": list(ctx.report.files),
     }
@@ -54,7 +58,7 @@ def scan_text(ctx: Context) -> str:
     rows = []
     for r in ctx.requirements.rows:
         kind = r.kind.value + (" (optional)" if r.optional else "")
-        dist = r.distribution or "-"
+        dist = (r.distribution or "-") + (f"[{','.join(r.extras)}]" if r.extras else "")
         if r.source and r.source not in ("recipe", "declared"):
             dist += f" ({r.source})"
         rows.append((r.key, kind, dist, ", ".join(r.locations)))
@@ -65,6 +69,9 @@ def scan_text(ctx: Context) -> str:
     if bundled:
         out += ["", f"bundled into the environment: {', '.join(bundled)}"]
     out += ["", "requirements: " + ", ".join(ctx.requirements.pypi)]
+    if ctx.requirements.origins:
+        out += ["", _table([(line, src) for line, src in ctx.requirements.origins],
+                           ("DECLARED", "FROM"))]
     return "\n".join(out)
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from . import pickles
+from .conditions import Target as Conditions
 from .errors import ScanError
 
 BACKEND_MODULES = frozenset({"triton_python_backend_utils", "c_python_backend_utils"})
@@ -39,6 +41,7 @@ class ImportUse:
     optional: bool = False  # guarded by try/except ImportError
     lazy: bool = False  # inside a function or method
     dynamic: bool = False  # importlib.import_module / __import__ with a literal
+    names: tuple[str, ...] = ()  # `from module import a, b`: a namespace package maps by these
 
     @property
     def top(self) -> str:
@@ -46,7 +49,7 @@ class ImportUse:
 
     @property
     def where(self) -> str:
-        return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}" if self.line else self.file  # line 0: a data file
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class ImportReport:
     uses: tuple[ImportUse, ...]
     local: tuple[LocalModule, ...]
     files: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()  # data files that could not be read, classes from __main__
 
     def of_kind(self, kind: Kind) -> tuple[ImportUse, ...]:
         return tuple(u for u in self.uses if u.kind is kind)
@@ -217,7 +221,8 @@ class _Raw:
 
 
 class _Collector(ast.NodeVisitor):
-    def __init__(self) -> None:
+    def __init__(self, conditions: Conditions | None = None) -> None:
+        self.conditions = conditions
         self.found: list[_Raw] = []
         self._optional = 0
         self._lazy = 0
@@ -252,6 +257,11 @@ class _Collector(ast.NodeVisitor):
     def visit_If(self, node: ast.If) -> None:
         if _is_type_checking(node.test):
             for stmt in node.orelse:
+                self.visit(stmt)
+            return
+        decided = self.conditions.decide(node.test) if self.conditions else None
+        if decided is not None:  # the branch the target's Python (on Linux) takes, only
+            for stmt in node.body if decided else node.orelse:
                 self.visit(stmt)
             return
         self.generic_visit(node)
@@ -295,6 +305,7 @@ class Scanner:
         self.roots = (version_dir, model_dir, *src)
         self.stdlib = stdlib
         self.python = python
+        self.conditions = Conditions(python) if _grammar(python) else None
         self.uses: list[ImportUse] = []
         self.local: dict[str, LocalModule] = {}
         self._queue: deque[tuple[str, Path, Path]] = deque()
@@ -362,7 +373,7 @@ class Scanner:
             return
         self._seen.add(path)
         shown = _display(path, self.model_dir)
-        collector = _Collector()
+        collector = _Collector(self.conditions)
         tree = parse_source(path, shown, self.python)
         if dotted == "model" and root == self.roots[0] and not binds_model_class(tree):
             raise ScanError(
@@ -381,7 +392,7 @@ class Scanner:
                 continue
             kind = self._classify(module.split(".")[0])
             self.uses.append(ImportUse(module, kind, shown, raw.line, raw.optional, raw.lazy,
-                                       raw.dynamic))
+                                       raw.dynamic, tuple(n for n in raw.names if n != "*")))
             if kind is Kind.LOCAL:
                 self._local_chain(module)
                 self._submodules(module, raw.names)
@@ -414,11 +425,33 @@ class Scanner:
 
     def run(self, model_py: Path) -> ImportReport:
         self._queue.append(("model", model_py, self.roots[0]))
+        notes = self._pickles()
         while self._queue:
             self.scan_file(*self._queue.popleft())
         files = tuple(sorted(_display(p, self.model_dir) for p in self._seen))
         local = tuple(sorted(self.local.values(), key=lambda m: m.name))
-        return ImportReport(self.model_dir, self.python, tuple(self.uses), local, files)
+        return ImportReport(self.model_dir, self.python, tuple(self.uses), local, files,
+                            tuple(notes))
+
+    def _pickles(self) -> list[str]:
+        """Modules named inside pickles beside model.py: imports like any other, marked with
+        the data file (line 0). Read with pickletools, never unpickled."""
+        notes: list[str] = []
+        for refs in pickles.scan_dirs((self.roots[0], self.roots[1])):
+            shown = _display(refs.file, self.model_dir)
+            if refs.problem:
+                notes.append(f"{shown}: {refs.problem}")
+            for module in refs.modules:
+                if module.split(".")[0] in ("__main__", "__mp_main__"):
+                    notes.append(f"{shown} names {module}: a class defined in the script that "
+                                 "saved it, which the server cannot import (move it into a "
+                                 "module of yours and save again)")
+                    continue
+                kind = self._classify(module.split(".")[0])
+                self.uses.append(ImportUse(module, kind, shown, 0))
+                if kind is Kind.LOCAL:
+                    self._local_chain(module)
+        return notes
 
 
 def _literal_all(init: Path) -> tuple[str, ...]:

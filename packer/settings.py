@@ -24,7 +24,8 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "resolver": ("resolver", str), "cache-from": ("cache_from", list),
     "cache-to": ("cache_to", list), "insecure-registry": ("insecure_registries", list),
 }
-_FROM_LOCK = ("triton", "python", "platform", "torch")
+_FROM_LOCK = ("triton", "python", "platform", "torch", "src", "channel", "index-url",
+              "extra-index-url", "find-links")
 
 
 def _current(opts: Options, name: str) -> Any:
@@ -56,7 +57,7 @@ def _coerce(name: str, value: Any, model_dir: Path, where: Path) -> Any:
     return str(value)
 
 
-def _lock_target(model_dir: Path) -> dict[str, str]:
+def _lock_target(model_dir: Path) -> dict[str, Any]:
     path = model_dir / LOCK_NAME
     if not path.is_file():
         return {}
@@ -66,11 +67,17 @@ def _lock_target(model_dir: Path) -> dict[str, str]:
         return {}
     target = dict(lock.target)
     row = load().triton.get(target.get("release", ""), {})
-    values = {"triton": target.get("release", ""), "platform": target.get("platform", ""),
+    values: dict[str, Any] = {"triton": target.get("release", ""), "platform": target.get("platform", ""),
               "torch": target.get("torch", "")}
     if target.get("python") and target.get("python") != str(row.get("python", "")):
         values["python"] = target["python"]  # the lock was made for a custom stub
-    return {k: v for k, v in values.items() if v}
+    shaping: dict[str, Any] = {  # options that shape the environment, remembered
+        "src": tuple((model_dir / s).resolve() for s in lock.inputs.get("src", [])),
+        "channel": tuple(lock.inputs.get("channels", [])),
+        **{k: tuple(v) if isinstance(v, list) else v
+           for k, v in lock.inputs.get("index_options", {}).items()},
+    }
+    return {k: v for k, v in {**values, **shaping}.items() if v}
 
 
 def effective(opts: Options, model_dir: Path) -> tuple[Options, dict[str, str]]:

@@ -84,6 +84,24 @@ SCAN_CASES = [
      "error: local_module_syntax_error/1/helpers.py:1: syntax error: '(' was never closed"),
     ("options_unknown_key", ExitCode.MODEL,
      "error: {model}/tritonpack.toml: unknown option 'tritn' in [options]"),
+    ("numpy2_before_2411", ExitCode.RESOLVE,
+     "error: numpy==2.1.0 (numpy2_before_2411/requirements.txt) conflicts with numpy<2, the bound "
+     "of Triton 24.10 (recipes/triton.toml: its Python backend stub was built with that numpy)"),
+    ("reqs_missing_include", ExitCode.MODEL,
+     "error: reqs_missing_include/requirements.txt:2: -r common/requirements.txt: no such file"),
+    ("reqs_editable", ExitCode.RESOLVE,
+     "error: reqs_editable/1/requirements.txt:1: editable requirement '../mylib': an environment "
+     "archive cannot point at a source checkout"),
+    ("reqs_unknown_option", ExitCode.MODEL,
+     "error: reqs_unknown_option/requirements.txt:1: unknown option '--no-deps'"),
+    ("env_yml_python_mismatch", ExitCode.RESOLVE,
+     "error: python==3.12.* (env_yml_python_mismatch/environment.yml) conflicts with Python 3.10, "
+     "the Python of Triton 24.10's stub (recipes/triton.toml)"),
+    ("env_yml_not_conda", ExitCode.MODEL,
+     "error: env_yml_not_conda/environment.yml:3: expected a '- item' list entry"),
+    ("pins_across_files", ExitCode.RESOLVE,
+     "error: conflicting pins for numpy: 1.26.3 (pins_across_files/requirements.txt), 1.26.4 "
+     "(pins_across_files/tritonpack.toml)"),
     ("options_unknown_release", ExitCode.TARGET,
      "error: Triton release 99.01 is not in the release table (set in {model}/tritonpack.toml)"),
 ]

@@ -1,0 +1,181 @@
+"""Dependencies hidden in data: the modules a pickle names, read without unpickling.
+
+A scikit-learn pipeline saved as ``model.joblib`` needs ``sklearn`` in the server although
+``model.py`` only imports joblib. The standard library's ``pickletools`` walks a pickle's
+opcodes without executing any: ``GLOBAL`` (protocols 0-3) and ``STACK_GLOBAL`` (4-5) name a
+module and an attribute. Read here, never unpickled:
+
+* ``*.pkl``, ``*.pickle``, ``*.joblib`` (joblib's compressed files: zlib, gzip, bz2, xz,
+  lzma, through the standard library),
+* ``*.pt``, ``*.pth``, ``*.bin``, ``*.ckpt`` written by ``torch.save`` (a zip whose
+  ``*/data.pkl`` is the pickle; or the legacy format, pickles one after another),
+
+in the model dir and its version dir (not below them: a model dir may hold gigabytes of
+weights). joblib writes array bytes between opcodes; where the opcode walk stops there,
+the rest is searched for the byte patterns of ``STACK_GLOBAL`` and ``GLOBAL``. At most
+``MAX_BYTES`` of each file (decompressed) are read; a file that cannot be read is reported.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import bz2
+import gzip
+import io
+import lzma
+import pickletools
+import re
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_BYTES = 64 << 20
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+_IDENT = rb"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+# SHORT_BINUNICODE module [MEMOIZE] (SHORT_BINUNICODE name | BINGET | LONG_BINGET) [MEMOIZE] STACK_GLOBAL
+_STACK_GLOBAL = re.compile(rb"\x8c([\x01-\xff])(" + _IDENT + rb")\x94?(?:\x8c[\x01-\xff]"
+                           + _IDENT + rb"|h.|j....)\x94?\x93", re.S)
+_GLOBAL = re.compile(rb"c(" + _IDENT + rb")\n(" + _IDENT + rb")\n")
+
+
+@dataclass(frozen=True)
+class PickleRefs:
+    """The modules one file's pickles name, and what could not be read."""
+
+    file: Path
+    modules: tuple[str, ...]
+    problem: str | None = None
+
+
+def candidates(dirs: tuple[Path, ...]) -> list[Path]:
+    """The data files to read: directly inside ``dirs``, sorted, each once."""
+    found: dict[Path, None] = {}
+    for directory in dirs:
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError:
+            continue
+        for path in entries:
+            if path.suffix.lower() in PICKLE_SUFFIXES + TORCH_SUFFIXES and path.is_file():
+                found.setdefault(path, None)
+    return list(found)
+
+
+def _capped(stream: io.BufferedIOBase | gzip.GzipFile | bz2.BZ2File | lzma.LZMAFile) -> bytes:
+    return stream.read(MAX_BYTES)
+
+
+def _decompressed(head: bytes, path: Path) -> bytes:
+    """The file's bytes, decompressed when joblib compressed it (up to MAX_BYTES)."""
+    if head.startswith(b"\x1f\x8b"):
+        with gzip.open(path, "rb") as gz:
+            return _capped(gz)
+    if head.startswith(b"BZh"):
+        with bz2.open(path, "rb") as bz:
+            return _capped(bz)
+    if head.startswith(b"\xfd7zXZ\x00") or head.startswith(b"\x5d\x00\x00"):
+        with lzma.open(path, "rb") as xz:
+            return _capped(xz)
+    with path.open("rb") as fh:
+        raw = fh.read(MAX_BYTES)
+    if head.startswith(b"ZF"):  # joblib < 0.10: 'ZF' + 16-byte length, then zlib
+        return zlib.decompressobj().decompress(raw[18:], MAX_BYTES)
+    if head[:1] == b"\x78" and head[1:2] in (b"\x01", b"\x5e", b"\x9c", b"\xda"):
+        return zlib.decompressobj().decompress(raw, MAX_BYTES)
+    return raw
+
+
+def _walk(data: bytes, start: int) -> tuple[list[str], int | None]:
+    """Modules named by the pickle at ``start``; the offset after its STOP (None: it broke)."""
+    modules: list[str] = []
+    memo: list[object] = []
+    recent: list[object] = []
+    stream = io.BytesIO(data)
+    stream.seek(start)
+    try:
+        for op, arg, _ in pickletools.genops(stream):
+            if op.name == "GLOBAL" and isinstance(arg, str):
+                modules.append(arg.split(" ", 1)[0])
+            elif op.name == "STACK_GLOBAL":
+                if len(recent) >= 2 and isinstance(recent[-2], str):
+                    modules.append(str(recent[-2]))
+            elif op.name == "MEMOIZE":
+                memo.append(recent[-1] if recent else None)
+            elif op.name in ("BINGET", "LONG_BINGET", "GET") and isinstance(arg, int):
+                recent.append(memo[arg] if 0 <= arg < len(memo) else None)
+            elif op.name in ("BINPUT", "LONG_BINPUT", "PUT") and isinstance(arg, int):
+                memo.extend([None] * (arg + 1 - len(memo)))
+                memo[arg] = recent[-1] if recent else None
+            elif op.name == "STOP":
+                return modules, stream.tell()
+            elif "UNICODE" in op.name or "STRING" in op.name:
+                recent.append(arg)
+            else:
+                recent.append(None)
+            del recent[:-2]
+    except (ValueError, EOFError, UnicodeDecodeError, IndexError):
+        return modules, None
+    return modules, None
+
+
+def modules_in(data: bytes) -> tuple[list[str], bool]:
+    """Modules named by the pickles in ``data`` (one after another, as legacy torch.save
+    writes them); True when the opcode walk broke off and byte patterns found the rest."""
+    modules: list[str] = []
+    offset = 0
+    while True:
+        found, end = _walk(data, offset)
+        modules += found
+        if end is None:
+            rest = data[offset:]
+            modules += [m.group(2).decode() for m in _STACK_GLOBAL.finditer(rest)
+                        if len(m.group(2)) == m.group(1)[0]]
+            modules += [m.group(1).decode() for m in _GLOBAL.finditer(rest)]
+            return modules, True
+        offset = end
+        if data[offset:offset + 1] != b"\x80":
+            return modules, False
+
+
+def _torch_zip(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as zf:
+        names = [n for n in zf.namelist() if n.endswith("data.pkl")]
+        if not names:
+            raise ValueError("a zip file without data.pkl: not written by torch.save")
+        with zf.open(sorted(names, key=len)[0]) as member:
+            return member.read(MAX_BYTES)
+
+
+def read_refs(path: Path) -> PickleRefs:
+    """The modules one data file names; a problem instead when it cannot be read."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+        if head.startswith(b"PK\x03\x04"):
+            data = _torch_zip(path)
+        elif path.suffix.lower() in TORCH_SUFFIXES and not head.startswith(b"\x80"):
+            return PickleRefs(path, ())  # weights in another format (safetensors, ...)
+        else:
+            data = _decompressed(head, path)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, lzma.LZMAError, zlib.error) as exc:
+        return PickleRefs(path, (), f"cannot be read: {exc}")
+    if not data.startswith(b"\x80") and data[:1] not in (b"(", b"c", b"]", b"}"):
+        return PickleRefs(path, (), "not a pickle (no protocol header)")
+    modules, _ = modules_in(data)
+    # protocols 0-2 name Python 2 modules (pickle writes __builtin__, copy_reg; the unpickler
+    # maps them back): the standard library's own table says what they are on Python 3
+    modules = [_compat_pickle.IMPORT_MAPPING.get(m, m) for m in modules]
+    problem = None
+    if not modules:
+        problem = "no module names found in it"
+    elif path.stat().st_size > MAX_BYTES and len(data) >= MAX_BYTES:
+        problem = f"only its first {MAX_BYTES >> 20} MiB were read"
+    return PickleRefs(path, tuple(dict.fromkeys(modules)), problem)
+
+
+def scan_dirs(dirs: tuple[Path, ...]) -> Iterator[PickleRefs]:
+    for path in candidates(dirs):
+        yield read_refs(path)

@@ -1,0 +1,91 @@
+"""Pruning never breaks a package: stubs read at run time stay; a module that stops importing
+after pruning gets its files back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from packer.prune import prune, restore, stub_readers
+
+from .conftest import copy_model, run_cli
+from .wheels import make_wheel
+
+SITE = "lib/python3.10/site-packages"
+LAZY_INIT = ("import lazy_loader as lazy\n\n"
+             "__getattr__, __dir__, __all__ = lazy.attach_stub(__name__, __file__)\n")
+
+
+def env_tree(root: Path) -> Path:
+    site = root / SITE
+    for rel, text in {
+        "stubby/__init__.py": LAZY_INIT, "stubby/__init__.pyi": "from .core import answer\n",
+        "stubby/core.py": "answer = 42\n", "stubby/core.pyi": "answer: int\n",
+        "stubby-1.0.dist-info/METADATA": "Name: stubby\nRequires-Dist: lazy-loader>=0.3\n\nbody",
+        "stubby-1.0.dist-info/top_level.txt": "stubby\n",
+        "selfread/__init__.py": "import pathlib\n"
+                                "STUB = pathlib.Path(__file__).with_suffix('.pyi').read_text()\n",
+        "selfread/__init__.pyi": "X: int\n",
+        "plain/__init__.py": "", "plain/__init__.pyi": "", "plain/tests/test_x.py": "",
+        "plain-1.0.dist-info/METADATA": "Name: plain\nRequires-Dist: lazy_loader; extra == 'x'\n",
+    }.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_text(text)
+    return root
+
+
+def test_stubs_of_lazy_loader_packages_and_of_stub_readers_are_kept(tmp_path: Path) -> None:
+    root = env_tree(tmp_path / "env")
+    assert stub_readers(root, "3.10") == (f"{SITE}/stubby",)
+    report = prune(root, "3.10")
+    site = root / SITE
+    assert (site / "stubby/__init__.pyi").is_file() and (site / "stubby/core.pyi").is_file()
+    assert (site / "selfread/__init__.pyi").is_file()
+    assert not (site / "plain/__init__.pyi").exists()  # lazy_loader only as an extra
+    assert report.removed["type stubs"][0] == 1
+
+
+def test_held_files_go_back_on_restore(tmp_path: Path) -> None:
+    root = env_tree(tmp_path / "env")
+    holding = tmp_path / "held"
+    report = prune(root, "3.10", holding=holding)
+    assert not (root / SITE / "plain/tests").exists()
+    report = restore(root, holding, report, (f"{SITE}/plain",), "plain got its files back")
+    assert (root / SITE / "plain/tests/test_x.py").is_file()
+    assert (root / SITE / "plain/__init__.pyi").is_file()
+    assert report.notes == ("plain got its files back",)
+    assert "type stubs" not in report.removed and report.held == ()
+
+
+@pytest.mark.slow
+def test_pack_keeps_what_packages_read_and_imports_them(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "stubby", {"stubby/__init__.py": LAZY_INIT,
+                                  "stubby/__init__.pyi": "from .core import answer\n",
+                                  "stubby/core.py": "answer = 42\n"}, requires=("lazy_loader",))
+    make_wheel(wheels, "testy", {"testy/__init__.py": "from .tests import helper\n",
+                                 "testy/tests/__init__.py": "", "testy/tests/helper.py": "X = 1\n"})
+    model = copy_model("plain_numpy", tmp_path)
+    (model / "1" / "model.py").write_text("import numpy\nimport stubby\nimport testy\n\n\n"
+                                          "class TritonPythonModel:\n    pass\n")
+    (model / "tritonpack.toml").write_text('[imports]\nstubby = "stubby"\ntesty = "testy"\n')
+    res = run_cli(model, "--triton", "24.10", "--offline", "--find-links", wheels, "--no-cache")
+    assert res.exit_code == 0, res.stderr
+    assert ("testy stopped importing after pruning (ModuleNotFoundError: No module named "
+            "'testy.tests'): its package keeps its pruned files") in res.stderr
+    env = tmp_path / "env"
+    env.mkdir()
+    with tarfile.open(model / "tritonpack-env.tar.gz") as tar:
+        names = set(tar.getnames())
+        tar.extractall(env, filter="data")
+    assert f"{SITE}/stubby/__init__.pyi" in names
+    assert f"{SITE}/testy/tests/helper.py" in names
+    assert not any(n.endswith("/tests") and "numpy" in n for n in names)  # others still pruned
+    out = subprocess.run([env / "bin" / "python3", "-I", "-c",
+                          "import json, stubby, testy; print(json.dumps(stubby.answer))"],
+                         capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"})
+    assert json.loads(out.stdout) == 42
