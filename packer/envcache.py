@@ -27,7 +27,7 @@ from .integrity import clone_or_copy, manifest, sha256_file
 from .pack import EnvArchive, PackOptions
 from .prune import PruneReport, tree_size
 
-FORMAT = 6  # bump when what an archive holds for a given lock changes
+FORMAT = 7  # bump when what an archive holds for a given lock changes
 ARCHIVE = "env.tar.gz"
 DIRECTORY = "env"
 

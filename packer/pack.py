@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 import tarfile
 import tempfile
 import time
@@ -28,7 +29,7 @@ from typing import Any
 from conda_pack.core import CondaEnv, CondaPackException, Packer
 from conda_pack.formats import NoArchive
 
-from . import importcheck, proc
+from . import importcheck, proc, pyc
 from .archivefs import check_entries, escapes_dir
 from .atomic import atomic_write_bytes, replace_dir, temp_beside
 from .env import Prefix
@@ -379,6 +380,14 @@ def compile_bytecode(root: Path, python: str, targets: list[Path]) -> tuple[str,
             lists[-1].write_text("\n".join(chunk) + "\n", encoding="utf-8")
         with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1)) as pool:
             outcomes = list(pool.map(lambda listing: _compile_listed(root, python, listing), lists))
+    # marshal flags objects by their reference count at write time: canonical bytes instead
+    tag = f"cpython-{python.replace('.', '')}"
+    for f in files:
+        source = Path(f)
+        cached = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        if cached.is_file():
+            with contextlib.suppress(pyc.PycError, IndexError, struct.error):
+                pyc.canonicalize_file(cached, int(python.split(".")[1]))
     return tuple(sorted(f for skipped in outcomes for f in skipped))
 
 
