@@ -99,11 +99,11 @@ def _versions(path: Path) -> list[str]:
 
 def is_repository(path: Path) -> bool:
     """A directory of model directories rather than one model."""
-    if (path / CONFIG_NAME).exists():
+    if not path.is_dir() or (path / CONFIG_NAME).exists():
         return False
     try:
         return any((p / CONFIG_NAME).is_file() for p in path.iterdir() if p.is_dir())
-    except PermissionError:
+    except OSError:
         return False
 
 
