@@ -69,6 +69,20 @@ def _check_pins(pypi: tuple[str, ...], where: str) -> None:
             )
 
 
+def _table(data: dict[str, object], name: str, path: Path) -> dict[str, object]:
+    """``[name]`` as a table: ``requirements = 5`` or ``options = []`` is a mistake to name."""
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ModelError(f"{path}: {name} must be a table ([{name}]), not a "
+                         f"{_TOML_KIND.get(type(value).__name__, type(value).__name__)}",
+                         hint=f"write [{name}] on its own line, with its keys below it")
+    return value
+
+
+_TOML_KIND = {"int": "number", "float": "number", "str": "string", "list": "list",
+              "bool": "boolean"}
+
+
 def load_declared(model_dir: Path) -> Declared:
     path = model_dir / FILE_NAME
     if not path.is_file():
@@ -85,14 +99,14 @@ def load_declared(model_dir: Path) -> Declared:
             f"{path}: unknown table [{unknown[0]}]",
             hint="tritonpack.toml has [requirements], [imports] and [options]",
         )
-    reqs = data.get("requirements", {})
+    reqs = _table(data, "requirements", path)
     pypi = _strings(reqs.get("pypi", []), f"{path}: requirements.pypi")
     conda = _strings(reqs.get("conda", []), f"{path}: requirements.conda")
     _check_pins(pypi, str(path))
-    imports = data.get("imports", {})
+    imports = _table(data, "imports", path)
     if not all(isinstance(v, str) for v in imports.values()):
         raise ModelError(f"{path}: [imports] values must be distribution names (strings)")
-    options = data.get("options", {})
+    options = _table(data, "options", path)
     return Declared(
         path=path,
         pypi=pypi,

@@ -138,6 +138,10 @@ def parse_source(path: Path, shown: str, python: str | None = None) -> ast.Modul
         ) from exc
     except ValueError as exc:  # null bytes
         raise ScanError(f"{shown}: not Python source: {exc}") from exc
+    except (RecursionError, MemoryError) as exc:  # the parser's own nesting limit
+        raise ScanError(f"{shown}: nested too deeply for Python's parser",
+                        hint="Python cannot compile it either (the stub would fail to import "
+                             "it): split the expression") from exc
 
 
 def _parses(raw: bytes, shown: str) -> bool:
@@ -263,9 +267,25 @@ class _Collector(ast.NodeVisitor):
 
     visit_FunctionDef = _function
     visit_AsyncFunctionDef = _function
-    visit_Lambda = _function
 
-    def visit_Call(self, node: ast.Call) -> None:
+    def visit(self, node: ast.AST) -> None:
+        """Statements recursively (the parser bounds their nesting); an expression with a loop:
+        valid code such as a 500-term ``a + b + ...`` nests deeper than Python's recursion
+        limit, and an expression holds no statement, only calls and lambdas that matter."""
+        if not isinstance(node, ast.expr):
+            super().visit(node)
+            return
+        stack: list[tuple[ast.AST, int]] = [(node, self._lazy)]
+        saved = self._lazy
+        while stack:
+            item, self._lazy = stack.pop()
+            if isinstance(item, ast.Call):
+                self._call(item)
+            inner = self._lazy + isinstance(item, ast.Lambda)
+            stack.extend((child, inner) for child in reversed(list(ast.iter_child_nodes(item))))
+        self._lazy = saved
+
+    def _call(self, node: ast.Call) -> None:
         func = node.func
         name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(
             func, ast.Attribute
@@ -276,7 +296,6 @@ class _Collector(ast.NodeVisitor):
                 literal = arg.value
                 level = len(literal) - len(literal.lstrip("."))
                 self._add(literal.lstrip("."), level, (), node.lineno, True)
-        self.generic_visit(node)
 
 
 @dataclass

@@ -12,8 +12,9 @@ from .declared import load_declared
 from .errors import LockError, ModelError
 from .lock import LOCK_NAME, read_lock
 from .pipeline import Options
-from .pypi import DEFAULT_INDEX, Indexes
+from .pypi import DEFAULT_INDEX, RESOLVERS, Indexes
 from .recipebook import load
+from .target import PLATFORMS
 
 # setting -> (Options field, kind); the names are the command-line option names
 SETTINGS: dict[str, tuple[str, type]] = {
@@ -24,6 +25,7 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "resolver": ("resolver", str),
 }
 _FROM_LOCK = ("triton", "python", "platform", "torch")
+_CHOICES = {"resolver": frozenset(RESOLVERS), "platform": frozenset(PLATFORMS)}
 
 
 def _current(opts: Options, name: str) -> Any:
@@ -50,9 +52,18 @@ def _coerce(name: str, value: Any, model_dir: Path, where: Path) -> Any:
         if name == "src":
             return tuple((model_dir / v).resolve() for v in value)
         return tuple(value)
-    if not isinstance(value, str | int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        meant = f"{value:.2f}" if name == "triton" and isinstance(value, float) else str(value)
+        raise ModelError(  # TOML reads triton = 24.10 as the float 24.1
+            f"{where}: [options] {name} is the number {value!r}, not a string: quote it "
+            f'({name} = "{meant}")')
+    if not isinstance(value, str):
         raise ModelError(f"{where}: [options] {name} must be a string")
-    return str(value)
+    choices = _CHOICES.get(name)
+    if choices is not None and value not in choices:
+        raise ModelError(f"{where}: [options] {name} = {value!r} is not one of "
+                         f"{', '.join(sorted(choices))}")
+    return value
 
 
 def _lock_target(model_dir: Path) -> dict[str, str]:
