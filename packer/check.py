@@ -36,7 +36,7 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None) -> 
         return [exc.message]
     name = ctx.model.name
     problems: list[str] = []
-    if not ctx.lock_path.is_file():
+    if not ctx.lock_path.exists():
         return [f"{name}: no {LOCK_NAME} (run tritonpack lock {ctx.model.path})"]
     try:
         lock = read_lock(ctx.lock_path)

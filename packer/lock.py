@@ -20,6 +20,7 @@ from . import __version__
 from .atomic import atomic_write_bytes
 from .conda import CondaPackage
 from .errors import LockError
+from .fsguard import read_regular
 from .pypi import Pin
 
 LOCK_NAME = "tritonpack.lock"
@@ -106,7 +107,7 @@ def write_lock(path: Path, lock: Lockfile) -> bool:
 
 def read_lock(path: Path) -> Lockfile:
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = read_regular(path, LockError, "lock file").decode("utf-8")
     except FileNotFoundError as exc:
         raise LockError(f"{path}: no lock file", hint="create it with tritonpack lock") from exc
     except (OSError, UnicodeDecodeError) as exc:

@@ -22,6 +22,7 @@ from .atomic import atomic_write_bytes, ensure_writable, temp_beside
 from .declared import Declared, load_declared
 from .env import build, bundle_digest
 from .errors import LockError, PackError, ResolveError, TargetError
+from .fsguard import writable_file
 from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
 from .model import ModelDir, open_model
 from .pack import EnvArchive, PackOptions, Staged, enforce, output_path
@@ -230,6 +231,7 @@ def lock(path: Path, opts: Options, reporter: Reporter | None = None, *,
 
 
 def _lock(ctx: Context, opts: Options, rep: Reporter, upgrade: bool) -> LockResult:
+    writable_file(ctx.lock_path, LockError, "lock file")
     if not upgrade:
         found = _fresh_or_new_lock(ctx, opts, rep)
         if found.reused:
@@ -318,6 +320,9 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
     """Everything is made beside its destination first; the lock, the environment and
     config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
     dest = output_path(ctx.model.path, output, popts.format, shared_root)
+    writable_file(ctx.lock_path, LockError, "lock file")
+    if popts.format != "dir":
+        writable_file(dest, PackError, "environment archive")
     with _output_errors(dest):  # a bad or unwritable destination fails before lock and build
         ensure_writable(_existing_ancestor(dest.parent))
     locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
