@@ -16,7 +16,7 @@ from typing import Any, NoReturn, cast
 
 import click
 
-from . import __version__, envcache, render, signals
+from . import __version__, cache, envcache, render, signals
 from .check import CheckReport, check
 from .errors import ExitCode, TritonPackError
 from .inspect import inspect_env
@@ -84,19 +84,31 @@ def _run(kw: dict[str, Any], command: str, action: Callable[[render.CliReporter]
     except KeyboardInterrupt:
         click.echo("interrupted: nothing in the model directory was changed", err=True)
         sys.exit(ExitCode.INTERRUPTED)
+    except OSError as exc:
+        if not cache.under_cache(exc.filename):
+            _bug(exc, verbose, as_json, command)
+        _fail(cache.cache_error(exc), verbose, as_json, command)
     except Exception as exc:  # a bug in tritonpack: say so, trace only on request
-        if verbose:
-            traceback.print_exc()
-        click.echo(f"error: internal error: {exc!r}", err=True)
-        click.echo("hint: this is a bug in tritonpack; run with --verbose for the traceback",
-                   err=True)
-        sys.exit(70)
+        _bug(exc, verbose, as_json, command)
     if as_json:
         render.emit_json(command, payload(result))
     else:
         click.echo(text(result))
     if exit_code is not None:
         sys.exit(exit_code(result))
+
+
+def _bug(exc: Exception, verbose: bool, as_json: bool, command: str) -> NoReturn:
+    if as_json:
+        render.emit_json(command, {"error": {"message": f"internal error: {exc!r}",
+                                             "hint": "a bug in tritonpack",
+                                             "exit_code": int(ExitCode.BUG)}})
+    if verbose:
+        traceback.print_exc()
+    click.echo(f"error: internal error: {exc!r}", err=True)
+    click.echo("hint: this is a bug in tritonpack; run with --verbose for the traceback",
+               err=True)
+    sys.exit(ExitCode.BUG)
 
 
 def _fail(exc: TritonPackError, verbose: bool, as_json: bool, command: str) -> None:

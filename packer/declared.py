@@ -111,6 +111,6 @@ def load_declared(model_dir: Path) -> Declared:
         path=path,
         pypi=pypi,
         conda=conda,
-        imports=tuple(sorted(imports.items())),
+        imports=tuple(sorted((k, str(v)) for k, v in imports.items())),
         options=tuple(sorted(options.items())),
     )

@@ -21,7 +21,7 @@ from . import conda, envcache, pychannel
 from .atomic import atomic_write_bytes, ensure_writable, temp_beside
 from .declared import Declared, load_declared
 from .env import build, bundle_digest
-from .errors import LockError, PackError, ResolveError, TargetError
+from .errors import LockError, PackError, ResolveError, TargetError, TritonPackError
 from .fsguard import writable_file
 from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
 from .model import ModelDir, open_model
@@ -232,6 +232,8 @@ def lock(path: Path, opts: Options, reporter: Reporter | None = None, *,
 
 def _lock(ctx: Context, opts: Options, rep: Reporter, upgrade: bool) -> LockResult:
     writable_file(ctx.lock_path, LockError, "lock file")
+    with _output_errors(ctx.lock_path, LockError):  # before resolving, not after
+        ensure_writable(ctx.lock_path.parent)
     if not upgrade:
         found = _fresh_or_new_lock(ctx, opts, rep)
         if found.reused:
@@ -239,7 +241,7 @@ def _lock(ctx: Context, opts: Options, rep: Reporter, upgrade: bool) -> LockResu
         new = found.lock
     else:
         new = make_lock(ctx, opts, rep)
-    with signals_held():
+    with signals_held(), _output_errors(ctx.lock_path, LockError):
         written = write_lock(ctx.lock_path, new)
     rep.done("lock", f"{'wrote' if written else 'unchanged'} {ctx.lock_path.name}", 0.0)
     return LockResult(new, ctx.lock_path, written=written, reused=False, context=ctx)
@@ -340,7 +342,7 @@ def _existing_ancestor(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _output_errors(dest: Path) -> Iterator[None]:
+def _output_errors(dest: Path, error: type[TritonPackError] = PackError) -> Iterator[None]:
     """Turn a full disk, a read-only file system or a permission problem into one message."""
     try:
         yield
@@ -350,7 +352,7 @@ def _output_errors(dest: Path) -> Iterator[None]:
                errno.EPERM: "permission denied"}.get(exc.errno or 0)
         if why is None:
             raise
-        raise PackError(f"cannot write to {dest.parent}: {why}",
+        raise error(f"cannot write to {dest.parent}: {why}",
                         hint="nothing in the model directory was changed",
                         detail=str(exc)) from exc
 
