@@ -29,6 +29,7 @@ from .diagnose import diagnose, excerpt
 from .docker import SHM_DEFAULT, DockerRuntime
 from .local import LocalRuntime
 from .probe import PROBE_NAME, write_probe
+from .requestfile import check_request_file
 from .runtime import TRITON_TMP, Runtime, Server
 
 RUNTIMES = ("local", "docker")
@@ -171,6 +172,9 @@ def verify(
     docker: DockerOptions | None = None,
 ) -> VerifyReport:
     rep = reporter or NullReporter()
+    for given, option in ((inputs, "--inputs"), (expect, "--expect")):
+        if given is not None:
+            check_request_file(given, option)
     ctx = prepare(path, opts, rep)
     env = env_location(ctx)
     checked = inspect_env(env, ctx.target)  # the static checks: no server needed
