@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TritonPackError
+from .errors import ModelError, TritonPackError
+from .fsguard import not_regular
 from .lock import LOCK_NAME, read_lock
 from .model import TOKEN, is_repository
 from .pack import read_stamp
@@ -52,8 +53,14 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None) -> 
     if not value.startswith(TOKEN + "/"):
         return [*problems, f"{name}: EXECUTION_ENV_PATH {value!r} does not start with {TOKEN}/"]
     env = ctx.model.path / value[len(TOKEN) + 1:]
+    problems += [f"{name}: {other.name} is an environment tritonpack made that config.pbtxt does "
+                 f"not point at: remove it (it ships with the model for nothing)"
+                 for other in stray_envs(ctx.model.path, env)]
     if not env.exists():
         return [*problems, f"{name}: EXECUTION_ENV_PATH points at {env.name}, which does not exist"]
+    if not env.is_dir() and (kind := not_regular(env)) is not None:
+        return [*problems, f"{name}: EXECUTION_ENV_PATH points at {env.name}, which is {kind}, "
+                           "not an environment"]
     stamp = read_stamp(env)
     if stamp is None:
         problems.append(f"{name}: {env.name} carries no tritonpack stamp: it was not packed from "
@@ -63,7 +70,24 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None) -> 
     return problems
 
 
+def stray_envs(model_dir: Path, current: Path) -> list[Path]:
+    """Environments tritonpack made (they carry its stamp) in the model dir, other than
+    ``current``: left by a run with another --format or --output."""
+    found = []
+    for entry in sorted(model_dir.iterdir()):
+        if entry == current or entry.name.startswith(".") or entry.is_symlink():
+            continue
+        candidate = entry.is_dir() or (entry.name.endswith(".tar.gz")
+                                       and not_regular(entry) is None)
+        if candidate and read_stamp(entry) is not None:
+            found.append(entry)
+    return found
+
+
 def check(path: Path, opts: Options, reporter: Reporter | None = None) -> CheckReport:
+    if not path.is_dir():
+        raise ModelError(f"{path}: no such directory" if not path.exists() else
+                         f"{path}: not a directory", hint="pass a model directory or a repository")
     models = python_models(path)[0] if is_repository(path) else [path]
     problems: list[str] = []
     for model in models:

@@ -31,6 +31,7 @@ from . import proc
 from .atomic import replace_dir, temp_beside
 from .env import Prefix
 from .errors import PackError, ProcessError
+from .fsguard import not_regular
 from .inspect import escapes, inspect_env
 from .progress import NullReporter, Reporter
 from .prune import RULES as PRUNE_RULES
@@ -196,6 +197,8 @@ def read_stamp(env: Path) -> dict[str, Any] | None:
     try:
         if env.is_dir():
             return dict(json.loads((env / STAMP).read_text(encoding="utf-8")))
+        if not_regular(env) is not None:  # a FIFO would block the reader
+            return None
         with tarfile.open(env, "r:gz") as tar:
             first = tar.next()
             if first is None or first.name != STAMP:

@@ -22,10 +22,10 @@ from .atomic import atomic_write_bytes, ensure_writable, temp_beside
 from .declared import Declared, load_declared
 from .env import build, bundle_digest
 from .errors import LockError, PackError, ResolveError, TargetError, TritonPackError
-from .fsguard import writable_file
+from .fsguard import not_regular, writable_file
 from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
-from .model import ModelDir, open_model
-from .pack import EnvArchive, PackOptions, Staged, enforce, output_path
+from .model import TOKEN, ModelDir, open_model
+from .pack import EnvArchive, PackOptions, Staged, enforce, output_path, read_stamp
 from .pack import pack as pack_env
 from .patch import PatchResult, PlannedPatch, apply_patch, check_patch, env_value
 from .progress import NullReporter, Reporter
@@ -331,7 +331,24 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
     with _output_errors(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
         ensure_writable(dest.parent)
-        return _build_and_commit(ctx, locked, rep, t0, dest, popts, since, allow, sbom)
+        result = _build_and_commit(ctx, locked, rep, t0, dest, popts, since, allow, sbom)
+    _remove_previous(ctx, dest, rep)
+    return result
+
+
+def _remove_previous(ctx: Context, dest: Path, rep: Reporter) -> None:
+    """The environment config.pbtxt pointed at before, when tritonpack made it (its stamp)
+    and it is not the new one: switching --format or --output leaves no second copy."""
+    value = ctx.model.env_path()  # as read before the patch
+    if not value or not value.startswith(TOKEN + "/"):
+        return
+    old = Path(os.path.normpath(ctx.model.path / value[len(TOKEN) + 1:]))
+    if old == dest or not old.is_relative_to(ctx.model.path) or old.is_symlink():
+        return
+    if (old.is_dir() or not_regular(old) is None) and read_stamp(old) is not None:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+            rep.note(f"removed the previous environment {old.name}")
 
 
 def _existing_ancestor(path: Path) -> Path:

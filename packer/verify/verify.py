@@ -17,6 +17,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from ..errors import RuntimeMissingError, TritonPackError, VerifyInferError, VerifyLoadError
+from ..fsguard import not_regular
 from ..inspect import inspect_env
 from ..lock import read_lock
 from ..model import TOKEN
@@ -82,6 +83,9 @@ def env_location(ctx: Context) -> Path:
     if not path.exists():
         raise VerifyLoadError(f"EXECUTION_ENV_PATH points at {path}, which does not exist",
                               hint=f"pack it: tritonpack {ctx.model.path}")
+    if not path.is_dir() and (kind := not_regular(path)) is not None:
+        raise VerifyLoadError(f"EXECUTION_ENV_PATH points at {path}, which is {kind}, not an "
+                              "environment", hint=f"pack it: tritonpack {ctx.model.path}")
     return path
 
 
