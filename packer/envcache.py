@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import cache_dir, cache_root
+from .debris import sweep, tagged
 from .pack import EnvArchive, PackOptions
 from .prune import PruneReport, tree_size
 
@@ -98,7 +99,8 @@ def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any
         if replace_older_than is None or lookup(key, since=replace_older_than) is not None:
             return
         shutil.rmtree(final, ignore_errors=True)  # --no-cache: this run's build replaces it
-    work = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache_dir("envs")))
+    sweep(cache_dir("envs"), [".partial-"])  # left by a killed run
+    work = Path(tempfile.mkdtemp(prefix=tagged(".partial-"), dir=cache_dir("envs")))
     try:
         if archive.format == "dir":
             shutil.copytree(staged_path, work / DIRECTORY, symlinks=True,

@@ -19,12 +19,13 @@ from typing import Any
 
 from . import conda, envcache, pychannel
 from .atomic import atomic_write_bytes, ensure_writable, temp_beside
+from .debris import sweep
 from .declared import Declared, load_declared
 from .env import build, bundle_digest
 from .errors import LockError, PackError, ResolveError, TargetError, TritonPackError
 from .fsguard import not_regular, writable_file
 from .lock import LOCK_NAME, Lockfile, changes, read_lock, write_lock
-from .model import TOKEN, ModelDir, open_model
+from .model import CONFIG_NAME, TOKEN, ModelDir, open_model
 from .pack import EnvArchive, PackOptions, Staged, enforce, output_path, read_stamp
 from .pack import pack as pack_env
 from .patch import PatchResult, PlannedPatch, apply_patch, check_patch, env_value
@@ -327,6 +328,9 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
         writable_file(dest, PackError, "environment archive")
     with _output_errors(dest):  # a bad or unwritable destination fails before lock and build
         ensure_writable(_existing_ancestor(dest.parent))
+    left = [f".{n}." for n in (dest.name, LOCK_NAME, CONFIG_NAME, sbom_path(dest).name)]
+    for where in {ctx.model.path, dest.parent}:  # what a killed run left (packer.debris)
+        sweep(where, left)
     locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
     with _output_errors(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from ..debris import sweep, tagged
 from ..errors import RuntimeMissingError, TritonPackError, VerifyInferError, VerifyLoadError
 from ..fsguard import not_regular
 from ..inspect import inspect_env
@@ -24,6 +25,7 @@ from ..model import TOKEN
 from ..pipeline import Context, Options, prepare
 from ..progress import NullReporter, Reporter
 from ..scan import Kind
+from ..signals import signals_held
 from . import tensors
 from .client import Client, HttpError
 from .diagnose import diagnose, excerpt
@@ -189,8 +191,9 @@ def verify(
     python = checked.python or ctx.target.python
     engine = make_runtime(runtime, ctx, docker or DockerOptions())
     _runtime_fits(engine, checked.numpy, ctx)
-    work = Path(tempfile.mkdtemp(prefix="tritonpack-verify-"))
+    sweep(Path(tempfile.gettempdir()), ["tritonpack-verify-"])  # left by a killed verify
     server: Server | None = None
+    work = Path(tempfile.mkdtemp(prefix=tagged("tritonpack-verify-")))
     try:
         repo = work / "repo"
         repo.mkdir()
@@ -238,6 +241,7 @@ def verify(
             outputs=[o["name"] for o in result.get("outputs", [])],
         )
     finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        with signals_held():  # a second Ctrl-C or SIGTERM does not cut the cleanup short
+            if server is not None:
+                server.stop()
+            shutil.rmtree(work, ignore_errors=True)
