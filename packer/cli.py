@@ -113,8 +113,9 @@ def _bug(exc: Exception, verbose: bool, as_json: bool, command: str) -> NoReturn
 
 def _fail(exc: TritonPackError, verbose: bool, as_json: bool, command: str) -> None:
     if as_json:
-        render.emit_json(command, {"error": {"message": exc.message, "hint": exc.hint,
-                                             "exit_code": int(exc.exit_code)}})
+        verdict = {"passed": False} if command == "verify" else {}  # as on success: said
+        render.emit_json(command, {**verdict, "error": {"message": exc.message, "hint": exc.hint,
+                                                        "exit_code": int(exc.exit_code)}})
     click.echo(f"error: {exc.message}", err=True)
     if exc.hint:
         click.echo(f"hint: {exc.hint}", err=True)
@@ -280,7 +281,8 @@ def verify_cmd(model_dir: Path, runtime: str, inputs: Path | None, expect: Path 
     _run(kw, "verify",
          lambda rep: verify(model_dir, opts, rep, runtime=runtime, inputs=inputs, expect=expect,
                             timeout=timeout, docker=dopts),
-         render.verify_text, render.verify_payload)
+         render.verify_text, render.verify_payload,
+         exit_code=lambda r: 0 if r.passed else int(ExitCode.VERIFY_INFER))
 
 
 @main.command("scan")

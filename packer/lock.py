@@ -105,6 +105,10 @@ def write_lock(path: Path, lock: Lockfile) -> bool:
     return True
 
 
+_RECREATE = ("restore it from version control, or re-create it explicitly (every pin may "
+             "change): tritonpack lock --upgrade {}")
+
+
 def read_lock(path: Path) -> Lockfile:
     try:
         raw = read_regular(path, LockError, "lock file").decode("utf-8")
@@ -115,10 +119,10 @@ def read_lock(path: Path) -> Lockfile:
     try:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as exc:
-        raise LockError(f"{path}: corrupted: {exc}", hint="re-create it with tritonpack lock") from exc
+        raise LockError(f"{path}: corrupted: {exc}", hint=_RECREATE.format(path.parent)) from exc
     version = data.get("version")
     if not isinstance(version, int):
-        raise LockError(f"{path}: corrupted: no format version", hint="re-create it with tritonpack lock")
+        raise LockError(f"{path}: corrupted: no format version", hint=_RECREATE.format(path.parent))
     if version > FORMAT_VERSION:
         raise LockError(
             f"{path}: lock format {version} is newer than this tritonpack understands "
@@ -138,15 +142,15 @@ def read_lock(path: Path) -> Lockfile:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise LockError(f"{path}: corrupted: missing or malformed {exc}",
-                        hint="re-create it with tritonpack lock") from exc
+                        hint=_RECREATE.format(path.parent)) from exc
     if data.get("content_hash") != lock.content_hash:
         raise LockError(
             f"{path}: content hash mismatch: the lock was edited by hand",
-            hint="re-create it with tritonpack lock (never edit hashes by hand)",
+            hint=_RECREATE.format(path.parent) + " (never edit hashes by hand)",
         )
     if data.get("inputs_hash") != lock.inputs_hash:
         raise LockError(f"{path}: inputs hash mismatch: the lock was edited by hand",
-                        hint="re-create it with tritonpack lock")
+                        hint=_RECREATE.format(path.parent))
     return lock
 
 

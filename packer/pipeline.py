@@ -444,13 +444,9 @@ def _commit(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch
 def _fresh_or_new_lock(ctx: Context, opts: Options, rep: Reporter) -> LockResult:
     """The existing lock when fresh, else a new one (not written yet)."""
     if ctx.lock_path.is_file():
-        try:
-            existing = read_lock(ctx.lock_path)
-        except LockError as exc:
-            rep.note(f"{exc.message}: re-locking")
-        else:
-            if not stale(ctx, existing):
-                rep.done("lock", f"{LOCK_NAME} is fresh", 0.0)
-                return LockResult(existing, ctx.lock_path, written=False, reused=True, context=ctx)
+        existing = read_lock(ctx.lock_path)  # a corrupt lock is refused, never silently replaced
+        if not stale(ctx, existing):
+            rep.done("lock", f"{LOCK_NAME} is fresh", 0.0)
+            return LockResult(existing, ctx.lock_path, written=False, reused=True, context=ctx)
     return LockResult(make_lock(ctx, opts, rep), ctx.lock_path, written=False, reused=False,
                       context=ctx)

@@ -212,7 +212,8 @@ class CliReporter:
 
 def verify_payload(rep: VerifyReport) -> dict[str, Any]:
     return {
-        "model": rep.model, "passed": True, "runtime": rep.runtime, "env": rep.env,
+        "model": rep.model, "passed": rep.passed, "checks": rep.checks,
+        "runtime": rep.runtime, "env": rep.env,
         "python": rep.python, "ready_seconds": round(rep.ready_seconds, 3),
         "first_inference_ms": round(rep.first_inference_ms, 1),
         "probe": rep.probe, "outputs": rep.outputs,

@@ -31,8 +31,8 @@ def python_models(repo: Path) -> tuple[list[Path], list[Skipped]]:
             continue
         try:
             _, parsed = read_config(config)
-        except TritonPackError as exc:
-            skipped.append(Skipped(entry.name, f"unreadable config.pbtxt: {exc.message}"))
+        except TritonPackError:
+            models.append(entry)  # not left alone: packing it fails, naming the parse error
             continue
         if parsed.platform == "ensemble":
             skipped.append(Skipped(entry.name, "ensemble (its steps are packed on their own)"))

@@ -69,6 +69,19 @@ class VerifyReport:
     probe: dict[str, Any]
     outputs: list[str]
     warnings: tuple[str, ...] = field(default=())
+    compared: bool = False  # --expect was given and the values matched
+
+    @property
+    def checks(self) -> dict[str, bool]:
+        """What was proven, each from what the server answered (not assumed)."""
+        imports = self.probe.get("imports", {})
+        return {"loaded": self.ready_seconds > 0,
+                "modules_import": all(v == "ok" for v in imports.values()),
+                "answered": bool(self.outputs), "values_compared": self.compared}
+
+    @property
+    def passed(self) -> bool:
+        return all(v for k, v in self.checks.items() if k != "values_compared")
 
 
 def env_location(ctx: Context) -> Path:
@@ -238,7 +251,7 @@ def verify(
         return VerifyReport(
             model=ctx.model.name, runtime=engine.name, env=str(env), python=str(probe["python"]),
             ready_seconds=ready, first_inference_ms=latency, probe=probe,
-            outputs=[o["name"] for o in result.get("outputs", [])],
+            outputs=[o["name"] for o in result.get("outputs", [])], compared=expect is not None,
         )
     finally:
         with signals_held():  # a second Ctrl-C or SIGTERM does not cut the cleanup short
