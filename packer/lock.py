@@ -116,6 +116,11 @@ def read_lock(path: Path) -> Lockfile:
         raise LockError(f"{path}: no lock file", hint="create it with tritonpack lock") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise LockError(f"{path}: unreadable: {exc}") from exc
+    conflict = next((n for n, line in enumerate(raw.splitlines(), 1)
+                     if line.startswith(("<<<<<<< ", "=======", ">>>>>>> "))), None)
+    if conflict is not None:
+        raise LockError(f"{path}: corrupted: unresolved merge-conflict markers (line {conflict})",
+                        hint=_RECREATE.format(path.parent))
     try:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as exc:
