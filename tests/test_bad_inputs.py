@@ -200,8 +200,8 @@ def test_huge_model_dir_is_not_walked(tmp_path: Path) -> None:
      "error: declared requirement 'tritonpack-no-such-distribution-abc' (tritonpack.toml) is not "
      "on the package index"),
     ("needs_newer_python", ("--triton", "24.10"),
-     "error: the PyPI resolver found no solution for Python 3.10: Because pandas>=3.0.0 has no "
-     "usable wheels and you require pandas>=3.0, we can conclude that your requirements are "
+     "error: the PyPI resolver found no solution for pandas>=3.0 under Python 3.10: Because "
+     "pandas>=3.0.0 has no usable wheels and you require pandas>=3.0, we can conclude that your requirements are "
      "unsatisfiable"),
 ])
 def test_resolution_failures(tmp_path: Path, name: str, args: tuple[str, ...], message: str) -> None:
