@@ -42,6 +42,10 @@ def read_config(path: Path) -> tuple[str, Any]:
         raw = path.read_bytes()
     except PermissionError as exc:
         raise ModelError(f"{path}: permission denied") from exc
+    if raw.startswith(b"\xef\xbb\xbf"):  # tritonserver 24.10, tried: "failed to read text proto"
+        raise ModelError(f"{path}: starts with a UTF-8 byte-order mark, which Triton refuses "
+                         "(it fails to parse the config)",
+                         hint="save config.pbtxt as UTF-8 without a BOM")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
