@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -10,6 +11,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from .declared import Declared
+from .errors import ResolveError
 from .recipebook import Recipes
 from .scan import ImportReport, ImportUse, Kind
 from .target import Target
@@ -59,6 +61,9 @@ def _longest(module: str, table: dict[str, str]) -> tuple[str, str] | None:
     return None
 
 
+_DIST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")  # PEP 508
+
+
 def map_import(module: str, declared: dict[str, str], recipes: dict[str, str]) -> tuple[str, str, str]:
     """(key, distribution, source) for a third-party module name."""
     for source, table in (("declared", declared), ("recipe", recipes)):
@@ -102,6 +107,12 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
                 f"distribution; assuming {dist!r}"
             )
         if not optional or canonicalize_name(dist) in declared_names or key in declared.import_map:
+            if source == "guess" and not _DIST_NAME.match(dist):  # e.g. import _helpers
+                raise ResolveError(
+                    f"import {key!r} ({locations[0]}) is not found in the model dir or a --src "
+                    f"root, and {dist!r} cannot be a distribution name",
+                    hint=f"if {key!r} is your own module, put {key}.py beside model.py or pass "
+                         f"--src DIR; else declare its distribution: [imports] {key} = \"NAME\"")
             wanted.setdefault(canonicalize_name(dist), dist)
 
     lines = list(declared.pypi)

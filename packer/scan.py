@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from .errors import ScanError
+from .fsguard import read_regular
 
 BACKEND_MODULES = frozenset({"triton_python_backend_utils", "c_python_backend_utils"})
 _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
@@ -101,7 +102,7 @@ def parse_source(path: Path, shown: str, python: str | None = None) -> ast.Modul
     """Parse without running: under the target Python's grammar when it is this one's or older
     (a model using ``except*`` fails here, not in a 3.10 stub)."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, ScanError, "Python source file")  # a FIFO would block
     except PermissionError as exc:
         raise ScanError(f"{shown}: permission denied") from exc
     except OSError as exc:
