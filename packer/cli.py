@@ -6,6 +6,7 @@ No orchestration lives here: every command is a call into ``packer.pipeline``.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import os
 import sys
@@ -63,8 +64,21 @@ class DefaultGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            self._refuse_unknown_command(ctx, args)
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def _refuse_unknown_command(self, ctx: click.Context, args: list[str]) -> None:
+        """`tritonpack scna MODEL`: a word that is no path but looks like a command (or is
+        followed by a path) is a mistyped command, not a model directory."""
+        word = args[0]
+        if word.startswith("-") or os.path.lexists(word) or "/" in word:
+            return
+        close = difflib.get_close_matches(word, list(self.commands), n=1, cutoff=0.6)
+        if close or (len(args) > 1 and os.path.isdir(args[1])):
+            ctx.fail(f"unknown command {word!r}"
+                     + (f" (did you mean {close[0]!r}?)" if close else
+                        f"; commands: {', '.join(sorted(self.commands))}"))
 
 
 def _run(kw: dict[str, Any], command: str, action: Callable[[render.CliReporter], Any],

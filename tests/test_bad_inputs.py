@@ -129,7 +129,7 @@ def test_frozen_without_a_lock(tmp_path: Path) -> None:
     (("--python", "3.9"), ExitCode.TARGET, "error: Python 3.9 is not supported"),
     (("--python", "three"), ExitCode.TARGET,
      "error: --python three: expected MAJOR.MINOR, e.g. 3.12"),
-    (("--version", "7"), ExitCode.MODEL, "error: {model}: no version dir 7"),
+    (("--model-version", "7"), ExitCode.MODEL, "error: {model}: no version dir 7"),
     (("--src", "/nonexistent/src"), ExitCode.SCAN,
      "error: --src /nonexistent/src: no such directory"),
     (("--python-from", "/nonexistent/python"), ExitCode.TARGET,
