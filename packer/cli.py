@@ -20,7 +20,7 @@ import click
 from . import __version__, cache, envcache, render, signals
 from .check import CheckReport, check
 from .errors import ExitCode, TritonPackError
-from .inspect import inspect_env
+from .inspect import inspect_env, inspect_target
 from .lock import read_lock
 from .model import is_repository, open_model
 from .options import (
@@ -37,7 +37,7 @@ from .pipeline import PackResult, check_lock, lock, package, prepare
 from .recipebook import load
 from .repository import Failure, RepoResult, package_repository
 from .settings import describe, effective
-from .target import releases, resolve_target
+from .target import releases
 from .verify.verify import DockerOptions, VerifyReport, verify
 
 MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript model.pt.
@@ -461,13 +461,13 @@ def inspect_cmd(env: Path, triton: str | None, python: str | None, platform: str
     """
 
     def action(rep: Any) -> Any:
-        target = resolve_target(load(recipes), triton, python=python, platform=platform)
-        return inspect_env(env, target), target
+        target, assumed = inspect_target(env, load(recipes), triton, python, platform)
+        return inspect_env(env, target), target, assumed
 
     def text(res: Any) -> str:
-        report, target = res
+        report, target, assumed = res
         lines = [f"{report.path}: {'ok' if report.ok else 'would fail'} for Triton "
-                 f"{target.release} (Python {target.python}, GLIBC {target.glibc})",
+                 f"{target.release} (Python {target.python}, GLIBC {target.glibc}; {assumed})",
                  f"  format   {report.format}, {report.entries} entries",
                  f"  python   {report.python or '-'}   numpy {report.numpy or '-'}",
                  f"  needs    GLIBC {report.glibc or '-'}; GLIBCXX {report.glibcxx or '-'}"]
@@ -475,8 +475,9 @@ def inspect_cmd(env: Path, triton: str | None, python: str | None, platform: str
         return "\n".join(lines)
 
     def payload(res: Any) -> dict[str, Any]:
-        report, target = res
+        report, target, assumed = res
         return {"path": str(report.path), "ok": report.ok, "target": target.as_dict(),
+                "target_source": assumed,
                 "format": report.format, "entries": report.entries, "python": report.python,
                 "numpy": report.numpy, "glibc": report.glibc, "glibcxx": report.glibcxx,
                 "findings": [{"level": f.level, "message": f.message} for f in report.findings]}

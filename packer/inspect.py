@@ -23,7 +23,8 @@ from packaging.version import InvalidVersion, Version
 from .elf import MAGIC, ElfError, file_version_needs, newest, stream_version_needs
 from .errors import PackError
 from .fsguard import not_regular
-from .target import Target
+from .recipebook import Recipes
+from .target import Target, resolve_target
 
 _LIBPY = re.compile(r"^lib/libpython(3\.\d+)\.so\.1\.0$")
 _NUMPY_META = re.compile(r"^lib/python3\.\d+/site-packages/numpy-([^/]+)\.dist-info/METADATA$")
@@ -141,6 +142,26 @@ def _unsafe(e: Entry) -> str | None:
     if e.mode & (stat.S_ISUID | stat.S_ISGID):
         return f"setuid/setgid entry {e.name}"
     return None
+
+
+def inspect_target(env: Path, book: Recipes, release: str | None, python: str | None,
+                   platform: str | None) -> tuple[Target, str]:
+    """The target to check against, and where it came from: the options, else the target
+    tritonpack recorded in the environment's stamp, else the newest release (said so)."""
+    if release or python or platform:
+        return resolve_target(book, release, python=python, platform=platform), "as given"
+    from .pack import read_stamp  # pack imports inspect
+
+    recorded = (read_stamp(env) or {}).get("target")
+    if isinstance(recorded, dict) and recorded.get("release") in book.triton:
+        rel = str(recorded["release"])
+        custom = str(recorded.get("python", ""))
+        stub = custom if custom and custom != str(book.triton[rel].get("python")) else None
+        plat = str(recorded.get("platform") or "") or None
+        return (resolve_target(book, rel, python=stub, platform=plat),
+                "the target recorded in the environment")
+    newest = resolve_target(book, None)
+    return newest, f"no target recorded: assumed the newest release, {newest.release} (--triton)"
 
 
 def _vstr(v: tuple[int, ...]) -> str:

@@ -147,7 +147,8 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
     if version is not None:
         chosen = str(version)
         if chosen not in versions:
-            raise ModelError(f"{path}: no version dir {chosen}", hint=f"versions: {', '.join(versions) or 'none'}")
+            raise ModelError(f"{path}: no version dir {chosen}",
+                             hint=f"versions: {', '.join(versions) or 'none'}")
         if not (path / chosen / MODEL_FILE).is_file():
             raise ModelError(f"{path / chosen}: no {MODEL_FILE}")
     else:

@@ -187,8 +187,12 @@ def du_mb(path: Path) -> float:
     return tree_size(path)[1] / 1e6
 
 
-def write_stamp(root: Path, lock_hash: str) -> None:
-    (root / STAMP).write_text(json.dumps({"lock": lock_hash, "format": 1}, sort_keys=True) + "\n",
+def write_stamp(root: Path, lock_hash: str, target: Target | None = None) -> None:
+    """The lock it was packed from and the target it was packed for (``inspect`` reads it)."""
+    recorded = ({"target": {"release": target.release, "python": target.python,
+                            "platform": target.platform}} if target is not None else {})
+    (root / STAMP).write_text(json.dumps({"lock": lock_hash, "format": 1, **recorded},
+                                         sort_keys=True) + "\n",
                               encoding="utf-8")
 
 
@@ -409,7 +413,7 @@ def pack(
     tree, pruned, largest = prepare_tree(prefix, opts, rep, imports)
     findings = check_compatible(tree, target, allow_incompatible, rep) if target else ()
     if lock_hash:
-        write_stamp(tree, lock_hash)
+        write_stamp(tree, lock_hash, target)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with temp_beside(dest, directory=opts.format == "dir") as tmp:
         if opts.format == "dir":
