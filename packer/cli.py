@@ -34,6 +34,7 @@ from .options import (
 )
 from .pack import DEFAULT_LEVEL, FORMATS, PackOptions
 from .pipeline import PackResult, check_lock, lock, package, prepare
+from .progress import plural
 from .recipebook import load
 from .repository import Failure, RepoResult, package_repository
 from .settings import describe, effective
@@ -400,7 +401,7 @@ def check_cmd(model_dir: Path, **kw: Any) -> None:
     opts = make_options(kw)
 
     def text(rep: CheckReport) -> str:
-        head = f"checked {len(rep.checked)} models: {', '.join(rep.checked)}"
+        head = f"checked {plural(len(rep.checked), 'model')}: {', '.join(rep.checked)}"
         return head + ("\nall fresh" if rep.ok else "".join(f"\n  {p}" for p in rep.problems))
 
     _run(kw, "check", lambda rep: check(model_dir, opts), text,
@@ -435,8 +436,8 @@ def config_cmd(model_dir: Path, **kw: Any) -> None:
         return describe(*effective(opts, model.path))
 
     _run(kw, "config", action,
-         lambda rows: "\n".join(f"{n:<16} {v:<40} {s}" for n, v, s in rows),
-         lambda rows: {"settings": {n: {"value": v, "source": s} for n, v, s in rows}})
+         lambda rows: "\n".join(f"{n:<16} {v or '-':<40} {s}" for n, v, s in rows),
+         lambda rows: {"settings": {n: {"value": v or None, "source": s} for n, v, s in rows}})
 
 
 @main.command("inspect")
@@ -514,7 +515,7 @@ def cache_info_cmd(**kw: Any) -> None:
 def cache_prune_cmd(days: float, everything: bool, **kw: Any) -> None:
     """Trim the cache: unused packed envs (or everything with --all)."""
     _run(kw, "cache-prune", lambda rep: envcache.prune_cache(days, everything),
-         lambda r: f"removed {r[0]} entries, {r[1] / 1e6:.1f} MB",
+         lambda r: f"removed {r[0]} {'entry' if r[0] == 1 else 'entries'}, {r[1] / 1e6:.1f} MB",
          lambda r: {"removed": r[0], "bytes": r[1]})
 
 

@@ -48,7 +48,8 @@ class Entry:
         return EnvArchive(dest, str(m["format"]), int(m["size"]), int(m["files"]),
                           str(m["sha256"]), str(m["python"]), pruned,
                           tuple((str(a), int(b)) for a, b in m["largest"]),
-                          tuple((str(a), str(b)) for a, b in m.get("findings", ())))
+                          tuple((str(a), str(b)) for a, b in m.get("findings", ())),
+                          unpacked=int(m.get("unpacked", 0)))
 
 
 def _entry_dir(key: str) -> Path:
@@ -109,6 +110,7 @@ def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any
             _link_or_copy(staged_path, work / ARCHIVE)
         meta = {
             "format": archive.format, "size": archive.size, "files": archive.files,
+            "unpacked": archive.unpacked,
             "sha256": archive.sha256, "python": archive.python,
             "pruned": {k: list(v) for k, v in archive.pruned.removed.items()},
             "kept": list(archive.pruned.kept), "largest": [list(x) for x in archive.largest],

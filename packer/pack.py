@@ -33,7 +33,7 @@ from .env import Prefix
 from .errors import PackError, ProcessError
 from .fsguard import not_regular
 from .inspect import escapes, inspect_env
-from .progress import NullReporter, Reporter
+from .progress import NullReporter, Reporter, plural
 from .prune import RULES as PRUNE_RULES
 from .prune import PruneReport, largest_packages, prune, tree_size
 from .target import Target
@@ -64,6 +64,7 @@ class EnvArchive:
     pruned: PruneReport = field(default_factory=PruneReport)
     largest: tuple[tuple[str, int], ...] = ()
     findings: tuple[tuple[str, str], ...] = ()  # (level, message) from inspect
+    unpacked: int = 0  # bytes of the files once unpacked (0: not known, an older cache entry)
 
 
 def default_name(fmt: str) -> str:
@@ -424,7 +425,7 @@ def pack(
             tmp.rmdir()
             shutil.copytree(tree, tmp, symlinks=True)
             result = EnvArchive(dest, opts.format, size, len(files), "", prefix.python,
-                                pruned, tuple(largest), findings)
+                                pruned, tuple(largest), findings, unpacked=size)
         else:
             rep.start("pack", f"writing {dest.name}")
             total = du_mb(tree)
@@ -433,10 +434,10 @@ def pack(
                 progress=lambda n: rep.progress(f"writing {dest.name}", n / 1e6, total, "MB"))
             tmp.chmod(0o644)
             result = EnvArchive(dest, opts.format, size, count, sha, prefix.python,
-                                pruned, tuple(largest), findings)
+                                pruned, tuple(largest), findings, unpacked=int(total * 1e6))
         took = time.monotonic() - t0
-        rep.done("pack", f"{result.files} files, {result.size / 1e6:.1f} MB -> {dest.name}"
-                 + (f" (pruned {pruned.files} files, {pruned.bytes / 1e6:.1f} MB)"
+        rep.done("pack", f"{plural(result.files, 'file')}, {result.size / 1e6:.1f} MB -> {dest.name}"
+                 + (f" (pruned {plural(pruned.files, 'file')}, {pruned.bytes / 1e6:.1f} MB)"
                     if pruned.files else "")
                  + f", {du_mb(prefix.path) / max(took, 1e-3):.0f} MB/s of environment", took)
         yield Staged(tmp, result)

@@ -29,7 +29,7 @@ from .model import CONFIG_NAME, TOKEN, ModelDir, open_model
 from .pack import EnvArchive, PackOptions, Staged, enforce, output_path, read_stamp
 from .pack import pack as pack_env
 from .patch import PatchResult, PlannedPatch, apply_patch, check_patch, env_value
-from .progress import NullReporter, Reporter
+from .progress import NullReporter, Reporter, plural
 from .pypi import Indexes, NoSolutionError, compile_pins
 from .recipebook import Recipes, load
 from .resolve import Requirements, resolve
@@ -113,7 +113,8 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
     ctx = Context(model, recipes, target, declared, report, reqs, opts)
     for warning in ctx.warnings:
         rep.note(warning)
-    rep.done("scan", f"{len(report.files)} files, {len(reqs.pypi)} requirements",
+    rep.done("scan", f"{plural(len(report.files), 'file')}, "
+             f"{plural(len(reqs.pypi), 'requirement')}",
              time.monotonic() - t0)
     return ctx
 
@@ -207,11 +208,11 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
                             lock_indexes(ctx, opts))
     except NoSolutionError as exc:
         raise _missing_error(exc, ctx) from exc
-    rep.done("resolve", f"{len(pins)} PyPI packages ({opts.resolver})", time.monotonic() - t0)
+    rep.done("resolve", f"{plural(len(pins), 'PyPI package')} ({opts.resolver})", time.monotonic() - t0)
     t0 = time.monotonic()
     rep.start("solve", f"solving python {ctx.target.python}.* on {', '.join(channels)}")
     packages = conda.solve(ctx.target, channels, ctx.requirements.conda)
-    rep.done("solve", f"{len(packages)} conda packages", time.monotonic() - t0)
+    rep.done("solve", f"{plural(len(packages), 'conda package')}", time.monotonic() - t0)
     return Lockfile(
         inputs=lock_inputs(ctx, opts),
         target=ctx.target.as_dict(),

@@ -117,7 +117,7 @@ def describe(opts: Options, sources: dict[str, str]) -> list[tuple[str, str, str
             shown = f"{sorted(load().triton)[-1]} (newest)"
         if name == "index-url" and not shown:
             shown = DEFAULT_INDEX
-        rows.append((name, shown or "-", sources[name]))
+        rows.append((name, shown, sources[name]))  # "" when unset: text shows '-', JSON null
     return rows
 
 
