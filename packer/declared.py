@@ -88,7 +88,7 @@ def load_declared(model_dir: Path) -> Declared:
     if not path.is_file():
         return Declared()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8").removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise ModelError(f"{path}: {exc}", hint="tritonpack.toml is TOML") from exc
     except UnicodeDecodeError as exc:

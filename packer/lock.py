@@ -114,8 +114,11 @@ def read_lock(path: Path) -> Lockfile:
         raw = read_regular(path, LockError, "lock file").decode("utf-8")
     except FileNotFoundError as exc:
         raise LockError(f"{path}: no lock file", hint="create it with tritonpack lock") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LockError(f"{path}: unreadable: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise LockError(f"{path}: corrupted: not UTF-8 text (byte {exc.start})",
+                        hint=_RECREATE.format(path.parent)) from exc
+    except OSError as exc:
+        raise LockError(f"{path}: unreadable: {exc.strerror or exc}") from exc
     conflict = next((n for n, line in enumerate(raw.splitlines(), 1)
                      if line.startswith(("<<<<<<< ", "=======", ">>>>>>> "))), None)
     if conflict is not None:
@@ -128,6 +131,9 @@ def read_lock(path: Path) -> Lockfile:
     version = data.get("version")
     if not isinstance(version, int):
         raise LockError(f"{path}: corrupted: no format version", hint=_RECREATE.format(path.parent))
+    if version < 1:
+        raise LockError(f"{path}: corrupted: format version {version} was never written",
+                        hint=_RECREATE.format(path.parent))
     if version > FORMAT_VERSION:
         raise LockError(
             f"{path}: lock format {version} is newer than this tritonpack understands "

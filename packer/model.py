@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,11 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
     else:
         with_model = [v for v in versions if (path / v / MODEL_FILE).is_file()]
         if not with_model:
+            dangling = [v for v in versions if (path / v / MODEL_FILE).is_symlink()]
+            if dangling:
+                link = path / dangling[-1] / MODEL_FILE
+                raise ModelError(f"{link}: a broken symlink (to {os.readlink(link)})",
+                                 hint="point it at the model's code, or put model.py there")
             odd = [v for v in versions if (path / v / MODEL_FILE).exists()]
             if odd:
                 raise ModelError(f"{path / odd[-1] / MODEL_FILE}: not a file",

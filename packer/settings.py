@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .declared import load_declared
-from .errors import LockError, ModelError
+from .errors import LockError, ModelError, ScanError
 from .lock import LOCK_NAME, read_lock
 from .pipeline import Options
 from .pypi import DEFAULT_INDEX, RESOLVERS, Indexes
@@ -50,10 +50,16 @@ def _coerce(name: str, value: Any, model_dir: Path, where: Path) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ModelError(f"{where}: [options] {name} must be a string or a list of strings")
         if name == "src":
-            return tuple((model_dir / v).resolve() for v in value)
+            roots = tuple((model_dir / v).resolve() for v in value)
+            missing = [v for v, root in zip(value, roots, strict=True) if not root.is_dir()]
+            if missing:
+                raise ScanError(f"{where}: [options] src {missing[0]!r}: no such directory "
+                                "(relative to the model dir)")
+            return roots
         return tuple(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        meant = f"{value:.2f}" if name == "triton" and isinstance(value, float) else str(value)
+        meant = (f"{value:.2f}" if name in ("triton", "python") and isinstance(value, float)
+                 else str(value))  # 24.1 was 24.10, 3.1 was 3.10
         raise ModelError(  # TOML reads triton = 24.10 as the float 24.1
             f"{where}: [options] {name} is the number {value!r}, not a string: quote it "
             f'({name} = "{meant}")')

@@ -80,7 +80,9 @@ def _check_npz(raw: bytes, path: Path, option: str) -> None:
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as data:
             for key in data.files:
-                data[key]
+                if not isinstance(data[key], np.ndarray):  # numpy hands back raw bytes
+                    raise RequestFileError(f"{option} {path}: member {key!r} is not a .npy "
+                                           "array", hint="save it with numpy.savez")
     except ValueError as exc:
         why = "it holds pickled objects" if "pickle" in str(exc) else str(exc)
         raise RequestFileError(f"{option} {path}: unusable .npz: {why}",
