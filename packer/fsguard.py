@@ -39,7 +39,7 @@ def not_regular(path: Path) -> str | None:
 
 
 def read_regular(path: Path, error: type[TritonPackError], what: str = "file",
-                 limit: int | None = None) -> bytes:
+                 limit: int | None = None, shown: str | None = None) -> bytes:
     """The bytes of regular file ``path``, never blocking on a FIFO or a device.
 
     Opened with O_NONBLOCK (a FIFO without a writer opens at once instead of hanging) and
@@ -51,11 +51,11 @@ def read_regular(path: Path, error: type[TritonPackError], what: str = "file",
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise error(f"{path}: is {kind_of(st.st_mode)}, not a {what}",
+            raise error(f"{shown or path}: is {kind_of(st.st_mode)}, not a {what}",
                         hint=f"tritonpack reads the {what} from there: put a regular file "
                              "there, or remove it")
         if limit is not None and st.st_size > limit:
-            raise error(f"{path}: {st.st_size / 1e6:.0f} MB is too large for a {what} "
+            raise error(f"{shown or path}: {st.st_size / 1e6:.0f} MB is too large for a {what} "
                         f"(at most {limit / 1e6:.0f} MB)")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=True) as fh:

@@ -102,7 +102,7 @@ def parse_source(path: Path, shown: str, python: str | None = None) -> ast.Modul
     """Parse without running: under the target Python's grammar when it is this one's or older
     (a model using ``except*`` fails here, not in a 3.10 stub)."""
     try:
-        raw = read_regular(path, ScanError, "Python source file")  # a FIFO would block
+        raw = read_regular(path, ScanError, "Python source file", shown=shown)  # FIFO: no hang
     except PermissionError as exc:
         raise ScanError(f"{shown}: permission denied") from exc
     except OSError as exc:
@@ -330,7 +330,7 @@ class Scanner:
             if init.is_file():
                 return _Found(init, root, True)
             mod = base.with_name(base.name + ".py")
-            if mod.is_file():
+            if mod.is_file() or (mod.exists() and not mod.is_dir()):  # a FIFO: named, not read
                 return _Found(mod, root, False)
             if base.is_dir() and not base.is_symlink() and any(base.glob("*.py")):
                 return _Found(base, root, True)  # namespace package
@@ -341,7 +341,7 @@ class Scanner:
             return
         in_model = found.root in (self.roots[0], self.roots[1])
         self.local[dotted] = LocalModule(dotted, found.path, found.root, in_model)
-        if found.path.is_file():
+        if not found.path.is_dir():
             self._queue.append((dotted, found.path, found.root))
 
     def _local_chain(self, dotted: str, root: Path | None = None) -> bool:

@@ -28,7 +28,8 @@ class RequestFileError(TritonPackError):
 def check_request_file(path: Path, option: str) -> None:
     """Raise RequestFileError naming ``option`` and ``path`` when the file cannot be read."""
     try:
-        raw = read_regular(path, RequestFileError, f"{option} file", limit=MAX_BYTES)
+        raw = read_regular(path, RequestFileError, "file", limit=MAX_BYTES,
+                           shown=f"{option} {path}")
     except FileNotFoundError as exc:
         raise RequestFileError(f"{option} {path}: no such file") from exc
     except PermissionError as exc:
