@@ -380,8 +380,8 @@ def test_huge_model_dir_is_not_walked(tmp_path: Path) -> None:
      "on the package index"),
     ("needs_newer_python", ("--triton", "24.10"),
      "error: the PyPI resolver found no solution for pandas>=3.0 under Python 3.10: Because "
-     "pandas>=3.0.0 has no usable wheels and you require pandas>=3.0, we can conclude that your requirements are "
-     "unsatisfiable"),
+     "pandas>=3.0.0 has no usable wheels and you require pandas>=3.0, we can conclude that "
+     "your requirements are unsatisfiable"),
 ])
 def test_resolution_failures(tmp_path: Path, name: str, args: tuple[str, ...], message: str) -> None:
     model = bad_copy(name, tmp_path)
