@@ -19,7 +19,7 @@ import click
 
 from . import __version__, cache, envcache, render, signals
 from .check import CheckReport, check
-from .errors import ExitCode, TritonPackError
+from .errors import ExitCode, ModelError, TritonPackError
 from .inspect import inspect_env, inspect_target
 from .lock import read_lock
 from .model import is_repository, open_model
@@ -358,7 +358,13 @@ def export_cmd(model_dir: Path, **kw: Any) -> None:
       tritonpack export models/my_model/ > requirements.txt
       pip install --require-hashes --no-deps -r requirements.txt
     """
-    _run(kw, "export", lambda rep: read_lock(Path(model_dir) / "tritonpack.lock"),
+    def action(rep: Any) -> Any:
+        if not Path(model_dir).is_dir():
+            raise ModelError(f"{model_dir}: " + ("not a directory" if Path(model_dir).exists()
+                                                 else "no such directory"))
+        return read_lock(Path(model_dir) / "tritonpack.lock")
+
+    _run(kw, "export", action,
          lambda lk: lk.requirements_txt().rstrip("\n"),
          lambda lk: {"requirements": lk.requirements_txt()})
 

@@ -61,6 +61,9 @@ class CondaPackage:
 
 
 def channel_url(channel: str) -> str:
+    if not channel.strip():
+        raise ResolveError("--channel '': a channel needs a name or a URL",
+                           hint="e.g. --channel conda-forge or --channel file:///srv/channel")
     if "://" in channel:
         return channel
     if channel.startswith("/") or channel.startswith("."):
@@ -133,11 +136,12 @@ def solve(target: Target, channels: Sequence[str], specs: Sequence[str]) -> tupl
     from rattler.exceptions import SolverError
 
     check_specs(specs)
+    sources = [channel_url(c) for c in channels]  # an empty --channel is named, not "unreachable"
     all_specs = [f"python {target.python}.*", "pip", *specs]
     try:
         records = asyncio.run(
             rattler_solve(
-                sources=[channel_url(c) for c in channels],
+                sources=sources,
                 specs=all_specs,
                 platforms=[Subdir(target.platform), Subdir("noarch")],
                 virtual_packages=_virtual_packages(target),

@@ -81,7 +81,8 @@ verify_options = _stack(
                  "config.pbtxt)."),
     click.option("--expect", type=click.Path(path_type=Path, dir_okay=False, exists=True),
                  help="Expected outputs (JSON {name: nested list}) to compare values."),
-    click.option("--timeout", type=float, default=120.0, show_default=True, metavar="SECONDS",
+    click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0,
+                 show_default=True, metavar="SECONDS",
                  help="Give up on a server or a model load after this long."),
     click.option("--image", metavar="IMAGE",
                  help="docker: the Triton image to build FROM (default: the release's "

@@ -84,7 +84,12 @@ class Context:
 
 def _with_origin(exc: TargetError, sources: dict[str, str], model_dir: Path) -> TargetError:
     """Say which file a refused target setting came from, when the user did not type it."""
-    files = sorted({sources[k] for k in ("triton", "python", "platform", "torch")
+    about = next((key for start, key in (("--torch", "torch"), ("Triton release", "triton"),
+                                         ("--python", "python"), ("Python", "python"),
+                                         ("platform", "platform")) if exc.message.startswith(start)),
+                 None)  # the setting the message is about, when it says
+    keys = (about,) if about else ("triton", "python", "platform", "torch")
+    files = sorted({sources[k] for k in keys
                     if sources.get(k) not in (None, "command line", "default")})
     if not files:
         return exc

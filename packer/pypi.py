@@ -208,6 +208,10 @@ def compile_pins(
     resolver_name: str, requirements: Sequence[str], target: Target, indexes: Indexes
 ) -> tuple[Pin, ...]:
     resolver = RESOLVERS[resolver_name]()
+    for link in indexes.find_links:  # uv would say only "No such file or directory"
+        if "://" not in link and not Path(link).is_dir():
+            raise ResolveError(f"--find-links {link}: no such directory",
+                               hint="give a directory of wheels or a URL")
     try:
         text = resolver.compile(requirements, target, indexes)
     except ProcessError as exc:
