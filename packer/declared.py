@@ -24,6 +24,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from .errors import ModelError, ResolveError
+from .fsguard import not_regular
 
 FILE_NAME = "tritonpack.toml"
 _KNOWN = {"requirements", "imports", "options"}
@@ -85,6 +86,8 @@ _TOML_KIND = {"int": "number", "float": "number", "str": "string", "list": "list
 
 def load_declared(model_dir: Path) -> Declared:
     path = model_dir / FILE_NAME
+    if (kind := not_regular(path)) is not None:  # never silently ignored, never opened
+        raise ModelError(f"{path}: is {kind}, not a file")
     if not path.is_file():
         return Declared()
     try:

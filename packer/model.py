@@ -30,6 +30,7 @@ def parse_config(text: str, path: Path) -> Any:
         match = _PARSE_POS.match(str(exc))
         if match:
             line, col, why = match.groups()
+            why = why if len(why) <= 300 else why[:300] + "…"  # a 5 MB line is not quoted whole
             raise ModelError(
                 f"{path}:{line}:{col}: {why.strip()}",
                 hint="config.pbtxt is protobuf text format (Triton's ModelConfig message)",

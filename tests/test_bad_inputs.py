@@ -239,6 +239,12 @@ SCAN_CASES = [
      "error: local_package_syntax_error/1/mypkg/__init__.py:1: syntax error: invalid syntax"),
     ("local_submodule_non_utf8", ExitCode.SCAN,
      "error: local_submodule_non_utf8/1/mypkg/sub.py: not valid UTF-8 source"),
+    # devices where files belong: named, never read (a read of /dev/zero never ends)
+    ("toml_is_device", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: is a character device, not a file"),
+    ("local_module_is_device", ExitCode.SCAN,
+     "error: local_module_is_device/1/helpers.py: is a character device, not a Python source "
+     "file"),
 ]
 
 
@@ -730,3 +736,15 @@ def test_lock_in_a_read_only_model_dir(tmp_path: Path) -> None:
     assert (res.returncode, error_line(res.stderr)) == (
         ExitCode.LOCK, f"error: cannot write to {model}: permission denied")
     assert not (model / "tritonpack.lock").exists()
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("release_unquoted", '[24.10] is read by TOML as a table inside a table: quote the release, '
+                         '["24.10"]'),
+    ("number_value", '[24.10] python = 3.1 must be a string (quote it: python = "3.1")'),
+])
+def test_bad_recipe_dir(name: str, message: str) -> None:
+    recipes = FIXTURES / "bad_recipes" / name
+    res = run_cli("targets", "--recipes", recipes)
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.TARGET, f"error: {recipes}/triton.toml: {message}")
