@@ -99,10 +99,12 @@ def _run(kw: dict[str, Any], command: str, action: Callable[[render.CliReporter]
     except KeyboardInterrupt:
         click.echo("interrupted: nothing in the model directory was changed", err=True)
         sys.exit(ExitCode.INTERRUPTED)
-    except OSError as exc:
-        if not cache.under_cache(exc.filename):
+    except OSError as exc:  # the cache's or the temp dir's file system said no
+        refused = cache.cache_error(exc) if cache.under_cache(exc.filename) else \
+            cache.disk_full_error(exc)
+        if refused is None:
             _bug(exc, verbose, as_json, command)
-        _fail(cache.cache_error(exc), verbose, as_json, command)
+        _fail(refused, verbose, as_json, command)
     except Exception as exc:  # a bug in tritonpack: say so, trace only on request
         _bug(exc, verbose, as_json, command)
     if as_json:

@@ -748,3 +748,16 @@ def test_bad_recipe_dir(name: str, message: str) -> None:
     res = run_cli("targets", "--recipes", recipes)
     assert (res.exit_code, error_line(res.stderr)) == (
         ExitCode.TARGET, f"error: {recipes}/triton.toml: {message}")
+
+
+@pytest.mark.slow
+def test_cache_disk_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local Python channel does not fit: the cache is named, nothing is left in it."""
+    with small_tmpfs("2m") as mnt:
+        monkeypatch.setenv("TRITONPACK_CACHE", str(mnt))
+        model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
+        res = run_unchanged(model, "lock", model, "--offline", "--triton", "24.10")
+        assert (res.exit_code, error_line(res.stderr)) == (
+            ExitCode.CACHE, f"error: tritonpack's cache {mnt} cannot be used: no space left on "
+                            "device")
+        assert list((mnt / "channels").iterdir()) == []
