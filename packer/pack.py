@@ -10,6 +10,7 @@ no user names and a zero gzip timestamp, mode 0644, renamed into place.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -122,6 +123,22 @@ def check_layout(root: Path, python: str) -> None:
 
 class _LinkUnchanged(NoArchive):  # type: ignore[misc]  # conda-pack ships no type hints
     """conda-pack's ``no-archive`` writer, linking what conda-pack hands back unchanged."""
+
+    def _add(self, source: str, target: str) -> None:
+        """A hard link per file, else a copy. conda-pack 0.9 picks link-or-copy once, from
+        its first file, then fails with EXDEV on its own activate scripts when tritonpack's
+        install and $TMPDIR are on different file systems (a tmpfs /tmp: exit 70, seen)."""
+        target_abspath = self._absolute_path(target)
+        self._ensure_parent(target_abspath)
+        if not (os.path.isfile(source) or os.path.islink(source)):
+            os.mkdir(target_abspath)
+            return
+        try:
+            os.link(source, target_abspath, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
+                raise
+            shutil.copy2(source, target_abspath, follow_symlinks=False)
 
     def _add_bytes(self, source: str, sourcebytes: bytes, target: str) -> None:
         path = Path(source)

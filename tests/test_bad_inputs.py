@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -761,3 +762,18 @@ def test_cache_disk_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
             ExitCode.CACHE, f"error: tritonpack's cache {mnt} cannot be used: no space left on "
                             "device")
         assert list((mnt / "channels").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_tmpdir_on_another_file_system_than_tritonpack(tmp_path: Path) -> None:
+    """A tmpfs /tmp (holding the cache too) with tritonpack installed elsewhere: conda-pack's
+    activate scripts cannot be hard-linked into the build dir (EXDEV, was exit 70): copied."""
+    with small_tmpfs("1g") as mnt:
+        model = shutil.copytree(FIXTURES / "models" / "plain_numpy", mnt / "m")
+        env = {**os.environ, "TMPDIR": str(mnt), "TRITONPACK_CACHE": str(mnt / "cache")}
+        done = subprocess.run([sys.executable, "-m", "packer", model, "--triton", "24.10",
+                               "--offline", "--no-cache", "-q"], capture_output=True, text=True,
+                              env=env, check=False)
+        assert done.returncode == 0, done.stderr
+        with tarfile.open(model / "tritonpack-env.tar.gz") as tar:
+            assert "bin/activate" in tar.getnames()
