@@ -4,6 +4,7 @@ and config.pbtxt untouched and no temp dirs behind. Two runs on one model serial
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -179,3 +180,21 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_switching_format_leaves_one_environment(model_copy: Copy) -> None:
+    """--format dir, then tar.gz: the directory tritonpack made goes; a stamped copy that
+    config.pbtxt does not point at is flagged by check."""
+    model = model_copy("plain_numpy")
+    assert run_cli(model, "--triton", "24.10", "--offline", "--format", "dir", "-q").exit_code == 0
+    assert (model / "tritonpack-env" / "tritonpack.json").is_file()
+    res = run_cli(model, "--triton", "24.10", "--offline", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert sorted(p.name for p in model.iterdir()) == [
+        "1", "config.pbtxt", "tritonpack-env.tar.gz", "tritonpack.lock"]
+    assert run_cli("check", model).exit_code == 0
+    shutil.copy2(model / "tritonpack-env.tar.gz", model / "old-env.tar.gz")
+    res = run_cli("check", model)
+    assert (res.exit_code, res.stdout.splitlines()[1:]) == (1, [
+        "  plain_numpy: old-env.tar.gz is an environment tritonpack made that config.pbtxt does "
+        "not point at: remove it (it ships with the model for nothing)"])
