@@ -157,7 +157,8 @@ def pack_text(res: PackResult) -> str:
                      + ", ".join(f"{k} {_mb(b)}" for k, (_, b) in a.pruned.removed.items()
                                  if b >= 50_000))
     if a.largest:
-        lines.append("  largest      " + ", ".join(f"{n} {_mb(b)}" for n, b in a.largest[:5]))
+        lines.append("  largest      " + ", ".join(f"{n} {_mb(b)}" for n, b in a.largest[:5]
+                                                  if b >= 50_000))
     if res.cached:
         lines.append("  cache        reused: no solve, no install, no pack")
     return "\n".join(lines)
