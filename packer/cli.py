@@ -39,6 +39,7 @@ from .recipebook import load
 from .repository import Failure, RepoResult, package_repository
 from .settings import describe, effective
 from .target import releases
+from .verify.requestfile import check_request_file
 from .verify.verify import DockerOptions, VerifyReport, verify
 
 MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript model.pt.
@@ -261,6 +262,9 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
         return
 
     def both(rep: render.CliReporter) -> tuple[PackResult, VerifyReport]:
+        for given, option in ((inputs, "--inputs"), (expect, "--expect")):
+            if given is not None:  # refused before packing, not after
+                check_request_file(given, option)
         packed = package(model_dir, opts, rep, frozen=frozen, pack_options=popts, output=output,
                          use_cache=not no_cache, allow_incompatible=allow_incompatible,
                          sbom=sbom)

@@ -777,3 +777,12 @@ def test_tmpdir_on_another_file_system_than_tritonpack(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         with tarfile.open(model / "tritonpack-env.tar.gz") as tar:
             assert "bin/activate" in tar.getnames()
+
+
+def test_bad_request_file_is_refused_before_packing(tmp_path: Path) -> None:
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "plain_numpy")
+    path = FIXTURES / "bad_requests" / "deep.json"
+    res = run_unchanged(model, model, "--verify", "--offline", "--inputs", path)
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.USAGE, f"error: --inputs {path}: nested deeper than 32 levels: no tensor has "
+                        "that many dimensions")
