@@ -122,6 +122,8 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
         raise ModelError(f"{path}: not a directory", hint="pass the model directory, not a file")
     path = path.resolve()
     config_path = path / CONFIG_NAME
+    if config_path.is_symlink() and not config_path.exists():
+        raise ModelError(f"{config_path}: a broken symlink (to {os.readlink(config_path)})")
     if config_path.exists() and not config_path.is_file():
         raise ModelError(f"{config_path}: not a file",
                          hint="config.pbtxt is the model's configuration, in protobuf text format")

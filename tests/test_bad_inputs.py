@@ -786,3 +786,16 @@ def test_bad_request_file_is_refused_before_packing(tmp_path: Path) -> None:
     assert (res.exit_code, error_line(res.stderr)) == (
         ExitCode.USAGE, f"error: --inputs {path}: nested deeper than 32 levels: no tensor has "
                         "that many dimensions")
+
+
+def test_repository_models_whose_config_is_not_a_file_fail(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "models" / "plain_numpy", repo / "plain_numpy")
+    (repo / "a").mkdir()
+    os.mkfifo(repo / "a" / "config.pbtxt")
+    (repo / "b").mkdir()
+    os.symlink("nowhere.pbtxt", repo / "b" / "config.pbtxt")
+    res = run_cli("check", repo)
+    assert (res.exit_code, res.stdout.splitlines()[:3]) == (ExitCode.CHECK_FAILED, [
+        "checked 3 models: a, b, plain_numpy", f"  {repo}/a/config.pbtxt: not a file",
+        f"  {repo}/b/config.pbtxt: a broken symlink (to nowhere.pbtxt)"])
