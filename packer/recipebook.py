@@ -41,8 +41,8 @@ class Recipes:
 
 
 def _check_releases(table: dict[str, object], path: Path) -> None:
-    """Each release of a user's triton.toml is a table of strings (a number is a mistake that
-    TOML makes easy: python = 3.10 reads as 3.1)."""
+    """Each release of a user's triton.toml is a table; its versions are strings (a number is
+    a mistake that TOML makes easy: python = 3.10 reads as 3.1)."""
     for release, row in table.items():
         if not isinstance(row, dict):
             raise TargetError(f"{path}: [{release}] must be a table of settings")
@@ -51,7 +51,7 @@ def _check_releases(table: dict[str, object], path: Path) -> None:
             raise TargetError(f"{path}: [{release}.{nested}] is read by TOML as a table inside "
                               f'a table: quote the release, ["{release}.{nested}"]')
         for key, value in row.items():
-            if not isinstance(value, str):
+            if isinstance(value, int | float) and not isinstance(value, bool):
                 raise TargetError(f"{path}: [{release}] {key} = {value!r} must be a string "
                                   f'(quote it: {key} = "{value}")')
 
