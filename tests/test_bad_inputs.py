@@ -799,3 +799,13 @@ def test_repository_models_whose_config_is_not_a_file_fail(tmp_path: Path) -> No
     assert (res.exit_code, res.stdout.splitlines()[:3]) == (ExitCode.CHECK_FAILED, [
         "checked 3 models: a, b, plain_numpy", f"  {repo}/a/config.pbtxt: not a file",
         f"  {repo}/b/config.pbtxt: a broken symlink (to nowhere.pbtxt)"])
+
+
+@pytest.mark.slow
+def test_a_corrupt_lock_is_recreated_only_when_asked(tmp_path: Path) -> None:
+    """What the refusal's hint says to run does re-create it."""
+    model = bad_copy("lock_merge_conflict", tmp_path)
+    assert run_cli("lock", model, "--offline", "--triton", "24.10").exit_code == ExitCode.LOCK
+    res = run_cli("lock", "--upgrade", model, "--offline", "--triton", "24.10", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert run_cli("lock", "--check", model, "--triton", "24.10").exit_code == 0
