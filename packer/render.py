@@ -232,8 +232,13 @@ def verify_payload(rep: VerifyReport) -> dict[str, Any]:
 
 def verify_text(rep: VerifyReport) -> str:
     imports = rep.probe.get("imports", {})
+    failed = [k.replace("_", " ") for k, v in rep.checks.items()
+              if not v and k != "values_compared"]
+    head = (f"verified {rep.model}: loads and answers ({rep.runtime} tritonserver)" if not failed
+            else f"NOT verified {rep.model}: failed {', '.join(failed)} ({rep.runtime} "
+                 "tritonserver)")
     return "\n".join([
-        f"verified {rep.model}: loads and answers ({rep.runtime} tritonserver)",
+        head,
         f"  ready        {rep.ready_seconds:.1f}s after server start",
         f"  inference    {rep.first_inference_ms:.0f} ms, outputs {', '.join(rep.outputs)}",
         f"  environment  Python {rep.python} at {rep.probe.get('prefix')}",
