@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelError, TritonPackError
+from .errors import TritonPackError
 from .fsguard import not_regular
 from .lock import LOCK_NAME, read_lock
-from .model import TOKEN, is_repository
+from .model import TOKEN, is_repository, require_dir
 from .pack import read_stamp
 from .pipeline import Options, prepare, stale
 from .progress import Reporter
@@ -85,9 +85,7 @@ def stray_envs(model_dir: Path, current: Path) -> list[Path]:
 
 
 def check(path: Path, opts: Options, reporter: Reporter | None = None) -> CheckReport:
-    if not path.is_dir():
-        raise ModelError(f"{path}: no such directory" if not path.exists() else
-                         f"{path}: not a directory", hint="pass a model directory or a repository")
+    require_dir(path)
     models = python_models(path)[0] if is_repository(path) else [path]
     problems: list[str] = []
     for model in models:

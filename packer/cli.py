@@ -19,10 +19,10 @@ import click
 
 from . import __version__, cache, envcache, render, signals
 from .check import CheckReport, check
-from .errors import ExitCode, ModelError, TritonPackError
+from .errors import ExitCode, TritonPackError
 from .inspect import inspect_env, inspect_target
 from .lock import read_lock
-from .model import is_repository, open_model
+from .model import is_repository, open_model, require_dir
 from .options import (
     lock_options,
     make_options,
@@ -365,9 +365,7 @@ def export_cmd(model_dir: Path, **kw: Any) -> None:
       pip install --require-hashes --no-deps -r requirements.txt
     """
     def action(rep: Any) -> Any:
-        if not Path(model_dir).is_dir():
-            raise ModelError(f"{model_dir}: " + ("not a directory" if Path(model_dir).exists()
-                                                 else "no such directory"))
+        require_dir(Path(model_dir))
         return read_lock(Path(model_dir) / "tritonpack.lock")
 
     _run(kw, "export", action,

@@ -105,21 +105,31 @@ def _versions(path: Path) -> list[str]:
 
 def is_repository(path: Path) -> bool:
     """A directory of model directories rather than one model."""
-    if not path.is_dir() or (path / CONFIG_NAME).exists():
-        return False
     try:
+        if not path.is_dir() or (path / CONFIG_NAME).exists():
+            return False
         return any((p / CONFIG_NAME).is_file() for p in path.iterdir() if p.is_dir())
-    except OSError:
+    except OSError:  # unreadable, a name too long: open_model says which
         return False
+
+
+def require_dir(path: Path) -> None:
+    """A model dir or repository that is not one: missing, a file, a name too long, a loop."""
+    try:
+        path.stat()
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path}: no such directory") from exc
+    except OSError as exc:  # a name too long, a symlink loop, no permission on a parent
+        shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "…"
+        raise ModelError(f"{shown}: {exc.strerror or exc}") from exc
+    if not path.is_dir():
+        raise ModelError(f"{path}: not a directory", hint="pass the model directory, not a file")
 
 
 def open_model(path: Path, version: int | None = None) -> ModelDir:
     """Find config.pbtxt and the version dir holding model.py; refuse non-python backends."""
     path = Path(path)
-    if not path.exists():
-        raise ModelError(f"{path}: no such directory")
-    if not path.is_dir():
-        raise ModelError(f"{path}: not a directory", hint="pass the model directory, not a file")
+    require_dir(path)
     path = path.resolve()
     config_path = path / CONFIG_NAME
     if config_path.is_symlink() and not config_path.exists():

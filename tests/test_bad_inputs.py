@@ -809,3 +809,15 @@ def test_a_corrupt_lock_is_recreated_only_when_asked(tmp_path: Path) -> None:
     res = run_cli("lock", "--upgrade", model, "--offline", "--triton", "24.10", "-q")
     assert res.exit_code == 0, res.stderr
     assert run_cli("lock", "--check", model, "--triton", "24.10").exit_code == 0
+
+
+@pytest.mark.parametrize("command", [(), ("scan",), ("check",), ("export",), ("config",)])
+def test_model_path_too_long_or_a_loop(tmp_path: Path, command: tuple[str, ...]) -> None:
+    loop = tmp_path / "loop"
+    os.symlink(loop, loop)
+    long = "a" * 5000
+    for path, message in ((loop, f"error: {loop}: Too many levels of symbolic links"),
+                          (Path(long), f"error: {long[:200]}…: File name too long")):
+        res = run_cli(*command, path)
+        assert "Traceback" not in res.stderr
+        assert (res.exit_code, error_line(res.stderr)) == (ExitCode.MODEL, message)
