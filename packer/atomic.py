@@ -1,4 +1,5 @@
-"""Atomic outputs: write beside the target, fsync, rename. A crash leaves the old file."""
+"""Atomic outputs: write beside the target, fsync, rename. A crash leaves the old file, and
+a temporary name carrying the dead run's pid that the next run removes (packer.debris)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .debris import tagged
+
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=tagged(f".{path.name}."), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -31,9 +34,11 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
 def temp_beside(path: Path, *, directory: bool = False) -> Iterator[Path]:
     """A temporary file or dir in ``path``'s directory, removed unless renamed into place."""
     if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=tagged(f".{path.name}."), suffix=".tmp",
+                                    dir=path.parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=tagged(f".{path.name}."), suffix=".tmp",
+                                    dir=path.parent)
         os.close(fd)
         tmp = Path(name)
     try:

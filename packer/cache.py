@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import tempfile
 from pathlib import Path
+
+from .errors import CacheError
 
 
 def cache_root() -> Path:
@@ -18,5 +23,52 @@ def cache_root() -> Path:
 
 def cache_dir(*parts: str) -> Path:
     path = cache_root().joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "permission denied", str(path))
+    except OSError as exc:
+        raise cache_error(exc) from exc
     return path
+
+
+_WHY = {errno.ENOTDIR: "a path in it is a file, not a directory",
+        errno.EEXIST: "a path in it is a file, not a directory",
+        errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device",
+        errno.EDQUOT: "disk quota exceeded"}
+
+
+def cache_error(exc: OSError) -> CacheError:
+    """One sentence for a cache tritonpack cannot use, naming where it is and how to move it."""
+    why = _WHY.get(exc.errno or 0, exc.strerror or str(exc))
+    return CacheError(f"tritonpack's cache {cache_root()} cannot be used: {why}",
+                      hint="set TRITONPACK_CACHE to a writable directory with free space "
+                           "(or free some with tritonpack cache prune)")
+
+
+def disk_full_error(exc: OSError) -> CacheError | None:
+    """A full disk that no file name points at (a compressor's write): the cache's if its file
+    system is the full one, else the temporary directory's; None for other errors."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    for where, error in ((cache_root(), cache_error(exc)),
+                         (Path(tempfile.gettempdir()), CacheError(
+                             f"no space left on device in the temporary directory "
+                             f"{tempfile.gettempdir()}",
+                             hint="free some, or point TMPDIR at a disk with room"))):
+        with contextlib.suppress(OSError):
+            st = os.statvfs(where)
+            if st.f_bavail * st.f_frsize < 256 << 20:
+                return error
+    return cache_error(exc)
+
+
+def under_cache(path: str | None) -> bool:
+    """Whether an OSError's file name lies in the cache (a full disk there is the cache's)."""
+    if not path:
+        return False
+    try:
+        return Path(path).resolve().is_relative_to(cache_root())
+    except (OSError, ValueError):
+        return False

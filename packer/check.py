@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TritonPackError
+from .fsguard import not_regular
 from .integrity import verify as verify_record
 from .journal import JOURNAL
 from .lock import LOCK_NAME, read_lock
-from .model import TOKEN, is_repository
+from .model import TOKEN, is_repository, require_dir
 from .pack import read_stamp
 from .pipeline import Options, prepare, stale
 from .progress import Reporter
@@ -43,7 +44,7 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None) -> 
     if (ctx.model.path / JOURNAL).exists():
         problems.append(f"{name}: a run was killed while committing ({JOURNAL} is there): run "
                         f"tritonpack {ctx.model.path} to finish or roll back that commit")
-    if not ctx.lock_path.is_file():
+    if not ctx.lock_path.exists():
         return [f"{name}: no {LOCK_NAME} (run tritonpack lock {ctx.model.path})"]
     try:
         lock = read_lock(ctx.lock_path)
@@ -59,8 +60,14 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None) -> 
     if not value.startswith(TOKEN + "/"):
         return [*problems, f"{name}: EXECUTION_ENV_PATH {value!r} does not start with {TOKEN}/"]
     env = ctx.model.path / value[len(TOKEN) + 1:]
+    problems += [f"{name}: {other.name} is an environment tritonpack made that config.pbtxt does "
+                 f"not point at: remove it (it ships with the model for nothing)"
+                 for other in stray_envs(ctx.model.path, env)]
     if not env.exists():
         return [*problems, f"{name}: EXECUTION_ENV_PATH points at {env.name}, which does not exist"]
+    if not env.is_dir() and (kind := not_regular(env)) is not None:
+        return [*problems, f"{name}: EXECUTION_ENV_PATH points at {env.name}, which is {kind}, "
+                           "not an environment"]
     damaged = verify_record(env)  # pack inspected exactly the bytes the record vouches for
     if damaged is not None:
         return [*problems, f"{name}: {damaged}"]
@@ -73,7 +80,22 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None) -> 
     return problems
 
 
+def stray_envs(model_dir: Path, current: Path) -> list[Path]:
+    """Environments tritonpack made (they carry its stamp) in the model dir, other than
+    ``current``: left by a run with another --format or --output."""
+    found = []
+    for entry in sorted(model_dir.iterdir()):
+        if entry == current or entry.name.startswith(".") or entry.is_symlink():
+            continue
+        candidate = entry.is_dir() or (entry.name.endswith(".tar.gz")
+                                       and not_regular(entry) is None)
+        if candidate and read_stamp(entry) is not None:
+            found.append(entry)
+    return found
+
+
 def check(path: Path, opts: Options, reporter: Reporter | None = None) -> CheckReport:
+    require_dir(path)
     models = python_models(path)[0] if is_repository(path) else [path]
     problems: list[str] = []
     for model in models:

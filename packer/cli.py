@@ -6,6 +6,7 @@ No orchestration lives here: every command is a call into ``packer.pipeline``.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import os
 import sys
@@ -16,12 +17,12 @@ from typing import Any, NoReturn, cast
 
 import click
 
-from . import __version__, envcache, remote, render, signals
+from . import __version__, cache, envcache, remote, render, signals
 from .check import CheckReport, check
 from .errors import ExitCode, TritonPackError
-from .inspect import inspect_env
+from .inspect import inspect_env, inspect_target
 from .lock import read_lock
-from .model import is_repository, open_model
+from .model import is_repository, open_model, require_dir
 from .options import (
     lock_options,
     make_options,
@@ -34,11 +35,13 @@ from .options import (
 )
 from .pack import DEFAULT_LEVEL, FORMATS, PackOptions
 from .pipeline import PackResult, check_lock, lock, package, prepare
+from .progress import plural
 from .recipebook import load
 from .repository import Failure, RepoResult, package_repository
 from .settings import describe, effective
-from .target import releases, resolve_target
+from .target import releases
 from .verify.layout import is_ensemble
+from .verify.requestfile import check_request_file
 from .verify.verify import DockerOptions, VerifyReport, verify
 
 MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript model.pt.
@@ -65,8 +68,21 @@ class DefaultGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            self._refuse_unknown_command(ctx, args)
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def _refuse_unknown_command(self, ctx: click.Context, args: list[str]) -> None:
+        """`tritonpack scna MODEL`: a word that is no path but looks like a command (or is
+        followed by a path) is a mistyped command, not a model directory."""
+        word = args[0]
+        if word.startswith("-") or os.path.lexists(word) or "/" in word:
+            return
+        close = difflib.get_close_matches(word, list(self.commands), n=1, cutoff=0.6)
+        if close or (len(args) > 1 and os.path.isdir(args[1])):
+            ctx.fail(f"unknown command {word!r}"
+                     + (f" (did you mean {close[0]!r}?)" if close else
+                        f"; commands: {', '.join(sorted(self.commands))}"))
 
 
 def _run(kw: dict[str, Any], command: str, action: Callable[[render.CliReporter], Any],
@@ -87,13 +103,14 @@ def _run(kw: dict[str, Any], command: str, action: Callable[[render.CliReporter]
         click.echo(str(exc) if isinstance(exc, signals.AfterCommit)
                    else "interrupted: nothing in the model directory was changed", err=True)
         sys.exit(ExitCode.INTERRUPTED)
+    except OSError as exc:  # the cache's or the temp dir's file system said no
+        refused = cache.cache_error(exc) if cache.under_cache(exc.filename) else \
+            cache.disk_full_error(exc)
+        if refused is None:
+            _bug(exc, verbose, as_json, command)
+        _fail(refused, verbose, as_json, command)
     except Exception as exc:  # a bug in tritonpack: say so, trace only on request
-        if verbose:
-            traceback.print_exc()
-        click.echo(f"error: internal error: {exc!r}", err=True)
-        click.echo("hint: this is a bug in tritonpack; run with --verbose for the traceback",
-                   err=True)
-        sys.exit(70)
+        _bug(exc, verbose, as_json, command)
     if as_json:
         render.emit_json(command, payload(result))
     else:
@@ -102,10 +119,24 @@ def _run(kw: dict[str, Any], command: str, action: Callable[[render.CliReporter]
         sys.exit(exit_code(result))
 
 
+def _bug(exc: Exception, verbose: bool, as_json: bool, command: str) -> NoReturn:
+    if as_json:
+        render.emit_json(command, {"error": {"message": f"internal error: {exc!r}",
+                                             "hint": "a bug in tritonpack",
+                                             "exit_code": int(ExitCode.BUG)}})
+    if verbose:
+        traceback.print_exc()
+    click.echo(f"error: internal error: {exc!r}", err=True)
+    click.echo("hint: this is a bug in tritonpack; run with --verbose for the traceback",
+               err=True)
+    sys.exit(ExitCode.BUG)
+
+
 def _fail(exc: TritonPackError, verbose: bool, as_json: bool, command: str) -> None:
     if as_json:
-        render.emit_json(command, {"error": {"message": exc.message, "hint": exc.hint,
-                                             "exit_code": int(exc.exit_code)}})
+        verdict = {"passed": False} if command == "verify" else {}  # as on success: said
+        render.emit_json(command, {**verdict, "error": {"message": exc.message, "hint": exc.hint,
+                                                        "exit_code": int(exc.exit_code)}})
     click.echo(f"error: {exc.message}", err=True)
     if exc.hint:
         click.echo(f"hint: {exc.hint}", err=True)
@@ -244,6 +275,9 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
         return
 
     def both(rep: render.CliReporter) -> tuple[PackResult, VerifyReport]:
+        for given, option in ((inputs, "--inputs"), (expect, "--expect")):
+            if given is not None:  # refused before packing, not after
+                check_request_file(given, option)
         packed = package(model_dir, opts, rep, frozen=frozen, pack_options=popts, output=output,
                          use_cache=not no_cache, allow_incompatible=allow_incompatible,
                          sbom=sbom)
@@ -283,7 +317,8 @@ def verify_cmd(model_dir: Path, runtime: str, inputs: Path | None, expect: Path 
     _run(kw, "verify",
          lambda rep: verify(model_dir, opts, rep, runtime=runtime, inputs=inputs, expect=expect,
                             timeout=timeout, docker=dopts, with_models=with_models),
-         render.verify_text, render.verify_payload)
+         render.verify_text, render.verify_payload,
+         exit_code=lambda r: 0 if r.passed else int(ExitCode.VERIFY_INFER))
 
 
 @main.command("scan")
@@ -344,7 +379,11 @@ def export_cmd(model_dir: Path, **kw: Any) -> None:
       tritonpack export models/my_model/ > requirements.txt
       pip install --require-hashes --no-deps -r requirements.txt
     """
-    _run(kw, "export", lambda rep: read_lock(Path(model_dir) / "tritonpack.lock"),
+    def action(rep: Any) -> Any:
+        require_dir(Path(model_dir))
+        return read_lock(Path(model_dir) / "tritonpack.lock")
+
+    _run(kw, "export", action,
          lambda lk: lk.requirements_txt().rstrip("\n"),
          lambda lk: {"requirements": lk.requirements_txt()})
 
@@ -387,7 +426,7 @@ def check_cmd(model_dir: Path, **kw: Any) -> None:
     opts = make_options(kw)
 
     def text(rep: CheckReport) -> str:
-        head = f"checked {len(rep.checked)} models: {', '.join(rep.checked)}"
+        head = f"checked {plural(len(rep.checked), 'model')}: {', '.join(rep.checked)}"
         return head + ("\nall fresh" if rep.ok else "".join(f"\n  {p}" for p in rep.problems))
 
     _run(kw, "check", lambda rep: check(model_dir, opts), text,
@@ -422,8 +461,8 @@ def config_cmd(model_dir: Path, **kw: Any) -> None:
         return describe(*effective(opts, model.path))
 
     _run(kw, "config", action,
-         lambda rows: "\n".join(f"{n:<16} {v:<40} {s}" for n, v, s in rows),
-         lambda rows: {"settings": {n: {"value": v, "source": s} for n, v, s in rows}})
+         lambda rows: "\n".join(f"{n:<16} {v or '-':<40} {s}" for n, v, s in rows),
+         lambda rows: {"settings": {n: {"value": v or None, "source": s} for n, v, s in rows}})
 
 
 @main.command("inspect")
@@ -448,13 +487,13 @@ def inspect_cmd(env: Path, triton: str | None, python: str | None, platform: str
     """
 
     def action(rep: Any) -> Any:
-        target = resolve_target(load(recipes), triton, python=python, platform=platform)
-        return inspect_env(env, target), target
+        target, assumed = inspect_target(env, load(recipes), triton, python, platform)
+        return inspect_env(env, target), target, assumed
 
     def text(res: Any) -> str:
-        report, target = res
+        report, target, assumed = res
         lines = [f"{report.path}: {'ok' if report.ok else 'would fail'} for Triton "
-                 f"{target.release} (Python {target.python}, GLIBC {target.glibc})",
+                 f"{target.release} (Python {target.python}, GLIBC {target.glibc}; {assumed})",
                  f"  format   {report.format}, {report.entries} entries",
                  f"  python   {report.python or '-'}   numpy {report.numpy or '-'}",
                  f"  needs    GLIBC {report.glibc or '-'}; GLIBCXX {report.glibcxx or '-'}"]
@@ -462,8 +501,9 @@ def inspect_cmd(env: Path, triton: str | None, python: str | None, platform: str
         return "\n".join(lines)
 
     def payload(res: Any) -> dict[str, Any]:
-        report, target = res
+        report, target, assumed = res
         return {"path": str(report.path), "ok": report.ok, "target": target.as_dict(),
+                "target_source": assumed,
                 "format": report.format, "entries": report.entries, "python": report.python,
                 "numpy": report.numpy, "glibc": report.glibc, "glibcxx": report.glibcxx,
                 "findings": [{"level": f.level, "message": f.message} for f in report.findings]}
@@ -520,7 +560,7 @@ def cache_info_cmd(**kw: Any) -> None:
 def cache_prune_cmd(days: float, everything: bool, **kw: Any) -> None:
     """Trim the cache: unused packed envs (or everything with --all)."""
     _run(kw, "cache-prune", lambda rep: envcache.prune_cache(days, everything),
-         lambda r: f"removed {r[0]} entries, {r[1] / 1e6:.1f} MB",
+         lambda r: f"removed {r[0]} {'entry' if r[0] == 1 else 'entries'}, {r[1] / 1e6:.1f} MB",
          lambda r: {"removed": r[0], "bytes": r[1]})
 
 

@@ -67,6 +67,9 @@ class CondaPackage:
 
 
 def channel_url(channel: str) -> str:
+    if not channel.strip():
+        raise ResolveError("--channel '': a channel needs a name or a URL",
+                           hint="e.g. --channel conda-forge or --channel file:///srv/channel")
     if "://" in channel:
         return channel
     if channel.startswith("/") or channel.startswith("."):
@@ -118,23 +121,48 @@ def _noarch(rec: Any) -> str:
     return ""
 
 
+def check_specs(specs: Sequence[str]) -> None:
+    """A declared conda spec that does not parse is the spec's fault, not the channel's."""
+    from rattler import MatchSpec
+
+    for spec in specs:
+        try:
+            MatchSpec(spec)
+        except Exception as exc:  # rattler's InvalidMatchSpecError has no importable base
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ResolveError(f"conda requirement {spec!r} is not a valid conda spec: {why}",
+                               hint="conda specs read 'name', 'name >=1.2' or 'name 1.2.*' "
+                                    "([requirements] conda in tritonpack.toml)") from exc
+
+
 def solve(target: Target, channels: Sequence[str], specs: Sequence[str]) -> tuple[CondaPackage, ...]:
     """Solve ``python X.Y.*`` + pip + ``specs`` for the target platform."""
     from rattler import Subdir
     from rattler import solve as rattler_solve
     from rattler.exceptions import SolverError
 
+    check_specs(specs)
+    sources = [channel_url(c) for c in channels]  # an empty --channel is named, not "unreachable"
     all_specs = [f"python {target.python}.*", "pip", *specs]
     try:
         records = asyncio.run(
             rattler_solve(
-                sources=[channel_url(c) for c in channels],
+                sources=sources,
                 specs=all_specs,
                 platforms=[Subdir(target.platform), Subdir("noarch")],
                 virtual_packages=_virtual_packages(target),
             )
         )
     except SolverError as exc:
+        if specs:  # the declared specs are the likelier cause than the target's Python
+            raise ResolveError(
+                f"no conda solution for {', '.join(specs)} with python {target.python}.* on "
+                f"{target.platform}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                .rstrip(": "),
+                hint=f"check [requirements] conda in tritonpack.toml; channels tried: "
+                     f"{', '.join(channels)}",
+                detail=str(exc),
+            ) from exc
         raise TargetError(
             f"no conda solution for python {target.python}.* on {target.platform}",
             hint=f"channels tried: {', '.join(channels)}",

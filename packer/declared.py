@@ -26,6 +26,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from .errors import ModelError, ResolveError
+from .fsguard import not_regular
 from .reqfiles import Declaration, read_all
 
 FILE_NAME = "tritonpack.toml"
@@ -90,12 +91,28 @@ def _check_pins(pypi: tuple[str, ...] | list[Declaration], where: str | None = N
                 hint="keep one version of each distribution, in one file")
 
 
+def _table(data: dict[str, object], name: str, path: Path) -> dict[str, object]:
+    """``[name]`` as a table: ``requirements = 5`` or ``options = []`` is a mistake to name."""
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ModelError(f"{path}: {name} must be a table ([{name}]), not a "
+                         f"{_TOML_KIND.get(type(value).__name__, type(value).__name__)}",
+                         hint=f"write [{name}] on its own line, with its keys below it")
+    return value
+
+
+_TOML_KIND = {"int": "number", "float": "number", "str": "string", "list": "list",
+              "bool": "boolean"}
+
+
 def load_declared(model_dir: Path) -> Declared:
     path = model_dir / FILE_NAME
+    if (kind := not_regular(path)) is not None:  # never silently ignored, never opened
+        raise ModelError(f"{path}: is {kind}, not a file")
     if not path.is_file():
         return Declared()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8").removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise ModelError(f"{path}: {exc}", hint="tritonpack.toml is TOML") from exc
     except UnicodeDecodeError as exc:
@@ -106,19 +123,19 @@ def load_declared(model_dir: Path) -> Declared:
             f"{path}: unknown table [{unknown[0]}]",
             hint="tritonpack.toml has [requirements], [imports] and [options]",
         )
-    reqs = data.get("requirements", {})
+    reqs = _table(data, "requirements", path)
     pypi = _strings(reqs.get("pypi", []), f"{path}: requirements.pypi")
     conda = _strings(reqs.get("conda", []), f"{path}: requirements.conda")
     _check_pins(pypi, str(path))
-    imports = data.get("imports", {})
+    imports = _table(data, "imports", path)
     if not all(isinstance(v, str) for v in imports.values()):
         raise ModelError(f"{path}: [imports] values must be distribution names (strings)")
-    options = data.get("options", {})
+    options = _table(data, "options", path)
     return Declared(
         path=path,
         pypi=pypi,
         conda=conda,
-        imports=tuple(sorted(imports.items())),
+        imports=tuple(sorted((k, str(v)) for k, v in imports.items())),
         options=tuple(sorted(options.items())),
     )
 

@@ -3,25 +3,42 @@
 
 A file on disk is parsed through mmap: only the pages holding the header, the section
 table and the version tables are read, not the whole file (torch's libtorch_cpu.so is
-over 400 MB, and every pack inspects the environment)."""
+over 400 MB, and every pack inspects the environment). An archive member is streamed
+(:func:`stream_version_needs`): memory stays bounded whatever the archive claims."""
 
 from __future__ import annotations
 
 import mmap
+import os
+import shutil
 import struct
+import tempfile
 from collections.abc import Collection
 from pathlib import Path
+from typing import IO
 
 SHT_GNU_VERNEED = 0x6FFFFFFE
 MAGIC = b"\x7fELF"
+MAX_SECTIONS = 1 << 16  # e_shnum is 16 bits; more is a corrupt header
+SPOOL_IN_MEMORY = 8 << 20  # a streamed member larger than this goes to a temporary file
+MAX_MEMBER = 8 << 30  # no shared library is this large; a bigger member is not read
+
+
+class ElfError(ValueError):
+    """A file that starts with the ELF magic but does not parse as ELF."""
 
 
 def version_needs(data: bytes | mmap.mmap) -> set[str]:
-    """Versions named in the file's version-needed table; empty if not a 64/32-bit LE ELF."""
+    """Versions named in the file's version-needed table.
+
+    Empty for a file that is not ELF, or a big-endian one (not a platform Triton runs on);
+    ElfError for a file with the ELF magic whose tables do not parse: it would not load."""
+    if data[:4] != MAGIC:
+        return set()
     try:
         return _needs(data)
-    except (struct.error, IndexError, ValueError):
-        return set()
+    except (struct.error, IndexError, ValueError, OverflowError) as exc:
+        raise ElfError(str(exc) or type(exc).__name__) from exc
 
 
 def file_version_needs(path: Path) -> set[str]:
@@ -29,13 +46,40 @@ def file_version_needs(path: Path) -> set[str]:
     with path.open("rb") as fh:
         if fh.read(4) != MAGIC:
             return set()
+        if os.fstat(fh.fileno()).st_size < 64:
+            raise ElfError("shorter than an ELF header")
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
             return version_needs(data)
 
 
-def _needs(data: bytes | mmap.mmap) -> set[str]:
-    if data[:4] != MAGIC or data[5] != 1:  # little-endian only (x86_64, aarch64)
+def stream_version_needs(head: bytes, rest: IO[bytes], size: int) -> set[str]:
+    """:func:`version_needs` of a stream (an archive member) of ``size`` bytes whose first
+    bytes ``head`` were already read: spooled to a temporary file beyond 8 MB, so memory
+    stays bounded whatever the member claims, and refused beyond 8 GB."""
+    if head[:4] != MAGIC:
         return set()
+    if size > MAX_MEMBER:
+        raise ElfError(f"{size / 1e9:.0f} GB is larger than any shared library")
+    if size <= SPOOL_IN_MEMORY:
+        data = head + rest.read(SPOOL_IN_MEMORY)
+        if len(data) < 64:
+            raise ElfError("shorter than an ELF header")
+        return version_needs(data)
+    with tempfile.TemporaryFile() as spool:
+        spool.write(head)
+        shutil.copyfileobj(rest, spool, 1 << 20)
+        spool.flush()
+        with mmap.mmap(spool.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return version_needs(mapped)
+
+
+def _needs(data: bytes | mmap.mmap) -> set[str]:
+    if data[4] not in (1, 2):
+        raise ElfError(f"unknown ELF class {data[4]}")
+    if data[5] == 2:  # big-endian: no platform Triton runs on (x86_64, aarch64)
+        return set()
+    if data[5] != 1:
+        raise ElfError(f"unknown ELF data encoding {data[5]}")
     is64 = data[4] == 2
     if is64:
         shoff, = struct.unpack_from("<Q", data, 0x28)
@@ -45,6 +89,10 @@ def _needs(data: bytes | mmap.mmap) -> set[str]:
         shoff, = struct.unpack_from("<I", data, 0x20)
         shentsize, shnum = struct.unpack_from("<HH", data, 0x2E)
         sh_fmt = "<IIIIIIIIII"
+    if shnum and shentsize < struct.calcsize(sh_fmt):
+        raise ElfError(f"section header size {shentsize} is too small")
+    if shoff + shnum * shentsize > len(data):
+        raise ElfError("the section table lies beyond the end of the file")
     sections = [struct.unpack_from(sh_fmt, data, shoff + i * shentsize) for i in range(shnum)]
     out: set[str] = set()
     for sec in sections:
@@ -59,9 +107,9 @@ def _needs(data: bytes | mmap.mmap) -> set[str]:
             apos = pos + aux
             for _ in range(cnt):
                 _hash, _flags, _other, name, anext = struct.unpack_from("<IHHII", data, apos)
-                end = data.find(b"\0", strtab + name)
+                end = data.find(b"\0", strtab + name, strtab + name + 256)
                 if end < 0:
-                    raise ValueError("unterminated version name")
+                    raise ElfError("unterminated version name")
                 out.add(data[strtab + name:end].decode("ascii", "replace"))
                 if not anext:
                     break

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import cache_dir, cache_root
+from .debris import sweep, tagged
 from .integrity import clone_or_copy, manifest, sha256_file
 from .pack import EnvArchive, PackOptions
 from .prune import PruneReport, tree_size
@@ -52,7 +53,8 @@ class Entry:
                           str(m["sha256"]), str(m["python"]), pruned,
                           tuple((str(a), int(b)) for a, b in m["largest"]),
                           tuple((str(a), str(b)) for a, b in m.get("findings", ())),
-                          tuple((str(a), str(b)) for a, b in m.get("manifest", ())))
+                          tuple((str(a), str(b)) for a, b in m.get("manifest", ())),
+                          unpacked=int(m.get("unpacked", 0)))
 
 
 def _entry_dir(key: str) -> Path:
@@ -110,7 +112,8 @@ def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any
         if replace_older_than is None or lookup(key, since=replace_older_than) is not None:
             return
         shutil.rmtree(final, ignore_errors=True)  # --no-cache: this run's build replaces it
-    work = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache_dir("envs")))
+    sweep(cache_dir("envs"), [".partial-"])  # left by a killed run
+    work = Path(tempfile.mkdtemp(prefix=tagged(".partial-"), dir=cache_dir("envs")))
     try:
         if archive.format == "dir":
             shutil.copytree(staged_path, work / DIRECTORY, symlinks=True,
@@ -119,6 +122,7 @@ def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any
             clone_or_copy(staged_path, work / ARCHIVE)
         meta = {
             "format": archive.format, "size": archive.size, "files": archive.files,
+            "unpacked": archive.unpacked,
             "sha256": archive.sha256, "python": archive.python,
             "pruned": {k: list(v) for k, v in archive.pruned.removed.items()},
             "kept": list(archive.pruned.kept), "largest": [list(x) for x in archive.largest],

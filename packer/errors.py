@@ -28,8 +28,10 @@ class ExitCode(IntEnum):
     VERIFY_INFER = 12  # model loads but inference fails
     RUNTIME = 13  # verification runtime missing or broken
     BUSY = 14  # another run holds the model's lock (--no-wait)
+    CACHE = 15  # tritonpack's cache is not a writable directory, or its disk is full
     REMOTE = 16  # a remote cache (OCI registry) refused, or served altered content
     VERIFY_INPUTS = 17  # model loads; its execute() rejects tritonpack's made-up inputs
+    BUG = 70  # an unexpected exception: a bug in tritonpack
     INTERRUPTED = 130
 
 
@@ -101,6 +103,10 @@ class RuntimeMissingError(TritonPackError):
 
 class BusyError(TritonPackError):
     exit_code = ExitCode.BUSY
+
+
+class CacheError(TritonPackError):
+    exit_code = ExitCode.CACHE
 
 
 class RemoteCacheError(TritonPackError):

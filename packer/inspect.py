@@ -21,9 +21,11 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from .archivefs import ArchiveFS, escapes_dir
-from .elf import MAGIC, file_version_needs, newest, version_needs
+from .elf import MAGIC, ElfError, file_version_needs, newest, stream_version_needs
 from .errors import PackError
-from .target import Target
+from .fsguard import not_regular
+from .recipebook import Recipes
+from .target import Target, resolve_target
 
 _LIBPY = re.compile(r"^lib/libpython(3\.\d+)\.so\.1\.0$")
 _NUMPY_META = re.compile(r"^lib/python3\.\d+/site-packages/numpy-([^/]+)\.dist-info/METADATA$")
@@ -72,14 +74,17 @@ def _tar_entries(path: Path) -> Iterator[Entry]:
                     else "hardlink" if m.islnk() else "device" if (m.isblk() or m.ischr())
                     else "fifo" if m.isfifo() else "other")
             needs: frozenset[str] = frozenset()
+            err = ""
             if m.isreg():
                 fh = tar.extractfile(m)
                 if fh is not None and (head := fh.read(4)) == MAGIC:
-                    # a stream: the section table is last
-                    needs = frozenset(version_needs(head + fh.read()))
+                    try:  # a stream: the section table is last; spooled, never all in memory
+                        needs = frozenset(stream_version_needs(head, fh, m.size))
+                    except ElfError as exc:
+                        err = str(exc)
             # tarfile strips trailing slashes from directory names: a directory entry
             # named "/" (the archive's root, absolute) reads back as "".
-            yield Entry(m.name or "/", kind, m.mode, m.linkname, needs)
+            yield Entry(m.name or "/", kind, m.mode, m.linkname, needs, err)
         while tar.fileobj is not None and tar.fileobj.read(1 << 20):
             pass  # read to the end: a truncated gzip trailer (CRC, size) is an error too
 
@@ -100,7 +105,7 @@ def _dir_entries(root: Path) -> Iterator[Entry]:
                 err = ""
                 try:
                     needs = frozenset(file_version_needs(p))
-                except (OSError, ValueError) as exc:  # ValueError: mmap of an empty file
+                except (OSError, ValueError) as exc:  # ElfError: not parseable as ELF
                     err = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 yield Entry(rel, "file", st.st_mode & 0o7777, "", needs, err)
             elif stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
@@ -121,6 +126,26 @@ def _unsafe(e: Entry, fs: ArchiveFS) -> str | None:
     return None
 
 
+def inspect_target(env: Path, book: Recipes, release: str | None, python: str | None,
+                   platform: str | None) -> tuple[Target, str]:
+    """The target to check against, and where it came from: the options, else the target
+    tritonpack recorded in the environment's stamp, else the newest release (said so)."""
+    if release or python or platform:
+        return resolve_target(book, release, python=python, platform=platform), "as given"
+    from .pack import read_stamp  # pack imports inspect
+
+    recorded = (read_stamp(env) or {}).get("target")
+    if isinstance(recorded, dict) and recorded.get("release") in book.triton:
+        rel = str(recorded["release"])
+        custom = str(recorded.get("python", ""))
+        stub = custom if custom and custom != str(book.triton[rel].get("python")) else None
+        plat = str(recorded.get("platform") or "") or None
+        return (resolve_target(book, rel, python=stub, platform=plat),
+                "the target recorded in the environment")
+    newest = resolve_target(book, None)
+    return newest, f"no target recorded: assumed the newest release, {newest.release} (--triton)"
+
+
 def _vstr(v: tuple[int, ...]) -> str:
     return ".".join(map(str, v))
 
@@ -134,6 +159,8 @@ def inspect_env(path: Path, target: Target) -> InspectReport:
     if path.is_dir():
         fmt, source = "dir", _dir_entries(path)
     else:
+        if (kind := not_regular(path)) is not None:  # a FIFO would block the reader forever
+            raise PackError(f"{path}: is {kind}, not an environment archive or directory")
         with path.open("rb") as fh:
             magic = fh.read(2)
         if magic != b"\x1f\x8b":
@@ -159,7 +186,7 @@ def inspect_env(path: Path, target: Target) -> InspectReport:
                 findings.append(Finding("error", f"unsafe entry: symlink {name} -> {e.link} "
                                                  "really leaves the environment"))
             if e.read_error:
-                findings.append(Finding("error", f"{name}: unreadable: {e.read_error}"))
+                findings.append(Finding("error", f"cannot read ELF file {name}: {e.read_error}"))
             if m := _LIBPY.match(name):
                 python = m.group(1)
             elif m := _NUMPY_META.match(name):

@@ -20,6 +20,7 @@ from . import __version__
 from .atomic import atomic_write_bytes
 from .conda import CondaPackage
 from .errors import LockError
+from .fsguard import read_regular
 from .pypi import Pin
 
 LOCK_NAME = "tritonpack.lock"
@@ -114,23 +115,35 @@ def write_lock(path: Path, lock: Lockfile) -> bool:
     return True
 
 
+_RECREATE = ("restore it from version control, or re-create it explicitly (every pin may "
+             "change): tritonpack lock --upgrade {}")
+
+
 def read_lock(path: Path) -> Lockfile:
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = read_regular(path, LockError, "lock file").decode("utf-8")
     except FileNotFoundError as exc:
         raise LockError(f"{path}: no lock file", hint="create it with tritonpack lock") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LockError(f"{path}: unreadable: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise LockError(f"{path}: corrupted: not UTF-8 text (byte {exc.start})",
+                        hint=_RECREATE.format(path.parent)) from exc
+    except OSError as exc:
+        raise LockError(f"{path}: unreadable: {exc.strerror or exc}") from exc
+    conflict = next((n for n, line in enumerate(raw.splitlines(), 1)
+                     if line.startswith(("<<<<<<< ", "=======", ">>>>>>> "))), None)
+    if conflict is not None:
+        raise LockError(f"{path}: corrupted: unresolved merge-conflict markers (line {conflict})",
+                        hint=_RECREATE.format(path.parent))
     try:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as exc:
-        raise LockError(f"{path}: corrupted: {exc}", hint="re-create it with tritonpack lock") from exc
+        raise LockError(f"{path}: corrupted: {exc}", hint=_RECREATE.format(path.parent)) from exc
     version = data.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise LockError(f"{path}: corrupted: no format version", hint="re-create it with tritonpack lock")
+        raise LockError(f"{path}: corrupted: no format version", hint=_RECREATE.format(path.parent))
     if version < FORMAT_VERSION:
         raise LockError(f"{path}: lock format {version} is not one tritonpack knows (it reads "
-                        f"format {FORMAT_VERSION})", hint="re-create it with tritonpack lock")
+                        f"format {FORMAT_VERSION})", hint=_RECREATE.format(path.parent))
     if version > FORMAT_VERSION:
         raise LockError(
             f"{path}: lock format {version} is newer than this tritonpack understands "
@@ -150,15 +163,15 @@ def read_lock(path: Path) -> Lockfile:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise LockError(f"{path}: corrupted: missing or malformed {exc}",
-                        hint="re-create it with tritonpack lock") from exc
+                        hint=_RECREATE.format(path.parent)) from exc
     if data.get("content_hash") != lock.content_hash:
         raise LockError(
             f"{path}: content hash mismatch: the lock was edited by hand",
-            hint="re-create it with tritonpack lock (never edit hashes by hand)",
+            hint=_RECREATE.format(path.parent) + " (never edit hashes by hand)",
         )
     if data.get("inputs_hash") != lock.inputs_hash:
         raise LockError(f"{path}: inputs hash mismatch: the lock was edited by hand",
-                        hint="re-create it with tritonpack lock")
+                        hint=_RECREATE.format(path.parent))
     return lock
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ def parse_config(text: str, path: Path) -> Any:
         match = _PARSE_POS.match(str(exc))
         if match:
             line, col, why = match.groups()
+            why = why if len(why) <= 300 else why[:300] + "…"  # a 5 MB line is not quoted whole
             raise ModelError(
                 f"{path}:{line}:{col}: {why.strip()}",
                 hint="config.pbtxt is protobuf text format (Triton's ModelConfig message)",
@@ -48,6 +50,10 @@ def read_config(path: Path) -> tuple[str, Any]:
         raw = path.read_bytes()
     except PermissionError as exc:
         raise ModelError(f"{path}: permission denied") from exc
+    if raw.startswith(b"\xef\xbb\xbf"):  # tritonserver 24.10, tried: "failed to read text proto"
+        raise ModelError(f"{path}: starts with a UTF-8 byte-order mark, which Triton refuses "
+                         "(it fails to parse the config)",
+                         hint="save config.pbtxt as UTF-8 without a BOM")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -105,23 +111,35 @@ def _versions(path: Path) -> list[str]:
 
 def is_repository(path: Path) -> bool:
     """A directory of model directories rather than one model."""
-    if (path / CONFIG_NAME).exists():
-        return False
     try:
+        if not path.is_dir() or (path / CONFIG_NAME).exists():
+            return False
         return any((p / CONFIG_NAME).is_file() for p in path.iterdir() if p.is_dir())
-    except PermissionError:
+    except OSError:  # unreadable, a name too long: open_model says which
         return False
+
+
+def require_dir(path: Path) -> None:
+    """A model dir or repository that is not one: missing, a file, a name too long, a loop."""
+    try:
+        path.stat()
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path}: no such directory") from exc
+    except OSError as exc:  # a name too long, a symlink loop, no permission on a parent
+        shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "…"
+        raise ModelError(f"{shown}: {exc.strerror or exc}") from exc
+    if not path.is_dir():
+        raise ModelError(f"{path}: not a directory", hint="pass the model directory, not a file")
 
 
 def open_model(path: Path, version: int | None = None) -> ModelDir:
     """Find config.pbtxt and the version dir holding model.py; refuse non-python backends."""
     path = Path(path)
-    if not path.exists():
-        raise ModelError(f"{path}: no such directory")
-    if not path.is_dir():
-        raise ModelError(f"{path}: not a directory", hint="pass the model directory, not a file")
+    require_dir(path)
     path = path.resolve()
     config_path = path / CONFIG_NAME
+    if config_path.is_symlink() and not config_path.exists():
+        raise ModelError(f"{config_path}: a broken symlink (to {os.readlink(config_path)})")
     if config_path.exists() and not config_path.is_file():
         raise ModelError(f"{config_path}: not a file",
                          hint="config.pbtxt is the model's configuration, in protobuf text format")
@@ -149,12 +167,18 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
     if version is not None:
         chosen = str(version)
         if chosen not in versions:
-            raise ModelError(f"{path}: no version dir {chosen}", hint=f"versions: {versions or 'none'}")
+            raise ModelError(f"{path}: no version dir {chosen}",
+                             hint=f"versions: {', '.join(versions) or 'none'}")
         if not (path / chosen / MODEL_FILE).is_file():
             raise ModelError(f"{path / chosen}: no {MODEL_FILE}")
     else:
         with_model = [v for v in versions if (path / v / MODEL_FILE).is_file()]
         if not with_model:
+            dangling = [v for v in versions if (path / v / MODEL_FILE).is_symlink()]
+            if dangling:
+                link = path / dangling[-1] / MODEL_FILE
+                raise ModelError(f"{link}: a broken symlink (to {os.readlink(link)})",
+                                 hint="point it at the model's code, or put model.py there")
             odd = [v for v in versions if (path / v / MODEL_FILE).exists()]
             if odd:
                 raise ModelError(f"{path / odd[-1] / MODEL_FILE}: not a file",

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from . import __version__
 from .pipeline import Options
 from .pypi import DEFAULT_INDEX, RESOLVERS, Indexes
 from .target import PLATFORMS
@@ -44,7 +45,7 @@ source_options = _stack(
     click.option("--src", "src", multiple=True, metavar="DIR",
                  type=click.Path(path_type=Path, file_okay=False),
                  help="A source root holding your own modules (repeatable); they are bundled."),
-    click.option("--version", "model_version", type=int, metavar="N",
+    click.option("--model-version", "model_version", type=click.IntRange(min=0), metavar="N",
                  help="Model version dir to use (default: the highest holding model.py)."),
     click.option("--recipes", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
                  help="A recipe dir of your own (triton.toml, imports.toml, torch.toml) "
@@ -96,7 +97,8 @@ verify_options = _stack(
     click.option("--with", "with_models", multiple=True, metavar="MODEL",
                  help="Also load MODEL from the same repository (repeatable): a model this one "
                  "calls by a name computed at run time (BLS)."),
-    click.option("--timeout", type=float, default=120.0, show_default=True, metavar="SECONDS",
+    click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0,
+                 show_default=True, metavar="SECONDS",
                  help="Give up on a server or a model load after this long."),
     click.option("--image", metavar="IMAGE",
                  help="docker: the Triton image to build FROM (default: the release's "
@@ -109,6 +111,7 @@ verify_options = _stack(
 )
 
 output_options = _stack(
+    click.version_option(__version__, prog_name="tritonpack"),  # on every command, one meaning
     click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON object."),
     click.option("-v", "--verbose", is_flag=True, help="Show underlying tool output on errors."),
     click.option("-q", "--quiet", is_flag=True, help="No progress lines."),

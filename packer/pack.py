@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import re
@@ -34,9 +35,10 @@ from .archivefs import check_entries, escapes_dir
 from .atomic import atomic_write_bytes, replace_dir, temp_beside
 from .env import Prefix
 from .errors import PackError, ProcessError
+from .fsguard import not_regular
 from .inspect import inspect_env
 from .integrity import manifest, record_path, render_record
-from .progress import NullReporter, Reporter
+from .progress import NullReporter, Reporter, plural
 from .prune import RULES as PRUNE_RULES
 from .prune import PruneReport, largest_packages, prune, restore, tree_size
 from .target import Target
@@ -68,6 +70,7 @@ class EnvArchive:
     largest: tuple[tuple[str, int], ...] = ()
     findings: tuple[tuple[str, str], ...] = ()  # (level, message) from inspect
     manifest: tuple[tuple[str, str], ...] = ()  # a directory env: (file, sha256) of each file
+    unpacked: int = 0  # bytes of the files once unpacked (0: not known, an older cache entry)
 
     def record(self) -> bytes:
         """The sha256 record written beside it (``integrity``)."""
@@ -134,8 +137,9 @@ def _refuse_to_replace(option: str, name: str, dest: Path, root: Path) -> None:
         raise PackError(f"{option} {name}: {dest.name} is the name of a record tritonpack "
                         "writes beside an environment", hint="choose another name")
     if (dest.exists() or dest.is_symlink()) and not is_tritonpack_output(dest):
-        raise PackError(f"{option} {name}: {dest.name} exists and is not an environment "
-                        "tritonpack wrote: tritonpack replaces only its own output",
+        what = "a symbolic link" if dest.is_symlink() else not_regular(dest) or "a file"
+        raise PackError(f"{option} {name}: {dest.name} exists ({what}) and is not an "
+                        "environment tritonpack wrote: tritonpack replaces only its own output",
                         hint="choose another name, or move it away yourself")
 
 
@@ -165,6 +169,22 @@ def check_layout(root: Path, python: str) -> None:
 
 class _LinkUnchanged(NoArchive):  # type: ignore[misc]  # conda-pack ships no type hints
     """conda-pack's ``no-archive`` writer, linking what conda-pack hands back unchanged."""
+
+    def _add(self, source: str, target: str) -> None:
+        """A hard link per file, else a copy. conda-pack 0.9 picks link-or-copy once, from
+        its first file, then fails with EXDEV on its own activate scripts when tritonpack's
+        install and $TMPDIR are on different file systems (a tmpfs /tmp: exit 70, seen)."""
+        target_abspath = self._absolute_path(target)
+        self._ensure_parent(target_abspath)
+        if not (os.path.isfile(source) or os.path.islink(source)):
+            os.mkdir(target_abspath)
+            return
+        try:
+            os.link(source, target_abspath, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
+                raise
+            shutil.copy2(source, target_abspath, follow_symlinks=False)
 
     def _add_bytes(self, source: str, sourcebytes: bytes, target: str) -> None:
         path = Path(source)
@@ -242,8 +262,12 @@ def du_mb(path: Path) -> float:
     return tree_size(path)[1] / 1e6
 
 
-def write_stamp(root: Path, lock_hash: str) -> None:
-    (root / STAMP).write_text(json.dumps({"lock": lock_hash, "format": 1}, sort_keys=True) + "\n",
+def write_stamp(root: Path, lock_hash: str, target: Target | None = None) -> None:
+    """The lock it was packed from and the target it was packed for (``inspect`` reads it)."""
+    recorded = ({"target": {"release": target.release, "python": target.python,
+                            "platform": target.platform}} if target is not None else {})
+    (root / STAMP).write_text(json.dumps({"lock": lock_hash, "format": 1, **recorded},
+                                         sort_keys=True) + "\n",
                               encoding="utf-8")
 
 
@@ -252,6 +276,8 @@ def read_stamp(env: Path) -> dict[str, Any] | None:
     try:
         if env.is_dir():
             return dict(json.loads((env / STAMP).read_text(encoding="utf-8")))
+        if not_regular(env) is not None:  # a FIFO would block the reader
+            return None
         with tarfile.open(env, "r:gz") as tar:
             first = tar.next()
             if first is None or first.name != STAMP:
@@ -521,7 +547,7 @@ def pack(
     tree, pruned, largest = prepare_tree(prefix, opts, rep, imports, modules)
     findings = check_compatible(tree, target, allow_incompatible, rep) if target else ()
     if lock_hash:
-        write_stamp(tree, lock_hash)
+        write_stamp(tree, lock_hash, target)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with temp_beside(dest, directory=opts.format == "dir") as tmp:
         if opts.format == "dir":
@@ -532,7 +558,7 @@ def pack(
             shutil.copytree(tree, tmp, symlinks=True)
             result = EnvArchive(dest, opts.format, size, len(files), "", prefix.python,
                                 pruned, tuple(largest), findings,
-                                tuple(sorted(manifest(tmp).items())))
+                                tuple(sorted(manifest(tmp).items())), unpacked=size)
         else:
             rep.start("pack", f"writing {dest.name}")
             total = du_mb(tree)
@@ -541,10 +567,10 @@ def pack(
                 progress=lambda n: rep.progress(f"writing {dest.name}", n / 1e6, total, "MB"))
             tmp.chmod(0o644)
             result = EnvArchive(dest, opts.format, size, count, sha, prefix.python,
-                                pruned, tuple(largest), findings)
+                                pruned, tuple(largest), findings, unpacked=int(total * 1e6))
         took = time.monotonic() - t0
-        rep.done("pack", f"{result.files} files, {result.size / 1e6:.1f} MB -> {dest.name}"
-                 + (f" (pruned {pruned.files} files, {pruned.bytes / 1e6:.1f} MB)"
+        rep.done("pack", f"{plural(result.files, 'file')}, {result.size / 1e6:.1f} MB -> {dest.name}"
+                 + (f" (pruned {plural(pruned.files, 'file')}, {pruned.bytes / 1e6:.1f} MB)"
                     if pruned.files else "")
                  + f", {du_mb(prefix.path) / max(took, 1e-3):.0f} MB/s of environment", took)
         yield Staged(tmp, result)

@@ -22,17 +22,26 @@ from packaging.utils import canonicalize_name
 
 from . import conda, envcache, forgotten, provides, pychannel, remote
 from .atomic import ensure_writable, temp_beside
+from .debris import sweep
 from .declared import Declared, load_all
 from .env import build, bundle_digest
-from .errors import ConfigPatchError, LockError, PackError, ResolveError, TargetError
+from .errors import (
+    ConfigPatchError,
+    LockError,
+    PackError,
+    ResolveError,
+    TargetError,
+    TritonPackError,
+)
+from .fsguard import not_regular, writable_file
 from .integrity import record_path
 from .journal import Commit, recover
 from .lock import LOCK_NAME, Lockfile, changes, needs_write, read_lock, write_lock
-from .model import ModelDir, open_model
-from .pack import EnvArchive, PackOptions, Staged, enforce, output_path
+from .model import CONFIG_NAME, TOKEN, ModelDir, open_model
+from .pack import EnvArchive, PackOptions, Staged, enforce, output_path, read_stamp
 from .pack import pack as pack_env
 from .patch import PatchResult, PlannedPatch, check_patch, env_value
-from .progress import NullReporter, Reporter
+from .progress import NullReporter, Reporter, plural
 from .pypi import DEFAULT_INDEX, Indexes, IndexUnreachable, NoSolutionError, compile_pins
 from .recipebook import Recipes, load
 from .resolve import Requirements, resolve, toml_key
@@ -90,7 +99,12 @@ class Context:
 
 def _with_origin(exc: TargetError, sources: dict[str, str], model_dir: Path) -> TargetError:
     """Say which file a refused target setting came from, when the user did not type it."""
-    files = sorted({sources[k] for k in ("triton", "python", "platform", "torch")
+    about = next((key for start, key in (("--torch", "torch"), ("Triton release", "triton"),
+                                         ("--python", "python"), ("Python", "python"),
+                                         ("platform", "platform")) if exc.message.startswith(start)),
+                 None)  # the setting the message is about, when it says
+    keys = (about,) if about else ("triton", "python", "platform", "torch")
+    files = sorted({sources[k] for k in keys
                     if sources.get(k) not in (None, "command line", "default")})
     if not files:
         return exc
@@ -120,7 +134,8 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
     ctx = Context(model, recipes, target, declared, report, reqs, opts)
     for warning in ctx.warnings:
         rep.note(warning)
-    rep.done("scan", f"{len(report.files)} files, {len(reqs.pypi)} requirements",
+    rep.done("scan", f"{plural(len(report.files), 'file')}, "
+             f"{plural(len(reqs.pypi), 'requirement')}",
              time.monotonic() - t0)
     return ctx
 
@@ -309,13 +324,14 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
             pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target, fallback)
         except NoSolutionError as again:
             raise _missing_error(again, ctx) from again
-    rep.done("resolve", f"{len(pins)} PyPI packages ({opts.resolver})", time.monotonic() - t0)
+    rep.done("resolve", f"{plural(len(pins), 'PyPI package')} ({opts.resolver})",
+             time.monotonic() - t0)
     t0 = time.monotonic()
     rep.start("solve", f"solving python {ctx.target.python}.* on {', '.join(channels)}")
     packages = conda.solve(ctx.target, channels, ctx.requirements.conda)
     for channel in local:  # recorded by logical name and sha256, no machine path
         packages = tuple(pychannel.logical(p, channel) for p in packages)
-    rep.done("solve", f"{len(packages)} conda packages", time.monotonic() - t0)
+    rep.done("solve", f"{plural(len(packages), 'conda package')}", time.monotonic() - t0)
     inputs = lock_inputs(ctx, opts)
     if fallback is not None:  # the lock says where torch really came from
         inputs["torch_index_unreachable"] = torch_index(ctx.recipes, ctx.target,
@@ -349,6 +365,9 @@ def _recover(ctx: Context, rep: Reporter) -> None:
 
 
 def _lock(ctx: Context, opts: Options, rep: Reporter, upgrade: bool) -> LockResult:
+    writable_file(ctx.lock_path, LockError, "lock file")
+    with _output_errors(ctx.lock_path, LockError):  # before resolving, not after
+        ensure_writable(ctx.lock_path.parent)
     if not upgrade:
         found = _fresh_or_new_lock(ctx, opts, rep)
         if found.reused:
@@ -356,7 +375,7 @@ def _lock(ctx: Context, opts: Options, rep: Reporter, upgrade: bool) -> LockResu
         new = found.lock
     else:
         new = make_lock(ctx, opts, rep)
-    with signals_held():
+    with signals_held(), _output_errors(ctx.lock_path, LockError):
         written = write_lock(ctx.lock_path, new)
     rep.done("lock", f"{'wrote' if written else 'unchanged'} {ctx.lock_path.name}", 0.0)
     return LockResult(new, ctx.lock_path, written=written, reused=False, context=ctx)
@@ -439,13 +458,36 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
     config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
     dest = output_path(ctx.model.path, output, popts.format, shared_root)
     remote_refs(opts)  # a malformed oci:// reference fails before any work
+    writable_file(ctx.lock_path, LockError, "lock file")
+    if popts.format != "dir":
+        writable_file(dest, PackError, "environment archive")
     with _output_errors(dest):  # a bad or unwritable destination fails before lock and build
         ensure_writable(_existing_ancestor(dest.parent))
+    left = [f".{n}." for n in (dest.name, LOCK_NAME, CONFIG_NAME, sbom_path(dest).name)]
+    for where in {ctx.model.path, dest.parent}:  # what a killed run left (packer.debris)
+        sweep(where, left)
     locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
     with _output_errors(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
         ensure_writable(dest.parent)
-        return _build_and_commit(ctx, locked, rep, t0, dest, popts, since, allow, sbom)
+        result = _build_and_commit(ctx, locked, rep, t0, dest, popts, since, allow, sbom)
+    _remove_previous(ctx, dest, rep)
+    return result
+
+
+def _remove_previous(ctx: Context, dest: Path, rep: Reporter) -> None:
+    """The environment config.pbtxt pointed at before, when tritonpack made it (its stamp)
+    and it is not the new one: switching --format or --output leaves no second copy."""
+    value = ctx.model.env_path()  # as read before the patch
+    if not value or not value.startswith(TOKEN + "/"):
+        return
+    old = Path(os.path.normpath(ctx.model.path / value[len(TOKEN) + 1:]))
+    if old == dest or not old.is_relative_to(ctx.model.path) or old.is_symlink():
+        return
+    if (old.is_dir() or not_regular(old) is None) and read_stamp(old) is not None:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+            rep.note(f"removed the previous environment {old.name}")
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -456,7 +498,7 @@ def _existing_ancestor(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _output_errors(dest: Path) -> Iterator[None]:
+def _output_errors(dest: Path, error: type[TritonPackError] = PackError) -> Iterator[None]:
     """Turn a full disk, a read-only file system or a permission problem into one message."""
     try:
         yield
@@ -466,7 +508,7 @@ def _output_errors(dest: Path) -> Iterator[None]:
                errno.EPERM: "permission denied"}.get(exc.errno or 0)
         if why is None:
             raise
-        raise PackError(f"cannot write to {dest.parent}: {why}",
+        raise error(f"cannot write to {dest.parent}: {why}",
                         hint="nothing in the model directory was changed",
                         detail=str(exc)) from exc
 
@@ -600,13 +642,9 @@ def _commit(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch
 def _fresh_or_new_lock(ctx: Context, opts: Options, rep: Reporter) -> LockResult:
     """The existing lock when fresh, else a new one (not written yet)."""
     if ctx.lock_path.is_file():
-        try:
-            existing = read_lock(ctx.lock_path)
-        except LockError as exc:
-            rep.note(f"{exc.message}: re-locking")
-        else:
-            if not stale(ctx, existing):
-                rep.done("lock", f"{LOCK_NAME} is fresh", 0.0)
-                return LockResult(existing, ctx.lock_path, written=False, reused=True, context=ctx)
+        existing = read_lock(ctx.lock_path)  # a corrupt lock is refused, never silently replaced
+        if not stale(ctx, existing):
+            rep.done("lock", f"{LOCK_NAME} is fresh", 0.0)
+            return LockResult(existing, ctx.lock_path, written=False, reused=True, context=ctx)
     return LockResult(make_lock(ctx, opts, rep), ctx.lock_path, written=False, reused=False,
                       context=ctx)

@@ -6,10 +6,12 @@ attached to the error so ``--verbose`` can show it.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .errors import ProcessError
@@ -69,11 +71,32 @@ def popen(
     cwd: Path | None = None,
     log_file: Path,
 ) -> subprocess.Popen[bytes]:
-    """Start a long-running process (a server) with output to ``log_file``, in its own session."""
+    """Start a long-running process (a server) with output to ``log_file``, in its own session
+    (a Ctrl-C reaches tritonpack, which stops it in order) and killed if tritonpack dies
+    without stopping it (SIGKILL runs no cleanup: the kernel's parent-death signal does)."""
     args = [os.fspath(a) for a in argv]
     log.debug("$ %s &", " ".join(args))
     with log_file.open("wb") as out:
         return subprocess.Popen(
             args, env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
         )
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """In the child, before exec: PR_SET_PDEATHSIG(SIGKILL), Linux's 'kill me when my parent
+    dies'; and exit at once if the parent already died before it was set."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    prctl = getattr(libc, "prctl", None)
+
+    def child() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return child
+
+
+PR_SET_PDEATHSIG = 1

@@ -31,3 +31,8 @@ class NullReporter:
 
     def progress(self, stage: str, current: float, total: float | None, unit: str) -> None:
         pass
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 module', '2 modules': progress lines and reports count things in words."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

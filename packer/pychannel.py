@@ -36,6 +36,7 @@ from pathlib import Path
 from . import proc
 from .cache import cache_dir
 from .conda import CondaPackage
+from .debris import sweep, tagged
 from .errors import BuildError, ProcessError, TargetError
 from .target import host_platform
 
@@ -283,7 +284,8 @@ def local_channel(install: PythonInstall, subdir: str) -> Path:
     channel = cache_dir("channels") / f"python-{install.version}-{_key(install, subdir)}"
     if (channel / subdir / "repodata.json").is_file():
         return channel
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=channel.parent))
+    sweep(channel.parent, [".partial-"])  # left by a killed run
+    tmp = Path(tempfile.mkdtemp(prefix=tagged(".partial-"), dir=channel.parent))
     try:
         (tmp / subdir).mkdir()
         (tmp / "noarch").mkdir()

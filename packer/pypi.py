@@ -179,18 +179,42 @@ def parse_requirements(text: str) -> tuple[Pin, ...]:
 
 
 def _first_cause(output: str) -> str:
-    """The resolver's own one-line reason (uv's 'Because ...' sentence)."""
-    for line in output.splitlines():
-        text = line.strip().lstrip("╰─▶").strip().removeprefix("cause:").strip()
-        if text.startswith("Because"):
-            return text.rstrip(".")
+    """The resolver's own reason, whole: uv's 'cause:' (or '╰─▶') paragraph, which it wraps
+    over indented lines ('Because ...', 'you require a and b, which are incompatible')."""
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        text = line.strip().lstrip("╰─▶").strip()
+        if not (text.startswith(("cause:", "Because")) or line.strip().startswith("╰─▶")):
+            continue
+        parts = [text.removeprefix("cause:").strip()]
+        indent = len(line) - len(line.lstrip())
+        for more in lines[i + 1:]:
+            if not more.strip() or len(more) - len(more.lstrip()) <= indent or \
+                    more.strip().startswith(("hint:", "help:")):
+                break
+            parts.append(more.strip())
+        cause = " ".join(" ".join(parts).split()).rstrip(".")
+        return cause if len(cause) <= 400 else cause[:400].rsplit(" ", 1)[0] + " …"
     return ""
+
+
+_REQUIRED = re.compile(r"you require ([^\s,]+(?: and [^\s,]+)?)")
+
+
+def required_names(cause: str) -> str:
+    """The requirement the resolver's reason names ('you require pandas>=3.0'), if any."""
+    found = _REQUIRED.search(cause)
+    return found.group(1).rstrip(".") if found else ""
 
 
 def compile_pins(
     resolver_name: str, requirements: Sequence[str], target: Target, indexes: Indexes
 ) -> tuple[Pin, ...]:
     resolver = RESOLVERS[resolver_name]()
+    for link in indexes.find_links:  # uv would say only "No such file or directory"
+        if "://" not in link and not Path(link).is_dir():
+            raise ResolveError(f"--find-links {link}: no such directory",
+                               hint="give a directory of wheels or a URL")
     try:
         text = resolver.compile(requirements, target, indexes)
     except ProcessError as exc:
@@ -252,7 +276,8 @@ def _failure_error(failure: ResolveFailure, indexes: Indexes, exc: ProcessError,
     if failure.python and not failure.missing:
         cause = _first_cause(failure.output)
         return ResolveError(
-            f"no version of the requirements supports the target's Python {target_python}"
+            f"no version of {required_names(cause) or 'the requirements'} supports the target's "
+            f"Python {target_python}"
             + (f": {cause}" if cause else ""),
             hint="relax the pin in tritonpack.toml, or target a release with a newer Python "
             "(--triton)",
@@ -279,8 +304,10 @@ class NoSolutionError(ResolveError):
 
     def __init__(self, missing: tuple[str, ...], *, detail: str | None = None, cause: str = "",
                  python: str = ""):
+        named = required_names(cause)
         what = f": {', '.join(missing)} not found on the index" if missing else (
-            f" for Python {python}: {cause}" if cause else "")
+            f" for {named + ' under ' if named else ''}Python {python}: {cause}" if cause else
+            f" for Python {python} (run with --verbose for the resolver's output)")
         super().__init__(
             f"the PyPI resolver found no solution{what}", detail=detail,
             hint="a release with no wheel for the target's Python or platform is unusable: "

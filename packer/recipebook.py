@@ -42,6 +42,22 @@ class Recipes:
     sources: tuple[str, ...] = field(default=())
 
 
+def _check_releases(table: dict[str, object], path: Path) -> None:
+    """Each release of a user's triton.toml is a table; its versions are strings (a number is
+    a mistake that TOML makes easy: python = 3.10 reads as 3.1)."""
+    for release, row in table.items():
+        if not isinstance(row, dict):
+            raise TargetError(f"{path}: [{release}] must be a table of settings")
+        nested = next((k for k, v in row.items() if isinstance(v, dict)), None)
+        if nested is not None:  # [24.10] is the table 24 holding the table 10
+            raise TargetError(f"{path}: [{release}.{nested}] is read by TOML as a table inside "
+                              f'a table: quote the release, ["{release}.{nested}"]')
+        for key, value in row.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                raise TargetError(f"{path}: [{release}] {key} = {value!r} must be a string "
+                                  f'(quote it: {key} = "{value}")')
+
+
 def load(user_dir: Path | None = None) -> Recipes:
     tables = {name: _load_builtin(name) for name in NAMES}
     sources = ["builtin"]
@@ -55,6 +71,8 @@ def load(user_dir: Path | None = None) -> Recipes:
                     extra = tomllib.loads(path.read_text(encoding="utf-8"))
                 except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                     raise TargetError(f"{path}: not valid TOML: {exc}") from exc
+                if name == "triton.toml":
+                    _check_releases(extra, path)
                 tables[name] = _merge(tables[name], extra)
                 sources.append(str(path))
     return Recipes(

@@ -11,6 +11,7 @@ from typing import Any, cast
 import click
 
 from .pipeline import CheckResult, Context, LockResult, PackResult
+from .progress import plural
 from .repository import RepoResult
 from .verify.verify import VerifyReport
 
@@ -54,6 +55,11 @@ def scan_payload(ctx: Context) -> dict[str, Any]:
     }
 
 
+def _mb(size: int) -> str:
+    """Megabytes with the precision a reader needs: '38 MB', '1.3 MB', '0.2 MB'."""
+    return f"{size / 1e6:.0f} MB" if size >= 10e6 else f"{size / 1e6:.1f} MB"
+
+
 def scan_text(ctx: Context) -> str:
     rows = []
     for r in ctx.requirements.rows:
@@ -95,8 +101,8 @@ def lock_text(res: LockResult) -> str:
     return (f"{res.path}: {state}\n"
             f"  target  Triton {res.lock.target['release']}, Python {res.lock.python_version()}, "
             f"{res.lock.target['platform']}\n"
-            f"  conda   {len(res.lock.conda)} packages\n"
-            f"  pypi    {len(res.lock.pypi)} packages: {pins}")
+            f"  conda   {plural(len(res.lock.conda), 'package')}\n"
+            f"  pypi    {plural(len(res.lock.pypi), 'package')}: {pins or 'none'}")
 
 
 def check_payload(res: CheckResult) -> dict[str, Any]:
@@ -106,7 +112,8 @@ def check_payload(res: CheckResult) -> dict[str, Any]:
 def check_text(res: CheckResult) -> str:
     if res.fresh:
         return f"{res.path}: fresh"
-    return "\n".join([f"{res.path}: stale", *(f"  {p}" for p in res.problems)])
+    return "\n".join([f"{res.path}: stale", *(f"  {p}" for p in res.problems),
+                      f"run: tritonpack lock {res.path.parent}   (then commit {res.path.name})"])
 
 
 def pack_payload(res: PackResult) -> dict[str, Any]:
@@ -138,10 +145,11 @@ def pack_payload(res: PackResult) -> dict[str, Any]:
 
 def pack_text(res: PackResult) -> str:
     a = res.archive
-    size = f"{a.size / 1e6:.1f} MB"
+    size = (f"{a.size / 1e6:.0f} MB" if a.format == "dir" else f"archive {a.size / 1e6:.0f} MB"
+            + (f", unpacked {a.unpacked / 1e6:.0f} MB" if a.unpacked else ""))
     lines = [
         f"packed {res.context.model.name} in {res.seconds:.1f}s",
-        f"  environment  {a.path} ({a.format}, {size}, {a.files} files)",
+        f"  environment  {a.path} ({a.format}, {size}, {plural(a.files, 'file')})",
         f"  python       {res.lock.lock.python_version()} for Triton "
         f"{res.lock.lock.target['release']} ({res.lock.lock.target['platform']})",
         f"  packages     {len(res.lock.lock.conda)} conda, {len(res.lock.lock.pypi)} PyPI",
@@ -152,10 +160,12 @@ def pack_text(res: PackResult) -> str:
     if res.skipped:
         lines.append(f"  skipped      {', '.join(res.skipped)} (secrets and junk are never bundled)")
     if a.pruned.files:
-        lines.append(f"  pruned       {a.pruned.files} files, {a.pruned.bytes / 1e6:.1f} MB: "
-                     + ", ".join(f"{k} {b / 1e6:.1f} MB" for k, (_, b) in a.pruned.removed.items()))
+        lines.append(f"  pruned       {plural(a.pruned.files, 'file')}, {_mb(a.pruned.bytes)}: "
+                     + ", ".join(f"{k} {_mb(b)}" for k, (_, b) in a.pruned.removed.items()
+                                 if b >= 50_000))
     if a.largest:
-        lines.append("  largest      " + ", ".join(f"{n} {b / 1e6:.1f} MB" for n, b in a.largest[:5]))
+        lines.append("  largest      " + ", ".join(f"{n} {_mb(b)}" for n, b in a.largest[:5]
+                                                  if b >= 50_000))
     if res.cached:
         lines.append("  cache        reused: no solve, no install, no pack")
     return "\n".join(lines)
@@ -219,7 +229,8 @@ class CliReporter:
 
 def verify_payload(rep: VerifyReport) -> dict[str, Any]:
     return {
-        "model": rep.model, "passed": True, "runtime": rep.runtime, "env": rep.env,
+        "model": rep.model, "passed": rep.passed, "checks": rep.checks,
+        "runtime": rep.runtime, "env": rep.env,
         "python": rep.python, "ready_seconds": round(rep.ready_seconds, 3),
         "first_inference_ms": round(rep.first_inference_ms, 1),
         "probe": rep.probe, "outputs": rep.outputs, "kind": rep.kind,
@@ -230,14 +241,20 @@ def verify_payload(rep: VerifyReport) -> dict[str, Any]:
 
 def verify_text(rep: VerifyReport) -> str:
     imports = rep.probe.get("imports", {})
+    failed = [k.replace("_", " ") for k, v in rep.checks.items()
+              if not v and k != "values_compared"]
+    head = (f"verified {rep.model}: loads and answers ({rep.runtime} tritonserver)" if not failed
+            else f"NOT verified {rep.model}: failed {', '.join(failed)} ({rep.runtime} "
+                 "tritonserver)")
     lines = [
-        f"verified {rep.model}: loads and answers ({rep.runtime} tritonserver)",
+        head,
         f"  ready        {rep.ready_seconds:.1f}s after server start",
         f"  inference    {rep.kind}, {rep.responses} response{'s' * (rep.responses != 1)} in "
         f"{rep.first_inference_ms:.0f} ms, outputs {', '.join(rep.outputs) or 'none'}",
         f"  inputs       {rep.inputs}",
         f"  environment  Python {rep.python} at {rep.probe.get('prefix')}",
-        f"  imports      {len(imports)} modules import: {', '.join(sorted(imports)) or 'none'}",
+        f"  imports      {plural(len(imports), 'module')} import: "
+        f"{', '.join(sorted(imports)) or 'none'}",
     ]
     if rep.callees:
         lines.append(f"  callees      {', '.join(rep.callees)} (loaded with it)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +28,15 @@ def python_models(repo: Path) -> tuple[list[Path], list[Skipped]]:
     skipped: list[Skipped] = []
     for entry in sorted(repo.iterdir()):
         config = entry / CONFIG_NAME
-        if not entry.is_dir() or not config.is_file():
+        if not entry.is_dir() or not os.path.lexists(config):
+            continue
+        if not config.is_file():  # a directory, FIFO or dangling link: a failure, not a skip
+            models.append(entry)
             continue
         try:
             _, parsed = read_config(config)
-        except TritonPackError as exc:
-            skipped.append(Skipped(entry.name, f"unreadable config.pbtxt: {exc.message}"))
+        except TritonPackError:
+            models.append(entry)  # not left alone: packing it fails, naming the parse error
             continue
         if parsed.platform == "ensemble":
             skipped.append(Skipped(entry.name, "ensemble (its steps are packed on their own)"))

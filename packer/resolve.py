@@ -7,6 +7,7 @@ same way from any venv on any machine.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from packaging.requirements import Requirement
@@ -60,6 +61,9 @@ def _longest(module: str, table: dict[str, str]) -> tuple[str, str] | None:
         if key in table:
             return key, table[key]
     return None
+
+
+_DIST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")  # PEP 508
 
 
 def map_import(module: str, declared: dict[str, str], recipes: dict[str, str],
@@ -165,10 +169,18 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
     for (kind, key), uses in sorted(groups.items(), key=lambda kv: (kv[0][0].value, kv[0][1])):
         optional = all(u.optional for u in uses)
         spec, source = dist_of.get((kind, key), (None, ""))
+        locations = tuple(dict.fromkeys(u.where for u in uses))
+        if spec is not None and source == "guess" and not _DIST_NAME.match(spec):
+            if not all(u.optional for u in uses):  # e.g. import _helpers, and no _helpers.py
+                raise ResolveError(
+                    f"import {key!r} ({locations[0]}) is not found in the model dir or a --src "
+                    f"root, and {spec!r} cannot be a distribution name",
+                    hint=f"if {key!r} is your own module, put {key}.py beside model.py or pass "
+                         f"--src DIR; else declare its distribution: [imports] {key} = \"NAME\"")
+            spec = None
         dist, extras = _split(spec) if spec is not None else (None, ())
         if dist is not None and canonicalize_name(dist) in declared_names:
             source = "declared"
-        locations = tuple(dict.fromkeys(u.where for u in uses))
         rows.append(Resolution(key, kind, dist, source, optional, locations, extras))
         if dist is None:
             continue

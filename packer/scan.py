@@ -18,6 +18,7 @@ from pathlib import Path
 from . import pickles
 from .conditions import Target as Conditions
 from .errors import ScanError
+from .fsguard import read_regular
 
 BACKEND_MODULES = frozenset({"triton_python_backend_utils", "c_python_backend_utils"})
 _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
@@ -105,7 +106,7 @@ def parse_source(path: Path, shown: str, python: str | None = None) -> ast.Modul
     """Parse without running: under the target Python's grammar when it is this one's or older
     (a model using ``except*`` fails here, not in a 3.10 stub)."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, ScanError, "Python source file", shown=shown)  # FIFO: no hang
     except PermissionError as exc:
         raise ScanError(f"{shown}: permission denied") from exc
     except OSError as exc:
@@ -142,6 +143,10 @@ def parse_source(path: Path, shown: str, python: str | None = None) -> ast.Modul
         ) from exc
     except ValueError as exc:  # null bytes
         raise ScanError(f"{shown}: not Python source: {exc}") from exc
+    except (RecursionError, MemoryError) as exc:  # the parser's own nesting limit
+        raise ScanError(f"{shown}: nested too deeply for Python's parser",
+                        hint="Python cannot compile it either (the stub would fail to import "
+                             "it): split the expression") from exc
 
 
 def _parses(raw: bytes, shown: str) -> bool:
@@ -273,9 +278,25 @@ class _Collector(ast.NodeVisitor):
 
     visit_FunctionDef = _function
     visit_AsyncFunctionDef = _function
-    visit_Lambda = _function
 
-    def visit_Call(self, node: ast.Call) -> None:
+    def visit(self, node: ast.AST) -> None:
+        """Statements recursively (the parser bounds their nesting); an expression with a loop:
+        valid code such as a 500-term ``a + b + ...`` nests deeper than Python's recursion
+        limit, and an expression holds no statement, only calls and lambdas that matter."""
+        if not isinstance(node, ast.expr):
+            super().visit(node)
+            return
+        stack: list[tuple[ast.AST, int]] = [(node, self._lazy)]
+        saved = self._lazy
+        while stack:
+            item, self._lazy = stack.pop()
+            if isinstance(item, ast.Call):
+                self._call(item)
+            inner = self._lazy + isinstance(item, ast.Lambda)
+            stack.extend((child, inner) for child in reversed(list(ast.iter_child_nodes(item))))
+        self._lazy = saved
+
+    def _call(self, node: ast.Call) -> None:
         func = node.func
         name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(
             func, ast.Attribute
@@ -286,7 +307,6 @@ class _Collector(ast.NodeVisitor):
                 literal = arg.value
                 level = len(literal) - len(literal.lstrip("."))
                 self._add(literal.lstrip("."), level, (), node.lineno, True)
-        self.generic_visit(node)
 
 
 @dataclass
@@ -321,7 +341,7 @@ class Scanner:
             if init.is_file():
                 return _Found(init, root, True)
             mod = base.with_name(base.name + ".py")
-            if mod.is_file():
+            if mod.is_file() or (mod.exists() and not mod.is_dir()):  # a FIFO: named, not read
                 return _Found(mod, root, False)
             if base.is_dir() and not base.is_symlink() and any(base.glob("*.py")):
                 return _Found(base, root, True)  # namespace package
@@ -332,7 +352,7 @@ class Scanner:
             return
         in_model = found.root in (self.roots[0], self.roots[1])
         self.local[dotted] = LocalModule(dotted, found.path, found.root, in_model)
-        if found.path.is_file():
+        if not found.path.is_dir():
             self._queue.append((dotted, found.path, found.root))
 
     def _local_chain(self, dotted: str, root: Path | None = None) -> bool:

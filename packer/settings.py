@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from .declared import load_declared
-from .errors import LockError, ModelError
+from .errors import LockError, ModelError, ScanError
 from .lock import LOCK_NAME, read_lock
 from .pipeline import Options
-from .pypi import DEFAULT_INDEX, Indexes
+from .pypi import DEFAULT_INDEX, RESOLVERS, Indexes
 from .recipebook import load
+from .target import PLATFORMS
 
 # setting -> (Options field, kind); the names are the command-line option names
 SETTINGS: dict[str, tuple[str, type]] = {
@@ -26,6 +27,7 @@ SETTINGS: dict[str, tuple[str, type]] = {
 }
 _FROM_LOCK = ("triton", "python", "platform", "torch", "src", "channel", "index-url",
               "extra-index-url", "find-links")
+_CHOICES = {"resolver": frozenset(RESOLVERS), "platform": frozenset(PLATFORMS)}
 
 
 def _current(opts: Options, name: str) -> Any:
@@ -50,11 +52,26 @@ def _coerce(name: str, value: Any, model_dir: Path, where: Path) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ModelError(f"{where}: [options] {name} must be a string or a list of strings")
         if name == "src":
-            return tuple((model_dir / v).resolve() for v in value)
+            roots = tuple((model_dir / v).resolve() for v in value)
+            missing = [v for v, root in zip(value, roots, strict=True) if not root.is_dir()]
+            if missing:
+                raise ScanError(f"{where}: [options] src {missing[0]!r}: no such directory "
+                                "(relative to the model dir)")
+            return roots
         return tuple(value)
-    if not isinstance(value, str | int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        meant = (f"{value:.2f}" if name in ("triton", "python") and isinstance(value, float)
+                 else str(value))  # 24.1 was 24.10, 3.1 was 3.10
+        raise ModelError(  # TOML reads triton = 24.10 as the float 24.1
+            f"{where}: [options] {name} is the number {value!r}, not a string: quote it "
+            f'({name} = "{meant}")')
+    if not isinstance(value, str):
         raise ModelError(f"{where}: [options] {name} must be a string")
-    return str(value)
+    choices = _CHOICES.get(name)
+    if choices is not None and value not in choices:
+        raise ModelError(f"{where}: [options] {name} = {value!r} is not one of "
+                         f"{', '.join(sorted(choices))}")
+    return value
 
 
 def _lock_target(model_dir: Path) -> dict[str, Any]:
@@ -114,7 +131,7 @@ def describe(opts: Options, sources: dict[str, str]) -> list[tuple[str, str, str
             shown = f"{sorted(load().triton)[-1]} (newest)"
         if name == "index-url" and not shown:
             shown = DEFAULT_INDEX
-        rows.append((name, shown or "-", sources[name]))
+        rows.append((name, shown, sources[name]))  # "" when unset: text shows '-', JSON null
     return rows
 
 

@@ -105,7 +105,7 @@ def resolve_target(
     if chosen not in recipes.triton:
         raise TargetError(
             f"Triton release {chosen} is not in the release table",
-            hint=f"known releases: {known[0]} to {known[-1]} (tritonpack targets --list); "
+            hint=f"known releases: {known[0]} to {known[-1]} (tritonpack targets); "
             "add one in a recipe dir of your own with --recipes DIR",
         )
     row = recipes.triton[chosen]

@@ -4,10 +4,12 @@ no traceback, and nothing in the model directory changed."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +106,167 @@ SCAN_CASES = [
      "(pins_across_files/tritonpack.toml)"),
     ("options_unknown_release", ExitCode.TARGET,
      "error: Triton release 99.01 is not in the release table (set in {model}/tritonpack.toml)"),
+    # tritonpack.toml: the wrong TOML types, unquoted numbers, values outside their choices
+    ("toml_requirements_number", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: requirements must be a table ([requirements]), not a "
+     "number"),
+    ("toml_imports_string", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: imports must be a table ([imports]), not a string"),
+    ("toml_options_list", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: options must be a table ([options]), not a list"),
+    ("toml_options_array_of_tables", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: options must be a table ([options]), not a list"),
+    ("toml_resolver_poetry", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: [options] resolver = 'poetry' is not one of pip-tools, uv"),
+    ("toml_platform_windows", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: [options] platform = 'win-64' is not one of linux-64, "
+     "linux-aarch64"),
+    ("toml_triton_unquoted", ExitCode.MODEL,
+     'error: {model}/tritonpack.toml: [options] triton is the number 24.1, not a string: quote '
+     'it (triton = "24.10")'),
+    ("toml_python_unquoted", ExitCode.MODEL,
+     'error: {model}/tritonpack.toml: [options] python is the number 3.1, not a string: quote '
+     'it (python = "3.10")'),
+    ("toml_torch_number", ExitCode.MODEL,
+     'error: {model}/tritonpack.toml: [options] torch is the number 121, not a string: quote it '
+     '(torch = "121")'),
+    ("toml_triton_bool", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: [options] triton must be a string"),
+    ("toml_pypi_string", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: requirements.pypi: expected a list of strings"),
+    ("toml_pypi_number_item", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: requirements.pypi: expected a list of strings"),
+    ("toml_conda_table", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: requirements.conda: expected a list of strings"),
+    ("toml_imports_number", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: [imports] values must be distribution names (strings)"),
+    ("toml_src_number", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: [options] src must be a string or a list of strings"),
+    ("toml_channel_numbers", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: [options] channel must be a string or a list of strings"),
+    ("toml_find_links_table", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: [options] find-links must be a string or a list of "
+     "strings"),
+    ("toml_src_missing", ExitCode.SCAN,
+     "error: {model}/tritonpack.toml: [options] src '../no_such_src_dir': no such directory "
+     "(relative to the model dir)"),
+    ("toml_non_utf8", ExitCode.MODEL, "error: {model}/tritonpack.toml: not UTF-8 text"),
+    ("toml_duplicate_key", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: Cannot overwrite a value (at line 3, column 17)"),
+    ("toml_empty_key_name", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: unknown option '' in [options]"),
+    ("toml_unknown_table_tool", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: unknown table [tool]"),
+    ("toml_pypi_empty_string", ExitCode.RESOLVE,
+     "error: {model}/tritonpack.toml: invalid requirement '': Expected package name at the start "
+     "of dependency specifier"),
+    ("toml_pypi_editable", ExitCode.RESOLVE,
+     "error: {model}/tritonpack.toml: invalid requirement '-e .': Expected package name at the "
+     "start of dependency specifier"),
+    ("toml_invalid_marker", ExitCode.RESOLVE,
+     "error: {model}/tritonpack.toml: invalid requirement 'numpy; python_version >> \"3\"': "
+     "Expected a marker variable or quoted string"),
+    ("toml_conflicting_extras_pins", ExitCode.RESOLVE,
+     "error: {model}/tritonpack.toml: conflicting pins for numpy: 1.25.0, 1.26.4"),
+    ("toml_triton_letter_o", ExitCode.TARGET,
+     "error: Triton release 24.1O is not in the release table (set in {model}/tritonpack.toml)"),
+    ("toml_python_major_only", ExitCode.TARGET,
+     "error: --python 3: expected MAJOR.MINOR, e.g. 3.12 (set in {model}/tritonpack.toml)"),
+    ("toml_python_2", ExitCode.TARGET,
+     "error: Python 2.7 is not supported (set in {model}/tritonpack.toml)"),
+    # config.pbtxt
+    ("config_bom", ExitCode.MODEL,
+     "error: {model}/config.pbtxt: starts with a UTF-8 byte-order mark, which Triton refuses (it "
+     "fails to parse the config)"),
+    ("config_latin1", ExitCode.MODEL, "error: {model}/config.pbtxt: not UTF-8 text (byte 189)"),
+    ("config_binary", ExitCode.MODEL, "error: {model}/config.pbtxt: not UTF-8 text (byte 11)"),
+    ("config_ensemble", ExitCode.MODEL,
+     "error: {model}/config.pbtxt: platform is 'ensemble': tritonpack packs Python-backend "
+     "models only"),
+    ("config_backend_typo", ExitCode.MODEL,
+     "error: {model}/config.pbtxt: backend is 'pyhton': tritonpack packs Python-backend models "
+     "only"),
+    ("config_only_comment", ExitCode.MODEL,
+     "error: {model}/config.pbtxt: backend is not set: tritonpack packs Python-backend models "
+     "only"),
+    ("config_backend_unquoted", ExitCode.MODEL,
+     "error: {model}/config.pbtxt:2:10: 'backend: python': Expected string but found: 'python'"),
+    ("config_yaml", ExitCode.MODEL,
+     "error: {model}/config.pbtxt:1:7: 'name: config_yaml': Expected string but found: "
+     "'config_yaml'"),
+    ("config_json", ExitCode.MODEL,
+     "error: {model}/config.pbtxt:1:1: '{\"name\": \"config_json\", \"backend\": "
+     "\"python\"}': Expected identifier or number, got {."),
+    ("config_bad_enum", ExitCode.MODEL,
+     "error: {model}/config.pbtxt:4:37: 'input [ { name: \"INPUT0\" data_type: TYPE_FLOAT32 "
+     "dims: [ 4 ] } ]': Enum type \"inference.DataType\" has no value named TYPE_FLOAT32."),
+    ("config_string_for_int", ExitCode.MODEL,
+     "error: {model}/config.pbtxt:3:17: 'max_batch_size: \"eight\"': Couldn't parse integer: "
+     "\"eight\""),
+    ("config_negative_overflow", ExitCode.MODEL,
+     "error: {model}/config.pbtxt:3:17: 'max_batch_size: 99999999999': Value out of range: "
+     "99999999999"),
+    ("config_unterminated_string", ExitCode.MODEL,
+     "error: {model}/config.pbtxt:1:7: 'name: \"config_unterminated_string': String missing "
+     "ending quote: '\"config_unterminated_string'"),
+    ("config_duplicate_name", ExitCode.MODEL,
+     "error: {model}/config.pbtxt:6:7: Message type \"inference.ModelConfig\" should not have "
+     "multiple \"name\" fields."),
+    ("config_unclosed_brace", ExitCode.MODEL,
+     "error: {model}/config.pbtxt:3:52: Expected \"}\"."),
+    ("config_named_config_txt", ExitCode.MODEL, "error: {model}: no config.pbtxt"),
+    # layouts
+    ("version_dir_not_numeric", ExitCode.MODEL, "error: {model}: no numeric version dir"),
+    ("model_in_root_not_version_dir", ExitCode.MODEL, "error: {model}: no numeric version dir"),
+    ("model_py_uppercase", ExitCode.MODEL, "error: {model}: no model.py in 1/"),
+    ("model_py_broken_symlink", ExitCode.MODEL,
+     "error: {model}/1/model.py: a broken symlink (to no_such_target.py)"),
+    # model.py and the modules it pulls in
+    ("model_empty", ExitCode.SCAN,
+     "error: model_empty/1/model.py: defines no TritonPythonModel class: Triton's Python backend "
+     "loads that class from model.py"),
+    ("model_only_comments", ExitCode.SCAN,
+     "error: model_only_comments/1/model.py: defines no TritonPythonModel class: Triton's Python "
+     "backend loads that class from model.py"),
+    ("model_class_inside_function", ExitCode.SCAN,
+     "error: model_class_inside_function/1/model.py: defines no TritonPythonModel class: "
+     "Triton's Python backend loads that class from model.py"),
+    ("model_deep_expression", ExitCode.SCAN,
+     "error: model_deep_expression/1/model.py: nested too deeply for Python's parser"),
+    ("model_deep_parentheses", ExitCode.SCAN,
+     "error: model_deep_parentheses/1/model.py:3: syntax error: too many nested parentheses"),
+    ("model_tabs_and_spaces", ExitCode.SCAN,
+     "error: model_tabs_and_spaces/1/model.py:4: syntax error: inconsistent use of tabs and "
+     "spaces in indentation"),
+    ("model_unknown_coding", ExitCode.SCAN,
+     "error: model_unknown_coding/1/model.py: not valid UTF-8 source"),
+    ("model_python2_print", ExitCode.SCAN,
+     "error: model_python2_print/1/model.py:3: syntax error: Missing parentheses in call to "
+     "'print'. Did you mean print(...)?"),
+    ("model_type_alias_312", ExitCode.SCAN,
+     "error: model_type_alias_312/1/model.py:1: syntax error: invalid syntax"),
+    ("model_unterminated_string", ExitCode.SCAN,
+     "error: model_unterminated_string/1/model.py:1: syntax error: unterminated string literal "
+     "(detected at line 1)"),
+    ("model_import_underscore_missing", ExitCode.RESOLVE,
+     "error: import '_helpers' (model_import_underscore_missing/1/model.py:1) is not found in "
+     "the model dir or a --src root, and '_helpers' cannot be a distribution name"),
+    ("local_module_null_bytes", ExitCode.SCAN,
+     "error: local_module_null_bytes/1/helpers.py: not Python source: source code string cannot "
+     "contain null bytes"),
+    ("local_module_tabs", ExitCode.SCAN,
+     "error: local_module_tabs/1/helpers.py:3: syntax error: inconsistent use of tabs and spaces "
+     "in indentation"),
+    ("local_package_syntax_error", ExitCode.SCAN,
+     "error: local_package_syntax_error/1/mypkg/__init__.py:1: syntax error: invalid syntax"),
+    ("local_submodule_non_utf8", ExitCode.SCAN,
+     "error: local_submodule_non_utf8/1/mypkg/sub.py: not valid UTF-8 source"),
+    # devices where files belong: named, never read (a read of /dev/zero never ends)
+    ("toml_is_device", ExitCode.MODEL,
+     "error: {model}/tritonpack.toml: is a character device, not a file"),
+    ("local_module_is_device", ExitCode.SCAN,
+     "error: local_module_is_device/1/helpers.py: is a character device, not a Python source "
+     "file"),
 ]
 
 
@@ -117,26 +280,49 @@ def test_broken_model(tmp_path: Path, name: str, code: int, message: str, comman
 
 
 LOCK_CASES = [
-    ("lock_corrupted", "error: {model}/tritonpack.lock: corrupted: "),
+    ("lock_corrupted", "error: {model}/tritonpack.lock: corrupted: Expected ']]' at the end of an "
+                       "array declaration (at line 2, column 8)"),
     ("lock_future", "error: {model}/tritonpack.lock: lock format 99 is newer than this "
                     "tritonpack understands (1)"),
     ("lock_hand_edited", "error: {model}/tritonpack.lock: content hash mismatch: the lock was "
                          "edited by hand"),
     ("lock_version_zero", "error: {model}/tritonpack.lock: lock format 0 is not one tritonpack "
                           "knows (it reads format 1)"),
+    ("lock_merge_conflict", "error: {model}/tritonpack.lock: corrupted: unresolved "
+                            "merge-conflict markers (line 1)"),
+    ("lock_empty", "error: {model}/tritonpack.lock: corrupted: no format version"),
+    ("lock_binary", "error: {model}/tritonpack.lock: corrupted: not UTF-8 text (byte 1)"),
+    ("lock_version_string", "error: {model}/tritonpack.lock: corrupted: no format version"),
+    ("lock_version_zero_negative", "error: {model}/tritonpack.lock: lock format -1 is not one "
+                                   "tritonpack knows (it reads format 1)"),
+    ("lock_missing_inputs", "error: {model}/tritonpack.lock: corrupted: missing or malformed "
+                            "'inputs'"),
+    ("lock_is_dir", "error: {model}/tritonpack.lock: is a directory, not a lock file"),
 ]
+
+RECREATE = ("hint: restore it from version control, or re-create it explicitly (every pin may "
+            "change): tritonpack lock --upgrade {model}")
 
 
 @pytest.mark.parametrize(("name", "message"), LOCK_CASES, ids=[c[0] for c in LOCK_CASES])
-@pytest.mark.parametrize("command", [("lock", "--check"), ("pack", "--frozen"), ("export",)])
+@pytest.mark.parametrize("command", [("lock", "--check"), ("pack", "--frozen"), ("export",),
+                                     ("pack",), ("lock",)])
 def test_broken_lock(tmp_path: Path, name: str, message: str, command: tuple[str, ...]) -> None:
+    """Every command refuses a lock it cannot read, the plain ones included: a new lock would
+    silently change every pin (uv, Cargo and Poetry refuse too)."""
     model = bad_copy(name, tmp_path)
     args = [command[0], model, *command[1:]]
-    if command[0] == "pack":
+    if command[0] != "export":
         args += ["--triton", "24.10", "--offline"]
     res = run_unchanged(model, *args)
     assert res.exit_code == ExitCode.LOCK
-    assert error_line(res.stderr).startswith(message.replace("{model}", str(model)))
+    expected = message.replace("{model}", str(model))
+    if name == "lock_is_dir" and (command[0] == "pack" or command == ("lock",)):  # to be written
+        expected = expected.replace("not a lock file", "where tritonpack writes its lock file")
+    assert error_line(res.stderr) == expected
+    if name not in ("lock_future", "lock_is_dir"):
+        hint = next(line for line in res.stderr.splitlines() if line.startswith("hint:"))
+        assert hint.startswith(RECREATE.format(model=model))
 
 
 def test_frozen_without_a_lock(tmp_path: Path) -> None:
@@ -152,7 +338,7 @@ def test_frozen_without_a_lock(tmp_path: Path) -> None:
     (("--python", "3.9"), ExitCode.TARGET, "error: Python 3.9 is not supported"),
     (("--python", "three"), ExitCode.TARGET,
      "error: --python three: expected MAJOR.MINOR, e.g. 3.12"),
-    (("--version", "7"), ExitCode.MODEL, "error: {model}: no version dir 7"),
+    (("--model-version", "7"), ExitCode.MODEL, "error: {model}: no version dir 7"),
     (("--src", "/nonexistent/src"), ExitCode.SCAN,
      "error: --src /nonexistent/src: no such directory"),
     (("--python-from", "/nonexistent/python"), ExitCode.TARGET,
@@ -198,9 +384,10 @@ def test_output_never_replaces_what_the_user_wrote(tmp_path: Path, fmt: str) -> 
         (model / name).write_bytes(b"not tritonpack's")
     res = run_unchanged(model, model, "--offline", "--format", fmt, "--output", name)
     assert res.exit_code == ExitCode.PACK
-    assert error_line(res.stderr) == (f"error: --output {name}: {name} exists and is not an "
-                                      "environment tritonpack wrote: tritonpack replaces only "
-                                      "its own output")
+    what = "a directory" if fmt == "dir" else "a file"
+    assert error_line(res.stderr) == (f"error: --output {name}: {name} exists ({what}) and is "
+                                      "not an environment tritonpack wrote: tritonpack replaces "
+                                      "only its own output")
 
 
 def test_bad_output_is_refused_before_any_network(tmp_path: Path) -> None:
@@ -257,9 +444,9 @@ def test_huge_model_dir_is_not_walked(tmp_path: Path) -> None:
      "error: declared requirement 'tritonpack-no-such-distribution-abc' (tritonpack.toml) is not "
      "on the package index"),
     ("needs_newer_python", ("--triton", "24.10"),
-     "error: the PyPI resolver found no solution for Python 3.10: Because pandas>=3.0.0 has no "
-     "usable wheels and you require pandas>=3.0, we can conclude that your requirements are "
-     "unsatisfiable"),
+     "error: the PyPI resolver found no solution for pandas>=3.0 under Python 3.10: Because "
+     "pandas>=3.0.0 has no usable wheels and you require pandas>=3.0, we can conclude that "
+     "your requirements are unsatisfiable"),
 ])
 def test_resolution_failures(tmp_path: Path, name: str, args: tuple[str, ...], message: str) -> None:
     model = bad_copy(name, tmp_path)
@@ -360,3 +547,335 @@ def test_model_dir_on_read_only_file_system(tmp_path: Path) -> None:
         res = run_unchanged(model, model, "--triton", "24.10", "--offline")
         assert res.exit_code == ExitCode.PACK
         assert error_line(res.stderr) == f"error: cannot write to {model}: read-only file system"
+
+
+# --- environments (tests/fixtures/bad_envs): inspect names the first problem ---------------
+
+BAD_ENVS = [
+    ("not_gzip.tar.gz", "not_gzip.tar.gz is not gzip'd: Triton reads gzip'd tar archives only"),
+    ("zero_bytes.tar.gz", "zero_bytes.tar.gz is not gzip'd: Triton reads gzip'd tar archives only"),
+    ("truncated.tar.gz", "truncated.tar.gz is truncated or corrupted: Compressed file ended before "
+                         "the end-of-stream marker was reached"),
+    ("broken_elf.tar.gz", "cannot read ELF file lib/libbroken.so: unknown ELF class 0"),
+    ("absolute_path.tar.gz",
+     "unsafe entry: absolute path /etc/cron.d/x (Triton 26.06+ refuses it)"),
+    ("dotdot_path.tar.gz",
+     "unsafe entry: path with '..': lib/../../escape.txt (Triton 26.06+ refuses it)"),
+    ("symlink_escape.tar.gz", "unsafe entry: symlink lib/evil -> ../../../etc/passwd leaves the "
+                              "environment (Triton 26.06+ refuses it)"),
+    ("hardlink_escape.tar.gz", "unsafe entry: hard link lib/evil -> /etc/passwd leaves the "
+                               "environment (Triton 26.06+ refuses it)"),
+    ("device_entry.tar.gz", "unsafe entry: device entry dev/null (Triton 26.06+ refuses it)"),
+    ("fifo_entry.tar.gz", "unsafe entry: fifo entry run/pipe (Triton 26.06+ refuses it)"),
+    ("setuid_entry.tar.gz", "unsafe entry: setuid/setgid entry bin/su (Triton 26.06+ refuses it)"),
+    ("empty.tar.gz", "the environment has no bin/python3: Triton would silently run the model on "
+                     "its own Python"),
+    ("no_python.tar.gz", "the environment has no bin/python3: Triton would silently run the "
+                         "model on its own Python"),
+    ("no_libpython.tar.gz", "the environment has no lib/libpython3.X.so.1.0: Triton would "
+                            "silently run the model on its own Python"),
+    ("no_activate.tar.gz", "the environment has no bin/activate (Triton before 25.08 sources it)"),
+    ("no_numpy.tar.gz", "numpy is missing: the Python backend stub imports it"),
+    ("python_mismatch.tar.gz", "Python version mismatch: the environment has Python 3.12, the "
+                               "Triton 24.10 stub is built for 3.10 (the stub would hang or fail "
+                               "to load)"),
+    ("numpy2_for_2410.tar.gz", "numpy 2.1.0 is outside Triton 24.10's bound numpy<2: the model "
+                               "would load, then every inference would fail"),
+]
+
+
+@pytest.mark.parametrize(("name", "finding"), BAD_ENVS, ids=[c[0] for c in BAD_ENVS])
+def test_bad_environment(name: str, finding: str) -> None:
+    res = run_cli("inspect", FIXTURES / "bad_envs" / name, "--triton", "24.10")
+    assert "Traceback" not in res.stderr
+    assert res.exit_code == ExitCode.CHECK_FAILED
+    first = next(line for line in res.stdout.splitlines() if line.startswith("  error "))
+    assert first == f"  error    {finding}"
+
+
+# --- request files (tests/fixtures/bad_requests): refused before a server starts -----------
+
+BAD_REQUESTS = [
+    ("not_json.json", ":1:1: not JSON: Expecting value"),
+    ("empty.json", ":1:1: not JSON: Expecting value"),
+    ("trailing_comma.json", ":1:25: not JSON: Expecting property name enclosed in double quotes"),
+    ("deep.json", ": nested deeper than 32 levels: no tensor has that many dimensions"),
+    ("deep_40.json", ": nested deeper than 32 levels: no tensor has that many dimensions"),
+    ("not_utf8.json", ": not UTF-8 text (byte 12)"),
+    ("random.npz", ": not a .npz archive (a zip of .npy arrays)"),
+    ("single_array.npz", ": not a .npz archive (a zip of .npy arrays)"),
+    ("truncated.npz", ": corrupt .npz archive: File is not a zip file"),
+    ("pickled.npz", ": unusable .npz: it holds pickled objects"),
+    ("bad_member.npz", ": member 'INPUT0' is not a .npy array"),
+]
+
+
+@pytest.mark.parametrize(("name", "why"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
+@pytest.mark.parametrize("option", ["--inputs", "--expect"])
+def test_bad_request_file(tmp_path: Path, name: str, why: str, option: str) -> None:
+    """Checked first: the model here was never packed, and no server is started."""
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "plain_numpy")
+    path = FIXTURES / "bad_requests" / name
+    res = run_unchanged(model, "verify", model, option, path)
+    assert (res.exit_code, error_line(res.stderr)) == (ExitCode.USAGE, f"error: {option} {path}{why}")
+
+
+# --- what the pack and verify commands meet in the model dir ---------------------------------
+
+@pytest.mark.parametrize(("name", "args", "code", "message"), [
+    ("archive_path_is_dir", ("--triton", "24.10", "--offline"), ExitCode.PACK,
+     "error: --output tritonpack-env.tar.gz: tritonpack-env.tar.gz exists (a directory) and is "
+     "not an environment tritonpack wrote: tritonpack replaces only its own output"),
+    ("env_path_missing", ("verify",), ExitCode.VERIFY_LOAD,
+     "error: EXECUTION_ENV_PATH points at {model}/tritonpack-env.tar.gz, which does not exist"),
+    ("env_path_without_token", ("verify",), ExitCode.VERIFY_LOAD,
+     "error: EXECUTION_ENV_PATH '/opt/envs/tritonpack-env.tar.gz' does not start with "
+     "$$TRITON_MODEL_DIRECTORY/"),
+])
+def test_model_dir_contents(tmp_path: Path, name: str, args: tuple[str, ...], code: int,
+                            message: str) -> None:
+    model = bad_copy(name, tmp_path)
+    argv = ("verify", model) if args == ("verify",) else (model, *args)
+    res = run_unchanged(model, *argv)
+    assert (res.exit_code, error_line(res.stderr)) == (code, message.replace("{model}", str(model)))
+
+
+def test_verify_json_reports_failure_as_not_passed(tmp_path: Path) -> None:
+    model = bad_copy("env_path_missing", tmp_path)
+    res = run_unchanged(model, "verify", model, "--json")
+    out = json.loads(res.stdout)
+    assert res.exit_code == ExitCode.VERIFY_LOAD
+    assert (out["passed"], out["error"]["exit_code"]) == (False, ExitCode.VERIFY_LOAD)
+
+
+# --- repositories (tests/fixtures/bad_repos): a model that cannot be read fails, named ------
+
+def test_repository_with_an_unparseable_model_fails_check_and_pack(tmp_path: Path) -> None:
+    """Not 'skipped' and 'all fresh': the gate fails, naming the model."""
+    repo = shutil.copytree(FIXTURES / "bad_repos" / "one_unparseable", tmp_path / "repo")
+    why = (f"{repo}/broken/config.pbtxt:3:17: 'max_batch_size: [': Couldn't parse integer: [")
+    res = run_cli("check", repo)
+    assert res.exit_code == ExitCode.CHECK_FAILED
+    assert res.stdout.splitlines() == [
+        "checked 2 models: broken, plain_numpy", f"  {why}",
+        f"  plain_numpy: no tritonpack.lock (run tritonpack lock {repo}/plain_numpy)"]
+    packed = run_cli(repo, "--frozen", "--offline", "--json", "-q")
+    out = json.loads(packed.stdout)
+    assert packed.exit_code == ExitCode.MODEL
+    assert [(f["name"], f["exit_code"], f["message"]) for f in out["failed"]] == [
+        ("broken", ExitCode.MODEL, why),
+        ("plain_numpy", ExitCode.LOCK, f"{repo}/plain_numpy/tritonpack.lock: no lock file")]
+    assert out["skipped"] == []
+
+
+def test_a_directory_without_models(tmp_path: Path) -> None:
+    repo = shutil.copytree(FIXTURES / "bad_repos" / "no_models", tmp_path / "repo")
+    for args in (("scan", repo), (repo, "--offline")):
+        res = run_unchanged(repo, *args)
+        assert (res.exit_code, error_line(res.stderr)) == (
+            ExitCode.MODEL, f"error: {repo}: no config.pbtxt")
+
+
+# --- the command line ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [(), ("pack",), ("scan",), ("lock",), ("lock", "--check"),
+                                     ("verify",), ("check",), ("config",)])
+def test_wrong_model_path(tmp_path: Path, command: tuple[str, ...]) -> None:
+    nope, afile = tmp_path / "nope", tmp_path / "config.pbtxt"
+    afile.write_text('name: "x"\n')
+    for path, why in ((nope, "no such directory"), (afile, "not a directory")):
+        res = run_cli(*command, path)
+        assert "Traceback" not in res.stderr
+        assert (res.exit_code, error_line(res.stderr)) == (ExitCode.MODEL, f"error: {path}: {why}")
+        res = run_cli(*command, path, "--json")
+        out = json.loads(res.stdout)
+        assert out["error"] == {"message": f"{path}: {why}", "exit_code": ExitCode.MODEL,
+                                "hint": out["error"]["hint"]}
+
+
+@pytest.mark.parametrize(("word", "message"), [
+    ("scna", "Error: unknown command 'scna' (did you mean 'scan'?)"),
+    ("chek", "Error: unknown command 'chek' (did you mean 'check'?)"),
+    ("build", "Error: unknown command 'build'; commands: cache, check, config, export, inspect, "
+              "lock, pack, scan, targets, verify"),
+])
+def test_unknown_command(word: str, message: str) -> None:
+    model = FIXTURES / "models" / "plain_numpy"
+    res = run_cli(word, model)
+    assert res.exit_code == ExitCode.USAGE
+    assert res.stderr.splitlines()[-1] == message
+
+
+@pytest.mark.parametrize("command", [(), ("scan",), ("verify",), ("lock",)])
+def test_version_means_tritonpacks_version_everywhere(command: tuple[str, ...]) -> None:
+    res = run_cli(*command, FIXTURES / "models" / "plain_numpy", "--version")
+    assert (res.exit_code, res.stdout.split(",")[0]) == (0, "tritonpack")
+
+
+# --- FIFOs where files belong: named, never opened -------------------------------------------
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (("export", "{model}"), ExitCode.LOCK,
+     "error: {model}/tritonpack.lock: is a FIFO (named pipe), not a lock file"),
+    (("lock", "--check", "{model}"), ExitCode.LOCK,
+     "error: {model}/tritonpack.lock: is a FIFO (named pipe), not a lock file"),
+    (("{model}", "--frozen", "--offline", "--triton", "24.10"), ExitCode.LOCK,
+     "error: {model}/tritonpack.lock: is a FIFO (named pipe), where tritonpack writes its lock "
+     "file"),
+])
+def test_lock_is_a_fifo(tmp_path: Path, args: tuple[str, ...], code: int, message: str) -> None:
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
+    os.mkfifo(model / "tritonpack.lock")
+    res = run_cli(*(a.replace("{model}", str(model)) for a in args))
+    assert (res.exit_code, error_line(res.stderr)) == (code, message.replace("{model}", str(model)))
+
+
+def test_environment_is_a_fifo(tmp_path: Path) -> None:
+    model = bad_copy("env_path_missing", tmp_path)
+    os.mkfifo(model / "tritonpack-env.tar.gz")
+    res = run_cli("verify", model)
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.VERIFY_LOAD, f"error: EXECUTION_ENV_PATH points at {model}/tritonpack-env.tar.gz,"
+                              " which is a FIFO (named pipe), not an environment")
+    res = run_cli("check", model)
+    assert res.exit_code == ExitCode.CHECK_FAILED
+    assert "  env_path_missing: no tritonpack.lock" in res.stdout  # read first: no hang either
+
+
+def test_request_file_is_a_fifo(tmp_path: Path) -> None:
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
+    fifo = tmp_path / "inputs.json"
+    os.mkfifo(fifo)
+    res = run_cli("verify", model, "--inputs", fifo)
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.USAGE, f"error: --inputs {fifo}: is a FIFO (named pipe), not a file")
+
+
+def test_local_module_is_a_fifo(tmp_path: Path) -> None:
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
+    (model / "1" / "model.py").write_text("import helpers\nclass TritonPythonModel:\n    pass\n")
+    os.mkfifo(model / "1" / "helpers.py")
+    res = run_cli("scan", model)
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.SCAN, "error: m/1/helpers.py: is a FIFO (named pipe), not a Python source file")
+
+
+# --- tritonpack's cache ------------------------------------------------------------------------
+
+def test_cache_that_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    cache.write_text("not a directory\n")
+    monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
+    res = run_unchanged(model, model, "--offline", "--triton", "24.10")
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.CACHE, f"error: tritonpack's cache {cache} cannot be used: a path in it is a "
+                        "file, not a directory")
+
+
+def test_cache_read_only(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o555)
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
+    env = {**os.environ, "TRITONPACK_CACHE": str(cache)}
+    argv = [*(NO_DAC if os.geteuid() == 0 else []), sys.executable, "-m", "packer", "lock",
+            str(model), "--offline", "--triton", "24.10"]
+    res = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    assert (res.returncode, error_line(res.stderr)) == (
+        ExitCode.CACHE, f"error: tritonpack's cache {cache} cannot be used: permission denied")
+
+
+def test_lock_in_a_read_only_model_dir(tmp_path: Path) -> None:
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
+    model.chmod(0o555)
+    try:
+        res = cli_without_root_powers("lock", model, "--offline", "--triton", "24.10")
+    finally:
+        model.chmod(0o755)
+    assert (res.returncode, error_line(res.stderr)) == (
+        ExitCode.LOCK, f"error: cannot write to {model}: permission denied")
+    assert not (model / "tritonpack.lock").exists()
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("release_unquoted", '[24.10] is read by TOML as a table inside a table: quote the release, '
+                         '["24.10"]'),
+    ("number_value", '[24.10] python = 3.1 must be a string (quote it: python = "3.1")'),
+])
+def test_bad_recipe_dir(name: str, message: str) -> None:
+    recipes = FIXTURES / "bad_recipes" / name
+    res = run_cli("targets", "--recipes", recipes)
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.TARGET, f"error: {recipes}/triton.toml: {message}")
+
+
+@pytest.mark.slow
+def test_cache_disk_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local Python channel does not fit: the cache is named, nothing is left in it."""
+    with small_tmpfs("2m") as mnt:
+        monkeypatch.setenv("TRITONPACK_CACHE", str(mnt))
+        model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
+        res = run_unchanged(model, "lock", model, "--offline", "--triton", "24.10")
+        assert (res.exit_code, error_line(res.stderr)) == (
+            ExitCode.CACHE, f"error: tritonpack's cache {mnt} cannot be used: no space left on "
+                            "device")
+        assert list((mnt / "channels").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_tmpdir_on_another_file_system_than_tritonpack(tmp_path: Path) -> None:
+    """A tmpfs /tmp (holding the cache too) with tritonpack installed elsewhere: conda-pack's
+    activate scripts cannot be hard-linked into the build dir (EXDEV, was exit 70): copied."""
+    with small_tmpfs("1g") as mnt:
+        model = shutil.copytree(FIXTURES / "models" / "plain_numpy", mnt / "m")
+        env = {**os.environ, "TMPDIR": str(mnt), "TRITONPACK_CACHE": str(mnt / "cache")}
+        done = subprocess.run([sys.executable, "-m", "packer", model, "--triton", "24.10",
+                               "--offline", "--no-cache", "-q"], capture_output=True, text=True,
+                              env=env, check=False)
+        assert done.returncode == 0, done.stderr
+        with tarfile.open(model / "tritonpack-env.tar.gz") as tar:
+            assert "bin/activate" in tar.getnames()
+
+
+def test_bad_request_file_is_refused_before_packing(tmp_path: Path) -> None:
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "plain_numpy")
+    path = FIXTURES / "bad_requests" / "deep.json"
+    res = run_unchanged(model, model, "--verify", "--offline", "--inputs", path)
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.USAGE, f"error: --inputs {path}: nested deeper than 32 levels: no tensor has "
+                        "that many dimensions")
+
+
+def test_repository_models_whose_config_is_not_a_file_fail(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "models" / "plain_numpy", repo / "plain_numpy")
+    (repo / "a").mkdir()
+    os.mkfifo(repo / "a" / "config.pbtxt")
+    (repo / "b").mkdir()
+    os.symlink("nowhere.pbtxt", repo / "b" / "config.pbtxt")
+    res = run_cli("check", repo)
+    assert (res.exit_code, res.stdout.splitlines()[:3]) == (ExitCode.CHECK_FAILED, [
+        "checked 3 models: a, b, plain_numpy", f"  {repo}/a/config.pbtxt: not a file",
+        f"  {repo}/b/config.pbtxt: a broken symlink (to nowhere.pbtxt)"])
+
+
+@pytest.mark.slow
+def test_a_corrupt_lock_is_recreated_only_when_asked(tmp_path: Path) -> None:
+    """What the refusal's hint says to run does re-create it."""
+    model = bad_copy("lock_merge_conflict", tmp_path)
+    assert run_cli("lock", model, "--offline", "--triton", "24.10").exit_code == ExitCode.LOCK
+    res = run_cli("lock", "--upgrade", model, "--offline", "--triton", "24.10", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert run_cli("lock", "--check", model, "--triton", "24.10").exit_code == 0
+
+
+@pytest.mark.parametrize("command", [(), ("scan",), ("check",), ("export",), ("config",)])
+def test_model_path_too_long_or_a_loop(tmp_path: Path, command: tuple[str, ...]) -> None:
+    loop = tmp_path / "loop"
+    os.symlink(loop, loop)
+    long = "a" * 5000
+    for path, message in ((loop, f"error: {loop}: Too many levels of symbolic links"),
+                          (Path(long), f"error: {long[:200]}…: File name too long")):
+        res = run_cli(*command, path)
+        assert "Traceback" not in res.stderr
+        assert (res.exit_code, error_line(res.stderr)) == (ExitCode.MODEL, message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import sys
 import sysconfig
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from packer.elf import file_version_needs, version_needs
+from packer.elf import ElfError, file_version_needs, version_needs
 from packer.errors import ExitCode
 from packer.inspect import inspect_env
 from packer.recipebook import load
@@ -106,11 +107,68 @@ def test_mapped_elf_reads_the_same_needs_as_the_whole_file(elf: Path) -> None:
     assert file_version_needs(elf) == whole
 
 
-def test_not_an_elf_or_cut_short_needs_nothing(tmp_path: Path) -> None:
+def test_not_an_elf_needs_nothing_but_a_broken_elf_is_an_error(tmp_path: Path) -> None:
+    """A file with the ELF magic that does not parse would not load: it fails, it does not
+    pass as 'needs nothing'."""
     (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "text").write_bytes(b"#!/bin/sh\n")
+    assert [file_version_needs(tmp_path / n) for n in ("empty", "text")] == [set()] * 2
     (tmp_path / "magic").write_bytes(b"\x7fELF")
     (tmp_path / "cut").write_bytes(REAL_ELFS[0].read_bytes()[:200])
-    assert [file_version_needs(tmp_path / n) for n in ("empty", "magic", "cut")] == [set()] * 3
+    for name, why in (("magic", "shorter than an ELF header"),
+                      ("cut", "the section table lies beyond the end of the file")):
+        with pytest.raises(ElfError, match=why):
+            file_version_needs(tmp_path / name)
+
+
+def elf_member(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def test_an_archive_member_that_is_not_elf_fails_the_check(tmp_path: Path) -> None:
+    path = tmp_path / "env.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for m in good_members():
+            m.size = 3
+            tar.addfile(m, io.BytesIO(b"abc"))
+        info, data = elf_member("lib/libbroken.so", b"\x7fELF" + b"\0" * 200)
+        tar.addfile(info, io.BytesIO(data))
+    report = inspect_env(path, TARGET)
+    assert report.errors() == ["cannot read ELF file lib/libbroken.so: unknown ELF class 0"]
+
+
+def test_a_compressed_elf_bomb_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    """A 200 MB member of an ELF header and zeros (a few hundred KB gzip'd) used to be read
+    whole into memory; it is streamed, spooled to disk, and fails as not parseable."""
+    import resource
+
+    path = tmp_path / "bomb.tar.gz"
+    size = 200 << 20
+    header = bytearray(REAL_ELFS[0].read_bytes()[:64])
+    header[0x28:0x30] = (size - 64).to_bytes(8, "little")  # a section table at the end
+    header[0x3C:0x3E] = (4).to_bytes(2, "little")
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        info = tarfile.TarInfo("lib/libbomb.so")
+        info.size = size
+        zeros = io.BytesIO(bytes(header) + b"\0" * (size - 64))
+        tar.addfile(info, zeros)
+    assert path.stat().st_size < 2 << 20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = inspect_env(path, TARGET)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 64, grown_mb
+    assert "cannot read ELF file lib/libbomb.so: " in "\n".join(report.errors())
+
+
+def test_inspect_of_a_fifo_does_not_block(tmp_path: Path) -> None:
+    fifo = tmp_path / "env.tar.gz"
+    os.mkfifo(fifo)
+    res = run_cli("inspect", fifo, "--triton", "24.10")
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.PACK, f"error: {fifo}: is a FIFO (named pipe), not an environment archive or "
+                       "directory")
 
 
 def test_a_directory_and_its_archive_report_the_same_glibc(tmp_path: Path) -> None:

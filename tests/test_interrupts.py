@@ -4,6 +4,7 @@ and config.pbtxt untouched and no temp dirs behind. Two runs on one model serial
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,3 +118,84 @@ def test_runs_on_different_models_do_not_wait(model_copy: Copy) -> None:
     with model_lock(one):
         res = run_cli(two, "--triton", "24.10", "--offline", "--no-wait", "-q")
         assert res.exit_code == 0, res.stderr
+
+
+# --- what a killed run leaves: the next run removes it ---------------------------------------
+
+def test_a_killed_runs_temp_archive_goes_with_the_next_run(packed: Path, tmp_path: Path) -> None:
+    """SIGKILL runs no cleanup: the partial archive carries the dead run's pid, and the next
+    run (not a later one, not a concurrent one) removes it."""
+    run = start(packed, "--triton", "24.10", "--offline", "--no-cache", tmpdir=tmp_path)
+    wait_for(run, "writing tritonpack-env.tar.gz")
+    time.sleep(0.5)
+    run.kill()
+    run.communicate()
+    left = leftovers(packed)
+    assert [n.startswith(f".tritonpack-env.tar.gz.{run.pid}.") for n in left] == [True], left
+    live = packed / f".tritonpack-env.tar.gz.{os.getpid()}.x.tmp"  # a run still going: kept
+    live.write_bytes(b"")
+    res = run_cli(packed, "--triton", "24.10", "--offline", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert leftovers(packed) == [live.name]
+
+
+def test_verify_interrupted_or_killed_leaves_no_server_and_no_temp_dir(
+        model_copy: Copy, tmp_path: Path) -> None:
+    model = model_copy("plain_numpy")
+    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    for how in ("SIGTERM", "SIGKILL"):
+        tmpdir = tmp_path / how
+        tmpdir.mkdir()
+        run = start("verify", model, tmpdir=tmpdir)
+        wait_for(run, "loading")
+        servers = _children(run.pid)
+        assert servers, "no tritonserver started"
+        run.send_signal(signal.SIGTERM) if how == "SIGTERM" else run.kill()
+        _, err = run.communicate(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in servers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in servers if _alive(p)], f"{how}: tritonserver outlived tritonpack"
+        if how == "SIGTERM":
+            assert run.returncode == ExitCode.INTERRUPTED, err
+            assert list(tmpdir.iterdir()) == []
+    killed = list((tmp_path / "SIGKILL").iterdir())
+    assert [p.name.startswith("tritonpack-verify-") for p in killed] == [True]
+    env = os.environ.copy()
+    env["TMPDIR"] = str(tmp_path / "SIGKILL")
+    done = subprocess.run([sys.executable, "-m", "packer", "verify", str(model), "-q"],
+                          capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert list((tmp_path / "SIGKILL").iterdir()) == []  # the next verify swept it
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True, check=False).stdout
+    return [int(x) for x in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_switching_format_leaves_one_environment(model_copy: Copy) -> None:
+    """--format dir, then tar.gz: the directory tritonpack made goes; a stamped copy that
+    config.pbtxt does not point at is flagged by check."""
+    model = model_copy("plain_numpy")
+    assert run_cli(model, "--triton", "24.10", "--offline", "--format", "dir", "-q").exit_code == 0
+    assert (model / "tritonpack-env" / "tritonpack.json").is_file()
+    res = run_cli(model, "--triton", "24.10", "--offline", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert sorted(p.name for p in model.iterdir()) == [
+        "1", "config.pbtxt", "tritonpack-env.tar.gz", "tritonpack.lock"]
+    assert run_cli("check", model).exit_code == 0
+    shutil.copy2(model / "tritonpack-env.tar.gz", model / "old-env.tar.gz")
+    res = run_cli("check", model)
+    assert (res.exit_code, res.stdout.splitlines()[1:]) == (1, [
+        "  plain_numpy: old-env.tar.gz is an environment tritonpack made that config.pbtxt does "
+        "not point at: remove it (it ships with the model for nothing)"])

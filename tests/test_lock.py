@@ -59,6 +59,8 @@ def test_relock_unchanged_and_check(model_copy: Copy) -> None:
     assert check.exit_code == 1
     assert "  imports: +yaml=PyYAML" in check.stdout
     assert "  requirements: +PyYAML" in check.stdout
+    assert check.stdout.splitlines()[-1] == (
+        f"run: tritonpack lock {model}   (then commit tritonpack.lock)")
 
 
 def test_export_is_a_hashed_requirements_file(model_copy: Copy) -> None:

@@ -57,6 +57,8 @@ def test_check_passes_then_names_the_changed_model(packed_repo: Path, tmp_path: 
     res = run_cli("check", repo, "--json")
     assert res.exit_code == 1
     assert json.loads(res.stdout)["problems"] == [
+        "alpha: moved.tar.gz is an environment tritonpack made that config.pbtxt does not point "
+        "at: remove it (it ships with the model for nothing)",
         "alpha: EXECUTION_ENV_PATH points at tritonpack-env.tar.gz, which does not exist",
         "beta: tritonpack.lock is stale: imports: +yaml=PyYAML; requirements: +PyYAML",
     ]

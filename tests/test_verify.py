@@ -65,6 +65,8 @@ def test_packed_model_loads_and_answers(env_310: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["passed"] and out["outputs"] == ["OUTPUT0"]
+    assert out["checks"] == {"loaded": True, "modules_import": True, "answered": True,
+                             "values_compared": True}
     assert Path(out["probe"]["prefix"]).resolve() == (model / "tritonpack-env").resolve()
     assert out["probe"]["imports"] == {"numpy": "ok"}
     assert out["python"].startswith("3.10.")

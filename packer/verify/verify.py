@@ -15,6 +15,7 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from ..debris import sweep, tagged
 from ..errors import (
     RuntimeMissingError,
     TritonPackError,
@@ -22,12 +23,14 @@ from ..errors import (
     VerifyInputsError,
     VerifyLoadError,
 )
+from ..fsguard import not_regular
 from ..inspect import inspect_env
 from ..lock import read_lock
 from ..model import TOKEN, read_config
 from ..pipeline import Context, Options, prepare
 from ..progress import NullReporter, Reporter
 from ..scan import Kind
+from ..signals import signals_held
 from . import kinds, samples, tensors
 from .callees import closure
 from .client import Client, HttpError
@@ -38,6 +41,7 @@ from .kinds import Plan
 from .layout import is_ensemble, link_shared_env, place, python_step, shared_env_of
 from .local import LocalRuntime
 from .probe import PROBE_NAME, write_probe
+from .requestfile import check_request_file
 from .runtime import TRITON_TMP, Runtime, Server
 
 RUNTIMES = ("local", "docker")
@@ -79,6 +83,21 @@ class VerifyReport:
     notes: tuple[str, ...] = field(default=())  # what verify changed or found worth saying
     callees: tuple[str, ...] = field(default=())  # models loaded because this one calls them
     inputs: str = "made up from the config"  # where the request's inputs came from
+    compared: bool = False  # --expect was given and the values matched
+
+    @property
+    def checks(self) -> dict[str, bool]:
+        """What was proven, each from what the server answered (not assumed). A decoupled
+        model may validly answer with zero responses: the stream's final flag is its answer."""
+        imports = self.probe.get("imports", {})
+        answered = bool(self.outputs) or self.kind.startswith("decoupled")
+        return {"loaded": self.ready_seconds > 0,
+                "modules_import": all(v == "ok" for v in imports.values()),
+                "answered": answered, "values_compared": self.compared}
+
+    @property
+    def passed(self) -> bool:
+        return all(v for k, v in self.checks.items() if k != "values_compared")
 
 
 def env_location(ctx: Context) -> Path:
@@ -95,6 +114,9 @@ def env_location(ctx: Context) -> Path:
     if not path.exists():
         raise VerifyLoadError(f"EXECUTION_ENV_PATH points at {path}, which does not exist",
                               hint=f"pack it: tritonpack {ctx.model.path}")
+    if not path.is_dir() and (kind := not_regular(path)) is not None:
+        raise VerifyLoadError(f"EXECUTION_ENV_PATH points at {path}, which is {kind}, not an "
+                              "environment", hint=f"pack it: tritonpack {ctx.model.path}")
     return path
 
 
@@ -275,6 +297,9 @@ def verify(
     with_models: tuple[str, ...] = (),
 ) -> VerifyReport:
     rep = reporter or NullReporter()
+    for given, option in ((inputs, "--inputs"), (expect, "--expect")):
+        if given is not None:
+            check_request_file(given, option)
     dopts = docker or DockerOptions()
     target = path.resolve()
     callees, missing = closure(target, with_models) if is_ensemble(target) else ([], [])
@@ -298,9 +323,10 @@ def verify(
     _, config = read_config(target / "config.pbtxt")
     engine = make_runtime(runtime, ctx, dopts)
     _runtime_fits(engine, checked.numpy, ctx)
-    work = Path(tempfile.mkdtemp(prefix="tritonpack-verify-"))
+    sweep(Path(tempfile.gettempdir()), ["tritonpack-verify-"])  # left by a killed verify
     server: Server | None = None
     notes: list[str] = []
+    work = Path(tempfile.mkdtemp(prefix=tagged("tritonpack-verify-")))
     try:
         repo = work / "repo"
         repo.mkdir()
@@ -356,8 +382,10 @@ def verify(
             outputs=names, warnings=tuple(answer.warnings), kind=plan.kind(),
             responses=len(answer.responses), notes=tuple(notes + answer.notes),
             callees=tuple(c.name for c in callees), inputs=request.source,
+            compared=expect is not None,
         )
     finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        with signals_held():  # a second Ctrl-C or SIGTERM does not cut the cleanup short
+            if server is not None:
+                server.stop()
+            shutil.rmtree(work, ignore_errors=True)
