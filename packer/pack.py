@@ -27,7 +27,7 @@ from typing import Any
 from conda_pack.core import CondaEnv, CondaPackException, Packer
 from conda_pack.formats import NoArchive
 
-from . import proc
+from . import proc, zipstd
 from .atomic import replace_dir, temp_beside
 from .env import Prefix
 from .errors import PackError, ProcessError
@@ -262,11 +262,13 @@ class PackOptions:
     prune: bool = True
     keep: tuple[str, ...] = ()
     bytecode: str = "imported"  # hash-checked .pyc for: imported | all | none (BYTECODE)
+    stdlib_zip: bool = True  # the pure-Python stdlib in lib/pythonXY.zip (packer/zipstd.py)
 
     def key(self) -> dict[str, object]:
         return {"format": self.format, "level": self.level, "prune": self.prune,
                 "keep": sorted(self.keep), "bytecode": self.bytecode,
-                "rules": repr(PRUNE_RULES)}  # new pruning rules: new archives
+                "rules": repr(PRUNE_RULES),  # new pruning rules: new archives
+                **({"stdlib_zip": zipstd.RULES} if self.stdlib_zip else {})}
 
 
 @dataclass(frozen=True)
@@ -359,6 +361,8 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
             reporter.note(f"bytecode: {len(source_only)} file(s) are not Python {prefix.python} "
                           f"and ship as source only: {', '.join(source_only[:3])}"
                           + (", ..." if len(source_only) > 3 else ""))
+    if options.stdlib_zip:
+        zipstd.zip_stdlib(staged, prefix.python)
     return staged, report, largest_packages(staged, prefix.python)
 
 
