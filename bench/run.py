@@ -194,7 +194,7 @@ def ready_rounds(starts: dict[str, tuple[Path, str, dict[str, Any]]], work: Path
             t = time_to_ready(model, python, work, runs=1, **kw)
             if t is not None:
                 prev = best[key]
-                best[key] = t if prev is None else min(prev, t)
+                best[key] = round(t if prev is None else min(prev, t), 3)
     return best
 
 
@@ -305,9 +305,10 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
     ready_tp, ready_files, ready_base = ready["tp"], ready["files"], ready["base"]
     ready_dir, ready_none = ready["dir"], ready["none"]
     imports = import_seconds(dir_model / "tritonpack-env", model_modules(src))
-    print(f"   READY archive {ready_tp}s (stdlib as files: {ready_files}s), dir {ready_dir}s, "
-          f"no env {ready_none}s; the env's python3 imports the model's modules in "
-          f"{imports:.3f}s", flush=True)
+    shown = {k: "n/a" if v is None else f"{v:.2f}s" for k, v in ready.items()}
+    print(f"   READY archive {shown['tp']} (stdlib as files: {shown['files']}), dir "
+          f"{shown['dir']}, no env {shown['none']}; the env's python3 imports the model's "
+          f"modules in {imports:.3f}s", flush=True)
 
     lock_model = work / "lock" / name
     shutil.copytree(src, lock_model)

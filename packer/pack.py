@@ -268,7 +268,12 @@ class PackOptions:
         return {"format": self.format, "level": self.level, "prune": self.prune,
                 "keep": sorted(self.keep), "bytecode": self.bytecode,
                 "rules": repr(PRUNE_RULES),  # new pruning rules: new archives
-                **({"stdlib_zip": zipstd.RULES} if self.stdlib_zip else {})}
+                **({"stdlib_zip": zipstd.RULES} if self.zips_stdlib else {})}
+
+    @property
+    def zips_stdlib(self) -> bool:
+        """Only archives: a directory env is never extracted, so files are cheaper there."""
+        return self.stdlib_zip and self.format != "dir"
 
 
 @dataclass(frozen=True)
@@ -361,7 +366,7 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
             reporter.note(f"bytecode: {len(source_only)} file(s) are not Python {prefix.python} "
                           f"and ship as source only: {', '.join(source_only[:3])}"
                           + (", ..." if len(source_only) > 3 else ""))
-    if options.stdlib_zip:
+    if options.zips_stdlib:
         zipstd.zip_stdlib(staged, prefix.python)
     return staged, report, largest_packages(staged, prefix.python)
 

@@ -99,6 +99,9 @@ def test_format_dir(model_copy: Copy) -> None:
     assert res.exit_code == 0, res.stderr
     env = model / "tritonpack-env"
     assert env_python(env, "import sys, numpy; print(sys.prefix)") == str(env)
+    # nothing is extracted from a directory: the stdlib stays files (no zip's import cost)
+    assert not (env / "lib" / "python310.zip").exists()
+    assert (env / "lib" / "python3.10" / "json" / "__init__.py").is_file()
     assert 'string_value: "$$TRITON_MODEL_DIRECTORY/tritonpack-env"' in (
         model / "config.pbtxt").read_text()
 
