@@ -30,7 +30,7 @@ from typing import Any
 from conda_pack.core import CondaEnv, CondaPackException, Packer
 from conda_pack.formats import NoArchive
 
-from . import importcheck, proc, pyc
+from . import importcheck, proc, pyc, zipstd
 from .archivefs import check_entries, escapes_dir
 from .atomic import atomic_write_bytes, replace_dir, temp_beside
 from .env import Prefix
@@ -343,11 +343,18 @@ class PackOptions:
     prune: bool = True
     keep: tuple[str, ...] = ()
     bytecode: str = "imported"  # hash-checked .pyc for: imported | all | none (BYTECODE)
+    stdlib_zip: bool = True  # the pure-Python stdlib in lib/pythonXY.zip (packer/zipstd.py)
 
     def key(self) -> dict[str, object]:
         return {"format": self.format, "level": self.level, "prune": self.prune,
                 "keep": sorted(self.keep), "bytecode": self.bytecode,
-                "rules": repr(PRUNE_RULES)}  # new pruning rules: new archives
+                "rules": repr(PRUNE_RULES),  # new pruning rules: new archives
+                **({"stdlib_zip": zipstd.RULES} if self.zips_stdlib else {})}
+
+    @property
+    def zips_stdlib(self) -> bool:
+        """Only archives: a directory env is never extracted, so files are cheaper there."""
+        return self.stdlib_zip and self.format != "dir"
 
 
 @dataclass(frozen=True)
@@ -465,6 +472,8 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
             reporter.note(f"bytecode: {len(source_only)} file(s) are not Python {prefix.python} "
                           f"and ship as source only: {', '.join(source_only[:3])}"
                           + (", ..." if len(source_only) > 3 else ""))
+    if options.zips_stdlib:
+        zipstd.zip_stdlib(staged, prefix.python)
     return staged, report, largest_packages(staged, prefix.python)
 
 

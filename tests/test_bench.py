@@ -47,3 +47,28 @@ def test_no_cpu_torch_skips_the_heavy_model(tmp_path: Path,
     monkeypatch.setattr(socket, "create_connection", unreachable)
     assert bench.torch_source(str(tmp_path)) is None  # an empty directory, no index
     assert bench.torch_source(None) is None
+
+
+def test_import_time_is_the_envs_own_python_importing_the_model_modules(tmp_path: Path) -> None:
+    bench = _bench()
+    model = tmp_path / "m"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(
+        "import json\nimport click.testing\nfrom numpy import linalg\nfrom . import x\n"
+        "import triton_python_backend_utils as pb_utils\n")
+    assert bench.model_modules(model) == ["click.testing", "numpy"]  # AST: never imported
+    seconds = bench.import_seconds(Path(sys.prefix), bench.model_modules(model), runs=1)
+    assert 0 < seconds < 60
+
+
+def test_repository_bench_has_twelve_models_and_four_locks(tmp_path: Path) -> None:
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        import repository  # bench/repository.py
+    finally:
+        sys.path.remove(str(RUN.parent))
+    repo = repository.make_repository(RUN.parent / "models" / "small", tmp_path / "r", 12)
+    bench = _bench()
+    sets = {tuple(bench.model_modules(m)) for m in sorted(repo.iterdir())}
+    assert len(list(repo.iterdir())) == 12 and len(sets) == 4
+    assert all(f'name: "{m.name}"' in (m / "config.pbtxt").read_text() for m in repo.iterdir())

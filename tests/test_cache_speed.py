@@ -78,6 +78,7 @@ def test_two_builds_are_byte_identical(model_copy: Copy) -> None:
     assert names[0] == "tritonpack.json"  # the stamp first, so `check` reads one entry
     assert names[1:] == sorted(names[1:])
     assert {m.mtime for m in members} == {315532800}
+    assert "lib/python310.zip" in names  # with the stdlib zipped (packer/zipstd.py)
 
 
 def test_pruned_env_keeps_what_models_import(model_copy: Copy) -> None:

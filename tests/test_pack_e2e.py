@@ -55,9 +55,13 @@ def test_pack_plain_model_archive_loads_elsewhere(model_copy: Copy, tmp_path: Pa
 
     env = extract(archive, tmp_path / "elsewhere")
     report = json.loads(env_python(env, (
-        "import sys, json, numpy; print(json.dumps([sys.prefix, numpy.__version__]))")))
+        "import sys, json, numpy, lib2to3.pygram; "
+        "print(json.dumps([sys.prefix, numpy.__version__, json.__file__, lib2to3.__file__]))")))
     assert report[0] == str(env)
     assert report[1].startswith("1.")
+    # the pure-Python stdlib from lib/python310.zip; lib2to3 reads its grammar: a file
+    assert report[2] == str(env / "lib" / "python310.zip" / "json" / "__init__.pyc")
+    assert report[3] == str(env / "lib" / "python3.10" / "lib2to3" / "__init__.py")
 
     config = (model / "config.pbtxt").read_bytes()
     lock = (model / "tritonpack.lock").read_bytes()
@@ -97,6 +101,9 @@ def test_format_dir(model_copy: Copy) -> None:
     assert res.exit_code == 0, res.stderr
     env = model / "tritonpack-env"
     assert env_python(env, "import sys, numpy; print(sys.prefix)") == str(env)
+    # nothing is extracted from a directory: the stdlib stays files (no zip's import cost)
+    assert not (env / "lib" / "python310.zip").exists()
+    assert (env / "lib" / "python3.10" / "json" / "__init__.py").is_file()
     assert 'string_value: "$$TRITON_MODEL_DIRECTORY/tritonpack-env"' in (
         model / "config.pbtxt").read_text()
 
