@@ -487,6 +487,7 @@ def _remove_previous(ctx: Context, dest: Path, rep: Reporter) -> None:
     if (old.is_dir() or not_regular(old) is None) and read_stamp(old) is not None:
         with contextlib.suppress(OSError):
             shutil.rmtree(old) if old.is_dir() else old.unlink()
+            record_path(old).unlink(missing_ok=True)  # its sha256 record goes with it
             rep.note(f"removed the previous environment {old.name}")
 
 
@@ -518,6 +519,9 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                       sbom: bool) -> PackResult:
     value = env_value(Path(os.path.relpath(dest, ctx.model.path)).as_posix())
     plan = check_patch(ctx.model.config_path, value)  # refuse before building, not after
+    if not sbom and sbom_path(dest).is_file():  # a bill of materials is never left stale
+        rep.note(f"{sbom_path(dest).name} is there from an earlier --sbom: refreshing it")
+        sbom = True
     key = envcache.cache_key(locked.lock.content_hash, popts, bundle_digest(ctx.report))
     hit = envcache.lookup(key, since)
     pulls, pushes = remote_refs(ctx.options)

@@ -35,6 +35,7 @@ from typing import Any
 
 from .cache import cache_dir, cache_root
 from .errors import RemoteCacheError, RemoteIntegrityError
+from .integrity import manifest as file_manifest
 from .progress import Reporter
 
 SCHEME = "oci://"
@@ -276,7 +277,7 @@ def pull(ref: RemoteRef, key: str, work: Path) -> Pulled | None:
             tar.extractall(path, filter="data")  # no absolute paths, no escape through links
         blob.unlink()
         want = {str(a): str(b) for a, b in meta.get("manifest", ())}
-        if not want or manifest(path) != want:
+        if not want or file_manifest(path) != want:
             raise RemoteIntegrityError(
                 f"{ref}:{key[:12]}: the environment's files differ from the manifest recorded "
                 "with it: refused", hint="the entry was altered; nothing was used")

@@ -83,3 +83,18 @@ def test_bundled_files_are_listed_in_verbose_and_the_sbom(model_copy: Copy, tmp_
         names = [n for n in tar.getnames() if "/site-packages/featurize/" in n]
     secret_names = {s.split("/")[-1] for s in SECRETS} - {"config"}  # .kube/config: a dir name
     assert names and not [n for n in names if secret_names & set(n.split("/"))]
+
+
+@pytest.mark.slow
+def test_an_earlier_sbom_is_refreshed_not_left_stale(model_copy: Copy) -> None:
+    """A re-pack without --sbom must not leave a bill of materials of the previous lock."""
+    model = model_copy("plain_numpy")
+    assert run_cli(model, "--triton", "24.10", "--offline", "--sbom", "-q").exit_code == 0
+    sbom = model / "tritonpack-env.cdx.json"
+    assert "pyyaml" not in sbom.read_text().lower()
+    source = model / "1" / "model.py"
+    source.write_text("import yaml\n" + source.read_text())
+    res = run_cli(model, "--triton", "24.10", "--offline")
+    assert res.exit_code == 0, res.stderr
+    assert "tritonpack-env.cdx.json is there from an earlier --sbom: refreshing it" in res.stderr
+    assert "pyyaml" in sbom.read_text().lower()

@@ -22,6 +22,9 @@ CORRID = "inference request to model 'seq' must specify a non-zero or non-empty 
 DECOUPLED_HTTP = "HTTP end point doesn't support models with decoupled transaction policy"
 BF16_JSON = ("receiving BF16 data via JSON is not supported. Please use the binary data format "
              "for input B")
+NO_VERSION = ("E1126 03:33:41.520155 1234 model_repository_manager.cc:1460] \"failed to load "
+              "model 'ensemble': at least one version must be available under the version "
+              "policy of model 'ensemble'\"")
 # transformers and huggingface_hub name themselves in the traceback's frames
 HUB = NO_NETWORK.replace("/urllib/request.py(216): urlopen",
                          "/huggingface_hub/file_download.py(1374): hf_hub_download")
@@ -48,6 +51,9 @@ HUB = NO_NETWORK.replace("/urllib/request.py(216): urlopen",
                      "refuses it"),
     (BF16_JSON, "BF16 cannot travel as JSON: send it as binary tensors (gRPC or the binary "
                 "extension)"),
+    (NO_VERSION, "ensemble has no version directory Triton can load: add ensemble/1/ (an "
+                 "ensemble needs one too, even empty; git keeps an empty dir only with a file "
+                 "in it)"),
 ])
 def test_pattern(log: str, sentence: str) -> None:
     assert diagnose(log) == sentence

@@ -192,7 +192,8 @@ def test_switching_format_leaves_one_environment(model_copy: Copy) -> None:
     res = run_cli(model, "--triton", "24.10", "--offline", "-q")
     assert res.exit_code == 0, res.stderr
     assert sorted(p.name for p in model.iterdir()) == [
-        "1", "config.pbtxt", "tritonpack-env.tar.gz", "tritonpack.lock"]
+        "1", "config.pbtxt", "tritonpack-env.tar.gz", "tritonpack-env.tar.gz.sha256",
+        "tritonpack.lock"]
     assert run_cli("check", model).exit_code == 0
     shutil.copy2(model / "tritonpack-env.tar.gz", model / "old-env.tar.gz")
     res = run_cli("check", model)

@@ -93,7 +93,7 @@ def test_verify_the_whole_repository(packed_repo: Path) -> None:
     res = run_cli(packed_repo, "--triton", "24.10", "--offline", "--verify", "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
-    assert [v["model"] for v in out["verified"]] == ["alpha", "beta", "gamma"]
+    assert [v["model"] for v in out["verified"]] == ["alpha", "beta", "gamma", "pipeline"]
     gamma = out["verified"][2]
     assert gamma["probe"]["imports"] == {"numpy": "ok", "textproc": "ok", "yaml": "ok"}
 

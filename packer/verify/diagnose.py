@@ -34,6 +34,8 @@ _DECOUPLED_HTTP = re.compile(r"HTTP end point doesn't support models with decoup
 _BF16_JSON = re.compile(r"receiving BF16 data via JSON is not supported")
 _CALLEE_NOT_READY = re.compile(r"Failed for execute the inference request\. Model '([^']*)' is "
                                r"not ready")
+_NO_VERSION = re.compile(r"at least one version must be available under the version policy of "
+                         r"model '([^']+)'")
 _ACTIVATE = re.compile(r"bin/activate[^\n]*No such file|No such file[^\n]*bin/activate")
 
 
@@ -107,6 +109,9 @@ TABLE: tuple[tuple[re.Pattern[str], Rule], ...] = (
     (_STUB_DIED, lambda m, f: (
         f"the Python backend stub {m.group(1)} died (the model's code exited or "
         "crashed: os._exit, a segfault, or out of memory)")),
+    (_NO_VERSION, lambda m, f: (
+        f"{m.group(1)} has no version directory Triton can load: add {m.group(1)}/1/ (an "
+        "ensemble needs one too, even empty; git keeps an empty dir only with a file in it)")),
     (_ACTIVATE, lambda m, f: "the environment has no bin/activate (Triton before 25.08 sources it)"),
 )
 
