@@ -20,7 +20,7 @@ from . import conda, proc
 from .cache import cache_dir
 from .errors import BuildError, ProcessError
 from .lock import Lockfile
-from .progress import NullReporter, Reporter
+from .progress import NullReporter, Reporter, plural
 from .scan import ImportReport, LocalModule
 from .secrets import why_not_bundled
 from .target import host_platform
@@ -245,7 +245,7 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
         t0 = time.monotonic()
         rep.start("install", f"installing {len(lock.conda)} conda packages")
         conda.install(lock.conda, prefix, rep, python_from)
-        rep.start("install", f"installing {len(lock.pypi)} PyPI packages (hash-checked)")
+        rep.start("install", f"installing {plural(len(lock.pypi), 'PyPI package')} (hash-checked)")
         _pypi_install(lock, prefix, python)
         site = prefix / "lib" / f"python{python}" / "site-packages"
         check_shadowing(report.local, site)
@@ -254,7 +254,7 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
             log.info("bundled %s (sha256 %s)", rel, sha)  # shown with --verbose
         (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)
         rep.done("build", f"{len(lock.conda)} conda + {len(lock.pypi)} PyPI packages, "
-                 f"{len(bundled)} bundled modules", time.monotonic() - t0)
+                 f"{plural(len(bundled), 'bundled module')}", time.monotonic() - t0)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

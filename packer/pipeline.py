@@ -311,7 +311,8 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
     channels = [c.as_uri() if isinstance(c, Path) else c for c in sources]
     local = [c for c in sources if isinstance(c, Path)]
     t0 = time.monotonic()
-    rep.start("resolve", f"resolving {len(ctx.requirements.pypi)} requirements with {opts.resolver}")
+    rep.start("resolve", f"resolving {plural(len(ctx.requirements.pypi), 'requirement')} with "
+                             f"{opts.resolver}")
     fallback: Indexes | None = None
     try:
         pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target,

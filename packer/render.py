@@ -274,7 +274,7 @@ def repo_text(res: RepoResult) -> str:
         rows.append((f.name, "-", "-", "FAILED", f.error.message))
     for s in res.skipped:
         rows.append((s.name, "-", "-", "skipped", s.why))
-    out = [f"{res.repo}: {len(res.packed)} packed ({res.builds} builds), "
+    out = [f"{res.repo}: {len(res.packed)} packed ({plural(res.builds, 'build')}), "
            f"{len(res.skipped)} left alone, {len(res.failed)} failed", "",
            _table(rows, ("MODEL", "PYTHON", "SIZE", "STATUS", "ENVIRONMENT / WHY"))]
     if res.verified:

@@ -28,7 +28,7 @@ from ..inspect import inspect_env
 from ..lock import read_lock
 from ..model import TOKEN, read_config
 from ..pipeline import Context, Options, prepare
-from ..progress import NullReporter, Reporter
+from ..progress import NullReporter, Reporter, plural
 from ..scan import Kind
 from ..signals import signals_held
 from . import kinds, samples, tensors
@@ -373,7 +373,7 @@ def verify(
         for line in answer.warnings:
             rep.note(f"warning: {line}")
         names = sorted({n for r in answer.responses for n in r})
-        rep.done("infer", f"{plan.kind()}: {len(answer.responses)} responses, outputs "
+        rep.done("infer", f"{plan.kind()}: {plural(len(answer.responses), 'response')}, outputs "
                  f"{', '.join(names) or 'none'} in {answer.latency_ms:.0f} ms",
                  answer.latency_ms / 1000)
         return VerifyReport(
