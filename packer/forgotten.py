@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ScanError
+from .errors import ResolveError
 from .resolve import Requirements
 
 _SKIP = frozenset({"node_modules", "site-packages", "dist-packages", "build", "dist", "venv",
@@ -96,7 +96,7 @@ def check(model_dir: Path, requirements: Requirements) -> None:
         if found is None:
             continue
         root = _shown(found.parent)
-        raise ScanError(
+        raise ResolveError(
             f"import {row.key!r} ({row.locations[0]}) is your own code at {_shown(found)}, "
             "outside the model dir: without --src it would be locked as the PyPI project "
             f"{row.distribution!r}",

@@ -24,7 +24,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_forgotten_src_is_refused_with_the_dir_to_pass(repo: Path) -> None:
     res = run_cli("scan", "models/clf", "-q")
-    assert res.exit_code == ExitCode.SCAN
+    assert res.exit_code == ExitCode.RESOLVE
     assert error_line(res.stderr) == (
         "error: import 'featurize' (clf/1/model.py:4) is your own code at libs/featurize, "
         "outside the model dir: without --src it would be locked as the PyPI project 'featurize'")
@@ -44,7 +44,7 @@ def test_a_declared_distribution_of_that_name_is_taken_at_its_word(repo: Path) -
 
 def test_the_example_without_src() -> None:
     res = run_cli("scan", Path(__file__).parent.parent / "examples" / "image_model", "-q")
-    assert res.exit_code == ExitCode.SCAN
+    assert res.exit_code == ExitCode.RESOLVE
     assert "import 'preproc' (image_model/1/model.py:8) is your own code at " in res.stderr
     assert "shared_src/preproc" in res.stderr
 
