@@ -15,9 +15,10 @@ and renders what they return)::
 __version__ = "0.1.0"
 
 from .check import CheckReport, check
-from .errors import ExitCode, TritonPackError
-from .inspect import InspectReport, inspect_env
-from .pack import PackOptions
+from .core.errors import ExitCode, TritonPackError
+from .lock.pypi import Indexes
+from .pack.envcheck import InspectReport, inspect_env
+from .pack.pack import PackOptions
 from .pipeline import (
     CheckResult,
     Context,
@@ -29,7 +30,6 @@ from .pipeline import (
     package,
     prepare,
 )
-from .pypi import Indexes
 from .repository import RepoResult, package_repository
 from .verify.verify import DockerOptions, VerifyReport, verify
 

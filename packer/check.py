@@ -12,16 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TritonPackError
-from .fsguard import not_regular
-from .integrity import verify as verify_record
-from .journal import JOURNAL
-from .lock import LOCK_NAME, read_lock
-from .model import TOKEN, is_repository, require_dir
-from .pack import read_stamp
+from .core.errors import TritonPackError
+from .core.fsguard import not_regular
+from .core.integrity import verify as verify_record
+from .core.journal import JOURNAL
+from .core.progress import Reporter
+from .lock.lockfile import LOCK_NAME, read_lock
+from .pack.pack import read_stamp
 from .pipeline import Options, prepare, stale
-from .progress import Reporter
 from .repository import python_models
+from .scan.model import TOKEN, is_repository, require_dir
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
+from .lock.pypi import DEFAULT_INDEX, RESOLVERS, Indexes
 from .pipeline import Options
-from .pypi import DEFAULT_INDEX, RESOLVERS, Indexes
-from .target import PLATFORMS
+from .resolve.target import PLATFORMS
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -20,12 +20,11 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from . import conda, envcache, forgotten, provides, pychannel, remote
-from .atomic import ensure_writable, temp_beside
-from .debris import sweep
-from .declared import Declared, load_all
-from .env import build, bundle_digest
-from .errors import (
+from .build import provides
+from .build.prefix import build, bundle_digest
+from .core.atomic import ensure_writable, temp_beside
+from .core.debris import sweep
+from .core.errors import (
     ConfigPatchError,
     LockError,
     PackError,
@@ -33,24 +32,28 @@ from .errors import (
     TargetError,
     TritonPackError,
 )
-from .fsguard import not_regular, writable_file
-from .integrity import record_path
-from .journal import Commit, recover
-from .lock import LOCK_NAME, Lockfile, changes, needs_write, read_lock, write_lock
-from .model import CONFIG_NAME, TOKEN, ModelDir, open_model
-from .pack import EnvArchive, PackOptions, Staged, enforce, output_path, read_stamp
-from .pack import pack as pack_env
-from .patch import PatchResult, PlannedPatch, check_patch, env_value
-from .progress import NullReporter, Reporter, plural
-from .pypi import DEFAULT_INDEX, Indexes, IndexUnreachable, NoSolutionError, compile_pins
-from .recipebook import Recipes, load
-from .resolve import Requirements, resolve, toml_key
-from .runlock import key_lock, model_lock
-from .sbom import render as render_sbom
-from .sbom import sbom_path
-from .scan import ImportReport, Kind, scan
-from .signals import AfterCommit, signals_held
-from .target import Target, resolve_target, torch_index
+from .core.fsguard import not_regular, writable_file
+from .core.integrity import record_path
+from .core.journal import Commit, recover
+from .core.progress import NullReporter, Reporter, plural
+from .core.runlock import key_lock, model_lock
+from .core.signals import AfterCommit, signals_held
+from .lock import conda, pychannel
+from .lock.lockfile import LOCK_NAME, Lockfile, changes, needs_write, read_lock, write_lock
+from .lock.pypi import DEFAULT_INDEX, Indexes, IndexUnreachable, NoSolutionError, compile_pins
+from .pack import envcache, remote
+from .pack.pack import EnvArchive, PackOptions, Staged, enforce, output_path, read_stamp
+from .pack.pack import pack as pack_env
+from .pack.sbom import render as render_sbom
+from .pack.sbom import sbom_path
+from .patch.config import PatchResult, PlannedPatch, check_patch, env_value
+from .resolve import forgotten
+from .resolve.recipebook import Recipes, load
+from .resolve.requirements import Requirements, resolve, toml_key
+from .resolve.target import Target, resolve_target, torch_index
+from .scan.declared import Declared, load_all
+from .scan.imports import ImportReport, Kind, scan
+from .scan.model import CONFIG_NAME, TOKEN, ModelDir, open_model
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class Options:
     resolver: str = "uv"
     wait: bool = True  # wait for another run on the same model (else fail: --no-wait)
     cache_from: tuple[str, ...] = ()  # oci://REGISTRY/REPO remote caches to pull from
-    cache_to: tuple[str, ...] = ()  # ... and to push to (packer.remote)
+    cache_to: tuple[str, ...] = ()  # ... and to push to (packer.pack.remote)
     insecure_registries: tuple[str, ...] = ()  # plain HTTP beyond loopback
     explicit: frozenset[str] = frozenset()  # settings given on the command line
 
@@ -464,7 +467,7 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
     with _output_errors(dest):  # a bad or unwritable destination fails before lock and build
         ensure_writable(_existing_ancestor(dest.parent))
     left = [f".{n}." for n in (dest.name, LOCK_NAME, CONFIG_NAME, sbom_path(dest).name)]
-    for where in {ctx.model.path, dest.parent}:  # what a killed run left (packer.debris)
+    for where in {ctx.model.path, dest.parent}:  # what a killed run left (packer.core.debris)
         sweep(where, left)
     locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
     with _output_errors(dest):

@@ -8,13 +8,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .declared import load_declared
-from .errors import LockError, ModelError, ScanError
-from .lock import LOCK_NAME, read_lock
+from .core.errors import LockError, ModelError, ScanError
+from .lock.lockfile import LOCK_NAME, read_lock
+from .lock.pypi import DEFAULT_INDEX, RESOLVERS, Indexes
 from .pipeline import Options
-from .pypi import DEFAULT_INDEX, RESOLVERS, Indexes
-from .recipebook import load
-from .target import PLATFORMS
+from .resolve.recipebook import load
+from .resolve.target import PLATFORMS
+from .scan.declared import load_declared
 
 # setting -> (Options field, kind); the names are the command-line option names
 SETTINGS: dict[str, tuple[str, type]] = {

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from packer import conda
-from packer.errors import ExitCode
-from packer.lock import read_lock
+from packer.core.errors import ExitCode
+from packer.lock import conda
+from packer.lock.lockfile import read_lock
 
 from .conftest import run_cli
 

@@ -14,8 +14,8 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ..build.prefix import build_lock_path
 from .cache import cache_dir
-from .env import build_lock_path
 from .errors import BusyError
 
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import cache_dir
-from .errors import BuildError, ResolveError, TargetError
-from .integrity import sha256_file
-from .progress import Reporter
-from .target import Target
+from ..core.cache import cache_dir
+from ..core.errors import BuildError, ResolveError, TargetError
+from ..core.integrity import sha256_file
+from ..core.progress import Reporter
+from ..resolve.target import Target
 
 CONDA_FORGE = "conda-forge"
 

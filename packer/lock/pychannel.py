@@ -33,12 +33,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import proc
-from .cache import cache_dir
+from ..core import proc
+from ..core.cache import cache_dir
+from ..core.debris import sweep, tagged
+from ..core.errors import BuildError, ProcessError, TargetError
+from ..resolve.target import host_platform
 from .conda import CondaPackage
-from .debris import sweep, tagged
-from .errors import BuildError, ProcessError, TargetError
-from .target import host_platform
 
 FORMAT = 3  # bump when the package layout changes: invalidates cached channels
 BUILD = f"tritonpack_{FORMAT}"

@@ -20,10 +20,10 @@ from typing import Protocol
 
 from packaging.utils import canonicalize_name
 
-from . import proc
-from .cache import cache_dir
-from .errors import ProcessError, ResolveError
-from .target import Target
+from ..core import proc
+from ..core.cache import cache_dir
+from ..core.errors import ProcessError, ResolveError
+from ..resolve.target import Target
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 

@@ -30,18 +30,20 @@ from typing import Any
 from conda_pack.core import CondaEnv, CondaPackException, Packer
 from conda_pack.formats import NoArchive
 
-from . import importcheck, proc, pyc
+from ..build import importcheck
+from ..build.prefix import Prefix
+from ..core import proc
+from ..core.atomic import atomic_write_bytes, replace_dir, temp_beside
+from ..core.errors import PackError, ProcessError
+from ..core.fsguard import not_regular
+from ..core.integrity import manifest, record_path, render_record
+from ..core.progress import NullReporter, Reporter, plural
+from ..resolve.target import Target
+from . import pyc
 from .archivefs import check_entries, escapes_dir
-from .atomic import atomic_write_bytes, replace_dir, temp_beside
-from .env import Prefix
-from .errors import PackError, ProcessError
-from .fsguard import not_regular
-from .inspect import inspect_env
-from .integrity import manifest, record_path, render_record
-from .progress import NullReporter, Reporter, plural
+from .envcheck import inspect_env
 from .prune import RULES as PRUNE_RULES
 from .prune import PruneReport, largest_packages, prune, restore, tree_size
-from .target import Target
 from .targz import ParallelGzipWriter
 
 ARCHIVE_NAME = "tritonpack-env.tar.gz"

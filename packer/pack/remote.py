@@ -33,9 +33,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .cache import cache_dir, cache_root
-from .errors import RemoteCacheError, RemoteIntegrityError
-from .progress import Reporter
+from ..core.cache import cache_dir, cache_root
+from ..core.errors import RemoteCacheError, RemoteIntegrityError
+from ..core.progress import Reporter
 
 SCHEME = "oci://"
 CONFIG_MEDIA = "application/vnd.tritonpack.env.config.v1+json"  # the artifact's type

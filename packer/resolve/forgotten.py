@@ -13,8 +13,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ScanError
-from .resolve import Requirements
+from ..core.errors import ScanError
+from .requirements import Requirements
 
 _SKIP = frozenset({"node_modules", "site-packages", "dist-packages", "build", "dist", "venv",
                    "env", "__pycache__"})

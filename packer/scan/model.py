@@ -11,7 +11,7 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from .errors import ModelError
+from ..core.errors import ModelError
 
 CONFIG_NAME = "config.pbtxt"
 MODEL_FILE = "model.py"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import VerifyInferError
+from ..core.errors import VerifyInferError
 from . import tensors
 from .kinds import DATATYPES, Plan
 

@@ -15,22 +15,22 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from ..debris import sweep, tagged
-from ..errors import (
+from ..core.debris import sweep, tagged
+from ..core.errors import (
     RuntimeMissingError,
     TritonPackError,
     VerifyInferError,
     VerifyInputsError,
     VerifyLoadError,
 )
-from ..fsguard import not_regular
-from ..inspect import inspect_env
-from ..lock import read_lock
-from ..model import TOKEN, read_config
+from ..core.fsguard import not_regular
+from ..core.progress import NullReporter, Reporter
+from ..core.signals import signals_held
+from ..lock.lockfile import read_lock
+from ..pack.envcheck import inspect_env
 from ..pipeline import Context, Options, prepare
-from ..progress import NullReporter, Reporter
-from ..scan import Kind
-from ..signals import signals_held
+from ..scan.imports import Kind
+from ..scan.model import TOKEN, read_config
 from . import kinds, samples, tensors
 from .callees import closure
 from .client import Client, HttpError
