@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from packer.build.runlock import model_lock
 from packer.core.errors import ExitCode
-from packer.core.runlock import model_lock
 from packer.core.signals import signals_held
 
 from .conftest import error_line, run_cli, snapshot
