@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__
+from .core.version import __version__
 from .lock.pypi import DEFAULT_INDEX, RESOLVERS, Indexes
-from .pipeline import Options
 from .resolve.target import PLATFORMS
+from .settings import Options
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 
 from .build import provides
 from .build.prefix import build, bundle_digest
+from .build.runlock import key_lock, model_lock
 from .core.atomic import ensure_writable, temp_beside
 from .core.debris import sweep
 from .core.errors import (
@@ -36,8 +37,8 @@ from .core.fsguard import not_regular, writable_file
 from .core.integrity import record_path
 from .core.journal import Commit, recover
 from .core.progress import NullReporter, Reporter, plural
-from .core.runlock import key_lock, model_lock
 from .core.signals import AfterCommit, signals_held
+from .core.version import __version__
 from .lock import conda, pychannel
 from .lock.lockfile import LOCK_NAME, Lockfile, changes, needs_write, read_lock, write_lock
 from .lock.pypi import DEFAULT_INDEX, Indexes, IndexUnreachable, NoSolutionError, compile_pins
@@ -54,29 +55,8 @@ from .resolve.target import Target, resolve_target, torch_index
 from .scan.declared import Declared, load_all
 from .scan.imports import ImportReport, Kind, scan
 from .scan.model import CONFIG_NAME, TOKEN, ModelDir, open_model
-
-
-@dataclass(frozen=True)
-class Options:
-    """Everything a user can choose; the CLI fills it, Python callers may too."""
-
-    triton: str | None = None
-    python: str | None = None
-    platform: str | None = None
-    torch: str | None = None
-    version: int | None = None
-    src: tuple[Path, ...] = ()
-    recipes: Path | None = None
-    channels: tuple[str, ...] = ()
-    python_from: str | None = None
-    offline: bool = False
-    indexes: Indexes = field(default_factory=Indexes)
-    resolver: str = "uv"
-    wait: bool = True  # wait for another run on the same model (else fail: --no-wait)
-    cache_from: tuple[str, ...] = ()  # oci://REGISTRY/REPO remote caches to pull from
-    cache_to: tuple[str, ...] = ()  # ... and to push to (packer.pack.remote)
-    insecure_registries: tuple[str, ...] = ()  # plain HTTP beyond loopback
-    explicit: frozenset[str] = frozenset()  # settings given on the command line
+from .settings import Options as Options  # its home is settings; callers import it here too
+from .settings import effective
 
 
 @dataclass(frozen=True)
@@ -120,8 +100,6 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
     rep = reporter or NullReporter()
     t0 = time.monotonic()
     model = open_model(path, opts.version)
-    from .settings import effective
-
     opts, sources = effective(opts, model.path)
     recipes = load(opts.recipes)
     try:
@@ -596,8 +574,6 @@ def remote_refs(opts: Options) -> tuple[tuple[remote.RemoteRef, ...], tuple[remo
 
 
 def _annotations(ctx: Context, locked: LockResult) -> dict[str, str]:
-    from . import __version__
-
     return {"lock-hash": locked.lock.content_hash, "triton": ctx.target.release,
             "python": ctx.target.python, "platform": ctx.target.platform,
             "tritonpack-version": __version__}
