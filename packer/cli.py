@@ -17,11 +17,12 @@ from typing import Any, NoReturn, cast
 
 import click
 
-from . import __version__, render
+from . import render
 from .check import CheckReport, check
 from .core import cache, signals
 from .core.errors import ExitCode, TritonPackError
 from .core.progress import plural
+from .core.version import __version__
 from .lock.lockfile import read_lock
 from .options import (
     lock_options,

@@ -16,10 +16,10 @@ from typing import Any
 
 import tomli_w
 
-from .. import __version__
 from ..core.atomic import atomic_write_bytes
 from ..core.errors import LockError
 from ..core.fsguard import read_regular
+from ..core.version import __version__
 from .conda import CondaPackage
 from .pypi import Pin
 

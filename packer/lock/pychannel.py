@@ -18,7 +18,6 @@ version when the cache lacks it, and checked against the locked sha256 like any 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import io
@@ -291,8 +290,9 @@ def local_channel(install: PythonInstall, subdir: str) -> Path:
         (tmp / "noarch").mkdir()
         _python_package(install, tmp / subdir, subdir)
         _pip_package(install, tmp / "noarch")
-        from rattler.index import index_fs
+        import asyncio  # py-rattler is async; asyncio loads when it runs
 
+        from rattler.index import index_fs
         asyncio.run(index_fs(tmp, write_zst=False, write_shards=False))
         shutil.rmtree(tmp / ".tmp", ignore_errors=True)
         tmp.chmod(0o755)
