@@ -221,6 +221,11 @@ def torch_fallback(ctx: Context, opts: Options, exc: IndexUnreachable, rep: Repo
     return indexes
 
 
+def _python_source(opts: Options) -> str:
+    """Where pip-tools finds the target's Python: ``--python-from`` (a prefix), else auto."""
+    return opts.python_from or "auto"
+
+
 def _channel_sources(ctx: Context, opts: Options, rep: Reporter) -> list[str | Path]:
     """The channels to solve against; a local python channel when none is reachable."""
     if opts.channels and not opts.offline and opts.python_from is None:
@@ -296,13 +301,14 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
     fallback: Indexes | None = None
     try:
         pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target,
-                            lock_indexes(ctx, opts))
+                            lock_indexes(ctx, opts), _python_source(opts))
     except NoSolutionError as exc:
         raise _missing_error(exc, ctx) from exc
     except IndexUnreachable as exc:
         fallback = torch_fallback(ctx, opts, exc, rep)
         try:
-            pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target, fallback)
+            pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target, fallback,
+                                _python_source(opts))
         except NoSolutionError as again:
             raise _missing_error(again, ctx) from again
     rep.done("resolve", f"{plural(len(pins), 'PyPI package')} ({opts.resolver})",
