@@ -12,26 +12,82 @@ and renders what they return)::
     report = packer.verify(Path("models/my_model"), opts)     # a real tritonserver
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .check import CheckReport, check
-from .errors import ExitCode, TritonPackError
-from .inspect import InspectReport, inspect_env
-from .pack import PackOptions
-from .pipeline import (
-    CheckResult,
-    Context,
-    LockResult,
-    Options,
-    PackResult,
-    check_lock,
-    lock,
-    package,
-    prepare,
-)
-from .pypi import Indexes
-from .repository import RepoResult, package_repository
-from .verify.verify import DockerOptions, VerifyReport, verify
+import sys
+from importlib import import_module
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from .core.version import __version__
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
+    from .check import CheckReport, check
+    from .core.errors import ExitCode, TritonPackError
+    from .lock.pypi import Indexes
+    from .pack.envcheck import InspectReport, inspect_env
+    from .pack.pack import PackOptions
+    from .pipeline import (
+        CheckResult,
+        Context,
+        LockResult,
+        Options,
+        PackResult,
+        check_lock,
+        lock,
+        package,
+        prepare,
+    )
+    from .repository import RepoResult, package_repository
+    from .verify.verify import DockerOptions, VerifyReport, verify
+
+_HOME = {  # public name -> the module that owns it (``import packer`` imports none of them)
+    "CheckReport": "check", "check": "check",
+    "ExitCode": "core.errors", "TritonPackError": "core.errors",
+    "Indexes": "lock.pypi",
+    "InspectReport": "pack.envcheck", "inspect_env": "pack.envcheck",
+    "PackOptions": "pack.pack",
+    **dict.fromkeys(["CheckResult", "Context", "LockResult", "Options", "PackResult",
+                     "check_lock", "lock", "package", "prepare"], "pipeline"),
+    "RepoResult": "repository", "package_repository": "repository",
+    "DockerOptions": "verify.verify", "VerifyReport": "verify.verify", "verify": "verify.verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its module on first use, so that ``tritonpack --version`` and
+    ``import packer.core.errors`` do not pay for the whole pipeline."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'packer' has no attribute {name!r}")
+    value = getattr(import_module(f".{home}", __name__), name)
+    if name not in _SHADOWED:
+        globals()[name] = value
+    return value
+
+
+_SHADOWED = {"lock": "pipeline", "verify": "verify.verify"}
+
+
+class _Packer(ModuleType):
+    """``packer.lock`` and ``packer.verify`` name both a stage package and a public function:
+    the function wins, as it did when this module imported everything. The import system's
+    binding of the subpackage is dropped; ``from packer.lock import x`` and relative imports
+    find the package in ``sys.modules``, not as an attribute, and are unaffected."""
+
+    def __getattribute__(self, name: str) -> Any:
+        home = _SHADOWED.get(name)
+        if home is not None:
+            return getattr(import_module(f"packer.{home}"), name)
+        return super().__getattribute__(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in _SHADOWED:
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Packer
+
 
 __all__ = [
     "CheckReport",

@@ -12,16 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TritonPackError
-from .fsguard import not_regular
-from .integrity import verify as verify_record
-from .journal import JOURNAL
-from .lock import LOCK_NAME, read_lock
-from .model import TOKEN, is_repository, require_dir
-from .pack import read_stamp
+from .core.errors import TritonPackError
+from .core.fsguard import not_regular
+from .core.integrity import verify as verify_record
+from .core.journal import JOURNAL
+from .core.progress import Reporter
+from .lock.lockfile import LOCK_NAME, read_lock
+from .pack.pack import read_stamp
 from .pipeline import Options, prepare, stale
-from .progress import Reporter
 from .repository import python_models
+from .scan.model import TOKEN, is_repository, require_dir
 
 
 @dataclass(frozen=True)
@@ -53,21 +53,22 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None) -> 
     diff = stale(ctx, lock)
     if diff:
         problems.append(f"{name}: {LOCK_NAME} is stale: {'; '.join(diff)}")
-    value = ctx.model.env_path()
-    if not value:
+    where = ctx.model.env_location()
+    if where.fault == "unset":
         return [*problems, f"{name}: config.pbtxt has no EXECUTION_ENV_PATH (run tritonpack "
                            f"{ctx.model.path})"]
-    if not value.startswith(TOKEN + "/"):
-        return [*problems, f"{name}: EXECUTION_ENV_PATH {value!r} does not start with {TOKEN}/"]
-    env = ctx.model.path / value[len(TOKEN) + 1:]
+    if where.fault == "no-token" or where.path is None:
+        return [*problems, f"{name}: EXECUTION_ENV_PATH {where.value!r} does not start with "
+                           f"{TOKEN}/"]
+    env = where.path
     problems += [f"{name}: {other.name} is an environment tritonpack made that config.pbtxt does "
                  f"not point at: remove it (it ships with the model for nothing)"
                  for other in stray_envs(ctx.model.path, env)]
-    if not env.exists():
+    if where.fault == "missing":
         return [*problems, f"{name}: EXECUTION_ENV_PATH points at {env.name}, which does not exist"]
-    if not env.is_dir() and (kind := not_regular(env)) is not None:
-        return [*problems, f"{name}: EXECUTION_ENV_PATH points at {env.name}, which is {kind}, "
-                           "not an environment"]
+    if where.fault == "not-env":
+        return [*problems, f"{name}: EXECUTION_ENV_PATH points at {env.name}, which is "
+                           f"{where.kind}, not an environment"]
     damaged = verify_record(env)  # pack inspected exactly the bytes the record vouches for
     if damaged is not None:
         return [*problems, f"{name}: {damaged}"]

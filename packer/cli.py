@@ -17,12 +17,13 @@ from typing import Any, NoReturn, cast
 
 import click
 
-from . import __version__, cache, envcache, remote, render, signals
+from . import render
 from .check import CheckReport, check
-from .errors import ExitCode, TritonPackError
-from .inspect import inspect_env, inspect_target
-from .lock import read_lock
-from .model import is_repository, open_model, require_dir
+from .core import cache, signals
+from .core.errors import ExitCode, TritonPackError
+from .core.progress import plural
+from .core.version import __version__
+from .lock.lockfile import read_lock
 from .options import (
     lock_options,
     make_options,
@@ -33,13 +34,15 @@ from .options import (
     target_options,
     verify_options,
 )
-from .pack import DEFAULT_LEVEL, FORMATS, PackOptions
+from .pack import envcache, remote
+from .pack.envcheck import inspect_env, inspect_target
+from .pack.pack import DEFAULT_LEVEL, FORMATS, PackOptions
 from .pipeline import PackResult, check_lock, lock, package, prepare
-from .progress import plural
-from .recipebook import load
 from .repository import Failure, RepoResult, package_repository
+from .resolve.recipebook import load
+from .resolve.target import releases
+from .scan.model import is_repository, open_model, require_dir
 from .settings import describe, effective
-from .target import releases
 from .verify.layout import is_ensemble
 from .verify.requestfile import check_request_file
 from .verify.verify import DockerOptions, VerifyReport, verify

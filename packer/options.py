@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__
-from .pipeline import Options
-from .pypi import DEFAULT_INDEX, RESOLVERS, Indexes
-from .target import PLATFORMS
+from .core.version import __version__
+from .lock.pypi import DEFAULT_INDEX, RESOLVERS, Indexes
+from .resolve.target import PLATFORMS
+from .settings import Options
 
 F = TypeVar("F", bound=Callable[..., Any])
 

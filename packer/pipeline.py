@@ -20,12 +20,12 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from . import conda, envcache, forgotten, provides, pychannel, remote
-from .atomic import ensure_writable, temp_beside
-from .debris import sweep
-from .declared import Declared, load_all
-from .env import build, bundle_digest
-from .errors import (
+from .build import provides
+from .build.prefix import build, bundle_digest
+from .build.runlock import key_lock, model_lock
+from .core.atomic import ensure_writable, temp_beside
+from .core.debris import sweep
+from .core.errors import (
     ConfigPatchError,
     LockError,
     PackError,
@@ -33,47 +33,30 @@ from .errors import (
     TargetError,
     TritonPackError,
 )
-from .fsguard import not_regular, writable_file
-from .integrity import record_path
-from .journal import Commit, recover
-from .lock import LOCK_NAME, Lockfile, changes, needs_write, read_lock, write_lock
-from .model import CONFIG_NAME, TOKEN, ModelDir, open_model
-from .pack import EnvArchive, PackOptions, Staged, enforce, output_path, read_stamp
-from .pack import pack as pack_env
-from .patch import PatchResult, PlannedPatch, check_patch, env_value
-from .progress import NullReporter, Reporter, plural
-from .pypi import DEFAULT_INDEX, Indexes, IndexUnreachable, NoSolutionError, compile_pins
-from .recipebook import Recipes, load
-from .resolve import Requirements, resolve, toml_key
-from .runlock import key_lock, model_lock
-from .sbom import render as render_sbom
-from .sbom import sbom_path
-from .scan import ImportReport, Kind, scan
-from .signals import AfterCommit, signals_held
-from .target import Target, resolve_target, torch_index
-
-
-@dataclass(frozen=True)
-class Options:
-    """Everything a user can choose; the CLI fills it, Python callers may too."""
-
-    triton: str | None = None
-    python: str | None = None
-    platform: str | None = None
-    torch: str | None = None
-    version: int | None = None
-    src: tuple[Path, ...] = ()
-    recipes: Path | None = None
-    channels: tuple[str, ...] = ()
-    python_from: str | None = None
-    offline: bool = False
-    indexes: Indexes = field(default_factory=Indexes)
-    resolver: str = "uv"
-    wait: bool = True  # wait for another run on the same model (else fail: --no-wait)
-    cache_from: tuple[str, ...] = ()  # oci://REGISTRY/REPO remote caches to pull from
-    cache_to: tuple[str, ...] = ()  # ... and to push to (packer.remote)
-    insecure_registries: tuple[str, ...] = ()  # plain HTTP beyond loopback
-    explicit: frozenset[str] = frozenset()  # settings given on the command line
+from .core.fsguard import not_regular, writable_file
+from .core.integrity import record_path
+from .core.journal import Commit, recover
+from .core.progress import NullReporter, Reporter, plural
+from .core.signals import AfterCommit, signals_held
+from .core.version import __version__
+from .lock import conda, pychannel
+from .lock.lockfile import LOCK_NAME, Lockfile, changes, needs_write, read_lock, write_lock
+from .lock.pypi import DEFAULT_INDEX, Indexes, IndexUnreachable, NoSolutionError, compile_pins
+from .pack import envcache, remote
+from .pack.pack import EnvArchive, PackOptions, Staged, enforce, output_path, read_stamp
+from .pack.pack import pack as pack_env
+from .pack.sbom import render as render_sbom
+from .pack.sbom import sbom_path
+from .patch.config import PatchResult, PlannedPatch, check_patch, env_value
+from .resolve import forgotten
+from .resolve.recipebook import Recipes, load
+from .resolve.requirements import Requirements, resolve, toml_key
+from .resolve.target import Target, resolve_target, torch_index
+from .scan.declared import Declared, load_all
+from .scan.imports import ImportReport, Kind, scan
+from .scan.model import CONFIG_NAME, TOKEN, ModelDir, open_model
+from .settings import Options as Options  # its home is settings; callers import it here too
+from .settings import effective
 
 
 @dataclass(frozen=True)
@@ -117,8 +100,6 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
     rep = reporter or NullReporter()
     t0 = time.monotonic()
     model = open_model(path, opts.version)
-    from .settings import effective
-
     opts, sources = effective(opts, model.path)
     recipes = load(opts.recipes)
     try:
@@ -240,6 +221,11 @@ def torch_fallback(ctx: Context, opts: Options, exc: IndexUnreachable, rep: Repo
     return indexes
 
 
+def _python_source(opts: Options) -> str:
+    """Where pip-tools finds the target's Python: ``--python-from`` (a prefix), else auto."""
+    return opts.python_from or "auto"
+
+
 def _channel_sources(ctx: Context, opts: Options, rep: Reporter) -> list[str | Path]:
     """The channels to solve against; a local python channel when none is reachable."""
     if opts.channels and not opts.offline and opts.python_from is None:
@@ -316,13 +302,14 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
     fallback: Indexes | None = None
     try:
         pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target,
-                            lock_indexes(ctx, opts))
+                            lock_indexes(ctx, opts), _python_source(opts))
     except NoSolutionError as exc:
         raise _missing_error(exc, ctx) from exc
     except IndexUnreachable as exc:
         fallback = torch_fallback(ctx, opts, exc, rep)
         try:
-            pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target, fallback)
+            pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target, fallback,
+                                _python_source(opts))
         except NoSolutionError as again:
             raise _missing_error(again, ctx) from again
     rep.done("resolve", f"{plural(len(pins), 'PyPI package')} ({opts.resolver})",
@@ -465,7 +452,7 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
     with _output_errors(dest):  # a bad or unwritable destination fails before lock and build
         ensure_writable(_existing_ancestor(dest.parent))
     left = [f".{n}." for n in (dest.name, LOCK_NAME, CONFIG_NAME, sbom_path(dest).name)]
-    for where in {ctx.model.path, dest.parent}:  # what a killed run left (packer.debris)
+    for where in {ctx.model.path, dest.parent}:  # what a killed run left (packer.core.debris)
         sweep(where, left)
     locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
     with _output_errors(dest):
@@ -598,8 +585,6 @@ def remote_refs(opts: Options) -> tuple[tuple[remote.RemoteRef, ...], tuple[remo
 
 
 def _annotations(ctx: Context, locked: LockResult) -> dict[str, str]:
-    from . import __version__
-
     return {"lock-hash": locked.lock.content_hash, "triton": ctx.target.release,
             "python": ctx.target.python, "platform": ctx.target.platform,
             "tritonpack-version": __version__}

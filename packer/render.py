@@ -10,8 +10,8 @@ from typing import Any, cast
 
 import click
 
+from .core.progress import plural
 from .pipeline import CheckResult, Context, LockResult, PackResult
-from .progress import plural
 from .repository import RepoResult
 from .verify.verify import VerifyReport
 

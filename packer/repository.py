@@ -7,11 +7,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelError, TritonPackError
-from .model import CONFIG_NAME, read_config
-from .pack import PackOptions
+from .core.errors import ModelError, TritonPackError
+from .core.progress import NullReporter, Reporter
+from .pack.pack import PackOptions
 from .pipeline import Options, lock_inputs, package, prepare
-from .progress import NullReporter, Reporter
+from .scan.model import CONFIG_NAME, read_config
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,40 @@ the effective settings and where each came from."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .declared import load_declared
-from .errors import LockError, ModelError, ScanError
-from .lock import LOCK_NAME, read_lock
-from .pipeline import Options
-from .pypi import DEFAULT_INDEX, RESOLVERS, Indexes
-from .recipebook import load
-from .target import PLATFORMS
+from .core.errors import LockError, ModelError, ScanError
+from .lock.lockfile import LOCK_NAME, read_lock
+from .lock.pypi import DEFAULT_INDEX, RESOLVERS, Indexes
+from .resolve.recipebook import load
+from .resolve.target import PLATFORMS
+from .scan.declared import load_declared
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything a user can choose; the CLI fills it, Python callers may too."""
+
+    triton: str | None = None
+    python: str | None = None
+    platform: str | None = None
+    torch: str | None = None
+    version: int | None = None
+    src: tuple[Path, ...] = ()
+    recipes: Path | None = None
+    channels: tuple[str, ...] = ()
+    python_from: str | None = None
+    offline: bool = False
+    indexes: Indexes = field(default_factory=Indexes)
+    resolver: str = "uv"
+    wait: bool = True  # wait for another run on the same model (else fail: --no-wait)
+    cache_from: tuple[str, ...] = ()  # oci://REGISTRY/REPO remote caches to pull from
+    cache_to: tuple[str, ...] = ()  # ... and to push to (packer.pack.remote)
+    insecure_registries: tuple[str, ...] = ()  # plain HTTP beyond loopback
+    explicit: frozenset[str] = frozenset()  # settings given on the command line
+
 
 # setting -> (Options field, kind); the names are the command-line option names
 SETTINGS: dict[str, tuple[str, type]] = {

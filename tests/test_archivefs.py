@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import PackError
-from packer.inspect import inspect_env
-from packer.pack import _entries, check_tree
+from packer.core.errors import PackError
+from packer.pack.envcheck import inspect_env
+from packer.pack.pack import _entries, check_tree
 
 from .conftest import run_cli
 from .test_inspect import TARGET, good_members, special, write_tar
@@ -116,8 +116,8 @@ def test_a_directory_env_is_judged_by_real_path(tmp_path: Path) -> None:
 def test_verify_refuses_the_escaping_archive_before_any_server(tmp_path: Path) -> None:
     """The issue's attack: a real tritonserver extracted this archive and wrote lib/esc/x
     outside its extraction dir, while verify said the model loads and answers."""
-    from packer.errors import ExitCode
-    from packer.patch import env_value, patch_config
+    from packer.core.errors import ExitCode
+    from packer.patch.config import env_value, patch_config
 
     from .conftest import copy_model, error_line
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import ExitCode
+from packer.core.errors import ExitCode
 
 from .conftest import FIXTURES, Result, error_line, run_cli, snapshot
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 JOB = """
 import os, shutil, sys, time
-from packer.env import new_build_dir
-from packer.runlock import key_lock
+from packer.build.prefix import new_build_dir
+from packer.build.runlock import key_lock
 key = "b" * 64
 for _ in range(3):
     with key_lock(key):

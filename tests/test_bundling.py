@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from packer.env import bundle_plan
+from packer.build.prefix import bundle_plan
 from packer.pipeline import Options, prepare
 
 from .conftest import SRC, run_cli
@@ -67,7 +67,7 @@ def test_only_the_imported_package_and_its_data_is_bundled(model_copy: Copy,
 @pytest.mark.slow
 def test_bundled_files_are_listed_in_verbose_and_the_sbom(model_copy: Copy, tmp_path: Path,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="packer.env")  # what --verbose shows
+    caplog.set_level(logging.INFO, logger="packer.build.prefix")  # what --verbose shows
     model = model_copy("with_src")
     src = hostile_src(tmp_path)
     res = run_cli(model, "--src", src, "--offline", "--sbom", "--verbose", "--no-cache")

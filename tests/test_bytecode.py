@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import PackError
-from packer.pack import bytecode_targets, compile_bytecode
-from packer.pychannel import find_python
+from packer.core.errors import PackError
+from packer.lock.pychannel import find_python
+from packer.pack.pack import bytecode_targets, compile_bytecode
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from packer import env as env_mod
-from packer.targz import BLOCK, ParallelGzipWriter
+from packer.build import prefix as env_mod
+from packer.pack.targz import BLOCK, ParallelGzipWriter
 
 from .conftest import SRC, run_cli
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from packer.errors import ExitCode
+from packer.core.errors import ExitCode
 
 from .conftest import FIXTURES, MODELS, SRC, run_cli
 
@@ -99,8 +99,8 @@ def test_unknown_import_is_a_guess_with_a_warning() -> None:
 
 
 def test_torch_locks_from_the_index_matching_the_release_cuda() -> None:
-    from packer.recipebook import load
-    from packer.target import resolve_target, torch_index
+    from packer.resolve.recipebook import load
+    from packer.resolve.target import resolve_target, torch_index
 
     book = load()
     for release, want in (("24.10", "cu126"), ("25.06", "cu129"), ("26.10", "cu130"),

@@ -1,4 +1,4 @@
-"""The commit protocol (packer/journal.py): a model's outputs change together or not at all,
+"""The commit protocol (packer/core/journal.py): a model's outputs change together or not at all,
 and every message says what is on disk."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from packer import journal
-from packer.errors import ExitCode
-from packer.journal import JOURNAL, Commit, recover
+from packer.core import journal
+from packer.core.errors import ExitCode
+from packer.core.journal import JOURNAL, Commit, recover
 
 from .conftest import error_line, run_cli, snapshot
 
@@ -147,7 +147,7 @@ def test_a_full_disk_while_writing_the_config_changes_nothing(
 @pytest.mark.slow
 def test_a_config_edited_during_the_pack_changes_nothing(
         packed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from packer import envcache
+    from packer.pack import envcache
 
     real = envcache.place
     config = packed / "config.pbtxt"

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from packer.conditions import Target
+from packer.scan.conditions import Target
 
 from .conftest import MODELS, run_cli
 

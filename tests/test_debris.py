@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from packer.debris import sweep, tagged
+from packer.core.debris import sweep, tagged
 
 
 def dead_pid() -> int:

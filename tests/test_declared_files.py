@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import ExitCode
-from packer.lock import read_lock
+from packer.core.errors import ExitCode
+from packer.lock.lockfile import read_lock
 
 from .conftest import MODELS, run_cli
 

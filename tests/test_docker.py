@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import ExitCode, RuntimeMissingError
-from packer.lock import read_lock
+from packer.core.errors import ExitCode, RuntimeMissingError
+from packer.lock.lockfile import read_lock
 from packer.verify.docker import connect
 
 from .conftest import FIXTURES, error_line, run_cli

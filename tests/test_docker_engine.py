@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import ExitCode, RuntimeMissingError
+from packer.core.errors import ExitCode, RuntimeMissingError
 from packer.verify.docker import connect
 
 

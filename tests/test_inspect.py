@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from packer.elf import ElfError, file_version_needs, version_needs
-from packer.errors import ExitCode
-from packer.inspect import inspect_env
-from packer.recipebook import load
-from packer.target import resolve_target
+from packer.core.errors import ExitCode
+from packer.pack.elf import ElfError, file_version_needs, version_needs
+from packer.pack.envcheck import inspect_env
+from packer.resolve.recipebook import load
+from packer.resolve.target import resolve_target
 
 from .conftest import FIXTURES, error_line, run_cli
 

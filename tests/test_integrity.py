@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from packer.integrity import record_path, sha256_file
+from packer.core.integrity import record_path, sha256_file
 
 from .conftest import run_cli
 
@@ -139,8 +139,8 @@ def test_check_refuses_a_changed_directory_env(model_copy: Copy) -> None:
 def test_a_conda_package_that_differs_from_the_lock_is_not_installed(model_copy: Copy) -> None:
     import dataclasses
 
-    from packer.errors import ExitCode
-    from packer.lock import read_lock, write_lock
+    from packer.core.errors import ExitCode
+    from packer.lock.lockfile import read_lock, write_lock
 
     model = model_copy("plain_numpy")
     assert run_cli("lock", model, "--triton", "24.10", "--offline").exit_code == 0

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import ExitCode
-from packer.runlock import model_lock
-from packer.signals import signals_held
+from packer.build.runlock import model_lock
+from packer.core.errors import ExitCode
+from packer.core.signals import signals_held
 
 from .conftest import error_line, run_cli, snapshot
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import ExitCode
-from packer.lock import read_lock, write_lock
-from packer.pychannel import SCHEME, find_python, local_channel
+from packer.core.errors import ExitCode
+from packer.lock.lockfile import read_lock, write_lock
+from packer.lock.pychannel import SCHEME, find_python, local_channel
 
 from .conftest import error_line, run_cli
 

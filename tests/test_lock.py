@@ -7,10 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
-from packer import conda
-from packer.errors import ExitCode
-from packer.lock import read_lock
+from packer.core.errors import ExitCode
+from packer.lock import conda
+from packer.lock.lockfile import read_lock
 
 from .conftest import run_cli
 
@@ -110,10 +111,25 @@ def test_falls_back_to_a_local_python_when_no_channel_answers(
 
 def test_pip_tools_resolver(model_copy: Copy) -> None:
     model = model_copy("dynamic")
-    # pip-compile resolves for the Python it runs on: the tests' own 3.11
-    res = run_cli("lock", model, "--triton", "24.10", "--python", "3.11", "--offline",
-                  "--resolver", "pip-tools", "-q")
+    # pip-compile runs in the target's Python: Triton 24.10's 3.10 (a local CPython build),
+    # not the tests' own 3.11
+    res = run_cli("lock", model, "--triton", "24.10", "--offline", "--resolver", "pip-tools", "-q")
     assert res.exit_code == 0, res.stderr
     lock = read_lock(model / "tritonpack.lock")
     assert lock.resolver == "pip-tools"
+    assert lock.target["python"] == "3.10"
     assert {"numpy", "pyyaml", "tqdm", "protobuf"} <= set(pins(model))
+    # numpy 2.3 dropped 3.10: a resolve in tritonpack's own 3.11 would pick it
+    numpy = next(p for p in lock.pypi if p.name == "numpy")
+    assert Version(numpy.version) < Version("2.3"), numpy.version
+
+
+def test_pip_tools_refuses_another_platform(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    res = run_cli("lock", model, "--triton", "24.10", "--offline", "--resolver", "pip-tools",
+                  "--platform", "linux-aarch64")
+    assert res.exit_code == ExitCode.RESOLVE
+    assert res.stderr.splitlines()[-1] == (
+        "error: --resolver pip-tools resolves only for this machine's platform (linux-64), "
+        "not linux-aarch64: use --resolver uv")
+    assert not (model / "tritonpack.lock").exists()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from packer.recipebook import load
-from packer.resolve import map_import
+from packer.resolve.recipebook import load
+from packer.resolve.requirements import map_import
 
 from .conftest import MODELS, run_cli
 

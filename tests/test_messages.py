@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from packer.conda import check_specs
-from packer.errors import ExitCode, ResolveError
-from packer.pypi import NoSolutionError, _first_cause, required_names
+from packer.core.errors import ExitCode, ResolveError
+from packer.lock.conda import check_specs
+from packer.lock.pypi import NoSolutionError, _first_cause, required_names
 
 from .conftest import FIXTURES, error_line, run_cli
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from packer.errors import ExitCode
-from packer.model import open_model
+from packer.core.errors import ExitCode
+from packer.scan.model import open_model
 
 from .conftest import MODELS, run_cli
 

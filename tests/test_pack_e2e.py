@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from packer import pack as pack_mod
-from packer.errors import ExitCode
+from packer.core.errors import ExitCode
+from packer.pack import pack as pack_mod
 
 from .conftest import SRC, error_line, run_cli, snapshot
 
@@ -160,8 +160,8 @@ def test_user_module_shadowed_by_an_installed_one(model_copy: Copy, tmp_path: Pa
 
 def test_hash_mismatch_names_the_file(model_copy: Copy) -> None:
     """A lock whose PyPI hash does not match the index's file (re-signed, so it reads)."""
-    from packer.lock import Lockfile, read_lock, write_lock
-    from packer.pypi import Pin
+    from packer.lock.lockfile import Lockfile, read_lock, write_lock
+    from packer.lock.pypi import Pin
 
     model = model_copy("plain_numpy")
     assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0

@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tritonclient.grpc import model_config_pb2
 
-from packer import patch as patch_mod
-from packer.errors import ConfigPatchError
-from packer.model import EXECUTION_ENV_PATH, parse_config
-from packer.patch import env_value, patch_config, patched_text
+from packer.core.errors import ConfigPatchError
+from packer.patch import config as patch_mod
+from packer.patch.config import env_value, patch_config, patched_text
+from packer.scan.model import EXECUTION_ENV_PATH, parse_config
 
 VALUE = env_value("tritonpack-env.tar.gz")
 
@@ -84,7 +84,7 @@ def test_failure_mid_write_leaves_the_original(tmp_path: Path,
     def boom(fd: int) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr("packer.atomic.os.fsync", boom)
+    monkeypatch.setattr("packer.core.atomic.os.fsync", boom)
     with pytest.raises(OSError, match="disk on fire"):
         patch_config(cfg, VALUE)
     assert cfg.read_text() == COMMENTED

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from packer import pickles
+from packer.scan import pickles
 
 from .conftest import MODELS, run_cli
 

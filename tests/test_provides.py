@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import BuildError, ExitCode
-from packer.provides import check, provided
-from packer.resolve import Resolution
-from packer.scan import Kind
+from packer.build.provides import check, provided
+from packer.core.errors import BuildError, ExitCode
+from packer.resolve.requirements import Resolution
+from packer.scan.imports import Kind
 
 from .conftest import error_line, run_cli
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from packer.prune import prune, restore, stub_readers
+from packer.pack.prune import prune, restore, stub_readers
 
 from .conftest import copy_model, run_cli
 from .wheels import make_wheel

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import ExitCode
+from packer.core.errors import ExitCode
 
 from .conftest import FIXTURES, error_line, run_cli
 

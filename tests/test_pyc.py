@@ -1,6 +1,6 @@
 """Canonical .pyc bytes: marshal's FLAG_REF depends on reference counts at write time, so the
 same source could compile to files differing in one flag bit (seen 1 build in 10 with 3.10).
-packer.pyc keeps the flag only where a back-reference uses it; the code object is the same."""
+packer.pack.pyc keeps the flag only where a back-reference uses it; the code object is the same."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from packer import pyc
-from packer.pychannel import find_python
+from packer.lock.pychannel import find_python
+from packer.pack import pyc
 
 SOURCE = '''
 import os

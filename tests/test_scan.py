@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import ScanError
-from packer.recipebook import load
-from packer.scan import ImportReport, Kind, scan
+from packer.core.errors import ScanError
+from packer.resolve.recipebook import load
+from packer.scan.imports import ImportReport, Kind, scan
 
 from .conftest import MODELS, SRC
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import ExitCode
-from packer.lock import read_lock
-from packer.pypi import Indexes, failed_index
+from packer.core.errors import ExitCode
+from packer.lock.lockfile import read_lock
+from packer.lock.pypi import Indexes, failed_index
 
 from .conftest import copy_model, error_line, run_cli
 from .wheels import make_wheel

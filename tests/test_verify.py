@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from packer.errors import ExitCode
+from packer.core.errors import ExitCode
 
 from .conftest import FIXTURES, copy_model, error_line, run_cli
 

@@ -14,7 +14,8 @@ import zipfile
 from pathlib import Path
 
 from packer.pychannel import find_python
-from packer.zipstd import DOCS, plan, zip_name, zip_stdlib
+
+from packer.pack.zipstd import DOCS, plan, zip_name, zip_stdlib
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 TAG = f"cpython-{sys.version_info.major}{sys.version_info.minor}"

@@ -31,7 +31,7 @@ def bls_callees(model_py: Path) -> list[str]:
 
 
 def _direct(model: Path) -> list[str]:
-    from ..model import read_config
+    from ..scan.model import read_config
 
     _, config = read_config(model / "config.pbtxt")
     names = ensemble_steps(config)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..resolve import Requirements
+from ..resolve.requirements import Requirements
 
 _NO_MODULE = re.compile(r"No module named '([^']+)'")
 _GLIBC = re.compile(r"(GLIBC(?:XX)?_[0-9.]+)'? not found")

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import RuntimeMissingError
+from ..core.errors import RuntimeMissingError
 from .runtime import free_port
 
 SHM_DEFAULT = "256m"

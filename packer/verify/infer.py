@@ -11,8 +11,6 @@ import queue
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from .kinds import Plan, Tensor
 
 
@@ -42,6 +40,7 @@ def _fill(tensor: Tensor, shape: list[int], callee: str | None) -> Any:
     """Plausible values: 1 for numbers, True, the bytes b'tritonpack' for strings; a string input
     named like a model name (BLS examples take the model to call as an input) gets the name of
     a model loaded beside it."""
+    import numpy as np
     from tritonclient.utils import triton_to_np_dtype
 
     if tensor.datatype == "BYTES":

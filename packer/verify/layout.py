@@ -8,8 +8,8 @@ import os
 import re
 from pathlib import Path
 
-from ..errors import TritonPackError, VerifyLoadError
-from ..model import EXECUTION_ENV_PATH, TOKEN, read_config
+from ..core.errors import TritonPackError, VerifyLoadError
+from ..scan.model import EXECUTION_ENV_PATH, TOKEN, read_config
 
 _GPUS = re.compile(r"\bgpus\s*:\s*\[[^\]]*\]\s*,?")
 

@@ -15,8 +15,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from .. import proc
-from ..errors import RuntimeMissingError
+from ..core import proc
+from ..core.errors import RuntimeMissingError
 from .runtime import cleanup_from_log, env_dirs, free_port
 
 RELEASE = "24.10"  # nvidia-pytriton 0.7.0 ships tritonserver 2.51.0

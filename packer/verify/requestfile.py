@@ -12,8 +12,8 @@ import json
 import zipfile
 from pathlib import Path
 
-from ..errors import ExitCode, TritonPackError
-from ..fsguard import read_regular
+from ..core.errors import ExitCode, TritonPackError
+from ..core.fsguard import read_regular
 
 MAX_DEPTH = 32  # dimensions of a tensor, generously (Triton's own limit is far lower)
 MAX_BYTES = 1 << 30

@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..errors import VerifyInferError
+from ..core.errors import VerifyInferError
 from . import tensors
 from .kinds import DATATYPES, Plan
 
@@ -30,6 +28,7 @@ class Request:
 
 
 def _np_type(datatype: str) -> Any:
+    import numpy as np
     from tritonclient.utils import triton_to_np_dtype
 
     return np.object_ if datatype == "BYTES" else triton_to_np_dtype(datatype)
@@ -46,6 +45,7 @@ def _bytes_elements(raw: bytes) -> list[bytes]:
 
 
 def _warmup_tensor(spec: dict[str, Any], shape: list[int], warmup_dir: Path) -> Any:
+    import numpy as np
     datatype = DATATYPES.get(str(spec.get("data_type", "")), "")
     if not datatype:
         raise VerifyInferError(f"model_warmup: datatype {spec.get('data_type')} not supported")
@@ -95,6 +95,7 @@ def is_perf_data(raw: Any) -> bool:
 def from_perf_data(raw: dict[str, Any], plan: Plan) -> dict[str, Any]:
     """The first request of perf_analyzer's --input-data JSON: {"data": [{NAME: value}]}, a
     value being a flat or nested list, {"content": [...], "shape": [...]} or {"b64": "..."}."""
+    import numpy as np
     types = {t.name: t.datatype for t in plan.inputs}
     shapes = {t.name: plan.shape(t) for t in plan.inputs}
     first = raw["data"][0]

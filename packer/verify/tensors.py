@@ -12,8 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .infer import Response
 from .kinds import DATATYPES, Plan
 
@@ -23,6 +21,7 @@ __all__ = ["DATATYPES", "check_outputs", "compare", "from_file"]
 def from_file(path: Path, plan: Plan) -> dict[str, Any]:
     """Inputs from JSON ({name: nested list}) or .npz (one array per input name), as arrays of
     the datatypes the config declares."""
+    import numpy as np
     from tritonclient.utils import triton_to_np_dtype
 
     types = {t.name: t.datatype for t in plan.inputs}
@@ -66,6 +65,7 @@ def check_outputs(plan: Plan, response: Response) -> tuple[list[str], list[str]]
 
 
 def _flat(value: Any) -> list[Any]:
+    import numpy as np
     return np.asarray(value, dtype=object).flatten().tolist() if isinstance(value, list) \
         else [value]
 
@@ -80,6 +80,7 @@ def _same(a: Any, b: Any, rtol: float) -> bool:
 
 def compare(response: Response, expected_path: Path, rtol: float = 1e-5) -> list[str]:
     """Differences between a response and the values of --expect (JSON {name: nested list})."""
+    import numpy as np
     expected = json.loads(expected_path.read_text(encoding="utf-8"))
     problems = []
     for name, value in expected.items():

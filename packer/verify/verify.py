@@ -15,22 +15,21 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from ..debris import sweep, tagged
-from ..errors import (
+from ..core.debris import sweep, tagged
+from ..core.errors import (
     RuntimeMissingError,
     TritonPackError,
     VerifyInferError,
     VerifyInputsError,
     VerifyLoadError,
 )
-from ..fsguard import not_regular
-from ..inspect import inspect_env
-from ..lock import read_lock
-from ..model import TOKEN, read_config
+from ..core.progress import NullReporter, Reporter, plural
+from ..core.signals import signals_held
+from ..lock.lockfile import read_lock
+from ..pack.envcheck import inspect_env
 from ..pipeline import Context, Options, prepare
-from ..progress import NullReporter, Reporter, plural
-from ..scan import Kind
-from ..signals import signals_held
+from ..scan.imports import Kind
+from ..scan.model import TOKEN, read_config
 from . import kinds, samples, tensors
 from .callees import closure
 from .client import Client, HttpError
@@ -101,23 +100,22 @@ class VerifyReport:
 
 
 def env_location(ctx: Context) -> Path:
-    value = ctx.model.env_path()
-    if not value:
+    where = ctx.model.env_location()
+    if where.fault == "unset":
         raise VerifyLoadError(
             f"{ctx.model.config_path}: no EXECUTION_ENV_PATH: nothing to verify",
             hint=f"pack it first: tritonpack {ctx.model.path}",
         )
-    if not value.startswith(TOKEN + "/"):
-        raise VerifyLoadError(f"EXECUTION_ENV_PATH {value!r} does not start with {TOKEN}/",
+    if where.fault == "no-token" or where.path is None:
+        raise VerifyLoadError(f"EXECUTION_ENV_PATH {where.value!r} does not start with {TOKEN}/",
                               hint="Triton substitutes the token only at the start of the value")
-    path = ctx.model.path / value[len(TOKEN) + 1:]
-    if not path.exists():
-        raise VerifyLoadError(f"EXECUTION_ENV_PATH points at {path}, which does not exist",
+    if where.fault == "missing":
+        raise VerifyLoadError(f"EXECUTION_ENV_PATH points at {where.path}, which does not exist",
                               hint=f"pack it: tritonpack {ctx.model.path}")
-    if not path.is_dir() and (kind := not_regular(path)) is not None:
-        raise VerifyLoadError(f"EXECUTION_ENV_PATH points at {path}, which is {kind}, not an "
-                              "environment", hint=f"pack it: tritonpack {ctx.model.path}")
-    return path
+    if where.fault == "not-env":
+        raise VerifyLoadError(f"EXECUTION_ENV_PATH points at {where.path}, which is {where.kind}, "
+                              "not an environment", hint=f"pack it: tritonpack {ctx.model.path}")
+    return where.path
 
 
 def probe_modules(ctx: Context) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import os
 import re
@@ -27,21 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conda_pack.core import CondaEnv, CondaPackException, Packer
-from conda_pack.formats import NoArchive
-
-from . import importcheck, proc, pyc, zipstd
+from ..build import importcheck
+from ..build.prefix import Prefix
+from ..core import proc
+from ..core.atomic import atomic_write_bytes, replace_dir, temp_beside
+from ..core.errors import PackError, ProcessError
+from ..core.fsguard import not_regular
+from ..core.integrity import manifest, record_path, render_record
+from ..core.progress import NullReporter, Reporter, plural
+from ..resolve.target import Target
+from . import pyc, zipstd
 from .archivefs import check_entries, escapes_dir
-from .atomic import atomic_write_bytes, replace_dir, temp_beside
-from .env import Prefix
-from .errors import PackError, ProcessError
-from .fsguard import not_regular
-from .inspect import inspect_env
-from .integrity import manifest, record_path, render_record
-from .progress import NullReporter, Reporter, plural
+from .envcheck import inspect_env
 from .prune import RULES as PRUNE_RULES
 from .prune import PruneReport, largest_packages, prune, restore, tree_size
-from .target import Target
 from .targz import ParallelGzipWriter
 
 ARCHIVE_NAME = "tritonpack-env.tar.gz"
@@ -165,59 +163,6 @@ def check_layout(root: Path, python: str) -> None:
             f"the environment lacks {', '.join(missing)}: Triton's Python backend needs them",
             hint="numpy comes from the lock; bin/activate from conda-pack; python from the channel",
         )
-
-
-class _LinkUnchanged(NoArchive):  # type: ignore[misc]  # conda-pack ships no type hints
-    """conda-pack's ``no-archive`` writer, linking what conda-pack hands back unchanged."""
-
-    def _add(self, source: str, target: str) -> None:
-        """A hard link per file, else a copy. conda-pack 0.9 picks link-or-copy once, from
-        its first file, then fails with EXDEV on its own activate scripts when tritonpack's
-        install and $TMPDIR are on different file systems (a tmpfs /tmp: exit 70, seen)."""
-        target_abspath = self._absolute_path(target)
-        self._ensure_parent(target_abspath)
-        if not (os.path.isfile(source) or os.path.islink(source)):
-            os.mkdir(target_abspath)
-            return
-        try:
-            os.link(source, target_abspath, follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
-                raise
-            shutil.copy2(source, target_abspath, follow_symlinks=False)
-
-    def _add_bytes(self, source: str, sourcebytes: bytes, target: str) -> None:
-        path = Path(source)
-        st = path.lstat()
-        if (stat.S_ISREG(st.st_mode) and st.st_size == len(sourcebytes)
-                and path.read_bytes() == sourcebytes):
-            self._add(source, target)  # a hard link on one device, else a copy
-        else:
-            super()._add_bytes(source, sourcebytes, target)
-
-
-def stage(prefix: Prefix, work: Path) -> Path:
-    """conda-pack the prefix into a relocated directory ``work/packed``.
-
-    conda-pack's own file list, prefix handling and activate scripts, written by its
-    ``Packer`` into a ``no-archive`` directory, with one change: a file conda-pack read and
-    handed back unchanged (every pip-installed file: it reads them to look for the prefix)
-    is hard-linked like its managed files, not copied (torch: 650 MB not written twice).
-    """
-    out = work / "packed"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    try:
-        env = CondaEnv.from_prefix(str(prefix.path), on_missing_cache="ignore")
-        env = env.exclude("CACHEDIR.TAG").exclude("conda-meta/history")
-        packer = Packer(env.prefix, _LinkUnchanged(str(out), ""))
-        for file in env.files:
-            packer.add(file)
-        packer.finish()
-    except CondaPackException as exc:
-        raise PackError(f"conda-pack refused the environment: {exc}", detail=str(exc)) from exc
-    return out
 
 
 def check_tree(root: Path, paths: list[Path]) -> None:
@@ -447,6 +392,8 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
     if options.bytecode not in BYTECODE:
         raise PackError(f"unknown bytecode mode {options.bytecode!r}",
                         hint=f"use one of {', '.join(BYTECODE)}")
+    from .staging import stage  # conda-pack, imported when a pack runs, not at start-up
+
     staged = stage(prefix, prefix.path.parent)
     check_layout(staged, prefix.python)
     report = PruneReport()

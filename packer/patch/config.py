@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_bytes
-from .errors import ConfigPatchError
-from .model import EXECUTION_ENV_PATH, TOKEN, parse_config
+from ..core.atomic import atomic_write_bytes
+from ..core.errors import ConfigPatchError
+from ..scan.model import EXECUTION_ENV_PATH, TOKEN, parse_config
 
 _TOKEN_RE = re.compile(
     r"""

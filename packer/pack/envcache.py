@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .cache import cache_dir, cache_root
-from .debris import sweep, tagged
-from .integrity import clone_or_copy, manifest, sha256_file
+from ..core.cache import cache_dir, cache_root
+from ..core.debris import sweep, tagged
+from ..core.integrity import clone_or_copy, manifest, sha256_file
 from .pack import EnvArchive, PackOptions
 from .prune import PruneReport, tree_size
 

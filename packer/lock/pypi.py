@@ -7,23 +7,27 @@ file into pins; the lock stores the pins, and can export the file again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import shutil
 import sys
 import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Protocol
 
 from packaging.utils import canonicalize_name
 
-from . import proc
-from .cache import cache_dir
-from .errors import ProcessError, ResolveError
-from .target import Target
+from ..core import proc
+from ..core.cache import cache_dir
+from ..core.errors import ProcessError, ResolveError
+from ..resolve.target import Target, host_platform
+from .pychannel import find_python
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 
@@ -60,8 +64,10 @@ class Pin:
 class Resolver(Protocol):
     name: str
 
-    def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes) -> str:
-        """A requirements file with hashes, resolved for ``target``."""
+    def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
+                python_from: str = "auto") -> str:
+        """A requirements file with hashes, resolved for ``target`` (``python_from``: where
+        a resolver that runs in the target's Python finds it, as ``--python-from``)."""
         ...
 
 
@@ -109,7 +115,9 @@ class UvResolver:
 
     name = "uv"
 
-    def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes) -> str:
+    def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
+                python_from: str = "auto") -> str:
+        """``python_from`` is not needed: uv resolves for a version without its interpreter."""
         with tempfile.TemporaryDirectory(prefix="tritonpack-uv-") as tmp:
             req_in = Path(tmp) / "requirements.in"
             out = Path(tmp) / "requirements.txt"
@@ -127,30 +135,60 @@ class UvResolver:
 
 
 class PipToolsResolver:
-    """pip-compile resolves for the interpreter it runs on: that must be the target's Python."""
+    """pip-compile resolves for the interpreter it runs on and for this machine's platform:
+    it runs in the target's Python (the local CPython of that version, the one a lock without
+    a channel packs: ``pychannel.find_python``), in a cached venv holding the same pip-tools
+    as tritonpack's own; tritonpack's own interpreter when its version is the target's."""
 
     name = "pip-tools"
 
-    def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes) -> str:
-        here = f"{sys.version_info.major}.{sys.version_info.minor}"
-        if here != target.python:
+    def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
+                python_from: str = "auto") -> str:
+        here = host_platform()
+        if target.platform != here:
             raise ResolveError(
-                f"--resolver pip-tools resolves for the Python it runs on ({here}), "
-                f"but the target needs {target.python}",
-                hint=f"use --resolver uv, or run tritonpack under Python {target.python}",
+                f"--resolver pip-tools resolves only for this machine's platform ({here}), "
+                f"not {target.platform}: use --resolver uv",
             )
+        python = _target_python(target.python, python_from)
         with tempfile.TemporaryDirectory(prefix="tritonpack-piptools-") as tmp:
             req_in = Path(tmp) / "requirements.in"
             out = Path(tmp) / "requirements.txt"
             req_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
             argv: list[str | Path] = [
-                sys.executable, "-m", "piptools", "compile", req_in, "--output-file", out,
+                python, "-m", "piptools", "compile", req_in, "--output-file", out,
                 "--quiet", "--generate-hashes", "--no-header", "--no-annotate",
                 "--no-emit-index-url", "--strip-extras", "--cache-dir", cache_dir("pip-tools"),
                 "--pip-args", "--only-binary=:all: --no-cache-dir", *indexes.args(),
             ]
             proc.run(argv, timeout=1800)
             return out.read_text(encoding="utf-8")
+
+
+def _target_python(minor: str, python_from: str) -> str | Path:
+    """An interpreter of the target's Python version with pip-tools in it."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == minor and python_from == "auto":
+        return sys.executable
+    install = find_python(minor, python_from)
+    pip_tools = version("pip-tools")
+    venv = cache_dir("pip-tools") / f"python-{install.version}-pip-tools-{pip_tools}"
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    tmp = Path(tempfile.mkdtemp(prefix=f".{venv.name}.", dir=venv.parent))
+    try:
+        proc.run([sys.executable, "-m", "uv", "venv", "--quiet", "--no-config",
+                  "--no-python-downloads", "--python", install.prefix / "bin" / f"python{minor}",
+                  tmp], timeout=300)
+        proc.run([sys.executable, "-m", "uv", "pip", "install", "--quiet", "--no-config",
+                  "--python", tmp / "bin" / "python", f"pip-tools=={pip_tools}",
+                  "--cache-dir", cache_dir("uv")], timeout=900)
+        with contextlib.suppress(FileExistsError, OSError):
+            tmp.rename(venv)  # atomic; a twin run that got there first keeps its venv
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return python
 
 
 RESOLVERS: dict[str, type[UvResolver] | type[PipToolsResolver]] = {
@@ -208,7 +246,8 @@ def required_names(cause: str) -> str:
 
 
 def compile_pins(
-    resolver_name: str, requirements: Sequence[str], target: Target, indexes: Indexes
+    resolver_name: str, requirements: Sequence[str], target: Target, indexes: Indexes,
+    python_from: str = "auto",
 ) -> tuple[Pin, ...]:
     resolver = RESOLVERS[resolver_name]()
     for link in indexes.find_links:  # uv would say only "No such file or directory"
@@ -216,7 +255,7 @@ def compile_pins(
             raise ResolveError(f"--find-links {link}: no such directory",
                                hint="give a directory of wheels or a URL")
     try:
-        text = resolver.compile(requirements, target, indexes)
+        text = resolver.compile(requirements, target, indexes, python_from)
     except ProcessError as exc:
         raise _failure_error(diagnose(exc.output), indexes, exc, target.python) from exc
     return parse_requirements(text)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from .errors import ModelError, ResolveError
+from ..core.errors import ModelError, ResolveError
 
 REQUIREMENTS_TXT = "requirements.txt"
 ENVIRONMENT_YML = ("environment.yml", "environment.yaml")

@@ -16,11 +16,11 @@ from typing import Any
 
 import tomli_w
 
-from . import __version__
-from .atomic import atomic_write_bytes
+from ..core.atomic import atomic_write_bytes
+from ..core.errors import LockError
+from ..core.fsguard import read_regular
+from ..core.version import __version__
 from .conda import CondaPackage
-from .errors import LockError
-from .fsguard import read_regular
 from .pypi import Pin
 
 LOCK_NAME = "tritonpack.lock"

@@ -6,7 +6,7 @@ packages built on ``lazy_loader`` (librosa, scikit-image, ...) read ``__init__.p
 import time, so the ``.pyi`` files of a distribution that requires lazy_loader, and any
 ``X.pyi`` whose ``X.py`` reads stubs, are kept. What is pruned is held aside (``holding``)
 until the pack has imported every scanned module with the environment's own Python
-(packer.importcheck); a module that stopped importing gets its files back.
+(packer.build.importcheck); a module that stopped importing gets its files back.
 """
 
 from __future__ import annotations

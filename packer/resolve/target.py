@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform as _platform
 from dataclasses import dataclass
 
-from .errors import TargetError
+from ..core.errors import TargetError
 from .recipebook import Recipes
 
 PLATFORMS = {

@@ -13,8 +13,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ResolveError
-from .resolve import Requirements
+from ..core.errors import ResolveError
+from .requirements import Requirements
 
 _SKIP = frozenset({"node_modules", "site-packages", "dist-packages", "build", "dist", "venv",
                    "env", "__pycache__"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import json
@@ -15,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import cache_dir
-from .errors import BuildError, ResolveError, TargetError
-from .integrity import sha256_file
-from .progress import Reporter
-from .target import Target
+from ..core.cache import cache_dir
+from ..core.errors import BuildError, ResolveError, TargetError
+from ..core.integrity import sha256_file
+from ..core.progress import Reporter
+from ..resolve.target import Target
 
 CONDA_FORGE = "conda-forge"
 
@@ -145,6 +144,7 @@ def solve(target: Target, channels: Sequence[str], specs: Sequence[str]) -> tupl
     sources = [channel_url(c) for c in channels]  # an empty --channel is named, not "unreachable"
     all_specs = [f"python {target.python}.*", "pip", *specs]
     try:
+        import asyncio  # py-rattler is async; asyncio loads when it runs
         records = asyncio.run(
             rattler_solve(
                 sources=sources,
@@ -278,6 +278,7 @@ def install(packages: Sequence[CondaPackage], prefix: Path,
     checked = [verified(p, python_from) for p in packages]
     shelf = hashlib.sha256("".join(sorted(p.sha256 for p in packages)).encode()).hexdigest()
     try:
+        import asyncio  # py-rattler is async; asyncio loads when it runs
         asyncio.run(
             rattler_install(
                 [_record(p) for p in checked],

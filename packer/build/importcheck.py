@@ -11,8 +11,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from . import proc
-from .errors import ProcessError
+from ..core import proc
+from ..core.errors import ProcessError
 
 TIMEOUT_S = 180.0
 _SCRIPT = r"""

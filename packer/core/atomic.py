@@ -1,5 +1,5 @@
 """Atomic outputs: write beside the target, fsync, rename. A crash leaves the old file, and
-a temporary name carrying the dead run's pid that the next run removes (packer.debris)."""
+a temporary name carrying the dead run's pid that the next run removes (packer.core.debris)."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from .errors import BuildError
-from .resolve import Resolution, toml_key
+from ..core.errors import BuildError
+from ..resolve.requirements import Resolution, toml_key
 
 _MODULE_SUFFIXES = (".py", ".pyc", ".pyi")
 

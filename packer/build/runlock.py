@@ -14,9 +14,9 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .cache import cache_dir
-from .env import build_lock_path
-from .errors import BusyError
+from ..core.cache import cache_dir
+from ..core.errors import BusyError
+from .prefix import build_lock_path
 
 
 def _lock_file(model_dir: Path) -> Path:

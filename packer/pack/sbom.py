@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from . import __version__
-from .lock import Lockfile
+from ..core.version import __version__
+from ..lock.lockfile import Lockfile
 
 SPEC = "1.5"
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from ..core.errors import ScanError
+from ..core.fsguard import read_regular
 from . import pickles
 from .conditions import Target as Conditions
-from .errors import ScanError
-from .fsguard import read_regular
 
 BACKEND_MODULES = frozenset({"triton_python_backend_utils", "c_python_backend_utils"})
 _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})

@@ -18,7 +18,6 @@ version when the cache lacks it, and checked against the locked sha256 like any 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import io
@@ -33,12 +32,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import proc
-from .cache import cache_dir
+from ..core import proc
+from ..core.cache import cache_dir
+from ..core.debris import sweep, tagged
+from ..core.errors import BuildError, ProcessError, TargetError
+from ..resolve.target import host_platform
 from .conda import CondaPackage
-from .debris import sweep, tagged
-from .errors import BuildError, ProcessError, TargetError
-from .target import host_platform
 
 FORMAT = 3  # bump when the package layout changes: invalidates cached channels
 BUILD = f"tritonpack_{FORMAT}"
@@ -291,8 +290,9 @@ def local_channel(install: PythonInstall, subdir: str) -> Path:
         (tmp / "noarch").mkdir()
         _python_package(install, tmp / subdir, subdir)
         _pip_package(install, tmp / "noarch")
-        from rattler.index import index_fs
+        import asyncio  # py-rattler is async; asyncio loads when it runs
 
+        from rattler.index import index_fs
         asyncio.run(index_fs(tmp, write_zst=False, write_shards=False))
         shutil.rmtree(tmp / ".tmp", ignore_errors=True)
         tmp.chmod(0o755)

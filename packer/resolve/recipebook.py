@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import TargetError
+from ..core.errors import TargetError
 
 NAMES = ("triton.toml", "imports.toml", "torch.toml", "stdlib.toml")
 

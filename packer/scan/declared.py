@@ -12,7 +12,7 @@
 
 Declared distributions are always installed; an optional import (inside
 ``try/except ImportError``) is installed only when declared. ``requirements.txt``,
-``environment.yml`` and ``pyproject.toml`` beside the model declare too (packer.reqfiles),
+``environment.yml`` and ``pyproject.toml`` beside the model declare too (packer.scan.reqfiles),
 with the same precedence; each requirement remembers the file it came from.
 """
 
@@ -25,8 +25,8 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from .errors import ModelError, ResolveError
-from .fsguard import not_regular
+from ..core.errors import ModelError, ResolveError
+from ..core.fsguard import not_regular
 from .reqfiles import Declaration, read_all
 
 FILE_NAME = "tritonpack.toml"

@@ -16,14 +16,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import conda, proc
-from .cache import cache_dir
-from .errors import BuildError, ProcessError
-from .lock import Lockfile
-from .progress import NullReporter, Reporter, plural
-from .scan import ImportReport, LocalModule
-from .secrets import why_not_bundled
-from .target import host_platform
+from ..core import proc
+from ..core.cache import cache_dir
+from ..core.errors import BuildError, ProcessError
+from ..core.progress import NullReporter, Reporter, plural
+from ..core.secrets import why_not_bundled
+from ..lock import conda
+from ..lock.lockfile import Lockfile
+from ..resolve.target import host_platform
+from ..scan.imports import ImportReport, LocalModule
 
 log = logging.getLogger(__name__)
 

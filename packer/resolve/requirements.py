@@ -15,10 +15,10 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .declared import Declared
-from .errors import ResolveError
+from ..core.errors import ResolveError
+from ..scan.declared import Declared
+from ..scan.imports import ImportReport, ImportUse, Kind
 from .recipebook import Recipes
-from .scan import ImportReport, ImportUse, Kind
 from .target import Target
 
 

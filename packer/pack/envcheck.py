@@ -20,12 +20,12 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from ..core.errors import PackError
+from ..core.fsguard import not_regular
+from ..resolve.recipebook import Recipes
+from ..resolve.target import Target, resolve_target
 from .archivefs import ArchiveFS, escapes_dir
 from .elf import MAGIC, ElfError, file_version_needs, newest, stream_version_needs
-from .errors import PackError
-from .fsguard import not_regular
-from .recipebook import Recipes
-from .target import Target, resolve_target
 
 _LIBPY = re.compile(r"^lib/libpython(3\.\d+)\.so\.1\.0$")
 _NUMPY_META = re.compile(r"^lib/python3\.\d+/site-packages/numpy-([^/]+)\.dist-info/METADATA$")

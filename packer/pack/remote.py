@@ -33,10 +33,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .cache import cache_dir, cache_root
-from .errors import RemoteCacheError, RemoteIntegrityError
-from .integrity import manifest as file_manifest
-from .progress import Reporter
+from ..core.cache import cache_dir, cache_root
+from ..core.errors import RemoteCacheError, RemoteIntegrityError
+from ..core.integrity import manifest as file_manifest
+from ..core.progress import Reporter
 
 SCHEME = "oci://"
 CONFIG_MEDIA = "application/vnd.tritonpack.env.config.v1+json"  # the artifact's type

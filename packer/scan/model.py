@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, Literal
 
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
-
-from .errors import ModelError
+from ..core.errors import ModelError
+from ..core.fsguard import not_regular
 
 CONFIG_NAME = "config.pbtxt"
 MODEL_FILE = "model.py"
@@ -24,9 +25,36 @@ _PARSE_POS = re.compile(r"^(\d+):(\d+)\s*:\s*(.*)$", re.S)
 _TEMPLATE = re.compile(r"^[^#\n]*\$\{[^}\n]*\}", re.M)  # ${name}, outside a comment
 
 
+def _model_config_pb2() -> ModuleType:
+    """tritonclient's generated ``model_config_pb2``, loaded from its file without running
+    ``tritonclient.grpc``'s package init, which imports grpcio and numpy (~120 ms of every
+    start-up for one message type). It is registered under its own name, so a later
+    ``import tritonclient.grpc`` (verify) reuses it and the descriptor pool holds it once."""
+    name = "tritonclient.grpc.model_config_pb2"
+    if name in sys.modules:
+        return sys.modules[name]
+    grpc = importlib.util.find_spec("tritonclient.grpc")
+    if grpc is None or not grpc.submodule_search_locations:  # pragma: no cover - a core dependency
+        raise ModuleNotFoundError(name)
+    spec = importlib.util.spec_from_file_location(
+        name, Path(grpc.submodule_search_locations[0]) / "model_config_pb2.py")
+    if spec is None or spec.loader is None:  # pragma: no cover - the file ships with tritonclient
+        raise ModuleNotFoundError(name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
 def parse_config(text: str, path: Path) -> Any:
     """Parse config.pbtxt text into a ModelConfig; errors carry file:line:col."""
-    msg = model_config_pb2.ModelConfig()
+    from google.protobuf import text_format  # with the message, not at every start-up
+
+    msg = _model_config_pb2().ModelConfig()
     if _TEMPLATE.search(text):
         raise ModelError(f"{path}: config.pbtxt is a template with ${{...}} placeholders: fill it "
                          "first", hint="e.g. tensorrtllm_backend's tools/fill_template.py")
@@ -99,6 +127,33 @@ class ModelDir:
         if EXECUTION_ENV_PATH in params:
             return str(params[EXECUTION_ENV_PATH].string_value)
         return None
+
+    def env_location(self) -> EnvLocation:
+        """Where EXECUTION_ENV_PATH points, resolved as Triton resolves it (the one place that
+        does): the token is substituted only at the start of the value, so anything else is
+        not an environment of this model dir; then it must exist and be a directory or a
+        regular file (an archive)."""
+        value = self.env_path()
+        if not value:
+            return EnvLocation(value, None, "unset")
+        if not value.startswith(TOKEN + "/"):
+            return EnvLocation(value, None, "no-token")
+        path = self.path / value[len(TOKEN) + 1:]
+        if not path.exists():
+            return EnvLocation(value, path, "missing")
+        if not path.is_dir() and (kind := not_regular(path)) is not None:
+            return EnvLocation(value, path, "not-env", kind)
+        return EnvLocation(value, path, None)
+
+
+@dataclass(frozen=True)
+class EnvLocation:
+    """config.pbtxt's EXECUTION_ENV_PATH, resolved; callers word the fault for their command."""
+
+    value: str | None  # as written in config.pbtxt (None: not set)
+    path: Path | None  # the environment it names, once the value starts with the token
+    fault: Literal["unset", "no-token", "missing", "not-env"] | None
+    kind: str | None = None  # what the path is instead ("not-env"): a FIFO, a device, ...
 
 
 def _versions(path: Path) -> list[str]:

@@ -1,0 +1,1 @@
+"""Stage 6, patch: config.pbtxt gets EXECUTION_ENV_PATH, byte-preserving."""
