@@ -13,8 +13,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from packer.pychannel import find_python
-
+from packer.lock.pychannel import find_python
 from packer.pack.zipstd import DOCS, plan, zip_name, zip_stdlib
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
