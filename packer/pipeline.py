@@ -24,7 +24,7 @@ from .build import provides
 from .build.prefix import build, bundle_digest
 from .build.runlock import key_lock, model_lock
 from .core.atomic import ensure_writable, temp_beside
-from .core.debris import sweep
+from .core.debris import sweep, tagged
 from .core.errors import (
     ConfigPatchError,
     LockError,
@@ -43,7 +43,16 @@ from .lock import conda, pychannel
 from .lock.lockfile import LOCK_NAME, Lockfile, changes, needs_write, read_lock, write_lock
 from .lock.pypi import DEFAULT_INDEX, Indexes, IndexUnreachable, NoSolutionError, compile_pins
 from .pack import envcache, remote
-from .pack.pack import EnvArchive, PackOptions, Staged, enforce, output_path, read_stamp
+from .pack.pack import (
+    ARCHIVE_NAME,
+    DIR_NAME,
+    EnvArchive,
+    PackOptions,
+    Staged,
+    enforce,
+    output_path,
+    read_stamp,
+)
 from .pack.pack import pack as pack_env
 from .pack.sbom import render as render_sbom
 from .pack.sbom import sbom_path
@@ -451,7 +460,8 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
         writable_file(dest, PackError, "environment archive")
     with _output_errors(dest):  # a bad or unwritable destination fails before lock and build
         ensure_writable(_existing_ancestor(dest.parent))
-    left = [f".{n}." for n in (dest.name, LOCK_NAME, CONFIG_NAME, sbom_path(dest).name)]
+    left = [f".{n}." for n in (dest.name, LOCK_NAME, CONFIG_NAME, sbom_path(dest).name,
+                               ARCHIVE_NAME, DIR_NAME)]
     for where in {ctx.model.path, dest.parent}:  # what a killed run left (packer.core.debris)
         sweep(where, left)
     locked = frozen_lock(ctx, opts) if frozen else _fresh_or_new_lock(ctx, opts, rep)
@@ -474,8 +484,12 @@ def _remove_previous(ctx: Context, dest: Path, rep: Reporter) -> None:
         return
     if (old.is_dir() or not_regular(old) is None) and read_stamp(old) is not None:
         with contextlib.suppress(OSError):
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+            # renamed away first: a run killed while deleting leaves a temporary name the next
+            # run sweeps (packer.core.debris), never a half-deleted environment in its place
+            doomed = old.with_name(tagged(f".{old.name}.") + "old")
+            old.rename(doomed)
             record_path(old).unlink(missing_ok=True)  # its sha256 record goes with it
+            shutil.rmtree(doomed) if doomed.is_dir() else doomed.unlink()
             rep.note(f"removed the previous environment {old.name}")
 
 

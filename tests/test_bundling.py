@@ -27,6 +27,9 @@ SECRETS = (
     ".ssh/id_rsa", "credentials", "credentials.json", "gcp.credentials", ".git/config",
     "secrets.yaml", "prod.tfvars", "kubeconfig", "client_secret_42.json", "putty.ppk",
     "keystore.jks", "token.json", "config/.htpasswd", "deploy.env",
+    # names an outside attack found shipping
+    "deploy_rsa", "ssh_host_ed25519_key", "AuthKey_ABC.p8", "vpn.ovpn", "settings.tfstate",
+    "password.txt", "api_key.txt", "sub/token.txt", "aws_keys.csv", "db.sqlite3",
 )
 DATA = ("featurize/__init__.py", "featurize/constants.py", "featurize/scale.py",
         "featurize/data/labels.txt", "featurize/config/settings.yaml")
@@ -98,3 +101,19 @@ def test_an_earlier_sbom_is_refreshed_not_left_stale(model_copy: Copy) -> None:
     assert res.exit_code == 0, res.stderr
     assert "tritonpack-env.cdx.json is there from an earlier --sbom: refreshing it" in res.stderr
     assert "pyyaml" in sbom.read_text().lower()
+
+
+def test_a_symlinked_module_or_package_in_a_src_root_is_never_bundled(model_copy: Copy,
+                                                                      tmp_path: Path) -> None:
+    """A link in a --src root may lead anywhere (another checkout, a secret): never followed."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "featurize").mkdir()
+    (outside / "featurize" / "__init__.py").write_text('TOKEN = "ghp_outside_secret"\n')
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "featurize").symlink_to(outside / "featurize")
+    model = model_copy("with_src")
+    plan = bundle_plan(prepare(model, Options(src=(src,))).report)
+    assert plan.files == ()
+    assert plan.skipped == ("featurize (symlink)",)

@@ -4,6 +4,7 @@ and every message says what is on disk."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from packer.core import journal
-from packer.core.errors import ExitCode
+from packer.core.errors import ExitCode, PackError
 from packer.core.journal import JOURNAL, Commit, recover
 
 from .conftest import error_line, run_cli, snapshot
@@ -180,3 +181,61 @@ def test_check_names_a_commit_left_by_a_killed_run(packed: Path) -> None:
     assert ("note  finished the commit an interrupted run left (its outputs are all in place)"
             in res.stderr)
     assert run_cli("check", packed).exit_code == 0
+
+
+@pytest.mark.parametrize("attack", ["delete", "overwrite", "relative", "symlinked"])
+def test_a_hostile_journal_touches_nothing_outside_the_model(tmp_path: Path, attack: str) -> None:
+    """Recovery trusts no path of a journal it did not write: a journal committed into a model
+    repository could otherwise delete or overwrite any file the CI user can write."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "important").mkdir()
+    (victim / "important" / "data").write_text("keep\n")
+    (victim / "notes.txt").write_text("keep\n")
+    model = tmp_path / "repo" / "m"
+    model.mkdir(parents=True)
+    payload = model / "payload"
+    payload.write_text("echo ATTACKER\n")
+    steps = {
+        "delete": [{"dest": str(victim / "x"), "new": str(tmp_path / "nope"),
+                    "backup": str(victim / "important"), "directory": True}],
+        "overwrite": [{"dest": str(victim / "notes.txt"), "new": str(model / "gone"),
+                       "backup": str(payload), "directory": False}],
+        "relative": [{"dest": "../../victim/notes.txt", "new": "x", "backup": "y",
+                      "directory": False}],
+        "symlinked": [{"dest": str(model / "link" / "notes.txt"),
+                       "new": str(model / "link" / ".notes.txt.1.tmp"),
+                       "backup": str(model / "link" / ".notes.txt.tritonpack-old"),
+                       "directory": False}],
+    }[attack]
+    if attack == "symlinked":
+        (model / "link").symlink_to(victim)
+    (model / JOURNAL).write_text(json.dumps({"version": 1, "steps": steps}))
+    with pytest.raises(PackError) as err:
+        recover(model)
+    assert err.value.message.startswith(f"{model / JOURNAL}: the commit journal names ")
+    assert err.value.message.endswith(": refused, nothing was touched (a journal tritonpack "
+                                      "writes names only its own outputs beside the model)")
+    assert (victim / "important" / "data").read_text() == "keep\n"
+    assert (victim / "notes.txt").read_text() == "keep\n"
+    assert payload.read_text() == "echo ATTACKER\n"
+    assert (model / JOURNAL).exists()  # left for the user to look at
+
+
+def test_a_journal_that_is_a_fifo_is_named_not_read(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / JOURNAL)
+    with pytest.raises(PackError) as err:
+        recover(tmp_path)
+    assert err.value.message == (f"{tmp_path / JOURNAL}: is a FIFO (named pipe), not a commit "
+                                 "journal")
+
+
+def test_a_fifo_where_the_record_belongs_is_not_read(tmp_path: Path) -> None:
+    """check reads the sha256 record beside the environment: a FIFO there must not hang it."""
+    from packer.core import integrity
+
+    env = tmp_path / "tritonpack-env.tar.gz"
+    env.write_bytes(b"\x1f\x8b")
+    os.mkfifo(integrity.record_path(env))
+    assert integrity.verify(env) == ("tritonpack-env.tar.gz has no readable sha256 record "
+                                     "(tritonpack-env.tar.gz.sha256): re-pack it")

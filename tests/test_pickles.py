@@ -146,3 +146,25 @@ def test_sklearn_pipeline_packs_and_answers_in_tritonserver(tmp_path: Path) -> N
     out = json.loads(res.stdout)
     assert out["verify"]["passed"]
     assert out["verify"]["probe"]["imports"]["sklearn"] == "ok"
+
+
+def test_a_huge_memo_index_costs_nothing(tmp_path: Path) -> None:
+    """17 bytes that asked the old memo list for 2**31 slots (24 GB, then the OOM killer)."""
+    bomb = tmp_path / "model.pkl"
+    bomb.write_bytes(b"\x80\x02cos\nsystem\n" + b"r\xff\xff\xff\x7f" + b".")
+    refs = pickles.read_refs(bomb)
+    assert refs.modules == ("os",)
+
+
+def test_an_encrypted_or_oddly_compressed_torch_zip_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", b"\x80\x02cos\nsystem\n.")
+    raw = bytearray(path.read_bytes())
+    raw[6] |= 0x01  # the local header's flag: encrypted
+    central = raw.rfind(b"PK\x01\x02")
+    raw[central + 8] |= 0x01  # and the central directory's
+    path.write_bytes(bytes(raw))
+    refs = pickles.read_refs(path)
+    assert refs.modules == ()
+    assert refs.problem is not None and refs.problem.startswith("cannot be read: ")

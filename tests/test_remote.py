@@ -295,3 +295,34 @@ def test_dir_env_and_options_from_tritonpack_toml(tmp_path: Path, registry: tupl
     assert os.access(env / "bin" / "python3", os.X_OK)
     shown = run_cli("config", model, "--json")
     assert ref in shown.stdout
+
+
+def test_a_pushed_environment_with_an_escaping_link_is_refused(tmp_path: Path,
+                                                               registry: tuple[str, Path]) -> None:
+    """Digests prove only that the blobs match their manifest: whoever can push can sign an
+    environment tritonpack would never pack. A pull checks the entries themselves."""
+    import io
+    import tarfile
+
+    address, _ = registry
+    ref = remote.parse_ref(f"oci://{address}/poison/cache")
+    archive = tmp_path / "env.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = b"{}"
+        info = tarfile.TarInfo("tritonpack.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("lib/evil")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc"
+        tar.addfile(link)
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    key = "f" * 64
+    remote.push(ref, key, archive, {"format": "tar.gz", "sha256": sha}, {"triton": "24.10"})
+    work = tmp_path / "pulled"
+    work.mkdir()
+    with pytest.raises(RemoteCacheError) as err:
+        remote.pull(ref, key, work)
+    assert err.value.message == (f"{ref}:ffffffffffff: the pulled environment holds an unsafe "
+                                 "entry (symlink lib/evil -> /etc leaves the environment): "
+                                 "refused")

@@ -184,6 +184,9 @@ def bundle_plan(report: ImportReport) -> BundlePlan:
     skipped: list[str] = []
     tops: list[str] = []
     for top, src in _bundle_sources(report):
+        if src.is_symlink():  # it may lead anywhere outside the --src root
+            skipped.append(f"{src.name} (symlink)")
+            continue
         tops.append(top)
         if src.is_file():
             files.append((f"{top}.py", src))

@@ -22,6 +22,9 @@ import os
 import shutil
 from pathlib import Path
 
+from .errors import PackError
+from .fsguard import read_regular
+
 CHUNK = 1 << 20
 _FICLONE = 0x40049409  # linux/fs.h: share extents copy-on-write (btrfs, xfs); never an inode
 
@@ -74,9 +77,9 @@ def render_record(env_name: str, sha256: str = "", files: dict[str, str] | None 
 
 def read_record(path: Path, env_name: str) -> dict[str, str] | None:
     """path (relative to the env; "" for the archive itself) -> sha256; None if unreadable."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    try:  # never block on a FIFO put where the record belongs
+        text = read_regular(path, PackError, "sha256 record", limit=64 << 20).decode("utf-8")
+    except (OSError, UnicodeDecodeError, PackError):
         return None
     out: dict[str, str] = {}
     for line in text.splitlines():

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigPatchError, PackError
+from .fsguard import read_regular
 
 JOURNAL = ".tritonpack-journal.json"
 
@@ -177,15 +178,21 @@ def finish(steps: list[Step]) -> None:
 def recover(model_dir: Path) -> str | None:
     """Finish or roll back a commit a killed run left (its journal); say what was done."""
     journal = model_dir / JOURNAL
-    if not journal.exists():
+    if not journal.exists() and not journal.is_symlink():
         return None
     try:
-        raw = json.loads(journal.read_text(encoding="utf-8"))
+        raw = json.loads(read_regular(journal, PackError, "commit journal", limit=1 << 20))
         steps = [Step(Path(s["dest"]), Path(s["new"]), Path(s["backup"]), bool(s["directory"]))
                  for s in raw["steps"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PackError(f"{journal}: unreadable commit journal of an interrupted run",
                         hint="check the files it names, then remove it", detail=str(exc)) from exc
+    for step in steps:
+        if why := _outside(step, model_dir):
+            raise PackError(f"{journal}: the commit journal names {why}: refused, nothing was "
+                            "touched (a journal tritonpack writes names only its own outputs "
+                            "beside the model)", hint="remove the journal: it was not written "
+                            "by tritonpack, or was edited")
     if all(_done(s) for s in steps):
         finish(steps)
         what = "finished the commit an interrupted run left (its outputs are all in place)"
@@ -195,6 +202,23 @@ def recover(model_dir: Path) -> str | None:
                 "is as it was before that run)")
     _remove(journal)
     return what
+
+
+def _outside(step: Step, model_dir: Path) -> str:
+    """Why a step is not one tritonpack writes ("" when it is): its destination inside the
+    model dir or, for --shared-env, the repository around it, through no symlink, and its new
+    and backup files tritonpack's names beside it."""
+    root = model_dir.resolve().parent
+    dest = step.dest
+    if not dest.is_absolute() or ".." in dest.parts or not dest.name:
+        return f"{str(dest)!r}, not an absolute path of its own"
+    if dest.parent.resolve() != dest.parent or not dest.is_relative_to(root):
+        return f"{dest}, outside the model repository {root}"
+    if step.backup != _backup_name(dest):
+        return f"the backup {step.backup}, not tritonpack's name for {dest.name}'s"
+    if step.new.parent != dest.parent or not step.new.name.startswith(f".{dest.name}."):
+        return f"the new file {step.new}, not one tritonpack writes beside {dest.name}"
+    return ""
 
 
 def _remove(path: Path) -> None:

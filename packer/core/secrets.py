@@ -29,6 +29,11 @@ SECRET_PATTERNS = (
     "vault-token", "_netrc", "netrc", "pgpass", "git-credentials", "htpasswd", "kubeconfig",
     "secrets.*", "secret.*", "*.tfvars", "terraform.tfstate*", "wallet.dat", "dockercfg",
     "config.json.bak", "*.env",
+    # keys by other names, VPN and signing material, state files, token and password notes
+    "*_rsa", "*_dsa", "*_ecdsa", "*_ed25519", "ssh_host_*", "*.p8", "*.ovpn", "*.tfstate",
+    "*.tfstate.*", "password*", "passwd*", "*api_key*", "*apikey*", "*api-key*", "token.*",
+    "*_token.*", "*-token.*", "*access_key*", "*secret_key*", "*_keys.*", "*-keys.*", "*.sqlite3",
+    "*.sqlite",
 )
 JUNK = ("__pycache__", "*.pyc", "*.pyo")
 

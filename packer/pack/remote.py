@@ -37,6 +37,7 @@ from ..core.cache import cache_dir, cache_root
 from ..core.errors import RemoteCacheError, RemoteIntegrityError
 from ..core.integrity import manifest as file_manifest
 from ..core.progress import Reporter
+from .archivefs import ArchiveFS
 
 SCHEME = "oci://"
 CONFIG_MEDIA = "application/vnd.tritonpack.env.config.v1+json"  # the artifact's type
@@ -271,6 +272,11 @@ def pull(ref: RemoteRef, key: str, work: Path) -> Pulled | None:
                 "recorded with it: refused", hint="the entry was altered; nothing was used")
         path = work / "env.tar.gz"
         blob.rename(path)
+        if (why := unsafe_member(path)) is not None:  # whoever can push can sign anything
+            raise RemoteIntegrityError(
+                f"{ref}:{key[:12]}: the pulled environment holds an unsafe entry ({why}): "
+                "refused", hint="the registry holds an environment tritonpack would never "
+                "pack; nothing was used")
     else:
         path = work / "env"
         with tarfile.open(blob) as tar:
@@ -283,6 +289,27 @@ def pull(ref: RemoteRef, key: str, work: Path) -> Pulled | None:
                 "with it: refused", hint="the entry was altered; nothing was used")
     size = int(env_layer.get("size", 0)) + int(layers[META_MEDIA].get("size", 0))
     return Pulled(path, meta, Transfer(str(ref), key, "hit", size, time.monotonic() - t0))
+
+
+def unsafe_member(archive: Path) -> str | None:
+    """The first entry an extraction should refuse: a path or link leaving the environment
+    (through every link defined before it: ``archivefs``), a device or FIFO, setuid bits."""
+    fs = ArchiveFS()
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for m in tar:
+                kind = ("dir" if m.isdir() else "file" if m.isfile() else "symlink" if m.issym()
+                        else "hardlink" if m.islnk() else "other")
+                if (why := fs.add(m.name, kind, m.linkname if kind in ("symlink", "hardlink")
+                                  else "")) is not None:
+                    return why
+                if kind == "other":
+                    return f"special file {m.name}"
+                if m.mode & 0o6000:
+                    return f"setuid/setgid entry {m.name}"
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        return f"an unreadable archive ({exc})"
+    return None
 
 
 def _download(client: Any, container: Any, layer: dict[str, Any], dest: Path,

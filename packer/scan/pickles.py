@@ -91,7 +91,7 @@ def _decompressed(head: bytes, path: Path) -> bytes:
 def _walk(data: bytes, start: int) -> tuple[list[str], int | None]:
     """Modules named by the pickle at ``start``; the offset after its STOP (None: it broke)."""
     modules: list[str] = []
-    memo: list[object] = []
+    memo: dict[int, object] = {}  # as the unpickler keeps it: a huge index costs nothing
     recent: list[object] = []
     stream = io.BytesIO(data)
     stream.seek(start)
@@ -103,11 +103,10 @@ def _walk(data: bytes, start: int) -> tuple[list[str], int | None]:
                 if len(recent) >= 2 and isinstance(recent[-2], str):
                     modules.append(str(recent[-2]))
             elif op.name == "MEMOIZE":
-                memo.append(recent[-1] if recent else None)
+                memo[len(memo)] = recent[-1] if recent else None
             elif op.name in ("BINGET", "LONG_BINGET", "GET") and isinstance(arg, int):
-                recent.append(memo[arg] if 0 <= arg < len(memo) else None)
+                recent.append(memo.get(arg))
             elif op.name in ("BINPUT", "LONG_BINPUT", "PUT") and isinstance(arg, int):
-                memo.extend([None] * (arg + 1 - len(memo)))
                 memo[arg] = recent[-1] if recent else None
             elif op.name == "STOP":
                 return modules, stream.tell()
@@ -160,7 +159,8 @@ def read_refs(path: Path) -> PickleRefs:
             return PickleRefs(path, ())  # weights in another format (safetensors, ...)
         else:
             data = _decompressed(head, path)
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, lzma.LZMAError, zlib.error) as exc:
+    except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
+            lzma.LZMAError, zlib.error) as exc:  # RuntimeError: an encrypted zip member
         return PickleRefs(path, (), f"cannot be read: {exc}")
     if not data.startswith(b"\x80") and data[:1] not in (b"(", b"c", b"]", b"}"):
         return PickleRefs(path, (), "not a pickle (no protocol header)")

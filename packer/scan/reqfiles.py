@@ -98,6 +98,11 @@ class _PipFile:
             raise ModelError(f"{where}: no such file",
                              hint="-r paths are relative to the file that includes them")
         real = path.resolve()
+        if not real.is_relative_to(self.model_dir.resolve().parent):  # never read (and quote)
+            where = f"{included_from}: -r {written}" if included_from else shown  # any file
+            raise ModelError(f"{where}: leads outside the model repository: refused",
+                             hint="keep requirements files (and what they include) in the "
+                             "model dir or the repository around it")
         if real in self._stack:
             raise ModelError(f"{shown}: includes itself (-r loop)")
         self._stack.append(real)
@@ -275,6 +280,8 @@ def read_pyproject(model_dir: Path, path: Path) -> FileDeclarations:
         data = tomllib.loads(_read(path, shown))
     except tomllib.TOMLDecodeError as exc:
         raise ModelError(f"{shown}: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses into each nested array and inline table
+        raise ModelError(f"{shown}: arrays or tables nested too deeply to read") from exc
     project = data.get("project")
     if not isinstance(project, dict) or "dependencies" not in project:
         return FileDeclarations()
