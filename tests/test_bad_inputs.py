@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 
 from packer.core.errors import ExitCode
+from packer.verify.kinds import plan
+from packer.verify.requestfile import RequestFileError, check_request_file
+from packer.verify.samples import from_user_file
 
 from .conftest import FIXTURES, Result, error_line, run_cli, snapshot
 
@@ -91,6 +94,9 @@ SCAN_CASES = [
      "of Triton 24.10 (recipes/triton.toml: its Python backend stub was built with that numpy)"),
     ("reqs_missing_include", ExitCode.MODEL,
      "error: reqs_missing_include/requirements.txt:2: -r common/requirements.txt: no such file"),
+    ("reqs_include_outside", ExitCode.MODEL,
+     "error: reqs_include_outside/requirements.txt:2: -r /etc/passwd: leads outside the model "
+     "repository: refused"),
     ("reqs_editable", ExitCode.RESOLVE,
      "error: reqs_editable/1/requirements.txt:1: editable requirement '../mylib': an environment "
      "archive cannot point at a source checkout"),
@@ -157,6 +163,11 @@ SCAN_CASES = [
      "error: {model}/tritonpack.toml: unknown option '' in [options]"),
     ("toml_unknown_table_tool", ExitCode.MODEL,
      "error: {model}/tritonpack.toml: unknown table [tool]"),
+    ("toml_nested_too_deep", ExitCode.MODEL,  # a RecursionError in tomllib was exit 70
+     "error: {model}/tritonpack.toml: arrays or tables nested too deeply to read"),
+    ("pyproject_nested_too_deep", ExitCode.MODEL,
+     "error: pyproject_nested_too_deep/pyproject.toml: arrays or tables nested too deeply to "
+     "read"),
     ("toml_pypi_empty_string", ExitCode.RESOLVE,
      "error: {model}/tritonpack.toml: invalid requirement '': Expected package name at the start "
      "of dependency specifier"),
@@ -607,6 +618,10 @@ BAD_REQUESTS = [
     ("truncated.npz", ": corrupt .npz archive: File is not a zip file"),
     ("pickled.npz", ": unusable .npz: it holds pickled objects"),
     ("bad_member.npz", ": member 'INPUT0' is not a .npy array"),
+    # were exit 70: an AttributeError, a value silently dropped, a ValueError of int()
+    ("top_level_list.json", ": is a JSON list, not an object of tensors by name"),
+    ("duplicate_key.json", ": key 'INPUT0' is given twice in one object"),
+    ("huge_integer.json", ": holds an integer of 5000 digits: no tensor holds a number that long"),
 ]
 
 
@@ -618,6 +633,33 @@ def test_bad_request_file(tmp_path: Path, name: str, why: str, option: str) -> N
     path = FIXTURES / "bad_requests" / name
     res = run_unchanged(model, "verify", model, option, path)
     assert (res.exit_code, error_line(res.stderr)) == (ExitCode.USAGE, f"error: {option} {path}{why}")
+
+
+def test_perf_analyzer_data_that_does_not_decode(tmp_path: Path) -> None:
+    """--inputs only: a top-level "data" list in --expect is an output named data."""
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "plain_numpy")
+    path = FIXTURES / "bad_requests" / "perf_bad_b64.json"
+    res = run_unchanged(model, "verify", model, "--inputs", path)
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.USAGE, f"error: --inputs {path}: input INPUT0: \"b64\" is not base64: Invalid "
+        "base64-encoded string: number of data characters (9) cannot be 1 more than a multiple "
+        "of 4")
+    expect = tmp_path / "expect.json"
+    expect.write_text('{"data": [1, 2, 3, 4]}')
+    check_request_file(expect, "--expect")  # no error
+
+
+def test_values_the_config_refuses() -> None:
+    """Only the config the server loaded says INPUT0 is FP32: refused once it is read, as a
+    bad --inputs (exit 2), not a ValueError of numpy (exit 70); no server needed here."""
+    config = {"name": "plain_numpy", "max_batch_size": 0,
+              "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [4]}]}
+    path = FIXTURES / "bad_requests" / "strings_for_fp32.json"
+    check_request_file(path, "--inputs")  # JSON of the right form
+    with pytest.raises(RequestFileError) as err:
+        from_user_file(path, plan(config))
+    assert (err.value.exit_code, err.value.message) == (
+        ExitCode.USAGE, f"--inputs {path}: input INPUT0 (FP32): 'a' is not a number")
 
 
 # --- what the pack and verify commands meet in the model dir ---------------------------------

@@ -115,6 +115,8 @@ def load_declared(model_dir: Path) -> Declared:
         data = tomllib.loads(path.read_text(encoding="utf-8").removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise ModelError(f"{path}: {exc}", hint="tritonpack.toml is TOML") from exc
+    except RecursionError as exc:  # tomllib recurses into each nested array and inline table
+        raise ModelError(f"{path}: arrays or tables nested too deeply to read") from exc
     except UnicodeDecodeError as exc:
         raise ModelError(f"{path}: not UTF-8 text") from exc
     unknown = sorted(set(data) - _KNOWN)

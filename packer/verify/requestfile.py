@@ -1,16 +1,23 @@
 """Refuse an unusable ``--inputs``/``--expect`` file before a server is started.
 
 Only what makes a file unreadable is checked here: not JSON, nested deeper than any tensor
-(a recursion bomb for a JSON reader), not a regular file (a FIFO would block), or a
-corrupt ``.npz``. What its values mean for the model is the request's business.
+(a recursion bomb for a JSON reader), not a JSON object of tensors by name, a key given twice,
+an integer too long for Python to read, perf_analyzer data whose ``b64`` values do not
+decode, not a regular file (a FIFO would block), or a corrupt ``.npz``. What its values mean
+for the model (a string where the config says FP32) is the request's business: see
+samples.from_user_file.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from ..core.errors import ExitCode, TritonPackError
 from ..core.fsguard import read_regular
@@ -38,7 +45,11 @@ def check_request_file(path: Path, option: str) -> None:
         _check_npz(raw, path, option)
         return
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique)
+    except _DuplicateKey as exc:
+        raise RequestFileError(f"{option} {path}: key {exc.key!r} is given twice in one object",
+                               hint="JSON readers keep only one of the two: remove the other"
+                               ) from exc
     except UnicodeDecodeError as exc:
         raise RequestFileError(f"{option} {path}: not UTF-8 text (byte {exc.start})",
                                hint="give JSON {name: nested list} or a .npz file") from exc
@@ -47,8 +58,68 @@ def check_request_file(path: Path, option: str) -> None:
                                hint="give JSON {name: nested list} or a .npz file") from exc
     except RecursionError as exc:
         raise _too_deep(path, option) from exc
+    except ValueError as exc:  # an integer longer than sys.get_int_max_str_digits()
+        digits = re.search(r"value has (\d+) digits", str(exc))
+        why = (f"holds an integer of {digits[1]} digits: no tensor holds a number that long"
+               if digits else f"not JSON: {exc}")
+        raise RequestFileError(f"{option} {path}: {why}",
+                               hint="give JSON {name: nested list} or a .npz file") from exc
     if _depth(value) > MAX_DEPTH:
         raise _too_deep(path, option)
+    if not isinstance(value, dict):
+        raise RequestFileError(f"{option} {path}: is a JSON {json_kind(value)}, not an object "
+                               "of tensors by name", hint="give JSON {name: nested list} or a "
+                               ".npz file")
+    if option == "--inputs" and isinstance(value.get("data"), list) and value["data"]:
+        _check_perf_data(value["data"][0], path, option)  # perf_analyzer's --input-data
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members, refusing a key given twice (json keeps the last one silently)."""
+    out: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = item
+    return out
+
+
+def json_kind(value: object) -> str:
+    """What a JSON reader made of a value, as a message names it."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "boolean"), (str, "string"), (list, "list"), (dict, "object")):
+        if isinstance(value, kind):
+            return name
+    return "number"
+
+
+def _check_perf_data(first: object, path: Path, option: str) -> None:
+    """The request tritonpack sends from perf_analyzer's {"data": [{NAME: value}, ...]}: an
+    object whose ``{"b64": "..."}`` values decode (as samples.from_perf_data decodes them)."""
+    if not isinstance(first, dict):
+        raise RequestFileError(f"{option} {path}: data[0] is a JSON {json_kind(first)}, not one "
+                               "request {name: value}",
+                               hint="a top-level \"data\" list is read as perf_analyzer's "
+                               "--input-data, and tritonpack sends its first request: make it an "
+                               "object of tensors by name")
+    for name, item in first.items():
+        if not isinstance(item, dict) or "b64" not in item:
+            continue
+        if not isinstance(item["b64"], str):
+            raise RequestFileError(f"{option} {path}: input {name}: \"b64\" is a JSON "
+                                   f"{json_kind(item['b64'])}, not a base64 string")
+        try:
+            base64.b64decode(item["b64"])
+        except (binascii.Error, ValueError) as exc:
+            raise RequestFileError(f"{option} {path}: input {name}: \"b64\" is not base64: "
+                                   f"{exc}") from exc
 
 
 def _too_deep(path: Path, option: str) -> RequestFileError:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import VerifyInferError
-from . import tensors
 from .kinds import DATATYPES, Plan
+from .requestfile import RequestFileError, json_kind
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,42 @@ def _np_type(datatype: str) -> Any:
     from tritonclient.utils import triton_to_np_dtype
 
     return np.object_ if datatype == "BYTES" else triton_to_np_dtype(datatype)
+
+
+class UnusableValue(ValueError):
+    """A value of a request file that cannot become the tensor it names; the message names the
+    input and says why (the caller adds which file)."""
+
+
+def _why(exc: Exception, datatype: str) -> str:
+    """numpy's complaint, in words about the file rather than about numpy."""
+    text = str(exc)
+    for prefix, what in (("could not convert string to float: ", "a number"),
+                         ("invalid literal for int() with base 10: ", "an integer")):
+        if text.startswith(prefix):
+            return f"{text.removeprefix(prefix)} is not {what}"
+    if "inhomogeneous" in text or "sequence" in text:
+        return "its nested lists are not all the same length (a tensor is rectangular)"
+    if isinstance(exc, OverflowError):
+        return f"a value is out of the range of {datatype}"
+    kind = re.search(r"not '(\w+)'$", text)  # float() or int() of a JSON object, list, null
+    if isinstance(exc, TypeError) and kind:
+        shown = {"dict": "a JSON object", "list": "a list", "NoneType": "null"}
+        return f"{shown.get(kind[1], kind[1])} is not a number"
+    return text
+
+
+def _array(name: str, value: Any, datatype: str) -> Any:
+    """``value`` as an array of ``datatype``; BYTES elements as bytes."""
+    import numpy as np
+    try:
+        if datatype == "BYTES":
+            array = np.array(value, dtype=np.object_)
+            return np.vectorize(lambda v: v if isinstance(v, bytes) else str(v).encode(),
+                                otypes=[np.object_])(array)
+        return np.asarray(value, dtype=_np_type(datatype))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise UnusableValue(f"input {name} ({datatype}): {_why(exc, datatype)}") from exc
 
 
 def _bytes_elements(raw: bytes) -> list[bytes]:
@@ -62,7 +99,12 @@ def _warmup_tensor(spec: dict[str, Any], shape: list[int], warmup_dir: Path) -> 
             items = _bytes_elements(raw)
             return np.array((items * count)[:count] or [b""] * count,
                             dtype=np.object_).reshape(shape)
-        return np.frombuffer(raw, dtype=_np_type(datatype))[:count].reshape(shape)
+        dtype = np.dtype(_np_type(datatype))
+        if len(raw) < count * dtype.itemsize:  # Triton itself refuses a short warmup file
+            raise VerifyInferError(
+                f"model_warmup: {path.name} holds {len(raw)} bytes, {count * dtype.itemsize} "
+                f"needed for {datatype} {shape}", hint="input_data_file is the raw tensor bytes")
+        return np.frombuffer(raw[:count * dtype.itemsize], dtype=dtype).reshape(shape)
     if datatype == "BYTES":  # Triton's zero/random data for strings: a string of zeros
         return np.full(shape, b"0", dtype=np.object_)
     if spec.get("random_data"):
@@ -94,47 +136,82 @@ def is_perf_data(raw: Any) -> bool:
 
 def from_perf_data(raw: dict[str, Any], plan: Plan) -> dict[str, Any]:
     """The first request of perf_analyzer's --input-data JSON: {"data": [{NAME: value}]}, a
-    value being a flat or nested list, {"content": [...], "shape": [...]} or {"b64": "..."}."""
-    import numpy as np
+    value being a flat or nested list, {"content": [...], "shape": [...]} or {"b64": "..."}.
+    Raises UnusableValue naming the input whose value cannot be sent."""
     types = {t.name: t.datatype for t in plan.inputs}
     shapes = {t.name: plan.shape(t) for t in plan.inputs}
     first = raw["data"][0]
+    if not isinstance(first, dict):
+        raise UnusableValue(f"data[0] is a JSON {json_kind(first)}, not one request "
+                            "{name: value}")
     arrays = {}
     for name, value in first.items():
         datatype = types.get(name, "FP32")
-        shape = None
-        if isinstance(value, dict) and "b64" in value:
-            data = base64.b64decode(value["b64"])
-            array = np.array(_bytes_elements(data), dtype=np.object_) if datatype == "BYTES" \
-                else np.frombuffer(data, dtype=_np_type(datatype))
-            shape = value.get("shape")
-        else:
-            if isinstance(value, dict):
-                shape = value.get("shape")
-                value = value.get("content", [])
-            if datatype == "BYTES":
-                array = np.array([v if isinstance(v, bytes) else str(v).encode()
-                                  for v in np.asarray(value, dtype=object).flatten()],
-                                 dtype=np.object_)
-            else:
-                array = np.asarray(value, dtype=_np_type(datatype))
-        if shape:
-            want = [1, *map(int, shape)] if plan.batching else [int(d) for d in shape]
-        else:
-            want = shapes.get(name, [])
-        if want and int(np.prod(want)) == array.size:
-            array = array.reshape(want)
-        arrays[name] = array
+        try:
+            arrays[name] = _perf_value(name, value, datatype, shapes.get(name, []), plan)
+        except UnusableValue:
+            raise
+        except (ValueError, TypeError, OverflowError) as exc:  # b64, shape, content
+            raise UnusableValue(f"input {name} ({datatype}): {_why(exc, datatype)}") from exc
     return arrays
 
 
-def from_user_file(path: Path, plan: Plan) -> Request:
-    """--inputs FILE: perf_analyzer's input-data JSON, or {name: nested list}, or .npz."""
-    if path.suffix != ".npz":
+def _perf_value(name: str, value: Any, datatype: str, default: list[int], plan: Plan) -> Any:
+    import numpy as np
+    shape = None
+    if isinstance(value, dict) and "b64" in value:
+        data = base64.b64decode(value["b64"])
+        array = np.array(_bytes_elements(data), dtype=np.object_) if datatype == "BYTES" \
+            else np.frombuffer(data, dtype=_np_type(datatype))
+        shape = value.get("shape")
+    else:
+        if isinstance(value, dict):
+            shape = value.get("shape")
+            value = value.get("content", [])
+        if datatype == "BYTES":
+            array = np.array([v if isinstance(v, bytes) else str(v).encode()
+                              for v in np.asarray(value, dtype=object).flatten()],
+                             dtype=np.object_)
+        else:
+            array = _array(name, value, datatype)
+    want = default
+    if shape:
+        want = [1, *map(int, shape)] if plan.batching else [int(d) for d in shape]
+    if want and int(np.prod(want)) == array.size:
+        array = array.reshape(want)
+    return array
+
+
+def _user_arrays(path: Path, plan: Plan) -> dict[str, Any]:
+    """{name: nested list} JSON or .npz (one array per input name), as arrays of the datatypes
+    the config declares."""
+    import numpy as np
+    types = {t.name: t.datatype for t in plan.inputs}
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            raw = {k: data[k] for k in data.files}
+    else:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        if is_perf_data(raw):
-            return Request(from_perf_data(raw, plan), f"--inputs {path.name}", made_up=False)
-    return Request(tensors.from_file(path, plan), f"--inputs {path.name}", made_up=False)
+        if not isinstance(raw, dict):  # requestfile.check_request_file refuses it earlier
+            raise UnusableValue(f"is a JSON {json_kind(raw)}, not an object of tensors by name")
+    return {name: _array(name, value, types.get(name, "FP32")) for name, value in raw.items()}
+
+
+def from_user_file(path: Path, plan: Plan) -> Request:
+    """--inputs FILE: perf_analyzer's input-data JSON, or {name: nested list}, or .npz; a value
+    that cannot become its input's datatype (only the config the server loaded tells) is a
+    RequestFileError, like the file check_request_file refused before the server started."""
+    try:
+        if path.suffix != ".npz":
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if is_perf_data(raw):
+                return Request(from_perf_data(raw, plan), f"--inputs {path.name}",
+                               made_up=False)
+        return Request(_user_arrays(path, plan), f"--inputs {path.name}", made_up=False)
+    except UnusableValue as exc:
+        raise RequestFileError(f"--inputs {path}: {exc}",
+                               hint="give each input values of the datatype its config "
+                               "declares") from exc
 
 
 def shipped_perf_data(model_dir: Path) -> Path | None:
@@ -143,7 +220,7 @@ def shipped_perf_data(model_dir: Path) -> Path | None:
         try:
             if is_perf_data(json.loads(path.read_text(encoding="utf-8"))):
                 return path
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
     return None
 
@@ -159,6 +236,10 @@ def choose(plan: Plan, config: dict[str, Any], model_dir: Path, user: Path | Non
     shipped = shipped_perf_data(model_dir)
     if shipped is not None:
         raw = json.loads(shipped.read_text(encoding="utf-8"))
-        return Request(from_perf_data(raw, plan), f"perf_analyzer data {shipped.name}",
-                       made_up=False)
+        try:
+            arrays = from_perf_data(raw, plan)
+        except UnusableValue as exc:
+            raise VerifyInferError(f"perf_analyzer data {shipped}: {exc}",
+                                   hint="fix it, or give verify --inputs FILE") from exc
+        return Request(arrays, f"perf_analyzer data {shipped.name}", made_up=False)
     return Request(synthesised(), "made up from the config", made_up=True)
