@@ -8,7 +8,6 @@ and every output path is checked with :func:`writable_file` before any work is d
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from pathlib import Path
@@ -72,7 +71,3 @@ def writable_file(path: Path, error: type[TritonPackError], what: str) -> None:
     if kind is not None:
         raise error(f"{path}: is {kind}, where tritonpack writes its {what}",
                     hint="move it away (nothing was written)")
-
-
-def is_permission(exc: OSError) -> bool:
-    return exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)

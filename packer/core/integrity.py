@@ -14,7 +14,6 @@ damage the cache entry another model reuses.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import hashlib
@@ -119,8 +118,3 @@ def verify(env: Path) -> str | None:
         return (f"{env.name} differs from what was packed (sha256 mismatch: truncated, "
                 "corrupted or changed)")
     return None
-
-
-def remove_record(env: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        record_path(env).unlink()

@@ -67,7 +67,8 @@ class InspectReport:
         return [f.message for f in self.findings if f.level == "error"]
 
 
-def _tar_entries(path: Path) -> Iterator[Entry]:
+def _tar_entries(path: Path, elf: bool = True) -> Iterator[Entry]:
+    """Every member as an Entry; with ``elf``, the symbol versions each ELF file needs."""
     with tarfile.open(path, "r:gz") as tar:
         for m in tar:
             kind = ("file" if m.isreg() else "dir" if m.isdir() else "symlink" if m.issym()
@@ -75,7 +76,7 @@ def _tar_entries(path: Path) -> Iterator[Entry]:
                     else "fifo" if m.isfifo() else "other")
             needs: frozenset[str] = frozenset()
             err = ""
-            if m.isreg():
+            if m.isreg() and elf:
                 fh = tar.extractfile(m)
                 if fh is not None and (head := fh.read(4)) == MAGIC:
                     try:  # a stream: the section table is last; spooled, never all in memory
@@ -123,6 +124,19 @@ def _unsafe(e: Entry, fs: ArchiveFS) -> str | None:
         return f"{e.kind} entry {e.name}"
     if e.mode & (stat.S_ISUID | stat.S_ISGID):
         return f"setuid/setgid entry {e.name}"
+    return None
+
+
+def first_unsafe_entry(archive: Path) -> str | None:
+    """Why the first unsafe entry of a .tar.gz is unsafe (the same judgement as
+    ``inspect_env``, without reading ELF files), or None."""
+    fs = ArchiveFS()
+    try:
+        for e in _tar_entries(archive, elf=False):
+            if (why := _unsafe(e, fs)) is not None:
+                return why
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        return f"an unreadable archive ({exc})"
     return None
 
 

@@ -145,17 +145,3 @@ def canonicalize_file(path: Path, minor: int) -> bool:
     tmp.chmod(path.stat().st_mode & 0o7777)
     tmp.replace(path)
     return True
-
-
-def canonicalize_tree(root: Path, minor: int) -> int:
-    """Every ``.pyc`` under ``root``; the number rewritten. A stream this module cannot read
-    is left as it is (it loads as before; only its bytes may vary between builds)."""
-    changed = 0
-    for path in sorted(root.rglob("*.pyc")):
-        if path.is_symlink() or not path.is_file():
-            continue
-        try:
-            changed += canonicalize_file(path, minor)
-        except (PycError, IndexError, struct.error):
-            continue
-    return changed

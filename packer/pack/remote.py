@@ -37,7 +37,7 @@ from ..core.cache import cache_dir, cache_root
 from ..core.errors import RemoteCacheError, RemoteIntegrityError
 from ..core.integrity import manifest as file_manifest
 from ..core.progress import Reporter
-from .archivefs import ArchiveFS
+from .envcheck import first_unsafe_entry
 
 SCHEME = "oci://"
 CONFIG_MEDIA = "application/vnd.tritonpack.env.config.v1+json"  # the artifact's type
@@ -240,12 +240,18 @@ class Pulled:
     transfer: Transfer
 
 
-def pull(ref: RemoteRef, key: str, work: Path) -> Pulled | None:
-    """The environment for ``key`` from ``ref`` into ``work``, verified; None when absent."""
+def _manifest_request(ref: RemoteRef, key: str, method: str) -> tuple[Any, Any, Any]:
+    """(client, container, response) of a GET or HEAD of ``key``'s manifest."""
     client = _client(ref)
     container = client.get_container(ref.target(key))
-    resp = client.do_request(f"{client.prefix}://{container.manifest_url()}", "GET",
+    resp = client.do_request(f"{client.prefix}://{container.manifest_url()}", method,
                              headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    return client, container, resp
+
+
+def pull(ref: RemoteRef, key: str, work: Path) -> Pulled | None:
+    """The environment for ``key`` from ``ref`` into ``work``, verified; None when absent."""
+    client, container, resp = _manifest_request(ref, key, "GET")
     if resp.status_code == 404:
         return None
     _check(resp, ref, "reading the manifest")
@@ -272,7 +278,7 @@ def pull(ref: RemoteRef, key: str, work: Path) -> Pulled | None:
                 "recorded with it: refused", hint="the entry was altered; nothing was used")
         path = work / "env.tar.gz"
         blob.rename(path)
-        if (why := unsafe_member(path)) is not None:  # whoever can push can sign anything
+        if (why := first_unsafe_entry(path)) is not None:  # whoever can push can sign anything
             raise RemoteIntegrityError(
                 f"{ref}:{key[:12]}: the pulled environment holds an unsafe entry ({why}): "
                 "refused", hint="the registry holds an environment tritonpack would never "
@@ -289,27 +295,6 @@ def pull(ref: RemoteRef, key: str, work: Path) -> Pulled | None:
                 "with it: refused", hint="the entry was altered; nothing was used")
     size = int(env_layer.get("size", 0)) + int(layers[META_MEDIA].get("size", 0))
     return Pulled(path, meta, Transfer(str(ref), key, "hit", size, time.monotonic() - t0))
-
-
-def unsafe_member(archive: Path) -> str | None:
-    """The first entry an extraction should refuse: a path or link leaving the environment
-    (through every link defined before it: ``archivefs``), a device or FIFO, setuid bits."""
-    fs = ArchiveFS()
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for m in tar:
-                kind = ("dir" if m.isdir() else "file" if m.isfile() else "symlink" if m.issym()
-                        else "hardlink" if m.islnk() else "other")
-                if (why := fs.add(m.name, kind, m.linkname if kind in ("symlink", "hardlink")
-                                  else "")) is not None:
-                    return why
-                if kind == "other":
-                    return f"special file {m.name}"
-                if m.mode & 0o6000:
-                    return f"setuid/setgid entry {m.name}"
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        return f"an unreadable archive ({exc})"
-    return None
 
 
 def _download(client: Any, container: Any, layer: dict[str, Any], dest: Path,
@@ -338,10 +323,7 @@ def _download(client: Any, container: Any, layer: dict[str, Any], dest: Path,
 # -- push ------------------------------------------------------------------------------------
 
 def exists(ref: RemoteRef, key: str) -> bool:
-    client = _client(ref)
-    container = client.get_container(ref.target(key))
-    resp = client.do_request(f"{client.prefix}://{container.manifest_url()}", "HEAD",
-                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    resp = _manifest_request(ref, key, "HEAD")[2]
     if resp.status_code == 404:
         return False
     _check(resp, ref, "looking up the manifest")

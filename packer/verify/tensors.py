@@ -1,5 +1,5 @@
-"""Requests given by the user (--inputs), and the checks of a response against the config
-and against --expect.
+"""The checks of a response against the config and against --expect (requests given with
+--inputs are read by ``samples``).
 
 Triton itself does not check output shapes against the config, so neither does verify beyond a
 warning: a wrong datatype or a value other than --expect's is a failure; a shape or rank other
@@ -15,32 +15,7 @@ from typing import Any
 from .infer import Response
 from .kinds import DATATYPES, Plan
 
-__all__ = ["DATATYPES", "check_outputs", "compare", "from_file"]
-
-
-def from_file(path: Path, plan: Plan) -> dict[str, Any]:
-    """Inputs from JSON ({name: nested list}) or .npz (one array per input name), as arrays of
-    the datatypes the config declares."""
-    import numpy as np
-    from tritonclient.utils import triton_to_np_dtype
-
-    types = {t.name: t.datatype for t in plan.inputs}
-    raw: dict[str, Any]
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            raw = {k: data[k] for k in data.files}
-    else:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    out = {}
-    for name, value in raw.items():
-        datatype = types.get(name, "FP32")
-        if datatype == "BYTES":
-            array = np.array(value, dtype=np.object_)
-            out[name] = np.vectorize(lambda v: v if isinstance(v, bytes) else str(v).encode(),
-                                     otypes=[np.object_])(array)
-        else:
-            out[name] = np.asarray(value, dtype=triton_to_np_dtype(datatype))
-    return out
+__all__ = ["DATATYPES", "check_outputs", "compare"]
 
 
 def check_outputs(plan: Plan, response: Response) -> tuple[list[str], list[str]]:
