@@ -662,6 +662,22 @@ def test_values_the_config_refuses() -> None:
         ExitCode.USAGE, f"--inputs {path}: input INPUT0 (FP32): 'a' is not a number")
 
 
+@pytest.mark.parametrize(("name", "typo"), [("unknown_input.json", "INPUT_0"),
+                                             ("perf_unknown_input.json", "INPT0")])
+def test_inputs_the_model_does_not_take(name: str, typo: str) -> None:
+    """A misspelt input name is the user's typo (exit 2), named before any request is sent;
+    the server's own words for it ('unexpected inference input') would be exit 12."""
+    config = {"name": "plain_numpy", "max_batch_size": 0,
+              "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [4]}]}
+    path = FIXTURES / "bad_requests" / name
+    check_request_file(path, "--inputs")  # JSON of the right form
+    with pytest.raises(RequestFileError) as err:
+        from_user_file(path, plan(config))
+    assert (err.value.exit_code, err.value.message) == (
+        ExitCode.USAGE, f"--inputs {path}: {typo!r} is not an input of model 'plain_numpy' "
+        "(its inputs: INPUT0)")
+
+
 # --- what the pack and verify commands meet in the model dir ---------------------------------
 
 @pytest.mark.parametrize(("name", "args", "code", "message"), [

@@ -205,13 +205,29 @@ def from_user_file(path: Path, plan: Plan) -> Request:
         if path.suffix != ".npz":
             raw = json.loads(path.read_text(encoding="utf-8"))
             if is_perf_data(raw):
-                return Request(from_perf_data(raw, plan), f"--inputs {path.name}",
-                               made_up=False)
-        return Request(_user_arrays(path, plan), f"--inputs {path.name}", made_up=False)
+                arrays = from_perf_data(raw, plan)
+                _known_names(arrays, path, plan)
+                return Request(arrays, f"--inputs {path.name}", made_up=False)
+        arrays = _user_arrays(path, plan)
     except UnusableValue as exc:
         raise RequestFileError(f"--inputs {path}: {exc}",
                                hint="give each input values of the datatype its config "
                                "declares") from exc
+    _known_names(arrays, path, plan)
+    return Request(arrays, f"--inputs {path.name}", made_up=False)
+
+
+def _known_names(arrays: dict[str, Any], path: Path, plan: Plan) -> None:
+    """A name the model does not take is a typo in the file, refused here in one sentence
+    rather than as the server's 'unexpected inference input' (the plan is the config the
+    server completed, so auto_complete_config inputs count)."""
+    known = [t.name for t in plan.inputs]
+    for name in arrays:
+        if name not in known:
+            raise RequestFileError(
+                f"--inputs {path}: {name!r} is not an input of model {plan.name!r} "
+                f"(its inputs: {', '.join(known) or 'none'})",
+                hint="name each tensor as the config's input section does")
 
 
 def shipped_perf_data(model_dir: Path) -> Path | None:
