@@ -15,11 +15,11 @@ EXTRA = {"local": "verify", "docker": "docker"}  # the extra that installs each 
 
 
 def _missing(module: str) -> bool:
-    """Whether ``module`` cannot be imported (absent, or a dependency of it is: tritonclient
-    installed without its ``grpc`` extra has no grpcio)."""
+    """Whether ``module`` cannot be imported: absent, or a dependency of it is (tritonclient
+    installed without its ``grpc`` extra raises RuntimeError for want of grpcio)."""
     try:
         importlib.import_module(module)
-    except ImportError:
+    except (ImportError, RuntimeError):
         return True
     return False
 
