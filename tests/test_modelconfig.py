@@ -157,3 +157,23 @@ def test_the_check_sees_a_client() -> None:
     """The check above can fail: a module that imports tritonclient is seen."""
     heavy, _ = _loaded("import tritonclient.grpc")
     assert "tritonclient.grpc" in heavy and "grpc" in heavy
+
+
+def test_kind_gpu_model_is_placed_as_kind_cpu(tmp_path: Path) -> None:
+    """verify's layout reads instance_group kinds with this message: a KIND_GPU model on a
+    machine without a GPU is placed as a copy that asks for KIND_CPU; a CPU one as a link."""
+    from packer.scan.model import read_config
+    from packer.verify.layout import place
+
+    gpu = ROOT / "tests" / "fixtures" / "public" / "python_nobatch_sequence_int32"
+    cpu = ROOT / "examples" / "numpy_model"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    assert place(repo, gpu, cpu=True) is True
+    assert place(repo, cpu, cpu=True) is False
+    assert (repo / cpu.name).is_symlink() and not (repo / gpu.name).is_symlink()
+    _, placed = read_config(repo / gpu.name / "config.pbtxt")
+    kinds = {g.kind for g in placed.instance_group}
+    assert kinds == {enum_value("ModelInstanceGroup.Kind", "KIND_CPU")}
+    (tmp_path / "other").mkdir()
+    assert place(tmp_path / "other", gpu, cpu=False) is False  # a GPU here: kept as it is
