@@ -43,6 +43,7 @@ from .resolve.recipebook import load
 from .resolve.target import releases
 from .scan.model import is_repository, open_model, require_dir
 from .settings import describe, effective
+from .verify.extras import require as require_extras
 from .verify.layout import is_ensemble
 from .verify.requestfile import check_request_file
 from .verify.verify import DockerOptions, VerifyReport, verify
@@ -241,6 +242,8 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
                         bytecode={None: "imported", True: "all", False: "none"}[bytecode])
     if is_repository(model_dir):
         def whole(rep: render.CliReporter) -> RepoResult:
+            if then_verify:
+                require_extras(runtime)  # refused before packing, not after
             result = package_repository(model_dir, opts, rep, pack_options=popts,
                                         use_cache=not no_cache, frozen=frozen,
                                         allow_incompatible=allow_incompatible, sbom=sbom,
@@ -278,6 +281,7 @@ def pack_cmd(model_dir: Path, frozen: bool, fmt: str, output: str | None, compre
         return
 
     def both(rep: render.CliReporter) -> tuple[PackResult, VerifyReport]:
+        require_extras(runtime)
         for given, option in ((inputs, "--inputs"), (expect, "--expect")):
             if given is not None:  # refused before packing, not after
                 check_request_file(given, option)

@@ -8,12 +8,12 @@ import pytest
 from google.protobuf import text_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tritonclient.grpc import model_config_pb2
 
 from packer.core.errors import ConfigPatchError
 from packer.patch import config as patch_mod
 from packer.patch.config import env_value, patch_config, patched_text
 from packer.scan.model import EXECUTION_ENV_PATH, parse_config
+from packer.scan.modelconfig import enum_value, new_config
 
 VALUE = env_value("tritonpack-env.tar.gz")
 
@@ -122,7 +122,7 @@ dims = st.lists(st.integers(min_value=-1, max_value=64), min_size=1, max_size=3)
 
 @st.composite
 def configs(draw: st.DrawFn) -> str:
-    msg = model_config_pb2.ModelConfig()
+    msg = new_config()
     msg.name = draw(names)
     msg.backend = "python"
     msg.max_batch_size = draw(st.integers(min_value=0, max_value=64))
@@ -130,7 +130,7 @@ def configs(draw: st.DrawFn) -> str:
         for i in range(draw(st.integers(min_value=0, max_value=3))):
             t = getattr(msg, kind).add()
             t.name = f"{kind.upper()}{i}"
-            t.data_type = model_config_pb2.DataType.Value(draw(dtypes))
+            t.data_type = enum_value("DataType", draw(dtypes))
             t.dims.extend(draw(dims))
     for key in draw(st.lists(names, max_size=3, unique=True)):
         msg.parameters[key].string_value = draw(st.text(max_size=20))
@@ -149,7 +149,7 @@ def test_patch_property(text: str) -> None:
     original = parse_config(text, path)
     out = patched_text(text, VALUE)
     result = parse_config(out, path)
-    want = model_config_pb2.ModelConfig()
+    want = new_config()
     want.CopyFrom(original)
     want.parameters[EXECUTION_ENV_PATH].string_value = VALUE
     assert result == want

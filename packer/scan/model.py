@@ -1,18 +1,17 @@
-"""Model directory discovery and config.pbtxt reading, through Triton's own ModelConfig."""
+"""Model directory discovery and config.pbtxt reading, through Triton's ModelConfig message
+(declared in scan/modelconfig.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 from ..core.errors import ModelError
 from ..core.fsguard import not_regular
+from .modelconfig import new_config
 
 CONFIG_NAME = "config.pbtxt"
 MODEL_FILE = "model.py"
@@ -25,36 +24,11 @@ _PARSE_POS = re.compile(r"^(\d+):(\d+)\s*:\s*(.*)$", re.S)
 _TEMPLATE = re.compile(r"^[^#\n]*\$\{[^}\n]*\}", re.M)  # ${name}, outside a comment
 
 
-def _model_config_pb2() -> ModuleType:
-    """tritonclient's generated ``model_config_pb2``, loaded from its file without running
-    ``tritonclient.grpc``'s package init, which imports grpcio and numpy (~120 ms of every
-    start-up for one message type). It is registered under its own name, so a later
-    ``import tritonclient.grpc`` (verify) reuses it and the descriptor pool holds it once."""
-    name = "tritonclient.grpc.model_config_pb2"
-    if name in sys.modules:
-        return sys.modules[name]
-    grpc = importlib.util.find_spec("tritonclient.grpc")
-    if grpc is None or not grpc.submodule_search_locations:  # pragma: no cover - a core dependency
-        raise ModuleNotFoundError(name)
-    spec = importlib.util.spec_from_file_location(
-        name, Path(grpc.submodule_search_locations[0]) / "model_config_pb2.py")
-    if spec is None or spec.loader is None:  # pragma: no cover - the file ships with tritonclient
-        raise ModuleNotFoundError(name)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
 def parse_config(text: str, path: Path) -> Any:
     """Parse config.pbtxt text into a ModelConfig; errors carry file:line:col."""
     from google.protobuf import text_format  # with the message, not at every start-up
 
-    msg = _model_config_pb2().ModelConfig()
+    msg = new_config()
     if _TEMPLATE.search(text):
         raise ModelError(f"{path}: config.pbtxt is a template with ${{...}} placeholders: fill it "
                          "first", hint="e.g. tensorrtllm_backend's tools/fill_template.py")
@@ -97,7 +71,7 @@ class ModelDir:
     name: str
     version: str
     config_text: str
-    config: Any  # model_config_pb2.ModelConfig
+    config: Any  # a ModelConfig (scan/modelconfig.py)
 
     @property
     def config_path(self) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import RuntimeMissingError
+from .extras import require_docker
 from .runtime import free_port
 
 SHM_DEFAULT = "256m"
@@ -47,6 +48,7 @@ def _listening(host: str) -> bool:
 def connect() -> Any:
     """A docker SDK client for the engine of DOCKER_HOST (default /var/run/docker.sock) that
     answers a ping; RuntimeMissingError, naming the address, when none does."""
+    require_docker()
     import docker
 
     host = os.environ.get("DOCKER_HOST", "")

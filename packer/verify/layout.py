@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..core.errors import TritonPackError, VerifyLoadError
 from ..scan.model import EXECUTION_ENV_PATH, TOKEN, read_config
+from ..scan.modelconfig import enum_value
 
 _GPUS = re.compile(r"\bgpus\s*:\s*\[[^\]]*\]\s*,?")
 
@@ -23,9 +24,7 @@ def place(repo: Path, model: Path, *, cpu: bool) -> bool:
     """Put ``model`` into the verification repository: a link, or, when ``cpu`` and its config
     asks for KIND_GPU, a directory of links with a KIND_CPU config. True if it was rewritten."""
     _, config = read_config(model / "config.pbtxt")
-    from tritonclient.grpc import model_config_pb2
-
-    gpu = model_config_pb2.ModelInstanceGroup.KIND_GPU
+    gpu = enum_value("ModelInstanceGroup.Kind", "KIND_GPU")
     if not cpu or not any(g.kind == gpu for g in config.instance_group):
         os.symlink(model, repo / model.name)
         return False

@@ -35,6 +35,7 @@ from .callees import closure
 from .client import Client, HttpError
 from .diagnose import diagnose, excerpt, execute_raised
 from .docker import SHM_DEFAULT, DockerRuntime
+from .extras import require
 from .infer import GrpcModel, InferFailed, Response, synthesise
 from .kinds import Plan
 from .layout import is_ensemble, link_shared_env, place, python_step, shared_env_of
@@ -295,6 +296,7 @@ def verify(
     with_models: tuple[str, ...] = (),
 ) -> VerifyReport:
     rep = reporter or NullReporter()
+    require(runtime)
     for given, option in ((inputs, "--inputs"), (expect, "--expect")):
         if given is not None:
             check_request_file(given, option)
