@@ -169,7 +169,7 @@ def build_wheel(sdist: Sdist, interpreter: Path, python: str, indexes: Indexes) 
         env = proc.clean_env({"CC": NO_COMPILER, "CXX": NO_COMPILER,
                               "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
         try:
-            proc.run([sys.executable, "-m", "uv", "build", "--wheel", "--quiet", "--no-config",
+            proc.run([sys.executable, "-m", "uv", "build", "--wheel", "--no-config",
                       "--no-python-downloads", "--python", interpreter, "--out-dir", out,
                       "--cache-dir", cache_dir("uv"), *indexes.args(), source],
                      env=env, timeout=900)
