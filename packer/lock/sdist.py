@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name, parse_sdist_filename
 
 from ..core import proc
 from ..core.atomic import atomic_write_bytes
-from ..core.cache import cache_dir
+from ..core.cache import cache_dir, cache_root
 from ..core.errors import BuildError, ProcessError
 from .backend import Indexes
 
@@ -137,7 +137,8 @@ class BuiltWheel:
 
 
 def _entry_dir(sdist: Sdist, python: str) -> Path:
-    return cache_dir("sdist-wheels", sdist.hexdigest, f"python{python}")
+    """Where the wheel built from ``sdist`` for Python ``python`` is kept (not made here)."""
+    return cache_root() / "sdist-wheels" / sdist.hexdigest / f"python{python}"
 
 
 def cached_wheel(sdist: Sdist, python: str) -> BuiltWheel | None:
@@ -162,7 +163,7 @@ def build_wheel(sdist: Sdist, interpreter: Path, python: str, indexes: Indexes) 
     cached = cached_wheel(sdist, python)
     if cached is not None:
         return cached
-    entry_dir = _entry_dir(sdist, python)
+    entry_dir = cache_dir("sdist-wheels", sdist.hexdigest, f"python{python}")
     with tempfile.TemporaryDirectory(prefix="tritonpack-sdist-") as tmp:
         source = _fetch(sdist, Path(tmp))
         out = Path(tmp) / "dist"
