@@ -113,7 +113,8 @@ def test_a_pure_python_sdist_in_find_links_is_built_and_locked(tmp_path: Path) -
         for path, text in {
             "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
             "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
-                              'build-backend = "setuptools.build_meta"\n',
+                              'build-backend = "setuptools.build_meta"\n'
+                              f'[project]\nname = "{name}"\nversion = "1.0"\n',
             f"{name}/__init__.py": "",
         }.items():
             data = text.encode()
