@@ -126,9 +126,12 @@ def _entries() -> dict[str, dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_lock_builds_an_sdist_only_package_once(model_copy: Copy) -> None:
+@pytest.mark.parametrize("resolver", ["uv", "pip-tools"])
+def test_lock_builds_an_sdist_only_package_once(model_copy: Copy, resolver: str) -> None:
+    """Both resolvers: uv says wheels are required, pip finds no version (``offers`` then
+    sees an sdist and no Python 3 wheel); the lock-only path, no pack."""
     model = model_copy("sdist_only")
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--offline", "--resolver", resolver)
     assert res.exit_code == 0, res.stderr
     assert f"note  langdetect==1.0.9 has no wheel: built from source ({LANGDETECT_URL})" \
         in res.stderr
@@ -147,7 +150,7 @@ def test_lock_builds_an_sdist_only_package_once(model_copy: Copy) -> None:
 
     first = (model / "tritonpack.lock").read_bytes()
     (model / "tritonpack.lock").unlink()
-    res = run_cli("lock", model, "--triton", "24.10", "--offline", "-q")
+    res = run_cli("lock", model, "--triton", "24.10", "--offline", "--resolver", resolver, "-q")
     assert res.exit_code == 0, res.stderr
     assert (model / "tritonpack.lock").read_bytes() == first  # byte-identical on a re-run
 

@@ -253,8 +253,10 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
         for rel, sha in files:
             log.info("bundled %s (sha256 %s)", rel, sha)  # shown with --verbose
         (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)
-        rep.done("build", f"{len(lock.conda)} conda + {len(lock.pypi)} PyPI packages, "
-                 f"{plural(len(bundled), 'bundled module')}", time.monotonic() - t0)
+        from_source = sum(1 for p in lock.pypi if p.sdist)
+        rep.done("build", f"{len(lock.conda)} conda + {len(lock.pypi)} PyPI packages"
+                 + (f" ({from_source} built from source)" if from_source else "")
+                 + f", {plural(len(bundled), 'bundled module')}", time.monotonic() - t0)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -114,6 +114,18 @@ class UvBackend:
         ], timeout=3600)
 
 
+    def build(self, sdist: Path, python: Path, out: Path, indexes: Indexes,
+              env: dict[str, str]) -> None:
+        """Build ``sdist`` into a wheel in ``out`` with ``python``, in an isolated build
+        environment whose build requirements come from ``indexes``; ``env`` is the build's
+        whole environment (``sdist`` sets no compiler and a fixed SOURCE_DATE_EPOCH).
+        Not quiet: the backend's own output says what a failed build needed."""
+        proc.run([sys.executable, "-m", "uv", "build", "--wheel", "--no-config",
+                  "--no-python-downloads", "--python", python, "--out-dir", out,
+                  "--cache-dir", cache_dir("uv"), *indexes.args(), sdist],
+                 env=env, timeout=900)
+
+
 def _each(flag: str, names: Sequence[str]) -> list[str]:
     return [part for name in names for part in (flag, name)]
 

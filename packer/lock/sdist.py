@@ -17,7 +17,6 @@ import hashlib
 import json
 import re
 import shutil
-import sys
 import tempfile
 import urllib.error
 import urllib.parse
@@ -31,7 +30,7 @@ from ..core import proc
 from ..core.atomic import atomic_write_bytes
 from ..core.cache import cache_dir, cache_root
 from ..core.errors import BuildError, ProcessError
-from .backend import Indexes
+from .backend import Indexes, UvBackend
 
 # What the build's CC and CXX name: no such program, so a compile fails with this name in it.
 NO_COMPILER = "tritonpack-no-compiler"
@@ -170,10 +169,7 @@ def build_wheel(sdist: Sdist, interpreter: Path, python: str, indexes: Indexes) 
         env = proc.clean_env({"CC": NO_COMPILER, "CXX": NO_COMPILER,
                               "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
         try:
-            proc.run([sys.executable, "-m", "uv", "build", "--wheel", "--no-config",
-                      "--no-python-downloads", "--python", interpreter, "--out-dir", out,
-                      "--cache-dir", cache_dir("uv"), *indexes.args(), source],
-                     env=env, timeout=900)
+            UvBackend().build(source, interpreter, out, indexes, env)
         except ProcessError as exc:
             needed = needs(exc.output)
             if needed is None:
