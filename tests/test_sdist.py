@@ -20,7 +20,7 @@ from packer.core.cache import cache_root
 from packer.core.errors import ExitCode, LockError, ProcessError
 from packer.lock.backend import Indexes, PipToolsBackend, UvBackend
 from packer.lock.lockfile import Lockfile, read_lock, requirements_txt, write_lock
-from packer.lock.pypi import Pin, _python3_wheel
+from packer.lock.pypi import Pin, _python3_wheel, offers
 from packer.lock.sdist import needs
 
 from .conftest import MODELS, error_line, run_cli, snapshot
@@ -75,6 +75,18 @@ def test_an_sdist_entry_in_a_format_1_lock_is_refused(tmp_path: Path) -> None:
 ])
 def test_a_py2_only_wheel_is_no_wheel(name: str, python3: bool) -> None:
     assert _python3_wheel(name) is python3
+
+
+def test_what_a_find_links_dir_offers(tmp_path: Path) -> None:
+    """A hyphenated legacy sdist name is its project's; a py2-only wheel offers nothing."""
+    for name in ("my-pkg-1.0.tar.gz", "other-1.0-py3-none-any.whl", "old-1.0-py2-none-any.whl",
+                 "old-1.0.zip"):
+        (tmp_path / name).write_bytes(b"")
+    indexes = Indexes((tmp_path / "no-index").as_uri(), (), (str(tmp_path),))
+    assert offers("my-pkg", indexes) == (False, True)
+    assert offers("other", indexes) == (True, False)
+    assert offers("old", indexes) == (False, True)
+    assert offers("absent", indexes) == (False, False)
 
 
 @pytest.mark.parametrize(("output", "needed"), [

@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from ..core.errors import ProcessError, ResolveError
 from ..resolve.target import Target
 from .backend import BACKENDS, DEFAULT_INDEX, Indexes, target_interpreter
-from .sdist import Sdist, build_wheel, find_sdist, index_files
+from .sdist import Sdist, build_wheel, find_sdist, index_files, sdist_version
 
 __all__ = [
     "DEFAULT_INDEX",
@@ -201,16 +201,16 @@ def offers(name: str, indexes: Indexes) -> tuple[bool | None, bool]:
         if folder.is_dir():
             answered = True
             for path in folder.iterdir():
-                if canonicalize_name(path.name.split("-", 1)[0]) == name:
-                    wheel = wheel or _python3_wheel(path.name)
-                    sdist = sdist or path.name.endswith((".tar.gz", ".zip"))
+                wheel = wheel or (_python3_wheel(path.name) and
+                                  parse_wheel_filename(path.name)[0] == name)
+                sdist = sdist or sdist_version(path.name, name) is not None
     for index in (indexes.index_url, *indexes.extra_index_urls):
         files = index_files(index, name)
         if files is not None:
             answered = True
             names = [str(f.get("filename", "")) for f in files]
             wheel = wheel or any(_python3_wheel(n) for n in names)
-            sdist = sdist or any(n.endswith((".tar.gz", ".zip")) for n in names)
+            sdist = sdist or any(sdist_version(n, name) is not None for n in names)
     return (wheel if answered else None), sdist
 
 

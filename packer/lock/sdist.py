@@ -71,7 +71,8 @@ def index_files(index: str, name: str) -> list[dict[str, object]] | None:
     return [f for f in data.get("files", []) if isinstance(f, dict)]
 
 
-def _sdist_version(filename: str, name: str) -> str | None:
+def sdist_version(filename: str, name: str) -> str | None:
+    """The version of ``filename`` when it is an sdist of ``name`` (canonical), else None."""
     if not filename.endswith(_SDIST_SUFFIXES):
         return None
     try:
@@ -87,7 +88,7 @@ def find_sdist(name: str, version: str, hashes: tuple[str, ...], indexes: Indexe
     for link in indexes.find_links:
         folder = Path(link.removeprefix("file://"))
         for path in sorted(folder.glob("*")) if folder.is_dir() else ():
-            if _sdist_version(path.name, name) == version:
+            if sdist_version(path.name, name) == version:
                 sha = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
                 if sha in hashes:
                     return Sdist(name, version, path.resolve().as_uri(), sha)
@@ -95,7 +96,7 @@ def find_sdist(name: str, version: str, hashes: tuple[str, ...], indexes: Indexe
         for f in index_files(index, name) or ():
             digests = f.get("hashes")
             sha = "sha256:" + str(digests.get("sha256", "")) if isinstance(digests, dict) else ""
-            if _sdist_version(str(f.get("filename", "")), name) == version and sha in hashes:
+            if sdist_version(str(f.get("filename", "")), name) == version and sha in hashes:
                 return Sdist(name, version, urllib.parse.urljoin(f"{index.rstrip('/')}/{name}/",
                                                                  str(f.get("url", ""))), sha)
     raise BuildError(f"{name}=={version} is published only as source, and no index or "
