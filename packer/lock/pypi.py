@@ -14,7 +14,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from ..core.errors import ProcessError, ResolveError
+from ..core.errors import BuildError, ProcessError, ResolveError, TargetError
 from ..resolve.target import Target
 from .backend import BACKENDS, DEFAULT_INDEX, Indexes, target_interpreter
 from .sdist import Sdist, build_wheel, find_sdist, index_files, sdist_version
@@ -157,7 +157,14 @@ def compile_pins(
     pins = parse_requirements(text)
     if not from_source:
         return pins
-    interpreter = target_interpreter(target.python, python_from)
+    try:
+        interpreter = target_interpreter(target.python, python_from)
+    except TargetError as exc:
+        raise BuildError(
+            f"{from_source[0]} is published only as source, and building it needs a Python "
+            f"{target.python} on this machine: none was found",
+            hint=f"install one (uv python install {target.python}) or pass --python-from "
+                 "PREFIX") from exc
     return tuple(_from_source(p, interpreter, target.python, indexes)
                  if p.name in from_source else p for p in pins)
 
