@@ -1,8 +1,8 @@
-"""PyPI resolvers behind one small interface: uv (default) and pip-tools.
+"""PyPI pins: resolve requirement lines with a backend (``backend``: uv or pip-tools), read the
+hashed requirements file it writes into pins, and turn a failed resolution into one sentence.
 
-Both turn requirement lines into a pip-tools-style requirements file with
-``--hash`` lines for the target Python and platform. tritonpack parses that
-file into pins; the lock stores the pins, and can export the file again.
+A distribution published only as source (no Python 3 wheel anywhere) is resolved again from
+its sdist, which ``sdist`` builds into a cached wheel; its pin keeps the sdist's URL and hash.
 """
 
 from __future__ import annotations
