@@ -323,6 +323,8 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
             raise _missing_error(again, ctx) from again
     rep.done("resolve", f"{plural(len(pins), 'PyPI package')} ({opts.resolver})",
              time.monotonic() - t0)
+    for pin in (p for p in pins if p.sdist):  # no wheel published: built once, cached
+        rep.note(f"{pin.name}=={pin.version} has no wheel: built from source ({pin.sdist})")
     t0 = time.monotonic()
     rep.start("solve", f"solving python {ctx.target.python}.* on {', '.join(channels)}")
     packages = conda.solve(ctx.target, channels, ctx.requirements.conda)

@@ -91,13 +91,15 @@ def lock_payload(res: LockResult) -> dict[str, Any]:
         "python": res.lock.python_version(),
         "conda": [{"name": p.name, "version": p.version, "build": p.build, "sha256": p.sha256}
                   for p in res.lock.conda],
-        "pypi": [{"name": p.name, "version": p.version} for p in res.lock.pypi],
+        "pypi": [{"name": p.name, "version": p.version, **({"sdist": p.sdist} if p.sdist else {})}
+                 for p in res.lock.pypi],
     }
 
 
 def lock_text(res: LockResult) -> str:
     state = "reused (fresh)" if res.reused else ("written" if res.written else "unchanged")
-    pins = ", ".join(f"{p.name}=={p.version}" for p in res.lock.pypi)
+    pins = ", ".join(f"{p.name}=={p.version}" + (" (built from source)" if p.sdist else "")
+                     for p in res.lock.pypi)
     return (f"{res.path}: {state}\n"
             f"  target  Triton {res.lock.target['release']}, Python {res.lock.python_version()}, "
             f"{res.lock.target['platform']}\n"

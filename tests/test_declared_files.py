@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_environment_channels_are_the_solves_unless_given(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-def test_a_distribution_published_only_as_source_is_named(tmp_path: Path) -> None:
+def test_a_pure_python_sdist_in_find_links_is_built_and_locked(tmp_path: Path) -> None:
     import io
     import tarfile
 
@@ -112,7 +113,8 @@ def test_a_distribution_published_only_as_source_is_named(tmp_path: Path) -> Non
         for path, text in {
             "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
             "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
-                              'build-backend = "setuptools.build_meta"\n',
+                              'build-backend = "setuptools.build_meta"\n'
+                              f'[project]\nname = "{name}"\nversion = "1.0"\n',
             f"{name}/__init__.py": "",
         }.items():
             data = text.encode()
@@ -122,10 +124,14 @@ def test_a_distribution_published_only_as_source_is_named(tmp_path: Path) -> Non
     model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "plain_numpy")
     (model / "requirements.txt").write_text(f"--find-links {links}\n{name}\n")
     res = run_cli("lock", model, "--triton", "24.10", "--offline")
-    assert res.exit_code == ExitCode.RESOLVE
-    assert ("error: tritonpack-sdist-only-probe is published only as source (no wheel on the "
-            "index): tritonpack installs wheels, hash-checked, never building code into the "
-            "environment") in res.stderr
+    assert res.exit_code == 0, res.stderr
+    sdist = links / f"{name}-1.0.tar.gz"
+    assert (f"note  tritonpack-sdist-only-probe==1.0 has no wheel: built from source "
+            f"({sdist.as_uri()})") in res.stderr
+    pin = next(p for p in read_lock(model / "tritonpack.lock").pypi
+               if p.name == "tritonpack-sdist-only-probe")
+    assert pin.sdist == sdist.as_uri()
+    assert pin.hashes == ("sha256:" + hashlib.sha256(sdist.read_bytes()).hexdigest(),)
 
 
 @pytest.mark.slow

@@ -10,19 +10,20 @@ import hashlib
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..core import proc
 from ..core.cache import cache_dir
 from ..core.errors import BuildError, ProcessError
 from ..core.progress import NullReporter, Reporter, plural
 from ..core.secrets import why_not_bundled
 from ..lock import conda
-from ..lock.lockfile import Lockfile
+from ..lock.backend import Indexes, UvBackend
+from ..lock.lockfile import Lockfile, requirements_txt
+from ..lock.pypi import pin_sdist
+from ..lock.sdist import build_wheel, wheel_links
 from ..resolve.target import host_platform
 from ..scan.imports import ImportReport, LocalModule
 
@@ -88,29 +89,24 @@ def new_build_dir(key: str | None = None) -> Path:
 
 
 def _pypi_install(lock: Lockfile, prefix: Path, python: str) -> None:
+    """Install the locked pins with uv (whatever resolved them), hash-checked; a pin built
+    from source is installed from its cached wheel, checked against the hash the cache
+    recorded when it built the wheel (rebuilt from the locked, hash-checked sdist if gone)."""
     if not lock.pypi:
         return
+    interpreter = prefix / "bin" / f"python{python}"
+    indexes = Indexes.from_dict(lock.inputs.get("indexes", {}))
+    built = {p.name: build_wheel(pin_sdist(p), interpreter, python, indexes)
+             for p in lock.pypi if p.sdist}
+    if built:
+        links = wheel_links(list(built.values()), prefix.parent)
+        indexes = replace(indexes, find_links=(*indexes.find_links, str(links)))
     req = prefix.parent / "requirements.txt"
-    req.write_text(lock.requirements_txt(), encoding="utf-8")
-    indexes = lock.inputs.get("indexes", {})
-    argv: list[str | Path] = [
-        sys.executable, "-m", "uv", "pip", "install", "--no-config", "--no-python-downloads",
-        "--quiet",
-        "--python", prefix / "bin" / f"python{python}", "--require-hashes", "--no-deps",
-        # hard links from uv's cache (measured for the torch model, warm cache: 0.29 s against
-        # 3.0 s copying and 18.8 s with pip). Nothing later writes into an installed file:
-        # bundling refuses existing names, conda-pack and pruning write or unlink their own
-        # copies, --format dir is a real copy. uv copies where it cannot link.
-        "--only-binary", ":all:", "--link-mode", "hardlink", "--cache-dir", cache_dir("uv"),
-        "--index-url", str(indexes.get("index_url", "https://pypi.org/simple")),
-        "-r", req,
-    ]
-    for url in indexes.get("extra_index_urls", []):
-        argv += ["--extra-index-url", str(url)]
-    for link in indexes.get("find_links", []):
-        argv += ["--find-links", str(link)]
+    req.write_text(requirements_txt(tuple(
+        replace(p, hashes=(built[p.name].sha256,), sdist="") if p.name in built else p
+        for p in lock.pypi)), encoding="utf-8")
     try:
-        proc.run(argv, timeout=3600)
+        UvBackend().install(req, interpreter, indexes)
     except ProcessError as exc:
         if "hash mismatch" in exc.output.lower():
             line = next(
@@ -257,8 +253,10 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
         for rel, sha in files:
             log.info("bundled %s (sha256 %s)", rel, sha)  # shown with --verbose
         (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)
-        rep.done("build", f"{len(lock.conda)} conda + {len(lock.pypi)} PyPI packages, "
-                 f"{plural(len(bundled), 'bundled module')}", time.monotonic() - t0)
+        from_source = sum(1 for p in lock.pypi if p.sdist)
+        rep.done("build", f"{len(lock.conda)} conda + {len(lock.pypi)} PyPI packages"
+                 + (f" ({from_source} built from source)" if from_source else "")
+                 + f", {plural(len(bundled), 'bundled module')}", time.monotonic() - t0)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

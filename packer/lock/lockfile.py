@@ -24,7 +24,13 @@ from .conda import CondaPackage
 from .pypi import Pin
 
 LOCK_NAME = "tritonpack.lock"
-FORMAT_VERSION = 1
+# Format 1: wheels only. Format 2 adds ``sdist = URL`` to a [[pypi]] entry built from source
+# (its ``hashes`` then hold the sdist's sha256 alone). A lock is written as format 1 unless a
+# pin needs 2, so existing locks stay byte-identical; a tritonpack that reads only format 1
+# refuses a format-2 lock ("newer than this tritonpack understands") instead of installing
+# a package it cannot.
+FORMAT_VERSION = 2
+_FORMATS = (1, 2)
 _HEADER = (
     "# tritonpack.lock: written by tritonpack; do not edit by hand (its content hash is checked).\n"
     "# Re-create with `tritonpack lock MODEL_DIR`; check with `tritonpack lock --check MODEL_DIR`.\n"
@@ -43,8 +49,12 @@ class Lockfile:
     resolver: str
     conda: tuple[CondaPackage, ...]
     pypi: tuple[Pin, ...]
-    version: int = FORMAT_VERSION
+    version: int = 0  # 0: the lowest format that holds the pins (format_for)
     generator: str = field(default=f"tritonpack {__version__}")
+
+    def __post_init__(self) -> None:
+        if self.version == 0:
+            object.__setattr__(self, "version", format_for(self.pypi))
 
     @property
     def inputs_hash(self) -> str:
@@ -60,8 +70,7 @@ class Lockfile:
             "target": dict(self.target),
             "inputs": self.inputs,
             "conda": [p.as_dict() for p in self.conda],
-            "pypi": [{"name": p.name, "version": p.version, "hashes": list(p.hashes)}
-                     for p in self.pypi],
+            "pypi": [_pin_dict(p) for p in self.pypi],
         }
 
     @property
@@ -85,11 +94,36 @@ class Lockfile:
 
     def requirements_txt(self) -> str:
         """The PyPI part as a pip-tools-style requirements file with --hash lines."""
-        lines = []
-        for pin in self.pypi:
-            hashes = "".join(f" \\\n    --hash={h}" for h in pin.hashes)
-            lines.append(f"{pin.name}=={pin.version}{hashes}\n")
-        return "".join(lines)
+        return requirements_txt(self.pypi)
+
+
+def requirements_txt(pins: tuple[Pin, ...]) -> str:
+    """Pins as a pip-tools-style requirements file with --hash lines."""
+    lines = []
+    for pin in pins:
+        hashes = "".join(f" \\\n    --hash={h}" for h in pin.hashes)
+        lines.append(f"{pin.name}=={pin.version}{hashes}\n")
+    return "".join(lines)
+
+
+def format_for(pins: tuple[Pin, ...]) -> int:
+    """The lowest lock format that holds ``pins``: 2 once one is built from source."""
+    return 2 if any(p.sdist for p in pins) else 1
+
+
+def _pin_dict(pin: Pin) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": pin.name, "version": pin.version, "hashes": list(pin.hashes)}
+    if pin.sdist:
+        out["sdist"] = pin.sdist
+    return out
+
+
+def _read_pin(data: dict[str, Any], version: int) -> Pin:
+    sdist = data.get("sdist", "")
+    if sdist and (version < 2 or len(data.get("hashes", ())) != 1):
+        raise ValueError("'sdist' (format 2, one sdist hash)")
+    return Pin(str(data["name"]), str(data["version"]), tuple(data.get("hashes", ())),
+               str(sdist))
 
 
 def needs_write(path: Path, lock: Lockfile) -> bool:
@@ -141,9 +175,10 @@ def read_lock(path: Path) -> Lockfile:
     version = data.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise LockError(f"{path}: corrupted: no format version", hint=_RECREATE.format(path.parent))
-    if version < FORMAT_VERSION:
+    if version < min(_FORMATS):
         raise LockError(f"{path}: lock format {version} is not one tritonpack knows (it reads "
-                        f"format {FORMAT_VERSION})", hint=_RECREATE.format(path.parent))
+                        f"formats {min(_FORMATS)} to {FORMAT_VERSION})",
+                        hint=_RECREATE.format(path.parent))
     if version > FORMAT_VERSION:
         raise LockError(
             f"{path}: lock format {version} is newer than this tritonpack understands "
@@ -156,8 +191,7 @@ def read_lock(path: Path) -> Lockfile:
             target={k: str(v) for k, v in data["target"].items()},
             resolver=str(data["resolver"]),
             conda=tuple(CondaPackage.from_dict(p) for p in data.get("conda", [])),
-            pypi=tuple(Pin(str(p["name"]), str(p["version"]), tuple(p.get("hashes", ())))
-                       for p in data.get("pypi", [])),
+            pypi=tuple(_read_pin(p, version) for p in data.get("pypi", [])),
             version=version,
             generator=str(data.get("generator", "")),
         )

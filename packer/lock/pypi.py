@@ -1,54 +1,35 @@
-"""PyPI resolvers behind one small interface: uv (default) and pip-tools.
+"""PyPI pins: resolve requirement lines with a backend (``backend``: uv or pip-tools), read the
+hashed requirements file it writes into pins, and turn a failed resolution into one sentence.
 
-Both turn requirement lines into a pip-tools-style requirements file with
-``--hash`` lines for the target Python and platform. tritonpack parses that
-file into pins; the lock stores the pins, and can export the file again.
+A distribution published only as source (no Python 3 wheel anywhere) is resolved again from
+its sdist, which ``sdist`` builds into a cached wheel; its pin keeps the sdist's URL and hash.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
-import shutil
-import sys
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
-from typing import Protocol
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from ..core import proc
-from ..core.cache import cache_dir
-from ..core.errors import ProcessError, ResolveError
-from ..resolve.target import Target, host_platform
-from .pychannel import find_python
+from ..core.errors import BuildError, ProcessError, ResolveError, TargetError
+from ..resolve.target import Target
+from .backend import BACKENDS, DEFAULT_INDEX, Indexes, target_interpreter
+from .sdist import Sdist, build_wheel, find_sdist, index_files, sdist_version
 
-DEFAULT_INDEX = "https://pypi.org/simple"
+__all__ = [
+    "DEFAULT_INDEX",
+    "RESOLVERS",
+    "IndexUnreachable",
+    "Indexes",
+    "NoSolutionError",
+    "Pin",
+    "compile_pins",
+]
 
-
-@dataclass(frozen=True)
-class Indexes:
-    index_url: str = DEFAULT_INDEX
-    extra_index_urls: tuple[str, ...] = ()
-    find_links: tuple[str, ...] = ()
-
-    def args(self) -> list[str]:
-        out = ["--index-url", self.index_url]
-        for url in self.extra_index_urls:
-            out += ["--extra-index-url", url]
-        for link in self.find_links:
-            out += ["--find-links", link]
-        return out
-
-    def as_dict(self) -> dict[str, object]:
-        return {"index_url": self.index_url, "extra_index_urls": list(self.extra_index_urls),
-                "find_links": list(self.find_links)}
+RESOLVERS = BACKENDS  # the --resolver choices: the backends that compile a lock
 
 
 @dataclass(frozen=True)
@@ -56,19 +37,11 @@ class Pin:
     name: str
     version: str
     hashes: tuple[str, ...] = field(default=())
+    # set when no wheel is published: the sdist the wheel is built from (its sha256 in hashes)
+    sdist: str = ""
 
     def line(self) -> str:
         return f"{self.name}=={self.version}"
-
-
-class Resolver(Protocol):
-    name: str
-
-    def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
-                python_from: str = "auto") -> str:
-        """A requirements file with hashes, resolved for ``target`` (``python_from``: where
-        a resolver that runs in the target's Python finds it, as ``--python-from``)."""
-        ...
 
 
 _MISSING = [
@@ -108,93 +81,6 @@ def diagnose(output: str) -> ResolveFailure:
     unreachable = bool(_UNREACHABLE.search(output)) and not missing
     python = bool(_PYTHON_TOO_OLD.search(output)) or "requires-python" in output.lower()
     return ResolveFailure(tuple(dict.fromkeys(missing)), unreachable, output, python)
-
-
-class UvResolver:
-    """uv resolves for a Python version and platform it does not need to have installed."""
-
-    name = "uv"
-
-    def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
-                python_from: str = "auto") -> str:
-        """``python_from`` is not needed: uv resolves for a version without its interpreter."""
-        with tempfile.TemporaryDirectory(prefix="tritonpack-uv-") as tmp:
-            req_in = Path(tmp) / "requirements.in"
-            out = Path(tmp) / "requirements.txt"
-            req_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
-            argv: list[str | Path] = [
-                sys.executable, "-m", "uv", "pip", "compile", req_in, "-o", out, "--quiet",
-                "--no-config", "--no-python-downloads", "--python", sys.executable,
-                "--generate-hashes", "--no-header", "--no-annotate",
-                "--python-version", target.python, "--python-platform", target.pypi_platform,
-                "--only-binary", ":all:",
-                "--cache-dir", cache_dir("uv"), *indexes.args(),
-            ]
-            proc.run(argv, timeout=900)
-            return out.read_text(encoding="utf-8")
-
-
-class PipToolsResolver:
-    """pip-compile resolves for the interpreter it runs on and for this machine's platform:
-    it runs in the target's Python (the local CPython of that version, the one a lock without
-    a channel packs: ``pychannel.find_python``), in a cached venv holding the same pip-tools
-    as tritonpack's own; tritonpack's own interpreter when its version is the target's."""
-
-    name = "pip-tools"
-
-    def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
-                python_from: str = "auto") -> str:
-        here = host_platform()
-        if target.platform != here:
-            raise ResolveError(
-                f"--resolver pip-tools resolves only for this machine's platform ({here}), "
-                f"not {target.platform}: use --resolver uv",
-            )
-        python = _target_python(target.python, python_from)
-        with tempfile.TemporaryDirectory(prefix="tritonpack-piptools-") as tmp:
-            req_in = Path(tmp) / "requirements.in"
-            out = Path(tmp) / "requirements.txt"
-            req_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
-            argv: list[str | Path] = [
-                python, "-m", "piptools", "compile", req_in, "--output-file", out,
-                "--quiet", "--generate-hashes", "--no-header", "--no-annotate",
-                "--no-emit-index-url", "--strip-extras", "--cache-dir", cache_dir("pip-tools"),
-                "--pip-args", "--only-binary=:all: --no-cache-dir", *indexes.args(),
-            ]
-            proc.run(argv, timeout=1800)
-            return out.read_text(encoding="utf-8")
-
-
-def _target_python(minor: str, python_from: str) -> str | Path:
-    """An interpreter of the target's Python version with pip-tools in it."""
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == minor and python_from == "auto":
-        return sys.executable
-    install = find_python(minor, python_from)
-    pip_tools = version("pip-tools")
-    venv = cache_dir("pip-tools") / f"python-{install.version}-pip-tools-{pip_tools}"
-    python = venv / "bin" / "python"
-    if python.exists():
-        return python
-    tmp = Path(tempfile.mkdtemp(prefix=f".{venv.name}.", dir=venv.parent))
-    try:
-        proc.run([sys.executable, "-m", "uv", "venv", "--quiet", "--no-config",
-                  "--no-python-downloads", "--python", install.prefix / "bin" / f"python{minor}",
-                  tmp], timeout=300)
-        proc.run([sys.executable, "-m", "uv", "pip", "install", "--quiet", "--no-config",
-                  "--python", tmp / "bin" / "python", f"pip-tools=={pip_tools}",
-                  "--cache-dir", cache_dir("uv")], timeout=900)
-        with contextlib.suppress(FileExistsError, OSError):
-            tmp.rename(venv)  # atomic; a twin run that got there first keeps its venv
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return python
-
-
-RESOLVERS: dict[str, type[UvResolver] | type[PipToolsResolver]] = {
-    "uv": UvResolver,
-    "pip-tools": PipToolsResolver,
-}
 
 
 def parse_requirements(text: str) -> tuple[Pin, ...]:
@@ -249,65 +135,102 @@ def compile_pins(
     resolver_name: str, requirements: Sequence[str], target: Target, indexes: Indexes,
     python_from: str = "auto",
 ) -> tuple[Pin, ...]:
-    resolver = RESOLVERS[resolver_name]()
+    """The pins of ``requirements`` for ``target``, wheels only; a distribution published
+    only as source is resolved from its sdist, which is built into a wheel now (and cached:
+    ``sdist.build_wheel``), so that a build it cannot do fails the lock, not the pack."""
+    backend = RESOLVERS[resolver_name]()
     for link in indexes.find_links:  # uv would say only "No such file or directory"
         if "://" not in link and not Path(link).is_dir():
             raise ResolveError(f"--find-links {link}: no such directory",
                                hint="give a directory of wheels or a URL")
+    from_source: list[str] = []
+    while True:
+        try:
+            text = backend.compile(requirements, target, indexes, python_from, from_source)
+            break
+        except ProcessError as exc:
+            failure = diagnose(exc.output)
+            more = [n for n in source_only(failure, indexes) if n not in from_source]
+            if not more or len(from_source) > _MAX_FROM_SOURCE:
+                raise _failure_error(failure, indexes, exc, target.python) from exc
+            from_source += more  # a built package's own dependencies may be source-only too
+    pins = parse_requirements(text)
+    if not from_source:
+        return pins
     try:
-        text = resolver.compile(requirements, target, indexes, python_from)
-    except ProcessError as exc:
-        raise _failure_error(diagnose(exc.output), indexes, exc, target.python) from exc
-    return parse_requirements(text)
+        interpreter = target_interpreter(target.python, python_from)
+    except TargetError as exc:
+        raise BuildError(
+            f"{from_source[0]} is published only as source, and building it needs a Python "
+            f"{target.python} on this machine: none was found",
+            hint=f"install one (uv python install {target.python}) or pass --python-from "
+                 "PREFIX") from exc
+    return tuple(_from_source(p, interpreter, target.python, indexes)
+                 if p.name in from_source else p for p in pins)
+
+
+_MAX_FROM_SOURCE = 20
+
+
+def _from_source(pin: Pin, interpreter: Path, python: str, indexes: Indexes) -> Pin:
+    """``pin`` locked by the sdist the resolver chose (its sha256 alone), once built."""
+    found = find_sdist(pin.name, pin.version, pin.hashes, indexes)
+    build_wheel(found, interpreter, python, indexes)
+    return Pin(pin.name, pin.version, (found.sha256,), found.url)
+
+
+def pin_sdist(pin: Pin) -> Sdist:
+    """The locked sdist of a pin built from source."""
+    return Sdist(pin.name, pin.version, pin.sdist, pin.hashes[0])
 
 
 _WHEELS_REQUIRED = re.compile(r"Wheels are required for `([A-Za-z0-9_.\-]+)` because building from source")
 _WHEELS_ELSEWHERE = re.compile(r"Wheels are available for `([A-Za-z0-9_.\-]+)`")
 
 
-def source_only(output: str, indexes: Indexes) -> tuple[str, ...]:
-    """Distributions published only as source: uv needed wheels of them, and no index or
-    find-links location holds any wheel of theirs (for any Python: else the target's Python
-    is the problem, said elsewhere)."""
-    elsewhere = {canonicalize_name(m) for m in _WHEELS_ELSEWHERE.findall(output)}
-    needed = dict.fromkeys(canonicalize_name(m) for m in _WHEELS_REQUIRED.findall(output))
-    return tuple(n for n in needed if n not in elsewhere and has_wheels(n, indexes) is False)
+def source_only(failure: ResolveFailure, indexes: Indexes) -> tuple[str, ...]:
+    """Distributions published only as source: the resolver needed wheels of them (uv says
+    so; pip finds no version), and the locations offer an sdist but no Python 3 wheel (for
+    any Python: else the target's Python is the problem, said elsewhere)."""
+    elsewhere = {canonicalize_name(m) for m in _WHEELS_ELSEWHERE.findall(failure.output)}
+    needed = dict.fromkeys([*(canonicalize_name(m)
+                              for m in _WHEELS_REQUIRED.findall(failure.output)),
+                            *failure.missing])
+    return tuple(n for n in needed if n not in elsewhere and offers(n, indexes) == (False, True))
 
 
-def has_wheels(name: str, indexes: Indexes) -> bool | None:
-    """Whether any location offers a wheel of ``name``; None when none could be asked."""
-    answered = False
+def offers(name: str, indexes: Indexes) -> tuple[bool | None, bool]:
+    """(a Python 3 wheel of ``name``, an sdist of it) on any location; the first None when
+    no location could be asked."""
+    answered = wheel = sdist = False
     for link in indexes.find_links:
         folder = Path(link.removeprefix("file://"))
         if folder.is_dir():
             answered = True
-            if any(canonicalize_name(p.name.split("-", 1)[0]) == name
-                   for p in folder.glob("*.whl")):
-                return True
+            for path in folder.iterdir():
+                wheel = wheel or (_python3_wheel(path.name) and
+                                  parse_wheel_filename(path.name)[0] == name)
+                sdist = sdist or sdist_version(path.name, name) is not None
     for index in (indexes.index_url, *indexes.extra_index_urls):
-        files = _index_files(index, name)
+        files = index_files(index, name)
         if files is not None:
             answered = True
-            if any(f.endswith(".whl") for f in files):
-                return True
-    return False if answered else None
+            names = [str(f.get("filename", "")) for f in files]
+            wheel = wheel or any(_python3_wheel(n) for n in names)
+            sdist = sdist or any(sdist_version(n, name) is not None for n in names)
+    return (wheel if answered else None), sdist
 
 
-def _index_files(index: str, name: str) -> list[str] | None:
-    """File names an index lists for ``name`` (PEP 691 JSON); [] when it has no such project."""
-    if not index.startswith(("https://", "http://")):
-        return None
-    request = urllib.request.Request(  # noqa: S310 (an index URL the user configured)
-        f"{index.rstrip('/')}/{name}/",
-        headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+def _python3_wheel(filename: str) -> bool:
+    """Whether ``filename`` is a wheel some Python 3 can install (langdetect's only wheel is
+    ``py2-none-any``)."""
+    if not filename.endswith(".whl"):
+        return False
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
-            data = json.load(response)
-    except urllib.error.HTTPError as exc:
-        return [] if exc.code == 404 else None
-    except (OSError, ValueError):
-        return None
-    return [str(f.get("filename", "")) for f in data.get("files", []) if isinstance(f, dict)]
+        tags = parse_wheel_filename(filename)[3]
+    except ValueError:
+        return False
+    return any(not t.interpreter.startswith(("py2", "cp2", "pp2")) for t in tags)
 
 
 def _failure_error(failure: ResolveFailure, indexes: Indexes, exc: ProcessError,
@@ -322,16 +245,6 @@ def _failure_error(failure: ResolveFailure, indexes: Indexes, exc: ProcessError,
             "(--triton)",
             detail=exc.detail,
         )
-    sources = source_only(failure.output, indexes)
-    if sources and not failure.missing:
-        name = sources[0]
-        return ResolveError(
-            f"{name} is published only as source (no wheel on the index): tritonpack installs "
-            "wheels, hash-checked, never building code into the environment",
-            hint=f"build a wheel for Python {target_python} on Linux (pip wheel --no-deps "
-                 f"{name} -w DIR) and pass --find-links DIR, or declare another version that "
-                 "has wheels",
-            detail=exc.detail)
     if failure.unreachable:
         return IndexUnreachable(failed_index(failure.output, indexes), detail=exc.detail)
     return NoSolutionError(failure.missing, detail=exc.detail,

@@ -167,7 +167,7 @@ class CacheInfo:
 def info() -> CacheInfo:
     root = cache_root()
     sections = {}
-    for name in ("envs", "channels", "pkgs", "uv", "pip-tools"):
+    for name in ("envs", "channels", "pkgs", "uv", "pip-tools", "sdist-wheels"):
         base = root / name
         entries = [p for p in base.iterdir() if not p.name.startswith(".")] if base.is_dir() else []
         sections[name] = (len(entries), tree_size(base)[1] if base.is_dir() else 0)
@@ -179,7 +179,7 @@ def prune_cache(older_than_days: float | None, everything: bool) -> tuple[int, i
     root = cache_root()
     removed = freed = 0
     if everything:
-        for name in ("envs", "channels", "pkgs", "uv", "pip-tools", "tmp"):
+        for name in ("envs", "channels", "pkgs", "uv", "pip-tools", "sdist-wheels", "tmp"):
             base = root / name
             if base.is_dir():
                 freed += tree_size(base)[1]
