@@ -9,9 +9,12 @@ from pathlib import Path
 
 from .core.errors import ModelError, TritonPackError
 from .core.progress import NullReporter, Reporter
+from .lock.stage import lock_inputs
 from .pack.pack import PackOptions
-from .pipeline import Options, lock_inputs, package, prepare
+from .pipeline import package
+from .prepare import prepare
 from .scan.model import CONFIG_NAME, read_config
+from .settings import Options
 
 
 @dataclass(frozen=True)
