@@ -8,9 +8,7 @@ nothing of the pipeline, and ``tritonpack scan`` imports the scan and resolve st
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -105,6 +103,8 @@ class DefaultGroup(LazyGroup):
         word = args[0]
         if word.startswith("-") or os.path.lexists(word) or "/" in word:
             return
+        import difflib
+
         close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
         if close or (len(args) > 1 and os.path.isdir(args[1])):
             ctx.fail(f"unknown command {word!r}"
@@ -160,7 +160,9 @@ def console() -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe (tritonpack scan | head)
             stream.flush()
-    logging.shutdown()
+    logging = sys.modules.get("logging")  # imported by the commands that log, not here
+    if logging is not None:
+        logging.shutdown()
     os._exit(code)
 
 

@@ -308,7 +308,7 @@ def exported(path: Path) -> Lockfile:
     model is named as such, not as one whose lock is missing."""
     require_dir(path)
     if not os.path.lexists(path / CONFIG_NAME):
-        raise ModelError(f"{path}: no {CONFIG_NAME}",
+        raise ModelError(f"{path.resolve()}: no {CONFIG_NAME}",
                          hint="a Triton model directory holds config.pbtxt and numeric version "
                          "dirs (1/model.py)")
     return read_lock(path / LOCK_NAME)
