@@ -23,13 +23,13 @@ from .core.version import __version__
 
 if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
     from .check import CheckReport, check
+    from .context import Context, prepare
     from .core.errors import ExitCode, TritonPackError
     from .lock.pypi import Indexes
     from .lock.stage import CheckResult, LockResult
     from .pack.envcheck import InspectReport, inspect_env
     from .pack.pack import PackOptions
     from .pipeline import PackResult, check_lock, lock, package
-    from .prepare import Context, prepare
     from .repository import RepoResult, package_repository
     from .settings import Options
     from .verify.verify import DockerOptions, VerifyReport, verify
@@ -42,7 +42,7 @@ _HOME = {  # public name -> the module that owns it (``import packer`` imports n
     "PackOptions": "pack.pack",
     "CheckResult": "lock.stage", "LockResult": "lock.stage",
     **dict.fromkeys(["PackResult", "check_lock", "lock", "package"], "pipeline"),
-    "Context": "prepare", "prepare": "prepare", "Options": "settings",
+    "Context": "context", "prepare": "context", "Options": "settings",
     "RepoResult": "repository", "package_repository": "repository",
     "DockerOptions": "verify.verify", "VerifyReport": "verify.verify", "verify": "verify.verify",
 }

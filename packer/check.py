@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .context import prepare
 from .core.errors import ModelError, TritonPackError
 from .core.fsguard import not_regular
 from .core.integrity import verify as verify_record
@@ -21,7 +22,6 @@ from .core.progress import Reporter
 from .lock.lockfile import LOCK_NAME, read_lock
 from .lock.stage import stale
 from .pack.pack import read_stamp
-from .prepare import prepare
 from .repository import python_models
 from .scan.model import CONFIG_NAME, TOKEN, is_repository, require_dir
 from .settings import Options

@@ -120,7 +120,7 @@ class DefaultGroup(LazyGroup):
         if not standalone_mode or "--json" not in argv:
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
         try:
-            super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
             from . import render
 
@@ -131,7 +131,7 @@ class DefaultGroup(LazyGroup):
         except click.exceptions.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(1)
-        sys.exit(0)
+        sys.exit(code if isinstance(code, int) else 0)  # --help and --version: click's Exit
 
 
 @click.group(cls=DefaultGroup, help=MAIN_HELP, context_settings={"max_content_width": 100})

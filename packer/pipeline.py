@@ -1,4 +1,4 @@
-"""Orchestration of a pack: open the model (``packer.prepare``), take its run lock, lock
+"""Orchestration of a pack: open the model (``packer.context.prepare``), take its run lock, lock
 (``packer.lock.stage``), build, pack, patch config.pbtxt, and commit them together.
 
 Each function takes plain values and returns a frozen result; the CLI only
@@ -17,6 +17,7 @@ from pathlib import Path
 from .build import provides
 from .build.prefix import build, bundle_digest
 from .build.runlock import key_lock, model_lock
+from .context import Context, prepare
 from .core.atomic import ensure_writable, temp_beside
 from .core.debris import sweep, tagged
 from .core.errors import ConfigPatchError, LockError, PackError
@@ -45,7 +46,6 @@ from .pack.pack import pack as pack_env
 from .pack.sbom import render as render_sbom
 from .pack.sbom import sbom_path
 from .patch.config import PatchResult, PlannedPatch, check_patch, env_value
-from .prepare import Context, prepare
 from .scan.imports import Kind
 from .scan.model import CONFIG_NAME, TOKEN
 from .settings import Options

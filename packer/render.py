@@ -14,13 +14,13 @@ from .core.progress import plural
 
 if TYPE_CHECKING:  # results only: rendering one never imports the stages that make the others
     from .check import CheckReport
+    from .context import Context
     from .lock.lockfile import Lockfile
     from .lock.stage import CheckResult, LockResult
     from .pack.envcache import CacheInfo
     from .pack.envcheck import InspectReport
     from .pack.remote import Transfer
     from .pipeline import PackResult
-    from .prepare import Context
     from .repository import RepoResult
     from .resolve.target import Target
     from .verify.verify import VerifyReport

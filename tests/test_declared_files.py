@@ -86,8 +86,8 @@ def test_lock_records_where_each_requirement_came_from(tmp_path: Path) -> None:
 
 
 def test_environment_channels_are_the_solves_unless_given(tmp_path: Path) -> None:
+    from packer.context import prepare
     from packer.lock.stage import declared_channels, lock_inputs
-    from packer.prepare import prepare
     from packer.settings import Options
 
     model = shutil.copytree(MODELS / "env_yml", tmp_path / "env_yml")

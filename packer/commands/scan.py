@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .. import render
+from ..context import prepare
 from ..options import (
     Output,
     bundle,
@@ -17,7 +18,6 @@ from ..options import (
     source_options,
     target_options,
 )
-from ..prepare import prepare
 from ..settings import Options
 from .base import run
 

@@ -1,7 +1,7 @@
 """The lock stage: resolve the PyPI requirements (uv or pip-tools), solve the conda part
 (py-rattler) and write ``tritonpack.lock``; or tell whether the lock on disk is still fresh.
 
-It starts from a ``packer.prepare.Context``; ``packer.pipeline`` opens the model, takes the
+It starts from a ``packer.context.Context``; ``packer.pipeline`` opens the model, takes the
 model's run lock and calls ``write`` or ``check``.
 """
 
@@ -31,8 +31,8 @@ from . import conda, pychannel
 from .lockfile import LOCK_NAME, Lockfile, changes, read_lock, write_lock
 from .pypi import DEFAULT_INDEX, Indexes, IndexUnreachable, NoSolutionError, compile_pins
 
-if TYPE_CHECKING:  # the stages before: a Context is made by packer.prepare
-    from ..prepare import Context
+if TYPE_CHECKING:  # the stages before: a Context is made by packer.context
+    from ..context import Context
     from ..settings import Options
 
 
