@@ -132,7 +132,11 @@ CONFIGURABLE = tuple(name for name, s in SETTINGS.items() if s.toml)
 
 
 def _given(value: Any) -> bool:
-    return value not in (None, (), [], "", False)
+    """Given on the command line: not absent, not an unset flag, not an empty repeat (``0``,
+    as in ``--model-version 0``, is given)."""
+    if isinstance(value, str | tuple | list):
+        return bool(value)
+    return value is not None and value is not False
 
 
 def from_command_line(values: dict[str, Any]) -> Options:

@@ -42,6 +42,8 @@ def test_command_line_values_fill_options() -> None:
             opts.wait, opts.offline, opts.version, opts.src) == (
         "24.08", ("c1",), "https://x/s", ("/w",), False, False, 2, (Path("/s"),))
     assert opts.explicit == {"triton", "channel", "index-url", "find-links", "src"}
+    assert from_command_line({"model_version": 0, "offline": True}).version == 0
+    assert from_command_line({"triton": "", "src": ()}) == Options()
 
 
 def test_config_rows_and_toml_keys_are_the_configurable_settings(tmp_path: Path) -> None:
