@@ -110,3 +110,17 @@ def test_check_counts_no_directory_without_config_as_a_model() -> None:
     out = json.loads(run_cli("check", NO_CONFIG, "--json").stdout)
     assert out["error"]["message"] == f"{NO_CONFIG}: no config.pbtxt, and no model directory " \
         "in it holds one"
+
+
+def test_every_package_ships() -> None:
+    """pyproject.toml lists the packages explicitly: a new one (packer/commands/) missing
+    there works in a checkout and is absent from the wheel."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(p.parent.relative_to(root).parts)
+             for p in (root / "packer").rglob("__init__.py")}
+    assert found <= listed
