@@ -23,22 +23,15 @@ from .core.version import __version__
 
 if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
     from .check import CheckReport, check
+    from .context import Context, prepare
     from .core.errors import ExitCode, TritonPackError
     from .lock.pypi import Indexes
+    from .lock.stage import CheckResult, LockResult
     from .pack.envcheck import InspectReport, inspect_env
     from .pack.pack import PackOptions
-    from .pipeline import (
-        CheckResult,
-        Context,
-        LockResult,
-        Options,
-        PackResult,
-        check_lock,
-        lock,
-        package,
-        prepare,
-    )
+    from .pipeline import PackResult, check_lock, lock, package
     from .repository import RepoResult, package_repository
+    from .settings import Options
     from .verify.verify import DockerOptions, VerifyReport, verify
 
 _HOME = {  # public name -> the module that owns it (``import packer`` imports none of them)
@@ -47,8 +40,9 @@ _HOME = {  # public name -> the module that owns it (``import packer`` imports n
     "Indexes": "lock.pypi",
     "InspectReport": "pack.envcheck", "inspect_env": "pack.envcheck",
     "PackOptions": "pack.pack",
-    **dict.fromkeys(["CheckResult", "Context", "LockResult", "Options", "PackResult",
-                     "check_lock", "lock", "package", "prepare"], "pipeline"),
+    "CheckResult": "lock.stage", "LockResult": "lock.stage",
+    **dict.fromkeys(["PackResult", "check_lock", "lock", "package"], "pipeline"),
+    "Context": "context", "prepare": "context", "Options": "settings",
     "RepoResult": "repository", "package_repository": "repository",
     "DockerOptions": "verify.verify", "VerifyReport": "verify.verify", "verify": "verify.verify",
 }

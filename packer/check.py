@@ -9,19 +9,22 @@ or 1 with one line per problem.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.errors import TritonPackError
+from .context import prepare
+from .core.errors import ModelError, TritonPackError
 from .core.fsguard import not_regular
 from .core.integrity import verify as verify_record
 from .core.journal import JOURNAL
 from .core.progress import Reporter
 from .lock.lockfile import LOCK_NAME, read_lock
+from .lock.stage import stale
 from .pack.pack import read_stamp
-from .pipeline import Options, prepare, stale
 from .repository import python_models
-from .scan.model import TOKEN, is_repository, require_dir
+from .scan.model import CONFIG_NAME, TOKEN, is_repository, require_dir
+from .settings import Options
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,13 @@ def stray_envs(model_dir: Path, current: Path) -> list[Path]:
 
 def check(path: Path, opts: Options, reporter: Reporter | None = None) -> CheckReport:
     require_dir(path)
-    models = python_models(path)[0] if is_repository(path) else [path]
+    if is_repository(path):
+        models = python_models(path)[0]
+    elif os.path.lexists(path / CONFIG_NAME):
+        models = [path]
+    else:  # neither a model nor a repository: a mistyped path, not a model with a problem
+        raise ModelError(f"{path}: no {CONFIG_NAME}, and no model directory in it holds one",
+                         hint="pass a model directory or a model repository")
     problems: list[str] = []
     for model in models:
         problems += check_model(model, opts, reporter)

@@ -1,19 +1,29 @@
-"""Turn results into what the user reads: text tables or versioned JSON. No logic lives here."""
+"""Turn results into what the user reads: text tables or versioned JSON. No logic lives here.
+
+One ``X_text`` and one ``X_payload`` per result; progress lines are ``packer.terminal``'s."""
 
 from __future__ import annotations
 
 import json
-import sys
-import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from .core.progress import plural
-from .pipeline import CheckResult, Context, LockResult, PackResult
-from .repository import RepoResult
-from .verify.verify import VerifyReport
+
+if TYPE_CHECKING:  # results only: rendering one never imports the stages that make the others
+    from .check import CheckReport
+    from .context import Context
+    from .lock.lockfile import Lockfile
+    from .lock.stage import CheckResult, LockResult
+    from .pack.envcache import CacheInfo
+    from .pack.envcheck import InspectReport
+    from .pack.remote import Transfer
+    from .pipeline import PackResult
+    from .repository import RepoResult
+    from .resolve.target import Target
+    from .verify.verify import VerifyReport
 
 SCHEMA = "tritonpack/v1"
 
@@ -173,62 +183,6 @@ def pack_text(res: PackResult) -> str:
     return "\n".join(lines)
 
 
-class CliReporter:
-    """Progress on stderr: a line per finished stage; the current step on a TTY."""
-
-    def __init__(self, quiet: bool = False):
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-        self._live = False
-        self._t0 = time.monotonic()
-        self._last = 0.0
-        self._stage_t0: dict[str, float] = {}
-
-    def _clear(self) -> None:
-        if self._live:
-            sys.stderr.write("\r\033[K")
-            self._live = False
-
-    def start(self, stage: str, detail: str = "") -> None:
-        self._stage_t0[stage] = time.monotonic()
-        if self.quiet:
-            return
-        if self.tty:
-            self._clear()
-            sys.stderr.write(f"  … {detail or stage}")
-            sys.stderr.flush()
-            self._live = True
-        else:
-            click.echo(f"  … {detail or stage}", err=True)
-
-    def done(self, stage: str, summary: str, seconds: float) -> None:
-        if self.quiet:
-            return
-        self._clear()
-        click.echo(f"{stage:>8}  {summary} ({seconds:.1f}s)", err=True)
-
-    def note(self, message: str) -> None:
-        if self.quiet:
-            return
-        self._clear()
-        click.echo(f"    note  {message}", err=True)
-
-    def progress(self, stage: str, current: float, total: float | None, unit: str) -> None:
-        if self.quiet or not self.tty:  # a log (CI) gets the stage lines only
-            return
-        now = time.monotonic()
-        if now - self._last < 0.1:
-            return
-        self._last = now
-        of = f" / {total:.1f}" if total else ""
-        rate = ""
-        if unit == "MB" and now > self._t0:
-            rate = f"  {current / max(now - self._stage_t0.get(stage, self._t0), 1e-3):.0f} MB/s"
-        sys.stderr.write(f"\r\033[K  … {stage}: {current:.1f}{of} {unit}{rate}")
-        sys.stderr.flush()
-        self._live = True
-
-
 def verify_payload(rep: VerifyReport) -> dict[str, Any]:
     return {
         "model": rep.model, "passed": rep.passed, "checks": rep.checks,
@@ -268,7 +222,7 @@ def verify_text(rep: VerifyReport) -> str:
 def repo_text(res: RepoResult) -> str:
     rows = []
     for packed in res.packed:
-        p = cast(PackResult, packed)
+        p = cast("PackResult", packed)
         rows.append((p.context.model.name, p.lock.lock.python_version(),
                      f"{p.archive.size / 1e6:.1f} MB", "cached" if p.cached else "built",
                      p.archive.path.name))
@@ -281,7 +235,7 @@ def repo_text(res: RepoResult) -> str:
            _table(rows, ("MODEL", "PYTHON", "SIZE", "STATUS", "ENVIRONMENT / WHY"))]
     if res.verified:
         out += ["", "verified: " + ", ".join(
-            f"{cast(VerifyReport, v).model} (READY {cast(VerifyReport, v).ready_seconds:.1f}s)"
+            f"{cast('VerifyReport', v).model} (READY {cast('VerifyReport', v).ready_seconds:.1f}s)"
             for v in res.verified)]
     return "\n".join(out)
 
@@ -290,14 +244,108 @@ def repo_payload(res: RepoResult) -> dict[str, Any]:
     return {
         "repository": str(res.repo),
         "builds": res.builds,
-        "models": [pack_payload(cast(PackResult, p)) for p in res.packed],
+        "models": [pack_payload(cast("PackResult", p)) for p in res.packed],
         "skipped": [{"name": s.name, "why": s.why} for s in res.skipped],
         "failed": [{"name": f.name, "message": f.error.message,
                     "exit_code": int(f.error.exit_code)} for f in res.failed],
-        "verified": [verify_payload(cast(VerifyReport, v)) for v in res.verified],
+        "verified": [verify_payload(cast("VerifyReport", v)) for v in res.verified],
         "warnings": list(res.warnings),
     }
 
 
 def repo_exit_code(res: RepoResult) -> int:
     return int(res.failed[0].error.exit_code) if res.failed else 0
+
+
+def export_text(lock: Lockfile) -> str:
+    return lock.requirements_txt().rstrip("\n")
+
+
+def export_payload(lock: Lockfile) -> dict[str, Any]:
+    return {"requirements": lock.requirements_txt()}
+
+
+def targets_text(items: list[dict[str, Any]]) -> str:
+    lines = ["RELEASE  PYTHON  CUDA     NUMPY  OS"]
+    lines += [f"{i['release']:<8} {i['python']:<7} {i['cuda']:<8} {i['numpy'] or '-':<6} "
+              f"{i['os']}" for i in items]
+    return "\n".join(lines)
+
+
+def targets_payload(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"targets": items}
+
+
+def repo_check_text(rep: CheckReport) -> str:
+    head = f"checked {plural(len(rep.checked), 'model')}: {', '.join(rep.checked)}"
+    return head + ("\nall fresh" if rep.ok else "".join(f"\n  {p}" for p in rep.problems))
+
+
+def repo_check_payload(rep: CheckReport) -> dict[str, Any]:
+    return {"ok": rep.ok, "models": list(rep.checked), "problems": list(rep.problems)}
+
+
+def config_text(rows: list[tuple[str, str, str]]) -> str:
+    return "\n".join(f"{n:<16} {v or '-':<40} {s}" for n, v, s in rows)
+
+
+def config_payload(rows: list[tuple[str, str, str]]) -> dict[str, Any]:
+    return {"settings": {n: {"value": v or None, "source": s} for n, v, s in rows}}
+
+
+def inspect_text(res: tuple[InspectReport, Target, str]) -> str:
+    report, target, assumed = res
+    lines = [f"{report.path}: {'ok' if report.ok else 'would fail'} for Triton "
+             f"{target.release} (Python {target.python}, GLIBC {target.glibc}; {assumed})",
+             f"  format   {report.format}, {report.entries} entries",
+             f"  python   {report.python or '-'}   numpy {report.numpy or '-'}",
+             f"  needs    GLIBC {report.glibc or '-'}; GLIBCXX {report.glibcxx or '-'}"]
+    lines += [f"  {f.level:<8} {f.message}" for f in report.findings]
+    return "\n".join(lines)
+
+
+def inspect_payload(res: tuple[InspectReport, Target, str]) -> dict[str, Any]:
+    report, target, assumed = res
+    return {"path": str(report.path), "ok": report.ok, "target": target.as_dict(),
+            "target_source": assumed,
+            "format": report.format, "entries": report.entries, "python": report.python,
+            "numpy": report.numpy, "glibc": report.glibc, "glibcxx": report.glibcxx,
+            "findings": [{"level": f.level, "message": f.message} for f in report.findings]}
+
+
+CacheView = tuple["CacheInfo", dict[str, tuple[str, ...]], list["Transfer"]]
+
+
+def cache_info_text(r: CacheView) -> str:
+    ci, remotes, last = r
+    lines = [f"cache at {ci.root}"]
+    lines += [f"  {name:<10} {n:>5} entries  {b / 1e6:>9.1f} MB"
+              for name, (n, b) in ci.sections.items()]
+    for name, refs in remotes.items():
+        lines.append(f"{name}: {', '.join(refs) if refs else '(none set)'}")
+    if last:
+        lines.append("last run, remote caches:")
+        lines += [f"  {t.result:<8} {t.ref} {t.key[:12]}"
+                  + (f"  {t.rate}" if t.bytes else "") + (f"  ({t.error})" if t.error else "")
+                  for t in last]
+    return "\n".join(lines)
+
+
+def cache_info_payload(r: CacheView) -> dict[str, Any]:
+    ci, remotes, last = r
+    return {"root": ci.root,
+            "sections": {k: {"entries": n, "bytes": b} for k, (n, b) in ci.sections.items()},
+            "remote": {k: list(v) for k, v in remotes.items()},
+            "last_run": [t.__dict__ for t in last]}
+
+
+def cache_prune_text(r: tuple[int, int]) -> str:
+    return f"removed {r[0]} {'entry' if r[0] == 1 else 'entries'}, {r[1] / 1e6:.1f} MB"
+
+
+def cache_prune_payload(r: tuple[int, int]) -> dict[str, Any]:
+    return {"removed": r[0], "bytes": r[1]}
+
+
+def error_payload(message: str, hint: str | None, exit_code: int) -> dict[str, Any]:
+    return {"error": {"message": message, "hint": hint, "exit_code": exit_code}}

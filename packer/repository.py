@@ -7,11 +7,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .context import prepare
 from .core.errors import ModelError, TritonPackError
 from .core.progress import NullReporter, Reporter
+from .lock.stage import lock_inputs
 from .pack.pack import PackOptions
-from .pipeline import Options, lock_inputs, package, prepare
+from .pipeline import package
 from .scan.model import CONFIG_NAME, read_config
+from .settings import Options
 
 
 @dataclass(frozen=True)

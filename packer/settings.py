@@ -1,13 +1,18 @@
 """Configuration in one place: the command line > ``[options]`` in the model's tritonpack.toml >
 the target already in tritonpack.lock > tritonpack's defaults. ``tritonpack config`` shows
-the effective settings and where each came from."""
+the effective settings and where each came from.
+
+Each setting is declared once, in ``SETTINGS``: the click options (``packer.options``), the
+``tritonpack.toml`` keys, the values a lock remembers and ``tritonpack config``'s rows are
+all derived from that table, and ``Options`` holds the values.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .core.errors import LockError, ModelError, ScanError
 from .lock.lockfile import LOCK_NAME, read_lock
@@ -40,37 +45,133 @@ class Options:
     explicit: frozenset[str] = frozenset()  # settings given on the command line
 
 
-# setting -> (Options field, kind); the names are the command-line option names
-SETTINGS: dict[str, tuple[str, type]] = {
-    "triton": ("triton", str), "python": ("python", str), "platform": ("platform", str),
-    "torch": ("torch", str), "src": ("src", list), "channel": ("channels", list),
-    "python-from": ("python_from", str), "index-url": ("index_url", str),
-    "extra-index-url": ("extra_index_urls", list), "find-links": ("find_links", list),
-    "resolver": ("resolver", str), "cache-from": ("cache_from", list),
-    "cache-to": ("cache_to", list), "insecure-registry": ("insecure_registries", list),
-}
-_FROM_LOCK = ("triton", "python", "platform", "torch", "src", "channel", "index-url",
-              "extra-index-url", "find-links")
-_CHOICES = {"resolver": frozenset(RESOLVERS), "platform": frozenset(PLATFORMS)}
+Group = Literal["target", "source", "lock", "remote"]
+Kind = Literal["str", "flag", "int", "dir"]
 
 
-def _current(opts: Options, name: str) -> Any:
-    field = SETTINGS[name][0]
-    if field in ("index_url", "extra_index_urls", "find_links"):
-        return getattr(opts.indexes, field)
-    return getattr(opts, field)
+@dataclass(frozen=True)
+class Setting:
+    """One thing a user can choose: its name on the command line (``--NAME``) and in
+    ``[options]``, the ``Options`` field it fills, and how the CLI shows it."""
+
+    name: str
+    field: str  # in Options, or in Options.indexes for the three index settings
+    kind: Kind
+    group: Group  # the option group of the commands (packer.options) that take it
+    help: str
+    metavar: str | None = None
+    many: bool = False  # repeatable on the command line, a list in [options]
+    choices: tuple[str, ...] = ()
+    toml: bool = True  # an [options] key and a `tritonpack config` row
+    from_lock: bool = False  # a lock remembers it (the target, and what shapes the env)
+    envvar: str | None = None
+    negates: bool = False  # a flag that sets its field to False (--no-wait -> wait)
+
+    @property
+    def param(self) -> str:
+        """The keyword click passes the value under."""
+        return self.name.replace("-", "_")
 
 
-def _with(opts: Options, name: str, value: Any) -> Options:
-    field = SETTINGS[name][0]
-    if field in ("index_url", "extra_index_urls", "find_links"):
-        return dataclasses.replace(opts, indexes=dataclasses.replace(opts.indexes, **{field: value}))
-    return dataclasses.replace(opts, **{field: value})
+_INDEX_FIELDS = ("index_url", "extra_index_urls", "find_links")
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting("triton", "triton", "str", "target", metavar="RELEASE", from_lock=True,
+            help="Triton release to target, e.g. 24.08 (default: the newest known; "
+            "see `tritonpack targets`)."),
+    Setting("python", "python", "str", "target", metavar="X.Y", from_lock=True,
+            help="Override the release's Python (only with a custom backend stub)."),
+    Setting("platform", "platform", "str", "target", choices=tuple(sorted(PLATFORMS)),
+            from_lock=True, help="Target platform (default: this machine's)."),
+    Setting("torch", "torch", "str", "target", metavar="cpu|cuXYZ|none", from_lock=True,
+            help="PyTorch wheel index when torch is required (default: the release's CUDA, "
+            "recipes/torch.toml); none: only the indexes you give (a wheelhouse)."),
+    Setting("src", "src", "dir", "source", metavar="DIR", many=True, from_lock=True,
+            help="A source root holding your own modules (repeatable); they are bundled."),
+    Setting("model-version", "version", "int", "source", metavar="N", toml=False,
+            help="Model version dir to use (default: the highest holding model.py)."),
+    Setting("recipes", "recipes", "dir", "source", metavar="DIR", toml=False,
+            help="A recipe dir of your own (triton.toml, imports.toml, torch.toml) "
+            "that adds to the built-in one."),
+    Setting("channel", "channels", "str", "lock", many=True,
+            metavar="URL|NAME", from_lock=True,
+            help="Conda channel (repeatable; default conda-forge; file:// and mirrors work)."),
+    Setting("python-from", "python_from", "str", "lock", metavar="PATH|auto",
+            help="Make the env's Python from a shared-library CPython install "
+            "(pyenv --enable-shared, uv python install) instead of a channel."),
+    Setting("offline", "offline", "flag", "lock", toml=False,
+            help="Never try a remote conda channel (implies --python-from auto)."),
+    Setting("index-url", "index_url", "str", "lock", metavar="URL", from_lock=True,
+            help=f"PyPI index to resolve against (default: {DEFAULT_INDEX})."),
+    Setting("extra-index-url", "extra_index_urls", "str", "lock", many=True,
+            metavar="URL", from_lock=True,
+            help="Extra PyPI index."),
+    Setting("find-links", "find_links", "str", "lock", many=True,
+            metavar="DIR|URL", from_lock=True,
+            help="Also look for wheels here (e.g. a local wheelhouse)."),
+    Setting("resolver", "resolver", "str", "lock", choices=tuple(sorted(RESOLVERS)),
+            help="PyPI resolver (default: uv)."),
+    Setting("no-wait", "wait", "flag", "lock", toml=False, negates=True,
+            help="Fail (exit 14) instead of waiting when another run holds this model."),
+    Setting("cache-from", "cache_from", "str", "remote", many=True,
+            metavar="oci://REGISTRY/REPO",
+            envvar="TRITONPACK_CACHE_FROM",
+            help="Before building a lock, pull its packed environment from this OCI "
+            "registry if it is there (repeatable)."),
+    Setting("cache-to", "cache_to", "str", "remote", many=True,
+            metavar="oci://REGISTRY/REPO",
+            envvar="TRITONPACK_CACHE_TO",
+            help="After packing, push the environment there for other machines "
+            "(best-effort: a failed push is a warning)."),
+    Setting("insecure-registry", "insecure_registries", "str", "remote", many=True,
+            metavar="HOST[:PORT]",
+            help="Talk plain HTTP to this registry (loopback registries always may)."),
+)}
+CONFIGURABLE = tuple(name for name, s in SETTINGS.items() if s.toml)
+"""The ``[options]`` keys of tritonpack.toml, in ``tritonpack config``'s order."""
+
+
+def _given(value: Any) -> bool:
+    """Given on the command line: not absent, not an unset flag, not an empty repeat (``0``,
+    as in ``--model-version 0``, is given)."""
+    if isinstance(value, str | tuple | list):
+        return bool(value)
+    return value is not None and value is not False
+
+
+def from_command_line(values: dict[str, Any]) -> Options:
+    """Options from the values click parsed, keyed by ``Setting.param`` (absent or empty:
+    the default); ``explicit`` names the configurable settings the command line gave."""
+    opts = Options()
+    for s in SETTINGS.values():
+        value: Any = values.get(s.param)
+        if not _given(value):
+            continue
+        if s.kind == "flag":
+            value = not s.negates
+        elif s.many:
+            value = tuple(value)
+        opts = _set(opts, s, value)
+    return dataclasses.replace(opts, explicit=frozenset(
+        name for name in CONFIGURABLE if _given(values.get(SETTINGS[name].param))))
+
+
+def _get(opts: Options, setting: Setting) -> Any:
+    if setting.field in _INDEX_FIELDS:
+        return getattr(opts.indexes, setting.field)
+    return getattr(opts, setting.field)
+
+
+def _set(opts: Options, setting: Setting, value: Any) -> Options:
+    if setting.field in _INDEX_FIELDS:
+        return dataclasses.replace(opts, indexes=dataclasses.replace(
+            opts.indexes, **{setting.field: value}))
+    return dataclasses.replace(opts, **{setting.field: value})
 
 
 def _coerce(name: str, value: Any, model_dir: Path, where: Path) -> Any:
-    kind = SETTINGS[name][1]
-    if kind is list:
+    setting = SETTINGS[name]
+    if setting.many:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -91,8 +192,8 @@ def _coerce(name: str, value: Any, model_dir: Path, where: Path) -> Any:
             f'({name} = "{meant}")')
     if not isinstance(value, str):
         raise ModelError(f"{where}: [options] {name} must be a string")
-    choices = _CHOICES.get(name)
-    if choices is not None and value not in choices:
+    choices = setting.choices
+    if choices and value not in choices:
         raise ModelError(f"{where}: [options] {name} = {value!r} is not one of "
                          f"{', '.join(sorted(choices))}")
     return value
@@ -126,20 +227,21 @@ def effective(opts: Options, model_dir: Path) -> tuple[Options, dict[str, str]]:
     declared = load_declared(model_dir)
     options = dict(declared.options)
     where = declared.path or model_dir / "tritonpack.toml"
-    unknown = sorted(set(options) - set(SETTINGS))
+    unknown = sorted(set(options) - set(CONFIGURABLE))
     if unknown:
         raise ModelError(f"{where}: unknown option {unknown[0]!r} in [options]",
-                         hint=f"known: {', '.join(sorted(SETTINGS))}")
+                         hint=f"known: {', '.join(sorted(CONFIGURABLE))}")
     from_lock = _lock_target(model_dir)
     sources: dict[str, str] = {}
-    for name in SETTINGS:
+    for name in CONFIGURABLE:
+        setting = SETTINGS[name]
         if name in opts.explicit:
             sources[name] = "command line"
         elif name in options:
-            opts = _with(opts, name, _coerce(name, options[name], model_dir, where))
+            opts = _set(opts, setting, _coerce(name, options[name], model_dir, where))
             sources[name] = "tritonpack.toml"
-        elif name in _FROM_LOCK and name in from_lock:
-            opts = _with(opts, name, from_lock[name])
+        elif setting.from_lock and name in from_lock:
+            opts = _set(opts, setting, from_lock[name])
             sources[name] = LOCK_NAME
         else:
             sources[name] = "default"
@@ -148,8 +250,8 @@ def effective(opts: Options, model_dir: Path) -> tuple[Options, dict[str, str]]:
 
 def describe(opts: Options, sources: dict[str, str]) -> list[tuple[str, str, str]]:
     rows = []
-    for name in SETTINGS:
-        value = _current(opts, name)
+    for name in CONFIGURABLE:
+        value = _get(opts, SETTINGS[name])
         shown = ", ".join(map(str, value)) if isinstance(value, tuple) else (value or "")
         if name == "triton" and not shown:
             shown = f"{sorted(load().triton)[-1]} (newest)"
@@ -159,4 +261,5 @@ def describe(opts: Options, sources: dict[str, str]) -> list[tuple[str, str, str
     return rows
 
 
-__all__ = ["SETTINGS", "Indexes", "describe", "effective"]
+__all__ = ["CONFIGURABLE", "SETTINGS", "Indexes", "Options", "Setting", "describe", "effective",
+           "from_command_line"]

@@ -87,7 +87,9 @@ def test_lock_records_where_each_requirement_came_from(tmp_path: Path) -> None:
 
 
 def test_environment_channels_are_the_solves_unless_given(tmp_path: Path) -> None:
-    from packer.pipeline import Options, declared_channels, lock_inputs, prepare
+    from packer.context import prepare
+    from packer.lock.stage import declared_channels, lock_inputs
+    from packer.settings import Options
 
     model = shutil.copytree(MODELS / "env_yml", tmp_path / "env_yml")
     text = (model / "environment.yml").read_text().replace("  - conda-forge\n",

@@ -1,0 +1,77 @@
+"""What every command does around its call: logging, progress, signals, and turning errors
+into one message and an exit code (``packer.core.errors.ExitCode``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from .. import render
+from ..core import cache, signals
+from ..core.errors import ExitCode, TritonPackError
+from ..options import Output
+from ..terminal import CliReporter
+
+
+def run(out: Output, command: str, action: Callable[[CliReporter], Any],
+        text: Callable[[Any], str], payload: Callable[[Any], dict[str, Any]],
+        exit_code: Callable[[Any], int] | None = None) -> None:
+    """Call ``action``, render its result, turn errors into one message and an exit code."""
+    logging.basicConfig(level=logging.DEBUG if out.verbose else logging.WARNING,
+                        format="%(name)s: %(message)s")
+    reporter = CliReporter(quiet=out.quiet or out.as_json)
+    signals.install()
+    try:
+        result = action(reporter)
+    except TritonPackError as exc:
+        fail(exc, out, command)
+    except KeyboardInterrupt as exc:  # AfterCommit: held back until a commit completed
+        click.echo(str(exc) if isinstance(exc, signals.AfterCommit)
+                   else "interrupted: nothing in the model directory was changed", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except OSError as exc:  # the cache's or the temp dir's file system said no
+        refused = cache.cache_error(exc) if cache.under_cache(exc.filename) else \
+            cache.disk_full_error(exc)
+        if refused is None:
+            bug(exc, out, command)
+        fail(refused, out, command)
+    except Exception as exc:  # a bug in tritonpack: say so, trace only on request
+        bug(exc, out, command)
+    if out.as_json:
+        render.emit_json(command, payload(result))
+    else:
+        click.echo(text(result))
+    if exit_code is not None:
+        sys.exit(exit_code(result))
+
+
+def bug(exc: Exception, out: Output, command: str) -> NoReturn:
+    if out.as_json:
+        render.emit_json(command, render.error_payload(
+            f"internal error: {exc!r}", "a bug in tritonpack", int(ExitCode.BUG)))
+    if out.verbose:
+        traceback.print_exc()
+    click.echo(f"error: internal error: {exc!r}", err=True)
+    click.echo("hint: this is a bug in tritonpack; run with --verbose for the traceback",
+               err=True)
+    sys.exit(ExitCode.BUG)
+
+
+def fail(exc: TritonPackError, out: Output, command: str) -> NoReturn:
+    if out.as_json:
+        verdict = {"passed": False} if command == "verify" else {}  # as on success: said
+        render.emit_json(command, {**verdict, **render.error_payload(
+            exc.message, exc.hint, int(exc.exit_code))})
+    click.echo(f"error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+    if out.verbose and exc.detail:
+        click.echo(exc.detail.rstrip(), err=True)
+    elif exc.detail:
+        click.echo("(run with --verbose for the underlying output)", err=True)
+    sys.exit(int(exc.exit_code))

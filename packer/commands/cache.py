@@ -1,0 +1,42 @@
+"""``tritonpack cache info`` and ``tritonpack cache prune``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import render
+from ..options import Output, bundle, make_output, output_options
+from ..pack import envcache, remote
+from .base import run
+
+
+@click.group("cache")
+def cache_group() -> None:
+    """Show or trim tritonpack's cache ($TRITONPACK_CACHE, default ~/.cache/tritonpack)."""
+
+
+@cache_group.command("info")
+@output_options
+@bundle(out=make_output)
+def cache_info_cmd(out: Output) -> None:
+    """Where the cache is and what it holds: packed envs, local channels, packages, wheels;
+    the remote caches set by TRITONPACK_CACHE_FROM/_TO and what the last run pulled or pushed."""
+
+    def action(rep: Any) -> render.CacheView:
+        return envcache.info(), remote.configured(), remote.last_run()
+
+    run(out, "cache-info", action, render.cache_info_text, render.cache_info_payload)
+
+
+@cache_group.command("prune")
+@click.option("--days", type=float, default=30.0, show_default=True,
+              help="Remove packed envs not used for this many days.")
+@click.option("--all", "everything", is_flag=True, help="Remove everything in the cache.")
+@output_options
+@bundle(out=make_output)
+def cache_prune_cmd(days: float, everything: bool, out: Output) -> None:
+    """Trim the cache: unused packed envs (or everything with --all)."""
+    run(out, "cache-prune", lambda rep: envcache.prune_cache(days, everything),
+        render.cache_prune_text, render.cache_prune_payload)

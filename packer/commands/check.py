@@ -1,0 +1,42 @@
+"""``tritonpack check``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import render
+from ..check import check
+from ..options import (
+    Output,
+    bundle,
+    make_options,
+    make_output,
+    model_dir,
+    output_options,
+    source_options,
+    target_options,
+)
+from ..settings import Options
+from .base import run
+
+
+@click.command("check")
+@model_dir
+@target_options
+@source_options
+@output_options
+@bundle(opts=make_options, out=make_output)
+def check_cmd(model_dir: Path, opts: Options, out: Output) -> None:
+    """For release pipelines: exit 0 only if every lock is fresh, every environment was packed
+    from its lock, and every config.pbtxt points at its environment. No network, no build.
+
+    \b
+      tritonpack check models/            # a whole model repository
+      tritonpack check models/my_model/
+
+    Exit 1 with one line per problem, naming the model.
+    """
+    run(out, "check", lambda rep: check(model_dir, opts), render.repo_check_text,
+        render.repo_check_payload, exit_code=lambda rep: 0 if rep.ok else 1)

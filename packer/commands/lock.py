@@ -1,0 +1,67 @@
+"""``tritonpack lock`` and ``tritonpack export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import render
+from ..lock.stage import exported
+from ..options import (
+    Output,
+    bundle,
+    lock_options,
+    make_options,
+    make_output,
+    model_dir,
+    output_options,
+    source_options,
+    target_options,
+)
+from ..pipeline import check_lock, lock
+from ..settings import Options
+from .base import run
+
+
+@click.command("lock")
+@model_dir
+@target_options
+@source_options
+@lock_options
+@click.option("--check", is_flag=True,
+              help="Do not lock: exit 0 if tritonpack.lock is fresh, 1 naming what changed.")
+@click.option("--upgrade", is_flag=True, help="Re-resolve even if the lock is fresh.")
+@output_options
+@bundle(opts=make_options, out=make_output)
+def lock_cmd(model_dir: Path, check: bool, upgrade: bool, opts: Options, out: Output) -> None:
+    """Pin every conda and PyPI package with hashes in MODEL_DIR/tritonpack.lock.
+
+    \b
+      tritonpack lock models/my_model/ --triton 24.08
+      tritonpack lock --check models/my_model/      # CI: is the lock stale?
+      tritonpack lock models/my_model/ --python-from auto   # no conda channel here
+
+    Re-locking with unchanged inputs changes nothing on disk.
+    """
+    if check:
+        run(out, "lock-check", lambda rep: check_lock(model_dir, opts, rep), render.check_text,
+            render.check_payload, exit_code=lambda res: 0 if res.fresh else 1)
+        return
+    run(out, "lock", lambda rep: lock(model_dir, opts, rep, upgrade=upgrade), render.lock_text,
+        render.lock_payload)
+
+
+@click.command("export")
+@model_dir
+@output_options
+@bundle(out=make_output)
+def export_cmd(model_dir: Path, out: Output) -> None:
+    """Print the lock's PyPI part as a requirements file with --hash lines (pip-tools style).
+
+    \b
+      tritonpack export models/my_model/ > requirements.txt
+      pip install --require-hashes --no-deps -r requirements.txt
+    """
+    run(out, "export", lambda rep: exported(Path(model_dir)), render.export_text,
+        render.export_payload)

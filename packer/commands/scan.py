@@ -1,0 +1,42 @@
+"""``tritonpack scan``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import render
+from ..context import prepare
+from ..options import (
+    Output,
+    bundle,
+    make_options,
+    make_output,
+    model_dir,
+    output_options,
+    source_options,
+    target_options,
+)
+from ..settings import Options
+from .base import run
+
+
+@click.command("scan")
+@model_dir
+@target_options
+@source_options
+@output_options
+@bundle(opts=make_options, out=make_output)
+def scan_cmd(model_dir: Path, opts: Options, out: Output) -> None:
+    """Show what model.py imports (read, never run) and which distribution provides each.
+
+    \b
+      tritonpack scan models/my_model/
+      tritonpack scan models/my_model/ --src ../shared_src --json
+
+    Kinds: stdlib (of the target's Python), backend (provided by Triton), local (your own
+    code: found in the model dir or a --src root), third-party (to install).
+    """
+    run(out, "scan", lambda rep: prepare(model_dir, opts, rep), render.scan_text,
+        render.scan_payload)

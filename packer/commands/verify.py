@@ -1,0 +1,58 @@
+"""``tritonpack verify``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import render
+from ..core.errors import ExitCode
+from ..options import (
+    VERIFY_KEYS,
+    Output,
+    bundle,
+    make_options,
+    make_output,
+    model_dir,
+    output_options,
+    source_options,
+    target_options,
+    verify_options,
+)
+from ..settings import Options
+from ..ship import VerifyRequest
+from ..verify.verify import verify
+from .base import run
+
+
+def make_verify_request(kw: dict[str, Any]) -> VerifyRequest:
+    """The verify options click parsed (removed from ``kw``), as one request."""
+    given = {k: kw.pop(k) for k in VERIFY_KEYS}
+    return VerifyRequest(**{**given, "with_models": tuple(given["with_models"])})
+
+
+@click.command("verify")
+@model_dir
+@target_options
+@source_options
+@verify_options
+@output_options
+@bundle(opts=make_options, out=make_output, request=make_verify_request)
+def verify_cmd(model_dir: Path, opts: Options, out: Output, request: VerifyRequest) -> None:
+    """Load the packed model in a real tritonserver and prove it answers.
+
+    \b
+      tritonpack verify models/my_model/
+      tritonpack verify models/my_model/ --inputs request.json --expect response.json
+      tritonpack verify models/my_model/ --runtime docker --gpus --tag registry/my_model:1.2
+
+    Static checks first (archive layout, Python vs the stub, numpy's bound); then the model
+    and tritonpack's probe (which imports every module the scan found, from inside Triton)
+    load, and one inference runs with inputs made from config.pbtxt.
+    Exit 11: does not load; exit 12: loads but inference fails.
+    """
+    run(out, "verify", lambda rep: verify(model_dir, opts, rep, **request.arguments()),
+        render.verify_text, render.verify_payload,
+        exit_code=lambda r: 0 if r.passed else int(ExitCode.VERIFY_INFER))

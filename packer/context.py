@@ -1,0 +1,83 @@
+"""Open a model and understand it: the scan (AST only) and the resolve stage, with the
+effective settings. Every later stage starts from the ``Context`` this returns; ``tritonpack
+scan`` needs nothing more, so this module imports no stage after resolve."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .core.errors import TargetError
+from .core.progress import NullReporter, Reporter, plural
+from .lock.lockfile import LOCK_NAME
+from .resolve import forgotten
+from .resolve.recipebook import Recipes, load
+from .resolve.requirements import Requirements, resolve
+from .resolve.target import Target, resolve_target
+from .scan.declared import Declared, load_all
+from .scan.imports import ImportReport, scan
+from .scan.model import ModelDir, open_model
+from .settings import Options, effective
+
+
+@dataclass(frozen=True)
+class Context:
+    """A model read and understood: what every later stage starts from."""
+
+    model: ModelDir
+    recipes: Recipes
+    target: Target
+    declared: Declared
+    report: ImportReport
+    requirements: Requirements
+    options: Options = field(default_factory=Options)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.model.path / LOCK_NAME
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return (*self.model.warnings(), *self.report.notes, *self.requirements.warnings)
+
+
+def _with_origin(exc: TargetError, sources: dict[str, str], model_dir: Path) -> TargetError:
+    """Say which file a refused target setting came from, when the user did not type it."""
+    about = next((key for start, key in (("--torch", "torch"), ("Triton release", "triton"),
+                                         ("--python", "python"), ("Python", "python"),
+                                         ("platform", "platform")) if exc.message.startswith(start)),
+                 None)  # the setting the message is about, when it says
+    keys = (about,) if about else ("triton", "python", "platform", "torch")
+    files = sorted({sources[k] for k in keys
+                    if sources.get(k) not in (None, "command line", "default")})
+    if not files:
+        return exc
+    shown = ", ".join(str(model_dir / f) for f in files)
+    return TargetError(f"{exc.message} (set in {shown})", hint=exc.hint, detail=exc.detail)
+
+
+def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Context:
+    """Open the model, pick the target, scan (AST only) and map imports to distributions."""
+    rep = reporter or NullReporter()
+    t0 = time.monotonic()
+    model = open_model(path, opts.version)
+    opts, sources = effective(opts, model.path)
+    recipes = load(opts.recipes)
+    try:
+        target = resolve_target(recipes, opts.triton, python=opts.python,
+                                platform=opts.platform, torch=opts.torch)
+    except TargetError as exc:
+        raise _with_origin(exc, sources, model.path) from exc
+    report = scan(model.path, model.version_dir, model.model_py, python=target.python,
+                  stdlib=recipes.stdlib[target.python], src=opts.src)
+    declared = load_all(model.path, model.version_dir, recipes.conda_to_pypi)
+    reqs = resolve(report, declared, recipes, target)
+    forgotten.check(model.path, reqs)  # a package of the user's, left out: before any lock
+    ctx = Context(model, recipes, target, declared, report, reqs, opts)
+    for warning in ctx.warnings:
+        rep.note(warning)
+    rep.done("scan", f"{plural(len(report.files), 'file')}, "
+             f"{plural(len(reqs.pypi), 'requirement')}",
+             time.monotonic() - t0)
+    return ctx

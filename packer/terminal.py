@@ -1,0 +1,65 @@
+"""Progress on stderr while a command runs: a line per finished stage, the current step on
+a TTY. The stages report through ``packer.core.progress.Reporter``; this is the CLI's."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+
+class CliReporter:
+    """Progress on stderr: a line per finished stage; the current step on a TTY."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self._live = False
+        self._t0 = time.monotonic()
+        self._last = 0.0
+        self._stage_t0: dict[str, float] = {}
+
+    def _clear(self) -> None:
+        if self._live:
+            sys.stderr.write("\r\033[K")
+            self._live = False
+
+    def start(self, stage: str, detail: str = "") -> None:
+        self._stage_t0[stage] = time.monotonic()
+        if self.quiet:
+            return
+        if self.tty:
+            self._clear()
+            sys.stderr.write(f"  … {detail or stage}")
+            sys.stderr.flush()
+            self._live = True
+        else:
+            click.echo(f"  … {detail or stage}", err=True)
+
+    def done(self, stage: str, summary: str, seconds: float) -> None:
+        if self.quiet:
+            return
+        self._clear()
+        click.echo(f"{stage:>8}  {summary} ({seconds:.1f}s)", err=True)
+
+    def note(self, message: str) -> None:
+        if self.quiet:
+            return
+        self._clear()
+        click.echo(f"    note  {message}", err=True)
+
+    def progress(self, stage: str, current: float, total: float | None, unit: str) -> None:
+        if self.quiet or not self.tty:  # a log (CI) gets the stage lines only
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1:
+            return
+        self._last = now
+        of = f" / {total:.1f}" if total else ""
+        rate = ""
+        if unit == "MB" and now > self._t0:
+            rate = f"  {current / max(now - self._stage_t0.get(stage, self._t0), 1e-3):.0f} MB/s"
+        sys.stderr.write(f"\r\033[K  … {stage}: {current:.1f}{of} {unit}{rate}")
+        sys.stderr.flush()
+        self._live = True
