@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from packer.build.dists import installed
 from packer.build.provides import check, provided
 from packer.core.errors import BuildError, ExitCode
 from packer.resolve.requirements import Resolution
@@ -88,3 +89,25 @@ def test_pack_fails_naming_the_import_its_line_and_distribution(tmp_path: Path) 
         "error: import 'yaml' (plain_numpy/1/model.py:2) is not provided by the built "
         "environment: 'six' was installed but provides no module 'yaml'")
     assert not (model / "tritonpack-env.tar.gz").exists()
+
+
+@pytest.mark.parametrize(("headers", "license"), [
+    (b"License-Expression: Apache-2.0\nLicense: BSD\n", "Apache-2.0"),  # the SPDX one wins
+    (b"License: MIT\nClassifier: License :: OSI Approved :: BSD License\n", "MIT"),
+    (b"License: " + b"x" * 90 + b"\nClassifier: License :: OSI Approved :: BSD License\n",
+     "BSD License"),  # a pasted license text is not a name: the classifiers say it
+    (b"", ""),
+])
+def test_one_reader_for_metadata(tmp_path: Path, headers: bytes, license: str) -> None:
+    """Name, license, Requires-Dist and files come from one reader; a METADATA with bytes
+    that are not UTF-8 (a hostile or careless wheel) is read, not a crash of the build."""
+    site = tmp_path / "site-packages"
+    dist(site, "Foo_Bar", "foo/__init__.py")
+    (site / "Foo_Bar-1.0.dist-info" / "METADATA").write_bytes(
+        b"Metadata-Version: 2.1\nName: Foo_Bar\n" + headers
+        + b"Requires-Dist: lazy_loader>=0.3\n\nbody \xff\xfe")
+    (found,) = installed(site)
+    assert (found.name, found.key, found.license, found.requires) == (
+        "Foo_Bar", "foo-bar", license, ("lazy_loader>=0.3",))
+    assert found.files == ("foo/__init__.py", "Foo_Bar-1.0.dist-info/RECORD")
+    assert provided(site)["foo"] == {"foo-bar"}

@@ -26,6 +26,7 @@ from ..lock.pypi import pin_sdist
 from ..lock.sdist import build_wheel, wheel_links
 from ..resolve.target import host_platform
 from ..scan.imports import ImportReport, LocalModule
+from . import dists
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +133,9 @@ def _owner(site: Path, top: str) -> str | None:
     candidates = [site / top, site / f"{top}.py", *site.glob(f"{top}.*.so")]
     if not any(c.exists() for c in candidates):
         return None
-    for record in site.glob("*.dist-info/RECORD"):
-        text = record.read_text(encoding="utf-8", errors="replace")
-        if any(line.startswith((f"{top}/", f"{top}.py", f"{top}.")) for line in text.splitlines()):
-            meta = (record.parent / "METADATA").read_text(encoding="utf-8", errors="replace")
-            name = next((ln[5:].strip() for ln in meta.splitlines() if ln.startswith("Name:")), "")
-            return name or record.parent.name.split("-")[0]
+    for dist in dists.installed(site):
+        if any(f.startswith((f"{top}/", f"{top}.py", f"{top}.")) for f in dist.files):
+            return dist.name
     return "a conda package"
 
 
@@ -266,22 +264,4 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
 
 def pypi_licenses(site: Path) -> tuple[tuple[str, str], ...]:
     """License of each installed distribution, from its METADATA (read, never imported)."""
-    out: dict[str, str] = {}
-    for meta in sorted(site.glob("*.dist-info/METADATA")):
-        name = lic = ""
-        classifiers: list[str] = []
-        for line in meta.read_text(encoding="utf-8", errors="replace").splitlines():
-            if not line:
-                break  # headers end at the first blank line
-            key, _, value = line.partition(": ")
-            if key == "Name":
-                name = value.strip()
-            elif key == "License-Expression" or (key == "License" and not lic and len(value) < 80):
-                lic = value.strip()
-            elif key == "Classifier" and value.startswith("License :: "):
-                classifiers.append(value.rsplit(" :: ", 1)[-1])
-        if name:
-            from packaging.utils import canonicalize_name
-
-            out[canonicalize_name(name)] = lic or ", ".join(classifiers)
-    return tuple(sorted(out.items()))
+    return tuple(sorted({d.key: d.license for d in dists.installed(site)}.items()))

@@ -10,8 +10,6 @@ confirms it inside the server.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from packaging.utils import canonicalize_name
 
 from ..core.errors import BuildError
 from ..resolve.requirements import Resolution, toml_key
+from . import dists
 
 _MODULE_SUFFIXES = (".py", ".pyc", ".pyi")
 
@@ -42,21 +41,11 @@ def _module_names(path: str) -> list[str]:
 def provided(site: Path) -> dict[str, set[str]]:
     """Module name -> the distributions (canonical names) whose files provide it."""
     out: dict[str, set[str]] = {}
-    for info in sorted(site.glob("*.dist-info")):
-        dist = canonicalize_name(info.name[: -len(".dist-info")].rsplit("-", 1)[0])
-        names: set[str] = set()
-        record = info / "RECORD"
-        if record.is_file():
-            text = record.read_text(encoding="utf-8", errors="replace")
-            for row in csv.reader(io.StringIO(text)):
-                if row:
-                    names.update(_module_names(row[0]))
-        top = info / "top_level.txt"
-        if top.is_file():
-            names.update(line.strip() for line in top.read_text(
-                encoding="utf-8", errors="replace").splitlines() if line.strip())
+    for dist in dists.installed(site):
+        names = {name for path in dist.files for name in _module_names(path)}
+        names.update(dist.top_level)
         for name in names:
-            out.setdefault(name, set()).add(dist)
+            out.setdefault(name, set()).add(dist.key)
     return out
 
 
