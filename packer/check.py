@@ -5,6 +5,11 @@ sha256 record: a truncated, corrupted or replaced archive fails; 0.17 s for the 
 archive, where re-inspecting it would take 9.5 s), was packed from that lock (the stamp that
 is the archive's first entry), and config.pbtxt points at it. No network, no build: exit 0,
 or 1 with one line per problem.
+
+The record proves the bytes are the ones packed, not that the packing was sound: someone who
+can replace the archive can replace its record too. ``--deep`` also reads every entry again
+(the checks of ``tritonpack inspect``: unsafe paths and links, the Python and glibc the
+target's stub needs), trusting nothing written beside the environment.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ class CheckReport:
         return not self.problems
 
 
-def check_model(path: Path, opts: Options, reporter: Reporter | None = None) -> list[str]:
+def check_model(path: Path, opts: Options, reporter: Reporter | None = None, *,
+                deep: bool = False) -> list[str]:
     try:
         ctx = prepare(path, opts, reporter)
     except TritonPackError as exc:
@@ -72,6 +78,11 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None) -> 
     if where.fault == "not-env":
         return [*problems, f"{name}: EXECUTION_ENV_PATH points at {env.name}, which is "
                            f"{where.kind}, not an environment"]
+    if deep:  # the entries themselves, whatever the record says
+        from .pack.envcheck import inspect_env
+
+        problems += [f"{name}: {env.name}: {error}"
+                     for error in inspect_env(env, ctx.target).errors()]
     damaged = verify_record(env)  # pack inspected exactly the bytes the record vouches for
     if damaged is not None:
         return [*problems, f"{name}: {damaged}"]
@@ -98,7 +109,8 @@ def stray_envs(model_dir: Path, current: Path) -> list[Path]:
     return found
 
 
-def check(path: Path, opts: Options, reporter: Reporter | None = None) -> CheckReport:
+def check(path: Path, opts: Options, reporter: Reporter | None = None, *,
+          deep: bool = False) -> CheckReport:
     require_dir(path)
     if is_repository(path):
         models = python_models(path)[0]
@@ -109,5 +121,5 @@ def check(path: Path, opts: Options, reporter: Reporter | None = None) -> CheckR
                          hint="pass a model directory or a model repository")
     problems: list[str] = []
     for model in models:
-        problems += check_model(model, opts, reporter)
+        problems += check_model(model, opts, reporter, deep=deep)
     return CheckReport(tuple(m.name for m in models), tuple(problems))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from packer.core.integrity import record_path, sha256_file
+from packer.core.integrity import record_path, render_record, sha256_file
 
 from .conftest import run_cli
 
@@ -155,3 +155,24 @@ def test_a_conda_package_that_differs_from_the_lock_is_not_installed(model_copy:
         f"error: conda package {python.file_name} has sha256 {python.sha256[:16]}..., the lock "
         "says 0000000000000000...: refusing to install it")
     assert not (model / ARCHIVE).exists()
+
+
+def test_check_deep_reads_the_entries_a_rewritten_record_vouches_for(packed: Path) -> None:
+    """Whoever can replace the archive can replace its record: ``check`` then passes, and
+    ``check --deep`` reads the entries again and finds the link that escapes."""
+    src = packed / ARCHIVE
+    out = io.BytesIO()
+    with tarfile.open(src, "r:gz") as tin, tarfile.open(fileobj=out, mode="w:gz") as tout:
+        for m in tin:  # the stamp stays the first entry: it still says "packed from this lock"
+            tout.addfile(m, tin.extractfile(m) if m.isreg() else None)
+        evil = tarfile.TarInfo("lib/evil")
+        evil.type, evil.linkname = tarfile.SYMTYPE, "../../../../etc/passwd"
+        tout.addfile(evil)
+    src.write_bytes(out.getvalue())
+    record_path(src).write_bytes(render_record(ARCHIVE, sha256_file(src)))
+    assert run_cli("check", packed).exit_code == 0
+    res = run_cli("check", packed, "--deep")
+    assert res.exit_code == 1
+    assert [ln.strip() for ln in res.stdout.splitlines()[1:]] == [
+        "plain_numpy: tritonpack-env.tar.gz: unsafe entry: symlink lib/evil -> "
+        "../../../../etc/passwd leaves the environment (Triton 26.06+ refuses it)"]

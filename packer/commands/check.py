@@ -27,8 +27,12 @@ from .base import run
 @target_options
 @source_options
 @output_options
+@click.option("--deep", is_flag=True,
+              help="Also read every entry of each environment again (what `tritonpack inspect` "
+              "checks), not only its sha256 record: catches an archive replaced together with "
+              "its record. Seconds per GB.")
 @bundle(opts=make_options, out=make_output)
-def check_cmd(model_dir: Path, opts: Options, out: Output) -> None:
+def check_cmd(model_dir: Path, opts: Options, out: Output, deep: bool) -> None:
     """For release pipelines: exit 0 only if every lock is fresh, every environment was packed
     from its lock, and every config.pbtxt points at its environment. No network, no build.
 
@@ -38,5 +42,5 @@ def check_cmd(model_dir: Path, opts: Options, out: Output) -> None:
 
     Exit 1 with one line per problem, naming the model.
     """
-    run(out, "check", lambda rep: check(model_dir, opts), render.repo_check_text,
+    run(out, "check", lambda rep: check(model_dir, opts, deep=deep), render.repo_check_text,
         render.repo_check_payload, exit_code=lambda rep: 0 if rep.ok else 1)
