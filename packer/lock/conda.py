@@ -7,8 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +79,9 @@ def reachable(channel: str, timeout: float = 5.0) -> bool:
     url = channel_url(channel)
     if url.startswith("file://"):
         return Path(url[len("file://"):], "noarch").is_dir()
+    import urllib.error  # with http.client and ssl: paid by a run that reaches a network
+    import urllib.request
+
     try:
         # the URL is an http(s) channel address built above, not user-controlled schemes
         with urllib.request.urlopen(f"{url}/noarch/repodata.json", timeout=timeout):  # noqa: S310
@@ -227,6 +228,9 @@ def _fetch(pkg: CondaPackage, python_from: str | None = None) -> Path:
         from .pychannel import materialize  # pychannel builds on this module
 
         return materialize(pkg, python_from)
+    import urllib.error
+    import urllib.request
+
     if pkg.url.startswith("file://"):
         return Path(urllib.request.url2pathname(pkg.url[len("file://"):]))
     dest = cache_dir("downloads") / f"{pkg.sha256}-{pkg.file_name}"
