@@ -72,6 +72,17 @@ def test_a_pin_built_from_source_makes_format_3_and_reads_back(tmp_path: Path) -
         f"langdetect==1.0.9 \\\n    --hash={LANGDETECT_SDIST}\n")
 
 
+def test_an_sdist_entry_in_a_format_1_lock_is_refused(tmp_path: Path) -> None:
+    """A format-1 reader would ignore ``sdist`` and install the wrong thing: not readable."""
+    path = tmp_path / "tritonpack.lock"
+    write_lock(path, _lock((Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL),)))
+    text = path.read_text()
+    path.write_text(text.replace("version = 3\n", "version = 1\n").replace(
+        "build_requires = []\n", ""))
+    with pytest.raises(LockError, match=r"corrupted: missing or malformed 'sdist' \(format 2"):
+        read_lock(path)
+
+
 def test_a_format_2_lock_still_reads_with_unpinned_build_tools(tmp_path: Path) -> None:
     """A lock written before build tools were pinned reads and re-renders byte-identically."""
     pin = Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL)
@@ -165,7 +176,8 @@ def test_the_cached_wheel_is_keyed_by_the_build_pins(tmp_path: Path) -> None:
     sdist = pin_sdist(Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL))
     other = SETUPTOOLS.replace("80.9.0", "80.8.0")
     assert _entry_dir(sdist, "3.10", (SETUPTOOLS,)) != _entry_dir(sdist, "3.10", (other,))
-    assert _entry_dir(sdist, "3.10", ()).name == "python3.10"  # a format-2 lock's, as before
+    assert _entry_dir(sdist, "3.10", None).name == "python3.10"  # a format-2 lock's, as before
+    assert _entry_dir(sdist, "3.10", ()) != _entry_dir(sdist, "3.10", None)  # pinned: none
     entry_dir = _entry_dir(sdist, "3.10", (SETUPTOOLS,))
     entry_dir.mkdir(parents=True)
     wheel = make_wheel(entry_dir, "langdetect", {"langdetect/__init__.py": ""})
@@ -178,6 +190,7 @@ def test_the_cached_wheel_is_keyed_by_the_build_pins(tmp_path: Path) -> None:
         assert found is not None and found.sha256 == sha
         assert cached_wheel(sdist, "3.10", (other,)) is None
         assert cached_wheel(sdist, "3.10") is None
+        assert cached_wheel(sdist, "3.10", ()) is None
     finally:
         shutil.rmtree(entry_dir)
 
