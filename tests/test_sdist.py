@@ -1,35 +1,48 @@
-"""Packages published only as source: locked by their sdist, built once into a cached wheel.
+"""Packages published only as source: locked by their sdist and its pinned build tools, built
+once into a cached wheel.
 
 ``sdist_only`` imports langdetect (PyPI publishes an sdist and a py2-only wheel); ``sdist_cext``
-requires a local sdist (in its own find-links dir) whose setup.py compiles a C extension.
+requires a local sdist (in its own find-links dir) whose setup.py compiles a C extension;
+``sdist_hostile`` one whose pyproject.toml declares ``requires`` as a string, ``sdist_traversal``
+one with a member ``../x``, ``sdist_dynamic`` one whose setup.py asks for six at build time.
+tests/fixtures/bad_sdists/ holds small archives read without building them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from packer.core.cache import cache_root
-from packer.core.errors import ExitCode, LockError, ProcessError
+from packer.core.errors import BuildError, ExitCode, LockError, ProcessError
 from packer.lock.backend import Indexes, PipToolsBackend, UvBackend
 from packer.lock.lockfile import Lockfile, read_lock, requirements_txt, write_lock
-from packer.lock.pypi import Pin, _python3_wheel, offers
-from packer.lock.sdist import needs
+from packer.lock.pypi import Pin, _python3_wheel, offers, pin_sdist
+from packer.lock.sdist import (
+    LEGACY_BUILD_REQUIRES,
+    _entry_dir,
+    cached_wheel,
+    declared_build_requires,
+    needs,
+)
 
-from .conftest import MODELS, error_line, run_cli, snapshot
+from .conftest import FIXTURES, MODELS, error_line, run_cli, snapshot
 from .wheels import make_wheel
 
 Copy = Callable[..., Path]
 LANGDETECT_SDIST = ("sha256:cbc1fef89f8d062739774bd51eda3da3274006b3661d199c2655f6b3f6d605a0")
 LANGDETECT_URL = ("https://files.pythonhosted.org/packages/0e/72/a3add0e4eec4eb9e2569554f7c70f4a3"
                   "c27712f40e3284d483e88094cc0e/langdetect-1.0.9.tar.gz")
+SETUPTOOLS = "setuptools==80.9.0 --hash=sha256:" + "a" * 64 + " --hash=sha256:" + "b" * 64
+BAD_SDISTS = FIXTURES / "bad_sdists"
 
 
 def _lock(pins: tuple[Pin, ...]) -> Lockfile:
@@ -44,16 +57,17 @@ def test_a_lock_without_sdists_keeps_format_1(tmp_path: Path) -> None:
     assert "sdist" not in lock.render()
 
 
-def test_a_pin_built_from_source_makes_format_2_and_reads_back(tmp_path: Path) -> None:
-    pin = Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL)
+def test_a_pin_built_from_source_makes_format_3_and_reads_back(tmp_path: Path) -> None:
+    """Format 3: the sdist's entry carries its pinned build requirements."""
+    pin = Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL, (SETUPTOOLS,))
     lock = _lock((pin,))
     path = tmp_path / "tritonpack.lock"
     write_lock(path, lock)
     text = path.read_text()
-    assert "version = 2\n" in text
-    assert f'sdist = "{LANGDETECT_URL}"' in text
+    assert "version = 3\n" in text
+    assert f'sdist = "{LANGDETECT_URL}"\nbuild_requires = [\n  "{SETUPTOOLS}",\n]\n' in text
     again = read_lock(path)
-    assert again.pypi == (pin,) and again.version == 2
+    assert again.pypi == (pin,) and again.version == 3
     assert requirements_txt(again.pypi) == (
         f"langdetect==1.0.9 \\\n    --hash={LANGDETECT_SDIST}\n")
 
@@ -62,9 +76,123 @@ def test_an_sdist_entry_in_a_format_1_lock_is_refused(tmp_path: Path) -> None:
     """A format-1 reader would ignore ``sdist`` and install the wrong thing: not readable."""
     path = tmp_path / "tritonpack.lock"
     write_lock(path, _lock((Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL),)))
-    path.write_text(path.read_text().replace("version = 2\n", "version = 1\n"))
+    text = path.read_text()
+    path.write_text(text.replace("version = 3\n", "version = 1\n").replace(
+        "build_requires = []\n", ""))
     with pytest.raises(LockError, match=r"corrupted: missing or malformed 'sdist' \(format 2"):
         read_lock(path)
+
+
+def test_a_format_2_lock_still_reads_with_unpinned_build_tools(tmp_path: Path) -> None:
+    """A lock written before build tools were pinned reads and re-renders byte-identically."""
+    pin = Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL)
+    path = tmp_path / "tritonpack.lock"
+    write_lock(path, Lockfile(inputs={"requirements": []}, target={"python": "3.10"},
+                              resolver="uv", conda=(), pypi=(pin,), version=2))
+    text = path.read_text()
+    assert "version = 2\n" in text and "build_requires" not in text
+    again = read_lock(path)
+    assert again.version == 2 and again.pypi == (pin,)
+    assert again.render() == text
+
+
+@pytest.mark.parametrize("edit", [
+    'build_requires = [\n  "setuptools>=40.8.0",\n]',  # not pinned with a hash
+    'build_requires = "setuptools==80.9.0"',  # not a list
+    "",  # missing beside sdist
+])
+def test_a_malformed_build_requires_is_refused(tmp_path: Path, edit: str) -> None:
+    """Read as written: the hash is recomputed over the edit, so only the shape can fail."""
+    pin = Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL, (SETUPTOOLS,))
+    path = tmp_path / "tritonpack.lock"
+    write_lock(path, _lock((pin,)))
+    text = path.read_text()
+    text = text.replace(f'build_requires = [\n  "{SETUPTOOLS}",\n]', edit)
+    path.write_text(text)
+    with pytest.raises(LockError) as refused:
+        read_lock(path)
+    assert str(refused.value).startswith(
+        f"{path}: corrupted: missing or malformed 'build_requires' (format 3, with 'sdist': "
+        '"name==V --hash=sha256:H" lines)')
+
+
+def test_build_requires_in_a_format_2_lock_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tritonpack.lock"
+    write_lock(path, _lock((Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL,
+                                (SETUPTOOLS,)),)))
+    path.write_text(path.read_text().replace("version = 3\n", "version = 2\n"))
+    with pytest.raises(LockError, match=r"corrupted: missing or malformed 'build_requires' "
+                                        r"\(format 3\)"):
+        read_lock(path)
+
+
+# --- build requirements read from the archive, never run ---------------------------------
+
+
+@pytest.mark.parametrize(("archive", "requires"), [
+    ("legacy-1.0.tar.gz", LEGACY_BUILD_REQUIRES),  # no pyproject.toml: PEP 517's fallback
+    ("no_build_system-1.0.tar.gz", LEGACY_BUILD_REQUIRES),  # pyproject.toml, no [build-system]
+    ("declared-1.0.tar.gz", ("flit_core >=3.2,<4", "tomli; python_version < '3.11'")),
+])
+def test_declared_build_requirements(archive: str, requires: tuple[str, ...]) -> None:
+    assert declared_build_requires(BAD_SDISTS / archive, "p", "1.0") == requires
+    assert LEGACY_BUILD_REQUIRES == ("setuptools>=40.8.0",)  # what uv's frontend installs
+
+
+_NOT_BUILT = ", so tritonpack does not build it"
+
+
+@pytest.mark.parametrize(("archive", "problem"), [
+    ("traversal-1.0.tar.gz", "holds a member outside its directory ('../x')" + _NOT_BUILT),
+    ("absolute-1.0.tar.gz", "holds a member outside its directory ('/tmp/x')" + _NOT_BUILT),
+    ("zip_traversal-1.0.zip",
+     "holds a member outside its directory ('zip_traversal-1.0/../../x')" + _NOT_BUILT),
+    ("link_out-1.0.tar.gz", "holds a link outside its directory ('link_out-1.0/setup.cfg' -> "
+                            "'../../etc/passwd')" + _NOT_BUILT),
+    ("huge_member-1.0.tar.gz", "unpacks to more than 512 MiB" + _NOT_BUILT),
+    ("huge_pyproject-1.0.tar.gz", "has a pyproject.toml larger than 1 MiB" + _NOT_BUILT),
+    ("not_a_tar-1.0.tar.gz",
+     "is not a readable .tar.gz or .zip archive (truncated header)" + _NOT_BUILT),
+    ("requires_not_list-1.0.tar.gz", "cannot be built: its pyproject.toml declares "
+                                     "[build-system] requires that is not a list of strings"),
+    ("bad_requirement-1.0.tar.gz", "cannot be built: its pyproject.toml declares the build "
+                                   "requirement 'setuptools >= = 61', which is no valid "
+                                   "requirement"),
+    ("no_requires-1.0.tar.gz",
+     "cannot be built: its pyproject.toml has a [build-system] table without requires"),
+    ("bad_toml-1.0.tar.gz", "cannot be built: its pyproject.toml is not valid TOML (Expected "
+                            "']' at the end of a table declaration (at line 1, column 14))"),
+])
+def test_a_hostile_sdist_is_refused_in_one_sentence(archive: str, problem: str) -> None:
+    """Only headers and the one member are read, bounded: the 8 GiB member is a 110-byte
+    file whose header lies, refused before any data is read."""
+    with pytest.raises(BuildError) as refused:
+        declared_build_requires(BAD_SDISTS / archive, "p", "1.0")
+    assert refused.value.message == f"the sdist of p==1.0 {problem}"
+
+
+def test_the_cached_wheel_is_keyed_by_the_build_pins(tmp_path: Path) -> None:
+    """A wheel built with other build tools is another wheel: not found under other pins."""
+    sdist = pin_sdist(Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL))
+    other = SETUPTOOLS.replace("80.9.0", "80.8.0")
+    assert _entry_dir(sdist, "3.10", (SETUPTOOLS,)) != _entry_dir(sdist, "3.10", (other,))
+    assert _entry_dir(sdist, "3.10", None).name == "python3.10"  # a format-2 lock's, as before
+    assert _entry_dir(sdist, "3.10", ()) != _entry_dir(sdist, "3.10", None)  # pinned: none
+    entry_dir = _entry_dir(sdist, "3.10", (SETUPTOOLS,))
+    entry_dir.mkdir(parents=True)
+    wheel = make_wheel(entry_dir, "langdetect", {"langdetect/__init__.py": ""})
+    sha = "sha256:" + hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (entry_dir / "entry.json").write_text(json.dumps({
+        "sdist_sha256": LANGDETECT_SDIST, "wheel": wheel.name, "wheel_sha256": sha,
+        "build_requires": [SETUPTOOLS]}))
+    try:
+        found = cached_wheel(sdist, "3.10", (SETUPTOOLS,))
+        assert found is not None and found.sha256 == sha
+        assert cached_wheel(sdist, "3.10", (other,)) is None
+        assert cached_wheel(sdist, "3.10") is None
+        assert cached_wheel(sdist, "3.10", ()) is None
+    finally:
+        shutil.rmtree(entry_dir)
 
 
 @pytest.mark.parametrize(("name", "python3"), [
@@ -131,12 +259,6 @@ def test_both_backends_install_hashed_wheels(tmp_path: Path, backend: UvBackend)
 # --- for real: PyPI's langdetect, a local C-extension sdist --------------------------------
 
 
-def _entries() -> dict[str, dict[str, str]]:
-    root = cache_root() / "sdist-wheels"
-    return {p.parent.parent.name: json.loads(p.read_text())
-            for p in root.glob("*/python*/entry.json")}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("resolver", ["uv", "pip-tools"])
 def test_lock_builds_an_sdist_only_package_once(model_copy: Copy, resolver: str) -> None:
@@ -145,20 +267,29 @@ def test_lock_builds_an_sdist_only_package_once(model_copy: Copy, resolver: str)
     model = model_copy("sdist_only")
     res = run_cli("lock", model, "--triton", "24.10", "--offline", "--resolver", resolver)
     assert res.exit_code == 0, res.stderr
-    assert f"note  langdetect==1.0.9 has no wheel: built from source ({LANGDETECT_URL})" \
-        in res.stderr
-    assert "langdetect==1.0.9 (built from source)" in res.stdout
     lock = read_lock(model / "tritonpack.lock")
-    assert lock.version == 2
+    assert lock.version == 3
     pin = next(p for p in lock.pypi if p.name == "langdetect")
     assert (pin.version, pin.hashes, pin.sdist) == ("1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL)
+    # no pyproject.toml: PEP 517's fallback, setuptools>=40.8.0, resolved and hashed
+    assert len(pin.build_requires) == 1
+    tool, *hashes = pin.build_requires[0].split(" ")
+    assert tool.startswith("setuptools==") and hashes
+    assert all(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", h) for h in hashes)
+    assert (f"note  langdetect==1.0.9 has no wheel: built from source ({LANGDETECT_URL}) "
+            f"with {tool}\n") in res.stderr
+    assert "langdetect==1.0.9 (built from source)" in res.stdout
     assert {p.name for p in lock.pypi} >= {"six", "numpy"}  # its dependency: a wheel
     assert all(not p.sdist for p in lock.pypi if p.name != "langdetect")
-    entry = _entries()[LANGDETECT_SDIST.removeprefix("sha256:")]
-    wheel = cache_root() / "sdist-wheels" / entry["sdist_sha256"][7:] / "python3.10" / \
-        entry["wheel"]
+    entry_dir = _entry_dir(pin_sdist(pin), "3.10", pin.build_requires)
+    entry = json.loads((entry_dir / "entry.json").read_text())
+    wheel = entry_dir / entry["wheel"]
     assert entry["wheel"] == "langdetect-1.0.9-py3-none-any.whl"
     assert entry["wheel_sha256"] == "sha256:" + hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert entry["build_requires"] == list(pin.build_requires)
+    with zipfile.ZipFile(wheel) as built:  # built by the pinned setuptools, no other
+        generator = built.read("langdetect-1.0.9.dist-info/WHEEL").decode()
+    assert f"Generator: setuptools ({tool.removeprefix('setuptools==')})\n" in generator
 
     first = (model / "tritonpack.lock").read_bytes()
     (model / "tritonpack.lock").unlink()
@@ -182,7 +313,8 @@ def test_pack_installs_the_built_wheel_and_the_model_imports_it(model_copy: Copy
     archive = model / "tritonpack-env.tar.gz"
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
 
-    entry_dir = cache_root() / "sdist-wheels" / LANGDETECT_SDIST[7:] / "python3.10"
+    pin = next(p for p in read_lock(model / "tritonpack.lock").pypi if p.sdist)
+    entry_dir = _entry_dir(pin_sdist(pin), "3.10", pin.build_requires)
     wheel = entry_dir / "langdetect-1.0.9-py3-none-any.whl"
     wheel.write_bytes(wheel.read_bytes() + b"tampered")
     archive.unlink()
@@ -203,7 +335,7 @@ def test_a_locked_sdist_whose_bytes_changed_is_refused(model_copy: Copy) -> None
     bad = "sha256:" + "0" * 64
     write_lock(model / "tritonpack.lock", Lockfile(
         inputs=lock.inputs, target=lock.target, resolver=lock.resolver, conda=lock.conda,
-        pypi=tuple(Pin(p.name, p.version, (bad,), p.sdist) if p.sdist else p
+        pypi=tuple(Pin(p.name, p.version, (bad,), p.sdist, p.build_requires) if p.sdist else p
                    for p in lock.pypi)))
     res = run_cli(model, "--offline", "--frozen", "--no-cache")
     assert res.exit_code == ExitCode.BUILD
@@ -224,3 +356,53 @@ def test_an_sdist_that_compiles_c_is_refused_naming_what_it_needs(tmp_path: Path
         "compiler (it compiles a C extension), which tritonpack's isolated pure-Python build "
         "does not provide")
     assert snapshot(model) == before  # no lock written
+
+
+@pytest.mark.slow
+def test_a_build_requirement_whose_hash_changed_is_refused(model_copy: Copy) -> None:
+    """The build tools are hash-checked too: a lock whose setuptools hash differs from the
+    file on the index (re-signed, so it reads) builds nothing; the cache has no wheel for
+    these pins (the key includes them), and uv checks the hash before installing it."""
+    model = model_copy("sdist_only")
+    assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    lock = read_lock(model / "tritonpack.lock")
+    pin = next(p for p in lock.pypi if p.sdist)
+    tool = pin.build_requires[0].split(" ")[0]
+    altered = tool + " --hash=sha256:" + "0" * 64
+    write_lock(model / "tritonpack.lock", Lockfile(
+        inputs=lock.inputs, target=lock.target, resolver=lock.resolver, conda=lock.conda,
+        pypi=tuple(Pin(p.name, p.version, p.hashes, p.sdist, (altered,)) if p.sdist else p
+                   for p in lock.pypi)))
+    res = run_cli(model, "--offline", "--frozen", "--no-cache")
+    assert res.exit_code == ExitCode.BUILD == 8
+    assert error_line(res.stderr) == (
+        f"error: hash mismatch for {tool}, a build requirement of langdetect==1.0.9 pinned in "
+        "the lock: the file on the index differs from the one locked")
+    assert not (model / "tritonpack-env.tar.gz").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fixture", "problem"), [
+    ("sdist_hostile", "the sdist of tritonpack-hostile-probe==1.0 cannot be built: its "
+                      "pyproject.toml declares [build-system] requires that is not a list of "
+                      "strings"),
+    ("sdist_traversal", "the sdist of tritonpack-hostile-probe==1.0 holds a member outside its "
+                        "directory ('../x'), so tritonpack does not build it"),
+    ("sdist_dynamic", "the build of tritonpack-dynamic-probe==1.0 asks for six beyond the "
+                      "build requirements its sdist declares, which tritonpack cannot pin "
+                      "without running its code"),
+])
+def test_an_sdist_tritonpack_cannot_pin_is_refused_in_one_sentence(
+        tmp_path: Path, fixture: str, problem: str) -> None:
+    """A hostile pyproject.toml or archive is read, never run (sdist_traversal: uv refuses to
+    extract it while resolving, and the sentence says why); a tool the backend asks for at
+    build time is refused by --require-hashes instead of fetched unpinned. No lock written."""
+    model = tmp_path / fixture
+    shutil.copytree(MODELS / fixture, model)
+    before = snapshot(model)
+    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    assert res.exit_code == ExitCode.BUILD
+    assert error_line(res.stderr) == f"error: {problem}"
+    assert "Traceback" not in res.stderr
+    assert snapshot(model) == before
+    assert not (tmp_path / "x").exists()

@@ -92,19 +92,23 @@ def new_build_dir(key: str | None = None) -> Path:
 def _pypi_install(lock: Lockfile, prefix: Path, python: str) -> None:
     """Install the locked pins with uv (whatever resolved them), hash-checked; a pin built
     from source is installed from its cached wheel, checked against the hash the cache
-    recorded when it built the wheel (rebuilt from the locked, hash-checked sdist if gone)."""
+    recorded when it built the wheel (rebuilt from the locked, hash-checked sdist if gone,
+    with the locked, hash-checked build requirements)."""
     if not lock.pypi:
         return
     interpreter = prefix / "bin" / f"python{python}"
     indexes = Indexes.from_dict(lock.inputs.get("indexes", {}))
-    built = {p.name: build_wheel(pin_sdist(p), interpreter, python, indexes)
+    pinned = lock.version >= 3  # format 2 locked no build tools: built with unpinned ones
+    built = {p.name: build_wheel(pin_sdist(p), interpreter, python, indexes,
+                                 p.build_requires if pinned else None)
              for p in lock.pypi if p.sdist}
     if built:
         links = wheel_links(list(built.values()), prefix.parent)
         indexes = replace(indexes, find_links=(*indexes.find_links, str(links)))
     req = prefix.parent / "requirements.txt"
     req.write_text(requirements_txt(tuple(
-        replace(p, hashes=(built[p.name].sha256,), sdist="") if p.name in built else p
+        replace(p, hashes=(built[p.name].sha256,), sdist="", build_requires=())
+        if p.name in built else p
         for p in lock.pypi)), encoding="utf-8")
     try:
         UvBackend().install(req, interpreter, indexes)

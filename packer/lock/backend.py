@@ -62,10 +62,13 @@ class Backend(Protocol):
     name: str
 
     def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
-                python_from: str = "auto", from_source: Sequence[str] = ()) -> str:
+                python_from: str = "auto", from_source: Sequence[str] = (),
+                build_tools: bool = False) -> str:
         """A requirements file with hashes, resolved for ``target`` (``python_from``: where
         a backend that runs in the target's Python finds it, as ``--python-from``), wheels
-        only except for the distributions named in ``from_source`` (built from their sdist)."""
+        only except for the distributions named in ``from_source`` (built from their sdist).
+        ``build_tools``: an sdist's build requirements, where setuptools and pip are kept (pip-tools
+        leaves them out of a requirements file unless told)."""
         ...
 
     def install(self, requirements: Path, python: Path, indexes: Indexes) -> None:
@@ -86,8 +89,10 @@ class UvBackend:
     name = "uv"
 
     def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
-                python_from: str = "auto", from_source: Sequence[str] = ()) -> str:
-        """``python_from`` is not needed: uv resolves for a version without its interpreter."""
+                python_from: str = "auto", from_source: Sequence[str] = (),
+                build_tools: bool = False) -> str:
+        """``python_from`` is not needed: uv resolves for a version without its interpreter,
+        and keeps setuptools and pip in its output (``build_tools`` changes nothing)."""
         with tempfile.TemporaryDirectory(prefix="tritonpack-uv-") as tmp:
             req_in, out = _requirements_in(tmp, requirements)
             argv: list[str | Path] = [
@@ -115,13 +120,18 @@ class UvBackend:
 
 
     def build(self, sdist: Path, python: Path, out: Path, indexes: Indexes,
-              env: dict[str, str]) -> None:
+              env: dict[str, str], constraints: Path | None = None) -> None:
         """Build ``sdist`` into a wheel in ``out`` with ``python``, in an isolated build
-        environment whose build requirements come from ``indexes``; ``env`` is the build's
-        whole environment (``sdist`` sets no compiler and a fixed SOURCE_DATE_EPOCH).
+        environment whose build requirements come from ``indexes``, pinned by
+        ``constraints`` (a hashed requirements file) when given: uv checks each hash, and
+        ``--require-hashes`` refuses a tool the file does not pin (one the backend asks for at
+        build time), so nothing unpinned enters the build. ``env`` is the build's whole
+        environment (``sdist`` sets no compiler and a fixed SOURCE_DATE_EPOCH).
         Not quiet: the backend's own output says what a failed build needed."""
+        pinned: list[str | Path] = (["--build-constraint", constraints, "--require-hashes"]
+                                    if constraints is not None else [])
         proc.run([sys.executable, "-m", "uv", "build", "--wheel", "--no-config",
-                  "--no-python-downloads", "--python", python, "--out-dir", out,
+                  "--no-python-downloads", "--python", python, "--out-dir", out, *pinned,
                   "--cache-dir", cache_dir("uv"), *indexes.args(), sdist],
                  env=env, timeout=900)
 
@@ -139,7 +149,8 @@ class PipToolsBackend:
     name = "pip-tools"
 
     def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
-                python_from: str = "auto", from_source: Sequence[str] = ()) -> str:
+                python_from: str = "auto", from_source: Sequence[str] = (),
+                build_tools: bool = False) -> str:
         here = host_platform()
         if target.platform != here:
             raise ResolveError(
@@ -154,6 +165,7 @@ class PipToolsBackend:
                 python, "-m", "piptools", "compile", req_in, "--output-file", out,
                 "--quiet", "--generate-hashes", "--no-header", "--no-annotate",
                 "--no-emit-index-url", "--strip-extras", "--cache-dir", cache_dir("pip-tools"),
+                *(["--allow-unsafe"] if build_tools else []),
                 "--pip-args", f"--only-binary=:all:{no_binary} --no-cache-dir", *indexes.args(),
             ]
             proc.run(argv, timeout=1800)

@@ -8,6 +8,7 @@ its sdist, which ``sdist`` builds into a cached wheel; its pin keeps the sdist's
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,16 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from ..core.errors import BuildError, ProcessError, ResolveError, TargetError
 from ..resolve.target import Target
-from .backend import BACKENDS, DEFAULT_INDEX, Indexes, target_interpreter
-from .sdist import Sdist, build_wheel, find_sdist, index_files, sdist_version
+from .backend import BACKENDS, DEFAULT_INDEX, Backend, Indexes, target_interpreter
+from .sdist import (
+    Sdist,
+    build_wheel,
+    declared_build_requires,
+    fetch,
+    find_sdist,
+    index_files,
+    sdist_version,
+)
 
 __all__ = [
     "DEFAULT_INDEX",
@@ -39,6 +48,8 @@ class Pin:
     hashes: tuple[str, ...] = field(default=())
     # set when no wheel is published: the sdist the wheel is built from (its sha256 in hashes)
     sdist: str = ""
+    # with ``sdist``: its build requirements, pinned (``name==V --hash=sha256:H ...`` lines)
+    build_requires: tuple[str, ...] = field(default=())
 
     def line(self) -> str:
         return f"{self.name}=={self.version}"
@@ -152,6 +163,7 @@ def compile_pins(
             failure = diagnose(exc.output)
             more = [n for n in source_only(failure, indexes) if n not in from_source]
             if not more or len(from_source) > _MAX_FROM_SOURCE:
+                _check_named_sdists(exc.output, from_source, indexes)
                 raise _failure_error(failure, indexes, exc, target.python) from exc
             from_source += more  # a built package's own dependencies may be source-only too
     pins = parse_requirements(text)
@@ -165,18 +177,56 @@ def compile_pins(
             f"{target.python} on this machine: none was found",
             hint=f"install one (uv python install {target.python}) or pass --python-from "
                  "PREFIX") from exc
-    return tuple(_from_source(p, interpreter, target.python, indexes)
+    return tuple(_from_source(p, interpreter, target, indexes, backend, python_from)
                  if p.name in from_source else p for p in pins)
 
 
 _MAX_FROM_SOURCE = 20
 
 
-def _from_source(pin: Pin, interpreter: Path, python: str, indexes: Indexes) -> Pin:
-    """``pin`` locked by the sdist the resolver chose (its sha256 alone), once built."""
+def _from_source(pin: Pin, interpreter: Path, target: Target, indexes: Indexes,
+                 backend: Backend, python_from: str) -> Pin:
+    """``pin`` locked by the sdist the resolver chose (its sha256 alone) and its build
+    requirements (read from the archive, resolved with hashes), once built with them."""
     found = find_sdist(pin.name, pin.version, pin.hashes, indexes)
-    build_wheel(found, interpreter, python, indexes)
-    return Pin(pin.name, pin.version, (found.sha256,), found.url)
+    with tempfile.TemporaryDirectory(prefix="tritonpack-sdist-") as tmp:
+        source = fetch(found, Path(tmp))
+        declared = declared_build_requires(source, pin.name, pin.version)
+        build = build_pins(backend, declared, target, indexes, python_from, pin)
+        build_wheel(found, interpreter, target.python, indexes, build, source)
+    return Pin(pin.name, pin.version, (found.sha256,), found.url, build)
+
+
+def build_pins(backend: Backend, declared: tuple[str, ...], target: Target, indexes: Indexes,
+               python_from: str, pin: Pin) -> tuple[str, ...]:
+    """``declared`` build requirements resolved for ``target`` with hashes, as requirement
+    lines (``name==V --hash=sha256:H ...``): what the build gets as its constraints."""
+    if not declared:
+        return ()
+    try:
+        text = backend.compile(declared, target, indexes, python_from, build_tools=True)
+    except ProcessError as exc:
+        cause = _first_cause(exc.output)
+        raise BuildError(
+            f"the build requirements of {pin.line()} ({', '.join(declared)}) have no "
+            f"solution for Python {target.python}" + (f": {cause}" if cause else ""),
+            hint="pin another version of it, or pass --find-links DIR with a wheel of it",
+            detail=exc.detail) from exc
+    return tuple(p.line() + "".join(f" --hash={h}" for h in p.hashes)
+                 for p in parse_requirements(text))
+
+
+def _check_named_sdists(output: str, from_source: Sequence[str], indexes: Indexes) -> None:
+    """A resolution that failed on an sdist it was building from source (uv: "Failed to
+    extract archive: NAME==V", or a pyproject.toml schema error) fails for that sdist's own
+    reason, read statically, when a --find-links directory holds it."""
+    for name in from_source:
+        for version in re.findall(rf"\b{re.escape(name)}==([A-Za-z0-9.+!_-]+)", output, re.I):
+            for link in indexes.find_links:
+                folder = Path(link.removeprefix("file://"))
+                for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+                    if sdist_version(path.name, name) == version:
+                        declared_build_requires(path, name, version)
 
 
 def pin_sdist(pin: Pin) -> Sdist:

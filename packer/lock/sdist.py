@@ -8,6 +8,14 @@ entry is rebuilt from the locked sdist, whose hash is checked before anything ru
 
 Only pure-Python builds are accepted: the build gets no C compiler (``CC`` names none), so an
 sdist that compiles code or needs system libraries is refused, naming what it needed.
+
+The build tools are pinned too: the lock records, per sdist, its build requirements resolved
+with hashes (``build_requires``), read from the archive's ``pyproject.toml`` without running
+any of it (``declared_build_requires``: that one member, bounded; a hostile archive is refused),
+and the build gets them as ``uv build --build-constraint FILE --require-hashes``, so a wheel
+built months later on another machine is built by the same setuptools. ``--require-hashes``
+also refuses what a backend adds at build time (``get_requires_for_build_wheel``, e.g. a
+``setup_requires``) that the lock cannot pin: an unpinned tool is refused, not fetched.
 """
 
 from __future__ import annotations
@@ -15,15 +23,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import posixpath
 import re
 import shutil
+import tarfile
 import tempfile
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_sdist_filename
 
 from ..core import proc
@@ -37,6 +50,15 @@ NO_COMPILER = "tritonpack-no-compiler"
 # sdists that set no timestamps get this one (1980-01-01, the zip format's epoch)
 SOURCE_DATE_EPOCH = "315532800"
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
+# PEP 517's fallback for an sdist whose pyproject.toml has no [build-system] (or that has no
+# pyproject.toml): what uv's build frontend installs then (uv 0.13: ``setuptools>=40.8.0``
+# alone; pip and pypa/build add ``wheel``, which setuptools >= 70.1 no longer needs).
+LEGACY_BUILD_REQUIRES = ("setuptools>=40.8.0",)
+# Bounds for reading an sdist we have not built yet: its member count, its unpacked size
+# (summed from the headers, checked before the data is read) and its pyproject.toml.
+MAX_MEMBERS = 100_000
+MAX_UNPACKED = 512 * 2**20
+MAX_PYPROJECT = 2**20
 
 
 @dataclass(frozen=True)
@@ -104,7 +126,7 @@ def find_sdist(name: str, version: str, hashes: tuple[str, ...], indexes: Indexe
                      hint="check --index-url and --find-links")
 
 
-def _fetch(sdist: Sdist, dest: Path) -> Path:
+def fetch(sdist: Sdist, dest: Path) -> Path:
     """The sdist's bytes in ``dest``, checked against the locked sha256 before any build."""
     path = dest / Path(urllib.parse.urlparse(sdist.url).path).name
     try:
@@ -128,6 +150,113 @@ def _fetch(sdist: Sdist, dest: Path) -> Path:
     return path
 
 
+class _Hostile(Exception):
+    """What makes an sdist unsafe or unreadable, as the end of a sentence."""
+
+
+def _member_path(name: str) -> tuple[str, ...]:
+    """The parts of an archive member's path; a path that leaves the archive is hostile."""
+    parts = tuple(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
+    if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+        raise _Hostile(f"holds a member outside its directory ({name!r})")
+    return parts
+
+
+def _link_inside(tar: tarfile.TarInfo) -> None:
+    """A link member must point inside the archive (a symlink relative to its directory)."""
+    base = "" if tar.islnk() else posixpath.dirname(tar.name)
+    target = posixpath.normpath(posixpath.join(base, tar.linkname))
+    if tar.linkname.startswith("/") or target == ".." or target.startswith("../"):
+        raise _Hostile(f"holds a link outside its directory ({tar.name!r} -> {tar.linkname!r})")
+
+
+def _pyproject_bytes(path: Path) -> bytes | None:
+    """The sdist's top-level ``pyproject.toml`` (None: it has none), reading only headers
+    and that member: every member's path is checked, the unpacked size is summed from the
+    headers and bounded before any data is read, links may not point outside."""
+    found: bytes | None = None
+    total = count = 0
+
+    def check(name: str, size: int) -> bool:
+        nonlocal total, count
+        count += 1
+        total += max(size, 0)
+        if count > MAX_MEMBERS:
+            raise _Hostile(f"holds more than {MAX_MEMBERS} members")
+        if total > MAX_UNPACKED:
+            raise _Hostile(f"unpacks to more than {MAX_UNPACKED // 2**20} MiB")
+        parts = _member_path(name)
+        if len(parts) == 2 and parts[1] == "pyproject.toml":
+            if found is not None:
+                raise _Hostile("holds more than one top-level pyproject.toml")
+            if size > MAX_PYPROJECT:
+                raise _Hostile(f"has a pyproject.toml larger than {MAX_PYPROJECT // 2**20} MiB")
+            return True
+        return False
+
+    try:
+        if path.name.endswith(".zip"):
+            with zipfile.ZipFile(path) as zipped:
+                for info in zipped.infolist():
+                    if check(info.filename, info.file_size) and not info.is_dir():
+                        with zipped.open(info) as member:
+                            found = member.read(MAX_PYPROJECT + 1)
+        else:
+            with tarfile.open(path, mode="r|*") as archive:  # a stream: headers in order
+                for tar in archive:
+                    if tar.issym() or tar.islnk():
+                        _link_inside(tar)
+                    if check(tar.name, tar.size):
+                        if not tar.isfile():
+                            raise _Hostile("has a pyproject.toml that is not a regular file")
+                        data = archive.extractfile(tar)
+                        found = data.read(MAX_PYPROJECT + 1) if data else b""
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise _Hostile(f"is not a readable .tar.gz or .zip archive ({exc})") from exc
+    if found is not None and len(found) > MAX_PYPROJECT:  # a zip's header may understate it
+        raise _Hostile(f"has a pyproject.toml larger than {MAX_PYPROJECT // 2**20} MiB")
+    return found
+
+
+def declared_build_requires(path: Path, name: str, version: str) -> tuple[str, ...]:
+    """The build requirements the sdist at ``path`` declares (``[build-system] requires``;
+    PEP 517's fallback when it declares none), read statically: nothing of it runs."""
+    what = f"the sdist of {name}=={version}"
+    try:
+        raw = _pyproject_bytes(path)
+    except _Hostile as exc:
+        raise BuildError(f"{what} {exc}, so tritonpack does not build it",
+                         hint="report it to the package's maintainers; pin another version, "
+                         "or pass --find-links DIR with a wheel you trust") from None
+    if raw is None:
+        return LEGACY_BUILD_REQUIRES
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise _bad_pyproject(what, f"is not valid TOML ({exc})") from None
+    system = data.get("build-system")
+    if system is None:
+        return LEGACY_BUILD_REQUIRES
+    if not isinstance(system, dict) or "requires" not in system:
+        raise _bad_pyproject(what, "has a [build-system] table without requires")
+    requires = system["requires"]
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        raise _bad_pyproject(what, "declares [build-system] requires that is not a list of "
+                                   "strings")
+    for line in requires:
+        try:
+            Requirement(line)
+        except InvalidRequirement:
+            raise _bad_pyproject(what, f"declares the build requirement {line[:80]!r}, which "
+                                       "is no valid requirement") from None
+    return tuple(requires)
+
+
+def _bad_pyproject(what: str, problem: str) -> BuildError:
+    return BuildError(f"{what} cannot be built: its pyproject.toml {problem}",
+                      hint="pin another version of it, or pass --find-links DIR with a wheel")
+
+
 @dataclass(frozen=True)
 class BuiltWheel:
     """A cached wheel built from a locked sdist, with the sha256 recorded when it was built."""
@@ -136,19 +265,28 @@ class BuiltWheel:
     sha256: str
 
 
-def _entry_dir(sdist: Sdist, python: str) -> Path:
-    """Where the wheel built from ``sdist`` for Python ``python`` is kept (not made here)."""
-    return cache_root() / "sdist-wheels" / sdist.hexdigest / f"python{python}"
+def _entry_dir(sdist: Sdist, python: str, build_requires: tuple[str, ...] | None) -> Path:
+    """Where the wheel built from ``sdist`` for Python ``python`` with the pinned
+    ``build_requires`` is kept (not made here): other build tools make another wheel."""
+    name = f"python{python}"
+    if build_requires is not None:
+        pins = hashlib.sha256("\n".join(sorted(build_requires)).encode()).hexdigest()
+        name += f"-build-{pins[:16]}"
+    return cache_root() / "sdist-wheels" / sdist.hexdigest / name
 
 
-def cached_wheel(sdist: Sdist, python: str) -> BuiltWheel | None:
+def cached_wheel(sdist: Sdist, python: str, build_requires: tuple[str, ...] | None = None
+                 ) -> BuiltWheel | None:
     """The cache's wheel for ``sdist`` when its bytes still match its entry, else None."""
-    entry_dir = _entry_dir(sdist, python)
+    entry_dir = _entry_dir(sdist, python, build_requires)
     try:
         entry = json.loads((entry_dir / "entry.json").read_text(encoding="utf-8"))
         wheel = entry_dir / str(entry["wheel"])
         want = str(entry["wheel_sha256"])
         if entry.get("sdist_sha256") != sdist.sha256 or Path(entry["wheel"]).name != entry["wheel"]:
+            return None
+        if entry.get("build_requires") != (None if build_requires is None
+                                            else sorted(build_requires)):
             return None
         if "sha256:" + hashlib.sha256(wheel.read_bytes()).hexdigest() != want:
             return None
@@ -157,27 +295,34 @@ def cached_wheel(sdist: Sdist, python: str) -> BuiltWheel | None:
     return BuiltWheel(wheel, want)
 
 
-def build_wheel(sdist: Sdist, interpreter: Path, python: str, indexes: Indexes) -> BuiltWheel:
+def build_wheel(sdist: Sdist, interpreter: Path, python: str, indexes: Indexes,
+                build_requires: tuple[str, ...] | None = None, source: Path | None = None
+                ) -> BuiltWheel:
     """The wheel of ``sdist`` for Python ``python`` (X.Y), from the cache or built now by
-    ``interpreter`` (an interpreter of that version) in an isolated build environment."""
-    cached = cached_wheel(sdist, python)
+    ``interpreter`` (an interpreter of that version) in an isolated build environment holding
+    exactly the pinned, hash-checked ``build_requires`` (lines ``name==V --hash=sha256:H``,
+    maybe none; None: a lock of format 2, whose build tools were not pinned). ``source``: the sdist,
+    already fetched and checked."""
+    cached = cached_wheel(sdist, python, build_requires)
     if cached is not None:
         return cached
-    entry_dir = cache_dir("sdist-wheels", sdist.hexdigest, f"python{python}")
+    entry_dir = cache_dir("sdist-wheels", sdist.hexdigest,
+                          _entry_dir(sdist, python, build_requires).name)
     with tempfile.TemporaryDirectory(prefix="tritonpack-sdist-") as tmp:
-        source = _fetch(sdist, Path(tmp))
+        if source is None:
+            source = fetch(sdist, Path(tmp))
         out = Path(tmp) / "dist"
+        constraints = None
+        if build_requires is not None:  # even none: --require-hashes lets nothing else in
+            constraints = Path(tmp) / "build-constraints.txt"
+            constraints.write_text("".join(f"{line}\n" for line in build_requires),
+                                   encoding="utf-8")
         env = proc.clean_env({"CC": NO_COMPILER, "CXX": NO_COMPILER,
                               "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
         try:
-            UvBackend().build(source, interpreter, out, indexes, env)
+            UvBackend().build(source, interpreter, out, indexes, env, constraints)
         except ProcessError as exc:
-            needed = needs(exc.output)
-            if needed is None:
-                raise BuildError(f"building {sdist.name}=={sdist.version} from its sdist failed",
-                                 hint="run with --verbose for the build's output",
-                                 detail=exc.detail) from exc
-            raise _refused(sdist, needed, python) from exc
+            raise _build_failed(sdist, exc, python) from exc
         wheels = sorted(out.glob("*.whl"))
         if len(wheels) != 1:
             raise BuildError(f"building {sdist.name}=={sdist.version} from its sdist made "
@@ -188,12 +333,45 @@ def build_wheel(sdist: Sdist, interpreter: Path, python: str, indexes: Indexes) 
         data = wheels[0].read_bytes()
         sha = "sha256:" + hashlib.sha256(data).hexdigest()
         atomic_write_bytes(entry_dir / wheels[0].name, data, mode=0o644)
-        entry = {"sdist_url": sdist.url, "sdist_sha256": sdist.sha256, "python": python,
-                 "wheel": wheels[0].name, "wheel_sha256": sha}
+        entry: dict[str, object] = {
+            "sdist_url": sdist.url, "sdist_sha256": sdist.sha256, "python": python,
+            "wheel": wheels[0].name, "wheel_sha256": sha}
+        if build_requires is not None:
+            entry["build_requires"] = sorted(build_requires)
         atomic_write_bytes(entry_dir / "entry.json",
                            (json.dumps(entry, indent=2, sort_keys=True) + "\n").encode(),
                            mode=0o644)
     return BuiltWheel(entry_dir / wheels[0].name, sha)
+
+
+# uv's words when a build tool's file differs from the locked hash, and when the backend asks
+# (get_requires_for_build_wheel) for a tool the build constraints do not pin
+_BUILD_HASH = re.compile(r"Hash mismatch for `([^`]+)`")
+_UNPINNED = re.compile(r"no trusted hash was provided for: ((?:`[^`]+`(?:, )?)+)")
+
+
+def _build_failed(sdist: Sdist, exc: ProcessError, python: str) -> BuildError:
+    """One sentence for a failed build: a locked build tool whose hash differs, a tool the
+    lock does not pin, what a compiling build needed, else the build's output as detail."""
+    what = f"{sdist.name}=={sdist.version}"
+    if found := _BUILD_HASH.search(exc.output):
+        return BuildError(
+            f"hash mismatch for {found.group(1)}, a build requirement of {what} pinned in "
+            "the lock: the file on the index differs from the one locked",
+            hint="re-lock only if you trust the new file (tritonpack lock --upgrade)",
+            detail=exc.detail)
+    if found := _UNPINNED.search(exc.output):
+        names = found.group(1).replace("`", "")
+        return BuildError(
+            f"the build of {what} asks for {names} beyond the build requirements its sdist "
+            "declares, which tritonpack cannot pin without running its code",
+            hint=f"build a wheel of it for Python {python} and pass --find-links DIR, or "
+                 "pin a version that has wheels", detail=exc.detail)
+    needed = needs(exc.output)
+    if needed is None:
+        return BuildError(f"building {what} from its sdist failed",
+                          hint="run with --verbose for the build's output", detail=exc.detail)
+    return _refused(sdist, needed, python)
 
 
 _HEADER = re.compile(r"fatal error: ([\w./+-]+\.h): No such file")

@@ -230,7 +230,9 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
     rep.done("resolve", f"{plural(len(pins), 'PyPI package')} ({opts.resolver})",
              time.monotonic() - t0)
     for pin in (p for p in pins if p.sdist):  # no wheel published: built once, cached
-        rep.note(f"{pin.name}=={pin.version} has no wheel: built from source ({pin.sdist})")
+        tools = ", ".join(b.split(" ", 1)[0] for b in pin.build_requires)  # pinned, hashed
+        rep.note(f"{pin.name}=={pin.version} has no wheel: built from source ({pin.sdist})"
+                 + (f" with {tools}" if tools else ""))
     t0 = time.monotonic()
     rep.start("solve", f"solving python {ctx.target.python}.* on {', '.join(channels)}")
     packages = conda.solve(ctx.target, channels, ctx.requirements.conda)
