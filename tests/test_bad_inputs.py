@@ -294,18 +294,18 @@ LOCK_CASES = [
     ("lock_corrupted", "error: {model}/tritonpack.lock: corrupted: Expected ']]' at the end of an "
                        "array declaration (at line 2, column 8)"),
     ("lock_future", "error: {model}/tritonpack.lock: lock format 99 is newer than this "
-                    "tritonpack understands (3)"),
+                    "tritonpack understands (2)"),
     ("lock_hand_edited", "error: {model}/tritonpack.lock: content hash mismatch: the lock was "
                          "edited by hand"),
     ("lock_version_zero", "error: {model}/tritonpack.lock: lock format 0 is not one tritonpack "
-                          "knows (it reads formats 1 to 3)"),
+                          "knows (it reads formats 1 to 2)"),
     ("lock_merge_conflict", "error: {model}/tritonpack.lock: corrupted: unresolved "
                             "merge-conflict markers (line 1)"),
     ("lock_empty", "error: {model}/tritonpack.lock: corrupted: no format version"),
     ("lock_binary", "error: {model}/tritonpack.lock: corrupted: not UTF-8 text (byte 1)"),
     ("lock_version_string", "error: {model}/tritonpack.lock: corrupted: no format version"),
     ("lock_version_zero_negative", "error: {model}/tritonpack.lock: lock format -1 is not one "
-                                   "tritonpack knows (it reads formats 1 to 3)"),
+                                   "tritonpack knows (it reads formats 1 to 2)"),
     ("lock_missing_inputs", "error: {model}/tritonpack.lock: corrupted: missing or malformed "
                             "'inputs'"),
     ("lock_is_dir", "error: {model}/tritonpack.lock: is a directory, not a lock file"),

@@ -57,17 +57,17 @@ def test_a_lock_without_sdists_keeps_format_1(tmp_path: Path) -> None:
     assert "sdist" not in lock.render()
 
 
-def test_a_pin_built_from_source_makes_format_3_and_reads_back(tmp_path: Path) -> None:
-    """Format 3: the sdist's entry carries its pinned build requirements."""
+def test_a_pin_built_from_source_makes_format_2_and_reads_back(tmp_path: Path) -> None:
+    """Format 2: the sdist's entry carries its pinned build requirements."""
     pin = Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL, (SETUPTOOLS,))
     lock = _lock((pin,))
     path = tmp_path / "tritonpack.lock"
     write_lock(path, lock)
     text = path.read_text()
-    assert "version = 3\n" in text
+    assert "version = 2\n" in text
     assert f'sdist = "{LANGDETECT_URL}"\nbuild_requires = [\n  "{SETUPTOOLS}",\n]\n' in text
     again = read_lock(path)
-    assert again.pypi == (pin,) and again.version == 3
+    assert again.pypi == (pin,) and again.version == 2
     assert requirements_txt(again.pypi) == (
         f"langdetect==1.0.9 \\\n    --hash={LANGDETECT_SDIST}\n")
 
@@ -77,23 +77,10 @@ def test_an_sdist_entry_in_a_format_1_lock_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "tritonpack.lock"
     write_lock(path, _lock((Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL),)))
     text = path.read_text()
-    path.write_text(text.replace("version = 3\n", "version = 1\n").replace(
+    path.write_text(text.replace("version = 2\n", "version = 1\n").replace(
         "build_requires = []\n", ""))
     with pytest.raises(LockError, match=r"corrupted: missing or malformed 'sdist' \(format 2"):
         read_lock(path)
-
-
-def test_a_format_2_lock_still_reads_with_unpinned_build_tools(tmp_path: Path) -> None:
-    """A lock written before build tools were pinned reads and re-renders byte-identically."""
-    pin = Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL)
-    path = tmp_path / "tritonpack.lock"
-    write_lock(path, Lockfile(inputs={"requirements": []}, target={"python": "3.10"},
-                              resolver="uv", conda=(), pypi=(pin,), version=2))
-    text = path.read_text()
-    assert "version = 2\n" in text and "build_requires" not in text
-    again = read_lock(path)
-    assert again.version == 2 and again.pypi == (pin,)
-    assert again.render() == text
 
 
 @pytest.mark.parametrize("edit", [
@@ -112,17 +99,18 @@ def test_a_malformed_build_requires_is_refused(tmp_path: Path, edit: str) -> Non
     with pytest.raises(LockError) as refused:
         read_lock(path)
     assert str(refused.value).startswith(
-        f"{path}: corrupted: missing or malformed 'build_requires' (format 3, with 'sdist': "
+        f"{path}: corrupted: missing or malformed 'build_requires' (format 2, with 'sdist': "
         '"name==V --hash=sha256:H" lines)')
 
 
-def test_build_requires_in_a_format_2_lock_is_refused(tmp_path: Path) -> None:
+def test_build_requires_without_an_sdist_is_refused(tmp_path: Path) -> None:
+    """Build tools pinned for a wheel nobody builds: a hand edit, not a lock tritonpack wrote."""
     path = tmp_path / "tritonpack.lock"
     write_lock(path, _lock((Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL,
                                 (SETUPTOOLS,)),)))
-    path.write_text(path.read_text().replace("version = 3\n", "version = 2\n"))
+    path.write_text(path.read_text().replace(f'sdist = "{LANGDETECT_URL}"\n', ""))
     with pytest.raises(LockError, match=r"corrupted: missing or malformed 'build_requires' "
-                                        r"\(format 3\)"):
+                                        r"\(format 2, with 'sdist'"):
         read_lock(path)
 
 
@@ -176,8 +164,7 @@ def test_the_cached_wheel_is_keyed_by_the_build_pins(tmp_path: Path) -> None:
     sdist = pin_sdist(Pin("langdetect", "1.0.9", (LANGDETECT_SDIST,), LANGDETECT_URL))
     other = SETUPTOOLS.replace("80.9.0", "80.8.0")
     assert _entry_dir(sdist, "3.10", (SETUPTOOLS,)) != _entry_dir(sdist, "3.10", (other,))
-    assert _entry_dir(sdist, "3.10", None).name == "python3.10"  # a format-2 lock's, as before
-    assert _entry_dir(sdist, "3.10", ()) != _entry_dir(sdist, "3.10", None)  # pinned: none
+    assert _entry_dir(sdist, "3.10", ()) != _entry_dir(sdist, "3.10", (SETUPTOOLS,))  # none
     entry_dir = _entry_dir(sdist, "3.10", (SETUPTOOLS,))
     entry_dir.mkdir(parents=True)
     wheel = make_wheel(entry_dir, "langdetect", {"langdetect/__init__.py": ""})
@@ -189,7 +176,6 @@ def test_the_cached_wheel_is_keyed_by_the_build_pins(tmp_path: Path) -> None:
         found = cached_wheel(sdist, "3.10", (SETUPTOOLS,))
         assert found is not None and found.sha256 == sha
         assert cached_wheel(sdist, "3.10", (other,)) is None
-        assert cached_wheel(sdist, "3.10") is None
         assert cached_wheel(sdist, "3.10", ()) is None
     finally:
         shutil.rmtree(entry_dir)

@@ -98,9 +98,7 @@ def _pypi_install(lock: Lockfile, prefix: Path, python: str) -> None:
         return
     interpreter = prefix / "bin" / f"python{python}"
     indexes = Indexes.from_dict(lock.inputs.get("indexes", {}))
-    pinned = lock.version >= 3  # format 2 locked no build tools: built with unpinned ones
-    built = {p.name: build_wheel(pin_sdist(p), interpreter, python, indexes,
-                                 p.build_requires if pinned else None)
+    built = {p.name: build_wheel(pin_sdist(p), interpreter, python, indexes, p.build_requires)
              for p in lock.pypi if p.sdist}
     if built:
         links = wheel_links(list(built.values()), prefix.parent)

@@ -120,18 +120,17 @@ class UvBackend:
 
 
     def build(self, sdist: Path, python: Path, out: Path, indexes: Indexes,
-              env: dict[str, str], constraints: Path | None = None) -> None:
+              env: dict[str, str], constraints: Path) -> None:
         """Build ``sdist`` into a wheel in ``out`` with ``python``, in an isolated build
         environment whose build requirements come from ``indexes``, pinned by
-        ``constraints`` (a hashed requirements file) when given: uv checks each hash, and
+        ``constraints`` (a hashed requirements file, maybe empty): uv checks each hash, and
         ``--require-hashes`` refuses a tool the file does not pin (one the backend asks for at
         build time), so nothing unpinned enters the build. ``env`` is the build's whole
         environment (``sdist`` sets no compiler and a fixed SOURCE_DATE_EPOCH).
         Not quiet: the backend's own output says what a failed build needed."""
-        pinned: list[str | Path] = (["--build-constraint", constraints, "--require-hashes"]
-                                    if constraints is not None else [])
         proc.run([sys.executable, "-m", "uv", "build", "--wheel", "--no-config",
-                  "--no-python-downloads", "--python", python, "--out-dir", out, *pinned,
+                  "--no-python-downloads", "--python", python, "--out-dir", out,
+                  "--build-constraint", constraints, "--require-hashes",
                   "--cache-dir", cache_dir("uv"), *indexes.args(), sdist],
                  env=env, timeout=900)
 

@@ -25,17 +25,14 @@ from .conda import CondaPackage
 from .pypi import Pin
 
 LOCK_NAME = "tritonpack.lock"
-# Format 1: wheels only. Format 2 adds ``sdist = URL`` to a [[pypi]] entry built from source
-# (its ``hashes`` then hold the sdist's sha256 alone). Format 3 adds that entry's
-# ``build_requires``: its build tools, pinned with hashes (``"name==V --hash=sha256:H"``
-# lines), without which a wheel built later could differ. A lock is written as format 1
-# unless a pin is built from source (then 3), so existing locks stay byte-identical; a
-# tritonpack that reads only formats 1-2 refuses a format-3 lock ("newer than this
-# tritonpack understands") instead of rejecting it as hand-edited (its content hash would
-# not cover ``build_requires``) or building with unpinned tools. A format-2 lock still
-# reads and builds as it did (build tools unpinned); re-locking writes format 3.
-FORMAT_VERSION = 3
-_FORMATS = (1, 2, 3)
+# Format 1: wheels only. Format 2 adds, to a [[pypi]] entry built from source, ``sdist = URL``
+# (its ``hashes`` then hold the sdist's sha256 alone) and ``build_requires``: its build tools,
+# pinned with hashes (``"name==V --hash=sha256:H"`` lines), without which a wheel built later
+# could differ. A lock is written as format 1 unless a pin is built from source, so existing
+# locks stay byte-identical; a tritonpack that reads only format 1 refuses a format-2 lock
+# ("newer than this tritonpack understands") instead of rejecting it as hand-edited.
+FORMAT_VERSION = 2
+_FORMATS = (1, 2)
 _BUILD_PIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+( --hash=sha256:[0-9a-f]{64})+")
 _HEADER = (
     "# tritonpack.lock: written by tritonpack; do not edit by hand (its content hash is checked).\n"
@@ -113,17 +110,16 @@ def requirements_txt(pins: tuple[Pin, ...]) -> str:
 
 
 def format_for(pins: tuple[Pin, ...]) -> int:
-    """The lowest lock format that holds ``pins``: 3 once one is built from source (its
+    """The lowest lock format that holds ``pins``: 2 once one is built from source (its
     build requirements pinned)."""
-    return 3 if any(p.sdist for p in pins) else 1
+    return 2 if any(p.sdist for p in pins) else 1
 
 
 def _pin_dict(pin: Pin, version: int) -> dict[str, Any]:
     out: dict[str, Any] = {"name": pin.name, "version": pin.version, "hashes": list(pin.hashes)}
     if pin.sdist:
         out["sdist"] = pin.sdist
-        if version >= 3:
-            out["build_requires"] = list(pin.build_requires)
+        out["build_requires"] = list(pin.build_requires)
     return out
 
 
@@ -132,13 +128,11 @@ def _read_pin(data: dict[str, Any], version: int) -> Pin:
     if sdist and (version < 2 or len(data.get("hashes", ())) != 1):
         raise ValueError("'sdist' (format 2, one sdist hash)")
     build = data.get("build_requires")
-    if (build is not None or sdist) and version >= 3 and not (
+    if (build is not None or sdist) and not (
             sdist and isinstance(build, list)
             and all(isinstance(b, str) and _BUILD_PIN.fullmatch(b) for b in build)):
-        raise ValueError("'build_requires' (format 3, with 'sdist': "
+        raise ValueError("'build_requires' (format 2, with 'sdist': "
                          "\"name==V --hash=sha256:H\" lines)")
-    if build is not None and version < 3:
-        raise ValueError("'build_requires' (format 3)")
     return Pin(str(data["name"]), str(data["version"]), tuple(data.get("hashes", ())),
                str(sdist), tuple(build or ()))
 

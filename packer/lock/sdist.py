@@ -265,17 +265,14 @@ class BuiltWheel:
     sha256: str
 
 
-def _entry_dir(sdist: Sdist, python: str, build_requires: tuple[str, ...] | None) -> Path:
+def _entry_dir(sdist: Sdist, python: str, build_requires: tuple[str, ...]) -> Path:
     """Where the wheel built from ``sdist`` for Python ``python`` with the pinned
     ``build_requires`` is kept (not made here): other build tools make another wheel."""
-    name = f"python{python}"
-    if build_requires is not None:
-        pins = hashlib.sha256("\n".join(sorted(build_requires)).encode()).hexdigest()
-        name += f"-build-{pins[:16]}"
-    return cache_root() / "sdist-wheels" / sdist.hexdigest / name
+    pins = hashlib.sha256("\n".join(sorted(build_requires)).encode()).hexdigest()
+    return cache_root() / "sdist-wheels" / sdist.hexdigest / f"python{python}-build-{pins[:16]}"
 
 
-def cached_wheel(sdist: Sdist, python: str, build_requires: tuple[str, ...] | None = None
+def cached_wheel(sdist: Sdist, python: str, build_requires: tuple[str, ...]
                  ) -> BuiltWheel | None:
     """The cache's wheel for ``sdist`` when its bytes still match its entry, else None."""
     entry_dir = _entry_dir(sdist, python, build_requires)
@@ -285,8 +282,7 @@ def cached_wheel(sdist: Sdist, python: str, build_requires: tuple[str, ...] | No
         want = str(entry["wheel_sha256"])
         if entry.get("sdist_sha256") != sdist.sha256 or Path(entry["wheel"]).name != entry["wheel"]:
             return None
-        if entry.get("build_requires") != (None if build_requires is None
-                                            else sorted(build_requires)):
+        if entry.get("build_requires") != sorted(build_requires):
             return None
         if "sha256:" + hashlib.sha256(wheel.read_bytes()).hexdigest() != want:
             return None
@@ -296,13 +292,12 @@ def cached_wheel(sdist: Sdist, python: str, build_requires: tuple[str, ...] | No
 
 
 def build_wheel(sdist: Sdist, interpreter: Path, python: str, indexes: Indexes,
-                build_requires: tuple[str, ...] | None = None, source: Path | None = None
+                build_requires: tuple[str, ...], source: Path | None = None
                 ) -> BuiltWheel:
     """The wheel of ``sdist`` for Python ``python`` (X.Y), from the cache or built now by
     ``interpreter`` (an interpreter of that version) in an isolated build environment holding
     exactly the pinned, hash-checked ``build_requires`` (lines ``name==V --hash=sha256:H``,
-    maybe none; None: a lock of format 2, whose build tools were not pinned). ``source``: the sdist,
-    already fetched and checked."""
+    maybe none). ``source``: the sdist, already fetched and checked."""
     cached = cached_wheel(sdist, python, build_requires)
     if cached is not None:
         return cached
@@ -312,11 +307,9 @@ def build_wheel(sdist: Sdist, interpreter: Path, python: str, indexes: Indexes,
         if source is None:
             source = fetch(sdist, Path(tmp))
         out = Path(tmp) / "dist"
-        constraints = None
-        if build_requires is not None:  # even none: --require-hashes lets nothing else in
-            constraints = Path(tmp) / "build-constraints.txt"
-            constraints.write_text("".join(f"{line}\n" for line in build_requires),
-                                   encoding="utf-8")
+        constraints = Path(tmp) / "build-constraints.txt"  # even empty: with --require-hashes
+        constraints.write_text("".join(f"{line}\n" for line in build_requires),  # nothing else
+                               encoding="utf-8")  # enters the build
         env = proc.clean_env({"CC": NO_COMPILER, "CXX": NO_COMPILER,
                               "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
         try:
@@ -335,9 +328,7 @@ def build_wheel(sdist: Sdist, interpreter: Path, python: str, indexes: Indexes,
         atomic_write_bytes(entry_dir / wheels[0].name, data, mode=0o644)
         entry: dict[str, object] = {
             "sdist_url": sdist.url, "sdist_sha256": sdist.sha256, "python": python,
-            "wheel": wheels[0].name, "wheel_sha256": sha}
-        if build_requires is not None:
-            entry["build_requires"] = sorted(build_requires)
+            "wheel": wheels[0].name, "wheel_sha256": sha, "build_requires": sorted(build_requires)}
         atomic_write_bytes(entry_dir / "entry.json",
                            (json.dumps(entry, indent=2, sort_keys=True) + "\n").encode(),
                            mode=0o644)
