@@ -15,7 +15,6 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Protocol
 
@@ -196,6 +195,8 @@ def _pip_tools_python(minor: str, python_from: str) -> Path:
     """An interpreter of the target's Python version with pip-tools in it."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" == minor and python_from == "auto":
         return Path(sys.executable)
+    from importlib.metadata import version
+
     install = find_python(minor, python_from)
     pip_tools = version("pip-tools")
     venv = cache_dir("pip-tools") / f"python-{install.version}-pip-tools-{pip_tools}"

@@ -29,9 +29,7 @@ import shutil
 import tarfile
 import tempfile
 import tomllib
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +78,9 @@ def index_files(index: str, name: str) -> list[dict[str, object]] | None:
     None when it could not be asked."""
     if not index.startswith(("https://", "http://")):
         return None
+    import urllib.error  # with http.client and ssl: only a run that asks an index pays
+    import urllib.request
+
     request = urllib.request.Request(  # noqa: S310 (an index URL the user configured)
         f"{index.rstrip('/')}/{name}/",
         headers={"Accept": "application/vnd.pypi.simple.v1+json"})
@@ -128,6 +129,9 @@ def find_sdist(name: str, version: str, hashes: tuple[str, ...], indexes: Indexe
 
 def fetch(sdist: Sdist, dest: Path) -> Path:
     """The sdist's bytes in ``dest``, checked against the locked sha256 before any build."""
+    import urllib.error
+    import urllib.request
+
     path = dest / Path(urllib.parse.urlparse(sdist.url).path).name
     try:
         if sdist.url.startswith("file://"):
