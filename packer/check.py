@@ -18,7 +18,7 @@ from .core.integrity import verify as verify_record
 from .core.journal import JOURNAL
 from .core.progress import Reporter
 from .lock.lockfile import LOCK_NAME, read_lock
-from .pack.pack import read_stamp
+from .pack.archive import read_stamp
 from .pipeline import Options, prepare, stale
 from .repository import python_models
 from .scan.model import TOKEN, is_repository, require_dir

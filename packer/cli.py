@@ -35,8 +35,10 @@ from .options import (
     verify_options,
 )
 from .pack import envcache, remote
+from .pack.archive import DEFAULT_LEVEL
 from .pack.envcheck import inspect_env, inspect_target
-from .pack.pack import DEFAULT_LEVEL, FORMATS, PackOptions
+from .pack.output import FORMATS
+from .pack.pack import PackOptions
 from .pipeline import PackResult, check_lock, lock, package, prepare
 from .repository import Failure, RepoResult, package_repository
 from .resolve.recipebook import load

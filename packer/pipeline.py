@@ -43,16 +43,10 @@ from .lock import conda, pychannel
 from .lock.lockfile import LOCK_NAME, Lockfile, changes, needs_write, read_lock, write_lock
 from .lock.pypi import DEFAULT_INDEX, Indexes, IndexUnreachable, NoSolutionError, compile_pins
 from .pack import envcache, remote
-from .pack.pack import (
-    ARCHIVE_NAME,
-    DIR_NAME,
-    EnvArchive,
-    PackOptions,
-    Staged,
-    enforce,
-    output_path,
-    read_stamp,
-)
+from .pack.archive import read_stamp
+from .pack.envcheck import enforce
+from .pack.output import ARCHIVE_NAME, DIR_NAME, output_path
+from .pack.pack import EnvArchive, PackOptions, Staged
 from .pack.pack import pack as pack_env
 from .pack.sbom import render as render_sbom
 from .pack.sbom import sbom_path
