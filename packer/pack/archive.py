@@ -9,10 +9,13 @@ the environment once extracted (``archivefs``).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import stat
 import tarfile
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from ..core.errors import PackError
 from ..core.fsguard import not_regular
 from ..resolve.target import Target
 from .archivefs import check_entries, escapes_dir
-from .targz import ParallelGzipWriter
+from .targz import BLOCK, IDENTITY, ParallelGzipWriter
 
 DEFAULT_LEVEL = 4  # the knee measured by bench/: level 6 took 2.2x longer for 3.6 % less
 EPOCH = 315532800  # 1980-01-01: every entry's mtime (bytecode is pruned or hash-checked)
@@ -112,21 +115,41 @@ def _tarinfo(root: Path, path: Path) -> tarfile.TarInfo:
 
 def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,
                 threads: int | None = None,
-                progress: Callable[[int], None] | None = None) -> tuple[str, int, int]:
-    """Write ``root`` as a reproducible .tar.gz at ``dest``; return (sha256, size, files)."""
+                progress: Callable[[int], None] | None = None,
+                store: Path | None = None) -> tuple[str, int, int]:
+    """Write ``root`` as a reproducible .tar.gz at ``dest``; return (sha256, size, files).
+
+    The tar stream is the one ``tarfile`` writes (PAX headers, two zero blocks, padded to a
+    record). A file of LARGE bytes or more starts and ends a gzip member, so its compressed
+    bytes depend on its content only: with ``store`` (a cache dir) they are kept there and
+    appended as they are by the next pack that holds the same file (numpy's OpenBLAS,
+    torch's libraries), instead of compressed again. With or without ``store``, the same
+    tree gives the same bytes."""
     paths = entries(root)
     check_tree(root, paths)
     with dest.open("wb") as raw:
         gz = ParallelGzipWriter(raw, level, threads, progress)
         try:
-            with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-                for path in paths:
-                    info = _tarinfo(root, path)
-                    if info.type == tarfile.REGTYPE:
-                        with path.open("rb") as fh:
-                            tar.addfile(info, fh)
-                    else:
-                        tar.addfile(info)
+            offset = 0
+            for path in paths:
+                info = _tarinfo(root, path)
+                header = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+                gz.write(header)
+                offset += len(header)
+                if info.type != tarfile.REGTYPE or not info.size:
+                    continue
+                padded = -(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                if info.size >= LARGE:
+                    _large(gz, path, info.size, padded, level, store)
+                else:
+                    data = path.read_bytes()
+                    if len(data) != info.size:
+                        raise PackError(f"{path} changed while it was being packed")
+                    gz.write(data + tarfile.NUL * (padded - info.size))
+                offset += padded
+            end = offset + 2 * tarfile.BLOCKSIZE
+            gz.write(tarfile.NUL * (2 * tarfile.BLOCKSIZE
+                                    + -end % tarfile.RECORDSIZE))
             gz.close()
         except BaseException:
             gz.abort()
@@ -134,3 +157,76 @@ def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,
         raw.flush()
         os.fsync(raw.fileno())
     return gz.sha.hexdigest(), gz.size, len(paths)
+
+
+LARGE = 1 << 20  # bytes from which a file's compressed data is its own (cached) members
+
+
+def _stream(gz: ParallelGzipWriter, path: Path, size: int, padded: int) -> None:
+    seen = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(BLOCK):
+            seen += len(chunk)
+            gz.write(chunk)
+    if seen != size:
+        raise PackError(f"{path} changed while it was being packed")
+    gz.write(tarfile.NUL * (padded - size))
+
+
+def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: int,
+           store: Path | None) -> None:
+    """One large file's data as members of its own: from the store when it holds them
+    (checked against the digest in the entry's name), else compressed, and kept."""
+    if store is None:
+        gz.cut()
+        _stream(gz, path, size, padded)
+        gz.cut()
+        return
+    digest = hashlib.sha256(f"{IDENTITY} level {level}\0".encode())
+    with path.open("rb") as fh:
+        while chunk := fh.read(BLOCK):
+            digest.update(chunk)
+    key = digest.hexdigest()
+    folder = store / key[:2]
+    for entry in sorted(folder.glob(f"{key}.*")) if folder.is_dir() else ():
+        if _intact(entry):
+            with contextlib.suppress(OSError):
+                os.utime(entry)  # last use, for `tritonpack cache prune`
+            gz.append_members(entry, padded)
+            return
+        with contextlib.suppress(OSError):
+            entry.unlink()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+    except OSError:  # a cache that cannot be written: compressed, not kept
+        gz.cut()
+        _stream(gz, path, size, padded)
+        gz.cut()
+        return
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            gz.record(sink)
+            _stream(gz, path, size, padded)
+            gz.record(None)
+        blob = hashlib.sha256()
+        with open(tmp, "rb") as fh:
+            while chunk := fh.read(BLOCK):
+                blob.update(chunk)
+        with contextlib.suppress(OSError):
+            os.replace(tmp, folder / f"{key}.{blob.hexdigest()}")
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _intact(entry: Path) -> bool:
+    """An entry's bytes match the digest its name ends with (a torn write never does)."""
+    blob = hashlib.sha256()
+    try:
+        with entry.open("rb") as fh:
+            while chunk := fh.read(BLOCK):
+                blob.update(chunk)
+    except OSError:
+        return False
+    return entry.name.rpartition(".")[2] == blob.hexdigest()

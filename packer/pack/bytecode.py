@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import os
 import re
-import shutil
 import struct
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -102,7 +101,7 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
         elif hit == SOURCE_ONLY:
             source_only.append(rel)
         else:
-            _place(store / key[:2] / key, cached_pyc(f, python))
+            _place(hit, cached_pyc(f, python))
     if todo:
         compiled_source_only = _compile(root, python, todo)
         source_only += compiled_source_only
@@ -126,40 +125,37 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
 
 
 def _lookup(store: Path, key: str) -> bytes | None:
-    """The cached entry's first bytes: SOURCE_ONLY, or a .pyc's header; None: not cached (or
-    a torn entry, compiled again)."""
+    """The cached entry: SOURCE_ONLY or a ``.pyc``'s bytes; None when not cached, or when
+    the entry does not match the digest it starts with (a torn write: compiled again)."""
     try:
-        with (store / key[:2] / key).open("rb") as fh:
-            head = fh.read(pyc.HEADER + 1)
+        raw = (store / key[:2] / key).read_bytes()
     except OSError:
         return None
-    if head == SOURCE_ONLY:
-        return head
-    return head if len(head) > pyc.HEADER else None
+    digest, data = raw[:32], raw[32:]
+    if hashlib.sha256(data).digest() != digest or (
+            data != SOURCE_ONLY and len(data) <= pyc.HEADER):
+        return None
+    return data
 
 
-def _place(entry: Path, out: Path) -> None:
-    """A hard link to the cache entry (nothing writes into a staged file: the zip, the tar
-    and ``--format dir``'s copy read it), else a copy."""
+def _place(data: bytes, out: Path) -> None:
     out.parent.mkdir(exist_ok=True)
-    out.unlink(missing_ok=True)
-    try:
-        os.link(entry, out)
-    except OSError:
-        shutil.copyfile(entry, out)
-        out.chmod(0o644)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(0o644)  # compileall's mode for a source that is not executable
+    tmp.replace(out)
 
 
 def _store(store: Path, key: str, data: bytes) -> None:
-    """Keep one entry; a cache that cannot be written only costs the next pack a compile."""
+    """Keep one entry, its digest first; a cache that cannot be written only costs the next
+    pack a compile."""
     folder = store / key[:2]
     with contextlib.suppress(OSError):
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o644)  # compileall's mode; staged links are read, never written
+                fh.write(hashlib.sha256(data).digest() + data)
             os.replace(tmp, folder / key)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -123,7 +123,7 @@ def pack(
     opts = options or PackOptions()
     if opts.format not in FORMATS:
         raise PackError(f"unknown format {opts.format!r}", hint="use tar.gz or dir")
-    from .staging import prepare_tree  # conda-pack, imported when a pack runs, not at start-up
+    from .staging import cache_store, prepare_tree  # conda-pack: imported when a pack runs
 
     t0 = time.monotonic()
     rep.start("pack", "conda-pack: relocating the environment")
@@ -147,7 +147,8 @@ def pack(
             total = du_mb(tree)
             sha, size, count = write_targz(
                 tree, tmp, opts.level,
-                progress=lambda n: rep.progress(f"writing {dest.name}", n / 1e6, total, "MB"))
+                progress=lambda n: rep.progress(f"writing {dest.name}", n / 1e6, total, "MB"),
+                store=cache_store("gzip"))
             tmp.chmod(0o644)
             result = EnvArchive(dest, opts.format, size, count, sha, prefix.python,
                                 pruned, tuple(largest), findings, unpacked=int(total * 1e6))

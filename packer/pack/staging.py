@@ -148,10 +148,14 @@ def stage(prefix: Prefix, work: Path) -> Path:
     return out
 
 
-def bytecode_store() -> Path | None:
-    """Where compiled bytecode is kept between packs; None (compile all) without a cache."""
+STORES = ("bytecode", "gzip")  # what a pack keeps for the next: compiled .pyc, gzip members
+
+
+def cache_store(section: str) -> Path | None:
+    """Where a pack keeps work for the next (``STORES``); None without a usable cache: the
+    work is then done every time, nothing fails for it."""
     try:
-        return cache_dir("bytecode")
+        return cache_dir(section)
     except CacheError:
         return None
 
@@ -184,7 +188,8 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
     chosen = bytecode.targets(staged, prefix.python, options.bytecode,
                               (*imports, *prefix.bundled))
     if chosen:
-        source_only = bytecode.compile_bytecode(staged, prefix.python, chosen, bytecode_store())
+        source_only = bytecode.compile_bytecode(staged, prefix.python, chosen,
+                                                   cache_store("bytecode"))
         if source_only and reporter is not None:
             reporter.note(f"bytecode: {len(source_only)} file(s) are not Python {prefix.python} "
                           f"and ship as source only: {', '.join(source_only[:3])}"

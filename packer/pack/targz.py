@@ -1,8 +1,14 @@
 """A reproducible .tar.gz written with every core: the tar stream is cut into fixed-size
 blocks, each compressed as its own gzip member on a thread (zlib releases the GIL).
 Concatenated gzip members are one valid gzip stream (RFC 1952): gzip, Python and
-libarchive (Triton) read them. Block boundaries depend only on the bytes, so the
-output is byte-identical whatever the thread timing."""
+libarchive (Triton) read them. Block boundaries depend only on the bytes (and on where the
+writer ``cut``s them, which depends only on the bytes too), so the output is byte-identical
+whatever the thread timing.
+
+Members compressed by an earlier pack can be appended as they are (``append_members``):
+a large file's data starts and ends on a member boundary, so its compressed bytes are a
+function of its content alone (``archive`` keeps them in the cache).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,15 @@ import collections
 import gzip
 import hashlib
 import os
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import BinaryIO
 
 BLOCK = 4 << 20  # 4 MiB of tar per member: ~0.1 % larger than one stream, scales per core
+# what the compressed bytes of a member depend on, besides the input and the level
+IDENTITY = f"gzip members of {BLOCK} bytes, mtime 0, zlib {zlib.ZLIB_RUNTIME_VERSION}"
 
 
 class ParallelGzipWriter:
@@ -33,16 +43,21 @@ class ParallelGzipWriter:
         self._pending: collections.deque[Future[bytes]] = collections.deque()
         self._limit = workers * 2
         self._progress = progress
+        self._record: BinaryIO | None = None
 
     def _compress(self, data: bytes) -> bytes:
         return gzip.compress(data, compresslevel=self.level, mtime=0)
 
+    def _emit(self, member: bytes) -> None:
+        self.raw.write(member)
+        self.sha.update(member)
+        self.size += len(member)
+        if self._record is not None:
+            self._record.write(member)
+
     def _drain(self, keep: int) -> None:
         while len(self._pending) > keep:
-            member = self._pending.popleft().result()
-            self.raw.write(member)
-            self.sha.update(member)
-            self.size += len(member)
+            self._emit(self._pending.popleft().result())
 
     def write(self, data: bytes) -> int:
         self._buf += data
@@ -55,6 +70,30 @@ class ParallelGzipWriter:
             if self._progress:
                 self._progress(self.consumed)
         return len(data)
+
+    def cut(self) -> None:
+        """End the current member here (nothing happens when one just ended)."""
+        if self._buf:
+            self._pending.append(self._pool.submit(self._compress, bytes(self._buf)))
+            self._buf.clear()
+
+    def record(self, sink: BinaryIO | None) -> None:
+        """From the next member on, also copy every member written to ``sink`` (None: stop).
+        Call at a ``cut``; stopping waits for the members still being compressed."""
+        self.cut()
+        self._drain(0)
+        self._record = sink
+
+    def append_members(self, members: Path, consumed: int) -> None:
+        """Append gzip members compressed before (``consumed`` bytes once uncompressed)."""
+        self.cut()
+        self._drain(0)
+        with members.open("rb") as fh:
+            while chunk := fh.read(BLOCK):
+                self._emit(chunk)
+        self.consumed += consumed
+        if self._progress:
+            self._progress(self.consumed)
 
     def tell(self) -> int:
         return self.consumed
