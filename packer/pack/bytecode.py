@@ -7,9 +7,16 @@ environment's own Python (its compiler and its magic number), with a fixed hash 
 canonical (``pyc``). With both, a file's ``.pyc`` is a function of three things only: the
 interpreter, the source bytes and the name recorded in it (``co_filename``), which is the
 file's path inside the environment (``lib/python3.10/json/__init__.py``), not the build dir
-it was compiled in. So the result is kept in tritonpack's cache under those three, and the
-next pack of any lock with the same Python links it instead of compiling (the stdlib: 1,500
-files, compiled once per Python build, not once per model).
+it was compiled in. So the result is kept in tritonpack's cache under those three (with its
+sha256, so a torn entry is compiled again, never shipped), and the next pack of any lock
+with the same Python writes it instead of compiling (the stdlib: 1,500 files, compiled once
+per Python build, not once per model). A canonical ``.pyc`` does not depend on what its
+process compiled before (checked on the 3.10 stdlib compiled in two orders), so a reused
+file is the file a compile would give: archives stay byte-identical, cache or not.
+
+The recorded name shows only where the file loader does not replace it with the real path:
+a stdlib frame from ``lib/pythonXY.zip`` names ``lib/python3.X/...`` (the env-relative path,
+which the build dir was not either); the source line is still shown.
 """
 
 from __future__ import annotations
