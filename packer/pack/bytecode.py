@@ -146,11 +146,14 @@ def _lookup(store: Path, key: str) -> bytes | None:
 
 
 def _place(data: bytes, out: Path) -> None:
+    """A new file, with the mode compileall gives (0o666 less the umask). A ``.pyc`` already
+    there (``--no-prune`` keeps ``__pycache__``) may be a hard link into the build prefix and
+    from there into a package cache: it is unlinked, never written through."""
     out.parent.mkdir(exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.chmod(0o644)  # compileall's mode for a source that is not executable
-    tmp.replace(out)
+    out.unlink(missing_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
 
 
 def _store(store: Path, key: str, data: bytes) -> None:
