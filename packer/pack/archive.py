@@ -204,20 +204,30 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
         _stream(gz, path, size, padded)
         gz.cut()
         return
+    sink = os.fdopen(fd, "wb")
+
+    def done(ok: bool) -> None:
+        """After the file's last member is written: keep the entry, named by its digest."""
+        sink.close()
+        try:
+            if ok:
+                blob = hashlib.sha256()
+                with open(tmp, "rb") as fh:
+                    while chunk := fh.read(BLOCK):
+                        blob.update(chunk)
+                with contextlib.suppress(OSError):
+                    os.replace(tmp, folder / f"{key}.{blob.hexdigest()}")
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    gz.record(sink, done)
     try:
-        with os.fdopen(fd, "wb") as sink:
-            gz.record(sink)
-            _stream(gz, path, size, padded)
-            gz.record(None)
-        blob = hashlib.sha256()
-        with open(tmp, "rb") as fh:
-            while chunk := fh.read(BLOCK):
-                blob.update(chunk)
-        with contextlib.suppress(OSError):
-            os.replace(tmp, folder / f"{key}.{blob.hexdigest()}")
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _stream(gz, path, size, padded)
+    except BaseException:
+        gz.forget()  # the caller aborts the writer: nothing of this file is kept
+        raise
+    gz.stop()
 
 
 def _intact(entry: Path) -> bool:

