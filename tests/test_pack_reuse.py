@@ -123,3 +123,25 @@ def test_text_or_binary_is_conda_packs_answer(tmp_path: Path, data: bytes) -> No
     path = tmp_path / "f"
     path.write_bytes(data)
     assert is_text(path) == (not is_binary_file(data))
+
+
+def test_an_interrupted_write_keeps_nothing(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large file whose read fails half-way (a disk error) leaves no entry that a later
+    pack could take for the whole file's members."""
+    from packer.pack import archive
+
+    root, store = tree(tmp_path), tmp_path / "store"
+    real = archive._stream
+
+    def fails_half_way(gz: object, path: Path, size: int, padded: int) -> None:
+        gz.write(path.read_bytes()[: size // 2])  # type: ignore[attr-defined]
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(archive, "_stream", fails_half_way)
+    with pytest.raises(OSError, match="Input/output error"):
+        write_targz(root, tmp_path / "out.tar.gz", 4, 2, store=store)
+    assert [p for p in store.rglob("*") if p.is_file()] == []
+    monkeypatch.setattr(archive, "_stream", real)
+    sha, _, _ = write_targz(root, tmp_path / "out.tar.gz", 4, 2, store=store)
+    assert sha == write_targz(root, tmp_path / "again.tar.gz", 4, 2, store=None)[0]
