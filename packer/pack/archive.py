@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..core.errors import PackError
 from ..core.fsguard import not_regular
@@ -204,13 +204,13 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
         _stream(gz, path, size, padded)
         gz.cut()
         return
-    sink = os.fdopen(fd, "wb")
+    sink = _Sink(os.fdopen(fd, "wb"))
 
     def done(ok: bool) -> None:
         """After the file's last member is written: keep the entry, named by its digest."""
         sink.close()
         try:
-            if ok:
+            if ok and not sink.failed:
                 blob = hashlib.sha256()
                 with open(tmp, "rb") as fh:
                     while chunk := fh.read(BLOCK):
@@ -228,6 +228,29 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
         gz.forget()  # the caller aborts the writer: nothing of this file is kept
         raise
     gz.stop()
+
+
+class _Sink:
+    """Where a large file's members are copied for the cache: a write that fails (the cache's
+    disk is full) stops the copy, never the pack."""
+
+    def __init__(self, fh: BinaryIO):
+        self.fh = fh
+        self.failed = False
+
+    def write(self, data: bytes) -> int:
+        if not self.failed:
+            try:
+                self.fh.write(data)
+            except OSError:
+                self.failed = True
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self.fh.close()
+        except OSError:
+            self.failed = True
 
 
 def _intact(entry: Path) -> bool:

@@ -20,11 +20,17 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 BLOCK = 4 << 20  # 4 MiB of tar per member: ~0.1 % larger than one stream, scales per core
 # what the compressed bytes of a member depend on, besides the input and the level
 IDENTITY = f"gzip members of {BLOCK} bytes, mtime 0, zlib {zlib.ZLIB_RUNTIME_VERSION}"
+
+
+class Sink(Protocol):
+    """Where a copy of some members goes (``record``)."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 class ParallelGzipWriter:
@@ -47,13 +53,13 @@ class ParallelGzipWriter:
         self._pending: collections.deque[_Item] = collections.deque()
         self._limit = workers * 2
         self._progress = progress
-        self._record: BinaryIO | None = None
+        self._record: Sink | None = None
         self._done: Callable[[bool], None] = lambda ok: None
 
     def _compress(self, data: bytes) -> bytes:
         return gzip.compress(data, compresslevel=self.level, mtime=0)
 
-    def _emit(self, member: bytes, sink: BinaryIO | None) -> None:
+    def _emit(self, member: bytes, sink: Sink | None) -> None:
         self.raw.write(member)
         self.sha.update(member)
         self.size += len(member)
@@ -93,7 +99,7 @@ class ParallelGzipWriter:
             self._submit(bytes(self._buf))
             self._buf.clear()
 
-    def record(self, sink: BinaryIO, done: Callable[[bool], None]) -> None:
+    def record(self, sink: Sink, done: Callable[[bool], None]) -> None:
         """From here, also copy every member made to ``sink``, until ``stop``, after whose
         last member ``done(True)`` is called (in order, when that member is written), or
         ``done(False)`` if the writer is aborted first."""
@@ -147,4 +153,4 @@ class ParallelGzipWriter:
         self._pool.shutdown(cancel_futures=True)
 
 
-_Item = tuple["Future[bytes] | Path | Callable[[bool], None]", "BinaryIO | None"]
+_Item = tuple["Future[bytes] | Path | Callable[[bool], None]", "Sink | None"]
