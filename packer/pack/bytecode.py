@@ -142,6 +142,8 @@ def _lookup(store: Path, key: str) -> bytes | None:
     if hashlib.sha256(data).digest() != digest or (
             data != SOURCE_ONLY and len(data) <= pyc.HEADER):
         return None
+    with contextlib.suppress(OSError):
+        os.utime(store / key[:2] / key)  # last use, for `tritonpack cache prune`
     return data
 
 
