@@ -133,18 +133,34 @@ def baseline_build(model: Path, name: str, cache: Path, work: Path) -> dict[str,
             "prefix": prefix, "env_bytes": du(prefix)}
 
 
-def tritonpack_pack_only(prefix: Path, python: str, work: Path) -> float:
+def tritonpack_pack_only(prefix: Path, python: str, work: Path, cache: Path) -> float:
     """tritonpack's pack step alone on the same prefix (conda-pack's file list, pruned,
-    parallel gzip), written but not committed."""
+    bytecode, stdlib zip, parallel gzip), written and committed, with ``cache``: an empty
+    one (every byte compiled and compressed) or the one the model's own build filled (its
+    bytecode and its large files' gzip members are reused, as a second pack of the same
+    packages finds them)."""
     dest = work / "tp-pack-only" / "tritonpack-env.tar.gz"
     dest.parent.mkdir(exist_ok=True)
     copy = work / "tp-pack-prefix" / "env"
     shutil.copytree(prefix, copy, symlinks=True)
-    t0 = time.perf_counter()
-    with pack_env(Prefix(copy, python, 0, 0, (), ()), dest, PackOptions()) as staged:
-        staged.commit()
-    took = time.perf_counter() - t0
+    with cache_at(cache):
+        t0 = time.perf_counter()
+        with pack_env(Prefix(copy, python, 0, 0, (), ()), dest, PackOptions()) as staged:
+            staged.commit()
+        took = time.perf_counter() - t0
     shutil.rmtree(copy.parent)
+    return took
+
+
+def conda_pack_only(prefix: Path, work: Path) -> float:
+    """conda-pack with its defaults on the same prefix, again, beside tritonpack's pack."""
+    import conda_pack
+
+    archive = work / "conda-pack-again.tar.gz"
+    t0 = time.perf_counter()
+    conda_pack.pack(prefix=str(prefix), output=str(archive), force=True)
+    took = time.perf_counter() - t0
+    archive.unlink()
     return took
 
 
@@ -277,7 +293,13 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
 
     base = baseline_build(src, name, fresh_cache(work, seed, f"cache-base-{name}"), work)
     print(f"   baseline {base['seconds']:.1f}s", flush=True)
-    tp_pack = tritonpack_pack_only(base["prefix"], python, work)
+    tp_pack = tritonpack_pack_only(base["prefix"], python, work,
+                                   fresh_cache(work, seed, f"cache-pack-{name}"))
+    tp_pack_warm = tritonpack_pack_only(base["prefix"], python, work, cache)
+    # conda-pack's pack twice (in the recipe, then beside tritonpack's): its best
+    cp_pack = min(base["pack_seconds"], conda_pack_only(base["prefix"], work))
+    print(f"   pack alone: tritonpack {tp_pack:.1f}s (empty cache), {tp_pack_warm:.1f}s (the "
+          f"model's cache); conda-pack {cp_pack:.1f}s", flush=True)
     env_mb = base["env_bytes"] / 1e6
 
     dir_model = work / "tp-dir" / name
@@ -325,7 +347,8 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
         "seconds": {
             "tritonpack_cold": round(cold, 2), "tritonpack_warm": round(warm, 3),
             "baseline_cold": round(base["seconds"], 2),
-            "tritonpack_pack": round(tp_pack, 2), "conda_pack_default": round(base["pack_seconds"], 2),
+            "tritonpack_pack": round(tp_pack, 2), "tritonpack_pack_warm": round(tp_pack_warm, 2),
+            "conda_pack_default": round(cp_pack, 2),
             "ready_tritonpack_archive": ready_tp, "ready_baseline_archive": ready_base,
             "ready_dir": ready_dir, "ready_no_env": ready_none,
             "ready_archive_stdlib_files": ready_files, "import_model_modules": round(imports, 3),
@@ -339,7 +362,8 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
             "cold_build": ratio(cold, base["seconds"]),
             "warm_vs_cold": ratio(warm, cold),
             "archive_size": ratio(archive_bytes, base["archive"].stat().st_size),
-            "pack_throughput": ratio(env_mb / tp_pack, env_mb / base["pack_seconds"]),
+            "pack_throughput": ratio(env_mb / tp_pack, env_mb / cp_pack),
+            "pack_throughput_warm": ratio(env_mb / tp_pack_warm, env_mb / cp_pack),
             "ready_archive": ratio(ready_tp, ready_base),
             # READY(dir) - READY(no env), in units of the env's own import of the model's
             # modules: what a start costs beyond importing what the model imports
@@ -367,7 +391,8 @@ class TritonPythonModel:
 
 TARGETS = {  # ratio -> (target, better when)
     "cold_build": (0.5, "<="), "warm_vs_cold": (0.05, "<="), "archive_size": (0.6, "<="),
-    "pack_throughput": (2.0, ">="), "ready_archive": (0.6, "<="),
+    "pack_throughput": (2.0, ">="), "pack_throughput_warm": (2.0, ">="),
+    "ready_archive": (0.6, "<="),
     "ready_dir_overhead_vs_import": (1.2, "<="), "ready_stdlib_zip_vs_files": (1.0, "<="),
     "lock_uv_speedup": (5.0, ">="),
     "remote_pull_vs_cold": (0.2, "<="),

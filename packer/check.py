@@ -26,7 +26,7 @@ from .core.journal import JOURNAL
 from .core.progress import Reporter
 from .lock.lockfile import LOCK_NAME, read_lock
 from .lock.stage import stale
-from .pack.pack import read_stamp
+from .pack.archive import read_stamp
 from .repository import python_models
 from .scan.model import CONFIG_NAME, TOKEN, is_repository, require_dir
 from .settings import Options

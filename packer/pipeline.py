@@ -32,16 +32,10 @@ from .lock import stage
 from .lock.lockfile import LOCK_NAME, needs_write
 from .lock.stage import CheckResult, LockResult
 from .pack import envcache, remote
-from .pack.pack import (
-    ARCHIVE_NAME,
-    DIR_NAME,
-    EnvArchive,
-    PackOptions,
-    Staged,
-    enforce,
-    output_path,
-    read_stamp,
-)
+from .pack.archive import read_stamp
+from .pack.envcheck import enforce
+from .pack.output import ARCHIVE_NAME, DIR_NAME, output_path
+from .pack.pack import EnvArchive, PackOptions, Staged
 from .pack.pack import pack as pack_env
 from .pack.sbom import render as render_sbom
 from .pack.sbom import sbom_path

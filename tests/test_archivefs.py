@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from packer.core.errors import PackError
+from packer.pack.archive import check_tree
+from packer.pack.archive import entries as _entries
 from packer.pack.envcheck import inspect_env
-from packer.pack.pack import _entries, check_tree
 
 from .conftest import run_cli
 from .test_inspect import TARGET, good_members, special, write_tar

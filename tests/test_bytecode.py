@@ -11,7 +11,8 @@ import pytest
 
 from packer.core.errors import PackError
 from packer.lock.pychannel import find_python
-from packer.pack.pack import bytecode_targets, compile_bytecode
+from packer.pack.bytecode import compile_bytecode
+from packer.pack.bytecode import targets as bytecode_targets
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 

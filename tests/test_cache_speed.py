@@ -131,7 +131,7 @@ def test_parallel_gzip_is_one_valid_stream_and_deterministic(tmp_path: Path) -> 
 def test_cache_info_and_prune(model_copy: Copy) -> None:
     info = json.loads(run_cli("cache", "info", "--json").stdout)
     assert set(info["sections"]) == {"envs", "channels", "pkgs", "uv", "pip-tools",
-                                     "sdist-wheels"}
+                                     "sdist-wheels", "bytecode", "gzip"}
     res = run_cli("cache", "prune", "--days", "100000", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["removed"] == 0
 

@@ -84,6 +84,8 @@ def test_pack_keeps_what_packages_read_and_imports_them(tmp_path: Path) -> None:
         tar.extractall(env, filter="data")
     assert f"{SITE}/stubby/__init__.pyi" in names
     assert f"{SITE}/testy/tests/helper.py" in names
+    # compiled once before the import check, then again for what came back
+    assert f"{SITE}/testy/tests/__pycache__/helper.cpython-310.pyc" in names
     assert not any(n.endswith("/tests") and "numpy" in n for n in names)  # others still pruned
     out = subprocess.run([env / "bin" / "python3", "-I", "-c",
                           "import json, stubby, testy; print(json.dumps(stubby.answer))"],

@@ -21,7 +21,9 @@ from ..options import (
     target_options,
     verify_options,
 )
-from ..pack.pack import DEFAULT_LEVEL, FORMATS, PackOptions
+from ..pack.archive import DEFAULT_LEVEL
+from ..pack.output import FORMATS
+from ..pack.pack import PackOptions
 from ..scan.model import is_repository
 from ..settings import Options
 from ..ship import PackRequest

@@ -27,6 +27,7 @@ from ..core.debris import sweep, tagged
 from ..core.integrity import clone_or_copy, manifest, sha256_file
 from .pack import EnvArchive, PackOptions
 from .prune import PruneReport, tree_size
+from .staging import STORES
 
 FORMAT = 7  # bump when what an archive holds for a given lock changes
 ARCHIVE = "env.tar.gz"
@@ -167,9 +168,11 @@ class CacheInfo:
 def info() -> CacheInfo:
     root = cache_root()
     sections = {}
-    for name in ("envs", "channels", "pkgs", "uv", "pip-tools", "sdist-wheels"):
+    for name in ("envs", "channels", "pkgs", "uv", "pip-tools", "sdist-wheels", *STORES):
         base = root / name
         entries = [p for p in base.iterdir() if not p.name.startswith(".")] if base.is_dir() else []
+        if name in STORES:  # entries lie one folder down, by their key's first two digits
+            entries = [p for d in entries if d.is_dir() for p in d.iterdir()]
         sections[name] = (len(entries), tree_size(base)[1] if base.is_dir() else 0)
     return CacheInfo(str(root), sections)
 
@@ -179,7 +182,7 @@ def prune_cache(older_than_days: float | None, everything: bool) -> tuple[int, i
     root = cache_root()
     removed = freed = 0
     if everything:
-        for name in ("envs", "channels", "pkgs", "uv", "pip-tools", "sdist-wheels", "tmp"):
+        for name in ("envs", "channels", "pkgs", "uv", "pip-tools", "sdist-wheels", "tmp", *STORES):
             base = root / name
             if base.is_dir():
                 freed += tree_size(base)[1]
@@ -196,6 +199,15 @@ def prune_cache(older_than_days: float | None, everything: bool) -> tuple[int, i
                 freed += tree_size(entry)[1]
                 removed += 1
                 shutil.rmtree(entry, ignore_errors=True)
+    for name in STORES:  # a pack's reusable work (bytecode, gzip members), by last use
+        for folder in (root / name).iterdir() if (root / name).is_dir() else ():
+            for entry in folder.iterdir() if folder.is_dir() else ():
+                with contextlib.suppress(OSError):
+                    st = entry.stat()
+                    if st.st_mtime < cutoff:
+                        entry.unlink()
+                        freed += st.st_size
+                        removed += 1
     return removed, freed
 
 

@@ -22,6 +22,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..core.errors import PackError
 from ..core.fsguard import not_regular
+from ..core.progress import Reporter
 from ..resolve.recipebook import Recipes
 from ..resolve.target import Target, resolve_target
 from .archivefs import ArchiveFS, escapes_dir
@@ -146,7 +147,7 @@ def inspect_target(env: Path, book: Recipes, release: str | None, python: str | 
     tritonpack recorded in the environment's stamp, else the newest release (said so)."""
     if release or python or platform:
         return resolve_target(book, release, python=python, platform=platform), "as given"
-    from .pack import read_stamp  # pack imports inspect
+    from .archive import read_stamp
 
     recorded = (read_stamp(env) or {}).get("target")
     if isinstance(recorded, dict) and recorded.get("release") in book.triton:
@@ -261,3 +262,26 @@ def inspect_env(path: Path, target: Target) -> InspectReport:
         f"{_vstr(glibcxx[0])} ({glibcxx[1]})" if glibcxx else None,
         tuple(findings),
     )
+
+
+def check_compatible(tree: Path, target: Target, allow: bool,
+                     rep: Reporter) -> tuple[tuple[str, str], ...]:
+    """What `tritonpack inspect` says, before anything is written: refuse, or warn when allowed."""
+    findings = tuple((f.level, f.message) for f in inspect_env(tree, target).findings)
+    enforce(findings, target, allow, rep)
+    return findings
+
+
+def enforce(findings: tuple[tuple[str, str], ...], target: Target, allow: bool,
+            rep: Reporter) -> None:
+    """The compatibility gate: warnings are said; errors refuse the pack unless allowed."""
+    for level, message in findings:
+        if level == "warning" or allow:
+            rep.note(message)
+    errors = [m for level, m in findings if level == "error"]
+    if errors and not allow:
+        raise PackError(
+            f"the environment would fail in Triton {target.release}: {errors[0]}",
+            hint="pass --allow-incompatible to pack it anyway",
+            detail="\n".join(errors),
+        )

@@ -1,8 +1,14 @@
 """A reproducible .tar.gz written with every core: the tar stream is cut into fixed-size
 blocks, each compressed as its own gzip member on a thread (zlib releases the GIL).
 Concatenated gzip members are one valid gzip stream (RFC 1952): gzip, Python and
-libarchive (Triton) read them. Block boundaries depend only on the bytes, so the
-output is byte-identical whatever the thread timing."""
+libarchive (Triton) read them. Block boundaries depend only on the bytes (and on where the
+writer ``cut``s them, which depends only on the bytes too), so the output is byte-identical
+whatever the thread timing.
+
+Members compressed by an earlier pack can be appended as they are (``append_members``):
+a large file's data starts and ends on a member boundary, so its compressed bytes are a
+function of its content alone (``archive`` keeps them in the cache).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +16,29 @@ import collections
 import gzip
 import hashlib
 import os
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
+from pathlib import Path
+from typing import BinaryIO, Protocol
 
 BLOCK = 4 << 20  # 4 MiB of tar per member: ~0.1 % larger than one stream, scales per core
+# what the compressed bytes of a member depend on, besides the input and the level
+IDENTITY = f"gzip members of {BLOCK} bytes, mtime 0, zlib {zlib.ZLIB_RUNTIME_VERSION}"
+
+
+class Sink(Protocol):
+    """Where a copy of some members goes (``record``)."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 class ParallelGzipWriter:
-    """A write-only binary file: what is written comes out as concatenated gzip members."""
+    """A write-only binary file: what is written comes out as concatenated gzip members.
+
+    Members leave in the order they were made, never waiting for one another: compressed
+    blocks on the threads, members kept from an earlier pack (a file to copy), and the end
+    of a recording (a callback), all in one queue."""
 
     def __init__(self, raw: BinaryIO, level: int, threads: int | None = None,
                  progress: Callable[[int], None] | None = None):
@@ -30,19 +50,37 @@ class ParallelGzipWriter:
         self._buf = bytearray()
         workers = threads or max(1, min(8, os.cpu_count() or 1))
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gzip")
-        self._pending: collections.deque[Future[bytes]] = collections.deque()
+        self._pending: collections.deque[_Item] = collections.deque()
         self._limit = workers * 2
         self._progress = progress
+        self._record: Sink | None = None
+        self._done: Callable[[bool], None] = lambda ok: None
 
     def _compress(self, data: bytes) -> bytes:
         return gzip.compress(data, compresslevel=self.level, mtime=0)
 
+    def _emit(self, member: bytes, sink: Sink | None) -> None:
+        self.raw.write(member)
+        self.sha.update(member)
+        self.size += len(member)
+        if sink is not None:
+            sink.write(member)
+
     def _drain(self, keep: int) -> None:
         while len(self._pending) > keep:
-            member = self._pending.popleft().result()
-            self.raw.write(member)
-            self.sha.update(member)
-            self.size += len(member)
+            item, sink = self._pending.popleft()
+            if isinstance(item, Future):
+                self._emit(item.result(), sink)
+            elif isinstance(item, Path):
+                with item.open("rb") as fh:
+                    while chunk := fh.read(BLOCK):
+                        self._emit(chunk, sink)
+            else:
+                item(True)
+
+    def _submit(self, block: bytes) -> None:
+        self._pending.append((self._pool.submit(self._compress, block), self._record))
+        self._drain(self._limit)
 
     def write(self, data: bytes) -> int:
         self._buf += data
@@ -50,11 +88,47 @@ class ParallelGzipWriter:
         while len(self._buf) >= BLOCK:
             block = bytes(self._buf[:BLOCK])
             del self._buf[:BLOCK]
-            self._pending.append(self._pool.submit(self._compress, block))
-            self._drain(self._limit)
+            self._submit(block)
             if self._progress:
                 self._progress(self.consumed)
         return len(data)
+
+    def cut(self) -> None:
+        """End the current member here (nothing happens when one just ended)."""
+        if self._buf:
+            self._submit(bytes(self._buf))
+            self._buf.clear()
+
+    def record(self, sink: Sink, done: Callable[[bool], None]) -> None:
+        """From here, also copy every member made to ``sink``, until ``stop``, after whose
+        last member ``done(True)`` is called (in order, when that member is written), or
+        ``done(False)`` if the writer is aborted first."""
+        self.cut()
+        self._record = sink
+        self._done = done
+
+    def stop(self) -> None:
+        self.cut()
+        self._record = None
+        self._pending.append((self._done, None))
+        self._done = lambda ok: None
+        self._drain(self._limit)
+
+    def forget(self) -> None:
+        """Stop recording and keep nothing of it (the writer is about to be aborted)."""
+        self._record = None
+        self._done(False)
+        self._done = lambda ok: None
+
+    def append_members(self, members: Path, consumed: int) -> None:
+        """Append gzip members compressed before (``consumed`` bytes once uncompressed); the
+        file is read when its turn comes."""
+        self.cut()
+        self._pending.append((members, None))
+        self._drain(self._limit)
+        self.consumed += consumed
+        if self._progress:
+            self._progress(self.consumed)
 
     def tell(self) -> int:
         return self.consumed
@@ -64,12 +138,19 @@ class ParallelGzipWriter:
 
     def close(self) -> None:
         if self._buf or (not self.size and not self._pending):
-            self._pending.append(self._pool.submit(self._compress, bytes(self._buf)))
+            self._pending.append((self._pool.submit(self._compress, bytes(self._buf)), None))
             self._buf.clear()
         self._drain(0)
         self._pool.shutdown()
 
     def abort(self) -> None:
-        for fut in self._pending:
-            fut.cancel()
+        for item, _ in self._pending:
+            if isinstance(item, Future):
+                item.cancel()
+            elif not isinstance(item, Path):
+                item(False)
+        self._pending.clear()
         self._pool.shutdown(cancel_futures=True)
+
+
+_Item = tuple["Future[bytes] | Path | Callable[[bool], None]", "Sink | None"]

@@ -1,0 +1,147 @@
+"""What a pack keeps for the next one (compiled bytecode, the gzip members of large files)
+changes no byte of the archive, and a damaged entry is redone, never shipped; conda-pack's
+text-or-binary decision is taken from a read that stops early, with the same answer."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import marshal
+import os
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from conda_pack.core import is_binary_file
+
+from packer.pack import bytecode
+from packer.pack.archive import LARGE, entries, write_targz
+from packer.pack.staging import is_text
+
+PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+MINOR = sys.version_info.minor
+
+
+def env_root(tmp_path: Path) -> Path:
+    root = tmp_path / "env"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / f"python{PY}").symlink_to(sys.executable)
+    pkg = root / "lib" / f"python{PY}" / "site-packages" / "pkg"
+    pkg.mkdir(parents=True)
+    for i in range(6):
+        (pkg / f"m{i}.py").write_text(f"def f(x):\n    return x in {{'a{i}', 'b{i}'}}\n")
+    if sys.version_info < (3, 12):
+        (pkg / "future.py").write_text("def f[T](a: T) -> T:\n    return a\n")  # 3.12 syntax
+    return root
+
+
+def pycs(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.pyc")}
+
+
+def test_reused_bytecode_is_the_bytecode_compiled(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    root, store = env_root(tmp_path), tmp_path / "store"
+    chosen = bytecode.targets(root, PY, "all", ())
+    first = bytecode.compile_bytecode(root, PY, chosen, store)
+    compiled = pycs(root)
+    assert len(compiled) == 6
+    code = marshal.loads(compiled[  # noqa: S302  # the bytes this test compiled
+                                  f"lib/python{PY}/site-packages/pkg/__pycache__/"
+                                  f"m0.cpython-{PY.replace('.', '')}.pyc"][16:])
+    assert code.co_filename == f"lib/python{PY}/site-packages/pkg/m0.py"  # not the build dir
+
+    calls: list[list[Path]] = []
+    real = bytecode._compile
+    monkeypatch.setattr(bytecode, "_compile",
+                        lambda r, p, files: calls.append(files) or real(r, p, files))
+    for cache in root.rglob("__pycache__"):
+        for f in cache.iterdir():
+            f.unlink()
+    assert bytecode.compile_bytecode(root, PY, chosen, store) == first  # source-only kept too
+    assert calls == [] and pycs(root) == compiled
+
+    entry = next(p for p in store.rglob("*") if p.is_file() and p.stat().st_size > 100)
+    entry.write_bytes(entry.read_bytes()[:-3])  # a torn write
+    assert bytecode.compile_bytecode(root, PY, chosen, store) == first
+    assert len(calls) == 1 and len(calls[0]) == 1 and pycs(root) == compiled
+
+
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    (root / "lib").mkdir(parents=True)
+    (root / "lib" / "big.so").write_bytes(os.urandom(LARGE // 2) * 3 + b"tail")
+    (root / "lib" / "small.py").write_text("X = 1\n")
+    (root / "lib" / "empty").write_bytes(b"")
+    (root / "lib" / "link.so").symlink_to("big.so")
+    (root / "bin").mkdir()
+    (root / "bin" / "run").write_text("#!/bin/sh\n")
+    (root / "bin" / "run").chmod(0o755)
+    return root
+
+
+def tarfile_stream(root: Path, out: Path) -> bytes:
+    """The same tree written by the standard library's tarfile (the reference stream)."""
+    from packer.pack.archive import _tarinfo
+
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in entries(root):
+            info = _tarinfo(root, path)
+            if info.type == tarfile.REGTYPE:
+                with path.open("rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                tar.addfile(info)
+    return out.read_bytes()
+
+
+def test_large_files_reuse_their_compressed_members(tmp_path: Path) -> None:
+    root, store = tree(tmp_path), tmp_path / "store"
+    reference = tarfile_stream(root, tmp_path / "ref.tar")
+    shas = []
+    for n, where in enumerate((None, store, store)):  # no cache, empty cache, warm cache
+        out = tmp_path / f"out{n}.tar.gz"
+        sha, size, _ = write_targz(root, out, 4, 2, store=where)
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == sha and size == out.stat().st_size
+        assert gzip.decompress(out.read_bytes()) == reference
+        shas.append(sha)
+    assert len(set(shas)) == 1
+    [entry] = [p for p in store.rglob("*") if p.is_file()]  # the one large file's members
+    entry.write_bytes(b"\x1f\x8b" + entry.read_bytes()[2:-1])  # damaged: never appended
+    sha, _, _ = write_targz(root, tmp_path / "out3.tar.gz", 4, 2, store=store)
+    assert sha == shas[0]
+    assert [p.name for p in store.rglob("*") if p.is_file()] == [entry.name]  # redone
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"plain ascii\n", "é".encode() * 40_000,  # a 2-byte character across a 64 KiB read
+    b"a" * 65_535 + "€".encode(), b"a" * 70_000 + b"\xff", b"\x7fELF\x02\x01" + b"\0" * 99,
+    b"a" * 65_535 + b"\xe2\x82",  # a character cut off by the end of the file
+])
+def test_text_or_binary_is_conda_packs_answer(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert is_text(path) == (not is_binary_file(data))
+
+
+def test_an_interrupted_write_keeps_nothing(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large file whose read fails half-way (a disk error) leaves no entry that a later
+    pack could take for the whole file's members."""
+    from packer.pack import archive
+
+    root, store = tree(tmp_path), tmp_path / "store"
+    real = archive._stream
+
+    def fails_half_way(gz: object, path: Path, size: int, padded: int) -> None:
+        gz.write(path.read_bytes()[: size // 2])  # type: ignore[attr-defined]
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(archive, "_stream", fails_half_way)
+    with pytest.raises(OSError, match="Input/output error"):
+        write_targz(root, tmp_path / "out.tar.gz", 4, 2, store=store)
+    assert [p for p in store.rglob("*") if p.is_file()] == []
+    monkeypatch.setattr(archive, "_stream", real)
+    sha, _, _ = write_targz(root, tmp_path / "out.tar.gz", 4, 2, store=store)
+    assert sha == write_targz(root, tmp_path / "again.tar.gz", 4, 2, store=None)[0]
