@@ -14,9 +14,14 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from ..build import dists
 
 # (name, globs): documented in the README, in this order
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -109,23 +114,22 @@ def stub_readers(root: Path, python: str) -> tuple[str, ...]:
     """Top-level packages (relative dirs) whose distribution requires lazy_loader."""
     site = root / "lib" / f"python{python}" / "site-packages"
     out: list[str] = []
-    for meta in sorted(site.glob("*.dist-info/METADATA")):
-        try:
-            head = meta.read_text(encoding="utf-8", errors="replace").split("\n\n", 1)[0]
-        except OSError:
+    for dist in dists.installed(site):
+        if not any(_needs_lazy_loader(line) for line in dist.requires):
             continue
-        if not any(line.startswith("Requires-Dist:") and line.split(":", 1)[1].strip()
-                   .lower().replace("-", "_").startswith("lazy_loader")
-                   and "extra ==" not in line for line in head.splitlines()):
-            continue
-        top = meta.parent / "top_level.txt"
-        names = (top.read_text(encoding="utf-8").split() if top.is_file() else
-                 sorted({line.split("/", 1)[0] for line in (meta.parent / "RECORD").read_text(
-                     encoding="utf-8").splitlines() if "/" in line.split(",", 1)[0]
-                     and ".dist-info" not in line.split("/", 1)[0]}
-                        if (meta.parent / "RECORD").is_file() else []))
+        names = dist.top_level or sorted(
+            {path.split("/", 1)[0] for path in dist.files if "/" in path}
+            - {"..", ""} - {p for p in (f.split("/", 1)[0] for f in dist.files)
+                            if p.endswith((".dist-info", ".data"))})
         out += [f"lib/python{python}/site-packages/{n}" for n in names]
     return tuple(sorted(set(out)))
+
+
+def _needs_lazy_loader(requirement: str) -> bool:
+    """A ``Requires-Dist`` of lazy_loader itself, not one behind an extra."""
+    name = re.match(r"\s*([A-Za-z0-9._-]+)", requirement)
+    return (name is not None and canonicalize_name(name[1]) == "lazy-loader"
+            and "extra ==" not in requirement)
 
 
 def _reads_its_stub(path: Path) -> bool:
