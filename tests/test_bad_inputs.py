@@ -663,7 +663,8 @@ def test_values_the_config_refuses() -> None:
 
 
 @pytest.mark.parametrize(("name", "typo"), [("unknown_input.json", "INPUT_0"),
-                                             ("perf_unknown_input.json", "INPT0")])
+                                             ("perf_unknown_input.json", "INPT0"),
+                                             ("unknown_string_input.json", "TXET")])
 def test_inputs_the_model_does_not_take(name: str, typo: str) -> None:
     """A misspelt input name is the user's typo (exit 2), named before any request is sent;
     the server's own words for it ('unexpected inference input') would be exit 12."""

@@ -205,22 +205,26 @@ def from_user_file(path: Path, plan: Plan) -> Request:
         if path.suffix != ".npz":
             raw = json.loads(path.read_text(encoding="utf-8"))
             if is_perf_data(raw):
-                arrays = from_perf_data(raw, plan)
-                _known_names(arrays, path, plan)
-                return Request(arrays, f"--inputs {path.name}", made_up=False)
+                if isinstance(raw["data"][0], dict):
+                    _known_names(raw["data"][0], path, plan)
+                return Request(from_perf_data(raw, plan), f"--inputs {path.name}",
+                               made_up=False)
+            if isinstance(raw, dict):
+                _known_names(raw, path, plan)
         arrays = _user_arrays(path, plan)
     except UnusableValue as exc:
         raise RequestFileError(f"--inputs {path}: {exc}",
                                hint="give each input values of the datatype its config "
                                "declares") from exc
-    _known_names(arrays, path, plan)
+    _known_names(arrays, path, plan)  # a .npz's names
     return Request(arrays, f"--inputs {path.name}", made_up=False)
 
 
 def _known_names(arrays: dict[str, Any], path: Path, plan: Plan) -> None:
-    """A name the model does not take is a typo in the file, refused here in one sentence
-    rather than as the server's 'unexpected inference input' (the plan is the config the
-    server completed, so auto_complete_config inputs count)."""
+    """A name the model does not take is a typo in the file, refused here in one sentence,
+    before its values are read as the datatype of an input it does not name, and rather than
+    as the server's 'unexpected inference input' (the plan is the config the server
+    completed, so auto_complete_config inputs count)."""
     known = [t.name for t in plan.inputs]
     for name in arrays:
         if name not in known:
