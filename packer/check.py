@@ -122,4 +122,4 @@ def check(path: Path, opts: Options, reporter: Reporter | None = None, *,
     problems: list[str] = []
     for model in models:
         problems += check_model(model, opts, reporter, deep=deep)
-    return CheckReport(tuple(m.name for m in models), tuple(problems))
+    return CheckReport(tuple(m.resolve().name for m in models), tuple(problems))

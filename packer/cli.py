@@ -84,6 +84,19 @@ class LazyGroup(click.Group):
         shown.format_commands(ctx, formatter)
 
 
+def _command_first(args: list[str], names: list[str]) -> list[str]:
+    """`tritonpack -q scan DIR` / `tritonpack --json check DIR`: options written before the
+    command (a habit from git and docker) belong to it; every option is the command's."""
+    if not args or not args[0].startswith("-") or args[0] in ("--help", "-h", "--version"):
+        return args
+    for i, word in enumerate(args):
+        if word == "--":
+            break
+        if word in names:
+            return [word, *args[:i], *args[i + 1:]]
+    return args
+
+
 class DefaultGroup(LazyGroup):
     """`tritonpack MODEL_DIR ...` means `tritonpack pack MODEL_DIR ...`."""
 
@@ -91,6 +104,7 @@ class DefaultGroup(LazyGroup):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         names = self.list_commands(ctx)
+        args = _command_first(args, names)
         if args and args[0] not in names and args[0] not in ("--help", "-h", "--version"):
             self._refuse_unknown_command(ctx, args, names)
             args = [self.default_command, *args]

@@ -19,7 +19,7 @@ import pytest
 from packer.core.errors import ExitCode
 from packer.verify.kinds import plan
 from packer.verify.requestfile import RequestFileError, check_request_file
-from packer.verify.samples import from_user_file
+from packer.verify.samples import check_expected_names, from_user_file
 
 from .conftest import FIXTURES, Result, error_line, run_cli, snapshot
 
@@ -677,6 +677,32 @@ def test_inputs_the_model_does_not_take(name: str, typo: str) -> None:
     assert (err.value.exit_code, err.value.message) == (
         ExitCode.USAGE, f"--inputs {path}: {typo!r} is not an input of model 'plain_numpy' "
         "(its inputs: INPUT0)")
+
+
+def test_inputs_without_a_required_input() -> None:
+    config = {"name": "plain_numpy", "max_batch_size": 0,
+              "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [4]}]}
+    path = FIXTURES / "bad_requests" / "no_inputs.json"
+    check_request_file(path, "--inputs")
+    with pytest.raises(RequestFileError) as err:
+        from_user_file(path, plan(config))
+    assert (err.value.exit_code, err.value.message) == (
+        ExitCode.USAGE, f"--inputs {path}: gives no INPUT0, which model 'plain_numpy' requires")
+
+
+def test_expect_names_an_output_the_model_does_not_have() -> None:
+    """A misspelt --expect name is the user's typo (exit 2), not a model that 'answered
+    wrongly' (exit 12)."""
+    config = {"name": "plain_numpy", "max_batch_size": 0,
+              "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [4]}],
+              "output": [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": [4]}]}
+    path = FIXTURES / "bad_requests" / "unknown_output.json"
+    check_request_file(path, "--expect")
+    with pytest.raises(RequestFileError) as err:
+        check_expected_names(path, plan(config))
+    assert (err.value.exit_code, err.value.message) == (
+        ExitCode.USAGE, f"--expect {path}: 'OUTPT0' is not an output of model 'plain_numpy' "
+        "(its outputs: OUTPUT0)")
 
 
 # --- what the pack and verify commands meet in the model dir ---------------------------------

@@ -112,6 +112,25 @@ def test_check_counts_no_directory_without_config_as_a_model() -> None:
         "in it holds one"
 
 
+@pytest.mark.parametrize("args", [("-q", "scan"), ("--json", "scan"), ("--quiet", "--json", "scan")])
+def test_options_before_the_command_are_the_commands(args: tuple[str, ...]) -> None:
+    """`tritonpack -q scan DIR` (git's and docker's habit) is `tritonpack scan -q DIR`, not a
+    pack of a model dir named scan."""
+    example = FIXTURES.parent.parent / "examples" / "numpy_model"
+    res = run_cli(*args, example)
+    assert res.exit_code == 0, res.stderr
+    if "--json" in args:
+        assert json.loads(res.stdout)["command"] == "scan"
+    else:
+        assert "requirements: numpy" in res.stdout
+
+
+def test_check_of_the_current_dir_names_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES / "models" / "plain_numpy")
+    out = json.loads(run_cli("check", ".", "--json").stdout)
+    assert out["models"] == ["plain_numpy"]
+
+
 def test_every_package_ships() -> None:
     """pyproject.toml lists the packages explicitly: a new one (packer/commands/) missing
     there works in a checkout and is absent from the wheel."""

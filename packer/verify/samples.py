@@ -232,6 +232,26 @@ def _known_names(arrays: dict[str, Any], path: Path, plan: Plan) -> None:
                 f"--inputs {path}: {name!r} is not an input of model {plan.name!r} "
                 f"(its inputs: {', '.join(known) or 'none'})",
                 hint="name each tensor as the config's input section does")
+    missing = [t.name for t in plan.inputs if not t.optional and t.name not in arrays]
+    if missing:
+        raise RequestFileError(
+            f"--inputs {path}: gives no {', '.join(missing)}, which model {plan.name!r} "
+            "requires", hint="give every input the config does not mark optional")
+
+
+def check_expected_names(path: Path, plan: Plan) -> None:
+    """--expect names outputs: one the model does not have is a typo in the file (exit 2),
+    not a model that 'answered wrongly' (exit 12)."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    known = [t.name for t in plan.outputs]
+    if not known or not isinstance(raw, dict):  # no declared outputs: the response decides
+        return
+    for name in raw:
+        if name not in known:
+            raise RequestFileError(
+                f"--expect {path}: {name!r} is not an output of model {plan.name!r} "
+                f"(its outputs: {', '.join(known)})",
+                hint="name each tensor as the config's output section does")
 
 
 def shipped_perf_data(model_dir: Path) -> Path | None:

@@ -360,6 +360,8 @@ def verify(
         except (HttpError, OSError) as exc:
             raise VerifyInferError(f"{name} is READY but its config could not be read: "
                                    f"{exc}", detail=excerpt(server.log())) from exc
+        if expect is not None:
+            samples.check_expected_names(expect, plan)
         first = next(iter(with_models), callees[0].name if callees else None)
         request = samples.choose(plan, server_config, target, inputs,
                                  lambda: synthesise(plan, callee=first))
