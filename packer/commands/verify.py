@@ -50,8 +50,14 @@ def verify_cmd(model_dir: Path, opts: Options, out: Output, request: VerifyReque
 
     Static checks first (archive layout, Python vs the stub, numpy's bound); then the model
     and tritonpack's probe (which imports every module the scan found, from inside Triton)
-    load, and one inference runs with inputs made from config.pbtxt.
-    Exit 11: does not load; exit 12: loads but inference fails.
+    load, and one inference runs with inputs from --inputs, the config's model_warmup, a
+    perf_analyzer input-data JSON in the model dir, or made from config.pbtxt.
+
+    
+    Exit 2: a bad --inputs/--expect file (a name the model does not have, a value that is
+    no number); 11: does not load; 12: loads but inference fails; 13: the runtime is missing
+    or cannot run this environment (an extra not installed, another numpy bound); 17: loads,
+    but its execute() rejects tritonpack's made-up inputs (give real ones).
     """
     run(out, "verify", lambda rep: verify(model_dir, opts, rep, **request.arguments()),
         render.verify_text, render.verify_payload,
