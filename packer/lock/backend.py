@@ -20,7 +20,8 @@ from typing import Protocol
 
 from ..core import proc
 from ..core.cache import cache_dir
-from ..core.errors import ResolveError
+from ..core.errors import BuildError, ResolveError, TritonPackError
+from ..core.fsguard import not_regular
 from ..resolve.target import Target, host_platform
 from .pychannel import find_python
 
@@ -53,6 +54,28 @@ class Indexes:
         return cls(str(data.get("index_url", DEFAULT_INDEX)),
                    tuple(str(u) for u in extra) if isinstance(extra, list) else (),
                    tuple(str(u) for u in links) if isinstance(links, list) else ())
+
+
+_PACKAGE_FILES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar")
+
+
+def check_find_links(indexes: Indexes, error: type[TritonPackError]) -> None:
+    """Refuse a package file in a --find-links directory that is not a regular file: uv (and
+    tritonpack's own sdist lookup) would open a FIFO there and wait for a writer forever."""
+    for link in indexes.find_links:
+        if "://" in link and not link.startswith("file://"):
+            continue
+        folder = Path(link.removeprefix("file://"))
+        try:
+            entries = sorted(folder.iterdir()) if folder.is_dir() else []
+        except OSError:
+            continue
+        for path in entries:
+            kind = not_regular(path) if path.name.endswith(_PACKAGE_FILES) else None
+            if kind is not None and kind != "a directory":
+                raise error(f"--find-links {link}: {path.name} is {kind}, not a package file",
+                            hint="tritonpack and uv read the package files there: remove it, "
+                                 "or point --find-links elsewhere")
 
 
 class Backend(Protocol):
@@ -92,6 +115,7 @@ class UvBackend:
                 build_tools: bool = False) -> str:
         """``python_from`` is not needed: uv resolves for a version without its interpreter,
         and keeps setuptools and pip in its output (``build_tools`` changes nothing)."""
+        check_find_links(indexes, ResolveError)
         with tempfile.TemporaryDirectory(prefix="tritonpack-uv-") as tmp:
             req_in, out = _requirements_in(tmp, requirements)
             argv: list[str | Path] = [
@@ -106,6 +130,7 @@ class UvBackend:
             return out.read_text(encoding="utf-8")
 
     def install(self, requirements: Path, python: Path, indexes: Indexes) -> None:
+        check_find_links(indexes, BuildError)
         proc.run([
             sys.executable, "-m", "uv", "pip", "install", "--no-config", "--no-python-downloads",
             "--quiet", "--python", python, "--require-hashes", "--no-deps",
@@ -119,19 +144,21 @@ class UvBackend:
 
 
     def build(self, sdist: Path, python: Path, out: Path, indexes: Indexes,
-              env: dict[str, str], constraints: Path) -> None:
+              env: dict[str, str], constraints: Path, cwd: Path | None = None) -> None:
         """Build ``sdist`` into a wheel in ``out`` with ``python``, in an isolated build
         environment whose build requirements come from ``indexes``, pinned by
         ``constraints`` (a hashed requirements file, maybe empty): uv checks each hash, and
         ``--require-hashes`` refuses a tool the file does not pin (one the backend asks for at
         build time), so nothing unpinned enters the build. ``env`` is the build's whole
-        environment (``sdist`` sets no compiler and a fixed SOURCE_DATE_EPOCH).
+        environment (``sdist.build_env``: no compiler, a throwaway HOME, nothing of
+        tritonpack's settings), ``cwd`` its working directory.
         Not quiet: the backend's own output says what a failed build needed."""
+        check_find_links(indexes, BuildError)
         proc.run([sys.executable, "-m", "uv", "build", "--wheel", "--no-config",
                   "--no-python-downloads", "--python", python, "--out-dir", out,
                   "--build-constraint", constraints, "--require-hashes",
                   "--cache-dir", cache_dir("uv"), *indexes.args(), sdist],
-                 env=env, timeout=900)
+                 env=env, cwd=cwd, timeout=900)
 
 
 def _each(flag: str, names: Sequence[str]) -> list[str]:
@@ -155,6 +182,7 @@ class PipToolsBackend:
                 f"--resolver pip-tools resolves only for this machine's platform ({here}), "
                 f"not {target.platform}: use --resolver uv",
             )
+        check_find_links(indexes, ResolveError)
         python = _pip_tools_python(target.python, python_from)
         no_binary = "".join(f" --no-binary={name}" for name in from_source)
         with tempfile.TemporaryDirectory(prefix="tritonpack-piptools-") as tmp:
@@ -170,6 +198,7 @@ class PipToolsBackend:
             return out.read_text(encoding="utf-8")
 
     def install(self, requirements: Path, python: Path, indexes: Indexes) -> None:
+        check_find_links(indexes, BuildError)
         proc.run([
             sys.executable, "-m", "pip", "--python", python, "install", "--quiet",
             "--disable-pip-version-check", "--no-input", "--require-hashes", "--no-deps",
