@@ -10,6 +10,7 @@ model); pip-tools' ``install`` serves a pip-only installer through the same door
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -26,6 +27,33 @@ from ..resolve.target import Target, host_platform
 from .pychannel import find_python
 
 DEFAULT_INDEX = "https://pypi.org/simple"
+# What an sdist build's CC and CXX name: no such program, so a compile fails with this name in it.
+NO_COMPILER = "tritonpack-no-compiler"
+# sdists that set no timestamps get this one (1980-01-01, the zip format's epoch)
+SOURCE_DATE_EPOCH = "315532800"
+
+
+# What the build's environment keeps of tritonpack's own: where programs are, the locale, and
+# how to reach an index (proxies, CA certificates, uv's netrc). Nothing else: no HOME, no
+# TRITONPACK_CACHE or registry credentials, no PIP_*/UV_*/XDG_* settings.
+_BUILD_KEEPS = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR",
+                "NETRC", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
+                "https_proxy", "all_proxy", "no_proxy")
+
+
+def build_env(home: Path) -> dict[str, str]:
+    """The whole environment of an sdist's build: ``home`` (a throwaway directory) as HOME
+    and TMPDIR, no compiler, a fixed SOURCE_DATE_EPOCH, and of the caller's environment only
+    ``_BUILD_KEEPS``. Not a sandbox (the build runs as the user): it keeps tritonpack's
+    settings and secrets out of the build's hands, and its HOME off the user's."""
+    env = {key: os.environ[key] for key in _BUILD_KEEPS if key in os.environ}
+    netrc = Path.home() / ".netrc"  # uv's credentials for an index, where HOME put them
+    if "NETRC" not in env and netrc.is_file():
+        env["NETRC"] = str(netrc)
+    env.update({"HOME": str(home), "TMPDIR": str(home), "PYTHONNOUSERSITE": "1",
+                "PIP_CONFIG_FILE": os.devnull, "UV_NO_CONFIG": "1", "CC": NO_COMPILER,
+                "CXX": NO_COMPILER, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
+    return env
 
 
 @dataclass(frozen=True)
@@ -99,6 +127,17 @@ class Backend(Protocol):
         ...
 
 
+def _source_env(tmp: str, from_source: Sequence[str]) -> tuple[dict[str, str] | None,
+                                                              Path | None]:
+    """The resolver's environment and working directory: its usual ones, but ``build_env``'s
+    when it may build an sdist for its metadata (that runs the sdist's setup.py)."""
+    if not from_source:
+        return None, None
+    home = Path(tmp) / "home"
+    home.mkdir()
+    return build_env(home), home
+
+
 def _requirements_in(tmp: str, requirements: Sequence[str]) -> tuple[Path, Path]:
     req_in = Path(tmp) / "requirements.in"
     req_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
@@ -118,6 +157,7 @@ class UvBackend:
         check_find_links(indexes, ResolveError)
         with tempfile.TemporaryDirectory(prefix="tritonpack-uv-") as tmp:
             req_in, out = _requirements_in(tmp, requirements)
+            env, cwd = _source_env(tmp, from_source)
             argv: list[str | Path] = [
                 sys.executable, "-m", "uv", "pip", "compile", req_in, "-o", out, "--quiet",
                 "--no-config", "--no-python-downloads", "--python", sys.executable,
@@ -126,7 +166,7 @@ class UvBackend:
                 "--only-binary", ":all:", *_each("--no-binary", from_source),
                 "--cache-dir", cache_dir("uv"), *indexes.args(),
             ]
-            proc.run(argv, timeout=900)
+            proc.run(argv, env=env, cwd=cwd, timeout=900)
             return out.read_text(encoding="utf-8")
 
     def install(self, requirements: Path, python: Path, indexes: Indexes) -> None:
@@ -150,7 +190,7 @@ class UvBackend:
         ``constraints`` (a hashed requirements file, maybe empty): uv checks each hash, and
         ``--require-hashes`` refuses a tool the file does not pin (one the backend asks for at
         build time), so nothing unpinned enters the build. ``env`` is the build's whole
-        environment (``sdist.build_env``: no compiler, a throwaway HOME, nothing of
+        environment (``build_env``: no compiler, a throwaway HOME, nothing of
         tritonpack's settings), ``cwd`` its working directory.
         Not quiet: the backend's own output says what a failed build needed."""
         check_find_links(indexes, BuildError)
@@ -187,6 +227,7 @@ class PipToolsBackend:
         no_binary = "".join(f" --no-binary={name}" for name in from_source)
         with tempfile.TemporaryDirectory(prefix="tritonpack-piptools-") as tmp:
             req_in, out = _requirements_in(tmp, requirements)
+            env, cwd = _source_env(tmp, from_source)
             argv: list[str | Path] = [
                 python, "-m", "piptools", "compile", req_in, "--output-file", out,
                 "--quiet", "--generate-hashes", "--no-header", "--no-annotate",
@@ -194,7 +235,7 @@ class PipToolsBackend:
                 *(["--allow-unsafe"] if build_tools else []),
                 "--pip-args", f"--only-binary=:all:{no_binary} --no-cache-dir", *indexes.args(),
             ]
-            proc.run(argv, timeout=1800)
+            proc.run(argv, env=env, cwd=cwd, timeout=1800)
             return out.read_text(encoding="utf-8")
 
     def install(self, requirements: Path, python: Path, indexes: Indexes) -> None:

@@ -13,7 +13,8 @@ that holds a native binary anyway (a setup.py that runs gcc itself) is refused a
 Building an sdist runs its code (its setup.py or backend), as pip and uv do: as the user, not
 in a sandbox. The build gets a throwaway HOME and working directory and an environment without
 tritonpack's cache, registry credentials or pip/uv/XDG settings (``build_env``), so nothing of
-tritonpack's is handed to it; what the lock guarantees is that the code run is the code locked.
+tritonpack's is handed to it (the resolver, which runs an sdist's build backend for its
+metadata, gets the same); what the lock guarantees is that the code run is the code locked.
 
 The build tools are pinned too: the lock records, per sdist, its build requirements resolved
 with hashes (``build_requires``), read from the archive's ``pyproject.toml`` without running
@@ -51,12 +52,8 @@ from ..core.atomic import atomic_write_bytes
 from ..core.cache import cache_dir, cache_root
 from ..core.errors import BuildError, ProcessError
 from ..core.fsguard import kind_of, not_regular
-from .backend import Indexes, UvBackend
+from .backend import NO_COMPILER, Indexes, UvBackend, build_env
 
-# What the build's CC and CXX name: no such program, so a compile fails with this name in it.
-NO_COMPILER = "tritonpack-no-compiler"
-# sdists that set no timestamps get this one (1980-01-01, the zip format's epoch)
-SOURCE_DATE_EPOCH = "315532800"
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
 # PEP 517's fallback for an sdist whose pyproject.toml has no [build-system] (or that has no
 # pyproject.toml): what uv's build frontend installs then (uv 0.13: ``setuptools>=40.8.0``
@@ -439,26 +436,6 @@ def build_wheel(sdist: Sdist, interpreter: Path, python: str, indexes: Indexes,
                            (json.dumps(entry, indent=2, sort_keys=True) + "\n").encode(),
                            mode=0o644)
     return BuiltWheel(entry_dir / wheels[0].name, sha)
-
-
-# What the build's environment keeps of tritonpack's own: where programs are, the locale, and
-# how to reach an index (proxies, CA certificates, uv's netrc). Nothing else: no HOME, no
-# TRITONPACK_CACHE or registry credentials, no PIP_*/UV_*/XDG_* settings.
-_BUILD_KEEPS = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR",
-                "NETRC", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
-                "https_proxy", "all_proxy", "no_proxy")
-
-
-def build_env(home: Path) -> dict[str, str]:
-    """The whole environment of an sdist's build: ``home`` (a throwaway directory) as HOME
-    and TMPDIR, no compiler, a fixed SOURCE_DATE_EPOCH, and of the caller's environment only
-    ``_BUILD_KEEPS``. Not a sandbox (the build runs as the user): it keeps tritonpack's
-    settings and secrets out of the build's hands, and its HOME off the user's."""
-    env = {key: os.environ[key] for key in _BUILD_KEEPS if key in os.environ}
-    env.update({"HOME": str(home), "TMPDIR": str(home), "PYTHONNOUSERSITE": "1",
-                "PIP_CONFIG_FILE": os.devnull, "UV_NO_CONFIG": "1", "CC": NO_COMPILER,
-                "CXX": NO_COMPILER, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
-    return env
 
 
 # The first bytes of a native binary: ELF, Mach-O (32/64-bit, both byte orders), PE ("MZ"
