@@ -629,11 +629,11 @@ def test_a_lock_nested_too_deeply_is_corrupted_not_a_crash(tmp_path: Path) -> No
     """A 3000-deep array: tomllib's RecursionError (exit 70) is the lock's corrupted sentence:
     ``lock --check`` exits 6, ``check`` reports the model (exit 1)
     (tests/fixtures/bad/lock_nested_too_deep; test_bad_inputs runs it for every command)."""
-    model = shutil.copytree(FIXTURES / "bad" / "lock_nested_too_deep", tmp_path / "m")
+    model = shutil.copytree(FIXTURES / "bad" / "lock_nested_too_deep", tmp_path / "deep")
     sentence = f"{model}/tritonpack.lock: corrupted: arrays or tables nested too deeply to read"
     res = run_cli("lock", model, "--check", "--triton", "24.10", "--offline")
     assert res.exit_code == ExitCode.LOCK, res.stderr
     assert error_line(res.stderr) == f"error: {sentence}"
     res = run_cli("check", model)
     assert res.exit_code == 1, res.stderr
-    assert f"  lock_corrupted: {sentence}\n" in res.stdout
+    assert f"  lock_nested_too_deep: {sentence}\n" in res.stdout
