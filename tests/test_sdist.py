@@ -637,3 +637,21 @@ def test_a_lock_nested_too_deeply_is_corrupted_not_a_crash(tmp_path: Path) -> No
     res = run_cli("check", model)
     assert res.exit_code == 1, res.stderr
     assert f"  lock_nested_too_deep: {sentence}\n" in res.stdout
+
+
+@pytest.mark.slow
+def test_a_package_whose_only_wheel_is_for_macos_is_built_from_source(tmp_path: Path) -> None:
+    """PyPI's fasttext 0.9.3: an sdist and a cp39 macOS arm64 wheel. That wheel is none for
+    Linux, so the sdist is built, and refused as it compiles C++ (not "relax the pin")."""
+    model = shutil.copytree(MODELS / "sdist_native", tmp_path / "ft")
+    shutil.rmtree(model / "links")
+    (model / "requirements.txt").write_text("fasttext==0.9.3\n")
+    (model / "1" / "model.py").write_text("import fasttext\n\n\nclass TritonPythonModel:\n"
+                                          "    pass\n")
+    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    assert res.exit_code == ExitCode.BUILD == 8, res.stderr
+    assert error_line(res.stderr) == (
+        "error: fasttext==0.9.3 is published only as source and its build needs a C compiler "
+        "(it compiles a C extension), which tritonpack's isolated pure-Python build does not "
+        "provide")
+    assert not (model / "tritonpack.lock").exists()
