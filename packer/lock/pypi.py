@@ -1,8 +1,9 @@
 """PyPI pins: resolve requirement lines with a backend (``backend``: uv or pip-tools), read the
 hashed requirements file it writes into pins, and turn a failed resolution into one sentence.
 
-A distribution published only as source (no Python 3 wheel anywhere) is resolved again from
-its sdist, which ``sdist`` builds into a cached wheel; its pin keeps the sdist's URL and hash.
+A distribution published only as source (no Python 3 wheel for the target's platform: a macOS
+wheel alone is none) is resolved again from its sdist, which ``sdist`` builds into a cached
+wheel; its pin keeps the sdist's URL and hash.
 """
 
 from __future__ import annotations
