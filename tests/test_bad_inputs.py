@@ -309,6 +309,8 @@ LOCK_CASES = [
     ("lock_missing_inputs", "error: {model}/tritonpack.lock: corrupted: missing or malformed "
                             "'inputs'"),
     ("lock_is_dir", "error: {model}/tritonpack.lock: is a directory, not a lock file"),
+    ("lock_nested_too_deep", "error: {model}/tritonpack.lock: corrupted: arrays or tables "
+                             "nested too deeply to read"),
 ]
 
 RECREATE = ("hint: restore it from version control, or re-create it explicitly (every pin may "

@@ -4,7 +4,9 @@ once into a cached wheel.
 ``sdist_only`` imports langdetect (PyPI publishes an sdist and a py2-only wheel); ``sdist_cext``
 requires a local sdist (in its own find-links dir) whose setup.py compiles a C extension;
 ``sdist_hostile`` one whose pyproject.toml declares ``requires`` as a string, ``sdist_traversal``
-one with a member ``../x``, ``sdist_dynamic`` one whose setup.py asks for six at build time.
+one with a member ``../x``, ``sdist_dynamic`` one whose setup.py asks for six at build time,
+``sdist_native`` one whose setup.py writes an ELF file into its package (no compiler run),
+``sdist_envprobe`` one whose setup.py records (and refuses) the environment it is built in.
 tests/fixtures/bad_sdists/ holds small archives read without building them.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -23,14 +26,19 @@ from pathlib import Path
 import pytest
 
 from packer.core.errors import BuildError, ExitCode, LockError, ProcessError
-from packer.lock.backend import Indexes, PipToolsBackend, UvBackend
+from packer.lock import sdist as sdist_module
+from packer.lock.backend import Indexes, PipToolsBackend, UvBackend, build_env
 from packer.lock.lockfile import Lockfile, read_lock, requirements_txt, write_lock
 from packer.lock.pypi import Pin, _python3_wheel, offers, pin_sdist
 from packer.lock.sdist import (
     LEGACY_BUILD_REQUIRES,
+    Sdist,
     _entry_dir,
     cached_wheel,
     declared_build_requires,
+    fetch,
+    find_sdist,
+    native_member,
     needs,
 )
 
@@ -150,6 +158,8 @@ _NOT_BUILT = ", so tritonpack does not build it"
      "cannot be built: its pyproject.toml has a [build-system] table without requires"),
     ("bad_toml-1.0.tar.gz", "cannot be built: its pyproject.toml is not valid TOML (Expected "
                             "']' at the end of a table declaration (at line 1, column 14))"),
+    ("deep_toml-1.0.tar.gz", "cannot be built: its pyproject.toml has arrays or tables nested "
+                             "too deeply to read"),  # 5000 arrays: tomllib's RecursionError
 ])
 def test_a_hostile_sdist_is_refused_in_one_sentence(archive: str, problem: str) -> None:
     """Only headers and the one member are read, bounded: the 8 GiB member is a 110-byte
@@ -181,26 +191,40 @@ def test_the_cached_wheel_is_keyed_by_the_build_pins(tmp_path: Path) -> None:
         shutil.rmtree(entry_dir)
 
 
+PLATFORM = "x86_64-manylinux_2_35"  # Triton 24.10's, as the resolver gets it
+
+
 @pytest.mark.parametrize(("name", "python3"), [
     ("langdetect-1.0.9-py2-none-any.whl", False),
     ("six-1.17.0-py2.py3-none-any.whl", True),
     ("numpy-1.26.4-cp310-cp310-manylinux_2_17_x86_64.whl", True),
+    ("numpy-1.26.4-cp310-cp310-manylinux2014_x86_64.manylinux_2_17_x86_64.whl", True),
+    ("x-1.0-cp39-cp39-manylinux1_x86_64.whl", True),  # another Python: said elsewhere
+    ("x-1.0-cp310-cp310-linux_x86_64.whl", True),
     ("langdetect-1.0.9.tar.gz", False),
+    # fasttext 0.9.3's only wheel: a macOS arm64 one is no wheel for the target
+    ("fasttext-0.9.3-cp39-cp39-macosx_11_0_arm64.whl", False),
+    ("x-1.0-cp310-cp310-win_amd64.whl", False),
+    ("x-1.0-cp310-cp310-manylinux_2_17_aarch64.whl", False),  # another architecture
+    ("x-1.0-cp310-cp310-musllinux_1_1_x86_64.whl", False),  # not glibc
+    ("x-1.0-cp310-cp310-manylinux_2_39_x86_64.whl", False),  # a newer glibc than the image's
 ])
-def test_a_py2_only_wheel_is_no_wheel(name: str, python3: bool) -> None:
-    assert _python3_wheel(name) is python3
+def test_a_wheel_is_one_only_for_python_3_on_the_target_platform(name: str,
+                                                                 python3: bool) -> None:
+    assert _python3_wheel(name, PLATFORM) is python3
 
 
 def test_what_a_find_links_dir_offers(tmp_path: Path) -> None:
     """A hyphenated legacy sdist name is its project's; a py2-only wheel offers nothing."""
     for name in ("my-pkg-1.0.tar.gz", "other-1.0-py3-none-any.whl", "old-1.0-py2-none-any.whl",
-                 "old-1.0.zip"):
+                 "old-1.0.zip", "mac-0.9.3.tar.gz", "mac-0.9.3-cp39-cp39-macosx_11_0_arm64.whl"):
         (tmp_path / name).write_bytes(b"")
     indexes = Indexes((tmp_path / "no-index").as_uri(), (), (str(tmp_path),))
-    assert offers("my-pkg", indexes) == (False, True)
-    assert offers("other", indexes) == (True, False)
-    assert offers("old", indexes) == (False, True)
-    assert offers("absent", indexes) == (False, False)
+    assert offers("my-pkg", indexes, PLATFORM) == (False, True)
+    assert offers("other", indexes, PLATFORM) == (True, False)
+    assert offers("old", indexes, PLATFORM) == (False, True)
+    assert offers("mac", indexes, PLATFORM) == (False, True)  # built from source, or refused
+    assert offers("absent", indexes, PLATFORM) == (False, False)
 
 
 @pytest.mark.parametrize(("output", "needed"), [
@@ -392,3 +416,242 @@ def test_an_sdist_tritonpack_cannot_pin_is_refused_in_one_sentence(
     assert "Traceback" not in res.stderr
     assert snapshot(model) == before
     assert not (tmp_path / "x").exists()
+
+
+# --- the lock's sdist URL is untrusted: fetched only from where an sdist can be, bounded ---
+
+
+def _fetched(url: str, dest: Path, sha: str = "sha256:" + "0" * 64) -> str:
+    with pytest.raises(BuildError) as refused:
+        fetch(Sdist("p", "1.0", url, sha), dest)
+    assert not any(dest.iterdir())  # nothing left behind
+    return refused.value.message
+
+
+NOT_FETCHED = ("the sdist of p==1.0 is locked at {url}, which is neither an https or http URL "
+               "nor a file:// URL of this machine, so tritonpack does not fetch it")
+
+
+@pytest.mark.parametrize("url", ["data:application/gzip;base64,AAAA",
+                                 "ftp://example.org/p-1.0.tar.gz",
+                                 "file://otherhost/tmp/p-1.0.tar.gz",
+                                 "file://localhost/tmp/p-1.0.tar.gz"])
+def test_a_locked_sdist_url_of_another_scheme_or_host_is_refused(tmp_path: Path,
+                                                                 url: str) -> None:
+    assert _fetched(url, tmp_path) == NOT_FETCHED.format(url=url)
+
+
+@pytest.mark.parametrize("url", ["file:///dev/zero", "file:///etc/passwd",
+                                 "https://example.org/simple/p/"])
+def test_a_locked_sdist_url_that_names_no_archive_is_refused(tmp_path: Path, url: str) -> None:
+    assert _fetched(url, tmp_path) == (f"the sdist of p==1.0 is locked at {url}, which names no "
+                                       ".tar.gz or .zip file, so tritonpack does not fetch it")
+
+
+def test_a_locked_sdist_that_is_a_device_or_fifo_is_not_read(tmp_path: Path) -> None:
+    """/dev/zero under an sdist's name would fill the disk; a FIFO would block forever."""
+    (tmp_path / "zero-1.0.tar.gz").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "fifo-1.0.tar.gz")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    for name, kind in (("zero-1.0.tar.gz", "a character device"),
+                       ("fifo-1.0.tar.gz", "a FIFO (named pipe)")):
+        url = (tmp_path / name).as_uri()
+        assert _fetched(url, dest) == (f"the sdist of p==1.0 is locked at {url}, which is "
+                                       f"{kind}, not a file, so tritonpack does not read it")
+
+
+def test_a_locked_sdist_larger_than_the_bound_is_not_fetched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamed and counted (the bound is 512 MiB; lowered here to keep the test small)."""
+    assert sdist_module.MAX_SDIST == sdist_module.MAX_UNPACKED == 512 * 2**20
+    monkeypatch.setattr(sdist_module, "MAX_SDIST", 2**20)
+    big = tmp_path / "big-1.0.tar.gz"
+    big.write_bytes(b"\0" * (2**20 + 1))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    assert _fetched(big.as_uri(), dest) == (
+        f"the sdist of p==1.0 at {big.as_uri()} is larger than 1 MiB, so tritonpack does not "
+        "fetch it")
+
+
+def test_a_local_sdist_that_differs_is_refused_without_its_hash(tmp_path: Path) -> None:
+    """The computed hash of a local file is not echoed (the lock could name any file the
+    user can read); a matching one is fetched."""
+    local = tmp_path / "p-1.0.tar.gz"
+    local.write_bytes(b"secret")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    message = _fetched(local.as_uri(), dest)
+    assert message == (f"hash mismatch for the sdist of p==1.0: locked sha256:{'0' * 64}, and "
+                       f"the file at {local.as_uri()} differs")
+    assert hashlib.sha256(b"secret").hexdigest() not in message
+    good = "sha256:" + hashlib.sha256(b"secret").hexdigest()
+    assert fetch(Sdist("p", "1.0", local.as_uri(), good), dest).read_bytes() == b"secret"
+
+
+# --- a FIFO in --find-links is never opened --------------------------------------------
+
+
+def test_a_fifo_in_find_links_is_skipped_by_the_sdist_lookup(tmp_path: Path) -> None:
+    """find_sdist hashes regular files only (a plain read of a FIFO waits for a writer)."""
+    links = tmp_path / "links"
+    links.mkdir()
+    os.mkfifo(links / "evilprobe-1.0.tar.gz")
+    indexes = Indexes((tmp_path / "no-index").as_uri(), (), (str(links),))
+    with pytest.raises(BuildError, match=r"evilprobe==1\.0 is published only as source, and no "):
+        find_sdist("evilprobe", "1.0", ("sha256:" + "0" * 64,), indexes)
+    with pytest.raises(BuildError) as refused:
+        declared_build_requires(links / "evilprobe-1.0.tar.gz", "evilprobe", "1.0")
+    assert refused.value.message == ("the sdist of evilprobe==1.0 is a FIFO (named pipe), not an "
+                                     "archive, so tritonpack does not build it")
+
+
+def test_lock_refuses_a_fifo_in_find_links_instead_of_hanging(tmp_path: Path) -> None:
+    """uv would open it too: every backend refuses it before running (a subprocess, so a
+    hang fails the test by its timeout instead of blocking the run)."""
+    model = shutil.copytree(MODELS / "sdist_native", tmp_path / "m")
+    links = model / "links"
+    os.mkfifo(links / "Evilprobe-1.0.tar.gz")
+    (model / "requirements.txt").write_text("--find-links links\nevilprobe==1.0\n")
+    (model / "1" / "model.py").write_text("import evilprobe\n\n\nclass TritonPythonModel:\n"
+                                          "    pass\n")
+    env = {**os.environ, "NO_COLOR": "1"}
+    done = subprocess.run([sys.executable, "-m", "packer", "lock", str(model), "--triton",
+                           "24.10", "--offline"], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert done.returncode == ExitCode.RESOLVE, done.stderr
+    assert error_line(done.stderr) == (
+        f"error: --find-links {links}: Evilprobe-1.0.tar.gz is a FIFO (named pipe), not a "
+        "package file")
+
+
+# --- the build: tritonpack's environment kept out, native binaries refused --------------
+
+
+def test_the_build_environment_holds_nothing_of_tritonpacks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in (("TRITONPACK_REGISTRY_PASSWORD", "secret"), ("XDG_CACHE_HOME", "/x"),
+                       ("PIP_INDEX_URL", "https://evil.example"), ("UV_INDEX_URL", "x"),
+                       ("HTTPS_PROXY", "http://proxy.example:3128")):
+        monkeypatch.setenv(key, value)
+    env = build_env(tmp_path)
+    assert env["HOME"] == env["TMPDIR"] == str(tmp_path)
+    assert env["HTTPS_PROXY"] == "http://proxy.example:3128"  # how uv reaches the index
+    assert not [k for k in env if k.startswith(("TRITONPACK_", "XDG_"))]
+    assert {k for k in env if k.startswith(("PIP_", "UV_"))} == {"PIP_CONFIG_FILE",
+                                                                 "UV_NO_CONFIG"}
+
+
+def _wheel_with(tmp_path: Path, data: bytes) -> Path:
+    wheel = make_wheel(tmp_path, "probe", {"probe/__init__.py": ""})
+    with zipfile.ZipFile(wheel, "a") as zipped:
+        zipped.writestr("probe/lib.bin", data)
+    return wheel
+
+
+@pytest.mark.parametrize(("data", "native"), [
+    (b"\x7fELF\x02\x01\x01" + bytes(57), True),
+    (b"\xcf\xfa\xed\xfe" + bytes(60), True),  # Mach-O 64-bit
+    (b"\xca\xfe\xba\xbe\x00\x00\x00\x02" + bytes(56), True),  # universal Mach-O, 2 archs
+    (b"\xca\xfe\xba\xbe\x00\x00\x00\x34" + bytes(56), False),  # a Java class file
+    (b"MZ" + bytes(58) + (64).to_bytes(4, "little") + b"PE\0\0" + bytes(16), True),
+    (b"MZ is how this text file begins", False),
+    (b"# plain text\n", False),
+], ids=["elf", "macho", "universal", "java", "pe", "mz-text", "text"])
+def test_a_native_binary_in_a_wheel_is_found_by_its_magic(tmp_path: Path, data: bytes,
+                                                          native: bool) -> None:
+    assert native_member(_wheel_with(tmp_path, data)) == ("probe/lib.bin" if native else None)
+
+
+@pytest.mark.slow
+def test_an_sdist_that_ships_a_native_library_without_cc_is_refused(tmp_path: Path) -> None:
+    """setup.py writes an ELF file itself (as one running /usr/bin/gcc would): the wheel is
+    py3-none-any, but its members say what it is."""
+    model = shutil.copytree(MODELS / "sdist_native", tmp_path / "sdist_native")
+    before = snapshot(model)
+    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    assert res.exit_code == ExitCode.BUILD == 8
+    assert error_line(res.stderr) == (
+        "error: tritonpack-native-probe==1.0 is published only as source and its build needs a "
+        "C compiler (its wheel holds the native binary tritonpack_native_probe/_speedups.so), "
+        "which tritonpack's isolated pure-Python build does not provide")
+    assert snapshot(model) == before
+
+
+@pytest.mark.slow
+def test_the_sdist_build_gets_a_throwaway_home_and_none_of_tritonpacks_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's setup.py exits non-zero when it sees TRITONPACK_*/XDG_* or the user's
+    HOME, in the resolver's metadata run and in the build; the wheel records what it saw."""
+    monkeypatch.setenv("TRITONPACK_REGISTRY_PASSWORD", "secret")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    model = shutil.copytree(MODELS / "sdist_envprobe", tmp_path / "sdist_envprobe")
+    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    assert res.exit_code == 0, res.stderr
+    pin = next(p for p in read_lock(model / "tritonpack.lock").pypi if p.sdist)
+    built = cached_wheel(pin_sdist(pin), "3.10", pin.build_requires)
+    assert built is not None
+    with zipfile.ZipFile(built.path) as wheel:
+        seen = json.loads(wheel.read("tritonpack_env_probe/env.json"))
+    assert seen["home"] != str(Path.home()) and not Path(seen["home"]).exists()  # thrown away
+    assert "TRITONPACK_CACHE" not in seen["keys"]
+    uv_own = {"UV", "VIRTUAL_ENV", "PYTHONIOENCODING"}  # what uv sets for the backend
+    allowed = {*build_env(tmp_path), *uv_own}
+    assert {k for k in seen["keys"] if not k.startswith("UV_INTERNAL__")} <= allowed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("url", "message"), [
+    ("data:application/gzip;base64,AAAA", NOT_FETCHED.replace("p==1.0", "tritonpack-env-probe==1.0")),
+    ("file:///dev/zero", "the sdist of tritonpack-env-probe==1.0 is locked at {url}, which names "
+                         "no .tar.gz or .zip file, so tritonpack does not fetch it"),
+])
+def test_pack_refuses_a_re_signed_lock_whose_sdist_url_is_not_an_sdist(
+        tmp_path: Path, url: str, message: str) -> None:
+    """A lock re-signed with another URL (and hash, so no cached wheel answers): nothing is
+    read from it, the build stops with exit 8."""
+    model = shutil.copytree(MODELS / "sdist_envprobe", tmp_path / "sdist_envprobe")
+    assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    lock = read_lock(model / "tritonpack.lock")
+    bad = "sha256:" + "0" * 64
+    write_lock(model / "tritonpack.lock", Lockfile(
+        inputs=lock.inputs, target=lock.target, resolver=lock.resolver, conda=lock.conda,
+        pypi=tuple(Pin(p.name, p.version, (bad,), url, p.build_requires) if p.sdist else p
+                   for p in lock.pypi)))
+    res = run_cli(model, "--offline", "--frozen", "--no-cache")
+    assert res.exit_code == ExitCode.BUILD
+    assert error_line(res.stderr) == "error: " + message.format(url=url)
+    assert not (model / "tritonpack-env.tar.gz").exists()
+
+
+def test_a_lock_nested_too_deeply_is_corrupted_not_a_crash(tmp_path: Path) -> None:
+    """A 3000-deep array: tomllib's RecursionError (exit 70) is the lock's corrupted sentence:
+    ``lock --check`` exits 6, ``check`` reports the model (exit 1)
+    (tests/fixtures/bad/lock_nested_too_deep; test_bad_inputs runs it for every command)."""
+    model = shutil.copytree(FIXTURES / "bad" / "lock_nested_too_deep", tmp_path / "deep")
+    sentence = f"{model}/tritonpack.lock: corrupted: arrays or tables nested too deeply to read"
+    res = run_cli("lock", model, "--check", "--triton", "24.10", "--offline")
+    assert res.exit_code == ExitCode.LOCK, res.stderr
+    assert error_line(res.stderr) == f"error: {sentence}"
+    res = run_cli("check", model)
+    assert res.exit_code == 1, res.stderr
+    assert f"  lock_nested_too_deep: {sentence}\n" in res.stdout
+
+
+@pytest.mark.slow
+def test_a_package_whose_only_wheel_is_for_macos_is_built_from_source(tmp_path: Path) -> None:
+    """PyPI's fasttext 0.9.3: an sdist and a cp39 macOS arm64 wheel. That wheel is none for
+    Linux, so the sdist is built, and refused as it compiles C++ (not "relax the pin")."""
+    model = shutil.copytree(MODELS / "sdist_native", tmp_path / "ft")
+    shutil.rmtree(model / "links")
+    (model / "requirements.txt").write_text("fasttext==0.9.3\n")
+    (model / "1" / "model.py").write_text("import fasttext\n\n\nclass TritonPythonModel:\n"
+                                          "    pass\n")
+    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    assert res.exit_code == ExitCode.BUILD == 8, res.stderr
+    assert error_line(res.stderr) == (
+        "error: fasttext==0.9.3 is published only as source and its build needs a C compiler "
+        "(it compiles a C extension), which tritonpack's isolated pure-Python build does not "
+        "provide")
+    assert not (model / "tritonpack.lock").exists()

@@ -10,6 +10,7 @@ model); pip-tools' ``install`` serves a pip-only installer through the same door
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -20,11 +21,39 @@ from typing import Protocol
 
 from ..core import proc
 from ..core.cache import cache_dir
-from ..core.errors import ResolveError
+from ..core.errors import BuildError, ResolveError, TritonPackError
+from ..core.fsguard import not_regular
 from ..resolve.target import Target, host_platform
 from .pychannel import find_python
 
 DEFAULT_INDEX = "https://pypi.org/simple"
+# What an sdist build's CC and CXX name: no such program, so a compile fails with this name in it.
+NO_COMPILER = "tritonpack-no-compiler"
+# sdists that set no timestamps get this one (1980-01-01, the zip format's epoch)
+SOURCE_DATE_EPOCH = "315532800"
+
+
+# What the build's environment keeps of tritonpack's own: where programs are, the locale, and
+# how to reach an index (proxies, CA certificates, uv's netrc). Nothing else: no HOME, no
+# TRITONPACK_CACHE or registry credentials, no PIP_*/UV_*/XDG_* settings.
+_BUILD_KEEPS = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR",
+                "NETRC", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
+                "https_proxy", "all_proxy", "no_proxy")
+
+
+def build_env(home: Path) -> dict[str, str]:
+    """The whole environment of an sdist's build: ``home`` (a throwaway directory) as HOME
+    and TMPDIR, no compiler, a fixed SOURCE_DATE_EPOCH, and of the caller's environment only
+    ``_BUILD_KEEPS``. Not a sandbox (the build runs as the user): it keeps tritonpack's
+    settings and secrets out of the build's hands, and its HOME off the user's."""
+    env = {key: os.environ[key] for key in _BUILD_KEEPS if key in os.environ}
+    netrc = Path.home() / ".netrc"  # uv's credentials for an index, where HOME put them
+    if "NETRC" not in env and netrc.is_file():
+        env["NETRC"] = str(netrc)
+    env.update({"HOME": str(home), "TMPDIR": str(home), "PYTHONNOUSERSITE": "1",
+                "PIP_CONFIG_FILE": os.devnull, "UV_NO_CONFIG": "1", "CC": NO_COMPILER,
+                "CXX": NO_COMPILER, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
+    return env
 
 
 @dataclass(frozen=True)
@@ -55,6 +84,28 @@ class Indexes:
                    tuple(str(u) for u in links) if isinstance(links, list) else ())
 
 
+_PACKAGE_FILES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar")
+
+
+def check_find_links(indexes: Indexes, error: type[TritonPackError]) -> None:
+    """Refuse a package file in a --find-links directory that is not a regular file: uv (and
+    tritonpack's own sdist lookup) would open a FIFO there and wait for a writer forever."""
+    for link in indexes.find_links:
+        if "://" in link and not link.startswith("file://"):
+            continue
+        folder = Path(link.removeprefix("file://"))
+        try:
+            entries = sorted(folder.iterdir()) if folder.is_dir() else []
+        except OSError:
+            continue
+        for path in entries:
+            kind = not_regular(path) if path.name.endswith(_PACKAGE_FILES) else None
+            if kind is not None and kind != "a directory":
+                raise error(f"--find-links {link}: {path.name} is {kind}, not a package file",
+                            hint="tritonpack and uv read the package files there: remove it, "
+                                 "or point --find-links elsewhere")
+
+
 class Backend(Protocol):
     """A resolver and installer of hashed PyPI requirements."""
 
@@ -76,6 +127,17 @@ class Backend(Protocol):
         ...
 
 
+def _source_env(tmp: str, from_source: Sequence[str]) -> tuple[dict[str, str] | None,
+                                                              Path | None]:
+    """The resolver's environment and working directory: its usual ones, but ``build_env``'s
+    when it may build an sdist for its metadata (that runs the sdist's setup.py)."""
+    if not from_source:
+        return None, None
+    home = Path(tmp) / "home"
+    home.mkdir()
+    return build_env(home), home
+
+
 def _requirements_in(tmp: str, requirements: Sequence[str]) -> tuple[Path, Path]:
     req_in = Path(tmp) / "requirements.in"
     req_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
@@ -92,8 +154,10 @@ class UvBackend:
                 build_tools: bool = False) -> str:
         """``python_from`` is not needed: uv resolves for a version without its interpreter,
         and keeps setuptools and pip in its output (``build_tools`` changes nothing)."""
+        check_find_links(indexes, ResolveError)
         with tempfile.TemporaryDirectory(prefix="tritonpack-uv-") as tmp:
             req_in, out = _requirements_in(tmp, requirements)
+            env, cwd = _source_env(tmp, from_source)
             argv: list[str | Path] = [
                 sys.executable, "-m", "uv", "pip", "compile", req_in, "-o", out, "--quiet",
                 "--no-config", "--no-python-downloads", "--python", sys.executable,
@@ -102,10 +166,11 @@ class UvBackend:
                 "--only-binary", ":all:", *_each("--no-binary", from_source),
                 "--cache-dir", cache_dir("uv"), *indexes.args(),
             ]
-            proc.run(argv, timeout=900)
+            proc.run(argv, env=env, cwd=cwd, timeout=900)
             return out.read_text(encoding="utf-8")
 
     def install(self, requirements: Path, python: Path, indexes: Indexes) -> None:
+        check_find_links(indexes, BuildError)
         proc.run([
             sys.executable, "-m", "uv", "pip", "install", "--no-config", "--no-python-downloads",
             "--quiet", "--python", python, "--require-hashes", "--no-deps",
@@ -119,19 +184,21 @@ class UvBackend:
 
 
     def build(self, sdist: Path, python: Path, out: Path, indexes: Indexes,
-              env: dict[str, str], constraints: Path) -> None:
+              env: dict[str, str], constraints: Path, cwd: Path | None = None) -> None:
         """Build ``sdist`` into a wheel in ``out`` with ``python``, in an isolated build
         environment whose build requirements come from ``indexes``, pinned by
         ``constraints`` (a hashed requirements file, maybe empty): uv checks each hash, and
         ``--require-hashes`` refuses a tool the file does not pin (one the backend asks for at
         build time), so nothing unpinned enters the build. ``env`` is the build's whole
-        environment (``sdist`` sets no compiler and a fixed SOURCE_DATE_EPOCH).
+        environment (``build_env``: no compiler, a throwaway HOME, nothing of
+        tritonpack's settings), ``cwd`` its working directory.
         Not quiet: the backend's own output says what a failed build needed."""
+        check_find_links(indexes, BuildError)
         proc.run([sys.executable, "-m", "uv", "build", "--wheel", "--no-config",
                   "--no-python-downloads", "--python", python, "--out-dir", out,
                   "--build-constraint", constraints, "--require-hashes",
                   "--cache-dir", cache_dir("uv"), *indexes.args(), sdist],
-                 env=env, timeout=900)
+                 env=env, cwd=cwd, timeout=900)
 
 
 def _each(flag: str, names: Sequence[str]) -> list[str]:
@@ -155,10 +222,12 @@ class PipToolsBackend:
                 f"--resolver pip-tools resolves only for this machine's platform ({here}), "
                 f"not {target.platform}: use --resolver uv",
             )
+        check_find_links(indexes, ResolveError)
         python = _pip_tools_python(target.python, python_from)
         no_binary = "".join(f" --no-binary={name}" for name in from_source)
         with tempfile.TemporaryDirectory(prefix="tritonpack-piptools-") as tmp:
             req_in, out = _requirements_in(tmp, requirements)
+            env, cwd = _source_env(tmp, from_source)
             argv: list[str | Path] = [
                 python, "-m", "piptools", "compile", req_in, "--output-file", out,
                 "--quiet", "--generate-hashes", "--no-header", "--no-annotate",
@@ -166,10 +235,11 @@ class PipToolsBackend:
                 *(["--allow-unsafe"] if build_tools else []),
                 "--pip-args", f"--only-binary=:all:{no_binary} --no-cache-dir", *indexes.args(),
             ]
-            proc.run(argv, timeout=1800)
+            proc.run(argv, env=env, cwd=cwd, timeout=1800)
             return out.read_text(encoding="utf-8")
 
     def install(self, requirements: Path, python: Path, indexes: Indexes) -> None:
+        check_find_links(indexes, BuildError)
         proc.run([
             sys.executable, "-m", "pip", "--python", python, "install", "--quiet",
             "--disable-pip-version-check", "--no-input", "--require-hashes", "--no-deps",

@@ -183,6 +183,9 @@ def read_lock(path: Path) -> Lockfile:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as exc:
         raise LockError(f"{path}: corrupted: {exc}", hint=_RECREATE.format(path.parent)) from exc
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise LockError(f"{path}: corrupted: arrays or tables nested too deeply to read",
+                        hint=_RECREATE.format(path.parent)) from None
     version = data.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise LockError(f"{path}: corrupted: no format version", hint=_RECREATE.format(path.parent))

@@ -1,8 +1,9 @@
 """PyPI pins: resolve requirement lines with a backend (``backend``: uv or pip-tools), read the
 hashed requirements file it writes into pins, and turn a failed resolution into one sentence.
 
-A distribution published only as source (no Python 3 wheel anywhere) is resolved again from
-its sdist, which ``sdist`` builds into a cached wheel; its pin keeps the sdist's URL and hash.
+A distribution published only as source (no Python 3 wheel for the target's platform: a macOS
+wheel alone is none) is resolved again from its sdist, which ``sdist`` builds into a cached
+wheel; its pin keeps the sdist's URL and hash.
 """
 
 from __future__ import annotations
@@ -161,7 +162,8 @@ def compile_pins(
             break
         except ProcessError as exc:
             failure = diagnose(exc.output)
-            more = [n for n in source_only(failure, indexes) if n not in from_source]
+            more = [n for n in source_only(failure, indexes, target.pypi_platform)
+                    if n not in from_source]
             if not more or len(from_source) > _MAX_FROM_SOURCE:
                 _check_named_sdists(exc.output, from_source, indexes)
                 raise _failure_error(failure, indexes, exc, target.python) from exc
@@ -238,27 +240,29 @@ _WHEELS_REQUIRED = re.compile(r"Wheels are required for `([A-Za-z0-9_.\-]+)` bec
 _WHEELS_ELSEWHERE = re.compile(r"Wheels are available for `([A-Za-z0-9_.\-]+)`")
 
 
-def source_only(failure: ResolveFailure, indexes: Indexes) -> tuple[str, ...]:
+def source_only(failure: ResolveFailure, indexes: Indexes, platform: str) -> tuple[str, ...]:
     """Distributions published only as source: the resolver needed wheels of them (uv says
-    so; pip finds no version), and the locations offer an sdist but no Python 3 wheel (for
-    any Python: else the target's Python is the problem, said elsewhere)."""
+    so; pip finds no version), and the locations offer an sdist but no Python 3 wheel for the
+    target's ``platform`` (``x86_64-manylinux_2_35``; for any Python 3: else the target's
+    Python is the problem, said elsewhere). A wheel for macOS or Windows alone is no wheel."""
     elsewhere = {canonicalize_name(m) for m in _WHEELS_ELSEWHERE.findall(failure.output)}
     needed = dict.fromkeys([*(canonicalize_name(m)
                               for m in _WHEELS_REQUIRED.findall(failure.output)),
                             *failure.missing])
-    return tuple(n for n in needed if n not in elsewhere and offers(n, indexes) == (False, True))
+    return tuple(n for n in needed
+                 if n not in elsewhere and offers(n, indexes, platform) == (False, True))
 
 
-def offers(name: str, indexes: Indexes) -> tuple[bool | None, bool]:
-    """(a Python 3 wheel of ``name``, an sdist of it) on any location; the first None when
-    no location could be asked."""
+def offers(name: str, indexes: Indexes, platform: str) -> tuple[bool | None, bool]:
+    """(a Python 3 wheel of ``name`` for ``platform``, an sdist of it) on any location; the
+    first None when no location could be asked."""
     answered = wheel = sdist = False
     for link in indexes.find_links:
         folder = Path(link.removeprefix("file://"))
         if folder.is_dir():
             answered = True
             for path in folder.iterdir():
-                wheel = wheel or (_python3_wheel(path.name) and
+                wheel = wheel or (_python3_wheel(path.name, platform) and
                                   parse_wheel_filename(path.name)[0] == name)
                 sdist = sdist or sdist_version(path.name, name) is not None
     for index in (indexes.index_url, *indexes.extra_index_urls):
@@ -266,21 +270,46 @@ def offers(name: str, indexes: Indexes) -> tuple[bool | None, bool]:
         if files is not None:
             answered = True
             names = [str(f.get("filename", "")) for f in files]
-            wheel = wheel or any(_python3_wheel(n) for n in names)
+            wheel = wheel or any(_python3_wheel(n, platform) for n in names)
             sdist = sdist or any(sdist_version(n, name) is not None for n in names)
     return (wheel if answered else None), sdist
 
 
-def _python3_wheel(filename: str) -> bool:
-    """Whether ``filename`` is a wheel some Python 3 can install (langdetect's only wheel is
-    ``py2-none-any``)."""
+# manylinux's legacy names and the glibc each stands for (PEP 600)
+_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
+def _on_platform(tag: str, platform: str) -> bool:
+    """Whether a wheel's platform tag installs on ``platform`` (``ARCH-manylinux_X_Y``, the
+    resolver's): ``any``, or Linux for that architecture with a glibc no newer than X.Y."""
+    if tag == "any":
+        return True
+    arch, _, manylinux = platform.partition("-")
+    glibc = tuple(int(v) for v in manylinux.removeprefix("manylinux_").split("_"))
+    if not tag.endswith(f"_{arch}"):
+        return False
+    family = tag.removesuffix(f"_{arch}")
+    if family == "linux":
+        return True
+    if family in _LEGACY_MANYLINUX:
+        return _LEGACY_MANYLINUX[family] <= glibc
+    parts = family.split("_")
+    if parts[0] == "manylinux" and len(parts) == 3 and all(p.isdigit() for p in parts[1:]):
+        return (int(parts[1]), int(parts[2])) <= glibc
+    return False  # musllinux, macosx, win
+
+
+def _python3_wheel(filename: str, platform: str) -> bool:
+    """Whether ``filename`` is a wheel some Python 3 can install on ``platform`` (langdetect's
+    only wheel is ``py2-none-any``; fasttext 0.9.3's a macOS arm64 one)."""
     if not filename.endswith(".whl"):
         return False
     try:
         tags = parse_wheel_filename(filename)[3]
     except ValueError:
         return False
-    return any(not t.interpreter.startswith(("py2", "cp2", "pp2")) for t in tags)
+    return any(not t.interpreter.startswith(("py2", "cp2", "pp2"))
+               and _on_platform(t.platform, platform) for t in tags)
 
 
 def _failure_error(failure: ResolveFailure, indexes: Indexes, exc: ProcessError,

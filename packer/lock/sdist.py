@@ -7,7 +7,14 @@ beside it. The build stage installs that wheel, hash-checked against the cache e
 entry is rebuilt from the locked sdist, whose hash is checked before anything runs.
 
 Only pure-Python builds are accepted: the build gets no C compiler (``CC`` names none), so an
-sdist that compiles code or needs system libraries is refused, naming what it needed.
+sdist that compiles code or needs system libraries is refused, naming what it needed; a wheel
+that holds a native binary anyway (a setup.py that runs gcc itself) is refused after the build.
+
+Building an sdist runs its code (its setup.py or backend), as pip and uv do: as the user, not
+in a sandbox. The build gets a throwaway HOME and working directory and an environment without
+tritonpack's cache, registry credentials or pip/uv/XDG settings (``build_env``), so nothing of
+tritonpack's is handed to it (the resolver, which runs an sdist's build backend for its
+metadata, gets the same); what the lock guarantees is that the code run is the code locked.
 
 The build tools are pinned too: the lock records, per sdist, its build requirements resolved
 with hashes (``build_requires``), read from the archive's ``pyproject.toml`` without running
@@ -23,30 +30,30 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import posixpath
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import tomllib
 import urllib.parse
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, BinaryIO
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_sdist_filename
 
-from ..core import proc
 from ..core.atomic import atomic_write_bytes
 from ..core.cache import cache_dir, cache_root
 from ..core.errors import BuildError, ProcessError
-from .backend import Indexes, UvBackend
+from ..core.fsguard import kind_of, not_regular
+from .backend import NO_COMPILER, Indexes, UvBackend, build_env
 
-# What the build's CC and CXX name: no such program, so a compile fails with this name in it.
-NO_COMPILER = "tritonpack-no-compiler"
-# sdists that set no timestamps get this one (1980-01-01, the zip format's epoch)
-SOURCE_DATE_EPOCH = "315532800"
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
 # PEP 517's fallback for an sdist whose pyproject.toml has no [build-system] (or that has no
 # pyproject.toml): what uv's build frontend installs then (uv 0.13: ``setuptools>=40.8.0``
@@ -57,6 +64,8 @@ LEGACY_BUILD_REQUIRES = ("setuptools>=40.8.0",)
 MAX_MEMBERS = 100_000
 MAX_UNPACKED = 512 * 2**20
 MAX_PYPROJECT = 2**20
+# The most bytes fetched for one sdist (the same bound as its unpacked size).
+MAX_SDIST = MAX_UNPACKED
 
 
 @dataclass(frozen=True)
@@ -112,8 +121,8 @@ def find_sdist(name: str, version: str, hashes: tuple[str, ...], indexes: Indexe
         folder = Path(link.removeprefix("file://"))
         for path in sorted(folder.glob("*")) if folder.is_dir() else ():
             if sdist_version(path.name, name) == version:
-                sha = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-                if sha in hashes:
+                sha = _local_sha256(path)
+                if sha is not None and sha in hashes:
                     return Sdist(name, version, path.resolve().as_uri(), sha)
     for index in (indexes.index_url, *indexes.extra_index_urls):
         for f in index_files(index, name) or ():
@@ -127,30 +136,112 @@ def find_sdist(name: str, version: str, hashes: tuple[str, ...], indexes: Indexe
                      hint="check --index-url and --find-links")
 
 
+@contextlib.contextmanager
+def _open_regular(path: Path) -> Iterator[BinaryIO | str]:
+    """``path`` open for reading when it is a regular file, else what it is in words:
+    opened with O_NONBLOCK (a FIFO without a writer opens at once) and checked with fstat on
+    the open descriptor, so nothing blocks and a swap between check and open is caught."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            yield kind_of(mode)
+            return
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=True) as fh:
+            fd = -1
+            yield fh
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _local_sha256(path: Path) -> str | None:
+    """The sha256 of a find-links file; None for what is not a regular file (a FIFO there
+    would block a plain read forever), an unreadable one or one larger than an sdist may be."""
+    digest = hashlib.sha256()
+    try:
+        with _open_regular(path) as fh:
+            if isinstance(fh, str):
+                return None
+            for chunk in iter(lambda: fh.read(2**20), b""):
+                digest.update(chunk)
+                if fh.tell() > MAX_SDIST:
+                    return None
+    except OSError:
+        return None
+    return "sha256:" + digest.hexdigest()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _copy(source: BinaryIO, path: Path, digest: hashlib._Hash) -> None:
+    """``source`` into ``path``, hashed on the way, at most MAX_SDIST bytes."""
+    size = 0
+    with path.open("wb") as out:
+        for chunk in iter(lambda: source.read(2**20), b""):
+            size += len(chunk)
+            if size > MAX_SDIST:
+                raise _TooLarge
+            digest.update(chunk)
+            out.write(chunk)
+
+
 def fetch(sdist: Sdist, dest: Path) -> Path:
-    """The sdist's bytes in ``dest``, checked against the locked sha256 before any build."""
+    """The sdist's bytes in ``dest``, checked against the locked sha256 before any build.
+
+    The lock's URL is untrusted input: only https, http and a ``file://`` URL of this
+    machine (no host) naming a regular file are fetched, streamed to disk and hashed on the
+    way, at most MAX_SDIST bytes; a local file that differs is not described by its hash
+    (the message would tell the sha256 of any file the user can read)."""
     import urllib.error
     import urllib.request
 
-    path = dest / Path(urllib.parse.urlparse(sdist.url).path).name
+    what = f"the sdist of {sdist.name}=={sdist.version}"
+    shown = sdist.url if len(sdist.url) <= 200 else sdist.url[:200] + "…"
+    parsed = urllib.parse.urlparse(sdist.url)
+    name = Path(urllib.parse.unquote(parsed.path)).name
+    local = parsed.scheme == "file"
+    relock = "re-create the lock (tritonpack lock --upgrade) rather than editing it"
+    if parsed.scheme not in ("https", "http", "file") or (local and parsed.netloc):
+        raise BuildError(f"{what} is locked at {shown}, which is neither an https or http URL "
+                         "nor a file:// URL of this machine, so tritonpack does not fetch it",
+                         hint=relock)
+    if not name.endswith(_SDIST_SUFFIXES) or "\\" in name:
+        raise BuildError(f"{what} is locked at {shown}, which names no .tar.gz or .zip file, "
+                         "so tritonpack does not fetch it", hint=relock)
+    path = dest / name
+    digest = hashlib.sha256()
     try:
-        if sdist.url.startswith("file://"):
-            shutil.copyfile(urllib.request.url2pathname(urllib.parse.urlparse(sdist.url).path),
-                            path)
+        if local:
+            with _open_regular(Path(urllib.request.url2pathname(parsed.path))) as fh:
+                if isinstance(fh, str):
+                    raise BuildError(f"{what} is locked at {shown}, which is {fh}, not a file, "
+                                     "so tritonpack does not read it", hint=relock)
+                _copy(fh, path, digest)
         else:
             with urllib.request.urlopen(sdist.url, timeout=60) as response:  # noqa: S310
-                path.write_bytes(response.read())
-    except (OSError, urllib.error.URLError) as exc:
-        raise BuildError(f"the sdist of {sdist.name}=={sdist.version} could not be fetched "
-                         f"from {sdist.url}: {exc}",
+                length = response.headers.get("Content-Length", "")
+                if length.isdigit() and int(length) > MAX_SDIST:
+                    raise _TooLarge
+                _copy(response, path, digest)
+    except _TooLarge:
+        path.unlink(missing_ok=True)
+        raise BuildError(f"{what} at {shown} is larger than {MAX_SDIST // 2**20} MiB, so "
+                         "tritonpack does not fetch it", hint=relock) from None
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        raise BuildError(f"{what} could not be fetched from {shown}: {exc}",
                          hint="check the network and the index; the lock names this URL") from exc
-    got = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    got = "sha256:" + digest.hexdigest()
     if got != sdist.sha256:
+        path.unlink(missing_ok=True)
         raise BuildError(
-            f"hash mismatch for the sdist of {sdist.name}=={sdist.version}: locked "
-            f"{sdist.sha256}, got {got}",
-            hint="the file on the index differs from the one locked; re-lock only if you "
-            "trust the new file (tritonpack lock --upgrade)")
+            f"hash mismatch for {what}: locked {sdist.sha256}, "
+            + (f"and the file at {shown} differs" if local else f"got {got}"),
+            hint="the file differs from the one locked; re-lock only if you trust the new "
+            "file (tritonpack lock --upgrade)")
     return path
 
 
@@ -227,6 +318,8 @@ def declared_build_requires(path: Path, name: str, version: str) -> tuple[str, .
     PEP 517's fallback when it declares none), read statically: nothing of it runs."""
     what = f"the sdist of {name}=={version}"
     try:
+        if (kind := not_regular(path)) is not None:  # tarfile would block on a FIFO
+            raise _Hostile(f"is {kind}, not an archive")
         raw = _pyproject_bytes(path)
     except _Hostile as exc:
         raise BuildError(f"{what} {exc}, so tritonpack does not build it",
@@ -238,6 +331,8 @@ def declared_build_requires(path: Path, name: str, version: str) -> tuple[str, .
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise _bad_pyproject(what, f"is not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise _bad_pyproject(what, "has arrays or tables nested too deeply to read") from None
     system = data.get("build-system")
     if system is None:
         return LEGACY_BUILD_REQUIRES
@@ -314,10 +409,11 @@ def build_wheel(sdist: Sdist, interpreter: Path, python: str, indexes: Indexes,
         constraints = Path(tmp) / "build-constraints.txt"  # even empty: with --require-hashes
         constraints.write_text("".join(f"{line}\n" for line in build_requires),  # nothing else
                                encoding="utf-8")  # enters the build
-        env = proc.clean_env({"CC": NO_COMPILER, "CXX": NO_COMPILER,
-                              "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
+        home = Path(tmp) / "home"
+        home.mkdir()
         try:
-            UvBackend().build(source, interpreter, out, indexes, env, constraints)
+            UvBackend().build(source, interpreter, out, indexes, build_env(home), constraints,
+                              cwd=home)
         except ProcessError as exc:
             raise _build_failed(sdist, exc, python) from exc
         wheels = sorted(out.glob("*.whl"))
@@ -327,6 +423,9 @@ def build_wheel(sdist: Sdist, interpreter: Path, python: str, indexes: Indexes,
         if not wheels[0].name.endswith("-none-any.whl"):
             raise _refused(sdist, "a compiler (it builds a platform-specific wheel, "
                                   f"{wheels[0].name})", python)
+        if (binary := native_member(wheels[0])) is not None:
+            raise _refused(sdist, f"a C compiler (its wheel holds the native binary {binary})",
+                           python)
         data = wheels[0].read_bytes()
         sha = "sha256:" + hashlib.sha256(data).hexdigest()
         atomic_write_bytes(entry_dir / wheels[0].name, data, mode=0o644)
@@ -337,6 +436,39 @@ def build_wheel(sdist: Sdist, interpreter: Path, python: str, indexes: Indexes,
                            (json.dumps(entry, indent=2, sort_keys=True) + "\n").encode(),
                            mode=0o644)
     return BuiltWheel(entry_dir / wheels[0].name, sha)
+
+
+# The first bytes of a native binary: ELF, Mach-O (32/64-bit, both byte orders), PE ("MZ"
+# then "PE\0\0" at the offset in bytes 60-63), and a universal Mach-O (checked further).
+_NATIVE = (b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
+           b"\xcf\xfa\xed\xfe")
+
+
+def _is_native(head: bytes, member: IO[bytes]) -> bool:
+    if head.startswith(_NATIVE):
+        return True
+    if head.startswith(b"\xca\xfe\xba\xbe"):  # a universal Mach-O, or a Java class file
+        return 0 < int.from_bytes(head[4:8], "big") < 45  # its arch count, not a class version
+    if head.startswith(b"MZ") and len(head) >= 64:
+        offset = int.from_bytes(head[60:64], "little")
+        if 64 <= offset <= 2**16:
+            rest = member.read(offset + 4 - len(head))
+            return (head + rest)[offset:offset + 4] == b"PE\0\0"
+    return False
+
+
+def native_member(wheel: Path) -> str | None:
+    """The first member of ``wheel`` that is a native binary (ELF, Mach-O or PE), by its
+    magic bytes, not its name: a setup.py that runs a compiler itself (not through CC) or
+    copies a prebuilt library still makes a ``py3-none-any`` wheel."""
+    with zipfile.ZipFile(wheel) as zipped:
+        for info in zipped.infolist():
+            if info.is_dir():
+                continue
+            with zipped.open(info) as member:
+                if _is_native(member.read(64), member):
+                    return info.filename
+    return None
 
 
 # uv's words when a build tool's file differs from the locked hash, and when the backend asks
