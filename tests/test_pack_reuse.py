@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from conda_pack.core import is_binary_file
 
+from packer.core.errors import PackError
 from packer.pack import bytecode
 from packer.pack.archive import LARGE, entries, write_targz
 from packer.pack.staging import is_text
+from packer.pack.targz import IDENTITY, ParallelGzipWriter
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 MINOR = sys.version_info.minor
@@ -145,3 +147,50 @@ def test_an_interrupted_write_keeps_nothing(tmp_path: Path,
     monkeypatch.setattr(archive, "_stream", real)
     sha, _, _ = write_targz(root, tmp_path / "out.tar.gz", 4, 2, store=store)
     assert sha == write_targz(root, tmp_path / "again.tar.gz", 4, 2, store=None)[0]
+
+
+def test_a_gzip_entry_must_decompress_to_the_file_packed(tmp_path: Path) -> None:
+    """An entry of the store is used only if its members decompress to the very bytes being
+    packed: another file's valid entry renamed under this file's key, or a symlink named
+    with its target's digest (``/etc/passwd``), is a miss: compressed again and replaced."""
+    root, store = tree(tmp_path), tmp_path / "store"
+    (root / "lib" / "other.so").write_bytes(b"B" * (2 * LARGE))
+    want = write_targz(root, tmp_path / "ref.tar.gz", 4, 2, store=None)[0]
+    assert write_targz(root, tmp_path / "cold.tar.gz", 4, 2, store=store)[0] == want
+    big, other = (hashlib.sha256(f"{IDENTITY} level 4\0".encode()
+                                 + (root / "lib" / n).read_bytes()).hexdigest()
+                  for n in ("big.so", "other.so"))
+    [kept_big] = store.rglob(f"{big}.*")
+    [kept_other] = store.rglob(f"{other}.*")
+    swapped = kept_big.parent / f"{big}.{kept_other.name.rpartition('.')[2]}"
+    kept_big.unlink()
+    swapped.write_bytes(kept_other.read_bytes())  # a valid entry, of the other file
+    assert write_targz(root, tmp_path / "swap.tar.gz", 4, 2, store=store)[0] == want
+    assert not swapped.exists() and [p.name for p in store.rglob(f"{big}.*")] == [kept_big.name]
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root:x:0:0::/root:/bin/sh\n")
+    kept_big.unlink()
+    link = kept_big.parent / f"{big}.{hashlib.sha256(secret.read_bytes()).hexdigest()}"
+    link.symlink_to(secret)
+    out = tmp_path / "link.tar.gz"
+    assert write_targz(root, out, 4, 2, store=store)[0] == want
+    assert b"root:x" not in gzip.decompress(out.read_bytes())
+    assert not link.is_symlink() and secret.read_bytes().startswith(b"root:x")  # link dropped
+
+    kept_big.unlink()
+    fifo = kept_big.parent / f"{big}.{'0' * 64}"
+    os.mkfifo(fifo)  # a read would block forever: never opened so
+    assert write_targz(root, tmp_path / "fifo.tar.gz", 4, 2, store=store)[0] == want
+
+
+def test_members_changed_after_their_check_stop_the_pack(tmp_path: Path) -> None:
+    members = tmp_path / "members"
+    members.write_bytes(gzip.compress(b"x" * 100, mtime=0))
+    with (tmp_path / "out.gz").open("wb") as raw:
+        gz = ParallelGzipWriter(raw, 4, 1)
+        gz.append_members(members.open("rb"), 100, "0" * 64)  # not these bytes' digest
+        with pytest.raises(PackError, match=r"^the cache entry 000000000000 changed while it "
+                                            r"was being appended$"):
+            gz.close()
+        gz.abort()
