@@ -16,6 +16,7 @@ import pytest
 from conda_pack.core import is_binary_file
 
 from packer.core.errors import PackError
+from packer.lock.pychannel import find_python
 from packer.pack import bytecode
 from packer.pack.archive import LARGE, entries, write_targz
 from packer.pack.staging import is_text
@@ -194,3 +195,57 @@ def test_members_changed_after_their_check_stop_the_pack(tmp_path: Path) -> None
                                             r"was being appended$"):
             gz.close()
         gz.abort()
+
+
+def entry_of(store: Path, root: Path, rel: str, python: str = PY) -> Path:
+    key = hashlib.sha256(bytecode.interpreter_key(root, python) + rel.encode() + b"\0"
+                         + (root / rel).read_bytes()).hexdigest()
+    return store / key[:2] / key
+
+
+@pytest.mark.parametrize("python", ["3.10", PY])
+def test_a_bytecode_entry_must_belong_to_its_source(tmp_path: Path, python: str) -> None:
+    """A cached .pyc is placed only if its header says this interpreter's magic,
+    unchecked-hash, and the source hash of the file being packed (computed by the env's own
+    Python: 3.10's differs from 3.11's), and, where tritonpack's Python can read it, if its
+    code names this file. Another file's entry (swapped), another path's (same source), or a
+    symlink out of the store is compiled again, and the entry replaced."""
+    exe = Path(sys.executable) if python == PY else find_python(python).prefix / "bin" / \
+        f"python{python}"
+    root, store = tmp_path / "env", tmp_path / "store"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / f"python{python}").symlink_to(exe)
+    site = f"lib/python{python}/site-packages/pkg"
+    (root / site).mkdir(parents=True)
+    (root / site / "good.py").write_text("def f():\n    return 'GOOD'\n")
+    (root / site / "evil.py").write_text("def f():\n    return 'EVIL'\n")
+    (root / site / "twin.py").write_text("def f():\n    return 'GOOD'\n")  # good's bytes
+    chosen = bytecode.targets(root, python, "all", ())
+    bytecode.compile_bytecode(root, python, chosen, store)
+    compiled = pycs(root)
+    assert compiled[f"{site}/__pycache__/good.cpython-{python.replace('.', '')}.pyc"][4:8] \
+        == b"\1\0\0\0"
+
+    def again() -> None:
+        for f in (root / site / "__pycache__").iterdir():
+            f.unlink()
+        bytecode.compile_bytecode(root, python, chosen, store)
+        assert pycs(root) == compiled
+
+    again()  # a warm cache is used: the header checks pass for the env's own compile
+    good, evil, twin = (entry_of(store, root, f"{site}/{n}.py", python)
+                        for n in ("good", "evil", "twin"))
+    kept = good.read_bytes()
+    good.write_bytes(evil.read_bytes())  # swapped: evil's source hash
+    again()
+    assert good.read_bytes() == kept
+    outside = tmp_path / "outside"
+    outside.write_bytes(kept)
+    good.unlink()
+    good.symlink_to(outside)  # never followed
+    again()
+    assert not good.is_symlink() and good.read_bytes() == kept
+    if python == PY:  # same source, other path: only the code's recorded name tells them apart
+        twin.write_bytes(kept)
+        again()
+        assert twin.read_bytes() != kept
