@@ -20,6 +20,7 @@ from packer.lock.pychannel import find_python
 from packer.pack import bytecode
 from packer.pack.archive import LARGE, entries, write_targz
 from packer.pack.staging import is_text
+from packer.pack.storefile import distrusted
 from packer.pack.targz import IDENTITY, ParallelGzipWriter
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -249,3 +250,30 @@ def test_a_bytecode_entry_must_belong_to_its_source(tmp_path: Path, python: str)
         twin.write_bytes(kept)
         again()
         assert twin.read_bytes() != kept
+
+
+def test_a_forged_pyc_is_undetectable_until_no_cache_replaces_it(tmp_path: Path) -> None:
+    """The limit of the checks (README): an entry with this file's header and other code is
+    placed. ``--no-cache`` (``distrusted``) reads no entry: it compiles, and its work
+    replaces the forged entry, so the next pack is clean again."""
+    root, store = env_root(tmp_path), tmp_path / "store"
+    chosen = bytecode.targets(root, PY, "all", ())
+    first = bytecode.compile_bytecode(root, PY, chosen, store)
+    compiled = pycs(root)
+    rel = f"lib/python{PY}/site-packages/pkg/m0.py"
+    out = f"lib/python{PY}/site-packages/pkg/__pycache__/m0.cpython-{PY.replace('.', '')}.pyc"
+    entry = entry_of(store, root, rel)
+    forged = compiled[out][:16] + marshal.dumps(compile("def f(x):\n    return 'EVIL'\n",
+                                                        rel, "exec"))
+    entry.write_bytes(hashlib.sha256(forged).digest() + forged)
+
+    def again() -> dict[str, bytes]:
+        for f in root.rglob("*.pyc"):
+            f.unlink()
+        assert bytecode.compile_bytecode(root, PY, chosen, store) == first
+        return pycs(root)
+
+    assert again()[out] == forged  # right header, right name: nothing short of compiling tells
+    with distrusted():
+        assert again() == compiled
+    assert entry.read_bytes()[32:] == compiled[out] and again() == compiled

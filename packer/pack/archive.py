@@ -25,7 +25,7 @@ from ..core.errors import PackError
 from ..core.fsguard import not_regular
 from ..resolve.target import Target
 from .archivefs import check_entries, escapes_dir
-from .storefile import open_entry, real_dir
+from .storefile import open_entry, real_dir, reuse
 from .targz import BLOCK, IDENTITY, ParallelGzipWriter
 
 DEFAULT_LEVEL = 4  # the knee measured by bench/: level 6 took 2.2x longer for 3.6 % less
@@ -193,7 +193,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
     content.update(tarfile.NUL * (padded - size))
     key = digest.hexdigest()
     folder = store / key[:2]
-    for entry in sorted(folder.glob(f"{key}.*")) if real_dir(folder) else ():
+    for entry in sorted(folder.glob(f"{key}.*")) if real_dir(folder) and reuse() else ():
         blob = entry.name.rpartition(".")[2]
         kept = open_entry(entry)
         if kept is not None and _holds(kept, blob, padded, content.digest()):

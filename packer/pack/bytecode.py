@@ -44,7 +44,7 @@ from pathlib import Path
 from ..core import proc
 from ..core.errors import PackError, ProcessError
 from . import pyc
-from .storefile import open_entry
+from .storefile import open_entry, reuse
 
 # What ships as hash-checked .pyc. "imported" (the default): the stdlib and the packages the
 # scan found imported, measured best for time to READY (small model 1.17 s -> 0.85 s, medium
@@ -115,7 +115,7 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
             continue
         key = hashlib.sha256(interp + rel.encode() + b"\0" + f.read_bytes()).hexdigest()
         keys[f] = key
-        hit = _lookup(store, key)
+        hit = _lookup(store, key) if reuse() else None  # --no-cache: compiled, replaced
         if hit is None:
             todo.append(f)
         elif hit == SOURCE_ONLY:

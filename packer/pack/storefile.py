@@ -5,14 +5,38 @@ that would block the read forever, a directory. An entry is read only as a regul
 the store itself: opened without following a symlink (O_NOFOLLOW) and without blocking
 (O_NONBLOCK), then checked with fstat on the open descriptor, so a swap between the check
 and the read is caught. What the entry holds is then checked by its store.
+Under ``--no-cache`` (``distrusted``) the stores are written, never read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO
+
+_REUSE: ContextVar[bool] = ContextVar("tritonpack_store_reuse", default=True)
+
+
+def reuse() -> bool:
+    """Whether the stores may be read now (``distrusted`` says no)."""
+    return _REUSE.get()
+
+
+@contextlib.contextmanager
+def distrusted(distrust: bool = True) -> Iterator[None]:
+    """``--no-cache``: within, the stores are written but never read. A user who distrusts
+    the cache gets bytecode compiled and members compressed by this build, which replace the
+    entries the stores held (a forged .pyc with a right header included: nothing else can
+    tell it from the real one)."""
+    token = _REUSE.set(not distrust)
+    try:
+        yield
+    finally:
+        _REUSE.reset(token)
 
 
 def real_dir(path: Path) -> bool:
