@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import marshal
 import os
 import sys
@@ -277,3 +278,30 @@ def test_a_forged_pyc_is_undetectable_until_no_cache_replaces_it(tmp_path: Path)
     with distrusted():
         assert again() == compiled
     assert entry.read_bytes()[32:] == compiled[out] and again() == compiled
+
+
+def test_a_packed_env_entry_is_never_read_through_a_symlink(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``envs/KEY/env.tar.gz -> a secret`` with a matching sha256 would copy the secret into
+    the model directory: an entry, its meta.json and its archive must be the cache's own."""
+    from packer.pack import envcache
+
+    monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path / "cache"))
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root:$6$hash\n")
+    meta = {"format": "tar.gz", "sha256": hashlib.sha256(secret.read_bytes()).hexdigest()}
+    base = tmp_path / "cache" / "envs" / ("a" * 64)
+    base.mkdir(parents=True)
+    (base / "meta.json").write_text(json.dumps(meta))
+    (base / "env.tar.gz").write_bytes(secret.read_bytes())
+    assert envcache.lookup("a" * 64) is not None  # the cache's own file: found
+    (base / "env.tar.gz").unlink()
+    (base / "env.tar.gz").symlink_to(secret)
+    assert envcache.lookup("a" * 64) is None
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text(json.dumps(meta))
+    (base / "env.tar.gz").unlink()
+    (base / "env.tar.gz").write_bytes(secret.read_bytes())
+    (base / "meta.json").unlink()
+    (base / "meta.json").symlink_to(elsewhere)
+    assert envcache.lookup("a" * 64) is None

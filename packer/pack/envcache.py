@@ -29,7 +29,7 @@ from ..core.integrity import clone_or_copy, manifest, sha256_file
 from .pack import EnvArchive, PackOptions
 from .prune import PruneReport, tree_size
 from .staging import STORES
-from .storefile import real_dir
+from .storefile import open_entry, real_dir
 
 FORMAT = 7  # bump when what an archive holds for a given lock changes
 ARCHIVE = "env.tar.gz"
@@ -65,21 +65,38 @@ def _entry_dir(key: str) -> Path:
 
 
 def lookup(key: str, since: float | None = None) -> Entry | None:
-    """The entry for ``key``; with ``since``, only one made at or after that time."""
-    base = _entry_dir(key) if (cache_root() / "envs" / key).is_dir() else None
-    if base is None:
+    """The entry for ``key``; with ``since``, only one made at or after that time.
+
+    Nothing is read through a symlink: ``envs/KEY/env.tar.gz -> /etc/shadow`` (with a
+    matching sha256 in meta.json) would copy a file its planter cannot read into the model
+    directory. The entry, its meta.json and its archive must be the cache's own."""
+    envs = cache_root() / "envs"
+    if not (real_dir(envs) and real_dir(envs / key)):
+        return None
+    base = _entry_dir(key)
+    fh = open_entry(base / "meta.json")
+    if fh is None:
         return None
     try:
-        meta = json.loads((base / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if since is not None and float(meta.get("created", 0)) < since:
+        with fh:
+            meta = json.loads(fh.read().decode("utf-8"))
+        if not isinstance(meta, dict):
+            return None
+        if since is not None and float(meta.get("created", 0)) < since:
+            return None
+    except (OSError, ValueError, AttributeError, TypeError):
         return None
     path = base / (DIRECTORY if meta.get("format") == "dir" else ARCHIVE)
-    if not path.exists():
-        return None
+    if meta.get("format") == "dir":
+        if not real_dir(path):
+            return None
+    else:
+        archive = open_entry(path)
+        if archive is None:
+            return None
+        archive.close()
     with contextlib.suppress(OSError):
-        os.utime(base / "meta.json")  # last use, for `cache prune`
+        os.utime(base / "meta.json", follow_symlinks=False)  # last use, for `cache prune`
     return Entry(key, path, meta)
 
 
