@@ -305,3 +305,20 @@ def test_a_packed_env_entry_is_never_read_through_a_symlink(
     (base / "meta.json").unlink()
     (base / "meta.json").symlink_to(elsewhere)
     assert envcache.lookup("a" * 64) is None
+
+
+def test_an_env_python_that_cannot_hash_the_sources_is_an_error(tmp_path: Path) -> None:
+    """The checks of a warm cache run the env's Python once: if it fails, the pack fails
+    (named), it does not ship unchecked entries."""
+    root, store = env_root(tmp_path), tmp_path / "store"
+    python = root / "bin" / f"python{PY}"
+    python.unlink()
+    broken = tmp_path / "broken"
+    python.write_text(f'#!/bin/sh\n[ -e {broken} ] && exit 3\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)  # the same bytes (so the same cache keys) either way
+    chosen = bytecode.targets(root, PY, "all", ())
+    bytecode.compile_bytecode(root, PY, chosen, store)
+    broken.write_text("")
+    with pytest.raises(PackError, match=r"^hashing the sources with the environment's Python "
+                                        r"failed$"):
+        bytecode.compile_bytecode(root, PY, chosen, store)

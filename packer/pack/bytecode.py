@@ -195,7 +195,7 @@ def _source_hashes(root: Path, python: str, files: list[Path]) -> tuple[bytes, l
             magic, hashes = json.loads(out.strip().splitlines()[-1])
             return bytes.fromhex(magic), [bytes.fromhex(h) for h in hashes]
         except (ProcessError, ValueError, IndexError) as exc:
-            raise PackError("reading the environment's Python bytecode magic failed",
+            raise PackError("hashing the sources with the environment's Python failed",
                             detail=getattr(exc, "detail", str(exc))) from exc
 
 
