@@ -181,6 +181,14 @@ def test_a_gzip_entry_must_decompress_to_the_file_packed(tmp_path: Path) -> None
     assert b"root:x" not in gzip.decompress(out.read_bytes())
     assert not link.is_symlink() and secret.read_bytes().startswith(b"root:x")  # link dropped
 
+    data = (root / "lib" / "big.so").read_bytes()
+    longer = gzip.compress(data + bytes(-len(data) % 512 + (64 << 20)), mtime=0)  # 64 MiB more
+    kept_big.unlink()
+    bomb = kept_big.parent / f"{big}.{hashlib.sha256(longer).hexdigest()}"
+    bomb.write_bytes(longer)  # the file, then zeros past its padding: inflated no further
+    assert write_targz(root, tmp_path / "bomb.tar.gz", 4, 2, store=store)[0] == want
+    assert not bomb.exists()
+
     kept_big.unlink()
     fifo = kept_big.parent / f"{big}.{'0' * 64}"
     os.mkfifo(fifo)  # a read would block forever: never opened so

@@ -184,19 +184,17 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
         _stream(gz, path, size, padded)
         gz.cut()
         return
-    digest = hashlib.sha256(f"{IDENTITY} level {level}\0".encode())
-    content = hashlib.sha256()  # what the members must decompress to: the data, then padding
+    salt = f"{IDENTITY} level {level}\0".encode()
+    digest = hashlib.sha256(salt)
     with path.open("rb") as fh:
         while chunk := fh.read(BLOCK):
             digest.update(chunk)
-            content.update(chunk)
-    content.update(tarfile.NUL * (padded - size))
     key = digest.hexdigest()
     folder = store / key[:2]
     for entry in sorted(folder.glob(f"{key}.*")) if real_dir(folder) and reuse() else ():
         blob = entry.name.rpartition(".")[2]
         kept = open_entry(entry)
-        if kept is not None and _holds(kept, blob, padded, content.digest()):
+        if kept is not None and _holds(kept, blob, size, padded, salt, key):
             kept.seek(0)
             with contextlib.suppress(OSError):
                 os.utime(entry, follow_symlinks=False)  # last use, for `cache prune`
@@ -265,13 +263,14 @@ class _Sink:
             self.failed = True
 
 
-def _holds(fh: BinaryIO, blob: str, padded: int, content: bytes) -> bool:
+def _holds(fh: BinaryIO, blob: str, size: int, padded: int, salt: bytes, key: str) -> bool:
     """Whether an entry's bytes are the digest its name ends with (a torn write never is)
-    AND decompress to exactly the file being packed, padding included (``content``: their
-    sha256): an entry renamed from another file's, or written by someone else, is a miss.
-    Decompressed as a stream, never more than ``padded`` + 1 bytes: a gzip bomb stops there."""
+    AND decompress to exactly the file being packed: its ``size`` bytes, whose salted sha256
+    is the ``key`` the file was looked up by, then zeros up to ``padded``. An entry renamed
+    from another file's, or written by someone else, is a miss. Decompressed as a stream,
+    never more than ``padded`` + 1 bytes: a gzip bomb stops there."""
     compressed = hashlib.sha256()
-    plain = hashlib.sha256()
+    plain = hashlib.sha256(salt)
     out = 0
     inflate = zlib.decompressobj(31)  # gzip; one per member
     try:
@@ -282,12 +281,15 @@ def _holds(fh: BinaryIO, blob: str, padded: int, content: bytes) -> bool:
                 if inflate.eof:
                     inflate = zlib.decompressobj(31)
                 piece = inflate.decompress(data, padded - out + 1)
-                out += len(piece)
-                if out > padded:
+                if out + len(piece) > padded:
                     return False
-                plain.update(piece)
+                cut = max(0, min(len(piece), size - out))  # the data, then the tar padding
+                plain.update(piece[:cut])
+                if piece[cut:].strip(tarfile.NUL):
+                    return False
+                out += len(piece)
                 data = inflate.unconsumed_tail or (inflate.unused_data if inflate.eof else b"")
     except (OSError, zlib.error):
         return False
-    return (inflate.eof and out == padded and plain.digest() == content
+    return (inflate.eof and out == padded and plain.hexdigest() == key
             and compressed.hexdigest() == blob)
