@@ -39,6 +39,7 @@ from .pack.pack import EnvArchive, PackOptions, Staged
 from .pack.pack import pack as pack_env
 from .pack.sbom import render as render_sbom
 from .pack.sbom import sbom_path
+from .pack.storefile import distrusted
 from .patch.config import PatchResult, PlannedPatch, check_patch, env_value
 from .scan.imports import Kind
 from .scan.model import CONFIG_NAME, TOKEN
@@ -191,8 +192,8 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
         written, patched = committed
         bundled = tuple(hit.meta.get("bundled", ()))
         skipped = tuple(hit.meta.get("skipped", ()))
-    else:
-        with key_lock(key):
+    else:  # --no-cache (since): the stores are written, not read (storefile.distrusted)
+        with key_lock(key), distrusted(since is not None):
             prefix = build(locked.lock, ctx.report, rep, key=key,
                            python_from=ctx.options.python_from)
             bundled, skipped = prefix.bundled, prefix.skipped

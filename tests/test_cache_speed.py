@@ -146,3 +146,35 @@ def test_fixed_build_path_is_refused_when_owned_by_someone_else(
     work = env_mod.new_build_dir("a" * 64)
     assert root not in work.parents  # fell back to a private temporary dir
     work.rmdir()
+
+
+@pytest.mark.parametrize("everything", [False, True])
+def test_prune_never_follows_a_symlink_out_of_the_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, everything: bool) -> None:
+    """Whoever can write the cache plants links into a victim's files; prune removes the
+    links (debris), never what they point to, in every section."""
+    victim = tmp_path / "victim"
+    (victim / "aa").mkdir(parents=True)
+    (victim / "aa" / "old").write_text("keep\n")
+    (victim / "old").write_text("keep\n")
+    (victim / "meta.json").write_text("{}\n")
+    for f in (victim / "aa" / "old", victim / "old", victim / "meta.json", victim / "aa"):
+        os.utime(f, (0, 0))
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
+    links = [cache / "envs" / ("0" * 64), cache / "bytecode" / "zz", cache / "gzip" / "ab" / "cd",
+             cache / "sdist-wheels", cache / "pkgs"]
+    for link in links:
+        link.parent.mkdir(parents=True, exist_ok=True)
+    (cache / "gzip" / "ab" / "cd").symlink_to(victim / "old")
+    for link in links:
+        if not link.is_symlink():
+            link.symlink_to(victim)
+    (cache / "uv").symlink_to(victim)  # a whole section, as a link
+    argv = ["cache", "prune", "--json"] + (["--all"] if everything else ["--days", "0"])
+    res = run_cli(*argv)
+    assert res.exit_code == 0
+    assert sorted(p.relative_to(victim).as_posix() for p in victim.rglob("*")) == [
+        "aa", "aa/old", "meta.json", "old"]
+    gone = [*links, cache / "uv"] if everything else links[:3]
+    assert [link for link in gone if link.is_symlink()] == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import marshal
 import os
 import sys
@@ -15,9 +16,13 @@ from pathlib import Path
 import pytest
 from conda_pack.core import is_binary_file
 
+from packer.core.errors import PackError
+from packer.lock.pychannel import find_python
 from packer.pack import bytecode
 from packer.pack.archive import LARGE, entries, write_targz
 from packer.pack.staging import is_text
+from packer.pack.storefile import distrusted
+from packer.pack.targz import IDENTITY, ParallelGzipWriter
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 MINOR = sys.version_info.minor
@@ -145,3 +150,183 @@ def test_an_interrupted_write_keeps_nothing(tmp_path: Path,
     monkeypatch.setattr(archive, "_stream", real)
     sha, _, _ = write_targz(root, tmp_path / "out.tar.gz", 4, 2, store=store)
     assert sha == write_targz(root, tmp_path / "again.tar.gz", 4, 2, store=None)[0]
+
+
+def test_a_gzip_entry_must_decompress_to_the_file_packed(tmp_path: Path) -> None:
+    """An entry of the store is used only if its members decompress to the very bytes being
+    packed: another file's valid entry renamed under this file's key, or a symlink named
+    with its target's digest (``/etc/passwd``), is a miss: compressed again and replaced."""
+    root, store = tree(tmp_path), tmp_path / "store"
+    (root / "lib" / "other.so").write_bytes(b"B" * (2 * LARGE))
+    want = write_targz(root, tmp_path / "ref.tar.gz", 4, 2, store=None)[0]
+    assert write_targz(root, tmp_path / "cold.tar.gz", 4, 2, store=store)[0] == want
+    big, other = (hashlib.sha256(f"{IDENTITY} level 4\0".encode()
+                                 + (root / "lib" / n).read_bytes()).hexdigest()
+                  for n in ("big.so", "other.so"))
+    [kept_big] = store.rglob(f"{big}.*")
+    [kept_other] = store.rglob(f"{other}.*")
+    swapped = kept_big.parent / f"{big}.{kept_other.name.rpartition('.')[2]}"
+    kept_big.unlink()
+    swapped.write_bytes(kept_other.read_bytes())  # a valid entry, of the other file
+    assert write_targz(root, tmp_path / "swap.tar.gz", 4, 2, store=store)[0] == want
+    assert not swapped.exists() and [p.name for p in store.rglob(f"{big}.*")] == [kept_big.name]
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root:x:0:0::/root:/bin/sh\n")
+    kept_big.unlink()
+    link = kept_big.parent / f"{big}.{hashlib.sha256(secret.read_bytes()).hexdigest()}"
+    link.symlink_to(secret)
+    out = tmp_path / "link.tar.gz"
+    assert write_targz(root, out, 4, 2, store=store)[0] == want
+    assert b"root:x" not in gzip.decompress(out.read_bytes())
+    assert not link.is_symlink() and secret.read_bytes().startswith(b"root:x")  # link dropped
+
+    data = (root / "lib" / "big.so").read_bytes()
+    longer = gzip.compress(data + bytes(-len(data) % 512 + (64 << 20)), mtime=0)  # 64 MiB more
+    kept_big.unlink()
+    bomb = kept_big.parent / f"{big}.{hashlib.sha256(longer).hexdigest()}"
+    bomb.write_bytes(longer)  # the file, then zeros past its padding: inflated no further
+    assert write_targz(root, tmp_path / "bomb.tar.gz", 4, 2, store=store)[0] == want
+    assert not bomb.exists()
+
+    kept_big.unlink()
+    fifo = kept_big.parent / f"{big}.{'0' * 64}"
+    os.mkfifo(fifo)  # a read would block forever: never opened so
+    assert write_targz(root, tmp_path / "fifo.tar.gz", 4, 2, store=store)[0] == want
+
+
+def test_members_changed_after_their_check_stop_the_pack(tmp_path: Path) -> None:
+    members = tmp_path / "members"
+    members.write_bytes(gzip.compress(b"x" * 100, mtime=0))
+    with (tmp_path / "out.gz").open("wb") as raw:
+        gz = ParallelGzipWriter(raw, 4, 1)
+        gz.append_members(members.open("rb"), 100, "0" * 64)  # not these bytes' digest
+        with pytest.raises(PackError, match=r"^the cache entry 000000000000 changed while it "
+                                            r"was being appended$"):
+            gz.close()
+        gz.abort()
+
+
+def entry_of(store: Path, root: Path, rel: str, python: str = PY) -> Path:
+    key = hashlib.sha256(bytecode.interpreter_key(root, python) + rel.encode() + b"\0"
+                         + (root / rel).read_bytes()).hexdigest()
+    return store / key[:2] / key
+
+
+@pytest.mark.parametrize("python", ["3.10", PY])
+def test_a_bytecode_entry_must_belong_to_its_source(tmp_path: Path, python: str) -> None:
+    """A cached .pyc is placed only if its header says this interpreter's magic,
+    unchecked-hash, and the source hash of the file being packed (computed by the env's own
+    Python: 3.10's differs from 3.11's), and, where tritonpack's Python can read it, if its
+    code names this file. Another file's entry (swapped), another path's (same source), or a
+    symlink out of the store is compiled again, and the entry replaced."""
+    exe = Path(sys.executable) if python == PY else find_python(python).prefix / "bin" / \
+        f"python{python}"
+    root, store = tmp_path / "env", tmp_path / "store"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / f"python{python}").symlink_to(exe)
+    site = f"lib/python{python}/site-packages/pkg"
+    (root / site).mkdir(parents=True)
+    (root / site / "good.py").write_text("def f():\n    return 'GOOD'\n")
+    (root / site / "evil.py").write_text("def f():\n    return 'EVIL'\n")
+    (root / site / "twin.py").write_text("def f():\n    return 'GOOD'\n")  # good's bytes
+    chosen = bytecode.targets(root, python, "all", ())
+    bytecode.compile_bytecode(root, python, chosen, store)
+    compiled = pycs(root)
+    assert compiled[f"{site}/__pycache__/good.cpython-{python.replace('.', '')}.pyc"][4:8] \
+        == b"\1\0\0\0"
+
+    def again() -> None:
+        for f in (root / site / "__pycache__").iterdir():
+            f.unlink()
+        bytecode.compile_bytecode(root, python, chosen, store)
+        assert pycs(root) == compiled
+
+    again()  # a warm cache is used: the header checks pass for the env's own compile
+    good, evil, twin = (entry_of(store, root, f"{site}/{n}.py", python)
+                        for n in ("good", "evil", "twin"))
+    kept = good.read_bytes()
+    good.write_bytes(evil.read_bytes())  # swapped: evil's source hash
+    again()
+    assert good.read_bytes() == kept
+    outside = tmp_path / "outside"
+    outside.write_bytes(kept)
+    good.unlink()
+    good.symlink_to(outside)  # never followed
+    again()
+    assert not good.is_symlink() and good.read_bytes() == kept
+    if python == PY:  # same source, other path: only the code's recorded name tells them apart
+        twin.write_bytes(kept)
+        again()
+        assert twin.read_bytes() != kept
+
+
+def test_a_forged_pyc_is_undetectable_until_no_cache_replaces_it(tmp_path: Path) -> None:
+    """The limit of the checks (README): an entry with this file's header and other code is
+    placed. ``--no-cache`` (``distrusted``) reads no entry: it compiles, and its work
+    replaces the forged entry, so the next pack is clean again."""
+    root, store = env_root(tmp_path), tmp_path / "store"
+    chosen = bytecode.targets(root, PY, "all", ())
+    first = bytecode.compile_bytecode(root, PY, chosen, store)
+    compiled = pycs(root)
+    rel = f"lib/python{PY}/site-packages/pkg/m0.py"
+    out = f"lib/python{PY}/site-packages/pkg/__pycache__/m0.cpython-{PY.replace('.', '')}.pyc"
+    entry = entry_of(store, root, rel)
+    forged = compiled[out][:16] + marshal.dumps(compile("def f(x):\n    return 'EVIL'\n",
+                                                        rel, "exec"))
+    entry.write_bytes(hashlib.sha256(forged).digest() + forged)
+
+    def again() -> dict[str, bytes]:
+        for f in root.rglob("*.pyc"):
+            f.unlink()
+        assert bytecode.compile_bytecode(root, PY, chosen, store) == first
+        return pycs(root)
+
+    assert again()[out] == forged  # right header, right name: nothing short of compiling tells
+    with distrusted():
+        assert again() == compiled
+    assert entry.read_bytes()[32:] == compiled[out] and again() == compiled
+
+
+def test_a_packed_env_entry_is_never_read_through_a_symlink(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``envs/KEY/env.tar.gz -> a secret`` with a matching sha256 would copy the secret into
+    the model directory: an entry, its meta.json and its archive must be the cache's own."""
+    from packer.pack import envcache
+
+    monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path / "cache"))
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root:$6$hash\n")
+    meta = {"format": "tar.gz", "sha256": hashlib.sha256(secret.read_bytes()).hexdigest()}
+    base = tmp_path / "cache" / "envs" / ("a" * 64)
+    base.mkdir(parents=True)
+    (base / "meta.json").write_text(json.dumps(meta))
+    (base / "env.tar.gz").write_bytes(secret.read_bytes())
+    assert envcache.lookup("a" * 64) is not None  # the cache's own file: found
+    (base / "env.tar.gz").unlink()
+    (base / "env.tar.gz").symlink_to(secret)
+    assert envcache.lookup("a" * 64) is None
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text(json.dumps(meta))
+    (base / "env.tar.gz").unlink()
+    (base / "env.tar.gz").write_bytes(secret.read_bytes())
+    (base / "meta.json").unlink()
+    (base / "meta.json").symlink_to(elsewhere)
+    assert envcache.lookup("a" * 64) is None
+
+
+def test_an_env_python_that_cannot_hash_the_sources_is_an_error(tmp_path: Path) -> None:
+    """The checks of a warm cache run the env's Python once: if it fails, the pack fails
+    (named), it does not ship unchecked entries."""
+    root, store = env_root(tmp_path), tmp_path / "store"
+    python = root / "bin" / f"python{PY}"
+    python.unlink()
+    broken = tmp_path / "broken"
+    python.write_text(f'#!/bin/sh\n[ -e {broken} ] && exit 3\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)  # the same bytes (so the same cache keys) either way
+    chosen = bytecode.targets(root, PY, "all", ())
+    bytecode.compile_bytecode(root, PY, chosen, store)
+    broken.write_text("")
+    with pytest.raises(PackError, match=r"^hashing the sources with the environment's Python "
+                                        r"failed$"):
+        bytecode.compile_bytecode(root, PY, chosen, store)

@@ -16,6 +16,7 @@ import os
 import stat
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,6 +25,7 @@ from ..core.errors import PackError
 from ..core.fsguard import not_regular
 from ..resolve.target import Target
 from .archivefs import check_entries, escapes_dir
+from .storefile import open_entry, real_dir, reuse
 from .targz import BLOCK, IDENTITY, ParallelGzipWriter
 
 DEFAULT_LEVEL = 4  # the knee measured by bench/: level 6 took 2.2x longer for 3.6 % less
@@ -175,28 +177,36 @@ def _stream(gz: ParallelGzipWriter, path: Path, size: int, padded: int) -> None:
 
 def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: int,
            store: Path | None) -> None:
-    """One large file's data as members of its own: from the store when it holds them
-    (checked against the digest in the entry's name), else compressed, and kept."""
+    """One large file's data as members of its own: from the store when an entry there holds
+    exactly this file's bytes (``_holds``), else compressed, and kept."""
     if store is None:
         gz.cut()
         _stream(gz, path, size, padded)
         gz.cut()
         return
-    digest = hashlib.sha256(f"{IDENTITY} level {level}\0".encode())
+    salt = f"{IDENTITY} level {level}\0".encode()
+    digest = hashlib.sha256(salt)
     with path.open("rb") as fh:
         while chunk := fh.read(BLOCK):
             digest.update(chunk)
     key = digest.hexdigest()
     folder = store / key[:2]
-    for entry in sorted(folder.glob(f"{key}.*")) if folder.is_dir() else ():
-        if _intact(entry):
+    for entry in sorted(folder.glob(f"{key}.*")) if real_dir(folder) and reuse() else ():
+        blob = entry.name.rpartition(".")[2]
+        kept = open_entry(entry)
+        if kept is not None and _holds(kept, blob, size, padded, salt, key):
+            kept.seek(0)
             with contextlib.suppress(OSError):
-                os.utime(entry)  # last use, for `tritonpack cache prune`
-            gz.append_members(entry, padded)
+                os.utime(entry, follow_symlinks=False)  # last use, for `cache prune`
+            gz.append_members(kept, padded, blob)
             return
+        if kept is not None:
+            kept.close()
         with contextlib.suppress(OSError):
-            entry.unlink()
+            entry.unlink()  # a symlink is removed, never its target
     try:
+        if folder.is_symlink():  # debris: the store's folders are its own
+            folder.unlink()
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
     except OSError:  # a cache that cannot be written: compressed, not kept
@@ -253,13 +263,33 @@ class _Sink:
             self.failed = True
 
 
-def _intact(entry: Path) -> bool:
-    """An entry's bytes match the digest its name ends with (a torn write never does)."""
-    blob = hashlib.sha256()
+def _holds(fh: BinaryIO, blob: str, size: int, padded: int, salt: bytes, key: str) -> bool:
+    """Whether an entry's bytes are the digest its name ends with (a torn write never is)
+    AND decompress to exactly the file being packed: its ``size`` bytes, whose salted sha256
+    is the ``key`` the file was looked up by, then zeros up to ``padded``. An entry renamed
+    from another file's, or written by someone else, is a miss. Decompressed as a stream,
+    never more than ``padded`` + 1 bytes: a gzip bomb stops there."""
+    compressed = hashlib.sha256()
+    plain = hashlib.sha256(salt)
+    out = 0
+    inflate = zlib.decompressobj(31)  # gzip; one per member
     try:
-        with entry.open("rb") as fh:
-            while chunk := fh.read(BLOCK):
-                blob.update(chunk)
-    except OSError:
+        while chunk := fh.read(BLOCK):
+            compressed.update(chunk)
+            data = chunk
+            while data:
+                if inflate.eof:
+                    inflate = zlib.decompressobj(31)
+                piece = inflate.decompress(data, padded - out + 1)
+                if out + len(piece) > padded:
+                    return False
+                cut = max(0, min(len(piece), size - out))  # the data, then the tar padding
+                plain.update(piece[:cut])
+                if piece[cut:].strip(tarfile.NUL):
+                    return False
+                out += len(piece)
+                data = inflate.unconsumed_tail or (inflate.unused_data if inflate.eof else b"")
+    except (OSError, zlib.error):
         return False
-    return entry.name.rpartition(".")[2] == blob.hexdigest()
+    return (inflate.eof and out == padded and plain.hexdigest() == key
+            and compressed.hexdigest() == blob)

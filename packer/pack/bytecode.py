@@ -14,6 +14,13 @@ per Python build, not once per model). A canonical ``.pyc`` does not depend on w
 process compiled before (checked on the 3.10 stdlib compiled in two orders), so a reused
 file is the file a compile would give: archives stay byte-identical, cache or not.
 
+An entry is placed only if it belongs to the file (``_belongs``): the interpreter's magic
+number, unchecked-hash flags, the source hash of the file's bytes (computed by the env's
+Python, one process per pack) and, where tritonpack's own Python reads its marshal format,
+the file's name in its code. That catches an entry swapped from another file or another
+interpreter; one forged with a right header and other code is caught by nothing short of
+compiling again: the cache is trusted, like pip's or uv's (README).
+
 The recorded name shows only where the file loader does not replace it with the real path:
 a stdlib frame from ``lib/pythonXY.zip`` names ``lib/python3.X/...`` (the env-relative path,
 which the build dir was not either); the source line is still shown.
@@ -23,16 +30,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
+import json
+import marshal
 import os
 import re
 import struct
 import tempfile
+import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core import proc
 from ..core.errors import PackError, ProcessError
 from . import pyc
+from .storefile import open_entry, reuse
 
 # What ships as hash-checked .pyc. "imported" (the default): the stdlib and the packages the
 # scan found imported, measured best for time to READY (small model 1.17 s -> 0.85 s, medium
@@ -95,6 +107,7 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
     keys: dict[Path, str] = {}
     todo: list[Path] = []
     source_only: list[str] = []
+    hits: dict[Path, bytes] = {}
     for f in files:
         rel = f.relative_to(root).as_posix()
         if store is None:
@@ -102,13 +115,21 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
             continue
         key = hashlib.sha256(interp + rel.encode() + b"\0" + f.read_bytes()).hexdigest()
         keys[f] = key
-        hit = _lookup(store, key)
+        hit = _lookup(store, key) if reuse() else None  # --no-cache: compiled, replaced
         if hit is None:
             todo.append(f)
         elif hit == SOURCE_ONLY:
             source_only.append(rel)
         else:
-            _place(hit, cached_pyc(f, python))
+            hits[f] = hit
+    if hits:
+        magic, hashes = _source_hashes(root, python, list(hits))
+        for (f, entry), source_hash in zip(hits.items(), hashes, strict=True):
+            if _belongs(entry, magic, source_hash, f.relative_to(root).as_posix()):
+                _place(entry, cached_pyc(f, python))
+            else:
+                todo.append(f)  # another file's entry, or another Python's: compiled again
+        todo.sort()
     if todo:
         compiled_source_only = _compile(root, python, todo)
         source_only += compiled_source_only
@@ -132,10 +153,17 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
 
 
 def _lookup(store: Path, key: str) -> bytes | None:
-    """The cached entry: SOURCE_ONLY or a ``.pyc``'s bytes; None when not cached, or when
-    the entry does not match the digest it starts with (a torn write: compiled again)."""
+    """The cached entry: SOURCE_ONLY or a ``.pyc``'s bytes; None when not cached, not a
+    regular file of the store (a symlink is never followed), or when the entry does not match
+    the digest it starts with (a torn write: compiled again). Whether a ``.pyc`` belongs to
+    the file is ``_belongs``'s question."""
+    path = store / key[:2] / key
+    fh = open_entry(path)
+    if fh is None:
+        return None
     try:
-        raw = (store / key[:2] / key).read_bytes()
+        with fh:
+            raw = fh.read()
     except OSError:
         return None
     digest, data = raw[:32], raw[32:]
@@ -143,8 +171,55 @@ def _lookup(store: Path, key: str) -> bytes | None:
             data != SOURCE_ONLY and len(data) <= pyc.HEADER):
         return None
     with contextlib.suppress(OSError):
-        os.utime(store / key[:2] / key)  # last use, for `tritonpack cache prune`
+        os.utime(path, follow_symlinks=False)  # last use, for `tritonpack cache prune`
     return data
+
+
+# Run by the environment's Python, on the sources only (never on a cache entry): its magic
+# number and, for each file, the hash its compiler writes into a hash-based .pyc (SipHash-2-4
+# up to 3.10, SipHash-1-3 from 3.11: tritonpack's own Python cannot compute a 3.10 one).
+_HASHES = ("import importlib.util as u, json, sys\n"
+           "names = json.load(open(sys.argv[1], encoding='utf-8'))\n"
+           "print(json.dumps([u.MAGIC_NUMBER.hex(),"
+           " [u.source_hash(open(n, 'rb').read()).hex() for n in names]]))\n")
+
+
+def _source_hashes(root: Path, python: str, files: list[Path]) -> tuple[bytes, list[bytes]]:
+    """The environment interpreter's magic number and each file's source hash (one process)."""
+    with tempfile.TemporaryDirectory(prefix="tritonpack-hashes-") as tmp:
+        listing = Path(tmp) / "files.json"
+        listing.write_text(json.dumps([str(f) for f in files]), encoding="utf-8")
+        try:
+            out = proc.run([root / "bin" / f"python{python}", "-I", "-c", _HASHES, listing],
+                           env=proc.clean_env(), cwd=root, timeout=600)
+            magic, hashes = json.loads(out.strip().splitlines()[-1])
+            return bytes.fromhex(magic), [bytes.fromhex(h) for h in hashes]
+        except (ProcessError, ValueError, IndexError) as exc:
+            raise PackError("hashing the sources with the environment's Python failed",
+                            detail=getattr(exc, "detail", str(exc))) from exc
+
+
+UNCHECKED_HASH = 0b01  # PEP 552 flags: hash-based, source not checked at import
+
+
+def _belongs(data: bytes, magic: bytes, source_hash: bytes, rel: str) -> bool:
+    """Whether a cached ``.pyc`` was compiled from this source, at this path, by this
+    interpreter: its header's magic, flags and source hash (what CPython itself would check
+    for a checked-hash .pyc), and the name its code records. An entry swapped from another
+    file fails here; one forged with the right header and other code does not (the cache is
+    trusted as a whole: README)."""
+    if (data[:4] != magic or int.from_bytes(data[4:8], "little") != UNCHECKED_HASH
+            or data[8:16] != source_hash):
+        return False
+    if magic != importlib.util.MAGIC_NUMBER:
+        # marshal's format is this Python's own: another version's code objects cannot be
+        # read here; the source hash above already ties the entry to this file's bytes
+        return True
+    try:
+        code = marshal.loads(data[pyc.HEADER:])  # noqa: S302  # header checked just above
+    except (EOFError, ValueError, TypeError):
+        return False
+    return isinstance(code, types.CodeType) and code.co_filename == rel
 
 
 def _place(data: bytes, out: Path) -> None:
@@ -163,6 +238,8 @@ def _store(store: Path, key: str, data: bytes) -> None:
     pack a compile."""
     folder = store / key[:2]
     with contextlib.suppress(OSError):
+        if folder.is_symlink():  # debris: the store's folders are its own
+            folder.unlink()
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
         try:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -28,6 +29,7 @@ from ..core.integrity import clone_or_copy, manifest, sha256_file
 from .pack import EnvArchive, PackOptions
 from .prune import PruneReport, tree_size
 from .staging import STORES
+from .storefile import open_entry, real_dir
 
 FORMAT = 7  # bump when what an archive holds for a given lock changes
 ARCHIVE = "env.tar.gz"
@@ -63,21 +65,38 @@ def _entry_dir(key: str) -> Path:
 
 
 def lookup(key: str, since: float | None = None) -> Entry | None:
-    """The entry for ``key``; with ``since``, only one made at or after that time."""
-    base = _entry_dir(key) if (cache_root() / "envs" / key).is_dir() else None
-    if base is None:
+    """The entry for ``key``; with ``since``, only one made at or after that time.
+
+    Nothing is read through a symlink: ``envs/KEY/env.tar.gz -> /etc/shadow`` (with a
+    matching sha256 in meta.json) would copy a file its planter cannot read into the model
+    directory. The entry, its meta.json and its archive must be the cache's own."""
+    envs = cache_root() / "envs"
+    if not (real_dir(envs) and real_dir(envs / key)):
+        return None
+    base = _entry_dir(key)
+    fh = open_entry(base / "meta.json")
+    if fh is None:
         return None
     try:
-        meta = json.loads((base / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if since is not None and float(meta.get("created", 0)) < since:
+        with fh:
+            meta = json.loads(fh.read().decode("utf-8"))
+        if not isinstance(meta, dict):
+            return None
+        if since is not None and float(meta.get("created", 0)) < since:
+            return None
+    except (OSError, ValueError, AttributeError, TypeError):
         return None
     path = base / (DIRECTORY if meta.get("format") == "dir" else ARCHIVE)
-    if not path.exists():
-        return None
+    if meta.get("format") == "dir":
+        if not real_dir(path):
+            return None
+    else:
+        archive = open_entry(path)
+        if archive is None:
+            return None
+        archive.close()
     with contextlib.suppress(OSError):
-        os.utime(base / "meta.json")  # last use, for `cache prune`
+        os.utime(base / "meta.json", follow_symlinks=False)  # last use, for `cache prune`
     return Entry(key, path, meta)
 
 
@@ -170,44 +189,104 @@ def info() -> CacheInfo:
     sections = {}
     for name in ("envs", "channels", "pkgs", "uv", "pip-tools", "sdist-wheels", *STORES):
         base = root / name
-        entries = [p for p in base.iterdir() if not p.name.startswith(".")] if base.is_dir() else []
+        entries = ([p for p in base.iterdir() if not p.name.startswith(".")]
+                   if real_dir(base) else [])
         if name in STORES:  # entries lie one folder down, by their key's first two digits
-            entries = [p for d in entries if d.is_dir() for p in d.iterdir()]
-        sections[name] = (len(entries), tree_size(base)[1] if base.is_dir() else 0)
+            entries = [p for d in entries if real_dir(d) for p in d.iterdir()]
+        sections[name] = (len(entries), tree_size(base)[1] if real_dir(base) else 0)
     return CacheInfo(str(root), sections)
 
 
+SECTIONS = ("envs", "channels", "pkgs", "uv", "pip-tools", "sdist-wheels", "tmp", *STORES)
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def prune_cache(older_than_days: float | None, everything: bool) -> tuple[int, int]:
-    """Remove env entries unused for ``older_than_days`` (or everything); (entries, bytes)."""
+    """Remove env entries unused for ``older_than_days`` (or everything); (entries, bytes).
+
+    Nothing under the cache is followed through a symlink: whoever can write the cache can
+    plant ``bytecode/zz -> /home/you``, and prune would delete there. A symlink anywhere
+    prune looks is debris: the link itself is removed, never its target. Folders are opened
+    with O_NOFOLLOW and their entries removed relative to that descriptor, so a folder
+    swapped for a link after it was checked is not entered either."""
     root = cache_root()
     removed = freed = 0
     if everything:
-        for name in ("envs", "channels", "pkgs", "uv", "pip-tools", "sdist-wheels", "tmp", *STORES):
+        for name in SECTIONS:
             base = root / name
-            if base.is_dir():
-                freed += tree_size(base)[1]
+            if base.is_symlink():
+                with contextlib.suppress(OSError):
+                    base.unlink()
+                    removed += 1
+            elif real_dir(base):
+                freed += tree_size(base)[1]  # os.walk: symlinks counted, never followed
                 removed += sum(1 for _ in base.iterdir())
-                shutil.rmtree(base, ignore_errors=True)
+                shutil.rmtree(base, ignore_errors=True)  # never follows a link inside
         return removed, freed
     cutoff = time.time() - 86400 * (older_than_days if older_than_days is not None else 30)
     base = root / "envs"
-    if base.is_dir():
+    if base.is_symlink():
+        with contextlib.suppress(OSError):
+            base.unlink()
+            removed += 1
+    elif real_dir(base):
         for entry in base.iterdir():
-            meta = entry / "meta.json"
-            last = meta.stat().st_mtime if meta.exists() else 0
+            if entry.is_symlink():
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed += 1
+                continue
+            if not real_dir(entry):
+                continue
+            try:
+                last = (entry / "meta.json").lstat().st_mtime
+            except OSError:
+                last = 0
             if last < cutoff:
                 freed += tree_size(entry)[1]
                 removed += 1
                 shutil.rmtree(entry, ignore_errors=True)
     for name in STORES:  # a pack's reusable work (bytecode, gzip members), by last use
-        for folder in (root / name).iterdir() if (root / name).is_dir() else ():
-            for entry in folder.iterdir() if folder.is_dir() else ():
-                with contextlib.suppress(OSError):
-                    st = entry.stat()
-                    if st.st_mtime < cutoff:
-                        entry.unlink()
-                        freed += st.st_size
-                        removed += 1
+        n, size = _prune_store(root / name, cutoff)
+        removed += n
+        freed += size
+    return removed, freed
+
+
+def _prune_store(base: Path, cutoff: float) -> tuple[int, int]:
+    """A store's entries (one folder down) last used before ``cutoff``, and every symlink."""
+    removed = freed = 0
+    if base.is_symlink():
+        with contextlib.suppress(OSError):
+            base.unlink()
+            return 1, 0
+    try:
+        top = os.open(base, _DIR)
+    except OSError:
+        return 0, 0
+    try:
+        for folder in os.listdir(top):
+            try:
+                if stat.S_ISLNK(os.stat(folder, dir_fd=top, follow_symlinks=False).st_mode):
+                    os.unlink(folder, dir_fd=top)
+                    removed += 1
+                    continue
+                fd = os.open(folder, _DIR, dir_fd=top)
+            except OSError:
+                continue  # a file, or gone
+            try:
+                for name in os.listdir(fd):
+                    with contextlib.suppress(OSError):
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                        if stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode)
+                                                        and st.st_mtime < cutoff):
+                            os.unlink(name, dir_fd=fd)
+                            freed += 0 if stat.S_ISLNK(st.st_mode) else st.st_size
+                            removed += 1
+            finally:
+                os.close(fd)
+    finally:
+        os.close(top)
     return removed, freed
 
 

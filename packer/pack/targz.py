@@ -19,8 +19,10 @@ import os
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass
 from typing import BinaryIO, Protocol
+
+from ..core.errors import PackError
 
 BLOCK = 4 << 20  # 4 MiB of tar per member: ~0.1 % larger than one stream, scales per core
 # what the compressed bytes of a member depend on, besides the input and the level
@@ -71,12 +73,22 @@ class ParallelGzipWriter:
             item, sink = self._pending.popleft()
             if isinstance(item, Future):
                 self._emit(item.result(), sink)
-            elif isinstance(item, Path):
-                with item.open("rb") as fh:
-                    while chunk := fh.read(BLOCK):
-                        self._emit(chunk, sink)
+            elif isinstance(item, _Members):
+                self._copy(item)
             else:
                 item(True)
+
+    def _copy(self, members: _Members) -> None:
+        """Append kept members, checking on the way that they are the bytes checked before
+        (the same open file: only a write into it in between could change them)."""
+        seen = hashlib.sha256()
+        with members.fh as fh:
+            while chunk := fh.read(BLOCK):
+                seen.update(chunk)
+                self._emit(chunk, None)
+        if seen.hexdigest() != members.sha256:
+            raise PackError(f"the cache entry {members.sha256[:12]} changed while it was "
+                            "being appended", hint="run the pack again")
 
     def _submit(self, block: bytes) -> None:
         self._pending.append((self._pool.submit(self._compress, block), self._record))
@@ -120,11 +132,12 @@ class ParallelGzipWriter:
         self._done(False)
         self._done = lambda ok: None
 
-    def append_members(self, members: Path, consumed: int) -> None:
-        """Append gzip members compressed before (``consumed`` bytes once uncompressed); the
-        file is read when its turn comes."""
+    def append_members(self, fh: BinaryIO, consumed: int, sha256: str) -> None:
+        """Append gzip members compressed before (``consumed`` bytes once uncompressed, the
+        open file ``fh`` whose bytes have digest ``sha256``); read when its turn comes, and
+        closed."""
         self.cut()
-        self._pending.append((members, None))
+        self._pending.append((_Members(fh, sha256), None))
         self._drain(self._limit)
         self.consumed += consumed
         if self._progress:
@@ -147,10 +160,20 @@ class ParallelGzipWriter:
         for item, _ in self._pending:
             if isinstance(item, Future):
                 item.cancel()
-            elif not isinstance(item, Path):
+            elif isinstance(item, _Members):
+                item.fh.close()
+            else:
                 item(False)
         self._pending.clear()
         self._pool.shutdown(cancel_futures=True)
 
 
-_Item = tuple["Future[bytes] | Path | Callable[[bool], None]", "Sink | None"]
+@dataclass(frozen=True)
+class _Members:
+    """Members kept from an earlier pack: their open file and the sha256 checked."""
+
+    fh: BinaryIO
+    sha256: str
+
+
+_Item = tuple["Future[bytes] | _Members | Callable[[bool], None]", "Sink | None"]

@@ -1,0 +1,67 @@
+"""How an entry of a pack store (``$TRITONPACK_CACHE/bytecode``, ``.../gzip``) is opened.
+
+Whoever can write the cache can put anything there: a symlink to ``/etc/passwd``, a FIFO
+that would block the read forever, a directory. An entry is read only as a regular file of
+the store itself: opened without following a symlink (O_NOFOLLOW) and without blocking
+(O_NONBLOCK), then checked with fstat on the open descriptor, so a swap between the check
+and the read is caught. What the entry holds is then checked by its store.
+Under ``--no-cache`` (``distrusted``) the stores are written, never read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from contextvars import ContextVar
+from pathlib import Path
+from typing import BinaryIO
+
+_REUSE: ContextVar[bool] = ContextVar("tritonpack_store_reuse", default=True)
+
+
+def reuse() -> bool:
+    """Whether the stores may be read now (``distrusted`` says no)."""
+    return _REUSE.get()
+
+
+@contextlib.contextmanager
+def distrusted(distrust: bool = True) -> Iterator[None]:
+    """``--no-cache``: within, the stores are written but never read. A user who distrusts
+    the cache gets bytecode compiled and members compressed by this build, which replace the
+    entries the stores held (a forged .pyc with a right header included: nothing else can
+    tell it from the real one)."""
+    token = _REUSE.set(not distrust)
+    try:
+        yield
+    finally:
+        _REUSE.reset(token)
+
+
+def real_dir(path: Path) -> bool:
+    """A directory that is not a symlink to one (a store's folders never are)."""
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def open_entry(path: Path) -> BinaryIO | None:
+    """``path`` opened for reading if it is a regular file inside a real folder; else None
+    (a symlink, a FIFO, a directory, absent: a miss, never an error)."""
+    if not real_dir(path.parent):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except OSError:
+        os.close(fd)
+        return None
