@@ -213,6 +213,17 @@ def entry_of(store: Path, root: Path, rel: str, python: str = PY) -> Path:
     return store / key[:2] / key
 
 
+def test_a_huge_bytecode_entry_is_a_miss_not_a_memory_error(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted entry of a terabyte (a sparse file) is never read whole."""
+    monkeypatch.setattr(bytecode, "MAX_ENTRY", 1 << 20)
+    store = tmp_path / "bytecode"
+    (store / "ab").mkdir(parents=True)
+    with (store / "ab" / ("ab" + "0" * 62)).open("wb") as fh:
+        fh.truncate(1 << 40)
+    assert bytecode._lookup(store, "ab" + "0" * 62) is None
+
+
 @pytest.mark.parametrize("python", ["3.10", PY])
 def test_a_bytecode_entry_must_belong_to_its_source(tmp_path: Path, python: str) -> None:
     """A cached .pyc is placed only if its header says this interpreter's magic,
@@ -330,3 +341,31 @@ def test_an_env_python_that_cannot_hash_the_sources_is_an_error(tmp_path: Path) 
     with pytest.raises(PackError, match=r"^hashing the sources with the environment's Python "
                                         r"failed$"):
         bytecode.compile_bytecode(root, PY, chosen, store)
+
+
+@pytest.mark.parametrize("content", ['[]', '"x"', '{"transfers": [{"ref": 1, "key": 2}]}',
+                                     '{"transfers": [{"ref": 1, "key": null, "result": 3}]}',
+                                     "fifo", "symlink"])
+def test_a_malformed_last_run_record_shows_no_transfers(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        content: str) -> None:
+    """`cache info` reads remote-last-run.json: anything but what `record` writes (another
+    shape, a FIFO that would block, a symlink) is no transfers, never a traceback or a hang."""
+    from packer.pack import remote
+
+    monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path / "cache"))
+    stats = tmp_path / "cache" / "remote-last-run.json"
+    stats.parent.mkdir()
+    if content == "fifo":
+        os.mkfifo(stats)
+    elif content == "symlink":
+        target = tmp_path / "elsewhere.json"
+        target.write_text('{"transfers": [{"ref": "r", "key": "k", "result": "hit"}]}')
+        stats.symlink_to(target)
+    else:
+        stats.write_text(content)
+    assert remote.last_run() == []
+    remote.record([remote.Transfer("oci://r/x", "k", "hit")])  # replaces it, link or not
+    assert [t.result for t in remote.last_run()] == ["hit"]
+    if content == "symlink":
+        assert "hit" in target.read_text() and not stats.is_symlink()

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from packer.core.cache import distrusted
 from packer.core.errors import BuildError, ExitCode, LockError, ProcessError
 from packer.lock import sdist as sdist_module
 from packer.lock.backend import Indexes, PipToolsBackend, UvBackend, build_env
@@ -185,6 +186,8 @@ def test_the_cached_wheel_is_keyed_by_the_build_pins(tmp_path: Path) -> None:
     try:
         found = cached_wheel(sdist, "3.10", (SETUPTOOLS,))
         assert found is not None and found.sha256 == sha
+        with distrusted():  # --no-cache: the entry vouches for itself, so it is not read
+            assert cached_wheel(sdist, "3.10", (SETUPTOOLS,)) is None
         assert cached_wheel(sdist, "3.10", (other,)) is None
         assert cached_wheel(sdist, "3.10", ()) is None
     finally:

@@ -6,6 +6,8 @@ import contextlib
 import errno
 import os
 import tempfile
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 from .errors import CacheError
@@ -72,3 +74,27 @@ def under_cache(path: str | None) -> bool:
         return Path(path).resolve().is_relative_to(cache_root())
     except (OSError, ValueError):
         return False
+
+
+_REUSE: ContextVar[bool] = ContextVar("tritonpack_store_reuse", default=True)
+
+
+def reuse() -> bool:
+    """Whether tritonpack's own stores (bytecode, gzip members, wheels built from sdists) may
+    be read now (``distrusted`` says no)."""
+    return _REUSE.get()
+
+
+@contextlib.contextmanager
+def distrusted(distrust: bool = True) -> Iterator[None]:
+    """``--no-cache``: within, tritonpack's stores are written but never read. A user who
+    distrusts the cache gets bytecode compiled, members compressed and sdists built by this
+    build, which replace the entries the stores held (a forged .pyc with a right header
+    included: nothing else can tell it from the real one). The extracted conda packages and
+    uv's own cache are not stores of tritonpack's: ``tritonpack cache prune --all`` empties
+    them."""
+    token = _REUSE.set(not distrust)
+    try:
+        yield
+    finally:
+        _REUSE.reset(token)

@@ -49,7 +49,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_sdist_filename
 
 from ..core.atomic import atomic_write_bytes
-from ..core.cache import cache_dir, cache_root
+from ..core.cache import cache_dir, cache_root, reuse
 from ..core.errors import BuildError, ProcessError
 from ..core.fsguard import kind_of, not_regular
 from .backend import NO_COMPILER, Indexes, UvBackend, build_env
@@ -373,7 +373,11 @@ def _entry_dir(sdist: Sdist, python: str, build_requires: tuple[str, ...]) -> Pa
 
 def cached_wheel(sdist: Sdist, python: str, build_requires: tuple[str, ...]
                  ) -> BuiltWheel | None:
-    """The cache's wheel for ``sdist`` when its bytes still match its entry, else None."""
+    """The cache's wheel for ``sdist`` when its bytes still match its entry, else None (and
+    always None under ``--no-cache``: the entry vouches for itself, so a distrusting run
+    builds the wheel again from the locked sdist and replaces it)."""
+    if not reuse():
+        return None
     entry_dir = _entry_dir(sdist, python, build_requires)
     try:
         entry = json.loads((entry_dir / "entry.json").read_text(encoding="utf-8"))

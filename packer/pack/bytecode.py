@@ -54,6 +54,7 @@ COMPILE_CHUNKS = 4  # fixed, not the core count: the same chunks on every machin
 # in every cache key: a new canonical form or new compile flags are new entries
 CACHE_FORMAT = b"tritonpack-pyc 1 unchecked-hash seed=0 canonical-refs"
 SOURCE_ONLY = b"source only\n"  # a cache entry saying: this interpreter cannot compile it
+MAX_ENTRY = 64 << 20  # a bytecode entry larger than this is not read (read whole otherwise)
 
 _NOT_COMPILED = re.compile(r"^\*\*\* Error compiling '(.+)'\.\.\.$", re.M)
 
@@ -163,8 +164,10 @@ def _lookup(store: Path, key: str) -> bytes | None:
         return None
     try:
         with fh:
-            raw = fh.read()
+            raw = fh.read(MAX_ENTRY + 1)
     except OSError:
+        return None
+    if len(raw) > MAX_ENTRY:  # no module compiles to this: planted, not a .pyc (a miss)
         return None
     digest, data = raw[:32], raw[32:]
     if hashlib.sha256(data).digest() != digest or (

@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import tarfile
 import tempfile
 import time
@@ -399,22 +400,39 @@ def _stats_file() -> Path:
 
 
 def record(transfers: list[Transfer]) -> None:
-    """Keep the last run's pulls and pushes (best-effort: the cache may be read-only)."""
+    """Keep the last run's pulls and pushes (best-effort: the cache may be read-only). The
+    temporary file is created new (O_EXCL, no symlink followed) and renamed over the last."""
     try:
         cache_dir()
         data = {"time": time.time(), "transfers": [t.__dict__ for t in transfers]}
         tmp = _stats_file().with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2))
         os.replace(tmp, _stats_file())
     except OSError:
         pass
 
 
 def last_run() -> list[Transfer]:
+    """What ``record`` kept; nothing when the file is missing, not a regular file (a FIFO
+    would block, a symlink is not followed) or not the shape ``record`` writes."""
     try:
-        data = json.loads(_stats_file().read_text(encoding="utf-8"))
-        return [Transfer(**t) for t in data.get("transfers", [])]
-    except (OSError, ValueError, TypeError):
+        fd = os.open(_stats_file(), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return []
+            data = json.loads(fh.read(1 << 20).decode("utf-8"))
+        rows = data.get("transfers", []) if isinstance(data, dict) else []
+        return [Transfer(str(t["ref"]), str(t["key"]), str(t["result"]), int(t.get("bytes", 0)),
+                         float(t.get("seconds", 0.0)), str(t.get("error", "")))
+                for t in rows if isinstance(t, dict)
+                and all(isinstance(t.get(k), str) for k in ("ref", "key", "result"))]
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
         return []
 
 

@@ -10,34 +10,14 @@ Under ``--no-cache`` (``distrusted``) the stores are written, never read.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-from collections.abc import Iterator
-from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO
 
-_REUSE: ContextVar[bool] = ContextVar("tritonpack_store_reuse", default=True)
+from ..core.cache import distrusted, reuse
 
-
-def reuse() -> bool:
-    """Whether the stores may be read now (``distrusted`` says no)."""
-    return _REUSE.get()
-
-
-@contextlib.contextmanager
-def distrusted(distrust: bool = True) -> Iterator[None]:
-    """``--no-cache``: within, the stores are written but never read. A user who distrusts
-    the cache gets bytecode compiled and members compressed by this build, which replace the
-    entries the stores held (a forged .pyc with a right header included: nothing else can
-    tell it from the real one)."""
-    token = _REUSE.set(not distrust)
-    try:
-        yield
-    finally:
-        _REUSE.reset(token)
-
+__all__ = ["distrusted", "open_entry", "real_dir", "reuse"]
 
 def real_dir(path: Path) -> bool:
     """A directory that is not a symlink to one (a store's folders never are)."""
