@@ -174,8 +174,7 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
     if hit is not None:
         enforce(hit.archive_at(dest).findings, ctx.target, allow_incompatible, rep)
         with temp_beside(dest, directory=popts.format == "dir") as tmp:
-            envcache.place(hit.path, tmp, popts.format)
-            if envcache.intact(hit, tmp):
+            if envcache.place(hit.path, tmp, popts.format) and envcache.intact(hit, tmp):
                 staged = Staged(tmp, hit.archive_at(dest))
                 rep.done("cache", f"reused the environment for this lock ({key[:12]})",
                          time.monotonic() - t0)

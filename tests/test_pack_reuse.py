@@ -111,12 +111,35 @@ def test_large_files_reuse_their_compressed_members(tmp_path: Path) -> None:
         assert hashlib.sha256(out.read_bytes()).hexdigest() == sha and size == out.stat().st_size
         assert gzip.decompress(out.read_bytes()) == reference
         shas.append(sha)
+        if n == 1:
+            [made] = [p for p in store.rglob("*") if p.is_file()]
+            inode = made.stat().st_ino
     assert len(set(shas)) == 1
     [entry] = [p for p in store.rglob("*") if p.is_file()]  # the one large file's members
+    assert entry.stat().st_ino == inode  # the warm pack appended it: a hit, not a redo
     entry.write_bytes(b"\x1f\x8b" + entry.read_bytes()[2:-1])  # damaged: never appended
     sha, _, _ = write_targz(root, tmp_path / "out3.tar.gz", 4, 2, store=store)
     assert sha == shas[0]
     assert [p.name for p in store.rglob("*") if p.is_file()] == [entry.name]  # redone
+
+
+def test_members_of_another_encoding_are_a_miss_and_replaced(tmp_path: Path) -> None:
+    """Someone who can write the store puts in members that decompress to the same file but
+    carry a comment (a payload riding in the archive) or come from another level: the first
+    is a miss; whatever the pack compresses again is the only entry left for that file."""
+    root, store = tree(tmp_path), tmp_path / "store"
+    sha, _, _ = write_targz(root, tmp_path / "ref.tar.gz", 4, 2, store=store)
+    [entry] = [p for p in store.rglob("*") if p.is_file()]
+    plain = gzip.decompress(entry.read_bytes())
+    forged = bytearray(gzip.compress(plain, compresslevel=4, mtime=0))
+    forged[3] |= 0x10  # FCOMMENT
+    forged[10:10] = b"ATTACKER-PAYLOAD\0"
+    forged_name = entry.name.rpartition(".")[0] + "." + hashlib.sha256(forged).hexdigest()
+    (entry.parent / forged_name).write_bytes(bytes(forged))
+    entry.unlink()
+    again, _, _ = write_targz(root, tmp_path / "out.tar.gz", 4, 2, store=store)
+    assert again == sha and b"ATTACKER-PAYLOAD" not in (tmp_path / "out.tar.gz").read_bytes()
+    assert [p.name for p in store.rglob("*") if p.is_file()] == [entry.name]
 
 
 @pytest.mark.parametrize("data", [
@@ -369,3 +392,23 @@ def test_a_malformed_last_run_record_shows_no_transfers(tmp_path: Path,
     assert [t.result for t in remote.last_run()] == ["hit"]
     if content == "symlink":
         assert "hit" in target.read_text() and not stats.is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_a_cached_env_swapped_after_its_lookup_is_not_copied(tmp_path: Path, kind: str) -> None:
+    """Between lookup (which opened the entry without following links) and the copy, the
+    entry's archive is swapped for a link to a secret or a FIFO: the copy refuses it (the
+    pipeline then drops the entry and rebuilds), never copying the secret, never blocking."""
+    from packer.pack import envcache
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter2\n")
+    src = tmp_path / "env.tar.gz"
+    if kind == "symlink":
+        src.symlink_to(secret)
+    else:
+        os.mkfifo(src)
+    tmp = tmp_path / "placed.tar.gz"
+    tmp.touch()
+    assert envcache.place(src, tmp, "tar.gz") is False
+    assert not tmp.exists() or b"hunter2" not in tmp.read_bytes()

@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from .errors import PackError
@@ -37,8 +38,18 @@ def sha256_file(path: Path) -> str:
 
 
 def clone_or_copy(src: str | Path, dest: str | Path) -> None:
-    """A new inode with ``src``'s bytes: a reflink where possible, else a copy."""
-    with open(src, "rb") as fi, open(dest, "wb") as fo:
+    """A new inode with ``src``'s bytes: a reflink where possible, else a copy. ``src`` is
+    opened without following a symlink or blocking, and must be a regular file by the open
+    descriptor (a cache entry swapped for a link to a secret, or for a FIFO, between its
+    check and this copy is refused with OSError, never copied); its mode and times come from
+    that descriptor too."""
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(src))
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as fi, open(dest, "wb") as fo:
         try:
             fcntl.ioctl(fo.fileno(), _FICLONE, fi.fileno())
         except OSError as exc:
@@ -46,7 +57,8 @@ def clone_or_copy(src: str | Path, dest: str | Path) -> None:
                                  errno.EBADF, errno.EPERM):
                 raise
             shutil.copyfileobj(fi, fo, CHUNK)
-    shutil.copystat(src, dest)
+    os.chmod(dest, stat.S_IMODE(st.st_mode))
+    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def record_path(env: Path) -> Path:

@@ -10,6 +10,7 @@ the environment once extracted (``archivefs``).
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -185,6 +186,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
         gz.cut()
         return
     salt = f"{IDENTITY} level {level}\0".encode()
+    header = gzip.compress(b"", compresslevel=level, mtime=0)[:10]  # every member's
     digest = hashlib.sha256(salt)
     with path.open("rb") as fh:
         while chunk := fh.read(BLOCK):
@@ -194,7 +196,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
     for entry in sorted(folder.glob(f"{key}.*")) if real_dir(folder) and reuse() else ():
         blob = entry.name.rpartition(".")[2]
         kept = open_entry(entry)
-        if kept is not None and _holds(kept, blob, size, padded, salt, key):
+        if kept is not None and _holds(kept, blob, size, padded, salt, key, header):
             kept.seek(0)
             with contextlib.suppress(OSError):
                 os.utime(entry, follow_symlinks=False)  # last use, for `cache prune`
@@ -227,6 +229,9 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
                         blob.update(chunk)
                 with contextlib.suppress(OSError):
                     os.replace(tmp, folder / f"{key}.{blob.hexdigest()}")
+                    for other in folder.glob(f"{key}.*"):  # one entry per file: no other
+                        if other.name != f"{key}.{blob.hexdigest()}":  # encoding stays to
+                            other.unlink()  # be picked by the next pack
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -263,33 +268,58 @@ class _Sink:
             self.failed = True
 
 
-def _holds(fh: BinaryIO, blob: str, size: int, padded: int, salt: bytes, key: str) -> bool:
+def _holds(fh: BinaryIO, blob: str, size: int, padded: int, salt: bytes, key: str,
+           header: bytes) -> bool:
     """Whether an entry's bytes are the digest its name ends with (a torn write never is)
-    AND decompress to exactly the file being packed: its ``size`` bytes, whose salted sha256
-    is the ``key`` the file was looked up by, then zeros up to ``padded``. An entry renamed
-    from another file's, or written by someone else, is a miss. Decompressed as a stream,
-    never more than ``padded`` + 1 bytes: a gzip bomb stops there."""
+    AND are members tritonpack writes that decompress to exactly the file being packed: its
+    ``size`` bytes, whose salted sha256 is the ``key`` the file was looked up by, then zeros
+    up to ``padded``. Each member must start with ``header`` (gzip's, mtime 0, no name or
+    comment: nothing rides along in the archive) and end with the CRC and length of what it
+    holds. An entry renamed from another file's, or written by someone else, is a miss.
+    Decompressed as a stream, never more than ``padded`` + 1 bytes: a gzip bomb stops there.
+    (Another deflate level of the same bytes would pass: telling it apart means compressing
+    again, the work the store saves; the archive then holds the same files.)"""
     compressed = hashlib.sha256()
     plain = hashlib.sha256(salt)
-    out = 0
-    inflate = zlib.decompressobj(31)  # gzip; one per member
+    out = members = 0
+    buf = b""
+
+    def more() -> bool:
+        nonlocal buf
+        chunk = fh.read(BLOCK)
+        compressed.update(chunk)
+        buf += chunk
+        return bool(chunk)
+
     try:
-        while chunk := fh.read(BLOCK):
-            compressed.update(chunk)
-            data = chunk
-            while data:
-                if inflate.eof:
-                    inflate = zlib.decompressobj(31)
-                piece = inflate.decompress(data, padded - out + 1)
+        while True:
+            while len(buf) < len(header) and more():
+                pass
+            if not buf:
+                break  # the end, between members
+            if buf[:len(header)] != header:
+                return False
+            buf = buf[len(header):]
+            inflate, crc, length = zlib.decompressobj(-15), 0, 0
+            while not inflate.eof:
+                if not buf and not more():
+                    return False  # truncated inside a member
+                piece = inflate.decompress(buf, padded - out + 1)
+                buf = inflate.unconsumed_tail
                 if out + len(piece) > padded:
                     return False
                 cut = max(0, min(len(piece), size - out))  # the data, then the tar padding
                 plain.update(piece[:cut])
                 if piece[cut:].strip(tarfile.NUL):
                     return False
-                out += len(piece)
-                data = inflate.unconsumed_tail or (inflate.unused_data if inflate.eof else b"")
+                crc, length, out = zlib.crc32(piece, crc), length + len(piece), out + len(piece)
+            buf = inflate.unused_data + buf
+            while len(buf) < 8 and more():
+                pass
+            if buf[:8] != crc.to_bytes(4, "little") + (length & 0xFFFFFFFF).to_bytes(4, "little"):
+                return False
+            buf, members = buf[8:], members + 1
     except (OSError, zlib.error):
         return False
-    return (inflate.eof and out == padded and plain.hexdigest() == key
+    return (members > 0 and out == padded and plain.hexdigest() == key
             and compressed.hexdigest() == blob)

@@ -100,14 +100,20 @@ def lookup(key: str, since: float | None = None) -> Entry | None:
     return Entry(key, path, meta)
 
 
-def place(src: Path, tmp: Path, fmt: str) -> None:
-    """Put a cached env at ``tmp`` (beside its destination): new inodes (reflink or copy)."""
-    if fmt == "dir":
-        tmp.rmdir()
-        shutil.copytree(src, tmp, symlinks=True, copy_function=clone_or_copy)
-    else:
-        tmp.unlink()
-        clone_or_copy(src, tmp)
+def place(src: Path, tmp: Path, fmt: str) -> bool:
+    """Put a cached env at ``tmp`` (beside its destination): new inodes (reflink or copy).
+    False when an entry file stopped being a regular file since ``lookup`` checked it (a
+    swap for a symlink or a FIFO): a damaged entry, like one whose bytes changed."""
+    try:
+        if fmt == "dir":
+            tmp.rmdir()
+            shutil.copytree(src, tmp, symlinks=True, copy_function=clone_or_copy)
+        else:
+            tmp.unlink()
+            clone_or_copy(src, tmp)
+    except (OSError, shutil.Error):
+        return False
+    return True
 
 
 def intact(entry: Entry, placed: Path) -> bool:
