@@ -16,13 +16,16 @@ from pathlib import Path
 import pytest
 from conda_pack.core import is_binary_file
 
-from packer.core.errors import PackError
+from packer.core.cache import cache_dir
+from packer.core.errors import ExitCode, PackError
 from packer.lock.pychannel import find_python
 from packer.pack import bytecode
 from packer.pack.archive import LARGE, entries, write_targz
 from packer.pack.staging import is_text
 from packer.pack.storefile import distrusted
 from packer.pack.targz import IDENTITY, ParallelGzipWriter
+
+from .conftest import error_line, run_cli, snapshot
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 MINOR = sys.version_info.minor
@@ -412,3 +415,37 @@ def test_a_cached_env_swapped_after_its_lookup_is_not_copied(tmp_path: Path, kin
     tmp.touch()
     assert envcache.place(src, tmp, "tar.gz") is False
     assert not tmp.exists() or b"hunter2" not in tmp.read_bytes()
+
+
+@pytest.mark.parametrize("everything", [False, True])
+def test_prune_empties_only_a_cache_tritonpack_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, everything: bool) -> None:
+    """TRITONPACK_CACHE=~/.cache by mistake: `cache prune --all` would empty uv's cache and
+    others' files there. A root tritonpack did not make (no CACHEDIR.TAG of its own) is
+    refused in one sentence, every byte kept."""
+    shared = tmp_path / "dot-cache"
+    for rel in ("uv/wheels/w.whl", "pip-tools/x", "tmp/y", "envs/z/meta.json", "pip/http/h"):
+        (shared / rel).parent.mkdir(parents=True, exist_ok=True)
+        (shared / rel).write_text("theirs\n")
+        os.utime(shared / rel, (0, 0))
+    before = snapshot(shared)
+    monkeypatch.setenv("TRITONPACK_CACHE", str(shared))
+    res = run_cli("cache", "prune", *(["--all"] if everything else ["--days", "0"]))
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.CACHE, f"error: {shared} is not a cache tritonpack made (no CACHEDIR.TAG from "
+        "tritonpack in it): tritonpack prunes only its own cache")
+    assert snapshot(shared) == before
+    fresh = tmp_path / "fresh"
+    monkeypatch.setenv("TRITONPACK_CACHE", str(fresh))
+    assert run_cli("cache", "prune", "--all").exit_code == 0  # nothing there: nothing to do
+    cache_dir()  # made by tritonpack: tagged
+    assert run_cli("cache", "prune", "--all").exit_code == 0
+    assert (fresh / "CACHEDIR.TAG").read_bytes().startswith(
+        b"Signature: 8a477f597d28d172789f06886806bc55")
+    older = tmp_path / "older"  # made by a tritonpack before the tag: only its own names
+    for rel in ("envs/k/meta.json", "uv/x", "remote-last-run.json"):
+        (older / rel).parent.mkdir(parents=True, exist_ok=True)
+        (older / rel).write_text("{}\n")
+    monkeypatch.setenv("TRITONPACK_CACHE", str(older))
+    assert run_cli("cache", "prune", "--all").exit_code == 0
+    assert not (older / "envs").exists()

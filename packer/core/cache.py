@@ -18,13 +18,62 @@ def cache_root() -> Path:
     env = os.environ.get("TRITONPACK_CACHE")
     if env:
         return Path(env).expanduser().resolve()
+    return _default_root()
+
+
+# The Cache Directory Tagging Specification's tag (backup tools skip the directory): written
+# where tritonpack makes its cache, so that `cache prune --all` empties a cache tritonpack made
+# and never a directory TRITONPACK_CACHE was pointed at by mistake (~/.cache holds uv's).
+TAG = "CACHEDIR.TAG"
+TAG_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+
+
+_OURS = {"envs", "channels", "sdist-wheels", "bytecode", "gzip", "locks"}
+_KNOWN = _OURS | {"pkgs", "uv", "pip-tools", "tmp", "downloads", TAG}
+
+
+def _default_root() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return (base / "tritonpack").resolve()
+    return ((Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "tritonpack").resolve()
+
+
+def owned(root: Path) -> bool:
+    """Whether ``root`` is tritonpack's to empty: its default place, one holding its tag, one
+    with nothing in it, or one made before the tag whose every name is one of tritonpack's
+    (and some only tritonpack makes: uv/ alone could be uv's own)."""
+    if root == _default_root() or not root.is_dir():
+        return True
+    try:
+        names = {p.name for p in root.iterdir()}
+    except OSError:
+        return False
+    if not names or (names <= _KNOWN | {n for n in names if n.startswith("remote-last-run.")}
+                     and names & _OURS):
+        return True
+    try:
+        with open(root / TAG, "rb") as fh:
+            return fh.read(len(TAG_SIGNATURE)) == TAG_SIGNATURE
+    except OSError:
+        return False
+
+
+def _tag(root: Path) -> None:
+    """Tag a cache root tritonpack makes now (absent or empty): never one that holds others'
+    files already (best-effort: a read-only cache is reported by cache_dir itself)."""
+    try:
+        if os.path.lexists(root / TAG) or (root.is_dir() and any(root.iterdir())):
+            return
+        root.mkdir(parents=True, exist_ok=True)
+        (root / TAG).write_bytes(TAG_SIGNATURE + b"\n# tritonpack's cache: tritonpack cache "
+                                 b"info | prune [--all]\n")
+    except OSError:
+        pass
 
 
 def cache_dir(*parts: str) -> Path:
-    path = cache_root().joinpath(*parts)
+    root = cache_root()
+    _tag(root)
+    path = root.joinpath(*parts)
     try:
         path.mkdir(parents=True, exist_ok=True)
         if not os.access(path, os.W_OK | os.X_OK):

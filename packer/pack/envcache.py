@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.cache import cache_dir, cache_root
+from ..core.cache import TAG, cache_dir, cache_root, owned
 from ..core.debris import sweep, tagged
+from ..core.errors import CacheError
 from ..core.integrity import clone_or_copy, manifest, sha256_file
 from .pack import EnvArchive, PackOptions
 from .prune import PruneReport, tree_size
@@ -216,6 +217,12 @@ def prune_cache(older_than_days: float | None, everything: bool) -> tuple[int, i
     with O_NOFOLLOW and their entries removed relative to that descriptor, so a folder
     swapped for a link after it was checked is not entered either."""
     root = cache_root()
+    if not owned(root):
+        raise CacheError(
+            f"{root} is not a cache tritonpack made (no {TAG} from tritonpack in it): "
+            "tritonpack prunes only its own cache",
+            hint="point TRITONPACK_CACHE at a directory of its own (tritonpack tags it when it "
+            "makes it)")
     removed = freed = 0
     if everything:
         for name in SECTIONS:
