@@ -34,33 +34,19 @@ MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript
 Run `tritonpack COMMAND --help` for each command's options.
 """
 
-# name -> (module:attribute, the command's summary for `tritonpack --help`; a test checks
-# that each summary is its command's own first sentence)
+# name -> (module:attribute, the command's short_help for `tritonpack --help`, one line on 80
+# columns; a test checks that each is its command's own)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "cache": ("cache:cache_group",
-              "Show or trim tritonpack's cache ($TRITONPACK_CACHE, default ~/.cache/tritonpack)."),
-    "check": ("check:check_cmd",
-              "For release pipelines: exit 0 only if every lock is fresh, every environment "
-              "was packed from its lock, and every config.pbtxt points at its environment."),
-    "config": ("config:config_cmd",
-               "Show the effective settings for MODEL_DIR and where each comes from."),
-    "export": ("lock:export_cmd",
-               "Print the lock's PyPI part as a requirements file with --hash lines "
-               "(pip-tools style)."),
-    "inspect": ("inspect:inspect_cmd",
-                "Check any environment archive or directory against a Triton release, "
-                "without running it."),
-    "lock": ("lock:lock_cmd",
-             "Pin every conda and PyPI package with hashes in MODEL_DIR/tritonpack.lock."),
-    "pack": ("pack:pack_cmd",
-             "Scan, lock, build, pack and point config.pbtxt at the environment (the default "
-             "command)."),
-    "scan": ("scan:scan_cmd",
-             "Show what model.py imports (read, never run) and which distribution provides each."),
-    "targets": ("targets:targets_cmd",
-                "List the Triton releases tritonpack can target, with their Python and CUDA."),
-    "verify": ("verify:verify_cmd",
-               "Load the packed model in a real tritonserver and prove it answers."),
+    "cache": ("cache:cache_group", "Show or trim tritonpack's cache."),
+    "check": ("check:check_cmd", "CI: locks fresh, envs from their locks, configs point at them."),
+    "config": ("config:config_cmd", "The effective settings and where each comes from."),
+    "export": ("lock:export_cmd", "The lock's PyPI pins as a requirements file with --hash."),
+    "inspect": ("inspect:inspect_cmd", "Check an environment against a Triton release."),
+    "lock": ("lock:lock_cmd", "Pin every conda and PyPI package with hashes."),
+    "pack": ("pack:pack_cmd", "Scan, lock, build, pack, patch config.pbtxt (the default)."),
+    "scan": ("scan:scan_cmd", "What model.py imports (never run) and what provides it."),
+    "targets": ("targets:targets_cmd", "The Triton releases tritonpack can target."),
+    "verify": ("verify:verify_cmd", "Load the packed model in a real tritonserver and ask it."),
 }
 
 
@@ -79,7 +65,7 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list from the summaries, importing no command."""
-        shown = click.Group(commands=[click.Command(name, help=summary)
+        shown = click.Group(commands=[click.Command(name, short_help=summary)
                                       for name, (_, summary) in COMMANDS.items()])
         shown.format_commands(ctx, formatter)
 

@@ -66,7 +66,7 @@ def test_command_summaries_are_the_commands_own(name: str) -> None:
     what each command's docstring says."""
     real = cli.main.get_command(click.Context(cli.main), name)
     assert real is not None
-    shown = click.Command(name, help=cli.COMMANDS[name][1])
+    shown = click.Command(name, short_help=cli.COMMANDS[name][1])
     for limit in (45, 80, 300):
         assert shown.get_short_help_str(limit) == real.get_short_help_str(limit)
 

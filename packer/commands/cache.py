@@ -12,7 +12,7 @@ from ..pack import envcache, remote
 from .base import run
 
 
-@click.group("cache")
+@click.group("cache", short_help="Show or trim tritonpack's cache.")
 def cache_group() -> None:
     """Show or trim tritonpack's cache ($TRITONPACK_CACHE, default ~/.cache/tritonpack)."""
 

@@ -22,7 +22,7 @@ from ..settings import Options
 from .base import run
 
 
-@click.command("check")
+@click.command("check", short_help="CI: locks fresh, envs from their locks, configs point at them.")
 @model_dir
 @target_options
 @source_options

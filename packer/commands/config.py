@@ -24,7 +24,7 @@ from ..settings import Options, describe, effective
 from .base import run
 
 
-@click.command("config")
+@click.command("config", short_help="The effective settings and where each comes from.")
 @model_dir
 @target_options
 @source_options

@@ -14,7 +14,7 @@ from ..resolve.recipebook import load
 from .base import run
 
 
-@click.command("inspect")
+@click.command("inspect", short_help="Check an environment against a Triton release.")
 @click.argument("env", type=click.Path(path_type=Path, exists=True), metavar="ARCHIVE_OR_DIR")
 @click.option("--triton", metavar="RELEASE", help="The release to check against (default: newest).")
 @click.option("--python", metavar="X.Y", help="A custom stub's Python.")

@@ -24,7 +24,7 @@ from ..settings import Options
 from .base import run
 
 
-@click.command("lock")
+@click.command("lock", short_help="Pin every conda and PyPI package with hashes.")
 @model_dir
 @target_options
 @source_options
@@ -52,7 +52,7 @@ def lock_cmd(model_dir: Path, check: bool, upgrade: bool, opts: Options, out: Ou
         render.lock_payload)
 
 
-@click.command("export")
+@click.command("export", short_help="The lock's PyPI pins as a requirements file with --hash.")
 @model_dir
 @output_options
 @bundle(out=make_output)

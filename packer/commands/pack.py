@@ -46,7 +46,7 @@ def make_pack_request(kw: dict[str, Any]) -> PackRequest:
                        verify=verify if kw.pop("then_verify") else None)
 
 
-@click.command("pack")
+@click.command("pack", short_help="Scan, lock, build, pack, patch config.pbtxt (the default).")
 @model_dir
 @target_options
 @source_options

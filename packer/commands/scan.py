@@ -22,7 +22,7 @@ from ..settings import Options
 from .base import run
 
 
-@click.command("scan")
+@click.command("scan", short_help="What model.py imports (never run) and what provides it.")
 @model_dir
 @target_options
 @source_options

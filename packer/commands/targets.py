@@ -14,7 +14,7 @@ from ..resolve.target import releases
 from .base import run
 
 
-@click.command("targets")
+@click.command("targets", short_help="The Triton releases tritonpack can target.")
 @click.option("--recipes", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
               help="A recipe dir of your own that adds releases.")
 @output_options

@@ -33,7 +33,7 @@ def make_verify_request(kw: dict[str, Any]) -> VerifyRequest:
     return VerifyRequest(**{**given, "with_models": tuple(given["with_models"])})
 
 
-@click.command("verify")
+@click.command("verify", short_help="Load the packed model in a real tritonserver and ask it.")
 @model_dir
 @target_options
 @source_options
