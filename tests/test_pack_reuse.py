@@ -449,3 +449,14 @@ def test_prune_empties_only_a_cache_tritonpack_made(
     monkeypatch.setenv("TRITONPACK_CACHE", str(older))
     assert run_cli("cache", "prune", "--all").exit_code == 0
     assert not (older / "envs").exists()
+
+
+@pytest.mark.parametrize(("days", "message"), [
+    ("nan", "Invalid value for '--days': nan is not a number of days"),
+    ("-1", "Invalid value for '--days': -1.0 is not in the range x>=0."),
+])
+def test_prune_days_must_be_a_number_of_days(days: str, message: str) -> None:
+    """--days nan would remove nothing (no age compares with nan) and -1 everything: both
+    are typos, refused as usage errors."""
+    res = run_cli("cache", "prune", "--days", days)
+    assert res.exit_code == 2 and res.stderr.strip().endswith(message)

@@ -30,9 +30,17 @@ def cache_info_cmd(out: Output) -> None:
     run(out, "cache-info", action, render.cache_info_text, render.cache_info_payload)
 
 
+def _a_number(days: float) -> float:
+    if days != days:  # nan: every comparison with it is false, so nothing would ever be old
+        raise click.BadParameter("nan is not a number of days")
+    return days
+
+
 @cache_group.command("prune")
-@click.option("--days", type=float, default=30.0, show_default=True,
-              help="Remove packed envs not used for this many days.")
+@click.option("--days", type=click.FloatRange(min=0), default=30.0,
+              show_default=True, callback=lambda ctx, param, value: _a_number(value),
+              help="Remove packed envs and store entries not used for this many days "
+              "(0: all of them).")
 @click.option("--all", "everything", is_flag=True, help="Remove everything in the cache.")
 @output_options
 @bundle(out=make_output)
