@@ -286,7 +286,8 @@ def repo_check_payload(rep: CheckReport) -> dict[str, Any]:
 
 
 def config_text(rows: list[tuple[str, str, str]]) -> str:
-    return "\n".join(f"{n:<16} {v or '-':<40} {s}" for n, v, s in rows)
+    width = max((len(n) for n, _, _ in rows), default=0)
+    return "\n".join(f"{n:<{width}} {v or '-':<40} {s}" for n, v, s in rows)
 
 
 def config_payload(rows: list[tuple[str, str, str]]) -> dict[str, Any]:

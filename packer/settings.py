@@ -255,6 +255,10 @@ def describe(opts: Options, sources: dict[str, str]) -> list[tuple[str, str, str
         shown = ", ".join(map(str, value)) if isinstance(value, tuple) else (value or "")
         if name == "triton" and not shown:
             shown = f"{sorted(load().triton)[-1]} (newest)"
+        if name == "python" and not shown:  # what the release's stub needs: the default
+            release = opts.triton or sorted(load().triton)[-1]
+            stub = load().triton.get(release, {}).get("python")
+            shown = f"{stub} (Triton {release}'s stub)" if stub else ""
         if name == "index-url" and not shown:
             shown = DEFAULT_INDEX
         rows.append((name, shown, sources[name]))  # "" when unset: text shows '-', JSON null

@@ -54,3 +54,10 @@ def test_config_rows_and_toml_keys_are_the_configurable_settings(tmp_path: Path)
     res = run_cli("config", model)
     assert res.exit_code == 3
     assert "unknown option 'no-wait' in [options]" in res.stderr
+
+
+def test_config_shows_the_python_the_release_decides(tmp_path: Path) -> None:
+    """An unset --python is not "-": it is the target release's stub Python."""
+    model = copy_model("plain_numpy", tmp_path)
+    rows = json.loads(run_cli("config", model, "--triton", "24.10", "--json").stdout)["settings"]
+    assert rows["python"] == {"value": "3.10 (Triton 24.10's stub)", "source": "default"}
