@@ -226,13 +226,19 @@ def repo_text(res: RepoResult) -> str:
         rows.append((p.context.model.name, p.lock.lock.python_version(),
                      f"{p.archive.size / 1e6:.1f} MB", "cached" if p.cached else "built",
                      p.archive.path.name))
-    for f in res.failed:
+    packing = [f for f in res.failed if f.stage == "pack"]
+    for f in packing:
         rows.append((f.name, "-", "-", "FAILED", f.error.message))
     for s in res.skipped:
         rows.append((s.name, "-", "-", "skipped", s.why))
+    verifying = [f for f in res.failed if f.stage == "verify"]
     out = [f"{res.repo}: {len(res.packed)} packed ({plural(res.builds, 'build')}), "
-           f"{len(res.skipped)} left alone, {len(res.failed)} failed", "",
+           f"{len(res.skipped)} left alone, {len(packing)} failed"
+           + (f"; {len(verifying)} failed to verify" if verifying else ""), "",
            _table(rows, ("MODEL", "PYTHON", "SIZE", "STATUS", "ENVIRONMENT / WHY"))]
+    if verifying:
+        out += ["", "failed to verify (packed above):"]
+        out += [f"  {f.name}: {f.error.message}" for f in verifying]
     if res.verified:
         out += ["", "verified: " + ", ".join(
             f"{cast('VerifyReport', v).model} (READY {cast('VerifyReport', v).ready_seconds:.1f}s)"
@@ -246,7 +252,7 @@ def repo_payload(res: RepoResult) -> dict[str, Any]:
         "builds": res.builds,
         "models": [pack_payload(cast("PackResult", p)) for p in res.packed],
         "skipped": [{"name": s.name, "why": s.why} for s in res.skipped],
-        "failed": [{"name": f.name, "message": f.error.message,
+        "failed": [{"name": f.name, "stage": f.stage, "message": f.error.message,
                     "exit_code": int(f.error.exit_code)} for f in res.failed],
         "verified": [verify_payload(cast("VerifyReport", v)) for v in res.verified],
         "warnings": list(res.warnings),

@@ -56,6 +56,7 @@ def python_models(repo: Path) -> tuple[list[Path], list[Skipped]]:
 class Failure:
     name: str
     error: TritonPackError
+    stage: str = "pack"  # or "verify": packed, then failed to load or answer
 
 
 @dataclass

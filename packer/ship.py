@@ -110,12 +110,12 @@ def pack_repository(repo: Path, opts: Options, reporter: Reporter | None,
         try:
             result.verified.append(verify(model.path, opts, rep, **arguments))
         except TritonPackError as exc:
-            result.failed.append(Failure(model.name, exc))
+            result.failed.append(Failure(model.name, exc, "verify"))
     ensembles = {**arguments, "with_models": ()}
     for skipped in result.skipped:  # ensembles: verified with their steps
         if is_ensemble(repo / skipped.name):
             try:
                 result.verified.append(verify(repo / skipped.name, opts, rep, **ensembles))
             except TritonPackError as exc:
-                result.failed.append(Failure(skipped.name, exc))
+                result.failed.append(Failure(skipped.name, exc, "verify"))
     return result

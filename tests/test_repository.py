@@ -123,3 +123,18 @@ def test_shared_env_refuses_models_that_need_different_things(tmp_path: Path) ->
     assert error_line(res.stderr) == (
         "error: --shared-env needs one lock for all models, but gamma needs something else "
         "than alpha")
+
+
+def test_a_model_that_fails_verify_is_not_reported_as_failing_to_pack(tmp_path: Path) -> None:
+    """Packed, then not loaded: the table says packed, a separate list says why verify failed
+    (the JSON says which stage)."""
+    from packer.core.errors import PackError, VerifyLoadError
+    from packer.render import repo_payload, repo_text
+    from packer.repository import Failure, RepoResult
+
+    res = RepoResult(tmp_path, failed=[Failure("broken", PackError("no space left")),
+                                       Failure("bls", VerifyLoadError("calls 'x'"), "verify")])
+    text = repo_text(res).splitlines()
+    assert text[0] == f"{tmp_path}: 0 packed (0 builds), 0 left alone, 1 failed; 1 failed to verify"
+    assert text[-2:] == ["failed to verify (packed above):", "  bls: calls 'x'"]
+    assert [f["stage"] for f in repo_payload(res)["failed"]] == ["pack", "verify"]
