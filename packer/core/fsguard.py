@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import TritonPackError
 
@@ -37,32 +38,44 @@ def not_regular(path: Path) -> str | None:
     return None if stat.S_ISREG(mode) else kind_of(mode)
 
 
-def read_regular(path: Path, error: type[TritonPackError], what: str = "file",
-                 limit: int | None = None, shown: str | None = None) -> bytes:
-    """The bytes of regular file ``path``, never blocking on a FIFO or a device.
-
-    Opened with O_NONBLOCK (a FIFO without a writer opens at once instead of hanging) and
-    checked with fstat on the open descriptor, so a swap between check and open is caught.
-    ``limit`` refuses a file larger than that many bytes. FileNotFoundError propagates:
-    callers say 'no X' in their own words.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+def open_regular(path: Path | str, *, follow: bool = True) -> BinaryIO | str:
+    """``path`` open for reading when it is a regular file, else what it is in words (and
+    nothing left open). Opened with O_NONBLOCK (a FIFO without a writer opens at once
+    instead of hanging) and checked with fstat on the open descriptor, so a swap between
+    check and open is caught. ``follow=False``: a symlink is not followed (OSError, ELOOP),
+    for what someone else may have written (the cache). OSError propagates: callers say
+    'no X' in their own words."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise error(f"{shown or path}: is {kind_of(st.st_mode)}, not a {what}",
-                        hint=f"tritonpack reads the {what} from there: put a regular file "
-                             "there, or remove it")
-        if limit is not None and st.st_size > limit:
-            raise error(f"{shown or path}: {st.st_size / 1e6:.0f} MB is too large for a {what} "
-                        f"(at most {limit / 1e6:.0f} MB)")
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            return kind_of(mode)
         os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb", closefd=True) as fh:
-            fd = -1
-            return fh.read()
+        fh = os.fdopen(fd, "rb", closefd=True)
+        fd = -1
+        return fh
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def read_regular(path: Path, error: type[TritonPackError], what: str = "file",
+                 limit: int | None = None, shown: str | None = None) -> bytes:
+    """The bytes of regular file ``path``, never blocking on a FIFO or a device (see
+    :func:`open_regular`). ``limit`` refuses a file larger than that many bytes.
+    FileNotFoundError propagates: callers say 'no X' in their own words."""
+    fh = open_regular(path)
+    if isinstance(fh, str):
+        raise error(f"{shown or path}: is {fh}, not a {what}",
+                    hint=f"tritonpack reads the {what} from there: put a regular file "
+                         "there, or remove it")
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if limit is not None and size > limit:
+            raise error(f"{shown or path}: {size / 1e6:.0f} MB is too large for a {what} "
+                        f"(at most {limit / 1e6:.0f} MB)")
+        return fh.read()
 
 
 def writable_file(path: Path, error: type[TritonPackError], what: str) -> None:

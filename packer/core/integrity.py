@@ -23,7 +23,7 @@ import stat
 from pathlib import Path
 
 from .errors import PackError
-from .fsguard import read_regular
+from .fsguard import open_regular, read_regular
 
 CHUNK = 1 << 20
 _FICLONE = 0x40049409  # linux/fs.h: share extents copy-on-write (btrfs, xfs); never an inode
@@ -43,13 +43,11 @@ def clone_or_copy(src: str | Path, dest: str | Path) -> None:
     descriptor (a cache entry swapped for a link to a secret, or for a FIFO, between its
     check and this copy is refused with OSError, never copied); its mode and times come from
     that descriptor too."""
-    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(src))
-    os.set_blocking(fd, True)
-    with os.fdopen(fd, "rb") as fi, open(dest, "wb") as fo:
+    fi = open_regular(src, follow=False)
+    if isinstance(fi, str):
+        raise OSError(errno.EINVAL, f"is {fi}, not a regular file", str(src))
+    st = os.fstat(fi.fileno())
+    with fi, open(dest, "wb") as fo:
         try:
             fcntl.ioctl(fo.fileno(), _FICLONE, fi.fileno())
         except OSError as exc:

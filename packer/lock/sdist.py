@@ -30,17 +30,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import posixpath
 import re
 import shutil
-import stat
 import tarfile
 import tempfile
 import tomllib
 import urllib.parse
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -51,7 +48,7 @@ from packaging.utils import canonicalize_name, parse_sdist_filename
 from ..core.atomic import atomic_write_bytes
 from ..core.cache import cache_dir, cache_root, reuse
 from ..core.errors import BuildError, ProcessError
-from ..core.fsguard import kind_of, not_regular
+from ..core.fsguard import not_regular, open_regular
 from .backend import NO_COMPILER, Indexes, UvBackend, build_env
 
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
@@ -136,34 +133,15 @@ def find_sdist(name: str, version: str, hashes: tuple[str, ...], indexes: Indexe
                      hint="check --index-url and --find-links")
 
 
-@contextlib.contextmanager
-def _open_regular(path: Path) -> Iterator[BinaryIO | str]:
-    """``path`` open for reading when it is a regular file, else what it is in words:
-    opened with O_NONBLOCK (a FIFO without a writer opens at once) and checked with fstat on
-    the open descriptor, so nothing blocks and a swap between check and open is caught."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            yield kind_of(mode)
-            return
-        os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb", closefd=True) as fh:
-            fd = -1
-            yield fh
-    finally:
-        if fd >= 0:
-            os.close(fd)
-
-
 def _local_sha256(path: Path) -> str | None:
     """The sha256 of a find-links file; None for what is not a regular file (a FIFO there
     would block a plain read forever), an unreadable one or one larger than an sdist may be."""
     digest = hashlib.sha256()
     try:
-        with _open_regular(path) as fh:
-            if isinstance(fh, str):
-                return None
+        fh = open_regular(path)
+        if isinstance(fh, str):
+            return None
+        with fh:
             for chunk in iter(lambda: fh.read(2**20), b""):
                 digest.update(chunk)
                 if fh.tell() > MAX_SDIST:
@@ -216,10 +194,11 @@ def fetch(sdist: Sdist, dest: Path) -> Path:
     digest = hashlib.sha256()
     try:
         if local:
-            with _open_regular(Path(urllib.request.url2pathname(parsed.path))) as fh:
-                if isinstance(fh, str):
-                    raise BuildError(f"{what} is locked at {shown}, which is {fh}, not a file, "
-                                     "so tritonpack does not read it", hint=relock)
+            fh = open_regular(Path(urllib.request.url2pathname(parsed.path)))
+            if isinstance(fh, str):
+                raise BuildError(f"{what} is locked at {shown}, which is {fh}, not a file, "
+                                 "so tritonpack does not read it", hint=relock)
+            with fh:
                 _copy(fh, path, digest)
         else:
             with urllib.request.urlopen(sdist.url, timeout=60) as response:  # noqa: S310

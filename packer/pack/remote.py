@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import socket
-import stat
 import tarfile
 import tempfile
 import time
@@ -39,6 +38,7 @@ from ..core.errors import RemoteCacheError, RemoteIntegrityError
 from ..core.integrity import manifest as file_manifest
 from ..core.progress import Reporter
 from .envcheck import first_unsafe_entry
+from .storefile import open_entry
 
 SCHEME = "oci://"
 CONFIG_MEDIA = "application/vnd.tritonpack.env.config.v1+json"  # the artifact's type
@@ -418,14 +418,11 @@ def record(transfers: list[Transfer]) -> None:
 def last_run() -> list[Transfer]:
     """What ``record`` kept; nothing when the file is missing, not a regular file (a FIFO
     would block, a symlink is not followed) or not the shape ``record`` writes."""
-    try:
-        fd = os.open(_stats_file(), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+    fh = open_entry(_stats_file())
+    if fh is None:
         return []
     try:
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                return []
+        with fh:
             data = json.loads(fh.read(1 << 20).decode("utf-8"))
         rows = data.get("transfers", []) if isinstance(data, dict) else []
         return [Transfer(str(t["ref"]), str(t["key"]), str(t["result"]), int(t.get("bytes", 0)),

@@ -10,12 +10,12 @@ Under ``--no-cache`` (``distrusted``) the stores are written, never read.
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 from typing import BinaryIO
 
 from ..core.cache import distrusted, reuse
+from ..core.fsguard import open_regular
 
 __all__ = ["distrusted", "open_entry", "real_dir", "reuse"]
 
@@ -33,15 +33,7 @@ def open_entry(path: Path) -> BinaryIO | None:
     if not real_dir(path.parent):
         return None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fh = open_regular(path, follow=False)
     except OSError:
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            return None
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except OSError:
-        os.close(fd)
-        return None
+    return None if isinstance(fh, str) else fh
