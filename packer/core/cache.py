@@ -28,8 +28,11 @@ TAG = "CACHEDIR.TAG"
 TAG_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 
 
-_OURS = {"envs", "channels", "sdist-wheels", "bytecode", "gzip", "locks"}
-_KNOWN = _OURS | {"pkgs", "uv", "pip-tools", "tmp", "downloads", TAG}
+STORES = ("bytecode", "gzip")  # what a pack keeps for the next: compiled .pyc, gzip members
+# what `cache prune --all` empties (not locks/, held by running builds, nor downloads/)
+SECTIONS = ("envs", "channels", "pkgs", "uv", "pip-tools", "sdist-wheels", "tmp", *STORES)
+_OURS = {"envs", "channels", "sdist-wheels", "locks", *STORES}  # names only tritonpack makes
+_KNOWN = {*SECTIONS, "locks", "downloads", TAG}
 
 
 def _default_root() -> Path:

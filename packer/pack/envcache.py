@@ -23,13 +23,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.cache import TAG, cache_dir, cache_root, owned
+from ..core.cache import SECTIONS, STORES, TAG, cache_dir, cache_root, owned
 from ..core.debris import sweep, tagged
 from ..core.errors import CacheError
 from ..core.integrity import clone_or_copy, manifest, sha256_file
 from .pack import EnvArchive, PackOptions
 from .prune import PruneReport, tree_size
-from .staging import STORES
 from .storefile import open_entry, real_dir
 
 FORMAT = 7  # bump when what an archive holds for a given lock changes
@@ -194,7 +193,7 @@ class CacheInfo:
 def info() -> CacheInfo:
     root = cache_root()
     sections = {}
-    for name in ("envs", "channels", "pkgs", "uv", "pip-tools", "sdist-wheels", *STORES):
+    for name in (n for n in SECTIONS if n != "tmp"):
         base = root / name
         entries = ([p for p in base.iterdir() if not p.name.startswith(".")]
                    if real_dir(base) else [])
@@ -204,7 +203,6 @@ def info() -> CacheInfo:
     return CacheInfo(str(root), sections)
 
 
-SECTIONS = ("envs", "channels", "pkgs", "uv", "pip-tools", "sdist-wheels", "tmp", *STORES)
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

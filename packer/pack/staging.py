@@ -149,9 +149,6 @@ def stage(prefix: Prefix, work: Path) -> Path:
     return out
 
 
-STORES = ("bytecode", "gzip")  # what a pack keeps for the next: compiled .pyc, gzip members
-
-
 def cache_store(section: str) -> Path | None:
     """Where a pack keeps work for the next (``STORES``); None without a usable cache: the
     work is then done every time, nothing fails for it."""
