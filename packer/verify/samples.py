@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,13 +226,7 @@ def _known_names(arrays: dict[str, Any], path: Path, plan: Plan) -> None:
     before its values are read as the datatype of an input it does not name, and rather than
     as the server's 'unexpected inference input' (the plan is the config the server
     completed, so auto_complete_config inputs count)."""
-    known = [t.name for t in plan.inputs]
-    for name in arrays:
-        if name not in known:
-            raise RequestFileError(
-                f"--inputs {path}: {name!r} is not an input of model {plan.name!r} "
-                f"(its inputs: {', '.join(known) or 'none'})",
-                hint="name each tensor as the config's input section does")
+    _only_known(arrays, [t.name for t in plan.inputs], "--inputs", path, plan, "input")
     missing = [t.name for t in plan.inputs if not t.optional and t.name not in arrays]
     if missing:
         raise RequestFileError(
@@ -244,14 +239,18 @@ def check_expected_names(path: Path, plan: Plan) -> None:
     not a model that 'answered wrongly' (exit 12)."""
     raw = json.loads(path.read_text(encoding="utf-8"))
     known = [t.name for t in plan.outputs]
-    if not known or not isinstance(raw, dict):  # no declared outputs: the response decides
-        return
-    for name in raw:
+    if known and isinstance(raw, dict):  # no declared outputs: the response decides
+        _only_known(raw, known, "--expect", path, plan, "output")
+
+
+def _only_known(given: Iterable[str], known: list[str], option: str, path: Path, plan: Plan,
+                kind: str) -> None:
+    for name in given:
         if name not in known:
             raise RequestFileError(
-                f"--expect {path}: {name!r} is not an output of model {plan.name!r} "
-                f"(its outputs: {', '.join(known)})",
-                hint="name each tensor as the config's output section does")
+                f"{option} {path}: {name!r} is not an {kind} of model {plan.name!r} "
+                f"(its {kind}s: {', '.join(known) or 'none'})",
+                hint=f"name each tensor as the config's {kind} section does")
 
 
 def shipped_perf_data(model_dir: Path) -> Path | None:
