@@ -33,6 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..core.atomic import atomic_write_bytes
 from ..core.cache import cache_dir, cache_root
 from ..core.errors import RemoteCacheError, RemoteIntegrityError
 from ..core.integrity import manifest as file_manifest
@@ -400,17 +401,12 @@ def _stats_file() -> Path:
 
 
 def record(transfers: list[Transfer]) -> None:
-    """Keep the last run's pulls and pushes (best-effort: the cache may be read-only). The
-    temporary file is created new (O_EXCL, no symlink followed) and renamed over the last."""
+    """Keep the last run's pulls and pushes (best-effort: the cache may be read-only); a
+    new temporary file renamed over the last, so a planted symlink is replaced, not followed."""
     try:
         cache_dir()
         data = {"time": time.time(), "transfers": [t.__dict__ for t in transfers]}
-        tmp = _stats_file().with_suffix(f".{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(data, indent=2))
-        os.replace(tmp, _stats_file())
+        atomic_write_bytes(_stats_file(), json.dumps(data, indent=2).encode(), mode=0o644)
     except OSError:
         pass
 
