@@ -176,14 +176,19 @@ def _stream(gz: ParallelGzipWriter, path: Path, size: int, padded: int) -> None:
     gz.write(tarfile.NUL * (padded - size))
 
 
+def _own_members(gz: ParallelGzipWriter, path: Path, size: int, padded: int) -> None:
+    """The file compressed into members of its own (the same bytes a cached entry holds)."""
+    gz.cut()
+    _stream(gz, path, size, padded)
+    gz.cut()
+
+
 def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: int,
            store: Path | None) -> None:
     """One large file's data as members of its own: from the store when an entry there holds
     exactly this file's bytes (``_holds``), else compressed, and kept."""
     if store is None:
-        gz.cut()
-        _stream(gz, path, size, padded)
-        gz.cut()
+        _own_members(gz, path, size, padded)
         return
     salt = f"{IDENTITY} level {level}\0".encode()
     header = gzip.compress(b"", compresslevel=level, mtime=0)[:10]  # every member's
@@ -212,9 +217,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
     except OSError:  # a cache that cannot be written: compressed, not kept
-        gz.cut()
-        _stream(gz, path, size, padded)
-        gz.cut()
+        _own_members(gz, path, size, padded)
         return
     sink = _Sink(os.fdopen(fd, "wb"))
 
