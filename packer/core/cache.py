@@ -60,9 +60,16 @@ def owned(root: Path) -> bool:
         return False
 
 
+_LOOKED_AT: set[Path] = set()  # roots _tag has decided on in this process
+
+
 def _tag(root: Path) -> None:
     """Tag a cache root tritonpack makes now (absent or empty): never one that holds others'
-    files already (best-effort: a read-only cache is reported by cache_dir itself)."""
+    files already (best-effort: a read-only cache is reported by cache_dir itself). Decided
+    once per root and process: cache_dir is called for every store access."""
+    if root in _LOOKED_AT:
+        return
+    _LOOKED_AT.add(root)
     try:
         if os.path.lexists(root / TAG) or (root.is_dir() and any(root.iterdir())):
             return
