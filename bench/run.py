@@ -30,12 +30,14 @@ HERE = Path(__file__).resolve().parent
 
 try:  # the installed tritonpack (editable or not), never the source tree by path
     from packer.build.prefix import Prefix
+    from packer.context import prepare
     from packer.lock import conda, pychannel
     from packer.lock.pypi import Indexes
     from packer.pack.pack import PackOptions
     from packer.pack.pack import pack as pack_env
     from packer.pack.prune import tree_size
-    from packer.pipeline import Options, lock, package, prepare
+    from packer.pipeline import lock, package
+    from packer.settings import Options
     from packer.verify.client import Client
     from packer.verify.local import LocalRuntime
 except ImportError as exc:  # pragma: no cover - a set-up problem, said in one line

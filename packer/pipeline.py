@@ -19,6 +19,7 @@ from .build.prefix import build, bundle_digest
 from .build.runlock import key_lock, model_lock
 from .context import Context, prepare
 from .core.atomic import ensure_writable, temp_beside
+from .core.cache import distrusted
 from .core.debris import sweep, tagged
 from .core.errors import ConfigPatchError, LockError, PackError
 from .core.fsguard import not_regular, writable_file
@@ -39,14 +40,12 @@ from .pack.pack import EnvArchive, PackOptions, Staged
 from .pack.pack import pack as pack_env
 from .pack.sbom import render as render_sbom
 from .pack.sbom import sbom_path
-from .pack.storefile import distrusted
 from .patch.config import PatchResult, PlannedPatch, check_patch, env_value
 from .scan.imports import Kind
 from .scan.model import CONFIG_NAME, TOKEN
 from .settings import Options
 
-__all__ = ["CheckResult", "Context", "LockResult", "Options", "PackResult", "check_lock", "lock",
-           "package", "prepare"]
+__all__ = ["CheckResult", "LockResult", "PackResult", "check_lock", "lock", "package"]
 
 
 def lock(path: Path, opts: Options, reporter: Reporter | None = None, *,

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from packer.build.prefix import bundle_plan
-from packer.pipeline import Options, prepare
+from packer.context import prepare
+from packer.settings import Options
 
 from .conftest import SRC, run_cli
 

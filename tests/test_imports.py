@@ -31,8 +31,8 @@ def test_public_api() -> None:
 
 ROOT = Path(packer.__file__).parent
 STAGES = ("core", "scan", "resolve", "lock", "build", "pack", "patch", "verify")
-# the one edge against the flow: verify re-runs scan + resolve through the pipeline's prepare
-AGAINST_THE_FLOW = {("packer.verify.verify", "packer.pipeline")}
+# the one edge against the flow: verify re-runs scan + resolve through packer.context.prepare
+AGAINST_THE_FLOW = {("packer.verify.verify", "packer.context")}
 
 
 def _module_name(path: Path, root: Path) -> str:

@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 from conda_pack.core import is_binary_file
 
-from packer.core.cache import cache_dir
+from packer.core.cache import cache_dir, distrusted
 from packer.core.errors import ExitCode, PackError
 from packer.lock.pychannel import find_python
 from packer.pack import bytecode
 from packer.pack.archive import LARGE, entries, write_targz
 from packer.pack.staging import is_text
-from packer.pack.storefile import distrusted
 from packer.pack.targz import IDENTITY, ParallelGzipWriter
 
 from .conftest import error_line, run_cli, snapshot

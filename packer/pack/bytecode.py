@@ -42,9 +42,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core import proc
+from ..core.cache import reuse
 from ..core.errors import PackError, ProcessError
 from . import pyc
-from .storefile import open_entry, reuse
+from .storefile import open_entry
 
 # What ships as hash-checked .pyc. "imported" (the default): the stdlib and the packages the
 # scan found imported, measured best for time to READY (small model 1.17 s -> 0.85 s, medium

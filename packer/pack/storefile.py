@@ -5,7 +5,7 @@ that would block the read forever, a directory. An entry is read only as a regul
 the store itself: opened without following a symlink (O_NOFOLLOW) and without blocking
 (O_NONBLOCK), then checked with fstat on the open descriptor, so a swap between the check
 and the read is caught. What the entry holds is then checked by its store.
-Under ``--no-cache`` (``distrusted``) the stores are written, never read.
+Under ``--no-cache`` (``core.cache.distrusted``) the stores are written, never read.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-from ..core.cache import distrusted, reuse
 from ..core.fsguard import open_regular
 
-__all__ = ["distrusted", "open_entry", "real_dir", "reuse"]
 
 def real_dir(path: Path) -> bool:
     """A directory that is not a symlink to one (a store's folders never are)."""

@@ -10,11 +10,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from ..context import Context, prepare
 from ..core.debris import sweep, tagged
 from ..core.errors import (
     RuntimeMissingError,
@@ -27,7 +28,6 @@ from ..core.progress import NullReporter, Reporter, plural
 from ..core.signals import signals_held
 from ..lock.lockfile import read_lock
 from ..pack.envcheck import inspect_env
-from ..pipeline import Context, Options, prepare
 from ..scan.imports import Kind
 from ..scan.model import TOKEN, read_config
 from . import kinds, samples, tensors
@@ -43,6 +43,9 @@ from .local import LocalRuntime
 from .probe import PROBE_NAME, write_probe
 from .requestfile import check_request_file
 from .runtime import TRITON_TMP, Runtime, Server
+
+if TYPE_CHECKING:  # made by the CLI or the caller; verify only passes them on
+    from ..settings import Options
 
 RUNTIMES = ("local", "docker")
 
