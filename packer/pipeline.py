@@ -204,7 +204,9 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                               imports=tuple(sorted({u.top for u in ctx.report.of_kind(
                                   Kind.THIRD_PARTY)})),
                               modules=tuple(sorted({u.module for u in ctx.report.of_kind(
-                                  Kind.THIRD_PARTY) if not u.optional}))) as staged:
+                                  Kind.THIRD_PARTY) if not u.optional})),
+                              stdlib=tuple(sorted({u.module for u in ctx.report.of_kind(
+                                  Kind.STDLIB) if not u.optional}))) as staged:
                     envcache.store(key, staged.tmp, staged.archive,
                                    {"bundled": list(bundled), "skipped": list(skipped),
                                     "licenses": [list(x) for x in prefix.licenses],

@@ -72,3 +72,31 @@ def test_repository_bench_has_twelve_models_and_four_locks(tmp_path: Path) -> No
     sets = {tuple(bench.model_modules(m)) for m in sorted(repo.iterdir())}
     assert len(list(repo.iterdir())) == 12 and len(sets) == 4
     assert all(f'name: "{m.name}"' in (m / "config.pbtxt").read_text() for m in repo.iterdir())
+
+
+def test_steps_time_each_step_a_stage_announces() -> None:
+    bench = _bench()
+    steps = bench.Steps()
+    steps.start("pack", "conda-pack: relocating the environment")
+    steps.start("pack", "compiling bytecode")
+    steps.start("build", "installing 2 conda packages")
+    steps.start("build", "installing 4 PyPI packages (hash-checked)")
+    steps.done("build", "", 0.0)
+    steps.note("ignored")
+    assert sorted(steps.seconds) == ["PyPI install", "bytecode", "conda install", "staging"]
+    assert all(s >= 0 for s in steps.seconds.values())
+
+
+def test_the_native_floor_holds_the_elf_files_only(tmp_path: Path) -> None:
+    import tarfile
+
+    bench = _bench()
+    env = tmp_path / "env"
+    (env / "lib").mkdir(parents=True)
+    (env / "lib" / "libx.so").write_bytes(Path(sys.executable).resolve().read_bytes())
+    (env / "lib" / "x.py").write_text("X = 1\n")
+    (env / "lib" / "fake.so").write_text("not ELF")
+    (env / "lib" / "link.so").symlink_to("libx.so")
+    archive = bench.native_only(env, tmp_path / "native.tar.gz")
+    with tarfile.open(archive) as tar:
+        assert tar.getnames() == ["lib/libx.so"]

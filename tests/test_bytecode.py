@@ -4,11 +4,13 @@ cannot (torch ships one of 3.12 syntax for its own tests) ship as source only.""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from packer.build import importcheck
 from packer.core.errors import PackError
 from packer.lock.pychannel import find_python
 from packer.pack.bytecode import compile_bytecode
@@ -67,7 +69,21 @@ def test_compiling_is_reproducible(tmp_path: Path) -> None:
     assert len(digests[0]) == 41 and digests[0] == digests[1]
 
 
-def test_imported_mode_compiles_the_stdlib_and_what_the_model_imports(tmp_path: Path) -> None:
+def test_imported_mode_compiles_what_the_import_check_loaded(tmp_path: Path) -> None:
+    root = env_root(tmp_path, Path(sys.executable))
+    lib = root / "lib" / f"python{PY}"
+    site = lib / "site-packages"
+    for name in ("numpy", "mine", "pandas"):
+        (site / name).mkdir()
+    loaded = (f"lib/python{PY}/json/__init__.py", f"lib/python{PY}/site-packages/numpy/core.py")
+    chosen = bytecode_targets(root, PY, "imported", ("mine", "absent"), loaded)
+    # the loaded files one by one, the bundled packages whole; pandas was not loaded
+    assert [p.relative_to(lib).as_posix() for p in chosen] == [
+        "json/__init__.py", "site-packages/numpy/core.py", "site-packages/mine"]
+
+
+def test_imported_mode_without_the_checks_list_compiles_the_stdlib_and_the_imports(
+        tmp_path: Path) -> None:
     root = env_root(tmp_path, Path(sys.executable))
     lib = root / "lib" / f"python{PY}"
     (lib / "json").mkdir()
@@ -81,3 +97,25 @@ def test_imported_mode_compiles_the_stdlib_and_what_the_model_imports(tmp_path: 
         "json", "os.py", "site-packages/numpy", "site-packages/pandas", "site-packages/six.py"]
     assert bytecode_targets(root, PY, "all", ()) == [lib]
     assert bytecode_targets(root, PY, "none", ("pandas",)) == []
+    assert bytecode_targets(root, PY, "all", (), ("x.py",)) == [lib]
+
+
+def test_the_import_check_says_which_files_of_the_env_were_loaded(tmp_path: Path) -> None:
+    """A real interpreter in a venv: the check imports ``load`` (failures ignored) and the
+    checked modules, and reports the env's own source files they loaded, nothing outside
+    (a module that failed is not loaded: nothing to compile for it)."""
+    root = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", root], check=True)
+    site = root / "lib" / f"python{PY}" / "site-packages"
+    (site / "pkg").mkdir()
+    (site / "pkg" / "__init__.py").write_text("from . import used\n")
+    (site / "pkg" / "used.py").write_text("import json\n")
+    (site / "pkg" / "unused.py").write_text("X = 1\n")
+    (site / "broken.py").write_text("raise RuntimeError('no GPU')\n")
+    (site / "side.py").write_text("")
+    out = importcheck.run(root, PY, ("pkg", "broken"), ("side", "no_such_module"))
+    assert out.failed == {"broken": "RuntimeError: no GPU"}
+    assert [p for p in out.loaded if "site-packages" in p] == [
+        f"lib/python{PY}/site-packages/pkg/__init__.py",
+        f"lib/python{PY}/site-packages/pkg/used.py", f"lib/python{PY}/site-packages/side.py"]
+    assert all(not p.startswith("/") and ".." not in p for p in out.loaded)  # json: outside

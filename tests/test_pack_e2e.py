@@ -3,9 +3,11 @@ from somewhere else with its own bin/python3."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import tarfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,6 +54,17 @@ def test_pack_plain_model_archive_loads_elsewhere(model_copy: Copy, tmp_path: Pa
                  "lib/python3.10/site-packages/numpy/__init__.py"):
         assert need in names
     assert "CACHEDIR.TAG" not in names
+    # bytecode for what a start loads (the stub's imports, numpy's), not for the rest
+    site = "lib/python3.10/site-packages"
+    assert f"{site}/numpy/__pycache__/__init__.cpython-310.pyc" in names
+    assert f"{site}/numpy/f2py/__init__.py" in names
+    assert f"{site}/numpy/f2py/__pycache__/__init__.cpython-310.pyc" not in names
+    with tarfile.open(archive, "r:gz") as tar:
+        stdlib_zip = tar.extractfile("lib/python310.zip")
+        assert stdlib_zip is not None
+        zipped = set(zipfile.ZipFile(io.BytesIO(stdlib_zip.read())).namelist())
+    assert {"json/__init__.pyc", "asyncio/__init__.pyc", "xmlrpc/client.py"} <= zipped
+    assert "xmlrpc/client.pyc" not in zipped
 
     env = extract(archive, tmp_path / "elsewhere")
     report = json.loads(env_python(env, (

@@ -3,8 +3,12 @@
 Hash-checked (``unchecked-hash``) ``.pyc`` files are valid whatever the files' mtimes: an
 archive that ships them is reproducible and never stale. They are compiled by the
 environment's own Python (its compiler and its magic number), with a fixed hash seed
-(frozenset constants are marshalled in hash order) and marshal's reference flags made
-canonical (``pyc``). With both, a file's ``.pyc`` is a function of three things only: the
+(frozenset constants are marshalled in hash order) and written in marshal format 2, which
+has no back-references: formats 3 and 4 flag an object as shared when its reference count
+is above one at the moment it is written, which depends on what else the compiling process
+holds (one flag bit differed in about 1 build in 10 with 3.10). Any Python 3 reads format 2,
+and a file importing takes the same time (numpy: 494 files loaded in 44 ms either way), for
+about 35 % more bytes. So a file's ``.pyc`` is a function of three things only: the
 interpreter, the source bytes and the name recorded in it (``co_filename``), which is the
 file's path inside the environment (``lib/python3.10/json/__init__.py``), not the build dir
 it was compiled in. So the result is kept in tritonpack's cache under those three (with its
@@ -34,8 +38,6 @@ import importlib.util
 import json
 import marshal
 import os
-import re
-import struct
 import tempfile
 import types
 from concurrent.futures import ThreadPoolExecutor
@@ -44,32 +46,44 @@ from pathlib import Path
 from ..core import proc
 from ..core.cache import reuse
 from ..core.errors import PackError, ProcessError
-from . import pyc
 from .storefile import open_entry
 
-# What ships as hash-checked .pyc. "imported" (the default): the stdlib and the packages the
-# scan found imported, measured best for time to READY (small model 1.17 s -> 0.85 s, medium
-# 3.9 s -> 2.9 s) for ~7 % more archive; "all": everything (read-only images); "none".
+# What ships as hash-checked .pyc. "imported" (the default): the source files that importing
+# the stub's modules and the model's (scanned) modules loads, which is what a server start
+# loads (small model: 320 files of 2,700 in the stdlib and the imported packages; the rest are
+# compiled at their first import, if ever); "all": everything (read-only images); "none".
 BYTECODE = ("imported", "all", "none")
+# What the Python backend's stub imports from the environment before and beside model.py
+# (pb_stub.cc, triton_python_backend_utils.py): loaded at every start, so compiled
+STUB_IMPORTS = ("numpy", "json", "struct", "asyncio", "threading", "traceback")
 COMPILE_CHUNKS = 4  # fixed, not the core count: the same chunks on every machine
 # in every cache key: a new canonical form or new compile flags are new entries
-CACHE_FORMAT = b"tritonpack-pyc 1 unchecked-hash seed=0 canonical-refs"
+CACHE_FORMAT = b"tritonpack-pyc 2 unchecked-hash seed=0 marshal-2"
 SOURCE_ONLY = b"source only\n"  # a cache entry saying: this interpreter cannot compile it
+HEADER = 16  # magic, flags, source hash (PEP 552)
 MAX_ENTRY = 64 << 20  # a bytecode entry larger than this is not read (read whole otherwise)
 
-_NOT_COMPILED = re.compile(r"^\*\*\* Error compiling '(.+)'\.\.\.$", re.M)
 
 
-def targets(root: Path, python: str, mode: str, imports: tuple[str, ...]) -> list[Path]:
-    """What ``mode`` compiles: the whole lib dir, or the stdlib and the imported packages."""
+def targets(root: Path, python: str, mode: str, packages: tuple[str, ...],
+            loaded: tuple[str, ...] | None = None) -> list[Path]:
+    """What ``mode`` compiles: the whole lib dir (``all``); for ``imported``, the files the
+    import check saw loaded (``loaded``, relative to ``root``) and the site-packages
+    ``packages`` whole (the model's bundled modules, which are never imported to find out),
+    or without that list (the check could not run) the stdlib and ``packages`` whole."""
     lib = root / "lib" / f"python{python}"
     if mode == "none":
         return []
     if mode == "all":
         return [lib]
     site = lib / "site-packages"
-    out = [p for p in sorted(lib.iterdir()) if p != site and (p.is_dir() or p.suffix == ".py")]
-    for top in sorted({*imports, "numpy"}):  # the stub imports numpy
+    if loaded is not None:
+        out = [root / rel for rel in loaded]
+    else:
+        out = [p for p in sorted(lib.iterdir())
+               if p != site and (p.is_dir() or p.suffix == ".py")]
+        packages = (*packages, "numpy")  # the stub imports numpy
+    for top in sorted(set(packages)):
         out += [c for c in (site / top, site / f"{top}.py") if c.exists()]
     return out
 
@@ -135,13 +149,6 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
     if todo:
         compiled_source_only = _compile(root, python, todo)
         source_only += compiled_source_only
-        minor = int(python.split(".")[1])
-        for f in todo:
-            out = cached_pyc(f, python)
-            if out.is_file():
-                # marshal flags objects by their reference count at write time: canonical bytes
-                with contextlib.suppress(pyc.PycError, IndexError, struct.error):
-                    pyc.canonicalize_file(out, minor)
         if store is not None:
             skipped = set(compiled_source_only)
             for f in todo:
@@ -172,7 +179,7 @@ def _lookup(store: Path, key: str) -> bytes | None:
         return None
     digest, data = raw[:32], raw[32:]
     if hashlib.sha256(data).digest() != digest or (
-            data != SOURCE_ONLY and len(data) <= pyc.HEADER):
+            data != SOURCE_ONLY and len(data) <= HEADER):
         return None
     with contextlib.suppress(OSError):
         os.utime(path, follow_symlinks=False)  # last use, for `tritonpack cache prune`
@@ -220,7 +227,7 @@ def _belongs(data: bytes, magic: bytes, source_hash: bytes, rel: str) -> bool:
         # read here; the source hash above already ties the entry to this file's bytes
         return True
     try:
-        code = marshal.loads(data[pyc.HEADER:])  # noqa: S302  # header checked just above
+        code = marshal.loads(data[HEADER:])  # noqa: S302  # header checked just above
     except (EOFError, ValueError, TypeError):
         return False
     return isinstance(code, types.CodeType) and code.co_filename == rel
@@ -262,23 +269,56 @@ def _compile(root: Path, python: str, files: list[Path]) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="tritonpack-compile-") as tmp:
         lists = []
         for n, chunk in enumerate(chunks):
-            lists.append(Path(tmp) / f"chunk-{n}.txt")
-            lists[-1].write_text("\n".join(map(str, chunk)) + "\n", encoding="utf-8")
+            lists.append(Path(tmp) / f"chunk-{n}.json")
+            lists[-1].write_text(json.dumps([f.relative_to(root).as_posix() for f in chunk]),
+                                 encoding="utf-8")
         with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1)) as pool:
             outcomes = list(pool.map(lambda listing: _compile_listed(root, python, listing), lists))
     return [f for skipped in outcomes for f in skipped]
 
 
-def _compile_listed(root: Path, python: str, listing: Path) -> tuple[str, ...]:
+# Run by the environment's Python in the env root, on a listing of env-relative paths: each
+# file's hash-checked .pyc (what py_compile writes for --invalidation-mode unchecked-hash,
+# with the env-relative path as its name, as compileall -s gives) in marshal format 2. A
+# file this Python cannot compile (a SyntaxError, as compileall reports it) is listed.
+_COMPILE = r"""
+import importlib.util, json, marshal, os, sys
+head = importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
+tag = sys.implementation.cache_tag
+skipped = []
+with open(sys.argv[1], encoding="utf-8") as listing:
+    names = json.load(listing)
+for rel in names:
+    with open(rel, "rb") as fh:
+        source = fh.read()
     try:
-        # Not -I: it would ignore PYTHONHASHSEED; the environment is tritonpack's clean one
-        # and the cwd the env root instead. -s: the name recorded is the path in the env.
-        proc.run([root / "bin" / f"python{python}", "-s", "-m", "compileall", "-q", "-j", "1",
-                  "--invalidation-mode", "unchecked-hash", "-s", root, "-i", listing],
-                 env=proc.clean_env({"PYTHONHASHSEED": "0"}), cwd=root, timeout=1800)
-    except ProcessError as exc:
-        skipped = _NOT_COMPILED.findall(exc.output)
-        if exc.returncode != 1 or not skipped or "Traceback (most recent call last)" in exc.output:
-            raise PackError("compiling bytecode failed", detail=exc.detail) from exc
-        return tuple(Path(f).relative_to(root).as_posix() for f in skipped)
-    return ()
+        code = compile(source, rel, "exec", dont_inherit=True)
+    except Exception:  # what compileall reports as "Error compiling"
+        skipped.append(rel)
+        continue
+    folder, name = os.path.split(rel)
+    out = os.path.join(folder, "__pycache__", name[:-3] + "." + tag + ".pyc")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    tmp = out + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(head + importlib.util.source_hash(source) + marshal.dumps(code, 2))
+    os.replace(tmp, out)
+sys.stdout.write("\n@@TRITONPACK@@" + json.dumps(skipped))
+"""
+
+
+def _compile_listed(root: Path, python: str, listing: Path) -> tuple[str, ...]:
+    # -S: no site, so no .pth file runs; -s: no user site. Not -I: it would ignore
+    # PYTHONHASHSEED; the environment is tritonpack's clean one and the cwd the env root.
+    env = {k: v for k, v in proc.clean_env({"PYTHONHASHSEED": "0"}).items()
+           if not k.startswith("PYTHON") or k == "PYTHONHASHSEED"}
+    try:
+        out = proc.run([root / "bin" / f"python{python}", "-S", "-s", "-c", _COMPILE, listing],
+                       env=env, cwd=root, timeout=1800)
+        _, marker, payload = out.rpartition("@@TRITONPACK@@")
+        if not marker:
+            raise ValueError("no report")
+        return tuple(str(name) for name in json.loads(payload))
+    except (ProcessError, ValueError, TypeError) as exc:
+        raise PackError("compiling bytecode failed",
+                        detail=getattr(exc, "detail", str(exc))) from exc

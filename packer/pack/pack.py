@@ -76,6 +76,7 @@ class PackOptions:
                 "keep": sorted(self.keep), "bytecode": self.bytecode,
                 "rules": repr(PRUNE_RULES),  # new pruning rules: new archives
                 "pyc_names": "env-relative",  # co_filename: the path in the env (bytecode)
+                "pyc_for": "loaded",  # "imported": the files the import check loads
                 **({"stdlib_zip": zipstd.RULES} if self.zips_stdlib else {})}
 
     @property
@@ -117,6 +118,7 @@ def pack(
     lock_hash: str = "",
     imports: tuple[str, ...] = (),
     modules: tuple[str, ...] = (),
+    stdlib: tuple[str, ...] = (),
 ) -> Iterator[Staged]:
     """Pack ``prefix`` beside ``dest``; the caller commits it. Removed if not committed."""
     rep = reporter or NullReporter()
@@ -127,8 +129,11 @@ def pack(
 
     t0 = time.monotonic()
     rep.start("pack", "conda-pack: relocating the environment")
-    tree, pruned, largest = prepare_tree(prefix, opts, rep, imports, modules)
-    findings = check_compatible(tree, target, allow_incompatible, rep) if target else ()
+    tree, pruned, largest = prepare_tree(prefix, opts, rep, imports, modules, stdlib)
+    findings: tuple[tuple[str, str], ...] = ()
+    if target:
+        rep.start("pack", "checking the environment against the target")
+        findings = check_compatible(tree, target, allow_incompatible, rep)
     if lock_hash:
         write_stamp(tree, lock_hash, target)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from ..build import importcheck
 from ..build.prefix import Prefix
 from ..core.cache import cache_dir
 from ..core.errors import CacheError, PackError
-from ..core.progress import Reporter
+from ..core.progress import NullReporter, Reporter
 from . import bytecode, zipstd
 from .prune import PruneReport, largest_packages, prune, restore
 
@@ -72,6 +72,16 @@ def _writer(out: Path) -> Any:
     class LinkUnchanged(NoArchive):  # type: ignore[misc]  # conda-pack ships no type hints
         """conda-pack's ``no-archive`` writer, linking what conda-pack hands back unchanged."""
 
+        def __init__(self, output: str, arcroot: str) -> None:
+            super().__init__(output, arcroot)
+            self.made: set[str] = set()  # conda-pack's makedirs per file (5,900): 0.4 s
+
+        def _ensure_parent(self, path: str) -> None:
+            parent = os.path.dirname(path)
+            if parent not in self.made:
+                os.makedirs(parent, exist_ok=True)
+                self.made.add(parent)
+
         def _add(self, source: str, target: str) -> None:
             """A hard link per file, else a copy. conda-pack 0.9 picks link-or-copy once, from
             its first file, then fails with EXDEV on its own activate scripts when tritonpack's
@@ -80,6 +90,7 @@ def _writer(out: Path) -> Any:
             self._ensure_parent(target_abspath)
             if not (os.path.isfile(source) or os.path.islink(source)):
                 os.mkdir(target_abspath)
+                self.made.add(target_abspath)
                 return
             try:
                 os.link(source, target_abspath, follow_symlinks=False)
@@ -160,35 +171,35 @@ def cache_store(section: str) -> Path | None:
 
 def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None = None,
                  imports: tuple[str, ...] = (), modules: tuple[str, ...] = (),
+                 stdlib: tuple[str, ...] = (),
                  ) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
-    """conda-pack the prefix, check Triton's layout, prune (then import ``modules``, or the
-    ``imports``, with the env's Python: pruning must break nothing), compile bytecode."""
+    """conda-pack the prefix, check Triton's layout, prune, import ``modules`` (or the
+    ``imports``) with the env's Python (pruning must break nothing; what the imports load, with
+    the stub's and the model's ``stdlib`` modules, gets bytecode), compile bytecode."""
     if options.bytecode not in bytecode.BYTECODE:
         raise PackError(f"unknown bytecode mode {options.bytecode!r}",
                         hint=f"use one of {', '.join(bytecode.BYTECODE)}")
     removals: list[threading.Thread] = []
     try:
-        return _prepare(prefix, options, reporter, imports, modules, removals)
+        return _prepare(prefix, options, reporter, (modules or imports), imports, stdlib,
+                        removals)
     finally:
         for removal in removals:
             removal.join()
 
 
 def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
-             imports: tuple[str, ...], modules: tuple[str, ...],
+             modules: tuple[str, ...], imports: tuple[str, ...], stdlib: tuple[str, ...],
              removals: list[threading.Thread]) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
+    rep = reporter or NullReporter()  # each step says when it starts: the bench times them
     staged = stage(prefix, prefix.path.parent)
     check_layout(staged, prefix.python)
-
-    def compile_now() -> tuple[str, ...]:
-        chosen = bytecode.targets(staged, prefix.python, options.bytecode,
-                                  (*imports, *prefix.bundled))
-        return (bytecode.compile_bytecode(staged, prefix.python, chosen,
-                                          cache_store("bytecode")) if chosen else ())
-
-    source_only: tuple[str, ...] | None = None
+    checked = (*modules, "numpy")
+    load = (*bytecode.STUB_IMPORTS, *(m for m in stdlib if m.split(".")[0] not in _NOT_LOADED))
+    loaded: tuple[str, ...] | None = None
     report = PruneReport()
     if options.prune:
+        rep.start("pack", "pruning")
         holding = prefix.path.parent / "pruned"
         removal = threading.Thread(target=shutil.rmtree, args=(holding,),
                                    kwargs={"ignore_errors": True}, daemon=True)
@@ -196,49 +207,77 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
         try:
             report = prune(staged, prefix.python, options.keep, holding)
             if report.held:
-                # compiled first, the import check reads bytecode instead of compiling every
-                # module it imports in memory (-B): small model 1.1 s -> 0.4 s
-                source_only = compile_now()
-                held = len(report.held)
-                report = still_imports(staged, prefix.python,
-                                       (*(modules or imports), "numpy"), report, holding)
-                if len(report.held) != held:  # files came back: compiled with the rest
-                    source_only = None
+                rep.start("pack", "importing the model's packages after pruning")
+                report, loaded = still_imports(staged, prefix.python, checked, report, holding,
+                                               load)
         finally:  # removed while the rest runs (361 dirs took 0.5 s here), joined below
             removal.start()
         report = dataclasses.replace(report, held=())
         for note in report.notes:
-            if reporter is not None:
-                reporter.note(note)
+            rep.note(note)
     check_layout(staged, prefix.python)  # a --keep-less prune never removes these
-    if source_only is None:
-        source_only = compile_now()
-    if source_only and reporter is not None:
-        reporter.note(f"bytecode: {len(source_only)} file(s) are not Python {prefix.python} "
-                      f"and ship as source only: {', '.join(source_only[:3])}"
-                      + (", ..." if len(source_only) > 3 else ""))
+    if options.bytecode == "imported" and loaded is None:
+        rep.start("pack", "importing the model's packages")
+        loaded = loaded_files(staged, prefix.python, checked, load)
+    whole = prefix.bundled if loaded is not None else (*imports, *prefix.bundled)
+    chosen = bytecode.targets(staged, prefix.python, options.bytecode, whole, loaded)
+    if chosen:
+        rep.start("pack", "compiling bytecode")
+    source_only = (bytecode.compile_bytecode(staged, prefix.python, chosen,
+                                             cache_store("bytecode")) if chosen else ())
+    if source_only:
+        rep.note(f"bytecode: {len(source_only)} file(s) are not Python {prefix.python} "
+                 f"and ship as source only: {', '.join(source_only[:3])}"
+                 + (", ..." if len(source_only) > 3 else ""))
     if options.zips_stdlib:
+        rep.start("pack", "zipping the standard library")
         zipstd.zip_stdlib(staged, prefix.python)
     return staged, report, largest_packages(staged, prefix.python)
 
 
-def still_imports(root: Path, python: str, modules: tuple[str, ...], report: PruneReport,
-                  holding: Path) -> PruneReport:
-    """Import the scanned modules in the pruned tree (one subprocess); a module that fails
-    gets its package's pruned files back, then, if it still fails, everything pruned."""
-    site = f"lib/python{python}/site-packages"
-    present = tuple(sorted({m for m in modules if _installed(root / site, m.split(".")[0])}))
+# stdlib modules the model may import that are not imported here: they act when imported
+# (open a browser, print) or need a display; their files get no bytecode, nothing else changes
+_NOT_LOADED = frozenset({"antigravity", "this", "__hello__", "__phello__", "turtle",
+                         "turtledemo", "tkinter", "idlelib", "__main__"})
+
+
+def _present(root: Path, python: str, modules: tuple[str, ...]) -> tuple[str, ...]:
+    site = root / f"lib/python{python}/site-packages"
+    return tuple(sorted({m for m in modules if _installed(site, m.split(".")[0])}))
+
+
+def loaded_files(root: Path, python: str, modules: tuple[str, ...],
+                 load: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The source files importing ``load`` and ``modules`` loads (nothing was pruned, so
+    failures change nothing); None when the check cannot run to its end."""
     try:
-        failed = importcheck.failures(root, python, present)
+        return importcheck.run(root, python, _present(root, python, modules), load).loaded
+    except importcheck.CheckFailed:
+        return None
+
+
+def still_imports(root: Path, python: str, modules: tuple[str, ...], report: PruneReport,
+                  holding: Path, load: tuple[str, ...] = (),
+                  ) -> tuple[PruneReport, tuple[str, ...] | None]:
+    """Import the scanned modules in the pruned tree (one subprocess); a module that fails
+    gets its package's pruned files back, then, if it still fails, everything pruned. Also
+    returns the source files the imports loaded (None when the check did not finish)."""
+    site = f"lib/python{python}/site-packages"
+    present = _present(root, python, modules)
+    try:
+        first = importcheck.run(root, python, present, load)
     except importcheck.CheckFailed as exc:
         return restore(root, holding, report, None,
-                       f"the import check after pruning did not finish ({exc}): nothing pruned")
+                       f"the import check after pruning did not finish ({exc}): nothing pruned"
+                       ), None
+    failed, loaded = first.failed, set(first.loaded)
     if not failed:
-        return report
+        return report, first.loaded
     tops = tuple(sorted({f"{site}/{m.split('.')[0]}" for m in failed}))
     report = restore(root, holding, report, tops, "")
     try:
-        again = importcheck.failures(root, python, tuple(sorted(failed)))
+        second = importcheck.run(root, python, tuple(sorted(failed)))
+        again, loaded = second.failed, loaded | set(second.loaded)
     except importcheck.CheckFailed:
         again = failed
     fixed = sorted(set(failed) - set(again))
@@ -249,7 +288,7 @@ def still_imports(root: Path, python: str, modules: tuple[str, ...], report: Pru
         name = sorted(again)[0]
         notes.append(f"{name} does not import in the built environment ({again[name]}): nothing "
                      "was pruned; verify will show whether it loads in Triton")
-    return dataclasses.replace(report, notes=(*report.notes, *notes))
+    return dataclasses.replace(report, notes=(*report.notes, *notes)), tuple(sorted(loaded))
 
 
 def _installed(site: Path, top: str) -> bool:
