@@ -82,6 +82,20 @@ def test_imported_mode_compiles_what_the_import_check_loaded(tmp_path: Path) -> 
         "json/__init__.py", "site-packages/numpy/core.py", "site-packages/mine"]
 
 
+def test_a_loaded_list_naming_files_outside_the_env_is_not_followed(tmp_path: Path) -> None:
+    """The list comes from a process that ran the packages' code: a path outside the env,
+    through a symlink, or not Python is dropped (nothing outside is read or written)."""
+    root = env_root(tmp_path, Path(sys.executable))
+    (tmp_path / "outside.py").write_text("SECRET = 1\n")
+    site = root / "lib" / f"python{PY}" / "site-packages"
+    (site / "escape").symlink_to(tmp_path)
+    loaded = ("../outside.py", str(tmp_path / "outside.py"),
+              f"lib/python{PY}/site-packages/escape/outside.py",
+              f"lib/python{PY}/site-packages/pkg/ok.py", "bin/activate")
+    chosen = bytecode_targets(root, PY, "imported", (), loaded)
+    assert [p.relative_to(root).as_posix() for p in chosen] == [f"lib/python{PY}/site-packages/pkg/ok.py"]
+
+
 def test_imported_mode_without_the_checks_list_compiles_the_stdlib_and_the_imports(
         tmp_path: Path) -> None:
     root = env_root(tmp_path, Path(sys.executable))

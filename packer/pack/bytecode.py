@@ -41,7 +41,7 @@ import os
 import tempfile
 import types
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..core import proc
 from ..core.cache import reuse
@@ -78,7 +78,13 @@ def targets(root: Path, python: str, mode: str, packages: tuple[str, ...],
         return [lib]
     site = lib / "site-packages"
     if loaded is not None:
-        out = [root / rel for rel in loaded]
+        # the list comes from a process that ran the packages' code: only .py files inside
+        # the env are taken from it, so nothing outside is read or written
+        real = root.resolve()
+        out = [root / rel for rel in loaded
+               if rel.endswith(".py") and not PurePosixPath(rel).is_absolute()
+               and ".." not in PurePosixPath(rel).parts
+               and (root / rel).resolve().is_relative_to(real)]
     else:
         out = [p for p in sorted(lib.iterdir())
                if p != site and (p.is_dir() or p.suffix == ".py")]
