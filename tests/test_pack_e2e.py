@@ -67,6 +67,11 @@ def test_pack_plain_model_archive_loads_elsewhere(model_copy: Copy, tmp_path: Pa
     assert "xmlrpc/client.pyc" not in zipped
 
     env = extract(archive, tmp_path / "elsewhere")
+    # conda-pack's documented last step works on what tritonpack pruned: nothing it lists is gone
+    unpack = subprocess.run([env / "bin" / "python3", env / "bin" / "conda-unpack"],
+                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert unpack.returncode == 0, unpack.stderr
+    assert (env / "bin" / "f2py").read_text().startswith(f"#!{env}/bin/python")
     report = json.loads(env_python(env, (
         "import sys, json, numpy, lib2to3.pygram; "
         "print(json.dumps([sys.prefix, numpy.__version__, json.__file__, lib2to3.__file__]))")))

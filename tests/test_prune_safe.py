@@ -91,3 +91,23 @@ def test_pack_keeps_what_packages_read_and_imports_them(tmp_path: Path) -> None:
                           "import json, stubby, testy; print(json.dumps(stubby.answer))"],
                          capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"})
     assert json.loads(out.stdout) == 42
+
+
+def test_conda_unpack_is_not_left_listing_pruned_files(tmp_path: Path) -> None:
+    """conda-unpack stops at the first listed file that is missing: pruned ones leave its
+    list; a link still there stays, and a line it cannot read is left as it is."""
+    from packer.pack.staging import drop_gone_records
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "kept").write_text("#!/p/bin/python\n")
+    (tmp_path / "bin" / "link").symlink_to("nowhere")
+    script = tmp_path / "bin" / "conda-unpack"
+    script.write_text("#!/usr/bin/env python\n_prefix_records = [\n"
+                      "('bin/kept', '/p', 'text'),\n('lib/pruned.pyi', '/p', 'text'),\n"
+                      "('bin/link', '/p', 'text'),\nnot a record,\n]\nmain()\n")
+    script.chmod(0o755)
+    drop_gone_records(tmp_path)
+    assert script.read_text() == (
+        "#!/usr/bin/env python\n_prefix_records = [\n('bin/kept', '/p', 'text'),\n"
+        "('bin/link', '/p', 'text'),\nnot a record,\n]\nmain()\n")
+    assert script.stat().st_mode & 0o777 == 0o755

@@ -9,6 +9,7 @@ rewriting, activate scripts); how that directory is then written (tar, gzip, sta
 
 from __future__ import annotations
 
+import ast
 import codecs
 import dataclasses
 import errno
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..build import importcheck
 from ..build.prefix import Prefix
+from ..core.atomic import atomic_write_bytes
 from ..core.cache import cache_dir
 from ..core.errors import CacheError, PackError
 from ..core.progress import NullReporter, Reporter
@@ -232,7 +234,38 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
     if options.zips_stdlib:
         rep.start("pack", "zipping the standard library")
         zipstd.zip_stdlib(staged, prefix.python)
+    drop_gone_records(staged)
     return staged, report, largest_packages(staged, prefix.python)
+
+
+_RECORDS = "\n_prefix_records = [\n"
+
+
+def drop_gone_records(root: Path) -> None:
+    """``bin/conda-unpack`` rewrites the prefix in each file conda-pack listed and stops at the
+    first one missing: the files pruned since are taken off its list (a user who runs it on
+    the unpacked environment, as conda-pack's documentation says, gets exit 0, not a
+    FileNotFoundError on a pruned ``.pyi``)."""
+    script = root / "bin" / "conda-unpack"
+    if script.is_symlink() or not script.is_file():
+        return
+    text = script.read_text(encoding="utf-8")
+    start = text.find(_RECORDS)
+    end = text.find("\n]\n", start)
+    if start < 0 or end < 0:
+        return
+    kept = []
+    for line in text[start + len(_RECORDS):end].split("\n"):
+        try:
+            path = ast.literal_eval(line.rstrip(","))[0]
+        except (ValueError, SyntaxError, TypeError, IndexError):
+            kept.append(line)  # not a record this reads: left as it is
+            continue
+        if not isinstance(path, str) or os.path.lexists(root / path):
+            kept.append(line)
+    new = text[:start + len(_RECORDS)] + "\n".join(kept) + text[end:]
+    if new != text:
+        atomic_write_bytes(script, new.encode("utf-8"), mode=stat.S_IMODE(script.stat().st_mode))
 
 
 # stdlib modules the model may import that are not imported here: they act when imported
