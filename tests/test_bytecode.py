@@ -133,3 +133,19 @@ def test_the_import_check_says_which_files_of_the_env_were_loaded(tmp_path: Path
         f"lib/python{PY}/site-packages/pkg/__init__.py",
         f"lib/python{PY}/site-packages/pkg/used.py", f"lib/python{PY}/site-packages/side.py"]
     assert all(not p.startswith("/") and ".." not in p for p in out.loaded)  # json: outside
+
+
+def test_the_loaded_list_is_remembered_and_garbage_is_no_hint(tmp_path: Path) -> None:
+    from packer.core.cache import distrusted
+    from packer.pack.bytecode import _store, recall, remember
+
+    store = tmp_path / "store"
+    remember(store, "ab" * 32, ("lib/python3.10/json/__init__.py",))
+    assert recall(store, "ab" * 32) == ("lib/python3.10/json/__init__.py",)
+    with distrusted():  # --no-cache: the stores are written, never read
+        assert recall(store, "ab" * 32) is None
+    assert recall(None, "ab" * 32) is None and recall(store, "cd" * 32) is None
+    for n, garbage in enumerate((b"not json at all, not at all", b'{"a": "dict, not list"}',
+                                 b'[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]')):
+        _store(store, f"{n:02}" * 32, garbage)
+        assert recall(store, f"{n:02}" * 32) is None

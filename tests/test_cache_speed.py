@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -182,3 +183,43 @@ def test_prune_never_follows_a_symlink_out_of_the_cache(
     gone = [*links, cache / "uv"] if everything else links[:3]
     assert [link for link in gone if link.is_symlink()] == []
 
+
+
+def test_what_a_pack_reuses_never_changes_the_archive(model_copy: Copy, tmp_path: Path,
+                                                      session_cache: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pack with empty stores (its large files compressed ahead while it imports and
+    compiles) and one with every store warm (bytecode, gzip members, and the hint of what
+    the import check loaded last time) write the same bytes; a hint naming a file the check
+    does not load gives that file no bytecode."""
+    model = model_copy("plain_numpy")
+    run_cli(model, "--triton", "24.10", "--offline", "-q")  # the local channel, made once
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "channels").symlink_to(session_cache / "channels")
+    monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
+    res = run_cli(model, "--triton", "24.10", "--offline", "-q")
+    assert res.exit_code == 0, res.stderr
+    first = sha(model / "tritonpack-env.tar.gz")
+    assert any((cache / "gzip").rglob("*.*"))
+    hints = 0
+    for entry in (cache / "bytecode").rglob("*"):
+        data = entry.read_bytes()[32:] if entry.is_file() else b""
+        if data.startswith(b"["):  # a list of loaded files: one more, never loaded
+            listed = [*json.loads(data), "lib/python3.10/site-packages/numpy/f2py/__init__.py"]
+            new = json.dumps(listed).encode()
+            entry.write_bytes(hashlib.sha256(new).digest() + new)
+            hints += 1
+    assert hints == 1
+    for built in (cache / "envs").iterdir():  # built again, with every store warm
+        if built.is_dir() and not built.is_symlink():
+            shutil.rmtree(built)
+        else:
+            built.unlink()
+    res = run_cli(model, "--triton", "24.10", "--offline", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert sha(model / "tritonpack-env.tar.gz") == first
+    with tarfile.open(model / "tritonpack-env.tar.gz") as tar:
+        names = set(tar.getnames())
+    assert "lib/python3.10/site-packages/numpy/f2py/__pycache__/__init__.cpython-310.pyc" \
+        not in names

@@ -459,3 +459,48 @@ def test_prune_days_must_be_a_number_of_days(days: str, message: str) -> None:
     are typos, refused as usage errors."""
     res = run_cli("cache", "prune", "--days", days)
     assert res.exit_code == 2 and res.stderr.strip().endswith(message)
+
+
+@pytest.mark.parametrize("size", [LARGE, 4 << 20, (4 << 20) + 1, (8 << 20) - 100, 3 * LARGE + 7])
+def test_members_compressed_ahead_are_the_ones_the_write_keeps(tmp_path: Path, size: int) -> None:
+    """The large files compressed while the pack imports and compiles are the very entries
+    the write would keep (blocks cut where the writer cuts them, the padding in the last):
+    the write appends them, and the archive is the one written without them."""
+    import threading
+
+    from packer.pack.archive import compress_ahead
+
+    root = tmp_path / "tree"
+    (root / "lib").mkdir(parents=True)
+    (root / "lib" / "big.so").write_bytes(os.urandom(size))
+    early, kept = tmp_path / "early", tmp_path / "kept"
+    compress_ahead(root, 4, early, threading.Event())
+    want = write_targz(root, tmp_path / "plain.tar.gz", 4, 2, store=kept)[0]
+
+    def entries_of(store: Path) -> dict[str, bytes]:
+        return {p.relative_to(store).as_posix(): p.read_bytes()
+                for p in store.rglob("*") if p.is_file()}
+
+    assert entries_of(early) == entries_of(kept) != {}
+    [entry] = [p for p in early.rglob("*") if p.is_file()]
+    inode = entry.stat().st_ino
+    assert write_targz(root, tmp_path / "ahead.tar.gz", 4, 2, store=early)[0] == want
+    assert entry.stat().st_ino == inode  # appended: a hit
+    python = tmp_path / "python"
+    (python / "lib").mkdir(parents=True)
+    (python / "lib" / "big.py").write_bytes(b"#" * LARGE)  # may yet be zipped: the write's
+    compress_ahead(python, 4, tmp_path / "py", threading.Event())
+    assert not (tmp_path / "py").exists()
+
+
+def test_a_stop_leaves_nothing_half_compressed(tmp_path: Path) -> None:
+    import threading
+
+    from packer.pack.archive import ahead, compress_ahead
+
+    root = tree(tmp_path)
+    stop = threading.Event()
+    stop.set()
+    compress_ahead(root, 4, tmp_path / "store", stop)
+    assert not (tmp_path / "store").exists()
+    ahead(root, 4, None)()  # no store: nothing to do, nothing to stop

@@ -49,6 +49,56 @@ def test_stubs_of_lazy_loader_packages_and_of_stub_readers_are_kept(tmp_path: Pa
     assert report.removed["type stubs"][0] == 1
 
 
+def test_torchs_cpp_tests_go_and_its_shared_memory_manager_stays(tmp_path: Path) -> None:
+    """torch's wheels ship C++ test programs (torch/test, torch/bin/test_*) and protoc, which
+    no code of torch runs; torch.multiprocessing runs bin/torch_shm_manager."""
+    torch = tmp_path / "env" / SITE / "torch"
+    for rel in ("test/c10_Device_test", "bin/test_api", "bin/FileStoreTest", "bin/protoc",
+                "bin/protoc-3.13.0.0", "bin/script_module_v4.ptl", "bin/test_interpreter_async.pt",
+                "bin/upgrader_models/test_v2.ptl", "bin/torch_shm_manager", "testing/__init__.py",
+                "__init__.py"):
+        (torch / rel).parent.mkdir(parents=True, exist_ok=True)
+        (torch / rel).write_bytes(b"\x7fELF")
+    report = prune(tmp_path / "env", "3.10")
+    left = sorted(p.relative_to(torch).as_posix() for p in torch.rglob("*") if p.is_file())
+    assert left == ["__init__.py", "bin/torch_shm_manager", "testing/__init__.py"]
+    assert report.removed["torch's C++ tests and build tools"] == (8, 32)
+
+
+def pip_env(root: Path, *, required_by: str = "") -> Path:
+    for rel in (f"{SITE}/pip/__init__.py", f"{SITE}/pip-23.0.1.dist-info/METADATA", "bin/pip",
+                "bin/pip3", "bin/pip3.10", "conda-meta/pip-23.0.1-0.json",
+                "conda-meta/python-3.10.13-0.json", "bin/python3"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("Name: pip\n" if rel.endswith("METADATA") else "")
+    if required_by:
+        (root / SITE / "tool-1.0.dist-info").mkdir()
+        (root / SITE / "tool-1.0.dist-info" / "METADATA").write_text(
+            f"Name: tool\nRequires-Dist: {required_by}\n")
+    return root
+
+
+@pytest.mark.parametrize(("required_by", "imports", "pruned"), [
+    ("", (), True),  # no server runs pip
+    ("pip>=21", (), False),  # a distribution needs it
+    ("pip; extra == 'dev'", (), True),  # only behind an extra
+    ("", ("pip",), False),  # the model imports it
+])
+def test_pip_goes_unless_something_needs_it(tmp_path: Path, required_by: str,
+                                            imports: tuple[str, ...], pruned: bool) -> None:
+    root = pip_env(tmp_path / "env", required_by=required_by)
+    report = prune(root, "3.10", imports=imports)
+    left = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    if pruned:
+        assert report.removed["pip"][0] == 6
+        assert left == ["bin/python3", "conda-meta/python-3.10.13-0.json"] + (
+            [f"{SITE}/tool-1.0.dist-info/METADATA"] if required_by else [])
+    else:
+        assert "pip" not in report.removed and f"{SITE}/pip/__init__.py" in left
+    kept = prune(pip_env(tmp_path / "kept"), "3.10", keep=("pip*",))
+    assert "pip" not in kept.removed and (tmp_path / "kept" / "bin" / "pip").exists()
+
+
 def test_held_files_go_back_on_restore(tmp_path: Path) -> None:
     root = env_tree(tmp_path / "env")
     holding = tmp_path / "held"

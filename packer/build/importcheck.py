@@ -58,15 +58,17 @@ class Outcome:
 
 
 def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...] = (),
-        timeout: float = TIMEOUT_S) -> Outcome:
+        timeout: float = TIMEOUT_S, pycache: Path | None = None) -> Outcome:
     """Import ``load`` (failures ignored), then ``modules``; say which of ``modules`` do not
-    import, and which source files of the environment all of them loaded."""
+    import, and which source files of the environment all of them loaded. ``pycache``: where
+    bytecode compiled before is read from (``-X pycache_prefix``), never written."""
     if not modules and not load:
         return Outcome({}, ())
     # -B: no .pyc written into the tree being packed; HOME: caches some packages write at
     # import (matplotlib, numba) go to a scratch dir, not the user's home or the archive.
-    argv: list[str | Path] = [root / "bin" / f"python{python}", "-I", "-B", "-c", _SCRIPT,
-                              *modules, _SEPARATOR, *load]
+    argv: list[str | Path] = [root / "bin" / f"python{python}", "-I", "-B",
+                              *(["-X", f"pycache_prefix={pycache}"] if pycache else []),
+                              "-c", _SCRIPT, *modules, _SEPARATOR, *load]
     try:
         with tempfile.TemporaryDirectory(prefix="tritonpack-import-") as home:
             out = proc.run(argv, env=proc.clean_env({"HOME": home, "PYTHONDONTWRITEBYTECODE": "1"}),

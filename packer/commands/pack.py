@@ -67,8 +67,8 @@ def make_pack_request(kw: dict[str, Any]) -> PackRequest:
 @click.option("--no-prune", is_flag=True, help="Ship everything conda-pack chose.")
 @click.option("--bytecode/--no-bytecode", default=None,
               help="Hash-checked .pyc for everything (read-only --format dir images) / for "
-              "nothing. Default: for the stdlib and the packages the model imports (measured "
-              "fastest to READY).")
+              "nothing. Default: for the files a start loads (the stub's imports and the "
+              "model's packages, imported once by the env's Python after pruning).")
 @click.option("--no-cache", is_flag=True,
               help="Build even if the cache holds an environment for this lock.")
 @click.option("--shared-env", metavar="PATH",

@@ -17,11 +17,13 @@ import os
 import stat
 import tarfile
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..core.atomic import atomic_write_bytes
 from ..core.cache import reuse
 from ..core.errors import PackError
 from ..core.fsguard import not_regular
@@ -247,6 +249,88 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
         gz.forget()  # the caller aborts the writer: nothing of this file is kept
         raise
     gz.stop()
+
+
+def _members(path: Path, size: int, padded: int, level: int, stop: threading.Event,
+             ) -> bytes | None:
+    """The members ``_large`` writes for this file: its bytes, then the tar padding, cut
+    every BLOCK bytes as the writer cuts them, each block its own gzip member (mtime 0);
+    None if ``stop`` is set first or the file is not ``size`` bytes."""
+    out, buf, seen = bytearray(), bytearray(), 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(BLOCK):
+            if stop.is_set():
+                return None
+            seen += len(chunk)
+            buf += chunk
+            while len(buf) >= BLOCK:
+                out += gzip.compress(bytes(buf[:BLOCK]), compresslevel=level, mtime=0)
+                del buf[:BLOCK]
+    if seen != size:
+        return None
+    buf += tarfile.NUL * (padded - size)
+    while buf:
+        out += gzip.compress(bytes(buf[:BLOCK]), compresslevel=level, mtime=0)
+        del buf[:BLOCK]
+    return bytes(out)
+
+
+def ahead(root: Path, level: int, store: Path | None) -> Callable[[], None]:
+    """Compress the tree's large files into ``store`` on a thread, while the pack still
+    imports and compiles (a core is idle while the import check runs): the write then
+    finds their members there, checks and appends them (``_large``), as it would a second
+    pack's. Returns the function that stops it, dropping a file half done; nothing when
+    there is no store to keep members in or it is not read (``--no-cache``)."""
+    if store is None or not reuse():
+        return lambda: None
+    stop = threading.Event()
+    thread = threading.Thread(target=compress_ahead, args=(root, level, store, stop),
+                              name="gzip-ahead", daemon=True)
+    thread.start()
+
+    def halt() -> None:
+        stop.set()
+        thread.join()
+
+    return halt
+
+
+def compress_ahead(root: Path, level: int, store: Path, stop: threading.Event) -> None:
+    """``ahead``'s work: each large file not kept yet, smallest first (a stop drops the
+    least work), as the entry ``_large`` would keep. Python files are left out (they may
+    yet be zipped or compiled), and any error only leaves a file to the write."""
+    salt = f"{IDENTITY} level {level}\0".encode()
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        for name in filenames:
+            path = Path(dirpath) / name
+            with contextlib.suppress(OSError):
+                st = path.lstat()
+                if (stat.S_ISREG(st.st_mode) and st.st_size >= LARGE
+                        and not name.endswith((".py", ".pyc"))):
+                    found.append((st.st_size, path))
+    for size, path in sorted(found):
+        if stop.is_set():
+            return
+        with contextlib.suppress(OSError):
+            digest = hashlib.sha256(salt)
+            with path.open("rb") as fh:
+                while chunk := fh.read(BLOCK):
+                    digest.update(chunk)
+            key = digest.hexdigest()
+            folder = store / key[:2]
+            if real_dir(folder) and any(folder.glob(f"{key}.*")):
+                continue  # kept before: the write checks it
+            padded = -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            members = _members(path, size, padded, level, stop)
+            if members is None:
+                continue
+            if folder.is_symlink():  # debris: the store's folders are its own
+                folder.unlink()
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(folder / f"{key}.{hashlib.sha256(members).hexdigest()}",
+                               members, mode=0o600)  # as _large keeps them (mkstemp)
 
 
 class _Sink:

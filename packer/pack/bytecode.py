@@ -53,8 +53,8 @@ from .storefile import open_entry
 # loads (small model: 320 files of 2,700 in the stdlib and the imported packages; the rest are
 # compiled at their first import, if ever); "all": everything (read-only images); "none".
 BYTECODE = ("imported", "all", "none")
-# What the Python backend's stub imports from the environment before and beside model.py
-# (pb_stub.cc, triton_python_backend_utils.py): loaded at every start, so compiled
+# What the Python backend's stub imports from the environment beside model.py (pb_stub.cc,
+# triton_python_backend_utils.py): at every load, and asyncio at the first request
 STUB_IMPORTS = ("numpy", "json", "struct", "asyncio", "threading", "traceback")
 COMPILE_CHUNKS = 4  # fixed, not the core count: the same chunks on every machine
 # in every cache key: a new canonical form or new compile flags are new entries
@@ -111,25 +111,23 @@ def interpreter_key(root: Path, python: str) -> bytes:
     return digest.digest()
 
 
-def compile_bytecode(root: Path, python: str, chosen: list[Path],
-                     store: Path | None = None) -> tuple[str, ...]:
-    """Compile every ``.py`` under ``chosen`` into ``__pycache__``; reuse ``store`` (a cache
-    dir) for files compiled before by the same interpreter.
+def files(chosen: list[Path]) -> list[Path]:
+    """Every .py file ``chosen`` names (a file, or the files under a dir)."""
+    return sorted({f for t in chosen for f in ([t] if t.is_file() else t.rglob("*.py"))
+                   if f.is_file() and not f.is_symlink()})
 
-    The files to compile are sorted and cut into COMPILE_CHUNKS fixed chunks, each compiled
-    by one process, run in parallel. Returns the files that are not Python ``python`` (torch
-    ships a file of 3.12 syntax for its tests): they could never be imported there, so they
-    ship as source only, as pip leaves them. Any other failure (a crash, a traceback) is an
-    error."""
-    files = sorted({f for t in chosen for f in ([t] if t.is_file() else t.rglob("*.py"))
-                    if f.is_file() and not f.is_symlink()})
-    if not files:
-        return ()
+
+def _reuse(root: Path, python: str, files: list[Path], store: Path | None,
+           into: Path | None = None) -> tuple[set[Path], list[Path], list[str], dict[Path, str]]:
+    """Place the store's entries that belong to ``files`` (beside them, or under ``into`` as
+    ``-X pycache_prefix`` looks for them): (placed, the files left to compile, the files
+    known not to compile, each file's store key)."""
     interp = interpreter_key(root, python) if store is not None else b""
     keys: dict[Path, str] = {}
     todo: list[Path] = []
     source_only: list[str] = []
     hits: dict[Path, bytes] = {}
+    placed: set[Path] = set()
     for f in files:
         rel = f.relative_to(root).as_posix()
         if store is None:
@@ -148,10 +146,43 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
         magic, hashes = _source_hashes(root, python, list(hits))
         for (f, entry), source_hash in zip(hits.items(), hashes, strict=True):
             if _belongs(entry, magic, source_hash, f.relative_to(root).as_posix()):
-                _place(entry, cached_pyc(f, python))
+                _place(entry, cached_pyc(f, python) if into is None else prefixed_pyc(into, f,
+                                                                                     python))
+                placed.add(f)
             else:
                 todo.append(f)  # another file's entry, or another Python's: compiled again
         todo.sort()
+    return placed, todo, source_only, keys
+
+
+def prefixed_pyc(into: Path, source: Path, python: str) -> Path:
+    """Where an interpreter run with ``-X pycache_prefix=into`` looks for ``source``'s
+    bytecode: the source's absolute folder, under ``into``."""
+    folder = into / source.parent.relative_to(source.parent.anchor)
+    return folder / f"{source.stem}.cpython-{python.replace('.', '')}.pyc"
+
+
+def place_cached(root: Path, python: str, chosen: list[Path], store: Path | None,
+                 into: Path) -> set[Path]:
+    """Place what the store holds for ``chosen`` under ``into`` (a pycache prefix), compile
+    nothing: the files placed."""
+    return _reuse(root, python, files(chosen), store, into)[0] if store is not None else set()
+
+
+def compile_bytecode(root: Path, python: str, chosen: list[Path],
+                     store: Path | None = None) -> tuple[str, ...]:
+    """Compile every ``.py`` under ``chosen`` into ``__pycache__``; reuse ``store`` (a cache
+    dir) for files compiled before by the same interpreter.
+
+    The files to compile are sorted and cut into COMPILE_CHUNKS fixed chunks, each compiled
+    by one process, run in parallel. Returns the files that are not Python ``python`` (torch
+    ships a file of 3.12 syntax for its tests): they could never be imported there, so they
+    ship as source only, as pip leaves them. Any other failure (a crash, a traceback) is an
+    error."""
+    found = files(chosen)
+    if not found:
+        return ()
+    _, todo, source_only, keys = _reuse(root, python, found, store)
     if todo:
         compiled_source_only = _compile(root, python, todo)
         source_only += compiled_source_only
@@ -165,6 +196,33 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
                 if data is not None:
                     _store(store, keys[f], data)
     return tuple(sorted(source_only))
+
+
+def loaded_key(root: Path, python: str, modules: tuple[str, ...]) -> str:
+    """Where the files the last import check of ``modules`` loaded are remembered: by the
+    interpreter, the modules and the installed distributions' names. Only a hint (``recall``):
+    the check still runs; what it loads decides what ships."""
+    site = root / "lib" / f"python{python}" / "site-packages"
+    names = sorted(p.name for p in (*site.glob("*.dist-info"), *root.glob("conda-meta/*.json")))
+    listed = json.dumps([sorted(modules), names]).encode()
+    return hashlib.sha256(b"loaded files 1\0" + interpreter_key(root, python) + listed).hexdigest()
+
+
+def recall(store: Path | None, key: str) -> tuple[str, ...] | None:
+    """The list ``remember`` kept under ``key``, or None."""
+    data = _lookup(store, key) if store is not None and reuse() else None
+    try:
+        listed = json.loads(data) if data is not None else None
+    except ValueError:
+        return None
+    if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+        return None
+    return tuple(listed)
+
+
+def remember(store: Path | None, key: str, loaded: tuple[str, ...]) -> None:
+    if store is not None:
+        _store(store, key, json.dumps(list(loaded)).encode())
 
 
 def _lookup(store: Path, key: str) -> bytes | None:
@@ -243,7 +301,7 @@ def _place(data: bytes, out: Path) -> None:
     """A new file, with the mode compileall gives (0o666 less the umask). A ``.pyc`` already
     there (``--no-prune`` keeps ``__pycache__``) may be a hard link into the build prefix and
     from there into a package cache: it is unlinked, never written through."""
-    out.parent.mkdir(exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     with os.fdopen(fd, "wb") as fh:

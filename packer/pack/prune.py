@@ -40,8 +40,20 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
       "lib/{py}/site-packages/**/*.cuh", "lib/{py}/site-packages/**/*.pxd",
       "lib/{py}/site-packages/**/*.pyx")),
     ("type stubs", ("lib/{py}/site-packages/**/*.pyi",)),
+    # C++ test programs and their data, and protoc, in torch's wheels (138 MB of torch 2.13's
+    # CPU build); torch's code runs only bin/torch_shm_manager, which stays
+    ("torch's C++ tests and build tools",
+     ("lib/{py}/site-packages/torch/test", "lib/{py}/site-packages/torch/bin/*[Tt]est*",
+      "lib/{py}/site-packages/torch/bin/protoc*", "lib/{py}/site-packages/torch/bin/*.pt",
+      "lib/{py}/site-packages/torch/bin/*.ptl", "lib/{py}/site-packages/torch/bin/upgrader_models")),
     ("conda-pack's unused activation scripts", ("bin/activate.fish",)),
+    # pip: no server runs it (Triton's stub does not, and tritonpack installs with uv or its
+    # own pip); 500 files and 7 MB at every start. Kept when the model imports pip or an
+    # installed distribution requires it (``_pip_needed``), or with --keep 'pip*'
+    ("pip", ("lib/{py}/site-packages/pip", "lib/{py}/site-packages/pip-*.dist-info",
+             "bin/pip", "bin/pip3", "bin/pip3.*", "conda-meta/pip-*.json")),
 )
+PIP_RULE = "pip"
 
 
 _READS_STUBS = (b"attach_stub", b"lazy_loader", b".pyi")
@@ -125,6 +137,19 @@ def stub_readers(root: Path, python: str) -> tuple[str, ...]:
     return tuple(sorted(set(out)))
 
 
+def _pip_needed(root: Path, python: str) -> bool:
+    """Whether an installed distribution other than pip requires pip (not behind an extra)."""
+    site = root / "lib" / f"python{python}" / "site-packages"
+    for dist in dists.installed(site):
+        if canonicalize_name(dist.name) == "pip":
+            continue
+        for line in dist.requires:
+            name = re.match(r"\s*([A-Za-z0-9._-]+)", line)
+            if name is not None and canonicalize_name(name[1]) == "pip" and "extra ==" not in line:
+                return True
+    return False
+
+
 def _needs_lazy_loader(requirement: str) -> bool:
     """A ``Requires-Dist`` of lazy_loader itself, not one behind an extra."""
     name = re.match(r"\s*([A-Za-z0-9._-]+)", requirement)
@@ -144,16 +169,19 @@ def _reads_its_stub(path: Path) -> bool:
 
 
 def prune(root: Path, python: str, keep: tuple[str, ...] = (),
-          holding: Path | None = None) -> PruneReport:
-    """Remove the rules' matches under ``root`` (a staged env), except what ``keep`` matches
-    and the stubs read at run time. With ``holding``, pruned paths are moved there, to be
-    put back (``restore``) or dropped with it."""
+          holding: Path | None = None, imports: tuple[str, ...] = ()) -> PruneReport:
+    """Remove the rules' matches under ``root`` (a staged env), except what ``keep`` matches,
+    the stubs read at run time and pip where it is needed (``imports``: the model's top-level
+    imports). With ``holding``, pruned paths are moved there, to be put back (``restore``)
+    or dropped with it."""
     removed: dict[str, tuple[int, int]] = {}
     kept: list[str] = []
     held: list[Held] = []
     py = f"python{python}"
     readers = stub_readers(root, python)
     for name, globs in RULES:
+        if name == PIP_RULE and (_pip_needed(root, python) or "pip" in imports):
+            continue
         files = size = 0
         for pattern in globs:
             for path in _matches(root, pattern.format(py=py)):

@@ -17,6 +17,7 @@ import os
 import shutil
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from ..core.atomic import atomic_write_bytes
 from ..core.cache import cache_dir
 from ..core.errors import CacheError, PackError
 from ..core.progress import NullReporter, Reporter
-from . import bytecode, zipstd
+from . import archive, bytecode, zipstd
 from .prune import PruneReport, largest_packages, prune, restore
 
 if TYPE_CHECKING:
@@ -182,17 +183,21 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
         raise PackError(f"unknown bytecode mode {options.bytecode!r}",
                         hint=f"use one of {', '.join(bytecode.BYTECODE)}")
     removals: list[threading.Thread] = []
+    halts: list[Callable[[], None]] = []
     try:
         return _prepare(prefix, options, reporter, (modules or imports), imports, stdlib,
-                        removals)
+                        removals, halts)
     finally:
+        for halt in halts:
+            halt()
         for removal in removals:
             removal.join()
 
 
 def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
              modules: tuple[str, ...], imports: tuple[str, ...], stdlib: tuple[str, ...],
-             removals: list[threading.Thread]) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
+             removals: list[threading.Thread], halts: list[Callable[[], None]],
+             ) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
     rep = reporter or NullReporter()  # each step says when it starts: the bench times them
     staged = stage(prefix, prefix.path.parent)
     check_layout(staged, prefix.python)
@@ -200,6 +205,8 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
     load = (*bytecode.STUB_IMPORTS, *(m for m in stdlib if m.split(".")[0] not in _NOT_LOADED))
     loaded: tuple[str, ...] | None = None
     report = PruneReport()
+    store = cache_store("bytecode")
+    hinted = prefix.path.parent / "pycache-hint"  # what the last such check loaded, compiled
     if options.prune:
         rep.start("pack", "pruning")
         holding = prefix.path.parent / "pruned"
@@ -207,11 +214,15 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
                                    kwargs={"ignore_errors": True}, daemon=True)
         removals.append(removal)
         try:
-            report = prune(staged, prefix.python, options.keep, holding)
+            report = prune(staged, prefix.python, options.keep, holding,
+                           tuple({m.split('.')[0] for m in (*modules, *imports)}))
+            if options.format != "dir":  # the large files' members, on the idle core
+                halts.append(archive.ahead(staged, options.level, cache_store("gzip")))
             if report.held:
                 rep.start("pack", "importing the model's packages after pruning")
+                _place_hint(staged, prefix.python, options, checked, load, store, hinted)
                 report, loaded = still_imports(staged, prefix.python, checked, report, holding,
-                                               load)
+                                               load, hinted)
         finally:  # removed while the rest runs (361 dirs took 0.5 s here), joined below
             removal.start()
         report = dataclasses.replace(report, held=())
@@ -220,13 +231,17 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
     check_layout(staged, prefix.python)  # a --keep-less prune never removes these
     if options.bytecode == "imported" and loaded is None:
         rep.start("pack", "importing the model's packages")
-        loaded = loaded_files(staged, prefix.python, checked, load)
+        _place_hint(staged, prefix.python, options, checked, load, store, hinted)
+        loaded = loaded_files(staged, prefix.python, checked, load, hinted)
+    shutil.rmtree(hinted, ignore_errors=True)
     whole = prefix.bundled if loaded is not None else (*imports, *prefix.bundled)
     chosen = bytecode.targets(staged, prefix.python, options.bytecode, whole, loaded)
+    if loaded is not None:
+        bytecode.remember(store, _hint_key(staged, prefix.python, checked, load), loaded)
     if chosen:
         rep.start("pack", "compiling bytecode")
-    source_only = (bytecode.compile_bytecode(staged, prefix.python, chosen,
-                                             cache_store("bytecode")) if chosen else ())
+    source_only = (bytecode.compile_bytecode(staged, prefix.python, chosen, store)
+                   if chosen else ())
     if source_only:
         rep.note(f"bytecode: {len(source_only)} file(s) are not Python {prefix.python} "
                  f"and ship as source only: {', '.join(source_only[:3])}"
@@ -268,6 +283,24 @@ def drop_gone_records(root: Path) -> None:
         atomic_write_bytes(script, new.encode("utf-8"), mode=stat.S_IMODE(script.stat().st_mode))
 
 
+def _hint_key(root: Path, python: str, checked: tuple[str, ...], load: tuple[str, ...]) -> str:
+    return bytecode.loaded_key(root, python, (*_present(root, python, checked), "|", *load))
+
+
+def _place_hint(root: Path, python: str, options: PackOptions, checked: tuple[str, ...],
+                load: tuple[str, ...], store: Path | None, into: Path) -> None:
+    """Before the import check: the bytecode the store holds for the files the last check of
+    the same modules and distributions loaded, under ``into``, the check's pycache prefix,
+    so that it reads them instead of compiling them in memory (torch: thousands). Outside the
+    tree and only a hint: what this check loads decides what ships."""
+    if options.bytecode != "imported" or store is None:
+        return
+    hint = bytecode.recall(store, _hint_key(root, python, checked, load))
+    if hint:
+        bytecode.place_cached(root, python, bytecode.targets(root, python, "imported", (), hint),
+                              store, into)
+
+
 # stdlib modules the model may import that are not imported here: they act when imported
 # (open a browser, print) or need a display; their files get no bytecode, nothing else changes
 _NOT_LOADED = frozenset({"antigravity", "this", "__hello__", "__phello__", "turtle",
@@ -280,17 +313,18 @@ def _present(root: Path, python: str, modules: tuple[str, ...]) -> tuple[str, ..
 
 
 def loaded_files(root: Path, python: str, modules: tuple[str, ...],
-                 load: tuple[str, ...]) -> tuple[str, ...] | None:
+                 load: tuple[str, ...], pycache: Path | None = None) -> tuple[str, ...] | None:
     """The source files importing ``load`` and ``modules`` loads (nothing was pruned, so
     failures change nothing); None when the check cannot run to its end."""
     try:
-        return importcheck.run(root, python, _present(root, python, modules), load).loaded
+        return importcheck.run(root, python, _present(root, python, modules), load,
+                               pycache=pycache).loaded
     except importcheck.CheckFailed:
         return None
 
 
 def still_imports(root: Path, python: str, modules: tuple[str, ...], report: PruneReport,
-                  holding: Path, load: tuple[str, ...] = (),
+                  holding: Path, load: tuple[str, ...] = (), pycache: Path | None = None,
                   ) -> tuple[PruneReport, tuple[str, ...] | None]:
     """Import the scanned modules in the pruned tree (one subprocess); a module that fails
     gets its package's pruned files back, then, if it still fails, everything pruned. Also
@@ -298,7 +332,7 @@ def still_imports(root: Path, python: str, modules: tuple[str, ...], report: Pru
     site = f"lib/python{python}/site-packages"
     present = _present(root, python, modules)
     try:
-        first = importcheck.run(root, python, present, load)
+        first = importcheck.run(root, python, present, load, pycache=pycache)
     except importcheck.CheckFailed as exc:
         return restore(root, holding, report, None,
                        f"the import check after pruning did not finish ({exc}): nothing pruned"
