@@ -13,7 +13,7 @@ import pytest
 
 from packer.core.errors import ExitCode
 from packer.lock.lockfile import read_lock, write_lock
-from packer.lock.pychannel import SCHEME, find_python, local_channel
+from packer.lock.pychannel import BUILD, SCHEME, find_python, local_channel
 
 from .conftest import error_line, run_cli
 
@@ -29,9 +29,9 @@ def test_the_same_cpython_gives_the_same_package_whatever_the_cache(
         monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path.joinpath(f"cache-{n}", *["d"] * n)))
         channel = local_channel(install, "linux-64")
         made.append(sorted((p.relative_to(channel).as_posix(), p.read_bytes())
-                           for p in channel.rglob("*.tar.bz2")))
+                           for p in channel.rglob("*.conda")))
     assert [name for name, _ in made[0]] == [name for name, _ in made[1]]
-    assert made[0] == made[1]
+    assert len(made[0]) == 2 and made[0] == made[1]  # python and pip
 
 
 def test_the_lock_names_no_machine_path_and_builds_with_the_channel_gone(
@@ -58,7 +58,7 @@ def test_no_matching_cpython_says_which_to_install(model_copy: Copy) -> None:
     lock = read_lock(model / "tritonpack.lock")
     python = next(p for p in lock.conda if p.name == "python")
     gone = dataclasses.replace(python, version="3.10.99",
-                               url=f"{SCHEME}:3.10.99/linux-64/python-3.10.99-x.tar.bz2")
+                               url=f"{SCHEME}:3.10.99/linux-64/python-3.10.99-{BUILD}.conda")
     write_lock(model / "tritonpack.lock", dataclasses.replace(
         lock, conda=tuple(gone if p is python else p for p in lock.conda)))
     res = run_cli(model, "--triton", "24.10", "--offline", "--frozen", "--no-cache")
@@ -67,3 +67,53 @@ def test_no_matching_cpython_says_which_to_install(model_copy: Copy) -> None:
         "none is on this machine: install CPython 3.10.99 with --enable-shared (e.g. "
         "PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install 3.10.99), or re-lock with the "
         "Python 3.10 you have"))
+
+
+def test_a_lock_of_an_older_local_package_format_is_stale_and_made_again(
+        model_copy: Copy) -> None:
+    """Locks made before the local packages became .conda name a .tar.bz2 no tritonpack
+    makes any more: stale (--frozen says why), and a plain run locks again and packs."""
+    model = model_copy("plain_numpy")
+    assert run_cli("lock", model, "--triton", "24.10", "--offline").exit_code == 0
+    lock = read_lock(model / "tritonpack.lock")
+    python = next(p for p in lock.conda if p.name == "python")
+    old_name = f"python-{python.version}-tritonpack_3.tar.bz2"
+    old = dataclasses.replace(python, file_name=old_name,
+                              url=f"{SCHEME}:{python.version}/linux-64/{old_name}")
+    write_lock(model / "tritonpack.lock", dataclasses.replace(
+        lock, conda=tuple(old if p is python else p for p in lock.conda)))
+    res = run_cli(model, "--triton", "24.10", "--offline", "--frozen")
+    assert (res.exit_code, error_line(res.stderr)) == (ExitCode.LOCK, (
+        f"error: tritonpack.lock is stale (--frozen): the local Python package {old_name} is "
+        f"of an older format ({BUILD} now)"))
+    res = run_cli(model, "--triton", "24.10", "--offline", "-q")
+    assert res.exit_code == 0, res.stderr
+    again = next(p for p in read_lock(model / "tritonpack.lock").conda if p.name == "python")
+    assert again.file_name == f"python-{python.version}-{BUILD}.conda"
+
+
+def test_a_raw_zstd_frame_is_the_bytes_in_stored_blocks() -> None:
+    """Frame header (magic, descriptor 0, a 128 KiB window), then blocks of at most 128 KiB,
+    each a 3-byte header (size << 3, raw type 0, the last one flagged) and the bytes: what
+    rattler (any zstd reader) reads back; every local package's install proves it."""
+    import io
+
+    from packer.lock.pychannel import ZSTD_RAW_BLOCK, zstd_raw
+
+    data = bytes(range(256)) * 1200  # 307,200 bytes: 128 KiB, 128 KiB, 45,056
+    out = io.BytesIO()
+    zstd_raw(io.BytesIO(data), out)
+    frame = out.getvalue()
+    assert frame[:6] == b"\x28\xb5\x2f\xfd\x00\x38"
+    pos, blocks, back = 6, [], b""
+    while pos < len(frame):
+        head = int.from_bytes(frame[pos:pos + 3], "little")
+        size, kind, last = head >> 3, (head >> 1) & 3, head & 1
+        blocks.append((size, kind, last))
+        back += frame[pos + 3:pos + 3 + size]
+        pos += 3 + size
+    assert blocks == [(ZSTD_RAW_BLOCK, 0, 0), (ZSTD_RAW_BLOCK, 0, 0), (45056, 0, 1)]
+    assert back == data
+    empty = io.BytesIO()
+    zstd_raw(io.BytesIO(b""), empty)
+    assert empty.getvalue() == b"\x28\xb5\x2f\xfd\x00\x38" + (1).to_bytes(3, "little")

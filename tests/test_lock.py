@@ -37,7 +37,7 @@ def test_two_releases_lock_different_pythons_and_wheels(model_copy: Copy) -> Non
     numpy_new = {p.name: p.version for p in lock_new.pypi}["numpy"]
     assert numpy_old.startswith("1.") and not numpy_new.startswith("1.")  # numpy<2 before 24.11
     python_pkg = {p.name: p for p in lock_new.conda}["python"]
-    assert len(python_pkg.sha256) == 64 and python_pkg.url.endswith(".tar.bz2")
+    assert len(python_pkg.sha256) == 64 and python_pkg.url.endswith(".conda")
     assert all(h.startswith("sha256:") for p in lock_new.pypi for h in p.hashes)
 
 
