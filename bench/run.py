@@ -39,6 +39,7 @@ try:  # the installed tritonpack (editable or not), never the source tree by pat
     from packer.pack.pack import pack as pack_env
     from packer.pack.prune import tree_size
     from packer.pipeline import lock, package
+    from packer.scan.imports import Kind
     from packer.settings import Options
     from packer.verify.client import Client
     from packer.verify.local import LocalRuntime
@@ -180,13 +181,24 @@ def baseline_build(model: Path, name: str, cache: Path, work: Path) -> dict[str,
             "env_bytes": du(prefix)}
 
 
-def tritonpack_pack_only(prefix: Path, python: str, work: Path,
-                         cache: Path) -> tuple[float, dict[str, float]]:
+def scanned(model: Path, name: str) -> dict[str, tuple[str, ...]]:
+    """What the model's pack imports after pruning, as the pipeline passes it (AST scan)."""
+    report = prepare(model, opts_for(name)).report
+    third = report.of_kind(Kind.THIRD_PARTY)
+    return {"imports": tuple(sorted({u.top for u in third})),
+            "modules": tuple(sorted({u.module for u in third if not u.optional})),
+            "stdlib": tuple(sorted({u.module for u in report.of_kind(Kind.STDLIB)
+                                    if not u.optional}))}
+
+
+def tritonpack_pack_only(prefix: Path, python: str, work: Path, cache: Path,
+                         imports: dict[str, tuple[str, ...]]) -> tuple[float, dict[str, float]]:
     """tritonpack's pack step alone on the same prefix (conda-pack's file list, pruned,
-    bytecode, stdlib zip, parallel gzip), written and committed, with ``cache``: an empty
-    one (every byte compiled and compressed) or the one the model's own build filled (its
-    bytecode and its large files' gzip members are reused, as a second pack of the same
-    packages finds them). Returns the seconds and where they went (``Steps``)."""
+    the model's modules imported, bytecode, stdlib zip, parallel gzip), written and
+    committed, with ``cache``: an empty one (every byte compiled and compressed) or the one
+    the model's own build filled (its bytecode and its large files' gzip members are reused,
+    as a second pack of the same packages finds them). Returns the seconds and where they
+    went (``Steps``)."""
     dest = work / "tp-pack-only" / "tritonpack-env.tar.gz"
     dest.parent.mkdir(exist_ok=True)
     copy = work / "tp-pack-prefix" / "env"
@@ -195,7 +207,7 @@ def tritonpack_pack_only(prefix: Path, python: str, work: Path,
     with cache_at(cache):
         t0 = time.perf_counter()
         with pack_env(Prefix(copy, python, 0, 0, (), ()), dest, PackOptions(),
-                      reporter=steps) as staged:
+                      reporter=steps, **imports) as staged:
             staged.commit()
         took = time.perf_counter() - t0
     shutil.rmtree(copy.parent)
@@ -360,9 +372,13 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
 
     base = baseline_build(src, name, fresh_cache(work, seed, f"cache-base-{name}"), work)
     print(f"   baseline {base['seconds']:.1f}s", flush=True)
+    with cache_at(cache):
+        model_imports = scanned(src, name)
     tp_pack, pack_steps = tritonpack_pack_only(base["prefix"], python, work,
-                                               fresh_cache(work, seed, f"cache-pack-{name}"))
-    tp_pack_warm, pack_steps_warm = tritonpack_pack_only(base["prefix"], python, work, cache)
+                                               fresh_cache(work, seed, f"cache-pack-{name}"),
+                                               model_imports)
+    tp_pack_warm, pack_steps_warm = tritonpack_pack_only(base["prefix"], python, work, cache,
+                                                         model_imports)
     # conda-pack's pack twice (in the recipe, then beside tritonpack's): its best
     cp_pack = min(base["pack_seconds"], conda_pack_only(base["prefix"], work))
     print(f"   pack alone: tritonpack {tp_pack:.1f}s (empty cache), {tp_pack_warm:.1f}s (the "
