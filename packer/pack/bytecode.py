@@ -40,6 +40,7 @@ import marshal
 import os
 import tempfile
 import types
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
@@ -169,17 +170,33 @@ def place_cached(root: Path, python: str, chosen: list[Path], store: Path | None
     return _reuse(root, python, files(chosen), store, into)[0] if store is not None else set()
 
 
+def adopt(into: Path, placed: AbstractSet[Path], python: str) -> set[Path]:
+    """Move the bytecode ``place_cached`` put under ``into`` for ``placed`` beside its sources
+    (checked against them when placed); the sources whose bytecode is now in place."""
+    moved = set()
+    for source in placed:
+        with contextlib.suppress(OSError):
+            out = cached_pyc(source, python)
+            out.parent.mkdir(exist_ok=True)
+            out.unlink(missing_ok=True)  # a kept .pyc may be a hard link: never written through
+            os.replace(prefixed_pyc(into, source, python), out)
+            moved.add(source)
+    return moved
+
+
 def compile_bytecode(root: Path, python: str, chosen: list[Path],
-                     store: Path | None = None) -> tuple[str, ...]:
-    """Compile every ``.py`` under ``chosen`` into ``__pycache__``; reuse ``store`` (a cache
-    dir) for files compiled before by the same interpreter.
+                     store: Path | None = None, done: AbstractSet[Path] = frozenset(),
+                     ) -> tuple[str, ...]:
+    """Compile every ``.py`` under ``chosen`` into ``__pycache__`` but the sources ``done``
+    (their bytecode is in place); reuse ``store`` (a cache dir) for files compiled before by
+    the same interpreter.
 
     The files to compile are sorted and cut into COMPILE_CHUNKS fixed chunks, each compiled
     by one process, run in parallel. Returns the files that are not Python ``python`` (torch
     ships a file of 3.12 syntax for its tests): they could never be imported there, so they
     ship as source only, as pip leaves them. Any other failure (a crash, a traceback) is an
     error."""
-    found = files(chosen)
+    found = [f for f in files(chosen) if f not in done]
     if not found:
         return ()
     _, todo, source_only, keys = _reuse(root, python, found, store)

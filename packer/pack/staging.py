@@ -207,6 +207,7 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
     report = PruneReport()
     store = cache_store("bytecode")
     hinted = prefix.path.parent / "pycache-hint"  # what the last such check loaded, compiled
+    placed: set[Path] = set()  # the sources whose bytecode the hint placed there
     if options.prune:
         rep.start("pack", "pruning")
         holding = prefix.path.parent / "pruned"
@@ -220,7 +221,8 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
                 halts.append(archive.ahead(staged, options.level, cache_store("gzip")))
             if report.held:
                 rep.start("pack", "importing the model's packages after pruning")
-                _place_hint(staged, prefix.python, options, checked, load, store, hinted)
+                placed = _place_hint(staged, prefix.python, options, checked, load, store,
+                                     hinted)
                 report, loaded = still_imports(staged, prefix.python, checked, report, holding,
                                                load, hinted)
         finally:  # removed while the rest runs (361 dirs took 0.5 s here), joined below
@@ -231,16 +233,19 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
     check_layout(staged, prefix.python)  # a --keep-less prune never removes these
     if options.bytecode == "imported" and loaded is None:
         rep.start("pack", "importing the model's packages")
-        _place_hint(staged, prefix.python, options, checked, load, store, hinted)
+        placed = placed or _place_hint(staged, prefix.python, options, checked, load, store,
+                                       hinted)
         loaded = loaded_files(staged, prefix.python, checked, load, hinted)
-    shutil.rmtree(hinted, ignore_errors=True)
     whole = prefix.bundled if loaded is not None else (*imports, *prefix.bundled)
     chosen = bytecode.targets(staged, prefix.python, options.bytecode, whole, loaded)
+    # what the hint placed (checked against its source then) and this check loaded: moved in
+    done = bytecode.adopt(hinted, placed & set(bytecode.files(chosen)), prefix.python)
+    shutil.rmtree(hinted, ignore_errors=True)
     if loaded is not None:
         bytecode.remember(store, _hint_key(staged, prefix.python, checked, load), loaded)
     if chosen:
         rep.start("pack", "compiling bytecode")
-    source_only = (bytecode.compile_bytecode(staged, prefix.python, chosen, store)
+    source_only = (bytecode.compile_bytecode(staged, prefix.python, chosen, store, done)
                    if chosen else ())
     if source_only:
         rep.note(f"bytecode: {len(source_only)} file(s) are not Python {prefix.python} "
@@ -288,17 +293,18 @@ def _hint_key(root: Path, python: str, checked: tuple[str, ...], load: tuple[str
 
 
 def _place_hint(root: Path, python: str, options: PackOptions, checked: tuple[str, ...],
-                load: tuple[str, ...], store: Path | None, into: Path) -> None:
+                load: tuple[str, ...], store: Path | None, into: Path) -> set[Path]:
     """Before the import check: the bytecode the store holds for the files the last check of
     the same modules and distributions loaded, under ``into``, the check's pycache prefix,
     so that it reads them instead of compiling them in memory (torch: thousands). Outside the
     tree and only a hint: what this check loads decides what ships."""
     if options.bytecode != "imported" or store is None:
-        return
+        return set()
     hint = bytecode.recall(store, _hint_key(root, python, checked, load))
-    if hint:
-        bytecode.place_cached(root, python, bytecode.targets(root, python, "imported", (), hint),
-                              store, into)
+    if not hint:
+        return set()
+    return bytecode.place_cached(root, python,
+                                 bytecode.targets(root, python, "imported", (), hint), store, into)
 
 
 # stdlib modules the model may import that are not imported here: they act when imported
