@@ -206,7 +206,8 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                               modules=tuple(sorted({u.module for u in ctx.report.of_kind(
                                   Kind.THIRD_PARTY) if not u.optional})),
                               stdlib=tuple(sorted({u.module for u in ctx.report.of_kind(
-                                  Kind.STDLIB) if not u.optional}))) as staged:
+                                  Kind.STDLIB) if not u.optional})),
+                              locked=tuple(p.name for p in locked.lock.pypi)) as staged:
                     envcache.store(key, staged.tmp, staged.archive,
                                    {"bundled": list(bundled), "skipped": list(skipped),
                                     "licenses": [list(x) for x in prefix.licenses],

@@ -78,16 +78,18 @@ def pip_env(root: Path, *, required_by: str = "") -> Path:
     return root
 
 
-@pytest.mark.parametrize(("required_by", "imports", "pruned"), [
-    ("", (), True),  # no server runs pip
-    ("pip>=21", (), False),  # a distribution needs it
-    ("pip; extra == 'dev'", (), True),  # only behind an extra
-    ("", ("pip",), False),  # the model imports it
+@pytest.mark.parametrize(("required_by", "imports", "locked", "pruned"), [
+    ("", (), ("numpy",), True),  # no server runs pip
+    ("pip>=21", (), (), False),  # a distribution needs it
+    ("pip; extra == 'dev'", (), (), True),  # only behind an extra
+    ("", ("pip",), (), False),  # the model imports it
+    ("", (), ("numpy", "PIP"), False),  # the model's requirements ask for it
 ])
 def test_pip_goes_unless_something_needs_it(tmp_path: Path, required_by: str,
-                                            imports: tuple[str, ...], pruned: bool) -> None:
+                                            imports: tuple[str, ...], locked: tuple[str, ...],
+                                            pruned: bool) -> None:
     root = pip_env(tmp_path / "env", required_by=required_by)
-    report = prune(root, "3.10", imports=imports)
+    report = prune(root, "3.10", imports=imports, locked=locked)
     left = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
     if pruned:
         assert report.removed["pip"][0] == 6

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from ..core import proc
 from ..core.errors import ProcessError
+from ..core.fsguard import open_regular
 
 TIMEOUT_S = 180.0
 _SEPARATOR = "--load-only--"
 _SCRIPT = r"""
 import importlib, json, os, sys
-args = sys.argv[1:]
+report, args = sys.argv[1], sys.argv[2:]
 cut = args.index("--load-only--")
 failed = {}
 for name in args[cut + 1:]:  # what the server loads anyway: failures are not this check's
@@ -37,13 +38,16 @@ for name in args[:cut]:
 root = os.path.realpath(sys.prefix) + os.sep
 loaded = set()
 for module in list(sys.modules.values()):
-    path = getattr(module, "__file__", None)
-    if isinstance(path, str) and path.endswith(".py"):
-        real = os.path.realpath(path)
-        if real.startswith(root):
-            loaded.add(real[len(root):])
-sys.stdout.write("\n@@TRITONPACK@@" + json.dumps([failed, sorted(loaded)]))
-sys.stdout.flush()
+    try:  # the module's own dict: a lazy module's __getattr__ would import (or raise)
+        path = object.__getattribute__(module, "__dict__").get("__file__")
+        if isinstance(path, str) and path.endswith(".py"):
+            real = os.path.realpath(path)
+            if real.startswith(root):
+                loaded.add(real[len(root):])
+    except BaseException:
+        pass
+with open(report, "w", encoding="utf-8") as fh:  # not stdout: packages print there, at exit too
+    json.dump([failed, sorted(loaded)], fh)
 """
 
 
@@ -66,23 +70,28 @@ def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]
         return Outcome({}, ())
     # -B: no .pyc written into the tree being packed; HOME: caches some packages write at
     # import (matplotlib, numba) go to a scratch dir, not the user's home or the archive.
-    argv: list[str | Path] = [root / "bin" / f"python{python}", "-I", "-B",
-                              *(["-X", f"pycache_prefix={pycache}"] if pycache else []),
-                              "-c", _SCRIPT, *modules, _SEPARATOR, *load]
     try:
         with tempfile.TemporaryDirectory(prefix="tritonpack-import-") as home:
-            out = proc.run(argv, env=proc.clean_env({"HOME": home, "PYTHONDONTWRITEBYTECODE": "1"}),
-                           cwd=Path(home), timeout=timeout)
+            report = Path(home) / "report.json"
+            argv: list[str | Path] = [
+                root / "bin" / f"python{python}", "-I", "-B",
+                *(["-X", f"pycache_prefix={pycache}"] if pycache else []),
+                "-c", _SCRIPT, report, *modules, _SEPARATOR, *load]
+            proc.run(argv, env=proc.clean_env({"HOME": home, "PYTHONDONTWRITEBYTECODE": "1"}),
+                     cwd=Path(home), timeout=timeout)
+            try:
+                fh = open_regular(report, follow=False)  # never a FIFO a package left there
+                if isinstance(fh, str):
+                    raise ValueError(fh)
+                with fh:
+                    failed, loaded = json.loads(fh.read(_MAX_REPORT))
+                return Outcome({str(k): str(v) for k, v in failed.items()},
+                               tuple(str(p) for p in loaded))
+            except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+                raise CheckFailed("no readable report from the import check") from exc
     except ProcessError as exc:
         raise CheckFailed(exc.output.strip().splitlines()[-1] if exc.output.strip()
                           else f"exit {exc.returncode}") from exc
-    _, marker, payload = out.rpartition("@@TRITONPACK@@")
-    if not marker:
-        raise CheckFailed("no report from the import check")
-    try:
-        failed, loaded = json.loads(payload)
-        return Outcome({str(k): str(v) for k, v in failed.items()},
-                       tuple(str(p) for p in loaded))
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise CheckFailed("an unreadable report from the import check") from exc
 
+
+_MAX_REPORT = 64 << 20  # a report larger than this was not written by the check

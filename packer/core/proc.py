@@ -51,6 +51,7 @@ def run(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            errors="replace",  # a tool printing bytes that are not UTF-8 is no crash here
             timeout=timeout,
             check=False,
         )

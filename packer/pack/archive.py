@@ -23,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..core.atomic import atomic_write_bytes
 from ..core.cache import reuse
 from ..core.errors import PackError
 from ..core.fsguard import not_regular
@@ -252,27 +251,28 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
 
 
 def _members(path: Path, size: int, padded: int, level: int, stop: threading.Event,
-             ) -> bytes | None:
-    """The members ``_large`` writes for this file: its bytes, then the tar padding, cut
-    every BLOCK bytes as the writer cuts them, each block its own gzip member (mtime 0);
-    None if ``stop`` is set first or the file is not ``size`` bytes."""
-    out, buf, seen = bytearray(), bytearray(), 0
+             out: _Hashing) -> bool:
+    """Write to ``out`` the members ``_large`` writes for this file: its bytes, then the tar
+    padding, cut every BLOCK bytes as the writer cuts them, each block its own gzip member
+    (mtime 0); one block in memory at a time. False if ``stop`` is set first or the file is
+    not ``size`` bytes."""
+    buf, seen = bytearray(), 0
     with path.open("rb") as fh:
         while chunk := fh.read(BLOCK):
             if stop.is_set():
-                return None
+                return False
             seen += len(chunk)
             buf += chunk
             while len(buf) >= BLOCK:
-                out += gzip.compress(bytes(buf[:BLOCK]), compresslevel=level, mtime=0)
+                out.write(gzip.compress(bytes(buf[:BLOCK]), compresslevel=level, mtime=0))
                 del buf[:BLOCK]
     if seen != size:
-        return None
+        return False
     buf += tarfile.NUL * (padded - size)
     while buf:
-        out += gzip.compress(bytes(buf[:BLOCK]), compresslevel=level, mtime=0)
+        out.write(gzip.compress(bytes(buf[:BLOCK]), compresslevel=level, mtime=0))
         del buf[:BLOCK]
-    return bytes(out)
+    return True
 
 
 def ahead(root: Path, level: int, store: Path | None) -> Callable[[], None]:
@@ -317,20 +317,39 @@ def compress_ahead(root: Path, level: int, store: Path, stop: threading.Event) -
             digest = hashlib.sha256(salt)
             with path.open("rb") as fh:
                 while chunk := fh.read(BLOCK):
+                    if stop.is_set():
+                        return
                     digest.update(chunk)
             key = digest.hexdigest()
             folder = store / key[:2]
             if real_dir(folder) and any(folder.glob(f"{key}.*")):
                 continue  # kept before: the write checks it
-            padded = -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-            members = _members(path, size, padded, level, stop)
-            if members is None:
-                continue
             if folder.is_symlink():  # debris: the store's folders are its own
                 folder.unlink()
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(folder / f"{key}.{hashlib.sha256(members).hexdigest()}",
-                               members, mode=0o600)  # as _large keeps them (mkstemp)
+            padded = -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+            try:
+                sink = _Hashing(os.fdopen(fd, "wb"))
+                with sink.fh:
+                    done = _members(path, size, padded, level, stop, sink)
+                if done:
+                    os.replace(tmp, folder / f"{key}.{sink.sha.hexdigest()}")
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+
+class _Hashing:
+    """A file being written, and the sha256 of what was written to it."""
+
+    def __init__(self, fh: BinaryIO):
+        self.fh = fh
+        self.sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return self.fh.write(data)
 
 
 class _Sink:

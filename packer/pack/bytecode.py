@@ -81,11 +81,9 @@ def targets(root: Path, python: str, mode: str, packages: tuple[str, ...],
     if loaded is not None:
         # the list comes from a process that ran the packages' code: only .py files inside
         # the env are taken from it, so nothing outside is read or written
-        real = root.resolve()
         out = [root / rel for rel in loaded
                if rel.endswith(".py") and not PurePosixPath(rel).is_absolute()
-               and ".." not in PurePosixPath(rel).parts
-               and (root / rel).resolve().is_relative_to(real)]
+               and ".." not in PurePosixPath(rel).parts and _inside(root, root / rel)]
     else:
         out = [p for p in sorted(lib.iterdir())
                if p != site and (p.is_dir() or p.suffix == ".py")]
@@ -93,6 +91,15 @@ def targets(root: Path, python: str, mode: str, packages: tuple[str, ...],
     for top in sorted(set(packages)):
         out += [c for c in (site / top, site / f"{top}.py") if c.exists()]
     return out
+
+
+def _inside(root: Path, path: Path) -> bool:
+    """Whether ``path``, links followed, lies inside ``root`` (a name that cannot be a path,
+    with a NUL in it, does not)."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 def cached_pyc(source: Path, python: str) -> Path:
@@ -112,10 +119,13 @@ def interpreter_key(root: Path, python: str) -> bytes:
     return digest.digest()
 
 
-def files(chosen: list[Path]) -> list[Path]:
-    """Every .py file ``chosen`` names (a file, or the files under a dir)."""
-    return sorted({f for t in chosen for f in ([t] if t.is_file() else t.rglob("*.py"))
-                   if f.is_file() and not f.is_symlink()})
+def files(root: Path, chosen: list[Path]) -> list[Path]:
+    """Every .py file ``chosen`` names (a file, or the files under a dir) that lies inside
+    ``root`` once links are followed: a package dir linked out of the environment gets no
+    ``__pycache__`` written there."""
+    found = {f for t in chosen for f in ([t] if t.is_file() else t.rglob("*.py"))
+             if f.is_file() and not f.is_symlink()}
+    return sorted(f for f in found if _inside(root, f))
 
 
 def _reuse(root: Path, python: str, files: list[Path], store: Path | None,
@@ -134,7 +144,7 @@ def _reuse(root: Path, python: str, files: list[Path], store: Path | None,
         if store is None:
             todo.append(f)
             continue
-        key = hashlib.sha256(interp + rel.encode() + b"\0" + f.read_bytes()).hexdigest()
+        key = hashlib.sha256(interp + os.fsencode(rel) + b"\0" + f.read_bytes()).hexdigest()
         keys[f] = key
         hit = _lookup(store, key) if reuse() else None  # --no-cache: compiled, replaced
         if hit is None:
@@ -167,7 +177,7 @@ def place_cached(root: Path, python: str, chosen: list[Path], store: Path | None
                  into: Path) -> set[Path]:
     """Place what the store holds for ``chosen`` under ``into`` (a pycache prefix), compile
     nothing: the files placed."""
-    return _reuse(root, python, files(chosen), store, into)[0] if store is not None else set()
+    return _reuse(root, python, files(root, chosen), store, into)[0] if store is not None else set()
 
 
 def adopt(into: Path, placed: AbstractSet[Path], python: str) -> set[Path]:
@@ -196,7 +206,7 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
     ships a file of 3.12 syntax for its tests): they could never be imported there, so they
     ship as source only, as pip leaves them. Any other failure (a crash, a traceback) is an
     error."""
-    found = [f for f in files(chosen) if f not in done]
+    found = [f for f in files(root, chosen) if f not in done]
     if not found:
         return ()
     _, todo, source_only, keys = _reuse(root, python, found, store)
@@ -230,9 +240,10 @@ def recall(store: Path | None, key: str) -> tuple[str, ...] | None:
     data = _lookup(store, key) if store is not None and reuse() else None
     try:
         listed = json.loads(data) if data is not None else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+    if not isinstance(listed, list) or not all(isinstance(x, str) and "\0" not in x
+                                               for x in listed):
         return None
     return tuple(listed)
 
@@ -363,27 +374,33 @@ def _compile(root: Path, python: str, files: list[Path]) -> list[str]:
 # with the env-relative path as its name, as compileall -s gives) in marshal format 2. A
 # file this Python cannot compile (a SyntaxError, as compileall reports it) is listed.
 _COMPILE = r"""
-import importlib.util, json, marshal, os, sys
+import sys
+sys.path[:] = [p for p in sys.path if p not in ("", ".")]  # nothing from the cwd
+import importlib.util, json, marshal, os, tempfile
 head = importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
 tag = sys.implementation.cache_tag
-skipped = []
-with open(sys.argv[1], encoding="utf-8") as listing:
+mask = os.umask(0)
+os.umask(mask)
+root, skipped = sys.argv[1], []
+with open(sys.argv[2], encoding="utf-8") as listing:
     names = json.load(listing)
 for rel in names:
-    with open(rel, "rb") as fh:
+    with open(os.path.join(root, rel), "rb") as fh:
         source = fh.read()
     try:
         code = compile(source, rel, "exec", dont_inherit=True)
     except Exception:  # what compileall reports as "Error compiling"
         skipped.append(rel)
         continue
-    folder, name = os.path.split(rel)
-    out = os.path.join(folder, "__pycache__", name[:-3] + "." + tag + ".pyc")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp = out + ".tmp"
-    with open(tmp, "wb") as fh:
+    folder, name = os.path.split(os.path.join(root, rel))
+    cache = os.path.join(folder, "__pycache__")
+    os.makedirs(cache, exist_ok=True)
+    # a new file of a name no one chose (O_EXCL): never written through a link left there
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix="." + name, suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
         fh.write(head + importlib.util.source_hash(source) + marshal.dumps(code, 2))
-    os.replace(tmp, out)
+    os.chmod(tmp, 0o666 & ~mask)
+    os.replace(tmp, os.path.join(cache, name[:-3] + "." + tag + ".pyc"))
 sys.stdout.write("\n@@TRITONPACK@@" + json.dumps(skipped))
 """
 
@@ -394,8 +411,8 @@ def _compile_listed(root: Path, python: str, listing: Path) -> tuple[str, ...]:
     env = {k: v for k, v in proc.clean_env({"PYTHONHASHSEED": "0"}).items()
            if not k.startswith("PYTHON") or k == "PYTHONHASHSEED"}
     try:
-        out = proc.run([root / "bin" / f"python{python}", "-S", "-s", "-c", _COMPILE, listing],
-                       env=env, cwd=root, timeout=1800)
+        out = proc.run([root / "bin" / f"python{python}", "-S", "-s", "-c", _COMPILE, root,
+                        listing], env=env, cwd=listing.parent, timeout=1800)
         _, marker, payload = out.rpartition("@@TRITONPACK@@")
         if not marker:
             raise ValueError("no report")

@@ -119,6 +119,7 @@ def pack(
     imports: tuple[str, ...] = (),
     modules: tuple[str, ...] = (),
     stdlib: tuple[str, ...] = (),
+    locked: tuple[str, ...] = (),
 ) -> Iterator[Staged]:
     """Pack ``prefix`` beside ``dest``; the caller commits it. Removed if not committed."""
     rep = reporter or NullReporter()
@@ -129,7 +130,7 @@ def pack(
 
     t0 = time.monotonic()
     rep.start("pack", "conda-pack: relocating the environment")
-    tree, pruned, largest = prepare_tree(prefix, opts, rep, imports, modules, stdlib)
+    tree, pruned, largest = prepare_tree(prefix, opts, rep, imports, modules, stdlib, locked)
     findings: tuple[tuple[str, str], ...] = ()
     if target:
         rep.start("pack", "checking the environment against the target")

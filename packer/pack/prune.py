@@ -48,8 +48,8 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
       "lib/{py}/site-packages/torch/bin/*.ptl", "lib/{py}/site-packages/torch/bin/upgrader_models")),
     ("conda-pack's unused activation scripts", ("bin/activate.fish",)),
     # pip: no server runs it (Triton's stub does not, and tritonpack installs with uv or its
-    # own pip); 500 files and 7 MB at every start. Kept when the model imports pip or an
-    # installed distribution requires it (``_pip_needed``), or with --keep 'pip*'
+    # own pip); 500 files and 7 MB at every start. Kept when the model imports pip, the lock
+    # installs it from PyPI (asked for), a distribution requires it, or with --keep 'pip*'
     ("pip", ("lib/{py}/site-packages/pip", "lib/{py}/site-packages/pip-*.dist-info",
              "bin/pip", "bin/pip3", "bin/pip3.*", "conda-meta/pip-*.json")),
 )
@@ -169,18 +169,21 @@ def _reads_its_stub(path: Path) -> bool:
 
 
 def prune(root: Path, python: str, keep: tuple[str, ...] = (),
-          holding: Path | None = None, imports: tuple[str, ...] = ()) -> PruneReport:
+          holding: Path | None = None, imports: tuple[str, ...] = (),
+          locked: tuple[str, ...] = ()) -> PruneReport:
     """Remove the rules' matches under ``root`` (a staged env), except what ``keep`` matches,
     the stubs read at run time and pip where it is needed (``imports``: the model's top-level
-    imports). With ``holding``, pruned paths are moved there, to be put back (``restore``)
-    or dropped with it."""
+    imports; ``locked``: the PyPI distributions the lock installs, the user's requirements
+    and theirs). With ``holding``, pruned paths are moved there, to be put back
+    (``restore``) or dropped with it."""
     removed: dict[str, tuple[int, int]] = {}
     kept: list[str] = []
     held: list[Held] = []
     py = f"python{python}"
     readers = stub_readers(root, python)
     for name, globs in RULES:
-        if name == PIP_RULE and (_pip_needed(root, python) or "pip" in imports):
+        if name == PIP_RULE and ("pip" in imports or _pip_needed(root, python)
+                                 or "pip" in {canonicalize_name(n) for n in locked}):
             continue
         files = size = 0
         for pattern in globs:

@@ -174,7 +174,7 @@ def cache_store(section: str) -> Path | None:
 
 def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None = None,
                  imports: tuple[str, ...] = (), modules: tuple[str, ...] = (),
-                 stdlib: tuple[str, ...] = (),
+                 stdlib: tuple[str, ...] = (), locked: tuple[str, ...] = (),
                  ) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
     """conda-pack the prefix, check Triton's layout, prune, import ``modules`` (or the
     ``imports``) with the env's Python (pruning must break nothing; what the imports load, with
@@ -186,7 +186,7 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
     halts: list[Callable[[], None]] = []
     try:
         return _prepare(prefix, options, reporter, (modules or imports), imports, stdlib,
-                        removals, halts)
+                        locked, removals, halts)
     finally:
         for halt in halts:
             halt()
@@ -196,7 +196,8 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
 
 def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
              modules: tuple[str, ...], imports: tuple[str, ...], stdlib: tuple[str, ...],
-             removals: list[threading.Thread], halts: list[Callable[[], None]],
+             locked: tuple[str, ...], removals: list[threading.Thread],
+             halts: list[Callable[[], None]],
              ) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
     rep = reporter or NullReporter()  # each step says when it starts: the bench times them
     staged = stage(prefix, prefix.path.parent)
@@ -216,7 +217,7 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
         removals.append(removal)
         try:
             report = prune(staged, prefix.python, options.keep, holding,
-                           tuple({m.split('.')[0] for m in (*modules, *imports)}))
+                           tuple({m.split('.')[0] for m in (*modules, *imports)}), locked)
             if options.format != "dir":  # the large files' members, on the idle core
                 halts.append(archive.ahead(staged, options.level, cache_store("gzip")))
             if report.held:
@@ -239,7 +240,7 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
     whole = prefix.bundled if loaded is not None else (*imports, *prefix.bundled)
     chosen = bytecode.targets(staged, prefix.python, options.bytecode, whole, loaded)
     # what the hint placed (checked against its source then) and this check loaded: moved in
-    done = bytecode.adopt(hinted, placed & set(bytecode.files(chosen)), prefix.python)
+    done = bytecode.adopt(hinted, placed & set(bytecode.files(staged, chosen)), prefix.python)
     shutil.rmtree(hinted, ignore_errors=True)
     if loaded is not None:
         bytecode.remember(store, _hint_key(staged, prefix.python, checked, load), loaded)
@@ -258,34 +259,48 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
     return staged, report, largest_packages(staged, prefix.python)
 
 
-_RECORDS = "\n_prefix_records = [\n"
+_RECORDS = b"\n_prefix_records = [\n"
 
 
 def drop_gone_records(root: Path) -> None:
     """``bin/conda-unpack`` rewrites the prefix in each file conda-pack listed and stops at the
     first one missing: the files pruned since are taken off its list (a user who runs it on
     the unpacked environment, as conda-pack's documentation says, gets exit 0, not a
-    FileNotFoundError on a pruned ``.pyi``)."""
+    FileNotFoundError on a pruned ``.pyi``). Read and written as bytes: conda-pack writes it
+    in the locale's encoding; every other byte stays as it was."""
     script = root / "bin" / "conda-unpack"
     if script.is_symlink() or not script.is_file():
         return
-    text = script.read_text(encoding="utf-8")
+    text = script.read_bytes()
     start = text.find(_RECORDS)
-    end = text.find("\n]\n", start)
+    end = text.find(b"\n]\n", start)
     if start < 0 or end < 0:
         return
     kept = []
-    for line in text[start + len(_RECORDS):end].split("\n"):
-        try:
-            path = ast.literal_eval(line.rstrip(","))[0]
-        except (ValueError, SyntaxError, TypeError, IndexError):
-            kept.append(line)  # not a record this reads: left as it is
-            continue
-        if not isinstance(path, str) or os.path.lexists(root / path):
-            kept.append(line)
-    new = text[:start + len(_RECORDS)] + "\n".join(kept) + text[end:]
+    for line in text[start + len(_RECORDS):end].split(b"\n"):
+        if not _gone(root, line):
+            kept.append(line)  # there, or not a record this reads: left as it is
+    new = text[:start + len(_RECORDS)] + b"\n".join(kept) + text[end:]
     if new != text:
-        atomic_write_bytes(script, new.encode("utf-8"), mode=stat.S_IMODE(script.stat().st_mode))
+        atomic_write_bytes(script, new, mode=stat.S_IMODE(script.stat().st_mode))
+
+
+def _gone(root: Path, line: bytes) -> bool:
+    """Whether a line of conda-unpack's list is a record of a file no longer in ``root``.
+    The line is in the locale's encoding (UTF-8, else read byte for byte as Latin-1), and
+    the file is looked for under the same bytes."""
+    try:
+        encoding, text = "utf-8", line.decode("utf-8")
+    except UnicodeDecodeError:
+        encoding, text = "latin-1", line.decode("latin-1")
+    try:
+        record = ast.literal_eval(text.rstrip(","))
+        path = record[0] if isinstance(record, tuple) and record else None
+        if not isinstance(path, str):
+            return False
+        return not os.path.lexists(os.fsencode(root) + b"/" + path.encode(encoding))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False  # UnicodeEncodeError and a NUL in the name are ValueErrors
 
 
 def _hint_key(root: Path, python: str, checked: tuple[str, ...], load: tuple[str, ...]) -> str:
