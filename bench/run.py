@@ -577,6 +577,70 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+_NAMES = {"small": "small (numpy, pyyaml, attrs, tqdm)",
+          "medium": "medium (scipy, pandas, pillow, opencv)", "heavy": "heavy (torch CPU)"}
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    """The README's table: each ratio with the seconds or megabytes it is made of, then what
+    bounds a missed one (``bounds``), all from this run."""
+    def cell(r: dict[str, Any], key: str) -> str:
+        v, sec, mb = r["ratios"].get(key), r["seconds"], r["bytes"]
+        if v is None:
+            return "n/a"
+        parts = {
+            "cold_build": f"{sec['tritonpack_cold']:.1f} s / {sec['baseline_cold']:.1f} s",
+            "warm_vs_cold": f"{sec['tritonpack_warm']:.2f} s",
+            "archive_size": f"{mb['tritonpack_archive'] / 1e6:.1f} / "
+                            f"{mb['baseline_archive'] / 1e6:.1f} MB",
+            "pack_throughput": f"{sec['tritonpack_pack']:.1f} s / {sec['conda_pack_default']:.1f} s",
+            "pack_throughput_warm": f"{sec['tritonpack_pack_warm']:.1f} s / "
+                                    f"{sec['conda_pack_default']:.1f} s",
+            "ready_archive": f"{sec['ready_tritonpack_archive']:.2f} s / "
+                             f"{sec['ready_baseline_archive']:.2f} s",
+            "ready_dir_overhead_vs_import": f"({sec['ready_dir']:.2f} − {sec['ready_no_env']:.2f}) s"
+                                            f" / {sec['import_model_modules']:.2f} s",
+            "ready_stdlib_zip_vs_files": f"{sec['ready_tritonpack_archive']:.2f} s / "
+                                         f"{sec['ready_archive_stdlib_files']:.2f} s",
+            "lock_uv_speedup": f"{sec['lock_uv']:.2f} s / {sec['lock_pip_tools']:.1f} s",
+            "remote_pull_vs_cold": f"{sec['remote_pull']:.2f} s" if sec.get("remote_pull") else "",
+        }[key]
+        return f"{v:g} ({parts})" if parts else f"{v:g}"
+
+    labels = {
+        "cold_build": "cold build", "warm_vs_cold": "warm re-run / cold",
+        "archive_size": "archive size",
+        "pack_throughput": "pack throughput (× conda-pack), empty cache",
+        "pack_throughput_warm": "pack throughput (× conda-pack), the model's cache",
+        "ready_archive": "time to READY, archive",
+        "ready_dir_overhead_vs_import": "READY(dir) − READY(no env), × the env's own import of "
+                                        "the model's modules",
+        "ready_stdlib_zip_vs_files": "READY, stdlib zipped / as files",
+        "lock_uv_speedup": "lock, uv speed-up over pip-tools",
+        "remote_pull_vs_cold": "remote pull (warm registry) / cold build"}
+    floors = {
+        "archive_size": "archive: the native files alone, gzip'd",
+        "ready_archive": "READY: a start with nothing to extract + extracting the native files",
+        "pack_throughput": "pack throughput, empty cache, without the bytecode and the import "
+                           "check",
+        "pack_throughput_warm": "pack throughput, the model's cache, without them",
+        "cold_build": "cold build, without the conda install both do, the bytecode and the "
+                      "import check"}
+    head = "| ratio | target | " + " | ".join(_NAMES.get(r["model"], r["model"]) for r in results)
+    lines = [head + " |", "|---|---|" + "---|" * len(results)]
+    for key, (target, how) in TARGETS.items():
+        sign = "≤" if how == "<=" else "≥"
+        lines.append(f"| {labels[key]} | {sign} {target:g} | "
+                     + " | ".join(cell(r, key) for r in results) + " |")
+    lines.append("| *what bounds a missed ratio (same run):* | | " + " | " * (len(results) - 1)
+                 + " |")
+    for key, label in floors.items():
+        lines.append(f"| {label} | | " + " | ".join(
+            f"{r['bounds'][key]:g}" if r.get("bounds", {}).get(key) else "n/a"
+            for r in results) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the small model only")
@@ -633,6 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     dest = HERE / ("results.json" if results else "results-repository.json")
     dest.write_text(json.dumps(out, indent=2, default=str))
     if results:
+        (HERE / "results.md").write_text(markdown(results), encoding="utf-8")  # README's table
         print(table(results))
     if repository:
         print(f"repository: {json.dumps(repository['seconds'])}; {json.dumps(repository['ratios'])}")

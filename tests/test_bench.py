@@ -100,3 +100,23 @@ def test_the_native_floor_holds_the_elf_files_only(tmp_path: Path) -> None:
     archive = bench.native_only(env, tmp_path / "native.tar.gz")
     with tarfile.open(archive) as tar:
         assert tar.getnames() == ["lib/libx.so"]
+
+
+def test_the_readme_table_is_rendered_from_one_runs_figures() -> None:
+    bench = _bench()
+    seconds = {"tritonpack_cold": 7.0, "baseline_cold": 10.0, "tritonpack_warm": 0.1,
+               "tritonpack_pack": 3.0, "tritonpack_pack_warm": 2.0, "conda_pack_default": 4.0,
+               "ready_tritonpack_archive": 0.9, "ready_baseline_archive": 2.0, "ready_dir": 0.3,
+               "ready_no_env": 0.2, "import_model_modules": 0.15,
+               "ready_archive_stdlib_files": 1.0, "lock_uv": 0.3, "lock_pip_tools": 6.0,
+               "remote_pull": None}
+    result = {"model": "small", "seconds": seconds,
+              "bytes": {"tritonpack_archive": 30e6, "baseline_archive": 60e6},
+              "ratios": {"cold_build": 0.7, "archive_size": 0.5, "remote_pull_vs_cold": None},
+              "bounds": {"cold_build": 0.31}}
+    table = bench.markdown([result])
+    assert "| cold build | ≤ 0.5 | 0.7 (7.0 s / 10.0 s) |" in table
+    assert "| archive size | ≤ 0.6 | 0.5 (30.0 / 60.0 MB) |" in table
+    assert "| remote pull (warm registry) / cold build | ≤ 0.2 | n/a |" in table
+    assert "| cold build, without the conda install both do, the bytecode and the import " \
+           "check | | 0.31 |" in table
