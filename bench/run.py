@@ -39,7 +39,6 @@ try:  # the installed tritonpack (editable or not), never the source tree by pat
     from packer.pack.pack import pack as pack_env
     from packer.pack.prune import tree_size
     from packer.pipeline import lock, package
-    from packer.scan.imports import Kind
     from packer.settings import Options
     from packer.verify.client import Client
     from packer.verify.local import LocalRuntime
@@ -183,12 +182,7 @@ def baseline_build(model: Path, name: str, cache: Path, work: Path) -> dict[str,
 
 def scanned(model: Path, name: str) -> dict[str, tuple[str, ...]]:
     """What the model's pack imports after pruning, as the pipeline passes it (AST scan)."""
-    report = prepare(model, opts_for(name)).report
-    third = report.of_kind(Kind.THIRD_PARTY)
-    return {"imports": tuple(sorted({u.top for u in third})),
-            "modules": tuple(sorted({u.module for u in third if not u.optional})),
-            "stdlib": tuple(sorted({u.module for u in report.of_kind(Kind.STDLIB)
-                                    if not u.optional}))}
+    return prepare(model, opts_for(name)).report.to_import()
 
 
 def tritonpack_pack_only(prefix: Path, python: str, work: Path, cache: Path,

@@ -41,7 +41,6 @@ from .pack.pack import pack as pack_env
 from .pack.sbom import render as render_sbom
 from .pack.sbom import sbom_path
 from .patch.config import PatchResult, PlannedPatch, check_patch, env_value
-from .scan.imports import Kind
 from .scan.model import CONFIG_NAME, TOKEN
 from .settings import Options
 
@@ -201,13 +200,8 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                 with pack_env(prefix, dest, popts, reporter=rep, target=ctx.target,
                               allow_incompatible=allow_incompatible,
                               lock_hash=locked.lock.content_hash,
-                              imports=tuple(sorted({u.top for u in ctx.report.of_kind(
-                                  Kind.THIRD_PARTY)})),
-                              modules=tuple(sorted({u.module for u in ctx.report.of_kind(
-                                  Kind.THIRD_PARTY) if not u.optional})),
-                              stdlib=tuple(sorted({u.module for u in ctx.report.of_kind(
-                                  Kind.STDLIB) if not u.optional})),
-                              locked=tuple(p.name for p in locked.lock.pypi)) as staged:
+                              locked=tuple(p.name for p in locked.lock.pypi),
+                              **ctx.report.to_import()) as staged:
                     envcache.store(key, staged.tmp, staged.archive,
                                    {"bundled": list(bundled), "skipped": list(skipped),
                                     "licenses": [list(x) for x in prefix.licenses],

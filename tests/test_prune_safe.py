@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from packer.pack.prune import prune, restore, stub_readers
+from packer.pack.prune import prune, restore, stub_readers, unmatched
 
 from .conftest import copy_model, run_cli
 from .wheels import make_wheel
@@ -97,8 +97,11 @@ def test_pip_goes_unless_something_needs_it(tmp_path: Path, required_by: str,
             [f"{SITE}/tool-1.0.dist-info/METADATA"] if required_by else [])
     else:
         assert "pip" not in report.removed and f"{SITE}/pip/__init__.py" in left
-    kept = prune(pip_env(tmp_path / "kept"), "3.10", keep=("pip*",))
-    assert "pip" not in kept.removed and (tmp_path / "kept" / "bin" / "pip").exists()
+    for n, pattern in enumerate(("pip*", "pip")):  # one part kept keeps every part
+        kept = prune(pip_env(tmp_path / f"kept{n}"), "3.10", keep=(pattern,))
+        assert "pip" not in kept.removed and (tmp_path / f"kept{n}" / "bin" / "pip").exists()
+        assert (tmp_path / f"kept{n}" / SITE / "pip-23.0.1.dist-info").is_dir()
+        assert unmatched((pattern, "pipx"), kept) == ("pipx",)
 
 
 def test_held_files_go_back_on_restore(tmp_path: Path) -> None:

@@ -238,3 +238,18 @@ def test_scanner_finds_every_planted_import(tmp_path: Path, planted: list[tuple[
     report = scan_model(model)
     found = {u.top for u in report.uses}
     assert {f"pk_{name}" for name, _ in planted} <= found
+
+
+def test_what_the_import_check_imports_includes_from_import_submodules(tmp_path: Path) -> None:
+    """`from PIL import Image` loads PIL.Image at start: the check imports it too (for what
+    it loads; a name that is not a submodule just fails there, ignored)."""
+    from packer.scan.imports import ImportUse
+
+    uses = (ImportUse("PIL", Kind.THIRD_PARTY, "m/1/model.py", 1, names=("Image",)),
+            ImportUse("numpy", Kind.THIRD_PARTY, "m/1/model.py", 2),
+            ImportUse("cupy", Kind.THIRD_PARTY, "m/1/model.py", 3, optional=True),
+            ImportUse("json", Kind.STDLIB, "m/1/model.py", 4),
+            ImportUse("os", Kind.STDLIB, "m/1/model.py", 5, names=("path", "*")))
+    got = ImportReport(tmp_path, "3.10", uses, ()).to_import()
+    assert got == {"imports": ("PIL", "cupy", "numpy"), "modules": ("PIL", "numpy"),
+                   "also": ("PIL.Image", "json", "os", "os.path")}

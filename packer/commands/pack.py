@@ -63,7 +63,8 @@ def make_pack_request(kw: dict[str, Any]) -> PackRequest:
 @click.option("--compress-level", type=click.IntRange(1, 9), default=DEFAULT_LEVEL,
               show_default=True, help="gzip level of the archive (chosen by bench/).")
 @click.option("--keep", multiple=True, metavar="GLOB",
-              help="Keep what the default pruning would remove (repeatable), e.g. 'include'.")
+              help="Keep what the default pruning would remove (repeatable), e.g. 'include' or "
+              "'pip*'.")
 @click.option("--no-prune", is_flag=True, help="Ship everything conda-pack chose.")
 @click.option("--bytecode/--no-bytecode", default=None,
               help="Hash-checked .pyc for everything (read-only --format dir images) / for "

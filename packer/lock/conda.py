@@ -135,15 +135,17 @@ def check_specs(specs: Sequence[str]) -> None:
                                     "([requirements] conda in tritonpack.toml)") from exc
 
 
-def solve(target: Target, channels: Sequence[str], specs: Sequence[str]) -> tuple[CondaPackage, ...]:
-    """Solve ``python X.Y.*`` + pip + ``specs`` for the target platform."""
+def solve(target: Target, channels: Sequence[str], specs: Sequence[str],
+          pip: bool = True) -> tuple[CondaPackage, ...]:
+    """Solve ``python X.Y.*`` + pip + ``specs`` for the target platform; without pip when the
+    PyPI lock installs its own (``pip=False``): two pips in one prefix break each other."""
     from rattler import Subdir
     from rattler import solve as rattler_solve
     from rattler.exceptions import SolverError
 
     check_specs(specs)
     sources = [channel_url(c) for c in channels]  # an empty --channel is named, not "unreachable"
-    all_specs = [f"python {target.python}.*", "pip", *specs]
+    all_specs = [f"python {target.python}.*", *(["pip"] if pip else []), *specs]
     try:
         import asyncio  # py-rattler is async; asyncio loads when it runs
         records = asyncio.run(

@@ -239,7 +239,8 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
                  + (f" with {tools}" if tools else ""))
     t0 = time.monotonic()
     rep.start("solve", f"solving python {ctx.target.python}.* on {', '.join(channels)}")
-    packages = conda.solve(ctx.target, channels, ctx.requirements.conda)
+    packages = conda.solve(ctx.target, channels, ctx.requirements.conda,
+                           pip=not any(canonicalize_name(p.name) == "pip" for p in pins))
     for channel in local:  # recorded by logical name and sha256, no machine path
         packages = tuple(pychannel.logical(p, channel) for p in packages)
     rep.done("solve", f"{plural(len(packages), 'conda package')}", time.monotonic() - t0)

@@ -118,7 +118,7 @@ def pack(
     lock_hash: str = "",
     imports: tuple[str, ...] = (),
     modules: tuple[str, ...] = (),
-    stdlib: tuple[str, ...] = (),
+    also: tuple[str, ...] = (),
     locked: tuple[str, ...] = (),
 ) -> Iterator[Staged]:
     """Pack ``prefix`` beside ``dest``; the caller commits it. Removed if not committed."""
@@ -130,7 +130,7 @@ def pack(
 
     t0 = time.monotonic()
     rep.start("pack", "conda-pack: relocating the environment")
-    tree, pruned, largest = prepare_tree(prefix, opts, rep, imports, modules, stdlib, locked)
+    tree, pruned, largest = prepare_tree(prefix, opts, rep, imports, modules, also, locked)
     findings: tuple[tuple[str, str], ...] = ()
     if target:
         rep.start("pack", "checking the environment against the target")

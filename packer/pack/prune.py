@@ -137,6 +137,17 @@ def stub_readers(root: Path, python: str) -> tuple[str, ...]:
     return tuple(sorted(set(out)))
 
 
+def _kept(rel: str, name: str, keep: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(rel, k) or fnmatch.fnmatch(name, k) for k in keep)
+
+
+def unmatched(keep: tuple[str, ...], report: PruneReport) -> tuple[str, ...]:
+    """The --keep patterns that kept nothing the rules would have removed (a typo, most
+    likely): said in a note, never an error."""
+    return tuple(k for k in keep
+                 if not any(_kept(rel, rel.rsplit("/", 1)[-1], (k,)) for rel in report.kept))
+
+
 def _pip_needed(root: Path, python: str) -> bool:
     """Whether an installed distribution other than pip requires pip (not behind an extra)."""
     site = root / "lib" / f"python{python}" / "site-packages"
@@ -185,11 +196,17 @@ def prune(root: Path, python: str, keep: tuple[str, ...] = (),
         if name == PIP_RULE and ("pip" in imports or _pip_needed(root, python)
                                  or "pip" in {canonicalize_name(n) for n in locked}):
             continue
+        if name == PIP_RULE:  # pip whole or not at all: a --keep of one part keeps every part
+            parts = [p for g in globs for p in _matches(root, g.format(py=py))]
+            rels = [p.relative_to(root).as_posix() for p in parts]
+            if any(_kept(rel, p.name, keep) for rel, p in zip(rels, parts, strict=True)):
+                kept += rels
+                continue
         files = size = 0
         for pattern in globs:
             for path in _matches(root, pattern.format(py=py)):
                 rel = path.relative_to(root).as_posix()
-                if any(fnmatch.fnmatch(rel, k) or fnmatch.fnmatch(path.name, k) for k in keep):
+                if _kept(rel, path.name, keep):
                     kept.append(rel)
                     continue
                 if path.suffix == ".pyi" and (

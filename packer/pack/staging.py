@@ -28,7 +28,7 @@ from ..core.cache import cache_dir
 from ..core.errors import CacheError, PackError
 from ..core.progress import NullReporter, Reporter
 from . import archive, bytecode, zipstd
-from .prune import PruneReport, largest_packages, prune, restore
+from .prune import PruneReport, largest_packages, prune, restore, unmatched
 
 if TYPE_CHECKING:
     from .pack import PackOptions
@@ -174,18 +174,19 @@ def cache_store(section: str) -> Path | None:
 
 def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None = None,
                  imports: tuple[str, ...] = (), modules: tuple[str, ...] = (),
-                 stdlib: tuple[str, ...] = (), locked: tuple[str, ...] = (),
+                 also: tuple[str, ...] = (), locked: tuple[str, ...] = (),
                  ) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
     """conda-pack the prefix, check Triton's layout, prune, import ``modules`` (or the
     ``imports``) with the env's Python (pruning must break nothing; what the imports load, with
-    the stub's and the model's ``stdlib`` modules, gets bytecode), compile bytecode."""
+    the stub's modules and ``also``, the model's other imports, gets bytecode), compile
+    bytecode."""
     if options.bytecode not in bytecode.BYTECODE:
         raise PackError(f"unknown bytecode mode {options.bytecode!r}",
                         hint=f"use one of {', '.join(bytecode.BYTECODE)}")
     removals: list[threading.Thread] = []
     halts: list[Callable[[], None]] = []
     try:
-        return _prepare(prefix, options, reporter, (modules or imports), imports, stdlib,
+        return _prepare(prefix, options, reporter, (modules or imports), imports, also,
                         locked, removals, halts)
     finally:
         for halt in halts:
@@ -195,7 +196,7 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
 
 
 def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
-             modules: tuple[str, ...], imports: tuple[str, ...], stdlib: tuple[str, ...],
+             modules: tuple[str, ...], imports: tuple[str, ...], also: tuple[str, ...],
              locked: tuple[str, ...], removals: list[threading.Thread],
              halts: list[Callable[[], None]],
              ) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
@@ -203,7 +204,7 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
     staged = stage(prefix, prefix.path.parent)
     check_layout(staged, prefix.python)
     checked = (*modules, "numpy")
-    load = (*bytecode.STUB_IMPORTS, *(m for m in stdlib if m.split(".")[0] not in _NOT_LOADED))
+    load = (*bytecode.STUB_IMPORTS, *(m for m in also if m.split(".")[0] not in _NOT_LOADED))
     loaded: tuple[str, ...] | None = None
     report = PruneReport()
     store = cache_store("bytecode")
@@ -231,6 +232,8 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
         report = dataclasses.replace(report, held=())
         for note in report.notes:
             rep.note(note)
+        for pattern in unmatched(options.keep, report):
+            rep.note(f"--keep {pattern!r} kept nothing: no file the pruning removes matches it")
     check_layout(staged, prefix.python)  # a --keep-less prune never removes these
     if options.bytecode == "imported" and loaded is None:
         rep.start("pack", "importing the model's packages")

@@ -82,6 +82,20 @@ class ImportReport:
     def local_tops(self) -> frozenset[str]:
         return frozenset(m.name.split(".")[0] for m in self.local)
 
+    def to_import(self) -> dict[str, tuple[str, ...]]:
+        """What the pack's import check imports in the built environment: the third-party
+        top-level names (``imports``), the modules as imported, unless guarded (``modules``),
+        and, for what they load only, the stdlib modules and each ``from X import Y``'s
+        ``X.Y``, which is a submodule (``PIL.Image``) when it is not a name in ``X``
+        (``also``)."""
+        third = self.of_kind(Kind.THIRD_PARTY)
+        stdlib = tuple(u for u in self.of_kind(Kind.STDLIB) if not u.optional)
+        subs = {f"{u.module}.{n}" for u in (*third, *stdlib) if not u.optional
+                for n in u.names if n != "*"}
+        return {"imports": tuple(sorted({u.top for u in third})),
+                "modules": tuple(sorted({u.module for u in third if not u.optional})),
+                "also": tuple(sorted({u.module for u in stdlib} | subs))}
+
 
 def _display(path: Path, model_dir: Path) -> str:
     """``MODEL/1/model.py`` inside the model dir; the absolute path elsewhere (a --src root)."""
