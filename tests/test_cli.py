@@ -10,7 +10,7 @@ from pathlib import Path
 
 from packer.core.errors import ExitCode
 
-from .conftest import FIXTURES, MODELS, SRC, run_cli
+from .conftest import FIXTURES, MODELS, SRC, copy_model, error_line, run_cli
 
 
 def test_help_teaches_by_example() -> None:
@@ -169,3 +169,14 @@ def test_a_config_name_other_than_the_directory_is_a_warning(tmp_path: Path) -> 
     assert f"note  {warning}" in run_cli("scan", model).stderr
     same = run_cli("scan", MODELS / "plain_numpy", "--json")
     assert json.loads(same.stdout)["warnings"] == []
+
+
+def test_verify_refuses_a_model_its_directory_misnames_before_any_server(tmp_path: Path) -> None:
+    """Triton loads a model only from a directory of its config's name: said in one sentence
+    (exit 3), not as a load that failed (exit 11) or a URL the name broke (exit 70)."""
+    model = copy_model("plain_numpy", tmp_path / "my models", as_name="numpy model")
+    res = run_cli("verify", model, "--triton", "24.10")
+    assert (res.exit_code, error_line(res.stderr)) == (ExitCode.MODEL, (
+        "error: config.pbtxt names the model 'plain_numpy' but its directory is 'numpy model': "
+        "Triton loads it only from a directory named 'plain_numpy' (directory name must equal "
+        "model name)"))

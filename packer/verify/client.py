@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -48,23 +49,23 @@ class Client:
 
     def model_ready(self, name: str) -> bool:
         try:
-            return self._request("GET", f"/v2/models/{name}/ready")[0] == 200
+            return self._request("GET", f"/v2/models/{_quoted(name)}/ready")[0] == 200
         except (HttpError, OSError):
             return False
 
     def load(self, name: str) -> None:
-        self._request("POST", f"/v2/repository/models/{name}/load", {})
+        self._request("POST", f"/v2/repository/models/{_quoted(name)}/load", {})
 
     def config(self, name: str) -> dict[str, Any]:
         """The loaded model's config as the server completed it (auto_complete_config)."""
-        return dict(self._request("GET", f"/v2/models/{name}/config")[1])
+        return dict(self._request("GET", f"/v2/models/{_quoted(name)}/config")[1])
 
     def infer(self, name: str, inputs: list[dict[str, Any]],
               outputs: list[str] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"inputs": inputs}
         if outputs:
             body["outputs"] = [{"name": n} for n in outputs]
-        result = self._request("POST", f"/v2/models/{name}/infer", body)[1]
+        result = self._request("POST", f"/v2/models/{_quoted(name)}/infer", body)[1]
         return dict(result)
 
     def wait_live(self, deadline: float, alive: Any) -> bool:
@@ -75,3 +76,8 @@ class Client:
                 return False
             time.sleep(0.1)
         return False
+
+
+def _quoted(name: str) -> str:
+    """A model name as one URL path segment (a space, a slash or '?' in a directory name)."""
+    return urllib.parse.quote(name, safe="")

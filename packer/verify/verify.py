@@ -18,6 +18,7 @@ from packaging.version import Version
 from ..context import Context, prepare
 from ..core.debris import sweep, tagged
 from ..core.errors import (
+    ModelError,
     RuntimeMissingError,
     TritonPackError,
     VerifyInferError,
@@ -315,6 +316,10 @@ def verify(
         callees, missing = closure(target, with_models)
         if missing:
             raise _missing_callees(target.name, target.parent, missing)
+    misnamed = ctx.model.warnings()  # Triton would not load it from this directory
+    if misnamed:
+        raise ModelError(misnamed[0], hint="verify it from a directory of that name (a copy "
+                         "will do), or make the name in config.pbtxt the directory's")
     env = env_location(ctx)
     checked = inspect_env(env, ctx.target)  # the static checks: no server needed
     if not checked.ok:
