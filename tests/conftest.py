@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from packer.cli import main
+from packer.core.errors import ExitCode
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODELS = FIXTURES / "models"
@@ -56,10 +58,27 @@ class Result:
     stderr: str
 
 
+_INTERRUPT_EXPECTED = [False]
+
+
+@contextlib.contextmanager
+def interrupt_expected() -> Iterator[None]:
+    """A test that interrupts the CLI itself: its exit 130 is its result, not a Ctrl-C."""
+    _INTERRUPT_EXPECTED[0] = True
+    try:
+        yield
+    finally:
+        _INTERRUPT_EXPECTED[0] = False
+
+
 def run_cli(*args: str | Path) -> Result:
-    """Run the real CLI in-process; output and exit code as a user would see them."""
+    """Run the real CLI in-process; output and exit code as a user would see them. The CLI
+    turns a Ctrl-C or a SIGTERM into exit 130 for its own run; here that would fail one test
+    and let the suite go on, so an interrupt nobody expected stops the whole run."""
     runner = CliRunner()
     res = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if res.exit_code == ExitCode.INTERRUPTED and not _INTERRUPT_EXPECTED[0]:
+        pytest.exit(f"interrupted: {res.stderr.strip()}", returncode=ExitCode.INTERRUPTED)
     return Result(res.exit_code, res.stdout, res.stderr)
 
 

@@ -16,7 +16,7 @@ from packer.core import journal
 from packer.core.errors import ExitCode, PackError
 from packer.core.journal import JOURNAL, Commit, recover
 
-from .conftest import error_line, run_cli, snapshot
+from .conftest import error_line, interrupt_expected, run_cli, snapshot
 
 Copy = Callable[..., Path]
 
@@ -114,7 +114,8 @@ def test_a_signal_in_the_commit_window_is_reported_after_it(
         real(step)
 
     monkeypatch.setattr(journal, "_rename", signalled)
-    res = run_cli(packed, "--triton", "24.10", "--offline", "-q")
+    with interrupt_expected():
+        res = run_cli(packed, "--triton", "24.10", "--offline", "-q")
     assert res.exit_code == ExitCode.INTERRUPTED
     assert res.stderr.strip() == ("interrupted (SIGINT) after the commit: the new environment, "
                                   "lock and config.pbtxt are all in place")
