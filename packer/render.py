@@ -326,7 +326,8 @@ CacheView = tuple["CacheInfo", dict[str, tuple[str, ...]], list["Transfer"]]
 def cache_info_text(r: CacheView) -> str:
     ci, remotes, last = r
     lines = [f"cache at {ci.root}"]
-    lines += [f"  {name:<10} {n:>5} entries  {b / 1e6:>9.1f} MB"
+    width = max((len(name) for name in ci.sections), default=0)
+    lines += [f"  {name:<{width}} {n:>6} {'entry  ' if n == 1 else 'entries'}  {b / 1e6:>9.1f} MB"
               for name, (n, b) in ci.sections.items()]
     for name, refs in remotes.items():
         lines.append(f"{name}: {', '.join(refs) if refs else '(none set)'}")

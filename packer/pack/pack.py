@@ -159,7 +159,8 @@ def pack(
             result = EnvArchive(dest, opts.format, size, count, sha, prefix.python,
                                 pruned, tuple(largest), findings, unpacked=int(total * 1e6))
         took = time.monotonic() - t0
-        rep.done("pack", f"{plural(result.files, 'file')}, {result.size / 1e6:.1f} MB -> {dest.name}"
+        rep.done("pack", f"{plural(result.files, 'file')} ({result.unpacked / 1e6:.0f} MB) -> "
+                 f"{dest.name}" + (f", {result.size / 1e6:.1f} MB" if opts.format != "dir" else "")
                  + (f" (pruned {plural(pruned.files, 'file')}, {pruned.bytes / 1e6:.1f} MB)"
                     if pruned.files else "")
                  + f", {du_mb(prefix.path) / max(took, 1e-3):.0f} MB/s of environment", took)
