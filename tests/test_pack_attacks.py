@@ -211,3 +211,180 @@ def test_noise_printed_at_interpreter_exit_does_not_void_the_report(tmp_path: Pa
         "atexit.register(lambda: print('chatty: flushing telemetry, bye', file=sys.stderr))\n")
     out = importcheck.run(root, PY, ("chatty",))
     assert out.failed == {}
+
+
+# --- second round -------------------------------------------------------------------
+
+def test_a_symlinked_pycache_dir_gets_no_pyc_written_outside_the_env(tmp_path: Path) -> None:
+    """A conda package may ship symlinks; `pkg/__pycache__ -> /somewhere` makes the compile
+    driver (mkstemp + os.replace in that dir) write outside the env."""
+    root, pkg = _plain_env(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (pkg / "__pycache__").symlink_to(outside)
+    compile_bytecode(root, PY, targets(root, PY, "all", ()))
+    assert list(outside.iterdir()) == []
+
+
+def test_a_symlinked_pycache_dir_gets_no_cached_pyc_placed_outside(tmp_path: Path) -> None:
+    root, pkg = _plain_env(tmp_path)
+    store = tmp_path / "store"
+    compile_bytecode(root, PY, targets(root, PY, "all", ()), store)  # fills the store
+    import shutil
+
+    shutil.rmtree(pkg / "__pycache__")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (pkg / "__pycache__").symlink_to(outside)
+    compile_bytecode(root, PY, targets(root, PY, "all", ()), store)  # placed from the store
+    assert list(outside.iterdir()) == []
+
+
+def test_a_helper_process_left_running_by_an_import_does_not_stall_the_check(
+        tmp_path: Path) -> None:
+    """A package that starts a background helper at import (telemetry, a server, a
+    resource tracker) which inherits stdout: the check's process exits at once, but
+    proc.run waits for EOF on the pipe until the timeout (180 s in a pack), and the check
+    then counts as failed: nothing pruned, bytecode for the whole stdlib."""
+    import time
+
+    from packer.build import importcheck
+    root, site = _venv(tmp_path)
+    (site / "spawner.py").write_text(
+        "import subprocess\nsubprocess.Popen(['sleep', '30'])\n")
+    start = time.monotonic()
+    try:
+        out = importcheck.run(root, PY, ("spawner",), timeout=8)
+    except importcheck.CheckFailed as exc:
+        pytest.fail(f"the check failed ({exc}) after {time.monotonic() - start:.1f}s")
+    assert out.failed == {} and time.monotonic() - start < 5
+
+
+def test_a_lock_s_sha256_and_file_name_never_place_a_download_outside_the_cache(
+        tmp_path: Path) -> None:
+    """read_lock checks the content hash (anyone can recompute it) but not that sha256 is
+    64 hex digits nor that file_name is one name: the download's path is
+    cache/downloads/<sha256>-<file_name>. With a URL of scheme FILE: (not 'file://', so not
+    the local-path branch; urllib lower-cases the scheme) this copies any readable file to
+    any directory, offline, and the copy stays after the sha256 refusal."""
+    from packer.core.errors import BuildError
+    from packer.lock import conda
+    secret = tmp_path / "secret.txt"
+    secret.write_text("token=hunter2\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    cache = Path(os.environ["TRITONPACK_CACHE"])
+    up = os.path.relpath(outside, cache / "downloads") + "/"
+    sha = (up + "P" * 64)[:64]
+    assert len(sha) == 64 and sha.startswith("..")
+    pkg = conda.CondaPackage(name="pip", version="1", build="b", build_number=0,
+                             subdir="noarch", url=f"FILE://{secret}", sha256=sha,
+                             channel="x", file_name="stolen.conda")
+    with pytest.raises(BuildError):
+        conda.verified(pkg)
+    assert list(outside.iterdir()) == []
+
+
+def _pycs(archive: Path) -> dict[str, bytes]:
+    """Every .pyc the archive ships (loose, or in the zipped stdlib): name -> bytes."""
+    import io
+    import tarfile
+    import zipfile
+    out = {}
+    with tarfile.open(archive) as tf:
+        for m in tf.getmembers():
+            if m.isfile() and m.name.endswith(".pyc"):
+                out[m.name] = tf.extractfile(m).read()
+            elif m.isfile() and m.name.endswith(".zip") and "/python" in "/" + m.name:
+                with zipfile.ZipFile(io.BytesIO(tf.extractfile(m).read())) as z:
+                    out.update({f"{m.name}/{n}": z.read(n) for n in z.namelist()
+                                if n.endswith(".pyc")})
+    return out
+
+
+@pytest.mark.slow
+def test_the_compile_driver_leaves_no_bytecode_of_its_own_imports(
+        model_copy: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """The compile driver (-S -s, not -B) imports tempfile, shutil, bz2, lzma, ... from the
+    env's stdlib and CPython writes their timestamp-based .pyc into the tree being packed:
+    they ship, though only hash-checked bytecode should."""
+    monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path / "cold-cache"))
+    model = model_copy("plain_numpy")
+    res = run_cli(model, "--triton", "24.10", "--offline", "-q")
+    assert res.exit_code == 0, res.stderr
+    stamped = sorted(n for n, d in _pycs(model / "tritonpack-env.tar.gz").items()
+                     if int.from_bytes(d[4:8], "little") != 1)
+    assert stamped == []
+
+
+@pytest.mark.slow
+def test_a_warm_bytecode_store_gives_the_archive_a_cold_one_gives(
+        model_copy: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """Same lock, same machine: cold cache, then the bytecode and gzip stores warm (the env
+    cache dropped, so the pack runs again): the compile driver does not run the second
+    time, so the .pyc it wrote for its own imports the first time are missing."""
+    import hashlib
+    import shutil
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
+    model = model_copy("plain_numpy")
+    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    first = (model / "tritonpack-env.tar.gz").read_bytes()
+    shutil.rmtree(cache / "envs")
+    (model / "tritonpack-env.tar.gz").unlink()
+    res = run_cli(model, "--triton", "24.10", "--offline", "--frozen", "-q")
+    assert res.exit_code == 0, res.stderr
+    second = (model / "tritonpack-env.tar.gz").read_bytes()
+    assert hashlib.sha256(first).hexdigest() == hashlib.sha256(second).hexdigest()
+
+
+@pytest.mark.slow
+def test_the_packing_machine_s_locale_does_not_change_the_archive(
+        model_copy: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """The import check inherits the caller's locale: under a Latin-1 LC_ALL the interpreter
+    loads encodings.latin_1 instead of encodings.utf_8 at start-up, so another set of files
+    gets bytecode and the same lock packs to another sha256 (and, with the first finding,
+    utf_8 ships as the driver's timestamp .pyc)."""
+    import shutil
+    import subprocess
+
+    loc = tmp_path / "loc"
+    loc.mkdir()
+    if shutil.which("localedef") is None or subprocess.run(
+            ["localedef", "-i", "en_US", "-f", "ISO-8859-1", loc / "en_US.ISO-8859-1"],
+            capture_output=True).returncode not in (0, 1):
+        pytest.skip("no localedef to make a Latin-1 locale")
+    model = model_copy("plain_numpy")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    assert run_cli(model, "--triton", "24.10", "--offline", "-q", "--no-cache").exit_code == 0
+    first = (model / "tritonpack-env.tar.gz").read_bytes()
+    (model / "tritonpack-env.tar.gz").unlink()
+    monkeypatch.setenv("LOCPATH", str(loc))
+    monkeypatch.setenv("LC_ALL", "en_US.ISO-8859-1")
+    res = run_cli(model, "--triton", "24.10", "--offline", "-q", "--frozen", "--no-cache")
+    assert res.exit_code == 0, res.stderr
+    assert (model / "tritonpack-env.tar.gz").read_bytes() == first
+
+
+def test_a_package_printing_a_flood_at_import_does_not_fill_tritonpack_s_memory(
+        tmp_path: Path) -> None:
+    """The report goes to a file, but proc.run still keeps all of the check's stdout (and
+    decodes it to a str): a package writing N bytes at import costs tritonpack ~3N of
+    memory (a C library dumping a log, a progress bar with no tty; 10 GB -> OOM)."""
+    import tracemalloc
+
+    from packer.build import importcheck
+    root, site = _venv(tmp_path)
+    size = 96 << 20
+    (site / "flood.py").write_text(
+        f"import sys\nfor _ in range({size >> 20}):\n    sys.stdout.write('x' * (1 << 20))\n")
+    tracemalloc.start()
+    out = importcheck.run(root, PY, ("flood",))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out.failed == {}
+    assert peak < size // 4, f"peak {peak >> 20} MiB for {size >> 20} MiB printed"

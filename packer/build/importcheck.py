@@ -10,6 +10,7 @@ loads, so what ships with bytecode (``pack.bytecode``).
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,18 +74,22 @@ def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]
     try:
         with tempfile.TemporaryDirectory(prefix="tritonpack-import-") as home:
             report = Path(home) / "report.json"
+            # -X utf8: the same codecs load whatever the packing machine's locale
             argv: list[str | Path] = [
-                root / "bin" / f"python{python}", "-I", "-B",
+                root / "bin" / f"python{python}", "-I", "-B", "-X", "utf8",
                 *(["-X", f"pycache_prefix={pycache}"] if pycache else []),
                 "-c", _SCRIPT, report, *modules, _SEPARATOR, *load]
-            proc.run(argv, env=proc.clean_env({"HOME": home, "PYTHONDONTWRITEBYTECODE": "1"}),
-                     cwd=Path(home), timeout=timeout)
+            proc.run_contained(argv, env=proc.clean_env({"HOME": home,
+                                                         "PYTHONDONTWRITEBYTECODE": "1"}),
+                               cwd=Path(home), timeout=timeout)
             try:
                 fh = open_regular(report, follow=False)  # never a FIFO a package left there
                 if isinstance(fh, str):
                     raise ValueError(fh)
                 with fh:
-                    failed, loaded = json.loads(fh.read(_MAX_REPORT))
+                    if os.fstat(fh.fileno()).st_size > _MAX_REPORT:
+                        raise ValueError("too large")
+                    failed, loaded = json.loads(fh.read())
                 return Outcome({str(k): str(v) for k, v in failed.items()},
                                tuple(str(p) for p in loaded))
             except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:

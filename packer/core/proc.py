@@ -6,6 +6,7 @@ attached to the error so ``--verbose`` can show it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -63,6 +64,48 @@ def run(
     if done.returncode != 0:
         raise ProcessError(args, done.returncode, done.stdout)
     return done.stdout
+
+
+def run_contained(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    timeout: float,
+    tail: int = 1 << 16,
+) -> str:
+    """Run ``argv`` for code tritonpack does not trust to behave (packages imported to check
+    them): in its own session, its output in a file, of which the last ``tail`` bytes are
+    returned. Done when it exits, not when its output closes: a helper process it left
+    running is killed with its process group, and no output floods memory."""
+    import tempfile
+
+    args = [os.fspath(a) for a in argv]
+    log.debug("$ %s", " ".join(args))
+    with tempfile.TemporaryFile() as out:
+        try:
+            child = subprocess.Popen(args, env=dict(env), cwd=cwd, stdout=out,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        except FileNotFoundError as exc:
+            raise ProcessError(args, 127, str(exc)) from exc
+        timed_out = False
+        try:
+            code = child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            timed_out, code = True, -1
+        finally:  # the group: what it started goes with it (an interrupt here too)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        size = out.seek(0, os.SEEK_END)
+        out.seek(max(0, size - tail))
+        text = out.read().decode("utf-8", errors="replace")
+    if timed_out:
+        raise ProcessError(args, -1, f"timed out after {timeout}s\n{text}")
+    if code != 0:
+        raise ProcessError(args, code, text)
+    return text
 
 
 def popen(

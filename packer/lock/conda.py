@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,31 @@ class CondaPackage:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CondaPackage:
+        """A package as a lock records it; ValueError for fields that could never have come
+        from a solve (anyone can recompute a lock's content hash): a sha256 that is not one,
+        a file name that is a path, a URL of another scheme or with control characters."""
+        pkg = cls._read(data)
+        problem = pkg.malformed()
+        if problem:
+            raise ValueError(problem)
+        return pkg
+
+    def malformed(self) -> str:
+        """What makes these fields impossible for a solved package ("" when nothing)."""
+        if not _SHA256.fullmatch(self.sha256):
+            return f"conda package {self.name!r}: sha256 is not 64 hex digits"
+        if not _FILE_NAME.fullmatch(self.file_name):
+            return f"conda package {self.name!r}: file_name is not a package file's name"
+        if _CONTROL.search(self.url) or not self.url.startswith(_SCHEMES):
+            return (f"conda package {self.name!r}: url is not an http(s), file or "
+                    "tritonpack-local-python URL")
+        if self.url.startswith(LOCAL_PYTHON) and not self.url.endswith(
+                (f"/{self.subdir}/{self.file_name}", f"/noarch/{self.file_name}")):
+            return f"conda package {self.name!r}: url does not end with its subdir and file name"
+        return ""
+
+    @classmethod
+    def _read(cls, data: dict[str, Any]) -> CondaPackage:
         return cls(
             name=str(data["name"]), version=str(data["version"]), build=str(data["build"]),
             build_number=int(data["build_number"]), subdir=str(data["subdir"]),
@@ -220,6 +246,10 @@ class _Downloads:
 
 
 LOCAL_PYTHON = "tritonpack-local-python:"  # pychannel.SCHEME: a package made from a CPython
+_SHA256 = re.compile(r"(?:[0-9a-f]{64})?")  # empty: refused at install, by name
+_FILE_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*")  # one name: no '/', no leading '.'
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SCHEMES = ("https://", "http://", "file://", LOCAL_PYTHON)
 
 
 def _fetch(pkg: CondaPackage, python_from: str | None = None) -> Path:
@@ -252,6 +282,9 @@ def _fetch(pkg: CondaPackage, python_from: str | None = None) -> Path:
 
 def verified(pkg: CondaPackage, python_from: str | None = None) -> CondaPackage:
     """``pkg`` pointing at a local archive whose sha256 equals the lock's, or a BuildError."""
+    problem = pkg.malformed()  # read_lock refuses these; a caller's own record too
+    if problem:
+        raise BuildError(problem, hint="re-create the lock with tritonpack lock")
     if len(pkg.sha256) != 64:
         raise BuildError(f"the lock records no sha256 for conda package {pkg.name}: it cannot "
                          "be checked", hint="re-create the lock with tritonpack lock")
@@ -262,6 +295,8 @@ def verified(pkg: CondaPackage, python_from: str | None = None) -> CondaPackage:
         raise BuildError(f"conda package {pkg.file_name} is missing at {pkg.url}",
                          hint="re-create the lock with tritonpack lock") from exc
     if got != pkg.sha256:
+        if path.parent == cache_dir("downloads"):  # a download that is not the locked file
+            path.unlink(missing_ok=True)
         raise BuildError(f"conda package {pkg.file_name} has sha256 {got[:16]}..., the lock "
                          f"says {pkg.sha256[:16]}...: refusing to install it",
                          hint="re-lock only if you trust the new file (tritonpack lock --upgrade)"

@@ -125,7 +125,16 @@ def files(root: Path, chosen: list[Path]) -> list[Path]:
     ``__pycache__`` written there."""
     found = {f for t in chosen for f in ([t] if t.is_file() else t.rglob("*.py"))
              if f.is_file() and not f.is_symlink()}
-    return sorted(f for f in found if _inside(root, f))
+    return sorted(f for f in found if _inside(root, f) and _real_cache(root, f.parent))
+
+
+def _real_cache(root: Path, folder: Path) -> bool:
+    """Whether ``folder/__pycache__`` is absent or a real directory inside ``root``: a link
+    there (a package may ship one) would take the ``.pyc`` written in it elsewhere."""
+    cache = folder / "__pycache__"
+    if not (cache.exists() or cache.is_symlink()):
+        return True
+    return not cache.is_symlink() and cache.is_dir() and _inside(root, cache)
 
 
 def _reuse(root: Path, python: str, files: list[Path], store: Path | None,
@@ -293,7 +302,8 @@ def _source_hashes(root: Path, python: str, files: list[Path]) -> tuple[bytes, l
         listing = Path(tmp) / "files.json"
         listing.write_text(json.dumps([str(f) for f in files]), encoding="utf-8")
         try:
-            out = proc.run([root / "bin" / f"python{python}", "-I", "-c", _HASHES, listing],
+            out = proc.run([root / "bin" / f"python{python}", "-I", "-B", "-X", "utf8", "-c",
+                            _HASHES, listing],
                            env=proc.clean_env(), cwd=root, timeout=600)
             magic, hashes = json.loads(out.strip().splitlines()[-1])
             return bytes.fromhex(magic), [bytes.fromhex(h) for h in hashes]
@@ -411,8 +421,10 @@ def _compile_listed(root: Path, python: str, listing: Path) -> tuple[str, ...]:
     env = {k: v for k, v in proc.clean_env({"PYTHONHASHSEED": "0"}).items()
            if not k.startswith("PYTHON") or k == "PYTHONHASHSEED"}
     try:
-        out = proc.run([root / "bin" / f"python{python}", "-S", "-s", "-c", _COMPILE, root,
-                        listing], env=env, cwd=listing.parent, timeout=1800)
+        # -B: the driver's own imports leave no .pyc in the tree it compiles (they would ship
+        # only when something had to be compiled: archives would depend on the cache)
+        out = proc.run([root / "bin" / f"python{python}", "-S", "-s", "-B", "-X", "utf8", "-c",
+                        _COMPILE, root, listing], env=env, cwd=listing.parent, timeout=1800)
         _, marker, payload = out.rpartition("@@TRITONPACK@@")
         if not marker:
             raise ValueError("no report")
