@@ -58,6 +58,7 @@ def test_no_matching_cpython_says_which_to_install(model_copy: Copy) -> None:
     lock = read_lock(model / "tritonpack.lock")
     python = next(p for p in lock.conda if p.name == "python")
     gone = dataclasses.replace(python, version="3.10.99",
+                               file_name=f"python-3.10.99-{BUILD}.conda",
                                url=f"{SCHEME}:3.10.99/linux-64/python-3.10.99-{BUILD}.conda")
     write_lock(model / "tritonpack.lock", dataclasses.replace(
         lock, conda=tuple(gone if p is python else p for p in lock.conda)))
@@ -117,3 +118,25 @@ def test_a_raw_zstd_frame_is_the_bytes_in_stored_blocks() -> None:
     empty = io.BytesIO()
     zstd_raw(io.BytesIO(b""), empty)
     assert empty.getvalue() == b"\x28\xb5\x2f\xfd\x00\x38" + (1).to_bytes(3, "little")
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("file_name", "../../escape.conda", "file_name is not a package file's name"),
+    ("sha256", "../../" + "p" * 58, "sha256 is not 64 hex digits"),
+    ("url", "FILE:///etc/passwd", "url is not an http(s), file or tritonpack-local-python URL"),
+])
+def test_a_lock_whose_package_fields_no_solve_gives_is_refused(
+        model_copy: Copy, field: str, value: str, says: str) -> None:
+    """Anyone can recompute a lock's content hash: a sha256, file name or URL that could
+    never come from a solve (a path, another scheme) is refused before anything is fetched."""
+    model = model_copy("plain_numpy")
+    assert run_cli("lock", model, "--triton", "24.10", "--offline").exit_code == 0
+    lock = read_lock(model / "tritonpack.lock")
+    pip = next(p for p in lock.conda if p.name == "pip")
+    forged = dataclasses.replace(pip, **{field: value})
+    write_lock(model / "tritonpack.lock", dataclasses.replace(
+        lock, conda=tuple(forged if p is pip else p for p in lock.conda)))
+    res = run_cli(model, "--triton", "24.10", "--offline", "--frozen")
+    assert (res.exit_code, error_line(res.stderr)) == (ExitCode.LOCK, (
+        f"error: {model / 'tritonpack.lock'}: corrupted: missing or malformed conda package "
+        f"'pip': {says}"))
