@@ -143,7 +143,7 @@ def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,
                 offset += len(header)
                 if info.type != tarfile.REGTYPE or not info.size:
                     continue
-                padded = -(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                padded = _padded(info.size)
                 if info.size >= LARGE:
                     _large(gz, path, info.size, padded, level, store)
                 else:
@@ -185,6 +185,40 @@ def _own_members(gz: ParallelGzipWriter, path: Path, size: int, padded: int) -> 
     gz.cut()
 
 
+def _padded(size: int) -> int:
+    """A member's data in the tar stream: rounded up to whole blocks."""
+    return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+
+def _salt(level: int) -> bytes:
+    """What a store entry's key hashes before the file's bytes: the members' encoding."""
+    return f"{IDENTITY} level {level}\0".encode()
+
+
+class _Stopped(Exception):
+    """``ahead`` was told to stop in the middle of a file."""
+
+
+def _content_key(path: Path, salt: bytes, stop: threading.Event | None = None) -> str:
+    """The store key of a file's members (``_Stopped`` when ``stop`` is set during the read)."""
+    digest = hashlib.sha256(salt)
+    with path.open("rb") as fh:
+        while chunk := fh.read(BLOCK):
+            if stop is not None and stop.is_set():
+                raise _Stopped
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _new_entry(folder: Path, key: str) -> tuple[int, str]:
+    """A new temporary file in the store's ``folder`` for ``key``'s members (OSError: the
+    cache cannot be written). A link where the folder should be is debris, removed."""
+    if folder.is_symlink():
+        folder.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+
+
 def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: int,
            store: Path | None) -> None:
     """One large file's data as members of its own: from the store when an entry there holds
@@ -192,13 +226,9 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
     if store is None:
         _own_members(gz, path, size, padded)
         return
-    salt = f"{IDENTITY} level {level}\0".encode()
+    salt = _salt(level)
     header = gzip.compress(b"", compresslevel=level, mtime=0)[:10]  # every member's
-    digest = hashlib.sha256(salt)
-    with path.open("rb") as fh:
-        while chunk := fh.read(BLOCK):
-            digest.update(chunk)
-    key = digest.hexdigest()
+    key = _content_key(path, salt)
     folder = store / key[:2]
     for entry in sorted(folder.glob(f"{key}.*")) if real_dir(folder) and reuse() else ():
         blob = entry.name.rpartition(".")[2]
@@ -214,10 +244,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
         with contextlib.suppress(OSError):
             entry.unlink()  # a symlink is removed, never its target
     try:
-        if folder.is_symlink():  # debris: the store's folders are its own
-            folder.unlink()
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+        fd, tmp = _new_entry(folder, key)
     except OSError:  # a cache that cannot be written: compressed, not kept
         _own_members(gz, path, size, padded)
         return
@@ -299,7 +326,7 @@ def compress_ahead(root: Path, level: int, store: Path, stop: threading.Event) -
     """``ahead``'s work: each large file not kept yet, smallest first (a stop drops the
     least work), as the entry ``_large`` would keep. Python files are left out (they may
     yet be zipped or compiled), and any error only leaves a file to the write."""
-    salt = f"{IDENTITY} level {level}\0".encode()
+    salt = _salt(level)
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d != "__pycache__"]
@@ -314,25 +341,18 @@ def compress_ahead(root: Path, level: int, store: Path, stop: threading.Event) -
         if stop.is_set():
             return
         with contextlib.suppress(OSError):
-            digest = hashlib.sha256(salt)
-            with path.open("rb") as fh:
-                while chunk := fh.read(BLOCK):
-                    if stop.is_set():
-                        return
-                    digest.update(chunk)
-            key = digest.hexdigest()
+            try:
+                key = _content_key(path, salt, stop)
+            except _Stopped:
+                return
             folder = store / key[:2]
             if real_dir(folder) and any(folder.glob(f"{key}.*")):
                 continue  # kept before: the write checks it
-            if folder.is_symlink():  # debris: the store's folders are its own
-                folder.unlink()
-            folder.mkdir(parents=True, exist_ok=True)
-            padded = -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+            fd, tmp = _new_entry(folder, key)
             try:
                 sink = _Hashing(os.fdopen(fd, "wb"))
                 with sink.fh:
-                    done = _members(path, size, padded, level, stop, sink)
+                    done = _members(path, size, _padded(size), level, stop, sink)
                 if done:
                     os.replace(tmp, folder / f"{key}.{sink.sha.hexdigest()}")
             finally:
