@@ -81,9 +81,10 @@ def targets(root: Path, python: str, mode: str, packages: tuple[str, ...],
     if loaded is not None:
         # the list comes from a process that ran the packages' code: only .py files inside
         # the env are taken from it, so nothing outside is read or written
+        real = root.resolve()
         out = [root / rel for rel in loaded
                if rel.endswith(".py") and not PurePosixPath(rel).is_absolute()
-               and ".." not in PurePosixPath(rel).parts and _inside(root, root / rel)]
+               and ".." not in PurePosixPath(rel).parts and _inside(real, root / rel)]
     else:
         out = [p for p in sorted(lib.iterdir())
                if p != site and (p.is_dir() or p.suffix == ".py")]
@@ -93,11 +94,11 @@ def targets(root: Path, python: str, mode: str, packages: tuple[str, ...],
     return out
 
 
-def _inside(root: Path, path: Path) -> bool:
-    """Whether ``path``, links followed, lies inside ``root`` (a name that cannot be a path,
-    with a NUL in it, does not)."""
+def _inside(real: Path, path: Path) -> bool:
+    """Whether ``path``, links followed, lies inside ``real`` (a resolved root; a name that
+    cannot be a path, with a NUL in it, does not)."""
     try:
-        return path.resolve().is_relative_to(root.resolve())
+        return path.resolve().is_relative_to(real)
     except (OSError, ValueError, RuntimeError):
         return False
 
@@ -125,16 +126,18 @@ def files(root: Path, chosen: list[Path]) -> list[Path]:
     ``__pycache__`` written there."""
     found = {f for t in chosen for f in ([t] if t.is_file() else t.rglob("*.py"))
              if f.is_file() and not f.is_symlink()}
-    return sorted(f for f in found if _inside(root, f) and _real_cache(root, f.parent))
+    real = root.resolve()
+    return sorted(f for f in found if _inside(real, f) and _real_cache(real, f.parent))
 
 
-def _real_cache(root: Path, folder: Path) -> bool:
-    """Whether ``folder/__pycache__`` is absent or a real directory inside ``root``: a link
-    there (a package may ship one) would take the ``.pyc`` written in it elsewhere."""
+def _real_cache(real: Path, folder: Path) -> bool:
+    """Whether ``folder/__pycache__`` is absent or a real directory inside ``real`` (the
+    resolved root): a link there (a package may ship one) would take the ``.pyc`` written in
+    it elsewhere."""
     cache = folder / "__pycache__"
     if not (cache.exists() or cache.is_symlink()):
         return True
-    return not cache.is_symlink() and cache.is_dir() and _inside(root, cache)
+    return not cache.is_symlink() and cache.is_dir() and _inside(real, cache)
 
 
 def _reuse(root: Path, python: str, files: list[Path], store: Path | None,
