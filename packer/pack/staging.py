@@ -210,6 +210,8 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
     store = cache_store("bytecode")
     hinted = prefix.path.parent / "pycache-hint"  # what the last such check loaded, compiled
     placed: set[Path] = set()  # the sources whose bytecode the hint placed there
+    hint = ""  # the hint's key, taken once from the pruned tree the check is asked about
+    hints = options.bytecode == "imported" and store is not None
     if options.prune:
         rep.start("pack", "pruning")
         holding = prefix.path.parent / "pruned"
@@ -223,8 +225,8 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
                 halts.append(archive.ahead(staged, options.level, cache_store("gzip")))
             if report.held:
                 rep.start("pack", "importing the model's packages after pruning")
-                placed = _place_hint(staged, prefix.python, options, checked, load, store,
-                                     hinted)
+                hint = _hint_key(staged, prefix.python, checked, load) if hints else ""
+                placed = _place_hint(staged, prefix.python, hint, store, hinted)
                 report, loaded = still_imports(staged, prefix.python, checked, report, holding,
                                                load, hinted)
         finally:  # removed while the rest runs (361 dirs took 0.5 s here), joined below
@@ -237,16 +239,18 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
     check_layout(staged, prefix.python)  # a --keep-less prune never removes these
     if options.bytecode == "imported" and loaded is None:
         rep.start("pack", "importing the model's packages")
-        placed = placed or _place_hint(staged, prefix.python, options, checked, load, store,
-                                       hinted)
+        if hints and not hint:
+            hint = _hint_key(staged, prefix.python, checked, load)
+            placed = _place_hint(staged, prefix.python, hint, store, hinted)
         loaded = loaded_files(staged, prefix.python, checked, load, hinted)
     whole = prefix.bundled if loaded is not None else (*imports, *prefix.bundled)
     chosen = bytecode.targets(staged, prefix.python, options.bytecode, whole, loaded)
     # what the hint placed (checked against its source then) and this check loaded: moved in
-    done = bytecode.adopt(hinted, placed & set(bytecode.files(staged, chosen)), prefix.python)
+    done = (bytecode.adopt(hinted, placed & set(bytecode.files(staged, chosen)), prefix.python)
+            if placed else set())
     shutil.rmtree(hinted, ignore_errors=True)
-    if loaded is not None:
-        bytecode.remember(store, _hint_key(staged, prefix.python, checked, load), loaded)
+    if loaded is not None and hint:
+        bytecode.remember(store, hint, loaded)
     if chosen:
         rep.start("pack", "compiling bytecode")
     source_only = (bytecode.compile_bytecode(staged, prefix.python, chosen, store, done)
@@ -310,15 +314,15 @@ def _hint_key(root: Path, python: str, checked: tuple[str, ...], load: tuple[str
     return bytecode.loaded_key(root, python, (*_present(root, python, checked), "|", *load))
 
 
-def _place_hint(root: Path, python: str, options: PackOptions, checked: tuple[str, ...],
-                load: tuple[str, ...], store: Path | None, into: Path) -> set[Path]:
+def _place_hint(root: Path, python: str, key: str, store: Path | None,
+                into: Path) -> set[Path]:
     """Before the import check: the bytecode the store holds for the files the last check of
     the same modules and distributions loaded, under ``into``, the check's pycache prefix,
     so that it reads them instead of compiling them in memory (torch: thousands). Outside the
     tree and only a hint: what this check loads decides what ships."""
-    if options.bytecode != "imported" or store is None:
+    if not key or store is None:
         return set()
-    hint = bytecode.recall(store, _hint_key(root, python, checked, load))
+    hint = bytecode.recall(store, key)
     if not hint:
         return set()
     return bytecode.place_cached(root, python,
