@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from packer.core.errors import ExitCode
+from packer.lock.conda import CondaPackage
 from packer.lock.lockfile import read_lock, write_lock
 from packer.lock.pychannel import BUILD, SCHEME, find_python, local_channel
 
@@ -34,6 +35,19 @@ def test_the_same_cpython_gives_the_same_package_whatever_the_cache(
     assert len(made[0]) == 2 and made[0] == made[1]  # python and pip
 
 
+def forge_conda(model: Path, name: str,
+                change: Callable[[CondaPackage], dict[str, str]]) -> CondaPackage:
+    """Lock ``model``, then rewrite its conda package ``name`` with ``change``'s fields, the
+    lock's hashes made again (as anyone can): the package as it was locked."""
+    assert run_cli("lock", model, "--triton", "24.10", "--offline").exit_code == 0
+    lock = read_lock(model / "tritonpack.lock")
+    locked = next(p for p in lock.conda if p.name == name)
+    forged = dataclasses.replace(locked, **change(locked))
+    write_lock(model / "tritonpack.lock", dataclasses.replace(
+        lock, conda=tuple(forged if p is locked else p for p in lock.conda)))
+    return locked
+
+
 def test_the_lock_names_no_machine_path_and_builds_with_the_channel_gone(
         model_copy: Copy, session_cache: Path) -> None:
     model = model_copy("plain_numpy")
@@ -54,14 +68,9 @@ def test_the_lock_names_no_machine_path_and_builds_with_the_channel_gone(
 
 def test_no_matching_cpython_says_which_to_install(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
-    assert run_cli("lock", model, "--triton", "24.10", "--offline").exit_code == 0
-    lock = read_lock(model / "tritonpack.lock")
-    python = next(p for p in lock.conda if p.name == "python")
-    gone = dataclasses.replace(python, version="3.10.99",
-                               file_name=f"python-3.10.99-{BUILD}.conda",
-                               url=f"{SCHEME}:3.10.99/linux-64/python-3.10.99-{BUILD}.conda")
-    write_lock(model / "tritonpack.lock", dataclasses.replace(
-        lock, conda=tuple(gone if p is python else p for p in lock.conda)))
+    forge_conda(model, "python", lambda python: {
+        "version": "3.10.99", "file_name": f"python-3.10.99-{BUILD}.conda",
+        "url": f"{SCHEME}:3.10.99/linux-64/python-3.10.99-{BUILD}.conda"})
     res = run_cli(model, "--triton", "24.10", "--offline", "--frozen", "--no-cache")
     assert (res.exit_code, error_line(res.stderr)) == (ExitCode.TARGET, (
         "error: the lock's Python package was made from a shared-library CPython 3.10.99, and "
@@ -75,14 +84,12 @@ def test_a_lock_of_an_older_local_package_format_is_stale_and_made_again(
     """Locks made before the local packages became .conda name a .tar.bz2 no tritonpack
     makes any more: stale (--frozen says why), and a plain run locks again and packs."""
     model = model_copy("plain_numpy")
-    assert run_cli("lock", model, "--triton", "24.10", "--offline").exit_code == 0
-    lock = read_lock(model / "tritonpack.lock")
-    python = next(p for p in lock.conda if p.name == "python")
-    old_name = f"python-{python.version}-tritonpack_3.tar.bz2"
-    old = dataclasses.replace(python, file_name=old_name,
-                              url=f"{SCHEME}:{python.version}/linux-64/{old_name}")
-    write_lock(model / "tritonpack.lock", dataclasses.replace(
-        lock, conda=tuple(old if p is python else p for p in lock.conda)))
+    def older(python: CondaPackage) -> dict[str, str]:
+        name = f"python-{python.version}-tritonpack_3.tar.bz2"
+        return {"file_name": name, "url": f"{SCHEME}:{python.version}/linux-64/{name}"}
+
+    python = forge_conda(model, "python", older)
+    old_name = older(python)["file_name"]
     res = run_cli(model, "--triton", "24.10", "--offline", "--frozen")
     assert (res.exit_code, error_line(res.stderr)) == (ExitCode.LOCK, (
         f"error: tritonpack.lock is stale (--frozen): the local Python package {old_name} is "
@@ -130,12 +137,7 @@ def test_a_lock_whose_package_fields_no_solve_gives_is_refused(
     """Anyone can recompute a lock's content hash: a sha256, file name or URL that could
     never come from a solve (a path, another scheme) is refused before anything is fetched."""
     model = model_copy("plain_numpy")
-    assert run_cli("lock", model, "--triton", "24.10", "--offline").exit_code == 0
-    lock = read_lock(model / "tritonpack.lock")
-    pip = next(p for p in lock.conda if p.name == "pip")
-    forged = dataclasses.replace(pip, **{field: value})
-    write_lock(model / "tritonpack.lock", dataclasses.replace(
-        lock, conda=tuple(forged if p is pip else p for p in lock.conda)))
+    forge_conda(model, "pip", lambda pip: {field: value})
     res = run_cli(model, "--triton", "24.10", "--offline", "--frozen")
     assert (res.exit_code, error_line(res.stderr)) == (ExitCode.LOCK, (
         f"error: {model / 'tritonpack.lock'}: corrupted: missing or malformed conda package "
