@@ -584,24 +584,26 @@ def markdown(results: list[dict[str, Any]]) -> str:
         v, sec, mb = r["ratios"].get(key), r["seconds"], r["bytes"]
         if v is None:
             return "n/a"
-        parts = {
-            "cold_build": f"{sec['tritonpack_cold']:.1f} s / {sec['baseline_cold']:.1f} s",
-            "warm_vs_cold": f"{sec['tritonpack_warm']:.2f} s",
-            "archive_size": f"{mb['tritonpack_archive'] / 1e6:.1f} / "
+        # only this cell's figures are formatted: another cell's may be missing (None)
+        parts: dict[str, Callable[[], str]] = {
+            "cold_build": lambda: f"{sec['tritonpack_cold']:.1f} s / {sec['baseline_cold']:.1f} s",
+            "warm_vs_cold": lambda: f"{sec['tritonpack_warm']:.2f} s",
+            "archive_size": lambda: f"{mb['tritonpack_archive'] / 1e6:.1f} / "
                             f"{mb['baseline_archive'] / 1e6:.1f} MB",
-            "pack_throughput": f"{sec['tritonpack_pack']:.1f} s / {sec['conda_pack_default']:.1f} s",
-            "pack_throughput_warm": f"{sec['tritonpack_pack_warm']:.1f} s / "
+            "pack_throughput": lambda: f"{sec['tritonpack_pack']:.1f} s / {sec['conda_pack_default']:.1f} s",
+            "pack_throughput_warm": lambda: f"{sec['tritonpack_pack_warm']:.1f} s / "
                                     f"{sec['conda_pack_default']:.1f} s",
-            "ready_archive": f"{sec['ready_tritonpack_archive']:.2f} s / "
+            "ready_archive": lambda: f"{sec['ready_tritonpack_archive']:.2f} s / "
                              f"{sec['ready_baseline_archive']:.2f} s",
-            "ready_dir_overhead_vs_import": f"({sec['ready_dir']:.2f} − {sec['ready_no_env']:.2f}) s"
+            "ready_dir_overhead_vs_import": lambda: f"({sec['ready_dir']:.2f} − {sec['ready_no_env']:.2f}) s"
                                             f" / {sec['import_model_modules']:.2f} s",
-            "ready_stdlib_zip_vs_files": f"{sec['ready_tritonpack_archive']:.2f} s / "
+            "ready_stdlib_zip_vs_files": lambda: f"{sec['ready_tritonpack_archive']:.2f} s / "
                                          f"{sec['ready_archive_stdlib_files']:.2f} s",
-            "lock_uv_speedup": f"{sec['lock_uv']:.2f} s / {sec['lock_pip_tools']:.1f} s",
-            "remote_pull_vs_cold": f"{sec['remote_pull']:.2f} s" if sec.get("remote_pull") else "",
-        }[key]
-        return f"{v:g} ({parts})" if parts else f"{v:g}"
+            "lock_uv_speedup": lambda: f"{sec['lock_uv']:.2f} s / {sec['lock_pip_tools']:.1f} s",
+            "remote_pull_vs_cold": lambda: f"{sec['remote_pull']:.2f} s" if sec.get("remote_pull") else "",
+        }
+        text = parts[key]()
+        return f"{v:g} ({text})" if text else f"{v:g}"
 
     labels = {
         "cold_build": "cold build", "warm_vs_cold": "warm re-run / cold",

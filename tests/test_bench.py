@@ -120,3 +120,6 @@ def test_the_readme_table_is_rendered_from_one_runs_figures() -> None:
     assert "| remote pull (warm registry) / cold build | ≤ 0.2 | n/a |" in table
     assert "| cold build, without the conda install both do, the bytecode and the import " \
            "check | | 0.31 |" in table
+    # a READY that could not be measured leaves its cells n/a, not the table unwritten
+    result["seconds"] = {**seconds, "ready_dir": None}
+    assert "| cold build | ≤ 0.5 | 0.7 (7.0 s / 10.0 s) |" in bench.markdown([result])
