@@ -108,11 +108,13 @@ def stale(ctx: Context, lock: Lockfile) -> list[str]:
         want["indexes"] = {**want["indexes"], "extra_index_urls": [
             u for u in want["indexes"]["extra_index_urls"] if u != fell]}
         want["torch_index_unreachable"] = fell
-    old = [p.file_name for p in lock.conda if p.url.startswith(conda.LOCAL_PYTHON)
-           and not p.file_name.endswith(f"-{pychannel.BUILD}.conda")]
-    return changes(lock.inputs, want) + [  # made by an older tritonpack: made again
-        f"the local Python package {name} is of an older format ({pychannel.BUILD} now)"
-        for name in old[:1]]
+    diff = changes(lock.inputs, want)
+    old = next((p.file_name for p in lock.conda if p.url.startswith(conda.LOCAL_PYTHON)
+                and not p.file_name.endswith(f"-{pychannel.BUILD}.conda")), None)
+    if old is not None:  # made by an older tritonpack: made again
+        diff.append(f"the local Python package {old} is of an older format "
+                    f"({pychannel.BUILD} now)")
+    return diff
 
 
 def torch_fallback(ctx: Context, opts: Options, exc: IndexUnreachable, rep: Reporter) -> Indexes:
