@@ -30,14 +30,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 try:  # the installed tritonpack (editable or not), never the source tree by path
+    from packer.archive.writer import DEFAULT_LEVEL
     from packer.build.prefix import Prefix
     from packer.context import prepare
     from packer.lock import conda, pychannel
     from packer.lock.pypi import Indexes
-    from packer.pack.archive import DEFAULT_LEVEL
-    from packer.pack.pack import PackOptions
-    from packer.pack.pack import pack as pack_env
     from packer.pack.prune import tree_size
+    from packer.pack.stage import PackOptions
+    from packer.pack.stage import pack as pack_env
     from packer.pipeline import lock, package
     from packer.settings import Options
     from packer.verify.client import Client

@@ -22,29 +22,29 @@ from typing import TYPE_CHECKING, Any
 from .core.version import __version__
 
 if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
-    from .check import CheckReport, check
     from .context import Context, prepare
     from .core.errors import ExitCode, TritonPackError
+    from .envcheck.inspect import InspectReport, inspect_env
+    from .freshness import CheckReport, check
     from .lock.pypi import Indexes
     from .lock.stage import CheckResult, LockResult
-    from .pack.envcheck import InspectReport, inspect_env
-    from .pack.pack import PackOptions
+    from .pack.stage import PackOptions
     from .pipeline import PackResult, check_lock, lock, package
     from .repository import RepoResult, package_repository
     from .settings import Options
-    from .verify.verify import DockerOptions, VerifyReport, verify
+    from .verify.stage import DockerOptions, VerifyReport, verify
 
 _HOME = {  # public name -> the module that owns it (``import packer`` imports none of them)
-    "CheckReport": "check", "check": "check",
+    "CheckReport": "freshness", "check": "freshness",
     "ExitCode": "core.errors", "TritonPackError": "core.errors",
     "Indexes": "lock.pypi",
-    "InspectReport": "pack.envcheck", "inspect_env": "pack.envcheck",
-    "PackOptions": "pack.pack",
+    "InspectReport": "envcheck.inspect", "inspect_env": "envcheck.inspect",
+    "PackOptions": "pack.stage",
     "CheckResult": "lock.stage", "LockResult": "lock.stage",
     **dict.fromkeys(["PackResult", "check_lock", "lock", "package"], "pipeline"),
     "Context": "context", "prepare": "context", "Options": "settings",
     "RepoResult": "repository", "package_repository": "repository",
-    "DockerOptions": "verify.verify", "VerifyReport": "verify.verify", "verify": "verify.verify",
+    "DockerOptions": "verify.stage", "VerifyReport": "verify.stage", "verify": "verify.stage",
 }
 
 
@@ -60,7 +60,7 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-_SHADOWED = {"lock": "pipeline", "verify": "verify.verify"}
+_SHADOWED = {"lock": "pipeline", "verify": "verify.stage"}
 
 
 class _Packer(ModuleType):

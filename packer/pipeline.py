@@ -14,12 +14,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .archive.writer import read_stamp
 from .build import provides
 from .build.prefix import build, bundle_digest
 from .build.runlock import key_lock, model_lock
+from .caches import envs as envcache
+from .caches import remote
 from .context import Context, prepare
 from .core.atomic import ensure_writable, temp_beside
-from .core.cache import distrusted
+from .core.cachehome import distrusted
 from .core.debris import sweep, tagged
 from .core.errors import ConfigPatchError, LockError, PackError
 from .core.fsguard import not_regular, writable_file
@@ -29,17 +32,15 @@ from .core.outputs import existing_ancestor, output_errors
 from .core.progress import NullReporter, Reporter
 from .core.signals import AfterCommit, signals_held
 from .core.version import __version__
+from .envcheck.inspect import enforce
 from .lock import stage
 from .lock.lockfile import LOCK_NAME, needs_write
 from .lock.stage import CheckResult, LockResult
-from .pack import envcache, remote
-from .pack.archive import read_stamp
-from .pack.envcheck import enforce
 from .pack.output import ARCHIVE_NAME, DIR_NAME, output_path
-from .pack.pack import EnvArchive, PackOptions, Staged
-from .pack.pack import pack as pack_env
 from .pack.sbom import render as render_sbom
 from .pack.sbom import sbom_path
+from .pack.stage import EnvArchive, PackOptions, Staged
+from .pack.stage import pack as pack_env
 from .patch.config import PatchResult, PlannedPatch, check_patch, env_value
 from .scan.model import CONFIG_NAME, TOKEN
 from .settings import Options

@@ -13,17 +13,17 @@ import click
 from .core.progress import plural
 
 if TYPE_CHECKING:  # results only: rendering one never imports the stages that make the others
-    from .check import CheckReport
+    from .caches.envs import CacheInfo
+    from .caches.remote import Transfer
     from .context import Context
+    from .envcheck.inspect import InspectReport
+    from .freshness import CheckReport
     from .lock.lockfile import Lockfile
     from .lock.stage import CheckResult, LockResult
-    from .pack.envcache import CacheInfo
-    from .pack.envcheck import InspectReport
-    from .pack.remote import Transfer
     from .pipeline import PackResult
     from .repository import RepoResult
     from .resolve.target import Target
-    from .verify.verify import VerifyReport
+    from .verify.stage import VerifyReport
 
 SCHEMA = "tritonpack/v1"
 

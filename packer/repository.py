@@ -11,7 +11,7 @@ from .context import prepare
 from .core.errors import ModelError, TritonPackError
 from .core.progress import NullReporter, Reporter
 from .lock.stage import lock_inputs
-from .pack.pack import PackOptions
+from .pack.stage import PackOptions
 from .pipeline import package
 from .scan.model import CONFIG_NAME, read_config
 from .settings import Options

@@ -40,7 +40,7 @@ class Options:
     resolver: str = "uv"
     wait: bool = True  # wait for another run on the same model (else fail: --no-wait)
     cache_from: tuple[str, ...] = ()  # oci://REGISTRY/REPO remote caches to pull from
-    cache_to: tuple[str, ...] = ()  # ... and to push to (packer.pack.remote)
+    cache_to: tuple[str, ...] = ()  # ... and to push to (packer.caches.remote)
     insecure_registries: tuple[str, ...] = ()  # plain HTTP beyond loopback
     explicit: frozenset[str] = frozenset()  # settings given on the command line
 

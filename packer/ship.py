@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from .core.errors import TritonPackError
 from .core.progress import NullReporter, Reporter
-from .pack.pack import PackOptions
+from .pack.stage import PackOptions
 from .pipeline import PackResult, package
 from .repository import Failure, RepoResult, package_repository
 from .settings import Options
 
 if TYPE_CHECKING:
-    from .verify.verify import VerifyReport
+    from .verify.stage import VerifyReport
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class VerifyRequest:
     tag: str | None = None
 
     def arguments(self) -> dict[str, Any]:
-        """``packer.verify.verify``'s keyword arguments."""
-        from .verify.verify import DockerOptions
+        """``packer.verify.stage``'s keyword arguments."""
+        from .verify.stage import DockerOptions
 
         return {"runtime": self.runtime, "inputs": self.inputs, "expect": self.expect,
                 "timeout": self.timeout, "with_models": self.with_models,
@@ -73,7 +73,7 @@ def pack_and_verify(path: Path, opts: Options, reporter: Reporter | None,
     """One model, packed and then verified; a bad request file is refused before packing."""
     from .verify.extras import require as require_extras
     from .verify.requestfile import check_request_file
-    from .verify.verify import verify
+    from .verify.stage import verify
 
     wanted = request.verify or VerifyRequest()
     require_extras(wanted.runtime)  # refused before packing, not after
@@ -101,7 +101,7 @@ def pack_repository(repo: Path, opts: Options, reporter: Reporter | None,
     if request.verify is None:
         return result
     from .verify.layout import is_ensemble
-    from .verify.verify import verify
+    from .verify.stage import verify
 
     # per model, inputs are made from each config.pbtxt (--inputs/--expect are one model's)
     arguments = {**request.verify.arguments(), "inputs": None, "expect": None}

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from packer.archive.writer import check_tree
+from packer.archive.writer import entries as _entries
 from packer.core.errors import PackError
-from packer.pack.archive import check_tree
-from packer.pack.archive import entries as _entries
-from packer.pack.envcheck import inspect_env
+from packer.envcheck.inspect import inspect_env
 
 from .conftest import run_cli
 from .test_inspect import TARGET, good_members, special, write_tar

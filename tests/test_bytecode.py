@@ -136,7 +136,7 @@ def test_the_import_check_says_which_files_of_the_env_were_loaded(tmp_path: Path
 
 
 def test_the_loaded_list_is_remembered_and_garbage_is_no_hint(tmp_path: Path) -> None:
-    from packer.core.cache import distrusted
+    from packer.core.cachehome import distrusted
     from packer.pack.bytecode import _store, recall, remember
 
     store = tmp_path / "store"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from packer.archive.targz import BLOCK, ParallelGzipWriter
 from packer.build import prefix as env_mod
-from packer.pack.targz import BLOCK, ParallelGzipWriter
 
 from .conftest import SRC, run_cli
 
@@ -79,7 +79,7 @@ def test_two_builds_are_byte_identical(model_copy: Copy) -> None:
     assert names[0] == "tritonpack.json"  # the stamp first, so `check` reads one entry
     assert names[1:] == sorted(names[1:])
     assert {m.mtime for m in members} == {315532800}
-    assert "lib/python310.zip" in names  # with the stdlib zipped (packer/zipstd.py)
+    assert "lib/python310.zip" in names  # with the stdlib zipped (packer/pack/stdlibzip.py)
 
 
 def test_pruned_env_keeps_what_models_import(model_copy: Copy) -> None:
@@ -163,7 +163,7 @@ def test_prune_never_follows_a_symlink_out_of_the_cache(
         os.utime(f, (0, 0))
     cache = tmp_path / "cache"
     monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
-    from packer.core.cache import cache_dir
+    from packer.core.cachehome import cache_dir
 
     cache_dir()  # a cache tritonpack made (tagged), then written by someone else
     links = [cache / "envs" / ("0" * 64), cache / "bytecode" / "zz", cache / "gzip" / "ab" / "cd",

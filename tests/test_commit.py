@@ -149,7 +149,7 @@ def test_a_full_disk_while_writing_the_config_changes_nothing(
 @pytest.mark.slow
 def test_a_config_edited_during_the_pack_changes_nothing(
         packed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from packer.pack import envcache
+    from packer.caches import envs as envcache
 
     real = envcache.place
     config = packed / "config.pbtxt"

@@ -30,9 +30,10 @@ def test_public_api() -> None:
 # --- the import graph, read with ast (module-level imports; TYPE_CHECKING blocks excluded) ---
 
 ROOT = Path(packer.__file__).parent
-STAGES = ("core", "scan", "resolve", "lock", "build", "pack", "patch", "verify")
+STAGES = ("core", "scan", "resolve", "lock", "build", "archive", "envcheck", "pack", "caches", "patch",
+          "verify")
 # the one edge against the flow: verify re-runs scan + resolve through packer.context.prepare
-AGAINST_THE_FLOW = {("packer.verify.verify", "packer.context")}
+AGAINST_THE_FLOW = {("packer.verify.stage", "packer.context")}
 
 
 def _module_name(path: Path, root: Path) -> str:

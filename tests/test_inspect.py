@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from packer.core.errors import ExitCode
-from packer.pack.elf import ElfError, file_version_needs, version_needs
-from packer.pack.envcheck import inspect_env
+from packer.envcheck.elf import ElfError, file_version_needs, version_needs
+from packer.envcheck.inspect import inspect_env
 from packer.resolve.recipebook import load
 from packer.resolve.target import resolve_target
 

@@ -188,7 +188,7 @@ def test_compressing_ahead_does_not_hold_a_whole_large_file_in_memory(tmp_path: 
     import threading
     import tracemalloc
 
-    from packer.pack.archive import compress_ahead
+    from packer.archive.writer import compress_ahead
     tree = tmp_path / "tree"
     tree.mkdir()
     size = 48 << 20  # libtorch_cuda.so is ~1 GB: the same 2x is ~1-2 GB of RSS there

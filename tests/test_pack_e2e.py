@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from packer.core.errors import ExitCode
-from packer.pack import pack as pack_mod
+from packer.pack import stage as pack_mod
 
 from .conftest import SRC, error_line, run_cli, snapshot
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from conda_pack.core import is_binary_file
 
-from packer.core.cache import cache_dir, distrusted
+from packer.archive.targz import IDENTITY, ParallelGzipWriter
+from packer.archive.writer import LARGE, entries, write_targz
+from packer.core.cachehome import cache_dir, distrusted
 from packer.core.errors import ExitCode, PackError
 from packer.lock.pychannel import find_python
 from packer.pack import bytecode
-from packer.pack.archive import LARGE, entries, write_targz
 from packer.pack.staging import is_text
-from packer.pack.targz import IDENTITY, ParallelGzipWriter
 
 from .conftest import error_line, run_cli, snapshot
 
@@ -90,7 +90,7 @@ def tree(tmp_path: Path) -> Path:
 
 def tarfile_stream(root: Path, out: Path) -> bytes:
     """The same tree written by the standard library's tarfile (the reference stream)."""
-    from packer.pack.archive import _tarinfo
+    from packer.archive.writer import _tarinfo
 
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
         for path in entries(root):
@@ -159,7 +159,7 @@ def test_an_interrupted_write_keeps_nothing(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A large file whose read fails half-way (a disk error) leaves no entry that a later
     pack could take for the whole file's members."""
-    from packer.pack import archive
+    from packer.archive import writer as archive
 
     root, store = tree(tmp_path), tmp_path / "store"
     real = archive._stream
@@ -328,7 +328,7 @@ def test_a_packed_env_entry_is_never_read_through_a_symlink(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``envs/KEY/env.tar.gz -> a secret`` with a matching sha256 would copy the secret into
     the model directory: an entry, its meta.json and its archive must be the cache's own."""
-    from packer.pack import envcache
+    from packer.caches import envs as envcache
 
     monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path / "cache"))
     secret = tmp_path / "secret"
@@ -376,7 +376,7 @@ def test_a_malformed_last_run_record_shows_no_transfers(tmp_path: Path,
                                                         content: str) -> None:
     """`cache info` reads remote-last-run.json: anything but what `record` writes (another
     shape, a FIFO that would block, a symlink) is no transfers, never a traceback or a hang."""
-    from packer.pack import remote
+    from packer.caches import remote
 
     monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path / "cache"))
     stats = tmp_path / "cache" / "remote-last-run.json"
@@ -401,7 +401,7 @@ def test_a_cached_env_swapped_after_its_lookup_is_not_copied(tmp_path: Path, kin
     """Between lookup (which opened the entry without following links) and the copy, the
     entry's archive is swapped for a link to a secret or a FIFO: the copy refuses it (the
     pipeline then drops the entry and rebuilds), never copying the secret, never blocking."""
-    from packer.pack import envcache
+    from packer.caches import envs as envcache
 
     secret = tmp_path / "secret.txt"
     secret.write_text("hunter2\n")
@@ -468,7 +468,7 @@ def test_members_compressed_ahead_are_the_ones_the_write_keeps(tmp_path: Path, s
     the write appends them, and the archive is the one written without them."""
     import threading
 
-    from packer.pack.archive import compress_ahead
+    from packer.archive.writer import compress_ahead
 
     root = tmp_path / "tree"
     (root / "lib").mkdir(parents=True)
@@ -496,7 +496,7 @@ def test_members_compressed_ahead_are_the_ones_the_write_keeps(tmp_path: Path, s
 def test_a_stop_leaves_nothing_half_compressed(tmp_path: Path) -> None:
     import threading
 
-    from packer.pack.archive import ahead, compress_ahead
+    from packer.archive.writer import ahead, compress_ahead
 
     root = tree(tmp_path)
     stop = threading.Event()

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from packer.caches import remote
 from packer.core.errors import RemoteCacheError
-from packer.pack import remote
 from tests.conftest import copy_model, run_cli
 
 REGISTRY = shutil.which("docker-registry") or shutil.which("registry")

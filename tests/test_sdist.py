@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from packer.core.cache import distrusted
+from packer.core.cachehome import distrusted
 from packer.core.errors import BuildError, ExitCode, LockError, ProcessError
 from packer.lock import sdist as sdist_module
 from packer.lock.backend import Indexes, PipToolsBackend, UvBackend, build_env

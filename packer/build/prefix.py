@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..core.cache import cache_dir
+from ..core.cachehome import cache_dir
 from ..core.errors import BuildError, ProcessError
 from ..core.progress import NullReporter, Reporter, plural
 from ..core.secrets import why_not_bundled

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..core.cache import cache_dir
+from ..core.cachehome import cache_dir
 from ..core.errors import BusyError
 from .prefix import build_lock_path
 

@@ -12,7 +12,8 @@ from typing import Any, NoReturn
 import click
 
 from .. import render
-from ..core import cache, signals
+from ..core import cachehome as cache
+from ..core import signals
 from ..core.errors import ExitCode, TritonPackError
 from ..options import Output
 from ..terminal import CliReporter

@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from .. import render
+from ..caches import envs as envcache
+from ..caches import remote
 from ..options import Output, bundle, make_output, output_options
-from ..pack import envcache, remote
 from .base import run
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .. import render
-from ..check import check
+from ..freshness import check
 from ..options import (
     Output,
     bundle,

@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from .. import render
+from ..envcheck.inspect import inspect_env, inspect_target
 from ..options import Output, bundle, make_output, output_options
-from ..pack.envcheck import inspect_env, inspect_target
 from ..resolve.recipebook import load
 from .base import run
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .. import render, ship
+from ..archive.writer import DEFAULT_LEVEL
 from ..options import (
     Output,
     bundle,
@@ -21,9 +22,8 @@ from ..options import (
     target_options,
     verify_options,
 )
-from ..pack.archive import DEFAULT_LEVEL
 from ..pack.output import FORMATS
-from ..pack.pack import PackOptions
+from ..pack.stage import PackOptions
 from ..scan.model import is_repository
 from ..settings import Options
 from ..ship import PackRequest

@@ -23,7 +23,7 @@ from ..options import (
 )
 from ..settings import Options
 from ..ship import VerifyRequest
-from ..verify.verify import verify
+from ..verify.stage import verify
 from .base import run
 
 

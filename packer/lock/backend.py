@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..core import proc
-from ..core.cache import cache_dir
+from ..core.cachehome import cache_dir
 from ..core.errors import BuildError, ResolveError, TritonPackError
 from ..core.fsguard import not_regular
 from ..resolve.target import Target, host_platform

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.cache import cache_dir
+from ..core.cachehome import cache_dir
 from ..core.errors import BuildError, ResolveError, TargetError
 from ..core.integrity import sha256_file
 from ..core.progress import Reporter

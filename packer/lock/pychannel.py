@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from ..core import proc
-from ..core.cache import cache_dir
+from ..core.cachehome import cache_dir
 from ..core.debris import sweep, tagged
 from ..core.errors import BuildError, ProcessError, TargetError
 from ..resolve.target import host_platform

@@ -46,7 +46,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_sdist_filename
 
 from ..core.atomic import atomic_write_bytes
-from ..core.cache import cache_dir, cache_root, reuse
+from ..core.cachehome import cache_dir, cache_root, reuse
 from ..core.errors import BuildError, ProcessError
 from ..core.fsguard import not_regular, open_regular
 from .backend import NO_COMPILER, Indexes, UvBackend, build_env

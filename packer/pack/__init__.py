@@ -1,3 +1,3 @@
-"""Stage 5, pack: what goes in (staging with conda-pack, pruning, bytecode) and how it is
-written (tar, parallel gzip, stamp), the environment check, the local and remote env caches
-and the SBOM."""
+"""Stage 5, pack: what goes in (staging with conda-pack, pruning, bytecode, the stdlib zip),
+where it goes (output) and its SBOM. How it is written lives in ``packer.archive``, how it is
+judged in ``packer.envcheck``, and what is reused in ``packer.caches``."""

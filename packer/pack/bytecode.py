@@ -45,9 +45,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from ..core import proc
-from ..core.cache import reuse
+from ..core.cachehome import reuse
 from ..core.errors import PackError, ProcessError
-from .storefile import open_entry
+from ..core.storefile import open_entry
 
 # What ships as hash-checked .pyc. "imported" (the default): the source files that importing
 # the stub's modules and the model's (scanned) modules loads, which is what a server start

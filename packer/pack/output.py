@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..archive.writer import read_stamp
 from ..core.errors import PackError
 from ..core.fsguard import not_regular
-from .archive import read_stamp
 
 ARCHIVE_NAME = "tritonpack-env.tar.gz"
 DIR_NAME = "tritonpack-env"

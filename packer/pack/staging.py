@@ -21,17 +21,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..archive import writer as archive
 from ..build import importcheck
 from ..build.prefix import Prefix
 from ..core.atomic import atomic_write_bytes
-from ..core.cache import cache_dir
+from ..core.cachehome import cache_dir
 from ..core.errors import CacheError, PackError
 from ..core.progress import NullReporter, Reporter
-from . import archive, bytecode, zipstd
+from . import bytecode, stdlibzip
 from .prune import PruneReport, largest_packages, prune, restore, unmatched
 
 if TYPE_CHECKING:
-    from .pack import PackOptions
+    from .stage import PackOptions
 
 _TEXT_PROBE = 1 << 16  # bytes read at a time to tell text from binary
 
@@ -261,7 +262,7 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
                  + (", ..." if len(source_only) > 3 else ""))
     if options.zips_stdlib:
         rep.start("pack", "zipping the standard library")
-        zipstd.zip_stdlib(staged, prefix.python)
+        stdlibzip.zip_stdlib(staged, prefix.python)
     drop_gone_records(staged)
     return staged, report, largest_packages(staged, prefix.python)
 

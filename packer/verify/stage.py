@@ -27,8 +27,8 @@ from ..core.errors import (
 )
 from ..core.progress import NullReporter, Reporter, plural
 from ..core.signals import signals_held
+from ..envcheck.inspect import inspect_env
 from ..lock.lockfile import read_lock
-from ..pack.envcheck import inspect_env
 from ..scan.imports import Kind
 from ..scan.model import TOKEN, read_config
 from . import kinds, samples, tensors

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.atomic import atomic_write_bytes
-from ..core.cache import cache_dir, cache_root
+from ..core.cachehome import cache_dir, cache_root
 from ..core.errors import RemoteCacheError, RemoteIntegrityError
 from ..core.integrity import manifest as file_manifest
 from ..core.progress import Reporter
-from .envcheck import first_unsafe_entry
-from .storefile import open_entry
+from ..core.storefile import open_entry
+from ..envcheck.inspect import first_unsafe_entry
 
 SCHEME = "oci://"
 CONFIG_MEDIA = "application/vnd.tritonpack.env.config.v1+json"  # the artifact's type
@@ -442,7 +442,7 @@ def fetch(refs: Iterable[RemoteRef], key: str, rep: Reporter,
     """Pull ``key`` from the first remote cache that has it into the local cache. A registry
     that cannot be reached or refuses us is a warning (the lock is built here instead); one
     that serves altered content is an error, never silently rebuilt over."""
-    from . import envcache
+    from . import envs as envcache
 
     for ref in refs:
         rep.start("remote", f"looking up this lock's environment in {ref}")

@@ -20,12 +20,12 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from ..archive.fs import ArchiveFS, escapes_dir
 from ..core.errors import PackError
 from ..core.fsguard import not_regular
 from ..core.progress import Reporter
 from ..resolve.recipebook import Recipes
 from ..resolve.target import Target, resolve_target
-from .archivefs import ArchiveFS, escapes_dir
 from .elf import MAGIC, ElfError, file_version_needs, newest, stream_version_needs
 
 _LIBPY = re.compile(r"^lib/libpython(3\.\d+)\.so\.1\.0$")
@@ -147,7 +147,7 @@ def inspect_target(env: Path, book: Recipes, release: str | None, python: str | 
     tritonpack recorded in the environment's stamp, else the newest release (said so)."""
     if release or python or platform:
         return resolve_target(book, release, python=python, platform=platform), "as given"
-    from .archive import read_stamp
+    from ..archive.writer import read_stamp
 
     recorded = (read_stamp(env) or {}).get("target")
     if isinstance(recorded, dict) and recorded.get("release") in book.triton:

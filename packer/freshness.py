@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .archive.writer import read_stamp
 from .context import prepare
 from .core.errors import ModelError, TritonPackError
 from .core.fsguard import not_regular
@@ -26,7 +27,6 @@ from .core.journal import JOURNAL
 from .core.progress import Reporter
 from .lock.lockfile import LOCK_NAME, read_lock
 from .lock.stage import stale
-from .pack.archive import read_stamp
 from .repository import python_models
 from .scan.model import CONFIG_NAME, TOKEN, is_repository, require_dir
 from .settings import Options
@@ -79,7 +79,7 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None, *,
         return [*problems, f"{name}: EXECUTION_ENV_PATH points at {env.name}, which is "
                            f"{where.kind}, not an environment"]
     if deep:  # the entries themselves, whatever the record says
-        from .pack.envcheck import inspect_env
+        from .envcheck.inspect import inspect_env
 
         problems += [f"{name}: {env.name}: {error}"
                      for error in inspect_env(env, ctx.target).errors()]

@@ -5,7 +5,7 @@ it is written):
 
 * ``output``: where the environment goes and what it may replace;
 * ``staging``: what goes in (conda-pack's file list and relocation, Triton's layout, pruning,
-  then ``bytecode`` and ``zipstd``);
+  then ``bytecode`` and ``stdlibzip``);
 * ``envcheck``: the compatibility gate, before anything is written;
 * ``archive``: how it is written (a reproducible tar, gzip'd by ``targz``, stamped);
   ``--format dir`` is the staged tree itself, copied.
@@ -23,15 +23,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..archive.writer import DEFAULT_LEVEL, check_tree, entries, write_stamp, write_targz
 from ..build.prefix import Prefix
 from ..core.atomic import atomic_write_bytes, replace_dir, temp_beside
 from ..core.errors import PackError
 from ..core.integrity import manifest, record_path, render_record
 from ..core.progress import NullReporter, Reporter, plural
+from ..envcheck.inspect import check_compatible
 from ..resolve.target import Target
-from . import zipstd
-from .archive import DEFAULT_LEVEL, check_tree, entries, write_stamp, write_targz
-from .envcheck import check_compatible
+from . import stdlibzip
 from .output import FORMATS
 from .prune import RULES as PRUNE_RULES
 from .prune import PruneReport, tree_size
@@ -69,7 +69,7 @@ class PackOptions:
     prune: bool = True
     keep: tuple[str, ...] = ()
     bytecode: str = "imported"  # hash-checked .pyc for: imported | all | none (bytecode.BYTECODE)
-    stdlib_zip: bool = True  # the pure-Python stdlib in lib/pythonXY.zip (zipstd)
+    stdlib_zip: bool = True  # the pure-Python stdlib in lib/pythonXY.zip (stdlibzip)
 
     def key(self) -> dict[str, object]:
         return {"format": self.format, "level": self.level, "prune": self.prune,
@@ -77,7 +77,7 @@ class PackOptions:
                 "rules": repr(PRUNE_RULES),  # new pruning rules: new archives
                 "pyc_names": "env-relative",  # co_filename: the path in the env (bytecode)
                 "pyc_for": "loaded",  # "imported": the files the import check loads
-                **({"stdlib_zip": zipstd.RULES} if self.zips_stdlib else {})}
+                **({"stdlib_zip": stdlibzip.RULES} if self.zips_stdlib else {})}
 
     @property
     def zips_stdlib(self) -> bool:

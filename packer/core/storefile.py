@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-from ..core.fsguard import open_regular
+from .fsguard import open_regular
 
 
 def real_dir(path: Path) -> bool:

@@ -23,12 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..core.cache import reuse
+from ..core.cachehome import reuse
 from ..core.errors import PackError
 from ..core.fsguard import not_regular
+from ..core.storefile import open_entry, real_dir
 from ..resolve.target import Target
-from .archivefs import check_entries, escapes_dir
-from .storefile import open_entry, real_dir
+from .fs import check_entries, escapes_dir
 from .targz import BLOCK, IDENTITY, ParallelGzipWriter
 
 DEFAULT_LEVEL = 4  # the knee measured by bench/: level 6 took 2.2x longer for 3.6 % less

@@ -23,13 +23,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.cache import SECTIONS, STORES, TAG, cache_dir, cache_root, owned
+from ..core.cachehome import SECTIONS, STORES, TAG, cache_dir, cache_root, owned
 from ..core.debris import sweep, tagged
 from ..core.errors import CacheError
 from ..core.integrity import clone_or_copy, manifest, sha256_file
-from .pack import EnvArchive, PackOptions
-from .prune import PruneReport, tree_size
-from .storefile import open_entry, real_dir
+from ..core.storefile import open_entry, real_dir
+from ..pack.prune import PruneReport, tree_size
+from ..pack.stage import EnvArchive, PackOptions
 
 FORMAT = 7  # bump when what an archive holds for a given lock changes
 ARCHIVE = "env.tar.gz"
