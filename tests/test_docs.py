@@ -1,0 +1,70 @@
+"""The manual: the CLI reference is click's own --help, the README stays short, and every
+relative link between the pages leads to a file that exists."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _gen_cli() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_cli", ROOT / "docs" / "gen_cli.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_command_page_is_its_help() -> None:
+    gen = _gen_cli()
+    want = gen.pages()
+    problems = []
+    for path, text in want.items():
+        rel = path.relative_to(ROOT)
+        if not path.is_file():
+            problems.append(f"{rel} is missing")
+        elif path.read_text(encoding="utf-8") != text:
+            problems.append(f"{rel} differs from --help")
+    problems += [f"{p.relative_to(ROOT)} documents no command"
+                 for p in sorted(set(gen.PAGES.glob("*.md")) - set(want))]
+    assert not problems, "; ".join(problems) + f": run `{gen.REGENERATE}`"
+
+
+def test_readme_is_short_and_keeps_the_two_setup_commands() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    assert "pip install -e '.[verify,test]' && tritonpack examples/numpy_model --triton 24.10 --verify" \
+        in readme
+    assert "\n.venv/bin/pytest -q\n" in readme
+
+
+_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_relative_links_lead_to_files() -> None:
+    pages = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in _LINK.findall(page.read_text(encoding="utf-8")):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, "broken links: " + ", ".join(broken)
+
+
+def test_licence_names_its_spdx_id_as_pyproject_does() -> None:
+    licence = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'license = "Apache-2.0"' in pyproject
+    assert licence.startswith("SPDX-License-Identifier: Apache-2.0")
+    assert "https://www.apache.org/licenses/LICENSE-2.0" in licence
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in licence
+
+
+def test_changelog_has_an_unreleased_section() -> None:
+    assert "\n## Unreleased\n" in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
