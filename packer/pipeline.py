@@ -36,7 +36,7 @@ from .envcheck.inspect import enforce
 from .lock import stage
 from .lock.lockfile import LOCK_NAME, needs_write
 from .lock.stage import CheckResult, LockResult
-from .pack.output import ARCHIVE_NAME, DIR_NAME, output_path
+from .pack.output import ARCHIVE_NAME, DIR_NAME, is_tritonpack_output, output_path
 from .pack.sbom import render as render_sbom
 from .pack.sbom import sbom_path
 from .pack.stage import EnvArchive, PackOptions, Staged
@@ -60,7 +60,7 @@ def lock(path: Path, opts: Options, reporter: Reporter | None = None, *,
 
 def _recover(ctx: Context, rep: Reporter) -> None:
     """Finish or roll back what a killed run left mid-commit (under the model's lock)."""
-    done = recover(ctx.model.path)
+    done = recover(ctx.model.path, is_tritonpack_output)
     if done is not None:
         rep.note(done)
 
@@ -253,16 +253,16 @@ def _commit(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch
     try:
         written = not locked.reused and needs_write(ctx.lock_path, locked.lock)
         if written:
-            commit.add_bytes(ctx.lock_path, locked.lock.render().encode("utf-8"), 0o644)
+            commit.add_bytes("lock", ctx.lock_path, locked.lock.render().encode("utf-8"), 0o644)
         dest = staged.archive.path
         commit.add_staged(dest, staged.tmp, staged.archive.format == "dir")
-        commit.add_bytes(record_path(dest), staged.archive.record(), 0o644)
+        commit.add_bytes("record", record_path(dest), staged.archive.record(), 0o644)
         if sbom_file is not None:
-            commit.add_bytes(sbom_file[0], sbom_file[1], 0o644)
+            commit.add_bytes("sbom", sbom_file[0], sbom_file[1], 0o644)
         target = plan.target or ctx.model.config_path
         changed = plan.new != plan.original
         if changed:
-            commit.add_bytes(target, plan.new, expect=plan.original)
+            commit.add_bytes("config", target, plan.new, expect=plan.original)
         elif target.read_bytes() != plan.original:
             raise ConfigPatchError(f"{ctx.model.config_path} changed while tritonpack ran; left "
                                    "as it is now (nothing in the model directory was changed)",

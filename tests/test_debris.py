@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from packer.core.debris import sweep, tagged
+from packer.core.debris import RUN_ID, sweep, tagged
 
 
 def dead_pid() -> int:
@@ -31,5 +32,15 @@ def test_sweep_removes_what_dead_runs_left_and_nothing_else(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
 
 
-def test_temp_names_carry_the_pid() -> None:
-    assert tagged(".partial-") == f".partial-{os.getpid()}."
+def test_temp_names_carry_the_pid_and_the_run_id() -> None:
+    assert tagged(".partial-") == f".partial-{os.getpid()}.{RUN_ID}."
+    assert re.fullmatch("r[0-9a-f]{16}", RUN_ID)
+
+
+def test_a_name_with_a_pid_too_large_for_any_process_is_swept(tmp_path: Path) -> None:
+    """A planted ``.tritonpack.lock.99999999999999999999.x`` is no live run's: removed, not
+    an OverflowError from os.kill."""
+    huge = tmp_path / ".tritonpack.lock.99999999999999999999.x.tmp"
+    huge.write_bytes(b"x")
+    assert sweep(tmp_path, [".tritonpack.lock."]) == [huge]
+    assert not huge.exists()

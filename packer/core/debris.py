@@ -1,9 +1,10 @@
 """What a killed run leaves behind, and how the next run knows it is safe to remove.
 
 Every temporary name tritonpack makes beside an output or in its cache carries the pid of
-the run that made it (``.tritonpack-env.tar.gz.<pid>.<random>.tmp``,
-``channels/.partial-<pid>-<random>``). SIGKILL runs no cleanup; the next run removes the
-names whose pid is no longer alive, and never one of a run still going.
+the run that made it and that run's random id
+(``.tritonpack-env.tar.gz.<pid>.<run>.<random>.tmp``, ``channels/.partial-<pid>.<run>.<random>``).
+SIGKILL runs no cleanup; the next run removes the names whose pid is no longer alive, and
+never one of a run still going.
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+RUN_ID = "r" + secrets.token_hex(8)  # this run's id (never all digits: a pid is)
+
 
 def tagged(prefix: str) -> str:
-    """``prefix`` followed by this run's pid: the start of a temporary name."""
-    return f"{prefix}{os.getpid()}."
+    """``prefix`` followed by this run's pid and random id: the start of a temporary name.
+    The pid lets the next run sweep it once the run is dead; the id ties it to the commit
+    journal of the run that made it (``packer.core.journal``)."""
+    return f"{prefix}{os.getpid()}.{RUN_ID}."
 
 
 def alive(pid: int) -> bool:
-    if pid <= 0:
+    if not 0 < pid < 1 << 31:  # no such process (os.kill would overflow)
         return False
     try:
         os.kill(pid, 0)
