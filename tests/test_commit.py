@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from packer.archive.writer import STAMP, read_stamp
 from packer.core import journal
 from packer.core.debris import tagged
 from packer.core.errors import ExitCode, PackError
 from packer.core.journal import JOURNAL, Commit, recover
-from packer.pack.archive import STAMP, read_stamp
 from packer.pack.output import is_tritonpack_output
 
 from .conftest import copy_model, error_line, interrupt_expected, run_cli, snapshot
