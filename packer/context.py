@@ -39,7 +39,8 @@ class Context:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        return (*self.model.warnings(), *self.report.notes, *self.requirements.warnings)
+        return (*self.model.warnings(), *self.model.notes, *self.report.notes,
+                *self.requirements.warnings)
 
 
 def _with_origin(exc: TargetError, sources: dict[str, str], model_dir: Path) -> TargetError:

@@ -13,7 +13,7 @@ from .core.progress import NullReporter, Reporter
 from .lock.stage import lock_inputs
 from .pack.stage import PackOptions
 from .pipeline import package
-from .scan.model import CONFIG_NAME, read_config
+from .scan.model import CONFIG_NAME, MODEL_FILE, read_config
 from .settings import Options
 
 
@@ -43,13 +43,21 @@ def python_models(repo: Path) -> tuple[list[Path], list[Skipped]]:
             continue
         if parsed.platform == "ensemble":
             skipped.append(Skipped(entry.name, "ensemble (its steps are packed on their own)"))
-        elif parsed.backend != "python":
+        elif parsed.backend != "python" and not _served_by_python(entry, parsed):
             skipped.append(Skipped(entry.name, f"backend {parsed.backend or parsed.platform or '?'}"))
         else:
             models.append(entry)
     if not models and not skipped:
         raise ModelError(f"{repo}: no model directories (config.pbtxt) in it")
     return models, skipped
+
+
+def _served_by_python(entry: Path, config: object) -> bool:
+    """No backend nor platform, and model.py in a version dir: Triton's Python backend serves
+    it (open_model says so in a note)."""
+    if getattr(config, "backend", "") or getattr(config, "platform", ""):
+        return False
+    return any(p.name.isdigit() and (p / MODEL_FILE).is_file() for p in entry.iterdir())
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,6 @@ SCAN_CASES = [
      "\"max_batch_sise\"."),
     ("backend_not_python", ExitCode.MODEL,
      "error: {model}/config.pbtxt: backend is 'pytorch': tritonpack packs Python-backend models only"),
-    ("empty_config", ExitCode.MODEL,
-     "error: {model}/config.pbtxt: backend is not set: tritonpack packs Python-backend models only"),
     ("model_syntax_error", ExitCode.SCAN,
      "error: model_syntax_error/1/model.py:3: syntax error: invalid syntax"),
     ("model_non_utf8", ExitCode.SCAN, "error: model_non_utf8/1/model.py: not valid UTF-8 source"),
@@ -198,8 +196,8 @@ SCAN_CASES = [
      "error: {model}/config.pbtxt: backend is 'pyhton': tritonpack packs Python-backend models "
      "only"),
     ("config_only_comment", ExitCode.MODEL,
-     "error: {model}/config.pbtxt: backend is not set: tritonpack packs Python-backend models "
-     "only"),
+     "error: {model}/config.pbtxt: backend is not set and no version dir holds model.py: "
+     "tritonpack packs Python-backend models only"),
     ("config_backend_unquoted", ExitCode.MODEL,
      "error: {model}/config.pbtxt:2:10: 'backend: python': Expected string but found: 'python'"),
     ("config_yaml", ExitCode.MODEL,

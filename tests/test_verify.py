@@ -237,3 +237,28 @@ def test_a_stub_that_dies_in_execute_is_an_inference_failure(env_310: Path,
         "crash_execute_0 died (the model's code exited or crashed: os._exit, a segfault, or out "
         "of memory)")
     assert no_server_running()
+
+
+def test_a_name_error_in_execute_is_a_bug_of_the_model(env_310: Path, tmp_path: Path) -> None:
+    """Whatever the inputs (made up or the user's), a NameError is model.py's own bug: exit 18,
+    not 17 ("rejected made-up inputs") nor 12."""
+    model = with_env("name_error", env_310, tmp_path)
+    for extra in ((), ("--inputs", VERIFY / "doubler.inputs.json")):
+        res = run_cli("verify", model, "--triton", "24.10", *extra)
+        assert res.exit_code == ExitCode.MODEL_BUG == 18
+        assert error_line(res.stderr) == (
+            "error: name_error/1/model.py:12 raises NameError: name 'Tuple' is not defined (a bug "
+            "in the model, not in its inputs)")
+
+
+def test_a_config_without_backend_is_served_by_the_python_backend(tmp_path: Path) -> None:
+    model = tmp_path / "no_backend"
+    shutil.copytree(VERIFY / "no_backend", model)
+    res = run_cli(model, "--triton", "24.10", "--offline", "--format", "dir", "--verify", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    note = ('config.pbtxt sets no backend: Triton serves 1/model.py with the Python backend '
+            '(backend: "python" would say so)')
+    assert out["verify"]["passed"] and out["verify"]["notes"] == [note]
+    lines = (model / "config.pbtxt").read_text().splitlines()
+    assert not any(line.startswith("backend") for line in lines)  # left as the user wrote it

@@ -31,6 +31,7 @@ class ExitCode(IntEnum):
     CACHE = 15  # tritonpack's cache is not a writable directory, or its disk is full
     REMOTE = 16  # a remote cache (OCI registry) refused, or served altered content
     VERIFY_INPUTS = 17  # model loads; its execute() rejects tritonpack's made-up inputs
+    MODEL_BUG = 18  # model.py (or a wrong package) raises a bug whatever the inputs: NameError...
     BUG = 70  # an unexpected exception: a bug in tritonpack
     INTERRUPTED = 130
 
@@ -95,6 +96,14 @@ class VerifyInputsError(VerifyInferError):
     a pipeline can tell this from a broken environment by the exit code."""
 
     exit_code = ExitCode.VERIFY_INPUTS
+
+
+class ModelBugError(TritonPackError):
+    """model.py raised an error no input can cause (NameError, UnboundLocalError, a
+    SyntaxError, a module without the attribute the code uses): neither the environment's fault
+    nor the inputs', so a pipeline can tell it from both by the exit code."""
+
+    exit_code = ExitCode.MODEL_BUG
 
 
 class RuntimeMissingError(TritonPackError):

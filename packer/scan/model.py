@@ -72,6 +72,7 @@ class ModelDir:
     version: str
     config_text: str
     config: Any  # a ModelConfig (scan/modelconfig.py)
+    notes: tuple[str, ...] = ()  # what Triton accepts though config.pbtxt does not say it
 
     @property
     def config_path(self) -> Path:
@@ -183,16 +184,8 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
             hint="a Triton model directory holds config.pbtxt and numeric version dirs (1/model.py)",
         )
     text, config = read_config(config_path)
-    backend = str(config.backend)
-    if backend != "python":
-        platform = str(config.platform)
-        shown = (f"backend is '{backend}'" if backend else
-                 f"platform is '{platform}'" if platform else "backend is not set")
-        raise ModelError(
-            f"{config_path}: {shown}: tritonpack packs Python-backend models only",
-            hint='a Python-backend model has backend: "python" in config.pbtxt',
-        )
     versions = _versions(path)
+    notes = _python_backend(config, config_path, versions)
     if version is not None:
         chosen = str(version)
         if chosen not in versions:
@@ -222,4 +215,22 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
             )
         chosen = with_model[-1]
     name = str(config.name) or path.name
-    return ModelDir(path=path, name=name, version=chosen, config_text=text, config=config)
+    return ModelDir(path=path, name=name, version=chosen, config_text=text, config=config,
+                    notes=notes)
+
+
+def _python_backend(config: Any, config_path: Path, versions: list[str]) -> tuple[str, ...]:
+    """Refuse a model Triton would not serve with the Python backend. With neither backend nor
+    platform set, Triton picks the backend from the version dir's files, and model.py means
+    the Python backend: accepted, with a note."""
+    backend, platform = str(config.backend), str(config.platform)
+    if backend == "python":
+        return ()
+    with_model = [v for v in versions if (config_path.parent / v / MODEL_FILE).is_file()]
+    if not backend and not platform and with_model:
+        return (f"config.pbtxt sets no backend: Triton serves {with_model[-1]}/{MODEL_FILE} with "
+                'the Python backend (backend: "python" would say so)',)
+    shown = (f"backend is '{backend}'" if backend else f"platform is '{platform}'" if platform
+             else f"backend is not set and no version dir holds {MODEL_FILE}")
+    raise ModelError(f"{config_path}: {shown}: tritonpack packs Python-backend models only",
+                     hint='a Python-backend model has backend: "python" in config.pbtxt')

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from ..context import Context, prepare
 from ..core.debris import sweep, tagged
 from ..core.errors import (
+    ModelBugError,
     ModelError,
     RuntimeMissingError,
     TritonPackError,
@@ -41,6 +43,7 @@ from .infer import GrpcModel, InferFailed, Response, synthesise
 from .kinds import Plan
 from .layout import is_ensemble, link_shared_env, place, python_step, shared_env_of
 from .local import LocalRuntime
+from .modelbug import model_bug
 from .probe import PROBE_NAME, write_probe
 from .requestfile import check_request_file
 from .runtime import TRITON_TMP, Runtime, Server
@@ -130,8 +133,31 @@ def probe_modules(ctx: Context) -> list[str]:
     return sorted(dict.fromkeys(names))
 
 
-def _fail_load(message: str, server: Server | None, ctx: Context, **kw: Any) -> VerifyLoadError:
+def locked_versions(ctx: Context) -> dict[str, str]:
+    """The lock's versions by normalized distribution name (empty when it cannot be read: the
+    sentence then names the distribution without a version)."""
+    try:
+        lock = read_lock(ctx.lock_path)
+    except TritonPackError:
+        return {}
+    versions: dict[str, str] = {canonicalize_name(p.name): p.version for p in lock.conda}
+    versions.update((canonicalize_name(p.name), p.version) for p in lock.pypi)
+    return versions
+
+
+def _bug(text: str, ctx: Context) -> ModelBugError | None:
+    """A ModelBugError when ``text`` says model.py has a bug whatever the inputs."""
+    why = model_bug(text, requirements=ctx.requirements, versions=locked_versions(ctx))
+    return ModelBugError(why, hint="fix model.py (or its package), then verify again",
+                         detail=text) if why else None
+
+
+def _fail_load(message: str, server: Server | None, ctx: Context,
+               **kw: Any) -> TritonPackError:
     log = server.log() if server else ""
+    bug = _bug(log, ctx)
+    if bug is not None:
+        return bug
     why = diagnose(log, ctx.requirements, **kw)
     return VerifyLoadError(f"{message}: {why}" if why else message,
                            hint="the server log excerpt follows with --verbose",
@@ -222,12 +248,15 @@ def _missing_callees(name: str, repo: Path, missing: list[str]) -> VerifyLoadErr
 
 
 def _infer_error(exc: InferFailed, name: str, server: Server, timeout: float,
-                 ctx: Context, made_up: bool) -> VerifyInferError:
+                 ctx: Context, made_up: bool) -> TritonPackError:
     """One sentence for a failed inference: the model's own cause when a pattern knows it; for
     an execute() that raised on synthesized inputs, the sentence (and exit code) that says the
     environment is fine and real inputs are needed."""
     log = server.log()
     detail = exc.message + ("\n" + excerpt(log) if log else "")
+    bug = _bug(exc.message, ctx)
+    if bug is not None:
+        return bug
     why = diagnose(exc.message) or diagnose(log, ctx.requirements)
     if exc.timed_out:
         message = f"{name} did not answer within {timeout:.0f}s"
@@ -333,7 +362,7 @@ def verify(
     _runtime_fits(engine, checked.numpy, ctx)
     sweep(Path(tempfile.gettempdir()), ["tritonpack-verify-"])  # left by a killed verify
     server: Server | None = None
-    notes: list[str] = []
+    notes: list[str] = list(ctx.model.notes)
     work = Path(tempfile.mkdtemp(prefix=tagged("tritonpack-verify-")))
     try:
         repo = work / "repo"
