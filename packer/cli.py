@@ -125,7 +125,7 @@ class DefaultGroup(LazyGroup):
             from . import render
 
             render.emit_json("usage", render.error_payload(
-                exc.format_message(), "run tritonpack --help", exc.exit_code))
+                exc.format_message(), "run tritonpack --help", exc.exit_code))  # redacted
             exc.show()
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:

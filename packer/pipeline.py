@@ -163,7 +163,8 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
     if not sbom and sbom_path(dest).is_file():  # a bill of materials is never left stale
         rep.note(f"{sbom_path(dest).name} is there from an earlier --sbom: refreshing it")
         sbom = True
-    key = envcache.cache_key(locked.lock.content_hash, popts, bundle_digest(ctx.report))
+    key = envcache.cache_key(locked.lock.content_hash, popts,
+                             bundle_digest(ctx.report, frozenset(ctx.options.allow_secrets)))
     hit = envcache.lookup(key, since)
     pulls, pushes = remote_refs(ctx.options)
     transfers: list[remote.Transfer] = []
@@ -193,7 +194,9 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
     else:  # --no-cache (since): the stores are written, not read (storefile.distrusted)
         with key_lock(key), distrusted(since is not None):
             prefix = build(locked.lock, ctx.report, rep, key=key,
-                           python_from=ctx.options.python_from)
+                           python_from=ctx.options.python_from,
+                           credentials=stage.lock_indexes(ctx, ctx.options).urls(),
+                           allow=frozenset(ctx.options.allow_secrets))
             bundled, skipped = prefix.bundled, prefix.skipped
             try:
                 provides.check(prefix.site_packages, ctx.requirements.rows,

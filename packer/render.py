@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from .core.progress import plural
+from .core.redact import redact
 
 if TYPE_CHECKING:  # results only: rendering one never imports the stages that make the others
     from .caches.envs import CacheInfo
@@ -29,8 +30,9 @@ SCHEMA = "tritonpack/v1"
 
 
 def emit_json(command: str, payload: dict[str, Any]) -> None:
-    click.echo(json.dumps({"schema": SCHEMA, "command": command, **payload}, indent=2,
-                          sort_keys=False))
+    """The one JSON document a command prints, its URLs' credentials masked (``redact``)."""
+    click.echo(redact(json.dumps({"schema": SCHEMA, "command": command, **payload}, indent=2,
+                                 sort_keys=False)))
 
 
 def _table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> str:

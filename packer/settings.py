@@ -32,6 +32,7 @@ class Options:
     torch: str | None = None
     version: int | None = None
     src: tuple[Path, ...] = ()
+    allow_secrets: tuple[str, ...] = ()  # --src files to bundle although they look secret
     recipes: Path | None = None
     channels: tuple[str, ...] = ()
     python_from: str | None = None
@@ -88,6 +89,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "recipes/torch.toml); none: only the indexes you give (a wheelhouse)."),
     Setting("src", "src", "dir", "source", metavar="DIR", many=True, from_lock=True,
             help="A source root holding your own modules (repeatable); they are bundled."),
+    Setting("allow-secret", "allow_secrets", "str", "source", metavar="PATH", many=True,
+            help="Bundle this --src file although its name or content looks like a secret "
+            "(its path as the skipped list shows it, e.g. mypkg/certs/test-key.pem; "
+            "repeatable)."),
     Setting("model-version", "version", "int", "source", metavar="N", toml=False,
             help="Model version dir to use (default: the highest holding model.py)."),
     Setting("recipes", "recipes", "dir", "source", metavar="DIR", toml=False,

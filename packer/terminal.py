@@ -8,6 +8,8 @@ import time
 
 import click
 
+from .core.redact import redact
+
 
 class CliReporter:
     """Progress on stderr: a line per finished stage; the current step on a TTY."""
@@ -31,23 +33,23 @@ class CliReporter:
             return
         if self.tty:
             self._clear()
-            sys.stderr.write(f"  … {detail or stage}")
+            sys.stderr.write(redact(f"  … {detail or stage}"))
             sys.stderr.flush()
             self._live = True
         else:
-            click.echo(f"  … {detail or stage}", err=True)
+            click.echo(redact(f"  … {detail or stage}"), err=True)
 
     def done(self, stage: str, summary: str, seconds: float) -> None:
         if self.quiet:
             return
         self._clear()
-        click.echo(f"{stage:>8}  {summary} ({seconds:.1f}s)", err=True)
+        click.echo(redact(f"{stage:>8}  {summary} ({seconds:.1f}s)"), err=True)
 
     def note(self, message: str) -> None:
         if self.quiet:
             return
         self._clear()
-        click.echo(f"    note  {message}", err=True)
+        click.echo(redact(f"    note  {message}"), err=True)
 
     def progress(self, stage: str, current: float, total: float | None, unit: str) -> None:
         if self.quiet or not self.tty:  # a log (CI) gets the stage lines only

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..core.cachehome import cache_dir
 from ..core.errors import BuildError, ProcessError
 from ..core.progress import NullReporter, Reporter, plural
-from ..core.secrets import why_not_bundled
+from ..core.secrets import looks_secret, why_not_bundled
 from ..lock import conda
 from ..lock.backend import Indexes, UvBackend
 from ..lock.lockfile import Lockfile, requirements_txt
@@ -89,7 +89,7 @@ def new_build_dir(key: str | None = None) -> Path:
     return Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir("tmp")))
 
 
-def _pypi_install(lock: Lockfile, prefix: Path, python: str) -> None:
+def _pypi_install(lock: Lockfile, prefix: Path, python: str, credentials: tuple[str, ...]) -> None:
     """Install the locked pins with uv (whatever resolved them), hash-checked; a pin built
     from source is installed from its cached wheel, checked against the hash the cache
     recorded when it built the wheel (rebuilt from the locked, hash-checked sdist if gone,
@@ -97,7 +97,7 @@ def _pypi_install(lock: Lockfile, prefix: Path, python: str) -> None:
     if not lock.pypi:
         return
     interpreter = prefix / "bin" / f"python{python}"
-    indexes = Indexes.from_dict(lock.inputs.get("indexes", {}))
+    indexes = Indexes.from_dict(lock.inputs.get("indexes", {})).with_credentials(credentials)
     built = {p.name: build_wheel(pin_sdist(p), interpreter, python, indexes, p.build_requires)
              for p in lock.pypi if p.sdist}
     if built:
@@ -173,9 +173,10 @@ class BundlePlan:
     tops: tuple[str, ...]
 
 
-def bundle_plan(report: ImportReport) -> BundlePlan:
+def bundle_plan(report: ImportReport, allow: frozenset[str] = frozenset()) -> BundlePlan:
     """The imported modules and packages of each --src root, with their package data; never a
-    dot-file, a dot-directory, a secret-like name or a symlink (``secrets``)."""
+    dot-file, a dot-directory, a secret-like name or content, or a symlink (``secrets``),
+    unless ``allow`` names the file (``--allow-secret``: its path as the skipped list shows)."""
     files: list[tuple[str, Path]] = []
     skipped: list[str] = []
     tops: list[str] = []
@@ -187,38 +188,43 @@ def bundle_plan(report: ImportReport) -> BundlePlan:
         if src.is_file():
             files.append((f"{top}.py", src))
             continue
-        _plan_dir(src, (top,), files, skipped)
+        _plan_dir(src, (top,), files, skipped, allow)
     return BundlePlan(tuple(files), tuple(skipped), tuple(tops))
 
 
 def _plan_dir(directory: Path, shown: tuple[str, ...], files: list[tuple[str, Path]],
-              skipped: list[str]) -> None:
+              skipped: list[str], allow: frozenset[str]) -> None:
     for path in sorted(directory.iterdir()):
         name = "/".join((*shown, path.name))
         why = why_not_bundled((path.name,)) or ("symlink" if path.is_symlink() else None)
         if why == "dot-file" and path.is_dir():
             why = "dot-directory"
+        if why == "secret-like name" and name in allow:
+            why = None
+        if why is None and path.is_file() and name not in allow and (
+                what := looks_secret(path)) is not None:
+            why = f"looks like {what}"
         if why is not None:
             if why != "bytecode cache":
                 skipped.append(f"{name} ({why})")  # a directory left out: nothing under it read
         elif path.is_dir():
-            _plan_dir(path, (*shown, path.name), files, skipped)
+            _plan_dir(path, (*shown, path.name), files, skipped, allow)
         elif path.is_file():
             files.append((name, path))
 
 
-def bundle_digest(report: ImportReport) -> str:
+def bundle_digest(report: ImportReport, allow: frozenset[str] = frozenset()) -> str:
     """A hash of exactly what would be bundled (names and bytes): part of the cache key."""
     h = hashlib.sha256()
-    for rel, path in bundle_plan(report).files:
+    for rel, path in bundle_plan(report, allow).files:
         h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 
 
-def bundle(report: ImportReport, site: Path) -> tuple[tuple[str, ...], tuple[str, ...],
-                                                     tuple[tuple[str, str], ...]]:
+def bundle(report: ImportReport, site: Path, allow: frozenset[str] = frozenset()) -> tuple[
+        tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
     """Copy user modules from --src roots into site-packages: (tops, skipped, (file, sha256))."""
-    plan = bundle_plan(report)
+    plan = bundle_plan(report, allow)
     files = []
     for rel, src in plan.files:
         dest = site / rel
@@ -229,7 +235,8 @@ def bundle(report: ImportReport, site: Path) -> tuple[tuple[str, ...], tuple[str
 
 
 def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None,
-          key: str | None = None, python_from: str | None = None) -> Prefix:
+          key: str | None = None, python_from: str | None = None,
+          credentials: tuple[str, ...] = (), allow: frozenset[str] = frozenset()) -> Prefix:
     """Create the environment in a fresh temporary prefix (caller removes ``path.parent``)."""
     rep = reporter or NullReporter()
     plat = lock.target["platform"]
@@ -246,10 +253,10 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
         rep.start("install", f"installing {len(lock.conda)} conda packages")
         conda.install(lock.conda, prefix, rep, python_from)
         rep.start("install", f"installing {plural(len(lock.pypi), 'PyPI package')} (hash-checked)")
-        _pypi_install(lock, prefix, python)
+        _pypi_install(lock, prefix, python, credentials)
         site = prefix / "lib" / f"python{python}" / "site-packages"
         check_shadowing(report.local, site)
-        bundled, skipped, files = bundle(report, site)
+        bundled, skipped, files = bundle(report, site, allow)
         for rel, sha in files:
             log.info("bundled %s (sha256 %s)", rel, sha)  # shown with --verbose
         (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)

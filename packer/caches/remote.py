@@ -38,6 +38,7 @@ from ..core.cachehome import cache_dir, cache_root
 from ..core.errors import RemoteCacheError, RemoteIntegrityError
 from ..core.integrity import manifest as file_manifest
 from ..core.progress import Reporter
+from ..core.redact import redact
 from ..core.storefile import open_entry
 from ..envcheck.inspect import first_unsafe_entry
 
@@ -92,6 +93,12 @@ def parse_ref(text: str, insecure_registries: Iterable[str] = ()) -> RemoteRef:
                                "oci://ghcr.io/acme/tritonpack-cache")
     registry, _, repository = text[len(SCHEME):].partition("/")
     repository = repository.rstrip("/")
+    if "@" in registry:
+        raise RemoteCacheError(
+            f"remote cache {redact(text)!r} carries credentials in the URL, where they would "
+            "be seen (logs, process lists, tritonpack.toml)",
+            hint=f"drop them from the URL and set {ENV_USER} and {ENV_PASSWORD}, or "
+            "`docker login` the registry")
     if not _HOST.fullmatch(registry) or not repository:
         raise RemoteCacheError(f"remote cache {text!r} names no registry and repository",
                                hint="write it as oci://REGISTRY/REPOSITORY")

@@ -15,6 +15,7 @@ from .. import render
 from ..core import cachehome as cache
 from ..core import signals
 from ..core.errors import ExitCode, TritonPackError
+from ..core.redact import redact
 from ..options import Output
 from ..terminal import CliReporter
 
@@ -25,6 +26,9 @@ def run(out: Output, command: str, action: Callable[[CliReporter], Any],
     """Call ``action``, render its result, turn errors into one message and an exit code."""
     logging.basicConfig(level=logging.DEBUG if out.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _Redacting) for f in handler.filters):
+            handler.addFilter(_Redacting())
     reporter = CliReporter(quiet=out.quiet or out.as_json)
     signals.install()
     try:
@@ -46,9 +50,17 @@ def run(out: Output, command: str, action: Callable[[CliReporter], Any],
     if out.as_json:
         render.emit_json(command, payload(result))
     else:
-        click.echo(text(result))
+        click.echo(redact(text(result)))
     if exit_code is not None:
         sys.exit(exit_code(result))
+
+
+class _Redacting(logging.Filter):
+    """Every log line with its URLs' credentials masked (``packer.core.redact``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        return True
 
 
 def bug(exc: Exception, out: Output, command: str) -> NoReturn:
@@ -56,8 +68,8 @@ def bug(exc: Exception, out: Output, command: str) -> NoReturn:
         render.emit_json(command, render.error_payload(
             f"internal error: {exc!r}", "a bug in tritonpack", int(ExitCode.BUG)))
     if out.verbose:
-        traceback.print_exc()
-    click.echo(f"error: internal error: {exc!r}", err=True)
+        click.echo(redact(traceback.format_exc()).rstrip(), err=True)
+    click.echo(redact(f"error: internal error: {exc!r}"), err=True)
     click.echo("hint: this is a bug in tritonpack; run with --verbose for the traceback",
                err=True)
     sys.exit(ExitCode.BUG)
@@ -68,11 +80,11 @@ def fail(exc: TritonPackError, out: Output, command: str) -> NoReturn:
         verdict = {"passed": False} if command == "verify" else {}  # as on success: said
         render.emit_json(command, {**verdict, **render.error_payload(
             exc.message, exc.hint, int(exc.exit_code))})
-    click.echo(f"error: {exc.message}", err=True)
+    click.echo(redact(f"error: {exc.message}"), err=True)
     if exc.hint:
-        click.echo(f"hint: {exc.hint}", err=True)
+        click.echo(redact(f"hint: {exc.hint}"), err=True)
     if out.verbose and exc.detail:
-        click.echo(exc.detail.rstrip(), err=True)
+        click.echo(redact(exc.detail.rstrip()), err=True)
     elif exc.detail:
         click.echo("(run with --verbose for the underlying output)", err=True)
     sys.exit(int(exc.exit_code))

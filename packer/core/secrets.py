@@ -10,13 +10,19 @@ three rules, checked on every component of a path:
 * a name secrets go by (private keys, credential files, cloud service-account keys, token
   files) is never bundled, whatever its directory (a ``.py`` file is code, judged by
   nothing but its import);
-* bytecode caches are never bundled (they are compiled for the env).
-Each skipped path is listed with its reason; each bundled file is listed too.
+* bytecode caches are never bundled (they are compiled for the env);
+* a file whose content looks like a secret (a PEM private key, a cloud access key, a
+  well-known token: ``looks_secret``) is never bundled, whatever its name: a hard link to
+  ``~/.ssh/id_rsa`` named ``weights.bin`` is caught by what it holds.
+Each skipped path is listed with its reason; each bundled file is listed too. A file the
+user means to ship (a test CA's key, say) is named with ``--allow-secret PATH``.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
+from pathlib import Path
 
 SECRET_PATTERNS = (
     # private keys and certificates' keys
@@ -34,7 +40,34 @@ SECRET_PATTERNS = (
     "*.tfstate.*", "password*", "passwd*", "*api_key*", "*apikey*", "*api-key*", "token.*",
     "*_token.*", "*-token.*", "*access_key*", "*secret_key*", "*_keys.*", "*-keys.*", "*.sqlite3",
     "*.sqlite",
+    # the words anywhere in a name (aws_credentials, prod-secrets.yaml, db_password.txt)
+    "*credential*", "*secret*", "*password*", "*passwd*", "*private_key*", "*private-key*",
+    "*privatekey*", "*privkey*", "*netrc*", "*htpasswd*", "*pgpass*", "*kubeconfig*",
+    "*id_rsa*", "*id_dsa*", "*id_ecdsa*", "*id_ed25519*", "*service_account*",
+    "*service-account*", "*.pem.*", "*.key.*", "*.tfvars.*", "*authkey*",
 )
+# Content: what a secret looks like, whatever its file is called (well-known formats only,
+# so package data is not mistaken for one).
+CONTENT_PATTERNS = (
+    ("a private key (PEM block)",
+     rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
+    ("a PuTTY private key", rb"PuTTY-User-Key-File-\d+:"),
+    ("an AWS access key", rb"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}(?![A-Z0-9])"),
+    ("an AWS secret key", rb"(?i:aws_secret_access_key)\s*[=:]\s*[\"']?[A-Za-z0-9/+=]{40}"),
+    ("a GitHub token", rb"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})"),
+    ("a GitLab token", rb"glpat-[A-Za-z0-9_\-]{20,}"),
+    ("a Slack token", rb"xox[abposr]-[A-Za-z0-9-]{10,}"),
+    ("a Google API key", rb"AIza[0-9A-Za-z_\-]{35}"),
+    ("a Hugging Face token", rb"(?<![A-Za-z0-9_])hf_[A-Za-z]{34}(?![A-Za-z0-9])"),
+    ("an OpenAI API key", rb"sk-(?:proj-)?[A-Za-z0-9_\-]{20,}T3BlbkFJ[A-Za-z0-9_\-]{20,}"),
+    ("a Stripe live key", rb"(?:sk|rk)_live_[0-9A-Za-z]{24,}"),
+    ("an npm token", rb"npm_[A-Za-z0-9]{36}"),
+    ("a PyPI token", rb"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,}"),
+    ("an Azure storage key", rb"AccountKey=[A-Za-z0-9+/]{86}=="),
+)
+_CONTENT = re.compile(b"|".join(b"(" + pat + b")" for _, pat in CONTENT_PATTERNS))
+_CHUNK = 1 << 20
+_OVERLAP = 4096  # longer than any pattern above, so a match across two chunks is seen
 JUNK = ("__pycache__", "*.pyc", "*.pyo")
 
 
@@ -49,4 +82,21 @@ def why_not_bundled(parts: tuple[str, ...]) -> str | None:
         if not lower.endswith(".py") and any(fnmatch.fnmatchcase(lower, pat)
                                              for pat in SECRET_PATTERNS):
             return "secret-like name"
+    return None
+
+
+def looks_secret(path: Path) -> str | None:
+    """What ``path``'s content looks like when it holds a secret ("a private key (PEM
+    block)"), else None. The whole file is read in chunks that overlap, so a key buried
+    after megabytes of data is found; an unreadable file is left to the copy to report."""
+    tail = b""
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                found = _CONTENT.search(tail + chunk)
+                if found is not None:
+                    return CONTENT_PATTERNS[found.lastindex - 1][0] if found.lastindex else None
+                tail = chunk[-_OVERLAP:]
+    except OSError:
+        return None
     return None

@@ -23,6 +23,7 @@ from ..core import proc
 from ..core.cachehome import cache_dir
 from ..core.errors import BuildError, ResolveError, TritonPackError
 from ..core.fsguard import not_regular
+from ..core.redact import restore, strip
 from ..resolve.target import Target, host_platform
 from .pychannel import find_python
 
@@ -71,8 +72,19 @@ class Indexes:
         return out
 
     def as_dict(self) -> dict[str, object]:
-        return {"index_url": self.index_url, "extra_index_urls": list(self.extra_index_urls),
-                "find_links": list(self.find_links)}
+        """As a lock records them: without credentials (``packer.core.redact.strip``)."""
+        return {"index_url": strip(self.index_url),
+                "extra_index_urls": [strip(u) for u in self.extra_index_urls],
+                "find_links": [strip(u) for u in self.find_links]}
+
+    def urls(self) -> tuple[str, ...]:
+        return (self.index_url, *self.extra_index_urls, *self.find_links)
+
+    def with_credentials(self, given: tuple[str, ...]) -> Indexes:
+        """A lock's indexes with the credentials of the URLs the user gave for their hosts."""
+        return Indexes(restore(self.index_url, given),
+                       tuple(restore(u, given) for u in self.extra_index_urls),
+                       tuple(restore(u, given) for u in self.find_links))
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Indexes:

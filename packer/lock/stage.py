@@ -22,6 +22,7 @@ from ..core.errors import LockError, ModelError, ResolveError
 from ..core.fsguard import writable_file
 from ..core.outputs import output_errors
 from ..core.progress import NullReporter, Reporter, plural
+from ..core.redact import strip
 from ..core.signals import signals_held
 from ..resolve.requirements import toml_key
 from ..resolve.target import torch_index
@@ -86,11 +87,11 @@ def index_options(opts: Options) -> dict[str, Any]:
     ours = opts.indexes
     out: dict[str, Any] = {}
     if ours.index_url != DEFAULT_INDEX:
-        out["index-url"] = ours.index_url
+        out["index-url"] = strip(ours.index_url)
     if ours.extra_index_urls:
-        out["extra-index-url"] = list(ours.extra_index_urls)
+        out["extra-index-url"] = [strip(u) for u in ours.extra_index_urls]
     if ours.find_links:
-        out["find-links"] = list(ours.find_links)
+        out["find-links"] = [strip(u) for u in ours.find_links]
     return out
 
 

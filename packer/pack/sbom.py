@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ..core.redact import strip
 from ..core.version import __version__
 from ..lock.lockfile import Lockfile
 
@@ -34,13 +35,13 @@ def document(lock: Lockfile, model: str, licenses: dict[str, str],
     components: list[dict[str, Any]] = []
     for pkg in lock.conda:
         purl = (f"pkg:conda/{pkg.name}@{quote(pkg.version)}?build={quote(pkg.build)}"
-                f"&subdir={pkg.subdir}&channel={quote(pkg.channel, safe='')}")
+                f"&subdir={pkg.subdir}&channel={quote(strip(pkg.channel), safe='')}")
         components.append({
             "type": "library", "bom-ref": purl, "name": pkg.name, "version": pkg.version,
             "purl": purl, "hashes": [{"alg": "SHA-256", "content": pkg.sha256}],
             "licenses": _license(pkg.license),
             "properties": [{"name": "tritonpack:source", "value": "conda"},
-                           {"name": "tritonpack:url", "value": pkg.url}],
+                           {"name": "tritonpack:url", "value": strip(pkg.url)}],
         })
     for pin in lock.pypi:
         purl = f"pkg:pypi/{pin.name}@{quote(pin.version)}"
