@@ -27,6 +27,7 @@ MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript
   tritonpack lock --check models/my_model/   exit 1 if the lock is stale (CI)
   tritonpack models/                     a whole model repository: every Python model
   tritonpack verify models/my_model/     load it in a real tritonserver and send a request
+  tritonpack image models/ --tag NAME    the image that serves them, proven before it is tagged
   tritonpack check models/               CI: locks fresh, envs match locks, configs point at them
   tritonpack inspect ENV.tar.gz          check any environment against a Triton release
   tritonpack targets                     the Triton releases tritonpack knows
@@ -41,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("check:check_cmd", "CI: locks fresh, envs from their locks, configs point at them."),
     "config": ("config:config_cmd", "The effective settings and where each comes from."),
     "export": ("lock:export_cmd", "The lock's PyPI pins as a requirements file with --hash."),
+    "image": ("image:image_cmd", "Build the image that serves the packed models, prove it, tag it."),
     "inspect": ("inspect:inspect_cmd", "Check an environment against a Triton release."),
     "lock": ("lock:lock_cmd", "Pin every conda and PyPI package with hashes."),
     "pack": ("pack:pack_cmd", "Scan, lock, build, pack, patch config.pbtxt (the default)."),

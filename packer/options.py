@@ -78,11 +78,10 @@ verify_options = _stack(
     click.option("--gpus", is_flag=True, help="docker: give the container every GPU."),
     click.option("--shm-size", default="256m", show_default=True,
                  help="docker: the container's /dev/shm (the Python backend lives in it)."),
-    click.option("--tag", metavar="NAME",
-                 help="docker: keep the verified image under this name (for a release pipeline)."),
+    click.option("--tag", metavar="NAME", hidden=True),  # refused: `tritonpack image` builds it
 )
 VERIFY_KEYS = ("runtime", "inputs", "expect", "with_models", "timeout", "image", "gpus",
-               "shm_size", "tag")
+               "shm_size")
 
 output_options = _stack(
     click.version_option(__version__, prog_name="tritonpack"),  # on every command, one meaning

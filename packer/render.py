@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # results only: rendering one never imports the stages that m
     from .pipeline import PackResult
     from .repository import RepoResult
     from .resolve.target import Target
+    from .verify.image import ImageReport
     from .verify.stage import VerifyReport
 
 SCHEMA = "tritonpack/v1"
@@ -218,6 +219,36 @@ def verify_text(rep: VerifyReport) -> str:
         lines.append(f"  callees      {', '.join(rep.callees)} (loaded with it)")
     lines += [f"  note         {n}" for n in rep.notes]
     lines += [f"  warning      {w}" for w in rep.warnings]
+    return "\n".join(lines)
+
+
+def image_payload(rep: ImageReport) -> dict[str, Any]:
+    return {
+        "tag": rep.tag, "image_id": rep.image_id, "base": rep.base, "release": rep.release,
+        "passed": rep.passed, "labels": dict(rep.labels),
+        "ready_seconds": round(rep.ready_seconds, 3),
+        "models": [{"name": s.name, "backend": s.backend, "lock": s.lock, "ready": True,
+                    "answered": bool(s.kind), "kind": s.kind or None, "responses": s.responses,
+                    "outputs": list(s.outputs), "inputs": s.inputs or None}
+                   for s in rep.models],
+        "notes": list(rep.notes),
+    }
+
+
+def image_text(rep: ImageReport) -> str:
+    lines = [f"image {rep.tag}: serves {plural(len(rep.models), 'model')} (Triton "
+             f"{rep.release}, FROM {rep.base})",
+             f"  proved       its own command loaded every model: READY in "
+             f"{rep.ready_seconds:.1f}s, then each answered",
+             f"  id           {rep.image_id}"]
+    for s in rep.models:
+        answer = (f"{s.kind}, {plural(s.responses, 'response')}, outputs "
+                  f"{', '.join(s.outputs) or 'none'} (inputs {s.inputs})") if s.kind else "READY"
+        lock = f", lock {s.lock.removeprefix('sha256:')[:12]}" if s.lock else ""
+        lines.append(f"  model        {s.name}: {answer}{lock}")
+    lines += [f"  label        {k}={v}" for k, v in rep.labels
+              if not k.startswith("io.tritonpack.lock.")]
+    lines += [f"  note         {n}" for n in rep.notes]
     return "\n".join(lines)
 
 

@@ -34,7 +34,6 @@ class VerifyRequest:
     image: str | None = None  # docker: the image to build FROM
     gpus: bool = False
     shm_size: str = "256m"
-    tag: str | None = None
 
     def arguments(self) -> dict[str, Any]:
         """``packer.verify.stage``'s keyword arguments."""
@@ -43,7 +42,7 @@ class VerifyRequest:
         return {"runtime": self.runtime, "inputs": self.inputs, "expect": self.expect,
                 "timeout": self.timeout, "with_models": self.with_models,
                 "docker": DockerOptions(image=self.image, gpus=self.gpus,
-                                        shm_size=self.shm_size, tag=self.tag)}
+                                        shm_size=self.shm_size)}
 
 
 @dataclass(frozen=True)

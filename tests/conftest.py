@@ -93,3 +93,19 @@ def snapshot(path: Path) -> dict[str, bytes]:
 def error_line(stderr: str) -> str:
     """The one error line a failed command prints."""
     return next(line for line in stderr.splitlines() if line.startswith("error:"))
+
+
+@pytest.fixture(scope="session")
+def standin_image() -> str:
+    """The locally built stand-in Triton image (tests/docker/standin.py), on the engine of
+    DOCKER_HOST; without an engine the test skips, saying why (.ci/run starts one)."""
+    from packer.core.errors import RuntimeMissingError
+    from packer.verify.docker import connect
+
+    from .docker.standin import build_image
+
+    try:
+        connect().close()
+    except RuntimeMissingError as exc:
+        pytest.skip(f"{exc} (.ci/run starts one)")
+    return build_image()

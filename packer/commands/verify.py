@@ -28,7 +28,13 @@ from .base import run
 
 
 def make_verify_request(kw: dict[str, Any]) -> VerifyRequest:
-    """The verify options click parsed (removed from ``kw``), as one request."""
+    """The verify options click parsed (removed from ``kw``), as one request. ``--tag`` is
+    refused: verify's image holds tritonpack's probe and loads nothing at start, so it is no
+    release artifact; ``tritonpack image`` builds the one that serves."""
+    if kw.pop("tag", None) is not None:
+        raise click.UsageError("--tag is not kept by verify (its image holds tritonpack's probe "
+                               "and serves nothing): build the serving image with "
+                               "`tritonpack image MODEL_DIR --tag NAME`")
     given = {k: kw.pop(k) for k in VERIFY_KEYS}
     return VerifyRequest(**{**given, "with_models": tuple(given["with_models"])})
 
@@ -46,7 +52,7 @@ def verify_cmd(model_dir: Path, opts: Options, out: Output, request: VerifyReque
     \b
       tritonpack verify models/my_model/
       tritonpack verify models/my_model/ --inputs request.json --expect response.json
-      tritonpack verify models/my_model/ --runtime docker --gpus --tag registry/my_model:1.2
+      tritonpack verify models/my_model/ --runtime docker --gpus
 
     Static checks first (archive layout, Python vs the stub, numpy's bound); then the model
     and tritonpack's probe (which imports every module the scan found, from inside Triton)

@@ -71,15 +71,40 @@ def dockerfile_text() -> str:
     return resources.files("packer.recipes").joinpath("Dockerfile.base").read_text(encoding="utf-8")
 
 
+def build(client: Any, context: Path, base: str, *, buildargs: dict[str, str],
+          labels: dict[str, str], what: str = "image") -> Any:
+    """Build Dockerfile.base FROM ``base`` over ``context`` (which holds models/); the image.
+    The low-level stream is read to its end: nothing is left open on failure."""
+    import docker
+
+    (context / "Dockerfile.base").write_text(dockerfile_text(), encoding="utf-8")
+    image_id, log, error = None, [], ""
+    try:
+        for chunk in client.api.build(
+            path=str(context), dockerfile="Dockerfile.base", rm=True, pull=False,
+            buildargs={"TRITON_IMAGE": base, **buildargs}, labels=labels, decode=True,
+        ):
+            log.append(str(chunk.get("stream", "")))
+            error = str(chunk.get("error", error))
+            image_id = chunk.get("aux", {}).get("ID", image_id)
+    except docker.errors.APIError as exc:
+        error = str(exc)
+    if error or image_id is None:
+        raise RuntimeMissingError(
+            f"building the {what} FROM {base} failed",
+            hint="is the image available to this engine (docker pull, a registry login)?",
+            detail=(error or "no image id") + "\n" + "".join(log),
+        )
+    return client.images.get(image_id)
+
+
 class DockerServer:
-    def __init__(self, client: Any, container: Any, url: str, image: Any, keep: bool,
-                 grpc_url: str = ""):
+    def __init__(self, client: Any, container: Any, url: str, image: Any, grpc_url: str = ""):
         self.client = client
         self.container = container
         self.url = url
         self.grpc_url = grpc_url
         self.image = image
-        self.keep = keep
 
     def alive(self) -> bool:
         try:
@@ -99,9 +124,8 @@ class DockerServer:
             self.container.stop(timeout=5)
         with contextlib.suppress(Exception):
             self.container.remove(force=True)
-        if not self.keep:
-            with contextlib.suppress(Exception):
-                self.client.images.remove(self.image.id, force=True)
+        with contextlib.suppress(Exception):  # it holds the probe: never a release artifact
+            self.client.images.remove(self.image.id, force=True)
         self.client.close()
 
 
@@ -109,12 +133,11 @@ class DockerRuntime:
     name = "docker"
 
     def __init__(self, release: str, image: str, *, gpus: bool = False, shm_size: str = SHM_DEFAULT,
-                 tag: str | None = None, lock_hash: str = ""):
+                 lock_hash: str = ""):
         self.release = release
         self.image = image
         self.gpus = gpus
         self.shm_size = shm_size
-        self.tag = tag
         self.lock_hash = lock_hash
 
     def start(self, repo: Path, python: str, work: Path, *, complete_config: bool) -> DockerServer:
@@ -130,28 +153,9 @@ class DockerRuntime:
 
         context = work / "context"
         context.mkdir()
-        (context / "Dockerfile.base").write_text(dockerfile_text(), encoding="utf-8")
         shutil.copytree(repo, context / "models", symlinks=False)  # links become real files
-        image_id, log, error = None, [], ""
-        try:
-            # the low-level stream, read to its end: nothing is left open on failure
-            for chunk in client.api.build(
-                path=str(context), dockerfile="Dockerfile.base", tag=self.tag, rm=True,
-                pull=False, buildargs={"TRITON_IMAGE": self.image, "LOCK_HASH": self.lock_hash},
-                labels={"io.tritonpack.release": self.release}, decode=True,
-            ):
-                log.append(str(chunk.get("stream", "")))
-                error = str(chunk.get("error", error))
-                image_id = chunk.get("aux", {}).get("ID", image_id)
-        except docker.errors.APIError as exc:
-            error = str(exc)
-        if error or image_id is None:
-            raise RuntimeMissingError(
-                f"building the verification image FROM {self.image} failed",
-                hint="is the image available to this engine (docker pull, a registry login)?",
-                detail=(error or "no image id") + "\n" + "".join(log),
-            )
-        image = client.images.get(image_id)
+        image = build(client, context, self.image, buildargs={"LOCK_HASH": self.lock_hash},
+                      labels={"io.tritonpack.release": self.release}, what="verification image")
         port, grpc = free_port(), free_port()
         command = ["tritonserver", "--model-repository=/models", "--model-control-mode=explicit",
                    "--allow-metrics=false", "--exit-on-error=false", "--log-verbose=1",
@@ -174,4 +178,4 @@ class DockerRuntime:
                                       hint="--gpus needs the NVIDIA container toolkit",
                                       detail=str(exc)) from exc
         return DockerServer(client, container, f"http://127.0.0.1:{port}", image,
-                            keep=self.tag is not None, grpc_url=f"127.0.0.1:{grpc}")
+                            grpc_url=f"127.0.0.1:{grpc}")

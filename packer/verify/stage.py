@@ -59,7 +59,6 @@ class DockerOptions:
     image: str | None = None  # default: the target release's image
     gpus: bool = False
     shm_size: str = SHM_DEFAULT
-    tag: str | None = None  # keep the built image under this name
 
 
 def make_runtime(name: str, ctx: Context, docker: DockerOptions) -> Runtime:
@@ -69,7 +68,7 @@ def make_runtime(name: str, ctx: Context, docker: DockerOptions) -> Runtime:
             with contextlib.suppress(TritonPackError):
                 lock_hash = read_lock(ctx.lock_path).content_hash
         return DockerRuntime(ctx.target.release, docker.image or ctx.target.image,
-                             gpus=docker.gpus, shm_size=docker.shm_size, tag=docker.tag,
+                             gpus=docker.gpus, shm_size=docker.shm_size,
                              lock_hash=lock_hash)
     return LocalRuntime()
 
