@@ -32,6 +32,7 @@ class Context:
     report: ImportReport
     requirements: Requirements
     options: Options = field(default_factory=Options)
+    target_from: str = "default"  # where the release came from: command line, a file, default
 
     @property
     def lock_path(self) -> Path:
@@ -58,6 +59,18 @@ def _with_origin(exc: TargetError, sources: dict[str, str], model_dir: Path) -> 
     return TargetError(f"{exc.message} (set in {shown})", hint=exc.hint, detail=exc.detail)
 
 
+TARGET_FROM = {"command line": "from --triton", "tritonpack.toml": "from tritonpack.toml",
+               LOCK_NAME: f"from {LOCK_NAME}",
+               "default": "the newest known release, by default (pin one with --triton)"}
+
+
+def target_line(target: Target, origin: str) -> str:
+    """What a run targets and where that came from: the first line of every command, so a
+    release chosen by default is never a surprise found at the end."""
+    return (f"Triton {target.release} (Python {target.python}, {target.platform}): "
+            f"{TARGET_FROM.get(origin, origin)}")
+
+
 def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Context:
     """Open the model, pick the target, scan (AST only) and map imports to distributions."""
     rep = reporter or NullReporter()
@@ -70,12 +83,13 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
                                 platform=opts.platform, torch=opts.torch)
     except TargetError as exc:
         raise _with_origin(exc, sources, model.path) from exc
+    rep.done("target", target_line(target, sources["triton"]), 0.0)
     report = scan(model.path, model.version_dir, model.model_py, python=target.python,
                   stdlib=recipes.stdlib[target.python], src=opts.src)
     declared = load_all(model.path, model.version_dir, recipes.conda_to_pypi)
     reqs = resolve(report, declared, recipes, target)
     forgotten.check(model.path, reqs)  # a package of the user's, left out: before any lock
-    ctx = Context(model, recipes, target, declared, report, reqs, opts)
+    ctx = Context(model, recipes, target, declared, report, reqs, opts, sources["triton"])
     for warning in ctx.warnings:
         rep.note(warning)
     rep.done("scan", f"{plural(len(report.files), 'file')}, "

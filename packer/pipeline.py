@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from .core.signals import AfterCommit, signals_held
 from .core.version import __version__
 from .envcheck.inspect import enforce
 from .lock import stage
-from .lock.lockfile import LOCK_NAME, needs_write
+from .lock.lockfile import LOCK_NAME, Lockfile, needs_write
 from .lock.stage import CheckResult, LockResult
 from .pack.output import ARCHIVE_NAME, DIR_NAME, is_tritonpack_output, output_path
 from .pack.sbom import render as render_sbom
@@ -96,9 +97,12 @@ def package(
     sbom: bool = False,
     cache_since: float | None = None,
     shared_root: Path | None = None,
+    before_write: Callable[[Context, Lockfile], None] | None = None,
 ) -> PackResult:
     """... ``use_cache=False`` reuses no environment made before ``cache_since`` (default: now),
-    so models packed together in one run still share a build."""
+    so models packed together in one run still share a build. ``before_write`` sees the lock
+    before anything is built or written, and may refuse it (``--verify``: can the runtime run
+    it?)."""
     rep = reporter or NullReporter()
     t0 = time.monotonic()
     since = None if use_cache else (cache_since if cache_since is not None else time.time())
@@ -108,12 +112,13 @@ def package(
         _recover(ctx, rep)
         return _package(ctx, opts, rep, t0, frozen=frozen, popts=pack_options or PackOptions(),
                         output=output, since=since, allow=allow_incompatible, sbom=sbom,
-                        shared_root=shared_root)
+                        shared_root=shared_root, before_write=before_write)
 
 
 def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: bool,
              popts: PackOptions, output: str | None, since: float | None, allow: bool,
-             sbom: bool, shared_root: Path | None = None) -> PackResult:
+             sbom: bool, shared_root: Path | None = None,
+             before_write: Callable[[Context, Lockfile], None] | None = None) -> PackResult:
     """Everything is made beside its destination first; the lock, the environment and
     config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
     dest = output_path(ctx.model.path, output, popts.format, shared_root)
@@ -128,6 +133,8 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
     for where in {ctx.model.path, dest.parent}:  # what a killed run left (packer.core.debris)
         sweep(where, left)
     locked = stage.frozen(ctx, opts) if frozen else stage.fresh_or_new(ctx, opts, rep)
+    if before_write is not None:
+        before_write(ctx, locked.lock)
     with output_errors(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
         ensure_writable(dest.parent)

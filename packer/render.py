@@ -49,6 +49,7 @@ def scan_payload(ctx: Context) -> dict[str, Any]:
         "model_dir": str(ctx.model.path),
         "version": ctx.model.version,
         "target": ctx.target.as_dict(),
+        "target_from": ctx.target_from,
         "imports": [
             {"import": r.key, "kind": r.kind.value, "distribution": r.distribution,
              **({"extras": list(r.extras)} if r.extras else {}),
@@ -68,6 +69,13 @@ def scan_payload(ctx: Context) -> dict[str, Any]:
     }
 
 
+def _origin(source: str) -> str:
+    """Where the target release came from, as the first line of a command says it."""
+    from .context import TARGET_FROM
+
+    return TARGET_FROM.get(source, source)
+
+
 def _mb(size: int) -> str:
     """Megabytes with the precision a reader needs: '38 MB', '1.3 MB', '0.2 MB'."""
     return f"{size / 1e6:.0f} MB" if size >= 10e6 else f"{size / 1e6:.1f} MB"
@@ -82,7 +90,7 @@ def scan_text(ctx: Context) -> str:
             dist += f" ({r.source})"
         rows.append((r.key, kind, dist, ", ".join(r.locations)))
     out = [f"{ctx.model.name} (version {ctx.model.version}) for Triton {ctx.target.release}, "
-           f"Python {ctx.target.python}", "",
+           f"Python {ctx.target.python} ({_origin(ctx.target_from)})", "",
            _table(rows, ("IMPORT", "KIND", "DISTRIBUTION", "WHERE"))]
     bundled = [m.name for m in ctx.report.bundled()]
     if bundled:
@@ -101,6 +109,7 @@ def lock_payload(res: LockResult) -> dict[str, Any]:
         "reused": res.reused,
         "inputs_hash": res.lock.inputs_hash,
         "target": res.lock.target,
+        "target_from": res.context.target_from,
         "python": res.lock.python_version(),
         "conda": [{"name": p.name, "version": p.version, "build": p.build, "sha256": p.sha256}
                   for p in res.lock.conda],
@@ -115,7 +124,7 @@ def lock_text(res: LockResult) -> str:
                      for p in res.lock.pypi)
     return (f"{res.path}: {state}\n"
             f"  target  Triton {res.lock.target['release']}, Python {res.lock.python_version()}, "
-            f"{res.lock.target['platform']}\n"
+            f"{res.lock.target['platform']} ({_origin(res.context.target_from)})\n"
             f"  conda   {plural(len(res.lock.conda), 'package')}\n"
             f"  pypi    {plural(len(res.lock.pypi), 'package')}: {pins or 'none'}")
 
@@ -142,6 +151,7 @@ def pack_payload(res: PackResult) -> dict[str, Any]:
         "config_changed": res.config.changed,
         "python": res.lock.lock.python_version(),
         "target": res.lock.lock.target,
+        "target_from": res.context.target_from,
         "packages": {"conda": len(res.lock.lock.conda), "pypi": len(res.lock.lock.pypi)},
         "bundled": list(res.bundled),
         "skipped": list(res.skipped),
@@ -166,7 +176,8 @@ def pack_text(res: PackResult) -> str:
         f"packed {res.context.model.name} in {res.seconds:.1f}s",
         f"  environment  {a.path} ({a.format}, {size}, {plural(a.files, 'file')})",
         f"  python       {res.lock.lock.python_version()} for Triton "
-        f"{res.lock.lock.target['release']} ({res.lock.lock.target['platform']})",
+        f"{res.lock.lock.target['release']} ({res.lock.lock.target['platform']}; "
+        f"{_origin(res.context.target_from)})",
         f"  packages     {len(res.lock.lock.conda)} conda, {len(res.lock.lock.pypi)} PyPI",
         f"  bundled      {', '.join(res.bundled) or 'none'}",
         f"  config       EXECUTION_ENV_PATH = {res.config.value}"
@@ -195,28 +206,44 @@ def verify_payload(rep: VerifyReport) -> dict[str, Any]:
         "probe": rep.probe, "outputs": rep.outputs, "kind": rep.kind,
         "responses": rep.responses, "callees": list(rep.callees), "inputs": rep.inputs,
         "warnings": list(rep.warnings), "notes": list(rep.notes),
+        "proof": _proof_payload(rep),
     }
+
+
+def _proof_payload(rep: VerifyReport) -> dict[str, Any] | None:
+    p = rep.proof
+    if p is None:
+        return None
+    return {"statement": p.statement, "runtime": p.runtime, "server_release": p.server_release,
+            "target": p.target, "image": p.image, "target_image": p.own_image,
+            "not_covered": list(p.not_covered)}
 
 
 def verify_text(rep: VerifyReport) -> str:
     imports = rep.probe.get("imports", {})
     failed = [k.replace("_", " ") for k, v in rep.checks.items()
               if not v and k != "values_compared"]
-    head = (f"verified {rep.model}: loads and answers ({rep.runtime} tritonserver)" if not failed
-            else f"NOT verified {rep.model}: failed {', '.join(failed)} ({rep.runtime} "
-                 "tritonserver)")
+    where = rep.proof.statement if rep.proof else f"{rep.runtime} tritonserver"
+    answers = "answers the expected values" if rep.compared else "answers"
+    head = (f"verified {rep.model}: loads and {answers} ({where})" if not failed
+            else f"NOT verified {rep.model}: failed {', '.join(failed)} ({where})")
     lines = [
         head,
         f"  ready        {rep.ready_seconds:.1f}s after server start",
         f"  inference    {rep.kind}, {rep.responses} response{'s' * (rep.responses != 1)} in "
         f"{rep.first_inference_ms:.0f} ms, outputs {', '.join(rep.outputs) or 'none'}",
         f"  inputs       {rep.inputs}",
+        *([f"  values       compared with --expect {rep.expected}: "
+           f"{'every response matches' if rep.responses > 1 else 'the response matches'}"]
+          if rep.compared else []),
         f"  environment  Python {rep.python} at {rep.probe.get('prefix')}",
         f"  imports      {plural(len(imports), 'module')} import: "
         f"{', '.join(sorted(imports)) or 'none'}",
     ]
     if rep.callees:
         lines.append(f"  callees      {', '.join(rep.callees)} (loaded with it)")
+    if rep.proof is not None:
+        lines += [f"  not covered  {gap}" for gap in rep.proof.not_covered]
     lines += [f"  note         {n}" for n in rep.notes]
     lines += [f"  warning      {w}" for w in rep.warnings]
     return "\n".join(lines)

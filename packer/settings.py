@@ -74,12 +74,20 @@ class Setting:
         return self.name.replace("-", "_")
 
 
+def _newest() -> str:
+    """The newest release of the built-in table: the default --help states."""
+    from .resolve.target import releases
+
+    return releases(load())[-1]
+
+
 _INDEX_FIELDS = ("index_url", "extra_index_urls", "find_links")
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("triton", "triton", "str", "target", metavar="RELEASE", from_lock=True,
-            help="Triton release to target, e.g. 24.08 (default: the newest known; "
-            "see `tritonpack targets`)."),
+            help="Triton release to target, e.g. 24.08. Default: [options] triton in "
+            "tritonpack.toml, else the release tritonpack.lock was made for, else the newest "
+            f"known ({_newest()}; see `tritonpack targets`)."),
     Setting("python", "python", "str", "target", metavar="X.Y", from_lock=True,
             help="Override the release's Python (only with a custom backend stub)."),
     Setting("platform", "platform", "str", "target", choices=tuple(sorted(PLATFORMS)),

@@ -7,6 +7,7 @@ Triton clients.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,8 @@ from .repository import Failure, RepoResult, package_repository
 from .settings import Options
 
 if TYPE_CHECKING:
+    from .context import Context
+    from .lock.lockfile import Lockfile
     from .verify.stage import VerifyReport
 
 
@@ -60,11 +63,21 @@ class PackRequest:
 
 
 def pack(path: Path, opts: Options, reporter: Reporter | None, request: PackRequest) -> PackResult:
-    """One model: ``packer.pipeline.package`` with the request's choices."""
+    """One model: ``packer.pipeline.package`` with the request's choices; with ``--verify``,
+    a runtime that cannot run what the lock makes is refused before anything is written."""
     return package(path, opts, reporter, frozen=request.frozen,
                    pack_options=request.pack_options, output=request.output,
                    use_cache=request.use_cache, allow_incompatible=request.allow_incompatible,
-                   sbom=request.sbom)
+                   sbom=request.sbom, before_write=_runtime_check(request.verify))
+
+
+def _runtime_check(wanted: VerifyRequest | None) -> Callable[[Context, Lockfile], None] | None:
+    if wanted is None:
+        return None
+    from .verify.stage import check_before_write
+
+    docker = wanted.arguments()["docker"]
+    return lambda ctx, lock: check_before_write(ctx, lock, wanted.runtime, docker)
 
 
 def pack_and_verify(path: Path, opts: Options, reporter: Reporter | None,
@@ -96,7 +109,8 @@ def pack_repository(repo: Path, opts: Options, reporter: Reporter | None,
     result = package_repository(repo, opts, rep, pack_options=request.pack_options,
                                 use_cache=request.use_cache, frozen=request.frozen,
                                 allow_incompatible=request.allow_incompatible,
-                                sbom=request.sbom, shared_env=request.shared_env)
+                                sbom=request.sbom, shared_env=request.shared_env,
+                                before_write=_runtime_check(request.verify))
     if request.verify is None:
         return result
     from .verify.layout import is_ensemble

@@ -43,7 +43,8 @@ class CliReporter:
         if self.quiet:
             return
         self._clear()
-        click.echo(redact(f"{stage:>8}  {summary} ({seconds:.1f}s)"), err=True)
+        took = f" ({seconds:.1f}s)" if seconds else ""  # an instant step: no "(0.0s)"
+        click.echo(redact(f"{stage:>8}  {summary}{took}"), err=True)
 
     def note(self, message: str) -> None:
         if self.quiet:

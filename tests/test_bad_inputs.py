@@ -631,6 +631,8 @@ def test_bad_request_file(tmp_path: Path, name: str, why: str, option: str) -> N
     """Checked first: the model here was never packed, and no server is started."""
     model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "plain_numpy")
     path = FIXTURES / "bad_requests" / name
+    if (option, name) == ("--expect", "top_level_list.json"):  # a list: one object a response
+        why = ": entry 1 is a JSON number, not an object of outputs by name"
     res = run_unchanged(model, "verify", model, option, path)
     assert (res.exit_code, error_line(res.stderr)) == (ExitCode.USAGE, f"error: {option} {path}{why}")
 
@@ -711,8 +713,9 @@ def test_expect_names_an_output_the_model_does_not_have() -> None:
     ("archive_path_is_dir", ("--triton", "24.10", "--offline"), ExitCode.PACK,
      "error: --output tritonpack-env.tar.gz: tritonpack-env.tar.gz exists (a directory) and is "
      "not an environment tritonpack wrote: tritonpack replaces only its own output"),
-    ("env_path_missing", ("verify",), ExitCode.VERIFY_LOAD,
-     "error: EXECUTION_ENV_PATH points at {model}/tritonpack-env.tar.gz, which does not exist"),
+    ("env_path_missing", ("verify",), ExitCode.USAGE,  # not packed here: nothing to verify
+     "error: env_path_missing is not packed here: EXECUTION_ENV_PATH points at "
+     "{model}/tritonpack-env.tar.gz, which does not exist, so there is nothing to verify"),
     ("env_path_without_token", ("verify",), ExitCode.VERIFY_LOAD,
      "error: EXECUTION_ENV_PATH '/opt/envs/tritonpack-env.tar.gz' does not start with "
      "$$TRITON_MODEL_DIRECTORY/"),
@@ -729,8 +732,8 @@ def test_verify_json_reports_failure_as_not_passed(tmp_path: Path) -> None:
     model = bad_copy("env_path_missing", tmp_path)
     res = run_unchanged(model, "verify", model, "--json")
     out = json.loads(res.stdout)
-    assert res.exit_code == ExitCode.VERIFY_LOAD
-    assert (out["passed"], out["error"]["exit_code"]) == (False, ExitCode.VERIFY_LOAD)
+    assert res.exit_code == ExitCode.USAGE
+    assert (out["passed"], out["error"]["exit_code"]) == (False, ExitCode.USAGE)
 
 
 # --- repositories (tests/fixtures/bad_repos): a model that cannot be read fails, named ------

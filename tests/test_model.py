@@ -7,7 +7,7 @@ from pathlib import Path
 from packer.core.errors import ExitCode
 from packer.scan.model import open_model
 
-from .conftest import MODELS, run_cli
+from .conftest import MODELS, error_line, run_cli
 
 
 def test_highest_version_with_model_py_is_used(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_config_syntax_error_has_line_and_column() -> None:
 def test_user_source_syntax_error() -> None:
     res = run_cli("scan", MODELS / "syntax_error")
     assert res.exit_code == ExitCode.SCAN == 4
-    assert res.stderr.splitlines()[0] == "error: syntax_error/1/model.py:5: syntax error: expected ':'"
+    assert error_line(res.stderr) == "error: syntax_error/1/model.py:5: syntax error: expected ':'"
 
 
 def test_missing_dir_and_repository_mode(tmp_path: Path) -> None:

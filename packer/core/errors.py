@@ -51,6 +51,13 @@ class TritonPackError(Exception):
         return self.message
 
 
+class UsageError(TritonPackError):
+    """A command asked of something it does not apply to (verify a model never packed): the
+    user's next step is another command, not a fix of the model."""
+
+    exit_code = ExitCode.USAGE
+
+
 class ModelError(TritonPackError):
     exit_code = ExitCode.MODEL
 

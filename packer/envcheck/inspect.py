@@ -21,7 +21,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from ..archive.fs import ArchiveFS, escapes_dir
-from ..core.errors import PackError
+from ..core.errors import PackError, UsageError
 from ..core.fsguard import not_regular
 from ..core.progress import Reporter
 from ..resolve.recipebook import Recipes
@@ -139,6 +139,31 @@ def first_unsafe_entry(archive: Path) -> str | None:
     except (tarfile.TarError, OSError, EOFError) as exc:
         return f"an unreadable archive ({exc})"
     return None
+
+
+def environment_of(path: Path) -> Path:
+    """What ``tritonpack inspect PATH`` reads: PATH itself, or, for a model dir (it holds
+    config.pbtxt), the environment its EXECUTION_ENV_PATH names: a model dir is never an
+    environment, and reading it as one says only "no bin/python3"."""
+    from ..scan.model import CONFIG_NAME, open_model
+
+    if not path.is_dir() or not (path / CONFIG_NAME).is_file():
+        return path
+    model = open_model(path)
+    where = model.env_location()
+    if where.fault == "unset":
+        raise UsageError(f"{model.name} is a model dir, not an environment, and is not packed: "
+                         f"{model.config_path} has no EXECUTION_ENV_PATH to inspect",
+                         hint=f"pack it first: tritonpack {model.path}")
+    if where.path is None:
+        raise UsageError(f"{model.name}: EXECUTION_ENV_PATH {where.value!r} names no "
+                         "environment of this model dir",
+                         hint="give the environment's path: tritonpack inspect ARCHIVE_OR_DIR")
+    if where.fault == "missing":
+        raise UsageError(f"{model.name} is not packed here: EXECUTION_ENV_PATH points at "
+                         f"{where.path}, which does not exist",
+                         hint=f"pack it first: tritonpack {model.path}")
+    return where.path
 
 
 def inspect_target(env: Path, book: Recipes, release: str | None, python: str | None,

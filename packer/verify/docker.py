@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 from importlib import resources
@@ -67,6 +68,26 @@ def connect() -> Any:
         raise RuntimeMissingError(message, hint=hint, detail=str(exc)) from exc
 
 
+_NO_HOST = re.compile(r"lookup ([^\s:]+)(?: on [^\s]+)?: no such host")
+_CAUSES = (re.compile(r"pull access denied for [^,\s]+"), re.compile(r"manifest unknown"),
+           re.compile(r"unauthorized: [^\n]*"), re.compile(r"connection refused"),
+           re.compile(r"i/o timeout"), re.compile(r"no space left on device"))
+
+
+def build_cause(error: str) -> str:
+    """The engine's reason a build failed, short enough for the error's one sentence: a
+    registry the engine cannot reach says ``lookup nvcr.io: no such host``, a missing image
+    ``pull access denied for NAME``; another error's first line."""
+    found = _NO_HOST.search(error)
+    if found:
+        return f"lookup {found[1]}: no such host"
+    for pattern in _CAUSES:
+        if (match := pattern.search(error)) is not None:
+            return match[0].rstrip(". ")
+    first = error.strip().splitlines()[0].strip() if error.strip() else ""
+    return first if len(first) <= 200 else first[:197] + "..."
+
+
 def dockerfile_text() -> str:
     return resources.files("packer.recipes").joinpath("Dockerfile.base").read_text(encoding="utf-8")
 
@@ -91,7 +112,8 @@ def build(client: Any, context: Path, base: str, *, buildargs: dict[str, str],
         error = str(exc)
     if error or image_id is None:
         raise RuntimeMissingError(
-            f"building the {what} FROM {base} failed",
+            f"building the {what} FROM {base} failed"
+            + (f": {cause}" if (cause := build_cause(error)) else ""),
             hint="is the image available to this engine (docker pull, a registry login)?",
             detail=(error or "no image id") + "\n" + "".join(log),
         )

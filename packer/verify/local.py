@@ -34,6 +34,13 @@ def pytriton_root() -> tuple[Path, Path]:
     return pkg / "tritonserver", pkg.parent / "nvidia_pytriton.libs"
 
 
+def stub_pythons() -> tuple[str, ...]:
+    """The Pythons the local tritonserver has a backend stub for."""
+    root, _ = pytriton_root()
+    stubs = root / "python_backend_stubs"
+    return tuple(sorted(p.parent.name for p in stubs.glob("*/triton_python_backend_stub")))
+
+
 class LocalServer:
     def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path,
                  before: set[Path], grpc_url: str = ""):

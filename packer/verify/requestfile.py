@@ -66,12 +66,27 @@ def check_request_file(path: Path, option: str) -> None:
                                hint="give JSON {name: nested list} or a .npz file") from exc
     if _depth(value) > MAX_DEPTH:
         raise _too_deep(path, option)
+    if option == "--expect" and isinstance(value, list):  # one object per response, in order
+        _check_response_list(value, path)
+        return
     if not isinstance(value, dict):
         raise RequestFileError(f"{option} {path}: is a JSON {json_kind(value)}, not an object "
                                "of tensors by name", hint="give JSON {name: nested list} or a "
                                ".npz file")
     if option == "--inputs" and isinstance(value.get("data"), list) and value["data"]:
         _check_perf_data(value["data"][0], path, option)  # perf_analyzer's --input-data
+
+
+def _check_response_list(value: list[Any], path: Path) -> None:
+    """--expect as a list: the responses of a decoupled model, each an object of outputs."""
+    if not value:
+        raise RequestFileError(f"--expect {path}: an empty list: no response to compare",
+                               hint="give one object per response the model sends")
+    for i, one in enumerate(value):
+        if not isinstance(one, dict):
+            raise RequestFileError(f"--expect {path}: entry {i + 1} is a JSON {json_kind(one)}, "
+                                   "not an object of outputs by name",
+                                   hint="give one object per response the model sends")
 
 
 class _DuplicateKey(ValueError):

@@ -239,8 +239,15 @@ def check_expected_names(path: Path, plan: Plan) -> None:
     not a model that 'answered wrongly' (exit 12)."""
     raw = json.loads(path.read_text(encoding="utf-8"))
     known = [t.name for t in plan.outputs]
-    if known and isinstance(raw, dict):  # no declared outputs: the response decides
-        _only_known(raw, known, "--expect", path, plan, "output")
+    listed = raw if isinstance(raw, list) else [raw]
+    for i, one in enumerate(listed):
+        if not isinstance(one, dict):
+            raise RequestFileError(
+                f"--expect {path}: entry {i + 1} is not an object {{output name: values}}",
+                hint="give one object (every response must match it) or a list of them, "
+                "one per response")
+        if known:  # no declared outputs: the response decides
+            _only_known(one, known, "--expect", path, plan, "output")
 
 
 def _only_known(given: Iterable[str], known: list[str], option: str, path: Path, plan: Plan,

@@ -12,17 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import Version
 
 from ..context import Context, prepare
 from ..core.debris import sweep, tagged
 from ..core.errors import (
     ModelBugError,
     ModelError,
-    RuntimeMissingError,
     TritonPackError,
+    UsageError,
     VerifyInferError,
     VerifyInputsError,
     VerifyLoadError,
@@ -30,7 +28,7 @@ from ..core.errors import (
 from ..core.progress import NullReporter, Reporter, plural
 from ..core.signals import signals_held
 from ..envcheck.inspect import inspect_env
-from ..lock.lockfile import read_lock
+from ..lock.lockfile import Lockfile, read_lock
 from ..scan.imports import Kind
 from ..scan.model import TOKEN, read_config
 from . import kinds, samples, tensors
@@ -39,10 +37,11 @@ from .client import Client, HttpError
 from .diagnose import diagnose, excerpt, execute_raised
 from .docker import SHM_DEFAULT, DockerRuntime
 from .extras import require
+from .fits import Proof, before_write, numpy_refusal, proof
 from .infer import GrpcModel, InferFailed, Response, synthesise
 from .kinds import Plan
 from .layout import is_ensemble, link_shared_env, place, python_step, shared_env_of
-from .local import LocalRuntime
+from .local import LocalRuntime, stub_pythons
 from .modelbug import model_bug
 from .probe import PROBE_NAME, write_probe
 from .requestfile import check_request_file
@@ -90,6 +89,8 @@ class VerifyReport:
     callees: tuple[str, ...] = field(default=())  # models loaded because this one calls them
     inputs: str = "made up from the config"  # where the request's inputs came from
     compared: bool = False  # --expect was given and the values matched
+    proof: Proof | None = None  # the server that answered, and what it stood in for
+    expected: str | None = None  # the --expect file every response was compared with
 
     @property
     def checks(self) -> dict[str, bool]:
@@ -107,18 +108,23 @@ class VerifyReport:
 
 
 def env_location(ctx: Context) -> Path:
+    """The environment config.pbtxt names. A model with none, or whose environment is not
+    on this disk (a fresh clone: archives are not committed), is not packed here: verifying
+    it is a usage error found before any server starts, not a model that "does not load"."""
     where = ctx.model.env_location()
     if where.fault == "unset":
-        raise VerifyLoadError(
-            f"{ctx.model.config_path}: no EXECUTION_ENV_PATH: nothing to verify",
-            hint=f"pack it first: tritonpack {ctx.model.path}",
+        raise UsageError(
+            f"{ctx.model.name} is not packed: {ctx.model.config_path} has no "
+            "EXECUTION_ENV_PATH, so there is nothing to verify",
+            hint=f"pack it first: tritonpack {ctx.model.path} --verify",
         )
     if where.fault == "no-token" or where.path is None:
         raise VerifyLoadError(f"EXECUTION_ENV_PATH {where.value!r} does not start with {TOKEN}/",
                               hint="Triton substitutes the token only at the start of the value")
     if where.fault == "missing":
-        raise VerifyLoadError(f"EXECUTION_ENV_PATH points at {where.path}, which does not exist",
-                              hint=f"pack it: tritonpack {ctx.model.path}")
+        raise UsageError(f"{ctx.model.name} is not packed here: EXECUTION_ENV_PATH points at "
+                         f"{where.path}, which does not exist, so there is nothing to verify",
+                         hint=f"pack it first: tritonpack {ctx.model.path} --verify")
     if where.fault == "not-env":
         raise VerifyLoadError(f"EXECUTION_ENV_PATH points at {where.path}, which is {where.kind}, "
                               "not an environment", hint=f"pack it: tritonpack {ctx.model.path}")
@@ -216,16 +222,20 @@ def _probe(client: Client, server: Server, ctx: Context, env: Path) -> dict[str,
 
 def _runtime_fits(engine: Runtime, numpy: str | None, ctx: Context) -> None:
     """A runtime's own release must accept the environment, not only the target's."""
-    row = ctx.recipes.triton.get(engine.release, {})
-    bound = str(row.get("numpy", ""))
-    if numpy and bound and Version(numpy) not in SpecifierSet(bound):
-        raise RuntimeMissingError(
-            f"the {engine.name} runtime is Triton {engine.release}, whose Python backend needs "
-            f"numpy{bound}; this environment has numpy {numpy} (right for Triton "
-            f"{ctx.target.release})",
-            hint="verify in the target's image (--runtime docker), or pack for "
-            f"--triton {engine.release} to verify here",
-        )
+    bound = str(ctx.recipes.triton.get(engine.release, {}).get("numpy", ""))
+    refused = numpy_refusal(engine.name, engine.release, bound, numpy, ctx.target.release,
+                            locked=False)
+    if refused is not None:
+        raise refused
+
+
+def check_before_write(ctx: Context, lock: Lockfile, runtime: str,
+                       docker: DockerOptions | None = None) -> None:
+    """``--verify``: whether the runtime can run what this lock makes, asked before the pack
+    writes anything (``packer.verify.fits.before_write``)."""
+    engine = make_runtime(runtime, ctx, docker or DockerOptions())
+    stubs = stub_pythons() if engine.name == "local" else None
+    before_write(ctx, lock, engine.name, engine.release, stubs)
 
 
 def _gpu_here(engine: Runtime, docker: DockerOptions) -> bool:
@@ -300,8 +310,7 @@ def _ask(client: GrpcModel, server: Server, ctx: Context, plan: Plan, arrays: di
         failures += bad
         warnings += odd
     if expect is not None:
-        failures += tensors.compare(responses[0], expect) if responses else \
-            ["no response to compare with --expect"]
+        failures += tensors.compare_all(responses, expect)
     if failures:
         failures = list(dict.fromkeys(failures))
         raise VerifyInferError(f"{plan.name} answered wrongly: {failures[0]}",
@@ -420,7 +429,9 @@ def verify(
             outputs=names, warnings=tuple(answer.warnings), kind=plan.kind(),
             responses=len(answer.responses), notes=tuple(notes + answer.notes),
             callees=tuple(c.name for c in callees), inputs=request.source,
-            compared=expect is not None,
+            compared=expect is not None, expected=str(expect) if expect else None,
+            proof=proof(engine.name, engine.release, ctx.target,
+                        (dopts.image or ctx.target.image) if engine.name == "docker" else None),
         )
     finally:
         with signals_held():  # a second Ctrl-C or SIGTERM does not cut the cleanup short

@@ -15,7 +15,7 @@ from typing import Any
 from .infer import Response
 from .kinds import DATATYPES, Plan
 
-__all__ = ["DATATYPES", "check_outputs", "compare"]
+__all__ = ["DATATYPES", "check_outputs", "compare", "compare_all", "expected_responses"]
 
 
 def check_outputs(plan: Plan, response: Response) -> tuple[list[str], list[str]]:
@@ -53,10 +53,42 @@ def _same(a: Any, b: Any, rtol: float) -> bool:
     return bool(a == b)
 
 
-def compare(response: Response, expected_path: Path, rtol: float = 1e-5) -> list[str]:
-    """Differences between a response and the values of --expect (JSON {name: nested list})."""
-    import numpy as np
+def expected_responses(expected_path: Path) -> list[dict[str, Any]] | dict[str, Any]:
+    """--expect's content: one object (every response must equal it) or a list of objects
+    (the responses in order, as many as listed: a decoupled model's stream)."""
     expected = json.loads(expected_path.read_text(encoding="utf-8"))
+    if isinstance(expected, list):
+        return [dict(e) for e in expected if isinstance(e, dict)]
+    return dict(expected) if isinstance(expected, dict) else {}
+
+
+def compare_all(responses: list[Response], expected_path: Path, rtol: float = 1e-5) -> list[str]:
+    """Differences between every response and --expect: a list compares response i with its
+    entry i (and the counts must agree); one object compares every response with it."""
+    expected = expected_responses(expected_path)
+    if not responses:
+        return ["no response to compare with --expect"]
+    if isinstance(expected, dict):
+        wanted = [expected] * len(responses)
+    elif len(expected) != len(responses):
+        return [f"{len(responses)} response{'s' * (len(responses) != 1)}, --expect lists "
+                f"{len(expected)}"]
+    else:
+        wanted = expected
+    problems = []
+    for i, (response, want) in enumerate(zip(responses, wanted, strict=True)):
+        where = f"response {i + 1} of {len(responses)}: " if len(responses) > 1 else ""
+        problems += [where + p for p in _compare(response, want, rtol)]
+    return problems
+
+
+def compare(response: Response, expected_path: Path, rtol: float = 1e-5) -> list[str]:
+    """Differences between one response and --expect (JSON {name: nested list})."""
+    return compare_all([response], expected_path, rtol)
+
+
+def _compare(response: Response, expected: dict[str, Any], rtol: float) -> list[str]:
+    import numpy as np
     problems = []
     for name, value in expected.items():
         flat = _flat(value)

@@ -1,0 +1,254 @@
+"""Say what was targeted, and what was proved: the target and where it came from on the first
+line of every command, a --verify the runtime cannot carry out refused before anything is
+written, and a verify report that says which server stood in for which target."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from packer.core.errors import ExitCode
+from packer.resolve.recipebook import load
+from packer.resolve.target import resolve_target
+from packer.verify.docker import build_cause
+from packer.verify.fits import proof
+from packer.verify.infer import Output
+from packer.verify.requestfile import RequestFileError, check_request_file
+from packer.verify.tensors import compare_all
+
+from .conftest import FIXTURES, MODELS, error_line, run_cli, snapshot
+
+Copy = Callable[..., Path]
+NEWEST = "26.10"
+DEFAULT_LINE = (f"  target  Triton {NEWEST} (Python 3.12, linux-64): the newest known release, by "
+                "default (pin one with --triton)")
+
+
+def first_line(stderr: str) -> str:
+    return stderr.splitlines()[0]
+
+
+# --- the target and where it came from ------------------------------------------------------
+
+def test_scan_names_a_default_target_first(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    res = run_cli("scan", model)
+    assert res.exit_code == 0, res.stderr
+    assert first_line(res.stderr) == DEFAULT_LINE
+    assert res.stdout.splitlines()[0] == (
+        f"plain_numpy (version 1) for Triton {NEWEST}, Python 3.12 (the newest known release, "
+        "by default (pin one with --triton))")
+    assert json.loads(run_cli("scan", model, "--json").stdout)["target_from"] == "default"
+
+
+def test_target_from_the_command_line_and_from_tritonpack_toml(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    res = run_cli("scan", model, "--triton", "24.08")
+    assert first_line(res.stderr) == "  target  Triton 24.08 (Python 3.10, linux-64): from --triton"
+    (model / "tritonpack.toml").write_text('[options]\ntriton = "24.10"\n')
+    res = run_cli("scan", model)
+    assert first_line(res.stderr) == (
+        "  target  Triton 24.10 (Python 3.10, linux-64): from tritonpack.toml")
+
+
+@pytest.mark.parametrize("command", ["pack", "lock", "scan", "verify", "check"])
+def test_help_states_the_default_release_as_it_is(command: str) -> None:
+    res = run_cli(command, "--help")
+    text = " ".join(res.stdout.split())
+    assert ("Default: [options] triton in tritonpack.toml, else the release tritonpack.lock was "
+            f"made for, else the newest known ({NEWEST}; see `tritonpack targets`).") in text
+
+
+# --- verify of something that is not packed: a usage error before any server ----------------
+
+def test_verify_of_an_unpacked_model_is_a_usage_error(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    res = run_cli("verify", model)
+    assert res.exit_code == ExitCode.USAGE == 2
+    assert error_line(res.stderr) == (
+        f"error: plain_numpy is not packed: {model}/config.pbtxt has no EXECUTION_ENV_PATH, so "
+        "there is nothing to verify")
+    assert f"hint: pack it first: tritonpack {model} --verify" in res.stderr
+    assert "starting tritonserver" not in res.stderr
+
+
+def test_inspect_of_an_unpacked_model_dir_is_a_usage_error(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    res = run_cli("inspect", model)
+    assert res.exit_code == ExitCode.USAGE
+    assert error_line(res.stderr) == (
+        f"error: plain_numpy is a model dir, not an environment, and is not packed: "
+        f"{model}/config.pbtxt has no EXECUTION_ENV_PATH to inspect")
+
+
+# --- what a pass proves ---------------------------------------------------------------------
+
+def test_proof_says_which_server_stood_in_for_which_target() -> None:
+    book = load()
+    t2610, t2410 = resolve_target(book, "26.10"), resolve_target(book, "24.10")
+    local = proof("local", "24.10", t2610, None)
+    assert local.statement == "local 24.10 server standing in for target 26.10"
+    assert not local.own_image
+    assert local.not_covered[0] == (
+        f"the target image's libstdc++ (GLIBCXX {t2610.glibcxx}) and glibc ({t2610.glibc}): "
+        "checked from the ELF symbol versions, not run")
+    assert local.not_covered[2] == (
+        "the Python backend of 26.10 itself: the stub that ran was 24.10's")
+    same = proof("local", "24.10", t2410, None)
+    assert same.statement == "local 24.10 server standing in for target 24.10's image"
+    own = proof("docker", "26.10", t2610, t2610.image)
+    assert (own.statement, own.not_covered) == (
+        f"the target's own image {t2610.image} (Triton 26.10)", ())
+    other = proof("docker", "26.10", t2610, "my/triton:1")
+    assert other.statement == "image my/triton:1 (--image) standing in for target 26.10's image"
+
+
+def _responses(*values: int) -> list[dict[str, Output]]:
+    return [{"OUT": Output("OUT", "INT32", (1,), np.array([v], dtype=np.int32))}
+            for v in values]
+
+
+def test_expect_compares_every_response_of_a_stream(tmp_path: Path) -> None:
+    one = tmp_path / "one.json"
+    one.write_text('{"OUT": [3]}')
+    assert compare_all(_responses(3, 3, 3), one) == []
+    assert compare_all(_responses(3, 3, 4), one) == [
+        "response 3 of 3: output OUT: [4] differs from the expected [3]"]
+    listed = tmp_path / "listed.json"
+    listed.write_text('[{"OUT": [1]}, {"OUT": [2]}]')
+    check_request_file(listed, "--expect")
+    assert compare_all(_responses(1, 2), listed) == []
+    assert compare_all(_responses(1, 5), listed) == [
+        "response 2 of 2: output OUT: [5] differs from the expected [2]"]
+    assert compare_all(_responses(1, 2, 3), listed) == ["3 responses, --expect lists 2"]
+    assert compare_all([], listed) == ["no response to compare with --expect"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("[]", "--expect {path}: an empty list: no response to compare"),
+    ('[{"OUT": [1]}, 2]', "--expect {path}: entry 2 is a JSON number, not an object of outputs "
+     "by name"),
+])
+def test_a_bad_expect_list_is_a_usage_error(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "expect.json"
+    path.write_text(content)
+    with pytest.raises(RequestFileError) as err:
+        check_request_file(path, "--expect")
+    assert (err.value.exit_code, err.value.message) == (
+        ExitCode.USAGE, message.replace("{path}", str(path)))
+
+
+@pytest.mark.parametrize(("error", "cause"), [
+    ('Get "https://nvcr.io/v2/": dial tcp: lookup nvcr.io on 127.0.0.11:53: no such host',
+     "lookup nvcr.io: no such host"),
+    ("failed to resolve source metadata: lookup nvcr.io: no such host",
+     "lookup nvcr.io: no such host"),
+    ("pull access denied for tritonpack-test/nope, repository does not exist or may require "
+     "'docker login': denied", "pull access denied for tritonpack-test/nope"),
+    ("something else\nand more", "something else"),
+    ("", ""),
+])
+def test_a_failed_image_build_names_its_cause(error: str, cause: str) -> None:
+    assert build_cause(error) == cause
+
+
+# --- slow: a real lock and a real pack ------------------------------------------------------
+
+@pytest.mark.slow
+def test_verify_the_runtime_cannot_run_is_refused_before_anything_is_written(
+        model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    before = snapshot(model)
+    res = run_cli(model, "--offline", "--verify")
+    assert res.exit_code == ExitCode.RUNTIME == 13
+    assert first_line(res.stderr) == DEFAULT_LINE
+    assert re.fullmatch(
+        r"error: the local runtime is Triton 24\.10, whose Python backend needs numpy<2; the lock "
+        r"for Triton 26\.10 pins numpy 2\.[0-9.]+: it cannot run this target, so nothing was "
+        r"written", error_line(res.stderr)), res.stderr
+    assert "hint: verify in the target's image (--runtime docker), or pack for --triton 24.10 " \
+        "to verify here" in res.stderr
+    assert snapshot(model) == before and sorted(p.name for p in model.iterdir()) == [
+        "1", "config.pbtxt"]
+
+
+@pytest.mark.slow
+def test_a_misnamed_model_dir_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    model = tmp_path / "renamed"
+    shutil.copytree(MODELS / "plain_numpy", model)
+    before = snapshot(model)
+    res = run_cli(model, "--triton", "24.10", "--offline", "--verify")
+    assert res.exit_code == ExitCode.MODEL
+    assert error_line(res.stderr) == (
+        "error: config.pbtxt names the model 'plain_numpy' but its directory is 'renamed': "
+        "Triton loads it only from a directory named 'plain_numpy' (directory name must equal "
+        "model name); nothing was written")
+    assert snapshot(model) == before
+
+
+@pytest.mark.slow
+def test_the_lock_is_named_as_the_target_source(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    assert res.exit_code == 0, res.stderr
+    assert "  target  Triton 24.10, Python 3.10." in res.stdout and "(from --triton)" in res.stdout
+    res = run_cli("scan", model)
+    assert first_line(res.stderr) == (
+        "  target  Triton 24.10 (Python 3.10, linux-64): from tritonpack.lock")
+    res = run_cli("lock", model, "--json", "--offline")
+    assert json.loads(res.stdout)["target_from"] == "tritonpack.lock"
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_the_report_says_what_it_proved_and_inspect_reads_the_model_dir(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    res = run_cli(model, "--triton", "24.10", "--offline", "--verify")
+    assert res.exit_code == 0, res.stderr
+    lines = res.stdout.splitlines()
+    head = next(line for line in lines if line.startswith("verified "))
+    assert head == ("verified plain_numpy: loads and answers (local 24.10 server standing in for "
+                    "target 24.10's image)")
+    gaps = [line for line in lines if line.startswith("  not covered  ")]
+    assert gaps[0] == ("  not covered  the target image's libstdc++ (GLIBCXX 3.4.30) and glibc "
+                       "(2.35): checked from the ELF symbol versions, not run")
+    res = run_cli("verify", model, "--json")
+    out = json.loads(res.stdout)
+    assert out["proof"]["statement"] == ("local 24.10 server standing in for target 24.10's "
+                                         "image")
+    assert (out["proof"]["target_image"], out["proof"]["server_release"]) == (False, "24.10")
+    assert len(out["proof"]["not_covered"]) == 3
+    res = run_cli("inspect", model)
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.splitlines()[0].startswith(
+        f"{model}/tritonpack-env.tar.gz: ok for Triton 24.10")
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_expect_on_a_decoupled_model_compares_every_response(tmp_path: Path) -> None:
+    model = tmp_path / "square_int32"
+    shutil.copytree(FIXTURES / "public" / "square_int32", model)
+    res = run_cli(model, "--triton", "24.10", "--offline", "--format", "dir", "-q")
+    assert res.exit_code == 0, res.stderr
+    inputs = tmp_path / "in.json"
+    inputs.write_text('{"IN": [3]}')
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text('[{"OUT": [3]}, {"OUT": [3]}, {"OUT": [3]}]')
+    bad.write_text('[{"OUT": [3]}, {"OUT": [3]}, {"OUT": [4]}]')
+    res = run_cli("verify", model, "--inputs", inputs, "--expect", good)
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.splitlines()[0].startswith(
+        "verified square_int32: loads and answers the expected values (")
+    assert f"  values       compared with --expect {good}: every response matches" in res.stdout
+    res = run_cli("verify", model, "--inputs", inputs, "--expect", bad)
+    assert res.exit_code == ExitCode.VERIFY_INFER
+    assert error_line(res.stderr) == (
+        "error: square_int32 answered wrongly: response 3 of 3: output OUT: [3] differs from "
+        "the expected [4]")
