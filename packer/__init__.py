@@ -15,6 +15,14 @@ and renders what they return)::
 from __future__ import annotations
 
 import sys
+
+if sys.argv[:1] == ["-m"] or sys.argv[0].rpartition("/")[2] == "tritonpack":
+    # the CLI's process (`python -m packer`, the console script): from its first instruction
+    # on, a Ctrl-C is one line and exit 130 (packer.core.signals), never a traceback
+    from .core.signals import exit_on_interrupt
+
+    exit_on_interrupt()
+
 from importlib import import_module
 from types import ModuleType
 from typing import TYPE_CHECKING, Any

@@ -258,7 +258,21 @@ def _sbom(ctx: Context, locked: LockResult, dest: Path, licenses: dict[str, str]
 def _commit(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch,
             value: str, sbom_file: tuple[Path, bytes] | None = None) -> tuple[bool, PatchResult]:
     """The lock, the environment, its record, its SBOM and config.pbtxt, together or not at
-    all (``journal``), SIGINT/SIGTERM held back from the journal to the end."""
+    all (``journal``), SIGINT/SIGTERM held back from the first new file to the end (a signal
+    between a new file's creation and its listing would leave it behind)."""
+    try:
+        with signals_held():
+            commit, written, changed = _prepare(ctx, locked, staged, plan, sbom_file)
+            commit.run()
+    except KeyboardInterrupt as exc:  # held through the commit, delivered after it; what it
+        raise AfterCommit(*exc.args) from exc  # says: what was committed (signals.interrupted)
+    return written, PatchResult(ctx.model.config_path, value, changed=changed)
+
+
+def _prepare(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch,
+             sbom_file: tuple[Path, bytes] | None) -> tuple[Commit, bool, bool]:
+    """Every new file written beside its destination, listed in one ``Commit``; on any
+    failure none is left."""
     commit = Commit(ctx.model.path)
     try:
         written = not locked.reused and needs_write(ctx.lock_path, locked.lock)
@@ -280,11 +294,5 @@ def _commit(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch
     except BaseException:
         commit.discard()
         raise
-    try:
-        with signals_held():
-            commit.run()
-    except KeyboardInterrupt as exc:  # held through the commit, delivered after it
-        raise AfterCommit(f"interrupted ({exc}) after the commit: the new environment, lock "
-                          "and config.pbtxt are all in place") from exc
-    return written, PatchResult(ctx.model.config_path, value, changed=changed)
+    return commit, written, changed
 

@@ -30,14 +30,28 @@ def run(out: Output, command: str, action: Callable[[CliReporter], Any],
         if not any(isinstance(f, _Redacting) for f in handler.filters):
             handler.addFilter(_Redacting())
     reporter = CliReporter(quiet=out.quiet or out.as_json)
-    signals.install()
+    signals.begin()
+    previous = signals.install()
     try:
-        result = action(reporter)
+        _render(out, command, _call(out, command, action, reporter), text, payload, exit_code)
+    finally:
+        signals.restore(previous)  # the caller's own (a test's), or the console's exit-now
+
+
+def _call(out: Output, command: str, action: Callable[[CliReporter], Any],
+          reporter: CliReporter) -> Any:
+    """``action``'s result; its failure as one message and an exit code. An interrupt says
+    what this run committed (``signals.interrupted``); from its return on, a second one exits
+    at once with the same line (nothing is being written any more)."""
+    try:
+        try:
+            return action(reporter)
+        finally:
+            signals.exit_on_interrupt()
     except TritonPackError as exc:
         fail(exc, out, command)
-    except KeyboardInterrupt as exc:  # AfterCommit: held back until a commit completed
-        click.echo(str(exc) if isinstance(exc, signals.AfterCommit)
-                   else "interrupted: nothing in the model directory was changed", err=True)
+    except KeyboardInterrupt as exc:
+        click.echo(signals.interrupted(exc), err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except OSError as exc:  # the cache's or the temp dir's file system said no
         refused = cache.cache_error(exc) if cache.under_cache(exc.filename) else \
@@ -47,6 +61,11 @@ def run(out: Output, command: str, action: Callable[[CliReporter], Any],
         fail(refused, out, command)
     except Exception as exc:  # a bug in tritonpack: say so, trace only on request
         bug(exc, out, command)
+
+
+def _render(out: Output, command: str, result: Any, text: Callable[[Any], str],
+            payload: Callable[[Any], dict[str, Any]],
+            exit_code: Callable[[Any], int] | None) -> None:
     if out.as_json:
         render.emit_json(command, payload(result))
     else:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .debris import tagged
+from .signals import signals_held
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
@@ -32,22 +33,30 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
 
 @contextlib.contextmanager
 def temp_beside(path: Path, *, directory: bool = False) -> Iterator[Path]:
-    """A temporary file or dir in ``path``'s directory, removed unless renamed into place."""
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=tagged(f".{path.name}."), suffix=".tmp",
-                                    dir=path.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=tagged(f".{path.name}."), suffix=".tmp",
-                                    dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
+    """A temporary file or dir in ``path``'s directory, removed unless renamed into place
+    (made with SIGINT/SIGTERM held: an interrupt between its creation and the ``try`` that
+    removes it would leave it behind)."""
+    tmp: Path | None = None
     try:
+        with signals_held():
+            tmp = _make_temp(path, directory)
         yield tmp
     finally:
-        if tmp.is_dir() and not tmp.is_symlink():
+        if tmp is None:
+            pass
+        elif tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists() or tmp.is_symlink():
             tmp.unlink()
+
+
+def _make_temp(path: Path, directory: bool) -> Path:
+    if directory:
+        return Path(tempfile.mkdtemp(prefix=tagged(f".{path.name}."), suffix=".tmp",
+                                     dir=path.parent))
+    fd, name = tempfile.mkstemp(prefix=tagged(f".{path.name}."), suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
 
 
 def replace_dir(src: Path, dest: Path) -> None:

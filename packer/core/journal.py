@@ -37,6 +37,7 @@ from typing import Any
 from .debris import RUN_ID, tagged
 from .errors import ConfigPatchError, PackError
 from .fsguard import read_regular
+from .signals import PACK_OUTPUTS, committed
 
 JOURNAL = ".tritonpack-journal.json"
 VERSION = 2
@@ -152,6 +153,7 @@ class Commit:
                     "finishes or rolls back the commit", detail=str(exc)) from exc
             _remove(journal)
             raise _failed(exc, "rolled back: the model directory is as it was") from exc
+        committed(self.model_dir, PACK_OUTPUTS)  # what an interrupt from now on says
         try:
             finish(self.steps)
         except OSError:

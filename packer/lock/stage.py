@@ -23,7 +23,7 @@ from ..core.fsguard import writable_file
 from ..core.outputs import output_errors
 from ..core.progress import NullReporter, Reporter, plural
 from ..core.redact import strip
-from ..core.signals import signals_held
+from ..core.signals import LOCK_OUTPUT, committed, signals_held
 from ..resolve.requirements import toml_key
 from ..resolve.target import torch_index
 from ..scan.declared import Declared
@@ -275,6 +275,8 @@ def write(ctx: Context, opts: Options, rep: Reporter, upgrade: bool = False) -> 
         new = make_lock(ctx, opts, rep)
     with signals_held(), output_errors(ctx.lock_path, LockError):
         written = write_lock(ctx.lock_path, new)
+        if written:
+            committed(ctx.model.path, LOCK_OUTPUT)
     rep.done("lock", f"{'wrote' if written else 'unchanged'} {ctx.lock_path.name}", 0.0)
     return LockResult(new, ctx.lock_path, written=written, reused=False, context=ctx)
 
