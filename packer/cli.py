@@ -72,19 +72,6 @@ class LazyGroup(click.Group):
         shown.format_commands(ctx, formatter)
 
 
-def _command_first(args: list[str], names: list[str]) -> list[str]:
-    """`tritonpack -q scan DIR` / `tritonpack --json check DIR`: options written before the
-    command (a habit from git and docker) belong to it; every option is the command's."""
-    if not args or not args[0].startswith("-") or args[0] in ("--help", "-h", "--version"):
-        return args
-    for i, word in enumerate(args):
-        if word == "--":
-            break
-        if word in names:
-            return [word, *args[:i], *args[i + 1:]]
-    return args
-
-
 class DefaultGroup(LazyGroup):
     """`tritonpack MODEL_DIR ...` means `tritonpack pack MODEL_DIR ...`."""
 
@@ -92,11 +79,39 @@ class DefaultGroup(LazyGroup):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         names = self.list_commands(ctx)
-        args = _command_first(args, names)
+        args = self._command_first(ctx, args, names)
         if args and args[0] not in names and args[0] not in ("--help", "-h", "--version"):
             self._refuse_unknown_command(ctx, args, names)
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def _command_first(self, ctx: click.Context, args: list[str], names: list[str]) -> list[str]:
+        """`tritonpack -q scan DIR` / `tritonpack --json check DIR`: options written before the
+        command (a habit from git and docker) belong to it; every option is the command's. A
+        command's name that is the value of the option before it (`--src lock`, a directory
+        named lock) is that value, not the command."""
+        if not args or not args[0].startswith("-") or args[0] in ("--help", "-h", "--version"):
+            return args
+        previous = ""
+        for i, word in enumerate(args):
+            if word == "--":
+                break
+            if word in names and not self._takes_value(ctx, previous, word):
+                return [word, *args[:i], *args[i + 1:]]
+            previous = word
+        return args
+
+    def _takes_value(self, ctx: click.Context, option: str, candidate: str) -> bool:
+        """Whether ``option`` takes a value: as the command ``candidate`` names declares it,
+        else (an option it does not have) as the default command does."""
+        if not option.startswith("-") or "=" in option:
+            return False
+        for name in dict.fromkeys((candidate, self.default_command)):
+            command = self.get_command(ctx, name)
+            for param in command.params if command else ():
+                if isinstance(param, click.Option) and option in param.opts:
+                    return not param.is_flag and not param.count
+        return False
 
     def _refuse_unknown_command(self, ctx: click.Context, args: list[str],
                                 names: list[str]) -> None:

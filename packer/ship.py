@@ -88,10 +88,10 @@ def pack_and_verify(path: Path, opts: Options, reporter: Reporter | None,
     from .verify.stage import verify
 
     wanted = request.verify or VerifyRequest()
-    require_extras(wanted.runtime)  # refused before packing, not after
     for given, option in ((wanted.inputs, "--inputs"), (wanted.expect, "--expect")):
-        if given is not None:
+        if given is not None:  # the user's input first: exit 2 whatever is installed
             check_request_file(given, option)
+    require_extras(wanted.runtime)  # refused before packing, not after
     packed = pack(path, opts, reporter, request)
     return packed, verify(path, opts, reporter, **wanted.arguments())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ from click.testing import CliRunner
 
 from packer.cli import main
 from packer.core.errors import ExitCode
+
+from . import schemas
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODELS = FIXTURES / "models"
@@ -79,7 +82,21 @@ def run_cli(*args: str | Path) -> Result:
     res = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
     if res.exit_code == ExitCode.INTERRUPTED and not _INTERRUPT_EXPECTED[0]:
         pytest.exit(f"interrupted: {res.stderr.strip()}", returncode=ExitCode.INTERRUPTED)
+    if "--json" in args:
+        _check_schema(res.stdout)
     return Result(res.exit_code, res.stdout, res.stderr)
+
+
+def _check_schema(stdout: str) -> None:
+    """Every --json output a test produces matches its documented schema (docs/schema/): the
+    slow and server tests' pack, lock and verify outputs included. A command with no schema
+    yet is left to tests/test_json_schema.py, which names the file to write."""
+    try:
+        payload = json.loads(stdout)
+    except ValueError:
+        return  # --help, or a test about output that is not JSON: asserted there
+    if isinstance(payload, dict) and schemas.has_schema(payload):
+        schemas.validate(payload)
 
 
 def snapshot(path: Path) -> dict[str, bytes]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from packer.verify.diagnose import diagnose, excerpt
+from packer.verify.diagnose import diagnose, excerpt, last_error
 
 from .conftest import FIXTURES
 
@@ -73,3 +73,17 @@ def test_excerpt_shows_a_repeated_message_once() -> None:
     shown = excerpt(log).splitlines()
     assert len(shown) == 1
     assert "'/models/weights.bin'" in shown[0]
+
+
+def test_a_load_failure_no_row_knows_quotes_the_servers_last_error() -> None:
+    """verify's "X did not load" carries this when the table has no sentence (it said only
+    "tritonpack_probe did not load" under load, which told nobody why)."""
+    log = ("E1126 03:33:40.000000 1234 model_lifecycle.cc:642] \"an earlier error\"\n"
+           "E1126 03:33:41.520155 1234 model_lifecycle.cc:642] \"failed to load "
+           "'tritonpack_probe' version 1: Internal: Stub process is unhealthy\"\n"
+           "I1126 03:33:41.600000 1234 server.cc:1] still serving\n")
+    assert diagnose(log) == ""
+    assert last_error(log) == ("failed to load 'tritonpack_probe' version 1: Internal: Stub "
+                               "process is unhealthy")
+    assert last_error("I1126 03:33:41.000000 1234 server.cc:1] fine\n") == ""
+    assert last_error("E1126 03:33:41.000000 1234 x.cc:1] " + "y" * 400).endswith("y...")

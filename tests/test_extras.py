@@ -63,6 +63,19 @@ def test_missing_extra_is_named(tmp_path: Path, blocked: str, args: tuple[str, .
     assert snapshot(repo) == before
 
 
+@pytest.mark.parametrize("args", [("verify", "{model}"), ("{model}", "--verify")])
+def test_a_bad_request_file_is_refused_before_the_missing_extra(tmp_path: Path,
+                                                                args: tuple[str, ...]) -> None:
+    """The user's input is checked first: a bad --inputs is exit 2, named, with no extra
+    installed (it was exit 13, "install the verify extra", which hid the user's mistake)."""
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "plain_numpy")
+    bad = FIXTURES / "bad_requests" / "not_json.json"
+    res = _run("tritonclient,grpc,pytriton,docker",
+               *(a.format(model=model) for a in args), "--inputs", str(bad))
+    assert (res.returncode, res.stderr.splitlines()[0]) == (
+        ExitCode.USAGE, f"error: --inputs {bad}:1:1: not JSON: Expecting value")
+
+
 def test_core_commands_run_without_the_extras() -> None:
     """scan reads config.pbtxt and the model with tritonclient, grpc, numpy and docker gone."""
     res = _run("tritonclient,grpc,numpy,docker,pytriton", "scan", "examples/numpy_model")

@@ -125,6 +125,18 @@ def test_options_before_the_command_are_the_commands(args: tuple[str, ...]) -> N
         assert "requirements: numpy" in res.stdout
 
 
+def test_an_options_value_named_like_a_command_is_the_value(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tritonpack --src check scan DIR`: `check` is --src's directory, not the command (it was
+    taken as `tritonpack check --src scan DIR`)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "check").mkdir()
+    example = FIXTURES.parent.parent / "examples" / "numpy_model"
+    res = run_cli("--src", "check", "scan", example, "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["command"] == "scan"
+
+
 def test_check_of_the_current_dir_names_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(FIXTURES / "models" / "plain_numpy")
     out = json.loads(run_cli("check", ".", "--json").stdout)

@@ -6,14 +6,16 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from packer.core.errors import ExitCode
+from packer.verify import runtime
+from packer.verify.local import LocalServer
 
 from .conftest import FIXTURES, copy_model, error_line, run_cli
 
@@ -43,22 +45,73 @@ def with_env(name: str, env: Path, dest: Path, *, drop: tuple[str, ...] = ()) ->
     return model
 
 
-def leftovers() -> set[str]:
-    tmp = {p.name for p in Path("/tmp").glob("python_env_*")}
-    shm = {p.name for p in Path("/dev/shm").glob("triton_python_backend_shm_region_*")}
-    return tmp | shm
+@dataclass
+class Started:
+    """The servers this test started, and the env dirs and shm regions their logs named."""
+
+    pids: list[int] = field(default_factory=list)
+    named: set[Path] = field(default_factory=set)
 
 
-def no_server_running() -> bool:
-    # this run's servers only: other runs on the machine verify in their own temp dirs
-    mine = os.path.join(tempfile.gettempdir(), "tritonpack-verify-")
-    out = subprocess.run(["pgrep", "-f", mine], capture_output=True, text=True)
-    return out.stdout.strip() == ""
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> Started:
+    """Watch the real LocalServer.stop (it still runs): other jobs on this machine run their
+    own tritonservers and make their own /tmp/python_env_* and /dev/shm regions, so a test
+    asserts only about what it started."""
+    seen = Started()
+    stop = LocalServer.stop
+
+    def watched(server: LocalServer) -> None:
+        stop(server)
+        log = server.log()
+        seen.pids.append(server.process.pid)
+        seen.named |= {Path(p) for p in runtime._ENV_DIRS.findall(log)}
+        seen.named |= {runtime.SHM / n for n in runtime._SHM.findall(log)}
+
+    monkeypatch.setattr(LocalServer, "stop", watched)
+    return seen
 
 
-def test_packed_model_loads_and_answers(env_310: Path, tmp_path: Path) -> None:
+def left_over(seen: Started) -> list[str]:
+    """What this test's servers left: a process of their groups (the stubs) still there after
+    a few seconds (a killed process is reaped by init in its own time), an env dir or shm
+    region their logs named."""
+    assert seen.pids, "the test started no server"
+    deadline = time.monotonic() + 10
+    alive = list(seen.pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _group_alive(pid)]
+        if alive:
+            time.sleep(0.2)
+    left = [f"process group {pid}: {_members(pid)}" for pid in alive]
+    return left + sorted(str(p) for p in seen.named if p.exists())
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _members(pgid: int) -> str:
+    """The group's processes as /proc shows them: pid, state, command."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, _, rest = text.rpartition(")")
+        fields = rest.split()
+        if len(fields) > 2 and fields[2] == str(pgid):
+            found.append(f"{stat.parent.name} {fields[0]} {name.partition('(')[2]}")
+    return ", ".join(found) or "(none listed)"
+
+
+def test_packed_model_loads_and_answers(env_310: Path, tmp_path: Path, started: Started) -> None:
     model = with_env("doubler", env_310, tmp_path)
-    before = leftovers()
     res = run_cli("verify", model, "--triton", "24.10", "--json",
                   "--inputs", VERIFY / "doubler.inputs.json",
                   "--expect", VERIFY / "doubler.expect.json")
@@ -70,7 +123,8 @@ def test_packed_model_loads_and_answers(env_310: Path, tmp_path: Path) -> None:
     assert Path(out["probe"]["prefix"]).resolve() == (model / "tritonpack-env").resolve()
     assert out["probe"]["imports"] == {"numpy": "ok"}
     assert out["python"].startswith("3.10.")
-    assert leftovers() <= before and no_server_running()
+    assert started.named, "the server's log named no shm region or env dir"
+    assert not left_over(started)
 
 
 def test_expect_mismatch_is_an_inference_failure(env_310: Path, tmp_path: Path) -> None:
@@ -116,9 +170,9 @@ def test_module_missing_from_the_environment(env_310: Path, tmp_path: Path) -> N
         "error: hidden_import did not load: module 'yaml' is missing from the environment")
 
 
-def test_never_ready_is_bounded_and_leaves_nothing(env_310: Path, tmp_path: Path) -> None:
+def test_never_ready_is_bounded_and_leaves_nothing(env_310: Path, tmp_path: Path,
+                                                   started: Started) -> None:
     model = with_env("never_ready", env_310, tmp_path)
-    before = leftovers()
     t0 = time.monotonic()
     res = run_cli("verify", model, "--triton", "24.10", "--timeout", "8")
     assert time.monotonic() - t0 < 45
@@ -126,7 +180,7 @@ def test_never_ready_is_bounded_and_leaves_nothing(env_310: Path, tmp_path: Path
     assert error_line(res.stderr) == (
         "error: never_ready did not load within 8s: the model did not become ready in time "
         "(load timeout)")
-    assert leftovers() <= before and no_server_running()
+    assert not left_over(started)
 
 
 @pytest.mark.parametrize(("drop", "message"), [
@@ -227,8 +281,8 @@ def test_made_up_image_is_a_plausible_one(env_310: Path, tmp_path: Path) -> None
     assert json.loads(res.stdout)["inputs"] == "made up from the config"
 
 
-def test_a_stub_that_dies_in_execute_is_an_inference_failure(env_310: Path,
-                                                             tmp_path: Path) -> None:
+def test_a_stub_that_dies_in_execute_is_an_inference_failure(env_310: Path, tmp_path: Path,
+                                                             started: Started) -> None:
     model = with_env("crash_execute", env_310, tmp_path)
     res = run_cli("verify", model, "--triton", "24.10", "--timeout", "30")
     assert res.exit_code == ExitCode.VERIFY_INFER
@@ -236,7 +290,7 @@ def test_a_stub_that_dies_in_execute_is_an_inference_failure(env_310: Path,
         "error: crash_execute loaded but inference failed: the Python backend stub "
         "crash_execute_0 died (the model's code exited or crashed: os._exit, a segfault, or out "
         "of memory)")
-    assert no_server_running()
+    assert not left_over(started)
 
 
 def test_a_name_error_in_execute_is_a_bug_of_the_model(env_310: Path, tmp_path: Path) -> None:

@@ -153,6 +153,15 @@ def execute_raised(message: str) -> str:
     return f"{m.group('type')}: {m.group('what').strip()}" if m else ""
 
 
+def last_error(log: str, limit: int = 300) -> str:
+    """The server's last error line, without glog's prefix: the cause to quote when no row of
+    the table knows it (a bare "did not load" told a user, and a flaky test, nothing)."""
+    errors = [_GLOG.sub("", ln).strip().strip('"') for ln in log.splitlines()
+              if _GLOG.match(ln) and ln.startswith("E")]
+    last = next((e for e in reversed(errors) if e), "")
+    return last if len(last) <= limit else last[:limit - 3] + "..."
+
+
 def excerpt(log: str, lines: int = 15) -> str:
     """The lines of a server log that matter: errors first, else the tail; a message the server
     repeats (one per instance, then again per load attempt) is shown once."""

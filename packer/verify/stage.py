@@ -34,7 +34,7 @@ from ..scan.model import TOKEN, read_config
 from . import kinds, samples, tensors
 from .callees import closure
 from .client import Client, HttpError
-from .diagnose import diagnose, excerpt, execute_raised
+from .diagnose import diagnose, excerpt, execute_raised, last_error
 from .docker import SHM_DEFAULT, DockerRuntime
 from .extras import require
 from .fits import Proof, before_write, numpy_refusal, proof
@@ -49,9 +49,6 @@ from .runtime import TRITON_TMP, Runtime, Server
 
 if TYPE_CHECKING:  # made by the CLI or the caller; verify only passes them on
     from ..settings import Options
-
-RUNTIMES = ("local", "docker")
-
 
 @dataclass(frozen=True)
 class DockerOptions:
@@ -157,13 +154,15 @@ def _bug(text: str, ctx: Context) -> ModelBugError | None:
                          detail=text) if why else None
 
 
-def _fail_load(message: str, server: Server | None, ctx: Context,
+def _fail_load(message: str, server: Server | None, ctx: Context, said: str = "",
                **kw: Any) -> TritonPackError:
+    """A load failure with its cause: a bug in model.py, else the table's sentence, else what
+    the server answered (``said``), else its last error line; never the bare "did not load"."""
     log = server.log() if server else ""
     bug = _bug(log, ctx)
     if bug is not None:
         return bug
-    why = diagnose(log, ctx.requirements, **kw)
+    why = diagnose(log, ctx.requirements, **kw) or said.strip() or last_error(log)
     return VerifyLoadError(f"{message}: {why}" if why else message,
                            hint="the server log excerpt follows with --verbose",
                            detail=excerpt(log) if log else None)
@@ -324,6 +323,20 @@ def _ask(client: GrpcModel, server: Server, ctx: Context, plan: Plan, arrays: di
     return _Answer(responses, latency, list(dict.fromkeys(warnings)), notes)
 
 
+@dataclass(frozen=True)
+class _Served:
+    """What a run serves, judged without a server: the model (or ensemble), the models it
+    calls, the environment that passed the static checks and the Python its stub needs."""
+
+    ctx: Context
+    target: Path
+    callees: tuple[Path, ...]
+    env: Path
+    python: str
+    numpy: str | None
+    completes_config: bool  # config.pbtxt declares inputs and outputs: no auto-complete
+
+
 def verify(
     path: Path,
     opts: Options,
@@ -336,12 +349,22 @@ def verify(
     docker: DockerOptions | None = None,
     with_models: tuple[str, ...] = (),
 ) -> VerifyReport:
+    """Judge the environment, then serve the model and ask it. The user's request files are
+    checked first (a bad one is exit 2 whatever is installed), then the runtime's extra."""
     rep = reporter or NullReporter()
-    require(runtime)
     for given, option in ((inputs, "--inputs"), (expect, "--expect")):
         if given is not None:
             check_request_file(given, option)
+    require(runtime)
+    served = _judge(path, opts, rep, with_models)
     dopts = docker or DockerOptions()
+    engine = make_runtime(runtime, served.ctx, dopts)
+    _runtime_fits(engine, served.numpy, served.ctx)
+    return _serve(served, engine, dopts, rep, inputs, expect, timeout, with_models)
+
+
+def _judge(path: Path, opts: Options, rep: Reporter, with_models: tuple[str, ...]) -> _Served:
+    """The static half of verify: callees found, scan and resolve, the environment checked."""
     target = path.resolve()
     callees, missing = closure(target, with_models) if is_ensemble(target) else ([], [])
     if missing:
@@ -363,78 +386,98 @@ def verify(
         errors = checked.errors()
         raise VerifyLoadError(f"{env.name}: {errors[0]}", hint="re-pack with tritonpack MODEL_DIR",
                               detail="\n".join(errors))
-    python = checked.python or ctx.target.python
-    name = target.name
     _, config = read_config(target / "config.pbtxt")
-    engine = make_runtime(runtime, ctx, dopts)
-    _runtime_fits(engine, checked.numpy, ctx)
+    return _Served(ctx, target, tuple(callees), env, checked.python or ctx.target.python,
+                   checked.numpy, len(config.input) > 0 and len(config.output) > 0)
+
+
+def _layout(repo: Path, served: _Served, engine: Runtime, dopts: DockerOptions) -> list[str]:
+    """The repository the server loads: the model, its callees and the probe; the notes."""
+    notes = []
+    cpu = not _gpu_here(engine, dopts)
+    for model in (served.target, *served.callees):
+        if place(repo, model, cpu=cpu):
+            notes.append(f"{model.name} asks for KIND_GPU and this machine has no GPU: a copy "
+                         "ran with KIND_CPU (--runtime docker --gpus keeps the config)")
+        shared_env = served.env if model == served.ctx.model.path else shared_env_of(model)
+        if shared_env is not None and shared_env.exists():
+            link_shared_env(repo, model, shared_env)
+    write_probe(repo, served.env, probe_modules(served.ctx))
+    return notes
+
+
+def _serve(served: _Served, engine: Runtime, dopts: DockerOptions, rep: Reporter,
+           inputs: Path | None, expect: Path | None, timeout: float,
+           with_models: tuple[str, ...]) -> VerifyReport:
+    """Start a server in a temp dir, load the probe, the callees and the model, ask it; the
+    server is stopped and the temp dir removed whatever happens."""
+    ctx, name = served.ctx, served.target.name
     sweep(Path(tempfile.gettempdir()), ["tritonpack-verify-"])  # left by a killed verify
     server: Server | None = None
-    notes: list[str] = list(ctx.model.notes)
     work = Path(tempfile.mkdtemp(prefix=tagged("tritonpack-verify-")))
     try:
         repo = work / "repo"
         repo.mkdir()
-        cpu = not _gpu_here(engine, dopts)
-        for model in (target, *callees):
-            if place(repo, model, cpu=cpu):
-                notes.append(f"{model.name} asks for KIND_GPU and this machine has no GPU: a copy "
-                             "ran with KIND_CPU (--runtime docker --gpus keeps the config)")
-            shared_env = env if model == ctx.model.path else shared_env_of(model)
-            if shared_env is not None and shared_env.exists():
-                link_shared_env(repo, model, shared_env)
-        write_probe(repo, env, probe_modules(ctx))
-        complete = len(config.input) > 0 and len(config.output) > 0
+        notes = [*ctx.model.notes, *_layout(repo, served, engine, dopts)]
         t0 = time.monotonic()
-        rep.start("verify", f"starting tritonserver ({engine.name}, Python {python} stub)")
-        server = engine.start(repo, python, work, complete_config=complete)
+        rep.start("verify", f"starting tritonserver ({engine.name}, Python {served.python} stub)")
+        server = engine.start(repo, served.python, work, complete_config=served.completes_config)
         client = Client(server.url, timeout=timeout)
         if not client.wait_live(t0 + timeout, server.alive):
             raise _fail_load("tritonserver did not start", server, ctx)
         rep.start("verify", f"loading {name} and the probe")
         _load(client, server, PROBE_NAME, ctx, timeout)
-        probe = _probe(client, server, ctx, env)
-        for callee in reversed(callees):  # the deepest first
+        probe = _probe(client, server, ctx, served.env)
+        for callee in reversed(served.callees):  # the deepest first
             _load(client, server, callee.name, ctx, timeout)
         _load(client, server, name, ctx, timeout)
         ready = time.monotonic() - t0
         rep.done("load", f"{name} READY in {ready:.1f}s on {probe['prefix']}", ready)
-        try:
-            server_config = client.config(name)
-            plan = kinds.plan(server_config)
-        except (HttpError, OSError) as exc:
-            raise VerifyInferError(f"{name} is READY but its config could not be read: "
-                                   f"{exc}", detail=excerpt(server.log())) from exc
-        if expect is not None:
-            samples.check_expected_names(expect, plan)
-        first = next(iter(with_models), callees[0].name if callees else None)
-        request = samples.choose(plan, server_config, target, inputs,
-                                 lambda: synthesise(plan, callee=first))
-        arrays = request.arrays
-        grpc = GrpcModel(server.grpc_url, plan, timeout)
-        try:
-            answer = _ask(grpc, server, ctx, plan, arrays, expect, timeout,
-                          made_up=request.made_up)
-        finally:
-            grpc.close()
-        for line in answer.warnings:
-            rep.note(f"warning: {line}")
-        names = sorted({n for r in answer.responses for n in r})
-        rep.done("infer", f"{plan.kind()}: {plural(len(answer.responses), 'response')}, outputs "
-                 f"{', '.join(names) or 'none'} in {answer.latency_ms:.0f} ms",
-                 answer.latency_ms / 1000)
-        return VerifyReport(
-            model=name, runtime=engine.name, env=str(env), python=str(probe["python"]),
-            ready_seconds=ready, first_inference_ms=answer.latency_ms, probe=probe,
-            outputs=names, warnings=tuple(answer.warnings), kind=plan.kind(),
-            responses=len(answer.responses), notes=tuple(notes + answer.notes),
-            callees=tuple(c.name for c in callees), inputs=request.source,
-            compared=expect is not None, expected=str(expect) if expect else None,
-            proof=proof(engine.name, engine.release, ctx.target,
-                        (dopts.image or ctx.target.image) if engine.name == "docker" else None),
-        )
+        return _request(served, engine, dopts, server, client, rep, inputs, expect, timeout,
+                        with_models, probe=probe, ready=ready, notes=notes)
     finally:
         with signals_held():  # a second Ctrl-C or SIGTERM does not cut the cleanup short
             if server is not None:
                 server.stop()
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _request(served: _Served, engine: Runtime, dopts: DockerOptions, server: Server,
+             client: Client, rep: Reporter, inputs: Path | None, expect: Path | None, timeout: float,
+             with_models: tuple[str, ...], *, probe: dict[str, Any], ready: float,
+             notes: list[str]) -> VerifyReport:
+    """The loaded model's inference, as its kind needs, and the report."""
+    ctx, name, callees = served.ctx, served.target.name, served.callees
+    try:
+        server_config = client.config(name)
+        plan = kinds.plan(server_config)
+    except (HttpError, OSError) as exc:
+        raise VerifyInferError(f"{name} is READY but its config could not be read: "
+                               f"{exc}", detail=excerpt(server.log())) from exc
+    if expect is not None:
+        samples.check_expected_names(expect, plan)
+    first = next(iter(with_models), callees[0].name if callees else None)
+    request = samples.choose(plan, server_config, served.target, inputs,
+                             lambda: synthesise(plan, callee=first))
+    grpc = GrpcModel(server.grpc_url, plan, timeout)
+    try:
+        answer = _ask(grpc, server, ctx, plan, request.arrays, expect, timeout,
+                      made_up=request.made_up)
+    finally:
+        grpc.close()
+    for line in answer.warnings:
+        rep.note(f"warning: {line}")
+    names = sorted({n for r in answer.responses for n in r})
+    rep.done("infer", f"{plan.kind()}: {plural(len(answer.responses), 'response')}, outputs "
+             f"{', '.join(names) or 'none'} in {answer.latency_ms:.0f} ms",
+             answer.latency_ms / 1000)
+    return VerifyReport(
+        model=name, runtime=engine.name, env=str(served.env), python=str(probe["python"]),
+        ready_seconds=ready, first_inference_ms=answer.latency_ms, probe=probe,
+        outputs=names, warnings=tuple(answer.warnings), kind=plan.kind(),
+        responses=len(answer.responses), notes=tuple(notes + answer.notes),
+        callees=tuple(c.name for c in callees), inputs=request.source,
+        compared=expect is not None, expected=str(expect) if expect else None,
+        proof=proof(engine.name, engine.release, ctx.target,
+                    (dopts.image or ctx.target.image) if engine.name == "docker" else None),
+    )
