@@ -25,12 +25,17 @@ _LEAKY = ("PIP_", "UV_", "CONDA_", "VIRTUAL_ENV", "PYTHONPATH")
 
 
 @pytest.fixture(scope="session")
-def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One tritonpack cache for the whole run (local channels take ~10 s each to make)."""
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One tritonpack cache for the whole run (local channels take ~10 s each to make),
+    removed when the run ends, failed or not: it is the largest thing a run writes and no
+    failure is read from it (``TRITONPACK_TEST_CACHE`` names one to keep between runs)."""
     shared = os.environ.get("TRITONPACK_TEST_CACHE")
     if shared:
-        return Path(shared)
-    return tmp_path_factory.mktemp("tritonpack-cache")
+        yield Path(shared)
+        return
+    cache = tmp_path_factory.mktemp("tritonpack-cache")
+    yield cache
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
