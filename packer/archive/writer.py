@@ -26,13 +26,13 @@ from typing import Any, BinaryIO
 from ..core.cachehome import reuse
 from ..core.errors import PackError
 from ..core.fsguard import not_regular
+from ..core.reproducible import normalised
 from ..core.storefile import open_entry, real_dir
 from ..resolve.target import Target
 from .fs import check_entries, escapes_dir
 from .targz import BLOCK, IDENTITY, ParallelGzipWriter
 
 DEFAULT_LEVEL = 4  # the knee measured by bench/: level 6 took 2.2x longer for 3.6 % less
-EPOCH = 315532800  # 1980-01-01: every entry's mtime (bytecode is pruned or hash-checked)
 STAMP = "tritonpack.json"  # the archive's first entry: which lock it was packed from
 
 
@@ -101,21 +101,16 @@ def read_stamp(env: Path) -> dict[str, Any] | None:
 def _tarinfo(root: Path, path: Path) -> tarfile.TarInfo:
     st = path.lstat()
     info = tarfile.TarInfo(path.relative_to(root).as_posix())
-    info.mtime = EPOCH  # fixed: the same lock gives the same bytes
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
+    info.mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
         info.linkname = os.readlink(path)
-        info.mode = 0o777
     elif stat.S_ISDIR(st.st_mode):
         info.type = tarfile.DIRTYPE
-        info.mode = 0o755
     else:
         info.type = tarfile.REGTYPE
         info.size = st.st_size
-        info.mode = 0o755 if st.st_mode & 0o111 else 0o644
-    return info
+    return normalised(info)  # fixed time, owner and modes: the same lock gives the same bytes
 
 
 def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,

@@ -39,6 +39,7 @@ from ..core.errors import RemoteCacheError, RemoteIntegrityError
 from ..core.integrity import manifest as file_manifest
 from ..core.progress import Reporter
 from ..core.redact import redact
+from ..core.reproducible import anonymous
 from ..core.storefile import open_entry
 from ..envcheck.inspect import first_unsafe_entry
 
@@ -213,14 +214,6 @@ def _check(resp: Any, ref: RemoteRef, what: str) -> None:
     raise RemoteCacheError(f"registry {ref.registry}: {what} failed (HTTP {resp.status_code})")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # -- pull ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -391,14 +384,9 @@ def _same_fs(a: Path, b: Path) -> bool:
 
 def _tar_dir(root: Path, dest: Path) -> None:
     """A plain, sorted tar of a directory env (gzip would only re-compress its .so files)."""
-    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info
-
     with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(root.rglob("*")):
-            tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False, filter=clean)
+            tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False, filter=anonymous)
 
 
 # -- what the last run did, for `tritonpack cache info` ----------------------------------------

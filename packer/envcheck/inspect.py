@@ -190,10 +190,32 @@ def _vstr(v: tuple[int, ...]) -> str:
     return ".".join(map(str, v))
 
 
+def _refused(why: str) -> str:
+    """The one sentence for an entry Triton refuses at load."""
+    return f"unsafe entry: {why} (Triton 26.06+ refuses it)"
+
+
+Newest = tuple[tuple[int, ...], str] | None  # a symbol version and the file that needs it
+
+
+@dataclass
+class _Seen:
+    """What one read of an environment's entries found."""
+
+    names: set[str] = field(default_factory=set)
+    findings: list[Finding] = field(default_factory=list)
+    python: str | None = None
+    numpy: str | None = None
+    has_numpy: bool = False
+    glibc: Newest = None
+    glibcxx: Newest = None
+    count: int = 0
+
+
 def inspect_env(path: Path, target: Target) -> InspectReport:
-    """Read an environment once and report everything Triton and the image would object to."""
+    """Read an environment once and report everything Triton and the image would object to:
+    the entries are read (``_read``), then judged against the target (``_judge``)."""
     path = Path(path)
-    findings: list[Finding] = []
     if not path.exists():
         raise PackError(f"{path}: no such file or directory")
     if path.is_dir():
@@ -207,58 +229,69 @@ def inspect_env(path: Path, target: Target) -> InspectReport:
             return InspectReport(path, "unknown", 0, None, None, None, None, (Finding(
                 "error", f"{path.name} is not gzip'd: Triton reads gzip'd tar archives only"),))
         fmt, source = "tar.gz", _tar_entries(path)
+    seen = _read(path, fmt, source)
+    numpy_version = seen.numpy if seen.has_numpy else None
+    return InspectReport(
+        path, fmt, seen.count, seen.python, numpy_version,
+        f"{_vstr(seen.glibc[0])} ({seen.glibc[1]})" if seen.glibc else None,
+        f"{_vstr(seen.glibcxx[0])} ({seen.glibcxx[1]})" if seen.glibcxx else None,
+        tuple(seen.findings + _judge(seen, numpy_version, target)),
+    )
 
-    names: set[str] = set()
-    python = numpy_version = None
-    has_numpy = False
-    glibc: tuple[tuple[int, ...], str] | None = None
-    glibcxx: tuple[tuple[int, ...], str] | None = None
-    count = 0
+
+def _read(path: Path, fmt: str, source: Iterator[Entry]) -> _Seen:
+    """Every entry once: unsafe ones (replayed through the archive's file system), the Python,
+    numpy, and the newest GLIBC/GLIBCXX any ELF file needs."""
+    seen = _Seen()
     fs = ArchiveFS()
     try:
         for e in source:
-            count += 1
+            seen.count += 1
             name = e.name.removeprefix("./")
-            names.add(name)
+            seen.names.add(name)
             if (why := _unsafe(e, fs)) is not None:
-                findings.append(Finding("error", f"unsafe entry: {why} (Triton 26.06+ refuses it)"))
+                seen.findings.append(Finding("error", _refused(why)))
             elif fmt == "dir" and e.kind == "symlink" and escapes_dir(path, path / name):
-                findings.append(Finding("error", f"unsafe entry: symlink {name} -> {e.link} "
-                                                 "really leaves the environment"))
+                seen.findings.append(Finding("error", f"unsafe entry: symlink {name} -> {e.link} "
+                                                      "really leaves the environment"))
             if e.read_error:
-                findings.append(Finding("error", f"cannot read ELF file {name}: {e.read_error}"))
+                seen.findings.append(Finding("error", f"cannot read ELF file {name}: {e.read_error}"))
             if m := _LIBPY.match(name):
-                python = m.group(1)
+                seen.python = m.group(1)
             elif m := _NUMPY_META.match(name):
-                numpy_version = m.group(1)
+                seen.numpy = m.group(1)
             elif _NUMPY_PKG.match(name):
-                has_numpy = True
+                seen.has_numpy = True
             if e.needs:
-                for fam, cur in (("GLIBC", glibc), ("GLIBCXX", glibcxx)):
-                    v = newest(e.needs, fam)
-                    if v is not None and (cur is None or v > cur[0]):
-                        if fam == "GLIBC":
-                            glibc = (v, name)
-                        else:
-                            glibcxx = (v, name)
+                seen.glibc = _newer(e.needs, "GLIBC", seen.glibc, name)
+                seen.glibcxx = _newer(e.needs, "GLIBCXX", seen.glibcxx, name)
     except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
-        findings.append(Finding("error", f"{path.name} is truncated or corrupted: {exc}"))
-    findings += [Finding("error", f"unsafe entry: {why} (Triton 26.06+ refuses it)")
-                 for why in fs.final_escapes()
-                 if f"unsafe entry: {why} (Triton 26.06+ refuses it)" not in
-                 {f.message for f in findings}]
-    numpy_version = numpy_version if has_numpy else None
+        seen.findings.append(Finding("error", f"{path.name} is truncated or corrupted: {exc}"))
+    said = {f.message for f in seen.findings}
+    seen.findings += [Finding("error", _refused(why)) for why in fs.final_escapes()
+                      if _refused(why) not in said]
+    return seen
 
-    if "bin/python3" not in names or python is None:
-        missing = "bin/python3" if "bin/python3" not in names else "lib/libpython3.X.so.1.0"
+
+def _newer(needs: frozenset[str], family: str, current: Newest, name: str) -> Newest:
+    version = newest(needs, family)
+    return (version, name) if version is not None and (
+        current is None or version > current[0]) else current
+
+
+def _judge(seen: _Seen, numpy_version: str | None, target: Target) -> list[Finding]:
+    """What the target's stub and image would object to in what was read."""
+    findings = []
+    if "bin/python3" not in seen.names or seen.python is None:
+        missing = "bin/python3" if "bin/python3" not in seen.names else "lib/libpython3.X.so.1.0"
         findings.append(Finding("error", f"the environment has no {missing}: Triton would "
                                          "silently run the model on its own Python"))
-    elif python != target.python:
+    elif seen.python != target.python:
         findings.append(Finding("error", f"Python version mismatch: the environment has Python "
-                                         f"{python}, the Triton {target.release} stub is built "
-                                         f"for {target.python} (the stub would hang or fail to "
-                                         "load)"))
-    if "bin/activate" not in names:
+                                         f"{seen.python}, the Triton {target.release} stub is "
+                                         f"built for {target.python} (the stub would hang or "
+                                         "fail to load)"))
+    if "bin/activate" not in seen.names:
         findings.append(Finding("error", "the environment has no bin/activate (Triton before "
                                          "25.08 sources it)"))
     if numpy_version is None:
@@ -272,21 +305,15 @@ def inspect_env(path: Path, target: Target) -> InspectReport:
                                                  "would fail"))
         except (InvalidVersion, InvalidSpecifier):
             findings.append(Finding("warning", f"cannot compare numpy {numpy_version}"))
-    checks: list[tuple[str, tuple[tuple[int, ...], str] | None, str]] = [
-        ("GLIBC", glibc, target.glibc), ("GLIBCXX", glibcxx, target.glibcxx)]
-    for fam, need, have in checks:
+    for fam, need, have in (("GLIBC", seen.glibc, target.glibc),
+                            ("GLIBCXX", seen.glibcxx, target.glibcxx)):
         if need is not None and need[0] > tuple(int(p) for p in have.split(".")):
             findings.append(Finding("error", f"{need[1]} needs {fam}_{_vstr(need[0])}; the "
                                              f"Triton {target.release} image has {fam}_{have}"))
-    if "lib/libstdc++.so.6" in names:
+    if "lib/libstdc++.so.6" in seen.names:
         findings.append(Finding("warning", "the environment ships lib/libstdc++.so.6: Triton puts "
                                            "the env's lib/ first, so it shadows the image's"))
-    return InspectReport(
-        path, fmt, count, python, numpy_version,
-        f"{_vstr(glibc[0])} ({glibc[1]})" if glibc else None,
-        f"{_vstr(glibcxx[0])} ({glibcxx[1]})" if glibcxx else None,
-        tuple(findings),
-    )
+    return findings
 
 
 def check_compatible(tree: Path, target: Target, allow: bool,

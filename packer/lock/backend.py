@@ -24,6 +24,7 @@ from ..core.cachehome import cache_dir
 from ..core.errors import BuildError, ResolveError, TritonPackError
 from ..core.fsguard import not_regular
 from ..core.redact import restore, strip
+from ..core.reproducible import SOURCE_DATE_EPOCH
 from ..resolve.target import Target, host_platform
 from .pychannel import find_python
 
@@ -31,7 +32,6 @@ DEFAULT_INDEX = "https://pypi.org/simple"
 # What an sdist build's CC and CXX name: no such program, so a compile fails with this name in it.
 NO_COMPILER = "tritonpack-no-compiler"
 # sdists that set no timestamps get this one (1980-01-01, the zip format's epoch)
-SOURCE_DATE_EPOCH = "315532800"
 
 
 # What the build's environment keeps of tritonpack's own: where programs are, the locale, and

