@@ -9,7 +9,10 @@ and renders what they return)::
     opts = packer.Options(triton="24.10")
     ctx = packer.prepare(Path("models/my_model"), opts)       # scan + resolve (no network)
     result = packer.package(Path("models/my_model"), opts)    # lock, build, pack, patch
-    report = packer.verify(Path("models/my_model"), opts)     # a real tritonserver
+    report = packer.verify_model(Path("models/my_model"), opts)   # a real tritonserver
+
+``packer.lock`` and ``packer.verify`` are the stage packages; their entry points are exported
+as ``lock_model`` and ``verify_model``, so a name means one thing.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ if sys.argv[:1] == ["-m"] or sys.argv[0].rpartition("/")[2] == "tritonpack":
     exit_on_interrupt()
 
 from importlib import import_module
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .core.version import __version__
@@ -37,58 +39,43 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time they load o
     from .lock.pypi import Indexes
     from .lock.stage import CheckResult, LockResult
     from .pack.stage import PackOptions
-    from .pipeline import PackResult, check_lock, lock, package
+    from .pipeline import PackResult, check_lock, package
+    from .pipeline import lock as lock_model
     from .repository import RepoResult, package_repository
     from .settings import Options
-    from .verify.stage import DockerOptions, VerifyReport, verify
+    from .verify.stage import DockerOptions, VerifyReport
+    from .verify.stage import verify as verify_model
 
-_HOME = {  # public name -> the module that owns it (``import packer`` imports none of them)
-    "CheckReport": "freshness", "check": "freshness",
-    "ExitCode": "core.errors", "TritonPackError": "core.errors",
-    "Indexes": "lock.pypi",
-    "InspectReport": "envcheck.inspect", "inspect_env": "envcheck.inspect",
-    "PackOptions": "pack.stage",
-    "CheckResult": "lock.stage", "LockResult": "lock.stage",
-    **dict.fromkeys(["PackResult", "check_lock", "lock", "package"], "pipeline"),
-    "Context": "context", "prepare": "context", "Options": "settings",
-    "RepoResult": "repository", "package_repository": "repository",
-    "DockerOptions": "verify.stage", "VerifyReport": "verify.stage", "verify": "verify.stage",
+_HOME: dict[str, tuple[str, str]] = {  # public name -> (its module, its name there);
+    # ``import packer`` imports none of them
+    "CheckReport": ("freshness", "CheckReport"), "check": ("freshness", "check"),
+    "ExitCode": ("core.errors", "ExitCode"), "TritonPackError": ("core.errors", "TritonPackError"),
+    "Indexes": ("lock.pypi", "Indexes"),
+    "InspectReport": ("envcheck.inspect", "InspectReport"),
+    "inspect_env": ("envcheck.inspect", "inspect_env"),
+    "PackOptions": ("pack.stage", "PackOptions"),
+    "CheckResult": ("lock.stage", "CheckResult"), "LockResult": ("lock.stage", "LockResult"),
+    "PackResult": ("pipeline", "PackResult"), "check_lock": ("pipeline", "check_lock"),
+    "lock_model": ("pipeline", "lock"), "package": ("pipeline", "package"),
+    "Context": ("context", "Context"), "prepare": ("context", "prepare"),
+    "Options": ("settings", "Options"),
+    "RepoResult": ("repository", "RepoResult"),
+    "package_repository": ("repository", "package_repository"),
+    "DockerOptions": ("verify.stage", "DockerOptions"),
+    "VerifyReport": ("verify.stage", "VerifyReport"),
+    "verify_model": ("verify.stage", "verify"),
 }
 
 
 def __getattr__(name: str) -> Any:
     """Load a public name from its module on first use, so that ``tritonpack --version`` and
     ``import packer.core.errors`` do not pay for the whole pipeline."""
-    home = _HOME.get(name)
-    if home is None:
+    if name not in _HOME:
         raise AttributeError(f"module 'packer' has no attribute {name!r}")
-    value = getattr(import_module(f".{home}", __name__), name)
-    if name not in _SHADOWED:
-        globals()[name] = value
+    module, attribute = _HOME[name]
+    value = getattr(import_module(f".{module}", __name__), attribute)
+    globals()[name] = value
     return value
-
-
-_SHADOWED = {"lock": "pipeline", "verify": "verify.stage"}
-
-
-class _Packer(ModuleType):
-    """``packer.lock`` and ``packer.verify`` name both a stage package and a public function:
-    the function wins, as it did when this module imported everything. The import system's
-    binding of the subpackage is dropped; ``from packer.lock import x`` and relative imports
-    find the package in ``sys.modules``, not as an attribute, and are unaffected."""
-
-    def __getattribute__(self, name: str) -> Any:
-        home = _SHADOWED.get(name)
-        if home is not None:
-            return getattr(import_module(f"packer.{home}"), name)
-        return super().__getattribute__(name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in _SHADOWED:
-            super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Packer
 
 
 __all__ = [
@@ -110,9 +97,9 @@ __all__ = [
     "check",
     "check_lock",
     "inspect_env",
-    "lock",
+    "lock_model",
     "package",
     "package_repository",
     "prepare",
-    "verify",
+    "verify_model",
 ]

@@ -6,6 +6,7 @@ import ast
 import pkgutil
 import subprocess
 import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,20 @@ def test_module_imports_alone(module: str) -> None:
 def test_public_api() -> None:
     for name in packer.__all__:
         assert hasattr(packer, name), name
+
+
+def test_a_public_name_means_one_thing() -> None:
+    """The stage packages keep their names; their entry points are exported under others (the
+    package root used to swap its own class so that a function shadowed a subpackage)."""
+    import packer.lock
+    import packer.verify
+    from packer.pipeline import lock
+    from packer.verify.stage import verify
+
+    assert type(packer) is types.ModuleType
+    assert isinstance(packer.lock, types.ModuleType) and packer.lock.__name__ == "packer.lock"
+    assert isinstance(packer.verify, types.ModuleType)
+    assert packer.lock_model is lock and packer.verify_model is verify
 
 
 # --- the import graph, read with ast (module-level imports; TYPE_CHECKING blocks excluded) ---

@@ -15,11 +15,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core import proc
+from ..core import deadlines, proc
 from ..core.errors import ProcessError
 from ..core.fsguard import open_regular
 
-TIMEOUT_S = 180.0
 _SEPARATOR = "--load-only--"
 _SCRIPT = r"""
 import importlib, json, os, sys
@@ -63,7 +62,7 @@ class Outcome:
 
 
 def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...] = (),
-        timeout: float = TIMEOUT_S, pycache: Path | None = None) -> Outcome:
+        timeout: float = deadlines.IMPORT_CHECK, pycache: Path | None = None) -> Outcome:
     """Import ``load`` (failures ignored), then ``modules``; say which of ``modules`` do not
     import, and which source files of the environment all of them loaded. ``pycache``: where
     bytecode compiled before is read from (``-X pycache_prefix``), never written."""

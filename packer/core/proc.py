@@ -39,9 +39,10 @@ def run(
     *,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-    timeout: float | None = None,
+    timeout: float,
 ) -> str:
-    """Run ``argv``, return its combined output; raise ProcessError on failure."""
+    """Run ``argv``, return its combined output; raise ProcessError on failure or when it
+    runs past ``timeout`` (required: every wait has a deadline, ``packer.core.deadlines``)."""
     args = [os.fspath(a) for a in argv]
     log.debug("$ %s", " ".join(args))
     try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..core import proc
+from ..core import deadlines, proc
 from ..core.cachehome import cache_dir
 from ..core.errors import BuildError, ResolveError, TritonPackError
 from ..core.fsguard import not_regular
@@ -178,7 +178,7 @@ class UvBackend:
                 "--only-binary", ":all:", *_each("--no-binary", from_source),
                 "--cache-dir", cache_dir("uv"), *indexes.args(),
             ]
-            proc.run(argv, env=env, cwd=cwd, timeout=900)
+            proc.run(argv, env=env, cwd=cwd, timeout=deadlines.RESOLVE_UV)
             return out.read_text(encoding="utf-8")
 
     def install(self, requirements: Path, python: Path, indexes: Indexes) -> None:
@@ -192,7 +192,7 @@ class UvBackend:
             # their own copies, --format dir is a real copy. uv copies where it cannot link.
             "--only-binary", ":all:", "--link-mode", "hardlink", "--cache-dir", cache_dir("uv"),
             *indexes.args(), "-r", requirements,
-        ], timeout=3600)
+        ], timeout=deadlines.INSTALL)
 
 
     def build(self, sdist: Path, python: Path, out: Path, indexes: Indexes,
@@ -210,7 +210,7 @@ class UvBackend:
                   "--no-python-downloads", "--python", python, "--out-dir", out,
                   "--build-constraint", constraints, "--require-hashes",
                   "--cache-dir", cache_dir("uv"), *indexes.args(), sdist],
-                 env=env, cwd=cwd, timeout=900)
+                 env=env, cwd=cwd, timeout=deadlines.BUILD_SDIST)
 
 
 def _each(flag: str, names: Sequence[str]) -> list[str]:
@@ -247,7 +247,7 @@ class PipToolsBackend:
                 *(["--allow-unsafe"] if build_tools else []),
                 "--pip-args", f"--only-binary=:all:{no_binary} --no-cache-dir", *indexes.args(),
             ]
-            proc.run(argv, env=env, cwd=cwd, timeout=1800)
+            proc.run(argv, env=env, cwd=cwd, timeout=deadlines.RESOLVE_PIP_COMPILE)
             return out.read_text(encoding="utf-8")
 
     def install(self, requirements: Path, python: Path, indexes: Indexes) -> None:
@@ -256,7 +256,7 @@ class PipToolsBackend:
             sys.executable, "-m", "pip", "--python", python, "install", "--quiet",
             "--disable-pip-version-check", "--no-input", "--require-hashes", "--no-deps",
             "--only-binary=:all:", "--no-cache-dir", *indexes.args(), "-r", requirements,
-        ], timeout=3600)
+        ], timeout=deadlines.INSTALL)
 
 
 BACKENDS: dict[str, type[UvBackend] | type[PipToolsBackend]] = {
@@ -289,10 +289,10 @@ def _pip_tools_python(minor: str, python_from: str) -> Path:
     try:
         proc.run([sys.executable, "-m", "uv", "venv", "--quiet", "--no-config",
                   "--no-python-downloads", "--python", install.prefix / "bin" / f"python{minor}",
-                  tmp], timeout=300)
+                  tmp], timeout=deadlines.TOOL_VENV)
         proc.run([sys.executable, "-m", "uv", "pip", "install", "--quiet", "--no-config",
                   "--python", tmp / "bin" / "python", f"pip-tools=={pip_tools}",
-                  "--cache-dir", cache_dir("uv")], timeout=900)
+                  "--cache-dir", cache_dir("uv")], timeout=deadlines.TOOL_INSTALL)
         with contextlib.suppress(FileExistsError, OSError):
             tmp.rename(venv)  # atomic; a twin run that got there first keeps its venv
     finally:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core import deadlines
 from ..core.cachehome import cache_dir
 from ..core.errors import BuildError, ResolveError, TargetError
 from ..core.integrity import sha256_file
@@ -270,7 +271,8 @@ def _fetch(pkg: CondaPackage, python_from: str | None = None) -> Path:
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
         try:
             # the URL is the lock's http(s) package URL, fetched to be hash-checked
-            with urllib.request.urlopen(pkg.url, timeout=60) as resp, tmp.open("wb") as fh:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310
+                    pkg.url, timeout=deadlines.DOWNLOAD_READ) as resp, tmp.open("wb") as fh:
                 shutil.copyfileobj(resp, fh, 1 << 20)
             os.replace(tmp, dest)
         except (urllib.error.URLError, OSError, ValueError) as exc:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from ..core import proc
+from ..core import deadlines, proc
 from ..core.cachehome import cache_dir
 from ..core.debris import sweep, tagged
 from ..core.errors import BuildError, ProcessError, TargetError
@@ -173,7 +173,7 @@ def _relocate(staging: Path, old_prefix: str) -> list[dict[str, object]]:
                 origin = "$ORIGIN" if lib_rel == "." else f"$ORIGIN/{lib_rel}"
                 stat = path.stat()
                 try:
-                    proc.run([patchelf, "--set-rpath", origin, path])
+                    proc.run([patchelf, "--set-rpath", origin, path], timeout=deadlines.PATCHELF)
                 except ProcessError as exc:
                     raise BuildError(f"patchelf failed on {rel}", detail=exc.detail) from exc
                 os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # reproducible package

@@ -45,6 +45,7 @@ from typing import IO, BinaryIO
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_sdist_filename
 
+from ..core import deadlines
 from ..core.atomic import atomic_write_bytes
 from ..core.cachehome import cache_dir, cache_root, reuse
 from ..core.errors import BuildError, ProcessError
@@ -91,7 +92,7 @@ def index_files(index: str, name: str) -> list[dict[str, object]] | None:
         f"{index.rstrip('/')}/{name}/",
         headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=deadlines.INDEX_READ) as response:  # noqa: S310
             data = json.load(response)
     except urllib.error.HTTPError as exc:
         return [] if exc.code == 404 else None
@@ -201,7 +202,7 @@ def fetch(sdist: Sdist, dest: Path) -> Path:
             with fh:
                 _copy(fh, path, digest)
         else:
-            with urllib.request.urlopen(sdist.url, timeout=60) as response:  # noqa: S310
+            with urllib.request.urlopen(sdist.url, timeout=deadlines.DOWNLOAD_READ) as response:  # noqa: S310
                 length = response.headers.get("Content-Length", "")
                 if length.isdigit() and int(length) > MAX_SDIST:
                     raise _TooLarge

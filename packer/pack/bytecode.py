@@ -44,7 +44,7 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from ..core import proc
+from ..core import deadlines, proc
 from ..core.cachehome import reuse
 from ..core.errors import PackError, ProcessError
 from ..core.storefile import open_entry
@@ -307,7 +307,7 @@ def _source_hashes(root: Path, python: str, files: list[Path]) -> tuple[bytes, l
         try:
             out = proc.run([root / "bin" / f"python{python}", "-I", "-B", "-X", "utf8", "-c",
                             _HASHES, listing],
-                           env=proc.clean_env(), cwd=root, timeout=600)
+                           env=proc.clean_env(), cwd=root, timeout=deadlines.SOURCE_HASHES)
             magic, hashes = json.loads(out.strip().splitlines()[-1])
             return bytes.fromhex(magic), [bytes.fromhex(h) for h in hashes]
         except (ProcessError, ValueError, IndexError) as exc:
@@ -427,7 +427,8 @@ def _compile_listed(root: Path, python: str, listing: Path) -> tuple[str, ...]:
         # -B: the driver's own imports leave no .pyc in the tree it compiles (they would ship
         # only when something had to be compiled: archives would depend on the cache)
         out = proc.run([root / "bin" / f"python{python}", "-S", "-s", "-B", "-X", "utf8", "-c",
-                        _COMPILE, root, listing], env=env, cwd=listing.parent, timeout=1800)
+                        _COMPILE, root, listing], env=env, cwd=listing.parent,
+                       timeout=deadlines.COMPILE)
         _, marker, payload = out.rpartition("@@TRITONPACK@@")
         if not marker:
             raise ValueError("no report")
