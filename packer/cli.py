@@ -28,6 +28,7 @@ MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript
   tritonpack models/                     a whole model repository: every Python model
   tritonpack verify models/my_model/     load it in a real tritonserver and send a request
   tritonpack image models/ --tag NAME    the image that serves them, proven before it is tagged
+  tritonpack bench models/my_model/      what it costs to serve: latency, memory, shm, start-up
   tritonpack check models/               CI: locks fresh, envs match locks, configs point at them
   tritonpack inspect ENV.tar.gz          check any environment against a Triton release
   tritonpack targets                     the Triton releases tritonpack knows
@@ -38,6 +39,7 @@ Run `tritonpack COMMAND --help` for each command's options.
 # name -> (module:attribute, the command's short_help for `tritonpack --help`, one line on 80
 # columns; a test checks that each is its command's own)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("bench:bench_cmd", "What a packed model costs to serve: latency, memory, start."),
     "cache": ("cache:cache_group", "Show or trim tritonpack's cache."),
     "check": ("check:check_cmd", "CI: locks fresh, envs from their locks, configs point at them."),
     "config": ("config:config_cmd", "The effective settings and where each comes from."),

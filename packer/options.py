@@ -56,22 +56,27 @@ source_options = _settings("source")
 lock_options = _settings("lock")
 remote_options = _settings("remote")
 
+inputs_option = click.option(
+    "--inputs", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Request inputs: JSON {name: nested list} or .npz (default: made from config.pbtxt).")
+with_option = click.option(
+    "--with", "with_models", multiple=True, metavar="MODEL",
+    help="Also load MODEL from the same repository (repeatable): a model this one calls by a "
+    "name computed at run time (BLS).")
+timeout_option = click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+    metavar="SECONDS", help="Give up on a server or a model load after this long.")
+
 verify_options = _stack(
     click.option("--runtime", type=click.Choice(["local", "docker"]), default="local",
                  show_default=True,
                  help="local: the tritonserver from the nvidia-pytriton wheel, on this machine; "
                  "docker: the target release's image (Dockerfile.base)."),
-    click.option("--inputs", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-                 help="Request inputs: JSON {name: nested list} or .npz (default: made from "
-                 "config.pbtxt)."),
+    inputs_option,
     click.option("--expect", type=click.Path(path_type=Path, dir_okay=False, exists=True),
                  help="Expected outputs (JSON {name: nested list}) to compare values."),
-    click.option("--with", "with_models", multiple=True, metavar="MODEL",
-                 help="Also load MODEL from the same repository (repeatable): a model this one "
-                 "calls by a name computed at run time (BLS)."),
-    click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0,
-                 show_default=True, metavar="SECONDS",
-                 help="Give up on a server or a model load after this long."),
+    with_option,
+    timeout_option,
     click.option("--image", metavar="IMAGE",
                  help="docker: the Triton image to build FROM (default: the release's "
                  "nvcr.io/nvidia/tritonserver:<release>-py3)."),
@@ -82,6 +87,33 @@ verify_options = _stack(
 )
 VERIFY_KEYS = ("runtime", "inputs", "expect", "with_models", "timeout", "image", "gpus",
                "shm_size")
+
+
+
+def _levels(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    """--concurrency 1,2,4: positive whole numbers, in order, each once."""
+    try:
+        levels = sorted({int(v) for v in value.split(",") if v.strip()})
+    except ValueError:
+        levels = []
+    if not levels or levels[0] < 1:
+        raise click.BadParameter(f"{value!r} is not a list of positive whole numbers, like 1,2,4")
+    return tuple(levels)
+
+
+bench_options = _stack(
+    click.option("--concurrency", default="1,2,4", show_default=True, metavar="N[,N...]",
+                 callback=_levels, help="The concurrency levels to measure."),
+    click.option("--duration", type=click.FloatRange(min=0.3), default=3.0, show_default=True,
+                 metavar="SECONDS", help="Measuring time per concurrency level."),
+    click.option("--chart", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+                 help="Also draw latency and throughput against concurrency as a PNG."),
+    click.option("--load-tool", type=click.Choice(["auto", "perf_analyzer", "loop"]),
+                 default="auto", show_default=True,
+                 help="auto: perf_analyzer, or tritonpack's client loop when it cannot run; "
+                 "loop: the client loop only."),
+)
+BENCH_KEYS = ("concurrency", "duration", "chart", "load_tool")
 
 output_options = _stack(
     click.version_option(__version__, prog_name="tritonpack"),  # on every command, one meaning
@@ -110,6 +142,18 @@ def make_options(kw: dict[str, Any]) -> Options:
 def make_output(kw: dict[str, Any]) -> Output:
     return Output(bool(kw.pop("as_json", False)), bool(kw.pop("verbose", False)),
                   bool(kw.pop("quiet", False)))
+
+
+def make_bench_options(kw: dict[str, Any]) -> Any:
+    """A ``packer.cost.levels.BenchOptions`` from the bench options (removed from ``kw``);
+    None when the command has a ``--bench`` flag and it was not given."""
+    from .cost.levels import BenchOptions
+
+    given = {k: kw.pop(k) for k in BENCH_KEYS}
+    if not kw.pop("bench", True):
+        return None
+    return BenchOptions(concurrency=given["concurrency"], seconds=given["duration"],
+                        chart=given["chart"], tool=given["load_tool"])
 
 
 def bundle(**builders: Callable[[dict[str, Any]], Any]) -> Callable[[F], F]:

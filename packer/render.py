@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # results only: rendering one never imports the stages that m
     from .caches.envs import CacheInfo
     from .caches.remote import Transfer
     from .context import Context
+    from .cost.bench import BenchResult
+    from .cost.measure import ModelCost
     from .envcheck.inspect import InspectReport
     from .freshness import CheckReport
     from .lock.lockfile import Lockfile
@@ -207,6 +209,7 @@ def verify_payload(rep: VerifyReport) -> dict[str, Any]:
         "responses": rep.responses, "callees": list(rep.callees), "inputs": rep.inputs,
         "warnings": list(rep.warnings), "notes": list(rep.notes),
         "proof": _proof_payload(rep),
+        **({"bench": cost_payload(rep.measured)} if rep.measured is not None else {}),
     }
 
 
@@ -246,6 +249,11 @@ def verify_text(rep: VerifyReport) -> str:
         lines += [f"  not covered  {gap}" for gap in rep.proof.not_covered]
     lines += [f"  note         {n}" for n in rep.notes]
     lines += [f"  warning      {w}" for w in rep.warnings]
+    if rep.measured is not None:
+        from .cost.advice import advice
+
+        lines += ["", *_cost_lines(rep.measured)]
+        lines += [f"advice: {line}" for line in advice([rep.measured])]
     return "\n".join(lines)
 
 
@@ -417,3 +425,106 @@ def cache_prune_payload(r: tuple[int, int]) -> dict[str, Any]:
 
 def error_payload(message: str, hint: str | None, exit_code: int) -> dict[str, Any]:
     return {"error": {"message": message, "hint": hint, "exit_code": exit_code}}
+
+
+BENCH_SCHEMA = "tritonpack/bench/v1"  # docs/schema/bench-v1.json
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def cost_payload(c: ModelCost) -> dict[str, Any]:
+    from .cost.advice import shm_flag
+    from .cost.measure import SHM_MARGIN
+
+    s = c.startup
+    return {
+        "model": c.model, "kind": c.kind, "inputs": c.inputs, "instances": c.instances,
+        "tool": c.load.tool, "fallback_reason": c.load.why or None,
+        "levels": [{"concurrency": lv.concurrency, "requests": lv.requests,
+                    "p50_ms": round(lv.p50_ms, 3), "p90_ms": round(lv.p90_ms, 3),
+                    "p99_ms": round(lv.p99_ms, 3), "throughput": round(lv.throughput, 2)}
+                   for lv in c.load.levels],
+        "memory": {
+            "server": {"pid": c.server.pid, "exe": c.server.exe, "idle_bytes": c.server.idle,
+                       "load_bytes": c.server.load},
+            "stubs": [{"pid": m.pid, "ppid": m.ppid, "instance": m.instance, "exe": m.exe,
+                       "idle_bytes": m.idle, "load_bytes": m.load} for m in c.stubs],
+        },
+        "shm": {
+            "regions": [{"name": r.name, "instance": r.instance, "idle_bytes": r.idle,
+                         "peak_bytes": r.peak} for r in c.regions],
+            "peak_bytes": c.shm_peak, "needed_bytes": c.shm_needed, "margin": SHM_MARGIN,
+            "shm_size": shm_flag(c.shm_needed),
+        },
+        "startup": None if s is None else {
+            "format": s.format, "unpack_s": round(s.unpack, 3),
+            "stub_start_s": round(s.stub_start, 3), "initialize_s": round(s.initialize, 3),
+            "ready_s": round(s.ready, 3)},
+        "env_bytes": c.env_bytes,
+        "notes": list(c.notes),
+    }
+
+
+def _cost_lines(c: ModelCost) -> list[str]:
+    from .cost.advice import shm_flag
+    from .cost.measure import SHM_MARGIN
+
+    rows = [(str(lv.concurrency), f"{lv.p50_ms:.2f}", f"{lv.p90_ms:.2f}", f"{lv.p99_ms:.2f}",
+             f"{lv.throughput:.1f}") for lv in c.load.levels]
+    tool = c.load.tool + (f" ({c.load.why})" if c.load.why else "")
+    lines = [f"{c.model}: {c.kind}, {plural(c.instances, 'instance')}, measured by {tool}, "
+             f"inputs {c.inputs}", ""]
+    lines += ["  " + ln for ln in _table(rows, ("CONCURRENCY", "P50 MS", "P90 MS", "P99 MS",
+                                                 "INFER/S")).splitlines()]
+    stubs = ", ".join(f"{m.instance} {_mb(m.idle)} idle / {_mb(m.load)} load" for m in c.stubs)
+    lines += ["",
+              f"  memory       server {_mb(c.server.idle)} idle / {_mb(c.server.load)} load; "
+              f"stubs: {stubs or 'none found'}",
+              f"  /dev/shm     peak {_mb(c.shm_peak)} in {plural(len(c.regions), 'region')}: "
+              f"--shm-size >= {shm_flag(c.shm_needed)} (peak + {SHM_MARGIN:.0%})"]
+    s = c.startup
+    if s is not None:
+        lines.append(f"  start-up     READY in {_s(s.ready)} ({s.format}): unpack {_s(s.unpack)}, "
+                     f"stub start {_s(s.stub_start)}, initialize() {_s(s.initialize)}")
+    lines.append(f"  environment  {_mb(c.env_bytes)} unpacked on disk")
+    lines += [f"  note         {n}" for n in c.notes]
+    return lines
+
+
+def bench_text(res: BenchResult) -> str:
+    out: list[str] = []
+    for c in res.costs:
+        out += [*_cost_lines(c), ""]
+    if res.repository:
+        t = res.totals
+        rows = [(c.model, str(c.instances), f"{c.load.levels[-1].p99_ms:.2f}" if c.load.levels
+                 else "-", f"{max((lv.throughput for lv in c.load.levels), default=0):.1f}",
+                 _mb(c.stub_peak), _mb(c.shm_needed),
+                 _s(c.startup.ready) if c.startup else "-") for c in res.costs]
+        rows.append(("TOTAL", str(t.instances), "", "", _mb(t.memory), _mb(t.shm_needed),
+                     _s(t.startup) if t.startup is not None else "-"))
+        out += [_table(rows, ("MODEL", "INSTANCES", "P99 MS (MAX CONC.)", "MAX INFER/S",
+                              "STUB / TOTAL MEMORY", "SHM", "READY")), ""]
+        out += [f"failed: {f.name}: {f.error.message}" for f in res.failed]
+    out += [f"advice: {line}" for line in res.advice]
+    if res.chart is not None:
+        out.append(f"chart: {res.chart}")
+    return "\n".join(out).rstrip()
+
+
+def bench_payload(res: BenchResult) -> dict[str, Any]:
+    t = res.totals
+    return {
+        "bench_schema": BENCH_SCHEMA, "target": str(res.target), "repository": res.repository,
+        "models": [cost_payload(c) for c in res.costs],
+        "failed": [{"name": f.name, "message": f.error.message,
+                    "exit_code": int(f.error.exit_code)} for f in res.failed],
+        "totals": {"models": t.models, "instances": t.instances, "memory_bytes": t.memory,
+                   "shm_needed_bytes": t.shm_needed, "startup_s":
+                   None if t.startup is None else round(t.startup, 3)},
+        "advice": res.advice,
+        "chart": str(res.chart) if res.chart is not None else None,
+        "verified": [verify_payload(r) for r in res.reports],
+    }

@@ -12,7 +12,9 @@ from ..core.errors import ExitCode
 from ..options import (
     VERIFY_KEYS,
     Output,
+    bench_options,
     bundle,
+    make_bench_options,
     make_options,
     make_output,
     model_dir,
@@ -44,9 +46,14 @@ def make_verify_request(kw: dict[str, Any]) -> VerifyRequest:
 @target_options
 @source_options
 @verify_options
+@click.option("--bench", is_flag=True,
+              help="Then measure what it costs to serve, in the same server (tritonpack bench).")
+@bench_options
 @output_options
-@bundle(opts=make_options, out=make_output, request=make_verify_request)
-def verify_cmd(model_dir: Path, opts: Options, out: Output, request: VerifyRequest) -> None:
+@bundle(opts=make_options, out=make_output, request=make_verify_request,
+        bench=make_bench_options)
+def verify_cmd(model_dir: Path, opts: Options, out: Output, request: VerifyRequest,
+               bench: Any) -> None:
     """Load the packed model in a real tritonserver and prove it answers.
 
     \b
@@ -65,6 +72,17 @@ def verify_cmd(model_dir: Path, opts: Options, out: Output, request: VerifyReque
     or cannot run this environment (an extra not installed, another numpy bound); 17: loads,
     but its execute() rejects tritonpack's made-up inputs (give real ones).
     """
-    run(out, "verify", lambda rep: verify(model_dir, opts, rep, **request.arguments()),
+    if bench is not None:
+        if request.runtime != "local":
+            raise click.UsageError("--bench measures the local runtime's processes: drop "
+                                   "--runtime docker")
+        from ..cost.bench import verify_with_bench
+
+        def action(rep: Any) -> Any:
+            return verify_with_bench(model_dir, opts, rep, bench, request.arguments())
+    else:
+        def action(rep: Any) -> Any:
+            return verify(model_dir, opts, rep, **request.arguments())
+    run(out, "verify", action,
         render.verify_text, render.verify_payload,
         exit_code=lambda r: 0 if r.passed else int(ExitCode.VERIFY_INFER))

@@ -109,12 +109,13 @@ def _failed(exc: Any) -> InferFailed:
 class GrpcModel:
     """One model on one server, spoken to over gRPC."""
 
-    def __init__(self, url: str, plan: Plan, timeout: float):
+    def __init__(self, url: str, plan: Plan, timeout: float, sequence_id: int = 1):
         import tritonclient.grpc as grpcclient
 
         self.client = grpcclient.InferenceServerClient(url)
         self.plan = plan
         self.timeout = timeout
+        self.sequence_id = sequence_id  # concurrent clients of a sequence model each need one
 
     def close(self) -> None:
         self.client.close()
@@ -125,7 +126,7 @@ class GrpcModel:
             [(False, False)]
         seq_id: int | str = 0
         if self.plan.sequence:
-            seq_id = "tritonpack-1" if self.plan.string_id else 1
+            seq_id = f"tritonpack-{self.sequence_id}" if self.plan.string_id else self.sequence_id
         if self.plan.decoupled:
             return self._stream(arrays, steps, seq_id)
         from tritonclient.utils import InferenceServerException

@@ -8,6 +8,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,7 @@ class VerifyReport:
     compared: bool = False  # --expect was given and the values matched
     proof: Proof | None = None  # the server that answered, and what it stood in for
     expected: str | None = None  # the --expect file every response was compared with
+    measured: Any = None  # what ``measure`` returned (tritonpack bench: a ModelCost)
 
     @property
     def checks(self) -> dict[str, bool]:
@@ -281,6 +283,26 @@ def _infer_error(exc: InferFailed, name: str, server: Server, timeout: float,
                             hint="check execute() and the inputs (--inputs FILE)", detail=detail)
 
 
+@dataclass(frozen=True)
+class Session:
+    """What verify hands ``measure`` once the model answered, before the server stops: the
+    server, the repository it serves, and the request verify chose."""
+
+    server: Server
+    client: Client
+    repo: Path
+    work: Path
+    env: Path
+    plan: Plan
+    config: dict[str, Any]  # as the server completed it
+    arrays: dict[str, Any]
+    source: str  # where the inputs came from
+    timeout: float
+
+
+Measure = Callable[[Session], Any]
+
+
 @dataclass
 class _Answer:
     responses: list[Response]
@@ -348,9 +370,12 @@ def verify(
     timeout: float = 120.0,
     docker: DockerOptions | None = None,
     with_models: tuple[str, ...] = (),
+    measure: Measure | None = None,
 ) -> VerifyReport:
     """Judge the environment, then serve the model and ask it. The user's request files are
-    checked first (a bad one is exit 2 whatever is installed), then the runtime's extra."""
+    checked first (a bad one is exit 2 whatever is installed), then the runtime's extra.
+    With ``measure``, it is called in the same server once the model answered (its result
+    is the report's ``measured``)."""
     rep = reporter or NullReporter()
     for given, option in ((inputs, "--inputs"), (expect, "--expect")):
         if given is not None:
@@ -360,7 +385,7 @@ def verify(
     dopts = docker or DockerOptions()
     engine = make_runtime(runtime, served.ctx, dopts)
     _runtime_fits(engine, served.numpy, served.ctx)
-    return _serve(served, engine, dopts, rep, inputs, expect, timeout, with_models)
+    return _serve(served, engine, dopts, rep, inputs, expect, timeout, with_models, measure)
 
 
 def _judge(path: Path, opts: Options, rep: Reporter, with_models: tuple[str, ...]) -> _Served:
@@ -408,7 +433,7 @@ def _layout(repo: Path, served: _Served, engine: Runtime, dopts: DockerOptions) 
 
 def _serve(served: _Served, engine: Runtime, dopts: DockerOptions, rep: Reporter,
            inputs: Path | None, expect: Path | None, timeout: float,
-           with_models: tuple[str, ...]) -> VerifyReport:
+           with_models: tuple[str, ...], measure: Measure | None = None) -> VerifyReport:
     """Start a server in a temp dir, load the probe, the callees and the model, ask it; the
     server is stopped and the temp dir removed whatever happens."""
     ctx, name = served.ctx, served.target.name
@@ -434,7 +459,8 @@ def _serve(served: _Served, engine: Runtime, dopts: DockerOptions, rep: Reporter
         ready = time.monotonic() - t0
         rep.done("load", f"{name} READY in {ready:.1f}s on {probe['prefix']}", ready)
         return _request(served, engine, dopts, server, client, rep, inputs, expect, timeout,
-                        with_models, probe=probe, ready=ready, notes=notes)
+                        with_models, probe=probe, ready=ready, notes=notes,
+                        measure=measure, work=work)
     finally:
         with signals_held():  # a second Ctrl-C or SIGTERM does not cut the cleanup short
             if server is not None:
@@ -445,7 +471,8 @@ def _serve(served: _Served, engine: Runtime, dopts: DockerOptions, rep: Reporter
 def _request(served: _Served, engine: Runtime, dopts: DockerOptions, server: Server,
              client: Client, rep: Reporter, inputs: Path | None, expect: Path | None, timeout: float,
              with_models: tuple[str, ...], *, probe: dict[str, Any], ready: float,
-             notes: list[str]) -> VerifyReport:
+             notes: list[str], measure: Measure | None = None,
+             work: Path | None = None) -> VerifyReport:
     """The loaded model's inference, as its kind needs, and the report."""
     ctx, name, callees = served.ctx, served.target.name, served.callees
     try:
@@ -471,6 +498,9 @@ def _request(served: _Served, engine: Runtime, dopts: DockerOptions, server: Ser
     rep.done("infer", f"{plan.kind()}: {plural(len(answer.responses), 'response')}, outputs "
              f"{', '.join(names) or 'none'} in {answer.latency_ms:.0f} ms",
              answer.latency_ms / 1000)
+    measured = None if measure is None or work is None else measure(Session(
+        server, client, work / "repo", work, served.env, plan, server_config, request.arrays,
+        request.source, timeout))
     return VerifyReport(
         model=name, runtime=engine.name, env=str(served.env), python=str(probe["python"]),
         ready_seconds=ready, first_inference_ms=answer.latency_ms, probe=probe,
@@ -480,4 +510,5 @@ def _request(served: _Served, engine: Runtime, dopts: DockerOptions, server: Ser
         compared=expect is not None, expected=str(expect) if expect else None,
         proof=proof(engine.name, engine.release, ctx.target,
                     (dopts.image or ctx.target.image) if engine.name == "docker" else None),
+        measured=measured,
     )
