@@ -17,7 +17,6 @@ if TYPE_CHECKING:  # results only: rendering one never imports the stages that m
     from .caches.envs import CacheInfo
     from .caches.remote import Transfer
     from .context import Context
-    from .cost.bench import BenchResult
     from .cost.measure import ModelCost
     from .envcheck.inspect import InspectReport
     from .freshness import CheckReport
@@ -26,6 +25,7 @@ if TYPE_CHECKING:  # results only: rendering one never imports the stages that m
     from .pipeline import PackResult
     from .repository import RepoResult
     from .resolve.target import Target
+    from .serving import BenchResult
     from .verify.image import ImageReport
     from .verify.stage import VerifyReport
 
@@ -427,7 +427,7 @@ def error_payload(message: str, hint: str | None, exit_code: int) -> dict[str, A
     return {"error": {"message": message, "hint": hint, "exit_code": exit_code}}
 
 
-BENCH_SCHEMA = "tritonpack/bench/v1"  # docs/schema/bench-v1.json
+BENCH_SCHEMA = "tritonpack/bench/v1"  # docs/schema/bench.json
 
 
 def _s(seconds: float) -> str:

@@ -46,7 +46,7 @@ def test_a_public_name_means_one_thing() -> None:
 
 ROOT = Path(packer.__file__).parent
 STAGES = ("core", "scan", "resolve", "lock", "build", "archive", "envcheck", "pack", "caches", "patch",
-          "verify")
+          "verify", "cost")
 # the one edge against the flow: verify re-runs scan + resolve through packer.context.prepare
 AGAINST_THE_FLOW = {("packer.verify.stage", "packer.context")}
 

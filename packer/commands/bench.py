@@ -63,7 +63,7 @@ def bench_cmd(model_dir: Path, opts: Options, out: Output, options: BenchOptions
     Exit codes as verify's (11: does not load; 12: inference fails, under load too; 13: the
     runtime or an extra is missing; 17: made-up inputs rejected).
     """
-    from ..cost.bench import bench
+    from ..serving import bench
 
     run(out, "bench", lambda rep: bench(model_dir, opts, rep, options, verify_args),
         render.bench_text, render.bench_payload, exit_code=lambda r: int(r.exit_code))

@@ -76,7 +76,7 @@ def verify_cmd(model_dir: Path, opts: Options, out: Output, request: VerifyReque
         if request.runtime != "local":
             raise click.UsageError("--bench measures the local runtime's processes: drop "
                                    "--runtime docker")
-        from ..cost.bench import verify_with_bench
+        from ..serving import verify_with_bench
 
         def action(rep: Any) -> Any:
             return verify_with_bench(model_dir, opts, rep, bench, request.arguments())

@@ -16,7 +16,7 @@ from . import loop, perf, procs, startup
 from .levels import BenchOptions, Level, Load
 
 if TYPE_CHECKING:
-    from ..verify.verify import Session
+    from ..verify.stage import Session
 
 MIB = 1 << 20
 SHM_MARGIN = 0.25  # on top of the measured peak: a larger request than verify's grows a region

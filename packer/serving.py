@@ -11,18 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import TritonPackError
-from ..core.progress import NullReporter, Reporter
-from ..repository import python_models
-from ..scan.model import is_repository
-from . import chart
-from .advice import Totals, advice, totals
-from .levels import BenchOptions
-from .measure import ModelCost, measure
+from .core.errors import TritonPackError
+from .core.progress import NullReporter, Reporter
+from .cost import chart
+from .cost.advice import Totals, advice, totals
+from .cost.levels import BenchOptions
+from .cost.measure import ModelCost, measure
+from .repository import python_models
+from .scan.model import is_repository
 
 if TYPE_CHECKING:
-    from ..settings import Options
-    from ..verify.verify import VerifyReport
+    from .settings import Options
+    from .verify.stage import VerifyReport
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class BenchResult:
 def verify_and_measure(path: Path, opts: Options, rep: Reporter, options: BenchOptions,
                        verify_args: dict[str, Any]) -> VerifyReport:
     """verify (local runtime) with the measurement hooked in before the server stops."""
-    from ..verify.verify import verify
+    from .verify.stage import verify
 
     return verify(path, opts, rep, **{**verify_args, "runtime": "local", "docker": None},
                   measure=lambda session: measure(session, options, rep))
@@ -65,7 +65,7 @@ def verify_and_measure(path: Path, opts: Options, rep: Reporter, options: BenchO
 def verify_with_bench(path: Path, opts: Options, reporter: Reporter | None,
                       options: BenchOptions, verify_args: dict[str, Any]) -> VerifyReport:
     """``tritonpack verify --bench``: one model, its cost in the report's ``measured``."""
-    from ..verify.extras import require
+    from .verify.extras import require
 
     rep = reporter or NullReporter()
     require("local")
@@ -80,7 +80,7 @@ def verify_with_bench(path: Path, opts: Options, reporter: Reporter | None,
 def bench(path: Path, opts: Options, reporter: Reporter | None, options: BenchOptions,
           verify_args: dict[str, Any]) -> BenchResult:
     """Measure the model at ``path``, or every Python model of the repository at ``path``."""
-    from ..verify.extras import require
+    from .verify.extras import require
 
     rep = reporter or NullReporter()
     require("local")
