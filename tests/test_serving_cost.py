@@ -195,3 +195,20 @@ def test_repository_json_validates_and_the_chart_is_a_png(archive_env: Path,
     assert out["chart"] == str(chart)
     data = chart.read_bytes()
     assert data.startswith(PNG) and len(data) > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_verify_bench_carries_the_cost_in_its_report(archive_env: Path, tmp_path: Path) -> None:
+    """verify --bench: verify's report (docs/schema/verify.json) with the model's cost under
+    "bench", measured by perf_analyzer (--load-tool perf_analyzer: no fallback)."""
+    model = doubler(tmp_path, archive_env, instances=1)
+    args = ("verify", model, "--triton", "24.10", "--bench", "--load-tool", "perf_analyzer",
+            "--concurrency", "2", "--duration", "0.4")
+    res = run_cli(*args, "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    validate(out)
+    assert out["passed"] and out["bench"]["tool"] == "perf_analyzer"
+    assert [lv["concurrency"] for lv in out["bench"]["levels"]] == [2]
+    assert [s["instance"] for s in out["bench"]["memory"]["stubs"]] == ["doubler_0_0"]

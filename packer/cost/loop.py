@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from ..core.deadlines import LOAD_JOIN_SLACK
 from ..core.errors import VerifyInferError
 from ..verify.infer import GrpcModel, InferFailed
 from ..verify.kinds import Plan
@@ -45,7 +46,7 @@ def measure(plan: Plan, arrays: dict[str, Any], url: str, concurrency: int, seco
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=seconds + timeout + 5)
+        thread.join(timeout=seconds + timeout + LOAD_JOIN_SLACK)
     elapsed = time.monotonic() - start
     if failures:
         raise VerifyInferError(f"{plan.name} failed under load at concurrency {concurrency}: "

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core import deadlines
 from ..core.errors import RuntimeMissingError
 from ..core.progress import NullReporter, Reporter
 from . import loop, perf, procs, startup
@@ -141,7 +142,7 @@ def measure(session: Session, options: BenchOptions, reporter: Reporter | None =
     pid = int(process.pid)
     instances = instance_count(session.config)
     stubs = procs.wait_for_stubs(pid, session.plan.name, instances,
-                                 time.monotonic() + session.timeout)
+                                 time.monotonic() + deadlines.STUBS_FOUND)
     pids = [pid, *(s.pid for s in stubs)]
     regions = [s.region for s in stubs]
     idle = procs.Peaks()
