@@ -43,7 +43,10 @@ class CheckReport:
 
 
 def check_model(path: Path, opts: Options, reporter: Reporter | None = None, *,
-                deep: bool = False) -> list[str]:
+                deep: bool = False, locks: bool = False) -> list[str]:
+    """The problems of one model; with ``locks``, only what the committed files decide (the
+    lock fresh against the model dir, tritonpack.toml, declared files and --src modules,
+    config.pbtxt pointing into the model dir): no environment needs to be there."""
     try:
         ctx = prepare(path, opts, reporter)
     except TritonPackError as exc:
@@ -61,7 +64,9 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None, *,
         return [f"{name}: {exc.message}"]
     diff = stale(ctx, lock)
     if diff:
-        problems.append(f"{name}: {LOCK_NAME} is stale: {'; '.join(diff)}")
+        fix = (f"run tritonpack lock {ctx.model.path} and commit {LOCK_NAME}" if locks else
+               f"run tritonpack {ctx.model.path}: it re-locks and re-packs")
+        problems.append(f"{name}: {LOCK_NAME} is stale: {'; '.join(diff)} ({fix})")
     where = ctx.model.env_location()
     if where.fault == "unset":
         return [*problems, f"{name}: config.pbtxt has no EXECUTION_ENV_PATH (run tritonpack "
@@ -69,12 +74,16 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None, *,
     if where.fault == "no-token" or where.path is None:
         return [*problems, f"{name}: EXECUTION_ENV_PATH {where.value!r} does not start with "
                            f"{TOKEN}/"]
+    if locks:  # the environment is a build output: a fresh clone has none
+        return problems
     env = where.path
     problems += [f"{name}: {other.name} is an environment tritonpack made that config.pbtxt does "
                  f"not point at: remove it (it ships with the model for nothing)"
                  for other in stray_envs(ctx.model.path, env)]
     if where.fault == "missing":
-        return [*problems, f"{name}: EXECUTION_ENV_PATH points at {env.name}, which does not exist"]
+        return [*problems, f"{name}: EXECUTION_ENV_PATH points at {env.name}, which does not exist "
+                           f"(pack it: tritonpack {ctx.model.path}; `check --locks` needs no "
+                           "environment)"]
     if where.fault == "not-env":
         return [*problems, f"{name}: EXECUTION_ENV_PATH points at {env.name}, which is "
                            f"{where.kind}, not an environment"]
@@ -91,7 +100,8 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None, *,
         problems.append(f"{name}: {env.name} carries no tritonpack stamp: it was not packed from "
                         f"{LOCK_NAME}")
     elif stamp.get("lock") != lock.content_hash:
-        problems.append(f"{name}: {env.name} was packed from another lock (re-pack it)")
+        problems.append(f"{name}: {env.name} was packed from another lock (re-pack it: "
+                        f"tritonpack {ctx.model.path})")
     return problems
 
 
@@ -110,7 +120,7 @@ def stray_envs(model_dir: Path, current: Path) -> list[Path]:
 
 
 def check(path: Path, opts: Options, reporter: Reporter | None = None, *,
-          deep: bool = False) -> CheckReport:
+          deep: bool = False, locks: bool = False) -> CheckReport:
     require_dir(path)
     if is_repository(path):
         models = python_models(path)[0]
@@ -121,5 +131,5 @@ def check(path: Path, opts: Options, reporter: Reporter | None = None, *,
                          hint="pass a model directory or a model repository")
     problems: list[str] = []
     for model in models:
-        problems += check_model(model, opts, reporter, deep=deep)
+        problems += check_model(model, opts, reporter, deep=deep, locks=locks)
     return CheckReport(tuple(m.resolve().name for m in models), tuple(problems))

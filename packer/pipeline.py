@@ -8,6 +8,7 @@ parses options, calls these and renders what they return.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import time
@@ -57,7 +58,22 @@ def lock(path: Path, opts: Options, reporter: Reporter | None = None, *,
     opts = ctx.options  # with tritonpack.toml [options] and the lock's target
     with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
         _recover(ctx, rep)
-        return stage.write(ctx, opts, rep, upgrade)
+        result = stage.write(ctx, opts, rep, upgrade)
+    return dataclasses.replace(result, next_step=after_lock(ctx, result.lock.content_hash))
+
+
+def after_lock(ctx: Context, lock_hash: str) -> str:
+    """The command that brings the environment to the lock, or "" when it was packed from
+    it: ``check`` fails until then, and "re-pack" alone does not say how."""
+    where = ctx.model.env_location()
+    if where.fault is None and where.path is not None:
+        stamp = read_stamp(where.path)
+        if stamp is not None and stamp.get("lock") == lock_hash:
+            return ""
+        why = "its environment was packed from another lock"
+    else:
+        why = "no environment is packed from it yet"
+    return f"tritonpack {ctx.model.path}   ({why}: this builds and packs it)"
 
 def _recover(ctx: Context, rep: Reporter) -> None:
     """Finish or roll back what a killed run left mid-commit (under the model's lock)."""

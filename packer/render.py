@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # results only: rendering one never imports the stages that m
     from .caches.remote import Transfer
     from .context import Context
     from .cost.measure import ModelCost
+    from .each import Export, LockChecks, Scans
     from .envcheck.inspect import InspectReport
     from .freshness import CheckReport
     from .lock.lockfile import Lockfile
@@ -117,6 +118,7 @@ def lock_payload(res: LockResult) -> dict[str, Any]:
                   for p in res.lock.conda],
         "pypi": [{"name": p.name, "version": p.version, **({"sdist": p.sdist} if p.sdist else {})}
                  for p in res.lock.pypi],
+        "next": res.next_step or None,
     }
 
 
@@ -128,7 +130,8 @@ def lock_text(res: LockResult) -> str:
             f"  target  Triton {res.lock.target['release']}, Python {res.lock.python_version()}, "
             f"{res.lock.target['platform']} ({_origin(res.context.target_from)})\n"
             f"  conda   {plural(len(res.lock.conda), 'package')}\n"
-            f"  pypi    {plural(len(res.lock.pypi), 'package')}: {pins or 'none'}")
+            f"  pypi    {plural(len(res.lock.pypi), 'package')}: {pins or 'none'}"
+            + (f"\nnext: {res.next_step}" if res.next_step else ""))
 
 
 def check_payload(res: CheckResult) -> dict[str, Any]:
@@ -140,6 +143,49 @@ def check_text(res: CheckResult) -> str:
         return f"{res.path}: fresh"
     return "\n".join([f"{res.path}: stale", *(f"  {p}" for p in res.problems),
                       f"run: tritonpack lock {res.path.parent}   (then commit {res.path.name})"])
+
+
+def lock_checks_payload(res: LockChecks) -> dict[str, Any]:
+    return {"repository": str(res.repo), "fresh": res.fresh,
+            "models": [{"model": r.path.parent.name, **check_payload(r)} for r in res.results],
+            "failed": [{"model": f.name, "message": f.error.message, "hint": f.error.hint}
+                       for f in res.failed]}
+
+
+def lock_checks_text(res: LockChecks) -> str:
+    stale = [r for r in res.results if not r.fresh]
+    count = len(res.results) + len(res.failed)
+    head = f"{res.repo}: {plural(count, 'model')} checked, " + (
+        "every lock fresh" if res.fresh else
+        ", ".join(s for s in (f"{len(stale)} stale" if stale else "",
+                              f"{len(res.failed)} not checked" if res.failed else "") if s))
+    lines = [head, *(check_text(r) for r in stale)]
+    for f in res.failed:
+        lines.append(f"{f.name}: {f.error.message}")
+        if f.error.hint:
+            lines.append(f"  hint: {f.error.hint}")
+    return "\n".join(lines)
+
+
+def scans_payload(res: Scans) -> dict[str, Any]:
+    return {"models": [scan_payload(c) for c in res.contexts],
+            "failed": [{"name": f.name, "message": f.error.message,
+                        "exit_code": int(f.error.exit_code)} for f in res.failed]}
+
+
+def scans_text(res: Scans) -> str:
+    parts = [scan_text(c) for c in res.contexts]
+    parts += [f"{f.name}: error: {f.error.message}" for f in res.failed]
+    return ("\n\n" + "-" * 60 + "\n\n").join(parts)
+
+
+def export_all_text(res: Export) -> str:
+    head = f"# tritonpack export: the PyPI pins of {', '.join(res.models)}\n"
+    return (head + res.requirements_txt()).rstrip("\n")
+
+
+def export_all_payload(res: Export) -> dict[str, Any]:
+    return {"models": list(res.models), "requirements": res.requirements_txt()}
 
 
 def pack_payload(res: PackResult) -> dict[str, Any]:

@@ -49,11 +49,11 @@ def test_missing_dir_and_repository_mode(tmp_path: Path) -> None:
     res = run_cli("scan", tmp_path / "nope")
     assert res.exit_code == 3
     assert res.stderr.splitlines()[0] == f"error: {tmp_path / 'nope'}: no such directory"
-    res = run_cli("scan", MODELS)
+    res = run_cli("lock", MODELS)  # scan, check, lock --check and export take a repository
     assert res.exit_code == 3
-    assert res.stderr.splitlines()[0] == (
-        f"error: {MODELS} is a model repository (a directory of models), not a model directory"
-    )
+    assert res.stderr.splitlines() == [
+        f"error: {MODELS} is a model repository (a directory of models), not a model directory",
+        f"hint: pass one of its models ({MODELS / 'MODEL_NAME'})"]
 
 
 def test_no_version_dir(tmp_path: Path) -> None:

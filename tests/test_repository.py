@@ -59,8 +59,10 @@ def test_check_passes_then_names_the_changed_model(packed_repo: Path, tmp_path: 
     assert json.loads(res.stdout)["problems"] == [
         "alpha: moved.tar.gz is an environment tritonpack made that config.pbtxt does not point "
         "at: remove it (it ships with the model for nothing)",
-        "alpha: EXECUTION_ENV_PATH points at tritonpack-env.tar.gz, which does not exist",
-        "beta: tritonpack.lock is stale: imports: +yaml=PyYAML; requirements: +PyYAML",
+        "alpha: EXECUTION_ENV_PATH points at tritonpack-env.tar.gz, which does not exist (pack "
+        f"it: tritonpack {repo / 'alpha'}; `check --locks` needs no environment)",
+        "beta: tritonpack.lock is stale: imports: +yaml=PyYAML; requirements: +PyYAML (run "
+        f"tritonpack {repo / 'beta'}: it re-locks and re-packs)",
     ]
 
 
@@ -71,7 +73,8 @@ def test_check_catches_an_env_from_another_lock(packed_repo: Path, tmp_path: Pat
         shutil.copy2(repo / "gamma" / name, repo / "alpha" / name)
     res = run_cli("check", repo / "alpha")
     assert res.exit_code == 1
-    assert "  alpha: tritonpack-env.tar.gz was packed from another lock (re-pack it)" in res.stdout
+    assert ("  alpha: tritonpack-env.tar.gz was packed from another lock (re-pack it: "
+            f"tritonpack {repo / 'alpha'})") in res.stdout
 
 
 def test_sbom_is_valid_cyclonedx(packed_repo: Path) -> None:

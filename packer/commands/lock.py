@@ -20,6 +20,7 @@ from ..options import (
     target_options,
 )
 from ..pipeline import check_lock, lock
+from ..scan.model import is_repository
 from ..settings import Options
 from .base import run
 
@@ -40,10 +41,18 @@ def lock_cmd(model_dir: Path, check: bool, upgrade: bool, opts: Options, out: Ou
     \b
       tritonpack lock models/my_model/ --triton 24.08
       tritonpack lock --check models/my_model/      # CI: is the lock stale?
+      tritonpack lock --check models/               # every model of a repository
       tritonpack lock models/my_model/ --python-from auto   # no conda channel here
 
     Re-locking with unchanged inputs changes nothing on disk.
     """
+    if check and is_repository(model_dir):
+        from ..each import check_locks
+
+        run(out, "lock-check-repository", lambda rep: check_locks(model_dir, opts, rep),
+            render.lock_checks_text, render.lock_checks_payload,
+            exit_code=lambda res: 0 if res.fresh else 1)
+        return
     if check:
         run(out, "lock-check", lambda rep: check_lock(model_dir, opts, rep), render.check_text,
             render.check_payload, exit_code=lambda res: 0 if res.fresh else 1)
@@ -61,7 +70,14 @@ def export_cmd(model_dir: Path, out: Output) -> None:
 
     \b
       tritonpack export models/my_model/ > requirements.txt
+      tritonpack export models/ > requirements.txt   # a repository: one file, or the clash
       pip install --require-hashes --no-deps -r requirements.txt
     """
+    if is_repository(model_dir):
+        from ..each import export_all
+
+        run(out, "export-repository", lambda rep: export_all(model_dir), render.export_all_text,
+            render.export_all_payload)
+        return
     run(out, "export", lambda rep: exported(Path(model_dir)), render.export_text,
         render.export_payload)

@@ -18,6 +18,7 @@ from ..options import (
     source_options,
     target_options,
 )
+from ..scan.model import is_repository
 from ..settings import Options
 from .base import run
 
@@ -34,9 +35,16 @@ def scan_cmd(model_dir: Path, opts: Options, out: Output) -> None:
     \b
       tritonpack scan models/my_model/
       tritonpack scan models/my_model/ --src ../shared_src --json
+      tritonpack scan models/                       # every Python model of a repository
 
     Kinds: stdlib (of the target's Python), backend (provided by Triton), local (your own
     code: found in the model dir or a --src root), third-party (to install).
     """
+    if is_repository(model_dir):
+        from ..each import scan_all
+
+        run(out, "scan-repository", lambda rep: scan_all(model_dir, opts, rep), render.scans_text,
+            render.scans_payload, exit_code=lambda res: res.exit_code)
+        return
     run(out, "scan", lambda rep: prepare(model_dir, opts, rep), render.scan_text,
         render.scan_payload)

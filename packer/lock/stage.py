@@ -168,7 +168,17 @@ def _channel_sources(ctx: Context, opts: Options, rep: Reporter) -> list[str | P
     rep.start("python", f"packaging Python {install.version} from {install.prefix}")
     channel = pychannel.local_channel(install, ctx.target.platform)
     rep.done("python", f"Python {install.version} from {install.prefix}", time.monotonic() - t0)
+    rep.note(local_python_warning(install.version))
     return [channel, *opts.channels]
+
+
+def local_python_warning(version: str) -> str:
+    """What a lock whose Python is this machine's (no conda channel) costs: said at lock time,
+    not found out on a CI runner or in an image build stage."""
+    return (f"warning: this lock's Python is the local CPython {version}, not a conda "
+            f"channel's: it builds only where CPython {version} is installed (pyenv, or "
+            "--python-from PREFIX), not on a runner or build stage without it; lock where "
+            "conda-forge is reachable to build anywhere")
 
 
 def declared_channels(declared: Declared) -> tuple[str, ...]:
@@ -211,6 +221,7 @@ class LockResult:
     written: bool
     reused: bool
     context: Context
+    next_step: str = ""  # what to run once the lock is written: the env is packed from it
 
 
 def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> Lockfile:

@@ -177,7 +177,7 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
         if is_repository(path):
             raise ModelError(
                 f"{path} is a model repository (a directory of models), not a model directory",
-                hint=f"pass one model, e.g. tritonpack {path / 'MODEL_NAME'}",
+                hint=f"pass one of its models ({path / 'MODEL_NAME'})",
             )
         raise ModelError(
             f"{path}: no {CONFIG_NAME}",
