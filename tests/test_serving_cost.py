@@ -71,6 +71,39 @@ def test_advice_says_each_change_in_one_line() -> None:
     assert both.shm_needed == 92 * MIB  # (72 + 1) MiB + 25%, in whole MiB
 
 
+def test_perf_analyzer_is_told_each_kind_and_gets_verify_s_request(tmp_path: Path) -> None:
+    """--streaming for a decoupled model, sequences of verify's three requests, the batch
+    dimension as -b; raw tensors as b64 (BF16 as its upper 16 bits), strings as content."""
+    import base64
+
+    import numpy as np
+
+    from packer.cost import perf
+    from packer.verify.kinds import plan
+
+    def argv(config: dict[str, Any]) -> list[str]:
+        return perf._argv(plan(config), "127.0.0.1:1", tmp_path / "in.json", 1, 2, 0.9)
+
+    base = {"name": "m", "input": [{"name": "X", "data_type": "TYPE_FP32", "dims": [2]}]}
+    decoupled = argv({**base, "model_transaction_policy": {"decoupled": True}})
+    sequence = argv({**base, "sequence_batching": {}})
+    assert "--streaming" in decoupled and "--sequence-length" not in decoupled
+    assert sequence[sequence.index("--sequence-length") + 1] == "3"
+    assert "--streaming" not in sequence
+    assert decoupled[decoupled.index("--measurement-interval") + 1] == "300"  # 3 windows
+    batched = plan({**base, "max_batch_size": 4,
+                    "input": [{"name": "X", "data_type": "TYPE_BF16", "dims": [2]},
+                              {"name": "S", "data_type": "TYPE_STRING", "dims": [1]}]})
+    data, batch = perf.input_data(batched, {"X": np.array([[1.0, -2.0]], dtype=np.float32),
+                                            "S": np.array([[b"hi"]], dtype=np.object_)})
+    assert batch == 1
+    assert data["data"][0]["S"] == {"content": ["hi"], "shape": [1]}
+    bf16 = base64.b64decode(data["data"][0]["X"]["b64"])
+    assert bf16 == bytes.fromhex("803f00c0") and data["data"][0]["X"]["shape"] == [2]
+    with pytest.raises(perf.Unusable, match="a BYTES input is not text"):
+        perf.input_data(batched, {"S": np.array([[b"\xff"]], dtype=np.object_)})
+
+
 def test_bench_on_verify_refuses_the_docker_runtime(tmp_path: Path) -> None:
     res = run_cli("verify", tmp_path, "--bench", "--runtime", "docker")
     assert res.exit_code == 2
