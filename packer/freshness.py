@@ -14,14 +14,19 @@ target's stub needs), trusting nothing written beside the environment.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .archive.writer import read_stamp
-from .context import prepare
+from .build.prefix import bundle_plan
+from .context import Context, prepare
 from .core.errors import ModelError, TritonPackError
 from .core.fsguard import not_regular
+from .core.integrity import sha256_file
 from .core.integrity import verify as verify_record
 from .core.journal import JOURNAL
 from .core.progress import Reporter
@@ -102,7 +107,57 @@ def check_model(path: Path, opts: Options, reporter: Reporter | None = None, *,
     elif stamp.get("lock") != lock.content_hash:
         problems.append(f"{name}: {env.name} was packed from another lock (re-pack it: "
                         f"tritonpack {ctx.model.path})")
+    else:
+        problems += bundled_problems(ctx, env, stamp, deep=deep)
     return problems
+
+
+def bundled_problems(ctx: Context, env: Path, stamp: dict[str, Any], *,
+                     deep: bool = False) -> list[str]:
+    """The bundled --src files the environment ships against the sources as they are now:
+    a lock pins packages, not the user's own code, so a changed module passes every lock
+    check. The stamp records each file's sha256; ``deep`` hashes the shipped files
+    themselves, trusting no record."""
+    name, fix = ctx.model.name, f"re-pack it: tritonpack {ctx.model.path}"
+    plan = bundle_plan(ctx.report, frozenset(ctx.options.allow_secrets)).files
+    now = {rel: sha256_file(src) for rel, src in plan}
+    if not now and "bundled" not in stamp:
+        return []
+    if "bundled" not in stamp:
+        return [f"{name}: {env.name} records no hashes of its bundled modules (packed by an "
+                f"older tritonpack): {fix}"]
+    shipped = dict(stamp["bundled"])
+    if deep:
+        shipped = shipped_files(env, str(stamp.get("target", {}).get("python", "")) or
+                                ctx.target.python, set(shipped) | set(now))
+    changed = sorted(rel for rel in now.keys() & shipped.keys() if now[rel] != shipped[rel])
+    added, gone = sorted(now.keys() - shipped.keys()), sorted(shipped.keys() - now.keys())
+    said = [f"{rel} changed" for rel in changed] + [f"{rel} is new" for rel in added] + \
+        [f"{rel} is no longer bundled" for rel in gone]
+    if not said:
+        return []
+    return [f"{name}: {env.name} ships older bundled code than --src holds: "
+            f"{', '.join(said[:3])}{f' (+{len(said) - 3} more)' if len(said) > 3 else ''} "
+            f"({fix})"]
+
+
+def shipped_files(env: Path, python: str, wanted: set[str]) -> dict[str, str]:
+    """sha256 of the named site-packages files as the environment holds them (a directory,
+    or the archive read member by member)."""
+    site = f"lib/python{python}/site-packages/"
+    if env.is_dir():
+        return {rel: sha256_file(env / site / rel) for rel in wanted
+                if (env / site / rel).is_file()}
+    found: dict[str, str] = {}
+    with tarfile.open(env, "r:gz") as tar:
+        for member in tar:
+            rel = member.name.removeprefix("./").removeprefix(site)
+            if member.isfile() and member.name.removeprefix("./").startswith(site) \
+                    and rel in wanted:
+                fh = tar.extractfile(member)
+                if fh is not None:
+                    found[rel] = hashlib.sha256(fh.read()).hexdigest()
+    return found
 
 
 def stray_envs(model_dir: Path, current: Path) -> list[Path]:

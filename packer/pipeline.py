@@ -228,6 +228,7 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                               allow_incompatible=allow_incompatible,
                               lock_hash=locked.lock.content_hash,
                               locked=tuple(p.name for p in locked.lock.pypi),
+                              bundled=prefix.bundled_files,
                               **ctx.report.to_import()) as staged:
                     envcache.store(key, staged.tmp, staged.archive,
                                    {"bundled": list(bundled), "skipped": list(skipped),

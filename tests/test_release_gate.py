@@ -175,3 +175,19 @@ def test_after_lock_the_next_step_is_the_pack(packed: tuple[Path, str], tmp_path
     assert check.exit_code == 1
     assert (f"  alpha: tritonpack-env.tar.gz was packed from another lock (re-pack it: "
             f"tritonpack {model})") in check.stdout
+
+
+def test_check_notices_a_bundled_module_changed_since_the_pack(packed: tuple[Path, str],
+                                                               tmp_path: Path) -> None:
+    """gamma bundles textproc from ../shared_src: the lock does not change when its code does,
+    but the archive's stamp records each bundled file's sha256."""
+    models = shutil.copytree(packed[0], tmp_path / "models")
+    assert run_cli("check", models).exit_code == 0
+    module = models / "shared_src" / "textproc" / "__init__.py"
+    module.write_text(module.read_text().replace("3.0", "4.0"))
+    expected = [f"  gamma: tritonpack-env.tar.gz ships older bundled code than --src holds: "
+                f"textproc/__init__.py changed (re-pack it: tritonpack {models / 'gamma'})"]
+    for deep in ((), ("--deep",)):
+        res = run_cli("check", models, *deep)
+        assert res.exit_code == 1
+        assert res.stdout.splitlines()[1:] == expected

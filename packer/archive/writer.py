@@ -72,10 +72,16 @@ def check_tree(root: Path, paths: list[Path]) -> None:
                         detail="\n".join(problems))
 
 
-def write_stamp(root: Path, lock_hash: str, target: Target | None = None) -> None:
-    """The lock it was packed from and the target it was packed for (``inspect`` reads it)."""
-    recorded = ({"target": {"release": target.release, "python": target.python,
-                            "platform": target.platform}} if target is not None else {})
+def write_stamp(root: Path, lock_hash: str, target: Target | None = None,
+                bundled: tuple[tuple[str, str], ...] = ()) -> None:
+    """The lock it was packed from, the target it was packed for (``inspect`` reads it) and
+    the sha256 of each bundled --src file by its site-packages path (``check`` compares them
+    with the sources: a lock says nothing about the user's own code)."""
+    recorded: dict[str, Any] = ({"target": {"release": target.release, "python": target.python,
+                                            "platform": target.platform}}
+                                if target is not None else {})
+    if bundled:
+        recorded["bundled"] = dict(sorted(bundled))
     (root / STAMP).write_text(json.dumps({"lock": lock_hash, "format": 1, **recorded},
                                          sort_keys=True) + "\n",
                               encoding="utf-8")

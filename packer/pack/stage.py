@@ -120,6 +120,7 @@ def pack(
     modules: tuple[str, ...] = (),
     also: tuple[str, ...] = (),
     locked: tuple[str, ...] = (),
+    bundled: tuple[tuple[str, str], ...] = (),
 ) -> Iterator[Staged]:
     """Pack ``prefix`` beside ``dest``; the caller commits it. Removed if not committed."""
     rep = reporter or NullReporter()
@@ -136,7 +137,7 @@ def pack(
         rep.start("pack", "checking the environment against the target")
         findings = check_compatible(tree, target, allow_incompatible, rep)
     if lock_hash:
-        write_stamp(tree, lock_hash, target)
+        write_stamp(tree, lock_hash, target, bundled)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with temp_beside(dest, directory=opts.format == "dir") as tmp:
         if opts.format == "dir":
