@@ -253,6 +253,7 @@ def verify_payload(rep: VerifyReport) -> dict[str, Any]:
         "first_inference_ms": round(rep.first_inference_ms, 1),
         "probe": rep.probe, "outputs": rep.outputs, "kind": rep.kind,
         "responses": rep.responses, "callees": list(rep.callees), "inputs": rep.inputs,
+        "input_sources": dict(rep.input_sources),
         "warnings": list(rep.warnings), "notes": list(rep.notes),
         "proof": _proof_payload(rep),
         **({"bench": cost_payload(rep.measured)} if rep.measured is not None else {}),

@@ -246,17 +246,15 @@ def test_model_warmup_inputs_are_sent_before_made_up_ones(env_310: Path, tmp_pat
     res = run_cli("verify", model, "--triton", "24.10", "--json")
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["inputs"] == "model_warmup 'b64'"
-    # the same model without its warmup entry: the made-up text is not base64
+    # the same model without its warmup entry: base64 (of a PNG), as execute() decodes it
     config = model / "config.pbtxt"
     text = config.read_text()
     start = text.index("model_warmup")
     config.write_text(text[:start] + text[text.index("} ]\n", start) + 4:])
-    res = run_cli("verify", model, "--triton", "24.10")
-    assert res.exit_code == ExitCode.VERIFY_INPUTS
-    assert error_line(res.stderr) == (
-        "error: b64_warmup loaded; its execute() rejected tritonpack's made-up inputs "
-        "(Error: Incorrect padding): give real ones with --inputs FILE or a "
-        "model_warmup")
+    res = run_cli("verify", model, "--triton", "24.10", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["input_sources"] == {"TEXT": "synthesized from execute()'s use at model.py:14"}
 
 
 def test_perf_analyzer_data_shipped_in_the_model_dir(env_310: Path, tmp_path: Path) -> None:
@@ -274,11 +272,30 @@ def test_perf_analyzer_data_shipped_in_the_model_dir(env_310: Path, tmp_path: Pa
     assert json.loads(res.stdout)["inputs"] == "--inputs data.json"
 
 
-def test_made_up_image_is_a_plausible_one(env_310: Path, tmp_path: Path) -> None:
-    model = with_env("image", env_310, tmp_path)
+@pytest.mark.parametrize(("name", "line"), [
+    ("image", 12),  # height, width, _ = image.shape; if height < 32: raise
+    ("uint8_image", 12),  # UINT8 [-1, -1, -1]: 1x1x1 is "Invalid input image shape"
+    ("hwc_unpack", 10),  # h, w, c = pixels.shape in a helper method; c != 3: raise
+    ("json_string", 15),  # json.loads(raw.decode()) then body["threshold"], body["labels"]
+])
+def test_inputs_shaped_as_execute_reads_them(env_310: Path, tmp_path: Path, name: str,
+                                             line: int) -> None:
+    model = with_env(name, env_310, tmp_path)
     res = run_cli("verify", model, "--triton", "24.10", "--json")
     assert res.exit_code == 0, res.stderr
-    assert json.loads(res.stdout)["inputs"] == "made up from the config"
+    out = json.loads(res.stdout)
+    assert out["passed"] and out["inputs"] == f"synthesized from execute()'s use at model.py:{line}"
+
+
+def test_image_bytes_model_gets_a_real_image(tmp_path: Path) -> None:
+    """Packed for real (pillow from PyPI), verified with --triton alone: PIL opens the PNG."""
+    model = tmp_path / "image_bytes"
+    shutil.copytree(VERIFY / "image_bytes", model)
+    res = run_cli(model, "--triton", "24.10", "--format", "dir", "--verify", "--json", "-q")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)["verify"]
+    assert out["passed"] and out["input_sources"] == {
+        "IMAGE_BYTES": "synthesized from execute()'s use at model.py:13"}
 
 
 def test_a_stub_that_dies_in_execute_is_an_inference_failure(env_310: Path, tmp_path: Path,

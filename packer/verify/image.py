@@ -38,15 +38,15 @@ from ..lock.lockfile import read_lock
 from ..scan.model import CONFIG_NAME, is_repository, read_config
 from ..scan.modelconfig import enum_value
 from ..settings import Options
-from . import kinds, samples
+from . import kinds
 from .callees import closure
 from .client import Client, HttpError
 from .diagnose import diagnose, excerpt
 from .docker import SHM_DEFAULT, build, connect
 from .extras import require
-from .infer import GrpcModel, synthesise
+from .infer import GrpcModel
 from .runtime import free_port
-from .stage import _ask, _bug, _missing_callees, env_location
+from .stage import _bug, _missing_callees, ask, env_location, requests_for
 
 PROOF_LABEL = "io.tritonpack.image-proof"  # the proof's container, removed afterwards
 _FAILED_LOAD = re.compile(r"failed to load '([^']+)'")
@@ -303,18 +303,17 @@ def _answer(proof: _Proof, client: Client, model: _Model, models: list[_Model],
     plan = kinds.plan(config)
     callees, _ = closure(model.path)
     first = callees[0].name if callees else None
-    request = samples.choose(plan, config, model.path, None,
-                             lambda: synthesise(plan, callee=first))
     ctx = model.ctx or next(m.ctx for m in models if m.ctx is not None)  # for the diagnosis
+    own = model.ctx.model.model_py if model.ctx is not None else None
+    requests = requests_for(plan, config, model.path, None, first, own)
     grpc = GrpcModel(proof.grpc_url, plan, timeout)
     try:
-        answer = _ask(grpc, proof, ctx, plan, request.arrays, None, timeout,
-                      made_up=request.made_up)
+        answer = ask(grpc, proof, ctx, plan, requests, None, timeout)
     finally:
         grpc.close()
     outputs = tuple(sorted({n for r in answer.responses for n in r}))
     return Served(name, model.backend, model.lock, plan.kind(), len(answer.responses), outputs,
-                  request.source)
+                  answer.request.source)
 
 
 def _tag(image: Any, tag: str) -> None:

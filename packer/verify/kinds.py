@@ -33,12 +33,25 @@ class Tensor:
 
     @property
     def image_like(self) -> bool:
-        """HWC or CHW with variable height and width, of a numeric type: an image."""
+        return self.image_dims() is not None
+
+    def image_dims(self) -> list[int] | None:
+        """The dims an image of this input has (64x64, 3 channels where the channel count is
+        free), or None when it does not look like an image: HWC or CHW (or NHWC, NCHW) with
+        variable height and width and 1, 3 or 4 channels, of a numeric type; or three variable
+        dims of UINT8 (an HxWxC image whose config says nothing more)."""
         d = self.dims
-        if len(d) != 3 or self.datatype not in ("UINT8", "FP16", "FP32", "FP64"):
-            return False
-        return (d[2] in _CHANNELS and d[0] < 0 and d[1] < 0) or \
-            (d[0] in _CHANNELS and d[1] < 0 and d[2] < 0)
+        if self.datatype not in ("UINT8", "FP16", "FP32", "FP64"):
+            return None
+        if len(d) == 3 and self.datatype == "UINT8" and all(x < 0 for x in d):
+            return [IMAGE_SIDE, IMAGE_SIDE, 3]
+        lead, d = (list(d[:1]), d[1:]) if len(d) == 4 else ([], d)
+        if len(d) != 3:
+            return None
+        if (d[2] in _CHANNELS and d[0] < 0 and d[1] < 0) or \
+                (d[0] in _CHANNELS and d[1] < 0 and d[2] < 0):
+            return [max(x, 1) for x in lead] + [x if x > 0 else IMAGE_SIDE for x in d]
+        return None
 
 
 @dataclass(frozen=True)
@@ -63,9 +76,9 @@ class Plan:
         return " ".join(w for w in words if w) or "stateless"
 
     def shape(self, tensor: Tensor) -> list[int]:
-        """The shape sent for ``tensor``: variable dims as 1, a batch of 1 when batching."""
-        side = IMAGE_SIDE if tensor.image_like else 1
-        shape = [d if d > 0 else side for d in tensor.dims]
+        """The shape sent for ``tensor``: variable dims as 1 (an image's as 64x64, 3 channels), a
+        batch of 1 when batching."""
+        shape = tensor.image_dims() or [d if d > 0 else 1 for d in tensor.dims]
         return [1, *shape] if self.batching else shape
 
 

@@ -1,10 +1,12 @@
 """Inputs the model accepts, before made-up ones: what the user already wrote down for Triton's
 own tools.
 
-In order: ``--inputs FILE`` (``{name: nested list}``, ``.npz``, or perf_analyzer's
-``--input-data`` JSON), the config's ``model_warmup`` (Triton runs it at load, so a model that
-loaded accepts it), a perf_analyzer input-data JSON shipped in the model dir, and only then
-synthesized inputs that look like data (see infer.synthesise).
+``--inputs FILE`` (``{name: nested list}``, ``.npz``, or perf_analyzer's ``--input-data`` JSON)
+is the only request sent when given. Else every plausible request, in order: the config's
+``model_warmup`` (Triton runs it at load, so a model that loaded accepts it), a perf_analyzer
+input-data JSON shipped in the model dir, inputs shaped as execute()'s code expects them
+(expect_inputs), plain made-up values (infer.synthesise), zeros; verify keeps the first the
+model accepts.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import VerifyInferError
+from .expect_inputs import Expected
 from .kinds import DATATYPES, Plan
 from .requestfile import RequestFileError, json_kind
 
@@ -27,6 +30,7 @@ class Request:
     arrays: dict[str, Any]
     source: str  # where the inputs came from, for the report
     made_up: bool  # synthesized by tritonpack (a model that rejects them needs real ones)
+    sources: dict[str, str] = field(default_factory=dict)  # per input, when they differ
 
 
 def _np_type(datatype: str) -> Any:
@@ -271,14 +275,30 @@ def shipped_perf_data(model_dir: Path) -> Path | None:
     return None
 
 
-def choose(plan: Plan, config: dict[str, Any], model_dir: Path, user: Path | None,
-           synthesised: Any) -> Request:
-    """The request to send, from the first source that has one."""
+def _zeros(arrays: dict[str, Any]) -> dict[str, Any]:
+    """The plain request with zeros (strings of "0", as Triton's zero_data warmup sends)."""
+    import numpy as np
+    return {name: np.full(a.shape, b"0", dtype=np.object_) if a.dtype == np.object_
+            else np.zeros_like(a) for name, a in arrays.items()}
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    import numpy as np
+    return a.keys() == b.keys() and all(
+        a[k].shape == b[k].shape and a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k])
+        for k in a)
+
+
+def candidates(plan: Plan, config: dict[str, Any], model_dir: Path, user: Path | None,
+               synthesised: Callable[[], dict[str, Any]],
+               expected: Callable[[], Expected | None] = lambda: None) -> list[Request]:
+    """The requests to try, in order; only --inputs FILE's when it is given."""
     if user is not None:
-        return from_user_file(user, plan)
+        return [from_user_file(user, plan)]
+    out: list[Request] = []
     warm = from_warmup(config, plan, model_dir)
     if warm is not None:
-        return warm
+        out.append(warm)
     shipped = shipped_perf_data(model_dir)
     if shipped is not None:
         raw = json.loads(shipped.read_text(encoding="utf-8"))
@@ -287,5 +307,22 @@ def choose(plan: Plan, config: dict[str, Any], model_dir: Path, user: Path | Non
         except UnusableValue as exc:
             raise VerifyInferError(f"perf_analyzer data {shipped}: {exc}",
                                    hint="fix it, or give verify --inputs FILE") from exc
-        return Request(arrays, f"perf_analyzer data {shipped.name}", made_up=False)
-    return Request(synthesised(), "made up from the config", made_up=True)
+        out.append(Request(arrays, f"perf_analyzer data {shipped.name}", made_up=False))
+    code = expected()
+    if code is not None:
+        shown = set(code.sources.values())
+        source = shown.pop() if len(shown) == 1 else \
+            "; ".join(f"{name}: {where}" for name, where in code.sources.items())
+        out.append(Request(code.arrays, source, made_up=True, sources=code.sources))
+    plain = synthesised()
+    out.append(Request(plain, "made up from the config", made_up=True))
+    zeros = _zeros(plain)
+    if not _same(zeros, plain):
+        out.append(Request(zeros, "zeros", made_up=True))
+    return out
+
+
+def choose(plan: Plan, config: dict[str, Any], model_dir: Path, user: Path | None,
+           synthesised: Callable[[], dict[str, Any]]) -> Request:
+    """The first request to send (see candidates)."""
+    return candidates(plan, config, model_dir, user, synthesised)[0]

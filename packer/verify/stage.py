@@ -31,12 +31,14 @@ from ..core.signals import signals_held
 from ..envcheck.inspect import inspect_env
 from ..lock.lockfile import Lockfile, read_lock
 from ..scan.imports import Kind
+from ..scan.inputuse import input_uses
 from ..scan.model import TOKEN, read_config
 from . import kinds, samples, tensors
 from .callees import closure
 from .client import Client, HttpError
 from .diagnose import diagnose, excerpt, execute_raised, last_error
 from .docker import SHM_DEFAULT, DockerRuntime
+from .expect_inputs import expected
 from .extras import require
 from .fits import Proof, before_write, numpy_refusal, proof
 from .infer import GrpcModel, InferFailed, Response, synthesise
@@ -86,6 +88,7 @@ class VerifyReport:
     notes: tuple[str, ...] = field(default=())  # what verify changed or found worth saying
     callees: tuple[str, ...] = field(default=())  # models loaded because this one calls them
     inputs: str = "made up from the config"  # where the request's inputs came from
+    input_sources: dict[str, str] = field(default_factory=dict)  # the same, input by input
     compared: bool = False  # --expect was given and the values matched
     proof: Proof | None = None  # the server that answered, and what it stood in for
     expected: str | None = None  # the --expect file every response was compared with
@@ -303,23 +306,31 @@ class Session:
 Measure = Callable[[Session], Any]
 
 
-@dataclass
-class _Answer:
-    responses: list[Response]
-    latency_ms: float
-    warnings: list[str]
-    notes: list[str]
+def _send(client: GrpcModel, server: Server, ctx: Context, plan: Plan,
+          requests: list[samples.Request], timeout: float
+          ) -> tuple[samples.Request, list[Response], float]:
+    """The first request the model accepts, its responses and latency (ms). A request the
+    model rejects is followed by the next; when none is accepted, a bug of the model's own is
+    named first, else the first request's failure (the most plausible one). A timeout or a
+    dropped server ends the tries."""
+    failures: list[TritonPackError] = []
+    for request in requests:
+        t1 = time.monotonic()
+        try:
+            responses = client.run(request.arrays)
+        except InferFailed as exc:
+            error = _infer_error(exc, plan.name, server, timeout, ctx, request.made_up)
+            if exc.timed_out or exc.dropped or not server.alive():
+                raise error from exc
+            failures.append(error)
+            continue
+        return request, responses, (time.monotonic() - t1) * 1000
+    raise next((f for f in failures if isinstance(f, ModelBugError)), failures[0])
 
 
-def _ask(client: GrpcModel, server: Server, ctx: Context, plan: Plan, arrays: dict[str, Any],
-         expect: Path | None, timeout: float, made_up: bool) -> _Answer:
-    """Send the plan's requests and judge the answers: failures raise, oddities are warnings."""
-    t1 = time.monotonic()
-    try:
-        responses = client.run(arrays)
-    except InferFailed as exc:
-        raise _infer_error(exc, plan.name, server, timeout, ctx, made_up) from exc
-    latency = (time.monotonic() - t1) * 1000
+def _answers(client: GrpcModel, plan: Plan, arrays: dict[str, Any], responses: list[Response],
+             expect: Path | None) -> tuple[list[str], list[str]]:
+    """(warnings, notes) of the answers: failures raise, oddities are warnings."""
     warnings: list[str] = []
     notes: list[str] = []
     failures: list[str] = []
@@ -342,7 +353,35 @@ def _ask(client: GrpcModel, server: Server, ctx: Context, plan: Plan, arrays: di
         except InferFailed as exc:
             warnings.append("every input is optional, but a request with none of them failed: "
                             + exc.message)
-    return _Answer(responses, latency, list(dict.fromkeys(warnings)), notes)
+    return list(dict.fromkeys(warnings)), notes
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The request a model accepted, and its answers judged."""
+
+    request: samples.Request
+    responses: list[Response]
+    latency_ms: float
+    warnings: list[str]
+    notes: list[str]
+
+
+def requests_for(plan: Plan, config: dict[str, Any], model_dir: Path, inputs: Path | None,
+                 callee: str | None, model_py: Path | None) -> list[samples.Request]:
+    """The requests to try (samples.candidates): ``model_py``'s execute() shapes one of them."""
+    uses = input_uses(model_py) if model_py is not None else ()
+    return samples.candidates(
+        plan, config, model_dir, inputs, lambda: synthesise(plan, callee=callee),
+        lambda: expected(plan, uses, lambda: synthesise(plan, callee=callee)))
+
+
+def ask(grpc: GrpcModel, server: Server, ctx: Context, plan: Plan,
+        requests: list[samples.Request], expect: Path | None, timeout: float) -> Answer:
+    """The first request the model accepts, its answers judged (failures raise)."""
+    request, responses, latency = _send(grpc, server, ctx, plan, requests, timeout)
+    warnings, notes = _answers(grpc, plan, request.arrays, responses, expect)
+    return Answer(request, responses, latency, warnings, notes)
 
 
 @dataclass(frozen=True)
@@ -484,29 +523,30 @@ def _request(served: _Served, engine: Runtime, dopts: DockerOptions, server: Ser
     if expect is not None:
         samples.check_expected_names(expect, plan)
     first = next(iter(with_models), callees[0].name if callees else None)
-    request = samples.choose(plan, server_config, served.target, inputs,
-                             lambda: synthesise(plan, callee=first))
+    requests = requests_for(plan, server_config, served.target, inputs, first,
+                            ctx.model.model_py if served.target == ctx.model.path else None)
     grpc = GrpcModel(server.grpc_url, plan, timeout)
     try:
-        answer = _ask(grpc, server, ctx, plan, request.arrays, expect, timeout,
-                      made_up=request.made_up)
+        answer = ask(grpc, server, ctx, plan, requests, expect, timeout)
     finally:
         grpc.close()
+    request, responses, latency = answer.request, answer.responses, answer.latency_ms
     for line in answer.warnings:
         rep.note(f"warning: {line}")
-    names = sorted({n for r in answer.responses for n in r})
-    rep.done("infer", f"{plan.kind()}: {plural(len(answer.responses), 'response')}, outputs "
-             f"{', '.join(names) or 'none'} in {answer.latency_ms:.0f} ms",
-             answer.latency_ms / 1000)
+    names = sorted({n for r in responses for n in r})
+    rep.done("infer", f"{plan.kind()}: {plural(len(responses), 'response')}, outputs "
+             f"{', '.join(names) or 'none'} in {latency:.0f} ms", latency / 1000)
     measured = None if measure is None or work is None else measure(Session(
         server, client, work / "repo", work, served.env, plan, server_config, request.arrays,
         request.source, timeout))
     return VerifyReport(
         model=name, runtime=engine.name, env=str(served.env), python=str(probe["python"]),
-        ready_seconds=ready, first_inference_ms=answer.latency_ms, probe=probe,
+        ready_seconds=ready, first_inference_ms=latency, probe=probe,
         outputs=names, warnings=tuple(answer.warnings), kind=plan.kind(),
-        responses=len(answer.responses), notes=tuple(notes + answer.notes),
+        responses=len(responses), notes=tuple(notes + answer.notes),
         callees=tuple(c.name for c in callees), inputs=request.source,
+        input_sources=dict(request.sources) or {t.name: request.source for t in plan.inputs
+                                                if t.name in request.arrays},
         compared=expect is not None, expected=str(expect) if expect else None,
         proof=proof(engine.name, engine.release, ctx.target,
                     (dopts.image or ctx.target.image) if engine.name == "docker" else None),
