@@ -201,7 +201,7 @@ def tritonpack_pack_only(prefix: Path, python: str, work: Path, cache: Path,
     steps = Steps()
     with cache_at(cache):
         t0 = time.perf_counter()
-        with pack_env(Prefix(copy, python, 0, 0, (), ()), dest, PackOptions(),
+        with pack_env(Prefix(copy, python, (), ()), dest, PackOptions(),
                       reporter=steps, **imports) as staged:
             staged.commit()
         took = time.perf_counter() - t0

@@ -76,6 +76,18 @@ def test_a_bad_request_file_is_refused_before_the_missing_extra(tmp_path: Path,
         ExitCode.USAGE, f"error: --inputs {bad}:1:1: not JSON: Expecting value")
 
 
+def test_pip_tools_is_an_extra(tmp_path: Path) -> None:
+    """--resolver pip-tools without pip-tools installed is refused before any resolve, naming
+    the extra; the default resolver (uv, a core dependency) needs nothing more."""
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "plain_numpy")
+    res = _run("piptools", "lock", model, "--triton", "24.10", "--offline",
+               "--resolver", "pip-tools", "-q")
+    assert (res.returncode, res.stderr) == (
+        ExitCode.RESOLVE, "error: --resolver pip-tools needs pip-tools, which is not installed\n"
+        "hint: pip install 'tritonpack[pip-tools]' (or use the default --resolver uv)\n")
+    assert not (model / "tritonpack.lock").exists()
+
+
 def test_core_commands_run_without_the_extras() -> None:
     """scan reads config.pbtxt and the model with tritonclient, grpc, numpy and docker gone."""
     res = _run("tritonclient,grpc,numpy,docker,pytriton", "scan", "examples/numpy_model")

@@ -37,8 +37,6 @@ class Prefix:
 
     path: Path
     python: str  # X.Y
-    conda_packages: int
-    pypi_packages: int
     bundled: tuple[str, ...]
     skipped: tuple[str, ...]
     licenses: tuple[tuple[str, str], ...] = ()  # PyPI distribution -> license (for --sbom)
@@ -267,7 +265,7 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return Prefix(prefix, python, len(lock.conda), len(lock.pypi), bundled, skipped,
+    return Prefix(prefix, python, bundled, skipped,
                   pypi_licenses(prefix / "lib" / f"python{python}" / "site-packages"), files)
 
 

@@ -19,7 +19,7 @@ import shutil
 import stat
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -301,5 +301,3 @@ def _prune_store(base: Path, cutoff: float) -> tuple[int, int]:
     return removed, freed
 
 
-def entry_asdict(entry: Entry) -> dict[str, Any]:
-    return {**asdict(entry), "path": str(entry.path)}

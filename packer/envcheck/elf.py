@@ -19,7 +19,6 @@ from typing import IO
 
 SHT_GNU_VERNEED = 0x6FFFFFFE
 MAGIC = b"\x7fELF"
-MAX_SECTIONS = 1 << 16  # e_shnum is 16 bits; more is a corrupt header
 SPOOL_IN_MEMORY = 8 << 20  # a streamed member larger than this goes to a temporary file
 MAX_MEMBER = 8 << 30  # no shared library is this large; a bigger member is not read
 

@@ -171,7 +171,7 @@ class UvBackend:
             req_in, out = _requirements_in(tmp, requirements)
             env, cwd = _source_env(tmp, from_source)
             argv: list[str | Path] = [
-                sys.executable, "-m", "uv", "pip", "compile", req_in, "-o", out, "--quiet",
+                uv_bin(), "pip", "compile", req_in, "-o", out, "--quiet",
                 "--no-config", "--no-python-downloads", "--python", sys.executable,
                 "--generate-hashes", "--no-header", "--no-annotate",
                 "--python-version", target.python, "--python-platform", target.pypi_platform,
@@ -184,7 +184,7 @@ class UvBackend:
     def install(self, requirements: Path, python: Path, indexes: Indexes) -> None:
         check_find_links(indexes, BuildError)
         proc.run([
-            sys.executable, "-m", "uv", "pip", "install", "--no-config", "--no-python-downloads",
+            uv_bin(), "pip", "install", "--no-config", "--no-python-downloads",
             "--quiet", "--python", python, "--require-hashes", "--no-deps",
             # hard links from uv's cache (measured for the torch model, warm cache: 0.29 s
             # against 3.0 s copying and 18.8 s with pip). Nothing later writes into an installed
@@ -206,11 +206,34 @@ class UvBackend:
         tritonpack's settings), ``cwd`` its working directory.
         Not quiet: the backend's own output says what a failed build needed."""
         check_find_links(indexes, BuildError)
-        proc.run([sys.executable, "-m", "uv", "build", "--wheel", "--no-config",
+        proc.run([uv_bin(), "build", "--wheel", "--no-config",
                   "--no-python-downloads", "--python", python, "--out-dir", out,
                   "--build-constraint", constraints, "--require-hashes",
                   "--cache-dir", cache_dir("uv"), *indexes.args(), sdist],
                  env=env, cwd=cwd, timeout=deadlines.BUILD_SDIST)
+
+
+def uv_bin() -> str:
+    """The uv binary installed with tritonpack (its wheel's own, found by ``uv.find_uv_bin``:
+    the version the ``uv`` pin in pyproject.toml allows, never one on PATH)."""
+    from uv import find_uv_bin
+
+    return find_uv_bin()
+
+
+def _pip_tools_version() -> str:
+    """The installed pip-tools' version; refused, naming the extra, when it is not there (a
+    distribution without its import package counts as not there)."""
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        if importlib.util.find_spec("piptools") is not None:
+            return version("pip-tools")
+    except (PackageNotFoundError, ValueError):
+        pass
+    raise ResolveError("--resolver pip-tools needs pip-tools, which is not installed",
+                       hint="pip install 'tritonpack[pip-tools]' (or use the default --resolver uv)")
 
 
 def _each(flag: str, names: Sequence[str]) -> list[str]:
@@ -225,6 +248,9 @@ class PipToolsBackend:
 
     name = "pip-tools"
 
+    def __init__(self) -> None:
+        self.version = _pip_tools_version()  # refused before any work when not installed
+
     def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
                 python_from: str = "auto", from_source: Sequence[str] = (),
                 build_tools: bool = False) -> str:
@@ -235,7 +261,7 @@ class PipToolsBackend:
                 f"not {target.platform}: use --resolver uv",
             )
         check_find_links(indexes, ResolveError)
-        python = _pip_tools_python(target.python, python_from)
+        python = _pip_tools_python(target.python, python_from, self.version)
         no_binary = "".join(f" --no-binary={name}" for name in from_source)
         with tempfile.TemporaryDirectory(prefix="tritonpack-piptools-") as tmp:
             req_in, out = _requirements_in(tmp, requirements)
@@ -273,24 +299,21 @@ def target_interpreter(minor: str, python_from: str) -> Path:
     return find_python(minor, python_from).prefix / "bin" / f"python{minor}"
 
 
-def _pip_tools_python(minor: str, python_from: str) -> Path:
-    """An interpreter of the target's Python version with pip-tools in it."""
+def _pip_tools_python(minor: str, python_from: str, pip_tools: str) -> Path:
+    """An interpreter of the target's Python version with pip-tools ``pip_tools`` in it."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" == minor and python_from == "auto":
         return Path(sys.executable)
-    from importlib.metadata import version
-
     install = find_python(minor, python_from)
-    pip_tools = version("pip-tools")
     venv = cache_dir("pip-tools") / f"python-{install.version}-pip-tools-{pip_tools}"
     python = venv / "bin" / "python"
     if python.exists():
         return python
     tmp = Path(tempfile.mkdtemp(prefix=f".{venv.name}.", dir=venv.parent))
     try:
-        proc.run([sys.executable, "-m", "uv", "venv", "--quiet", "--no-config",
+        proc.run([uv_bin(), "venv", "--quiet", "--no-config",
                   "--no-python-downloads", "--python", install.prefix / "bin" / f"python{minor}",
                   tmp], timeout=deadlines.TOOL_VENV)
-        proc.run([sys.executable, "-m", "uv", "pip", "install", "--quiet", "--no-config",
+        proc.run([uv_bin(), "pip", "install", "--quiet", "--no-config",
                   "--python", tmp / "bin" / "python", f"pip-tools=={pip_tools}",
                   "--cache-dir", cache_dir("uv")], timeout=deadlines.TOOL_INSTALL)
         with contextlib.suppress(FileExistsError, OSError):

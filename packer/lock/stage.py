@@ -30,7 +30,14 @@ from ..scan.declared import Declared
 from ..scan.model import CONFIG_NAME, require_dir
 from . import conda, pychannel
 from .lockfile import LOCK_NAME, Lockfile, changes, read_lock, write_lock
-from .pypi import DEFAULT_INDEX, Indexes, IndexUnreachable, NoSolutionError, compile_pins
+from .pypi import (
+    DEFAULT_INDEX,
+    RESOLVERS,
+    Indexes,
+    IndexUnreachable,
+    NoSolutionError,
+    compile_pins,
+)
 
 if TYPE_CHECKING:  # the stages before: a Context is made by packer.context
     from ..context import Context
@@ -226,6 +233,7 @@ class LockResult:
 
 def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> Lockfile:
     rep = reporter or NullReporter()
+    RESOLVERS[opts.resolver]()  # a resolver that is not installed is refused before any work
     sources = _channel_sources(ctx, opts, rep)
     channels = [c.as_uri() if isinstance(c, Path) else c for c in sources]
     local = [c for c in sources if isinstance(c, Path)]

@@ -37,7 +37,6 @@ class Target:
     glibcxx: str
     image: str
     torch: str  # "cpu", "cuXYZ", or "none" (no PyTorch index: the given indexes only)
-    python_overridden: bool = False
 
     @property
     def arch(self) -> str:
@@ -133,5 +132,4 @@ def resolve_target(
         glibcxx=str(row["glibcxx"]),
         image=str(row["image"]),
         torch=torch_tag,
-        python_overridden=python is not None and python != str(row["python"]),
     )

@@ -79,9 +79,6 @@ class ImportReport:
         """User modules from outside the model dir: these go into the environment."""
         return tuple(m for m in self.local if not m.in_model_dir)
 
-    def local_tops(self) -> frozenset[str]:
-        return frozenset(m.name.split(".")[0] for m in self.local)
-
     def to_import(self) -> dict[str, tuple[str, ...]]:
         """What the pack's import check imports in the built environment: the third-party
         top-level names (``imports``), the modules as imported, unless guarded (``modules``),
