@@ -1,8 +1,8 @@
 """``--sbom``: a CycloneDX 1.5 JSON bill of materials of the environment, beside it.
 
 Every conda package and PyPI pin from the lock, with version, package URL, SHA-256
-hashes and license. No timestamp and a serial number derived from the lock: the same
-lock gives the same bytes, like the archive.
+hashes and license (an SPDX id or expression where it parses as one). No timestamp and a
+serial number derived from the lock: the same lock gives the same bytes, like the archive.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
 
 from ..core.redact import strip
 from ..core.version import __version__
@@ -25,13 +27,26 @@ def sbom_path(env: Path) -> Path:
     return env.with_name(env.name.removesuffix(".tar.gz") + ".cdx.json")
 
 
-def _license(value: str | None) -> list[dict[str, Any]]:
-    return [{"license": {"name": value}}] if value else []
+def licenses(value: str | None) -> list[dict[str, Any]]:
+    """A component's ``licenses``: an SPDX id (``{"license": {"id": "MIT"}}``) or expression
+    (``{"expression": "MIT OR Apache-2.0"}``) where ``value`` parses as one (PEP 639's reading,
+    ``packaging.licenses``, which also spells ``mit`` as ``MIT``), else the name as written
+    (``BSD License``, a classifier's words)."""
+    if not value or not value.strip():
+        return []
+    try:
+        spdx = str(canonicalize_license_expression(value))
+    except InvalidLicenseExpression:
+        return [{"license": {"name": value}}]
+    if " " in spdx or spdx.startswith("LicenseRef-"):  # AND / OR / WITH, or not a listed id
+        return [{"expression": spdx}]
+    return [{"license": {"id": spdx}}]
 
 
-def document(lock: Lockfile, model: str, licenses: dict[str, str],
+def document(lock: Lockfile, model: str, by_name: dict[str, str],
              bundled: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
-    """... ``bundled``: (site-packages path, sha256) of every file bundled from --src."""
+    """The bill of materials; ``by_name``: each PyPI distribution's license as its METADATA
+    says; ``bundled``: (site-packages path, sha256) of every file bundled from --src."""
     components: list[dict[str, Any]] = []
     for pkg in lock.conda:
         purl = (f"pkg:conda/{pkg.name}@{quote(pkg.version)}?build={quote(pkg.build)}"
@@ -39,7 +54,7 @@ def document(lock: Lockfile, model: str, licenses: dict[str, str],
         components.append({
             "type": "library", "bom-ref": purl, "name": pkg.name, "version": pkg.version,
             "purl": purl, "hashes": [{"alg": "SHA-256", "content": pkg.sha256}],
-            "licenses": _license(pkg.license),
+            "licenses": licenses(pkg.license),
             "properties": [{"name": "tritonpack:source", "value": "conda"},
                            {"name": "tritonpack:url", "value": strip(pkg.url)}],
         })
@@ -49,7 +64,7 @@ def document(lock: Lockfile, model: str, licenses: dict[str, str],
             "type": "library", "bom-ref": purl, "name": pin.name, "version": pin.version,
             "purl": purl,
             "hashes": [{"alg": "SHA-256", "content": h.split(":", 1)[1]} for h in pin.hashes],
-            "licenses": _license(licenses.get(pin.name)),
+            "licenses": licenses(by_name.get(pin.name)),
             "properties": [{"name": "tritonpack:source", "value": "pypi"}],
         })
     for rel, sha in bundled:
@@ -78,6 +93,6 @@ def document(lock: Lockfile, model: str, licenses: dict[str, str],
     }
 
 
-def render(lock: Lockfile, model: str, licenses: dict[str, str],
+def render(lock: Lockfile, model: str, by_name: dict[str, str],
            bundled: tuple[tuple[str, str], ...] = ()) -> bytes:
-    return (json.dumps(document(lock, model, licenses, bundled), indent=2) + "\n").encode()
+    return (json.dumps(document(lock, model, by_name, bundled), indent=2) + "\n").encode()
