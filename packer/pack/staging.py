@@ -70,6 +70,78 @@ def is_text(path: Path) -> bool:
     return True
 
 
+# -- the adapter over conda-pack ----------------------------------------------------------------
+# conda-pack's documented API (CondaEnv.from_prefix, exclude, files) decides what goes in and
+# how prefixes are rewritten; tritonpack keeps that. Two things it does not do are added here,
+# by subclassing its no-archive writer and its Packer, which are not public API (hence the
+# `<0.10` bound in pyproject.toml):
+# * NoArchive picks hard link or copy ONCE, from the first file, then uses that for every
+#   file: with the env on one file system and conda-pack's own activate scripts on another
+#   (a tmpfs /tmp) the first link fails with EXDEV, or a later one does and the directory is
+#   left incomplete. Reported upstream: conda/conda-pack#478 (fix proposed in #497). Here
+#   each file is linked, else copied.
+# * Packer reads every byte of each pip-installed file ("unknown" mode) to tell text from
+#   binary, then hands it back unchanged; here the same test stops at the first non-UTF-8 byte
+#   and the file is linked (torch: 650 MB not read twice and copied).
+# _CONTRACT names every conda-pack internal the adapter touches; conda_pack_drift() checks
+# them (before each pack, and in tests/test_condapack_adapter.py), so a conda-pack whose
+# insides changed is refused in one sentence instead of failing inside a pack.
+_CONTRACT: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    # (module, class, method, its first parameters)
+    ("conda_pack.formats", "NoArchive", "__init__", ("self", "output", "arcroot")),
+    ("conda_pack.formats", "NoArchive", "_absolute_path", ("self", "path")),
+    ("conda_pack.formats", "NoArchive", "_add", ("self", "source", "target")),
+    ("conda_pack.formats", "NoArchive", "_add_bytes", ("self", "source", "sourcebytes", "target")),
+    ("conda_pack.core", "Packer", "__init__", ("self", "prefix", "archive")),
+    ("conda_pack.core", "Packer", "add", ("self", "file")),
+    ("conda_pack.core", "Packer", "finish", ("self",)),
+    ("conda_pack.core", "File", "__init__", ("self", "source", "target")),
+)
+_PACKER_STATE = ("prefix", "archive", "has_dest", "prefixes")  # read by OnePass.add
+_FILE_STATE = ("source", "target", "file_mode")
+
+
+def conda_pack_drift(contract: tuple[tuple[str, str, str, tuple[str, ...]], ...] = _CONTRACT,
+                     ) -> list[str]:
+    """What of conda-pack's insides the adapter relies on is gone or changed (empty: none)."""
+    import importlib
+    import inspect
+
+    drift = []
+    for module, cls, method, params in contract:
+        owner = getattr(importlib.import_module(module), cls, None)
+        func = getattr(owner, method, None)
+        if func is None:
+            drift.append(f"{module}.{cls}.{method} is gone")
+            continue
+        have = tuple(inspect.signature(func).parameters)[:len(params)]
+        if have != params:
+            drift.append(f"{module}.{cls}.{method} takes ({', '.join(have)}), "
+                         f"not ({', '.join(params)})")
+    from conda_pack.core import BIN_DIR, File, Packer
+
+    packer = Packer("", None)
+    drift += [f"conda_pack.core.Packer has no {name}" for name in _PACKER_STATE
+              if not hasattr(packer, name)]
+    entry = File("", "")
+    drift += [f"conda_pack.core.File has no {name}" for name in _FILE_STATE
+              if not hasattr(entry, name)]
+    if BIN_DIR != "bin":
+        drift.append(f"conda_pack.core.BIN_DIR is {BIN_DIR!r}, not 'bin'")
+    return drift
+
+
+def _refuse_drift() -> None:
+    drift = conda_pack_drift()
+    if drift:
+        from importlib.metadata import version
+
+        raise PackError(f"conda-pack {version('conda-pack')} is not the one tritonpack's staging "
+                        f"was written for: {drift[0]}",
+                        hint="install conda-pack<0.10 (the bound in tritonpack's requirements)",
+                        detail="\n".join(drift))
+
+
 def _writer(out: Path) -> Any:
     from conda_pack.formats import NoArchive
 
@@ -89,7 +161,8 @@ def _writer(out: Path) -> Any:
         def _add(self, source: str, target: str) -> None:
             """A hard link per file, else a copy. conda-pack 0.9 picks link-or-copy once, from
             its first file, then fails with EXDEV on its own activate scripts when tritonpack's
-            install and $TMPDIR are on different file systems (a tmpfs /tmp: exit 70, seen)."""
+            install and $TMPDIR are on different file systems (a tmpfs /tmp: exit 70, seen;
+            conda/conda-pack#478)."""
             target_abspath = self._absolute_path(target)
             self._ensure_parent(target_abspath)
             if not (os.path.isfile(source) or os.path.islink(source)):
@@ -148,6 +221,7 @@ def stage(prefix: Prefix, work: Path) -> Path:
     """
     from conda_pack.core import CondaEnv, CondaPackException  # imported when a pack runs
 
+    _refuse_drift()
     out = work / "packed"
     if out.exists():
         shutil.rmtree(out)
