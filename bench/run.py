@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -349,7 +350,41 @@ def lock_time(model: Path, name: str, resolver: str, cache: Path) -> float:
     return seconds
 
 
+class LoadAverage:
+    """The machine's 1-minute load average, sampled every few seconds while a model is
+    measured: every ratio is reported with it (the machine may be shared)."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.samples = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _sample(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(os.getloadavg()[0])
+        return {"mean": round(statistics.mean(self.samples), 2),
+                "max": round(max(self.samples), 2), "cpus": os.cpu_count() or 0}
+
+
 def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
+    load = LoadAverage()
+    try:
+        result = measure_model(name, work, seed)
+    finally:
+        result_load = load.stop()  # the sampler stops whatever happened
+    result["load_average"] = result_load
+    print(f"   load average (1 min) mean {result_load['mean']}, max {result_load['max']} "
+          f"on {result_load['cpus']} cpus", flush=True)
+    return result
+
+
+def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
     print(f"== {name}", flush=True)
     src = HERE / "models" / name
     tp_model = work / "tp" / name
@@ -565,6 +600,8 @@ def table(results: list[dict[str, Any]]) -> str:
             ok = v is not None and (v <= target if how == "<=" else v >= target)
             cells.append(f"{v if v is not None else 'n/a':>9}{'' if v is None else (' ' if ok else '!')}")
         lines.append(f"{key:<22}{how + str(target):>9}" + "".join(cells))
+    lines.append(f"{'load average':<31}" + "".join(
+        f"{r.get('load_average', {}).get('mean', 'n/a'):>10}" for r in results))
     lines.append("what bounds a missed ratio: the same ratio with the part that bounds it taken "
                  "out, this run (bench/results.md says which part)")
     for key in results[0].get("bounds", {}):
@@ -630,6 +667,10 @@ def markdown(results: list[dict[str, Any]]) -> str:
         sign = "≤" if how == "<=" else "≥"
         lines.append(f"| {labels[key]} | {sign} {target:g} | "
                      + " | ".join(cell(r, key) for r in results) + " |")
+    lines.append("| load average (1 min) while measured: mean / max | | " + " | ".join(
+        f"{r['load_average']['mean']:g} / {r['load_average']['max']:g} "
+        f"({r['load_average']['cpus']} cpus)" if r.get("load_average") else "n/a"
+        for r in results) + " |")
     lines.append("| *what bounds a missed ratio (same run):* | | " + " | " * (len(results) - 1)
                  + " |")
     for key, label in floors.items():

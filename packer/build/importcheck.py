@@ -20,9 +20,16 @@ from ..core.errors import ProcessError
 from ..core.fsguard import open_regular
 
 _SEPARATOR = "--load-only--"
-_SCRIPT = r"""
+SCRIPT = r"""
 import importlib, json, os, sys
 report, args = sys.argv[1], sys.argv[2:]
+opened, listed = set(), set()
+def _audit(event, args):  # what the imports read: their answer is a function of those bytes
+    if event == "open" and isinstance(args[0], (str, bytes)):
+        opened.add(os.fsdecode(args[0]))
+    elif event in ("os.listdir", "os.scandir") and isinstance(args[0], (str, bytes)):
+        listed.add(os.fsdecode(args[0]))
+sys.addaudithook(_audit)
 cut = args.index("--load-only--")
 failed = {}
 for name in args[cut + 1:]:  # what the server loads anyway: failures are not this check's
@@ -36,18 +43,44 @@ for name in args[:cut]:
     except BaseException as exc:  # SystemExit and friends are failures too
         failed[name] = f"{type(exc).__name__}: {exc}"[:300]
 root = os.path.realpath(sys.prefix) + os.sep
-loaded = set()
+loaded, read = set(), set()
+def _inside(path, into):
+    real = os.path.realpath(path)
+    if real.startswith(root):
+        into.add(real[len(root):])
 for module in list(sys.modules.values()):
     try:  # the module's own dict: a lazy module's __getattr__ would import (or raise)
-        path = object.__getattribute__(module, "__dict__").get("__file__")
-        if isinstance(path, str) and path.endswith(".py"):
-            real = os.path.realpath(path)
-            if real.startswith(root):
-                loaded.add(real[len(root):])
+        space = object.__getattribute__(module, "__dict__")
+        path = space.get("__file__")
+        if isinstance(path, str):
+            _inside(path, read)
+            if path.endswith(".py"):
+                _inside(path, loaded)
+        for folder in space.get("__path__") or ():
+            listed.add(folder)
     except BaseException:
         pass
+for folder in sys.path:  # listed before the hook ran; .pth files read by site then too
+    listed.add(folder)
+    try:
+        read.update(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".pth"))
+    except (OSError, TypeError):
+        pass
+try:  # the shared libraries the imports mapped (and the interpreter, libpython)
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+        opened.update(f[5].strip() for f in (line.split(None, 5) for line in maps)
+                      if len(f) == 6 and f[5].startswith("/"))
+except OSError:
+    pass
+for path in opened:
+    if os.path.isfile(path):
+        _inside(path, read)
+folders = set()
+for folder in listed:
+    if isinstance(folder, str) and os.path.isdir(folder):
+        _inside(folder, folders)
 with open(report, "w", encoding="utf-8") as fh:  # not stdout: packages print there, at exit too
-    json.dump([failed, sorted(loaded)], fh)
+    json.dump([failed, sorted(loaded), sorted(read), sorted(folders)], fh)
 """
 
 
@@ -59,6 +92,10 @@ class CheckFailed(Exception):
 class Outcome:
     failed: dict[str, str]  # module -> why it does not import, for each checked one
     loaded: tuple[str, ...]  # the .py files the imports loaded, relative to the env root
+    # what the imports read inside the env (relative): files (sources, extensions, the
+    # libraries mapped, what was opened) and folders listed; the answer is a function of them
+    read: tuple[str, ...] = ()
+    listed: tuple[str, ...] = ()
 
 
 def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...] = (),
@@ -77,7 +114,7 @@ def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]
             argv: list[str | Path] = [
                 root / "bin" / f"python{python}", "-I", "-B", "-X", "utf8",
                 *(["-X", f"pycache_prefix={pycache}"] if pycache else []),
-                "-c", _SCRIPT, report, *modules, _SEPARATOR, *load]
+                "-c", SCRIPT, report, *modules, _SEPARATOR, *load]
             proc.run_contained(argv, env=proc.clean_env({"HOME": home,
                                                          "PYTHONDONTWRITEBYTECODE": "1"}),
                                cwd=Path(home), timeout=timeout)
@@ -88,9 +125,10 @@ def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]
                 with fh:
                     if os.fstat(fh.fileno()).st_size > _MAX_REPORT:
                         raise ValueError("too large")
-                    failed, loaded = json.loads(fh.read())
+                    failed, loaded, read, listed = json.loads(fh.read())
                 return Outcome({str(k): str(v) for k, v in failed.items()},
-                               tuple(str(p) for p in loaded))
+                               tuple(str(p) for p in loaded), tuple(str(p) for p in read),
+                               tuple(str(p) for p in listed))
             except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
                 raise CheckFailed("no readable report from the import check") from exc
     except ProcessError as exc:

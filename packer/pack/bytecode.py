@@ -349,6 +349,12 @@ def _place(data: bytes, out: Path) -> None:
         fh.write(data)
 
 
+def store_entry(store: Path, key: str, data: bytes) -> None:
+    """Keep ``data`` under ``key`` in a store laid out as this one (the import check's
+    answers are kept beside the bytecode)."""
+    _store(store, key, data)
+
+
 def _store(store: Path, key: str, data: bytes) -> None:
     """Keep one entry, its digest first; a cache that cannot be written only costs the next
     pack a compile."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..archive import writer as archive
-from ..build import importcheck
+from ..build import checkcache, importcheck
 from ..build.prefix import Prefix
 from ..core.atomic import atomic_write_bytes
 from ..core.cachehome import cache_dir
@@ -420,8 +420,8 @@ def loaded_files(root: Path, python: str, modules: tuple[str, ...],
     """The source files importing ``load`` and ``modules`` loads (nothing was pruned, so
     failures change nothing); None when the check cannot run to its end."""
     try:
-        return importcheck.run(root, python, _present(root, python, modules), load,
-                               pycache=pycache).loaded
+        return checkcache.run(root, python, _present(root, python, modules), load,
+                              cache_store("bytecode"), pycache=pycache).loaded
     except importcheck.CheckFailed:
         return None
 
@@ -435,7 +435,8 @@ def still_imports(root: Path, python: str, modules: tuple[str, ...], report: Pru
     site = f"lib/python{python}/site-packages"
     present = _present(root, python, modules)
     try:
-        first = importcheck.run(root, python, present, load, pycache=pycache)
+        first = checkcache.run(root, python, present, load, cache_store("bytecode"),
+                               pycache=pycache)
     except importcheck.CheckFailed as exc:
         return restore(root, holding, report, None,
                        f"the import check after pruning did not finish ({exc}): nothing pruned"

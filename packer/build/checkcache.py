@@ -1,0 +1,161 @@
+"""The import check's answer, kept and reused while the bytes it read are the same.
+
+The check (``importcheck``) is a function of what it reads: the interpreter, the modules it
+is asked to import and the files of the environment those imports read (sources, extension
+modules, the libraries mapped, files opened, folders listed). It reports them; each answer is
+kept with the sha256 of every one of those files and of each folder's listing, and is used
+again only after all of them are hashed again in the tree being packed and match: a changed
+byte, a file gone or added to a listed folder runs the check again. A pack of a lock packed
+before then skips importing the model's packages (torch alone: 1.2 s), keeping the proof.
+
+An entry is also signed (HMAC-SHA256) with a key this cache made for itself (``check.key``,
+mode 0600): an entry written by anything else, or copied from another cache, with inputs
+that hash right for a broken environment and an answer saying all imports, is not honoured.
+Like the other stores, the cache stays a trust root: who can read the key can sign.
+Under ``--no-cache`` answers are written, never read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..core import deadlines
+from ..core.cachehome import reuse
+from ..core.fsguard import open_regular
+from ..core.storefile import open_entry, real_dir
+from . import importcheck
+
+_FORMAT = b"import check answer 1\0"
+_KEY_FILE = "check.key"
+_MAX_ENTRY = 16 << 20  # a check of torch reads about 1,500 files: far below
+
+
+def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...] = (),
+        store: Path | None = None, timeout: float = deadlines.IMPORT_CHECK,
+        pycache: Path | None = None) -> importcheck.Outcome:
+    """``importcheck.run``, answered from ``store`` when every byte the last same check read
+    is unchanged; else run, and its answer kept there."""
+    if store is None or (not modules and not load):
+        return importcheck.run(root, python, modules, load, timeout, pycache)
+    secret = _secret(store)
+    key = _key(root, python, modules, load)
+    if secret is not None and reuse():
+        kept = _recall(store, key, secret, root)
+        if kept is not None:
+            return kept
+    outcome = importcheck.run(root, python, modules, load, timeout, pycache)
+    if secret is not None:
+        _keep(store, key, secret, root, outcome)
+    return outcome
+
+
+def _key(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]) -> str:
+    from ..pack.bytecode import interpreter_key
+
+    asked = json.dumps([python, list(modules), list(load),
+                        hashlib.sha256(importcheck.SCRIPT.encode()).hexdigest()]).encode()
+    return hashlib.sha256(_FORMAT + interpreter_key(root, python) + asked).hexdigest()
+
+
+def _secret(store: Path) -> bytes | None:
+    """This cache's signing key, made on first use; None when it cannot be read or made (the
+    check then runs every time, nothing fails)."""
+    path = store / _KEY_FILE
+    with contextlib.suppress(OSError):
+        store.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(32))
+    try:
+        fh = open_regular(path, follow=False)
+    except OSError:
+        return None
+    if isinstance(fh, str):
+        return None
+    with fh:
+        data = fh.read(33)
+    return data if len(data) == 32 else None  # a key being written, or not one
+
+
+def digests(root: Path, files: tuple[str, ...], folders: tuple[str, ...]) -> list[str] | None:
+    """The sha256 of each file's bytes and of each folder's sorted names, in order; None when
+    one is not there (or not a regular file / a real folder: nothing is followed)."""
+    def one_file(rel: str) -> str | None:
+        try:
+            fh = open_regular(root / rel, follow=False)
+        except OSError:
+            return None
+        if isinstance(fh, str):
+            return None
+        digest = hashlib.sha256()
+        with fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def one_folder(rel: str) -> str | None:
+        path = root / rel
+        if not real_dir(path):
+            return None
+        try:
+            names = sorted(os.listdir(path))
+        except OSError:
+            return None
+        return hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+
+    if any(_outside(p) for p in (*files, *folders)):
+        return None
+    with ThreadPoolExecutor(2) as pool:  # hashlib lets go of the GIL: two cores, two files
+        found = [*pool.map(one_file, files), *map(one_folder, folders)]
+    return None if any(d is None for d in found) else [d for d in found if d is not None]
+
+
+def _outside(rel: str) -> bool:
+    return rel.startswith("/") or ".." in rel.split("/") or "\0" in rel
+
+
+def _keep(store: Path, key: str, secret: bytes, root: Path,
+          outcome: importcheck.Outcome) -> None:
+    hashed = digests(root, outcome.read, outcome.listed)
+    if hashed is None or not set(outcome.loaded) <= set(outcome.read):
+        return  # a file it read is gone already: nothing to vouch for
+    data = json.dumps({"key": key, "failed": outcome.failed, "loaded": list(outcome.loaded),
+                       "read": list(outcome.read), "listed": list(outcome.listed),
+                       "digests": hashed}, sort_keys=True).encode()
+    from ..pack.bytecode import store_entry
+
+    store_entry(store, key, hmac.digest(secret, data, "sha256") + data)
+
+
+def _recall(store: Path, key: str, secret: bytes, root: Path) -> importcheck.Outcome | None:
+    """The kept answer, if it is signed with this cache's key, was kept for ``key``, and
+    every file and folder it read hashes the same in ``root`` now; else None (run it)."""
+    fh = open_entry(store / key[:2] / key)
+    if fh is None:
+        return None
+    with fh:
+        raw = fh.read(_MAX_ENTRY + 1)
+    digest, mac, data = raw[:32], raw[32:64], raw[64:]
+    if (len(raw) > _MAX_ENTRY or hashlib.sha256(raw[32:]).digest() != digest
+            or not hmac.compare_digest(mac, hmac.digest(secret, data, "sha256"))):
+        return None
+    try:
+        entry = json.loads(data)
+        read, listed = tuple(entry["read"]), tuple(entry["listed"])
+        outcome = importcheck.Outcome(
+            {str(k): str(v) for k, v in entry["failed"].items()},
+            tuple(str(p) for p in entry["loaded"]), read, listed)
+        if (entry["key"] != key or not set(outcome.loaded) <= set(read)
+                or not all(isinstance(p, str) for p in (*read, *listed))):
+            return None
+        return outcome if digests(root, read, listed) == entry["digests"] else None
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return None
