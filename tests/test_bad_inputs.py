@@ -622,6 +622,11 @@ BAD_REQUESTS = [
     ("top_level_list.json", ": is a JSON list, not an object of tensors by name"),
     ("duplicate_key.json", ": key 'INPUT0' is given twice in one object"),
     ("huge_integer.json", ": holds an integer of 5000 digits: no tensor holds a number that long"),
+    # were a 22 GB allocation: sizes read from each .npy header before any array is
+    ("zeros_320mb.npz", ": INPUT0.npy (shape (80000000,) of float32) would decode past 256 MiB, "
+                        "more than tritonpack sends in one request"),
+    ("declares_huge.npz", ": INPUT0.npy (shape (100000, 100000) of float32) would decode past "
+                          "256 MiB, more than tritonpack sends in one request"),
 ]
 
 

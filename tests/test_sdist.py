@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from packer.core import proc
 from packer.core.cachehome import distrusted
 from packer.core.errors import BuildError, ExitCode, LockError, ProcessError
 from packer.lock import sdist as sdist_module
@@ -600,7 +601,7 @@ def test_the_sdist_build_gets_a_throwaway_home_and_none_of_tritonpacks_settings(
     assert seen["home"] != str(Path.home()) and not Path(seen["home"]).exists()  # thrown away
     assert "TRITONPACK_CACHE" not in seen["keys"]
     uv_own = {"UV", "VIRTUAL_ENV", "PYTHONIOENCODING"}  # what uv sets for the backend
-    allowed = {*build_env(tmp_path), *uv_own}
+    allowed = {*build_env(tmp_path), *uv_own, proc.MARK}  # the mark: how it is found again
     assert {k for k in seen["keys"] if not k.startswith("UV_INTERNAL__")} <= allowed
 
 

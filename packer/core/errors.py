@@ -146,3 +146,13 @@ class ProcessError(TritonPackError):
         self.argv = argv
         self.returncode = returncode
         self.output = output
+
+
+class ProcessTimeout(ProcessError):
+    """An external command ran past its deadline (``packer.core.deadlines``); it was stopped
+    with every process it started."""
+
+    def __init__(self, argv: list[str], seconds: float, output: str):
+        super().__init__(argv, -1, f"timed out after {seconds:.0f}s\n{output}")
+        self.message = f"{argv[0]} did not finish within {seconds:.0f} s"
+        self.seconds = seconds

@@ -10,12 +10,14 @@ import contextlib
 import ctypes
 import logging
 import os
+import secrets
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from .errors import ProcessError
+from .errors import ProcessError, ProcessTimeout
 
 log = logging.getLogger("tritonpack.proc")
 
@@ -41,30 +43,11 @@ def run(
     cwd: Path | None = None,
     timeout: float,
 ) -> str:
-    """Run ``argv``, return its combined output; raise ProcessError on failure or when it
-    runs past ``timeout`` (required: every wait has a deadline, ``packer.core.deadlines``)."""
-    args = [os.fspath(a) for a in argv]
-    log.debug("$ %s", " ".join(args))
-    try:
-        done = subprocess.run(
-            args,
-            env=dict(env) if env is not None else clean_env(),
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",  # a tool printing bytes that are not UTF-8 is no crash here
-            timeout=timeout,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise ProcessError(args, 127, str(exc)) from exc
-    except subprocess.TimeoutExpired as exc:
-        out = exc.output if isinstance(exc.output, str) else ""
-        raise ProcessError(args, -1, f"timed out after {timeout}s\n{out}") from exc
-    if done.returncode != 0:
-        raise ProcessError(args, done.returncode, done.stdout)
-    return done.stdout
+    """Run ``argv`` (its deadline: a name in ``packer.core.deadlines``), return its combined
+    output; raise ProcessError on failure, ProcessTimeout past the deadline. Contained as
+    ``run_contained`` is: a build backend or a resolver runs code of the packages it reads."""
+    return run_contained(argv, env=env if env is not None else clean_env(), cwd=cwd,
+                         timeout=timeout, tail=None)
 
 
 def run_contained(
@@ -73,40 +56,109 @@ def run_contained(
     env: Mapping[str, str],
     cwd: Path | None = None,
     timeout: float,
-    tail: int = 1 << 16,
+    tail: int | None = 1 << 16,
 ) -> str:
-    """Run ``argv`` for code tritonpack does not trust to behave (packages imported to check
-    them): in its own session, its output in a file, of which the last ``tail`` bytes are
-    returned. Done when it exits, not when its output closes: a helper process it left
-    running is killed with its process group, and no output floods memory."""
+    """Run ``argv`` for code tritonpack does not trust to behave (a setup.py, packages
+    imported to check them): in its own session, its output in a file (the last ``tail``
+    bytes are returned; None: all). Done when it exits, not when its output closes: its
+    process group is killed then, and so is any process that left the group (``setsid``, a
+    daemon's double fork) but still carries this run's mark in its environment, and such a
+    daemon is killed as soon as it is seen (``_wait``); past ``timeout`` all of them are
+    killed and ProcessTimeout raised. No output floods memory,
+    no pipe held open by a daemon hangs tritonpack, nothing it started outlives it."""
     import tempfile
 
     args = [os.fspath(a) for a in argv]
     log.debug("$ %s", " ".join(args))
+    mark = secrets.token_hex(8)
     with tempfile.TemporaryFile() as out:
         try:
-            child = subprocess.Popen(args, env=dict(env), cwd=cwd, stdout=out,
+            child = subprocess.Popen(args, env={**env, MARK: mark}, cwd=cwd, stdout=out,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
         except FileNotFoundError as exc:
             raise ProcessError(args, 127, str(exc)) from exc
         timed_out = False
         try:
-            code = child.wait(timeout)
+            code = _wait(child, mark, timeout)
         except subprocess.TimeoutExpired:
             timed_out, code = True, -1
-        finally:  # the group: what it started goes with it (an interrupt here too)
+        finally:  # the group and the marked: what it started goes with it (an interrupt too)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, signal.SIGKILL)
+            kill_marked(mark)
             child.wait()
         size = out.seek(0, os.SEEK_END)
-        out.seek(max(0, size - tail))
+        out.seek(0 if tail is None else max(0, size - tail))
         text = out.read().decode("utf-8", errors="replace")
     if timed_out:
-        raise ProcessError(args, -1, f"timed out after {timeout}s\n{text}")
+        raise ProcessTimeout(args, timeout, text)
     if code != 0:
         raise ProcessError(args, code, text)
     return text
+
+
+MARK = "PROCESS_MARK"  # not TRITONPACK_*: a build is given none of those
+"""Set in the environment of every command run: how its descendants are found again."""
+
+
+def marked(mark: str) -> list[int]:
+    """The processes whose environment carries ``MARK=mark`` (those of this user)."""
+    needle = f"{MARK}={mark}".encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                if needle in fh.read().split(b"\0"):
+                    found.append(int(entry.name))
+        except OSError:  # gone, or another user's
+            continue
+    return found
+
+
+def _wait(child: subprocess.Popen[bytes], mark: str, timeout: float) -> int:
+    """``child``'s exit status, killing meanwhile each escaped daemon: a marked process whose
+    parent is not (it was reparented: its own parent exited). One holding the pipe of a
+    process it was forked from (uv reading a build backend's output) would hang that one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(child.args, timeout)
+        try:
+            return child.wait(min(left, _POLL_S))
+        except subprocess.TimeoutExpired:
+            _kill_escaped(mark, child.pid)
+
+
+_POLL_S = 1.0
+
+
+def _kill_escaped(mark: str, root: int) -> None:
+    pids = set(marked(mark))
+    for pid in pids - {root}:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) not in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                log.debug("killed pid %d: it left the command it came from running", pid)
+
+
+def kill_marked(mark: str) -> None:
+    """SIGKILL every process carrying ``mark`` until none is left (one may fork meanwhile)."""
+    for _ in range(10):
+        pids = marked(mark)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
 
 
 def popen(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from ..core.errors import BuildError, ProcessError, ResolveError, TargetError
+from ..core.errors import BuildError, ProcessError, ProcessTimeout, ResolveError, TargetError
 from ..resolve.target import Target
 from .backend import BACKENDS, DEFAULT_INDEX, Backend, Indexes, target_interpreter
 from .sdist import (
@@ -160,6 +160,8 @@ def compile_pins(
         try:
             text = backend.compile(requirements, target, indexes, python_from, from_source)
             break
+        except ProcessTimeout as exc:
+            raise _timed_out(exc, from_source) from exc
         except ProcessError as exc:
             failure = diagnose(exc.output)
             more = [n for n in source_only(failure, indexes, target.pypi_platform)
@@ -184,6 +186,19 @@ def compile_pins(
 
 
 _MAX_FROM_SOURCE = 20
+
+
+def _timed_out(exc: ProcessTimeout, from_source: Sequence[str]) -> ResolveError:
+    """A resolve past its deadline: when it read an sdist's metadata, its setup.py is the
+    likely waiter."""
+    built = (f" (it ran the setup.py of {', '.join(from_source)}, published only as source, "
+             "to read its metadata)") if from_source else ""
+    return ResolveError(
+        f"resolving the requirements did not finish within {exc.seconds:.0f} s{built}: "
+        "stopped, with every process it started",
+        hint="check the index (--index-url) and the network" if not from_source else
+        "build a wheel of it and pass --find-links DIR, or pin a version that has wheels",
+        detail=exc.detail)
 
 
 def _from_source(pin: Pin, interpreter: Path, target: Target, indexes: Indexes,

@@ -48,7 +48,7 @@ from packaging.utils import canonicalize_name, parse_sdist_filename
 from ..core import deadlines
 from ..core.atomic import atomic_write_bytes
 from ..core.cachehome import cache_dir, cache_root, reuse
-from ..core.errors import BuildError, ProcessError
+from ..core.errors import BuildError, ProcessError, ProcessTimeout
 from ..core.fsguard import not_regular, open_regular
 from .backend import NO_COMPILER, Indexes, UvBackend, build_env
 
@@ -465,6 +465,12 @@ def _build_failed(sdist: Sdist, exc: ProcessError, python: str) -> BuildError:
     """One sentence for a failed build: a locked build tool whose hash differs, a tool the
     lock does not pin, what a compiling build needed, else the build's output as detail."""
     what = f"{sdist.name}=={sdist.version}"
+    if isinstance(exc, ProcessTimeout):
+        return BuildError(
+            f"building {what} from its sdist did not finish within {exc.seconds:.0f} s: "
+            "stopped, with every process its build started",
+            hint=f"its setup.py may wait for input, a network or a server; build a wheel of it "
+                 f"for Python {python} and pass --find-links DIR", detail=exc.detail)
     if found := _BUILD_HASH.search(exc.output):
         return BuildError(
             f"hash mismatch for {found.group(1)}, a build requirement of {what} pinned in "

@@ -23,7 +23,12 @@ from ..core.errors import ExitCode, TritonPackError
 from ..core.fsguard import read_regular
 
 MAX_DEPTH = 32  # dimensions of a tensor, generously (Triton's own limit is far lower)
-MAX_BYTES = 1 << 30
+MAX_BYTES = 64 << 20
+"""The file as given: JSON grows ~10x as Python lists (verify sends one request, not data)."""
+MAX_ARRAY_BYTES = 256 << 20
+"""All arrays of a .npz, decoded: read from each .npy header before any array is allocated
+(a 4 MB .npz of zeros may declare gigabytes)."""
+MAX_MEMBERS = 1024
 
 
 class RequestFileError(TritonPackError):
@@ -165,6 +170,7 @@ def _check_npz(raw: bytes, path: Path, option: str) -> None:
         raise RequestFileError(f"{option} {path}: not a .npz archive (a zip of .npy arrays)",
                                hint="save it with numpy.savez(path, NAME=array)")
     try:
+        _check_npz_sizes(raw, path, option)
         with np.load(io.BytesIO(raw), allow_pickle=False) as data:
             for key in data.files:
                 if not isinstance(data[key], np.ndarray):  # numpy hands back raw bytes
@@ -177,3 +183,42 @@ def _check_npz(raw: bytes, path: Path, option: str) -> None:
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
         raise RequestFileError(f"{option} {path}: corrupt .npz archive: {exc}",
                                hint="save it again with numpy.savez") from exc
+
+
+def _check_npz_sizes(raw: bytes, path: Path, option: str) -> None:
+    """Refuse a .npz whose arrays would decode past ``MAX_ARRAY_BYTES``, from the zip's
+    directory and each .npy header alone (a member is never read past its declared size)."""
+    import numpy as np
+
+    with zipfile.ZipFile(io.BytesIO(raw)) as zipped:
+        members = zipped.infolist()
+        if len(members) > MAX_MEMBERS:
+            raise RequestFileError(f"{option} {path}: {len(members)} members, more than the "
+                                   f"{MAX_MEMBERS} inputs of any model",
+                                   hint="save one array per input with numpy.savez")
+        total = 0
+        for info in members:
+            with zipped.open(info) as member:
+                try:
+                    version = np.lib.format.read_magic(member)  # type: ignore[no-untyped-call]
+                except ValueError:  # not an array (np.load's own check names it): its size
+                    total += info.file_size
+                    what = f"{info.file_size} bytes"
+                else:
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(member)  # type: ignore[no-untyped-call]
+                    count = 1
+                    for n in shape:
+                        count *= int(n)
+                    total += count * max(dtype.itemsize, 1)
+                    what = f"shape {tuple(int(n) for n in shape)} of {dtype}"
+            if total > MAX_ARRAY_BYTES:
+                raise _too_big(path, option, info.filename, what)
+
+
+def _too_big(path: Path, option: str, member: str, what: str) -> RequestFileError:
+    return RequestFileError(
+        f"{option} {path}: {member} ({what}) would decode past {MAX_ARRAY_BYTES >> 20} MiB, "
+        "more than tritonpack sends in one request",
+        hint="give a small sample: verify sends one request, not a dataset")
