@@ -344,6 +344,8 @@ class Scanner:
 
     def _find(self, dotted: str, roots: tuple[Path, ...] | None = None) -> _Found | None:
         parts = dotted.split(".")
+        if not all(part.isidentifier() for part in parts):  # from a pickle: never a path
+            return None
         for root in roots or self.roots:
             base = root.joinpath(*parts)
             for candidate in (base, base.with_name(base.name + ".py")):

@@ -168,12 +168,22 @@ def read_refs(path: Path) -> PickleRefs:
     # protocols 0-2 name Python 2 modules (pickle writes __builtin__, copy_reg; the unpickler
     # maps them back): the standard library's own table says what they are on Python 3
     modules = [_compat_pickle.IMPORT_MAPPING.get(m, m) for m in modules]
+    bad = [m for m in modules if not is_module_name(m)]  # '../../etc': no module, no path
+    modules = [m for m in modules if is_module_name(m)]
     problem = None
-    if not modules:
+    if bad:
+        problem = (f"names {bad[0]!r}, which is not a Python module name (no unpickler could "
+                   "import it)")
+    elif not modules:
         problem = "no module names found in it"
     elif path.stat().st_size > MAX_BYTES and len(data) >= MAX_BYTES:
         problem = f"only its first {MAX_BYTES >> 20} MiB were read"
     return PickleRefs(path, tuple(dict.fromkeys(modules)), problem)
+
+
+def is_module_name(name: str) -> bool:
+    """A dotted Python module name (``a.b_c``), nothing a path could be made of."""
+    return all(part.isidentifier() for part in name.split("."))
 
 
 def scan_dirs(dirs: tuple[Path, ...]) -> Iterator[PickleRefs]:

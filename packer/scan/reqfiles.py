@@ -28,6 +28,8 @@ REQUIREMENTS_TXT = "requirements.txt"
 ENVIRONMENT_YML = ("environment.yml", "environment.yaml")
 PYPROJECT = "pyproject.toml"
 _MAX_BYTES = 1 << 20  # a requirements file is small; anything bigger is not one
+_MAX_DEPTH = 32  # -r includes nested in one another (pip's own recursion fails near 300)
+_MAX_FILES = 256  # files read through -r in all (a diamond of includes grows exponentially)
 _IGNORED_OPTIONS = ("--pre", "--prefer-binary", "--only-binary", "--no-binary", "--trusted-host",
                     "--use-feature", "--no-index", "--require-hashes", "--upgrade-strategy")
 
@@ -105,6 +107,11 @@ class _PipFile:
                              "model dir or the repository around it")
         if real in self._stack:
             raise ModelError(f"{shown}: includes itself (-r loop)")
+        if len(self._stack) >= _MAX_DEPTH or len(self.files) >= _MAX_FILES:
+            where = f"{included_from}: -r {written}" if included_from else shown
+            raise ModelError(f"{where}: -r includes nested deeper than {_MAX_DEPTH} files or "
+                             f"more than {_MAX_FILES} in all: refused",
+                             hint="list the requirements in fewer files")
         self._stack.append(real)
         self.files.append(shown)
         text = re.sub(r"\\\r?\n", " ", _read(path, shown))  # continuation lines

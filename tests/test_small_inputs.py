@@ -1,0 +1,69 @@
+"""Small local inputs that used to end in exit 70 (a bug in tritonpack): each is now one
+sentence and a named exit code, and nothing in the model directory changes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from packer.core.errors import ExitCode
+
+from .conftest import error_line, run_cli, snapshot
+
+Copy = Callable[..., Path]
+
+
+def test_a_requirements_chain_400_files_deep_is_refused(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    for i in range(400):
+        (model / f"req{i}.txt").write_text(f"-r req{i + 1}.txt\n")
+    (model / "req400.txt").write_text("numpy<2\n")
+    (model / "requirements.txt").write_text("-r req0.txt\n")
+    before = snapshot(model)
+    res = run_cli("scan", model, "--triton", "24.10")
+    assert res.exit_code == ExitCode.MODEL == 3, res.stderr
+    assert error_line(res.stderr) == (
+        "error: plain_numpy/req30.txt:1: -r req31.txt: -r includes nested deeper than 32 files "
+        "or more than 256 in all: refused")
+    assert snapshot(model) == before
+
+
+def test_a_diamond_of_includes_is_refused_not_read_two_to_the_thirty_times(
+        model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    for i in range(30):
+        (model / f"req{i}.txt").write_text(f"-r req{i + 1}.txt\n-r req{i + 1}.txt\n")
+    (model / "req30.txt").write_text("numpy<2\n")
+    (model / "requirements.txt").write_text("-r req0.txt\n")
+    res = run_cli("scan", model, "--triton", "24.10")
+    assert res.exit_code == ExitCode.MODEL, res.stderr
+    assert error_line(res.stderr).endswith(
+        "-r includes nested deeper than 32 files or more than 256 in all: refused")
+
+
+def test_a_pickle_naming_a_path_as_its_module_is_a_note_not_a_crash(model_copy: Copy) -> None:
+    """Protocol 0's GLOBAL opcode: module '../../etc', name 'passwd'. No module is looked for
+    (no path is made of it), and the scan says what the pickle holds."""
+    model = model_copy("plain_numpy")
+    (model / "1" / "model.pkl").write_bytes(b"c../../etc\npasswd\n)R.")
+    before = snapshot(model)
+    res = run_cli("scan", model, "--triton", "24.10", "--json")
+    assert res.exit_code == 0, res.stderr
+    scanned = json.loads(res.stdout)
+    assert ("plain_numpy/1/model.pkl: names '../../etc', which is not a Python module name (no "
+            "unpickler could import it)") in scanned["warnings"]
+    assert [i["import"] for i in scanned["imports"]] == ["triton_python_backend_utils", "numpy"]
+    assert snapshot(model) == before
+
+
+def test_a_deeply_nested_journal_is_refused_and_nothing_touched(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    (model / ".tritonpack-journal.json").write_text("[" * 100_000 + "]" * 100_000)
+    before = snapshot(model)
+    res = run_cli(model, "--triton", "24.10", "--offline")
+    assert res.exit_code == ExitCode.PACK == 9, res.stderr
+    assert error_line(res.stderr) == (
+        f"error: {model}/.tritonpack-journal.json: unreadable commit journal of an interrupted "
+        "run: refused, nothing was touched")
+    assert snapshot(model) == before
