@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -161,24 +162,100 @@ def kill_marked(mark: str) -> None:
         time.sleep(0.01)
 
 
+class Service:
+    """A long-running process tritonpack started (a server) and everything it starts in turn:
+    stubs, a model's forked workers, a daemon that left the group with ``setsid``. All carry
+    ``mark`` in their environment; ``stop_all`` kills them, and so does a watchdog process if
+    tritonpack dies first (even by SIGKILL, which runs no cleanup)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], mark: str,
+                 watchdog: subprocess.Popen[bytes] | None):
+        self.process = process
+        self.mark = mark
+        self.watchdog = watchdog
+
+    def stop_all(self) -> list[int]:
+        """Kill the group and every marked process; return the marked ones that outlived the
+        group (empty when the server's own stop took everything with it)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+        left = marked(self.mark)
+        kill_marked(self.mark)
+        if self.watchdog is not None:  # its pipe closes: it looks once more, finds none, exits
+            with contextlib.suppress(OSError):
+                if self.watchdog.stdin is not None:
+                    self.watchdog.stdin.close()
+            try:
+                self.watchdog.wait(10)
+            except subprocess.TimeoutExpired:
+                self.watchdog.kill()
+                self.watchdog.wait()
+        return left
+
+
 def popen(
     argv: Sequence[str | os.PathLike[str]],
     *,
     env: Mapping[str, str],
     cwd: Path | None = None,
     log_file: Path,
-) -> subprocess.Popen[bytes]:
+) -> Service:
     """Start a long-running process (a server) with output to ``log_file``, in its own session
-    (a Ctrl-C reaches tritonpack, which stops it in order) and killed if tritonpack dies
-    without stopping it (SIGKILL runs no cleanup: the kernel's parent-death signal does)."""
+    (a Ctrl-C reaches tritonpack, which stops it in order), killed if tritonpack dies without
+    stopping it (SIGKILL runs no cleanup: the kernel's parent-death signal does), and what it
+    starts killed then too (``Service``'s watchdog: it waits for tritonpack's end on a pipe
+    only tritonpack holds, then kills every process carrying the mark)."""
     args = [os.fspath(a) for a in argv]
     log.debug("$ %s &", " ".join(args))
+    mark = secrets.token_hex(8)
+    watchdog = _watchdog(mark)
     with log_file.open("wb") as out:
-        return subprocess.Popen(
-            args, env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(
+            args, env={**env, MARK: mark}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
             preexec_fn=_die_with_parent(os.getpid()),
         )
+    return Service(process, mark, watchdog)
+
+
+_WATCHDOG = """import os, signal, sys, time
+while sys.stdin.buffer.read(65536):
+    pass
+needle = b"%s=" + sys.argv[1].encode()
+for _ in range(100):
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/" + name + "/environ", "rb") as fh:
+                    if needle in fh.read().split(b"\\0"):
+                        found.append(int(name))
+            except OSError:
+                pass
+    if not found:
+        break
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    time.sleep(0.1)
+"""
+
+
+def _watchdog(mark: str) -> subprocess.Popen[bytes] | None:
+    """A small Python process, in its own session and without the mark, that outlives
+    tritonpack by at most the time to kill what carries ``mark``."""
+    try:
+        return subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG % MARK, mark],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True,
+                                env={"PATH": os.defpath})
+    except OSError:  # no watchdog: the server's parent-death signal still applies
+        log.debug("no watchdog process", exc_info=True)
+        return None
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:

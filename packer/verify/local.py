@@ -7,7 +7,6 @@ environment's Python put at ``backends/python/triton_python_backend_stub``.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import shutil
@@ -42,10 +41,11 @@ def stub_pythons() -> tuple[str, ...]:
 
 
 class LocalServer:
-    def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path,
+    def __init__(self, service: proc.Service, url: str, log_path: Path,
                  before: set[Path], grpc_url: str = ""):
         self.before = before
-        self.process = process
+        self.service = service
+        self.process = service.process
         self.url = url
         self.grpc_url = grpc_url
         self.log_path = log_path
@@ -61,7 +61,8 @@ class LocalServer:
 
     def stop(self) -> None:
         """SIGINT, then SIGTERM, then SIGKILL to the whole process group (a hung stub ignores
-        the first two); then remove what it left in /tmp and /dev/shm."""
+        the first two), then to every process the server started, in the group or not; then
+        remove what it left in /tmp and /dev/shm."""
         for sig, wait in ((signal.SIGINT, 8.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
             if self.process.poll() is not None:
                 break
@@ -73,8 +74,7 @@ class LocalServer:
                 self.process.wait(timeout=wait)
             except subprocess.TimeoutExpired:
                 continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # stubs share the group: none survives
+        self.service.stop_all()  # the group, and what left it (a model's setsid'd daemon)
         cleanup_from_log(self.log(), self.before)
 
 
@@ -119,6 +119,6 @@ class LocalRuntime:
         if self.python_home is not None:
             env["PYTHONHOME"] = str(self.python_home)
         before = env_dirs()
-        process = proc.popen(argv, env=env, cwd=work, log_file=work / "server.log")
-        return LocalServer(process, f"http://127.0.0.1:{http}", work / "triton.log", before,
+        service = proc.popen(argv, env=env, cwd=work, log_file=work / "server.log")
+        return LocalServer(service, f"http://127.0.0.1:{http}", work / "triton.log", before,
                            grpc_url=f"127.0.0.1:{grpc}")

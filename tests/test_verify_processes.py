@@ -1,0 +1,110 @@
+"""Everything the server started ends with verify: the stubs, workers a model forks in
+initialize(), a daemon that left the process group (double fork, setsid) and listens on a
+port; after a passing verify, and after a SIGKILL of verify itself (no cleanup runs: the
+watchdog does it). Each test asserts about the processes its own model started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+Copy = Callable[..., Path]
+
+SPAWNS = '''
+import os, socket, time
+
+
+def _record(pids, what):
+    with open(pids, "a") as fh:
+        fh.write(f"{{what}} {{os.getpid()}}\\n")
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        pids = {pids!r}
+        _record(pids, "stub")
+        if os.fork() == 0:  # a worker, in the stub's group
+            _record(pids, "worker")
+            time.sleep(100000)
+        if os.fork() == 0:  # a daemon: out of the group, listening on a port
+            os.setsid()
+            if os.fork() == 0:
+                server = socket.socket()
+                server.bind(("127.0.0.1", 0))
+                server.listen()
+                _record(pids, "daemon")
+                time.sleep(100000)
+            os._exit(0)
+'''
+
+
+def _model(model_copy: Copy, tmp_path: Path) -> tuple[Path, Path]:
+    model = model_copy("plain_numpy")
+    pids = tmp_path / "pids"
+    source = (model / "1" / "model.py").read_text()
+    head, _, body = source.partition("class TritonPythonModel:\n")
+    spawns = SPAWNS.format(pids=str(pids)).split("class TritonPythonModel:\n")
+    (model / "1" / "model.py").write_text(
+        head + spawns[0] + "class TritonPythonModel:\n" + spawns[1] + body)
+    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    return model, pids
+
+
+def _started(pids: Path) -> dict[str, int]:
+    if not pids.exists():
+        return {}
+    return {what: int(pid) for what, pid in
+            (line.split() for line in pids.read_text().splitlines() if line.strip())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _survivors(started: dict[str, int], within: float = 15.0) -> dict[str, int]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        left = {what: pid for what, pid in started.items() if _alive(pid)}
+        if not left:
+            return {}
+        time.sleep(0.1)
+    return left
+
+
+def test_a_passing_verify_leaves_nothing_the_model_started(model_copy: Copy,
+                                                           tmp_path: Path) -> None:
+    model, pids = _model(model_copy, tmp_path)
+    res = run_cli("verify", model, "-q")
+    assert res.exit_code == 0, res.stderr
+    started = _started(pids)
+    assert set(started) == {"stub", "worker", "daemon"}, started
+    assert _survivors(started, within=2.0) == {}  # gone when verify returned, not later
+
+
+def test_a_sigkilled_verify_leaves_no_stub_nor_what_the_model_started(
+        model_copy: Copy, tmp_path: Path) -> None:
+    model, pids = _model(model_copy, tmp_path)
+    run = subprocess.Popen([sys.executable, "-m", "packer", "verify", str(model)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "NO_COLOR": "1"})
+    deadline = time.monotonic() + 180
+    while set(_started(pids)) != {"stub", "worker", "daemon"}:
+        assert run.poll() is None and time.monotonic() < deadline, _started(pids)
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert _survivors(_started(pids)) == {}
