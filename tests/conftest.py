@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +52,37 @@ def copy_model(name: str, dest: Path, as_name: str | None = None) -> Path:
     target = dest / (as_name or name)
     shutil.copytree(MODELS / name, target, symlinks=True)
     return target
+
+
+@pytest.fixture(scope="session")
+def packed_once(tmp_path_factory: pytest.TempPathFactory,
+                session_cache: Path) -> Callable[..., Path]:
+    """A fixture model packed once per test session for each set of options (what its lock
+    and environment depend on), for tests to which a packed model is only the starting point:
+    each takes a copy (``packed_copy``), so no test sees another's changes."""
+    built: dict[tuple[str, ...], Path] = {}
+
+    def pack(name: str, *options: str) -> Path:
+        key = (name, *options)
+        if key not in built:
+            os.environ["TRITONPACK_CACHE"] = str(session_cache)
+            model = copy_model(name, tmp_path_factory.mktemp(f"packed-{name}"))
+            res = run_cli(model, *options, "-q")
+            assert res.exit_code == 0, res.stderr
+            built[key] = model
+        return built[key]
+
+    return pack
+
+
+@pytest.fixture
+def packed_copy(packed_once: Callable[..., Path], tmp_path: Path) -> Callable[..., Path]:
+    """A writable copy of ``packed_once(name, *options)`` in this test's tmp_path."""
+    def copy(name: str, *options: str) -> Path:
+        source = packed_once(name, *options)
+        return Path(shutil.copytree(source, tmp_path / source.name, symlinks=True))
+
+    return copy
 
 
 @pytest.fixture
