@@ -34,6 +34,7 @@ try:  # the installed tritonpack (editable or not), never the source tree by pat
     from packer.archive.writer import DEFAULT_LEVEL
     from packer.build.prefix import Prefix
     from packer.context import prepare
+    from packer.core.errors import PackError
     from packer.lock import conda, pychannel
     from packer.lock.pypi import Indexes
     from packer.pack.prune import tree_size
@@ -384,6 +385,20 @@ def bench_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
     return result
 
 
+def stripped_archive(src: Path, work: Path, name: str, cache: Path) -> int | None:
+    """The archive's bytes with ``--strip`` (the model's cache: only the pack is new); None
+    without binutils."""
+    model = work / "tp-strip" / name
+    shutil.copytree(src, model)
+    try:
+        with cache_at(cache):
+            package(model, opts_for(name, strip=True))
+    except PackError as exc:
+        print(f"   --strip: not measured ({exc})", flush=True)
+        return None
+    return (model / "tritonpack-env.tar.gz").stat().st_size
+
+
 def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
     print(f"== {name}", flush=True)
     src = HERE / "models" / name
@@ -423,6 +438,7 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
         # the documented choice for images: unpacked, with hash-checked bytecode
         package(dir_model, opts_for(name), pack_options=PackOptions(format="dir", bytecode="all"))
         package(files_model, opts_for(name), pack_options=PackOptions(stdlib_zip=False))
+    strip_bytes = stripped_archive(src, work, name, cache)
     # no environment: the stub runs on the Python that runs this bench (its numpy is found
     # through a venv with numpy < 2 that the bench makes once)
     no_env_py = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -482,13 +498,14 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
         "steps": {"tritonpack_cold": cold_steps.seconds, "tritonpack_pack": pack_steps,
                   "tritonpack_pack_warm": pack_steps_warm},
         "remote_pull_mb_per_s": pulled[1] if pulled else None,
-        "bytes": {"tritonpack_archive": archive_bytes,
+        "bytes": {"tritonpack_archive": archive_bytes, "tritonpack_archive_strip": strip_bytes,
                   "baseline_archive": base["archive"].stat().st_size,
                   "native_only_archive": native.stat().st_size},
         "ratios": {
             "cold_build": ratio(cold, base["seconds"]),
             "warm_vs_cold": ratio(warm, cold),
             "archive_size": ratio(archive_bytes, base["archive"].stat().st_size),
+            "archive_size_strip": ratio(strip_bytes, base["archive"].stat().st_size),
             "pack_throughput": ratio(env_mb / tp_pack, env_mb / cp_pack),
             "pack_throughput_warm": ratio(env_mb / tp_pack_warm, env_mb / cp_pack),
             "ready_archive": ratio(ready_tp, ready_base),
@@ -535,6 +552,7 @@ class TritonPythonModel:
 
 TARGETS = {  # ratio -> (target, better when)
     "cold_build": (0.5, "<="), "warm_vs_cold": (0.05, "<="), "archive_size": (0.6, "<="),
+    "archive_size_strip": (0.6, "<="),
     "pack_throughput": (2.0, ">="), "pack_throughput_warm": (2.0, ">="),
     "ready_archive": (0.4, "<="),
     "ready_dir_overhead_vs_import": (1.2, "<="), "ready_stdlib_zip_vs_files": (1.0, "<="),
@@ -627,6 +645,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "warm_vs_cold": lambda: f"{sec['tritonpack_warm']:.2f} s",
             "archive_size": lambda: f"{mb['tritonpack_archive'] / 1e6:.1f} / "
                             f"{mb['baseline_archive'] / 1e6:.1f} MB",
+            "archive_size_strip": lambda: f"{mb['tritonpack_archive_strip'] / 1e6:.1f} / "
+                                  f"{mb['baseline_archive'] / 1e6:.1f} MB",
             "pack_throughput": lambda: f"{sec['tritonpack_pack']:.1f} s / {sec['conda_pack_default']:.1f} s",
             "pack_throughput_warm": lambda: f"{sec['tritonpack_pack_warm']:.1f} s / "
                                     f"{sec['conda_pack_default']:.1f} s",
@@ -645,6 +665,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
     labels = {
         "cold_build": "cold build", "warm_vs_cold": "warm re-run / cold",
         "archive_size": "archive size",
+        "archive_size_strip": "archive size, `--strip` (off by default)",
         "pack_throughput": "pack throughput (× conda-pack), empty cache",
         "pack_throughput_warm": "pack throughput (× conda-pack), the model's cache",
         "ready_archive": "time to READY, archive",

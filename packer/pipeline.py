@@ -137,6 +137,12 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
              before_write: Callable[[Context, Lockfile], None] | None = None) -> PackResult:
     """Everything is made beside its destination first; the lock, the environment and
     config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
+    if opts.strip and not popts.strip:  # --strip, [options] or the lock's remembered choice
+        popts = dataclasses.replace(popts, strip=True)
+    if popts.strip:  # refused before anything is built, not after
+        from .pack.strip import tool
+
+        tool()
     dest = output_path(ctx.model.path, output, popts.format, shared_root)
     remote_refs(opts)  # a malformed oci:// reference fails before any work
     writable_file(ctx.lock_path, LockError, "lock file")

@@ -43,6 +43,7 @@ class Options:
     cache_from: tuple[str, ...] = ()  # oci://REGISTRY/REPO remote caches to pull from
     cache_to: tuple[str, ...] = ()  # ... and to push to (packer.caches.remote)
     insecure_registries: tuple[str, ...] = ()  # plain HTTP beyond loopback
+    strip: bool = False  # --strip: debug sections out of the wheels' ELF files
     explicit: frozenset[str] = frozenset()  # settings given on the command line
 
 
@@ -122,6 +123,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("find-links", "find_links", "str", "lock", many=True,
             metavar="DIR|URL", from_lock=True,
             help="Also look for wheels here (e.g. a local wheelhouse)."),
+    Setting("strip", "strip", "flag", "lock", from_lock=True,
+            help="Take the debug sections out of the ELF files the wheels installed (binutils' "
+            "strip; signed wheels are left alone). The lock remembers it."),
     Setting("resolver", "resolver", "str", "lock", choices=tuple(sorted(RESOLVERS)),
             help="PyPI resolver (default: uv)."),
     Setting("no-wait", "wait", "flag", "lock", toml=False, negates=True,
@@ -197,6 +201,10 @@ def _coerce(name: str, value: Any, model_dir: Path, where: Path) -> Any:
                                 "(relative to the model dir)")
             return roots
         return tuple(value)
+    if setting.kind == "flag":
+        if not isinstance(value, bool):
+            raise ModelError(f"{where}: [options] {name} must be true or false")
+        return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         meant = (f"{value:.2f}" if name in ("triton", "python") and isinstance(value, float)
                  else str(value))  # 24.1 was 24.10, 3.1 was 3.10
@@ -231,6 +239,7 @@ def _lock_target(model_dir: Path) -> dict[str, Any]:
         "channel": tuple(lock.inputs.get("channels", [])),
         **{k: tuple(v) if isinstance(v, list) else v
            for k, v in lock.inputs.get("index_options", {}).items()},
+        "strip": lock.inputs.get("pack_options", {}).get("strip") is True,
     }
     return {k: v for k, v in {**values, **shaping}.items() if v}
 

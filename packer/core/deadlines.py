@@ -15,6 +15,7 @@ TOOL_INSTALL = 900.0  # pip-tools into that venv
 
 # the environment's own interpreter and tools (packer.pack, packer.build, packer.lock)
 PATCHELF = 120.0  # one RUNPATH rewrite of a local CPython's file
+STRIP = 300.0  # binutils' strip --strip-debug of one ELF file (torch's: hundreds of MB)
 IMPORT_CHECK = 180.0  # the env's python3 importing what a start imports
 SOURCE_HASHES = 600.0  # the env's python3 hashing the sources bytecode is checked against
 COMPILE = 1800.0  # the env's python3 compiling bytecode for what a start loads

@@ -85,6 +85,7 @@ def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
         "indexes": lock_indexes(ctx, opts).as_dict(),
         **({"src": src_inputs(ctx.model.path, opts.src)} if opts.src else {}),
         **({"index_options": index_options(opts)} if index_options(opts) else {}),
+        **({"pack_options": {"strip": True}} if opts.strip else {}),
     }
 
 

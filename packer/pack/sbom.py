@@ -85,7 +85,8 @@ def document(lock: Lockfile, model: str, by_name: dict[str, str],
             "component": {"type": "application", "bom-ref": f"triton-model:{model}",
                           "name": model},
             "properties": [{"name": "tritonpack:triton", "value": lock.target.get("release", "")},
-                           {"name": "tritonpack:lock", "value": lock.content_hash}],
+                           {"name": "tritonpack:lock", "value": lock.content_hash},
+                           *_strip_property(lock)],
         },
         "components": components,
         "dependencies": [{"ref": f"triton-model:{model}",
@@ -96,3 +97,13 @@ def document(lock: Lockfile, model: str, by_name: dict[str, str],
 def render(lock: Lockfile, model: str, by_name: dict[str, str],
            bundled: tuple[tuple[str, str], ...] = ()) -> bytes:
     return (json.dumps(document(lock, model, by_name, bundled), indent=2) + "\n").encode()
+
+
+def _strip_property(lock: Lockfile) -> list[dict[str, str]]:
+    """``--strip``: the wheels' ELF files ship without their debug sections, so their bytes
+    differ from the wheels' (hashed above); their RECORDs in the environment say the new ones."""
+    if lock.inputs.get("pack_options", {}).get("strip") is not True:
+        return []
+    return [{"name": "tritonpack:strip",
+             "value": "debug sections removed from the ELF files of unsigned wheels "
+                      "(strip --strip-debug); their RECORD rows hold the stripped sha256"}]

@@ -70,6 +70,7 @@ class PackOptions:
     keep: tuple[str, ...] = ()
     bytecode: str = "imported"  # hash-checked .pyc for: imported | all | none (bytecode.BYTECODE)
     stdlib_zip: bool = True  # the pure-Python stdlib in lib/pythonXY.zip (stdlibzip)
+    strip: bool = False  # debug sections out of the wheels' ELF files (pack.strip)
 
     def key(self) -> dict[str, object]:
         return {"format": self.format, "level": self.level, "prune": self.prune,
@@ -77,7 +78,8 @@ class PackOptions:
                 "rules": repr(PRUNE_RULES),  # new pruning rules: new archives
                 "pyc_names": "env-relative",  # co_filename: the path in the env (bytecode)
                 "pyc_for": "loaded",  # "imported": the files the import check loads
-                **({"stdlib_zip": stdlibzip.RULES} if self.zips_stdlib else {})}
+                **({"stdlib_zip": stdlibzip.RULES} if self.zips_stdlib else {}),
+                **({"strip": "debug"} if self.strip else {})}
 
     @property
     def zips_stdlib(self) -> bool:

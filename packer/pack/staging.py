@@ -28,7 +28,7 @@ from ..core.atomic import atomic_write_bytes
 from ..core.cachehome import cache_dir
 from ..core.errors import CacheError, PackError
 from ..core.progress import NullReporter, Reporter
-from . import bytecode, stdlibzip
+from . import bytecode, stdlibzip, strip
 from .prune import PruneReport, largest_packages, prune, restore, unmatched
 
 if TYPE_CHECKING:
@@ -278,6 +278,9 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
     rep = reporter or NullReporter()  # each step says when it starts: the bench times them
     staged = stage(prefix, prefix.path.parent)
     check_layout(staged, prefix.python)
+    if options.strip:  # before the import check, which then imports the stripped files
+        rep.start("pack", "stripping debug sections")
+        _note_strip(rep, strip.strip_tree(staged, prefix.python))
     checked = (*modules, "numpy")
     load = (*bytecode.STUB_IMPORTS, *(m for m in also if m.split(".")[0] not in _NOT_LOADED))
     loaded: tuple[str, ...] | None = None
@@ -339,6 +342,13 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
         stdlibzip.zip_stdlib(staged, prefix.python)
     drop_gone_records(staged)
     return staged, report, largest_packages(staged, prefix.python)
+
+
+def _note_strip(rep: Reporter, report: strip.StripReport) -> None:
+    rep.note(f"--strip: debug sections out of {len(report.files)} ELF file(s) of wheels, "
+             f"{report.saved / 1e6:.1f} MB")
+    if report.signed:
+        rep.note(f"--strip: {', '.join(report.signed)} left as signed (RECORD.jws/.p7s)")
 
 
 _RECORDS = b"\n_prefix_records = [\n"
