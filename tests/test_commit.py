@@ -129,9 +129,8 @@ def test_a_failed_rename_rolls_back_and_says_so(tmp_path: Path,
 # --- real packs (a cache hit after the first: about a second each) ---
 
 @pytest.fixture
-def packed(model_copy: Copy) -> Path:
-    model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+def packed(packed_copy: Copy) -> Path:
+    model = packed_copy("plain_numpy", "--triton", "24.10", "--offline")  # packed once a session
     (model / "tritonpack-env.tar.gz").unlink()  # the next run commits a new archive
     return model
 

@@ -52,10 +52,10 @@ def leftovers(model: Path) -> list[str]:
 
 
 @pytest.fixture
-def packed(model_copy: Copy) -> Path:
-    """A model packed once, then changed so that the next run re-locks and rebuilds."""
-    model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+def packed(packed_copy: Copy) -> Path:
+    """A model packed (once a session, copied here), then changed so that the next run
+    re-locks and rebuilds."""
+    model = packed_copy("plain_numpy", "--triton", "24.10", "--offline")
     (model / "tritonpack.toml").write_text('[requirements]\npypi = ["PyYAML"]\n')
     return model
 
