@@ -11,7 +11,7 @@ from pathlib import Path
 from .core.errors import TargetError
 from .core.progress import NullReporter, Reporter, plural
 from .lock.lockfile import LOCK_NAME
-from .resolve import forgotten
+from .resolve import forgotten, learned
 from .resolve.recipebook import Recipes, load
 from .resolve.requirements import Requirements, resolve
 from .resolve.target import Target, resolve_target
@@ -87,7 +87,7 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
     report = scan(model.path, model.version_dir, model.model_py, python=target.python,
                   stdlib=recipes.stdlib[target.python], src=opts.src)
     declared = load_all(model.path, model.version_dir, recipes.conda_to_pypi)
-    reqs = resolve(report, declared, recipes, target)
+    reqs = resolve(report, declared, recipes, target, learned.from_lock(model.path / LOCK_NAME))
     forgotten.check(model.path, reqs)  # a package of the user's, left out: before any lock
     ctx = Context(model, recipes, target, declared, report, reqs, opts, sources["triton"])
     for warning in ctx.warnings:

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import relearn
 from .archive.writer import read_stamp
-from .build import provides
+from .build import importcheck, provides
 from .build.prefix import build, bundle_digest
 from .build.runlock import key_lock, model_lock
 from .caches import envs as envcache
@@ -160,7 +161,23 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
     with output_errors(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
         ensure_writable(dest.parent)
-        result = _build_and_commit(ctx, locked, rep, t0, dest, popts, since, allow, sbom)
+        tried = relearn.Tried()
+        while True:
+            try:
+                result = _build_and_commit(ctx, locked, rep, t0, dest, popts, since, allow, sbom)
+                break
+            except (provides.Unprovided, importcheck.MissingAtImport) as exc:
+                # what only a build shows: locked again with the fix (remembered in the lock)
+                fixed = None if frozen else relearn.fix(ctx, exc, tried,
+                                                        tuple(p.name for p in locked.lock.pypi))
+                if fixed is None:
+                    raise
+                ctx, note = fixed
+                rep.note(note)
+                locked = LockResult(stage.make_lock(ctx, opts, rep), ctx.lock_path,
+                                    written=False, reused=False, context=ctx)
+                if before_write is not None:
+                    before_write(ctx, locked.lock)
     _remove_previous(ctx, dest, rep)
     return result
 

@@ -105,8 +105,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("model-version", "version", "int", "source", metavar="N", toml=False,
             help="Model version dir to use (default: the highest holding model.py)."),
     Setting("recipes", "recipes", "dir", "source", metavar="DIR", toml=False,
-            help="A recipe dir of your own (triton.toml, imports.toml, torch.toml) "
-            "that adds to the built-in one."),
+            help="A recipe dir of your own (triton.toml, imports.toml, torch.toml, "
+            "soft.toml, import_table.tsv) that adds to the built-in one."),
     Setting("channel", "channels", "str", "lock", many=True,
             metavar="URL|NAME", from_lock=True,
             help="Conda channel (repeatable; default conda-forge; file:// and mirrors work)."),

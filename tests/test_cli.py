@@ -50,10 +50,10 @@ def test_scan_table() -> None:
     rows = {line.split()[0]: line.split()[1:3] for line in res.stdout.splitlines()[3:12]}
     assert rows["cv2"] == ["third-party", "opencv-python-headless"]
     assert rows["PIL"] == ["third-party", "pillow"]
-    assert rows["yaml"] == ["third-party", "PyYAML"]
+    assert rows["yaml"] == ["third-party", "pyyaml"]  # the import table's normalized name
     assert rows["sklearn"] == ["third-party", "scikit-learn"]
     assert rows["os"] == ["stdlib", "-"]
-    assert "requirements: numpy<2, opencv-python-headless, pillow, PyYAML, scikit-image, " \
+    assert "requirements: numpy<2, opencv-python-headless, pillow, pyyaml, scikit-image, " \
         "scikit-learn" in res.stdout
 
 
@@ -63,10 +63,10 @@ def test_scan_json_is_versioned() -> None:
     assert data["schema"] == "tritonpack/v1" and data["command"] == "scan"
     by_import = {row["import"]: row for row in data["imports"]}
     assert by_import["featurize"]["kind"] == "local"
-    assert by_import["yaml"]["distribution"] == "PyYAML"
+    assert by_import["yaml"]["distribution"] == "pyyaml"
     assert {m["name"] for m in data["local_modules"] if m["bundled"]} == {
         "featurize", "featurize.constants", "featurize.scale"}
-    assert data["requirements"] == ["numpy", "PyYAML"]
+    assert data["requirements"] == ["numpy", "pyyaml"]
 
 
 def test_unknown_release_and_bad_python() -> None:

@@ -58,8 +58,8 @@ def test_relock_unchanged_and_check(model_copy: Copy) -> None:
     src.write_text(src.read_text() + "\nimport yaml\n")
     check = run_cli("lock", "--check", model, "-q")
     assert check.exit_code == 1
-    assert "  imports: +yaml=PyYAML" in check.stdout
-    assert "  requirements: +PyYAML" in check.stdout
+    assert "  imports: +yaml=pyyaml" in check.stdout
+    assert "  requirements: +pyyaml" in check.stdout
     assert check.stdout.splitlines()[-1] == (
         f"run: tritonpack lock {model}   (then commit tritonpack.lock)")
 

@@ -21,24 +21,34 @@ from .conftest import MODELS, run_cli
 def test_namespace_packages_map_by_longest_dotted_prefix() -> None:
     data = json.loads(run_cli("scan", MODELS / "namespaces", "--json").stdout)
     rows = {r["import"]: (r["distribution"], r["source"]) for r in data["imports"]}
-    assert rows["google.protobuf"] == ("protobuf", "recipe")
-    assert rows["google.cloud.pubsub_v1"] == ("google-cloud-pubsub", "recipe")  # from google.cloud import …
-    assert rows["azure.storage.blob"] == ("azure-storage-blob", "recipe")
+    assert rows["google.protobuf"] == ("protobuf", "table")
+    assert rows["google.cloud.pubsub_v1"] == ("google-cloud-pubsub", "table")  # from google.cloud import …
+    assert rows["azure.storage.blob"] == ("azure-storage-blob", "table")
     assert data["warnings"] == []
 
 
 @pytest.mark.parametrize(("module", "want"), [
-    ("google.cloud.pubsub", ("google.cloud.pubsub", "google-cloud-pubsub", "recipe")),
-    ("google.cloud.storage.blob", ("google.cloud.storage", "google-cloud-storage", "recipe")),
+    ("google.cloud.pubsub", ("google.cloud.pubsub", "google-cloud-pubsub", "table")),
+    ("google.cloud.storage.blob", ("google.cloud.storage", "google-cloud-storage", "table")),
     ("opentelemetry.sdk.trace", ("opentelemetry.sdk", "opentelemetry-sdk", "recipe")),
     ("opentelemetry.trace", ("opentelemetry", "opentelemetry-api", "recipe")),
-    ("azure.keyvault.secrets", ("azure.keyvault.secrets", "azure-keyvault-secrets", "recipe")),
-    ("google.cloud.tasks_v2", ("google.cloud.tasks_v2", "google-cloud-tasks-v2", "guess")),
-    ("azure.mgmt.compute.models", ("azure.mgmt.compute", "azure-mgmt-compute", "guess")),
-    ("jaxlib.xla_client", ("jaxlib", "jaxlib", "recipe")),
-    ("pytest", ("pytest", "pytest", "guess")),  # installed here; still only a guess
+    ("azure.keyvault.secrets", ("azure.keyvault.secrets", "azure-keyvault-secrets", "table")),
+    # the table knows the real name; the namespace guess would be google-cloud-tasks-v2
+    ("google.cloud.tasks_v2", ("google.cloud.tasks_v2", "google-cloud-tasks", "table")),
+    ("azure.mgmt.compute.models", ("azure.mgmt.compute", "azure-mgmt-compute", "table")),
+    ("jaxlib.xla_client", ("jaxlib", "jaxlib", "table")),
+    ("pytest", ("pytest", "pytest", "table")),  # installed here; from the table, not from that
 ])
 def test_map_import(module: str, want: tuple[str, str, str]) -> None:
+    book = load()
+    assert map_import(module, {}, book.imports, book.namespaces, book.table) == want
+
+
+@pytest.mark.parametrize(("module", "want"), [
+    ("google.cloud.tasks_v2", ("google.cloud.tasks_v2", "google-cloud-tasks-v2", "guess")),
+    ("azure.mgmt.compute.models", ("azure.mgmt.compute", "azure-mgmt-compute", "guess")),
+])
+def test_namespace_guess_without_the_table(module: str, want: tuple[str, str, str]) -> None:
     book = load()
     assert map_import(module, {}, book.imports, book.namespaces) == want
 

@@ -156,7 +156,7 @@ def test_frozen_refuses_a_stale_lock(model_copy: Copy) -> None:
     res = run_cli(model, "--triton", "24.10", "--offline", "--frozen")
     assert res.exit_code == ExitCode.LOCK == 6
     assert error_line(res.stderr).startswith(
-        "error: tritonpack.lock is stale (--frozen): imports: +yaml=PyYAML")
+        "error: tritonpack.lock is stale (--frozen): imports: +yaml=pyyaml")
     assert snapshot(model) == before
 
 

@@ -36,7 +36,7 @@ def test_sklearn_pipeline_in_a_joblib_file_needs_scikit_learn() -> None:
     rows = {r["import"]: r for r in data["imports"]}  # type: ignore[union-attr]
     assert rows["sklearn"]["distribution"] == "scikit-learn"
     assert rows["sklearn"]["where"] == ["sklearn_pickle/1/model.joblib"]
-    assert data["requirements"] == ["joblib", "numpy", "scikit-learn"]
+    assert data["requirements"] == ["joblib", "numpy", "scikit-learn==1.7.2"]  # as pickled
 
 
 def test_joblib_array_bytes_between_opcodes_do_not_hide_later_classes() -> None:
@@ -128,12 +128,14 @@ def test_bytes_read_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_numpy2_pickle_for_a_numpy1_release_is_warned(tmp_path: Path) -> None:
     model = shutil.copytree(MODELS / "sklearn_pickle", tmp_path / "sklearn_pickle")
     shutil.copy(NUMPY2, model / "1" / "model.joblib")
-    assert scan(model, "--triton", "24.12")["warnings"] == []
+    pickled = ("sklearn_pickle/1/model.joblib was pickled with scikit-learn 1.9.1: locking that "
+               "version")
+    assert scan(model, "--triton", "24.12")["warnings"] == [pickled]
     data = scan(model, "--triton", "24.10")
     assert data["warnings"] == [
         "sklearn_pickle/1/model.joblib was saved under numpy 2 (it names "
         "numpy._core.multiarray); numpy<2, the bound of Triton 24.10, has no numpy._core: save "
-        "it again under numpy 1, or target 24.11 or later"]
+        "it again under numpy 1, or target 24.11 or later", pickled]
 
 
 @pytest.mark.slow

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import deadlines, proc
-from ..core.errors import ProcessError
+from ..core.errors import BuildError, ProcessError
 from ..core.fsguard import open_regular
 
 _SEPARATOR = "--load-only--"
@@ -82,6 +83,43 @@ for folder in listed:
 with open(report, "w", encoding="utf-8") as fh:  # not stdout: packages print there, at exit too
     json.dump([failed, sorted(loaded), sorted(read), sorted(folders)], fh)
 """
+
+
+_MISSING = re.compile(r"^ModuleNotFoundError: No module named '([A-Za-z0-9_.]+)'")
+
+
+class MissingAtImport(BuildError):
+    """A checked module imports another that the environment lacks (a package that imports
+    ``setuptools`` at run time without declaring it): the environment is not shipped."""
+
+    def __init__(self, missing: dict[str, str], failed: dict[str, str]):
+        first = sorted(missing)[0]
+        super().__init__(
+            f"import {first!r} fails in the built environment: it needs module "
+            f"{missing[first]!r}, which no locked distribution provides ({failed[first]})",
+            hint=f"declare the distribution that provides {missing[first]!r} in tritonpack.toml: "
+                 '[requirements] pypi = ["NAME"]')
+        self.missing = missing  # checked module -> the module it needs
+        self.failed = failed
+
+
+def missing_modules(failed: dict[str, str]) -> dict[str, str]:
+    """Checked module -> the module it needs that is missing, for each failure that is a
+    ``ModuleNotFoundError`` naming another package (one naming a part of the checked package
+    itself is that package's own fault, not a missing dependency)."""
+    out: dict[str, str] = {}
+    for module, why in failed.items():
+        found = _MISSING.match(why)
+        if found and found.group(1).split(".")[0] != module.split(".")[0]:
+            out[module] = found.group(1)
+    return out
+
+
+def refuse_missing(failed: dict[str, str]) -> None:
+    """Raise ``MissingAtImport`` when a failure is a missing module of another package."""
+    missing = missing_modules(failed)
+    if missing:
+        raise MissingAtImport(missing, failed)
 
 
 class CheckFailed(Exception):

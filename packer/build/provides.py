@@ -58,6 +58,15 @@ def _on_disk(site: Path, module: str) -> bool:
         base.parent.glob(base.name + ".*.so"))
 
 
+class Unprovided(BuildError):
+    """A required import that nothing installed provides: ``row`` names what was expected."""
+
+    def __init__(self, message: str, *, hint: str, row: Resolution, installed: bool):
+        super().__init__(message, hint=hint)
+        self.row = row
+        self.installed = installed  # the expected distribution was installed (a wrong choice)
+
+
 def check(site: Path, rows: Iterable[Resolution], installed: Iterable[str]) -> None:
     """Raise BuildError for the first required import that nothing in ``site`` provides."""
     modules = provided(site)
@@ -73,9 +82,10 @@ def check(site: Path, rows: Iterable[Resolution], installed: Iterable[str]) -> N
         what = (f"{row.distribution!r} was installed but provides no module {row.key!r}"
                 if dist in wanted else f"{row.distribution!r}, expected to provide it, "
                 "was not installed")
-        raise BuildError(
+        raise Unprovided(
             f"import {row.key!r} ({row.locations[0]}) is not provided by the built environment: "
             + what,
             hint=f"declare the distribution that provides it in tritonpack.toml: [imports] "
                  f'{toml_key(row.key)} = "NAME"'
-                 + (", or pass your own code with --src DIR" if row.source == "guess" else ""))
+                 + (", or pass your own code with --src DIR" if row.source == "guess" else ""),
+            row=row, installed=dist in wanted)

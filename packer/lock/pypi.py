@@ -290,6 +290,40 @@ def offers(name: str, indexes: Indexes, platform: str) -> tuple[bool | None, boo
     return (wheel if answered else None), sdist
 
 
+def wheel_of_version(name: str, version: str, indexes: Indexes, platform: str,
+                     python: str) -> bool | None:
+    """Whether a wheel of ``name==version`` installs on ``platform`` for Python ``python``
+    (X.Y) on any location; None when no location could be asked."""
+    want = canonicalize_name(name)
+    cp = "cp" + python.replace(".", "")
+    answered = False
+    filenames: list[str] = []
+    for link in indexes.find_links:
+        folder = Path(link.removeprefix("file://"))
+        if folder.is_dir():
+            answered = True
+            filenames += [p.name for p in folder.iterdir()]
+    for index in (indexes.index_url, *indexes.extra_index_urls):
+        files = index_files(index, name)
+        if files is not None:
+            answered = True
+            filenames += [str(f.get("filename", "")) for f in files if not f.get("yanked")]
+    for filename in filenames:
+        if not filename.endswith(".whl"):
+            continue
+        try:
+            found, found_version, _, tags = parse_wheel_filename(filename)
+        except ValueError:
+            continue
+        if found == want and str(found_version) == version and any(
+                t.interpreter in (cp, "py3", f"py{python.replace('.', '')}")
+                or (t.abi == "abi3" and t.interpreter.startswith("cp3")
+                    and int(t.interpreter[3:] or 0) <= int(python.split(".")[1]))
+                for t in tags if _on_platform(t.platform, platform)):
+            return True
+    return False if answered else None
+
+
 # manylinux's legacy names and the glibc each stands for (PEP 600)
 _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 

@@ -18,7 +18,9 @@ metadata, gets the same); what the lock guarantees is that the code run is the c
 
 The build tools are pinned too: the lock records, per sdist, its build requirements resolved
 with hashes (``build_requires``), read from the archive's ``pyproject.toml`` without running
-any of it (``declared_build_requires``: that one member, bounded; a hostile archive is refused),
+any of it (``declared_build_requires``: those members, bounded; a hostile archive is refused),
+with a setuptools sdist's ``setup_requires`` (setup.cfg, or a literal in setup.py's ``setup()``:
+read, never run), which setuptools would otherwise fetch unpinned at build time,
 and the build gets them as ``uv build --build-constraint FILE --require-hashes``, so a wheel
 built months later on another machine is built by the same setuptools. ``--require-hashes``
 also refuses what a backend adds at build time (``get_requires_for_build_wheel``, e.g. a
@@ -27,6 +29,8 @@ also refuses what a backend adds at build time (``get_requires_for_build_wheel``
 
 from __future__ import annotations
 
+import ast
+import configparser
 import contextlib
 import hashlib
 import json
@@ -245,14 +249,23 @@ def _link_inside(tar: tarfile.TarInfo) -> None:
         raise _Hostile(f"holds a link outside its directory ({tar.name!r} -> {tar.linkname!r})")
 
 
+_READ = ("pyproject.toml", "setup.cfg", "setup.py")  # the top-level members read, statically
+
+
 def _pyproject_bytes(path: Path) -> bytes | None:
-    """The sdist's top-level ``pyproject.toml`` (None: it has none), reading only headers
-    and that member: every member's path is checked, the unpacked size is summed from the
-    headers and bounded before any data is read, links may not point outside."""
-    found: bytes | None = None
+    """The sdist's top-level ``pyproject.toml`` (None: it has none)."""
+    return _top_members(path).get("pyproject.toml")
+
+
+def _top_members(path: Path) -> dict[str, bytes]:
+    """The sdist's top-level ``pyproject.toml``, ``setup.cfg`` and ``setup.py`` (those it has),
+    reading only headers and those members: every member's path is checked, the unpacked size
+    is summed from the headers and bounded before any data is read, links may not point
+    outside."""
+    found: dict[str, bytes] = {}
     total = count = 0
 
-    def check(name: str, size: int) -> bool:
+    def check(name: str, size: int) -> str | None:
         nonlocal total, count
         count += 1
         total += max(size, 0)
@@ -261,36 +274,100 @@ def _pyproject_bytes(path: Path) -> bytes | None:
         if total > MAX_UNPACKED:
             raise _Hostile(f"unpacks to more than {MAX_UNPACKED // 2**20} MiB")
         parts = _member_path(name)
-        if len(parts) == 2 and parts[1] == "pyproject.toml":
-            if found is not None:
-                raise _Hostile("holds more than one top-level pyproject.toml")
+        if len(parts) == 2 and parts[1] in _READ:
+            if parts[1] in found:
+                raise _Hostile(f"holds more than one top-level {parts[1]}")
             if size > MAX_PYPROJECT:
-                raise _Hostile(f"has a pyproject.toml larger than {MAX_PYPROJECT // 2**20} MiB")
-            return True
-        return False
+                raise _Hostile(f"has a {parts[1]} larger than {MAX_PYPROJECT // 2**20} MiB")
+            return parts[1]
+        return None
 
     try:
         if path.name.endswith(".zip"):
             with zipfile.ZipFile(path) as zipped:
                 for info in zipped.infolist():
-                    if check(info.filename, info.file_size) and not info.is_dir():
+                    if (which := check(info.filename, info.file_size)) and not info.is_dir():
                         with zipped.open(info) as member:
-                            found = member.read(MAX_PYPROJECT + 1)
+                            found[which] = member.read(MAX_PYPROJECT + 1)
         else:
             with tarfile.open(path, mode="r|*") as archive:  # a stream: headers in order
                 for tar in archive:
                     if tar.issym() or tar.islnk():
                         _link_inside(tar)
-                    if check(tar.name, tar.size):
+                    if which := check(tar.name, tar.size):
                         if not tar.isfile():
-                            raise _Hostile("has a pyproject.toml that is not a regular file")
+                            raise _Hostile(f"has a {which} that is not a regular file")
                         data = archive.extractfile(tar)
-                        found = data.read(MAX_PYPROJECT + 1) if data else b""
+                        found[which] = data.read(MAX_PYPROJECT + 1) if data else b""
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise _Hostile(f"is not a readable .tar.gz or .zip archive ({exc})") from exc
-    if found is not None and len(found) > MAX_PYPROJECT:  # a zip's header may understate it
-        raise _Hostile(f"has a pyproject.toml larger than {MAX_PYPROJECT // 2**20} MiB")
+    for which, raw in found.items():  # a zip's header may understate it
+        if len(raw) > MAX_PYPROJECT:
+            raise _Hostile(f"has a {which} larger than {MAX_PYPROJECT // 2**20} MiB")
     return found
+
+
+def setup_requires(members: dict[str, bytes]) -> tuple[str, ...]:
+    """``setup_requires`` of a setuptools sdist, read without running it: ``[options]
+    setup_requires`` of setup.cfg, and a literal ``setup_requires=[...]`` (or a name bound
+    to a literal list at module level) in setup.py's ``setup(...)`` call. setuptools installs
+    these when its backend asks for the build requirements (get_requires_for_build_wheel)."""
+    found: list[str] = []
+    cfg = members.get("setup.cfg")
+    if cfg is not None:
+        parser = configparser.ConfigParser(interpolation=None)
+        with contextlib.suppress(configparser.Error, UnicodeDecodeError):
+            parser.read_string(cfg.decode("utf-8"))
+            raw = parser.get("options", "setup_requires", fallback="")
+            found += [r.strip() for line in raw.splitlines() for r in line.split(";")
+                      if r.strip() and not r.strip().startswith("#")]
+    script = members.get("setup.py")
+    if script is not None:
+        found += _setup_py_requires(script)
+    out: list[str] = []
+    for line in found:
+        try:
+            Requirement(line)
+        except InvalidRequirement:
+            continue
+        out.append(line)
+    return tuple(dict.fromkeys(out))
+
+
+def _setup_py_requires(script: bytes) -> list[str]:
+    try:
+        tree = ast.parse(script)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    bound: dict[str, ast.expr] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(
+                stmt.targets[0], ast.Name):
+            bound[stmt.targets[0].id] = stmt.value
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(
+            func, ast.Attribute) else ""
+        if name != "setup":
+            continue
+        for keyword in node.keywords:
+            if keyword.arg == "setup_requires":
+                value = keyword.value
+                if isinstance(value, ast.Name):
+                    value = bound.get(value.id, value)
+                return _strings(value)
+    return []
+
+
+def _strings(value: ast.expr) -> list[str]:
+    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+        return [value.value]
+    if isinstance(value, ast.List | ast.Tuple):
+        return [e.value for e in value.elts if isinstance(e, ast.Constant)
+                and isinstance(e.value, str)]
+    return []
 
 
 def declared_build_requires(path: Path, name: str, version: str) -> tuple[str, ...]:
@@ -300,11 +377,21 @@ def declared_build_requires(path: Path, name: str, version: str) -> tuple[str, .
     try:
         if (kind := not_regular(path)) is not None:  # tarfile would block on a FIFO
             raise _Hostile(f"is {kind}, not an archive")
-        raw = _pyproject_bytes(path)
+        members = _top_members(path)
     except _Hostile as exc:
         raise BuildError(f"{what} {exc}, so tritonpack does not build it",
                          hint="report it to the package's maintainers; pin another version, "
                          "or pass --find-links DIR with a wheel you trust") from None
+    base = _pyproject_requires(members.get("pyproject.toml"), what)
+    if not any(canonicalize_name(Requirement(r).name) == "setuptools" for r in base):
+        return base  # setup_requires is setuptools' own: another backend never reads it
+    extra = [r for r in setup_requires(members) if canonicalize_name(Requirement(r).name)
+             not in {canonicalize_name(Requirement(b).name) for b in base}]
+    return (*base, *extra)
+
+
+def _pyproject_requires(raw: bytes | None, what: str) -> tuple[str, ...]:
+    """``[build-system] requires`` of a pyproject.toml; PEP 517's fallback without one."""
     if raw is None:
         return LEGACY_BUILD_REQUIRES
     try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ..core.atomic import ensure_writable
@@ -24,7 +24,7 @@ from ..core.outputs import output_errors
 from ..core.progress import NullReporter, Reporter, plural
 from ..core.redact import strip
 from ..core.signals import LOCK_OUTPUT, committed, signals_held
-from ..resolve.requirements import toml_key
+from ..resolve.requirements import resolve, toml_key
 from ..resolve.target import torch_index
 from ..scan.declared import Declared
 from ..scan.model import CONFIG_NAME, require_dir
@@ -37,6 +37,7 @@ from .pypi import (
     IndexUnreachable,
     NoSolutionError,
     compile_pins,
+    wheel_of_version,
 )
 
 if TYPE_CHECKING:  # the stages before: a Context is made by packer.context
@@ -86,6 +87,7 @@ def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
         **({"src": src_inputs(ctx.model.path, opts.src)} if opts.src else {}),
         **({"index_options": index_options(opts)} if index_options(opts) else {}),
         **({"pack_options": {"strip": True}} if opts.strip else {}),
+        **({"learned": ctx.requirements.learned.as_dict()} if ctx.requirements.learned else {}),
     }
 
 
@@ -109,6 +111,32 @@ def src_inputs(model_dir: Path, src: tuple[Path, ...]) -> list[str]:
     return [Path(os.path.relpath(root.resolve(), model_dir.resolve())).as_posix() for root in src]
 
 
+def _one_spelling(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Distribution names compared as PEP 503 does (PyYAML and pyyaml are one distribution):
+    a lock made when a name was spelt otherwise is not stale for that alone."""
+    out = dict(inputs)
+    imports = out.get("imports")
+    if isinstance(imports, list):
+        out["imports"] = sorted(
+            f"{k}={canonicalize_name(v)}" if isinstance(x, str) and "=" in x else x
+            for x in imports for k, _, v in [str(x).partition("=")])
+    reqs = out.get("requirements")
+    if isinstance(reqs, list):
+        out["requirements"] = sorted(_canonical_line(x) for x in reqs)
+    return out
+
+
+def _canonical_line(line: object) -> object:
+    if not isinstance(line, str):
+        return line
+    try:
+        req = Requirement(line)
+    except InvalidRequirement:
+        return line
+    req.name = canonicalize_name(req.name)
+    return str(req)
+
+
 def stale(ctx: Context, lock: Lockfile) -> list[str]:
     """What changed since ``lock`` was made (empty: the lock is fresh)."""
     want = lock_inputs(ctx, ctx.options)
@@ -117,7 +145,7 @@ def stale(ctx: Context, lock: Lockfile) -> list[str]:
         want["indexes"] = {**want["indexes"], "extra_index_urls": [
             u for u in want["indexes"]["extra_index_urls"] if u != fell]}
         want["torch_index_unreachable"] = fell
-    diff = changes(lock.inputs, want)
+    diff = changes(_one_spelling(lock.inputs), _one_spelling(want))
     old = next((p.file_name for p in lock.conda if p.url.startswith(conda.LOCAL_PYTHON)
                 and not p.file_name.endswith(f"-{pychannel.BUILD}.conda")), None)
     if old is not None:  # made by an older tritonpack: made again
@@ -232,9 +260,38 @@ class LockResult:
     next_step: str = ""  # what to run once the lock is written: the env is packed from it
 
 
+def _pickled_versions(ctx: Context, opts: Options, rep: Reporter) -> Context:
+    """A version a pickle records is locked when it installs for the target (a wheel for its
+    Python and platform); else the lock learns so (``learned.unavailable``) and takes the
+    newest, with one sentence."""
+    recorded = {str(canonicalize_name(d)): (v, f) for d, v, f in ctx.report.pickled}
+    gone: list[tuple[str, str, str]] = []
+    for line in ctx.requirements.pypi:
+        req = Requirement(line)
+        name = str(canonicalize_name(req.name))
+        if name not in recorded or str(req.specifier) != f"=={recorded[name][0]}":
+            continue
+        version, shown = recorded[name]
+        if wheel_of_version(name, version, lock_indexes(ctx, opts), ctx.target.pypi_platform,
+                            ctx.target.python) is False:
+            gone.append((name, version, shown))
+    if not gone:
+        return ctx
+    learned = ctx.requirements.learned
+    for pin, version, _ in gone:
+        learned = learned.with_unavailable(f"{pin}=={version}")
+    reqs = resolve(ctx.report, ctx.declared, ctx.recipes, ctx.target, learned)
+    for pin, version, shown in gone:
+        rep.note(f"{shown} was pickled with {pin} {version}, which has no wheel for Python "
+                 f"{ctx.target.python} on {ctx.target.platform}: locking a newer {pin} (it may "
+                 "warn when the pickle is loaded, or fail)")
+    return dataclasses.replace(ctx, requirements=reqs)
+
+
 def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> Lockfile:
     rep = reporter or NullReporter()
     RESOLVERS[opts.resolver]()  # a resolver that is not installed is refused before any work
+    ctx = _pickled_versions(ctx, opts, rep)
     sources = _channel_sources(ctx, opts, rep)
     channels = [c.as_uri() if isinstance(c, Path) else c for c in sources]
     local = [c for c in sources if isinstance(c, Path)]

@@ -427,13 +427,16 @@ def _present(root: Path, python: str, modules: tuple[str, ...]) -> tuple[str, ..
 
 def loaded_files(root: Path, python: str, modules: tuple[str, ...],
                  load: tuple[str, ...], pycache: Path | None = None) -> tuple[str, ...] | None:
-    """The source files importing ``load`` and ``modules`` loads (nothing was pruned, so
-    failures change nothing); None when the check cannot run to its end."""
+    """The source files importing ``load`` and ``modules`` loads (nothing was pruned); None
+    when the check cannot run to its end. A module another package needs and the environment
+    lacks raises ``importcheck.MissingAtImport``."""
     try:
-        return checkcache.run(root, python, _present(root, python, modules), load,
-                              cache_store("bytecode"), pycache=pycache).loaded
+        outcome = checkcache.run(root, python, _present(root, python, modules), load,
+                                 cache_store("bytecode"), pycache=pycache)
     except importcheck.CheckFailed:
         return None
+    importcheck.refuse_missing(outcome.failed)  # never shipped: the caller adds it and rebuilds
+    return outcome.loaded
 
 
 def still_imports(root: Path, python: str, modules: tuple[str, ...], report: PruneReport,
@@ -466,6 +469,7 @@ def still_imports(root: Path, python: str, modules: tuple[str, ...], report: Pru
              "pruned files" for m in fixed]
     if again:
         report = restore(root, holding, report, None, "")
+        importcheck.refuse_missing(again)  # a module nothing provides, pruned or not
         name = sorted(again)[0]
         notes.append(f"{name} does not import in the built environment ({again[name]}): nothing "
                      "was pruned; verify will show whether it loads in Triton")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -9,13 +11,30 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import TargetError
+from .table import TABLE_NAME, ImportTable, merged, parse
 
-NAMES = ("triton.toml", "imports.toml", "torch.toml", "stdlib.toml")
+NAMES = ("triton.toml", "imports.toml", "torch.toml", "stdlib.toml", "soft.toml")
 
 
 def _load_builtin(name: str) -> dict[str, Any]:
     text = resources.files("packer.recipes").joinpath(name).read_text(encoding="utf-8")
     return tomllib.loads(text)
+
+
+@functools.cache
+def _builtin_table() -> ImportTable:
+    """The generated import table (tools/gen_import_table.py): read once per process."""
+    return parse(resources.files("packer.recipes").joinpath(TABLE_NAME).read_text(encoding="utf-8"))
+
+
+def _table(user_dir: Path | None) -> ImportTable:
+    path = user_dir / TABLE_NAME if user_dir is not None else None
+    if path is None or not path.is_file():
+        return _builtin_table()
+    try:
+        return merged(_builtin_table(), parse(path.read_text(encoding="utf-8")))
+    except UnicodeDecodeError as exc:
+        raise TargetError(f"{path}: not UTF-8 text") from exc
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -40,6 +59,8 @@ class Recipes:
     namespaces: frozenset[str] = frozenset()  # top-level names many distributions share
     conda_to_pypi: dict[str, str] = field(default_factory=dict)  # environment.yml specs
     sources: tuple[str, ...] = field(default=())
+    table: ImportTable = field(default_factory=ImportTable)  # generated: import -> providers
+    soft: tuple[Soft, ...] = ()  # libraries that import a dependency only when used
 
 
 def _check_releases(table: dict[str, object], path: Path) -> None:
@@ -84,4 +105,30 @@ def load(user_dir: Path | None = None) -> Recipes:
         conda_to_pypi={k.lower(): v for k, v in tables["imports.toml"].get("conda", {}).items()},
         namespaces=frozenset(tables["imports.toml"].get("namespaces", {}).get("names", [])),
         sources=tuple(sources),
+        table=_table(user_dir),
+        soft=tuple(_soft(lib, row) for lib, row in tables["soft.toml"].items()
+                   if isinstance(row, dict)),
     )
+
+
+@dataclass(frozen=True)
+class Soft:
+    """``library`` imports ``needs`` only when one of ``names`` is used (recipes/soft.toml)."""
+
+    library: str
+    needs: str
+    names: tuple[str, ...]
+    unless: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+
+    def wants(self, name: str) -> bool:
+        return (any(fnmatch.fnmatchcase(name, p) for p in self.names)
+                and not any(fnmatch.fnmatchcase(name, p) for p in self.excluded))
+
+
+def _soft(library: str, row: dict[str, Any]) -> Soft:
+    def strings(key: str) -> tuple[str, ...]:
+        value = row.get(key, [])
+        return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+    return Soft(library, str(row.get("needs", "")), strings("names"), strings("unless"),
+                strings("except"))

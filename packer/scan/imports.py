@@ -43,6 +43,7 @@ class ImportUse:
     lazy: bool = False  # inside a function or method
     dynamic: bool = False  # importlib.import_module / __import__ with a literal
     names: tuple[str, ...] = ()  # `from module import a, b`: a namespace package maps by these
+    attrs: tuple[str, ...] = ()  # `import bson` then `bson.loads(...)`: loads (decides providers)
 
     @property
     def top(self) -> str:
@@ -71,6 +72,7 @@ class ImportReport:
     local: tuple[LocalModule, ...]
     files: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = ()  # data files that could not be read, classes from __main__
+    pickled: tuple[tuple[str, str, str], ...] = ()  # (distribution, version, file) a pickle records
 
     def of_kind(self, kind: Kind) -> tuple[ImportUse, ...]:
         return tuple(u for u in self.uses if u.kind is kind)
@@ -234,6 +236,7 @@ class _Raw:
     optional: bool
     lazy: bool
     dynamic: bool
+    bound: str = ""  # the name `import X` / `import X as Y` binds, its attributes read later
 
 
 class _Collector(ast.NodeVisitor):
@@ -243,14 +246,15 @@ class _Collector(ast.NodeVisitor):
         self._optional = 0
         self._lazy = 0
 
-    def _add(self, module: str, level: int, names: tuple[str, ...], line: int, dyn: bool) -> None:
+    def _add(self, module: str, level: int, names: tuple[str, ...], line: int, dyn: bool,
+             bound: str = "") -> None:
         self.found.append(
-            _Raw(module, level, names, line, self._optional > 0, self._lazy > 0, dyn)
+            _Raw(module, level, names, line, self._optional > 0, self._lazy > 0, dyn, bound)
         )
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            self._add(alias.name, 0, (), node.lineno, False)
+            self._add(alias.name, 0, (), node.lineno, False, alias.asname or alias.name)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         names = tuple(a.name for a in node.names if a.name != "*")
@@ -415,6 +419,7 @@ class Scanner:
                 hint=f"define `class {MODEL_CLASS}:` with an `execute(self, requests)` method",
             )
         collector.visit(tree)
+        chains = attribute_chains(tree)
         is_pkg = path.name == "__init__.py"
         for raw in collector.found:
             module = self._absolute(raw, dotted, is_pkg) if raw.level else raw.module
@@ -425,7 +430,8 @@ class Scanner:
                 continue
             kind = self._classify(module.split(".")[0])
             self.uses.append(ImportUse(module, kind, shown, raw.line, raw.optional, raw.lazy,
-                                       raw.dynamic, tuple(n for n in raw.names if n != "*")))
+                                       raw.dynamic, tuple(n for n in raw.names if n != "*"),
+                                       _attrs_of(raw.bound, chains) if raw.bound else ()))
             if kind is Kind.LOCAL:
                 self._local_chain(module)
                 self._submodules(module, raw.names)
@@ -458,20 +464,23 @@ class Scanner:
 
     def run(self, model_py: Path) -> ImportReport:
         self._queue.append(("model", model_py, self.roots[0]))
-        notes = self._pickles()
+        notes, pickled = self._pickles()
         while self._queue:
             self.scan_file(*self._queue.popleft())
         files = tuple(sorted(_display(p, self.model_dir) for p in self._seen))
         local = tuple(sorted(self.local.values(), key=lambda m: m.name))
         return ImportReport(self.model_dir, self.python, tuple(self.uses), local, files,
-                            tuple(notes))
+                            tuple(notes), tuple(pickled))
 
-    def _pickles(self) -> list[str]:
+    def _pickles(self) -> tuple[list[str], list[tuple[str, str, str]]]:
         """Modules named inside pickles beside model.py: imports like any other, marked with
-        the data file (line 0). Read with pickletools, never unpickled."""
+        the data file (line 0); and the versions they record. Read with pickletools, never
+        unpickled."""
         notes: list[str] = []
+        pickled: list[tuple[str, str, str]] = []
         for refs in pickles.scan_dirs((self.roots[0], self.roots[1])):
             shown = _display(refs.file, self.model_dir)
+            pickled += [(dist, version, shown) for dist, version in refs.versions]
             if refs.problem:
                 notes.append(f"{shown}: {refs.problem}")
             for module in refs.modules:
@@ -484,7 +493,30 @@ class Scanner:
                 self.uses.append(ImportUse(module, kind, shown, 0))
                 if kind is Kind.LOCAL:
                     self._local_chain(module)
-        return notes
+        return notes, pickled
+
+
+def attribute_chains(tree: ast.Module) -> frozenset[str]:
+    """Every dotted read of a name in the file (``bson.loads``, ``np.random.rand``), once."""
+    chains: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        parts = [node.attr]
+        value = node.value
+        while isinstance(value, ast.Attribute):
+            parts.append(value.attr)
+            value = value.value
+        if isinstance(value, ast.Name):
+            chains.add(".".join([value.id, *reversed(parts)]))
+    return frozenset(chains)
+
+
+def _attrs_of(bound: str, chains: frozenset[str]) -> tuple[str, ...]:
+    """The attributes read on a bound module name: ``bson.loads(x)`` -> loads (whatever
+    follows: ``fd.vision.detection`` -> vision)."""
+    prefix = bound + "."
+    return tuple(sorted({c[len(prefix):].split(".")[0] for c in chains if c.startswith(prefix)}))
 
 
 def _literal_all(init: Path) -> tuple[str, ...]:

@@ -41,13 +41,22 @@ _STACK_GLOBAL = re.compile(rb"\x8c([\x01-\xff])(" + _IDENT + rb")\x94?(?:\x8c[\x
 _GLOBAL = re.compile(rb"c(" + _IDENT + rb")\n(" + _IDENT + rb")\n")
 
 
+# state keys whose value is the version of the distribution that pickled the object:
+# scikit-learn's BaseEstimator.__getstate__ writes ``_sklearn_version`` into every estimator's
+# state (xgboost's and lightgbm's scikit-learn wrappers are estimators: the same key)
+VERSION_KEYS = {"_sklearn_version": "scikit-learn"}
+_VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*([a-z]+[0-9]*)?(\.post[0-9]+|\.dev[0-9]+)?$")
+_VERSION_BYTES = re.compile(rb"\x8c\x10_sklearn_version\x94?\x8c([\x01-\x20])([0-9][0-9a-z.]*)")
+
+
 @dataclass(frozen=True)
 class PickleRefs:
-    """The modules one file's pickles name, and what could not be read."""
+    """The modules one file's pickles name, the versions they record, what could not be read."""
 
     file: Path
     modules: tuple[str, ...]
     problem: str | None = None
+    versions: tuple[tuple[str, str], ...] = ()  # (distribution, version) as pickled
 
 
 def candidates(dirs: tuple[Path, ...]) -> list[Path]:
@@ -88,8 +97,11 @@ def _decompressed(head: bytes, path: Path) -> bytes:
     return raw
 
 
-def _walk(data: bytes, start: int) -> tuple[list[str], int | None]:
-    """Modules named by the pickle at ``start``; the offset after its STOP (None: it broke)."""
+def _walk(data: bytes, start: int, versions: list[tuple[str, str]] | None = None,
+          ) -> tuple[list[str], int | None]:
+    """Modules named by the pickle at ``start``; the offset after its STOP (None: it broke).
+    ``versions`` gets the (distribution, version) pairs of VERSION_KEYS found on the way."""
+    found_versions = versions if versions is not None else []
     modules: list[str] = []
     memo: dict[int, object] = {}  # as the unpickler keeps it: a huge index costs nothing
     recent: list[object] = []
@@ -115,21 +127,29 @@ def _walk(data: bytes, start: int) -> tuple[list[str], int | None]:
             else:
                 recent.append(None)
             del recent[:-2]
+            if len(recent) == 2 and isinstance(recent[0], str) and recent[0] in VERSION_KEYS \
+                    and isinstance(recent[1], str) and _VERSION.match(recent[1]):
+                found_versions.append((VERSION_KEYS[recent[0]], recent[1]))
     except (ValueError, EOFError, UnicodeDecodeError, IndexError):
         return modules, None
     return modules, None
 
 
-def modules_in(data: bytes) -> tuple[list[str], bool]:
+def modules_in(data: bytes, versions: list[tuple[str, str]] | None = None,
+               ) -> tuple[list[str], bool]:
     """Modules named by the pickles in ``data`` (one after another, as legacy torch.save
-    writes them); True when the opcode walk broke off and byte patterns found the rest."""
+    writes them); True when the opcode walk broke off and byte patterns found the rest.
+    ``versions`` gets the recorded versions (VERSION_KEYS)."""
     modules: list[str] = []
     offset = 0
     while True:
-        found, end = _walk(data, offset)
+        found, end = _walk(data, offset, versions)
         modules += found
         if end is None:
             rest = data[offset:]
+            if versions is not None:  # joblib's arrays broke the walk: the byte pattern
+                versions += [("scikit-learn", m.group(2).decode()) for m in
+                             _VERSION_BYTES.finditer(rest) if len(m.group(2)) == m.group(1)[0]]
             modules += [m.group(2).decode() for m in _STACK_GLOBAL.finditer(rest)
                         if len(m.group(2)) == m.group(1)[0]]
             modules += [m.group(1).decode() for m in _GLOBAL.finditer(rest)]
@@ -164,7 +184,8 @@ def read_refs(path: Path) -> PickleRefs:
         return PickleRefs(path, (), f"cannot be read: {exc}")
     if not data.startswith(b"\x80") and data[:1] not in (b"(", b"c", b"]", b"}"):
         return PickleRefs(path, (), "not a pickle (no protocol header)")
-    modules, _ = modules_in(data)
+    versions: list[tuple[str, str]] = []
+    modules, _ = modules_in(data, versions)
     # protocols 0-2 name Python 2 modules (pickle writes __builtin__, copy_reg; the unpickler
     # maps them back): the standard library's own table says what they are on Python 3
     modules = [_compat_pickle.IMPORT_MAPPING.get(m, m) for m in modules]
@@ -178,7 +199,8 @@ def read_refs(path: Path) -> PickleRefs:
         problem = "no module names found in it"
     elif path.stat().st_size > MAX_BYTES and len(data) >= MAX_BYTES:
         problem = f"only its first {MAX_BYTES >> 20} MiB were read"
-    return PickleRefs(path, tuple(dict.fromkeys(modules)), problem)
+    return PickleRefs(path, tuple(dict.fromkeys(modules)), problem,
+                      tuple(dict.fromkeys(versions)))
 
 
 def is_module_name(name: str) -> bool:

@@ -60,6 +60,31 @@ def _missing_module(m: re.Match[str], facts: Facts) -> str:
     return f"module {name!r} is missing from the environment{where}"
 
 
+# transformers' and diffusers' requires_backends: "{0} requires the PyTorch library but it was
+# not found in your environment" (a soft dependency: imported only when the feature is used)
+_SOFT = re.compile(r"(?:\\n|\b)([A-Za-z_]\w*) requires the (.{1,40}?) library but it was not "
+                   r"found in your environment")
+_LIBRARIES = {"pytorch": "torch", "tensorflow": "tensorflow", "flax": "flax",
+              "sentencepiece": "sentencepiece", "protobuf": "protobuf", "tokenizers": "tokenizers",
+              "🤗 tokenizers": "tokenizers", "pil": "pillow", "vision": "pillow", "timm": "timm",
+              "scipy": "scipy", "scikit-learn": "scikit-learn", "librosa": "librosa",
+              "torchaudio": "torchaudio", "torchvision": "torchvision",
+              "opencv": "opencv-python-headless", "accelerate": "accelerate", "av": "av",
+              "pytesseract": "pytesseract", "detectron2": "detectron2", "decord": "decord"}
+
+
+def _soft(m: re.Match[str], facts: Facts) -> str:
+    """The exact fix for a library's soft dependency: the distribution to declare."""
+    label = m.group(2).strip()
+    dist = _LIBRARIES.get(label.lower(), label.lower().replace(" ", "-"))
+    fix = f'add it in tritonpack.toml: [requirements] pypi = ["{dist}"]'
+    if dist == "torch":
+        fix += (" (its build follows --torch: the PyTorch index of the target's CUDA by default, "
+                "--torch cpu for a CPU build)")
+    return (f"{m.group(1)} needs the {label} library ({dist!r}), which the environment lacks: "
+            f"the library using it imports it only when that feature runs; {fix}")
+
+
 _ENTRY_POINTS = ("initialize", "execute", "finalize", "auto_complete_config")
 
 
@@ -85,6 +110,7 @@ Rule = Callable[[re.Match[str], Facts], str]
 
 # (pattern, sentence): the first match wins
 TABLE: tuple[tuple[re.Pattern[str], Rule], ...] = (
+    (_SOFT, _soft),
     (_NO_MODULE, _missing_module),
     (_GLIBC, lambda m, f: (
         f"a library in the environment needs {m.group(1)}, newer than the server's OS provides "
