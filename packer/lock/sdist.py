@@ -252,11 +252,6 @@ def _link_inside(tar: tarfile.TarInfo) -> None:
 _READ = ("pyproject.toml", "setup.cfg", "setup.py")  # the top-level members read, statically
 
 
-def _pyproject_bytes(path: Path) -> bytes | None:
-    """The sdist's top-level ``pyproject.toml`` (None: it has none)."""
-    return _top_members(path).get("pyproject.toml")
-
-
 def _top_members(path: Path) -> dict[str, bytes]:
     """The sdist's top-level ``pyproject.toml``, ``setup.cfg`` and ``setup.py`` (those it has),
     reading only headers and those members: every member's path is checked, the unpacked size
