@@ -58,9 +58,22 @@ def test_an_unchanged_tree_reuses_the_answer_and_a_changed_byte_reruns(tmp_path:
     assert count(runs) == 4
     checkcache.run(root, PY, ("pkg", "json"), (), store)  # another module list: another key
     assert count(runs) == 5
+    (site / "pkg" / "__init__.py").write_text(  # reads an optional file if it is there
+        (site / "pkg" / "__init__.py").read_text()
+        + "try:\n    open(__file__ + '.cfg').close()\n    raise ImportError('cfg')\n"
+        "except FileNotFoundError:\n    pass\n")
+    assert checkcache.run(root, PY, ("pkg",), (), store).failed == {} and count(runs) == 6
+    assert checkcache.run(root, PY, ("pkg",), (), store).failed == {} and count(runs) == 6
+    (site / "pkg" / "__init__.py.cfg").write_text("")  # appears: the answer changes
+    assert checkcache.run(root, PY, ("pkg",), (), store).failed == {"pkg": "ImportError: cfg"}
+    assert count(runs) == 7
+    (site / "pkg" / "__init__.py.cfg").unlink()
+    (site / "pkg" / "__init__.py").write_text(  # back as it was: one answer is kept a question
+        (site / "pkg" / "__init__.py").read_text().split("try:")[0])
+    assert checkcache.run(root, PY, ("pkg",), (), store).failed == {} and count(runs) == 8
     with distrusted():  # --no-cache: written, never read
         checkcache.run(root, PY, ("pkg",), (), store)
-    assert count(runs) == 6
+    assert count(runs) == 9
 
 
 def test_a_forged_entry_cannot_make_a_broken_env_pass(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from ..core.fsguard import open_regular
 from ..core.storefile import open_entry, real_dir
 from . import importcheck
 
-_FORMAT = b"import check answer 1\0"
+_FORMAT = b"import check answer 2\0"
 _KEY_FILE = "check.key"
 _MAX_ENTRY = 16 << 20  # a check of torch reads about 1,500 files: far below
 
@@ -127,9 +127,12 @@ def _keep(store: Path, key: str, secret: bytes, root: Path,
     hashed = digests(root, outcome.read, outcome.listed)
     if hashed is None or not set(outcome.loaded) <= set(outcome.read):
         return  # a file it read is gone already: nothing to vouch for
+    if any(_outside(p) or os.path.lexists(root / p) for p in outcome.absent):
+        return  # appeared since: nothing to vouch for
     data = json.dumps({"key": key, "failed": outcome.failed, "loaded": list(outcome.loaded),
                        "read": list(outcome.read), "listed": list(outcome.listed),
-                       "digests": hashed}, sort_keys=True).encode()
+                       "absent": list(outcome.absent), "digests": hashed},
+                      sort_keys=True).encode()
     from ..pack.bytecode import store_entry
 
     store_entry(store, key, hmac.digest(secret, data, "sha256") + data)
@@ -149,12 +152,13 @@ def _recall(store: Path, key: str, secret: bytes, root: Path) -> importcheck.Out
         return None
     try:
         entry = json.loads(data)
-        read, listed = tuple(entry["read"]), tuple(entry["listed"])
+        read, listed, absent = (tuple(entry[k]) for k in ("read", "listed", "absent"))
         outcome = importcheck.Outcome(
             {str(k): str(v) for k, v in entry["failed"].items()},
-            tuple(str(p) for p in entry["loaded"]), read, listed)
+            tuple(str(p) for p in entry["loaded"]), read, listed, absent)
         if (entry["key"] != key or not set(outcome.loaded) <= set(read)
-                or not all(isinstance(p, str) for p in (*read, *listed))):
+                or not all(isinstance(p, str) for p in (*read, *listed, *absent))
+                or any(_outside(p) or os.path.lexists(root / p) for p in absent)):
             return None
         return outcome if digests(root, read, listed) == entry["digests"] else None
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):

@@ -73,15 +73,18 @@ try:  # the shared libraries the imports mapped (and the interpreter, libpython)
                       if len(f) == 6 and f[5].startswith("/"))
 except OSError:
     pass
+absent = set()  # opened and not there: its appearing could change the answer
 for path in opened:
     if os.path.isfile(path):
         _inside(path, read)
+    elif not os.path.lexists(path):
+        _inside(path, absent)
 folders = set()
 for folder in listed:
     if isinstance(folder, str) and os.path.isdir(folder):
         _inside(folder, folders)
 with open(report, "w", encoding="utf-8") as fh:  # not stdout: packages print there, at exit too
-    json.dump([failed, sorted(loaded), sorted(read), sorted(folders)], fh)
+    json.dump([failed, sorted(loaded), sorted(read), sorted(folders), sorted(absent)], fh)
 """
 
 
@@ -134,6 +137,7 @@ class Outcome:
     # libraries mapped, what was opened) and folders listed; the answer is a function of them
     read: tuple[str, ...] = ()
     listed: tuple[str, ...] = ()
+    absent: tuple[str, ...] = ()  # files the imports tried to open that were not there
 
 
 def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...] = (),
@@ -163,10 +167,10 @@ def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]
                 with fh:
                     if os.fstat(fh.fileno()).st_size > _MAX_REPORT:
                         raise ValueError("too large")
-                    failed, loaded, read, listed = json.loads(fh.read())
+                    failed, loaded, read, listed, absent = json.loads(fh.read())
                 return Outcome({str(k): str(v) for k, v in failed.items()},
-                               tuple(str(p) for p in loaded), tuple(str(p) for p in read),
-                               tuple(str(p) for p in listed))
+                               *(tuple(str(p) for p in x) for x in (loaded, read, listed,
+                                                                     absent)))
             except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
                 raise CheckFailed("no readable report from the import check") from exc
     except ProcessError as exc:
