@@ -58,3 +58,18 @@ def test_src_is_remembered_by_the_lock(repo: Path) -> None:
     assert check.exit_code == 0, check.stderr
     scan = run_cli("scan", "models/clf")
     assert "bundled into the environment: featurize" in scan.stdout
+
+
+def test_a_forgotten_module_the_import_table_knows_is_refused_too(repo: Path) -> None:
+    """`inference` is also a PyPI project's module (roboflow's inference-gpu, in the import
+    table): the user's own inference.py beside the models is what the import means."""
+    (repo / "libs" / "inference.py").write_text("def run(x):\n    return x\n")
+    code = repo / "models" / "clf" / "1" / "model.py"
+    code.write_text(code.read_text().replace("from featurize import scale",
+                                             "from inference import run"))
+    res = run_cli("scan", "models/clf", "-q")
+    assert res.exit_code == ExitCode.RESOLVE
+    assert error_line(res.stderr) == (
+        "error: import 'inference' (clf/1/model.py:4) is your own code at libs/inference.py, "
+        "outside the model dir: without --src it would be locked as the PyPI project "
+        "'inference-gpu'")

@@ -213,8 +213,7 @@ def test_a_declared_version_wins_over_the_pickled_one(tmp_path: Path) -> None:
     assert "scikit-learn>=1.6" in data["requirements"]  # type: ignore[operator]
     assert ("sklearn_pickle_old/1/model.joblib was pickled with scikit-learn 1.5.2, outside the "
             "declared scikit-learn>=1.6 (sklearn_pickle_old/requirements.txt): it may warn when "
-            "loaded, or "
-            "fail") in data["warnings"]  # type: ignore[operator]
+            "loaded, or fail") in data["warnings"]  # type: ignore[operator]
 
 
 @pytest.mark.slow

@@ -1,8 +1,9 @@
 """A module of the user's that was left out: ``from preproc import x`` with no ``--src``.
 
-Without ``--src`` such an import looks third-party, and the name itself is the guess: the
-lock would pull an unrelated PyPI project of that name. When no recipe or declaration names
-the import and a package or module of that name sits in the model's repository (beside the
+Without ``--src`` such an import looks third-party, and the name itself is the guess (or the
+import table's project of that name): the lock would pull an unrelated PyPI project. When no
+recipe or declaration names the import and a package or module of that name sits in the
+model's repository (beside the
 model dir or its parents, up to the repository root, and one level inside each of those),
 the scan refuses and says which ``--src`` to pass.
 """
@@ -90,7 +91,8 @@ def _shown(path: Path) -> str:
 def check(model_dir: Path, requirements: Requirements) -> None:
     """Refuse a guessed import whose name is a package or module in the model's repository."""
     for row in requirements.rows:
-        if row.source != "guess" or "." in row.key:
+        if row.source not in ("guess", "table") or "." in row.key:  # a table row too: the
+            # table lists what some project ships (roboflow's `inference`), not what you meant
             continue
         found = find_in_repository(model_dir, row.key)
         if found is None:
