@@ -291,3 +291,29 @@ def test_an_sdist_with_setup_requires_is_locked_with_it_pinned(tmp_path: Path) -
     names = {line.split("==")[0] for line in pin.build_requires}
     assert {"setuptools", "pytest-runner"} <= names
     assert all("--hash=sha256:" in line for line in pin.build_requires)
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_soft_dependency_announced_in_the_server_is_named_with_its_fix(tmp_path: Path) -> None:
+    """A library built here raises transformers' message shape when its feature runs (no
+    recipe knows it): the failed load names the distribution and the exact fix."""
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "tpsoftlib2", {"tpsoftlib2/__init__.py": (
+        "def pipeline():\n    raise ImportError('\\nPipeline requires the PyTorch library but "
+        "it was not found in your environment. Checkout the instructions on the\\n"
+        "installation page: https://pytorch.org/get-started/locally/')\n")})
+    model = copy_model("plain_numpy", tmp_path)
+    (model / "tritonpack.toml").write_text('[imports]\ntpsoftlib2 = "tpsoftlib2"\n')
+    code = model / "1" / "model.py"
+    code.write_text(code.read_text().replace(
+        "class TritonPythonModel:\n",
+        "import tpsoftlib2\n\n\nclass TritonPythonModel:\n"
+        "    def initialize(self, args):\n        tpsoftlib2.pipeline()\n\n"))
+    res = run_cli(model, "--triton", "24.10", "--offline", "--find-links", wheels, "--verify")
+    assert res.exit_code == ExitCode.VERIFY_LOAD, res.stderr
+    assert error_line(res.stderr).endswith(
+        "Pipeline needs the PyTorch library ('torch'), which the environment lacks: the library "
+        "using it imports it only when that feature runs; add it in tritonpack.toml: "
+        '[requirements] pypi = ["torch"] (its build follows --torch: the PyTorch index of the '
+        "target's CUDA by default, --torch cpu for a CPU build)")
