@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..core import proc
 from ..core.errors import RuntimeMissingError
-from .runtime import cleanup_from_log, env_dirs, free_port
+from .runtime import cleanup_from_log, free_port
 
 RELEASE = "24.10"  # nvidia-pytriton 0.7.0 ships tritonserver 2.51.0
 
@@ -41,9 +41,7 @@ def stub_pythons() -> tuple[str, ...]:
 
 
 class LocalServer:
-    def __init__(self, service: proc.Service, url: str, log_path: Path,
-                 before: set[Path], grpc_url: str = ""):
-        self.before = before
+    def __init__(self, service: proc.Service, url: str, log_path: Path, grpc_url: str = ""):
         self.service = service
         self.process = service.process
         self.url = url
@@ -75,7 +73,7 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 continue
         self.service.stop_all()  # the group, and what left it (a model's setsid'd daemon)
-        cleanup_from_log(self.log(), self.before)
+        cleanup_from_log(self.log())
 
 
 class LocalRuntime:
@@ -118,7 +116,6 @@ class LocalRuntime:
         env = proc.clean_env({"LD_LIBRARY_PATH": ld})
         if self.python_home is not None:
             env["PYTHONHOME"] = str(self.python_home)
-        before = env_dirs()
         service = proc.popen(argv, env=env, cwd=work, log_file=work / "server.log")
-        return LocalServer(service, f"http://127.0.0.1:{http}", work / "triton.log", before,
+        return LocalServer(service, f"http://127.0.0.1:{http}", work / "triton.log",
                            grpc_url=f"127.0.0.1:{grpc}")
