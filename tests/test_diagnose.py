@@ -17,6 +17,8 @@ STUB_DIED = (LOGS / "stub_died.log").read_text()
 LIBCUDA = (LOGS / "libcuda.log").read_text()
 # torch.cuda's own message in a CPU-only build (torch/cuda/__init__.py), raised by a model
 TORCH_CPU = (LOGS / "torch_cpu.log").read_text()
+# the server's log ending in a custom-metric call (server qa's custom_metrics: the server died)
+METRICS_CRASH = (LOGS / "metrics_crash.log").read_text()
 # Messages the server answered a request with (HTTP /infer), as verify's client sees them.
 CORRID = "inference request to model 'seq' must specify a non-zero or non-empty correlation ID"
 DECOUPLED_HTTP = "HTTP end point doesn't support models with decoupled transaction policy"
@@ -45,6 +47,8 @@ HUB = NO_NETWORK.replace("/urllib/request.py(216): urlopen",
                 "machine has no GPU: verify on a GPU machine (--runtime docker --gpus)"),
     (STUB_DIED, "the Python backend stub exits_0 died (the model's code exited or "
                 "crashed: os._exit, a segfault, or out of memory)"),
+    (METRICS_CRASH, "tritonserver crashed while the model used custom metrics "
+                    "(pb_utils.MetricFamily: the server's log ends in metric_family.cc)"),
     (CORRID, "sequence batching needs a correlation ID: seq is a sequence model and the request "
              "carried none"),
     (DECOUPLED_HTTP, "a decoupled model answers only over gRPC streaming: Triton's HTTP endpoint "

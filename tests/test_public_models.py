@@ -99,11 +99,12 @@ def test_bls_model_calling_a_model_named_in_its_input(repo: Path) -> None:
     out = verified(repo, "bls_sync", "--with", "add_sub", "--expect", str(expect))
     assert out["callees"] == ["add_sub"]
     res = run_cli("verify", repo / "bls_sync", "--triton", "24.10")
-    assert res.exit_code == ExitCode.VERIFY_INFER
+    assert res.exit_code == ExitCode.VERIFY_INPUTS
+    beside = ", ".join(sorted(p.name for p in repo.iterdir()
+                              if p.name != "bls_sync" and (p / "config.pbtxt").is_file()))
     assert error_line(res.stderr) == (
-        "error: bls_sync loaded but inference failed: model.py called the model 'tritonpack', "
-        "which is not loaded: name the models it calls with --with MODEL (they load from the "
-        "same repository)")
+        "error: bls_sync loaded; its input MODEL_NAME names the model it calls (model.py:100), "
+        f"and no model is known to send: name one with --with MODEL (beside it: {beside})")
 
 
 def test_ensemble_loads_its_steps(repo: Path) -> None:
@@ -133,12 +134,43 @@ def test_a_timeout_during_inference_is_an_inference_failure(repo: Path) -> None:
     assert error_line(res.stderr) == "error: async_execute_decouple did not answer within 5s"
 
 
+FAILING = {  # NVIDIA's qa models that cannot answer here, each with its true reason
+    "custom_metrics": (ExitCode.VERIFY_INFER,
+                       "tritonserver dropped the connection while custom_metrics ran: tritonserver "
+                       "crashed while the model used custom metrics (pb_utils.MetricFamily: the "
+                       "server's log ends in metric_family.cc)"),
+    "multi_file": (ExitCode.MODEL_BUG,
+                   "multi_file/1/model.py:38 execute() returns no responses: multi_file is not "
+                   "decoupled, so no request is ever answered (a bug in the model, not in its "
+                   "inputs)"),
+}
+
+
 def test_the_repository_verifies_as_a_whole(repo: Path) -> None:
     """`tritonpack REPO --verify`: every packed model, and the ensemble with its steps
-    (`--with add_sub`: the model bls_sync calls by the name given in its input)."""
+    (`--with add_sub`: the model bls_sync calls by the name given in its input); the two qa
+    models that cannot answer are named with their reasons (multi_file only tests imports at
+    load; custom_metrics takes the server down)."""
     res = run_cli(repo, "--triton", "24.10", "--offline", "--format", "dir", "--verify", "--json",
-                  "-q", "--with", "add_sub")
-    assert res.exit_code == 0, res.stderr
+                  "-q", "--with", "add_sub", "--timeout", "10")
     out = json.loads(res.stdout)
     assert sorted(v["model"] for v in out["verified"]) == sorted(
-        p.name for p in PUBLIC.iterdir() if p.is_dir())
+        p.name for p in PUBLIC.iterdir() if p.is_dir() and p.name not in FAILING)
+    assert {f["name"]: (f["exit_code"], f["message"]) for f in out["failed"]} == FAILING
+    assert res.exit_code == min(code for code, _ in FAILING.values())
+
+
+def test_iterative_sequence_gets_one_request_without_sequence_flags(repo: Path) -> None:
+    """sequence_batching { iterative_sequence: true }: the model reschedules the request itself;
+    a start/middle/end sequence would be refused ("must specify the START flag")."""
+    out = verified(repo, "iterative_sequence")
+    assert (out["kind"], out["responses"], out["outputs"]) == (
+        "decoupled iterative sequence", 1, ["OUT"])
+
+
+def test_detection_postprocessing_gets_score_maps_as_large_as_its_image(repo: Path) -> None:
+    """The tutorials' detection post-processing (OpenCV) asserts that its score and geometry
+    maps agree in size: made 64x64 like the image beside them, it finds boxes and answers."""
+    out = verified(repo, "detection_postprocessing")
+    assert out["outputs"] == ["detection_postprocessing_output"]
+    assert out["inputs"] == "made up from the config"

@@ -64,4 +64,7 @@ def test_images_are_made_up_as_gradients() -> None:
     arrays = synthesise(plan(config))
     assert arrays["HWC"].shape == (1, 64, 64, 3) and arrays["HWC"].std() > 0
     assert arrays["CHW"].shape == (1, 3, 64, 64) and 0 <= arrays["CHW"].max() <= 1
-    assert arrays["SEQ"].shape == (1, 1, 1, 7)  # not an image: -1 as 1
+    # not an image, but its variable dims are where HWC's height and width are: as large (a
+    # score map beside its image); the request tried next has every variable dim as 1
+    assert arrays["SEQ"].shape == (1, 64, 64, 7)
+    assert synthesise(plan(config), images=False)["SEQ"].shape == (1, 1, 1, 7)

@@ -44,7 +44,8 @@ class Use:
     (text handed to a tokenizer), number, key (``args``: name, default), item (a JSON list),
     and for arrays: unpack (``args``: the names ``x.shape`` is unpacked to), rank, min_rank,
     dim (``args``: index, size; a negative size -N: at least N), image_array (an OpenCV or
-    PIL call takes it as an HxWxC image), reshape (``args``: the literal shape)."""
+    PIL call takes it as an HxWxC image), reshape (``args``: the literal shape), model_name
+    (a BLS request calls the model it names)."""
 
     input: str
     line: int
@@ -403,6 +404,9 @@ class _Walker:
         args = (*first, *(t for a in (*node.args[1:], *(k.value for k in node.keywords))
                           for t in self.expr(a, env)))
         mine = self.expr(receiver, env) if receiver is not None else ()
+        for kw in node.keywords:  # InferenceRequest(model_name=...): BLS calls the model named
+            if kw.arg == "model_name":
+                self.record(self.expr(kw.value, env), node, "model_name", domain="bytes")
         found = self.sink(name, last, node, args, mine, first)
         if found is not None:
             return found
@@ -495,6 +499,25 @@ def _execute(tree: ast.Module) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
                         item.name == "execute":
                     return item
     return None
+
+
+def answers_nothing(model_py: Path) -> int | None:
+    """The line of an execute() that returns no responses (``pass``, a bare ``return``, only
+    ``return None``), or None: a model that is not decoupled then never answers a request."""
+    try:
+        tree = ast.parse(model_py.read_text(encoding="utf-8"), filename=str(model_py))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError, RecursionError):
+        return None
+    fn = _execute(tree)
+    if fn is None:
+        return None
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Return) and node.value is not None and not (
+                isinstance(node.value, ast.Constant) and node.value.value is None):
+            return None
+        if isinstance(node, ast.Yield | ast.YieldFrom | ast.Raise):
+            return None
+    return fn.lineno
 
 
 def input_uses(model_py: Path) -> tuple[Use, ...]:

@@ -36,6 +36,8 @@ _CALLEE_NOT_READY = re.compile(r"Failed for execute the inference request\. Mode
                                r"not ready")
 _NO_VERSION = re.compile(r"at least one version must be available under the version policy of "
                          r"model '([^']+)'")
+# the server's log ends (it crashed) a few lines after a custom-metric call of the model's
+_METRICS_CRASH = re.compile(r"metric_family\.cc:\d+\] [^\n]*\n(?:[^\n]*\n){0,3}[^\n]*\Z")
 _ACTIVATE = re.compile(r"bin/activate[^\n]*No such file|No such file[^\n]*bin/activate")
 
 
@@ -139,6 +141,9 @@ TABLE: tuple[tuple[re.Pattern[str], Rule], ...] = (
         f"{m.group(1)} has no version directory Triton can load: add {m.group(1)}/1/ (an "
         "ensemble needs one too, even empty; git keeps an empty dir only with a file in it)")),
     (_ACTIVATE, lambda m, f: "the environment has no bin/activate (Triton before 25.08 sources it)"),
+    (_METRICS_CRASH, lambda m, f: (
+        "tritonserver crashed while the model used custom metrics (pb_utils.MetricFamily: the "
+        "server's log ends in metric_family.cc)")),
 )
 
 

@@ -96,6 +96,14 @@ class _Tree:
         return SENTENCE if self.at(path, "sentence") else TEXT
 
 
+def _informs(use: Use) -> bool:
+    """Whether a use says more than the config: ``x.shape[0]`` or ``x.ndim == 3`` alone do not
+    (the config fixes the rank), nor a use after the array was squeezed or reshaped."""
+    if use.path or use.kind in _BYTES_KINDS or use.kind == "model_name":
+        return True
+    return use.kind in ("unpack", "dim", "image_array", "reshape") and use.offset is not None
+
+
 def _fill_positions(sent: list[int], batching: bool) -> list[int]:
     return [i for i, d in enumerate(sent) if d < 0 and not (batching and i == 0)]
 
@@ -188,17 +196,18 @@ def _encoded(tensor: Tensor, plan: Plan, data: bytes) -> Any:
 
 
 def expected(plan: Plan, uses: tuple[Use, ...], plain: Callable[[], dict[str, Any]],
-             file: str = "model.py") -> Expected | None:
+             file: str = "model.py", callee: str | None = None) -> Expected | None:
     """The request execute()'s code expects, or None when the code says nothing of any input
     (the plain request is all there is to send)."""
     base = plain()
     arrays: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for tensor in plan.inputs:
-        # "x.shape[0]" alone (min_rank) says nothing the config does not
-        mine = tuple(u for u in uses if u.input == tensor.name and u.kind != "min_rank")
+        mine = tuple(u for u in uses if u.input == tensor.name and _informs(u))
         value = None
-        if any(u.kind in _BYTES_KINDS for u in mine):
+        if any(u.kind == "model_name" for u in mine):  # the model a BLS call goes to
+            value = _encoded(tensor, plan, callee.encode()) if callee else None
+        elif any(u.kind in _BYTES_KINDS for u in mine):
             value = _encoded(tensor, plan, _Tree(mine).raw())
         elif mine and tensor.datatype not in ("BYTES", "BF16", "BOOL", ""):
             value = _numeric(tensor, plan, mine)

@@ -54,10 +54,11 @@ def _fill(tensor: Tensor, shape: list[int], callee: str | None) -> Any:
     return np.ones(shape, dtype=triton_to_np_dtype(tensor.datatype))
 
 
-def synthesise(plan: Plan, *, callee: str | None = None) -> dict[str, Any]:
-    """One request's inputs, by name: every input, optional ones too, -1 dims as 1, a batch of
-    1 when batching; ``callee``: a model loaded beside this one (see _fill)."""
-    return {t.name: _fill(t, plan.shape(t), callee) for t in plan.inputs}
+def synthesise(plan: Plan, *, callee: str | None = None, images: bool = True) -> dict[str, Any]:
+    """One request's inputs, by name: every input, optional ones too, -1 dims as 1 (images as
+    64x64 unless ``images`` is False: inputs of one model may have to agree in size), a batch
+    of 1 when batching; ``callee``: a model loaded beside this one (see _fill)."""
+    return {t.name: _fill(t, plan.shape(t, images), callee) for t in plan.inputs}
 
 
 def _inputs(plan: Plan, arrays: dict[str, Any]) -> list[Any]:

@@ -65,6 +65,9 @@ class Plan:
     decoupled: bool  # gRPC streaming, zero or many responses
     sequence: bool  # start / middle / end with a correlation ID
     string_id: bool  # the correlation ID is a string (CONTROL_SEQUENCE_CORRID of TYPE_STRING)
+    # sequence_batching { iterative_sequence: true }: the model reschedules one request itself;
+    # the client sends one request with no sequence flags (sequence stays False)
+    iterative: bool = False
 
     @property
     def all_optional(self) -> bool:
@@ -72,14 +75,30 @@ class Plan:
 
     def kind(self) -> str:
         """A few words for the report: which kind of model this was verified as."""
-        words = ["decoupled" if self.decoupled else "", "sequence" if self.sequence else ""]
+        words = ["decoupled" if self.decoupled else "", "sequence" if self.sequence else "",
+                 "iterative sequence" if self.iterative else ""]
         return " ".join(w for w in words if w) or "stateless"
 
-    def shape(self, tensor: Tensor) -> list[int]:
-        """The shape sent for ``tensor``: variable dims as 1 (an image's as 64x64, 3 channels), a
-        batch of 1 when batching."""
-        shape = tensor.image_dims() or [d if d > 0 else 1 for d in tensor.dims]
+    def shape(self, tensor: Tensor, images: bool = True) -> list[int]:
+        """The shape sent for ``tensor``: variable dims as 1 (with ``images``, an image's as
+        64x64, 3 channels), a batch of 1 when batching."""
+        shape = (tensor.image_dims() if images else None) or \
+            [d if d > 0 else IMAGE_SIDE if i in self._grid(tensor) and images else 1
+             for i, d in enumerate(tensor.dims)]
         return [1, *shape] if self.batching else shape
+
+
+    def _grid(self, tensor: Tensor) -> set[int]:
+        """The variable dims of ``tensor`` where an image input of the same rank has its height
+        and width: made as large (a score map beside its image: models check they agree)."""
+        grid: set[int] = set()
+        for other in self.inputs:
+            dims = other.image_dims()
+            if dims is None or len(other.dims) != len(tensor.dims):
+                continue
+            grid |= {i for i, d in enumerate(other.dims) if d < 0 and dims[i] == IMAGE_SIDE
+                     and tensor.dims[i] < 0}
+        return grid
 
 
 def _tensor(raw: dict[str, Any]) -> Tensor:
@@ -104,12 +123,14 @@ def plan(config: dict[str, Any]) -> Plan:
         for state in seq.get("state", []):
             controls.add(str(state.get("input_name", "")))  # implicit state: the server's
     policy = config.get("model_transaction_policy") or {}
+    iterative = isinstance(seq, dict) and bool(seq.get("iterative_sequence", False))
     return Plan(
         name=str(config.get("name", "")),
         batching=int(config.get("max_batch_size", 0) or 0) > 0,
         inputs=tuple(t for t in map(_tensor, config.get("input", [])) if t.name not in controls),
         outputs=tuple(map(_tensor, config.get("output", []))),
         decoupled=bool(policy.get("decoupled", False)),
-        sequence=isinstance(seq, dict),
+        sequence=isinstance(seq, dict) and not iterative,
         string_id=string_id,
+        iterative=iterative,
     )

@@ -31,7 +31,7 @@ from ..core.signals import signals_held
 from ..envcheck.inspect import inspect_env
 from ..lock.lockfile import Lockfile, read_lock
 from ..scan.imports import Kind
-from ..scan.inputuse import input_uses
+from ..scan.inputuse import Use, answers_nothing, input_uses
 from ..scan.model import TOKEN, read_config
 from . import kinds, samples, tensors
 from .callees import closure
@@ -320,12 +320,27 @@ def _send(client: GrpcModel, server: Server, ctx: Context, plan: Plan,
             responses = client.run(request.arrays)
         except InferFailed as exc:
             error = _infer_error(exc, plan.name, server, timeout, ctx, request.made_up)
+            if exc.timed_out and not plan.decoupled:
+                error = _answers_nothing(plan, ctx) or error
             if exc.timed_out or exc.dropped or not server.alive():
                 raise error from exc
             failures.append(error)
             continue
         return request, responses, (time.monotonic() - t1) * 1000
     raise next((f for f in failures if isinstance(f, ModelBugError)), failures[0])
+
+
+def _answers_nothing(plan: Plan, ctx: Context) -> ModelBugError | None:
+    """A model that is not decoupled and whose execute() returns no responses never answers:
+    its bug, named, rather than a timeout."""
+    model = ctx.model
+    line = answers_nothing(model.model_py) if plan.name == model.path.name else None
+    if line is None:
+        return None
+    return ModelBugError(
+        f"{model.path.name}/{model.version}/model.py:{line} execute() returns no responses: "
+        f"{plan.name} is not decoupled, so no request is ever answered (a bug in the model, not "
+        "in its inputs)", hint="return one pb_utils.InferenceResponse per request")
 
 
 def _answers(client: GrpcModel, plan: Plan, arrays: dict[str, Any], responses: list[Response],
@@ -369,11 +384,28 @@ class Answer:
 
 def requests_for(plan: Plan, config: dict[str, Any], model_dir: Path, inputs: Path | None,
                  callee: str | None, model_py: Path | None) -> list[samples.Request]:
-    """The requests to try (samples.candidates): ``model_py``'s execute() shapes one of them."""
+    """The requests to try (samples.candidates): ``model_py``'s execute() shapes one of them.
+    An input that names the model a BLS call goes to needs a model to name: refused in one
+    sentence when there is none to send and no request of the user's."""
     uses = input_uses(model_py) if model_py is not None else ()
-    return samples.candidates(
+    requests = samples.candidates(
         plan, config, model_dir, inputs, lambda: synthesise(plan, callee=callee),
-        lambda: expected(plan, uses, lambda: synthesise(plan, callee=callee)))
+        lambda: expected(plan, uses, lambda: synthesise(plan, callee=callee), callee=callee),
+        lambda: synthesise(plan, callee=callee, images=False))
+    named = [u for u in uses if u.kind == "model_name"]
+    if named and callee is None and all(r.made_up for r in requests):
+        raise _names_a_model(plan.name, named[0], model_dir)
+    return requests
+
+
+def _names_a_model(name: str, use: Use, model_dir: Path) -> VerifyInputsError:
+    others = sorted(p.name for p in model_dir.parent.iterdir()
+                    if p != model_dir and (p / "config.pbtxt").is_file())
+    beside = f" (beside it: {', '.join(others)})" if others else ""
+    return VerifyInputsError(
+        f"{name} loaded; its input {use.input} names the model it calls (model.py:{use.line}), "
+        f"and no model is known to send: name one with --with MODEL{beside}",
+        hint="--with MODEL loads it from the same repository and sends its name")
 
 
 def ask(grpc: GrpcModel, server: Server, ctx: Context, plan: Plan,
