@@ -68,3 +68,24 @@ def test_licence_names_its_spdx_id_as_pyproject_does() -> None:
 
 def test_changelog_has_an_unreleased_section() -> None:
     assert "\n## Unreleased\n" in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+
+
+# `pip install tritonpack`, `pip install -U 'tritonpack[verify]'`: the bare name from an index
+_BARE = re.compile(r"pip install(?:\s+-\S+)*\s+['\"]?tritonpack(?:\[[^\]]*\])?['\"]?(?!\s*@)"
+                   r"(?=\s|$|`)")
+
+
+def test_no_page_or_hint_installs_the_unpublished_name() -> None:
+    """tritonpack is not on PyPI: every recipe installs it from its repository at a pinned
+    commit (a checkout, or an archive URL of one commit), never the name from an index, which
+    anyone could claim."""
+    import packer  # its hints: the checkout's, or the wheel's (.ci/run)
+
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
+             *sorted(Path(packer.__file__).parent.rglob("*.py"))]
+    found = [f"{p.name}: {m.group(0)}" for p in files
+             for m in _BARE.finditer(p.read_text(encoding="utf-8"))]
+    assert not found, "installs the unpublished name: " + "; ".join(found)
+    pinned = re.findall(r"tritonpack(?:\[[^\]]*\])? @ (\S+?)\"", (ROOT / "docs" /
+                                                              "release-pipelines.md").read_text())
+    assert pinned and all(url.endswith("/archive/COMMIT_SHA.tar.gz") for url in pinned)

@@ -33,13 +33,17 @@ def _run(blocked: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 VERIFY = ("error: verify needs tritonclient's gRPC client, which is not installed\n"
-          "hint: pip install 'tritonpack[verify]'\n")
+          "hint: install the verify extra from tritonpack's repository (in a checkout: pip "
+          "install '.[verify]'); tritonpack is not on PyPI\n")
 DOCKER_CLIENT = ("error: verify needs tritonclient's gRPC client, which is not installed\n"
-                 "hint: pip install 'tritonpack[docker]'\n")
+                 "hint: install the docker extra from tritonpack's repository (in a checkout: "
+                 "pip install '.[docker]'); tritonpack is not on PyPI\n")
 DOCKER = ("error: the docker runtime needs the docker SDK, which is not installed\n"
-          "hint: pip install 'tritonpack[docker]'\n")
+          "hint: install the docker extra from tritonpack's repository (in a checkout: pip "
+          "install '.[docker]'); tritonpack is not on PyPI\n")
 PYTRITON = ("error: the local runtime needs the nvidia-pytriton wheel\n"
-            "hint: pip install 'tritonpack[verify]'\n")
+            "hint: install the verify extra from tritonpack's repository (in a checkout: pip "
+            "install '.[verify]'); tritonpack is not on PyPI\n")
 
 
 @pytest.mark.parametrize(("blocked", "args", "stderr"), [
@@ -98,8 +102,12 @@ def test_core_commands_run_without_the_extras() -> None:
 def test_every_module_imports_without_the_extras() -> None:
     """No module of the package imports an extra's package at load time (verify's import them
     where they are used)."""
-    modules = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-                     for p in (ROOT / "packer").rglob("*.py") if p.name != "__main__.py")
+    import packer  # the package under test: the checkout's, or the wheel's (.ci/run)
+
+    package = Path(packer.__file__).parent
+    modules = sorted(".".join(p.relative_to(package.parent).with_suffix("").parts)
+                     .removesuffix(".__init__")
+                     for p in package.rglob("*.py") if p.name != "__main__.py")
     code = ("import importlib, sys\n"
             "for name in ('tritonclient', 'grpc', 'numpy', 'docker', 'pytriton'):\n"
             "    sys.modules[name] = None\n"

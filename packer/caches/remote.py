@@ -41,6 +41,7 @@ from ..core.progress import Reporter
 from ..core.redact import redact
 from ..core.reproducible import anonymous
 from ..core.storefile import open_entry
+from ..core.version import install_hint
 from ..envcheck.inspect import first_unsafe_entry
 
 SCHEME = "oci://"
@@ -176,7 +177,7 @@ def _client(ref: RemoteRef) -> Any:
         from oras.provider import Registry
     except ImportError as exc:
         raise RemoteCacheError("remote caches need the oras SDK, which is not installed",
-                               hint="pip install 'tritonpack[remote]'") from exc
+                               hint=install_hint("remote")) from exc
 
     scheme = _ping(ref)
 

@@ -33,3 +33,11 @@ def _installed() -> str:
 
 
 __version__ = _installed()
+
+
+def install_hint(extra: str) -> str:
+    """How to add an extra: from the source tritonpack was installed from. The name is not
+    published on PyPI, so installing it by name from an index could fetch someone else's
+    package; a hint never tells a user to."""
+    return (f"install the {extra} extra from tritonpack's repository (in a checkout: pip install "
+            f"'.[{extra}]'); tritonpack is not on PyPI")

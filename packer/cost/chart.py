@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..core.atomic import atomic_write_bytes
 from ..core.errors import RuntimeMissingError
+from ..core.version import install_hint
 from .measure import ModelCost
 
 
@@ -18,7 +19,7 @@ def require() -> None:
         import matplotlib  # noqa: F401
     except ImportError as exc:
         raise RuntimeMissingError("--chart needs matplotlib, which is not installed",
-                                  hint="pip install 'tritonpack[bench]'") from exc
+                                  hint=install_hint("bench")) from exc
 
 
 def write(costs: Sequence[ModelCost], path: Path) -> Path:

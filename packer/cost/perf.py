@@ -36,7 +36,7 @@ def binary() -> Path:
     """The perf_analyzer the installed tritonclient wheel put beside this Python's scripts."""
     path = Path(sysconfig.get_path("scripts")) / BINARY
     if not path.is_file():
-        raise Unusable("perf_analyzer is not installed (pip install 'tritonpack[bench]' ships "
+        raise Unusable("perf_analyzer is not installed (tritonpack's bench extra ships "
                        "it with tritonclient<=2.51)")
     return path
 

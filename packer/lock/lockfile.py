@@ -197,7 +197,7 @@ def read_lock(path: Path) -> Lockfile:
         raise LockError(
             f"{path}: lock format {version} is newer than this tritonpack understands "
             f"({FORMAT_VERSION})",
-            hint="upgrade tritonpack (pip install -U tritonpack)",
+            hint="upgrade tritonpack from its repository (it is not on PyPI)",
         )
     try:
         lock = Lockfile(

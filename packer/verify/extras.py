@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 
 from ..core.errors import RuntimeMissingError
+from ..core.version import install_hint
 
 EXTRA = {"local": "verify", "docker": "docker"}  # the extra that installs each runtime's needs
 
@@ -26,7 +27,7 @@ def _missing(module: str) -> bool:
 
 def require(runtime: str) -> None:
     """Refuse a verify with ``runtime`` whose Python packages are not installed."""
-    hint = f"pip install 'tritonpack[{EXTRA.get(runtime, 'verify')}]'"
+    hint = install_hint(EXTRA.get(runtime, "verify"))
     if _missing("tritonclient.grpc"):
         raise RuntimeMissingError("verify needs tritonclient's gRPC client, which is not installed",
                                   hint=hint)
@@ -42,4 +43,4 @@ def require_docker() -> None:
     """Refuse the docker runtime when the docker SDK is not installed."""
     if _missing("docker"):
         raise RuntimeMissingError("the docker runtime needs the docker SDK, which is not installed",
-                                  hint="pip install 'tritonpack[docker]'")
+                                  hint=install_hint("docker"))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..core import proc
 from ..core.errors import RuntimeMissingError
+from ..core.version import install_hint
 from .runtime import cleanup_from_log, free_port
 
 RELEASE = "24.10"  # nvidia-pytriton 0.7.0 ships tritonserver 2.51.0
@@ -27,7 +28,7 @@ def pytriton_root() -> tuple[Path, Path]:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeMissingError(
             "the local runtime needs the nvidia-pytriton wheel",
-            hint="pip install 'tritonpack[verify]'",
+            hint=install_hint("verify"),
         )
     pkg = Path(next(iter(spec.submodule_search_locations)))
     return pkg / "tritonserver", pkg.parent / "nvidia_pytriton.libs"
