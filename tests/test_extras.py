@@ -88,7 +88,8 @@ def test_pip_tools_is_an_extra(tmp_path: Path) -> None:
                "--resolver", "pip-tools", "-q")
     assert (res.returncode, res.stderr) == (
         ExitCode.RESOLVE, "error: --resolver pip-tools needs pip-tools, which is not installed\n"
-        "hint: pip install 'tritonpack[pip-tools]' (or use the default --resolver uv)\n")
+        "hint: install the pip-tools extra from tritonpack's repository (in a checkout: pip "
+        "install '.[pip-tools]'); tritonpack is not on PyPI (or use the default --resolver uv)\n")
     assert not (model / "tritonpack.lock").exists()
 
 

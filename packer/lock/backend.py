@@ -25,6 +25,7 @@ from ..core.errors import BuildError, ResolveError, TritonPackError
 from ..core.fsguard import not_regular
 from ..core.redact import restore, strip
 from ..core.reproducible import SOURCE_DATE_EPOCH
+from ..core.version import install_hint
 from ..resolve.target import Target, host_platform
 from .pychannel import find_python
 
@@ -233,7 +234,7 @@ def _pip_tools_version() -> str:
     except (PackageNotFoundError, ValueError):
         pass
     raise ResolveError("--resolver pip-tools needs pip-tools, which is not installed",
-                       hint="pip install 'tritonpack[pip-tools]' (or use the default --resolver uv)")
+                       hint=install_hint("pip-tools") + " (or use the default --resolver uv)")
 
 
 def _each(flag: str, names: Sequence[str]) -> list[str]:
