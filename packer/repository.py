@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .context import Context, prepare
+from .core.diskfull import reclassify
 from .core.errors import ModelError, TritonPackError
 from .core.progress import NullReporter, Reporter
 from .lock.lockfile import Lockfile
@@ -116,7 +117,7 @@ def package_repository(repo: Path, opts: Options, reporter: Reporter | None = No
                                          shared_root=repo if shared_env else None,
                                          before_write=before_write))
         except TritonPackError as exc:
-            result.failed.append(Failure(model.name, exc))
+            result.failed.append(Failure(model.name, reclassify(exc)))
     return result
 
 

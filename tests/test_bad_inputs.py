@@ -545,8 +545,9 @@ def test_disk_full_while_packing(tmp_path: Path) -> None:
     with small_tmpfs("8m") as mnt:
         model = shutil.copytree(FIXTURES / "models" / "plain_numpy", mnt / "m")
         res = run_unchanged(model, model, "--triton", "24.10", "--offline", "--no-cache")
-        assert res.exit_code == ExitCode.PACK
-        assert error_line(res.stderr) == f"error: cannot write to {model}: no space left on device"
+        assert res.exit_code == ExitCode.CACHE  # the full disk, named: exit 15
+        assert error_line(res.stderr) == (
+            f"error: no space left on device: the disk of {model} is full (8.4 MB in all)")
         assert sorted(p.name for p in model.iterdir()) == ["1", "config.pbtxt"]
 
 
@@ -910,8 +911,8 @@ def test_cache_disk_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
         res = run_unchanged(model, "lock", model, "--offline", "--triton", "24.10")
         assert (res.exit_code, error_line(res.stderr)) == (
-            ExitCode.CACHE, f"error: tritonpack's cache {mnt} cannot be used: no space left on "
-                            "device")
+            ExitCode.CACHE, f"error: no space left on device: tritonpack's cache {mnt} is full "
+                            "(2.1 MB in all)")
         assert list((mnt / "channels").iterdir()) == []
 
 

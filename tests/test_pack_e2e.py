@@ -142,7 +142,7 @@ def test_failed_pack_leaves_previous_archive_and_config(
     (model / "1" / "model.py").write_text((model / "1" / "model.py").read_text() + "\n")
     before = snapshot(model)
     res = run_cli(model, "--triton", "24.10", "--offline", "-q", "--no-cache")
-    assert res.exit_code == 9  # "cannot write to ...: no space left on device"
+    assert res.exit_code == 15  # "no space left on device: the disk of ... is full"
     assert snapshot(model) == before  # old archive, lock and config.pbtxt untouched
     assert not [p for p in model.iterdir() if p.name.startswith(".")]  # no temp files
 

@@ -238,7 +238,11 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
             kept.seek(0)
             with contextlib.suppress(OSError):
                 os.utime(entry, follow_symlinks=False)  # last use, for `cache prune`
-            gz.append_members(kept, padded, blob)
+            try:
+                gz.append_members(kept, padded, blob)
+            except BaseException:  # a full disk before it was queued: abort() cannot see it
+                kept.close()
+                raise
             return
         if kept is not None:
             kept.close()

@@ -13,7 +13,7 @@ import click
 
 from .. import render
 from ..core import cachehome as cache
-from ..core import signals
+from ..core import diskfull, signals
 from ..core.errors import ExitCode, TritonPackError
 from ..core.redact import redact
 from ..options import Output
@@ -49,13 +49,13 @@ def _call(out: Output, command: str, action: Callable[[CliReporter], Any],
         finally:
             signals.exit_on_interrupt()
     except TritonPackError as exc:
-        fail(exc, out, command)
+        fail(diskfull.reclassify(exc), out, command)
     except KeyboardInterrupt as exc:
         click.echo(signals.interrupted(exc), err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except OSError as exc:  # the cache's or the temp dir's file system said no
-        refused = cache.cache_error(exc) if cache.under_cache(exc.filename) else \
-            cache.disk_full_error(exc)
+        refused = diskfull.from_os_error(exc) or (
+            cache.cache_error(exc) if cache.under_cache(exc.filename) else None)
         if refused is None:
             bug(exc, out, command)
         fail(refused, out, command)

@@ -8,6 +8,7 @@ import errno
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import diskfull
 from .errors import PackError, TritonPackError
 
 
@@ -24,6 +25,9 @@ def output_errors(dest: Path, error: type[TritonPackError] = PackError) -> Itera
     try:
         yield
     except OSError as exc:
+        full = diskfull.from_os_error(exc, writing=dest.parent)  # maybe not dest's disk
+        if full is not None:
+            raise full from exc
         why = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
                errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
                errno.EPERM: "permission denied"}.get(exc.errno or 0)

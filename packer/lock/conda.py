@@ -15,6 +15,7 @@ from typing import Any
 
 from ..core import deadlines
 from ..core.cachehome import cache_dir
+from ..core.diskfull import no_space_error
 from ..core.errors import BuildError, ResolveError, TargetError
 from ..core.integrity import sha256_file
 from ..core.progress import Reporter
@@ -334,6 +335,12 @@ def install(packages: Sequence[CondaPackage], prefix: Path,
             )
         )
     except Exception as exc:
+        size = sum(p.size for p in packages)
+        full = no_space_error(str(exc), needed=f"the {len(packages)} conda packages need more "
+                              f"than their {size / 1e6:.0f} MB download once installed"
+                              if size else None)
+        if full is not None:
+            raise full from exc
         raise BuildError(
             "installing the locked conda packages failed",
             hint="a package may have changed on its channel (sha256) or be unreachable; "

@@ -46,6 +46,7 @@ from pathlib import Path, PurePosixPath
 
 from ..core import deadlines, proc
 from ..core.cachehome import reuse
+from ..core.diskfull import no_space_error
 from ..core.errors import PackError, ProcessError
 from ..core.storefile import open_entry
 
@@ -440,5 +441,8 @@ def _compile_listed(root: Path, python: str, listing: Path) -> tuple[str, ...]:
             raise ValueError("no report")
         return tuple(str(name) for name in json.loads(payload))
     except (ProcessError, ValueError, TypeError) as exc:
-        raise PackError("compiling bytecode failed",
-                        detail=getattr(exc, "detail", str(exc))) from exc
+        detail = getattr(exc, "detail", str(exc))
+        full = no_space_error(detail, within=root)  # the .pyc are written into the env root
+        if full is not None:
+            raise full from exc
+        raise PackError("compiling bytecode failed", detail=detail) from exc
