@@ -105,14 +105,25 @@ def _lowest(also: tuple[Path, ...] = ()) -> Path | None:
     return best[1] if best else None
 
 
+def _nearly_full(path: Path) -> bool:
+    """Whether ``path``'s disk has under a megabyte left: a tool whose own output went to the
+    same full disk dies without saying why (Python exits 120 when it cannot flush)."""
+    try:
+        st = os.statvfs(_existing(path))
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
 def no_space_error(text: str, *, filename: str | None = None, needed: str | None = None,
                    writing: Path | None = None, within: Path | None = None) -> CacheError | None:
     """Exit 15 naming the full disk when ``text`` (an error, a tool's output) says no space was
     left; None otherwise. ``needed``: what the step needed, when the stage knows it;
     ``writing``: the user's directory the step wrote into, named as itself, when the error
     names no file; ``within``: a directory of tritonpack's the step wrote in (named by the
-    place it is in: the temporary directory, the cache)."""
-    if not _NO_SPACE.search(text):
+    place it is in: the temporary directory, the cache), also taken for the full disk when
+    under a megabyte is left there whatever the text says."""
+    if not _NO_SPACE.search(text) and not (within is not None and _nearly_full(within)):
         return None
     also = (writing,) if writing is not None else ()
     path = (_full_path(text, filename) or within or _lowest(also) or writing
