@@ -33,8 +33,13 @@ HUB = NO_NETWORK.replace("/urllib/request.py(216): urlopen",
 
 
 @pytest.mark.parametrize(("log", "sentence"), [
-    (RAISED, "initialize() raised FileNotFoundError: [Errno 2] No such file or directory: "
-             "'/models/weights.bin' (model.py:7)"),
+    (RAISED, "initialize() opens /models/weights.bin (model.py:7), which is outside the model "
+             "dir and not on this machine: ship it in the model dir (and open it relative to "
+             "model.py) or mount it at that path"),
+    (RAISED.replace("/models/weights.bin", "weights.bin"),
+     "initialize() opens weights.bin (model.py:7) relative to the server's working directory, "
+     "not the model dir: open it relative to model.py (os.path.dirname(__file__)) and ship it "
+     "there"),
     (HUB, "initialize() tried to download from huggingface.co (no network here): ship the files "
           "in the model dir or mount them"),
     (NO_NETWORK, "initialize() tried to reach the network (Name or service not known) and there "
@@ -68,7 +73,7 @@ def test_initialize_raised_is_never_reported_as_a_missing_activate() -> None:
     'No such file': the model's error wins."""
     log = ("I1126 02:20:04.1 16559 python_be.cc:1] \"Using Python execution env "
            "/tmp/env/bin/activate\"\n" + RAISED)
-    assert diagnose(log).startswith("initialize() raised FileNotFoundError")
+    assert diagnose(log).startswith("initialize() opens /models/weights.bin (model.py:7)")
 
 
 def test_excerpt_shows_a_repeated_message_once() -> None:

@@ -127,6 +127,29 @@ def test_missing_callee_is_named(repo: Path, tmp_path: Path) -> None:
         "dir with config.pbtxt)")
 
 
+def test_a_callee_without_its_model_file_or_environment_is_named(repo: Path,
+                                                                  tmp_path: Path) -> None:
+    """Seen before a server starts: Triton's own words would be about a canonical path."""
+    copy = tmp_path / "models"
+    copy.mkdir()
+    for name in ("async_execute_decouple_bls", "async_execute_decouple"):
+        shutil.copytree(repo / name, copy / name, symlinks=True)
+    (copy / "async_execute_decouple" / "1" / "model.py").unlink()
+    res = run_cli("verify", copy / "async_execute_decouple_bls", "--triton", "24.10")
+    assert res.exit_code == ExitCode.VERIFY_LOAD
+    assert error_line(res.stderr) == (
+        "error: async_execute_decouple_bls calls async_execute_decouple, whose model file "
+        "async_execute_decouple/1/model.py is missing")
+    shutil.copy(repo / "async_execute_decouple" / "1" / "model.py",
+                copy / "async_execute_decouple" / "1" / "model.py")
+    shutil.rmtree(copy / "async_execute_decouple" / "tritonpack-env")
+    res = run_cli("verify", copy / "async_execute_decouple_bls", "--triton", "24.10")
+    assert res.exit_code == ExitCode.VERIFY_LOAD
+    assert error_line(res.stderr) == (
+        "error: async_execute_decouple_bls calls async_execute_decouple, which is not packed: its "
+        "EXECUTION_ENV_PATH names async_execute_decouple/tritonpack-env, which does not exist")
+
+
 def test_a_timeout_during_inference_is_an_inference_failure(repo: Path) -> None:
     res = run_cli("verify", repo / "async_execute_decouple", "--triton", "24.10", "--timeout", "5",
                   "--inputs", str(FIXTURES / "public_inputs" / "wait30.json"))

@@ -61,3 +61,36 @@ def closure(model: Path, extra: tuple[str, ...] = ()) -> tuple[list[Path], list[
         else:
             missing.append(name)
     return found, missing
+
+
+# the file Triton loads for each backend or platform when default_model_filename is not set
+_MODEL_FILES = {"python": "model.py", "onnxruntime": "model.onnx", "pytorch": "model.pt",
+                "tensorrt": "model.plan", "openvino": "model.xml",
+                "tensorflow": "model.savedmodel", "onnxruntime_onnx": "model.onnx",
+                "pytorch_libtorch": "model.pt", "tensorrt_plan": "model.plan",
+                "tensorflow_savedmodel": "model.savedmodel",
+                "tensorflow_graphdef": "model.graphdef"}
+
+
+def unservable(callee: Path) -> str | None:
+    """Why Triton cannot load a model this one calls, seen without a server (a clause: "whose
+    model file ... is missing", "which is not packed: ..."), or None."""
+    from ..scan.model import EXECUTION_ENV_PATH, TOKEN, read_config
+
+    _, config = read_config(callee / "config.pbtxt")
+    backend = str(config.backend) or ("" if config.platform else "python")
+    name = str(config.default_model_filename) or _MODEL_FILES.get(
+        backend or str(config.platform), "")
+    versions = sorted((p.name for p in callee.iterdir() if p.is_dir() and p.name.isdigit()),
+                      key=int)
+    if not name or not versions:  # an ensemble, an unknown backend; no version: the log says
+        return None
+    if not (callee / versions[-1] / name).exists():
+        return f"whose model file {callee.name}/{versions[-1]}/{name} is missing"
+    param = config.parameters.get(EXECUTION_ENV_PATH)
+    value = str(param.string_value) if param is not None else ""
+    if backend == "python" and value.startswith(TOKEN + "/") and \
+            not (callee / value[len(TOKEN) + 1:]).exists():
+        return (f"which is not packed: its EXECUTION_ENV_PATH names {callee.name}/"
+                f"{value[len(TOKEN) + 1:]}, which does not exist")
+    return None

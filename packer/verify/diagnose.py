@@ -20,6 +20,7 @@ _RAISED = re.compile(
     r"(?:Failed to create instance|failed to load '[^']*' version \d+: Internal): "
     r"(?P<type>[A-Za-z_][\w.]*): (?P<what>.*?)(?:\\n|\n)(?:\\n|\n)At:(?P<frames>.*?)(?:\"|$)",
     re.S)
+_NO_FILE = re.compile(r"\[Errno 2\] No such file or directory: '([^']+)'")
 _NETWORK = re.compile(r"Name or service not known|Temporary failure in name resolution|"
                       r"Max retries exceeded|Network is unreachable|Failed to establish a new "
                       r"connection|We couldn't connect to|ConnectTimeout|LocalEntryNotFoundError")
@@ -97,7 +98,18 @@ def _raised(m: re.Match[str], facts: Facts) -> str:
     where = f" ({own[0][1]}:{own[0][2]})" if own else ""
     entry = [f[3] for f in frames if f[3] in _ENTRY_POINTS]
     what = m.group("what").replace("\\'", "'").strip()
-    return f"{entry[0] if entry else 'initialize'}() raised {m.group('type')}: {what}{where}"
+    called = entry[0] if entry else "initialize"
+    missing = _NO_FILE.match(what) if m.group("type") in ("FileNotFoundError", "OSError") else None
+    if missing:
+        path = missing.group(1)
+        if path.startswith("/"):
+            return (f"{called}() opens {path}{where}, which is outside the model dir and not on "
+                    "this machine: ship it in the model dir (and open it relative to model.py) "
+                    "or mount it at that path")
+        return (f"{called}() opens {path}{where} relative to the server's working directory, "
+                "not the model dir: open it relative to model.py "
+                "(os.path.dirname(__file__)) and ship it there")
+    return f"{called}() raised {m.group('type')}: {what}{where}"
 
 
 def _network(m: re.Match[str], facts: Facts, log: str) -> str:

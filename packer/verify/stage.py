@@ -34,7 +34,7 @@ from ..scan.imports import Kind
 from ..scan.inputuse import Use, answers_nothing, input_uses
 from ..scan.model import TOKEN, read_config
 from . import kinds, samples, tensors
-from .callees import closure
+from .callees import closure, unservable
 from .client import Client, HttpError
 from .diagnose import diagnose, excerpt, execute_raised, last_error
 from .docker import SHM_DEFAULT, DockerRuntime
@@ -49,6 +49,7 @@ from .modelbug import model_bug
 from .probe import PROBE_NAME, write_probe
 from .requestfile import check_request_file
 from .runtime import TRITON_TMP, Runtime, Server
+from .unpack import unpack_failure
 
 if TYPE_CHECKING:  # made by the CLI or the caller; verify only passes them on
     from ..settings import Options
@@ -167,6 +168,12 @@ def _fail_load(message: str, server: Server | None, ctx: Context, said: str = ""
     bug = _bug(log, ctx)
     if bug is not None:
         return bug
+    unpack = unpack_failure(log, ctx.model.env_location().path,
+                            shutil.disk_usage(TRITON_TMP).free, str(TRITON_TMP))
+    if unpack:  # the environment itself, not the model that failed to load first
+        return VerifyLoadError(unpack, hint="free space in /tmp (Triton unpacks archives there "
+                               "at every start), or pack with --format dir (no unpacking)",
+                               detail=excerpt(log))
     why = diagnose(log, ctx.requirements, **kw) or said.strip() or last_error(log)
     return VerifyLoadError(f"{message}: {why}" if why else message,
                            hint="the server log excerpt follows with --verbose",
@@ -472,6 +479,12 @@ def _judge(path: Path, opts: Options, rep: Reporter, with_models: tuple[str, ...
         callees, missing = closure(target, with_models)
         if missing:
             raise _missing_callees(target.name, target.parent, missing)
+    for callee in callees:
+        why = unservable(callee)
+        if why:
+            raise VerifyLoadError(f"{target.name} calls {callee.name}, {why}",
+                                  hint=f"pack the repository (tritonpack {target.parent}) with "
+                                  "every model's files in place")
     misnamed = ctx.model.warnings()  # Triton would not load it from this directory
     if misnamed:
         raise ModelError(misnamed[0], hint="verify it from a directory of that name (a copy "
