@@ -35,6 +35,14 @@ def test_a_module_without_the_attribute_names_the_locked_distribution() -> None:
         "attr_init/1/model.py:7 raises AttributeError: module 'numpy' has no attribute 'float' "
         "(a bug in the model or a wrong package, not in its inputs: the lock has numpy 1.26.4 "
         "for import numpy)")
+    bson = log.replace("'numpy'", "'bson'").replace("'float'", "'loads'").replace("/numpy/", "/bson/")
+    rows = Requirements(rows=(Resolution("bson", Kind.THIRD_PARTY, "pymongo", "table", False,
+                                         ("model.py:1",)),), pypi=(), conda=(), warnings=())
+    assert model_bug(bson, requirements=rows, versions={"pymongo": "4.10.1"},
+                     providers={"bson": ("pymongo", "bson")}) == (
+        "attr_init/1/model.py:7 raises AttributeError: module 'bson' has no attribute 'loads' "
+        "(a bug in the model or a wrong package, not in its inputs: the lock has pymongo 4.10.1 "
+        "for import bson; other distributions providing bson: bson)")
 
 
 def test_other_exceptions_are_not_bugs_of_the_model() -> None:

@@ -77,10 +77,11 @@ def _where(exc: Raised, skip: str = "") -> str:
     return f"{_shown(real[0][0])}:{real[0][1]}" if real else ""
 
 
-def _module_attr(what: str, requirements: Requirements | None,
-                 versions: Mapping[str, str]) -> str | None:
-    """For ``module 'X' has no attribute 'Y'``: which distribution the lock has for X, or None
-    when the message is about something else (an object's attribute: maybe the inputs')."""
+def _module_attr(what: str, requirements: Requirements | None, versions: Mapping[str, str],
+                 providers: Mapping[str, tuple[str, ...]]) -> str | None:
+    """For ``module 'X' has no attribute 'Y'``: which distribution the lock has for X and the
+    others that provide a module X (the generated import table), or None when the message is
+    about something else (an object's attribute: maybe the inputs')."""
     m = _MODULE_ATTR.match(what)
     if not m:
         return None
@@ -90,11 +91,17 @@ def _module_attr(what: str, requirements: Requirements | None,
     if row is None or row.distribution is None:
         return ""
     version = versions.get(canonicalize_name(row.distribution), "")
-    return f": the lock has {row.distribution} {version}".rstrip() + f" for import {top}"
+    said = f": the lock has {row.distribution} {version}".rstrip() + f" for import {top}"
+    others = [d for d in providers.get(top, ())
+              if canonicalize_name(d) != canonicalize_name(row.distribution)]
+    if others:
+        said += f"; other distributions providing {top}: {', '.join(others[:5])}"
+    return said
 
 
 def model_bug(text: str, *, requirements: Requirements | None = None,
-              versions: Mapping[str, str] | None = None) -> str:
+              versions: Mapping[str, str] | None = None,
+              providers: Mapping[str, tuple[str, ...]] | None = None) -> str:
     """One sentence when ``text`` reports a bug whatever the inputs, else "".
 
     ``versions``: the lock's distribution versions by normalized name."""
@@ -107,7 +114,7 @@ def model_bug(text: str, *, requirements: Requirements | None = None,
     if exc.type in BUG_TYPES:
         return f"{head} {exc.type}: {exc.what} (a bug in the model, not in its inputs)"
     if exc.type == "AttributeError":
-        package = _module_attr(exc.what, requirements, versions or {})
+        package = _module_attr(exc.what, requirements, versions or {}, providers or {})
         if package is not None:
             return (f"{head} AttributeError: {exc.what} (a bug in the model or a wrong "
                     f"package, not in its inputs{package})")

@@ -155,7 +155,8 @@ def locked_versions(ctx: Context) -> dict[str, str]:
 
 def _bug(text: str, ctx: Context) -> ModelBugError | None:
     """A ModelBugError when ``text`` says model.py has a bug whatever the inputs."""
-    why = model_bug(text, requirements=ctx.requirements, versions=locked_versions(ctx))
+    why = model_bug(text, requirements=ctx.requirements, versions=locked_versions(ctx),
+                    providers=ctx.recipes.table.providers)
     return ModelBugError(why, hint="fix model.py (or its package), then verify again",
                          detail=text) if why else None
 
