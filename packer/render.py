@@ -67,9 +67,15 @@ def scan_payload(ctx: Context) -> dict[str, Any]:
         "declared": [{"requirement": line, "source": src}
                      for line, src in ctx.requirements.origins],
         "declared_files": list(ctx.declared.files),
-        "warnings": list(ctx.warnings),
+        "warnings": [*ctx.warnings, *map(guess_note, ctx.requirements.guesses)],
         "files": list(ctx.report.files),
     }
+
+
+def guess_note(guess: tuple[str, str, str]) -> str:
+    from .resolve.requirements import guess_note as note
+
+    return note(guess)
 
 
 def _origin(source: str) -> str:

@@ -450,7 +450,8 @@ def test_huge_model_dir_is_not_walked(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "args", "message"), [
     ("unknown_import", (),
      "error: import 'tritonpack_no_such_module_xyz' (unknown_import/1/model.py:2) needs "
-     "distribution 'tritonpack-no-such-module-xyz', which the package index does not have"),
+     "distribution 'tritonpack-no-such-module-xyz' (guessed from its name), which the package "
+     "index does not have"),
     ("declared_missing", (),
      "error: declared requirement 'tritonpack-no-such-distribution-abc' (tritonpack.toml) is not "
      "on the package index"),

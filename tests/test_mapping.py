@@ -56,10 +56,10 @@ def test_namespace_guess_without_the_table(module: str, want: tuple[str, str, st
 def test_a_guess_names_the_distribution_and_how_to_declare() -> None:
     res = run_cli("scan", MODELS / "unknown_import")
     assert ("note  import 'tritonpack_no_such_distribution_xyz' (unknown_import/1/model.py:2): no "
-            "recipe or declaration names its distribution; guessing "
-            "'tritonpack_no_such_distribution_xyz', the distribution of that name on the index "
-            "(declare it in tritonpack.toml: [imports] tritonpack_no_such_distribution_xyz = "
-            '"NAME")') in res.stderr
+            "recipe or declaration names its distribution; guessed "
+            "'tritonpack_no_such_distribution_xyz' by its name (not checked against the index "
+            "until `tritonpack lock`; declare it in tritonpack.toml: [imports] "
+            'tritonpack_no_such_distribution_xyz = "NAME")') in res.stderr
 
 
 def _venv(path: Path, *extra: str) -> Path:

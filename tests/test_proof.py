@@ -252,3 +252,21 @@ def test_expect_on_a_decoupled_model_compares_every_response(tmp_path: Path) -> 
     assert error_line(res.stderr) == (
         "error: square_int32 answered wrongly: response 3 of 3: output OUT: [3] differs from "
         "the expected [4]")
+
+
+@pytest.mark.slow
+def test_a_misspelt_import_is_announced_once(tmp_path: Path) -> None:
+    """No note that it is "on the index" before the error that says it is not: one error,
+    which says the name was a guess and what it is close to."""
+    model = shutil.copytree(FIXTURES / "bad" / "misspelt_import", tmp_path / "misspelt_import")
+    before = snapshot(model)
+    res = run_cli(model, "--triton", "24.10", "--offline")
+    assert res.exit_code == ExitCode.RESOLVE == 5
+    assert error_line(res.stderr) == (
+        "error: import 'nmupy' (misspelt_import/1/model.py:1) needs distribution 'nmupy' "
+        "(guessed from its name), which the package index does not have: did you mean 'numpy'?")
+    assert [line for line in res.stderr.splitlines() if "nmupy" in line] == [
+        error_line(res.stderr),
+        "hint: if 'nmupy' is your own code, pass --src DIR; if its distribution has another "
+        "name, declare it in tritonpack.toml: [imports] nmupy = \"NAME\""]
+    assert snapshot(model) == before

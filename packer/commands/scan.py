@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from .. import render
-from ..context import prepare
+from ..context import Context, prepare
+from ..core.progress import Reporter
 from ..options import (
     Output,
     bundle,
@@ -18,6 +19,7 @@ from ..options import (
     source_options,
     target_options,
 )
+from ..resolve.requirements import guess_note
 from ..scan.model import is_repository
 from ..settings import Options
 from .base import run
@@ -46,5 +48,11 @@ def scan_cmd(model_dir: Path, opts: Options, out: Output) -> None:
         run(out, "scan-repository", lambda rep: scan_all(model_dir, opts, rep), render.scans_text,
             render.scans_payload, exit_code=lambda res: res.exit_code)
         return
-    run(out, "scan", lambda rep: prepare(model_dir, opts, rep), render.scan_text,
-        render.scan_payload)
+
+    def action(rep: Reporter) -> Context:
+        ctx = prepare(model_dir, opts, rep)
+        for guess in ctx.requirements.guesses:  # said here: scan never asks the index
+            rep.note(guess_note(guess))
+        return ctx
+
+    run(out, "scan", action, render.scan_text, render.scan_payload)

@@ -24,7 +24,7 @@ from ..core.outputs import output_errors
 from ..core.progress import NullReporter, Reporter, plural
 from ..core.redact import strip
 from ..core.signals import LOCK_OUTPUT, committed, signals_held
-from ..resolve.requirements import resolve, toml_key
+from ..resolve.requirements import guess_note, resolve, toml_key
 from ..resolve.target import torch_index
 from ..scan.declared import Declared
 from ..scan.model import CONFIG_NAME, require_dir
@@ -223,14 +223,25 @@ def declared_channels(declared: Declared) -> tuple[str, ...]:
     return tuple(c for c in declared.channels if c != "defaults")
 
 
+def _did_you_mean(key: str, ctx: Context) -> str:
+    """A known top-level module spelt nearly like ``key`` (nmupy: numpy), as a question."""
+    import difflib
+
+    known = {k.split(".")[0] for k in (*ctx.recipes.imports, *ctx.recipes.table.providers)}
+    close = difflib.get_close_matches(key, sorted(known - {key}), n=1, cutoff=0.8)
+    return f": did you mean {close[0]!r}?" if close else ""
+
+
 def _missing_error(exc: NoSolutionError, ctx: Context) -> ResolveError:
     for name in exc.missing:
         rows = ctx.requirements.rows_for(name)
         if rows:
             row = rows[0]
+            guessed = " (guessed from its name)" if row.source == "guess" else ""
             return ResolveError(
-                f"import {row.key!r} ({row.locations[0]}) needs distribution {name!r}, "
-                "which the package index does not have",
+                f"import {row.key!r} ({row.locations[0]}) needs distribution {name!r}"
+                f"{guessed}, which the package index does not have"
+                + _did_you_mean(row.key, ctx),
                 hint=f"if {row.key!r} is your own code, pass --src DIR; if its distribution has "
                 f"another name, declare it in tritonpack.toml: [imports] {toml_key(row.key)} "
                 '= "NAME"',
@@ -311,6 +322,8 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
                                 _python_source(opts))
         except NoSolutionError as again:
             raise _missing_error(again, ctx) from again
+    for guess in ctx.requirements.guesses:  # said once, now that the index was asked
+        rep.note(guess_note(guess, found=True))
     rep.done("resolve", f"{plural(len(pins), 'PyPI package')} ({opts.resolver})",
              time.monotonic() - t0)
     for pin in (p for p in pins if p.sdist):  # no wheel published: built once, cached

@@ -50,6 +50,9 @@ class Requirements:
     warnings: tuple[str, ...]
     origins: tuple[tuple[str, str], ...] = ()  # declared line -> the file it came from
     learned: Learned = field(default_factory=Learned)  # what a build taught the lock
+    # (import, where, distribution) guessed by name: said once, by whoever learns whether the
+    # index has it (the lock), never as a note that the error then contradicts
+    guesses: tuple[tuple[str, str, str], ...] = ()
 
     def rows_for(self, distribution: str) -> tuple[Resolution, ...]:
         want = canonicalize_name(distribution)
@@ -186,6 +189,7 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
     declared_names = declared.names()
     rows: list[Resolution] = []
     warnings: list[str] = []
+    guesses: list[tuple[str, str, str]] = []
     wanted: dict[str, tuple[str, set[str]]] = {}  # name -> (as written, extras)
     for (kind, key), uses in sorted(groups.items(), key=lambda kv: (kv[0][0].value, kv[0][1])):
         optional = all(u.optional for u in uses)
@@ -210,11 +214,7 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
         if dist is None:
             continue
         if source == "guess":
-            warnings.append(
-                f"import {key!r} ({locations[0]}): no recipe or declaration names its "
-                f"distribution; guessing {dist!r}, the distribution of that name on the index "
-                f"(declare it in tritonpack.toml: [imports] {toml_key(key)} = \"NAME\")"
-            )
+            guesses.append((key, locations[0], dist))
         if not optional or canonicalize_name(dist) in declared_names or key in declared.import_map:
             entry = wanted.setdefault(canonicalize_name(dist), (dist, set()))
             entry[1].update(extras)
@@ -260,7 +260,19 @@ def resolve(report: ImportReport, declared: Declared, recipes: Recipes, target: 
         warnings=(*declared.warnings, *warnings),
         origins=declared.origins,
         learned=learned,
+        guesses=tuple(guesses),
     )
+
+
+def guess_note(guess: tuple[str, str, str], found: bool | None = None) -> str:
+    """The one sentence about an import whose distribution was guessed by its name: ``found``
+    once the lock has asked the index (None: not asked, as by ``tritonpack scan``)."""
+    key, where, dist = guess
+    said = {None: "not checked against the index until `tritonpack lock`",
+            True: "the index has it"}.get(found, "the index does not have it")
+    return (f"import {key!r} ({where}): no recipe or declaration names its distribution; "
+            f"guessed {dist!r} by its name ({said}; declare it in tritonpack.toml: [imports] "
+            f"{toml_key(key)} = \"NAME\")")
 
 
 def _pickled_pins(report: ImportReport, declared: Declared, wanted: dict[str, tuple[str, set[str]]],
