@@ -45,8 +45,13 @@ def test_any_other_failure_is_an_error(tmp_path: Path) -> None:
     broken.write_text("#!/bin/sh\necho 'Fatal Python error: init_fs_encoding' >&2\nexit 1\n")
     broken.chmod(0o755)
     root = env_root(tmp_path, broken)
-    with pytest.raises(PackError, match=r"^compiling bytecode failed$"):
+    with pytest.raises(PackError) as failed:
         compile_bytecode(root, PY, bytecode_targets(root, PY, "all", ()))
+    assert failed.value.message == ("compiling bytecode failed: the environment's Python did "
+                                    "not finish its compile")
+    assert failed.value.hint == ("its output follows with --verbose; a .pyc it names as bad "
+                                 "comes from tritonpack's bytecode store: `tritonpack cache "
+                                 "prune --all` empties it")
 
 
 def test_compiling_is_reproducible(tmp_path: Path) -> None:
@@ -149,3 +154,34 @@ def test_the_loaded_list_is_remembered_and_garbage_is_no_hint(tmp_path: Path) ->
                                  b'[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]')):
         _store(store, f"{n:02}" * 32, garbage)
         assert recall(store, f"{n:02}" * 32) is None
+
+
+@pytest.mark.parametrize("version", ["3.10", PY])
+def test_a_damaged_store_entry_is_named_dropped_and_compiled_again(
+        tmp_path: Path, version: str, caplog: pytest.LogCaptureFixture) -> None:
+    """An entry whose digest holds but whose code is garbage (a disk error under the digest,
+    a hand edit): placed, it broke every later pack ("compiling bytecode failed", the driver
+    reading it as its own json). Checked by the environment's own Python (its marshal format
+    is its own), named, dropped, compiled again and stored anew."""
+    import hashlib
+
+    python = (find_python("3.10").prefix / "bin" / "python3.10" if version == "3.10"
+              else Path(sys.executable))  # another Python's marshal, and tritonpack's own
+    store = tmp_path / "store"
+    first = env_root(tmp_path / "one", python, version)
+    compile_bytecode(first, version, bytecode_targets(first, version, "all", ()), store)
+    entries = [p for p in store.rglob("*") if p.is_file() and p.stat().st_size > 100]
+    assert len(entries) == 1  # ok.py's .pyc (future.py: a short "source only" entry)
+    good = entries[0].read_bytes()
+    data = good[32:48] + b"\xff" * 40  # the header kept, the code garbage
+    entries[0].write_bytes(hashlib.sha256(data).digest() + data)
+    again = env_root(tmp_path / "two", python, version)
+    with caplog.at_level("WARNING", logger="tritonpack.bytecode"):
+        compile_bytecode(again, version, bytecode_targets(again, version, "all", ()), store)
+    rel = f"lib/python{version}/site-packages/pkg/ok.py"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"dropped the damaged bytecode-store entry {entries[0]} ({rel}): compiled again"]
+    pyc = again / rel.replace("ok.py", f"__pycache__/ok.cpython-{version.replace('.', '')}.pyc")
+    subprocess.run([python, "-c", "import marshal, sys; "
+                    "marshal.loads(open(sys.argv[1], 'rb').read()[16:])", pyc], check=True)
+    assert entries[0].read_bytes() == good  # stored anew, as it was before the damage

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import run_cli
+from packer.core.errors import ExitCode
+
+from .conftest import error_line, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 Copy = Callable[..., Path]
@@ -108,3 +110,26 @@ def test_a_sigkilled_verify_leaves_no_stub_nor_what_the_model_started(
     run.send_signal(signal.SIGKILL)
     run.wait()
     assert _survivors(_started(pids)) == {}
+
+
+KILLS_SERVER = '''import os
+import signal
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        os.kill(os.getppid(), signal.SIGKILL)  # the stub's parent: tritonserver
+'''
+
+
+def test_a_model_that_kills_the_server_is_named_as_such_not_a_load_timeout(
+        model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    (model / "1" / "model.py").write_text(KILLS_SERVER)
+    t0 = time.monotonic()
+    res = run_cli("verify", model)
+    assert res.exit_code == ExitCode.VERIFY_LOAD == 11, res.stderr
+    assert error_line(res.stderr) == (
+        "error: tritonserver died while loading plain_numpy (killed by SIGKILL)")
+    assert time.monotonic() - t0 < 90  # said when it died, not at the load's timeout (120 s)

@@ -108,6 +108,10 @@ def parse_ref(text: str, insecure_registries: Iterable[str] = ()) -> RemoteRef:
         raise RemoteCacheError(
             f"remote cache {text!r}: {repository!r} is not a valid OCI repository name",
             hint="lowercase letters, digits and . _ - separators, components joined by /")
+    if not 0 < RemoteRef(registry, repository).port < 65536:  # 99999: no connection to refuse
+        raise RemoteCacheError(
+            f"remote cache {text!r}: port {RemoteRef(registry, repository).port} is not a TCP "
+            "port (1-65535)", hint="write it as oci://HOST:PORT/REPOSITORY")
     host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
     insecure = host in LOOPBACK or registry in set(insecure_registries) \
         or host in set(insecure_registries)

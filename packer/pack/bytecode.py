@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+import logging
 import marshal
 import os
 import tempfile
@@ -49,6 +50,8 @@ from ..core.cachehome import reuse
 from ..core.diskfull import no_space_error
 from ..core.errors import PackError, ProcessError
 from ..core.storefile import open_entry
+
+log = logging.getLogger("tritonpack.bytecode")
 
 # What ships as hash-checked .pyc. "imported" (the default): the source files that importing
 # the stub's modules and the model's (scanned) modules loads, which is what a server start
@@ -168,13 +171,18 @@ def _reuse(root: Path, python: str, files: list[Path], store: Path | None,
             hits[f] = hit
     if hits:
         magic, hashes = _source_hashes(root, python, list(hits))
-        for (f, entry), source_hash in zip(hits.items(), hashes, strict=True):
-            if _belongs(entry, magic, source_hash, f.relative_to(root).as_posix()):
+        fits = {f: _belongs(entry, magic, source_hash, f.relative_to(root).as_posix())
+                for (f, entry), source_hash in zip(hits.items(), hashes, strict=True)}
+        if magic != importlib.util.MAGIC_NUMBER:  # only the env's Python reads its marshal
+            fits.update(_loadable(root, python, {f: hits[f] for f, ok in fits.items() if ok}))
+        for f, entry in hits.items():
+            if fits[f]:
                 _place(entry, cached_pyc(f, python) if into is None else prefixed_pyc(into, f,
                                                                                      python))
                 placed.add(f)
-            else:
-                todo.append(f)  # another file's entry, or another Python's: compiled again
+            else:  # another file's entry, another Python's, or damaged: compiled again
+                todo.append(f)
+                _drop(store, keys[f], f.relative_to(root).as_posix(), magic, entry)
         todo.sort()
     return placed, todo, source_only, keys
 
@@ -316,6 +324,56 @@ def _source_hashes(root: Path, python: str, files: list[Path]) -> tuple[bytes, l
                             detail=getattr(exc, "detail", str(exc))) from exc
 
 
+# Run by the environment's Python: whether each cached .pyc's code (a span of one blob)
+# unmarshals to a code object of the file it is kept for. A damaged entry would otherwise be
+# placed, and every later run of that Python (compiling, the import check, the stub) would
+# fail reading it ("bad marshal data"), the store keeping it for every pack.
+_LOADS = ("import json, marshal, sys, types\n"
+          "spans = json.load(open(sys.argv[1], encoding='utf-8'))\n"
+          "blob = open(sys.argv[2], 'rb').read()\n"
+          "def ok(start, size, rel):\n"
+          "    try:\n"
+          "        code = marshal.loads(blob[start:start + size])\n"
+          "    except Exception:\n"
+          "        return False\n"
+          "    return isinstance(code, types.CodeType) and code.co_filename == rel\n"
+          "print(json.dumps([ok(*span) for span in spans]))\n")
+
+
+def _loadable(root: Path, python: str, entries: dict[Path, bytes]) -> dict[Path, bool]:
+    """For each cached .pyc, whether the environment's Python reads it as ``f``'s code."""
+    if not entries:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="tritonpack-loads-") as tmp:
+        spans, offset = [], 0
+        with open(Path(tmp) / "blob", "wb") as blob:
+            for f, entry in entries.items():
+                blob.write(entry[HEADER:])
+                spans.append([offset, len(entry) - HEADER, f.relative_to(root).as_posix()])
+                offset += len(entry) - HEADER
+        (Path(tmp) / "spans.json").write_text(json.dumps(spans), encoding="utf-8")
+        try:
+            out = proc.run([root / "bin" / f"python{python}", "-I", "-B", "-X", "utf8", "-c",
+                            _LOADS, Path(tmp) / "spans.json", Path(tmp) / "blob"],
+                           env=proc.clean_env(), cwd=root, timeout=deadlines.SOURCE_HASHES)
+            answers = json.loads(out.strip().splitlines()[-1])
+        except (ProcessError, ValueError, IndexError) as exc:
+            raise PackError("checking the bytecode store's entries with the environment's "
+                            "Python failed", detail=getattr(exc, "detail", str(exc))) from exc
+    return {f: bool(a) for f, a in zip(entries, answers, strict=True)}
+
+
+def _drop(store: Path | None, key: str, rel: str, magic: bytes, entry: bytes) -> None:
+    """Remove a store entry that cannot be used for ``rel``, saying so when it was damaged
+    (right header, unreadable code) rather than another file's or another Python's."""
+    if store is None or entry[:4] != magic:
+        return
+    with contextlib.suppress(OSError):
+        (store / key[:2] / key).unlink()
+    log.warning("dropped the damaged bytecode-store entry %s (%s): compiled again",
+                store / key[:2] / key, rel)
+
+
 UNCHECKED_HASH = 0b01  # PEP 552 flags: hash-based, source not checked at import
 
 
@@ -445,4 +503,8 @@ def _compile_listed(root: Path, python: str, listing: Path) -> tuple[str, ...]:
         full = no_space_error(detail, within=root)  # the .pyc are written into the env root
         if full is not None:
             raise full from exc
-        raise PackError("compiling bytecode failed", detail=detail) from exc
+        raise PackError("compiling bytecode failed: the environment's Python did not finish "
+                        "its compile",
+                        hint="its output follows with --verbose; a .pyc it names as bad comes "
+                        "from tritonpack's bytecode store: `tritonpack cache prune --all` "
+                        "empties it", detail=detail) from exc

@@ -7,6 +7,7 @@ environment's Python put at ``backends/python/triton_python_backend_stub``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -51,6 +52,17 @@ class LocalServer:
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def exit_status(self) -> str | None:
+        """'killed by SIGKILL', 'exited with status 1'; None while it runs."""
+        code = self.process.poll()
+        if code is None:
+            return None
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"killed by {signal.Signals(-code).name}"
+            return f"killed by signal {-code}"
+        return f"exited with status {code}"
 
     def log(self) -> str:
         try:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -182,19 +183,59 @@ def _fail_load(message: str, server: Server | None, ctx: Context, said: str = ""
 
 
 def _load(client: Client, server: Server, name: str, ctx: Context, timeout: float) -> None:
+    """Load ``name``, watching the server meanwhile: a server killed while loading (by the
+    model's code, by the OOM killer) is said to be so at once, not after the request's
+    timeout (its stubs inherit the server's sockets and keep the connection open)."""
     client.timeout = timeout
+    done: list[BaseException | None] = []
+    loading = threading.Thread(target=_call, args=(client.load, name, done), daemon=True,
+                               name="tritonpack-load")  # daemon: a dead server's request
+    loading.start()  # is left to its socket's timeout
+    while not done:
+        loading.join(0.2)
+        if not done and (died := _ended(server, within=0.0)) is not None:
+            raise _died(name, died, server, ctx)
+    if isinstance(done[0], HttpError):
+        raise _fail_load(f"{name} did not load", server, ctx) from done[0]
+    if isinstance(done[0], OSError):  # a timeout, or the connection dropped: dying, maybe
+        if (died := _ended(server)) is not None:
+            raise _died(name, died, server, ctx) from done[0]
+        raise _fail_load(f"{name} did not load within {timeout:.0f}s", server, ctx,
+                         timed_out=True) from done[0]
+    if done[0] is not None:
+        raise done[0]
+
+
+def _call(function: Callable[[str], None], name: str, done: list[BaseException | None]) -> None:
     try:
-        client.load(name)
-    except HttpError as exc:
-        raise _fail_load(f"{name} did not load", server, ctx) from exc
-    except TimeoutError as exc:
-        raise _fail_load(f"{name} did not load within {timeout:.0f}s", server, ctx,
-                         timed_out=True) from exc
-    except OSError as exc:
-        if not server.alive():
-            raise _fail_load("tritonserver exited while loading", server, ctx) from exc
-        raise _fail_load(f"{name} did not load within {timeout:.0f}s", server, ctx,
-                         timed_out=True) from exc
+        function(name)
+    except BaseException as exc:  # handed to the waiting thread, raised there
+        done.append(exc)
+    else:
+        done.append(None)
+
+
+def _died(name: str, how: str, server: Server, ctx: Context) -> TritonPackError:
+    """The server itself ended while loading: a bug in model.py when its log names one, else
+    how it ended (its log's last error line would be a bystander's)."""
+    log = server.log()
+    return _bug(log, ctx) or VerifyLoadError(
+        f"tritonserver died while loading {name} ({how})",
+        hint="something killed it: the model's initialize() (a signal to its parent process, "
+             "os._exit in the wrong process) or the kernel's out-of-memory killer; the server "
+             "log follows with --verbose", detail=excerpt(log) if log else None)
+
+
+def _ended(server: Server, within: float = 3.0) -> str | None:
+    """How the server ended ('killed by SIGKILL', 'exited with status 1'), or None while it
+    runs: waited for a moment, as a dying server drops its connections before it is gone."""
+    deadline = time.monotonic() + within
+    while server.alive():
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+    status: Callable[[], str | None] = getattr(server, "exit_status", lambda: None)
+    return status() or "it exited"
 
 
 def _probe(client: Client, server: Server, ctx: Context, env: Path) -> dict[str, Any]:
