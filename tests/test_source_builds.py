@@ -158,3 +158,27 @@ def test_a_command_that_exits_leaves_no_process_behind(tmp_path: Path) -> None:
     assert proc.run(["python3", "-c", script], timeout=60).strip() == "done"
     assert time.monotonic() - t0 < 30
     assert _started(pids) and not _alive(_started(pids)[0])
+
+
+SETUP_REQUIRES = """from setuptools import setup
+setup(name="{name}", version="1.0", packages=["{module}"],
+      setup_requires=["tritonpack-no-such-dist>=1"])
+"""
+
+
+@pytest.mark.slow
+def test_a_setup_requires_without_a_solution_is_the_sdists_not_the_users(
+        tmp_path: Path) -> None:
+    """The user's tritonpack.toml pins nothing of it: no "relax the pin in tritonpack.toml"."""
+    model, _ = _model(tmp_path, "tritonpack-sr-probe", SETUP_REQUIRES)
+    before = snapshot(model)
+    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    assert res.exit_code == ExitCode.BUILD == 8, res.stderr
+    assert error_line(res.stderr) == (
+        "error: tritonpack-sr-probe==1.0 is published only as source and its build needs "
+        "setuptools, tritonpack-no-such-dist>=1 (its build-system requires and setup_requires), "
+        "which have no solution for Python 3.10: Because tritonpack-no-such-dist was not found "
+        "in the package registry and you require tritonpack-no-such-dist>=1, we can conclude "
+        "that your requirements are unsatisfiable")
+    assert "tritonpack.toml" not in res.stderr
+    assert snapshot(model) == before

@@ -168,6 +168,8 @@ def compile_pins(
                     if n not in from_source]
             if not more or len(from_source) > _MAX_FROM_SOURCE:
                 _check_named_sdists(exc.output, from_source, indexes)
+                if (built := _build_deps_failed(exc, target.python)) is not None:
+                    raise built from exc
                 raise _failure_error(failure, indexes, exc, target.python) from exc
             from_source += more  # a built package's own dependencies may be source-only too
     pins = parse_requirements(text)
@@ -186,6 +188,30 @@ def compile_pins(
 
 
 _MAX_FROM_SOURCE = 20
+
+
+# uv, when a source-only package's own build requirements (pyproject's, or setuptools'
+# setup_requires, which it reports the same way) have no solution
+_BUILD_DEPS = re.compile(r"Failed to (?:download and )?build `([^`]+)`\s*\n\s*(?:cause:|╰─▶)?\s*"
+                         r"Failed to resolve requirements from `build-system\.requires`")
+_BUILD_SET = re.compile(r"No solution found when resolving: ((?:`[^`]+`(?:, )?)+)")
+
+
+def _build_deps_failed(exc: ProcessError, python: str) -> BuildError | None:
+    """The resolve failed in what a source-only package needs to build, not in the user's
+    requirements: said so (never "relax the pin in tritonpack.toml")."""
+    found = _BUILD_DEPS.search(exc.output)
+    if found is None:
+        return None
+    needs = _BUILD_SET.search(exc.output)
+    tools = needs.group(1).replace("`", "") if needs else "its build requirements"
+    cause = _first_cause(exc.output[(needs or found).end():])
+    return BuildError(
+        f"{found.group(1)} is published only as source and its build needs {tools} (its "
+        f"build-system requires and setup_requires), which have no solution for Python "
+        f"{python}" + (f": {cause}" if cause else ""),
+        hint=f"pin another version of {found.group(1).split('==')[0]}, or build a wheel of it "
+             "and pass --find-links DIR", detail=exc.detail)
 
 
 def _timed_out(exc: ProcessTimeout, from_source: Sequence[str]) -> ResolveError:
