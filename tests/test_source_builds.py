@@ -8,7 +8,10 @@ file beside them, so each test asserts about its own processes only.
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -182,3 +185,23 @@ def test_a_setup_requires_without_a_solution_is_the_sdists_not_the_users(
         "that your requirements are unsatisfiable")
     assert "tritonpack.toml" not in res.stderr
     assert snapshot(model) == before
+
+
+@pytest.mark.slow
+def test_a_sigkilled_tritonpack_leaves_no_build_running(tmp_path: Path) -> None:
+    """SIGKILL runs no cleanup: the watchdog (waiting on a pipe only tritonpack holds) kills
+    the setup.py it was waiting for."""
+    model, pids = _model(tmp_path, "tritonpack-hang-probe", HANG)
+    run = subprocess.Popen([sys.executable, "-m", "packer", "lock", str(model), "--triton",
+                            "24.10", "--offline"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, env={**os.environ, "NO_COLOR": "1"})
+    deadline = time.monotonic() + 300
+    while not _started(pids):
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    run.kill()
+    run.wait()
+    deadline = time.monotonic() + 15
+    while [p for p in _started(pids) if _alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in _started(pids) if _alive(p)]

@@ -14,6 +14,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -71,7 +72,7 @@ def run_contained(
 
     args = [os.fspath(a) for a in argv]
     log.debug("$ %s", " ".join(args))
-    mark = secrets.token_hex(8)
+    mark = new_mark()
     with tempfile.TemporaryFile() as out:
         try:
             child = subprocess.Popen(args, env={**env, MARK: mark}, cwd=cwd, stdout=out,
@@ -165,14 +166,12 @@ def kill_marked(mark: str) -> None:
 class Service:
     """A long-running process tritonpack started (a server) and everything it starts in turn:
     stubs, a model's forked workers, a daemon that left the group with ``setsid``. All carry
-    ``mark`` in their environment; ``stop_all`` kills them, and so does a watchdog process if
+    ``mark`` in their environment; ``stop_all`` kills them, and so does the watchdog if
     tritonpack dies first (even by SIGKILL, which runs no cleanup)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], mark: str,
-                 watchdog: subprocess.Popen[bytes] | None):
+    def __init__(self, process: subprocess.Popen[bytes], mark: str):
         self.process = process
         self.mark = mark
-        self.watchdog = watchdog
 
     def stop_all(self) -> list[int]:
         """Kill the group and every marked process; return the marked ones that outlived the
@@ -183,15 +182,6 @@ class Service:
             self.process.wait(5)
         left = marked(self.mark)
         kill_marked(self.mark)
-        if self.watchdog is not None:  # its pipe closes: it looks once more, finds none, exits
-            with contextlib.suppress(OSError):
-                if self.watchdog.stdin is not None:
-                    self.watchdog.stdin.close()
-            try:
-                self.watchdog.wait(10)
-            except subprocess.TimeoutExpired:
-                self.watchdog.kill()
-                self.watchdog.wait()
         return left
 
 
@@ -205,32 +195,30 @@ def popen(
     """Start a long-running process (a server) with output to ``log_file``, in its own session
     (a Ctrl-C reaches tritonpack, which stops it in order), killed if tritonpack dies without
     stopping it (SIGKILL runs no cleanup: the kernel's parent-death signal does), and what it
-    starts killed then too (``Service``'s watchdog: it waits for tritonpack's end on a pipe
-    only tritonpack holds, then kills every process carrying the mark)."""
+    starts killed then too (``new_mark``'s watchdog)."""
     args = [os.fspath(a) for a in argv]
     log.debug("$ %s &", " ".join(args))
-    mark = secrets.token_hex(8)
-    watchdog = _watchdog(mark)
+    mark = new_mark()
     with log_file.open("wb") as out:
         process = subprocess.Popen(
             args, env={**env, MARK: mark}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
             preexec_fn=_die_with_parent(os.getpid()),
         )
-    return Service(process, mark, watchdog)
+    return Service(process, mark)
 
 
 _WATCHDOG = """import os, signal, sys, time
 while sys.stdin.buffer.read(65536):
     pass
-needle = b"%s=" + sys.argv[1].encode()
+needle = b"%s=" + sys.argv[1].encode() + b"."
 for _ in range(100):
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
                 with open("/proc/" + name + "/environ", "rb") as fh:
-                    if needle in fh.read().split(b"\\0"):
+                    if any(v.startswith(needle) for v in fh.read().split(b"\\0")):
                         found.append(int(name))
             except OSError:
                 pass
@@ -245,17 +233,32 @@ for _ in range(100):
 """
 
 
-def _watchdog(mark: str) -> subprocess.Popen[bytes] | None:
-    """A small Python process, in its own session and without the mark, that outlives
-    tritonpack by at most the time to kill what carries ``mark``."""
-    try:
-        return subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG % MARK, mark],
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True,
-                                env={"PATH": os.defpath})
-    except OSError:  # no watchdog: the server's parent-death signal still applies
-        log.debug("no watchdog process", exc_info=True)
-        return None
+_RUN = secrets.token_hex(8)
+"""This process's part of every mark: what its watchdog looks for."""
+_WATCHING: list[subprocess.Popen[bytes]] = []
+_STARTING = threading.Lock()  # commands run from several threads (bytecode compile chunks)
+
+
+def new_mark() -> str:
+    """A mark for one command (``MARK=RUN.TOKEN``), this process's watchdog started first: a
+    small Python process, in its own session and without a mark, that waits on a pipe only
+    tritonpack holds and, when tritonpack ends however it ends (SIGKILL runs no cleanup),
+    kills every process still carrying one of its marks: a build's setup.py, a daemon it
+    left, a server's stubs."""
+    with _STARTING:
+        _watch()
+    return f"{_RUN}.{secrets.token_hex(8)}"
+
+
+def _watch() -> None:
+    if not _WATCHING:
+        try:
+            _WATCHING.append(subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _WATCHDOG % MARK, _RUN],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, env={"PATH": os.defpath}))
+        except OSError:  # no watchdog: a server's parent-death signal still applies
+            log.debug("no watchdog process", exc_info=True)
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:
