@@ -184,3 +184,14 @@ def test_unreadable_model_py_has_no_uses(tmp_path: Path) -> None:
     deep = "x = " + "(" * 5000 + "1" + ")" * 5000 + "\n"
     (tmp_path / "model.py").write_text(deep)
     assert input_uses(tmp_path / "model.py") == ()
+
+
+def test_a_url_fetched_is_not_image_bytes(tmp_path: Path) -> None:
+    """Image.open(requests.get(url).raw): the input is a URL, not the image (nothing shaped)."""
+    got = request(tmp_path, """
+        def execute(self, requests):
+            for request in requests:
+                url = pb_utils.get_input_tensor_by_name(request, "URL").as_numpy()[0]
+                image = Image.open(rq.get(url.decode("utf-8"), stream=True).raw)
+        """, [("URL", "STRING", [1])])
+    assert got is not None and only(got, "URL")[0] == b"tritonpack"  # text, not a PNG

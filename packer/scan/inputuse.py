@@ -23,6 +23,7 @@ _IMAGE_DECODERS = frozenset({"imdecode", "decode_image", "decode_png", "decode_j
                              "decode_bmp", "imread", "imfrombytes"})
 _B64 = frozenset({"b64decode", "decodebytes", "urlsafe_b64decode", "standard_b64decode",
                   "decodestring"})
+_FETCH = frozenset({"get", "post", "urlopen", "urlretrieve", "request", "head"})
 _JSON_MODULES = frozenset({"json", "orjson", "ujson", "simplejson", "rapidjson"})
 # calls and methods that keep an array's dimensions as they are
 _SAME = frozenset({"array", "asarray", "ascontiguousarray", "astype", "copy", "float", "double",
@@ -424,6 +425,8 @@ class _Walker:
              first: Taints) -> Taints | None:
         """A call that decodes or checks its argument: recorded; what it returns."""
         module = name.split(".")[0] if "." in name else ""
+        if last in _FETCH and not mine:  # requests.get(url): what comes back is not the input
+            return ()
         if (last in _IMAGE_DECODERS or name.endswith("Image.open")) and args:
             self.record(args, node, "image", domain="bytes")
             return ()
