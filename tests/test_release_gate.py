@@ -97,7 +97,7 @@ def test_the_gate_names_a_stale_lock_and_the_fix(clone: Path, tmp_path: Path) ->
     assert res.exit_code == 1
     assert res.stdout.splitlines() == [
         "checked 3 models: alpha, beta, gamma",
-        f"  beta: tritonpack.lock is stale: imports: +yaml=PyYAML; requirements: +PyYAML (run "
+        f"  beta: tritonpack.lock is stale: imports: +yaml=pyyaml; requirements: +pyyaml (run "
         f"tritonpack lock {models / 'beta'} and commit tritonpack.lock)"]
     whole = run_cli("check", models)  # the full check also needs the environments
     assert whole.exit_code == 1
@@ -131,8 +131,8 @@ def test_lock_check_of_a_repository_names_each_lock_command(clone: Path, tmp_pat
     assert res.stdout.splitlines() == [
         f"{models}: 3 models checked, 1 stale, 1 not checked",
         f"{models / 'alpha' / 'tritonpack.lock'}: stale",
-        "  imports: +yaml=PyYAML",
-        "  requirements: +PyYAML",
+        "  imports: +yaml=pyyaml",
+        "  requirements: +pyyaml",
         f"run: tritonpack lock {models / 'alpha'}   (then commit tritonpack.lock)",
         f"beta: {models / 'beta' / 'tritonpack.lock'}: no lock file",
         "  hint: create it with tritonpack lock"]

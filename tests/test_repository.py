@@ -61,7 +61,7 @@ def test_check_passes_then_names_the_changed_model(packed_repo: Path, tmp_path: 
         "at: remove it (it ships with the model for nothing)",
         "alpha: EXECUTION_ENV_PATH points at tritonpack-env.tar.gz, which does not exist (pack "
         f"it: tritonpack {repo / 'alpha'}; `check --locks` needs no environment)",
-        "beta: tritonpack.lock is stale: imports: +yaml=PyYAML; requirements: +PyYAML (run "
+        "beta: tritonpack.lock is stale: imports: +yaml=pyyaml; requirements: +pyyaml (run "
         f"tritonpack {repo / 'beta'}: it re-locks and re-packs)",
     ]
 
