@@ -17,14 +17,10 @@ as ``lock_model`` and ``verify_model``, so a name means one thing.
 
 from __future__ import annotations
 
-import sys
+from .core.signals import cli_process, exit_on_interrupt
 
-if sys.argv[:1] == ["-m"] or sys.argv[0].rpartition("/")[2] == "tritonpack":
-    # the CLI's process (`python -m packer`, the console script): from its first instruction
-    # on, a Ctrl-C is one line and exit 130 (packer.core.signals), never a traceback
-    from .core.signals import exit_on_interrupt
-
-    exit_on_interrupt()
+if cli_process():  # `python -m packer`, the console script: from its first instruction on, a
+    exit_on_interrupt()  # Ctrl-C is one line and exit 130, never a traceback
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any

@@ -629,6 +629,11 @@ BAD_REQUESTS = [
                         "more than tritonpack sends in one request"),
     ("declares_huge.npz", ": INPUT0.npy (shape (100000, 100000) of float32) would decode past "
                           "256 MiB, more than tritonpack sends in one request"),
+    # were exit 70: zlib.error, RuntimeError, NotImplementedError from zipfile
+    ("corrupt_deflate.npz", ": corrupt .npz archive: Error -3 while decompressing data: invalid "
+                            "distance too far back"),
+    ("encrypted.npz", ": unusable .npz: a member is encrypted (it needs a password)"),
+    ("unknown_compression.npz", ": unusable .npz: that compression method is not supported"),
 ]
 
 

@@ -101,7 +101,8 @@ def test_the_words_follow_the_commits_of_this_run(tmp_path: Path) -> None:
     assert signals.interrupted() == NOTHING
 
 
-@pytest.mark.parametrize(("argv0", "taken"), [("tritonpack", True), ("my_script.py", False)])
+@pytest.mark.parametrize(("argv0", "taken"), [("tritonpack", True), ("my_script.py", False),
+                                              ("-m", False)])  # `python -m other_tool`
 def test_the_cli_process_takes_the_signals_before_any_other_import(argv0: str,
                                                                     taken: bool) -> None:
     """The console script's process has tritonpack's handlers once ``packer`` is imported,

@@ -67,3 +67,18 @@ def test_a_deeply_nested_journal_is_refused_and_nothing_touched(model_copy: Copy
         f"error: {model}/.tritonpack-journal.json: unreadable commit journal of an interrupted "
         "run: refused, nothing was touched")
     assert snapshot(model) == before
+
+
+def test_a_json_request_of_a_million_empty_lists_is_refused_before_it_is_parsed(
+        model_copy: Copy, tmp_path: Path) -> None:
+    """3 MB of ``[]`` would be ~60 MB of Python lists; 64 MiB of them, 1.8 GB."""
+    model = model_copy("plain_numpy")
+    inputs = tmp_path / "lists.json"
+    inputs.write_text('{"INPUT0": [' + ",".join(["[]"] * 1_000_001) + "]}")
+    before = snapshot(model)
+    res = run_cli("verify", model, "--inputs", inputs)
+    assert res.exit_code == ExitCode.USAGE == 2, res.stderr
+    assert error_line(res.stderr) == (
+        f"error: --inputs {inputs}: more than 1000000 JSON lists and objects: no request of "
+        "tensors needs that many")
+    assert snapshot(model) == before

@@ -11,8 +11,10 @@ Imported by ``packer/__init__`` in the CLI's process before anything else: no ``
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import PurePath
@@ -54,6 +56,16 @@ def interrupted(exc: BaseException | None = None) -> str:
     names = ", ".join(dict.fromkeys(name for name, _ in _COMMITTED))
     return (f"interrupted{sig} after the commits of {names}: their new outputs are all in "
             "place; nothing else was changed")
+
+
+def cli_process() -> bool:
+    """Whether this process is tritonpack's command line (the console script, or
+    ``python -m packer``): a program importing packer as a library keeps its own handlers."""
+    if sys.argv[0].rpartition("/")[2] == "tritonpack":
+        return True
+    args = sys.orig_argv  # while `-m` imports its package, sys.argv[0] is "-m"
+    return sys.argv[:1] == ["-m"] and (
+        "-mpacker" in args or ("-m", "packer") in itertools.pairwise(args))
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -14,8 +14,10 @@ import base64
 import binascii
 import io
 import json
+import lzma
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,9 @@ MAX_ARRAY_BYTES = 256 << 20
 """All arrays of a .npz, decoded: read from each .npy header before any array is allocated
 (a 4 MB .npz of zeros may declare gigabytes)."""
 MAX_MEMBERS = 1024
+MAX_CONTAINERS = 1_000_000
+"""Lists and objects in a JSON request file, counted before it is parsed: a 64 MiB file of
+``[[],[],...]`` would otherwise become 1.8 GB of Python lists."""
 
 
 class RequestFileError(TritonPackError):
@@ -49,6 +54,10 @@ def check_request_file(path: Path, option: str) -> None:
     if path.suffix == ".npz":
         _check_npz(raw, path, option)
         return
+    if raw.count(b"[") + raw.count(b"{") > MAX_CONTAINERS:  # ~60 bytes each once read
+        raise RequestFileError(f"{option} {path}: more than {MAX_CONTAINERS} JSON lists and "
+                               "objects: no request of tensors needs that many",
+                               hint="give JSON {name: nested list} or a .npz file")
     try:
         value = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique)
     except _DuplicateKey as exc:
@@ -176,11 +185,17 @@ def _check_npz(raw: bytes, path: Path, option: str) -> None:
                 if not isinstance(data[key], np.ndarray):  # numpy hands back raw bytes
                     raise RequestFileError(f"{option} {path}: member {key!r} is not a .npy "
                                            "array", hint="save it with numpy.savez")
+    except (RuntimeError, NotImplementedError) as exc:  # encrypted, or an unknown compression
+        why = ("a member is encrypted (it needs a password)" if "encrypted" in str(exc) else
+               f"{str(exc)[:1].lower()}{str(exc)[1:]}")
+        raise RequestFileError(f"{option} {path}: unusable .npz: {why}",
+                               hint="save it with numpy.savez (no password, deflate or none)"
+                               ) from exc
     except ValueError as exc:
         why = "it holds pickled objects" if "pickle" in str(exc) else str(exc)
         raise RequestFileError(f"{option} {path}: unusable .npz: {why}",
                                hint="save plain arrays with numpy.savez") from exc
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, zlib.error, lzma.LZMAError) as exc:
         raise RequestFileError(f"{option} {path}: corrupt .npz archive: {exc}",
                                hint="save it again with numpy.savez") from exc
 
