@@ -41,6 +41,7 @@ from .settings import Options
 class CheckReport:
     checked: tuple[str, ...]
     problems: tuple[str, ...]
+    locks_only: bool = False  # --locks: the environments were not looked at
 
     @property
     def ok(self) -> bool:
@@ -187,4 +188,4 @@ def check(path: Path, opts: Options, reporter: Reporter | None = None, *,
     problems: list[str] = []
     for model in models:
         problems += check_model(model, opts, reporter, deep=deep, locks=locks)
-    return CheckReport(tuple(m.resolve().name for m in models), tuple(problems))
+    return CheckReport(tuple(m.resolve().name for m in models), tuple(problems), locks)

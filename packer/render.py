@@ -405,7 +405,8 @@ def targets_payload(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def repo_check_text(rep: CheckReport) -> str:
     head = f"checked {plural(len(rep.checked), 'model')}: {', '.join(rep.checked)}"
-    return head + ("\nall fresh" if rep.ok else "".join(f"\n  {p}" for p in rep.problems))
+    fresh = "every lock fresh (--locks: no environment checked)" if rep.locks_only else "all fresh"
+    return head + (f"\n{fresh}" if rep.ok else "".join(f"\n  {p}" for p in rep.problems))
 
 
 def repo_check_payload(rep: CheckReport) -> dict[str, Any]:

@@ -91,6 +91,9 @@ def test_the_docs_ci_job_runs_as_written_on_a_fresh_clone(clone: Path, tmp_path:
 def test_the_gate_names_a_stale_lock_and_the_fix(clone: Path, tmp_path: Path) -> None:
     project = _fresh(clone, tmp_path)
     models = project / "models"
+    assert run_cli("check", "--locks", models).stdout.splitlines() == [
+        "checked 3 models: alpha, beta, gamma",
+        "every lock fresh (--locks: no environment checked)"]
     src = models / "beta" / "1" / "model.py"
     src.write_text(src.read_text() + "import yaml\n")
     res = run_cli("check", "--locks", models)
