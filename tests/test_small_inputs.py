@@ -82,3 +82,15 @@ def test_a_json_request_of_a_million_empty_lists_is_refused_before_it_is_parsed(
         f"error: --inputs {inputs}: more than 1000000 JSON lists and objects: no request of "
         "tensors needs that many")
     assert snapshot(model) == before
+
+
+def test_a_module_name_too_long_for_a_file_is_looked_for_nowhere(model_copy: Copy) -> None:
+    """A pickle naming a 5000-character module: no path is made of it (was ENAMETOOLONG,
+    exit 70, in the search for a forgotten --src package)."""
+    model = model_copy("plain_numpy")
+    (model / "1" / "model.pkl").write_bytes(b"c" + b"a" * 5000 + b"\npasswd\n)R.")
+    before = snapshot(model)
+    res = run_cli("scan", model, "--triton", "24.10", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert "a" * 5000 in [i["import"] for i in json.loads(res.stdout)["imports"]]
+    assert snapshot(model) == before

@@ -56,6 +56,8 @@ def _children(directory: Path) -> Iterator[Path]:
 
 def _provides(root: Path, name: str) -> Path | None:
     """``root/name/`` holding Python files, or ``root/name.py``."""
+    if not name.isidentifier() or len(os.fsencode(name)) > 250:  # no file can be named so
+        return None
     package, module = root / name, root / f"{name}.py"
     if module.is_file():
         return module

@@ -8,6 +8,7 @@ found is scanned in turn. Each import is classified for the *target* Python.
 from __future__ import annotations
 
 import ast
+import os
 import sys
 import tokenize
 from collections import deque
@@ -348,8 +349,8 @@ class Scanner:
 
     def _find(self, dotted: str, roots: tuple[Path, ...] | None = None) -> _Found | None:
         parts = dotted.split(".")
-        if not all(part.isidentifier() for part in parts):  # from a pickle: never a path
-            return None
+        if not all(part.isidentifier() and len(os.fsencode(part)) < 250 for part in parts):
+            return None  # from a pickle, or too long to be a file name: never a path
         for root in roots or self.roots:
             base = root.joinpath(*parts)
             for candidate in (base, base.with_name(base.name + ".py")):

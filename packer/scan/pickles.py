@@ -193,7 +193,8 @@ def read_refs(path: Path) -> PickleRefs:
     modules = [m for m in modules if is_module_name(m)]
     problem = None
     if bad:
-        problem = (f"names {bad[0]!r}, which is not a Python module name (no unpickler could "
+        shown = bad[0] if len(bad[0]) <= 80 else bad[0][:77] + "..."  # a name may be MBs
+        problem = (f"names {shown!r}, which is not a Python module name (no unpickler could "
                    "import it)")
     elif not modules:
         problem = "no module names found in it"
