@@ -270,3 +270,22 @@ def test_a_misspelt_import_is_announced_once(tmp_path: Path) -> None:
         "hint: if 'nmupy' is your own code, pass --src DIR; if its distribution has another "
         "name, declare it in tritonpack.toml: [imports] nmupy = \"NAME\""]
     assert snapshot(model) == before
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('input [ { name: "X" data_typ: TYPE_FP32 dims: [ 1 ] } ]',
+     "3:21: unknown field 'data_typ' in ModelInput: did you mean data_type?"),
+    ("instance_group [ { kind: KIND_GUP } ]",
+     "3:26: 'KIND_GUP' is not a value of Kind: did you mean KIND_GPU?"),
+    ("dynamic_batching { max_queue_delay_microsecond: 100 }",
+     "3:20: unknown field 'max_queue_delay_microsecond' in ModelDynamicBatching: did you mean "
+     "max_queue_delay_microseconds?"),
+    ('input [ { name: "X" dims: [ 1 ] }', "4:1: expected ',' but found the end of the file"),
+])
+def test_a_config_syntax_error_names_the_token_and_the_field_meant(
+        tmp_path: Path, line: str, message: str) -> None:
+    model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "plain_numpy")
+    (model / "config.pbtxt").write_text(f'name: "plain_numpy"\nbackend: "python"\n{line}\n')
+    res = run_cli("scan", model)
+    assert res.exit_code == ExitCode.MODEL
+    assert error_line(res.stderr) == f"error: {model}/config.pbtxt:{message}"

@@ -28,6 +28,8 @@ def parse_config(text: str, path: Path) -> Any:
     """Parse config.pbtxt text into a ModelConfig; errors carry file:line:col."""
     from google.protobuf import text_format  # with the message, not at every start-up
 
+    from .configerror import explain
+
     msg = new_config()
     if _TEMPLATE.search(text):
         raise ModelError(f"{path}: config.pbtxt is a template with ${{...}} placeholders: fill it "
@@ -38,10 +40,12 @@ def parse_config(text: str, path: Path) -> Any:
         match = _PARSE_POS.match(str(exc))
         if match:
             line, col, why = match.groups()
-            why = why if len(why) <= 300 else why[:300] + "…"  # a 5 MB line is not quoted whole
+            said = explain(why, text, int(line), int(col))
+            said = said if len(said) <= 300 else said[:300] + "…"  # a 5 MB line is not quoted
             raise ModelError(
-                f"{path}:{line}:{col}: {why.strip()}",
+                f"{path}:{line}:{col}: {said}",
                 hint="config.pbtxt is protobuf text format (Triton's ModelConfig message)",
+                detail=str(exc)[:2000],
             ) from exc
         raise ModelError(f"{path}: {exc}") from exc
     return msg
