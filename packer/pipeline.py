@@ -52,14 +52,14 @@ __all__ = ["CheckResult", "LockResult", "PackResult", "check_lock", "lock", "pac
 
 
 def lock(path: Path, opts: Options, reporter: Reporter | None = None, *,
-         upgrade: bool = False) -> LockResult:
+         upgrade: bool = False, packages: tuple[str, ...] = ()) -> LockResult:
     """Reuse ``tritonpack.lock`` when fresh, else resolve and write it."""
     rep = reporter or NullReporter()
     ctx = prepare(path, opts, rep)
     opts = ctx.options  # with tritonpack.toml [options] and the lock's target
     with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
         _recover(ctx, rep)
-        result = stage.write(ctx, opts, rep, upgrade)
+        result = stage.write(ctx, opts, rep, upgrade, packages)
     return dataclasses.replace(result, next_step=after_lock(ctx, result.lock.content_hash))
 
 

@@ -289,3 +289,30 @@ def test_a_config_syntax_error_names_the_token_and_the_field_meant(
     res = run_cli("scan", model)
     assert res.exit_code == ExitCode.MODEL
     assert error_line(res.stderr) == f"error: {model}/config.pbtxt:{message}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resolver", ["uv", "pip-tools"])
+def test_upgrade_package_moves_one_pin_and_keeps_the_rest(tmp_path: Path, resolver: str) -> None:
+    model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "plain_numpy")
+    (model / "requirements.txt").write_text("requests==2.31.0\nidna==3.4\n")
+    args = ("--triton", "24.10", "--offline", "--resolver", resolver)
+    res = run_cli("lock", model, *args, "--json")
+    assert res.exit_code == 0, res.stderr
+    before = {p["name"]: p["version"] for p in json.loads(res.stdout)["pypi"]}
+    assert (before["requests"], before["idna"]) == ("2.31.0", "3.4")
+    (model / "requirements.txt").write_text("requests\nidna\n")  # both may move now
+    res = run_cli("lock", model, *args, "--upgrade-package", "idna", "--json")
+    assert res.exit_code == 0, res.stderr
+    after = {p["name"]: p["version"] for p in json.loads(res.stdout)["pypi"]}
+    assert after["idna"] != "3.4"
+    assert {k: v for k, v in after.items() if k != "idna"} == \
+        {k: v for k, v in before.items() if k != "idna"}  # requests 2.31.0 and the rest stay
+
+
+def test_upgrade_package_of_a_name_the_lock_lacks(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    res = run_cli("lock", model, "--upgrade-package", "numpy")
+    assert res.exit_code == ExitCode.USAGE
+    assert error_line(res.stderr) == (
+        "error: --upgrade-package: plain_numpy has no tritonpack.lock to keep pinned")

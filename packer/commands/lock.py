@@ -33,9 +33,13 @@ from .base import run
 @click.option("--check", is_flag=True,
               help="Do not lock: exit 0 if tritonpack.lock is fresh, 1 naming what changed.")
 @click.option("--upgrade", is_flag=True, help="Re-resolve even if the lock is fresh.")
+@click.option("--upgrade-package", "packages", multiple=True, metavar="NAME",
+              help="Move only NAME (repeatable) to its newest version the rest allows; every "
+              "other PyPI pin stays where the lock has it.")
 @output_options
 @bundle(opts=make_options, out=make_output)
-def lock_cmd(model_dir: Path, check: bool, upgrade: bool, opts: Options, out: Output) -> None:
+def lock_cmd(model_dir: Path, check: bool, upgrade: bool, packages: tuple[str, ...],
+             opts: Options, out: Output) -> None:
     """Pin every conda and PyPI package with hashes in MODEL_DIR/tritonpack.lock.
 
     \b
@@ -57,7 +61,8 @@ def lock_cmd(model_dir: Path, check: bool, upgrade: bool, opts: Options, out: Ou
         run(out, "lock-check", lambda rep: check_lock(model_dir, opts, rep), render.check_text,
             render.check_payload, exit_code=lambda res: 0 if res.fresh else 1)
         return
-    run(out, "lock", lambda rep: lock(model_dir, opts, rep, upgrade=upgrade), render.lock_text,
+    run(out, "lock", lambda rep: lock(model_dir, opts, rep, upgrade=upgrade,
+                                        packages=tuple(packages)), render.lock_text,
         render.lock_payload)
 
 

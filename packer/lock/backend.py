@@ -126,12 +126,14 @@ class Backend(Protocol):
 
     def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
                 python_from: str = "auto", from_source: Sequence[str] = (),
-                build_tools: bool = False) -> str:
+                build_tools: bool = False, prefer: Prefer = None) -> str:
         """A requirements file with hashes, resolved for ``target`` (``python_from``: where
         a backend that runs in the target's Python finds it, as ``--python-from``), wheels
         only except for the distributions named in ``from_source`` (built from their sdist).
         ``build_tools``: an sdist's build requirements, where setuptools and pip are kept (pip-tools
-        leaves them out of a requirements file unless told)."""
+        leaves them out of a requirements file unless told). ``prefer``: the pins to keep
+        (``name==version`` lines, as the resolver's earlier output) and the names to upgrade
+        anyway (``lock --upgrade-package``)."""
         ...
 
     def install(self, requirements: Path, python: Path, indexes: Indexes) -> None:
@@ -151,10 +153,22 @@ def _source_env(tmp: str, from_source: Sequence[str]) -> tuple[dict[str, str] | 
     return build_env(home), home
 
 
-def _requirements_in(tmp: str, requirements: Sequence[str]) -> tuple[Path, Path]:
+Prefer = tuple[tuple[str, ...], tuple[str, ...]] | None  # (kept pins, names to upgrade)
+
+
+def _requirements_in(tmp: str, requirements: Sequence[str],
+                     prefer: Prefer = None) -> tuple[Path, Path, list[str]]:
+    """requirements.in, the output file and the arguments that upgrade only some names: both
+    resolvers keep what an existing output file pins unless told to upgrade it, so the kept
+    pins are written there first."""
     req_in = Path(tmp) / "requirements.in"
     req_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
-    return req_in, Path(tmp) / "requirements.txt"
+    out = Path(tmp) / "requirements.txt"
+    if prefer is None:
+        return req_in, out, []
+    kept, upgrade = prefer
+    out.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    return req_in, out, _each("--upgrade-package", upgrade)
 
 
 class UvBackend:
@@ -164,12 +178,12 @@ class UvBackend:
 
     def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
                 python_from: str = "auto", from_source: Sequence[str] = (),
-                build_tools: bool = False) -> str:
+                build_tools: bool = False, prefer: Prefer = None) -> str:
         """``python_from`` is not needed: uv resolves for a version without its interpreter,
         and keeps setuptools and pip in its output (``build_tools`` changes nothing)."""
         check_find_links(indexes, ResolveError)
         with tempfile.TemporaryDirectory(prefix="tritonpack-uv-") as tmp:
-            req_in, out = _requirements_in(tmp, requirements)
+            req_in, out, upgrade = _requirements_in(tmp, requirements, prefer)
             env, cwd = _source_env(tmp, from_source)
             argv: list[str | Path] = [
                 uv_bin(), "pip", "compile", req_in, "-o", out, "--quiet",
@@ -177,7 +191,7 @@ class UvBackend:
                 "--generate-hashes", "--no-header", "--no-annotate",
                 "--python-version", target.python, "--python-platform", target.pypi_platform,
                 "--only-binary", ":all:", *_each("--no-binary", from_source),
-                "--cache-dir", cache_dir("uv"), *indexes.args(),
+                "--cache-dir", cache_dir("uv"), *indexes.args(), *upgrade,
             ]
             proc.run(argv, env=env, cwd=cwd, timeout=deadlines.RESOLVE_UV)
             return out.read_text(encoding="utf-8")
@@ -254,7 +268,7 @@ class PipToolsBackend:
 
     def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
                 python_from: str = "auto", from_source: Sequence[str] = (),
-                build_tools: bool = False) -> str:
+                build_tools: bool = False, prefer: Prefer = None) -> str:
         here = host_platform()
         if target.platform != here:
             raise ResolveError(
@@ -265,7 +279,7 @@ class PipToolsBackend:
         python = _pip_tools_python(target.python, python_from, self.version)
         no_binary = "".join(f" --no-binary={name}" for name in from_source)
         with tempfile.TemporaryDirectory(prefix="tritonpack-piptools-") as tmp:
-            req_in, out = _requirements_in(tmp, requirements)
+            req_in, out, upgrade = _requirements_in(tmp, requirements, prefer)
             env, cwd = _source_env(tmp, from_source)
             argv: list[str | Path] = [
                 python, "-m", "piptools", "compile", req_in, "--output-file", out,
@@ -273,6 +287,7 @@ class PipToolsBackend:
                 "--no-emit-index-url", "--strip-extras", "--cache-dir", cache_dir("pip-tools"),
                 *(["--allow-unsafe"] if build_tools else []),
                 "--pip-args", f"--only-binary=:all:{no_binary} --no-cache-dir", *indexes.args(),
+                *upgrade,
             ]
             proc.run(argv, env=env, cwd=cwd, timeout=deadlines.RESOLVE_PIP_COMPILE)
             return out.read_text(encoding="utf-8")

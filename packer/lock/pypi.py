@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from ..core.errors import BuildError, ProcessError, ProcessTimeout, ResolveError, TargetError
 from ..resolve.target import Target
-from .backend import BACKENDS, DEFAULT_INDEX, Backend, Indexes, target_interpreter
+from .backend import BACKENDS, DEFAULT_INDEX, Backend, Indexes, Prefer, target_interpreter
 from .sdist import (
     Sdist,
     build_wheel,
@@ -145,7 +145,7 @@ def required_names(cause: str) -> str:
 
 def compile_pins(
     resolver_name: str, requirements: Sequence[str], target: Target, indexes: Indexes,
-    python_from: str = "auto",
+    python_from: str = "auto", prefer: Prefer = None,
 ) -> tuple[Pin, ...]:
     """The pins of ``requirements`` for ``target``, wheels only; a distribution published
     only as source is resolved from its sdist, which is built into a wheel now (and cached:
@@ -158,7 +158,8 @@ def compile_pins(
     from_source: list[str] = []
     while True:
         try:
-            text = backend.compile(requirements, target, indexes, python_from, from_source)
+            text = backend.compile(requirements, target, indexes, python_from, from_source,
+                                   prefer=prefer)
             break
         except ProcessTimeout as exc:
             raise _timed_out(exc, from_source) from exc

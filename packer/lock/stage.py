@@ -18,7 +18,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ..core.atomic import ensure_writable
-from ..core.errors import LockError, ModelError, ResolveError
+from ..core.errors import LockError, ModelError, ResolveError, UsageError
 from ..core.fsguard import writable_file
 from ..core.outputs import output_errors
 from ..core.progress import NullReporter, Reporter, plural
@@ -29,6 +29,7 @@ from ..resolve.target import torch_index
 from ..scan.declared import Declared
 from ..scan.model import CONFIG_NAME, require_dir
 from . import conda, pychannel
+from .backend import Prefer
 from .lockfile import LOCK_NAME, Lockfile, changes, read_lock, write_lock
 from .pypi import (
     DEFAULT_INDEX,
@@ -299,7 +300,8 @@ def _pickled_versions(ctx: Context, opts: Options, rep: Reporter) -> Context:
     return dataclasses.replace(ctx, requirements=reqs)
 
 
-def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> Lockfile:
+def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None,
+              prefer: Prefer = None) -> Lockfile:
     rep = reporter or NullReporter()
     RESOLVERS[opts.resolver]()  # a resolver that is not installed is refused before any work
     ctx = _pickled_versions(ctx, opts, rep)
@@ -312,14 +314,14 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
     fallback: Indexes | None = None
     try:
         pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target,
-                            lock_indexes(ctx, opts), _python_source(opts))
+                            lock_indexes(ctx, opts), _python_source(opts), prefer)
     except NoSolutionError as exc:
         raise _missing_error(exc, ctx) from exc
     except IndexUnreachable as exc:
         fallback = torch_fallback(ctx, opts, exc, rep)
         try:
             pins = compile_pins(opts.resolver, ctx.requirements.pypi, ctx.target, fallback,
-                                _python_source(opts))
+                                _python_source(opts), prefer)
         except NoSolutionError as again:
             raise _missing_error(again, ctx) from again
     for guess in ctx.requirements.guesses:  # said once, now that the index was asked
@@ -351,12 +353,40 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None) -> 
     )
 
 
-def write(ctx: Context, opts: Options, rep: Reporter, upgrade: bool = False) -> LockResult:
-    """Reuse the lock when fresh (unless ``upgrade``), else resolve and write it."""
+def _upgrading(ctx: Context, names: tuple[str, ...]) -> Prefer:
+    """``lock --upgrade-package NAME``: the lock's PyPI pins, kept as the resolver's
+    preferences, and the names it may move; a name the lock does not hold is refused."""
+    if not names:
+        return None
+    if not ctx.lock_path.is_file():
+        raise UsageError(f"--upgrade-package: {ctx.model.name} has no {ctx.lock_path.name} to "
+                         "keep pinned", hint=f"lock it first: tritonpack lock {ctx.model.path}")
+    old = read_lock(ctx.lock_path)
+    held = {canonicalize_name(p.name): p for p in old.pypi}
+    for name in names:
+        if canonicalize_name(name) not in held:
+            raise UsageError(f"--upgrade-package {name}: {ctx.lock_path} has no PyPI package "
+                             f"of that name (it holds {', '.join(sorted(held)) or 'none'})")
+    return (tuple(f"{p.name}=={p.version}" for p in old.pypi), tuple(names))
+
+
+def write(ctx: Context, opts: Options, rep: Reporter, upgrade: bool = False,
+          packages: tuple[str, ...] = ()) -> LockResult:
+    """Reuse the lock when fresh (unless ``upgrade``), else resolve and write it; with
+    ``packages``, re-resolve keeping every other PyPI pin where it is."""
     writable_file(ctx.lock_path, LockError, "lock file")
     with output_errors(ctx.lock_path, LockError):  # before resolving, not after
         ensure_writable(ctx.lock_path.parent)
-    if not upgrade:
+    prefer = _upgrading(ctx, packages)
+    if prefer is not None:
+        new = make_lock(ctx, opts, rep, prefer)
+        before = {canonicalize_name(line.split("==")[0]): line.split("==")[1]
+                  for line in prefer[0]}
+        for pin in new.pypi:
+            was = before.get(canonicalize_name(pin.name))
+            if was != pin.version:
+                rep.note(f"{pin.name} {was or '(new)'} -> {pin.version}")
+    elif not upgrade:
         found = fresh_or_new(ctx, opts, rep)
         if found.reused:
             return found
