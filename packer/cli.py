@@ -32,6 +32,7 @@ MAIN_HELP = """Pack a Triton Python-backend model so it ships like a TorchScript
   tritonpack check models/               CI: locks fresh, envs match locks, configs point at them
   tritonpack inspect ENV.tar.gz          check any environment against a Triton release
   tritonpack targets                     the Triton releases tritonpack knows
+  tritonpack why models/my_model/ idna   which import, file or dependency locked it
 
 Run `tritonpack COMMAND --help` for each command's options.
 """
@@ -51,6 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scan": ("scan:scan_cmd", "What model.py imports (never run) and what provides it."),
     "targets": ("targets:targets_cmd", "The Triton releases tritonpack can target."),
     "verify": ("verify:verify_cmd", "Load the packed model in a real tritonserver and ask it."),
+    "why": ("why:why_cmd", "Which import, file or dependency locked a package."),
 }
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # results only: rendering one never imports the stages that m
     from .freshness import CheckReport
     from .lock.lockfile import Lockfile
     from .lock.stage import CheckResult, LockResult
+    from .lock.why import WhyResult
     from .pipeline import PackResult
     from .repository import RepoResult
     from .resolve.target import Target
@@ -475,6 +476,21 @@ def cache_prune_text(r: tuple[int, int]) -> str:
 
 def cache_prune_payload(r: tuple[int, int]) -> dict[str, Any]:
     return {"removed": r[0], "bytes": r[1]}
+
+
+def why_text(res: WhyResult) -> str:
+    lines = [f"{res.name} {res.version} ({res.source}) is in {res.model}'s lock because:"]
+    for chain in res.chains:
+        *packages, reason = chain
+        needs = "".join(f" <- {p}" for p in packages[1:])
+        lines.append(f"  {packages[0]}{needs}: {reason}" if packages else f"  {reason}")
+    return "\n".join(lines)
+
+
+def why_payload(res: WhyResult) -> dict[str, Any]:
+    return {"model": res.model, "package": res.name, "version": res.version,
+            "source": res.source,
+            "because": [{"chain": list(c[:-1]), "reason": c[-1]} for c in res.chains]}
 
 
 def error_payload(message: str, hint: str | None, exit_code: int) -> dict[str, Any]:

@@ -791,8 +791,8 @@ def test_wrong_model_path(tmp_path: Path, command: tuple[str, ...]) -> None:
 @pytest.mark.parametrize(("word", "message"), [
     ("scna", "Error: unknown command 'scna' (did you mean 'scan'?)"),
     ("chek", "Error: unknown command 'chek' (did you mean 'check'?)"),
-    ("build", "Error: unknown command 'build'; commands: cache, check, config, export, image, "
-              "inspect, lock, pack, scan, targets, verify"),
+    ("build", "Error: unknown command 'build'; commands: bench, cache, check, config, export, "
+              "image, inspect, lock, pack, scan, targets, verify, why"),
 ])
 def test_unknown_command(word: str, message: str) -> None:
     model = FIXTURES / "models" / "plain_numpy"

@@ -316,3 +316,45 @@ def test_upgrade_package_of_a_name_the_lock_lacks(model_copy: Copy) -> None:
     assert res.exit_code == ExitCode.USAGE
     assert error_line(res.stderr) == (
         "error: --upgrade-package: plain_numpy has no tritonpack.lock to keep pinned")
+
+
+def test_uv_annotations_are_read_as_the_lock_graph() -> None:
+    from packer.lock.why import parse_via
+
+    text = ("certifi==2026.1.1 \\\n    --hash=sha256:aa\n    # via requests\n"
+            "idna==3.20\n    # via\n    #   requests\n    #   yarl\n"
+            "requests==2.34.2\n    # via -r /tmp/x/requirements.in\n")
+    assert parse_via(text) == {"certifi": ("requests",), "idna": ("requests", "yarl"),
+                               "requests": ("-r /tmp/x/requirements.in",)}
+
+
+@pytest.mark.slow
+def test_why_names_the_import_the_declared_file_and_the_chain(tmp_path: Path) -> None:
+    model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "plain_numpy")
+    (model / "requirements.txt").write_text("requests\n")
+    assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    res = run_cli("why", model, "idna", "-q")
+    assert res.exit_code == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert re.fullmatch(r"idna [\w.]+ \(pypi\) is in plain_numpy's lock because:", lines[0])
+    assert lines[1:] == [
+        "  idna <- requests: declared in plain_numpy/requirements.txt (requests)"]
+    res = run_cli("why", model, "numpy", "--json")
+    assert json.loads(res.stdout)["because"] == [
+        {"chain": ["numpy"], "reason": "import numpy (plain_numpy/1/model.py:1)"},
+        {"chain": ["numpy"],
+         "reason": "the Python backend stub imports numpy: every environment holds it"}]
+    res = run_cli("why", model, "python", "-q")
+    assert res.stdout.splitlines()[1] == (
+        "  python: the target's Python: Triton's stub runs the environment on it")
+    res = run_cli("why", model, "nope", "-q")
+    assert res.exit_code == ExitCode.USAGE
+    assert error_line(res.stderr).startswith(f"error: nope is not in {model}/tritonpack.lock (it "
+                                             "holds certifi, ")
+
+
+def test_why_without_a_lock(model_copy: Copy) -> None:
+    model = model_copy("plain_numpy")
+    res = run_cli("why", model, "numpy")
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.USAGE, "error: plain_numpy has no tritonpack.lock: nothing is locked yet")

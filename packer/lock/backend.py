@@ -178,9 +178,10 @@ class UvBackend:
 
     def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
                 python_from: str = "auto", from_source: Sequence[str] = (),
-                build_tools: bool = False, prefer: Prefer = None) -> str:
+                build_tools: bool = False, prefer: Prefer = None, annotate: bool = False) -> str:
         """``python_from`` is not needed: uv resolves for a version without its interpreter,
-        and keeps setuptools and pip in its output (``build_tools`` changes nothing)."""
+        and keeps setuptools and pip in its output (``build_tools`` changes nothing).
+        ``annotate``: with uv's ``# via`` lines (``tritonpack why``)."""
         check_find_links(indexes, ResolveError)
         with tempfile.TemporaryDirectory(prefix="tritonpack-uv-") as tmp:
             req_in, out, upgrade = _requirements_in(tmp, requirements, prefer)
@@ -188,7 +189,7 @@ class UvBackend:
             argv: list[str | Path] = [
                 uv_bin(), "pip", "compile", req_in, "-o", out, "--quiet",
                 "--no-config", "--no-python-downloads", "--python", sys.executable,
-                "--generate-hashes", "--no-header", "--no-annotate",
+                "--generate-hashes", "--no-header", *([] if annotate else ["--no-annotate"]),
                 "--python-version", target.python, "--python-platform", target.pypi_platform,
                 "--only-binary", ":all:", *_each("--no-binary", from_source),
                 "--cache-dir", cache_dir("uv"), *indexes.args(), *upgrade,
