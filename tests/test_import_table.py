@@ -64,6 +64,9 @@ def test_the_known_cases() -> None:
     assert table.providers["yaml"][0] == "pyyaml"  # PyPI's normalized names
     assert table.providers["google.protobuf"] == ("protobuf",)  # a namespace's sub-package
     assert "tests" not in table.providers and "utils" not in table.providers
+    # a package several projects share: the submodule imported decides
+    assert table.choose("databricks", used={"sdk"}).distribution == "databricks-sdk"
+    assert table.choose("databricks", used={"sql"}).distribution == "databricks-sql-connector"
 
 
 @pytest.mark.parametrize(("module", "want"), [
@@ -196,6 +199,15 @@ def test_an_sdist_names_its_packages(tmp_path: Path) -> None:
     assert gen.sdist_modules(names, [], "mylib") == {"mylib": "src/mylib/__init__.py"}
     assert gen.sdist_modules(["mod.py", "setup.py"], [], "mod") == {"mod": "mod.py"}
     assert gen.sdist_modules(["a/__init__.py"], ["b"], "x") == {"b": ""}  # top_level.txt says
+
+
+def test_a_shared_packages_submodules_mark_their_provider() -> None:
+    """`databricks` is a package of several projects: `import databricks.sdk` reads `sdk`,
+    which only databricks-sdk ships."""
+    paths = ["databricks/__init__.py", "databricks/sdk/__init__.py", "databricks/sdk/x.py",
+             "databricks/sql.py", "databricks/_private/a.py", "other.py"]
+    assert gen.children_of(paths, {"databricks": "databricks/__init__.py", "other": "other.py"}
+                           ) == {"databricks": ["sdk", "sql"]}
 
 
 def test_the_table_text_round_trips() -> None:

@@ -91,6 +91,11 @@ class Fetcher:
 
     def get(self, url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         """(status, body); 404 is an answer, not an error."""
+        status, body, _ = self.get_with_headers(url, headers)
+        return status, body
+
+    def get_with_headers(self, url: str, headers: dict[str, str] | None = None,
+                         ) -> tuple[int, bytes, dict[str, str]]:
         for attempt in range(5):
             self._wait_turn()
             req = _request(url, headers)
@@ -99,10 +104,10 @@ class Fetcher:
                     body = resp.read()
                     if resp.headers.get("Content-Encoding") == "gzip":
                         body = gzip.decompress(body)
-                    return resp.status, body
+                    return resp.status, body, {k.lower(): v for k, v in resp.headers.items()}
             except urllib.error.HTTPError as exc:
                 if exc.code == 404:
-                    return 404, b""
+                    return 404, b"", {}
                 if exc.code not in (429, 500, 502, 503, 504):
                     raise
             except (urllib.error.URLError, TimeoutError, ConnectionError):
@@ -184,10 +189,24 @@ def _range(fetch: Fetcher, url: str, first: int, last: int) -> bytes:
     return body
 
 
-def wheel_entries(fetch: Fetcher, url: str, total: int) -> list[Entry]:
-    """The wheel's file list, read from its last bytes (and its central directory)."""
-    start = max(0, total - TAIL)
-    tail = _range(fetch, url, start, total - 1)
+def _tail(fetch: Fetcher, url: str) -> tuple[bytes, int]:
+    """The last TAIL bytes of ``url`` and its size (from Content-Range), in one request."""
+    status, body, headers = fetch.get_with_headers(url, {"Range": f"bytes=-{TAIL}"})
+    found = re.search(r"/(\d+)$", headers.get("content-range", ""))
+    if status != 206 or found is None:
+        raise ValueError(f"range request answered {status}")
+    return body, int(found.group(1))
+
+
+def wheel_entries(fetch: Fetcher, url: str, total: int = 0) -> list[Entry]:
+    """The wheel's file list, read from its last bytes (and its central directory); ``total``
+    (the file's size) 0: asked for with the same request."""
+    if total:
+        start = max(0, total - TAIL)
+        tail = _range(fetch, url, start, total - 1)
+    else:
+        tail, total = _tail(fetch, url)
+        start = max(0, total - len(tail))
     offset, size = _eocd(tail, total)
     if offset >= start:
         central = tail[offset - start: offset - start + size]
@@ -251,6 +270,23 @@ def modules_of(paths: list[str], generic: frozenset[str] = GENERIC) -> dict[str,
     return out
 
 
+def children_of(paths: list[str], modules: dict[str, str]) -> dict[str, list[str]]:
+    """Module -> the names of its direct submodules and subpackages (``databricks`` ->
+    ``sdk``): what ``import databricks.sdk`` reads of it, a provider's mark like its names."""
+    out: dict[str, set[str]] = {m: set() for m in modules}
+    for path in paths:
+        parts = _strip(path)
+        if not parts:
+            continue
+        for module in modules:
+            depth = module.count(".") + 1
+            if len(parts) > depth and ".".join(parts[:depth]) == module:
+                child = parts[depth] if len(parts) > depth + 1 else _module_file(parts[depth])
+                if child and child.isidentifier() and not child.startswith("_"):
+                    out[module].add(child)
+    return {m: sorted(c) for m, c in out.items() if c}
+
+
 def _holds_modules(node: dict[str, Any]) -> bool:
     return any((k.endswith("/") and _holds_modules(v)) or (not k.endswith("/") and _module_file(k))
                for k, v in node.items())
@@ -296,6 +332,7 @@ class Project:
     modules: dict[str, str] = field(default_factory=dict)  # module -> defining file
     members: dict[str, list[int]] = field(default_factory=dict)  # file -> [offset, size, method]
     sources: dict[str, str] = field(default_factory=dict)  # sdist: defining file -> text
+    children: dict[str, list[str]] = field(default_factory=dict)  # module -> its submodules
     problem: str = ""
 
 
@@ -388,6 +425,7 @@ def _save(cached: Path, project: Project) -> None:
 def _read_wheel(fetch: Fetcher, project: Project, size: int) -> None:
     entries = wheel_entries(fetch, project.url, size)
     project.modules = modules_of([e.name for e in entries])
+    project.children = children_of([e.name for e in entries], project.modules)
     wanted = {f for f in project.modules.values() if f}
     for entry in entries:  # keyed by the name in site-packages (X.data/purelib/ stripped)
         inner = "/".join(_strip(entry.name) or [])
@@ -436,6 +474,8 @@ def _read_sdist(fetch: Fetcher, project: Project) -> None:
         except EOFError:
             pass  # what was read so far decides
     project.modules = sdist_modules(names, top_level, project.name)
+    inside = [n[4:] for n in names if n.startswith("src/")] or names
+    project.children = children_of(inside, project.modules)
     project.sources = {f: texts[f] for f in project.modules.values() if f in texts}
 
 
@@ -523,6 +563,19 @@ def module_source(fetch: Fetcher, project: Project, module: str) -> str | None:
         "utf-8", "replace")
 
 
+def _children(fetch: Fetcher, project: Project, module: str) -> list[str]:
+    """The submodules of ``module`` in ``project`` (read again for an answer cached before
+    they were kept: one range request)."""
+    if module in project.children or project.kind != "wheel" or not project.url:
+        return project.children.get(module, [])
+    try:
+        entries = wheel_entries(fetch, project.url)
+    except (OSError, ValueError, struct.error):
+        return []
+    project.children = children_of([e.name for e in entries], project.modules)
+    return project.children.get(module, [])
+
+
 def distinguishing(fetch: Fetcher, module: str, providers: list[Project],
                    cap: int = 80) -> dict[str, list[str]]:
     """Per provider: the public names its ``module`` defines that no other provider's does."""
@@ -532,7 +585,8 @@ def distinguishing(fetch: Fetcher, module: str, providers: list[Project],
             text = module_source(fetch, project, module)
         except (OSError, ValueError, struct.error, zlib.error):
             text = None
-        names[project.name] = public_names(text) if text else set()
+        names[project.name] = (public_names(text) if text else set()) | set(
+            _children(fetch, project, module))
     out: dict[str, list[str]] = {}
     for shown, mine in names.items():
         others = set().union(*(v for k, v in names.items() if k != shown))
