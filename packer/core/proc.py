@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .errors import ProcessError, ProcessTimeout
+from .signals import on_interrupt
 
 log = logging.getLogger("tritonpack.proc")
 
@@ -81,6 +82,7 @@ def run_contained(
         except FileNotFoundError as exc:
             raise ProcessError(args, 127, str(exc)) from exc
         timed_out = False
+        _RUNNING.add(child.pid)
         try:
             code = _wait(child, mark, timeout)
         except subprocess.TimeoutExpired:
@@ -90,6 +92,7 @@ def run_contained(
                 os.killpg(child.pid, signal.SIGKILL)
             kill_marked(mark)
             child.wait()
+            _RUNNING.discard(child.pid)
         size = out.seek(0, os.SEEK_END)
         out.seek(0 if tail is None else max(0, size - tail))
         text = out.read().decode("utf-8", errors="replace")
@@ -99,6 +102,20 @@ def run_contained(
         raise ProcessError(args, code, text)
     return text
 
+
+_RUNNING: set[int] = set()
+"""The process groups of the commands running now, in any thread."""
+
+
+def _stop_running() -> None:
+    """On an interrupt: every running command's group, so a thread waiting for one (the
+    bytecode compile's) returns at once instead of at the command's end."""
+    for pgid in list(_RUNNING):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+on_interrupt(_stop_running)
 
 MARK = "PROCESS_MARK"  # not TRITONPACK_*: a build is given none of those
 """Set in the environment of every command run: how its descendants are found again."""

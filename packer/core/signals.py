@@ -68,7 +68,18 @@ def cli_process() -> bool:
         "-mpacker" in args or ("-m", "packer") in itertools.pairwise(args))
 
 
+_ON_INTERRUPT: list[Callable[[], None]] = []
+"""Run before an interrupt is raised: the main thread is told, other threads' waits are not
+(proc stops the commands they wait for, so a Ctrl-C does not wait for a compile to end)."""
+
+
+def on_interrupt(callback: Callable[[], None]) -> None:
+    _ON_INTERRUPT.append(callback)
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    for callback in _ON_INTERRUPT:
+        callback()
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
