@@ -205,3 +205,9 @@ def test_a_sigkilled_tritonpack_leaves_no_build_running(tmp_path: Path) -> None:
     while [p for p in _started(pids) if _alive(p)] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [p for p in _started(pids) if _alive(p)]
+
+
+def test_a_command_that_floods_its_output_keeps_only_its_end() -> None:
+    script = "import sys\nsys.stdout.write('x' * (40 << 20))\nsys.stdout.write('THE END')\n"
+    out = proc.run(["python3", "-c", script], timeout=120)
+    assert len(out) == proc.RUN_TAIL and out.endswith("THE END")

@@ -50,7 +50,12 @@ def run(
     output; raise ProcessError on failure, ProcessTimeout past the deadline. Contained as
     ``run_contained`` is: a build backend or a resolver runs code of the packages it reads."""
     return run_contained(argv, env=env if env is not None else clean_env(), cwd=cwd,
-                         timeout=timeout, tail=None)
+                         timeout=timeout, tail=RUN_TAIL)
+
+
+RUN_TAIL = 16 << 20
+"""The last bytes of a command's output kept (a setup.py printing gigabytes floods no memory;
+what tritonpack reads from an output is at its end: an error, a report line)."""
 
 
 def run_contained(
