@@ -94,3 +94,18 @@ def test_a_module_name_too_long_for_a_file_is_looked_for_nowhere(model_copy: Cop
     assert res.exit_code == 0, res.stderr
     assert "a" * 5000 in [i["import"] for i in json.loads(res.stdout)["imports"]]
     assert snapshot(model) == before
+
+
+def test_a_npz_listing_thousands_of_members_is_refused_before_they_are_read(
+        model_copy: Copy, tmp_path: Path) -> None:
+    import zipfile
+
+    model = model_copy("plain_numpy")
+    inputs = tmp_path / "many.npz"
+    with zipfile.ZipFile(inputs, "w") as zipped:
+        for i in range(1100):
+            zipped.writestr(f"I{i}.npy", b"")
+    res = run_cli("verify", model, "--inputs", inputs)
+    assert res.exit_code == ExitCode.USAGE, res.stderr
+    assert error_line(res.stderr) == (
+        f"error: --inputs {inputs}: more than 1024 members, more than the inputs of any model")

@@ -205,6 +205,10 @@ def _check_npz_sizes(raw: bytes, path: Path, option: str) -> None:
     directory and each .npy header alone (a member is never read past its declared size)."""
     import numpy as np
 
+    if raw.count(b"PK\x01\x02") > MAX_MEMBERS:  # central-directory entries, before a
+        raise RequestFileError(  # ZipInfo is made of each (a 64 MiB zip may list a million)
+            f"{option} {path}: more than {MAX_MEMBERS} members, more than the inputs of any "
+            "model", hint="save one array per input with numpy.savez")
     with zipfile.ZipFile(io.BytesIO(raw)) as zipped:
         members = zipped.infolist()
         if len(members) > MAX_MEMBERS:
