@@ -57,6 +57,22 @@ def test_directory_env_leaves_no_image(standin_image: str, model_copy: Copy) -> 
     res = run_cli("verify", model, "--runtime", "docker", "--image", standin_image)
     assert res.exit_code == 0, res.stderr
     assert images() == before and containers() == []
+    assert res.stdout.splitlines()[0] == (  # a stand-in image is said to be one
+        f"verified plain_numpy: loads and answers (image {standin_image} (--image) standing in "
+        "for target 24.10's image)")
+
+
+def test_an_unreachable_registry_is_the_cause_in_the_sentence(standin_image: str,
+                                                              model_copy: Copy) -> None:
+    """.invalid never resolves (RFC 2606): the engine's lookup failure is the sentence's
+    cause, as `lookup nvcr.io: no such host` is where NGC cannot be reached."""
+    model = model_copy("plain_numpy")
+    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    res = run_cli("verify", model, "--runtime", "docker", "--image",
+                  "registry.invalid/tritonserver:24.10-py3")
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.RUNTIME, "error: building the verification image FROM "
+        "registry.invalid/tritonserver:24.10-py3 failed: lookup registry.invalid: no such host")
 
 
 @pytest.mark.parametrize(("name", "code", "start"), [
