@@ -206,6 +206,9 @@ SCAN_CASES = [
     ("config_bad_enum", ExitCode.MODEL,
      "error: {model}/config.pbtxt:4:37: 'TYPE_FLOAT32' is not a value of DataType: did you mean "
      "TYPE_FP32?"),
+    ("config_type_bytes", ExitCode.MODEL,
+     "error: {model}/config.pbtxt:4:34: 'TYPE_BYTES' is not a value of DataType: did you mean "
+     "TYPE_STRING (the API's BYTES is TYPE_STRING in config.pbtxt)?"),
     ("config_string_for_int", ExitCode.MODEL,
      "error: {model}/config.pbtxt:3:17: Couldn't parse integer: \"eight\""),
     ("config_negative_overflow", ExitCode.MODEL,

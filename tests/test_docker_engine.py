@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from packer.core.errors import ExitCode, RuntimeMissingError
-from packer.verify.docker import connect
+from packer.verify.docker import connect, start_failed
 
 
 @pytest.mark.parametrize("host", ["unix://{tmp}/no-engine.sock", "tcp://127.0.0.1:9"])
@@ -26,3 +26,33 @@ def test_no_engine_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.Monkey
     assert err.value.message == f"no Docker engine answers at {address}"
     assert err.value.exit_code == ExitCode.RUNTIME
     gc.collect()  # a socket left open would surface here as an unraisable ResourceWarning
+
+
+_BRIDGE = ("failed to create endpoint x on network bridge: adding interface veth0 to bridge "
+           "docker0 failed: could not find bridge docker0: route ip+net: no such network interface")
+
+
+def test_a_refused_start_says_the_engines_reason_not_gpus() -> None:
+    """Found on a fresh clone: an engine that could not attach a network said `--gpus needs
+    the NVIDIA container toolkit` to a user who passed no --gpus."""
+    import docker
+
+    exc = docker.errors.APIError("500 Server Error", explanation=_BRIDGE)
+    err = start_failed("starting the image", exc, gpus=False)
+    assert err.message == f"starting the image failed: {_BRIDGE}"
+    assert err.hint == "the Docker engine could not run a container: `docker run` shows the same"
+    assert err.exit_code == ExitCode.RUNTIME
+
+
+def test_a_refused_start_with_gpus_names_the_toolkit() -> None:
+    import docker
+
+    exc = docker.errors.APIError("500 Server Error",
+                                 explanation="could not select device driver \"\" with "
+                                             "capabilities: [[gpu]]\n" + "x" * 400)
+    err = start_failed("starting the verification container", exc, gpus=True)
+    assert err.hint == "--gpus needs the NVIDIA container toolkit"
+    assert err.message.startswith("starting the verification container failed: could not "
+                                  "select device driver \"\" with capabilities: [[gpu]] xxx")
+    assert "\n" not in err.message and err.message.endswith("...")
+    assert len(err.message) == len("starting the verification container failed: ") + 300

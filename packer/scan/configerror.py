@@ -20,7 +20,15 @@ _EXPECTED = re.compile(r'^Expected "(.+)"\.?$')
 _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|[\w.+-]+|\S')
 
 
+# Names written in config.pbtxt from the client APIs' spelling: Triton's BYTES tensors (the
+# protocol's and tritonclient's name) are TYPE_STRING in ModelConfig; spelling alone would
+# suggest TYPE_INT8, a wrong fix that parses.
+_API_NAMES = {"TYPE_BYTES": "TYPE_STRING (the API's BYTES is TYPE_STRING in config.pbtxt)"}
+
+
 def _close(word: str, names: list[str]) -> str:
+    if word in _API_NAMES:
+        return f": did you mean {_API_NAMES[word]}?"
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return f": did you mean {close[0]}?" if close else ""
 

@@ -88,6 +88,18 @@ def build_cause(error: str) -> str:
     return first if len(first) <= 200 else first[:197] + "..."
 
 
+def start_failed(what: str, exc: Exception, *, gpus: bool) -> RuntimeMissingError:
+    """The engine refused to start a container: its own reason, in one line, is the message.
+    The NVIDIA toolkit hint only when ``--gpus`` asked for devices; without it the cause is
+    the engine (its network, storage, limits), and naming GPUs would send the user astray."""
+    reason = " ".join(str(getattr(exc, "explanation", None) or exc).split())
+    if len(reason) > 300:
+        reason = reason[:297] + "..."
+    hint = ("--gpus needs the NVIDIA container toolkit" if gpus
+            else "the Docker engine could not run a container: `docker run` shows the same")
+    return RuntimeMissingError(f"{what} failed: {reason}", hint=hint, detail=str(exc))
+
+
 def dockerfile_text() -> str:
     return resources.files("packer.recipes").joinpath("Dockerfile.base").read_text(encoding="utf-8")
 
@@ -196,8 +208,7 @@ class DockerRuntime:
         except docker.errors.APIError as exc:
             with contextlib.suppress(Exception):
                 client.images.remove(image.id, force=True)
-            raise RuntimeMissingError("starting the verification container failed",
-                                      hint="--gpus needs the NVIDIA container toolkit",
-                                      detail=str(exc)) from exc
+            raise start_failed("starting the verification container", exc,
+                               gpus=self.gpus) from exc
         return DockerServer(client, container, f"http://127.0.0.1:{port}", image,
                             grpc_url=f"127.0.0.1:{grpc}")

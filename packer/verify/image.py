@@ -42,7 +42,7 @@ from . import kinds
 from .callees import closure
 from .client import Client, HttpError
 from .diagnose import diagnose, excerpt
-from .docker import SHM_DEFAULT, build, connect
+from .docker import SHM_DEFAULT, build, connect, start_failed
 from .extras import require
 from .infer import GrpcModel
 from .runtime import free_port
@@ -229,9 +229,7 @@ class _Proof:
                 ports={"8000/tcp": ("127.0.0.1", self.http), "8001/tcp": ("127.0.0.1", self.grpc)},
                 labels={PROOF_LABEL: "1"})
         except docker.errors.APIError as exc:
-            raise RuntimeMissingError("starting the image failed",
-                                      hint="--gpus needs the NVIDIA container toolkit",
-                                      detail=str(exc)) from exc
+            raise start_failed("starting the image", exc, gpus=gpus) from exc
         self.url = f"http://127.0.0.1:{self.http}"
         self.grpc_url = f"127.0.0.1:{self.grpc}"
 
