@@ -138,6 +138,9 @@ class DefaultGroup(LazyGroup):
         """With ``--json`` on the command line, a usage error is a JSON object on stdout too
         (a script parsing stdout gets an answer), besides click's message on stderr."""
         argv = list(sys.argv[1:] if args is None else args)
+        from .core import network
+
+        network.set_offline(False)  # until a command's --offline says otherwise
         if not standalone_mode or "--json" not in argv:
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
         try:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .core import network
 from .core.version import __version__
 from .settings import SETTINGS, Group, Options, Setting, from_command_line
 
@@ -135,8 +136,10 @@ class Output:
 def make_options(kw: dict[str, Any]) -> Options:
     """Options from the keyword arguments the shared decorators produced (the settings'
     keywords are removed from ``kw``)."""
-    return from_command_line({s.param: kw.pop(s.param) for s in SETTINGS.values()
-                              if s.param in kw})
+    opts = from_command_line({s.param: kw.pop(s.param) for s in SETTINGS.values()
+                             if s.param in kw})
+    network.set_offline(opts.offline)  # every command, on or off: one process, many runs
+    return opts
 
 
 def make_output(kw: dict[str, Any]) -> Output:

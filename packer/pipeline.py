@@ -24,10 +24,11 @@ from .build.runlock import key_lock, model_lock
 from .caches import envs as envcache
 from .caches import remote
 from .context import Context, prepare
+from .core import network
 from .core.atomic import ensure_writable, temp_beside
 from .core.cachehome import distrusted
 from .core.debris import sweep, tagged
-from .core.errors import ConfigPatchError, LockError, PackError
+from .core.errors import ConfigPatchError, LockError, PackError, UsageError
 from .core.fsguard import not_regular, writable_file
 from .core.integrity import record_path
 from .core.journal import Commit, recover
@@ -279,7 +280,12 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
 
 
 def remote_refs(opts: Options) -> tuple[tuple[remote.RemoteRef, ...], tuple[remote.RemoteRef, ...]]:
-    """The ``--cache-from`` and ``--cache-to`` registries (checked before any work)."""
+    """The ``--cache-from`` and ``--cache-to`` registries (checked before any work); none
+    may be asked under ``--offline``."""
+    if network.offline() and (opts.cache_from or opts.cache_to):
+        raise UsageError("--offline cannot use a remote cache (--cache-from/--cache-to, "
+                         "TRITONPACK_CACHE_FROM/TO): a registry is reached over the network",
+                         hint="drop --offline, or the remote cache for this run")
     return (remote.refs_from(opts.cache_from, opts.insecure_registries),
             remote.refs_from(opts.cache_to, opts.insecure_registries))
 

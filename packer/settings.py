@@ -114,7 +114,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             help="Make the env's Python from a shared-library CPython install "
             "(pyenv --enable-shared, uv python install) instead of a channel."),
     Setting("offline", "offline", "flag", "lock", toml=False,
-            help="Never try a remote conda channel (implies --python-from auto)."),
+            help="Never touch the network: packages from tritonpack's cache and local "
+            "--find-links only, no remote cache; what is missing is named "
+            "(implies --python-from auto)."),
     Setting("index-url", "index_url", "str", "lock", metavar="URL", from_lock=True,
             help=f"PyPI index to resolve against (default: {DEFAULT_INDEX})."),
     Setting("extra-index-url", "extra_index_urls", "str", "lock", many=True,

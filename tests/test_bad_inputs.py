@@ -281,7 +281,7 @@ SCAN_CASES = [
 @pytest.mark.parametrize("command", ["scan", "lock", "pack"])
 def test_broken_model(tmp_path: Path, name: str, code: int, message: str, command: str) -> None:
     model = bad_copy(name, tmp_path)
-    res = run_unchanged(model, command, model, "--offline" if command != "scan" else "-q")
+    res = run_unchanged(model, command, model, *(("--python-from", "auto") if command != "scan" else ("-q",)))
     assert res.exit_code == code
     assert error_line(res.stderr) == message.replace("{model}", str(model))
 
@@ -322,7 +322,7 @@ def test_broken_lock(tmp_path: Path, name: str, message: str, command: tuple[str
     model = bad_copy(name, tmp_path)
     args = [command[0], model, *command[1:]]
     if command[0] != "export":
-        args += ["--triton", "24.10", "--offline"]
+        args += ["--triton", "24.10", "--python-from", "auto"]
     res = run_unchanged(model, *args)
     assert res.exit_code == ExitCode.LOCK
     expected = message.replace("{model}", str(model))
@@ -336,7 +336,7 @@ def test_broken_lock(tmp_path: Path, name: str, message: str, command: tuple[str
 
 def test_frozen_without_a_lock(tmp_path: Path) -> None:
     model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
-    res = run_unchanged(model, model, "--frozen", "--offline")
+    res = run_unchanged(model, model, "--frozen", "--python-from", "auto")
     assert (res.exit_code, error_line(res.stderr)) == (
         ExitCode.LOCK, f"error: {model}/tritonpack.lock: no lock file")
 
@@ -377,7 +377,7 @@ def test_frozen_without_a_lock(tmp_path: Path) -> None:
 ])
 def test_bad_options(tmp_path: Path, args: tuple[str, ...], code: int, message: str) -> None:
     model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
-    res = run_unchanged(model, model, "--offline", *args)
+    res = run_unchanged(model, model, "--python-from", "auto", *args)
     assert res.exit_code == code
     assert error_line(res.stderr) == message.replace("{model}", str(model))
 
@@ -391,7 +391,7 @@ def test_output_never_replaces_what_the_user_wrote(tmp_path: Path, fmt: str) -> 
         (model / name / "notes.txt").write_text("mine\n")
     else:
         (model / name).write_bytes(b"not tritonpack's")
-    res = run_unchanged(model, model, "--offline", "--format", fmt, "--output", name)
+    res = run_unchanged(model, model, "--python-from", "auto", "--format", fmt, "--output", name)
     assert res.exit_code == ExitCode.PACK
     what = "a directory" if fmt == "dir" else "a file"
     assert error_line(res.stderr) == (f"error: --output {name}: {name} exists ({what}) and is "
@@ -402,7 +402,7 @@ def test_output_never_replaces_what_the_user_wrote(tmp_path: Path, fmt: str) -> 
 def test_bad_output_is_refused_before_any_network(tmp_path: Path) -> None:
     """The destination is checked first: no resolve against an index that is not there."""
     model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
-    res = run_unchanged(model, model, "--offline", "--output", "env.zip",
+    res = run_unchanged(model, model, "--python-from", "auto", "--output", "env.zip",
                         "--index-url", "http://127.0.0.1:9/simple")
     assert res.exit_code == ExitCode.PACK
     assert error_line(res.stderr) == "error: --output env.zip: an archive name must end in .tar.gz"
@@ -423,7 +423,7 @@ def test_no_python_to_be_had(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("HOME", str(empty))
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
-    res = run_unchanged(model, "lock", model, "--offline", "--python", "3.13", "--index-url",
+    res = run_unchanged(model, "lock", model, "--python-from", "auto", "--python", "3.13", "--index-url",
                         "http://127.0.0.1:9/simple")
     assert res.exit_code == ExitCode.TARGET
     assert error_line(res.stderr) == (
@@ -460,14 +460,15 @@ def test_huge_model_dir_is_not_walked(tmp_path: Path) -> None:
 ])
 def test_resolution_failures(tmp_path: Path, name: str, args: tuple[str, ...], message: str) -> None:
     model = bad_copy(name, tmp_path)
-    res = run_unchanged(model, "lock", model, "--offline", *args)
+    res = run_unchanged(model, "lock", model, "--python-from", "auto", *args)
     assert (res.exit_code, error_line(res.stderr)) == (ExitCode.RESOLVE, message)
 
 
 @pytest.mark.slow
 def test_index_unreachable(tmp_path: Path) -> None:
     model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
-    res = run_unchanged(model, "lock", model, "--offline", "--index-url", "http://127.0.0.1:9/simple")
+    res = run_unchanged(model, "lock", model, "--python-from", "auto",
+                        "--index-url", "http://127.0.0.1:9/simple")
     assert (res.exit_code, error_line(res.stderr)) == (
         ExitCode.RESOLVE, "error: the package index http://127.0.0.1:9/simple is unreachable")
 
@@ -515,7 +516,7 @@ def test_output_not_writable(tmp_path: Path) -> None:
     model.chmod(0o555)
     try:
         before = snapshot_meta(model)
-        res = cli_without_root_powers(model, "--triton", "24.10", "--offline")
+        res = cli_without_root_powers(model, "--triton", "24.10", "--python-from", "auto")
         assert res.returncode == ExitCode.PACK, res.stderr
         assert error_line(res.stderr) == f"error: cannot write to {model}: permission denied"
         assert snapshot_meta(model) == before
@@ -543,7 +544,7 @@ def small_tmpfs(size: str) -> Iterator[Path]:
 def test_disk_full_while_packing(tmp_path: Path) -> None:
     with small_tmpfs("8m") as mnt:
         model = shutil.copytree(FIXTURES / "models" / "plain_numpy", mnt / "m")
-        res = run_unchanged(model, model, "--triton", "24.10", "--offline", "--no-cache")
+        res = run_unchanged(model, model, "--triton", "24.10", "--python-from", "auto", "--no-cache")
         assert res.exit_code == ExitCode.CACHE  # the full disk, named: exit 15
         assert error_line(res.stderr) == (
             f"error: no space left on device: the disk of {model} is full (8.4 MB in all)")
@@ -555,7 +556,7 @@ def test_model_dir_on_read_only_file_system(tmp_path: Path) -> None:
     with small_tmpfs("8m") as mnt:
         model = shutil.copytree(FIXTURES / "models" / "plain_numpy", mnt / "m")
         subprocess.run(["mount", "-o", "remount,ro", mnt], check=True)
-        res = run_unchanged(model, model, "--triton", "24.10", "--offline")
+        res = run_unchanged(model, model, "--triton", "24.10", "--python-from", "auto")
         assert res.exit_code == ExitCode.PACK
         assert error_line(res.stderr) == f"error: cannot write to {model}: read-only file system"
 
@@ -720,7 +721,7 @@ def test_expect_names_an_output_the_model_does_not_have() -> None:
 # --- what the pack and verify commands meet in the model dir ---------------------------------
 
 @pytest.mark.parametrize(("name", "args", "code", "message"), [
-    ("archive_path_is_dir", ("--triton", "24.10", "--offline"), ExitCode.PACK,
+    ("archive_path_is_dir", ("--triton", "24.10", "--python-from", "auto"), ExitCode.PACK,
      "error: --output tritonpack-env.tar.gz: tritonpack-env.tar.gz exists (a directory) and is "
      "not an environment tritonpack wrote: tritonpack replaces only its own output"),
     ("env_path_missing", ("verify",), ExitCode.USAGE,  # not packed here: nothing to verify
@@ -757,7 +758,7 @@ def test_repository_with_an_unparseable_model_fails_check_and_pack(tmp_path: Pat
     assert res.stdout.splitlines() == [
         "checked 2 models: broken, plain_numpy", f"  {why}",
         f"  plain_numpy: no tritonpack.lock (run tritonpack lock {repo}/plain_numpy)"]
-    packed = run_cli(repo, "--frozen", "--offline", "--json", "-q")
+    packed = run_cli(repo, "--frozen", "--python-from", "auto", "--json", "-q")
     out = json.loads(packed.stdout)
     assert packed.exit_code == ExitCode.MODEL
     assert [(f["name"], f["exit_code"], f["message"]) for f in out["failed"]] == [
@@ -768,7 +769,7 @@ def test_repository_with_an_unparseable_model_fails_check_and_pack(tmp_path: Pat
 
 def test_a_directory_without_models(tmp_path: Path) -> None:
     repo = shutil.copytree(FIXTURES / "bad_repos" / "no_models", tmp_path / "repo")
-    for args in (("scan", repo), (repo, "--offline")):
+    for args in (("scan", repo), (repo, "--python-from", "auto")):
         res = run_unchanged(repo, *args)
         assert (res.exit_code, error_line(res.stderr)) == (
             ExitCode.MODEL, f"error: {repo}: no config.pbtxt")
@@ -817,7 +818,7 @@ def test_version_means_tritonpacks_version_everywhere(command: tuple[str, ...]) 
      "error: {model}/tritonpack.lock: is a FIFO (named pipe), not a lock file"),
     (("lock", "--check", "{model}"), ExitCode.LOCK,
      "error: {model}/tritonpack.lock: is a FIFO (named pipe), not a lock file"),
-    (("{model}", "--frozen", "--offline", "--triton", "24.10"), ExitCode.LOCK,
+    (("{model}", "--frozen", "--python-from", "auto", "--triton", "24.10"), ExitCode.LOCK,
      "error: {model}/tritonpack.lock: is a FIFO (named pipe), where tritonpack writes its lock "
      "file"),
 ])
@@ -865,7 +866,7 @@ def test_cache_that_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     cache.write_text("not a directory\n")
     monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
     model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
-    res = run_unchanged(model, model, "--offline", "--triton", "24.10")
+    res = run_unchanged(model, model, "--python-from", "auto", "--triton", "24.10")
     assert (res.exit_code, error_line(res.stderr)) == (
         ExitCode.CACHE, f"error: tritonpack's cache {cache} cannot be used: a path in it is a "
                         "file, not a directory")
@@ -877,7 +878,7 @@ def test_cache_read_only(tmp_path: Path) -> None:
     model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
     env = {**os.environ, "TRITONPACK_CACHE": str(cache)}
     argv = [*(NO_DAC if os.geteuid() == 0 else []), sys.executable, "-m", "packer", "lock",
-            str(model), "--offline", "--triton", "24.10"]
+            str(model), "--python-from", "auto", "--triton", "24.10"]
     res = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     assert (res.returncode, error_line(res.stderr)) == (
         ExitCode.CACHE, f"error: tritonpack's cache {cache} cannot be used: permission denied")
@@ -887,7 +888,7 @@ def test_lock_in_a_read_only_model_dir(tmp_path: Path) -> None:
     model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
     model.chmod(0o555)
     try:
-        res = cli_without_root_powers("lock", model, "--offline", "--triton", "24.10")
+        res = cli_without_root_powers("lock", model, "--python-from", "auto", "--triton", "24.10")
     finally:
         model.chmod(0o755)
     assert (res.returncode, error_line(res.stderr)) == (
@@ -913,7 +914,7 @@ def test_cache_disk_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     with small_tmpfs("2m") as mnt:
         monkeypatch.setenv("TRITONPACK_CACHE", str(mnt))
         model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "m")
-        res = run_unchanged(model, "lock", model, "--offline", "--triton", "24.10")
+        res = run_unchanged(model, "lock", model, "--python-from", "auto", "--triton", "24.10")
         assert (res.exit_code, error_line(res.stderr)) == (
             ExitCode.CACHE, f"error: no space left on device: tritonpack's cache {mnt} is full "
                             "(2.1 MB in all)")
@@ -928,7 +929,7 @@ def test_tmpdir_on_another_file_system_than_tritonpack(tmp_path: Path) -> None:
         model = shutil.copytree(FIXTURES / "models" / "plain_numpy", mnt / "m")
         env = {**os.environ, "TMPDIR": str(mnt), "TRITONPACK_CACHE": str(mnt / "cache")}
         done = subprocess.run([sys.executable, "-m", "packer", model, "--triton", "24.10",
-                               "--offline", "--no-cache", "-q"], capture_output=True, text=True,
+                               "--python-from", "auto", "--no-cache", "-q"], capture_output=True, text=True,
                               env=env, check=False)
         assert done.returncode == 0, done.stderr
         with tarfile.open(model / "tritonpack-env.tar.gz") as tar:
@@ -938,7 +939,7 @@ def test_tmpdir_on_another_file_system_than_tritonpack(tmp_path: Path) -> None:
 def test_bad_request_file_is_refused_before_packing(tmp_path: Path) -> None:
     model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "plain_numpy")
     path = FIXTURES / "bad_requests" / "deep.json"
-    res = run_unchanged(model, model, "--verify", "--offline", "--inputs", path)
+    res = run_unchanged(model, model, "--verify", "--python-from", "auto", "--inputs", path)
     assert (res.exit_code, error_line(res.stderr)) == (
         ExitCode.USAGE, f"error: --inputs {path}: nested deeper than 32 levels: no tensor has "
                         "that many dimensions")
@@ -961,8 +962,8 @@ def test_repository_models_whose_config_is_not_a_file_fail(tmp_path: Path) -> No
 def test_a_corrupt_lock_is_recreated_only_when_asked(tmp_path: Path) -> None:
     """What the refusal's hint says to run does re-create it."""
     model = bad_copy("lock_merge_conflict", tmp_path)
-    assert run_cli("lock", model, "--offline", "--triton", "24.10").exit_code == ExitCode.LOCK
-    res = run_cli("lock", "--upgrade", model, "--offline", "--triton", "24.10", "-q")
+    assert run_cli("lock", model, "--python-from", "auto", "--triton", "24.10").exit_code == ExitCode.LOCK
+    res = run_cli("lock", "--upgrade", model, "--python-from", "auto", "--triton", "24.10", "-q")
     assert res.exit_code == 0, res.stderr
     assert run_cli("lock", "--check", model, "--triton", "24.10").exit_code == 0
 

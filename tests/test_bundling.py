@@ -74,7 +74,7 @@ def test_bundled_files_are_listed_in_verbose_and_the_sbom(model_copy: Copy, tmp_
     caplog.set_level(logging.INFO, logger="packer.build.prefix")  # what --verbose shows
     model = model_copy("with_src")
     src = hostile_src(tmp_path)
-    res = run_cli(model, "--src", src, "--offline", "--sbom", "--verbose", "--no-cache")
+    res = run_cli(model, "--src", src, "--python-from", "auto", "--sbom", "--verbose", "--no-cache")
     assert res.exit_code == 0, res.stderr
     for rel in DATA:
         assert f"bundled {rel} (sha256 " in caplog.text
@@ -93,12 +93,12 @@ def test_bundled_files_are_listed_in_verbose_and_the_sbom(model_copy: Copy, tmp_
 def test_an_earlier_sbom_is_refreshed_not_left_stale(model_copy: Copy) -> None:
     """A re-pack without --sbom must not leave a bill of materials of the previous lock."""
     model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--offline", "--sbom", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "--sbom", "-q").exit_code == 0
     sbom = model / "tritonpack-env.cdx.json"
     assert "pyyaml" not in sbom.read_text().lower()
     source = model / "1" / "model.py"
     source.write_text("import yaml\n" + source.read_text())
-    res = run_cli(model, "--triton", "24.10", "--offline")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == 0, res.stderr
     assert "tritonpack-env.cdx.json is there from an earlier --sbom: refreshing it" in res.stderr
     assert "pyyaml" in sbom.read_text().lower()

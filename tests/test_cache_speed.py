@@ -28,17 +28,17 @@ def sha(path: Path) -> str:
 def test_rerun_with_unchanged_lock_builds_nothing(model_copy: Copy,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     first, second = model_copy("plain_numpy", "first"), model_copy("plain_numpy", "second")
-    res = run_cli(first, "--triton", "24.10", "--offline", "--json")
+    res = run_cli(first, "--triton", "24.10", "--python-from", "auto", "--json")
     assert res.exit_code == 0, res.stderr
 
     def no_build(*args: object, **kw: object) -> None:
         raise AssertionError("the cache should have answered")
 
     monkeypatch.setattr("packer.pipeline.build", no_build)
-    again = json.loads(run_cli(first, "--triton", "24.10", "--offline", "--json").stdout)
+    again = json.loads(run_cli(first, "--triton", "24.10", "--python-from", "auto", "--json").stdout)
     assert again["cached"] is True
     # a second model with an identical lock shares the entry
-    res = run_cli(second, "--triton", "24.10", "--offline", "--json")
+    res = run_cli(second, "--triton", "24.10", "--python-from", "auto", "--json")
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["cached"] is True
     assert sha(first / "tritonpack-env.tar.gz") == sha(second / "tritonpack-env.tar.gz")
@@ -53,13 +53,13 @@ def test_builds_never_write_into_uv_cache(model_copy: Copy) -> None:
     """PyPI packages are hard-linked from uv's cache: every later step (bundling, conda-pack,
     pruning, bytecode, --format dir) must leave the shared files as they were."""
     model = model_copy("with_src")
-    res = run_cli(model, "--src", SRC, "--offline", "-q", "--no-cache")
+    res = run_cli(model, "--src", SRC, "--python-from", "auto", "-q", "--no-cache")
     assert res.exit_code == 0, res.stderr
     uv_cache = Path(os.environ["TRITONPACK_CACHE"]) / "uv" / "archive-v0"  # unpacked wheels
     before = fingerprint(uv_cache)
     assert any(name.endswith(".py") for name in before)  # unpacked wheels live there
     for fmt in ("tar.gz", "dir"):
-        res = run_cli(model, "--src", SRC, "--offline", "-q", "--no-cache", "--bytecode",
+        res = run_cli(model, "--src", SRC, "--python-from", "auto", "-q", "--no-cache", "--bytecode",
                       "--no-prune", "--format", fmt)
         assert res.exit_code == 0, res.stderr
     assert fingerprint(uv_cache) == before
@@ -69,7 +69,7 @@ def test_two_builds_are_byte_identical(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
     digests = []
     for _ in range(2):
-        res = run_cli(model, "--triton", "24.10", "--offline", "--no-cache", "-q")
+        res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--no-cache", "-q")
         assert res.exit_code == 0, res.stderr
         digests.append(sha(model / "tritonpack-env.tar.gz"))
     assert digests[0] == digests[1]
@@ -84,7 +84,7 @@ def test_two_builds_are_byte_identical(model_copy: Copy) -> None:
 
 def test_pruned_env_keeps_what_models_import(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
-    res = run_cli(model, "--triton", "24.10", "--offline", "--json")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--json")
     out = json.loads(res.stdout)
     assert out["pruned"]["files"] > 1000
     assert {"bytecode caches", "static libraries", "headers"} <= set(out["pruned"]["rules"])
@@ -101,12 +101,12 @@ def test_pruned_env_keeps_what_models_import(model_copy: Copy) -> None:
     assert not [n for n in pyc if n.startswith(site) and not n.startswith(site + "numpy/")]
     assert int.from_bytes(header[4:8], "little") == 0b01  # PEP 552: unchecked hash
 
-    none = json.loads(run_cli(model, "--triton", "24.10", "--offline", "--json",
+    none = json.loads(run_cli(model, "--triton", "24.10", "--python-from", "auto", "--json",
                               "--no-bytecode").stdout)
     with tarfile.open(none["archive"]["path"]) as tar:
         assert not [n for n in tar.getnames() if "__pycache__" in n]
 
-    kept = json.loads(run_cli(model, "--triton", "24.10", "--offline", "--json", "--keep",
+    kept = json.loads(run_cli(model, "--triton", "24.10", "--python-from", "auto", "--json", "--keep",
                               "include").stdout)
     assert "headers" not in kept["pruned"]["rules"] and kept["pruned"]["kept"] == ["include"]
 
@@ -193,12 +193,12 @@ def test_what_a_pack_reuses_never_changes_the_archive(model_copy: Copy, tmp_path
     the import check loaded last time) write the same bytes; a hint naming a file the check
     does not load gives that file no bytecode."""
     model = model_copy("plain_numpy")
-    run_cli(model, "--triton", "24.10", "--offline", "-q")  # the local channel, made once
+    run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q")  # the local channel, made once
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "channels").symlink_to(session_cache / "channels")
     monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
-    res = run_cli(model, "--triton", "24.10", "--offline", "-q")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     first = sha(model / "tritonpack-env.tar.gz")
     assert any((cache / "gzip").rglob("*.*"))
@@ -216,7 +216,7 @@ def test_what_a_pack_reuses_never_changes_the_archive(model_copy: Copy, tmp_path
             shutil.rmtree(built)
         else:
             built.unlink()
-    res = run_cli(model, "--triton", "24.10", "--offline", "-q")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     assert sha(model / "tritonpack-env.tar.gz") == first
     with tarfile.open(model / "tritonpack-env.tar.gz") as tar:

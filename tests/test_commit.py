@@ -130,7 +130,7 @@ def test_a_failed_rename_rolls_back_and_says_so(tmp_path: Path,
 
 @pytest.fixture
 def packed(packed_copy: Copy) -> Path:
-    model = packed_copy("plain_numpy", "--triton", "24.10", "--offline")  # packed once a session
+    model = packed_copy("plain_numpy", "--triton", "24.10", "--python-from", "auto")  # packed once a session
     (model / "tritonpack-env.tar.gz").unlink()  # the next run commits a new archive
     return model
 
@@ -146,7 +146,7 @@ def test_a_signal_in_the_commit_window_is_reported_after_it(
 
     monkeypatch.setattr(journal, "_rename", signalled)
     with interrupt_expected():
-        res = run_cli(packed, "--triton", "24.10", "--offline", "-q")
+        res = run_cli(packed, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == ExitCode.INTERRUPTED
     assert res.stderr.strip() == ("interrupted (SIGINT) after the commit: the new environment, "
                                   "lock and config.pbtxt are all in place")
@@ -169,7 +169,7 @@ def test_a_full_disk_while_writing_the_config_changes_nothing(
         "$$TRITON_MODEL_DIRECTORY/tritonpack-env.tar.gz", "$$TRITON_MODEL_DIRECTORY/old.tar.gz"))
     before = snapshot(packed)
     monkeypatch.setattr(journal, "_write_new", full)
-    res = run_cli(packed, "--triton", "24.10", "--offline", "-q")
+    res = run_cli(packed, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == ExitCode.CACHE  # a full disk is exit 15, naming it
     assert error_line(res.stderr).startswith(
         f"error: no space left on device: the disk of {packed} is full (")
@@ -192,7 +192,7 @@ def test_a_config_edited_during_the_pack_changes_nothing(
         real(src, tmp, fmt)
 
     monkeypatch.setattr(envcache, "place", edit_while_packing)
-    res = run_cli(packed, "--triton", "24.10", "--offline", "-q")
+    res = run_cli(packed, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == ExitCode.CONFIG
     assert error_line(res.stderr) == (f"error: {config} changed while tritonpack ran; left as it "
                                       "is now (nothing in the model directory was changed)")
@@ -203,14 +203,14 @@ def test_a_config_edited_during_the_pack_changes_nothing(
 
 @pytest.mark.slow
 def test_check_names_a_commit_left_by_a_killed_run(packed: Path) -> None:
-    assert run_cli(packed, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli(packed, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     _journal(packed, [])  # a run killed after its renames, before the journal went
     res = run_cli("check", packed)
     assert res.exit_code == 1
     assert res.stdout.splitlines()[1].strip() == (
         f"plain_numpy: a run was killed while committing ({JOURNAL} is there): run tritonpack "
         f"{packed} to finish or roll back that commit")
-    res = run_cli(packed, "--triton", "24.10", "--offline")
+    res = run_cli(packed, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == 0
     assert ("note  finished the commit an interrupted run left (its outputs are all in place)"
             in res.stderr)
@@ -267,7 +267,7 @@ def test_a_planted_journal_deletes_nothing(home: Path, target: str, bound: bool)
     model, victim = home / "m", home / TARGETS[target]
     journal = _journal(model, [_step("env", victim)], bound=bound)
     before = snapshot(home)
-    res = run_cli(model, "--triton", "24.10", "--offline")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == ExitCode.PACK
     why = ("it is not in the format this tritonpack writes" if not bound
            else f"{victim}, not a name tritonpack gives an environment" if target.endswith("dir")

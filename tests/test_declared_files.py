@@ -70,7 +70,7 @@ def test_index_lines_reach_the_resolver(tmp_path: Path) -> None:
     (model / "wheels").mkdir()
     (model / "requirements.txt").write_text(
         "--index-url http://127.0.0.1:9/simple\n--find-links ./wheels\nnumpy\n")
-    res = run_cli("lock", model, "--offline")
+    res = run_cli("lock", model, "--python-from", "auto")
     assert res.exit_code == ExitCode.RESOLVE
     assert "error: the package index http://127.0.0.1:9/simple is unreachable" in res.stderr
 
@@ -78,7 +78,7 @@ def test_index_lines_reach_the_resolver(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_lock_records_where_each_requirement_came_from(tmp_path: Path) -> None:
     model = shutil.copytree(MODELS / "reqs_txt", tmp_path / "reqs_txt")
-    res = run_cli("lock", model, "--triton", "24.10", "--offline", "-q")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     lock = read_lock(model / "tritonpack.lock")
     assert "orjson==3.10.7 (reqs_txt/requirements.txt)" in lock.inputs["declared_from"]
@@ -125,7 +125,7 @@ def test_a_pure_python_sdist_in_find_links_is_built_and_locked(tmp_path: Path) -
             tar.addfile(info, io.BytesIO(data))
     model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "plain_numpy")
     (model / "requirements.txt").write_text(f"--find-links {links}\n{name}\n")
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == 0, res.stderr
     sdist = links / f"{name}-1.0.tar.gz"
     assert (f"note  tritonpack-sdist-only-probe==1.0 has no wheel: built from source "
@@ -139,7 +139,7 @@ def test_a_pure_python_sdist_in_find_links_is_built_and_locked(tmp_path: Path) -
 @pytest.mark.slow
 def test_environment_yml_only_model_locks(tmp_path: Path) -> None:
     model = shutil.copytree(MODELS / "env_yml", tmp_path / "env_yml")
-    res = run_cli("lock", model, "--triton", "24.10", "--offline", "-q")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     lock = read_lock(model / "tritonpack.lock")
     versions = {p.name: p.version for p in lock.pypi}

@@ -105,10 +105,10 @@ def test_the_bytecode_compile_on_a_full_disk(small_tmpdir: Path) -> None:
 def test_install_into_a_full_temporary_directory(tmp_path: Path, small_disk: Path) -> None:
     model = tmp_path / "plain_numpy"
     shutil.copytree(MODELS / "plain_numpy", model)
-    assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     before = snapshot(model)
     # a process of its own, as a user runs it: the build root follows its TMPDIR
-    done = subprocess.run([sys.executable, "-m", "packer", str(model), "--offline", "--no-cache"],
+    done = subprocess.run([sys.executable, "-m", "packer", str(model), "--python-from", "auto", "--no-cache"],
                           capture_output=True, text=True, timeout=600, check=False,
                           env={**os.environ, "TMPDIR": str(small_disk)})
     res = Result(done.returncode, done.stdout, done.stderr)
@@ -128,7 +128,7 @@ def test_writing_into_a_full_model_disk(small_disk: Path) -> None:
     model = small_disk / "plain_numpy"
     shutil.copytree(MODELS / "plain_numpy", model)
     before = snapshot(model)
-    res = run_cli(model, "--triton", "24.10", "--offline")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == ExitCode.CACHE, res.stderr
     assert error_line(res.stderr) == (
         f"error: no space left on device: the disk of {model} is full ({ALL})")

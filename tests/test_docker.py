@@ -34,7 +34,7 @@ def containers() -> list[str]:
 
 def test_packed_model_verifies_in_the_image(standin_image: str, model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     res = run_cli("verify", model, "--runtime", "docker", "--image", standin_image, "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
@@ -52,7 +52,8 @@ def test_directory_env_leaves_no_image(standin_image: str, model_copy: Copy) -> 
     """verify's image holds the probe: it is removed, never kept (`tritonpack image` builds
     the one a release keeps)."""
     model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--offline", "--format", "dir", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto",
+                   "--format", "dir", "-q").exit_code == 0
     before = images()
     res = run_cli("verify", model, "--runtime", "docker", "--image", standin_image)
     assert res.exit_code == 0, res.stderr
@@ -84,7 +85,7 @@ def test_an_unreachable_registry_is_the_cause_in_the_sentence(standin_image: str
 def test_broken_models_in_the_image(standin_image: str, tmp_path: Path, name: str, code: int,
                                     start: str) -> None:
     env_model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "env")
-    assert run_cli(env_model, "--triton", "24.10", "--offline", "--format", "dir",
+    assert run_cli(env_model, "--triton", "24.10", "--python-from", "auto", "--format", "dir",
                    "-q").exit_code == 0
     model = shutil.copytree(FIXTURES / "verify" / name, tmp_path / name)
     subprocess.run(["cp", "-a", env_model / "tritonpack-env", model / "tritonpack-env"], check=True)
@@ -97,7 +98,7 @@ def test_broken_models_in_the_image(standin_image: str, tmp_path: Path, name: st
 
 def test_missing_base_image(standin_image: str, model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     res = run_cli("verify", model, "--runtime", "docker", "--image", "tritonpack-test/nope:0")
     assert res.exit_code == ExitCode.RUNTIME
     # the engine's cause is in the sentence: no registry is reachable here (a lookup that
@@ -111,7 +112,7 @@ def test_missing_base_image(standin_image: str, model_copy: Copy) -> None:
 def test_example_with_user_package_in_the_image(standin_image: str, tmp_path: Path) -> None:
     examples = shutil.copytree(Path(__file__).parents[1] / "examples", tmp_path / "examples")
     res = run_cli(examples / "image_model", "--src", examples / "shared_src", "--triton", "24.10",
-                  "--offline", "--verify", "--runtime", "docker", "--image", standin_image,
+                  "--python-from", "auto", "--verify", "--runtime", "docker", "--image", standin_image,
                   "--json")
     assert res.exit_code == 0, res.stderr
     probe = json.loads(res.stdout)["verify"]["probe"]

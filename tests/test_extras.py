@@ -84,7 +84,7 @@ def test_pip_tools_is_an_extra(tmp_path: Path) -> None:
     """--resolver pip-tools without pip-tools installed is refused before any resolve, naming
     the extra; the default resolver (uv, a core dependency) needs nothing more."""
     model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "plain_numpy")
-    res = _run("piptools", "lock", model, "--triton", "24.10", "--offline",
+    res = _run("piptools", "lock", model, "--triton", "24.10", "--python-from", "auto",
                "--resolver", "pip-tools", "-q")
     assert (res.returncode, res.stderr) == (
         ExitCode.RESOLVE, "error: --resolver pip-tools needs pip-tools, which is not installed\n"

@@ -51,7 +51,7 @@ def test_the_example_without_src() -> None:
 
 @pytest.mark.slow
 def test_src_is_remembered_by_the_lock(repo: Path) -> None:
-    res = run_cli("lock", "models/clf", "--src", "libs", "--triton", "24.10", "--offline", "-q")
+    res = run_cli("lock", "models/clf", "--src", "libs", "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     assert read_lock(repo / "models/clf/tritonpack.lock").inputs["src"] == ["../../libs"]
     check = run_cli("lock", "--check", "models/clf")

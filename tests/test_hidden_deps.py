@@ -38,7 +38,7 @@ def _recipes(tmp_path: Path, **files: str) -> Path:
 
 
 def _pack(model: Path, wheels: Path, recipes: Path, *more: str) -> tuple[int, str]:
-    res = run_cli(model, "--triton", "24.10", "--offline", "--find-links", wheels,
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--find-links", wheels,
                   "--recipes", recipes, "--no-cache", *more)
     return res.exit_code, res.stderr
 
@@ -223,7 +223,7 @@ def test_a_pickled_version_without_a_wheel_for_the_target_is_said(tmp_path: Path
     model = shutil.copytree(MODELS / "sklearn_pickle_old", tmp_path / "sklearn_pickle_old")
     joblib = model / "1" / "model.joblib"
     joblib.write_bytes(joblib.read_bytes().replace(b"\x8c\x051.5.2", b"\x8c\x060.20.3"))
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == 0, res.stderr
     assert ("note  sklearn_pickle_old/1/model.joblib was pickled with scikit-learn 0.20.3, which "
             "has no wheel for Python 3.10 on linux-64: locking a newer scikit-learn (it may warn "
@@ -237,7 +237,7 @@ def test_a_pickled_version_without_a_wheel_for_the_target_is_said(tmp_path: Path
 @pytest.mark.slow
 def test_a_pickled_version_that_installs_is_locked(tmp_path: Path) -> None:
     model = shutil.copytree(MODELS / "sklearn_pickle_old", tmp_path / "sklearn_pickle_old")
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == 0, res.stderr
     assert {p.name: p.version for p in read_lock(model / "tritonpack.lock").pypi}[
         "scikit-learn"] == "1.5.2"
@@ -285,7 +285,7 @@ def test_an_sdist_with_setup_requires_is_locked_with_it_pinned(tmp_path: Path) -
                                  "tpsetupreq/__init__.py": "X = 1\n"})
     model = _model(tmp_path, "tpsetupreq")
     (model / "requirements.txt").write_text(f"--find-links {links}\ntpsetupreq==1.0\n")
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == 0, res.stderr
     pin = next(p for p in read_lock(model / "tritonpack.lock").pypi if p.name == "tpsetupreq")
     names = {line.split("==")[0] for line in pin.build_requires}
@@ -310,7 +310,7 @@ def test_a_soft_dependency_announced_in_the_server_is_named_with_its_fix(tmp_pat
         "class TritonPythonModel:\n",
         "import tpsoftlib2\n\n\nclass TritonPythonModel:\n"
         "    def initialize(self, args):\n        tpsoftlib2.pipeline()\n\n"))
-    res = run_cli(model, "--triton", "24.10", "--offline", "--find-links", wheels, "--verify")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--find-links", wheels, "--verify")
     assert res.exit_code == ExitCode.VERIFY_LOAD, res.stderr
     assert error_line(res.stderr).endswith(
         "Pipeline needs the PyTorch library ('torch'), which the environment lacks: the library "

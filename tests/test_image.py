@@ -95,7 +95,7 @@ def packed_repo(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -
     os.environ["TRITONPACK_CACHE"] = str(session_cache)
     repo = tmp_path_factory.mktemp("image") / "models"
     shutil.copytree(FIXTURES / "repo", repo, ignore=shutil.ignore_patterns("delta_onnx"))
-    res = run_cli(repo, "--triton", "24.10", "--offline", "-q")
+    res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     return repo
 

@@ -221,14 +221,14 @@ def test_fuzz_inspect_never_crashes_and_refuses_hostile(tmp_path: Path, entries:
 @pytest.mark.slow
 def test_env_built_on_a_newer_os_is_flagged(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
-    res = run_cli(model, "--triton", "21.03", "--recipes", OLD_IMAGE, "--offline")
+    res = run_cli(model, "--triton", "21.03", "--recipes", OLD_IMAGE, "--python-from", "auto")
     assert res.exit_code == ExitCode.PACK
     assert error_line(res.stderr).startswith("error: the environment would fail in Triton 21.03: ")
     assert "needs GLIBC_2.3" in error_line(res.stderr)
     assert "the Triton 21.03 image has GLIBC_2.31" in error_line(res.stderr)
     assert not (model / "tritonpack-env.tar.gz").exists()
 
-    res = run_cli(model, "--triton", "21.03", "--recipes", OLD_IMAGE, "--offline",
+    res = run_cli(model, "--triton", "21.03", "--recipes", OLD_IMAGE, "--python-from", "auto",
                   "--allow-incompatible")
     assert res.exit_code == 0, res.stderr
     assert "image has GLIBC_2.31" in res.stderr  # a warning now

@@ -22,7 +22,7 @@ ARCHIVE = "tritonpack-env.tar.gz"
 
 
 def _pack(model: Path, *extra: str) -> None:
-    res = run_cli(model, "--triton", "24.10", "--offline", *extra)
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", *extra)
     assert res.exit_code == 0, res.stderr
 
 
@@ -60,7 +60,7 @@ def test_a_damaged_cache_entry_is_dropped_and_rebuilt(model_copy: Copy,
         entry.write_bytes(bytes(data))
         damaged[entry] = sha256_file(entry)
     (a / ARCHIVE).unlink()
-    res = run_cli(a, "--triton", "24.10", "--offline", "--verbose")
+    res = run_cli(a, "--triton", "24.10", "--python-from", "auto", "--verbose")
     assert res.exit_code == 0, res.stderr
     assert "differs from the sha256 recorded when it was made: dropped, rebuilding" in res.stderr
     assert sha256_file(a / ARCHIVE) not in damaged.values()
@@ -72,7 +72,7 @@ def test_a_damaged_cache_entry_is_dropped_and_rebuilt(model_copy: Copy,
 @pytest.fixture
 def packed(packed_copy: Copy) -> Path:
     """plain_numpy packed for 24.10 once per session (conftest.packed_once), copied here."""
-    model = packed_copy("plain_numpy", "--triton", "24.10", "--offline")
+    model = packed_copy("plain_numpy", "--triton", "24.10", "--python-from", "auto")
     assert run_cli("check", model).exit_code == 0
     return model
 
@@ -145,13 +145,13 @@ def test_a_conda_package_that_differs_from_the_lock_is_not_installed(model_copy:
     from packer.lock.lockfile import read_lock, write_lock
 
     model = model_copy("plain_numpy")
-    assert run_cli("lock", model, "--triton", "24.10", "--offline").exit_code == 0
+    assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto").exit_code == 0
     lock = read_lock(model / "tritonpack.lock")
     python = next(p for p in lock.conda if p.name == "python")
     forged = dataclasses.replace(python, sha256="0" * 64)
     write_lock(model / "tritonpack.lock", dataclasses.replace(
         lock, conda=tuple(forged if p is python else p for p in lock.conda)))
-    res = run_cli(model, "--triton", "24.10", "--offline", "--frozen", "--no-cache")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--frozen", "--no-cache")
     assert res.exit_code == ExitCode.BUILD
     assert next(ln for ln in res.stderr.splitlines() if ln.startswith("error:")) == (
         f"error: conda package {python.file_name} has sha256 {python.sha256[:16]}..., the lock "

@@ -47,7 +47,7 @@ def test_a_ctrl_c_while_starting_is_one_line_and_exit_130(model_copy: Copy,
     parsing and the first stage: exit 130, the one line, no traceback, no "Aborted!"."""
     model = model_copy("plain_numpy")
     before = snapshot(model)
-    run = _start(model, "--triton", "24.10", "--offline")
+    run = _start(model, "--triton", "24.10", "--python-from", "auto")
     deadline = time.monotonic() + 30
     while not _catches_sigterm(run.pid):
         assert run.poll() is None and time.monotonic() < deadline
@@ -66,10 +66,10 @@ def test_an_interrupt_after_the_commit_says_so(model_copy: Copy, delay: float) -
     """A SIGINT just after the cache line lands before, in or after the commit: the words
     follow what is on disk (the commit finished, or nothing changed), never the other."""
     model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     (model / "tritonpack-env.tar.gz").unlink()  # the next run commits a new archive
     before = snapshot(model)
-    run = _start(model, "--triton", "24.10", "--offline")
+    run = _start(model, "--triton", "24.10", "--python-from", "auto")
     assert run.stderr is not None
     while "reused the environment" not in (line := run.stderr.readline()):
         assert line, "the run ended before its cache line"

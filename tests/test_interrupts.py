@@ -55,7 +55,7 @@ def leftovers(model: Path) -> list[str]:
 def packed(packed_copy: Copy) -> Path:
     """A model packed (once a session, copied here), then changed so that the next run
     re-locks and rebuilds."""
-    model = packed_copy("plain_numpy", "--triton", "24.10", "--offline")
+    model = packed_copy("plain_numpy", "--triton", "24.10", "--python-from", "auto")
     (model / "tritonpack.toml").write_text('[requirements]\npypi = ["PyYAML"]\n')
     return model
 
@@ -71,7 +71,7 @@ def test_interrupt_at_each_stage(packed: Path, marker: str, sig: signal.Signals,
     before = snapshot(packed)
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    run = start(packed, "--triton", "24.10", "--offline", "--no-cache", tmpdir=tmpdir)
+    run = start(packed, "--triton", "24.10", "--python-from", "auto", "--no-cache", tmpdir=tmpdir)
     wait_for(run, marker)
     run.send_signal(sig)
     _, err = run.communicate(timeout=120)
@@ -98,12 +98,12 @@ def test_signals_wait_for_the_commit() -> None:
 def test_second_run_on_the_same_model_waits_or_fails(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
     with model_lock(model):
-        res = run_cli(model, "--triton", "24.10", "--offline", "--no-wait")
+        res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--no-wait")
         assert res.exit_code == ExitCode.BUSY == 14
         assert error_line(res.stderr) == (
             f"error: another tritonpack run (pid {os.getpid()}) is working on {model}")
         assert not (model / "tritonpack-env.tar.gz").exists()
-        waiting = start(model, "--triton", "24.10", "--offline")
+        waiting = start(model, "--triton", "24.10", "--python-from", "auto")
         seen = wait_for(waiting, "waiting for another tritonpack run")
         assert any(str(model) in line for line in seen)
         time.sleep(0.5)
@@ -116,7 +116,7 @@ def test_second_run_on_the_same_model_waits_or_fails(model_copy: Copy) -> None:
 def test_runs_on_different_models_do_not_wait(model_copy: Copy) -> None:
     one, two = model_copy("plain_numpy", "one"), model_copy("plain_numpy", "two")
     with model_lock(one):
-        res = run_cli(two, "--triton", "24.10", "--offline", "--no-wait", "-q")
+        res = run_cli(two, "--triton", "24.10", "--python-from", "auto", "--no-wait", "-q")
         assert res.exit_code == 0, res.stderr
 
 
@@ -125,7 +125,7 @@ def test_runs_on_different_models_do_not_wait(model_copy: Copy) -> None:
 def test_a_killed_runs_temp_archive_goes_with_the_next_run(packed: Path, tmp_path: Path) -> None:
     """SIGKILL runs no cleanup: the partial archive carries the dead run's pid, and the next
     run (not a later one, not a concurrent one) removes it."""
-    run = start(packed, "--triton", "24.10", "--offline", "--no-cache", tmpdir=tmp_path)
+    run = start(packed, "--triton", "24.10", "--python-from", "auto", "--no-cache", tmpdir=tmp_path)
     wait_for(run, "writing tritonpack-env.tar.gz")
     time.sleep(0.5)
     run.kill()
@@ -134,7 +134,7 @@ def test_a_killed_runs_temp_archive_goes_with_the_next_run(packed: Path, tmp_pat
     assert [n.startswith(f".tritonpack-env.tar.gz.{run.pid}.") for n in left] == [True], left
     live = packed / f".tritonpack-env.tar.gz.{os.getpid()}.x.tmp"  # a run still going: kept
     live.write_bytes(b"")
-    res = run_cli(packed, "--triton", "24.10", "--offline", "-q")
+    res = run_cli(packed, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     assert leftovers(packed) == [live.name]
 
@@ -142,7 +142,7 @@ def test_a_killed_runs_temp_archive_goes_with_the_next_run(packed: Path, tmp_pat
 def test_verify_interrupted_or_killed_leaves_no_server_and_no_temp_dir(
         model_copy: Copy, tmp_path: Path) -> None:
     model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     for how in ("SIGTERM", "SIGKILL"):
         tmpdir = tmp_path / how
         tmpdir.mkdir()
@@ -187,9 +187,10 @@ def test_switching_format_leaves_one_environment(model_copy: Copy) -> None:
     """--format dir, then tar.gz: the directory tritonpack made goes; a stamped copy that
     config.pbtxt does not point at is flagged by check."""
     model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--offline", "--format", "dir", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto",
+                   "--format", "dir", "-q").exit_code == 0
     assert (model / "tritonpack-env" / "tritonpack.json").is_file()
-    res = run_cli(model, "--triton", "24.10", "--offline", "-q")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     assert sorted(p.name for p in model.iterdir()) == [
         "1", "config.pbtxt", "tritonpack-env.tar.gz", "tritonpack-env.tar.gz.sha256",

@@ -39,7 +39,7 @@ def forge_conda(model: Path, name: str,
                 change: Callable[[CondaPackage], dict[str, str]]) -> CondaPackage:
     """Lock ``model``, then rewrite its conda package ``name`` with ``change``'s fields, the
     lock's hashes made again (as anyone can): the package as it was locked."""
-    assert run_cli("lock", model, "--triton", "24.10", "--offline").exit_code == 0
+    assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto").exit_code == 0
     lock = read_lock(model / "tritonpack.lock")
     locked = next(p for p in lock.conda if p.name == name)
     forged = dataclasses.replace(locked, **change(locked))
@@ -51,13 +51,13 @@ def forge_conda(model: Path, name: str,
 def test_the_lock_names_no_machine_path_and_builds_with_the_channel_gone(
         model_copy: Copy, session_cache: Path) -> None:
     model = model_copy("plain_numpy")
-    assert run_cli("lock", model, "--triton", "24.10", "--offline").exit_code == 0
+    assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto").exit_code == 0
     text = (model / "tritonpack.lock").read_text()
     assert "file://" not in text and str(session_cache) not in text
     python = next(p for p in read_lock(model / "tritonpack.lock").conda if p.name == "python")
     assert python.url.startswith(f"{SCHEME}:{python.version}/linux-64/python-")
     shutil.rmtree(session_cache / "channels")  # a colleague's machine, CI, `cache prune --all`
-    res = run_cli(model, "--triton", "24.10", "--offline", "--frozen", "--no-cache")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--frozen", "--no-cache")
     assert res.exit_code == 0, res.stderr
     assert run_cli("check", model).exit_code == 0
     with tarfile.open(model / "tritonpack-env.tar.gz") as tar:  # nor does the env
@@ -71,7 +71,7 @@ def test_no_matching_cpython_says_which_to_install(model_copy: Copy) -> None:
     forge_conda(model, "python", lambda python: {
         "version": "3.10.99", "file_name": f"python-3.10.99-{BUILD}.conda",
         "url": f"{SCHEME}:3.10.99/linux-64/python-3.10.99-{BUILD}.conda"})
-    res = run_cli(model, "--triton", "24.10", "--offline", "--frozen", "--no-cache")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--frozen", "--no-cache")
     assert (res.exit_code, error_line(res.stderr)) == (ExitCode.TARGET, (
         "error: the lock's Python package was made from a shared-library CPython 3.10.99, and "
         "none is on this machine: install CPython 3.10.99 with --enable-shared (e.g. "
@@ -90,11 +90,11 @@ def test_a_lock_of_an_older_local_package_format_is_stale_and_made_again(
 
     python = forge_conda(model, "python", older)
     old_name = older(python)["file_name"]
-    res = run_cli(model, "--triton", "24.10", "--offline", "--frozen")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--frozen")
     assert (res.exit_code, error_line(res.stderr)) == (ExitCode.LOCK, (
         f"error: tritonpack.lock is stale (--frozen): the local Python package {old_name} is "
         f"of an older format ({BUILD} now)"))
-    res = run_cli(model, "--triton", "24.10", "--offline", "-q")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     again = next(p for p in read_lock(model / "tritonpack.lock").conda if p.name == "python")
     assert again.file_name == f"python-{python.version}-{BUILD}.conda"
@@ -138,7 +138,7 @@ def test_a_lock_whose_package_fields_no_solve_gives_is_refused(
     never come from a solve (a path, another scheme) is refused before anything is fetched."""
     model = model_copy("plain_numpy")
     forge_conda(model, "pip", lambda pip: {field: value})
-    res = run_cli(model, "--triton", "24.10", "--offline", "--frozen")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--frozen")
     assert (res.exit_code, error_line(res.stderr)) == (ExitCode.LOCK, (
         f"error: {model / 'tritonpack.lock'}: corrupted: missing or malformed conda package "
         f"'pip': {says}"))

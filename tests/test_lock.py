@@ -25,10 +25,10 @@ def pins(model: Path) -> dict[str, str]:
 
 def test_two_releases_lock_different_pythons_and_wheels(model_copy: Copy) -> None:
     old, new = model_copy("plain_numpy", "old"), model_copy("plain_numpy", "new")
-    res = run_cli("lock", old, "--triton", "24.10", "--offline", "-q")
+    res = run_cli("lock", old, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     lock_old = read_lock(old / "tritonpack.lock")
-    res = run_cli("lock", new, "--triton", "24.12", "--offline", "-q")
+    res = run_cli("lock", new, "--triton", "24.12", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     lock_new = read_lock(new / "tritonpack.lock")
     assert lock_old.python_version().startswith("3.10.")
@@ -43,10 +43,10 @@ def test_two_releases_lock_different_pythons_and_wheels(model_copy: Copy) -> Non
 
 def test_relock_unchanged_and_check(model_copy: Copy) -> None:
     model = model_copy("optional")
-    assert run_cli("lock", model, "--offline", "-q").exit_code == 0
+    assert run_cli("lock", model, "--python-from", "auto", "-q").exit_code == 0
     lock_file = model / "tritonpack.lock"
     before = lock_file.read_bytes(), lock_file.stat().st_mtime_ns
-    res = run_cli("lock", model, "--offline", "--json")
+    res = run_cli("lock", model, "--python-from", "auto", "--json")
     assert json.loads(res.stdout)["reused"] is True
     assert (lock_file.read_bytes(), lock_file.stat().st_mtime_ns) == before
     assert set(pins(model)) == {"numpy", "ujson"}  # orjson is optional and undeclared
@@ -66,7 +66,7 @@ def test_relock_unchanged_and_check(model_copy: Copy) -> None:
 
 def test_export_is_a_hashed_requirements_file(model_copy: Copy) -> None:
     model = model_copy("dynamic")
-    assert run_cli("lock", model, "--offline", "-q").exit_code == 0
+    assert run_cli("lock", model, "--python-from", "auto", "-q").exit_code == 0
     text = run_cli("export", model).stdout
     names = {line.split("==")[0] for line in text.splitlines() if "==" in line}
     assert {"numpy", "pyyaml", "tqdm", "protobuf"} <= names
@@ -75,7 +75,7 @@ def test_export_is_a_hashed_requirements_file(model_copy: Copy) -> None:
 
 def test_vision_model_locks_cv2_pil_yaml_sklearn(model_copy: Copy) -> None:
     model = model_copy("vision")
-    res = run_cli("lock", model, "--triton", "24.10", "--offline", "-q")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     locked = pins(model)
     for dist in ("opencv-python-headless", "pillow", "pyyaml", "scikit-learn", "scikit-image",
@@ -86,7 +86,7 @@ def test_vision_model_locks_cv2_pil_yaml_sklearn(model_copy: Copy) -> None:
 
 def test_unknown_import_is_an_error_naming_it(model_copy: Copy) -> None:
     model = model_copy("unknown_import")
-    res = run_cli("lock", model, "--offline")
+    res = run_cli("lock", model, "--python-from", "auto")
     assert res.exit_code == ExitCode.RESOLVE == 5
     errors = [line for line in res.stderr.splitlines() if line.startswith(("error:", "hint:"))]
     assert errors[0] == (
@@ -113,7 +113,8 @@ def test_pip_tools_resolver(model_copy: Copy) -> None:
     model = model_copy("dynamic")
     # pip-compile runs in the target's Python: Triton 24.10's 3.10 (a local CPython build),
     # not the tests' own 3.11
-    res = run_cli("lock", model, "--triton", "24.10", "--offline", "--resolver", "pip-tools", "-q")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto",
+                  "--resolver", "pip-tools", "-q")
     assert res.exit_code == 0, res.stderr
     lock = read_lock(model / "tritonpack.lock")
     assert lock.resolver == "pip-tools"
@@ -126,7 +127,7 @@ def test_pip_tools_resolver(model_copy: Copy) -> None:
 
 def test_pip_tools_refuses_another_platform(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
-    res = run_cli("lock", model, "--triton", "24.10", "--offline", "--resolver", "pip-tools",
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "--resolver", "pip-tools",
                   "--platform", "linux-aarch64")
     assert res.exit_code == ExitCode.RESOLVE
     assert res.stderr.splitlines()[-1] == (

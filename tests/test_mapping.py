@@ -82,7 +82,7 @@ def test_lock_is_byte_identical_from_a_bare_venv_and_a_crowded_one(tmp_path: Pat
                                 / "namespaces")
         env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
         res = subprocess.run([python, "-m", "packer", "lock", model, "--triton", "24.10",
-                              "--offline", "-q"], capture_output=True, text=True, env=env)
+                              "--python-from", "auto", "-q"], capture_output=True, text=True, env=env)
         assert res.returncode == 0, res.stderr
         locks.append((model / "tritonpack.lock").read_bytes())
     assert locks[0] == locks[1]

@@ -162,7 +162,7 @@ def test_conda_unpack_in_a_latin1_locale_is_not_an_internal_error(tmp_path: Path
 def test_pip_the_user_requires_is_not_pruned(model_copy: Callable[..., Path]) -> None:
     model = model_copy("plain_numpy")
     (model / "requirements.txt").write_text("numpy\npip\n")
-    res = run_cli(model, "--triton", "24.10", "--offline")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == 0, res.stderr
     with tarfile.open(model / "tritonpack-env.tar.gz") as tf:
         names = tf.getnames()
@@ -311,7 +311,7 @@ def test_the_compile_driver_leaves_no_bytecode_of_its_own_imports(
     they ship, though only hash-checked bytecode should."""
     monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path / "cold-cache"))
     model = model_copy("plain_numpy")
-    res = run_cli(model, "--triton", "24.10", "--offline", "-q")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     stamped = sorted(n for n, d in _pycs(model / "tritonpack-env.tar.gz").items()
                      if int.from_bytes(d[4:8], "little") != 1)
@@ -331,11 +331,11 @@ def test_a_warm_bytecode_store_gives_the_archive_a_cold_one_gives(
     cache = tmp_path / "cache"
     monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
     model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     first = (model / "tritonpack-env.tar.gz").read_bytes()
     shutil.rmtree(cache / "envs")
     (model / "tritonpack-env.tar.gz").unlink()
-    res = run_cli(model, "--triton", "24.10", "--offline", "--frozen", "-q")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--frozen", "-q")
     assert res.exit_code == 0, res.stderr
     second = (model / "tritonpack-env.tar.gz").read_bytes()
     assert hashlib.sha256(first).hexdigest() == hashlib.sha256(second).hexdigest()
@@ -360,12 +360,12 @@ def test_the_packing_machine_s_locale_does_not_change_the_archive(
         pytest.skip("no localedef to make a Latin-1 locale")
     model = model_copy("plain_numpy")
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q", "--no-cache").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q", "--no-cache").exit_code == 0
     first = (model / "tritonpack-env.tar.gz").read_bytes()
     (model / "tritonpack-env.tar.gz").unlink()
     monkeypatch.setenv("LOCPATH", str(loc))
     monkeypatch.setenv("LC_ALL", "en_US.ISO-8859-1")
-    res = run_cli(model, "--triton", "24.10", "--offline", "-q", "--frozen", "--no-cache")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q", "--frozen", "--no-cache")
     assert res.exit_code == 0, res.stderr
     assert (model / "tritonpack-env.tar.gz").read_bytes() == first
 

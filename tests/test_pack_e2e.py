@@ -38,7 +38,7 @@ def env_python(env: Path, code: str) -> str:
 
 def test_pack_plain_model_archive_loads_elsewhere(model_copy: Copy, tmp_path: Path) -> None:
     model = model_copy("plain_numpy")
-    res = run_cli(model, "--triton", "24.10", "--offline", "--json")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     archive = model / "tritonpack-env.tar.gz"
@@ -84,7 +84,7 @@ def test_pack_plain_model_archive_loads_elsewhere(model_copy: Copy, tmp_path: Pa
 
     config = (model / "config.pbtxt").read_bytes()
     lock = (model / "tritonpack.lock").read_bytes()
-    again = run_cli(model, "--triton", "24.10", "--offline", "--json")
+    again = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--json")
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["config_changed"] is False
     assert (model / "config.pbtxt").read_bytes() == config
@@ -96,7 +96,7 @@ def test_pack_plain_model_archive_loads_elsewhere(model_copy: Copy, tmp_path: Pa
 
 def test_pack_bundles_src_package_without_secrets(model_copy: Copy, tmp_path: Path) -> None:
     model = model_copy("with_src")
-    res = run_cli(model, "--src", SRC, "--offline", "--json")
+    res = run_cli(model, "--src", SRC, "--python-from", "auto", "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["bundled"] == ["featurize"]
@@ -116,7 +116,7 @@ def test_pack_bundles_src_package_without_secrets(model_copy: Copy, tmp_path: Pa
 
 def test_format_dir(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
-    res = run_cli(model, "--triton", "24.10", "--offline", "--format", "dir", "-q")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--format", "dir", "-q")
     assert res.exit_code == 0, res.stderr
     env = model / "tritonpack-env"
     assert env_python(env, "import sys, numpy; print(sys.prefix)") == str(env)
@@ -131,7 +131,7 @@ def test_failed_pack_leaves_previous_archive_and_config(
     model_copy: Copy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     before = snapshot(model)
 
     def half_written(root: Path, dest: Path, *args: object, **kw: object) -> tuple[str, int, int]:
@@ -141,7 +141,7 @@ def test_failed_pack_leaves_previous_archive_and_config(
     monkeypatch.setattr(pack_mod, "write_targz", half_written)
     (model / "1" / "model.py").write_text((model / "1" / "model.py").read_text() + "\n")
     before = snapshot(model)
-    res = run_cli(model, "--triton", "24.10", "--offline", "-q", "--no-cache")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q", "--no-cache")
     assert res.exit_code == 15  # "no space left on device: the disk of ... is full"
     assert snapshot(model) == before  # old archive, lock and config.pbtxt untouched
     assert not [p for p in model.iterdir() if p.name.startswith(".")]  # no temp files
@@ -149,11 +149,11 @@ def test_failed_pack_leaves_previous_archive_and_config(
 
 def test_frozen_refuses_a_stale_lock(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
-    assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     src = model / "1" / "model.py"
     src.write_text(src.read_text() + "import yaml\n")
     before = snapshot(model)
-    res = run_cli(model, "--triton", "24.10", "--offline", "--frozen")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--frozen")
     assert res.exit_code == ExitCode.LOCK == 6
     assert error_line(res.stderr).startswith(
         "error: tritonpack.lock is stale (--frozen): imports: +yaml=pyyaml")
@@ -169,7 +169,7 @@ def test_user_module_shadowed_by_an_installed_one(model_copy: Copy, tmp_path: Pa
     tp.write_text('[requirements]\npypi = ["PyYAML"]\n')
     (model / "1" / "model.py").write_text("import numpy\nimport yaml\n\n\n"
                                           "class TritonPythonModel:\n    pass\n")
-    res = run_cli(model, "--src", src, "--triton", "24.10", "--offline")
+    res = run_cli(model, "--src", src, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == ExitCode.BUILD == 8
     assert error_line(res.stderr).startswith(
         f"error: your module 'yaml' ({src / 'yaml' / '__init__.py'}) has the same name as a "
@@ -183,14 +183,14 @@ def test_hash_mismatch_names_the_file(model_copy: Copy) -> None:
     from packer.lock.pypi import Pin
 
     model = model_copy("plain_numpy")
-    assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     lock = read_lock(model / "tritonpack.lock")
     bad = Lockfile(inputs=lock.inputs, target=lock.target, resolver=lock.resolver,
                    conda=lock.conda,
                    pypi=tuple(Pin(p.name, p.version, ("sha256:" + "0" * 64,)) for p in lock.pypi))
     write_lock(model / "tritonpack.lock", bad)
     before = snapshot(model)
-    res = run_cli(model, "--frozen", "--offline", "--no-cache")
+    res = run_cli(model, "--frozen", "--python-from", "auto", "--no-cache")
     assert res.exit_code == ExitCode.BUILD
     line = error_line(res.stderr)
     assert line.startswith("error: hash mismatch installing the locked PyPI packages: ")

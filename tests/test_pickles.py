@@ -143,7 +143,7 @@ def test_numpy2_pickle_for_a_numpy1_release_is_warned(tmp_path: Path) -> None:
 def test_sklearn_pipeline_packs_and_answers_in_tritonserver(tmp_path: Path) -> None:
     """The pickle's dependency, found statically, is what makes the model load in the server."""
     model = shutil.copytree(MODELS / "sklearn_pickle", tmp_path / "sklearn_pickle")
-    res = run_cli(model, "--triton", "24.10", "--offline", "--verify", "--json")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--verify", "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["verify"]["passed"]

@@ -165,7 +165,7 @@ def test_verify_the_runtime_cannot_run_is_refused_before_anything_is_written(
         model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
     before = snapshot(model)
-    res = run_cli(model, "--offline", "--verify")
+    res = run_cli(model, "--python-from", "auto", "--verify")
     assert res.exit_code == ExitCode.RUNTIME == 13
     assert first_line(res.stderr) == DEFAULT_LINE
     assert re.fullmatch(
@@ -183,7 +183,7 @@ def test_a_misnamed_model_dir_is_refused_before_anything_is_written(tmp_path: Pa
     model = tmp_path / "renamed"
     shutil.copytree(MODELS / "plain_numpy", model)
     before = snapshot(model)
-    res = run_cli(model, "--triton", "24.10", "--offline", "--verify")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--verify")
     assert res.exit_code == ExitCode.MODEL
     assert error_line(res.stderr) == (
         "error: config.pbtxt names the model 'plain_numpy' but its directory is 'renamed': "
@@ -195,13 +195,13 @@ def test_a_misnamed_model_dir_is_refused_before_anything_is_written(tmp_path: Pa
 @pytest.mark.slow
 def test_the_lock_is_named_as_the_target_source(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == 0, res.stderr
     assert "  target  Triton 24.10, Python 3.10." in res.stdout and "(from --triton)" in res.stdout
     res = run_cli("scan", model)
     assert first_line(res.stderr) == (
         "  target  Triton 24.10 (Python 3.10, linux-64): from tritonpack.lock")
-    res = run_cli("lock", model, "--json", "--offline")
+    res = run_cli("lock", model, "--json", "--python-from", "auto")
     assert json.loads(res.stdout)["target_from"] == "tritonpack.lock"
 
 
@@ -209,7 +209,7 @@ def test_the_lock_is_named_as_the_target_source(model_copy: Copy) -> None:
 @pytest.mark.server
 def test_the_report_says_what_it_proved_and_inspect_reads_the_model_dir(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
-    res = run_cli(model, "--triton", "24.10", "--offline", "--verify")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--verify")
     assert res.exit_code == 0, res.stderr
     lines = res.stdout.splitlines()
     head = next(line for line in lines if line.startswith("verified "))
@@ -235,7 +235,7 @@ def test_the_report_says_what_it_proved_and_inspect_reads_the_model_dir(model_co
 def test_expect_on_a_decoupled_model_compares_every_response(tmp_path: Path) -> None:
     model = tmp_path / "square_int32"
     shutil.copytree(FIXTURES / "public" / "square_int32", model)
-    res = run_cli(model, "--triton", "24.10", "--offline", "--format", "dir", "-q")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--format", "dir", "-q")
     assert res.exit_code == 0, res.stderr
     inputs = tmp_path / "in.json"
     inputs.write_text('{"IN": [3]}')
@@ -260,7 +260,7 @@ def test_a_misspelt_import_is_announced_once(tmp_path: Path) -> None:
     which says the name was a guess and what it is close to."""
     model = shutil.copytree(FIXTURES / "bad" / "misspelt_import", tmp_path / "misspelt_import")
     before = snapshot(model)
-    res = run_cli(model, "--triton", "24.10", "--offline")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == ExitCode.RESOLVE == 5
     assert error_line(res.stderr) == (
         "error: import 'nmupy' (misspelt_import/1/model.py:1) needs distribution 'nmupy' "
@@ -296,7 +296,7 @@ def test_a_config_syntax_error_names_the_token_and_the_field_meant(
 def test_upgrade_package_moves_one_pin_and_keeps_the_rest(tmp_path: Path, resolver: str) -> None:
     model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "plain_numpy")
     (model / "requirements.txt").write_text("requests==2.31.0\nidna==3.4\n")
-    args = ("--triton", "24.10", "--offline", "--resolver", resolver)
+    args = ("--triton", "24.10", "--python-from", "auto", "--resolver", resolver)
     res = run_cli("lock", model, *args, "--json")
     assert res.exit_code == 0, res.stderr
     before = {p["name"]: p["version"] for p in json.loads(res.stdout)["pypi"]}
@@ -332,7 +332,7 @@ def test_uv_annotations_are_read_as_the_lock_graph() -> None:
 def test_why_names_the_import_the_declared_file_and_the_chain(tmp_path: Path) -> None:
     model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "plain_numpy")
     (model / "requirements.txt").write_text("requests\n")
-    assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     res = run_cli("why", model, "idna", "-q")
     assert res.exit_code == 0, res.stderr
     lines = res.stdout.splitlines()

@@ -83,7 +83,7 @@ def test_pack_fails_naming_the_import_its_line_and_distribution(tmp_path: Path) 
     (model / "tritonpack.toml").write_text('[imports]\nyaml = "six"\n')
     (model / "1" / "model.py").write_text("import numpy\nimport yaml\n\n\n"
                                           "class TritonPythonModel:\n    pass\n")
-    res = run_cli(model, "--triton", "24.10", "--offline")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == ExitCode.BUILD
     assert error_line(res.stderr) == (
         "error: import 'yaml' (plain_numpy/1/model.py:2) is not provided by the built "

@@ -128,7 +128,7 @@ def test_pack_keeps_what_packages_read_and_imports_them(tmp_path: Path) -> None:
     (model / "1" / "model.py").write_text("import numpy\nimport stubby\nimport testy\n\n\n"
                                           "class TritonPythonModel:\n    pass\n")
     (model / "tritonpack.toml").write_text('[imports]\nstubby = "stubby"\ntesty = "testy"\n')
-    res = run_cli(model, "--triton", "24.10", "--offline", "--find-links", wheels, "--no-cache")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--find-links", wheels, "--no-cache")
     assert res.exit_code == 0, res.stderr
     assert ("testy stopped importing after pruning (ModuleNotFoundError: No module named "
             "'testy.tests'): its package keeps its pruned files") in res.stderr

@@ -27,7 +27,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
     os.environ["TRITONPACK_CACHE"] = str(session_cache)
     repo = tmp_path_factory.mktemp("public") / "models"
     shutil.copytree(PUBLIC, repo)
-    res = run_cli(repo, "--triton", "24.10", "--offline", "--format", "dir", "-q")
+    res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--format", "dir", "-q")
     assert res.exit_code == 0, res.stderr
     return repo
 
@@ -174,7 +174,7 @@ def test_the_repository_verifies_as_a_whole(repo: Path) -> None:
     (`--with add_sub`: the model bls_sync calls by the name given in its input); the two qa
     models that cannot answer are named with their reasons (multi_file only tests imports at
     load; custom_metrics takes the server down)."""
-    res = run_cli(repo, "--triton", "24.10", "--offline", "--format", "dir", "--verify", "--json",
+    res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--format", "dir", "--verify", "--json",
                   "-q", "--with", "add_sub", "--timeout", "10")
     out = json.loads(res.stdout)
     assert sorted(v["model"] for v in out["verified"]) == sorted(

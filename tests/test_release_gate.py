@@ -42,7 +42,7 @@ def packed(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> tup
     os.environ["TRITONPACK_CACHE"] = str(session_cache)
     work = tmp_path_factory.mktemp("gate") / "project"
     shutil.copytree(FIXTURES / "repo", work / "models")
-    res = run_cli(work / "models", "--triton", "24.10", "--offline")
+    res = run_cli(work / "models", "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == 0, res.stderr
     return work / "models", res.stderr
 
@@ -169,7 +169,7 @@ def test_after_lock_the_next_step_is_the_pack(packed: tuple[Path, str], tmp_path
     model = shutil.copytree(packed[0] / "alpha", tmp_path / "alpha")
     src = model / "1" / "model.py"
     src.write_text(src.read_text() + "import yaml\n")
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == 0, res.stderr
     assert res.stdout.splitlines()[-1] == (
         f"next: tritonpack {model}   (its environment was packed from another lock: this "

@@ -118,7 +118,7 @@ def test_plain_http_only_for_loopback_or_named() -> None:
 def test_bad_reference_fails_before_any_work(tmp_path: Path) -> None:
     model = copy_model("plain_numpy", tmp_path)
     before = sorted(p.name for p in model.iterdir())
-    res = run_cli(model, "--triton", "24.10", "--offline", "--cache-to", "registry/x")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--cache-to", "registry/x")
     assert res.exit_code == 16
     assert "error: remote cache 'registry/x' is not an oci:// reference" in res.stderr
     assert sorted(p.name for p in model.iterdir()) == before
@@ -133,7 +133,7 @@ def test_two_runners_build_once(tmp_path: Path, registry: tuple[str, Path],
     ref = f"oci://{address}/tritonpack/cache"
     model = copy_model("plain_numpy", tmp_path)
     _runner(tmp_path, "a", monkeypatch, session_cache)
-    first = run_cli(model, "--triton", "24.10", "--offline", "--cache-to", ref)
+    first = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--cache-to", ref)
     assert first.exit_code == 0, first.stderr
     assert f"pushed to {ref}:" in first.stderr
     archive = model / "tritonpack-env.tar.gz"
@@ -144,7 +144,7 @@ def test_two_runners_build_once(tmp_path: Path, registry: tuple[str, Path],
     archive.unlink()
     _runner(tmp_path, "b", monkeypatch, session_cache)
     monkeypatch.setenv("TRITONPACK_CACHE_FROM", ref)
-    second = run_cli(model, "--frozen", "--offline")
+    second = run_cli(model, "--frozen", "--python-from", "auto")
     assert second.exit_code == 0, second.stderr
     assert f"pulled the environment for this lock from {ref}:" in second.stderr
     assert "MB/s" in second.stderr
@@ -164,7 +164,7 @@ def test_tampered_blob_is_refused(tmp_path: Path, registry: tuple[str, Path],
     ref = f"oci://{address}/tritonpack/cache"
     model = copy_model("plain_numpy", tmp_path)
     _runner(tmp_path, "a", monkeypatch, session_cache)
-    assert run_cli(model, "--triton", "24.10", "--offline", "--cache-to", ref,
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "--cache-to", ref,
                    "-q").exit_code == 0
     blobs = [p for p in (data / "docker/registry/v2/blobs").rglob("data")
              if p.stat().st_size > 1_000_000]
@@ -174,7 +174,7 @@ def test_tampered_blob_is_refused(tmp_path: Path, registry: tuple[str, Path],
     blobs[0].write_bytes(bytes(raw))
     before = (model / "tritonpack-env.tar.gz").read_bytes()
     _runner(tmp_path, "b", monkeypatch, session_cache)
-    res = run_cli(model, "--frozen", "--offline", "--cache-from", ref)
+    res = run_cli(model, "--frozen", "--python-from", "auto", "--cache-from", ref)
     assert res.exit_code == 16
     assert "does not match its digest" in res.stderr
     assert "refused" in res.stderr
@@ -189,7 +189,7 @@ def test_unreachable_registry_builds_locally(tmp_path: Path, monkeypatch: pytest
     model = copy_model("plain_numpy", tmp_path)
     _runner(tmp_path, "a", monkeypatch, session_cache)
     t0 = time.monotonic()
-    res = run_cli(model, "--triton", "24.10", "--offline", "--cache-from", ref,
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--cache-from", ref,
                   "--cache-to", ref)
     assert res.exit_code == 0, res.stderr
     assert time.monotonic() - t0 < 120
@@ -217,16 +217,16 @@ def test_auth_wrong_password_and_right_one(tmp_path: Path, monkeypatch: pytest.M
         monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
         monkeypatch.setenv("TRITONPACK_REGISTRY_USER", "ci")
         monkeypatch.setenv("TRITONPACK_REGISTRY_PASSWORD", "wrong-pw")
-        res = run_cli(model, "--triton", "24.10", "--offline", "--cache-to", ref)
+        res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--cache-to", ref)
         assert res.exit_code == 0, res.stderr  # a failed push is a warning
         assert f"could not push to {ref}: registry {address} refused the credentials" in res.stderr
         assert "wrong-pw" not in res.stderr + res.stdout
         monkeypatch.delenv("TRITONPACK_REGISTRY_PASSWORD")
-        res = run_cli(model, "--triton", "24.10", "--offline", "--cache-to", ref)
+        res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--cache-to", ref)
         assert (f"registry {address} requires a login and no credentials were found"
                 in res.stderr)
         monkeypatch.setenv("TRITONPACK_REGISTRY_PASSWORD", "s3cret-pw")
-        res = run_cli(model, "--triton", "24.10", "--offline", "--cache-to", ref)
+        res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--cache-to", ref)
         assert f"pushed to {ref}:" in res.stderr, res.stderr
         assert "s3cret-pw" not in res.stderr + res.stdout
         assert not list(tmp_path.rglob("config.json"))  # no credentials written anywhere
@@ -242,7 +242,7 @@ def test_concurrent_pushes_of_one_key(tmp_path: Path, registry: tuple[str, Path]
     ref = remote.parse_ref(f"oci://{address}/race/cache")
     model = copy_model("plain_numpy", tmp_path)
     cache = _runner(tmp_path, "a", monkeypatch, session_cache)
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     entry = _only_entry(cache)
     meta = json.loads((entry / "meta.json").read_text())
     errors: list[BaseException] = []
@@ -278,7 +278,7 @@ def test_dir_env_and_options_from_tritonpack_toml(tmp_path: Path, registry: tupl
     (model / "tritonpack.toml").write_text(
         f'[options]\ncache-from = "{ref}"\ncache-to = ["{ref}"]\n', encoding="utf-8")
     _runner(tmp_path, "a", monkeypatch, session_cache)
-    first = run_cli(model, "--triton", "24.10", "--offline", "--format", "dir")
+    first = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--format", "dir")
     assert first.exit_code == 0, first.stderr
     assert f"pushed to {ref}:" in first.stderr
     env = model / "tritonpack-env"
@@ -286,7 +286,7 @@ def test_dir_env_and_options_from_tritonpack_toml(tmp_path: Path, registry: tupl
     links = {str(p.relative_to(env)): os.readlink(p) for p in env.rglob("*") if p.is_symlink()}
     shutil.rmtree(env)
     _runner(tmp_path, "b", monkeypatch, session_cache)
-    second = run_cli(model, "--frozen", "--offline", "--format", "dir")
+    second = run_cli(model, "--frozen", "--python-from", "auto", "--format", "dir")
     assert second.exit_code == 0, second.stderr
     assert f"pulled the environment for this lock from {ref}:" in second.stderr
     assert sorted(str(p.relative_to(env)) for p in env.rglob("*")) == files

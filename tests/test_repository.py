@@ -22,7 +22,7 @@ def packed_repo(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -
     os.environ["TRITONPACK_CACHE"] = str(session_cache)
     repo = tmp_path_factory.mktemp("repo") / "models"
     shutil.copytree(FIXTURES / "repo", repo)
-    res = run_cli(repo, "--triton", "24.10", "--offline", "--sbom", "--no-cache", "--json")
+    res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--sbom", "--no-cache", "--json")
     assert res.exit_code == 0, res.stderr
     (repo / "result.json").write_text(res.stdout)
     return repo
@@ -94,7 +94,7 @@ def test_sbom_is_valid_cyclonedx(packed_repo: Path) -> None:
 
 
 def test_verify_the_whole_repository(packed_repo: Path) -> None:
-    res = run_cli(packed_repo, "--triton", "24.10", "--offline", "--verify", "--json")
+    res = run_cli(packed_repo, "--triton", "24.10", "--python-from", "auto", "--verify", "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     assert [v["model"] for v in out["verified"]] == ["alpha", "beta", "gamma", "pipeline"]
@@ -106,7 +106,7 @@ def test_shared_env_for_models_with_one_lock(tmp_path: Path) -> None:
     repo = tmp_path / "models"
     for name in ("alpha", "beta"):
         shutil.copytree(FIXTURES / "repo" / name, repo / name)
-    res = run_cli(repo, "--triton", "24.10", "--offline", "--shared-env", "_envs/common.tar.gz",
+    res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--shared-env", "_envs/common.tar.gz",
                   "--verify", "--json")
     assert res.exit_code == 0, res.stderr
     assert "a model dir is no longer self-contained" in json.loads(res.stdout)["warnings"][0]
@@ -122,7 +122,7 @@ def test_shared_env_for_models_with_one_lock(tmp_path: Path) -> None:
 def test_shared_env_refuses_models_that_need_different_things(tmp_path: Path) -> None:
     repo = tmp_path / "models"
     shutil.copytree(FIXTURES / "repo", repo)
-    res = run_cli(repo, "--triton", "24.10", "--offline", "--shared-env", "_envs/common.tar.gz")
+    res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--shared-env", "_envs/common.tar.gz")
     assert res.exit_code == 3
     assert error_line(res.stderr) == (
         "error: --shared-env needs one lock for all models, but gamma needs something else "

@@ -279,7 +279,7 @@ def test_lock_builds_an_sdist_only_package_once(model_copy: Copy, resolver: str)
     """Both resolvers: uv says wheels are required, pip finds no version (``offers`` then
     sees an sdist and no Python 3 wheel); the lock-only path, no pack."""
     model = model_copy("sdist_only")
-    res = run_cli("lock", model, "--triton", "24.10", "--offline", "--resolver", resolver)
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "--resolver", resolver)
     assert res.exit_code == 0, res.stderr
     lock = read_lock(model / "tritonpack.lock")
     assert lock.version == 2
@@ -307,7 +307,7 @@ def test_lock_builds_an_sdist_only_package_once(model_copy: Copy, resolver: str)
 
     first = (model / "tritonpack.lock").read_bytes()
     (model / "tritonpack.lock").unlink()
-    res = run_cli("lock", model, "--triton", "24.10", "--offline", "--resolver", resolver, "-q")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "--resolver", resolver, "-q")
     assert res.exit_code == 0, res.stderr
     assert (model / "tritonpack.lock").read_bytes() == first  # byte-identical on a re-run
 
@@ -319,7 +319,7 @@ def test_pack_installs_the_built_wheel_and_the_model_imports_it(model_copy: Copy
     a cached wheel whose bytes changed is not used: it is rebuilt from the hash-checked sdist,
     and the archive is byte-identical."""
     model = model_copy("sdist_only")
-    res = run_cli(model, "--triton", "24.10", "--offline", "--verify", "--json")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--verify", "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["verify"]["passed"]
@@ -332,7 +332,7 @@ def test_pack_installs_the_built_wheel_and_the_model_imports_it(model_copy: Copy
     wheel = entry_dir / "langdetect-1.0.9-py3-none-any.whl"
     wheel.write_bytes(wheel.read_bytes() + b"tampered")
     archive.unlink()
-    res = run_cli(model, "--triton", "24.10", "--offline", "--frozen", "--no-cache", "-q")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--frozen", "--no-cache", "-q")
     assert res.exit_code == 0, res.stderr
     assert hashlib.sha256(archive.read_bytes()).hexdigest() == digest
     entry = json.loads((entry_dir / "entry.json").read_text())
@@ -344,14 +344,14 @@ def test_a_locked_sdist_whose_bytes_changed_is_refused(model_copy: Copy) -> None
     """The sdist's hash is checked before anything of it runs (here: a lock re-signed with
     another hash, and no cached wheel for it)."""
     model = model_copy("sdist_only")
-    assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     lock = read_lock(model / "tritonpack.lock")
     bad = "sha256:" + "0" * 64
     write_lock(model / "tritonpack.lock", Lockfile(
         inputs=lock.inputs, target=lock.target, resolver=lock.resolver, conda=lock.conda,
         pypi=tuple(Pin(p.name, p.version, (bad,), p.sdist, p.build_requires) if p.sdist else p
                    for p in lock.pypi)))
-    res = run_cli(model, "--offline", "--frozen", "--no-cache")
+    res = run_cli(model, "--python-from", "auto", "--frozen", "--no-cache")
     assert res.exit_code == ExitCode.BUILD
     assert error_line(res.stderr) == (
         f"error: hash mismatch for the sdist of langdetect==1.0.9: locked {bad}, got "
@@ -363,7 +363,7 @@ def test_an_sdist_that_compiles_c_is_refused_naming_what_it_needs(tmp_path: Path
     model = tmp_path / "sdist_cext"
     shutil.copytree(MODELS / "sdist_cext", model)
     before = snapshot(model)
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == ExitCode.BUILD == 8
     assert error_line(res.stderr) == (
         "error: tritonpack-cext-probe==1.0 is published only as source and its build needs a C "
@@ -378,7 +378,7 @@ def test_a_build_requirement_whose_hash_changed_is_refused(model_copy: Copy) -> 
     file on the index (re-signed, so it reads) builds nothing; the cache has no wheel for
     these pins (the key includes them), and uv checks the hash before installing it."""
     model = model_copy("sdist_only")
-    assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     lock = read_lock(model / "tritonpack.lock")
     pin = next(p for p in lock.pypi if p.sdist)
     tool = pin.build_requires[0].split(" ")[0]
@@ -387,7 +387,7 @@ def test_a_build_requirement_whose_hash_changed_is_refused(model_copy: Copy) -> 
         inputs=lock.inputs, target=lock.target, resolver=lock.resolver, conda=lock.conda,
         pypi=tuple(Pin(p.name, p.version, p.hashes, p.sdist, (altered,)) if p.sdist else p
                    for p in lock.pypi)))
-    res = run_cli(model, "--offline", "--frozen", "--no-cache")
+    res = run_cli(model, "--python-from", "auto", "--frozen", "--no-cache")
     assert res.exit_code == ExitCode.BUILD == 8
     assert error_line(res.stderr) == (
         f"error: hash mismatch for {tool}, a build requirement of langdetect==1.0.9 pinned in "
@@ -414,7 +414,7 @@ def test_an_sdist_tritonpack_cannot_pin_is_refused_in_one_sentence(
     model = tmp_path / fixture
     shutil.copytree(MODELS / fixture, model)
     before = snapshot(model)
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == ExitCode.BUILD
     assert error_line(res.stderr) == f"error: {problem}"
     assert "Traceback" not in res.stderr
@@ -522,7 +522,7 @@ def test_lock_refuses_a_fifo_in_find_links_instead_of_hanging(tmp_path: Path) ->
                                           "    pass\n")
     env = {**os.environ, "NO_COLOR": "1"}
     done = subprocess.run([sys.executable, "-m", "packer", "lock", str(model), "--triton",
-                           "24.10", "--offline"], capture_output=True, text=True, timeout=120,
+                           "24.10", "--python-from", "auto"], capture_output=True, text=True, timeout=120,
                           env=env)
     assert done.returncode == ExitCode.RESOLVE, done.stderr
     assert error_line(done.stderr) == (
@@ -574,7 +574,7 @@ def test_an_sdist_that_ships_a_native_library_without_cc_is_refused(tmp_path: Pa
     py3-none-any, but its members say what it is."""
     model = shutil.copytree(MODELS / "sdist_native", tmp_path / "sdist_native")
     before = snapshot(model)
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == ExitCode.BUILD == 8
     assert error_line(res.stderr) == (
         "error: tritonpack-native-probe==1.0 is published only as source and its build needs a "
@@ -591,7 +591,7 @@ def test_the_sdist_build_gets_a_throwaway_home_and_none_of_tritonpacks_settings(
     monkeypatch.setenv("TRITONPACK_REGISTRY_PASSWORD", "secret")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     model = shutil.copytree(MODELS / "sdist_envprobe", tmp_path / "sdist_envprobe")
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == 0, res.stderr
     pin = next(p for p in read_lock(model / "tritonpack.lock").pypi if p.sdist)
     built = cached_wheel(pin_sdist(pin), "3.10", pin.build_requires)
@@ -616,14 +616,14 @@ def test_pack_refuses_a_re_signed_lock_whose_sdist_url_is_not_an_sdist(
     """A lock re-signed with another URL (and hash, so no cached wheel answers): nothing is
     read from it, the build stops with exit 8."""
     model = shutil.copytree(MODELS / "sdist_envprobe", tmp_path / "sdist_envprobe")
-    assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     lock = read_lock(model / "tritonpack.lock")
     bad = "sha256:" + "0" * 64
     write_lock(model / "tritonpack.lock", Lockfile(
         inputs=lock.inputs, target=lock.target, resolver=lock.resolver, conda=lock.conda,
         pypi=tuple(Pin(p.name, p.version, (bad,), url, p.build_requires) if p.sdist else p
                    for p in lock.pypi)))
-    res = run_cli(model, "--offline", "--frozen", "--no-cache")
+    res = run_cli(model, "--python-from", "auto", "--frozen", "--no-cache")
     assert res.exit_code == ExitCode.BUILD
     assert error_line(res.stderr) == "error: " + message.format(url=url)
     assert not (model / "tritonpack-env.tar.gz").exists()
@@ -635,7 +635,7 @@ def test_a_lock_nested_too_deeply_is_corrupted_not_a_crash(tmp_path: Path) -> No
     (tests/fixtures/bad/lock_nested_too_deep; test_bad_inputs runs it for every command)."""
     model = shutil.copytree(FIXTURES / "bad" / "lock_nested_too_deep", tmp_path / "deep")
     sentence = f"{model}/tritonpack.lock: corrupted: arrays or tables nested too deeply to read"
-    res = run_cli("lock", model, "--check", "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--check", "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == ExitCode.LOCK, res.stderr
     assert error_line(res.stderr) == f"error: {sentence}"
     res = run_cli("check", model)
@@ -652,7 +652,7 @@ def test_a_package_whose_only_wheel_is_for_macos_is_built_from_source(tmp_path: 
     (model / "requirements.txt").write_text("fasttext==0.9.3\n")
     (model / "1" / "model.py").write_text("import fasttext\n\n\nclass TritonPythonModel:\n"
                                           "    pass\n")
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == ExitCode.BUILD == 8, res.stderr
     assert error_line(res.stderr) == (
         "error: fasttext==0.9.3 is published only as source and its build needs a C compiler "

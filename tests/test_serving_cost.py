@@ -124,7 +124,7 @@ def archive_env(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -
     """One numpy environment for Python 3.10 (Triton 24.10), packed as an archive."""
     os.environ["TRITONPACK_CACHE"] = str(session_cache)
     model = copy_model("plain_numpy", tmp_path_factory.mktemp("bench-env"))
-    res = run_cli(model, "--triton", "24.10", "--offline", "-q")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     return model / "tritonpack-env.tar.gz"
 

@@ -61,7 +61,7 @@ def test_a_deeply_nested_journal_is_refused_and_nothing_touched(model_copy: Copy
     model = model_copy("plain_numpy")
     (model / ".tritonpack-journal.json").write_text("[" * 100_000 + "]" * 100_000)
     before = snapshot(model)
-    res = run_cli(model, "--triton", "24.10", "--offline")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == ExitCode.PACK == 9, res.stderr
     assert error_line(res.stderr) == (
         f"error: {model}/.tritonpack-journal.json: unreadable commit journal of an interrupted "

@@ -110,7 +110,7 @@ def test_a_setup_py_that_never_returns_is_stopped_at_its_deadline(
     model, pids = _model(tmp_path, "tritonpack-hang-probe", HANG)
     before = snapshot(model)
     t0 = time.monotonic()
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert time.monotonic() - t0 < 120
     assert res.exit_code == ExitCode.BUILD == 8, res.stderr
     assert error_line(res.stderr) == (
@@ -126,7 +126,7 @@ def test_a_setup_py_that_hangs_the_resolver_is_stopped_at_its_deadline(
     monkeypatch.setattr(deadlines, "RESOLVE_UV", 20.0)
     model, pids = _model(tmp_path, "tritonpack-hang-probe", HANG_METADATA)
     before = snapshot(model)
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == ExitCode.RESOLVE == 5, res.stderr
     assert error_line(res.stderr) == (
         "error: resolving the requirements did not finish within 20 s (it ran the setup.py of "
@@ -143,7 +143,7 @@ def test_a_build_whose_daemon_holds_the_pipe_neither_hangs_nor_outlives_tritonpa
     environment. The build itself succeeds, and the lock is written."""
     model, pids = _model(tmp_path, "tritonpack-daemon-probe", DAEMON)
     t0 = time.monotonic()
-    res = run_cli("lock", model, "--triton", "24.10", "--offline", "-q")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "-q")
     assert time.monotonic() - t0 < 300
     assert res.exit_code == 0, res.stderr
     assert (model / "tritonpack.lock").is_file()
@@ -185,7 +185,7 @@ def test_a_setup_requires_without_a_solution_is_the_sdists_not_the_users(
     """The user's tritonpack.toml pins nothing of it: no "relax the pin in tritonpack.toml"."""
     model, _ = _model(tmp_path, "tritonpack-sr-probe", SETUP_REQUIRES)
     before = snapshot(model)
-    res = run_cli("lock", model, "--triton", "24.10", "--offline")
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == ExitCode.BUILD == 8, res.stderr
     assert error_line(res.stderr) == (
         "error: tritonpack-sr-probe==1.0 is published only as source and its build needs "
@@ -203,7 +203,7 @@ def test_a_sigkilled_tritonpack_leaves_no_build_running(tmp_path: Path) -> None:
     the setup.py it was waiting for."""
     model, pids = _model(tmp_path, "tritonpack-hang-probe", HANG)
     run = subprocess.Popen([sys.executable, "-m", "packer", "lock", str(model), "--triton",
-                            "24.10", "--offline"], stdout=subprocess.DEVNULL,
+                            "24.10", "--python-from", "auto"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, env={**os.environ, "NO_COLOR": "1"})
     deadline = time.monotonic() + 300
     while not _started(pids):

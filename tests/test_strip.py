@@ -98,7 +98,7 @@ def test_not_elf_or_a_truncated_header_has_no_debug_sections(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_strip_is_remembered_by_the_lock_and_said_in_the_sbom(model_copy: object) -> None:
     model = model_copy("plain_numpy")  # type: ignore[operator]
-    res = run_cli(model, "--triton", "24.10", "--offline", "--strip", "--sbom")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--strip", "--sbom")
     assert res.exit_code == 0, res.stderr
     assert "--strip: debug sections out of" in res.stderr
     lock = read_lock(model / "tritonpack.lock")
@@ -106,6 +106,6 @@ def test_strip_is_remembered_by_the_lock_and_said_in_the_sbom(model_copy: object
     sbom = json.loads((model / "tritonpack-env.cdx.json").read_text())
     assert [p["name"] for p in sbom["metadata"]["properties"]] == [
         "tritonpack:triton", "tritonpack:lock", "tritonpack:strip"]
-    again = run_cli(model, "--triton", "24.10", "--offline", "--frozen")  # the lock's choice
+    again = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--frozen")  # the lock's choice
     assert again.exit_code == 0, again.stderr
     assert read_lock(model / "tritonpack.lock").content_hash == lock.content_hash

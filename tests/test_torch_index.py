@@ -34,7 +34,7 @@ def torch_model(tmp_path: Path) -> tuple[Path, Path, Path]:
 @pytest.mark.slow
 def test_unreachable_torch_index_falls_back_when_pypis_build_matches(tmp_path: Path) -> None:
     model, recipes, wheels = torch_model(tmp_path)
-    res = run_cli("lock", model, "--triton", "24.10", "--offline", "--recipes", recipes,
+    res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "--recipes", recipes,
                   "--find-links", wheels)
     assert res.exit_code == 0, res.stderr
     assert (f"note  the PyTorch index {CLOSED}/cu126 is unreachable: torch comes from the "
@@ -52,7 +52,7 @@ def test_unreachable_torch_index_falls_back_when_pypis_build_matches(tmp_path: P
 @pytest.mark.slow
 def test_unreachable_torch_index_for_another_cuda_is_refused_with_choices(tmp_path: Path) -> None:
     model, recipes, wheels = torch_model(tmp_path)
-    res = run_cli("lock", model, "--triton", "26.10", "--offline", "--recipes", recipes,
+    res = run_cli("lock", model, "--triton", "26.10", "--python-from", "auto", "--recipes", recipes,
                   "--find-links", wheels)
     assert (res.exit_code, error_line(res.stderr)) == (ExitCode.RESOLVE, (
         f"error: the PyTorch index {CLOSED}/cu130 is unreachable, and the configured indexes "
@@ -66,7 +66,7 @@ def test_unreachable_torch_index_for_another_cuda_is_refused_with_choices(tmp_pa
 @pytest.mark.slow
 def test_an_unreachable_extra_index_is_the_one_named(tmp_path: Path) -> None:
     model = copy_model("plain_numpy", tmp_path)
-    res = run_cli("lock", model, "--offline", "--extra-index-url", "http://127.0.0.1:9/extra")
+    res = run_cli("lock", model, "--python-from", "auto", "--extra-index-url", "http://127.0.0.1:9/extra")
     assert (res.exit_code, error_line(res.stderr)) == (
         ExitCode.RESOLVE, "error: the package index http://127.0.0.1:9/extra is unreachable")
 

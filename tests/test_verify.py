@@ -29,7 +29,7 @@ def env_310(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Pa
     """One numpy environment for Python 3.10 (Triton 24.10), packed as a directory."""
     os.environ["TRITONPACK_CACHE"] = str(session_cache)
     model = copy_model("plain_numpy", tmp_path_factory.mktemp("env310"))
-    res = run_cli(model, "--triton", "24.10", "--offline", "--format", "dir", "-q")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--format", "dir", "-q")
     assert res.exit_code == 0, res.stderr
     return model / "tritonpack-env"
 
@@ -208,7 +208,7 @@ def test_python_version_mismatch_is_caught_before_the_stub_hangs(env_310: Path,
 
 def test_pack_then_verify_archive(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
-    res = run_cli(model, "--triton", "24.10", "--offline", "--verify", "--json")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--verify", "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["verify"]["passed"]
@@ -223,7 +223,7 @@ def test_examples_pack_and_verify(tmp_path: Path, example: str, extra: tuple[str
     examples = Path(__file__).parents[1] / "examples"
     shutil.copytree(examples, tmp_path / "examples")
     args = [a if a != "shared_src" else str(tmp_path / "examples" / "shared_src") for a in extra]
-    res = run_cli(tmp_path / "examples" / example, *args, "--triton", "24.10", "--offline",
+    res = run_cli(tmp_path / "examples" / example, *args, "--triton", "24.10", "--python-from", "auto",
                   "--verify", "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
@@ -233,7 +233,7 @@ def test_examples_pack_and_verify(tmp_path: Path, example: str, extra: tuple[str
 
 def test_numpy2_env_is_refused_by_the_24_10_runtime(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.12", "--offline", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.12", "--python-from", "auto", "-q").exit_code == 0
     res = run_cli("verify", model, "--triton", "24.12")
     assert res.exit_code == ExitCode.RUNTIME == 13
     assert error_line(res.stderr).startswith(
@@ -325,7 +325,8 @@ def test_a_name_error_in_execute_is_a_bug_of_the_model(env_310: Path, tmp_path: 
 def test_a_config_without_backend_is_served_by_the_python_backend(tmp_path: Path) -> None:
     model = tmp_path / "no_backend"
     shutil.copytree(VERIFY / "no_backend", model)
-    res = run_cli(model, "--triton", "24.10", "--offline", "--format", "dir", "--verify", "--json")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto",
+                  "--format", "dir", "--verify", "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     note = ('config.pbtxt sets no backend: Triton serves 1/model.py with the Python backend '

@@ -58,7 +58,7 @@ def _model(model_copy: Copy, tmp_path: Path) -> tuple[Path, Path]:
     spawns = SPAWNS.format(pids=str(pids)).split("class TritonPythonModel:\n")
     (model / "1" / "model.py").write_text(
         head + spawns[0] + "class TritonPythonModel:\n" + spawns[1] + body)
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     return model, pids
 
 
@@ -125,7 +125,7 @@ class TritonPythonModel:
 def test_a_model_that_kills_the_server_is_named_as_such_not_a_load_timeout(
         model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     (model / "1" / "model.py").write_text(KILLS_SERVER)
     t0 = time.monotonic()
     res = run_cli("verify", model)

@@ -19,7 +19,7 @@ def test_an_invalid_port_is_named_not_a_refused_connection(model_copy: Copy, por
     model = model_copy("plain_numpy")
     before = snapshot(model)
     ref = f"oci://localhost:{port}/tritonpack-cache"
-    res = run_cli(model, "--triton", "24.10", "--offline", "--cache-from", ref)
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--cache-from", ref)
     assert res.exit_code == ExitCode.REMOTE == 16, res.stderr
     assert error_line(res.stderr) == (
         f"error: remote cache {ref!r}: port {port} is not a TCP port (1-65535)")

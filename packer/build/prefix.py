@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..core import network
 from ..core.cachehome import cache_dir
 from ..core.errors import BuildError, ProcessError
 from ..core.progress import NullReporter, Reporter, plural
@@ -22,7 +23,7 @@ from ..core.secrets import looks_secret, why_not_bundled
 from ..lock import conda
 from ..lock.backend import Indexes, UvBackend
 from ..lock.lockfile import Lockfile, requirements_txt
-from ..lock.pypi import pin_sdist
+from ..lock.pypi import diagnose, offline_missing, pin_sdist
 from ..lock.sdist import build_wheel, wheel_links
 from ..resolve.target import host_platform
 from ..scan.imports import ImportReport, LocalModule
@@ -109,6 +110,9 @@ def _pypi_install(lock: Lockfile, prefix: Path, python: str, credentials: tuple[
     try:
         UvBackend().install(req, interpreter, indexes)
     except ProcessError as exc:
+        if network.offline() and network.UV_OFFLINE_MISS in exc.output:
+            raise offline_missing(diagnose(exc.output).missing, "install the locked packages",
+                                  exc, BuildError) from exc
         if "hash mismatch" in exc.output.lower():
             line = next(
                 (ln.strip() for ln in exc.output.splitlines() if "mismatch" in ln.lower()), ""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..core import deadlines, proc
+from ..core import deadlines, network, proc
 from ..core.cachehome import cache_dir
 from ..core.errors import BuildError, ResolveError, TritonPackError
 from ..core.fsguard import not_regular
@@ -192,7 +192,7 @@ class UvBackend:
                 "--generate-hashes", "--no-header", *([] if annotate else ["--no-annotate"]),
                 "--python-version", target.python, "--python-platform", target.pypi_platform,
                 "--only-binary", ":all:", *_each("--no-binary", from_source),
-                "--cache-dir", cache_dir("uv"), *indexes.args(), *upgrade,
+                "--cache-dir", cache_dir("uv"), *network.uv_args(), *indexes.args(), *upgrade,
             ]
             proc.run(argv, env=env, cwd=cwd, timeout=deadlines.RESOLVE_UV)
             return out.read_text(encoding="utf-8")
@@ -207,7 +207,7 @@ class UvBackend:
             # file: bundling refuses existing names, conda-pack and pruning write or unlink
             # their own copies, --format dir is a real copy. uv copies where it cannot link.
             "--only-binary", ":all:", "--link-mode", "hardlink", "--cache-dir", cache_dir("uv"),
-            *indexes.args(), "-r", requirements,
+            *network.uv_args(), *indexes.args(), "-r", requirements,
         ], timeout=deadlines.INSTALL)
 
 
@@ -225,7 +225,7 @@ class UvBackend:
         proc.run([uv_bin(), "build", "--wheel", "--no-config",
                   "--no-python-downloads", "--python", python, "--out-dir", out,
                   "--build-constraint", constraints, "--require-hashes",
-                  "--cache-dir", cache_dir("uv"), *indexes.args(), sdist],
+                  "--cache-dir", cache_dir("uv"), *network.uv_args(), *indexes.args(), sdist],
                  env=env, cwd=cwd, timeout=deadlines.BUILD_SDIST)
 
 
@@ -265,6 +265,10 @@ class PipToolsBackend:
     name = "pip-tools"
 
     def __init__(self) -> None:
+        if network.offline():  # pip has no cache-only mode: it would ask the index
+            raise ResolveError("--resolver pip-tools cannot resolve --offline: pip asks the "
+                               "package index for every requirement",
+                               hint="use the default --resolver uv, which reads its cache")
         self.version = _pip_tools_version()  # refused before any work when not installed
 
     def compile(self, requirements: Sequence[str], target: Target, indexes: Indexes,
@@ -332,7 +336,7 @@ def _pip_tools_python(minor: str, python_from: str, pip_tools: str) -> Path:
                   tmp], timeout=deadlines.TOOL_VENV)
         proc.run([uv_bin(), "pip", "install", "--quiet", "--no-config",
                   "--python", tmp / "bin" / "python", f"pip-tools=={pip_tools}",
-                  "--cache-dir", cache_dir("uv")], timeout=deadlines.TOOL_INSTALL)
+                  "--cache-dir", cache_dir("uv"), *network.uv_args()], timeout=deadlines.TOOL_INSTALL)
         with contextlib.suppress(FileExistsError, OSError):
             tmp.rename(venv)  # atomic; a twin run that got there first keeps its venv
     finally:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core import deadlines
+from ..core import deadlines, network
 from ..core.cachehome import cache_dir
 from ..core.diskfull import no_space_error
 from ..core.errors import BuildError, ResolveError, TargetError
@@ -312,6 +312,21 @@ def verified(pkg: CondaPackage, python_from: str | None = None) -> CondaPackage:
     return dataclasses.replace(pkg, url=path.resolve().as_uri())
 
 
+def _offline_check(packages: Sequence[CondaPackage]) -> None:
+    """Under ``--offline``, every conda package to download is refused at once, by name."""
+    if not network.offline():
+        return
+    missing = [p.file_name for p in packages
+               if not p.url.startswith((LOCAL_PYTHON, "file://"))
+               and not (cache_dir("downloads") / f"{p.sha256}-{p.file_name}").is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
+                                           else "")
+        raise BuildError(f"--offline: cannot install the locked conda packages without the "
+                         f"network: {shown} {'is' if len(missing) == 1 else 'are'} not in "
+                         "tritonpack's package cache", hint=network.hint())
+
+
 def install(packages: Sequence[CondaPackage], prefix: Path,
             reporter: Reporter | None = None, python_from: str | None = None) -> None:
     """Create ``prefix`` from locked records, each archive checked against the lock's sha256
@@ -319,6 +334,7 @@ def install(packages: Sequence[CondaPackage], prefix: Path,
     extracted packages are kept per set of locked sha256s)."""
     from rattler import install as rattler_install
 
+    _offline_check(packages)
     checked = [verified(p, python_from) for p in packages]
     shelf = hashlib.sha256("".join(sorted(p.sha256 for p in packages)).encode()).hexdigest()
     try:

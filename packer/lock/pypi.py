@@ -16,7 +16,15 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from ..core.errors import BuildError, ProcessError, ProcessTimeout, ResolveError, TargetError
+from ..core import network
+from ..core.errors import (
+    BuildError,
+    ProcessError,
+    ProcessTimeout,
+    ResolveError,
+    TargetError,
+    TritonPackError,
+)
 from ..resolve.target import Target
 from .backend import BACKENDS, DEFAULT_INDEX, Backend, Indexes, Prefer, target_interpreter
 from .sdist import (
@@ -165,6 +173,8 @@ def compile_pins(
             raise _timed_out(exc, from_source) from exc
         except ProcessError as exc:
             failure = diagnose(exc.output)
+            if network.offline() and network.UV_OFFLINE_MISS in exc.output:
+                raise offline_missing(failure.missing, "resolve", exc) from exc
             more = [n for n in source_only(failure, indexes, target.pypi_platform)
                     if n not in from_source]
             if not more or len(from_source) > _MAX_FROM_SOURCE:
@@ -404,6 +414,15 @@ def _failure_error(failure: ResolveFailure, indexes: Indexes, exc: ProcessError,
         return IndexUnreachable(failed_index(failure.output, indexes), detail=exc.detail)
     return NoSolutionError(failure.missing, detail=exc.detail,
                            cause=_first_cause(failure.output), python=target_python)
+
+
+def offline_missing(missing: Sequence[str], doing: str, exc: ProcessError,
+                    error: type[TritonPackError] = ResolveError) -> TritonPackError:
+    """``--offline`` kept uv from packages its cache lacks: which ones, and the way out."""
+    names = ", ".join(missing) or "some of the packages"
+    return error(f"--offline: cannot {doing} without the network: {names} "
+                        f"{'is' if len(missing) == 1 else 'are'} not in tritonpack's package "
+                        "cache", hint=network.hint(), detail=exc.detail)
 
 
 class NoSolutionError(ResolveError):

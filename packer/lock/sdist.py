@@ -49,11 +49,12 @@ from typing import IO, BinaryIO
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_sdist_filename
 
-from ..core import deadlines
+from ..core import deadlines, network
 from ..core.atomic import atomic_write_bytes
 from ..core.cachehome import cache_dir, cache_root, reuse
 from ..core.errors import BuildError, ProcessError, ProcessTimeout
 from ..core.fsguard import not_regular, open_regular
+from ..core.redact import strip
 from .backend import NO_COMPILER, Indexes, UvBackend, build_env
 
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
@@ -86,8 +87,8 @@ class Sdist:
 
 def index_files(index: str, name: str) -> list[dict[str, object]] | None:
     """The files an index lists for ``name`` (PEP 691 JSON); [] when it has no such project,
-    None when it could not be asked."""
-    if not index.startswith(("https://", "http://")):
+    None when it could not be asked (or may not be: ``--offline``)."""
+    if not index.startswith(("https://", "http://")) or network.offline():
         return None
     import urllib.error  # with http.client and ssl: only a run that asks an index pays
     import urllib.request
@@ -195,6 +196,9 @@ def fetch(sdist: Sdist, dest: Path) -> Path:
     if not name.endswith(_SDIST_SUFFIXES) or "\\" in name:
         raise BuildError(f"{what} is locked at {shown}, which names no .tar.gz or .zip file, "
                          "so tritonpack does not fetch it", hint=relock)
+    if not local and network.offline():
+        raise BuildError(f"--offline: {what} is not in tritonpack's cache, and fetching it from "
+                         f"{strip(shown)} needs the network", hint=network.hint())
     path = dest / name
     digest = hashlib.sha256()
     try:
