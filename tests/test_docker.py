@@ -68,7 +68,7 @@ def test_an_unreachable_registry_is_the_cause_in_the_sentence(standin_image: str
     """.invalid never resolves (RFC 2606): the engine's lookup failure is the sentence's
     cause, as `lookup nvcr.io: no such host` is where NGC cannot be reached."""
     model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     res = run_cli("verify", model, "--runtime", "docker", "--image",
                   "registry.invalid/tritonserver:24.10-py3")
     assert (res.exit_code, error_line(res.stderr)) == (
