@@ -353,6 +353,21 @@ def test_why_names_the_import_the_declared_file_and_the_chain(tmp_path: Path) ->
                                              "holds certifi, ")
 
 
+@pytest.mark.slow
+def test_why_answers_for_an_import_name(tmp_path: Path) -> None:
+    """Found on a fresh clone: `why MODEL PIL` said 'PIL is not in the lock (it holds ...
+    pillow ...)'; the name model.py imports is the one a user asks about."""
+    model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "plain_numpy")
+    code = (model / "1" / "model.py").read_text()
+    (model / "1" / "model.py").write_text("import yaml\n" + code)
+    assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    res = run_cli("why", model, "yaml", "-q")
+    assert res.exit_code == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert re.fullmatch(r"pyyaml [\w.]+ \(pypi\) is in plain_numpy's lock because:", lines[0])
+    assert lines[1:] == ["  pyyaml: import yaml (plain_numpy/1/model.py:1)"]
+
+
 def test_why_without_a_lock(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
     res = run_cli("why", model, "numpy")

@@ -34,6 +34,7 @@ from .base import run
 def why_cmd(model_dir: Path, name: str, opts: Options, out: Output) -> None:
     """Say why PACKAGE is in MODEL_DIR's tritonpack.lock: the import of model.py (or of a
     bundled module), the declared file, or the chain of dependencies that brought it.
+    PACKAGE is a distribution (pillow) or a name model.py imports (PIL).
 
     \b
       tritonpack why models/my_model/ idna

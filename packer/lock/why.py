@@ -87,12 +87,23 @@ def _conda_parents(lock_conda: tuple[object, ...]) -> dict[str, tuple[str, ...]]
     return {k: tuple(v) for k, v in graph.items()}
 
 
+def _provider(ctx: Context, name: str, held: set[str]) -> str:
+    """``name`` itself, or, for an import name the lock does not hold (``PIL``, ``yaml``),
+    the distribution the scan maps it to: the user asks about what model.py says."""
+    if canonicalize_name(name) in held or name in held:
+        return name
+    row = next((r for r in ctx.requirements.rows if r.key == name and r.distribution), None)
+    return row.distribution if row is not None and row.distribution else name
+
+
 def why(ctx: Context, opts: Options, name: str) -> WhyResult:
-    """Why ``name`` is in ``ctx``'s lock."""
+    """Why ``name`` (a distribution, or an import of the model) is in ``ctx``'s lock."""
     if not ctx.lock_path.is_file():
         raise UsageError(f"{ctx.model.name} has no {ctx.lock_path.name}: nothing is locked yet",
                          hint=f"lock it first: tritonpack lock {ctx.model.path}")
     lock = read_lock(ctx.lock_path)
+    name = _provider(ctx, name, {canonicalize_name(p.name) for p in lock.pypi}
+                     | {p.name for p in lock.conda})
     want = canonicalize_name(name)
     pin = next((p for p in lock.pypi if canonicalize_name(p.name) == want), None)
     if pin is not None:
