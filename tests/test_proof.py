@@ -360,7 +360,8 @@ def test_why_answers_for_an_import_name(tmp_path: Path) -> None:
     model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "plain_numpy")
     code = (model / "1" / "model.py").read_text()
     (model / "1" / "model.py").write_text("import yaml\n" + code)
-    assert run_cli("lock", model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    res = run_cli("lock", model, "--triton", "24.10", "-q")
+    assert res.exit_code == 0, res.stderr
     res = run_cli("why", model, "yaml", "-q")
     assert res.exit_code == 0, res.stderr
     lines = res.stdout.splitlines()
