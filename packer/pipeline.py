@@ -215,7 +215,9 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
     hit = envcache.lookup(key, since)
     pulls, pushes = remote_refs(ctx.options)
     transfers: list[remote.Transfer] = []
-    if hit is None and since is None and pulls and remote.fetch(pulls, key, rep, transfers):
+    expect = remote.Expect(ctx.target, locked.lock.content_hash, allow_incompatible)
+    if hit is None and since is None and pulls and remote.fetch(pulls, key, rep, transfers,
+                                                                expect):
         hit = envcache.lookup(key)
     committed = None
     if hit is not None:
@@ -225,9 +227,8 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                 staged = Staged(tmp, hit.archive_at(dest))
                 rep.done("cache", f"reused the environment for this lock ({key[:12]})",
                          time.monotonic() - t0)
-                licenses = {str(k): str(v) for k, v in hit.meta.get("licenses", [])}
-                files = tuple((str(a), str(b)) for a, b in hit.meta.get("bundled_files", []))
-                sbom_file = _sbom(ctx, locked, dest, licenses, files) if sbom else None
+                sbom_file = (_sbom(ctx, locked, dest, dict(hit.meta.licenses),
+                                   hit.meta.bundled_files) if sbom else None)
                 committed = _commit(ctx, locked, staged, plan, value, sbom_file)
             else:
                 rep.note(f"the cached environment for this lock ({key[:12]}) differs from the "
@@ -236,8 +237,7 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                 hit = None
     if committed is not None and hit is not None:
         written, patched = committed
-        bundled = tuple(hit.meta.get("bundled", ()))
-        skipped = tuple(hit.meta.get("skipped", ()))
+        bundled, skipped = hit.meta.bundled, hit.meta.skipped
     else:  # --no-cache (since): the stores are written, not read (storefile.distrusted)
         with key_lock(key), distrusted(since is not None):
             prefix = build(locked.lock, ctx.report, rep, key=key,
@@ -254,21 +254,25 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                               locked=tuple(p.name for p in locked.lock.pypi),
                               bundled=prefix.bundled_files,
                               **ctx.report.to_import()) as staged:
-                    envcache.store(key, staged.tmp, staged.archive,
-                                   {"bundled": list(bundled), "skipped": list(skipped),
-                                    "licenses": [list(x) for x in prefix.licenses],
-                                    "bundled_files": [list(x) for x in prefix.bundled_files]},
-                                   replace_older_than=since)
+                    envcache.store(key, staged.tmp, envcache.describe(
+                        staged.archive, bundled=tuple(bundled), skipped=tuple(skipped),
+                        licenses=tuple(prefix.licenses),
+                        bundled_files=tuple(prefix.bundled_files)), replace_older_than=since)
                     sbom_file = (_sbom(ctx, locked, dest, dict(prefix.licenses),
                                        prefix.bundled_files) if sbom else None)
                     written, patched = _commit(ctx, locked, staged, plan, value, sbom_file)
             finally:
                 shutil.rmtree(prefix.path.parent, ignore_errors=True)
-    if pushes and (entry := envcache.lookup(key)) is not None:
-        remote.publish(pushes, key, entry.path, entry.meta, _annotations(ctx, locked),
-                       rep, transfers)
-    if transfers:
-        remote.record(transfers)
+    try:
+        if pushes and (entry := envcache.lookup(key)) is not None:
+            remote.publish(pushes, key, entry.path, entry.meta, _annotations(ctx, locked),
+                           rep, transfers)
+        if transfers:
+            remote.record(transfers)
+    except KeyboardInterrupt as exc:  # the commit is done: say so, not "nothing changed"
+        raise AfterCommit(f"interrupted ({str(exc) or 'SIGINT'}) while pushing to the remote "
+                          "cache, after the commit: the new environment, lock and config.pbtxt "
+                          "are all in place") from exc
     if not locked.reused:
         rep.done("lock", f"{'wrote' if written else 'unchanged'} {ctx.lock_path.name}", 0.0)
         locked = LockResult(locked.lock, locked.path, written, False, ctx)

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from packer.caches import meta as entrymeta
 from packer.caches import remote
+from packer.caches.meta import EntryMeta
 from packer.core.errors import RemoteCacheError
 from tests.conftest import copy_model, run_cli
 
@@ -244,7 +246,7 @@ def test_concurrent_pushes_of_one_key(tmp_path: Path, registry: tuple[str, Path]
     cache = _runner(tmp_path, "a", monkeypatch, session_cache)
     assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     entry = _only_entry(cache)
-    meta = json.loads((entry / "meta.json").read_text())
+    meta = entrymeta.read((entry / "meta.json").read_bytes())
     errors: list[BaseException] = []
 
     def one() -> None:
@@ -318,7 +320,8 @@ def test_a_pushed_environment_with_an_escaping_link_is_refused(tmp_path: Path,
         tar.addfile(link)
     sha = hashlib.sha256(archive.read_bytes()).hexdigest()
     key = "f" * 64
-    remote.push(ref, key, archive, {"format": "tar.gz", "sha256": sha}, {"triton": "24.10"})
+    remote.push(ref, key, archive, EntryMeta("tar.gz", archive.stat().st_size, 2, sha, "3.10"),
+                {"triton": "24.10"})
     work = tmp_path / "pulled"
     work.mkdir()
     with pytest.raises(RemoteCacheError) as err:
@@ -326,3 +329,117 @@ def test_a_pushed_environment_with_an_escaping_link_is_refused(tmp_path: Path,
     assert err.value.message == (f"{ref}:ffffffffffff: the pulled environment holds an unsafe "
                                  "entry (symlink lib/evil -> /etc leaves the environment): "
                                  "refused")
+
+
+# -- a pulled environment passes the gate a local build passes, and matches this lock ----------
+
+def _variant(src: Path, dest: Path, change: str) -> None:
+    """``src`` (a real packed archive) rewritten: without bin/python3, stamped for another
+    lock, or with a sitecustomize.py no package owns."""
+    import io
+    import tarfile
+
+    with tarfile.open(src, "r:gz") as tin, tarfile.open(dest, "w:gz", compresslevel=1) as tout:
+        for member in tin:
+            data = tin.extractfile(member).read() if member.isreg() else None
+            if change == "no-python" and member.name == "bin/python3":
+                continue
+            if change == "other-lock" and member.name == "tritonpack.json":
+                stamp = {**json.loads(data or b"{}"), "lock": "sha256:" + "0" * 64}
+                data = json.dumps(stamp).encode()
+                member.size = len(data)
+            tout.addfile(member, io.BytesIO(data) if data is not None else None)
+        if change == "sitecustomize":
+            hook = b"import os; os.system('echo pwned')\n"
+            info = tarfile.TarInfo("lib/python3.10/site-packages/sitecustomize.py")
+            info.size = len(hook)
+            tout.addfile(info, io.BytesIO(hook))
+
+
+GATE = {
+    "no-python": "fails the checks a local build passes (the environment has no bin/python3: "
+                 "Triton would silently run the model on its own Python)",
+    "other-lock": "was not packed from this lock (its stamp says 'sha256:000000000000')",
+    "sitecustomize": "fails the checks a local build passes (unsafe entry: "
+                     "lib/python3.10/site-packages/sitecustomize.py runs at every start of the "
+                     "environment's Python and no installed package owns it)",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", list(GATE))
+def test_a_pulled_environment_passes_the_local_gate_and_matches_the_lock(
+        tmp_path: Path, registry: tuple[str, Path], monkeypatch: pytest.MonkeyPatch,
+        session_cache: Path, change: str) -> None:
+    """Digests prove only that blobs match a manifest anyone with push rights writes: an
+    environment without bin/python3, one packed for another lock or one carrying a start-up
+    hook is refused (exit 16), and nothing in the model dir or the cache changes."""
+    address, _ = registry
+    ref = f"oci://{address}/gate/cache"
+    model = copy_model("plain_numpy", tmp_path)
+    cache = _runner(tmp_path, "a", monkeypatch, session_cache)
+    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    entry = _only_entry(cache)
+    bad = tmp_path / "bad.tar.gz"
+    _variant(entry / "env.tar.gz", bad, change)
+    sha = hashlib.sha256(bad.read_bytes()).hexdigest()
+    meta = entrymeta.read((entry / "meta.json").read_bytes())
+    meta = EntryMeta(**{**meta.__dict__, "sha256": sha, "size": bad.stat().st_size})
+    remote.push(remote.parse_ref(ref), entry.name, bad, meta, {"triton": "24.10"})
+    (model / "tritonpack-env.tar.gz").unlink()
+    before = {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()}
+    _runner(tmp_path, "b", monkeypatch, session_cache)
+    res = run_cli(model, "--frozen", "--offline", "--cache-from", ref)
+    assert res.exit_code == 16, res.stderr
+    assert [line for line in res.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {ref}:{entry.name[:12]}: the pulled environment {GATE[change]}: refused"]
+    assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before
+    assert not any((tmp_path / "cache-b" / "envs").glob("[0-9a-f]*"))
+
+
+@pytest.mark.slow
+def test_a_bad_local_entry_is_dropped_and_rebuilt(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  session_cache: Path) -> None:
+    """A meta.json that is not tritonpack's (adopted by an older tritonpack from a registry,
+    or edited) makes no run exit 70: the entry is dropped and the lock built again."""
+    model = copy_model("plain_numpy", tmp_path)
+    cache = _runner(tmp_path, "a", monkeypatch, session_cache)
+    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    entry = _only_entry(cache)
+    (entry / "meta.json").write_text(json.dumps({"sha256": "0" * 64}))
+    res = run_cli(model, "--triton", "24.10", "--offline")
+    assert res.exit_code == 0, res.stderr
+    assert "reused the environment" not in res.stderr
+    assert entrymeta.read((_only_entry(cache) / "meta.json").read_bytes()).format == "tar.gz"
+    again = run_cli(model, "--triton", "24.10", "--offline")
+    assert again.exit_code == 0 and "reused the environment for this lock" in again.stderr
+
+
+@pytest.mark.slow
+def test_sigint_during_the_push_says_the_commit_is_in_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> None:
+    import signal
+
+    from tests.conftest import interrupt_expected
+
+    model = copy_model("plain_numpy", tmp_path)
+    _runner(tmp_path, "a", monkeypatch, session_cache)
+    monkeypatch.setattr(remote, "exists", lambda ref, key: False)
+
+    def interrupted(*args: object, **kwargs: object) -> remote.Transfer:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+        raise AssertionError("not interrupted")
+
+    monkeypatch.setattr(remote, "push", interrupted)
+    with interrupt_expected():
+        res = run_cli(model, "--triton", "24.10", "--offline", "--cache-to",
+                      "oci://127.0.0.1:9/cache")
+    assert res.exit_code == 130
+    assert res.stderr.strip().splitlines()[-1] == (
+        "interrupted (SIGINT) while pushing to the remote cache, after the commit: the new "
+        "environment, lock and config.pbtxt are all in place")
+    assert "nothing in the model directory was changed" not in res.stderr
+    assert (model / "tritonpack-env.tar.gz").is_file() and (model / "tritonpack.lock").is_file()
+    assert run_cli("check", model).exit_code == 0

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 from ..core.cachehome import reuse
 from ..core.errors import PackError
-from ..core.fsguard import not_regular
+from ..core.fsguard import not_regular, open_regular
 from ..core.reproducible import normalised
 from ..core.storefile import open_entry, real_dir
 from ..resolve.target import Target
@@ -34,6 +34,7 @@ from .targz import BLOCK, IDENTITY, ParallelGzipWriter
 
 DEFAULT_LEVEL = 4  # the knee measured by bench/: level 6 took 2.2x longer for 3.6 % less
 STAMP = "tritonpack.json"  # the archive's first entry: which lock it was packed from
+_STAMP_LIMIT = 1 << 20
 
 
 def entries(root: Path) -> list[Path]:
@@ -88,20 +89,31 @@ def write_stamp(root: Path, lock_hash: str, target: Target | None = None,
 
 
 def read_stamp(env: Path) -> dict[str, Any] | None:
-    """The stamp of an archive (its first entry) or a directory env; None if it has none."""
+    """The stamp of an archive (its first entry) or a directory env; None if it has none, or
+    one that is not a small JSON object in a regular file (a FIFO would block the reader, a
+    huge or deeply nested one is no stamp tritonpack writes)."""
     try:
         if env.is_dir():
-            return dict(json.loads((env / STAMP).read_text(encoding="utf-8")))
-        if not_regular(env) is not None:  # a FIFO would block the reader
-            return None
-        with tarfile.open(env, "r:gz") as tar:
-            first = tar.next()
-            if first is None or first.name != STAMP:
+            fh = open_regular(env / STAMP, follow=False)
+            if isinstance(fh, str):
                 return None
-            fh = tar.extractfile(first)
-            return dict(json.loads(fh.read())) if fh else None
-    except (OSError, ValueError, tarfile.TarError, EOFError):
+            with fh:
+                data = fh.read(_STAMP_LIMIT + 1)
+        else:
+            if not_regular(env) is not None:
+                return None
+            with tarfile.open(env, "r:gz") as tar:
+                first = tar.next()
+                if first is None or first.name != STAMP or first.size > _STAMP_LIMIT:
+                    return None
+                member = tar.extractfile(first)
+                if member is None:
+                    return None
+                data = member.read(_STAMP_LIMIT + 1)
+        stamp = json.loads(data) if len(data) <= _STAMP_LIMIT else None
+    except (OSError, ValueError, RecursionError, tarfile.TarError, EOFError, zlib.error):
         return None
+    return stamp if isinstance(stamp, dict) else None
 
 
 def _tarinfo(root: Path, path: Path) -> tarfile.TarInfo:

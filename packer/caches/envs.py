@@ -19,7 +19,7 @@ import shutil
 import stat
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,10 @@ from ..core.integrity import clone_or_copy, manifest, sha256_file
 from ..core.storefile import open_entry, real_dir
 from ..pack.prune import PruneReport, tree_size
 from ..pack.stage import EnvArchive, PackOptions
+from . import meta as entrymeta
+from .meta import EntryMeta, MetaError
 
-FORMAT = 7  # bump when what an archive holds for a given lock changes
+FORMAT = 8  # bump when what an archive holds for a given lock changes (8: typed metadata)
 ARCHIVE = "env.tar.gz"
 DIRECTORY = "env"
 
@@ -46,18 +48,13 @@ def cache_key(lock_hash: str, options: PackOptions, bundled_digest: str) -> str:
 class Entry:
     key: str
     path: Path  # the archive file or the env directory
-    meta: dict[str, Any]
+    meta: EntryMeta
 
     def archive_at(self, dest: Path) -> EnvArchive:
         m = self.meta
-        pruned = PruneReport({k: (int(v[0]), int(v[1])) for k, v in m["pruned"].items()},
-                             tuple(m.get("kept", ())))
-        return EnvArchive(dest, str(m["format"]), int(m["size"]), int(m["files"]),
-                          str(m["sha256"]), str(m["python"]), pruned,
-                          tuple((str(a), int(b)) for a, b in m["largest"]),
-                          tuple((str(a), str(b)) for a, b in m.get("findings", ())),
-                          tuple((str(a), str(b)) for a, b in m.get("manifest", ())),
-                          unpacked=int(m.get("unpacked", 0)))
+        pruned = PruneReport({rule: (n, b) for rule, n, b in m.pruned}, m.kept)
+        return EnvArchive(dest, m.format, m.size, m.files, m.sha256, m.python, pruned,
+                          m.largest, m.findings, m.manifest, unpacked=m.unpacked)
 
 
 def _entry_dir(key: str) -> Path:
@@ -79,15 +76,16 @@ def lookup(key: str, since: float | None = None) -> Entry | None:
         return None
     try:
         with fh:
-            meta = json.loads(fh.read().decode("utf-8"))
-        if not isinstance(meta, dict):
-            return None
-        if since is not None and float(meta.get("created", 0)) < since:
-            return None
-    except (OSError, ValueError, AttributeError, TypeError):
+            meta = entrymeta.read(fh.read(entrymeta.LIMIT + 1))
+    except OSError:
         return None
-    path = base / (DIRECTORY if meta.get("format") == "dir" else ARCHIVE)
-    if meta.get("format") == "dir":
+    except MetaError:
+        evict(key)  # not metadata tritonpack writes: dropped, the lock is built again
+        return None
+    if since is not None and meta.created < since:
+        return None
+    path = base / (DIRECTORY if meta.format == "dir" else ARCHIVE)
+    if meta.format == "dir":
         if not real_dir(path):
             return None
     else:
@@ -119,10 +117,10 @@ def place(src: Path, tmp: Path, fmt: str) -> bool:
 def intact(entry: Entry, placed: Path) -> bool:
     """Whether ``placed`` (a copy of the entry) holds exactly the bytes recorded for it."""
     m = entry.meta
-    if m.get("format") == "dir":
-        want = {str(a): str(b) for a, b in m.get("manifest", ())}
+    if m.format == "dir":
+        want = dict(m.manifest)
         return bool(want) and manifest(placed) == want
-    return bool(m.get("sha256")) and sha256_file(placed) == m["sha256"]
+    return bool(m.sha256) and sha256_file(placed) == m.sha256
 
 
 def evict(key: str) -> None:
@@ -130,7 +128,20 @@ def evict(key: str) -> None:
     shutil.rmtree(cache_root() / "envs" / key, ignore_errors=True)
 
 
-def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any],
+def describe(archive: EnvArchive, *, bundled: tuple[str, ...] = (),
+             skipped: tuple[str, ...] = (), licenses: tuple[tuple[str, str], ...] = (),
+             bundled_files: tuple[tuple[str, str], ...] = ()) -> EntryMeta:
+    """The metadata of an entry for ``archive`` (what a cache hit needs besides the env)."""
+    return EntryMeta(
+        format=archive.format, size=archive.size, files=archive.files, sha256=archive.sha256,
+        python=archive.python, unpacked=archive.unpacked,
+        pruned=tuple((k, v[0], v[1]) for k, v in archive.pruned.removed.items()),
+        kept=tuple(archive.pruned.kept), largest=tuple(archive.largest),
+        findings=tuple(archive.findings), manifest=tuple(archive.manifest), bundled=bundled,
+        skipped=skipped, licenses=licenses, bundled_files=bundled_files, created=time.time())
+
+
+def store(key: str, staged_path: Path, meta: EntryMeta,
           replace_older_than: float | None = None) -> None:
     """Add a freshly packed env to the store (atomically; a concurrent twin is fine)."""
     final = cache_root() / "envs" / key
@@ -141,22 +152,12 @@ def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any
     sweep(cache_dir("envs"), [".partial-"])  # left by a killed run
     work = Path(tempfile.mkdtemp(prefix=tagged(".partial-"), dir=cache_dir("envs")))
     try:
-        if archive.format == "dir":
+        if meta.format == "dir":
             shutil.copytree(staged_path, work / DIRECTORY, symlinks=True,
                             copy_function=clone_or_copy)
         else:
             clone_or_copy(staged_path, work / ARCHIVE)
-        meta = {
-            "format": archive.format, "size": archive.size, "files": archive.files,
-            "unpacked": archive.unpacked,
-            "sha256": archive.sha256, "python": archive.python,
-            "pruned": {k: list(v) for k, v in archive.pruned.removed.items()},
-            "kept": list(archive.pruned.kept), "largest": [list(x) for x in archive.largest],
-            "findings": [list(x) for x in archive.findings],
-            "manifest": [list(x) for x in archive.manifest],
-            "created": time.time(), **extra,
-        }
-        (work / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        (work / "meta.json").write_bytes(meta.render())
         work.chmod(0o755)
         os.replace(work, final)
     except OSError:
@@ -165,7 +166,7 @@ def store(key: str, staged_path: Path, archive: EnvArchive, extra: dict[str, Any
         shutil.rmtree(work, ignore_errors=True)
 
 
-def adopt(key: str, pulled: Path, meta: dict[str, Any]) -> None:
+def adopt(key: str, pulled: Path, meta: EntryMeta) -> None:
     """Move an environment pulled from a remote cache (already verified) into the store."""
     final = cache_root() / "envs" / key
     if final.exists():
@@ -174,8 +175,7 @@ def adopt(key: str, pulled: Path, meta: dict[str, Any]) -> None:
     try:
         name = DIRECTORY if pulled.is_dir() else ARCHIVE
         os.replace(pulled, work / name)
-        (work / "meta.json").write_text(json.dumps({**meta, "created": time.time()}, indent=2),
-                                        encoding="utf-8")
+        (work / "meta.json").write_bytes(replace(meta, created=time.time()).render())
         work.chmod(0o755)
         os.replace(work, final)
     except OSError:
@@ -299,5 +299,3 @@ def _prune_store(base: Path, cutoff: float) -> tuple[int, int]:
     finally:
         os.close(top)
     return removed, freed
-
-

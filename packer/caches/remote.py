@@ -18,6 +18,8 @@ helpers); this module adds what a cache needs around it:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,22 +29,28 @@ import socket
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..archive.writer import read_stamp
 from ..core.atomic import atomic_write_bytes
 from ..core.cachehome import cache_dir, cache_root
-from ..core.errors import RemoteCacheError, RemoteIntegrityError
+from ..core.debris import sweep, tagged
+from ..core.errors import PackError, RemoteCacheError, RemoteIntegrityError
 from ..core.integrity import manifest as file_manifest
 from ..core.progress import Reporter
 from ..core.redact import redact
 from ..core.reproducible import anonymous
 from ..core.storefile import open_entry
 from ..core.version import install_hint
-from ..envcheck.inspect import first_unsafe_entry
+from ..envcheck.inspect import check_compatible, first_unsafe_entry
+from ..resolve.target import Target
+from . import meta as entrymeta
+from .deadline import ENV_TIMEOUT, Deadline, budget
+from .meta import EntryMeta, MetaError
 
 SCHEME = "oci://"
 CONFIG_MEDIA = "application/vnd.tritonpack.env.config.v1+json"  # the artifact's type
@@ -57,6 +65,9 @@ ENV_FROM = "TRITONPACK_CACHE_FROM"
 ENV_TO = "TRITONPACK_CACHE_TO"
 ENV_USER = "TRITONPACK_REGISTRY_USER"
 ENV_PASSWORD = "TRITONPACK_REGISTRY_PASSWORD"  # noqa: S105 (a variable's name, not a secret)
+MANIFEST_LIMIT = 4 << 20  # bytes: what registries accept for a manifest
+BLOB_LIMIT = 1 << 40  # bytes a layer may declare
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _REPO = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 _HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?")
 
@@ -130,7 +141,7 @@ def refs_from(values: Iterable[str], insecure: Iterable[str] = ()) -> tuple[Remo
 
 # -- the client: the oras SDK with bounded time and the right auth scheme --------------------
 
-def _ping(ref: RemoteRef) -> str:
+def _ping(ref: RemoteRef, deadline: Deadline) -> str:
     """``GET /v2/`` with a short timeout: the auth scheme the registry asks for ('' for none).
     An unreachable registry fails here in seconds, not after the SDK's minutes of retries."""
     import requests  # the oras SDK's own HTTP library (installed with it)
@@ -139,8 +150,14 @@ def _ping(ref: RemoteRef) -> str:
         with socket.create_connection((ref.host.strip("[]"), ref.port), timeout=CONNECT_TIMEOUT):
             pass
         scheme = "http" if ref.insecure else "https"
-        resp = requests.get(f"{scheme}://{ref.registry}/v2/", timeout=(CONNECT_TIMEOUT, 30))
+        with requests.Session() as session:
+            deadline.mount(session)
+            resp = session.get(f"{scheme}://{ref.registry}/v2/", timeout=(CONNECT_TIMEOUT, 30),
+                               stream=True)
+            resp.close()
     except (OSError, requests.RequestException) as exc:
+        if deadline.expired:
+            raise _too_slow(ref, deadline) from exc
         raise RemoteCacheError(f"registry {ref.registry} is unreachable: {_why(exc)}",
                                hint=_insecure_hint(ref, exc)) from exc
     if resp.status_code == 401:
@@ -163,6 +180,32 @@ def _why(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _too_slow(ref: RemoteRef, deadline: Deadline) -> RemoteCacheError:
+    return RemoteCacheError(f"registry {ref.registry} was too slow: {deadline.what} took more "
+                            f"than {deadline.seconds:.0f} s", hint="the registry or the network "
+                            f"is slow; {ENV_TIMEOUT} sets the budget in seconds")
+
+
+@contextlib.contextmanager
+def _bounded(ref: RemoteRef, deadline: Deadline) -> Iterator[None]:
+    """Any failure of the network or of the SDK is one RemoteCacheError (a miss and a
+    warning), said as too slow when the deadline cut it off."""
+    import requests
+
+    try:
+        yield
+    except RemoteCacheError:
+        raise
+    except (requests.RequestException, OSError, ValueError, KeyError, TypeError,
+            AttributeError) as exc:
+        if deadline.expired:
+            raise _too_slow(ref, deadline) from exc
+        raise RemoteCacheError(f"registry {ref.registry}: {deadline.what} failed: "
+                               f"{_why(exc)}") from exc
+    finally:
+        deadline.cancel()
+
+
 def _insecure_hint(ref: RemoteRef, exc: BaseException) -> str | None:
     if not ref.insecure and "WRONG_VERSION_NUMBER" in str(exc):
         return (f"a plain-HTTP registry: pass --insecure-registry {ref.registry} "
@@ -176,14 +219,14 @@ def _docker_config() -> str | None:
     return str(path) if path.is_file() else None
 
 
-def _client(ref: RemoteRef) -> Any:
+def _client(ref: RemoteRef, deadline: Deadline) -> Any:
     try:
         from oras.provider import Registry
     except ImportError as exc:
         raise RemoteCacheError("remote caches need the oras SDK, which is not installed",
                                hint=install_hint("remote")) from exc
 
-    scheme = _ping(ref)
+    scheme = _ping(ref, deadline)
 
     class _Bounded(Registry):  # type: ignore[misc]
         """The SDK's request path without its minutes-long retry loop."""
@@ -193,6 +236,7 @@ def _client(ref: RemoteRef) -> Any:
 
     client = _Bounded(hostname=ref.registry, insecure=ref.insecure,
                       auth_backend="basic" if scheme == "basic" else "token")
+    deadline.mount(client.session)
     client.session.request = partial(client.session.request,
                                      timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
     if scheme:
@@ -243,101 +287,240 @@ class Pulled:
     """An environment pulled and verified, in a private temp dir until the cache adopts it."""
 
     path: Path  # the archive file or the env directory
-    meta: dict[str, Any]
+    meta: EntryMeta
     transfer: Transfer
 
 
-def _manifest_request(ref: RemoteRef, key: str, method: str) -> tuple[Any, Any, Any]:
-    """(client, container, response) of a GET or HEAD of ``key``'s manifest."""
-    client = _client(ref)
-    container = client.get_container(ref.target(key))
-    resp = client.do_request(f"{client.prefix}://{container.manifest_url()}", method,
-                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
-    return client, container, resp
+@dataclass(frozen=True)
+class Expect:
+    """What a pulled environment must be to be used: packed from this lock (the hash in its
+    stamp), and passing the gate a local build's output passes, for this target."""
+
+    target: Target
+    lock_hash: str
+    allow_incompatible: bool = False
+
+
+@dataclass(frozen=True)
+class Layer:
+    media: str
+    digest: str
+    size: int
+
+
+def _layers(manifest: Any, where: str) -> tuple[dict[str, Layer], dict[str, Any]]:
+    """The layers of a manifest by media type, and its annotations; a manifest of any other
+    shape is not a tritonpack environment (a miss, said once)."""
+    def odd(why: str) -> RemoteCacheError:
+        return RemoteCacheError(f"{where}: the registry's manifest {why}")
+
+    if not isinstance(manifest, dict):
+        raise odd("is not a JSON object")
+    config = manifest.get("config")
+    media = config.get("mediaType") if isinstance(config, dict) else None
+    if media != CONFIG_MEDIA:
+        raise RemoteCacheError(f"{where} is not a tritonpack environment "
+                               f"(config {str(media)[:80]!r})")
+    items = manifest.get("layers")
+    if not isinstance(items, list) or not 0 < len(items) <= 16:
+        raise odd("has no list of layers")
+    layers: dict[str, Layer] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            raise odd("lists a layer that is not an object")
+        kind, digest, size = item.get("mediaType"), item.get("digest"), item.get("size")
+        if not (isinstance(kind, str) and isinstance(digest, str) and _DIGEST.fullmatch(digest)):
+            raise odd("lists a layer without a media type and a sha256 digest")
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= BLOB_LIMIT:
+            raise odd(f"lists a layer of size {str(size)[:40]}")
+        layers[kind] = Layer(kind, digest, size)
+    annotations = manifest.get("annotations", {})
+    return layers, annotations if isinstance(annotations, dict) else {}
+
+
+def _read_body(resp: Any, limit: int, what: str, where: str) -> bytes:
+    """An answer's body, refused beyond ``limit`` bytes (its declared length first)."""
+    declared = str(resp.headers.get("Content-Length", ""))
+    if declared.isdigit() and int(declared) > limit:
+        raise RemoteCacheError(f"{where}: the registry's {what} is {int(declared)} bytes, more "
+                               f"than the {limit} a tritonpack {what} may be")
+    body = bytearray()
+    for chunk in resp.iter_content(chunk_size=1 << 16):
+        body += chunk
+        if len(body) > limit:
+            raise RemoteCacheError(f"{where}: the registry's {what} runs past {limit} bytes, "
+                                   f"more than a tritonpack {what} may be")
+    return bytes(body)
+
+
+def _json(raw: bytes, what: str, where: str) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        why = "nested too deeply" if isinstance(exc, RecursionError) else "not JSON"
+        raise RemoteCacheError(f"{where}: the registry's {what} is {why}") from exc
 
 
 def pull(ref: RemoteRef, key: str, work: Path) -> Pulled | None:
-    """The environment for ``key`` from ``ref`` into ``work``, verified; None when absent."""
-    client, container, resp = _manifest_request(ref, key, "GET")
+    """The environment for ``key`` from ``ref`` into ``work``, verified; None when absent.
+    Every phase has a deadline and every read a bound (the size the manifest declares)."""
+    deadline = Deadline()
+    with _bounded(ref, deadline):
+        return _pull(ref, key, work, deadline)
+
+
+def _pull(ref: RemoteRef, key: str, work: Path, deadline: Deadline) -> Pulled | None:
+    where = f"{ref}:{key[:12]}"
+    deadline.phase(budget(), "reading the manifest")
+    client = _client(ref, deadline)
+    container = client.get_container(ref.target(key))
+    resp = client.do_request(f"{client.prefix}://{container.manifest_url()}", "GET",
+                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+                             stream=True)
     if resp.status_code == 404:
         return None
     _check(resp, ref, "reading the manifest")
-    manifest = resp.json()
-    if manifest.get("config", {}).get("mediaType") != CONFIG_MEDIA:
-        raise RemoteCacheError(f"{ref}:{key[:12]} is not a tritonpack environment "
-                               f"(config {manifest.get('config', {}).get('mediaType')!r})")
-    t0 = time.monotonic()
-    layers = {layer.get("mediaType"): layer for layer in manifest.get("layers", [])}
+    layers, annotations = _layers(_json(_read_body(resp, MANIFEST_LIMIT, "manifest", where),
+                                        "manifest", where), where)
     env_layer = layers.get(ARCHIVE_MEDIA) or layers.get(DIR_MEDIA)
-    if env_layer is None or META_MEDIA not in layers:
-        raise RemoteCacheError(f"{ref}:{key[:12]} lacks its environment or its metadata layer")
-    meta_file = _download(client, container, layers[META_MEDIA], work / "meta.json", ref)
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    meta_layer = layers.get(META_MEDIA)
+    if env_layer is None or meta_layer is None:
+        raise RemoteCacheError(f"{where} lacks its environment or its metadata layer")
+    if meta_layer.size > entrymeta.LIMIT:
+        raise RemoteCacheError(f"{where}: the registry's metadata is {meta_layer.size} bytes, "
+                               f"more than the {entrymeta.LIMIT} tritonpack's may be")
+    t0 = time.monotonic()
+    deadline.phase(budget(meta_layer.size), "downloading the metadata")
+    raw = _download(client, container, meta_layer, work / "meta.json", ref).read_bytes()
+    try:
+        meta = entrymeta.read(raw)
+    except MetaError as exc:
+        raise RemoteCacheError(f"{where}: the registry's metadata is not tritonpack's "
+                               f"({exc})") from exc
+    want = "dir" if env_layer.media == DIR_MEDIA else "tar.gz"
+    if meta.format != want:
+        raise RemoteCacheError(f"{where}: the metadata says {meta.format}, the layer is {want}")
+    deadline.phase(budget(env_layer.size), "downloading the environment")
     blob = _download(client, container, env_layer, work / "blob", ref)
-    annotations = manifest.get("annotations", {})
-    if env_layer["mediaType"] == ARCHIVE_MEDIA:
-        recorded = {str(meta.get("sha256", "")),
-                    annotations.get(f"{ANNOTATION}.archive-sha256") or str(meta.get("sha256"))}
-        actual = env_layer["digest"].removeprefix("sha256:")
-        if recorded != {actual}:
-            raise RemoteIntegrityError(
-                f"{ref}:{key[:12]}: the archive's sha256 ({actual[:12]}) differs from the one "
-                "recorded with it: refused", hint="the entry was altered; nothing was used")
-        path = work / "env.tar.gz"
-        blob.rename(path)
-        if (why := first_unsafe_entry(path)) is not None:  # whoever can push can sign anything
-            raise RemoteIntegrityError(
-                f"{ref}:{key[:12]}: the pulled environment holds an unsafe entry ({why}): "
-                "refused", hint="the registry holds an environment tritonpack would never "
-                "pack; nothing was used")
+    deadline.cancel()
+    if want == "tar.gz":
+        path = _vet_archive(blob, meta, env_layer, annotations, where)
     else:
-        path = work / "env"
-        with tarfile.open(blob) as tar:
-            tar.extractall(path, filter="data")  # no absolute paths, no escape through links
-        blob.unlink()
-        want = {str(a): str(b) for a, b in meta.get("manifest", ())}
-        if not want or file_manifest(path) != want:
-            raise RemoteIntegrityError(
-                f"{ref}:{key[:12]}: the environment's files differ from the manifest recorded "
-                "with it: refused", hint="the entry was altered; nothing was used")
-    size = int(env_layer.get("size", 0)) + int(layers[META_MEDIA].get("size", 0))
+        path = _vet_dir(blob, meta, work / "env", where)
+    size = env_layer.size + meta_layer.size
     return Pulled(path, meta, Transfer(str(ref), key, "hit", size, time.monotonic() - t0))
 
 
-def _download(client: Any, container: Any, layer: dict[str, Any], dest: Path,
-              ref: RemoteRef) -> Path:
-    """Stream one blob to ``dest``, hashing it; a digest or size mismatch is refused."""
-    digest = str(layer.get("digest", ""))
-    if not digest.startswith("sha256:"):
-        raise RemoteCacheError(f"{ref}: a layer has an unsupported digest {digest!r}")
+def _vet_archive(blob: Path, meta: EntryMeta, layer: Layer, annotations: dict[str, Any],
+                 where: str) -> Path:
+    recorded = {meta.sha256, str(annotations.get(f"{ANNOTATION}.archive-sha256") or meta.sha256)}
+    actual = layer.digest.removeprefix("sha256:")
+    if recorded != {actual}:
+        raise RemoteIntegrityError(
+            f"{where}: the archive's sha256 ({actual[:12]}) differs from the one "
+            "recorded with it: refused", hint="the entry was altered; nothing was used")
+    path = blob.with_name("env.tar.gz")
+    blob.rename(path)
+    if (why := first_unsafe_entry(path)) is not None:  # whoever can push can sign anything
+        raise RemoteIntegrityError(
+            f"{where}: the pulled environment holds an unsafe entry ({why}): "
+            "refused", hint="the registry holds an environment tritonpack would never "
+            "pack; nothing was used")
+    return path
+
+
+def _vet_dir(blob: Path, meta: EntryMeta, path: Path, where: str) -> Path:
+    """A --format dir env travels as a plain tar: judged entry by entry like an archive
+    (``..``, absolute names, links leaving it), extracted with the ``data`` filter, then
+    compared with the manifest recorded with it."""
+    why = first_unsafe_entry(blob, mode="r:")
+    if why is not None and why.startswith("an unreadable archive"):
+        raise RemoteCacheError(f"{where}: the registry's environment layer is not a tar "
+                               "archive")
+    if why is not None:
+        raise RemoteIntegrityError(
+            f"{where}: the pulled environment holds an unsafe entry ({why}): refused",
+            hint="the registry holds an environment tritonpack would never pack; nothing "
+            "was used")
+    try:
+        with tarfile.open(blob, "r:") as tar:
+            tar.extractall(path, filter="data")  # no absolute paths, no escape through links
+    except (tarfile.TarError, OSError) as exc:
+        raise RemoteIntegrityError(f"{where}: the pulled environment cannot be unpacked "
+                                   f"safely ({exc}): refused",
+                                   hint="nothing was used") from exc
+    blob.unlink()
+    if file_manifest(path) != dict(meta.manifest):
+        raise RemoteIntegrityError(
+            f"{where}: the environment's files differ from the manifest recorded "
+            "with it: refused", hint="the entry was altered; nothing was used")
+    return path
+
+
+def vet(ref: RemoteRef, key: str, pulled: Pulled, expect: Expect, rep: Reporter) -> Pulled:
+    """The same gate a local build's output passes (``check_compatible``), and this lock's
+    hash in its stamp: an environment for another lock, without bin/python3 or with a
+    start-up hook no package owns is refused, never used."""
+    where = f"{ref}:{key[:12]}"
+    stamp = read_stamp(pulled.path) or {}
+    if stamp.get("lock") != expect.lock_hash:
+        raise RemoteIntegrityError(
+            f"{where}: the pulled environment was not packed from this lock (its stamp says "
+            f"{str(stamp.get('lock'))[:19]!r}): refused",
+            hint="the registry holds an entry altered or made for another lock; nothing was "
+            "used")
+    try:
+        findings = check_compatible(pulled.path, expect.target, expect.allow_incompatible, rep)
+    except PackError as exc:
+        raise RemoteIntegrityError(
+            f"{where}: the pulled environment fails the checks a local build passes "
+            f"({exc.detail.splitlines()[0] if exc.detail else exc.message}): refused",
+            hint="the registry holds an environment tritonpack would not pack; nothing was "
+            "used") from exc
+    return dataclasses.replace(pulled, meta=dataclasses.replace(pulled.meta,
+                                                                findings=findings))
+
+
+def _download(client: Any, container: Any, layer: Layer, dest: Path, ref: RemoteRef) -> Path:
+    """Stream one blob to ``dest``, hashing it, never past the size the manifest declares; a
+    digest or size mismatch is refused."""
     h = hashlib.sha256()
     size = 0
-    with client.get_blob(container, digest, stream=True) as resp:
-        _check(resp, ref, f"downloading {digest[:19]}")
+    with client.get_blob(container, layer.digest, stream=True) as resp:
+        _check(resp, ref, f"downloading {layer.digest[:19]}")
         with dest.open("wb") as out:
             for chunk in resp.iter_content(chunk_size=1 << 20):
-                h.update(chunk)
                 size += len(chunk)
+                if size > layer.size:
+                    break
+                h.update(chunk)
                 out.write(chunk)
-    if h.hexdigest() != digest.removeprefix("sha256:") or size != int(layer.get("size", size)):
+    if h.hexdigest() != layer.digest.removeprefix("sha256:") or size != layer.size:
         dest.unlink(missing_ok=True)
         raise RemoteIntegrityError(
-            f"{ref}: blob {digest[:19]} does not match its digest (got sha256:{h.hexdigest()[:12]},"
-            f" {size} bytes): refused", hint="the registry holds altered content; nothing was used")
+            f"{ref}: blob {layer.digest[:19]} does not match its digest (got "
+            f"sha256:{h.hexdigest()[:12]}, {size} bytes): refused",
+            hint="the registry holds altered content; nothing was used")
     return dest
 
 
 # -- push ------------------------------------------------------------------------------------
 
 def exists(ref: RemoteRef, key: str) -> bool:
-    resp = _manifest_request(ref, key, "HEAD")[2]
-    if resp.status_code == 404:
-        return False
-    _check(resp, ref, "looking up the manifest")
-    return True
+    deadline = Deadline()
+    with _bounded(ref, deadline):
+        deadline.phase(budget(), "looking up the manifest")
+        client = _client(ref, deadline)
+        container = client.get_container(ref.target(key))
+        resp = client.do_request(f"{client.prefix}://{container.manifest_url()}", "HEAD",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        if resp.status_code == 404:
+            return False
+        _check(resp, ref, "looking up the manifest")
+        return True
 
 
-def push(ref: RemoteRef, key: str, env: Path, meta: dict[str, Any],
+def push(ref: RemoteRef, key: str, env: Path, meta: EntryMeta,
          annotations: dict[str, str], attempts: int = 3) -> Transfer:
     """Push one cache entry (the archive or the env directory, and its metadata) under ``key``.
     Runners that push the same key at once race inside the registry (the distribution
@@ -355,32 +538,36 @@ def push(ref: RemoteRef, key: str, env: Path, meta: dict[str, Any],
     raise AssertionError("unreachable")
 
 
-def _push_once(ref: RemoteRef, key: str, env: Path, meta: dict[str, Any],
+def _push_once(ref: RemoteRef, key: str, env: Path, meta: EntryMeta,
                annotations: dict[str, str]) -> Transfer:
-    client = _client(ref)
-    t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="push-", dir=cache_dir("tmp")) as tmp:
-        work = Path(tmp)
-        shared = {k: v for k, v in meta.items() if k != "created"}  # same lock, same bytes
-        (work / "meta.json").write_text(json.dumps(shared, indent=2, sort_keys=True),
-                                        encoding="utf-8")
-        (work / "config.json").write_text(json.dumps({"key": key}), encoding="utf-8")
-        if env.is_dir():
-            blob, media = work / "env.tar", DIR_MEDIA
-            _tar_dir(env, blob)
-        else:
-            blob, media = work / "env.tar.gz", ARCHIVE_MEDIA
-            os.link(env, blob) if _same_fs(env, work) else shutil.copy2(env, blob)
-        resp = client.push(
-            target=ref.target(key), files=[f"{blob}:{media}", f"{work / 'meta.json'}:{META_MEDIA}"],
-            manifest_config=f"{work / 'config.json'}:{CONFIG_MEDIA}",
-            manifest_annotations={f"{ANNOTATION}.{k}": v for k, v in
-                                  {**annotations, "archive-sha256": str(meta.get("sha256", "")),
-                                   "format": str(meta.get("format", ""))}.items()},
-            disable_path_validation=True, quiet=True)
-        _check(resp, ref, "pushing the manifest")
-        size = blob.stat().st_size
-    return Transfer(str(ref), key, "pushed", size, time.monotonic() - t0)
+    deadline = Deadline()
+    with _bounded(ref, deadline):
+        deadline.phase(budget(), "connecting")
+        client = _client(ref, deadline)
+        t0 = time.monotonic()
+        sweep(cache_dir("tmp"), ["push-", "pull-"])  # left by a killed run
+        with tempfile.TemporaryDirectory(prefix=tagged("push-"), dir=cache_dir("tmp")) as tmp:
+            work = Path(tmp)
+            (work / "meta.json").write_bytes(meta.render(created=False))  # same lock, same bytes
+            (work / "config.json").write_text(json.dumps({"key": key}), encoding="utf-8")
+            if env.is_dir():
+                blob, media = work / "env.tar", DIR_MEDIA
+                _tar_dir(env, blob)
+            else:
+                blob, media = work / "env.tar.gz", ARCHIVE_MEDIA
+                os.link(env, blob) if _same_fs(env, work) else shutil.copy2(env, blob)
+            size = blob.stat().st_size
+            deadline.phase(budget(size), "pushing the environment")
+            resp = client.push(
+                target=ref.target(key),
+                files=[f"{blob}:{media}", f"{work / 'meta.json'}:{META_MEDIA}"],
+                manifest_config=f"{work / 'config.json'}:{CONFIG_MEDIA}",
+                manifest_annotations={f"{ANNOTATION}.{k}": v for k, v in
+                                      {**annotations, "archive-sha256": meta.sha256,
+                                       "format": meta.format}.items()},
+                disable_path_validation=True, quiet=True)
+            _check(resp, ref, "pushing the manifest")
+        return Transfer(str(ref), key, "pushed", size, time.monotonic() - t0)
 
 
 def _same_fs(a: Path, b: Path) -> bool:
@@ -438,20 +625,24 @@ def configured() -> dict[str, tuple[str, ...]]:
 # -- the pipeline's two calls ------------------------------------------------------------------
 
 def fetch(refs: Iterable[RemoteRef], key: str, rep: Reporter,
-          transfers: list[Transfer]) -> bool:
+          transfers: list[Transfer], expect: Expect | None = None) -> bool:
     """Pull ``key`` from the first remote cache that has it into the local cache. A registry
-    that cannot be reached or refuses us is a warning (the lock is built here instead); one
-    that serves altered content is an error, never silently rebuilt over."""
+    that cannot be reached, refuses us or answers what tritonpack never pushes is a warning
+    (the lock is built here instead); one that serves altered content, or an environment
+    that fails ``expect`` (``vet``), is an error, never silently rebuilt over."""
     from . import envs as envcache
 
+    sweep(cache_dir("tmp"), ["pull-", "push-"])  # what a killed pull or push left
     for ref in refs:
         rep.start("remote", f"looking up this lock's environment in {ref}")
         try:
-            with tempfile.TemporaryDirectory(prefix="pull-", dir=cache_dir("tmp")) as tmp:
+            with tempfile.TemporaryDirectory(prefix=tagged("pull-"), dir=cache_dir("tmp")) as tmp:
                 pulled = pull(ref, key, Path(tmp))
                 if pulled is None:
                     transfers.append(Transfer(str(ref), key, "miss"))
                     continue
+                if expect is not None:
+                    pulled = vet(ref, key, pulled, expect, rep)
                 envcache.adopt(key, pulled.path, pulled.meta)
         except RemoteIntegrityError:
             transfers.append(Transfer(str(ref), key, "error", error="altered content"))
@@ -469,7 +660,7 @@ def fetch(refs: Iterable[RemoteRef], key: str, rep: Reporter,
     return False
 
 
-def publish(refs: Iterable[RemoteRef], key: str, env: Path, meta: dict[str, Any],
+def publish(refs: Iterable[RemoteRef], key: str, env: Path, meta: EntryMeta,
             annotations: dict[str, str], rep: Reporter, transfers: list[Transfer]) -> None:
     """Push the entry to every ``--cache-to`` registry that lacks it; failures are warnings
     (the model was packed; only other machines miss out)."""

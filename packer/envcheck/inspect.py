@@ -8,7 +8,11 @@ newest GLIBC_/GLIBCXX_ symbol versions its ELF files need vs what the image's OS
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
+import posixpath
 import re
 import stat
 import tarfile
@@ -31,6 +35,13 @@ from .elf import MAGIC, ElfError, file_version_needs, newest, stream_version_nee
 _LIBPY = re.compile(r"^lib/libpython(3\.\d+)\.so\.1\.0$")
 _NUMPY_META = re.compile(r"^lib/python3\.\d+/site-packages/numpy-([^/]+)\.dist-info/METADATA$")
 _NUMPY_PKG = re.compile(r"^lib/python3\.\d+/site-packages/numpy/__init__\.py$")
+# Code every start of the env's Python runs (site imports these, and .pth lines that start
+# with "import"): each must belong to an installed package (its conda-meta record or its
+# wheel's RECORD). A local build never has another; a pulled one may.
+_HOOK = re.compile(r"^lib/python3\.\d+/(?:site-packages/)?(?:sitecustomize|usercustomize)\.py$"
+                   r"|^lib/python3\.\d+/site-packages/[^/]+\.pth$")
+_OWNERS = re.compile(r"^conda-meta/[^/]+\.json$|^(lib/python3\.\d+/site-packages)/[^/]+\.dist-info/RECORD$")
+_OWNER_LIMIT = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,7 @@ class Entry:
     link: str = ""
     needs: frozenset[str] = frozenset()  # symbol versions an ELF file needs
     read_error: str = ""
+    data: bytes = b""  # a package's record of its files (conda-meta/*.json, RECORD)
 
 
 @dataclass(frozen=True)
@@ -68,9 +80,9 @@ class InspectReport:
         return [f.message for f in self.findings if f.level == "error"]
 
 
-def _tar_entries(path: Path, elf: bool = True) -> Iterator[Entry]:
+def _tar_entries(path: Path, elf: bool = True, mode: str = "r:gz") -> Iterator[Entry]:
     """Every member as an Entry; with ``elf``, the symbol versions each ELF file needs."""
-    with tarfile.open(path, "r:gz") as tar:
+    with tarfile.open(path, mode) as tar:  # type: ignore[call-overload]
         for m in tar:
             kind = ("file" if m.isreg() else "dir" if m.isdir() else "symlink" if m.issym()
                     else "hardlink" if m.islnk() else "device" if (m.isblk() or m.ischr())
@@ -84,9 +96,13 @@ def _tar_entries(path: Path, elf: bool = True) -> Iterator[Entry]:
                         needs = frozenset(stream_version_needs(head, fh, m.size))
                     except ElfError as exc:
                         err = str(exc)
+            data = b""
+            if m.isreg() and m.size <= _OWNER_LIMIT and _OWNERS.match(m.name.removeprefix("./")):
+                member = tar.extractfile(m)
+                data = member.read(_OWNER_LIMIT) if member is not None else b""
             # tarfile strips trailing slashes from directory names: a directory entry
             # named "/" (the archive's root, absolute) reads back as "".
-            yield Entry(m.name or "/", kind, m.mode, m.linkname, needs, err)
+            yield Entry(m.name or "/", kind, m.mode, m.linkname, needs, err, data)
         while tar.fileobj is not None and tar.fileobj.read(1 << 20):
             pass  # read to the end: a truncated gzip trailer (CRC, size) is an error too
 
@@ -109,7 +125,11 @@ def _dir_entries(root: Path) -> Iterator[Entry]:
                     needs = frozenset(file_version_needs(p))
                 except (OSError, ValueError) as exc:  # ElfError: not parseable as ELF
                     err = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                yield Entry(rel, "file", st.st_mode & 0o7777, "", needs, err)
+                data = b""
+                if st.st_size <= _OWNER_LIMIT and _OWNERS.match(rel):
+                    with p.open("rb") as fh:
+                        data = fh.read(_OWNER_LIMIT)
+                yield Entry(rel, "file", st.st_mode & 0o7777, "", needs, err, data)
             elif stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
                 yield Entry(rel, "device", st.st_mode & 0o7777)
             else:
@@ -128,12 +148,12 @@ def _unsafe(e: Entry, fs: ArchiveFS) -> str | None:
     return None
 
 
-def first_unsafe_entry(archive: Path) -> str | None:
-    """Why the first unsafe entry of a .tar.gz is unsafe (the same judgement as
-    ``inspect_env``, without reading ELF files), or None."""
+def first_unsafe_entry(archive: Path, mode: str = "r:gz") -> str | None:
+    """Why the first unsafe entry of a .tar.gz (``mode`` "r:": a plain tar) is unsafe (the
+    same judgement as ``inspect_env``, without reading ELF files), or None."""
     fs = ArchiveFS()
     try:
-        for e in _tar_entries(archive, elf=False):
+        for e in _tar_entries(archive, elf=False, mode=mode):
             if (why := _unsafe(e, fs)) is not None:
                 return why
     except (tarfile.TarError, OSError, EOFError) as exc:
@@ -210,6 +230,8 @@ class _Seen:
     glibc: Newest = None
     glibcxx: Newest = None
     count: int = 0
+    hooks: list[str] = field(default_factory=list)  # start-up code (``_HOOK``)
+    owned: set[str] = field(default_factory=set)  # files installed packages say are theirs
 
 
 def inspect_env(path: Path, target: Target) -> InspectReport:
@@ -256,6 +278,10 @@ def _read(path: Path, fmt: str, source: Iterator[Entry]) -> _Seen:
                                                       "really leaves the environment"))
             if e.read_error:
                 seen.findings.append(Finding("error", f"cannot read ELF file {name}: {e.read_error}"))
+            if _HOOK.match(name) and e.kind != "dir":
+                seen.hooks.append(name)
+            elif e.data:
+                seen.owned |= _owned(name, e.data)
             if m := _LIBPY.match(name):
                 seen.python = m.group(1)
             elif m := _NUMPY_META.match(name):
@@ -270,6 +296,9 @@ def _read(path: Path, fmt: str, source: Iterator[Entry]) -> _Seen:
     said = {f.message for f in seen.findings}
     seen.findings += [Finding("error", _refused(why)) for why in fs.final_escapes()
                       if _refused(why) not in said]
+    seen.findings += [Finding("error", f"unsafe entry: {hook} runs at every start of the "
+                                       "environment's Python and no installed package owns it")
+                      for hook in seen.hooks if hook not in seen.owned]
     return seen
 
 
@@ -314,6 +343,21 @@ def _judge(seen: _Seen, numpy_version: str | None, target: Target) -> list[Findi
         findings.append(Finding("warning", "the environment ships lib/libstdc++.so.6: Triton puts "
                                            "the env's lib/ first, so it shadows the image's"))
     return findings
+
+
+def _owned(name: str, data: bytes) -> set[str]:
+    """The env-relative files a conda-meta record or a wheel's RECORD says its package
+    installed (nothing, when it cannot be read: its hooks are then no package's)."""
+    try:
+        if name.startswith("conda-meta/"):
+            record = json.loads(data.decode("utf-8"))
+            files = record.get("files", []) if isinstance(record, dict) else []
+            return {f for f in files if isinstance(f, str)} if isinstance(files, list) else set()
+        site = name.rsplit("/", 2)[0]
+        rows = csv.reader(io.StringIO(data.decode("utf-8")))
+        return {posixpath.normpath(f"{site}/{row[0]}") for row in rows if row and row[0]}
+    except (ValueError, RecursionError, csv.Error):
+        return set()
 
 
 def check_compatible(tree: Path, target: Target, allow: bool,
