@@ -242,7 +242,8 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
         with key_lock(key), distrusted(since is not None):
             prefix = build(locked.lock, ctx.report, rep, key=key,
                            python_from=ctx.options.python_from,
-                           credentials=stage.lock_indexes(ctx, ctx.options).urls(),
+                           credentials=(*stage.lock_indexes(ctx, ctx.options).urls(),
+                                        *ctx.options.channels),
                            allow=frozenset(ctx.options.allow_secrets))
             bundled, skipped = prefix.bundled, prefix.skipped
             try:
@@ -263,16 +264,11 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                     written, patched = _commit(ctx, locked, staged, plan, value, sbom_file)
             finally:
                 shutil.rmtree(prefix.path.parent, ignore_errors=True)
-    try:
-        if pushes and (entry := envcache.lookup(key)) is not None:
-            remote.publish(pushes, key, entry.path, entry.meta, _annotations(ctx, locked),
-                           rep, transfers)
-        if transfers:
-            remote.record(transfers)
-    except KeyboardInterrupt as exc:  # the commit is done: say so, not "nothing changed"
-        raise AfterCommit(f"interrupted ({str(exc) or 'SIGINT'}) while pushing to the remote "
-                          "cache, after the commit: the new environment, lock and config.pbtxt "
-                          "are all in place") from exc
+    if pushes and (entry := envcache.lookup(key)) is not None:  # after the commit: a Ctrl-C
+        remote.publish(pushes, key, entry.path, entry.meta,  # here says so (signals)
+                       _annotations(ctx, locked), rep, transfers)
+    if transfers:
+        remote.record(transfers)
     if not locked.reused:
         rep.done("lock", f"{'wrote' if written else 'unchanged'} {ctx.lock_path.name}", 0.0)
         locked = LockResult(locked.lock, locked.path, written, False, ctx)

@@ -438,8 +438,8 @@ def test_sigint_during_the_push_says_the_commit_is_in_place(
                       "oci://127.0.0.1:9/cache")
     assert res.exit_code == 130
     assert res.stderr.strip().splitlines()[-1] == (
-        "interrupted (SIGINT) while pushing to the remote cache, after the commit: the new "
-        "environment, lock and config.pbtxt are all in place")
+        "interrupted (SIGINT) after the commit: the new environment, lock and config.pbtxt are "
+        "all in place")
     assert "nothing in the model directory was changed" not in res.stderr
     assert (model / "tritonpack-env.tar.gz").is_file() and (model / "tritonpack.lock").is_file()
     assert run_cli("check", model).exit_code == 0

@@ -253,7 +253,7 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
     try:
         t0 = time.monotonic()
         rep.start("install", f"installing {len(lock.conda)} conda packages")
-        conda.install(lock.conda, prefix, rep, python_from)
+        conda.install(lock.conda, prefix, rep, python_from, credentials)
         rep.start("install", f"installing {plural(len(lock.pypi), 'PyPI package')} (hash-checked)")
         _pypi_install(lock, prefix, python, credentials)
         site = prefix / "lib" / f"python{python}" / "site-packages"

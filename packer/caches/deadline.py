@@ -17,13 +17,10 @@ import threading
 import weakref
 from typing import Any
 
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from ..core.deadlines import REGISTRY_PHASE as SMALL
+from ..core.deadlines import REGISTRY_RATE as RATE
 
 ENV_TIMEOUT = "TRITONPACK_REGISTRY_TIMEOUT"
-SMALL = 30.0  # seconds for a ping, a manifest, the metadata
-RATE = 1 << 20  # a blob may take 60 s plus a second per MiB it declares (1 MiB/s at least)
 
 
 def budget(size: int = 0) -> float:
@@ -90,7 +87,7 @@ class Deadline:
 
     def mount(self, session: Any) -> None:
         """Route ``session``'s connections through sockets this deadline watches."""
-        adapter = _Adapter(self)
+        adapter = _adapter(self)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
 
@@ -100,31 +97,34 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-class _Adapter(HTTPAdapter):
-    def __init__(self, deadline: Deadline):
-        self._deadline = deadline
-        super().__init__(max_retries=0)
+def _adapter(deadline: Deadline) -> Any:
+    """A requests adapter whose pools open sockets ``deadline`` watches (requests and urllib3
+    come with the oras SDK, the remote extra: imported only when a registry is used)."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        deadline = self._deadline
+    class Conn(HTTPConnection):
+        def _new_conn(self) -> socket.socket:  # before TLS: a slow handshake is bounded too
+            sock = super()._new_conn()
+            deadline.watch(sock)
+            return sock
 
-        class Conn(HTTPConnection):
-            def _new_conn(self) -> socket.socket:  # before TLS: a slow handshake is bounded too
-                sock = super()._new_conn()
-                deadline.watch(sock)
-                return sock
+    class SConn(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            deadline.watch(sock)
+            return sock
 
-        class SConn(HTTPSConnection):
-            def _new_conn(self) -> socket.socket:
-                sock = super()._new_conn()
-                deadline.watch(sock)
-                return sock
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = Conn
 
-        class Pool(HTTPConnectionPool):
-            ConnectionCls = Conn
+    class SPool(HTTPSConnectionPool):
+        ConnectionCls = SConn
 
-        class SPool(HTTPSConnectionPool):
-            ConnectionCls = SConn
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": SPool}
 
-        self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": SPool}
+    return Adapter(max_retries=0)

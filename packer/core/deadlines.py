@@ -20,6 +20,10 @@ IMPORT_CHECK = 180.0  # the env's python3 importing what a start imports
 SOURCE_HASHES = 600.0  # the env's python3 hashing the sources bytecode is checked against
 COMPILE = 1800.0  # the env's python3 compiling bytecode for what a start loads
 
+# a registry (packer.caches.deadline): the whole of each phase, not only each read
+REGISTRY_PHASE = 30.0  # a ping, a manifest, the metadata (TRITONPACK_REGISTRY_TIMEOUT replaces it)
+REGISTRY_RATE = float(1 << 20)  # a blob: twice the phase plus a second per MiB it declares
+
 # network reads (urllib; the remote cache has its own, packer.caches.remote)
 INDEX_READ = 15.0  # an index's page for one project (sdist lookups)
 DOWNLOAD_READ = 60.0  # a read of a package download: the socket's timeout, not the whole file

@@ -19,6 +19,7 @@ from ..core.diskfull import no_space_error
 from ..core.errors import BuildError, ResolveError, TargetError
 from ..core.integrity import sha256_file
 from ..core.progress import Reporter
+from ..core.redact import restore, strip
 from ..resolve.target import Target
 
 CONDA_FORGE = "conda-forge"
@@ -131,8 +132,8 @@ def _virtual_packages(target: Target) -> list[Any]:
 def _to_package(rec: Any) -> CondaPackage:
     return CondaPackage(
         name=rec.name.normalized, version=str(rec.version), build=str(rec.build),
-        build_number=int(rec.build_number), subdir=str(rec.subdir), url=str(rec.url),
-        sha256=rec.sha256.hex() if rec.sha256 else "", channel=str(rec.channel),
+        build_number=int(rec.build_number), subdir=str(rec.subdir), url=strip(str(rec.url)),
+        sha256=rec.sha256.hex() if rec.sha256 else "", channel=strip(str(rec.channel)),
         file_name=str(rec.file_name), size=int(rec.size or 0),
         md5=rec.md5.hex() if rec.md5 else "", noarch=_noarch(rec),
         license=str(rec.license or ""), depends=tuple(rec.depends),
@@ -328,14 +329,18 @@ def _offline_check(packages: Sequence[CondaPackage]) -> None:
 
 
 def install(packages: Sequence[CondaPackage], prefix: Path,
-            reporter: Reporter | None = None, python_from: str | None = None) -> None:
+            reporter: Reporter | None = None, python_from: str | None = None,
+            credentials: tuple[str, ...] = ()) -> None:
     """Create ``prefix`` from locked records, each archive checked against the lock's sha256
     first (rattler's package cache is keyed by name, version and build, not by bytes: the
-    extracted packages are kept per set of locked sha256s)."""
+    extracted packages are kept per set of locked sha256s). A lock's URLs carry no
+    credentials: those of the channel URLs given (``credentials``) are put back for the
+    download (``packer.core.redact.restore``)."""
     from rattler import install as rattler_install
 
     _offline_check(packages)
-    checked = [verified(p, python_from) for p in packages]
+    checked = [verified(dataclasses.replace(p, url=restore(p.url, credentials)), python_from)
+               for p in packages]
     shelf = hashlib.sha256("".join(sorted(p.sha256 for p in packages)).encode()).hexdigest()
     try:
         import asyncio  # py-rattler is async; asyncio loads when it runs
@@ -375,6 +380,6 @@ def _record_locked_origins(packages: Sequence[CondaPackage], prefix: Path) -> No
             data = json.loads(meta.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        data.update(url=pkg.url, channel=pkg.channel)
+        data.update(url=strip(pkg.url), channel=strip(pkg.channel))  # shipped: no credentials
         meta.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 

@@ -81,8 +81,8 @@ def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
            if ctx.declared.files else {}),
         "conda_specs": list(ctx.requirements.conda),
         "target": ctx.target.as_dict(),
-        "channels": list(opts.channels),
-        **({"declared_channels": list(declared_channels(ctx.declared))}
+        "channels": [strip(c) for c in opts.channels],  # no credentials in a lock
+        **({"declared_channels": [strip(c) for c in declared_channels(ctx.declared)]}
            if declared_channels(ctx.declared) else {}),
         "indexes": lock_indexes(ctx, opts).as_dict(),
         **({"src": src_inputs(ctx.model.path, opts.src)} if opts.src else {}),
