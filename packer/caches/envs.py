@@ -21,7 +21,6 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from ..core.cachehome import SECTIONS, STORES, TAG, cache_dir, cache_root, owned
 from ..core.debris import sweep, tagged
