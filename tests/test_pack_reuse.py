@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import marshal
 import os
 import sys
@@ -329,21 +328,23 @@ def test_a_packed_env_entry_is_never_read_through_a_symlink(
     """``envs/KEY/env.tar.gz -> a secret`` with a matching sha256 would copy the secret into
     the model directory: an entry, its meta.json and its archive must be the cache's own."""
     from packer.caches import envs as envcache
+    from packer.caches.meta import EntryMeta
 
     monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path / "cache"))
     secret = tmp_path / "secret"
     secret.write_bytes(b"root:$6$hash\n")
-    meta = {"format": "tar.gz", "sha256": hashlib.sha256(secret.read_bytes()).hexdigest()}
+    meta = EntryMeta("tar.gz", 13, 1, hashlib.sha256(secret.read_bytes()).hexdigest(),
+                     "3.10").render().decode()
     base = tmp_path / "cache" / "envs" / ("a" * 64)
     base.mkdir(parents=True)
-    (base / "meta.json").write_text(json.dumps(meta))
+    (base / "meta.json").write_text(meta)
     (base / "env.tar.gz").write_bytes(secret.read_bytes())
     assert envcache.lookup("a" * 64) is not None  # the cache's own file: found
     (base / "env.tar.gz").unlink()
     (base / "env.tar.gz").symlink_to(secret)
     assert envcache.lookup("a" * 64) is None
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.write_text(json.dumps(meta))
+    elsewhere.write_text(meta)
     (base / "env.tar.gz").unlink()
     (base / "env.tar.gz").write_bytes(secret.read_bytes())
     (base / "meta.json").unlink()
