@@ -978,3 +978,17 @@ def test_model_path_too_long_or_a_loop(tmp_path: Path, command: tuple[str, ...])
         res = run_cli(*command, path)
         assert "Traceback" not in res.stderr
         assert (res.exit_code, error_line(res.stderr)) == (ExitCode.MODEL, message)
+
+
+def test_no_config_beside_a_model_py_says_what_to_write(tmp_path: Path) -> None:
+    """Found packing FedML's Triton example (auto_complete_config, no config.pbtxt): one line
+    is enough, Triton fills in the inputs and outputs."""
+    res = run_cli("scan", BAD / "config_named_config_txt")
+    assert res.exit_code == ExitCode.MODEL
+    assert res.stderr.splitlines()[-1] == (
+        'hint: write config.pbtxt holding at least backend: "python" (Triton takes the inputs '
+        "and outputs from model.py's auto_complete_config, where it has one)")
+    (tmp_path / "empty" / "1").mkdir(parents=True)
+    res = run_cli("scan", tmp_path / "empty")
+    assert res.stderr.splitlines()[-1] == ("hint: a Triton model directory holds config.pbtxt "
+                                           "and numeric version dirs (1/model.py)")

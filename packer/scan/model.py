@@ -143,6 +143,16 @@ def _versions(path: Path) -> list[str]:
     return sorted((p.name for p in entries if p.is_dir() and p.name.isdigit()), key=int)
 
 
+def _no_config_hint(path: Path) -> str:
+    """What to write when config.pbtxt is missing. Beside a model.py, one line is enough:
+    Triton fills in the rest (inputs, outputs, batching) from its ``auto_complete_config``,
+    and tritonpack needs the file to point at the environment."""
+    if any((path / v / MODEL_FILE).is_file() for v in _versions(path)):
+        return ('write config.pbtxt holding at least backend: "python" (Triton takes the inputs '
+                "and outputs from model.py's auto_complete_config, where it has one)")
+    return "a Triton model directory holds config.pbtxt and numeric version dirs (1/model.py)"
+
+
 def is_repository(path: Path) -> bool:
     """A directory of model directories rather than one model."""
     try:
@@ -183,10 +193,7 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
                 f"{path} is a model repository (a directory of models), not a model directory",
                 hint=f"pass one of its models ({path / 'MODEL_NAME'})",
             )
-        raise ModelError(
-            f"{path}: no {CONFIG_NAME}",
-            hint="a Triton model directory holds config.pbtxt and numeric version dirs (1/model.py)",
-        )
+        raise ModelError(f"{path}: no {CONFIG_NAME}", hint=_no_config_hint(path))
     text, config = read_config(config_path)
     versions = _versions(path)
     notes = _python_backend(config, config_path, versions)
