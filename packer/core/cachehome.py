@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -106,23 +105,6 @@ def cache_error(exc: OSError) -> CacheError:
     return CacheError(f"tritonpack's cache {cache_root()} cannot be used: {why}",
                       hint="set TRITONPACK_CACHE to a writable directory with free space "
                            "(or free some with tritonpack cache prune)")
-
-
-def disk_full_error(exc: OSError) -> CacheError | None:
-    """A full disk that no file name points at (a compressor's write): the cache's if its file
-    system is the full one, else the temporary directory's; None for other errors."""
-    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-        return None
-    for where, error in ((cache_root(), cache_error(exc)),
-                         (Path(tempfile.gettempdir()), CacheError(
-                             f"no space left on device in the temporary directory "
-                             f"{tempfile.gettempdir()}",
-                             hint="free some, or point TMPDIR at a disk with room"))):
-        with contextlib.suppress(OSError):
-            st = os.statvfs(where)
-            if st.f_bavail * st.f_frsize < 256 << 20:
-                return error
-    return cache_error(exc)
 
 
 def under_cache(path: str | None) -> bool:

@@ -29,6 +29,5 @@ INDEX_READ = 15.0  # an index's page for one project (sdist lookups)
 DOWNLOAD_READ = 60.0  # a read of a package download: the socket's timeout, not the whole file
 
 # tritonpack bench (packer.cost): the measuring time is the user's --duration; these bound the rest
-PERF_ANALYZER_SLACK = 60.0  # perf_analyzer's start, model metadata and last window, past 4x --duration
 STUBS_FOUND = 10.0  # a READY model's stubs listed in /proc (they exist already: no start to wait for)
 LOAD_JOIN_SLACK = 5.0  # a client-loop thread's last call, past --duration and verify's --timeout

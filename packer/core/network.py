@@ -30,11 +30,6 @@ def uv_args() -> list[str]:
     return ["--offline"] if offline() else []
 
 
-def is_remote(url: str) -> bool:
-    """Whether reaching ``url`` takes the network (a file:// URL or a path does not)."""
-    return "://" in url and not url.startswith("file://")
-
-
 def hint() -> str:
     """The way out, for every refusal."""
     return ("run once without --offline to fill tritonpack's cache, or give --find-links DIR "

@@ -15,7 +15,6 @@ were indexed away (``x[0]``, ``for row in x``), so that ``h, w, c = x[0].shape``
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -541,8 +540,3 @@ def input_uses(model_py: Path) -> tuple[Use, ...]:
     return tuple(sorted(dict.fromkeys(walker.uses), key=lambda u: u.line))
 
 
-def by_input(uses: tuple[Use, ...]) -> Iterator[tuple[str, tuple[Use, ...]]]:
-    """The uses grouped by input name, in order of first use."""
-    names = list(dict.fromkeys(u.input for u in uses))
-    for name in names:
-        yield name, tuple(u for u in uses if u.input == name)
