@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 
 try:  # the installed tritonpack (editable or not), never the source tree by path
     from packer.archive.writer import DEFAULT_LEVEL
+    from packer.build import condainstall
     from packer.build.prefix import Prefix
     from packer.context import prepare
     from packer.core.errors import PackError
@@ -160,7 +161,7 @@ def baseline_build(model: Path, name: str, cache: Path, work: Path) -> dict[str,
         t0 = time.perf_counter()
         channel = pychannel.local_channel(pychannel.find_python(ctx.target.python), "linux-64")
         prefix = work / f"baseline-{name}"
-        conda.install(conda.solve(ctx.target, [channel.as_uri()], []), prefix)
+        condainstall.install(conda.solve(ctx.target, [channel.as_uri()], []), prefix)
         conda_installed = time.perf_counter()
         req = work / f"requirements-{name}.txt"
         req.write_text("\n".join(ctx.requirements.pypi) + "\n")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # results only: rendering one never imports the stages that m
     from .each import Export, LockChecks, Scans
     from .envcheck.inspect import InspectReport
     from .freshness import CheckReport
+    from .imaging import ImageReport
     from .lock.lockfile import Lockfile
     from .lock.stage import CheckResult, LockResult
     from .lock.why import WhyResult
@@ -28,7 +29,6 @@ if TYPE_CHECKING:  # results only: rendering one never imports the stages that m
     from .repository import RepoResult
     from .resolve.target import Target
     from .serving import BenchResult
-    from .verify.image import ImageReport
     from .verify.stage import VerifyReport
 
 SCHEMA = "tritonpack/v1"

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from packer.core.errors import ExitCode
+from packer.imaging import PROOF_LABEL
 from packer.lock.lockfile import read_lock
 from packer.verify.docker import connect
-from packer.verify.image import PROOF_LABEL
 from packer.verify.runtime import free_port
 
 from .conftest import FIXTURES, error_line, run_cli

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from packer.build import condainstall
 from packer.core import network
 from packer.core.errors import BuildError, ExitCode
-from packer.lock import conda
 from packer.lock.conda import CondaPackage
 
 from .conftest import FIXTURES, error_line
@@ -86,7 +86,7 @@ def test_offline_conda_download_refused(tmp_path: Path) -> None:
     network.set_offline(True)
     try:
         with pytest.raises(BuildError) as err:
-            conda.install([pkg], tmp_path / "env")
+            condainstall.install([pkg], tmp_path / "env")
     finally:
         network.set_offline(False)
     assert str(err.value) == ("--offline: cannot install the locked conda packages without the "

@@ -267,6 +267,7 @@ def test_a_lock_s_sha256_and_file_name_never_place_a_download_outside_the_cache(
     cache/downloads/<sha256>-<file_name>. With a URL of scheme FILE: (not 'file://', so not
     the local-path branch; urllib lower-cases the scheme) this copies any readable file to
     any directory, offline, and the copy stays after the sha256 refusal."""
+    from packer.build import condainstall
     from packer.core.errors import BuildError
     from packer.lock import conda
     secret = tmp_path / "secret.txt"
@@ -281,7 +282,7 @@ def test_a_lock_s_sha256_and_file_name_never_place_a_download_outside_the_cache(
                              subdir="noarch", url=f"FILE://{secret}", sha256=sha,
                              channel="x", file_name="stolen.conda")
     with pytest.raises(BuildError):
-        conda.verified(pkg)
+        condainstall.verified(pkg)
     assert list(outside.iterdir()) == []
 
 

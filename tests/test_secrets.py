@@ -167,6 +167,7 @@ def test_cache_info_masks_the_password_in_the_environment(monkeypatch: pytest.Mo
 
 def test_the_env_and_the_lock_record_conda_urls_without_credentials(tmp_path: Path) -> None:
     """conda-meta/*.json ships inside the environment: its url and channel carry no token."""
+    from packer.build import condainstall
     from packer.lock import conda
 
     pkg = conda.CondaPackage("zlib", "1.3", "h0", 0, "linux-64",
@@ -176,7 +177,7 @@ def test_the_env_and_the_lock_record_conda_urls_without_credentials(tmp_path: Pa
     meta = tmp_path / "conda-meta" / "zlib-1.3-h0.json"
     meta.parent.mkdir()
     meta.write_text("{}")
-    conda._record_locked_origins([pkg], tmp_path)
+    condainstall._record_locked_origins([pkg], tmp_path)
     assert json.loads(meta.read_text()) == {
         "url": "https://conda.corp/chan/linux-64/zlib-1.3-h0.conda",
         "channel": "https://conda.anaconda.org/chan"}

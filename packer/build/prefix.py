@@ -20,14 +20,13 @@ from ..core.cachehome import cache_dir
 from ..core.errors import BuildError, ProcessError
 from ..core.progress import NullReporter, Reporter, plural
 from ..core.secrets import looks_secret, why_not_bundled
-from ..lock import conda
 from ..lock.backend import Indexes, UvBackend
 from ..lock.lockfile import Lockfile, requirements_txt
 from ..lock.pypi import diagnose, offline_missing, pin_sdist
 from ..lock.sdist import build_wheel, wheel_links
 from ..resolve.target import host_platform
 from ..scan.imports import ImportReport, LocalModule
-from . import dists
+from . import condainstall, dists
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +252,7 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
     try:
         t0 = time.monotonic()
         rep.start("install", f"installing {len(lock.conda)} conda packages")
-        conda.install(lock.conda, prefix, rep, python_from, credentials)
+        condainstall.install(lock.conda, prefix, rep, python_from, credentials)
         rep.start("install", f"installing {plural(len(lock.pypi), 'PyPI package')} (hash-checked)")
         _pypi_install(lock, prefix, python, credentials)
         site = prefix / "lib" / f"python{python}" / "site-packages"

@@ -58,7 +58,7 @@ def image_cmd(model_dir: Path, opts: Options, out: Output, tag: str, base: str |
     Exit 11: a model does not load in the image; 12: one loads but does not answer; 13: no
     Docker engine, the base image is not available, or a KIND_GPU model without --gpus.
     """
-    from ..verify.image import REFERENCE, build_image
+    from ..imaging import REFERENCE, build_image
 
     if not REFERENCE.fullmatch(tag):
         raise click.BadParameter(f"{tag!r} is not an image name (registry/name:version)",

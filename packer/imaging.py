@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..context import Context, prepare
-from ..core.debris import sweep, tagged
-from ..core.errors import (
+from .context import Context, prepare
+from .core.debris import sweep, tagged
+from .core.errors import (
     ModelError,
     RuntimeMissingError,
     TargetError,
@@ -31,22 +31,22 @@ from ..core.errors import (
     VerifyInferError,
     VerifyLoadError,
 )
-from ..core.progress import NullReporter, Reporter, plural
-from ..core.signals import signals_held
-from ..envcheck.inspect import inspect_env
-from ..lock.lockfile import read_lock
-from ..scan.model import CONFIG_NAME, is_repository, read_config
-from ..scan.modelconfig import enum_value
-from ..settings import Options
-from . import kinds
-from .callees import closure
-from .client import Client, HttpError
-from .diagnose import diagnose, excerpt
-from .docker import SHM_DEFAULT, build, connect, start_failed
-from .extras import require
-from .infer import GrpcModel
-from .runtime import free_port
-from .stage import _bug, _missing_callees, ask, env_location, requests_for
+from .core.progress import NullReporter, Reporter, plural
+from .core.signals import signals_held
+from .envcheck.inspect import inspect_env
+from .lock.lockfile import read_lock
+from .scan.model import CONFIG_NAME, is_repository, read_config
+from .scan.modelconfig import enum_value
+from .settings import Options
+from .verify import kinds
+from .verify.callees import closure
+from .verify.client import Client, HttpError
+from .verify.diagnose import diagnose, excerpt
+from .verify.docker import SHM_DEFAULT, build, connect, start_failed
+from .verify.extras import require
+from .verify.infer import GrpcModel
+from .verify.runtime import free_port
+from .verify.stage import _bug, _missing_callees, ask, env_location, requests_for
 
 PROOF_LABEL = "io.tritonpack.image-proof"  # the proof's container, removed afterwards
 _FAILED_LOAD = re.compile(r"failed to load '([^']+)'")
