@@ -42,6 +42,18 @@ def test_readme_is_short_and_keeps_the_two_setup_commands() -> None:
     assert "\n.venv/bin/pytest -q\n" in readme
 
 
+def test_readme_tour_says_which_release_local_verify_runs() -> None:
+    """Found on a fresh clone: the tour's `tritonpack models/ --verify` packs new models for
+    the newest release, which the local server cannot run (exit 13); the tour says so, with
+    the release the local runtime really is."""
+    from packer.verify.local import RELEASE
+
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert (f"`--verify` runs here in Triton {RELEASE}'s server (the `nvidia-pytriton` wheel)"
+            in readme)
+    assert f"packed with `--triton {RELEASE}` or verified in its release's image" in readme
+
+
 _LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
