@@ -374,3 +374,17 @@ def test_why_without_a_lock(model_copy: Copy) -> None:
     res = run_cli("why", model, "numpy")
     assert (res.exit_code, error_line(res.stderr)) == (
         ExitCode.USAGE, "error: plain_numpy has no tritonpack.lock: nothing is locked yet")
+
+
+@pytest.mark.slow
+def test_why_with_an_unreachable_index_says_so(tmp_path: Path) -> None:
+    """why asks the resolver for the chain: an index it cannot reach is named as lock names
+    it (exit 5), not as uv's exit status (was exit 8); nothing in the model dir changes."""
+    model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "plain_numpy")
+    assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
+    before = snapshot(model)
+    res = run_cli("why", model, "numpy", "--index-url", "http://127.0.0.1:9/simple")
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.RESOLVE, "error: the package index http://127.0.0.1:9/simple is unreachable")
+    assert "Traceback" not in res.stderr
+    assert snapshot(model) == before

@@ -416,6 +416,17 @@ def _failure_error(failure: ResolveFailure, indexes: Indexes, exc: ProcessError,
                            cause=_first_cause(failure.output), python=target_python)
 
 
+def resolve_failed(exc: ProcessError, indexes: Indexes, python: str) -> TritonPackError:
+    """A resolve that was not asked to build anything failed: in the words the lock uses
+    (an unreachable index, a missing distribution, --offline's miss, the deadline)."""
+    if isinstance(exc, ProcessTimeout):
+        return _timed_out(exc, ())
+    failure = diagnose(exc.output)
+    if network.offline() and network.UV_OFFLINE_MISS in exc.output:
+        return offline_missing(failure.missing, "resolve", exc)
+    return _failure_error(failure, indexes, exc, python)
+
+
 def offline_missing(missing: Sequence[str], doing: str, exc: ProcessError,
                     error: type[TritonPackError] = ResolveError) -> TritonPackError:
     """``--offline`` kept uv from packages its cache lacks: which ones, and the way out."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ..core.errors import UsageError
+from ..core.errors import ProcessError, UsageError
 from .lockfile import read_lock
 
 if TYPE_CHECKING:
@@ -108,11 +108,16 @@ def why(ctx: Context, opts: Options, name: str) -> WhyResult:
     pin = next((p for p in lock.pypi if canonicalize_name(p.name) == want), None)
     if pin is not None:
         from .backend import UvBackend
+        from .pypi import resolve_failed
         from .stage import lock_indexes
 
         kept = (tuple(f"{p.name}=={p.version}" for p in lock.pypi), ())
-        text = UvBackend().compile(ctx.requirements.pypi, ctx.target, lock_indexes(ctx, opts),
-                                   prefer=kept, annotate=True)
+        indexes = lock_indexes(ctx, opts)
+        try:
+            text = UvBackend().compile(ctx.requirements.pypi, ctx.target, indexes,
+                                       prefer=kept, annotate=True)
+        except ProcessError as exc:  # said as lock says it, not as uv's exit status
+            raise resolve_failed(exc, indexes, ctx.target.python) from exc
         chains = _chains(want, parse_via(text), ctx)
         return WhyResult(ctx.model.name, pin.name, pin.version, "pypi",
                          tuple(dict.fromkeys(chains)) or ((pin.name, *_direct(ctx, want)),))
