@@ -378,7 +378,7 @@ def test_a_pulled_environment_passes_the_local_gate_and_matches_the_lock(
     ref = f"oci://{address}/gate/cache"
     model = copy_model("plain_numpy", tmp_path)
     cache = _runner(tmp_path, "a", monkeypatch, session_cache)
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     entry = _only_entry(cache)
     bad = tmp_path / "bad.tar.gz"
     _variant(entry / "env.tar.gz", bad, change)
@@ -389,7 +389,7 @@ def test_a_pulled_environment_passes_the_local_gate_and_matches_the_lock(
     (model / "tritonpack-env.tar.gz").unlink()
     before = {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()}
     _runner(tmp_path, "b", monkeypatch, session_cache)
-    res = run_cli(model, "--frozen", "--offline", "--cache-from", ref)
+    res = run_cli(model, "--frozen", "--python-from", "auto", "--cache-from", ref)
     assert res.exit_code == 16, res.stderr
     assert [line for line in res.stderr.splitlines() if line.startswith("error:")] == [
         f"error: {ref}:{entry.name[:12]}: the pulled environment {GATE[change]}: refused"]
@@ -405,14 +405,14 @@ def test_a_bad_local_entry_is_dropped_and_rebuilt(tmp_path: Path,
     or edited) makes no run exit 70: the entry is dropped and the lock built again."""
     model = copy_model("plain_numpy", tmp_path)
     cache = _runner(tmp_path, "a", monkeypatch, session_cache)
-    assert run_cli(model, "--triton", "24.10", "--offline", "-q").exit_code == 0
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
     entry = _only_entry(cache)
     (entry / "meta.json").write_text(json.dumps({"sha256": "0" * 64}))
-    res = run_cli(model, "--triton", "24.10", "--offline")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto")
     assert res.exit_code == 0, res.stderr
     assert "reused the environment" not in res.stderr
     assert entrymeta.read((_only_entry(cache) / "meta.json").read_bytes()).format == "tar.gz"
-    again = run_cli(model, "--triton", "24.10", "--offline")
+    again = run_cli(model, "--triton", "24.10", "--python-from", "auto")
     assert again.exit_code == 0 and "reused the environment for this lock" in again.stderr
 
 
@@ -434,7 +434,7 @@ def test_sigint_during_the_push_says_the_commit_is_in_place(
 
     monkeypatch.setattr(remote, "push", interrupted)
     with interrupt_expected():
-        res = run_cli(model, "--triton", "24.10", "--offline", "--cache-to",
+        res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--cache-to",
                       "oci://127.0.0.1:9/cache")
     assert res.exit_code == 130
     assert res.stderr.strip().splitlines()[-1] == (

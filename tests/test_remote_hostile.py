@@ -328,12 +328,12 @@ def test_bad_metadata_from_a_registry_is_never_adopted(
         (cache / "channels").symlink_to(session_cache / "channels")
     monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
     model = copy_model("plain_numpy", tmp_path)
-    res = run_cli(model, "--triton", "24.10", "--offline", "--cache-from", str(ref))
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--cache-from", str(ref))
     assert res.exit_code == 0, res.stderr
     key = next(p.name for p in (cache / "envs").iterdir() if not p.name.startswith("."))
     assert [line for line in res.stderr.splitlines() if "not used" in line] == [
         f"    note  remote cache {ref} not used: {ref}:{key[:12]}: the registry's metadata is "
         "not tritonpack's (schema None, not 1)"]
-    again = run_cli(model, "--triton", "24.10", "--offline", "--cache-from", str(ref))
+    again = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--cache-from", str(ref))
     assert again.exit_code == 0, again.stderr
     assert "reused the environment for this lock" in again.stderr
