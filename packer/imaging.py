@@ -42,7 +42,7 @@ from .verify import kinds
 from .verify.callees import closure
 from .verify.client import Client, HttpError
 from .verify.diagnose import diagnose, excerpt
-from .verify.docker import SHM_DEFAULT, build, connect, start_failed
+from .verify.docker import SHM_DEFAULT, build, connect, start
 from .verify.extras import require
 from .verify.infer import GrpcModel
 from .verify.runtime import free_port
@@ -218,18 +218,11 @@ class _Proof:
     ports), as a deployment would start it."""
 
     def __init__(self, client: Any, image: Any, *, gpus: bool, shm_size: str):
-        import docker
-
         self.http, self.grpc = free_port(), free_port()
-        requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus \
-            else None
-        try:
-            self.container = client.containers.run(
-                image.id, detach=True, shm_size=shm_size, device_requests=requests,
-                ports={"8000/tcp": ("127.0.0.1", self.http), "8001/tcp": ("127.0.0.1", self.grpc)},
-                labels={PROOF_LABEL: "1"})
-        except docker.errors.APIError as exc:
-            raise start_failed("starting the image", exc, gpus=gpus) from exc
+        self.container = start(
+            client, image.id, what="starting the image", gpus=gpus, shm_size=shm_size,
+            ports={"8000/tcp": ("127.0.0.1", self.http), "8001/tcp": ("127.0.0.1", self.grpc)},
+            labels={PROOF_LABEL: "1"})
         self.url = f"http://127.0.0.1:{self.http}"
         self.grpc_url = f"127.0.0.1:{self.grpc}"
 

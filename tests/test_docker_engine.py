@@ -8,12 +8,13 @@ with no engine."""
 from __future__ import annotations
 
 import gc
+import uuid
 from pathlib import Path
 
 import pytest
 
 from packer.core.errors import ExitCode, RuntimeMissingError
-from packer.verify.docker import connect, start_failed
+from packer.verify.docker import connect, start, start_failed
 
 
 @pytest.mark.parametrize("host", ["unix://{tmp}/no-engine.sock", "tcp://127.0.0.1:9"])
@@ -56,3 +57,23 @@ def test_a_refused_start_with_gpus_names_the_toolkit() -> None:
                                   "select device driver \"\" with capabilities: [[gpu]] xxx")
     assert "\n" not in err.message and err.message.endswith("...")
     assert len(err.message) == len("starting the verification container failed: ") + 300
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_container_the_engine_will_not_start_is_removed(standin_image: str) -> None:
+    """Found on a fresh clone: `image` whose proof container could not start left it behind
+    (state Created, labelled io.tritonpack.image-proof). A GPU request on an engine without
+    the NVIDIA runtime is refused at start, after the container is created."""
+    from contextlib import closing
+
+    with closing(connect()) as client:
+        if "nvidia" in (client.info().get("Runtimes") or {}):
+            pytest.skip("this engine has the NVIDIA runtime: a GPU request starts")
+        label = f"io.tritonpack.test-start-{uuid.uuid4().hex[:12]}"
+        with pytest.raises(RuntimeMissingError) as err:
+            start(client, standin_image, what="starting the image", gpus=True,
+                  labels={label: "1"})
+        assert err.value.message.startswith("starting the image failed: ")
+        assert err.value.hint == "--gpus needs the NVIDIA container toolkit"
+        assert client.containers.list(all=True, filters={"label": label}) == []

@@ -100,6 +100,25 @@ def start_failed(what: str, exc: Exception, *, gpus: bool) -> RuntimeMissingErro
     return RuntimeMissingError(f"{what} failed: {reason}", hint=hint, detail=str(exc))
 
 
+def start(client: Any, image_id: str, *, what: str, gpus: bool, **kwargs: Any) -> Any:
+    """Create, then start, a detached container (``--gpus``: a request for every GPU). The
+    SDK's ``containers.run`` leaves a container it created but the engine would not start
+    behind, in state Created; this one removes it before saying the engine's reason."""
+    import docker
+
+    requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
+    container = None
+    try:
+        container = client.containers.create(image_id, device_requests=requests, **kwargs)
+        container.start()
+    except docker.errors.APIError as exc:
+        if container is not None:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+        raise start_failed(what, exc, gpus=gpus) from exc
+    return container
+
+
 def dockerfile_text() -> str:
     return resources.files("packer.recipes").joinpath("Dockerfile.base").read_text(encoding="utf-8")
 
@@ -183,8 +202,6 @@ class DockerRuntime:
             raise
 
     def _start(self, client: Any, repo: Path, work: Path, complete_config: bool) -> DockerServer:
-        import docker
-
         context = work / "context"
         context.mkdir()
         shutil.copytree(repo, context / "models", symlinks=False)  # links become real files
@@ -196,19 +213,16 @@ class DockerRuntime:
                    "--http-port=8000", "--grpc-port=8001"]
         if complete_config:
             command.append("--disable-auto-complete-config")
-        requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if self.gpus \
-            else None
         try:
-            container = client.containers.run(
-                image.id, command=command, detach=True, shm_size=self.shm_size,
+            container = start(
+                client, image.id, what="starting the verification container", gpus=self.gpus,
+                command=command, shm_size=self.shm_size,
                 ports={"8000/tcp": ("127.0.0.1", port), "8001/tcp": ("127.0.0.1", grpc)},
-                device_requests=requests,
                 labels={"io.tritonpack.verify": "1"},
             )
-        except docker.errors.APIError as exc:
+        except RuntimeMissingError:
             with contextlib.suppress(Exception):
                 client.images.remove(image.id, force=True)
-            raise start_failed("starting the verification container", exc,
-                               gpus=self.gpus) from exc
+            raise
         return DockerServer(client, container, f"http://127.0.0.1:{port}", image,
                             grpc_url=f"127.0.0.1:{grpc}")
