@@ -19,7 +19,7 @@ from pathlib import Path
 from . import relearn
 from .archive.writer import read_stamp
 from .build import importcheck, provides
-from .build.prefix import build, bundle_digest
+from .build.prefix import build, bundle_digest, bundle_plan
 from .build.runlock import key_lock, model_lock
 from .caches import envs as envcache
 from .caches import remote
@@ -237,7 +237,10 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                 hit = None
     if committed is not None and hit is not None:
         written, patched = committed
-        bundled, skipped = hit.meta.bundled, hit.meta.skipped
+        # what this run left out: the entry's list is of the run that made it (the key
+        # hashes only what is bundled, so another --src with other secrets shares it)
+        bundled = hit.meta.bundled
+        skipped = bundle_plan(ctx.report, frozenset(ctx.options.allow_secrets)).skipped
     else:  # --no-cache (since): the stores are written, not read (storefile.distrusted)
         with key_lock(key), distrusted(since is not None):
             prefix = build(locked.lock, ctx.report, rep, key=key,

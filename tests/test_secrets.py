@@ -57,6 +57,10 @@ def test_a_secret_word_anywhere_in_a_name_is_not_bundled(model_copy: Copy, tmp_p
     ("[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n", "an AWS access key"),
     ("token: ghp_" + "a1B2" * 9 + "\n", "a GitHub token"),
     ("HF = 'hf_" + "abcdefghijklmnopqrstuvwxyzABCDEFGH" + "'\n", "a Hugging Face token"),
+    ("KEY = 'sk-ant-api03-" + "aB3_-x" * 15 + "'\n", "an Anthropic API key"),
+    ("SG." + "a" * 22 + "." + "B" * 43 + "\n", "a SendGrid API key"),
+    ("host = x\ntoken = dapi" + "0123456789abcdef" * 2 + "\n", "a Databricks token"),
+    ("AGE-SECRET-KEY-1" + "QW3RTY" * 9 + "ABCD\n", "an age secret key"),
 ])
 def test_a_secret_under_a_harmless_name_is_caught_by_its_content(
         model_copy: Copy, tmp_path: Path, content: str, what: str) -> None:
@@ -89,6 +93,25 @@ def test_allow_secret_ships_the_file_named_and_only_it(model_copy: Copy, tmp_pat
                            allow=("featurize/test-ca.key", "featurize/fixture.txt"))
     assert {"featurize/test-ca.key", "featurize/fixture.txt"} <= set(files)
     assert skipped == ["featurize/.env (dot-file)", "featurize/other.key (secret-like name)"]
+
+
+@pytest.mark.slow
+def test_a_cache_hit_names_this_runs_skipped_files(model_copy: Copy, tmp_path: Path) -> None:
+    """The cache key hashes what is bundled, so a --src whose secrets differ shares an entry:
+    the skipped list said is this run's (it was the entry's maker's: a file no longer there,
+    not the key that is)."""
+    model, src = model_copy("with_src"), _src(tmp_path)
+    (src / "featurize" / "aws_credentials").write_text("x\n")
+    first = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--src", src, "--json")
+    assert first.exit_code == 0, first.stderr
+    assert "featurize/aws_credentials (secret-like name)" in json.loads(first.stdout)["skipped"]
+    (src / "featurize" / "aws_credentials").unlink()
+    (src / "featurize" / "notes.txt").write_text(PEM)
+    again = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--src", src, "--json")
+    out = json.loads(again.stdout)
+    assert again.exit_code == 0, again.stderr
+    assert out["skipped"] == ["featurize/.env (dot-file)",
+                              "featurize/notes.txt (looks like a private key (PEM block))"]
 
 
 def test_package_data_that_is_no_secret_ships(tmp_path: Path) -> None:
