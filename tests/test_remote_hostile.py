@@ -337,3 +337,41 @@ def test_bad_metadata_from_a_registry_is_never_adopted(
     again = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--cache-from", str(ref))
     assert again.exit_code == 0, again.stderr
     assert "reused the environment for this lock" in again.stderr
+
+
+@pytest.mark.parametrize(("location", "why"), [
+    ("file:///etc/passwd", "it sent tritonpack to a URL that is not http or https"),
+    ("SELF", "it redirected in a loop"),
+])
+def test_a_redirecting_registry_is_a_miss_said_in_words(location: str, why: str) -> None:
+    """A manifest redirected to file:// or to itself: a miss, one warning in words (was the
+    exception's class name: InvalidSchema), nothing read, nothing adopted."""
+
+    class Redirect(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/v2/":
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+            else:
+                self.send_response(302)
+                self.send_header("Location", self.path if location == "SELF" else location)
+                self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ref = remote.parse_ref(f"oci://127.0.0.1:{server.server_address[1]}/hostile/c")
+        got, notes, transfers = _fetch(ref)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got is False
+    assert notes == [f"remote cache {ref} not used: registry {ref.registry}: reading the "
+                     f"manifest failed: {why}"]
+    assert [t.result for t in transfers] == ["error"]
+    assert lookup(KEY) is None

@@ -177,7 +177,16 @@ def _why(exc: BaseException) -> str:
                          ("WRONG_VERSION_NUMBER", "it does not speak HTTPS")):
         if pattern in text:
             return say
-    return type(exc).__name__
+    return _BY_CLASS.get(type(exc).__name__, type(exc).__name__)
+
+
+# requests' exceptions whose text is no sentence (a redirect to file://, a realm elsewhere)
+_BY_CLASS = {"InvalidSchema": "it sent tritonpack to a URL that is not http or https",
+             "MissingSchema": "it sent tritonpack to a URL without a scheme",
+             "InvalidURL": "it sent tritonpack to a malformed URL",
+             "TooManyRedirects": "it redirected in a loop",
+             "ChunkedEncodingError": "its answer was cut off",
+             "ContentDecodingError": "its answer could not be decompressed"}
 
 
 def _too_slow(ref: RemoteRef, deadline: Deadline) -> RemoteCacheError:
