@@ -387,4 +387,9 @@ def test_why_with_an_unreachable_index_says_so(tmp_path: Path) -> None:
     assert (res.exit_code, error_line(res.stderr)) == (
         ExitCode.RESOLVE, "error: the package index http://127.0.0.1:9/simple is unreachable")
     assert "Traceback" not in res.stderr
+    for name, shown in (("", "''"), ("a" * 500, "a" * 80 + "…")):  # said, not echoed whole
+        res = run_cli("why", model, name)
+        assert (res.exit_code, error_line(res.stderr)) == (
+            ExitCode.USAGE, f"error: {shown} is not in {model}/tritonpack.lock (it holds numpy, "
+            "pip, python)")
     assert snapshot(model) == before

@@ -124,7 +124,8 @@ def why(ctx: Context, opts: Options, name: str) -> WhyResult:
     conda = next((p for p in lock.conda if p.name == name), None)
     if conda is None:
         held = sorted({p.name for p in lock.pypi} | {p.name for p in lock.conda})
-        raise UsageError(f"{name} is not in {ctx.lock_path} (it holds {', '.join(held)})")
+        shown = repr(name) if not name.strip() else name if len(name) <= 80 else name[:80] + "…"
+        raise UsageError(f"{shown} is not in {ctx.lock_path} (it holds {', '.join(held)})")
     declared = {m[0] for spec in ctx.requirements.conda
                 if (m := re.match(r"[A-Za-z0-9_.-]+", spec.strip())) is not None}
     parents = _conda_parents(lock.conda)
