@@ -618,6 +618,9 @@ BAD_REQUESTS = [
     ("single_array.npz", ": not a .npz archive (a zip of .npy arrays)"),
     ("truncated.npz", ": corrupt .npz archive: File is not a zip file"),
     ("pickled.npz", ": unusable .npz: it holds pickled objects"),
+    # numpy's own words named an ast object's address: <ast.Call object at 0x7f...>
+    ("header_not_literal.npz", ": unusable .npz: a member's .npy header is not one numpy writes "
+     "(its shape is not a tuple of numbers)"),
     ("bad_member.npz", ": member 'INPUT0' is not a .npy array"),
     # were exit 70: an AttributeError, a value silently dropped, a ValueError of int()
     ("top_level_list.json", ": is a JSON list, not an object of tensors by name"),

@@ -192,7 +192,10 @@ def _check_npz(raw: bytes, path: Path, option: str) -> None:
                                hint="save it with numpy.savez (no password, deflate or none)"
                                ) from exc
     except ValueError as exc:
-        why = "it holds pickled objects" if "pickle" in str(exc) else str(exc)
+        why = ("it holds pickled objects" if "pickle" in str(exc) else
+               # numpy's header parser (ast.literal_eval) names an object address: no sentence
+               "a member's .npy header is not one numpy writes (its shape is not a tuple of "
+               "numbers)" if "malformed node" in str(exc) else str(exc))
         raise RequestFileError(f"{option} {path}: unusable .npz: {why}",
                                hint="save plain arrays with numpy.savez") from exc
     except (zipfile.BadZipFile, OSError, EOFError, KeyError, zlib.error, lzma.LZMAError) as exc:
