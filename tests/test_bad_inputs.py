@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -995,3 +995,17 @@ def test_no_config_beside_a_model_py_says_what_to_write(tmp_path: Path) -> None:
     res = run_cli("scan", tmp_path / "empty")
     assert res.stderr.splitlines()[-1] == ("hint: a Triton model directory holds config.pbtxt "
                                            "and numeric version dirs (1/model.py)")
+
+
+@pytest.mark.parametrize(("make", "what"), [(os.mkfifo, "a FIFO (named pipe)"),
+                                            (os.mkdir, "a directory")])
+def test_an_include_that_is_not_a_file_is_named(tmp_path: Path, make: Callable[[Path], None],
+                                                what: str) -> None:
+    """-r naming a FIFO or a directory says what is there (was 'no such file')."""
+    model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "plain_numpy")
+    make(model / "extra.txt")
+    (model / "requirements.txt").write_text("-r extra.txt\n")
+    res = run_unchanged(model, "scan", model)
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.MODEL, f"error: plain_numpy/requirements.txt:1: -r extra.txt: is {what}, "
+        "not a file")

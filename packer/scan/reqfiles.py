@@ -23,6 +23,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 
 from ..core.errors import ModelError, ResolveError
+from ..core.fsguard import not_regular
 
 REQUIREMENTS_TXT = "requirements.txt"
 ENVIRONMENT_YML = ("environment.yml", "environment.yaml")
@@ -97,7 +98,8 @@ class _PipFile:
         shown = _shown(path, self.model_dir)
         if not path.is_file():
             where = f"{included_from}: -r {written}" if included_from else shown
-            raise ModelError(f"{where}: no such file",
+            kind = not_regular(path)  # a FIFO or a directory is there, not nothing
+            raise ModelError(f"{where}: {f'is {kind}, not a file' if kind else 'no such file'}",
                              hint="-r paths are relative to the file that includes them")
         real = path.resolve()
         if not real.is_relative_to(self.model_dir.resolve().parent):  # never read (and quote)
