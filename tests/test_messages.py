@@ -39,6 +39,15 @@ def test_no_solution_names_the_requirement_and_uvs_whole_reason(output: str, cau
                           f"{cause}"
 
 
+def test_no_solution_from_a_one_line_uv_error_says_it() -> None:
+    """uv's one-line error (a direct URL's bad wheel name) is the reason, not 'run with
+    --verbose' (which then repeated the same sentence)."""
+    output = "error: The wheel filename `x.whl` is invalid: Must have a version\n"
+    err = NoSolutionError((), cause=_first_cause(output), python="3.10")
+    assert err.message == ("the PyPI resolver found no solution for Python 3.10: The wheel "
+                           "filename `x.whl` is invalid: Must have a version")
+
+
 def test_no_solution_without_a_reason_says_where_to_look() -> None:
     assert NoSolutionError((), python="3.10").message == (
         "the PyPI resolver found no solution for Python 3.10 (run with --verbose for the "

@@ -139,7 +139,12 @@ def _first_cause(output: str) -> str:
             parts.append(more.strip())
         cause = " ".join(" ".join(parts).split()).rstrip(".")
         return cause if len(cause) <= 400 else cause[:400].rsplit(" ", 1)[0] + " …"
-    return ""
+    # no paragraph: uv's one-line 'error: ...' (a direct URL's bad wheel name, say) is the
+    # reason, not "run with --verbose" (which then said the same again)
+    errors = [ln.strip().removeprefix("error:").strip() for ln in lines
+              if ln.strip().startswith("error:")]
+    cause = errors[-1].rstrip(".") if errors else ""
+    return cause if len(cause) <= 400 else cause[:400].rsplit(" ", 1)[0] + " …"
 
 
 _REQUIRED = re.compile(r"you require ([^\s,]+(?: and [^\s,]+)?)")
