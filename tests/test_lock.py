@@ -91,8 +91,8 @@ def test_unknown_import_is_an_error_naming_it(model_copy: Copy) -> None:
     errors = [line for line in res.stderr.splitlines() if line.startswith(("error:", "hint:"))]
     assert errors[0] == (
         "error: import 'tritonpack_no_such_distribution_xyz' (unknown_import/1/model.py:2) "
-        "needs distribution 'tritonpack-no-such-distribution-xyz', which the package index "
-        "does not have"
+        "needs distribution 'tritonpack-no-such-distribution-xyz' (guessed from its name), which "
+        "the package index does not have"
     )
     assert errors[1].startswith("hint: if 'tritonpack_no_such_distribution_xyz' is your own code")
     assert not (model / "tritonpack.lock").exists()
