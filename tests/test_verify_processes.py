@@ -133,3 +133,40 @@ def test_a_model_that_kills_the_server_is_named_as_such_not_a_load_timeout(
     assert error_line(res.stderr) == (
         "error: tritonserver died while loading plain_numpy (killed by SIGKILL)")
     assert time.monotonic() - t0 < 90  # said when it died, not at the load's timeout (120 s)
+
+
+CLEAN_DAEMON = '''
+import os
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        if os.fork() == 0:  # a daemon with a clean environment: it carries no mark
+            os.setsid()
+            if os.fork() == 0:
+                with open({pids!r}, "a") as fh:
+                    fh.write(f"clean {{os.getpid()}}\\n")
+                os.execve("/bin/sleep", ["sleep", "100000"], {{}})
+            os._exit(0)
+        os.wait()
+'''
+
+
+def test_a_daemon_with_a_clean_environment_ends_with_verify(model_copy: Copy,
+                                                            tmp_path: Path) -> None:
+    """The mark in the environment finds what a model starts, unless it drops its
+    environment: verify's process is the child subreaper while the server runs, so such an
+    orphan is reparented to it, and killed with the server (it outlived verify)."""
+    model = model_copy("plain_numpy")
+    pids = tmp_path / "pids"
+    source = (model / "1" / "model.py").read_text()
+    head, _, body = source.partition("class TritonPythonModel:\n")
+    spawn = CLEAN_DAEMON.format(pids=str(pids)).split("class TritonPythonModel:\n")
+    (model / "1" / "model.py").write_text(
+        head + spawn[0] + "class TritonPythonModel:\n" + spawn[1] + body)
+    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
+    res = run_cli("verify", model, "-q")
+    assert res.exit_code == 0, res.stderr
+    started = _started(pids)
+    assert set(started) == {"clean"}, started
+    assert _survivors(started, within=2.0) == {}

@@ -88,6 +88,7 @@ def run_contained(
             raise ProcessError(args, 127, str(exc)) from exc
         timed_out = False
         _RUNNING.add(child.pid)
+        _DIRECT.add(child.pid)
         try:
             code = _wait(child, mark, timeout)
         except subprocess.TimeoutExpired:
@@ -98,6 +99,7 @@ def run_contained(
             kill_marked(mark)
             child.wait()
             _RUNNING.discard(child.pid)
+            _DIRECT.discard(child.pid)
         size = out.seek(0, os.SEEK_END)
         out.seek(0 if tail is None else max(0, size - tail))
         text = out.read().decode("utf-8", errors="replace")
@@ -191,20 +193,81 @@ class Service:
     ``mark`` in their environment; ``stop_all`` kills them, and so does the watchdog if
     tritonpack dies first (even by SIGKILL, which runs no cleanup)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], mark: str):
+    def __init__(self, process: subprocess.Popen[bytes], mark: str, since: int = 0):
         self.process = process
         self.mark = mark
+        self.since = since  # its start time (clock ticks): what was adopted after it
+        self.stopped = False
 
     def stop_all(self) -> list[int]:
-        """Kill the group and every marked process; return the marked ones that outlived the
-        group (empty when the server's own stop took everything with it)."""
+        """Kill the group, every marked process and every orphan this process adopted since
+        the service started (a daemon that double-forked with a clean environment carries no
+        mark); return the marked ones that outlived the group (empty when the server's own
+        stop took everything with it)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
         left = marked(self.mark)
         kill_marked(self.mark)
+        if not self.stopped:
+            self.stopped = True
+            kill_adopted(self.since)
+            _serving(-1)
+        _DIRECT.discard(self.process.pid)
         return left
+
+
+PR_SET_CHILD_SUBREAPER = 36
+_SERVICES = [0]  # services alive: while any, this process is a child subreaper
+_DIRECT: set[int] = set()  # the children this process started itself (never "adopted")
+
+
+def _serving(change: int) -> None:
+    """Count a service in or out; this process is a child subreaper (an orphan of what a
+    server starts is reparented to it, not to init) while one is alive."""
+    before = _SERVICES[0]
+    _SERVICES[0] = max(0, before + change)
+    if (before == 0) != (_SERVICES[0] == 0):
+        prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+        if prctl is not None:
+            prctl(PR_SET_CHILD_SUBREAPER, 1 if _SERVICES[0] else 0, 0, 0, 0)
+
+
+def _start_ticks(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks since boot) of ``pid``; None when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def adopted(since: int) -> list[int]:
+    """The children of this process it did not start itself, started at ``since`` or later:
+    orphans reparented to it as a subreaper (a model's double-forked daemon)."""
+    me, found = os.getpid(), []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) not in _DIRECT:
+            info = _start_ticks(int(entry.name))
+            if info is not None and info[0] == me and info[1] >= since:
+                found.append(int(entry.name))
+    return found
+
+
+def kill_adopted(since: int) -> None:
+    """SIGKILL and reap every orphan adopted since ``since``, until none is left (a killed
+    one's own children are adopted in turn)."""
+    for _ in range(10):
+        pids = adopted(since)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
 
 def popen(
@@ -221,13 +284,20 @@ def popen(
     args = [os.fspath(a) for a in argv]
     log.debug("$ %s &", " ".join(args))
     mark = new_mark()
-    with log_file.open("wb") as out:
-        process = subprocess.Popen(
-            args, env={**env, MARK: mark}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),
-        )
-    return Service(process, mark)
+    _serving(+1)
+    try:
+        with log_file.open("wb") as out:
+            process = subprocess.Popen(
+                args, env={**env, MARK: mark}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),
+            )
+    except BaseException:
+        _serving(-1)
+        raise
+    _DIRECT.add(process.pid)
+    info = _start_ticks(process.pid)
+    return Service(process, mark, info[1] if info is not None else 0)
 
 
 _WATCHDOG = """import os, signal, sys, time
@@ -279,6 +349,7 @@ def _watch() -> None:
                 [sys.executable, "-I", "-S", "-c", _WATCHDOG % MARK, _RUN],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True, env={"PATH": os.defpath}))
+            _DIRECT.add(_WATCHING[-1].pid)
         except OSError:  # no watchdog: a server's parent-death signal still applies
             log.debug("no watchdog process", exc_info=True)
 
