@@ -11,6 +11,7 @@ import re
 import shutil
 import sys
 import zipfile
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import gen_import_table as gen  # noqa: E402  (a script, not a package)
 
-TABLE = ROOT / "recipes" / "import_table.tsv"
+# the table as installed (the wheel in .ci/run, recipes/ in an editable install)
+TABLE = Path(str(files("packer.recipes").joinpath("import_table.tsv")))
 
 
 def _scan(model: Path, *args: str) -> dict[str, object]:

@@ -68,7 +68,9 @@ def _venv(path: Path, *extra: str) -> Path:
     uv = [sys.executable, "-m", "uv"]
     subprocess.run([*uv, "venv", "-q", path], check=True)
     python = path / "bin" / "python"
-    subprocess.run([*uv, "pip", "install", "-q", "--python", python, "-e", root, *extra], check=True)
+    wheel = os.environ.get("TRITONPACK_TEST_WHEEL")  # .ci/run tests the wheel, with no source tree
+    spec = [f"tritonpack @ {Path(wheel).as_uri()}"] if wheel else ["-e", str(root)]
+    subprocess.run([*uv, "pip", "install", "-q", "--python", python, *spec, *extra], check=True)
     return python
 
 

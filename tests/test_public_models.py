@@ -167,6 +167,10 @@ FAILING = {  # NVIDIA's qa models that cannot answer here, each with its true re
                    "decoupled, so no request is ever answered (a bug in the model, not in its "
                    "inputs)"),
 }
+# custom_metrics' execute() runs Triton's metric unit tests: most runs take the server down in
+# metric_family.cc; when one does not, its FP16 answer to an FP32 output is the true reason
+CUSTOM_METRICS_ANSWERED = (ExitCode.VERIFY_INFER, "custom_metrics answered wrongly: output "
+                           "OUTPUT0: datatype FP16, config says FP32")
 
 
 def test_the_repository_verifies_as_a_whole(repo: Path) -> None:
@@ -179,7 +183,10 @@ def test_the_repository_verifies_as_a_whole(repo: Path) -> None:
     out = json.loads(res.stdout)
     assert sorted(v["model"] for v in out["verified"]) == sorted(
         p.name for p in PUBLIC.iterdir() if p.is_dir() and p.name not in FAILING)
-    assert {f["name"]: (f["exit_code"], f["message"]) for f in out["failed"]} == FAILING
+    failed = {f["name"]: (f["exit_code"], f["message"]) for f in out["failed"]}
+    if failed.get("custom_metrics") == CUSTOM_METRICS_ANSWERED:  # the server survived this time
+        failed["custom_metrics"] = FAILING["custom_metrics"]
+    assert failed == FAILING
     assert res.exit_code == min(code for code, _ in FAILING.values())
 
 
