@@ -42,7 +42,15 @@ from .verify import kinds
 from .verify.callees import closure
 from .verify.client import Client, HttpError
 from .verify.diagnose import diagnose, excerpt
-from .verify.docker import SHM_DEFAULT, build, connect, start
+from .verify.docker import (
+    SHM_DEFAULT,
+    build,
+    connect,
+    container_alive,
+    container_log,
+    remove_container,
+    start,
+)
 from .verify.extras import require
 from .verify.infer import GrpcModel
 from .verify.runtime import free_port
@@ -227,23 +235,13 @@ class _Proof:
         self.grpc_url = f"127.0.0.1:{self.grpc}"
 
     def alive(self) -> bool:
-        try:
-            self.container.reload()
-        except Exception:
-            return False
-        return bool(self.container.status in ("created", "running"))
+        return container_alive(self.container)
 
     def log(self) -> str:
-        try:
-            return bytes(self.container.logs()).decode(errors="replace")
-        except Exception:
-            return ""
+        return container_log(self.container)
 
     def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.container.stop(timeout=5)
-        with contextlib.suppress(Exception):
-            self.container.remove(force=True)
+        remove_container(self.container)
 
 
 def _not_loaded(proof: _Proof, models: list[_Model], timeout: float) -> TritonPackError:

@@ -143,6 +143,15 @@ def snapshot(path: Path) -> dict[str, bytes]:
     }
 
 
+def alive(pid: int) -> bool:
+    """Whether a process this test started still runs (a zombie, not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def error_line(stderr: str) -> str:
     """The one error line a failed command prints."""
     return next(line for line in stderr.splitlines() if line.startswith("error:"))

@@ -18,7 +18,7 @@ from packer.build.runlock import model_lock
 from packer.core.errors import ExitCode
 from packer.core.signals import signals_held
 
-from .conftest import error_line, run_cli, snapshot
+from .conftest import alive, error_line, run_cli, snapshot
 
 pytestmark = pytest.mark.slow
 Copy = Callable[..., Path]
@@ -153,9 +153,9 @@ def test_verify_interrupted_or_killed_leaves_no_server_and_no_temp_dir(
         run.send_signal(signal.SIGTERM) if how == "SIGTERM" else run.kill()
         _, err = run.communicate(timeout=60)
         deadline = time.monotonic() + 10
-        while any(_alive(p) for p in servers) and time.monotonic() < deadline:
+        while any(alive(p) for p in servers) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not [p for p in servers if _alive(p)], f"{how}: tritonserver outlived tritonpack"
+        assert not [p for p in servers if alive(p)], f"{how}: tritonserver outlived tritonpack"
         if how == "SIGTERM":
             assert run.returncode == ExitCode.INTERRUPTED, err
             assert list(tmpdir.iterdir()) == []
@@ -173,14 +173,6 @@ def _children(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
                          text=True, check=False).stdout
     return [int(x) for x in out.split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_switching_format_leaves_one_environment(model_copy: Copy) -> None:

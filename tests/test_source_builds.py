@@ -21,7 +21,7 @@ import pytest
 from packer.core import deadlines, proc
 from packer.core.errors import ExitCode, ProcessTimeout
 
-from .conftest import MODELS, error_line, run_cli, snapshot
+from .conftest import MODELS, alive, error_line, run_cli, snapshot
 
 PYPROJECT = ('[build-system]\nrequires = ["setuptools"]\n'
              'build-backend = "setuptools.build_meta"\n')
@@ -81,18 +81,10 @@ def _model(tmp_path: Path, name: str, setup_py: str) -> tuple[Path, Path]:
     return model, pids
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _gone(pids: list[int], within: float = 10.0) -> bool:
     """Every one of ``pids`` dead (a SIGKILLed process takes a moment on a loaded machine)."""
     deadline = time.monotonic() + within
-    while [p for p in pids if _alive(p)]:
+    while [p for p in pids if alive(p)]:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -212,9 +204,9 @@ def test_a_sigkilled_tritonpack_leaves_no_build_running(tmp_path: Path) -> None:
     run.kill()
     run.wait()
     deadline = time.monotonic() + 15
-    while [p for p in _started(pids) if _alive(p)] and time.monotonic() < deadline:
+    while [p for p in _started(pids) if alive(p)] and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [p for p in _started(pids) if _alive(p)]
+    assert not [p for p in _started(pids) if alive(p)]
 
 
 def test_a_command_that_floods_its_output_keeps_only_its_end() -> None:

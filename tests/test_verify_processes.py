@@ -17,7 +17,7 @@ import pytest
 
 from packer.core.errors import ExitCode
 
-from .conftest import error_line, run_cli
+from .conftest import alive, error_line, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 Copy = Callable[..., Path]
@@ -69,18 +69,10 @@ def _started(pids: Path) -> dict[str, int]:
             (line.split() for line in pids.read_text().splitlines() if line.strip())}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _survivors(started: dict[str, int], within: float = 15.0) -> dict[str, int]:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        left = {what: pid for what, pid in started.items() if _alive(pid)}
+        left = {what: pid for what, pid in started.items() if alive(pid)}
         if not left:
             return {}
         time.sleep(0.1)

@@ -151,6 +151,31 @@ def build(client: Any, context: Path, base: str, *, buildargs: dict[str, str],
     return client.images.get(image_id)
 
 
+def container_alive(container: Any) -> bool:
+    """Whether a container the engine made is still starting or running."""
+    try:
+        container.reload()
+    except Exception:
+        return False
+    return bool(container.status in ("created", "running"))
+
+
+def container_log(container: Any) -> str:
+    """The container's output so far ('' once the engine cannot give it)."""
+    try:
+        return bytes(container.logs()).decode(errors="replace")
+    except Exception:
+        return ""
+
+
+def remove_container(container: Any) -> None:
+    """Stop and remove a container; what the engine refuses (already gone) is not an error."""
+    with contextlib.suppress(Exception):
+        container.stop(timeout=5)
+    with contextlib.suppress(Exception):
+        container.remove(force=True)
+
+
 class DockerServer:
     def __init__(self, client: Any, container: Any, url: str, image: Any, grpc_url: str = ""):
         self.client = client
@@ -160,23 +185,13 @@ class DockerServer:
         self.image = image
 
     def alive(self) -> bool:
-        try:
-            self.container.reload()
-        except Exception:
-            return False
-        return bool(self.container.status in ("created", "running"))
+        return container_alive(self.container)
 
     def log(self) -> str:
-        try:
-            return bytes(self.container.logs()).decode(errors="replace")
-        except Exception:
-            return ""
+        return container_log(self.container)
 
     def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.container.stop(timeout=5)
-        with contextlib.suppress(Exception):
-            self.container.remove(force=True)
+        remove_container(self.container)
         with contextlib.suppress(Exception):  # it holds the probe: never a release artifact
             self.client.images.remove(self.image.id, force=True)
         self.client.close()
