@@ -37,8 +37,8 @@ def test_each_command_page_is_its_help() -> None:
 def test_readme_is_short_and_keeps_the_two_setup_commands() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) <= 250
-    assert "pip install -e '.[verify,test]' && tritonpack examples/numpy_model --triton 24.10 --verify" \
-        in readme
+    assert ("pip install -e '.[verify,test,bench]' && tritonpack examples/numpy_model --triton 24.10 "
+            "--verify") in readme
     assert "\n.venv/bin/pytest -q\n" in readme
 
 

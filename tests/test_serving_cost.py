@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,12 @@ def test_concurrency_must_be_positive_whole_numbers(tmp_path: Path) -> None:
 
 # ---- a real server ----
 
+def _has_libb64() -> bool:
+    """Whether the system library perf_analyzer links is installed (the linker's cache)."""
+    out = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True, check=False)
+    return "libb64.so.0d" in out.stdout
+
+
 @pytest.fixture(scope="module")
 def archive_env(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
     """One numpy environment for Python 3.10 (Triton 24.10), packed as an archive."""
@@ -169,7 +176,11 @@ def test_figures_are_real(archive_env: Path, tmp_path: Path) -> None:
                     measure=hook)
     cost = report.measured
     assert isinstance(cost, ModelCost)
-    assert cost.load.tool == "perf_analyzer", cost.load.why  # CI installs the bench extra
+    if _has_libb64():  # .ci/run installs it (and the bench extra): perf_analyzer measures
+        assert cost.load.tool == "perf_analyzer", cost.load.why
+    else:  # a fresh machine without Debian's libb64-0d: the loop, saying why
+        assert (cost.load.tool, cost.load.why) == (
+            "client loop", "perf_analyzer needs libb64.so.0d (Debian's libb64-0d)")
     assert [lv.concurrency for lv in cost.load.levels] == [1, 2]
     for lv in cost.load.levels:
         assert lv.requests > 0 and lv.throughput > 0
