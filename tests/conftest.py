@@ -143,6 +143,20 @@ def snapshot(path: Path) -> dict[str, bytes]:
     }
 
 
+def scratch(request: pytest.FixtureRequest, factory: pytest.TempPathFactory, name: str) -> Path:
+    """A directory for a module- or session-scoped fixture, removed when its scope ends unless a
+    test failed meanwhile (as pytest keeps only failed tests' tmp_path): a run's disk stays small."""
+    path = factory.mktemp(name)
+    failed = request.session.testsfailed
+
+    def remove() -> None:
+        if request.session.testsfailed == failed:
+            shutil.rmtree(path, ignore_errors=True)
+
+    request.addfinalizer(remove)
+    return path
+
+
 def alive(pid: int) -> bool:
     """Whether a process this test started still runs (a zombie, not yet reaped, does not)."""
     try:

@@ -26,7 +26,7 @@ from packer.lock.lockfile import read_lock
 from packer.verify.docker import connect
 from packer.verify.runtime import free_port
 
-from .conftest import FIXTURES, error_line, run_cli
+from .conftest import FIXTURES, error_line, run_cli, scratch
 
 TAG = "tritonpack-test/served:{}"
 
@@ -87,13 +87,14 @@ def _infer(url: str, model: str) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def packed_repo(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
+def packed_repo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                session_cache: Path) -> Path:
     """The test repository without its ONNX model (the stand-in has only the Python
     backend): three Python models (one bundles a --src package) and an ensemble."""
     import os
 
     os.environ["TRITONPACK_CACHE"] = str(session_cache)
-    repo = tmp_path_factory.mktemp("image") / "models"
+    repo = scratch(request, tmp_path_factory, "image") / "models"
     shutil.copytree(FIXTURES / "repo", repo, ignore=shutil.ignore_patterns("delta_onnx"))
     res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr

@@ -11,21 +11,22 @@ import pytest
 
 from packer.core.errors import ExitCode
 
-from .conftest import FIXTURES, error_line, run_cli
+from .conftest import FIXTURES, error_line, run_cli, scratch
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 PUBLIC = FIXTURES / "public"
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
+def repo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+         session_cache: Path) -> Path:
     """The public models packed for Triton 24.10 in one run: one lock, so one build each of
     the two locks (models importing numpy, models importing nothing) and the rest from the
     environment cache."""
     import os
 
     os.environ["TRITONPACK_CACHE"] = str(session_cache)
-    repo = tmp_path_factory.mktemp("public") / "models"
+    repo = scratch(request, tmp_path_factory, "public") / "models"
     shutil.copytree(PUBLIC, repo)
     res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--format", "dir", "-q")
     assert res.exit_code == 0, res.stderr

@@ -10,17 +10,18 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from .conftest import FIXTURES, error_line, run_cli
+from .conftest import FIXTURES, error_line, run_cli, scratch
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def packed_repo(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
+def packed_repo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                session_cache: Path) -> Path:
     import os
 
     os.environ["TRITONPACK_CACHE"] = str(session_cache)
-    repo = tmp_path_factory.mktemp("repo") / "models"
+    repo = scratch(request, tmp_path_factory, "repo") / "models"
     shutil.copytree(FIXTURES / "repo", repo)
     res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--sbom", "--no-cache", "--json")
     assert res.exit_code == 0, res.stderr

@@ -18,7 +18,7 @@ from packer.cost.levels import BenchOptions, Level, Load
 from packer.cost.measure import MIB, Memory, ModelCost, Region, measure
 from packer.settings import from_command_line
 
-from .conftest import FIXTURES, copy_model, run_cli
+from .conftest import FIXTURES, copy_model, run_cli, scratch
 from .schemas import validate
 
 VERIFY = FIXTURES / "verify"
@@ -127,10 +127,11 @@ def _has_libb64() -> bool:
 
 
 @pytest.fixture(scope="module")
-def archive_env(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
+def archive_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                session_cache: Path) -> Path:
     """One numpy environment for Python 3.10 (Triton 24.10), packed as an archive."""
     os.environ["TRITONPACK_CACHE"] = str(session_cache)
-    model = copy_model("plain_numpy", tmp_path_factory.mktemp("bench-env"))
+    model = copy_model("plain_numpy", scratch(request, tmp_path_factory, "bench-env"))
     res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
     return model / "tritonpack-env.tar.gz"

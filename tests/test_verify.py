@@ -17,7 +17,7 @@ from packer.core.errors import ExitCode
 from packer.verify import runtime
 from packer.verify.local import LocalServer
 
-from .conftest import FIXTURES, copy_model, error_line, run_cli
+from .conftest import FIXTURES, copy_model, error_line, run_cli, scratch
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 VERIFY = FIXTURES / "verify"
@@ -25,10 +25,11 @@ Copy = Callable[..., Path]
 
 
 @pytest.fixture(scope="session")
-def env_310(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
+def env_310(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            session_cache: Path) -> Path:
     """One numpy environment for Python 3.10 (Triton 24.10), packed as a directory."""
     os.environ["TRITONPACK_CACHE"] = str(session_cache)
-    model = copy_model("plain_numpy", tmp_path_factory.mktemp("env310"))
+    model = copy_model("plain_numpy", scratch(request, tmp_path_factory, "env310"))
     res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--format", "dir", "-q")
     assert res.exit_code == 0, res.stderr
     return model / "tritonpack-env"
