@@ -73,7 +73,11 @@ def replace_dir(src: Path, dest: Path) -> None:
 
 
 def ensure_writable(directory: Path) -> None:
-    """Raise the OSError a write into ``directory`` would meet (and leave nothing behind)."""
-    fd, name = tempfile.mkstemp(prefix=".tritonpack-probe-", dir=directory)
-    os.close(fd)
-    os.unlink(name)
+    """Raise the OSError a write into ``directory`` would meet (and leave nothing behind: an
+    interrupt between making the probe and removing it is handled after both)."""
+    with signals_held():
+        fd, name = tempfile.mkstemp(prefix=".tritonpack-probe-", dir=directory)
+        try:
+            os.close(fd)
+        finally:
+            os.unlink(name)
