@@ -54,7 +54,7 @@ from .verify.docker import (
 from .verify.extras import require
 from .verify.infer import GrpcModel
 from .verify.runtime import free_port
-from .verify.stage import _bug, _missing_callees, ask, env_location, requests_for
+from .verify.stage import ask, bug_error, env_location, missing_callees_error, requests_for
 
 PROOF_LABEL = "io.tritonpack.image-proof"  # the proof's container, removed afterwards
 _FAILED_LOAD = re.compile(r"failed to load '([^']+)'")
@@ -109,7 +109,7 @@ def _selected(path: Path) -> tuple[Path, list[Path]]:
         raise ModelError(f"{path}: no {CONFIG_NAME}: not a model directory or a repository")
     callees, missing = closure(path)
     if missing:
-        raise _missing_callees(path.name, path.parent, missing)
+        raise missing_callees_error(path.name, path.parent, missing)
     return path.parent, [path, *callees]
 
 
@@ -251,7 +251,7 @@ def _not_loaded(proof: _Proof, models: list[_Model], timeout: float) -> TritonPa
     by_name = {m.path.name: m for m in models}
     culprit = next((by_name[n] for n in named if n in by_name), None)
     ctx = culprit.ctx if culprit is not None else None
-    bug = _bug(log, ctx) if ctx is not None else None
+    bug = bug_error(log, ctx) if ctx is not None else None
     if bug is not None:  # a bug in model.py, whatever the environment
         return bug
     why = diagnose(log, ctx.requirements if ctx else None)

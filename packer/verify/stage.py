@@ -154,8 +154,9 @@ def locked_versions(ctx: Context) -> dict[str, str]:
     return versions
 
 
-def _bug(text: str, ctx: Context) -> ModelBugError | None:
-    """A ModelBugError when ``text`` says model.py has a bug whatever the inputs."""
+def bug_error(text: str, ctx: Context) -> ModelBugError | None:
+    """A ModelBugError when ``text`` (a server log, an inference error) says model.py has a bug
+    whatever the inputs; shared with the image's proof, which reads its container's log."""
     why = model_bug(text, requirements=ctx.requirements, versions=locked_versions(ctx),
                     providers=ctx.recipes.table.providers)
     return ModelBugError(why, hint="fix model.py (or its package), then verify again",
@@ -167,7 +168,7 @@ def _fail_load(message: str, server: Server | None, ctx: Context, said: str = ""
     """A load failure with its cause: a bug in model.py, else the table's sentence, else what
     the server answered (``said``), else its last error line; never the bare "did not load"."""
     log = server.log() if server else ""
-    bug = _bug(log, ctx)
+    bug = bug_error(log, ctx)
     if bug is not None:
         return bug
     unpack = unpack_failure(log, ctx.model.env_location().path,
@@ -219,7 +220,7 @@ def _died(name: str, how: str, server: Server, ctx: Context) -> TritonPackError:
     """The server itself ended while loading: a bug in model.py when its log names one, else
     how it ended (its log's last error line would be a bystander's)."""
     log = server.log()
-    return _bug(log, ctx) or VerifyLoadError(
+    return bug_error(log, ctx) or VerifyLoadError(
         f"tritonserver died while loading {name} ({how})",
         hint="something killed it: the model's initialize() (a signal to its parent process, "
              "os._exit in the wrong process) or the kernel's out-of-memory killer; the server "
@@ -299,7 +300,9 @@ def _gpu_here(engine: Runtime, docker: DockerOptions) -> bool:
     return Path("/dev/nvidiactl").exists()
 
 
-def _missing_callees(name: str, repo: Path, missing: list[str]) -> VerifyLoadError:
+def missing_callees_error(name: str, repo: Path, missing: list[str]) -> VerifyLoadError:
+    """The error for callees (ensemble steps, BLS targets) absent from the repository: verify
+    and the image's proof refuse them in the same words, before any server starts."""
     them = ", ".join(repr(m) for m in missing)
     verb = "is" if len(missing) == 1 else "are"
     return VerifyLoadError(
@@ -316,7 +319,7 @@ def _infer_error(exc: InferFailed, name: str, server: Server, timeout: float,
     environment is fine and real inputs are needed."""
     log = server.log()
     detail = exc.message + ("\n" + excerpt(log) if log else "")
-    bug = _bug(exc.message, ctx)
+    bug = bug_error(exc.message, ctx)
     if bug is not None:
         return bug
     why = diagnose(exc.message) or diagnose(log, ctx.requirements)
@@ -513,14 +516,14 @@ def _judge(path: Path, opts: Options, rep: Reporter, with_models: tuple[str, ...
     target = path.resolve()
     callees, missing = closure(target, with_models) if is_ensemble(target) else ([], [])
     if missing:
-        raise _missing_callees(target.name, target.parent, missing)
+        raise missing_callees_error(target.name, target.parent, missing)
     # an ensemble has no environment of its own: its first Python step's is checked and probed
     ctx = prepare(python_step(target, callees) if callees else path, opts, rep)
     if not callees:
         target = ctx.model.path
         callees, missing = closure(target, with_models)
         if missing:
-            raise _missing_callees(target.name, target.parent, missing)
+            raise missing_callees_error(target.name, target.parent, missing)
     for callee in callees:
         why = unservable(callee)
         if why:
