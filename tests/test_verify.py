@@ -323,6 +323,19 @@ def test_a_name_error_in_execute_is_a_bug_of_the_model(env_310: Path, tmp_path: 
             "in the model, not in its inputs)")
 
 
+def test_a_bytes_element_used_as_an_array_is_a_bug_of_the_model(env_310: Path,
+                                                                tmp_path: Path) -> None:
+    """An element of a BYTES tensor is a Python bytes whatever the request holds: its
+    .tobytes() (a numpy method) fails for every input, so exit 18 with the line, not 17."""
+    model = with_env("bytes_as_array", env_310, tmp_path)
+    res = run_cli("verify", model, "--triton", "24.10")
+    assert res.exit_code == ExitCode.MODEL_BUG == 18, res.stderr
+    assert error_line(res.stderr) == (
+        "error: bytes_as_array/1/model.py:13 raises AttributeError: 'bytes' object has no "
+        "attribute 'tobytes' (a bug in the model, not in its inputs: a BYTES tensor's elements "
+        "are bytes, whatever the request holds)")
+
+
 def test_a_config_without_backend_is_served_by_the_python_backend(tmp_path: Path) -> None:
     model = tmp_path / "no_backend"
     shutil.copytree(VERIFY / "no_backend", model)

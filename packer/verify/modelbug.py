@@ -1,7 +1,9 @@
 """A bug in the model, told apart from inputs it rejects and from a broken environment.
 
 A ``NameError`` (``Tuple`` never imported), an ``UnboundLocalError``, a ``SyntaxError`` or
-``IndentationError``, or ``module 'X' has no attribute 'Y'`` is raised whatever the request holds:
+``IndentationError``, ``module 'X' has no attribute 'Y'``, or an attribute missing from a value
+whose type the config fixes (``'bytes' object has no attribute 'tobytes'``: an element of a
+BYTES tensor is always bytes) is raised whatever the request holds:
 giving verify real inputs would not help, and re-packing the same lock would not either. The
 sentence names the file and line that raised it (the innermost frame the server reported that
 is not Python's own import machinery) and, for a module without the attribute the code uses,
@@ -28,6 +30,12 @@ _EXC = re.compile(r"(?:message: |Failed to create instance: |version \d+: Intern
                   r"(?P<frames>.*?)(?:\"|$)", re.S)
 _FRAME = re.compile(r"(?:^|\\n|\n)\s*(\S+\.py)\((\d+)\): ([\w<>]+)")
 _SYNTAX_AT = re.compile(r"\((?P<file>[^,()]+\.py), line (?P<line>\d+)\)")
+# what a request's tensors hold whatever their content: numpy arrays (and the numpy scalars taken
+# from them) and, as the elements of a BYTES tensor, Python bytes. An attribute such a value lacks
+# is lacked for every request (bytes.tobytes(), ndarray.decode(): one kind taken for another);
+# None, str, dict or list may come from what the request holds (a missing optional input,
+# json.loads) and stay the inputs' possible doing
+_TENSOR_ATTR = re.compile(r"^'(?P<type>bytes|numpy\.\w+)' object has no attribute '\w+'")
 _MODULE_ATTR = re.compile(r"^(?:partially initialized )?module '(?P<module>[\w.]+)' "
                           r"(?:\([^)]*\) )?has no attribute '(?P<attr>\w+)'")
 
@@ -64,9 +72,11 @@ def _shown(file: str) -> str:
     return file
 
 
-def _where(exc: Raised, skip: str = "") -> str:
+def _where(exc: Raised, skip: str = "", *, models_own: bool = False) -> str:
     """FILE:LINE of the innermost frame of code (not <frozen importlib...>, not inside the
-    package ``skip``: the module whose __getattr__ raised for a name it lacks), or ""."""
+    package ``skip``: the module whose __getattr__ raised for a name it lacks), or "". ``models_own``:
+    the innermost frame outside site-packages when there is one (a library that was handed
+    bytes for an array raised, but the model's line is the one to fix)."""
     if exc.type in ("SyntaxError", "IndentationError", "TabError"):
         m = _SYNTAX_AT.search(exc.what)
         if m:
@@ -74,6 +84,8 @@ def _where(exc: Raised, skip: str = "") -> str:
             return f"{_shown(own[0]) if own else m.group('file')}:{m.group('line')}"
     real = [f for f in exc.frames if not f[0].startswith("<")
             and not (skip and _shown(f[0]).startswith(f"{skip}/"))]
+    if models_own:
+        real = [f for f in real if "site-packages" not in PurePosixPath(f[0]).parts] or real
     return f"{_shown(real[0][0])}:{real[0][1]}" if real else ""
 
 
@@ -113,6 +125,12 @@ def model_bug(text: str, *, requirements: Requirements | None = None,
     head = f"{where} raises" if where else "the model raises"
     if exc.type in BUG_TYPES:
         return f"{head} {exc.type}: {exc.what} (a bug in the model, not in its inputs)"
+    if exc.type == "AttributeError" and (kind := _TENSOR_ATTR.match(exc.what)):
+        where = _where(exc, "", models_own=True)
+        held = ("a BYTES tensor's elements are bytes" if kind.group("type") == "bytes"
+                else "a tensor's values are numpy arrays")
+        return (f"{where or 'the model'} raises AttributeError: {exc.what} (a bug in the model, "
+                f"not in its inputs: {held}, whatever the request holds)")
     if exc.type == "AttributeError":
         package = _module_attr(exc.what, requirements, versions or {}, providers or {})
         if package is not None:
