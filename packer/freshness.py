@@ -4,7 +4,8 @@ Per Python model: the lock is fresh, the environment is byte for byte what was p
 sha256 record: a truncated, corrupted or replaced archive fails; 0.17 s for the 260 MB torch
 archive, where re-inspecting it would take 9.5 s), was packed from that lock (the stamp that
 is the archive's first entry), and config.pbtxt points at it. No network, no build: exit 0,
-or 1 with one line per problem.
+or 1 with one line per problem (a model that cannot be read at all, a broken config.pbtxt:
+that error's own code, 3, as every other command gives it).
 
 The record proves the bytes are the ones packed, not that the packing was sound: someone who
 can replace the archive can replace its record too. ``--deep`` also reads every entry again
@@ -24,7 +25,7 @@ from typing import Any
 from .archive.writer import read_stamp
 from .build.prefix import bundle_plan
 from .context import Context, prepare
-from .core.errors import ModelError, TritonPackError
+from .core.errors import ExitCode, ModelError, TritonPackError
 from .core.fsguard import not_regular
 from .core.integrity import sha256_file
 from .core.integrity import verify as verify_record
@@ -42,21 +43,28 @@ class CheckReport:
     checked: tuple[str, ...]
     problems: tuple[str, ...]
     locks_only: bool = False  # --locks: the environments were not looked at
+    # a model that could not be read at all (a broken config.pbtxt: exit 3, as scan says it)
+    # fails with its own error's code, not "stale" (1): re-locking would not mend it
+    unreadable: ExitCode | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def exit_code(self) -> int:
+        if self.unreadable is not None:
+            return int(self.unreadable)
+        return int(ExitCode.CHECK_FAILED) if self.problems else 0
 
 
 def check_model(path: Path, opts: Options, reporter: Reporter | None = None, *,
                 deep: bool = False, locks: bool = False) -> list[str]:
     """The problems of one model; with ``locks``, only what the committed files decide (the
     lock fresh against the model dir, tritonpack.toml, declared files and --src modules,
-    config.pbtxt pointing into the model dir): no environment needs to be there."""
-    try:
-        ctx = prepare(path, opts, reporter)
-    except TritonPackError as exc:
-        return [exc.message]
+    config.pbtxt pointing into the model dir): no environment needs to be there. A model that
+    cannot be read (its config.pbtxt) raises, as every other command does."""
+    ctx = prepare(path, opts, reporter)
     name = ctx.model.name
     problems: list[str] = []
     if (ctx.model.path / JOURNAL).exists():
@@ -186,6 +194,12 @@ def check(path: Path, opts: Options, reporter: Reporter | None = None, *,
         raise ModelError(f"{path}: no {CONFIG_NAME}, and no model directory in it holds one",
                          hint="pass a model directory or a model repository")
     problems: list[str] = []
-    for model in models:
-        problems += check_model(model, opts, reporter, deep=deep, locks=locks)
-    return CheckReport(tuple(m.resolve().name for m in models), tuple(problems), locks)
+    unreadable: ExitCode | None = None
+    for model in models:  # one unreadable model does not hide the others' problems
+        try:
+            problems += check_model(model, opts, reporter, deep=deep, locks=locks)
+        except TritonPackError as exc:
+            problems.append(exc.message)
+            unreadable = unreadable or exc.exit_code
+    return CheckReport(tuple(m.resolve().name for m in models), tuple(problems), locks,
+                       unreadable)

@@ -752,12 +752,26 @@ def test_verify_json_reports_failure_as_not_passed(tmp_path: Path) -> None:
 
 # --- repositories (tests/fixtures/bad_repos): a model that cannot be read fails, named ------
 
+@pytest.mark.parametrize("locks", [("--locks",), ()])
+def test_check_of_a_broken_config_is_its_own_error(locks: tuple[str, ...]) -> None:
+    """Not exit 1 ("stale": re-locking would not mend it): exit 3 with line:col, as scan says."""
+    model = BAD / "config_syntax"
+    res = run_cli("check", *locks, model)
+    assert (res.exit_code, res.stdout.splitlines()) == (ExitCode.MODEL, [
+        "checked 1 model: config_syntax",
+        f"  {model.resolve()}/config.pbtxt:5:1: expected ',' but found 'output'"])
+    scan = run_cli("scan", model)
+    assert (scan.exit_code, error_line(scan.stderr)) == (
+        ExitCode.MODEL, f"error: {model.resolve()}/config.pbtxt:5:1: expected ',' but found "
+                        "'output'")
+
+
 def test_repository_with_an_unparseable_model_fails_check_and_pack(tmp_path: Path) -> None:
     """Not 'skipped' and 'all fresh': the gate fails, naming the model."""
     repo = shutil.copytree(FIXTURES / "bad_repos" / "one_unparseable", tmp_path / "repo")
     why = (f"{repo}/broken/config.pbtxt:3:17: Couldn't parse integer: [")
     res = run_cli("check", repo)
-    assert res.exit_code == ExitCode.CHECK_FAILED
+    assert res.exit_code == ExitCode.MODEL  # the config error's own code, as scan gives it
     assert res.stdout.splitlines() == [
         "checked 2 models: broken, plain_numpy", f"  {why}",
         f"  plain_numpy: no tritonpack.lock (run tritonpack lock {repo}/plain_numpy)"]
@@ -956,7 +970,7 @@ def test_repository_models_whose_config_is_not_a_file_fail(tmp_path: Path) -> No
     (repo / "b").mkdir()
     os.symlink("nowhere.pbtxt", repo / "b" / "config.pbtxt")
     res = run_cli("check", repo)
-    assert (res.exit_code, res.stdout.splitlines()[:3]) == (ExitCode.CHECK_FAILED, [
+    assert (res.exit_code, res.stdout.splitlines()[:3]) == (ExitCode.MODEL, [
         "checked 3 models: a, b, plain_numpy", f"  {repo}/a/config.pbtxt: not a file",
         f"  {repo}/b/config.pbtxt: a broken symlink (to nowhere.pbtxt)"])
 

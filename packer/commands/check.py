@@ -46,10 +46,11 @@ def check_cmd(model_dir: Path, opts: Options, out: Output, deep: bool, locks: bo
       tritonpack check models/my_model/
       tritonpack check --locks models/    # CI on a fresh clone: no archives needed
 
-    Exit 1 with one line per problem, naming the model.
+    Exit 1 with one line per problem, naming the model; a model whose config.pbtxt cannot be
+    read is exit 3 (the other models' problems are still listed).
     """
     if deep and locks:
         raise click.UsageError("--deep reads the environments, --locks needs none: choose one")
     run(out, "check", lambda rep: check(model_dir, opts, deep=deep, locks=locks),
         render.repo_check_text,
-        render.repo_check_payload, exit_code=lambda rep: 0 if rep.ok else 1)
+        render.repo_check_payload, exit_code=lambda rep: rep.exit_code)
