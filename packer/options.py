@@ -44,7 +44,10 @@ def _option(s: Setting) -> Callable[[F], F]:
     extra: dict[str, Any] = {"is_flag": True} if s.kind == "flag" else {"type": kind}
     if s.envvar:
         extra.update(envvar=s.envvar, show_envvar=True)
-    return click.option(f"--{s.name}", s.param, multiple=s.many, metavar=s.metavar,
+    names = [f"--{s.name}/--no-{s.name}"] if s.two_way else [f"--{s.name}"]
+    if s.two_way:  # unset (None) lets tritonpack.toml and the lock decide
+        extra["default"] = None
+    return click.option(*names, s.param, multiple=s.many, metavar=s.metavar,
                         help=s.help, **extra)
 
 

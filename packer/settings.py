@@ -74,6 +74,12 @@ class Setting:
         """The keyword click passes the value under."""
         return self.name.replace("-", "_")
 
+    @property
+    def two_way(self) -> bool:
+        """A flag tritonpack.toml may set (``strip = true``): the command line needs both
+        ``--NAME`` and ``--no-NAME`` to override it either way (unset: None)."""
+        return self.kind == "flag" and self.toml and not self.negates
+
 
 def _newest() -> str:
     """The newest release of the built-in table: the default --help states."""
@@ -127,7 +133,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             help="Also look for wheels here (e.g. a local wheelhouse)."),
     Setting("strip", "strip", "flag", "lock", from_lock=True,
             help="Take the debug sections out of the ELF files the wheels installed (binutils' "
-            "strip; signed wheels are left alone). The lock remembers it."),
+            "strip; signed wheels are left alone). The lock remembers it; --no-strip turns "
+            "off a tritonpack.toml strip = true or the lock's choice."),
     Setting("resolver", "resolver", "str", "lock", choices=tuple(sorted(RESOLVERS)),
             help="PyPI resolver (default: uv)."),
     Setting("no-wait", "wait", "flag", "lock", toml=False, negates=True,
@@ -150,12 +157,12 @@ CONFIGURABLE = tuple(name for name, s in SETTINGS.items() if s.toml)
 """The ``[options]`` keys of tritonpack.toml, in ``tritonpack config``'s order."""
 
 
-def _given(value: Any) -> bool:
-    """Given on the command line: not absent, not an unset flag, not an empty repeat (``0``,
-    as in ``--model-version 0``, is given)."""
+def _given(setting: Setting, value: Any) -> bool:
+    """Given on the command line: not absent, not an unset one-way flag, not an empty repeat
+    (``0``, as in ``--model-version 0``, is given; so is ``--no-strip``'s False)."""
     if isinstance(value, str | tuple | list):
         return bool(value)
-    return value is not None and value is not False
+    return value is not None and (setting.two_way or value is not False)
 
 
 def from_command_line(values: dict[str, Any]) -> Options:
@@ -164,15 +171,15 @@ def from_command_line(values: dict[str, Any]) -> Options:
     opts = Options()
     for s in SETTINGS.values():
         value: Any = values.get(s.param)
-        if not _given(value):
+        if not _given(s, value):
             continue
         if s.kind == "flag":
-            value = not s.negates
+            value = bool(value) if s.two_way else not s.negates
         elif s.many:
             value = tuple(value)
         opts = _set(opts, s, value)
     return dataclasses.replace(opts, explicit=frozenset(
-        name for name in CONFIGURABLE if _given(values.get(SETTINGS[name].param))))
+        name for name in CONFIGURABLE if _given(SETTINGS[name], values.get(SETTINGS[name].param))))
 
 
 def _get(opts: Options, setting: Setting) -> Any:
@@ -277,6 +284,8 @@ def describe(opts: Options, sources: dict[str, str]) -> list[tuple[str, str, str
     for name in CONFIGURABLE:
         value = _get(opts, SETTINGS[name])
         shown = ", ".join(map(str, value)) if isinstance(value, tuple) else (value or "")
+        if SETTINGS[name].kind == "flag":  # a word, not True's "1" (JSON: a string, as others)
+            shown = "true" if value else ("false" if sources[name] != "default" else "")
         if name == "triton" and not shown:
             shown = f"{sorted(load().triton)[-1]} (newest)"
         if name == "python" and not shown:  # what the release's stub needs: the default

@@ -61,3 +61,25 @@ def test_config_shows_the_python_the_release_decides(tmp_path: Path) -> None:
     model = copy_model("plain_numpy", tmp_path)
     rows = json.loads(run_cli("config", model, "--triton", "24.10", "--json").stdout)["settings"]
     assert rows["python"] == {"value": "3.10 (Triton 24.10's stub)", "source": "default"}
+
+
+def test_no_strip_turns_off_a_toml_strip(tmp_path: Path) -> None:
+    """A flag tritonpack.toml may set has its --no- form: the command line wins either way,
+    and `config` says true/false (a string, as the schema has it), not True's "1"."""
+    model = copy_model("plain_numpy", tmp_path)
+    (model / "tritonpack.toml").write_text("[options]\nstrip = true\n")
+
+    def strip(*args: str) -> dict[str, str]:
+        res = run_cli("config", model, *args, "--json")
+        assert res.exit_code == 0, res.stderr
+        return json.loads(res.stdout)["settings"]["strip"]
+
+    assert strip() == {"value": "true", "source": "tritonpack.toml"}
+    assert strip("--no-strip") == {"value": "false", "source": "command line"}
+    assert strip("--strip") == {"value": "true", "source": "command line"}
+    line = run_cli("config", model, "--no-strip").stdout.splitlines()[CONFIGURABLE.index("strip")]
+    assert line.split() == ["strip", "false", "command", "line"]
+    assert from_command_line({"strip": False}).explicit == {"strip"}
+    assert from_command_line({"strip": None}) == Options()  # neither given: toml and lock decide
+    (model / "tritonpack.toml").unlink()
+    assert strip() == {"value": None, "source": "default"}
