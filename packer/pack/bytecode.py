@@ -170,11 +170,10 @@ def _reuse(root: Path, python: str, files: list[Path], store: Path | None,
         else:
             hits[f] = hit
     if hits:
-        magic, hashes = _source_hashes(root, python, list(hits))
+        magic, hashes, read = _vet(root, python, hits)
         fits = {f: _belongs(entry, magic, source_hash, f.relative_to(root).as_posix())
+                and (magic == importlib.util.MAGIC_NUMBER or read[f])  # only the env's
                 for (f, entry), source_hash in zip(hits.items(), hashes, strict=True)}
-        if magic != importlib.util.MAGIC_NUMBER:  # only the env's Python reads its marshal
-            fits.update(_loadable(root, python, {f: hits[f] for f, ok in fits.items() if ok}))
         for f, entry in hits.items():
             if fits[f]:
                 _place(entry, cached_pyc(f, python) if into is None else prefixed_pyc(into, f,
@@ -299,68 +298,58 @@ def _lookup(store: Path, key: str) -> bytes | None:
     return data
 
 
-# Run by the environment's Python, on the sources only (never on a cache entry): its magic
+# Run by the environment's Python, once per pack that finds entries in the store: its magic
 # number and, for each file, the hash its compiler writes into a hash-based .pyc (SipHash-2-4
-# up to 3.10, SipHash-1-3 from 3.11: tritonpack's own Python cannot compute a 3.10 one).
-_HASHES = ("import importlib.util as u, json, sys\n"
-           "names = json.load(open(sys.argv[1], encoding='utf-8'))\n"
-           "print(json.dumps([u.MAGIC_NUMBER.hex(),"
-           " [u.source_hash(open(n, 'rb').read()).hex() for n in names]]))\n")
+# up to 3.10, SipHash-1-3 from 3.11: tritonpack's own Python cannot compute a 3.10 one), and
+# (used where its marshal format is not tritonpack's) whether the entry kept for the file
+# (a span of one blob) has this magic, unchecked-hash flags and the file's source hash, and
+# unmarshals to a code object named for the file: a damaged entry would otherwise be placed,
+# and every later run of that Python (compiling, the import check, the stub) would fail
+# reading it ("bad marshal data"), the store keeping it for every pack. The header is checked
+# before the code is read: marshal reads no entry kept for another file or another Python.
+_VET = r"""
+import importlib.util as u, json, marshal, sys, types
+names, spans = json.load(open(sys.argv[1], encoding="utf-8"))
+blob = open(sys.argv[2], "rb").read()
+hashes = [u.source_hash(open(n, "rb").read()) for n in names]
+head = u.MAGIC_NUMBER + (1).to_bytes(4, "little")
+def ok(start, size, rel, source_hash):
+    if blob[start:start + 16] != head + source_hash:
+        return False
+    try:
+        code = marshal.loads(blob[start + 16:start + size])
+    except Exception:
+        return False
+    return isinstance(code, types.CodeType) and code.co_filename == rel
+answers = [ok(*span, h) for span, h in zip(spans, hashes)]
+print(json.dumps([u.MAGIC_NUMBER.hex(), [h.hex() for h in hashes], answers]))
+"""
 
 
-def _source_hashes(root: Path, python: str, files: list[Path]) -> tuple[bytes, list[bytes]]:
-    """The environment interpreter's magic number and each file's source hash (one process)."""
-    with tempfile.TemporaryDirectory(prefix="tritonpack-hashes-") as tmp:
-        listing = Path(tmp) / "files.json"
-        listing.write_text(json.dumps([str(f) for f in files]), encoding="utf-8")
-        try:
-            out = proc.run([root / "bin" / f"python{python}", "-I", "-B", "-X", "utf8", "-c",
-                            _HASHES, listing],
-                           env=proc.clean_env(), cwd=root, timeout=deadlines.SOURCE_HASHES)
-            magic, hashes = json.loads(out.strip().splitlines()[-1])
-            return bytes.fromhex(magic), [bytes.fromhex(h) for h in hashes]
-        except (ProcessError, ValueError, IndexError) as exc:
-            raise PackError("hashing the sources with the environment's Python failed",
-                            detail=getattr(exc, "detail", str(exc))) from exc
-
-
-# Run by the environment's Python: whether each cached .pyc's code (a span of one blob)
-# unmarshals to a code object of the file it is kept for. A damaged entry would otherwise be
-# placed, and every later run of that Python (compiling, the import check, the stub) would
-# fail reading it ("bad marshal data"), the store keeping it for every pack.
-_LOADS = ("import json, marshal, sys, types\n"
-          "spans = json.load(open(sys.argv[1], encoding='utf-8'))\n"
-          "blob = open(sys.argv[2], 'rb').read()\n"
-          "def ok(start, size, rel):\n"
-          "    try:\n"
-          "        code = marshal.loads(blob[start:start + size])\n"
-          "    except Exception:\n"
-          "        return False\n"
-          "    return isinstance(code, types.CodeType) and code.co_filename == rel\n"
-          "print(json.dumps([ok(*span) for span in spans]))\n")
-
-
-def _loadable(root: Path, python: str, entries: dict[Path, bytes]) -> dict[Path, bool]:
-    """For each cached .pyc, whether the environment's Python reads it as ``f``'s code."""
-    if not entries:
-        return {}
-    with tempfile.TemporaryDirectory(prefix="tritonpack-loads-") as tmp:
+def _vet(root: Path, python: str, entries: dict[Path, bytes],
+         ) -> tuple[bytes, list[bytes], dict[Path, bool]]:
+    """The environment interpreter's magic number, each file's source hash and whether it
+    reads each entry as the file's code: one process for all of them (it was two, each an
+    interpreter start on every warm pack)."""
+    with tempfile.TemporaryDirectory(prefix="tritonpack-vet-") as tmp:
         spans, offset = [], 0
         with open(Path(tmp) / "blob", "wb") as blob:
             for f, entry in entries.items():
-                blob.write(entry[HEADER:])
-                spans.append([offset, len(entry) - HEADER, f.relative_to(root).as_posix()])
-                offset += len(entry) - HEADER
-        (Path(tmp) / "spans.json").write_text(json.dumps(spans), encoding="utf-8")
+                blob.write(entry)
+                spans.append([offset, len(entry), f.relative_to(root).as_posix()])
+                offset += len(entry)
+        (Path(tmp) / "vet.json").write_text(
+            json.dumps([[str(f) for f in entries], spans]), encoding="utf-8")
         try:
             out = proc.run([root / "bin" / f"python{python}", "-I", "-B", "-X", "utf8", "-c",
-                            _LOADS, Path(tmp) / "spans.json", Path(tmp) / "blob"],
+                            _VET, Path(tmp) / "vet.json", Path(tmp) / "blob"],
                            env=proc.clean_env(), cwd=root, timeout=deadlines.SOURCE_HASHES)
-            answers = json.loads(out.strip().splitlines()[-1])
-        except (ProcessError, ValueError, IndexError) as exc:
-            raise PackError("checking the bytecode store's entries with the environment's "
-                            "Python failed", detail=getattr(exc, "detail", str(exc))) from exc
-    return {f: bool(a) for f, a in zip(entries, answers, strict=True)}
+            magic, hashes, answers = json.loads(out.strip().splitlines()[-1])
+            read = {f: bool(a) for f, a in zip(entries, answers, strict=True)}
+            return bytes.fromhex(magic), [bytes.fromhex(h) for h in hashes], read
+        except (ProcessError, ValueError, IndexError, TypeError) as exc:
+            raise PackError("hashing the sources with the environment's Python failed",
+                            detail=getattr(exc, "detail", str(exc))) from exc
 
 
 def _drop(store: Path | None, key: str, rel: str, magic: bytes, entry: bytes) -> None:
