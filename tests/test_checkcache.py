@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from packer.build import checkcache
+from packer.build import checkcache, importcheck
 from packer.core.cachehome import distrusted
 from packer.pack.bytecode import store_entry
 
@@ -42,7 +42,7 @@ def test_an_unchanged_tree_reuses_the_answer_and_a_changed_byte_reruns(tmp_path:
     first = checkcache.run(root, PY, ("pkg",), (), store)
     assert first.failed == {} and count(runs) == 1
     assert f"lib/python{PY}/site-packages/pkg/used.py" in first.read
-    assert f"lib/python{PY}/site-packages/pkg" in first.listed
+    assert f"lib/python{PY}/site-packages/pkg" in first.scanned  # by the import system
     again = checkcache.run(root, PY, ("pkg",), (), store)
     assert again == first and count(runs) == 1  # answered from the store: nothing imported
 
@@ -85,7 +85,8 @@ def test_a_forged_entry_cannot_make_a_broken_env_pass(tmp_path: Path) -> None:
     (entry,) = [p for p in store.glob("??/*") if p.is_file()]
     (site / "pkg" / "used.py").write_text("raise ImportError('broken byte')\n")
     data = json.loads(entry.read_bytes()[64:])
-    data["digests"] = checkcache.digests(root, tuple(data["read"]), tuple(data["listed"]))
+    data["digests"] = checkcache.digests(root, tuple(data["read"]), tuple(data["listed"]),
+                                         tuple(data["scanned"]))
     forged = json.dumps(data, sort_keys=True).encode()
     store_entry(store, entry.name, hmac.digest(b"k" * 32, forged, "sha256") + forged)
     assert hashlib.sha256(entry.read_bytes()[32:]).digest() == entry.read_bytes()[:32]
@@ -96,3 +97,52 @@ def test_a_forged_entry_cannot_make_a_broken_env_pass(tmp_path: Path) -> None:
     store_entry(store, entry.name, hmac.digest(key, forged, "sha256") + forged)
     assert checkcache.run(root, PY, ("pkg",), (), store).failed == {} and count(runs) == 2
     assert (store / "check.key").stat().st_mode & 0o077 == 0
+
+
+def test_metadata_no_import_reads_keeps_the_answer_and_what_an_import_reads_reruns(
+        tmp_path: Path) -> None:
+    """The bench's recipe tree (pip) and tritonpack's own (uv) of the same wheels differ in
+    metadata: an INSTALLER, a RECORD, a dist-info beside the packages, a README, __pycache__.
+    No import reads those, so the answer stands; a new .pth (site reads it), a new module
+    name, a changed byte of a file the imports read, or a new file in a folder a package
+    lists itself (not the import system) run the check again."""
+    root, site, runs = make_env(tmp_path)
+    store = tmp_path / "store"
+    (site / "lister").mkdir()  # a package that lists its own folder: every name counts
+    (site / "lister" / "__init__.py").write_text(
+        "import os\nFOUND = os.listdir(os.path.dirname(__file__))\n")
+    first = checkcache.run(root, PY, ("pkg", "lister"), (), store)
+    assert first.failed == {} and count(runs) == 1
+    assert f"lib/python{PY}/site-packages/lister" in first.listed
+    info = site / "pkg-1.0.dist-info"
+    info.mkdir()
+    for name, text in (("METADATA", "Name: pkg\n"), ("INSTALLER", "pip\n"), ("RECORD", ""),
+                       ("REQUESTED", ""), ("direct_url.json", "{}")):
+        (info / name).write_text(text)
+    (site / "README.txt").write_text("metadata\n")
+    (site / "pkg" / "py.typed").write_text("")
+    (site / "pkg" / "__pycache__").mkdir()
+    assert checkcache.run(root, PY, ("pkg", "lister"), (), store) == first
+    assert count(runs) == 1  # answered from the store
+    (info / "INSTALLER").write_text("uv\n")
+    assert checkcache.run(root, PY, ("pkg", "lister"), (), store) == first and count(runs) == 1
+
+    for change in (lambda: (site / "extra.pth").write_text(""),  # site reads .pth files
+                   lambda: (site / "pkg" / "other.py").write_text(""),  # a module name
+                   lambda: (site / "pkg" / "used.py").write_text("import json  \n"),  # a byte
+                   lambda: (site / "lister" / "data.txt").write_text("")):  # listed by code
+        before = count(runs)
+        change()
+        assert checkcache.run(root, PY, ("pkg", "lister"), (), store).failed == {}
+        assert count(runs) == before + 1, change
+        assert checkcache.run(root, PY, ("pkg", "lister"), (), store).failed == {}
+        assert count(runs) == before + 1  # and the new answer is kept
+
+
+def test_import_names_are_what_a_finder_or_site_can_act_on() -> None:
+    names = ["numpy", "numpy-2.1.0.dist-info", "numpy.libs", "six.py", "six.pyc",
+             "_cffi.cpython-310-x86_64-linux-gnu.so", "_x.abi3.so", "README.txt",
+             "distutils-precedence.pth", "__pycache__", "py.typed", "libfoo.so.1"]
+    assert importcheck.import_names(names) == sorted(
+        ["numpy", "six.py", "six.pyc", "_cffi.cpython-310-x86_64-linux-gnu.so", "_x.abi3.so",
+         "distutils-precedence.pth"])

@@ -5,8 +5,14 @@ is asked to import and the files of the environment those imports read (sources,
 modules, the libraries mapped, files opened, folders listed). It reports them; each answer is
 kept with the sha256 of every one of those files and of each folder's listing, and is used
 again only after all of them are hashed again in the tree being packed and match: a changed
-byte, a file gone or added to a listed folder runs the check again. A pack of a lock packed
-before then skips importing the model's packages (torch alone: 1.2 s), keeping the proof.
+byte, a file gone or added to a listed folder runs the check again. A folder only the import
+system listed (its finders, site's ``.pth`` look-up) counts by the names it can act on
+(``importcheck.import_names``): a tree pip installed and tritonpack's own build of the same
+wheels differ in files no import reads (``INSTALLER``, ``RECORD``, ``direct_url.json``,
+``REQUESTED``: never inputs) and may differ in names beside the packages no finder matches
+(a ``.dist-info`` folder, ``README.txt``), which no longer run it again. A pack of a lock
+packed before then skips importing the model's packages (torch alone: 1.2 s), keeping the
+proof.
 
 An entry is also signed (HMAC-SHA256) with a key this cache made for itself (``check.key``,
 mode 0600): an entry written by anything else, or copied from another cache, with inputs
@@ -32,7 +38,7 @@ from ..core.fsguard import open_regular
 from ..core.storefile import open_entry, real_dir
 from . import importcheck
 
-_FORMAT = b"import check answer 2\0"
+_FORMAT = b"import check answer 3\0"
 _KEY_FILE = "check.key"
 _MAX_ENTRY = 16 << 20  # a check of torch reads about 1,500 files: far below
 
@@ -85,9 +91,11 @@ def _secret(store: Path) -> bytes | None:
     return data if len(data) == 32 else None  # a key being written, or not one
 
 
-def digests(root: Path, files: tuple[str, ...], folders: tuple[str, ...]) -> list[str] | None:
-    """The sha256 of each file's bytes and of each folder's sorted names, in order; None when
-    one is not there (or not a regular file / a real folder: nothing is followed)."""
+def digests(root: Path, files: tuple[str, ...], folders: tuple[str, ...],
+            scanned: tuple[str, ...] = ()) -> list[str] | None:
+    """The sha256 of each file's bytes, of each folder's sorted names and of each ``scanned``
+    folder's names an import can act on, in order; None when one is not there (or not a
+    regular file / a real folder: nothing is followed)."""
     def one_file(rel: str) -> str | None:
         try:
             fh = open_regular(root / rel, follow=False)
@@ -101,7 +109,7 @@ def digests(root: Path, files: tuple[str, ...], folders: tuple[str, ...]) -> lis
                 digest.update(chunk)
         return digest.hexdigest()
 
-    def one_folder(rel: str) -> str | None:
+    def one_folder(rel: str, narrow: bool = False) -> str | None:
         path = root / rel
         if not real_dir(path):
             return None
@@ -109,12 +117,15 @@ def digests(root: Path, files: tuple[str, ...], folders: tuple[str, ...]) -> lis
             names = sorted(os.listdir(path))
         except OSError:
             return None
+        if narrow:
+            names = ["import names:", *importcheck.import_names(names)]
         return hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
 
-    if any(_outside(p) for p in (*files, *folders)):
+    if any(_outside(p) for p in (*files, *folders, *scanned)):
         return None
     with ThreadPoolExecutor(2) as pool:  # hashlib lets go of the GIL: two cores, two files
-        found = [*pool.map(one_file, files), *map(one_folder, folders)]
+        found = [*pool.map(one_file, files), *map(one_folder, folders),
+                 *(one_folder(rel, narrow=True) for rel in scanned)]
     return None if any(d is None for d in found) else [d for d in found if d is not None]
 
 
@@ -124,14 +135,15 @@ def _outside(rel: str) -> bool:
 
 def _keep(store: Path, key: str, secret: bytes, root: Path,
           outcome: importcheck.Outcome) -> None:
-    hashed = digests(root, outcome.read, outcome.listed)
+    hashed = digests(root, outcome.read, outcome.listed, outcome.scanned)
     if hashed is None or not set(outcome.loaded) <= set(outcome.read):
         return  # a file it read is gone already: nothing to vouch for
     if any(_outside(p) or os.path.lexists(root / p) for p in outcome.absent):
         return  # appeared since: nothing to vouch for
     data = json.dumps({"key": key, "failed": outcome.failed, "loaded": list(outcome.loaded),
                        "read": list(outcome.read), "listed": list(outcome.listed),
-                       "absent": list(outcome.absent), "digests": hashed},
+                       "absent": list(outcome.absent), "scanned": list(outcome.scanned),
+                       "digests": hashed},
                       sort_keys=True).encode()
     from ..pack.bytecode import store_entry
 
@@ -152,14 +164,15 @@ def _recall(store: Path, key: str, secret: bytes, root: Path) -> importcheck.Out
         return None
     try:
         entry = json.loads(data)
-        read, listed, absent = (tuple(entry[k]) for k in ("read", "listed", "absent"))
+        read, listed, absent, scanned = (tuple(entry[k]) for k in ("read", "listed", "absent",
+                                                                   "scanned"))
         outcome = importcheck.Outcome(
             {str(k): str(v) for k, v in entry["failed"].items()},
-            tuple(str(p) for p in entry["loaded"]), read, listed, absent)
+            tuple(str(p) for p in entry["loaded"]), read, listed, absent, scanned)
         if (entry["key"] != key or not set(outcome.loaded) <= set(read)
-                or not all(isinstance(p, str) for p in (*read, *listed, *absent))
+                or not all(isinstance(p, str) for p in (*read, *listed, *absent, *scanned))
                 or any(_outside(p) or os.path.lexists(root / p) for p in absent)):
             return None
-        return outcome if digests(root, read, listed) == entry["digests"] else None
+        return outcome if digests(root, read, listed, scanned) == entry["digests"] else None
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None

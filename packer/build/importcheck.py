@@ -24,12 +24,18 @@ _SEPARATOR = "--load-only--"
 SCRIPT = r"""
 import importlib, json, os, sys
 report, args = sys.argv[1], sys.argv[2:]
-opened, listed = set(), set()
+opened, listed, scanned = set(), set(), set()
+watching = [True]  # off once the imports are done: this script's own reads are no input
 def _audit(event, args):  # what the imports read: their answer is a function of those bytes
-    if event == "open" and isinstance(args[0], (str, bytes)):
+    if not watching:
+        pass
+    elif event == "open" and isinstance(args[0], (str, bytes)):
         opened.add(os.fsdecode(args[0]))
     elif event in ("os.listdir", "os.scandir") and isinstance(args[0], (str, bytes)):
-        listed.add(os.fsdecode(args[0]))
+        code = sys._getframe(1).f_code  # the import system's own listing looks for modules
+        finder = (code.co_name == "_fill_cache"
+                  and code.co_filename.startswith("<frozen importlib"))
+        (scanned if finder else listed).add(os.fsdecode(args[0]))
 sys.addaudithook(_audit)
 cut = args.index("--load-only--")
 failed = {}
@@ -43,6 +49,7 @@ for name in args[:cut]:
         importlib.import_module(name)
     except BaseException as exc:  # SystemExit and friends are failures too
         failed[name] = f"{type(exc).__name__}: {exc}"[:300]
+watching.clear()
 root = os.path.realpath(sys.prefix) + os.sep
 loaded, read = set(), set()
 def _inside(path, into):
@@ -58,13 +65,15 @@ for module in list(sys.modules.values()):
             if path.endswith(".py"):
                 _inside(path, loaded)
         for folder in space.get("__path__") or ():
-            listed.add(folder)
+            scanned.add(folder)
     except BaseException:
         pass
-for folder in sys.path:  # listed before the hook ran; .pth files read by site then too
-    listed.add(folder)
+for folder in sys.path:  # listed before the hook ran (.pth files read by site then too)
+    scanned.add(folder)
     try:
-        read.update(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".pth"))
+        for name in os.listdir(folder):  # kept relative, as every input (were absolute:
+            if name.endswith(".pth"):       # an env with a .pth file had no answer kept)
+                _inside(os.path.join(folder, name), read)
     except (OSError, TypeError):
         pass
 try:  # the shared libraries the imports mapped (and the interpreter, libpython)
@@ -79,12 +88,14 @@ for path in opened:
         _inside(path, read)
     elif not os.path.lexists(path):
         _inside(path, absent)
-folders = set()
-for folder in listed:
-    if isinstance(folder, str) and os.path.isdir(folder):
-        _inside(folder, folders)
+folders, looked = set(), set()
+for into, found in ((folders, listed), (looked, scanned)):
+    for folder in found:
+        if isinstance(folder, str) and os.path.isdir(folder):
+            _inside(folder, into)
 with open(report, "w", encoding="utf-8") as fh:  # not stdout: packages print there, at exit too
-    json.dump([failed, sorted(loaded), sorted(read), sorted(folders), sorted(absent)], fh)
+    json.dump([failed, sorted(loaded), sorted(read), sorted(folders), sorted(absent),
+               sorted(looked - folders)], fh)
 """
 
 
@@ -138,6 +149,26 @@ class Outcome:
     read: tuple[str, ...] = ()
     listed: tuple[str, ...] = ()
     absent: tuple[str, ...] = ()  # files the imports tried to open that were not there
+    # folders only the import system listed (its finders, site's .pth look-up): what they
+    # hold matters only under the names an import or site could take (``import_names``)
+    scanned: tuple[str, ...] = ()
+
+
+_MODULE_SUFFIXES = ("py", "pyc")
+
+
+def import_names(names: list[str]) -> list[str]:
+    """The names of a folder that the import system's listing of it can act on: a module,
+    package or extension an import may find (``json``, ``json.py``, ``_x.cpython-310-….so``)
+    and the ``.pth`` files site reads. The rest (``numpy-2.1.dist-info``, ``numpy.libs``,
+    ``README.txt``, ``__pycache__``, whose files are read by path and so are inputs when read)
+    no finder matches: pip's and uv's trees of one wheel may differ there."""
+    def matters(name: str) -> bool:
+        base, dot, rest = name.partition(".")
+        return name.endswith(".pth") or (base.isidentifier() and name != "__pycache__" and (
+            not dot or rest in _MODULE_SUFFIXES or name.endswith(".so")))
+
+    return sorted(n for n in names if matters(n))
 
 
 def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...] = (),
@@ -167,10 +198,10 @@ def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]
                 with fh:
                     if os.fstat(fh.fileno()).st_size > _MAX_REPORT:
                         raise ValueError("too large")
-                    failed, loaded, read, listed, absent = json.loads(fh.read())
+                    failed, loaded, read, listed, absent, scanned = json.loads(fh.read())
                 return Outcome({str(k): str(v) for k, v in failed.items()},
                                *(tuple(str(p) for p in x) for x in (loaded, read, listed,
-                                                                     absent)))
+                                                                     absent, scanned)))
             except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
                 raise CheckFailed("no readable report from the import check") from exc
     except ProcessError as exc:
