@@ -86,6 +86,18 @@ def _origin(source: str) -> str:
     return TARGET_FROM.get(source, source)
 
 
+def _target(release: str, python: str, platform: str, origin: str) -> str:
+    """"Triton R (Python X.Y, PLATFORM): where it came from", worded as every command's first
+    line (packer.context.target_line) words it: one level of brackets, the origin after a
+    colon (its own "(pin one with --triton)" nested in brackets read badly)."""
+    return f"Triton {release} (Python {python}, {platform}): {_origin(origin)}"
+
+
+def _locked(lock: Lockfile, origin: str) -> str:
+    """The target a lock was made for, worded as ``_target``."""
+    return _target(lock.target["release"], lock.python_version(), lock.target["platform"], origin)
+
+
 def _mb(size: int) -> str:
     """Megabytes with the precision a reader needs: '38 MB', '1.3 MB', '0.2 MB'."""
     return f"{size / 1e6:.0f} MB" if size >= 10e6 else f"{size / 1e6:.1f} MB"
@@ -99,8 +111,9 @@ def scan_text(ctx: Context) -> str:
         if r.source and r.source not in ("recipe", "declared"):
             dist += f" ({r.source})"
         rows.append((r.key, kind, dist, ", ".join(r.locations)))
-    out = [f"{ctx.model.name} (version {ctx.model.version}) for Triton {ctx.target.release}, "
-           f"Python {ctx.target.python} ({_origin(ctx.target_from)})", "",
+    out = [f"{ctx.model.name} (version {ctx.model.version}) for "
+           f"{_target(ctx.target.release, ctx.target.python, ctx.target.platform, ctx.target_from)}",
+           "",
            _table(rows, ("IMPORT", "KIND", "DISTRIBUTION", "WHERE"))]
     bundled = [m.name for m in ctx.report.bundled()]
     if bundled:
@@ -134,8 +147,7 @@ def lock_text(res: LockResult) -> str:
     pins = ", ".join(f"{p.name}=={p.version}" + (" (built from source)" if p.sdist else "")
                      for p in res.lock.pypi)
     return (f"{res.path}: {state}\n"
-            f"  target  Triton {res.lock.target['release']}, Python {res.lock.python_version()}, "
-            f"{res.lock.target['platform']} ({_origin(res.context.target_from)})\n"
+            f"  target  {_locked(res.lock, res.context.target_from)}\n"
             f"  conda   {plural(len(res.lock.conda), 'package')}\n"
             f"  pypi    {plural(len(res.lock.pypi), 'package')}: {pins or 'none'}"
             + (f"\nnext: {res.next_step}" if res.next_step else ""))
@@ -230,9 +242,7 @@ def pack_text(res: PackResult) -> str:
     lines = [
         f"packed {res.context.model.name} in {res.seconds:.1f}s",
         f"  environment  {a.path} ({a.format}, {size}, {plural(a.files, 'file')})",
-        f"  python       {res.lock.lock.python_version()} for Triton "
-        f"{res.lock.lock.target['release']} ({res.lock.lock.target['platform']}; "
-        f"{_origin(res.context.target_from)})",
+        f"  target       {_locked(res.lock.lock, res.context.target_from)}",
         f"  packages     {len(res.lock.lock.conda)} conda, {len(res.lock.lock.pypi)} PyPI",
         f"  bundled      {', '.join(res.bundled) or 'none'}",
         f"  config       EXECUTION_ENV_PATH = {res.config.value}"
