@@ -5,6 +5,7 @@ scan`` needs nothing more, so this module imports no stage after resolve."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,8 +72,13 @@ def target_line(target: Target, origin: str) -> str:
             f"{TARGET_FROM.get(origin, origin)}")
 
 
-def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Context:
-    """Open the model, pick the target, scan (AST only) and map imports to distributions."""
+def prepare(path: Path, opts: Options, reporter: Reporter | None = None, *,
+            refuse: Callable[[ModelDir, Target], None] | None = None) -> Context:
+    """Open the model, pick the target, scan (AST only) and map imports to distributions.
+
+    ``refuse`` may reject the model dir for its target (``--verify``: a directory Triton would
+    not load it from) as soon as both are known, with config.pbtxt's other checks: before the
+    scan, and before any index is asked or anything is locked."""
     rep = reporter or NullReporter()
     t0 = time.monotonic()
     model = open_model(path, opts.version)
@@ -84,6 +90,8 @@ def prepare(path: Path, opts: Options, reporter: Reporter | None = None) -> Cont
     except TargetError as exc:
         raise _with_origin(exc, sources, model.path) from exc
     rep.done("target", target_line(target, sources["triton"]), 0.0)
+    if refuse is not None:
+        refuse(model, target)
     report = scan(model.path, model.version_dir, model.model_py, python=target.python,
                   stdlib=recipes.stdlib[target.python], src=opts.src)
     declared = load_all(model.path, model.version_dir, recipes.conda_to_pypi)

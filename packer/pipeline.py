@@ -46,7 +46,8 @@ from .pack.sbom import sbom_path
 from .pack.stage import EnvArchive, PackOptions, Staged
 from .pack.stage import pack as pack_env
 from .patch.config import PatchResult, PlannedPatch, check_patch, env_value
-from .scan.model import CONFIG_NAME, TOKEN
+from .resolve.target import Target
+from .scan.model import CONFIG_NAME, TOKEN, ModelDir
 from .settings import Options
 
 __all__ = ["CheckResult", "LockResult", "PackResult", "check_lock", "lock", "package"]
@@ -102,6 +103,18 @@ class PackResult:
     cached: bool = False
     sbom: Path | None = None
 
+@dataclass(frozen=True)
+class Guard:
+    """Refusals a caller adds to a pack (``--verify``: can the runtime run it?), each asked as
+    early as what it needs is known: ``model`` once the model dir is read and the target chosen,
+    with config.pbtxt's other checks (``packer.context.prepare``: a misnamed model dir is no
+    reason to wait for a solve); ``lock`` before anything is built or written (the numpy the
+    lock pins)."""
+
+    model: Callable[[ModelDir, Target], None]
+    lock: Callable[[Context, Lockfile], None]
+
+
 def package(
     path: Path,
     opts: Options,
@@ -115,28 +128,28 @@ def package(
     sbom: bool = False,
     cache_since: float | None = None,
     shared_root: Path | None = None,
-    before_write: Callable[[Context, Lockfile], None] | None = None,
+    guard: Guard | None = None,
 ) -> PackResult:
     """... ``use_cache=False`` reuses no environment made before ``cache_since`` (default: now),
-    so models packed together in one run still share a build. ``before_write`` sees the lock
-    before anything is built or written, and may refuse it (``--verify``: can the runtime run
-    it?)."""
+    so models packed together in one run still share a build. ``guard`` may refuse the model
+    before anything is resolved, and its lock before anything is built or written (``--verify``:
+    can the runtime run it?)."""
     rep = reporter or NullReporter()
     t0 = time.monotonic()
     since = None if use_cache else (cache_since if cache_since is not None else time.time())
-    ctx = prepare(path, opts, rep)
+    ctx = prepare(path, opts, rep, refuse=guard.model if guard is not None else None)
     opts = ctx.options  # with tritonpack.toml [options] and the lock's target
     with model_lock(ctx.model.path, wait=opts.wait, on_wait=rep.note):
         _recover(ctx, rep)
         return _package(ctx, opts, rep, t0, frozen=frozen, popts=pack_options or PackOptions(),
                         output=output, since=since, allow=allow_incompatible, sbom=sbom,
-                        shared_root=shared_root, before_write=before_write)
+                        shared_root=shared_root, guard=guard)
 
 
 def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: bool,
              popts: PackOptions, output: str | None, since: float | None, allow: bool,
              sbom: bool, shared_root: Path | None = None,
-             before_write: Callable[[Context, Lockfile], None] | None = None) -> PackResult:
+             guard: Guard | None = None) -> PackResult:
     """Everything is made beside its destination first; the lock, the environment and
     config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
     if opts.strip and not popts.strip:  # --strip, [options] or the lock's remembered choice
@@ -157,8 +170,8 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
     for where in {ctx.model.path, dest.parent}:  # what a killed run left (packer.core.debris)
         sweep(where, left)
     locked = stage.frozen(ctx, opts) if frozen else stage.fresh_or_new(ctx, opts, rep)
-    if before_write is not None:
-        before_write(ctx, locked.lock)
+    if guard is not None:
+        guard.lock(ctx, locked.lock)
     with output_errors(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
         ensure_writable(dest.parent)
@@ -177,8 +190,8 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
                 rep.note(note)
                 locked = LockResult(stage.make_lock(ctx, opts, rep), ctx.lock_path,
                                     written=False, reused=False, context=ctx)
-                if before_write is not None:
-                    before_write(ctx, locked.lock)
+                if guard is not None:
+                    guard.lock(ctx, locked.lock)
     _remove_previous(ctx, dest, rep)
     return result
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .context import Context, prepare
+from .context import prepare
 from .core.diskfull import reclassify
 from .core.errors import ModelError, TritonPackError
 from .core.progress import NullReporter, Reporter
-from .lock.lockfile import Lockfile
 from .lock.stage import lock_inputs
 from .pack.stage import PackOptions
-from .pipeline import package
+from .pipeline import Guard, package
 from .scan.model import CONFIG_NAME, MODEL_FILE, read_config
 from .settings import Options
 
@@ -90,8 +88,7 @@ def package_repository(repo: Path, opts: Options, reporter: Reporter | None = No
                        pack_options: PackOptions | None = None, use_cache: bool = True,
                        frozen: bool = False, allow_incompatible: bool = False,
                        sbom: bool = False, shared_env: str | None = None,
-                       before_write: Callable[[Context, Lockfile], None] | None = None
-                       ) -> RepoResult:
+                       guard: Guard | None = None) -> RepoResult:
     """Pack every Python model; models with identical locks share one build (the cache).
 
     One model after another: on two cores a build already keeps both busy (parallel gzip,
@@ -115,7 +112,7 @@ def package_repository(repo: Path, opts: Options, reporter: Reporter | None = No
                                          allow_incompatible=allow_incompatible, sbom=sbom,
                                          cache_since=started, output=shared_env,
                                          shared_root=repo if shared_env else None,
-                                         before_write=before_write))
+                                         guard=guard))
         except TritonPackError as exc:
             result.failed.append(Failure(model.name, reclassify(exc)))
     return result

@@ -7,7 +7,6 @@ Triton clients.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,13 +14,11 @@ from typing import TYPE_CHECKING, Any
 from .core.errors import TritonPackError
 from .core.progress import NullReporter, Reporter
 from .pack.stage import PackOptions
-from .pipeline import PackResult, package
+from .pipeline import Guard, PackResult, package
 from .repository import Failure, RepoResult, package_repository
 from .settings import Options
 
 if TYPE_CHECKING:
-    from .context import Context
-    from .lock.lockfile import Lockfile
     from .verify.stage import VerifyReport
 
 
@@ -68,16 +65,18 @@ def pack(path: Path, opts: Options, reporter: Reporter | None, request: PackRequ
     return package(path, opts, reporter, frozen=request.frozen,
                    pack_options=request.pack_options, output=request.output,
                    use_cache=request.use_cache, allow_incompatible=request.allow_incompatible,
-                   sbom=request.sbom, before_write=_runtime_check(request.verify))
+                   sbom=request.sbom, guard=_runtime_check(request.verify))
 
 
-def _runtime_check(wanted: VerifyRequest | None) -> Callable[[Context, Lockfile], None] | None:
+def _runtime_check(wanted: VerifyRequest | None) -> Guard | None:
+    """``--verify``: the refusals of a model and a lock the runtime could not verify."""
     if wanted is None:
         return None
-    from .verify.stage import check_before_write
+    from .verify.stage import check_before_lock, check_before_write
 
     docker = wanted.arguments()["docker"]
-    return lambda ctx, lock: check_before_write(ctx, lock, wanted.runtime, docker)
+    return Guard(model=lambda model, target: check_before_lock(model, target, wanted.runtime),
+                 lock=lambda ctx, lock: check_before_write(ctx, lock, wanted.runtime, docker))
 
 
 def pack_and_verify(path: Path, opts: Options, reporter: Reporter | None,
@@ -110,7 +109,7 @@ def pack_repository(repo: Path, opts: Options, reporter: Reporter | None,
                                 use_cache=request.use_cache, frozen=request.frozen,
                                 allow_incompatible=request.allow_incompatible,
                                 sbom=request.sbom, shared_env=request.shared_env,
-                                before_write=_runtime_check(request.verify))
+                                guard=_runtime_check(request.verify))
     if request.verify is None:
         return result
     from .verify.layout import is_ensemble

@@ -178,17 +178,22 @@ def test_verify_the_runtime_cannot_run_is_refused_before_anything_is_written(
         "1", "config.pbtxt"]
 
 
-@pytest.mark.slow
-def test_a_misnamed_model_dir_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runtime", ["local", "docker"])
+def test_a_misnamed_model_dir_is_refused_before_anything_is_resolved(tmp_path: Path,
+                                                                      runtime: str) -> None:
+    """With config.pbtxt's other checks, right after the target line: no scan, no index asked
+    (an unreachable one would be exit 5), no lock, nothing written."""
     model = tmp_path / "renamed"
     shutil.copytree(MODELS / "plain_numpy", model)
     before = snapshot(model)
-    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--verify")
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--verify",
+                  "--runtime", runtime, "--index-url", "http://127.0.0.1:9/simple")
     assert res.exit_code == ExitCode.MODEL
-    assert error_line(res.stderr) == (
+    assert res.stderr.splitlines()[:2] == [
+        "  target  Triton 24.10 (Python 3.10, linux-64): from --triton",
         "error: config.pbtxt names the model 'plain_numpy' but its directory is 'renamed': "
         "Triton loads it only from a directory named 'plain_numpy' (directory name must equal "
-        "model name); nothing was written")
+        "model name); nothing was written"]
     assert snapshot(model) == before
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..context import Context
     from ..lock.lockfile import Lockfile
     from ..resolve.target import Target
+    from ..scan.model import ModelDir
 
 
 @dataclass(frozen=True)
@@ -83,24 +84,31 @@ def numpy_refusal(runtime: str, release: str, bound: str, numpy: str | None,
         f"--triton {release} to verify here")
 
 
-def before_write(ctx: Context, lock: Lockfile, runtime: str, release: str,
-                 stubs: tuple[str, ...] | None) -> None:
-    """Refuse a ``--verify`` the runtime cannot carry out, before the lock, the environment
-    or config.pbtxt are written: packing for 26.10 and then learning that the local 24.10
-    server cannot load it leaves a model dir changed for a check that never ran.
+def before_lock(model: ModelDir, target: Target, runtime: str, release: str,
+                stubs: tuple[str, ...] | None) -> None:
+    """Refuse a ``--verify`` the runtime cannot carry out for what the model dir and the target
+    alone decide, before anything is resolved against an index, locked or built: Triton loads a
+    model only from a directory of its config's name, and runs it only with a stub for the
+    target's Python.
 
     ``stubs``: the Pythons the runtime has a backend stub for (None: any, as in an image)."""
-    misnamed = ctx.model.warnings()
+    misnamed = model.warnings()
     if misnamed:
         raise ModelError(misnamed[0] + "; nothing was written",
                          hint="verify it from a directory of that name (a copy will do), or make "
                          "the name in config.pbtxt the directory's")
-    python = ctx.target.python
+    python = target.python
     if stubs is not None and python not in stubs:
         raise RuntimeMissingError(
             f"the {runtime} runtime is Triton {release}, which has no backend stub for "
-            f"Python {python} (Triton {ctx.target.release}'s): it cannot run this target, so "
+            f"Python {python} (Triton {target.release}'s): it cannot run this target, so "
             "nothing was written", hint="verify in the target's image (--runtime docker)")
+
+
+def before_write(ctx: Context, lock: Lockfile, runtime: str, release: str) -> None:
+    """Refuse a ``--verify`` the runtime cannot carry out, before the lock, the environment
+    or config.pbtxt are written: packing for 26.10 and then learning that the local 24.10
+    server cannot load it leaves a model dir changed for a check that never ran."""
     bound = str(ctx.recipes.triton.get(release, {}).get("numpy", ""))
     refused = numpy_refusal(runtime, release, bound, locked_numpy(lock), ctx.target.release,
                             locked=True)

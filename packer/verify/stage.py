@@ -33,7 +33,7 @@ from ..envcheck.inspect import inspect_env
 from ..lock.lockfile import Lockfile, read_lock
 from ..scan.imports import Kind
 from ..scan.inputuse import Use, answers_nothing, input_uses
-from ..scan.model import TOKEN, read_config
+from ..scan.model import TOKEN, ModelDir, read_config
 from . import kinds, samples, tensors
 from .callees import closure, unservable
 from .client import Client, HttpError
@@ -41,7 +41,7 @@ from .diagnose import diagnose, excerpt, execute_raised, last_error
 from .docker import SHM_DEFAULT, DockerRuntime
 from .expect_inputs import expected
 from .extras import require
-from .fits import Proof, before_write, numpy_refusal, proof
+from .fits import Proof, before_lock, before_write, numpy_refusal, proof
 from .infer import GrpcModel, InferFailed, Response, synthesise
 from .kinds import Plan
 from .layout import is_ensemble, link_shared_env, place, python_step, shared_env_of
@@ -53,6 +53,7 @@ from .runtime import TRITON_TMP, Runtime, Server
 from .unpack import unpack_failure
 
 if TYPE_CHECKING:  # made by the CLI or the caller; verify only passes them on
+    from ..resolve.target import Target
     from ..settings import Options
 
 @dataclass(frozen=True)
@@ -283,13 +284,22 @@ def _runtime_fits(engine: Runtime, numpy: str | None, ctx: Context) -> None:
         raise refused
 
 
+def check_before_lock(model: ModelDir, target: Target, runtime: str) -> None:
+    """``--verify``: whether the runtime can serve this model dir for its target, asked before
+    the pack scans, resolves or locks anything (``packer.verify.fits.before_lock``). A docker
+    runtime runs the target's release (``make_runtime``), with a stub for any Python."""
+    if runtime == "docker":
+        before_lock(model, target, runtime, target.release, None)
+    else:
+        before_lock(model, target, LocalRuntime.name, LocalRuntime.release, stub_pythons())
+
+
 def check_before_write(ctx: Context, lock: Lockfile, runtime: str,
                        docker: DockerOptions | None = None) -> None:
     """``--verify``: whether the runtime can run what this lock makes, asked before the pack
     writes anything (``packer.verify.fits.before_write``)."""
     engine = make_runtime(runtime, ctx, docker or DockerOptions())
-    stubs = stub_pythons() if engine.name == "local" else None
-    before_write(ctx, lock, engine.name, engine.release, stubs)
+    before_write(ctx, lock, engine.name, engine.release)
 
 
 def _gpu_here(engine: Runtime, docker: DockerOptions) -> bool:
