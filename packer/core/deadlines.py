@@ -31,3 +31,7 @@ DOWNLOAD_READ = 60.0  # a read of a package download: the socket's timeout, not 
 # tritonpack bench (packer.cost): the measuring time is the user's --duration; these bound the rest
 STUBS_FOUND = 10.0  # a READY model's stubs listed in /proc (they exist already: no start to wait for)
 LOAD_JOIN_SLACK = 5.0  # a client-loop thread's last call, past --duration and verify's --timeout
+
+# the watchdog (packer.core.proc) at a normal exit: one pass over /proc, then it ends; up to
+# 10 s only while what it kills keeps appearing, and then it finishes on its own
+WATCHDOG_EXIT = 5.0

@@ -6,6 +6,7 @@ attached to the error so ``--verbose`` can show it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import logging
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from .deadlines import WATCHDOG_EXIT
 from .errors import ProcessError, ProcessTimeout
 from .signals import on_interrupt
 
@@ -350,8 +352,26 @@ def _watch() -> None:
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True, env={"PATH": os.defpath}))
             _DIRECT.add(_WATCHING[-1].pid)
+            atexit.register(_stop_watching)
         except OSError:  # no watchdog: a server's parent-death signal still applies
             log.debug("no watchdog process", exc_info=True)
+
+
+def _stop_watching() -> None:
+    """At a normal exit, what SIGKILL would do: close the watchdog's pipe (it then kills what
+    still carries this run's marks and ends) and reap it, within a deadline. Left to the
+    garbage collector, its Popen was a process never waited for and a pipe never closed
+    (Python's "subprocess ... is still running" and "unclosed file" at exit)."""
+    while _WATCHING:
+        watchdog = _WATCHING.pop()
+        if watchdog.stdin is not None:
+            with contextlib.suppress(OSError):
+                watchdog.stdin.close()
+        try:
+            watchdog.wait(timeout=WATCHDOG_EXIT)
+        except subprocess.TimeoutExpired:  # still killing: it ends on its own, in its session
+            log.debug("watchdog %d still running at exit", watchdog.pid)
+        _DIRECT.discard(watchdog.pid)
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:
