@@ -104,6 +104,17 @@ SCAN_CASES = [
      "the Python of Triton 24.10's stub (recipes/triton.toml)"),
     ("env_yml_not_conda", ExitCode.MODEL,
      "error: env_yml_not_conda/environment.yml:3: expected a '- item' list entry"),
+    # YAML bombs: read as package names once, exit 0 (5000 nested [ lists were numpy)
+    ("env_yml_nested_too_deep", ExitCode.MODEL,
+     "error: env_yml_nested_too_deep/environment.yml:2: a list nested in a list: an "
+     "environment.yml as conda writes it has none"),
+    ("env_yml_nested_items", ExitCode.MODEL,
+     "error: env_yml_nested_items/environment.yml:4: a list nested in a list: an environment.yml "
+     "as conda writes it has none (only 'pip:' holds a list)"),
+    ("env_yml_billion_laughs", ExitCode.MODEL,
+     "error: env_yml_billion_laughs/environment.yml:3: '&a': YAML anchors, aliases, tags and "
+     "{...} mappings are refused (an environment.yml as conda writes it has none): write each "
+     "value out"),
     ("pins_across_files", ExitCode.RESOLVE,
      "error: conflicting pins for numpy: 1.26.3 (pins_across_files/requirements.txt), 1.26.4 "
      "(pins_across_files/tritonpack.toml)"),

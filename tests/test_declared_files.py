@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from packer.core.errors import ExitCode
+from packer.core.errors import ExitCode, ModelError
 from packer.lock.lockfile import read_lock
+from packer.scan.reqfiles import parse_environment
 
 from .conftest import MODELS, run_cli
 
@@ -45,6 +46,29 @@ def test_environment_yml_conda_specs_and_pip_section() -> None:
     assert data["requirements"] == ["numpy<2", "numpy==1.26.*", "PyYAML==6.0.2", "scipy>=1.10"]
     rows = {r["import"]: r["source"] for r in data["imports"]}  # type: ignore[union-attr]
     assert rows["yaml"] == "declared" and rows["scipy"] == "declared"
+
+
+def test_environment_yml_the_shapes_conda_and_people_write() -> None:
+    """Items at the key's own indent (hand-written files) and one-line [lists] are read."""
+    text = ("name: x\nchannels: [conda-forge]\ndependencies:\n- numpy=1.26.*  # pinned\n"
+            "- pip:\n  - PyYAML==6.0.2\n- scipy\n")
+    assert parse_environment(text, "e.yml") == {
+        "name": "x", "channels": ["conda-forge"],
+        "dependencies": ["numpy=1.26.*", {"pip": ["PyYAML==6.0.2"]}, "scipy"]}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("dependencies:\n  - *numpy\n", "e.yml:2: '*numpy': YAML anchors, aliases, tags"),
+    ("dependencies:\n  - pip:\n    - !!python/object x\n", "e.yml:3: '!!python/object': YAML"),
+    ("dependencies: {numpy: 1}\n", "e.yml:1: '{numpy:': YAML anchors"),
+    ("dependencies: [numpy, [scipy]]\n", "e.yml:1: a list nested in a list"),
+    ("dependencies: [numpy,\n", "e.yml:1: a [ list must close on its own line"),
+    ("dependencies:\n  - - numpy\n", "e.yml:2: a list nested in a list"),
+])
+def test_environment_yml_refuses_yaml_conda_never_writes(text: str, message: str) -> None:
+    with pytest.raises(ModelError) as info:
+        parse_environment(text, "e.yml")
+    assert info.value.message.startswith(message)
 
 
 def test_environment_yml_python_must_be_the_stubs() -> None:

@@ -188,43 +188,73 @@ def _scalar(text: str) -> str:
     return text
 
 
+def _node(text: str, where: str) -> str:
+    """One value of the file, refused when it is YAML that conda never writes: an anchor
+    (``&a``), an alias (``*a``: a billion-laughs file is aliases of aliases), a tag (``!!x``),
+    a flow mapping or a block scalar. Read, they would be taken as package names."""
+    value = _scalar(text)
+    if value[:1] in ("&", "*", "!", "{", "|", ">"):
+        raise ModelError(f"{where}: {value.split()[0][:40]!r}: YAML anchors, aliases, tags and "
+                         "{...} mappings are refused (an environment.yml as conda writes it has "
+                         "none): write each value out")
+    return value
+
+
+def _flow(rest: str, where: str) -> list[str]:
+    """``[a, b]`` on one line: conda's flow list, never nested (``[[[...]]]`` was read as its
+    innermost item, however deep)."""
+    if not rest.endswith("]"):
+        raise ModelError(f"{where}: a [ list must close on its own line (or write one '- item' "
+                         "per line)")
+    inner = rest[1:-1]
+    if any(c in inner for c in "[]{}"):
+        raise ModelError(f"{where}: a list nested in a list: an environment.yml as conda writes "
+                         "it has none")
+    return [_node(x, where) for x in inner.split(",") if x.strip()]
+
+
 def parse_environment(text: str, shown: str) -> dict[str, object]:
     """``name``, ``channels``, ``dependencies`` (with one nested ``pip:`` list): the shape of
-    every environment file conda exports. Anything else is refused, not guessed."""
+    every environment file conda exports. Anything else is refused, not guessed: YAML's
+    anchors, aliases and tags, lists nested in lists (``[[[...]]]``, ``- - x``, deeper items)."""
     data: dict[str, object] = {}
     key: str | None = None
     pip: list[str] | None = None
-    pip_indent = -1
+    pip_indent = item_indent = -1
     for number, raw in enumerate(text.splitlines(), 1):
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
+        where = f"{shown}:{number}"
         indent = len(raw) - len(raw.lstrip(" "))
         line = raw.strip()
-        if indent == 0:
+        if indent == 0 and not (key is not None and line.startswith("-")):  # "- x" at 0: an item
             key, _, rest = line.partition(":")
             if not _ or not re.fullmatch(r"[A-Za-z_][\w-]*", key):
-                raise ModelError(f"{shown}:{number}: expected 'key:' at the top level")
+                raise ModelError(f"{where}: expected 'key:' at the top level")
             rest = _scalar(rest)
-            if rest.startswith("["):
-                data[key] = [_scalar(x) for x in rest.strip("[]").split(",") if x.strip()]
-            else:
-                data[key] = rest if rest else []
-            pip = None
+            data[key] = _flow(rest, where) if rest.startswith("[") else (
+                _node(rest, where) if rest else [])
+            pip, item_indent = None, -1
             continue
         if key is None or not line.startswith("-"):
-            raise ModelError(f"{shown}:{number}: expected a '- item' list entry")
+            raise ModelError(f"{where}: expected a '- item' list entry")
         item = line[1:].strip()
         items = data.get(key)
         if not isinstance(items, list):
-            raise ModelError(f"{shown}:{number}: {key} is not a list")
+            raise ModelError(f"{where}: {key} is not a list")
         if pip is not None and indent > pip_indent:
-            pip.append(_scalar(item))
-        elif re.fullmatch(r"pip\s*:", item):
+            pip.append(_node(item, where))
+            continue
+        item_indent = indent if item_indent < 0 else item_indent
+        if indent > item_indent or item.startswith(("-", "[")):
+            raise ModelError(f"{where}: a list nested in a list: an environment.yml as conda "
+                             "writes it has none (only 'pip:' holds a list)")
+        if re.fullmatch(r"pip\s*:", item):
             pip, pip_indent = [], indent
             items.append({"pip": pip})
         else:
             pip = None
-            items.append(_scalar(item))
+            items.append(_node(item, where))
     return data
 
 
