@@ -194,3 +194,29 @@ def test_check_notices_a_bundled_module_changed_since_the_pack(packed: tuple[Pat
         res = run_cli("check", models, *deep)
         assert res.exit_code == 1
         assert res.stdout.splitlines()[1:] == expected
+
+
+@pytest.mark.server
+def test_the_readme_set_up_leaves_a_fresh_clone_clean(tmp_path: Path) -> None:
+    """The README's first command, and the tour's image_model one, write the lock and the
+    environment into examples/: the examples' config.pbtxt already point at it and the
+    project's .gitignore leaves the outputs out, so `git status` stays clean (it showed
+    config.pbtxt modified and tritonpack.lock untracked)."""
+    root = Path(__file__).parents[1]
+    project = tmp_path / "tritonpack"
+    shutil.copytree(root / "examples", project / "examples")
+    shutil.copy(root / ".gitignore", project / ".gitignore")
+    _git("init", "-q", "-b", "main", cwd=project)
+    _git("add", "-A", cwd=project)
+    _git("commit", "-q", "-m", "clone", cwd=project)
+    examples = project / "examples"
+    for model, extra in (("numpy_model", ()), ("image_model", ("--src", examples / "shared_src"))):
+        res = run_cli(examples / model, *extra, "--triton", "24.10", "--verify",
+                      "--python-from", "auto")
+        assert res.exit_code == 0, res.stderr
+        assert "(already set)" in res.stdout  # config.pbtxt: not one byte changed
+        assert {"tritonpack.lock", "tritonpack-env.tar.gz"} <= {
+            p.name for p in (examples / model).iterdir()}
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
+                            cwd=project, capture_output=True, text=True, check=True)
+    assert status.stdout == ""
