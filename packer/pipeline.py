@@ -154,6 +154,8 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
     config.pbtxt are then committed together with SIGINT/SIGTERM held back."""
     if opts.strip and not popts.strip:  # --strip, [options] or the lock's remembered choice
         popts = dataclasses.replace(popts, strip=True)
+    if not opts.zip_packages and popts.zip_packages:  # the same three places
+        popts = dataclasses.replace(popts, zip_packages=False)
     if popts.strip:  # refused before anything is built, not after
         from .pack.strip import tool
 

@@ -44,6 +44,7 @@ class Options:
     cache_to: tuple[str, ...] = ()  # ... and to push to (packer.caches.remote)
     insecure_registries: tuple[str, ...] = ()  # plain HTTP beyond loopback
     strip: bool = False  # --strip: debug sections out of the wheels' ELF files
+    zip_packages: bool = True  # --no-zip-packages: pure-Python distributions stay files
     explicit: frozenset[str] = frozenset()  # settings given on the command line
 
 
@@ -135,6 +136,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             help="Take the debug sections out of the ELF files the wheels installed (binutils' "
             "strip; signed wheels are left alone). The lock remembers it; --no-strip turns "
             "off a tritonpack.toml strip = true or the lock's choice."),
+    Setting("zip-packages", "zip_packages", "flag", "lock", from_lock=True,
+            help="Ship the pure-Python distributions in one zip inside the archive (the "
+            "default: fewer files to unpack at each server start); --no-zip-packages keeps "
+            "them as files. The lock remembers --no-zip-packages."),
     Setting("resolver", "resolver", "str", "lock", choices=tuple(sorted(RESOLVERS)),
             help="PyPI resolver (default: uv)."),
     Setting("no-wait", "wait", "flag", "lock", toml=False, negates=True,
@@ -250,7 +255,10 @@ def _lock_target(model_dir: Path) -> dict[str, Any]:
            for k, v in lock.inputs.get("index_options", {}).items()},
         "strip": lock.inputs.get("pack_options", {}).get("strip") is True,
     }
-    return {k: v for k, v in {**values, **shaping}.items() if v}
+    remembered = {k: v for k, v in {**values, **shaping}.items() if v}
+    if lock.inputs.get("pack_options", {}).get("zip_packages") is False:
+        remembered["zip-packages"] = False  # a choice whose value is False
+    return remembered
 
 
 def effective(opts: Options, model_dir: Path) -> tuple[Options, dict[str, str]]:

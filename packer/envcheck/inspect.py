@@ -40,6 +40,13 @@ _NUMPY_PKG = re.compile(r"^lib/python3\.\d+/site-packages/numpy/__init__\.py$")
 # wheel's RECORD). A local build never has another; a pulled one may.
 _HOOK = re.compile(r"^lib/python3\.\d+/(?:site-packages/)?(?:sitecustomize|usercustomize)\.py$"
                    r"|^lib/python3\.\d+/site-packages/[^/]+\.pth$")
+# tritonpack's own .pth (pack.sitezip): a path line naming the zip of the pure-Python
+# distributions beside it, no code. Recognised by its name and exact bytes, nothing else:
+# another .pth, or this name with other content, is judged like any hook.
+SITE_ZIP = "tritonpack-site.zip"
+SITE_PTH = "tritonpack-site.pth"
+SITE_PTH_TEXT = (SITE_ZIP + "\n").encode()
+_SITE_PTH = re.compile(r"^lib/python3\.\d+/site-packages/" + re.escape(SITE_PTH) + "$")
 _OWNERS = re.compile(r"^conda-meta/[^/]+\.json$|^(lib/python3\.\d+/site-packages)/[^/]+\.dist-info/RECORD$")
 _OWNER_LIMIT = 16 << 20
 
@@ -80,6 +87,12 @@ class InspectReport:
         return [f.message for f in self.findings if f.level == "error"]
 
 
+def _read_data(name: str) -> bool:
+    """Whether an entry's bytes are kept for the judgement: a package's record of its files,
+    or tritonpack's own ``.pth`` (recognised by its bytes)."""
+    return bool(_OWNERS.match(name) or _SITE_PTH.match(name))
+
+
 def _tar_entries(path: Path, elf: bool = True, mode: str = "r:gz") -> Iterator[Entry]:
     """Every member as an Entry; with ``elf``, the symbol versions each ELF file needs."""
     with tarfile.open(path, mode) as tar:  # type: ignore[call-overload]
@@ -97,7 +110,7 @@ def _tar_entries(path: Path, elf: bool = True, mode: str = "r:gz") -> Iterator[E
                     except ElfError as exc:
                         err = str(exc)
             data = b""
-            if m.isreg() and m.size <= _OWNER_LIMIT and _OWNERS.match(m.name.removeprefix("./")):
+            if m.isreg() and m.size <= _OWNER_LIMIT and _read_data(m.name.removeprefix("./")):
                 member = tar.extractfile(m)
                 data = member.read(_OWNER_LIMIT) if member is not None else b""
             # tarfile strips trailing slashes from directory names: a directory entry
@@ -126,7 +139,7 @@ def _dir_entries(root: Path) -> Iterator[Entry]:
                 except (OSError, ValueError) as exc:  # ElfError: not parseable as ELF
                     err = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 data = b""
-                if st.st_size <= _OWNER_LIMIT and _OWNERS.match(rel):
+                if st.st_size <= _OWNER_LIMIT and _read_data(rel):
                     with p.open("rb") as fh:
                         data = fh.read(_OWNER_LIMIT)
                 yield Entry(rel, "file", st.st_mode & 0o7777, "", needs, err, data)
@@ -279,7 +292,8 @@ def _read(path: Path, fmt: str, source: Iterator[Entry]) -> _Seen:
             if e.read_error:
                 seen.findings.append(Finding("error", f"cannot read ELF file {name}: {e.read_error}"))
             if _HOOK.match(name) and e.kind != "dir":
-                seen.hooks.append(name)
+                if not (e.kind == "file" and _SITE_PTH.match(name) and e.data == SITE_PTH_TEXT):
+                    seen.hooks.append(name)
             elif e.data:
                 seen.owned |= _owned(name, e.data)
             if m := _LIBPY.match(name):

@@ -87,9 +87,16 @@ def lock_inputs(ctx: Context, opts: Options) -> dict[str, Any]:
         "indexes": lock_indexes(ctx, opts).as_dict(),
         **({"src": src_inputs(ctx.model.path, opts.src)} if opts.src else {}),
         **({"index_options": index_options(opts)} if index_options(opts) else {}),
-        **({"pack_options": {"strip": True}} if opts.strip else {}),
+        **({"pack_options": pack_options(opts)} if pack_options(opts) else {}),
         **({"learned": ctx.requirements.learned.as_dict()} if ctx.requirements.learned else {}),
     }
+
+
+def pack_options(opts: Options) -> dict[str, bool]:
+    """How the environment is packed, where it is not the default: the lock remembers it
+    (``check`` then sees a change) and the next pack of the lock does it again."""
+    return {**({"strip": True} if opts.strip else {}),
+            **({"zip_packages": False} if not opts.zip_packages else {})}
 
 
 def index_options(opts: Options) -> dict[str, Any]:

@@ -5,7 +5,7 @@ it is written):
 
 * ``output``: where the environment goes and what it may replace;
 * ``staging``: what goes in (conda-pack's file list and relocation, Triton's layout, pruning,
-  then ``bytecode`` and ``stdlibzip``);
+  then ``bytecode``, ``stdlibzip`` and ``sitezip``);
 * ``envcheck``: the compatibility gate, before anything is written;
 * ``archive``: how it is written (a reproducible tar, gzip'd by ``targz``, stamped);
   ``--format dir`` is the staged tree itself, copied.
@@ -31,7 +31,7 @@ from ..core.integrity import manifest, record_path, render_record
 from ..core.progress import NullReporter, Reporter, plural
 from ..envcheck.inspect import check_compatible
 from ..resolve.target import Target
-from . import stdlibzip
+from . import sitezip, stdlibzip
 from .output import FORMATS
 from .prune import RULES as PRUNE_RULES
 from .prune import PruneReport, tree_size
@@ -71,6 +71,7 @@ class PackOptions:
     bytecode: str = "imported"  # hash-checked .pyc for: imported | all | none (bytecode.BYTECODE)
     stdlib_zip: bool = True  # the pure-Python stdlib in lib/pythonXY.zip (stdlibzip)
     strip: bool = False  # debug sections out of the wheels' ELF files (pack.strip)
+    zip_packages: bool = True  # pure-Python distributions in site-packages' zip (sitezip)
 
     def key(self) -> dict[str, object]:
         return {"format": self.format, "level": self.level, "prune": self.prune,
@@ -79,12 +80,18 @@ class PackOptions:
                 "pyc_names": "env-relative",  # co_filename: the path in the env (bytecode)
                 "pyc_for": "loaded",  # "imported": the files the import check loads
                 **({"stdlib_zip": stdlibzip.RULES} if self.zips_stdlib else {}),
+                **({"site_zip": sitezip.RULES} if self.zips_site else {}),
                 **({"strip": "debug"} if self.strip else {})}
 
     @property
     def zips_stdlib(self) -> bool:
         """Only archives: a directory env is never extracted, so files are cheaper there."""
         return self.stdlib_zip and self.format != "dir"
+
+    @property
+    def zips_site(self) -> bool:
+        """Archives only, like the stdlib zip."""
+        return self.zip_packages and self.format != "dir"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from ..core.atomic import atomic_write_bytes
 from ..core.cachehome import cache_dir
 from ..core.errors import CacheError, PackError
 from ..core.progress import NullReporter, Reporter
-from . import bytecode, stdlibzip, strip
+from . import bytecode, sitezip, stdlibzip, strip
 from .prune import PruneReport, largest_packages, prune, restore, unmatched
 
 if TYPE_CHECKING:
@@ -337,11 +337,45 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
         rep.note(f"bytecode: {len(source_only)} file(s) are not Python {prefix.python} "
                  f"and ship as source only: {', '.join(source_only[:3])}"
                  + (", ..." if len(source_only) > 3 else ""))
+    present = _present(staged, prefix.python, checked)  # before the zip takes some away
     if options.zips_stdlib:
         rep.start("pack", "zipping the standard library")
         stdlibzip.zip_stdlib(staged, prefix.python)
+    if options.zips_site:
+        rep.start("pack", "zipping the pure-Python packages")
+        zip_site(staged, prefix.python, rep, present, load, loaded,
+                 prefix.path.parent / "site-held")
     drop_gone_records(staged)
     return staged, report, largest_packages(staged, prefix.python)
+
+
+def zip_site(root: Path, python: str, rep: Reporter, checked: tuple[str, ...],
+             load: tuple[str, ...], loaded: tuple[str, ...] | None, holding: Path) -> None:
+    """``sitezip``, then the model's modules imported from the zipped layout (when the check
+    before loaded a zipped file, or did not run): a module that no longer imports puts every
+    file back, so a wrong guess costs the zip's speed, never the server."""
+    shutil.rmtree(holding, ignore_errors=True)
+    try:
+        report = sitezip.zip_site(root, python, holding)
+        if not report.tops:
+            return
+        site = f"lib/python{python}/site-packages/"
+        touched = loaded is None or any(
+            sitezip.zipped_module(f[len(site):].removesuffix(".py").replace("/", "."), report)
+            for f in loaded if f.startswith(site))
+        if not touched or not checked:
+            return
+        try:
+            failed = importcheck.run(root, python, checked, load).failed
+        except importcheck.CheckFailed as exc:
+            failed = {"the import check": f"did not finish ({exc})"}
+        if failed:
+            name = sorted(failed)[0]
+            sitezip.unzip(root, python, report, holding)
+            rep.note(f"{name} does not import with the pure-Python packages zipped "
+                     f"({failed[name]}): they ship as files")
+    finally:
+        shutil.rmtree(holding, ignore_errors=True)
 
 
 def _note_strip(rep: Reporter, report: strip.StripReport) -> None:
