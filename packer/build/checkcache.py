@@ -45,18 +45,18 @@ _MAX_ENTRY = 16 << 20  # a check of torch reads about 1,500 files: far below
 
 def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...] = (),
         store: Path | None = None, timeout: float = deadlines.IMPORT_CHECK,
-        pycache: Path | None = None) -> importcheck.Outcome:
+        pycache: Path | None = None, ahead: bool = False) -> importcheck.Outcome:
     """``importcheck.run``, answered from ``store`` when every byte the last same check read
-    is unchanged; else run, and its answer kept there."""
+    is unchanged; else run (``ahead``: with its compile server), and its answer kept there."""
     if store is None or (not modules and not load):
-        return importcheck.run(root, python, modules, load, timeout, pycache)
+        return importcheck.run(root, python, modules, load, timeout, pycache, ahead)
     secret = _secret(store)
     key = _key(root, python, modules, load)
     if secret is not None and reuse():
         kept = _recall(store, key, secret, root)
         if kept is not None:
             return kept
-    outcome = importcheck.run(root, python, modules, load, timeout, pycache)
+    outcome = importcheck.run(root, python, modules, load, timeout, pycache, ahead)
     if secret is not None:
         _keep(store, key, secret, root, outcome)
     return outcome

@@ -19,11 +19,15 @@ from pathlib import Path
 from ..core import deadlines, proc
 from ..core.errors import BuildError, ProcessError
 from ..core.fsguard import open_regular
+from . import compileahead
 
 _SEPARATOR = "--load-only--"
 SCRIPT = r"""
 import importlib, json, os, sys
-report, args = sys.argv[1], sys.argv[2:]
+report, ask, stop, wait, args = (*sys.argv[1:4], float(sys.argv[4]), sys.argv[5:])
+""" + compileahead.CLIENT + r"""
+if ask:  # a compile server writes each source's bytecode before it is loaded
+    _ahead(ask, stop, wait)
 opened, listed, scanned = set(), set(), set()
 watching = [True]  # off once the imports are done: this script's own reads are no input
 def _audit(event, args):  # what the imports read: their answer is a function of those bytes
@@ -172,12 +176,25 @@ def import_names(names: list[str]) -> list[str]:
 
 
 def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...] = (),
-        timeout: float = deadlines.IMPORT_CHECK, pycache: Path | None = None) -> Outcome:
+        timeout: float = deadlines.IMPORT_CHECK, pycache: Path | None = None,
+        ahead: bool = False) -> Outcome:
     """Import ``load`` (failures ignored), then ``modules``; say which of ``modules`` do not
     import, and which source files of the environment all of them loaded. ``pycache``: where
-    bytecode compiled before is read from (``-X pycache_prefix``), never written."""
+    bytecode compiled before is read from (``-X pycache_prefix``), never written by the
+    check; with ``ahead``, a compile server writes there each source's bytecode before the
+    check loads it (``compileahead``): the bytecode step then has those files done."""
     if not modules and not load:
         return Outcome({}, ())
+    if ahead and pycache is not None:
+        with compileahead.serve(root, python, pycache) as served:
+            return _run(root, python, modules, load, timeout, pycache, served)
+    return _run(root, python, modules, load, timeout, pycache, None)
+
+
+def _run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...],
+         timeout: float, pycache: Path | None,
+         ahead: tuple[Path, Path, float] | None) -> Outcome:
+    served: list[str | Path] = ["", "", "0"] if ahead is None else [*ahead[:2], str(ahead[2])]
     # -B: no .pyc written into the tree being packed; HOME: caches some packages write at
     # import (matplotlib, numba) go to a scratch dir, not the user's home or the archive.
     try:
@@ -187,7 +204,7 @@ def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]
             argv: list[str | Path] = [
                 root / "bin" / f"python{python}", "-I", "-B", "-X", "utf8",
                 *(["-X", f"pycache_prefix={pycache}"] if pycache else []),
-                "-c", SCRIPT, report, *modules, _SEPARATOR, *load]
+                "-c", SCRIPT, report, *served, *modules, _SEPARATOR, *load]
             proc.run_contained(argv, env=proc.clean_env({"HOME": home,
                                                          "PYTHONDONTWRITEBYTECODE": "1"}),
                                cwd=Path(home), timeout=timeout)

@@ -160,7 +160,7 @@ def _reuse(root: Path, python: str, files: list[Path], store: Path | None,
         if store is None:
             todo.append(f)
             continue
-        key = hashlib.sha256(interp + os.fsencode(rel) + b"\0" + f.read_bytes()).hexdigest()
+        key = _entry_key(interp, rel, f)
         keys[f] = key
         hit = _lookup(store, key) if reuse() else None  # --no-cache: compiled, replaced
         if hit is None:
@@ -184,6 +184,31 @@ def _reuse(root: Path, python: str, files: list[Path], store: Path | None,
                 _drop(store, keys[f], f.relative_to(root).as_posix(), magic, entry)
         todo.sort()
     return placed, todo, source_only, keys
+
+
+def _entry_key(interp: bytes, rel: str, source: Path) -> str:
+    """A source's store key: the interpreter, its path in the environment, its bytes."""
+    return hashlib.sha256(interp + os.fsencode(rel) + b"\0" + source.read_bytes()).hexdigest()
+
+
+def compiled_ahead(into: Path, root: Path, python: str, chosen: list[Path]) -> set[Path]:
+    """The sources under ``chosen`` whose bytecode is under ``into`` (the check's pycache
+    prefix): what the store placed there before the check, and what the check's compile
+    server (``build.compileahead``) wrote there, canonical as a compile here writes it."""
+    return {f for f in files(root, chosen) if prefixed_pyc(into, f, python).is_file()}
+
+
+def keep(root: Path, python: str, sources: AbstractSet[Path], store: Path | None) -> None:
+    """Keep the bytecode now beside ``sources`` in ``store`` (compiled ahead, moved in): the
+    next pack of the same files reuses it, as it reuses what ``compile_bytecode`` compiled."""
+    if store is None or not sources:
+        return
+    interp = interpreter_key(root, python)
+    for f in sorted(sources):
+        out = cached_pyc(f, python)
+        with contextlib.suppress(OSError):
+            _store(store, _entry_key(interp, f.relative_to(root).as_posix(), f),
+                   out.read_bytes())
 
 
 def prefixed_pyc(into: Path, source: Path, python: str) -> Path:
