@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .context import Context, prepare
-from .core.errors import LockError, TritonPackError
+from .core.errors import ExitCode, LockError, TritonPackError
 from .core.progress import Reporter
 from .lock.lockfile import requirements_txt
 from .lock.pypi import Pin
@@ -30,6 +30,15 @@ class LockChecks:
     @property
     def fresh(self) -> bool:
         return not self.failed and all(r.fresh for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        """1 for a stale, missing or unreadable lock; for a model that does not open (a broken
+        config.pbtxt) that error's own code, 3, as ``check`` and ``scan`` give it."""
+        unreadable = [f for f in self.failed if not isinstance(f.error, LockError)]
+        if unreadable:
+            return int(unreadable[0].error.exit_code)
+        return 0 if self.fresh else int(ExitCode.CHECK_FAILED)
 
 
 def check_locks(repo: Path, opts: Options, reporter: Reporter | None = None) -> LockChecks:

@@ -786,6 +786,12 @@ def test_repository_with_an_unparseable_model_fails_check_and_pack(tmp_path: Pat
     assert res.stdout.splitlines() == [
         "checked 2 models: broken, plain_numpy", f"  {why}",
         f"  plain_numpy: no tritonpack.lock (run tritonpack lock {repo}/plain_numpy)"]
+    assert run_cli("check", "--locks", repo).exit_code == ExitCode.MODEL
+    locks = run_cli("lock", "--check", repo)  # the other locks-only gate: the same code
+    assert locks.exit_code == ExitCode.MODEL and f"broken: {why}" in locks.stdout.splitlines()
+    shutil.rmtree(repo / "broken")  # a missing lock alone is "stale", not an unreadable model
+    assert run_cli("lock", "--check", repo).exit_code == ExitCode.CHECK_FAILED
+    shutil.copytree(FIXTURES / "bad_repos" / "one_unparseable" / "broken", repo / "broken")
     packed = run_cli(repo, "--frozen", "--python-from", "auto", "--json", "-q")
     out = json.loads(packed.stdout)
     assert packed.exit_code == ExitCode.MODEL

@@ -55,7 +55,7 @@ def lock_cmd(model_dir: Path, check: bool, upgrade: bool, packages: tuple[str, .
 
         run(out, "lock-check-repository", lambda rep: check_locks(model_dir, opts, rep),
             render.lock_checks_text, render.lock_checks_payload,
-            exit_code=lambda res: 0 if res.fresh else 1)
+            exit_code=lambda res: res.exit_code)
         return
     if check:
         run(out, "lock-check", lambda rep: check_lock(model_dir, opts, rep), render.check_text,
