@@ -102,6 +102,26 @@ def test_the_native_floor_holds_the_elf_files_only(tmp_path: Path) -> None:
         assert tar.getnames() == ["lib/libx.so"]
 
 
+def test_the_kept_files_floor_holds_native_files_and_packages_the_site_zip_cannot_take(
+        tmp_path: Path) -> None:
+    import tarfile
+
+    from .test_sitezip import install
+
+    bench = _bench()
+    env = tmp_path / "env"
+    site = env / "lib" / "python3.10" / "site-packages"
+    install(site, "tp_pure", {"tp_pure/__init__.py": "X = 1\n"})  # zipped: not in the floor
+    install(site, "tp_reads", {"tp_reads/__init__.py": "HERE = __file__\n"})
+    (site / "tp_reads" / "__pycache__").mkdir()
+    (site / "tp_reads" / "__pycache__" / "x.pyc").write_bytes(b"")
+    (env / "lib" / "libx.so").write_bytes(Path(sys.executable).resolve().read_bytes())
+    (env / "lib" / "python3.10" / "json.py").write_text("")  # the stdlib: zipped
+    with tarfile.open(bench.kept_files(env, "3.10", tmp_path / "kept.tar.gz")) as tar:
+        assert tar.getnames() == ["lib/libx.so",
+                                  "lib/python3.10/site-packages/tp_reads/__init__.py"]
+
+
 def test_the_readme_table_is_rendered_from_one_runs_figures() -> None:
     bench = _bench()
     seconds = {"tritonpack_cold": 7.0, "baseline_cold": 10.0, "tritonpack_warm": 0.1,
