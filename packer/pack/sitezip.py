@@ -54,6 +54,11 @@ SELF_ATTRS = frozenset({"__file__", "__path__", "__spec__", "__loader__", "co_fi
 RESOURCE_MODULES = frozenset({"importlib.resources", "importlib_resources", "pkg_resources",
                               "pkgutil"})
 
+# every hit names one of these (an identifier is spelt in ASCII, or NFKC-normalised to it:
+# non-ASCII sources are always parsed)
+_WORDS = tuple(w.encode() for w in (*SELF_NAMES, *SELF_ATTRS, "resources", "pkgutil",
+                                    "pkg_resources"))
+
 RULES = repr((1, NATIVE, sorted(SELF_NAMES), sorted(SELF_ATTRS),
               sorted(RESOURCE_MODULES)))  # in the cache key
 
@@ -141,7 +146,10 @@ def _namespace(top: Path) -> str:
 
 def static_reads(source: bytes) -> str:
     """What in this module's code finds its own files (``""``: nothing), read with ``ast``.
-    Conservative: an unparsable file counts as a hit."""
+    Conservative: an unparsable file counts as a hit. An ASCII file naming none of the words
+    a hit is made of has none, and is not parsed (sympy: a thousand files)."""
+    if source.isascii() and not any(word in source for word in _WORDS):
+        return ""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -178,6 +186,11 @@ def unpack_rewrites(root: Path) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in _RECORD.finditer(text)}
 
 
+def _head(file: Path) -> bytes:
+    with file.open("rb") as fh:
+        return fh.read(4)
+
+
 def judge(site: Path, dist: Dist, shared: set[str], rewrites: dict[str, str]) -> str:
     """Why ``dist`` stays files (``""``: it may be zipped)."""
     rel_site = "/".join(site.parts[-3:])  # lib/pythonX.Y/site-packages
@@ -193,10 +206,12 @@ def judge(site: Path, dist: Dist, shared: set[str], rewrites: dict[str, str]) ->
             rel = file.relative_to(site).as_posix()
             if file.is_symlink():
                 return f"{rel} is a symlink"
-            data = file.read_bytes()
-            if file.name.endswith(NATIVE) or data[:4] == b"\x7fELF":
+            if file.name.endswith(NATIVE) or _head(file) == b"\x7fELF":
                 return f"{rel} is a native file"
             prefix = rewrites.get(f"{rel_site}/{rel}")
+            if not prefix and file.suffix != ".py":
+                continue  # a data file: not read
+            data = file.read_bytes()
             if prefix and prefix.encode() in data:
                 return f"{rel} is rewritten by conda-unpack"
             if file.suffix == ".py" and (hit := static_reads(data)):
