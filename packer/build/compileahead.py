@@ -15,7 +15,8 @@ It is only a shortcut. A server that cannot start or dies is left behind by the 
 waits at most ``_CONNECT_S`` for the server's end, less once the server is gone); what the
 server did not compile the bytecode step compiles, with today's errors. The two talk through
 a FIFO in a private temp dir that neither opens blocking; when the check ends, however it
-ended, the server finishes the files named and exits (and is waited for).
+ended, the server finishes the file at hand and exits (and is waited for): what it had not
+reached the bytecode step compiles, in its parallel processes.
 """
 
 from __future__ import annotations
@@ -83,11 +84,16 @@ while True:
         continue
     chunk = os.read(asked, 1 << 16)
     if not chunk:
-        break  # the check closed its end: every file it named is done
+        break  # the check closed its end
     pending += chunk
-    while b"\n" in pending:
-        line, _, pending = pending.partition(b"\n")
-        compiled(os.fsdecode(line))
+    while b"\n" in pending and not os.path.exists(stop):  # the check is over: the rest is
+        line, _, pending = pending.partition(b"\n")       # the bytecode step's, on every core
+        try:
+            compiled(os.fsdecode(line))
+        except Exception:  # unreadable, unwritable: the bytecode step's to compile or say
+            pass
+    if os.path.exists(stop):
+        break
 """
 
 # Inserted in the check's script before it imports (``importcheck.SCRIPT`` runs it when given
@@ -130,7 +136,7 @@ def serve(root: Path, python: str, into: Path) -> Iterator[tuple[Path, Path, flo
     """A compile server for ``root``'s interpreter writing under ``into`` (the check's pycache
     prefix) while the block runs; yields what the check is given: the FIFO it names files on,
     the file that says the server is gone, and how long to wait for the server to open its
-    end. When the block ends the server finishes the files named and is waited for."""
+    end. When the block ends the server stops after the file at hand and is waited for."""
     with tempfile.TemporaryDirectory(prefix="tritonpack-ahead-") as tmp:
         ask, stop = Path(tmp) / "ask", Path(tmp) / "stop"
         os.mkfifo(ask, 0o600)
