@@ -146,3 +146,35 @@ def test_import_names_are_what_a_finder_or_site_can_act_on() -> None:
     assert importcheck.import_names(names) == sorted(
         ["numpy", "six.py", "six.pyc", "_cffi.cpython-310-x86_64-linux-gnu.so", "_x.abi3.so",
          "distutils-precedence.pth"])
+
+
+def test_an_answer_about_modules_in_a_zip_is_kept_and_a_changed_zip_reruns(
+        tmp_path: Path) -> None:
+    """The site zip's layout: modules imported from a zip on sys.path (a .pth names it). The
+    zip's bytes are the input (its members are not files): the answer is kept, reused, and
+    a zip with another byte runs the check again; asked as another layout, it is its own
+    question, so the first layout's answer stays."""
+    import zipfile
+
+    root, site, runs = make_env(tmp_path)
+    store = tmp_path / "store"
+
+    def write_zip(extra: str) -> None:
+        with zipfile.ZipFile(site / "z.zip", "w") as zf:
+            zf.writestr("zpkg/__init__.py", f"with open({str(runs)!r}, 'a') as fh:\n"
+                                            f"    fh.write('z')\n{extra}")
+
+    write_zip("")
+    (site / "z.pth").write_text("z.zip\n")
+    first = checkcache.run(root, PY, ("zpkg",), (), store, layout="zipped")
+    assert first.failed == {} and count(runs) == 1
+    assert f"lib/python{PY}/site-packages/z.zip" in first.read
+    assert checkcache.run(root, PY, ("zpkg",), (), store, layout="zipped") == first
+    assert count(runs) == 1  # answered from the store
+    write_zip("raise ImportError('zipped byte')\n")
+    again = checkcache.run(root, PY, ("zpkg",), (), store, layout="zipped")
+    assert again.failed == {"zpkg": "ImportError: zipped byte"} and count(runs) == 2
+    checkcache.run(root, PY, ("zpkg",), (), store)  # the other layout's own question
+    assert count(runs) == 3
+    checkcache.run(root, PY, ("zpkg",), (), store, layout="zipped")
+    assert count(runs) == 3  # its answer was kept beside, not replaced

@@ -45,13 +45,17 @@ _MAX_ENTRY = 16 << 20  # a check of torch reads about 1,500 files: far below
 
 def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...] = (),
         store: Path | None = None, timeout: float = deadlines.IMPORT_CHECK,
-        pycache: Path | None = None, ahead: bool = False) -> importcheck.Outcome:
+        pycache: Path | None = None, ahead: bool = False,
+        layout: str = "") -> importcheck.Outcome:
     """``importcheck.run``, answered from ``store`` when every byte the last same check read
-    is unchanged; else run (``ahead``: with its compile server), and its answer kept there."""
+    is unchanged; else run (``ahead``: with its compile server), and its answer kept there.
+    ``layout`` names a second question about the same modules in another layout of the tree
+    (the site zip's): one answer is kept per question, so two layouts asked in turn in one
+    pack would each find the other's answer and run every time."""
     if store is None or (not modules and not load):
         return importcheck.run(root, python, modules, load, timeout, pycache, ahead)
     secret = _secret(store)
-    key = _key(root, python, modules, load)
+    key = _key(root, python, modules, load, layout)
     if secret is not None and reuse():
         kept = _recall(store, key, secret, root)
         if kept is not None:
@@ -62,10 +66,11 @@ def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]
     return outcome
 
 
-def _key(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]) -> str:
+def _key(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...],
+         layout: str = "") -> str:
     from ..pack.bytecode import interpreter_key
 
-    asked = json.dumps([python, list(modules), list(load),
+    asked = json.dumps([python, list(modules), list(load), layout,
                         hashlib.sha256(importcheck.SCRIPT.encode()).hexdigest()]).encode()
     return hashlib.sha256(_FORMAT + interpreter_key(root, python) + asked).hexdigest()
 

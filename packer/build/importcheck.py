@@ -64,8 +64,8 @@ for module in list(sys.modules.values()):
     try:  # the module's own dict: a lazy module's __getattr__ would import (or raise)
         space = object.__getattribute__(module, "__dict__")
         path = space.get("__file__")
-        if isinstance(path, str):
-            _inside(path, read)
+        if isinstance(path, str) and os.path.isfile(path):  # not a member of a zip: the
+            _inside(path, read)                              # zip itself was opened
             if path.endswith(".py"):
                 _inside(path, loaded)
         for folder in space.get("__path__") or ():
