@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,36 @@ def test_a_damaged_store_entry_is_named_dropped_and_compiled_again(
     subprocess.run([python, "-c", "import marshal, sys; "
                     "marshal.loads(open(sys.argv[1], 'rb').read()[16:])", pyc], check=True)
     assert entries[0].read_bytes() == good  # stored anew, as it was before the damage
+
+
+def test_the_interpreter_key_follows_the_bytes_and_is_hashed_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kept while the files are the same (no second read of 16 MB per use); a byte written
+    in place, even with the size and times put back, or a file replaced, is a new key."""
+    import os
+
+    from packer.pack import bytecode
+
+    root = tmp_path / "env"
+    (root / "bin").mkdir(parents=True)
+    (root / "lib").mkdir()
+    lib = root / "lib" / "libpython3.10.so.1.0"
+    (root / "bin" / "python3.10").write_bytes(b"interpreter")
+    lib.write_bytes(b"a" * 4096)
+    old = time.time() - 60
+    for part in (root / "bin" / "python3.10", lib):
+        os.utime(part, (old, old))
+    time.sleep(0.2)  # ctime settled
+    first = bytecode.interpreter_key(root, "3.10")
+    reads: list[Path] = []
+    real_open = Path.open
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: (reads.append(self),
+                                                             real_open(self, *a, **k))[1])
+    assert bytecode.interpreter_key(root, "3.10") == first and reads == []  # kept
+    with real_open(lib, "r+b") as fh:  # one byte, in place
+        fh.write(b"b")
+    os.utime(lib, (old, old))  # mtime put back: the ctime still moved
+    assert bytecode.interpreter_key(root, "3.10") != first and reads
+    lib.write_bytes(b"a" * 4096)
+    os.utime(lib, (old, old))
+    assert bytecode.interpreter_key(root, "3.10") == first  # the bytes decide, not the memo

@@ -40,6 +40,7 @@ import logging
 import marshal
 import os
 import tempfile
+import time
 import types
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
@@ -114,14 +115,41 @@ def cached_pyc(source: Path, python: str) -> Path:
 
 def interpreter_key(root: Path, python: str) -> bytes:
     """The compiler's identity: the bytes of the environment's interpreter and libpython
-    (two builds of one version may compile differently; the magic number does not say)."""
+    (two builds of one version may compile differently; the magic number does not say).
+    Hashed once per pack, not once per use (16 MB of libpython, five uses in a pack): kept
+    while both files are the same inodes with the same size, mtime and ctime (a file written
+    again, in place or replaced, changes one of them), as git trusts its index."""
+    parts = (root / "bin" / f"python{python}", root / "lib" / f"libpython{python}.so.1.0")
+    seen = tuple(_identity(part) for part in parts)
+    known = _INTERPRETERS.get(seen)
+    if known is not None:
+        return known
     digest = hashlib.sha256(CACHE_FORMAT)
-    for part in (root / "bin" / f"python{python}", root / "lib" / f"libpython{python}.so.1.0"):
+    for part in parts:
         with contextlib.suppress(OSError), part.open("rb") as fh:
             digest.update(part.name.encode() + b"\0")
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
+    if len(_INTERPRETERS) >= 8:
+        _INTERPRETERS.clear()
+    if None not in seen and tuple(_identity(part) for part in parts) == seen and all(
+            time.time_ns() - max(ident[3:]) > _SETTLED_NS for ident in seen if ident):
+        _INTERPRETERS[seen] = digest.digest()  # unchanged while read, and not just written
     return digest.digest()
+
+
+_INTERPRETERS: dict[tuple[tuple[int, ...] | None, ...], bytes] = {}
+# a file's times come from a coarse clock (a few ms): one written in the tick it was read in
+# could be written again with the same times; one older than this cannot
+_SETTLED_NS = 100_000_000
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def files(root: Path, chosen: list[Path]) -> list[Path]:
