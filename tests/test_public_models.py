@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,19 +19,28 @@ PUBLIC = FIXTURES / "public"
 
 
 @pytest.fixture(scope="module")
-def repo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-         session_cache: Path) -> Path:
-    """The public models packed for Triton 24.10 in one run: one lock, so one build each of
-    the two locks (models importing numpy, models importing nothing) and the rest from the
-    environment cache."""
+def packed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           session_cache: Path) -> tuple[Path, dict[str, Any], int]:
+    """The public models packed for Triton 24.10 and verified, in one run of
+    ``tritonpack REPO --verify`` (what test_the_repository_verifies_as_a_whole asserts
+    about): one lock, so one build each of the two locks (models importing numpy, models
+    importing nothing) and the rest from the environment cache. Packing the repository a
+    second time only to verify it cost a copy of every model's environment (--format dir)."""
     import os
 
     os.environ["TRITONPACK_CACHE"] = str(session_cache)
     repo = scratch(request, tmp_path_factory, "public") / "models"
     shutil.copytree(PUBLIC, repo)
-    res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--format", "dir", "-q")
-    assert res.exit_code == 0, res.stderr
-    return repo
+    res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--format", "dir",
+                  "--verify", "--json", "-q", "--with", "add_sub", "--timeout", "10")
+    out = json.loads(res.stdout)
+    assert [f for f in out["failed"] if f["stage"] != "verify"] == [], res.stderr  # all packed
+    return repo, out, res.exit_code
+
+
+@pytest.fixture
+def repo(packed: tuple[Path, dict[str, Any], int]) -> Path:
+    return packed[0]
 
 
 def verified(repo: Path, model: str, *args: str) -> dict[str, object]:
@@ -174,21 +184,19 @@ CUSTOM_METRICS_ANSWERED = (ExitCode.VERIFY_INFER, "custom_metrics answered wrong
                            "OUTPUT0: datatype FP16, config says FP32")
 
 
-def test_the_repository_verifies_as_a_whole(repo: Path) -> None:
+def test_the_repository_verifies_as_a_whole(packed: tuple[Path, dict[str, Any], int]) -> None:
     """`tritonpack REPO --verify`: every packed model, and the ensemble with its steps
     (`--with add_sub`: the model bls_sync calls by the name given in its input); the two qa
     models that cannot answer are named with their reasons (multi_file only tests imports at
     load; custom_metrics takes the server down)."""
-    res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--format", "dir", "--verify", "--json",
-                  "-q", "--with", "add_sub", "--timeout", "10")
-    out = json.loads(res.stdout)
+    _, out, exit_code = packed  # the run is the module's fixture: one pack of the repository
     assert sorted(v["model"] for v in out["verified"]) == sorted(
-        p.name for p in PUBLIC.iterdir() if p.is_dir() and p.name not in FAILING)
+        p.name for p in PUBLIC.iterdir() if p.is_dir() and p.name not in FAILING), out["failed"]
     failed = {f["name"]: (f["exit_code"], f["message"]) for f in out["failed"]}
     if failed.get("custom_metrics") == CUSTOM_METRICS_ANSWERED:  # the server survived this time
         failed["custom_metrics"] = FAILING["custom_metrics"]
     assert failed == FAILING
-    assert res.exit_code == min(code for code, _ in FAILING.values())
+    assert exit_code == min(code for code, _ in FAILING.values())
 
 
 def test_iterative_sequence_gets_one_request_without_sequence_flags(repo: Path) -> None:
