@@ -313,3 +313,32 @@ def test_the_zip_is_reproducible_and_no_zip_packages_keeps_files(tmp_path: Path)
     from packer.lock.lockfile import read_lock
 
     assert read_lock(model / "tritonpack.lock").inputs["pack_options"] == {"zip_packages": False}
+
+
+SNEAKY = ("import sys\nHERE = vars(sys.modules[__name__])['__fi' + 'le__']\n"
+          "DATA = open(HERE.rsplit('/', 1)[0] + '/x.txt').read()\n")
+
+
+@pytest.mark.slow
+def test_a_wrong_guess_puts_the_files_back_instead_of_shipping(tmp_path: Path) -> None:
+    """A package that finds its file in a way no static look sees, and reads a data file
+    beside it at import: the import from the zipped layout fails, every file goes back."""
+    from .conftest import run_cli
+    from .wheels import make_wheel
+
+    model, options = _model(tmp_path, "sneaky")
+    make_wheel(tmp_path / "wheels", "tp_sneaky", {"tp_sneaky/__init__.py": SNEAKY,
+                                                  "tp_sneaky/x.txt": "data\n"})
+    (tmp_path / "recipes" / "imports.toml").write_text(
+        '[imports]\ntp_purepkg = "tp_purepkg"\ntp_selfread = "tp_selfread"\n'
+        'tp_sneaky = "tp_sneaky"\n')
+    (model / "1" / "model.py").write_text(MODEL_PY.replace("import tp_selfread",
+                                                           "import tp_sneaky"))
+    res = run_cli(model, *options)
+    assert res.exit_code == 0, res.stderr
+    assert ("note  tp_sneaky does not import with the pure-Python packages zipped "
+            "(NotADirectoryError: [Errno 20] Not a directory: ") in res.stderr
+    assert "tritonpack-site.zip/tp_sneaky/x.txt'): they ship as files" in res.stderr
+    names, data = _members(model / "tritonpack-env.tar.gz")
+    assert not data and f"{SITE}/{SITE_PTH}" not in names
+    assert {f"{SITE}/tp_sneaky/x.txt", f"{SITE}/tp_purepkg/__init__.py"} <= names
