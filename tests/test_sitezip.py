@@ -60,6 +60,11 @@ def env(tmp_path: Path, name: str = "env") -> Path:
     install(site, "tp_resources", {"tp_resources/__init__.py":
                                    "from importlib import resources\n"})
     install(site, "tp_native", {"tp_native/__init__.py": "", "tp_native/_c.so": b"\x7fELF"})
+    install(site, "tp_toplevel_ext", {"tp_toplevel_ext/__init__.py": "",
+                                      "_tp_toplevel_ext.cpython-310.so": b"\x7fELF"})
+    install(site, "tp_hostile_record", {"tp_hostile_record.py": ""})
+    with (site / "tp_hostile_record-1.0.dist-info" / "RECORD").open("a") as fh:
+        fh.write("/etc/passwd,,\n../../x/y.py,,\nbad-name/__init__.py,,\n__pycache__/z.py,,\n")
     install(site, "tp_elf", {"tp_elf/__init__.py": "", "tp_elf/helper": b"\x7fELF\x02"})
     install(site, "tp_docs", {"tp_docs/__init__.py": "", "tp_docs/tp_docs.1": ".TH tp_docs\n"})
     install(site, "tp_ns", {"tp_ns/plugin/__init__.py": ""})
@@ -82,12 +87,15 @@ def env(tmp_path: Path, name: str = "env") -> Path:
 def test_the_plan_zips_pure_distributions_and_says_why_the_others_stay_files(
         tmp_path: Path) -> None:
     zipped, kept = plan(env(tmp_path), PY)
-    assert [d.name for d in zipped] == ["tp_docs-1.0.dist-info", "tp_pure-1.0.dist-info",
-                                        "tp_single-1.0.dist-info"]
+    assert [(d.name, d.tops) for d in zipped] == [
+        ("tp_docs-1.0.dist-info", ("tp_docs",)),
+        ("tp_hostile_record-1.0.dist-info", ("tp_hostile_record.py",)),  # names only
+        ("tp_pure-1.0.dist-info", ("tp_pure",)), ("tp_single-1.0.dist-info", ("tp_single.py",))]
     assert dict(kept) == {
         "tp_file_only-1.0.dist-info": "tp_file_only/__init__.py finds its own files (__file__)",
         "tp_native-1.0.dist-info": "tp_native/_c.so is a native file",
         "tp_elf-1.0.dist-info": "tp_elf/helper is a native file",
+        "tp_toplevel_ext-1.0.dist-info": "_tp_toplevel_ext.cpython-310.so is a native file",
         "tp_ns-1.0.dist-info": "tp_ns is a namespace package",
         "tp_pth-1.0.dist-info": "it installs tp_pth.pth",
         "tp_prefixed-1.0.dist-info": "tp_prefixed.py is rewritten by conda-unpack",
@@ -128,7 +136,7 @@ def test_zipped_modules_import_from_the_zip_through_the_pth_with_their_source(
     root = env(tmp_path)
     report = zip_site(root, PY)
     site = root / "lib" / f"python{PY}" / "site-packages"
-    assert report.tops == ("tp_docs", "tp_pure", "tp_single.py")
+    assert report.tops == ("tp_docs", "tp_hostile_record.py", "tp_pure", "tp_single.py")
     assert (site / SITE_PTH).read_bytes() == SITE_PTH_TEXT
     for gone in ("tp_pure", "tp_single.py", f"__pycache__/tp_single.{TAG}.pyc"):
         assert not (site / gone).exists(), gone

@@ -82,6 +82,9 @@ class SiteZipReport:
     kept: tuple[tuple[str, str], ...] = ()  # (dist-info name, why it stays files)
 
 
+_MODULE = re.compile(r"(?!__pycache__)[A-Za-z_][A-Za-z0-9_]*(?:\.py)?")
+
+
 def site_dir(root: Path, python: str) -> Path:
     return root / "lib" / f"python{python}" / "site-packages"
 
@@ -105,17 +108,19 @@ def distributions(site: Path) -> tuple[list[Dist], list[tuple[str, str]]]:
             kept.append((info.name, "no RECORD names its files"))
             continue
         tops: set[str] = set()
-        pth = ""
+        why = ""
         for row in rows:
             parts = PurePosixPath(row).parts
-            if not parts or parts[0] in ("..", info.name) or parts[0].endswith(".dist-info"):
-                continue
+            if not parts or parts[0].endswith(".dist-info"):
+                continue  # its metadata, or a file outside site-packages (``../../bin``)
             if len(parts) == 1 and row.endswith(".pth"):
-                pth = row
-            elif parts[0] != "__pycache__" and (len(parts) > 1 or row.endswith(".py")):
-                tops.add(parts[0])
-        if pth:
-            kept.append((info.name, f"it installs {pth}"))
+                why = f"it installs {row}"
+            elif len(parts) == 1 and row.endswith(NATIVE):
+                why = f"{row} is a native file"
+            elif _MODULE.fullmatch(parts[0]) and (len(parts) > 1 or row.endswith(".py")):
+                tops.add(parts[0])  # an importable name only: never "/", "..", "__pycache__"
+        if why:
+            kept.append((info.name, why))
         elif tops:
             dists.append(Dist(info.name, tuple(sorted(tops))))
     return dists, kept
