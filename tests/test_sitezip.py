@@ -114,6 +114,15 @@ def test_the_plan_zips_pure_distributions_and_says_why_the_others_stay_files(
     "import importlib_resources\n", "import pkgutil\n", "from pkg_resources import resource_string\n",
     "import inspect\ninspect.getfile(f)\n", "f.__code__.co_filename\n", "loader.get_data(p)\n",
     "def f(:\n    return pkgutil\n",
+    # each shipped exit 0 in a real pack and failed at serve time, reading
+    # site-packages/tritonpack-site.zip/PKG/x.txt: NotADirectoryError (or the files' old place)
+    "import importlib.util\nimportlib.util.find_spec(__name__).origin\n",
+    "spec.submodule_search_locations[0]\n",
+    "from inspect import getfile\ngetfile(sys.modules[__name__])\n",
+    "import sys\nvars(sys.modules[__name__])['__file__']\n",
+    "from importlib.metadata import distribution\ndistribution('x').locate_file('x')\n",
+    "import sysconfig\nsysconfig.get_paths()['purelib']\n",
+    "import site\nsite.getsitepackages()\n",
 ])
 def test_a_static_look_finds_code_that_finds_its_own_files(source: str) -> None:
     assert static_reads(source.encode())
@@ -122,6 +131,7 @@ def test_a_static_look_finds_code_that_finds_its_own_files(source: str) -> None:
 @pytest.mark.parametrize("source", [
     "import os\nos.path.join('a', 'b')\n", "from urllib.parse import urlparse\nurlparse(u).path\n",
     "import importlib\nimportlib.import_module('x')\n", "files = [1]\n",
+    "import logging\nlogging.getLogger(__name__)\n", "from inspect import signature\n",
     "def f(:\n",  # names none of the words: cannot find its files (nor run)
 ])
 def test_ordinary_code_is_no_hit(source: str) -> None:

@@ -50,16 +50,21 @@ SELF_NAMES = frozenset({"__file__", "__path__", "__spec__", "__loader__"})
 SELF_ATTRS = frozenset({"__file__", "__path__", "__spec__", "__loader__", "co_filename",
                         "get_data", "get_resource_reader", "getfile", "getsourcefile",
                         "getabsfile", "resource_filename", "resource_stream",
-                        "resource_string"})
+                        "resource_string", "origin", "submodule_search_locations",
+                        "locate_file", "getsitepackages", "getusersitepackages"})
+# functions imported by name (``from inspect import getfile``) and strings that name a module's
+# file or site-packages (``getattr(mod, "__file__")``, ``sysconfig.get_paths()["purelib"]``)
+SELF_FUNCS = SELF_ATTRS - {"origin"}
+SELF_STRINGS = frozenset({*SELF_NAMES, "purelib", "platlib", "site-packages"})
 RESOURCE_MODULES = frozenset({"importlib.resources", "importlib_resources", "pkg_resources",
                               "pkgutil"})
 
 # every hit names one of these (an identifier is spelt in ASCII, or NFKC-normalised to it:
 # non-ASCII sources are always parsed)
-_WORDS = tuple(w.encode() for w in (*SELF_NAMES, *SELF_ATTRS, "resources", "pkgutil",
-                                    "pkg_resources"))
+_WORDS = tuple(w.encode() for w in (*SELF_NAMES, *SELF_ATTRS, *SELF_STRINGS, "resources",
+                                    "pkgutil", "pkg_resources"))
 
-RULES = repr((1, NATIVE, sorted(SELF_NAMES), sorted(SELF_ATTRS),
+RULES = repr((2, NATIVE, sorted(SELF_NAMES), sorted(SELF_ATTRS), sorted(SELF_STRINGS),
               sorted(RESOURCE_MODULES)))  # in the cache key
 
 
@@ -160,20 +165,29 @@ def static_reads(source: bytes) -> str:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return "it does not parse"
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id in SELF_NAMES:
-            return node.id
-        if isinstance(node, ast.Attribute) and (node.attr in SELF_ATTRS or (
-                node.attr == "resources" and isinstance(node.value, ast.Name)
-                and node.value.id == "importlib")):
-            return f".{node.attr}"
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name in RESOURCE_MODULES:
-                    return f"import {alias.name}"
-        if isinstance(node, ast.ImportFrom) and node.module and (
-                {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
-                & RESOURCE_MODULES):
-            return f"from {node.module} import"
+        if hit := _hit(node):
+            return hit
+    return ""
+
+
+def _hit(node: ast.AST) -> str:
+    """What this one node does to find its module's files (``""``: nothing)."""
+    if isinstance(node, ast.Name) and node.id in SELF_NAMES | SELF_FUNCS:
+        return node.id
+    if isinstance(node, ast.Constant) and node.value in SELF_STRINGS:
+        return repr(node.value)
+    if isinstance(node, ast.Attribute) and (node.attr in SELF_ATTRS or (
+            node.attr == "resources" and isinstance(node.value, ast.Name)
+            and node.value.id == "importlib")):
+        return f".{node.attr}"
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name in RESOURCE_MODULES:
+                return f"import {alias.name}"
+    if isinstance(node, ast.ImportFrom) and node.module and (
+            {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            & RESOURCE_MODULES or {a.name for a in node.names} & SELF_FUNCS):
+        return f"from {node.module} import"
     return ""
 
 
