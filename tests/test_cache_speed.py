@@ -16,6 +16,7 @@ from packer.archive.targz import BLOCK, ParallelGzipWriter
 from packer.build import prefix as env_mod
 
 from .conftest import SRC, run_cli
+from .freshcache import fresh_cache
 
 pytestmark = pytest.mark.slow
 Copy = Callable[..., Path]
@@ -195,10 +196,7 @@ def test_what_a_pack_reuses_never_changes_the_archive(model_copy: Copy, tmp_path
     the import check loaded last time) write the same bytes; a hint naming a file the check
     does not load gives that file no bytecode."""
     model = model_copy("plain_numpy")
-    run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q")  # the local channel, made once
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "channels").symlink_to(session_cache / "channels")
+    cache = fresh_cache(tmp_path / "cache", session_cache)  # empty stores, downloads shared
     monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
     res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr

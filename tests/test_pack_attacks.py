@@ -20,6 +20,7 @@ from packer.pack.bytecode import compile_bytecode, targets
 from packer.pack.staging import drop_gone_records
 
 from .conftest import run_cli
+from .freshcache import fresh_cache
 from .test_bytecode import PY, env_root
 
 TAG = f"cpython-{PY.replace('.', '')}"
@@ -306,11 +307,12 @@ def _pycs(archive: Path) -> dict[str, bytes]:
 @pytest.mark.slow
 def test_the_compile_driver_leaves_no_bytecode_of_its_own_imports(
         model_copy: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path) -> None:
+        tmp_path: Path, session_cache: Path) -> None:
     """The compile driver (-S -s, not -B) imports tempfile, shutil, bz2, lzma, ... from the
     env's stdlib and CPython writes their timestamp-based .pyc into the tree being packed:
     they ship, though only hash-checked bytecode should."""
-    monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path / "cold-cache"))
+    # cold environment and bytecode stores (the compile driver runs); downloads shared
+    monkeypatch.setenv("TRITONPACK_CACHE", str(fresh_cache(tmp_path / "cold-cache", session_cache)))
     model = model_copy("plain_numpy")
     res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q")
     assert res.exit_code == 0, res.stderr
@@ -322,14 +324,14 @@ def test_the_compile_driver_leaves_no_bytecode_of_its_own_imports(
 @pytest.mark.slow
 def test_a_warm_bytecode_store_gives_the_archive_a_cold_one_gives(
         model_copy: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path) -> None:
+        tmp_path: Path, session_cache: Path) -> None:
     """Same lock, same machine: cold cache, then the bytecode and gzip stores warm (the env
     cache dropped, so the pack runs again): the compile driver does not run the second
     time, so the .pyc it wrote for its own imports the first time are missing."""
     import hashlib
     import shutil
 
-    cache = tmp_path / "cache"
+    cache = fresh_cache(tmp_path / "cache", session_cache)  # cold stores, downloads shared
     monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
     model = model_copy("plain_numpy")
     assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0

@@ -22,6 +22,7 @@ from packer.caches import remote
 from packer.caches.meta import EntryMeta
 from packer.core.errors import RemoteCacheError
 from tests.conftest import copy_model, run_cli
+from tests.freshcache import DOWNLOADS, fresh_cache
 
 REGISTRY = shutil.which("docker-registry") or shutil.which("registry")
 pytestmark = pytest.mark.skipif(REGISTRY is None,
@@ -77,23 +78,13 @@ def registry(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     _stop(proc)
 
 
-# what a CI runner keeps warm between jobs (a colleague's machine would have its own CPython;
-# making the channel costs ~10 s here, and a cold uv/rattler cache downloads numpy again): the
-# environment cache, what these tests are about, is never shared
-_DOWNLOADS = ("channels", "pkgs", "uv")
-
-
 def _runner(tmp: Path, name: str, monkeypatch: pytest.MonkeyPatch,
             session_cache: Path) -> Path:
     """A fresh environment cache. Runner "a" (the one that builds) shares the session's
-    download caches, made here when the module runs alone so that its next test reuses them;
-    any other runner starts with nothing but the channel, so that a build it should not have
+    download caches; any other runner only the channel, so that a build it should not have
     made shows (its own uv/)."""
-    cache = tmp / f"cache-{name}"
-    cache.mkdir()
-    for section in _DOWNLOADS if name == "a" else ("channels",):
-        (session_cache / section).mkdir(exist_ok=True)
-        (cache / section).symlink_to(session_cache / section)
+    cache = fresh_cache(tmp / f"cache-{name}", session_cache,
+                        DOWNLOADS if name == "a" else ("channels",))
     monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
     return cache
 

@@ -319,13 +319,11 @@ def test_bad_metadata_from_a_registry_is_never_adopted(
     """Metadata pushed as {"sha256": ...} alone: a miss with one warning, the lock built
     here; the next run is not poisoned (it reuses what this machine built)."""
     from tests.conftest import copy_model, run_cli
+    from tests.freshcache import fresh_cache
 
     state, ref = hostile
     state.entry(b"env", remote.ARCHIVE_MEDIA, json.dumps({"sha256": "0" * 64}).encode())
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    if (session_cache / "channels").is_dir():  # the local Python channel, made once
-        (cache / "channels").symlink_to(session_cache / "channels")
+    cache = fresh_cache(tmp_path / "cache", session_cache)
     monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
     model = copy_model("plain_numpy", tmp_path)
     res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--cache-from", str(ref))
