@@ -24,6 +24,8 @@ from .conftest import FIXTURES, error_line, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 Copy = Callable[..., Path]
+# packed once a session (conftest.packed_once): the starting point of tests about the image
+PLAIN = ("plain_numpy", "--triton", "24.10", "--python-from", "auto")
 
 
 def containers() -> list[str]:
@@ -32,9 +34,8 @@ def containers() -> list[str]:
             all=True, filters={"label": "io.tritonpack.verify"})]
 
 
-def test_packed_model_verifies_in_the_image(standin_image: str, model_copy: Copy) -> None:
-    model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
+def test_packed_model_verifies_in_the_image(standin_image: str, packed_copy: Copy) -> None:
+    model = packed_copy(*PLAIN)
     res = run_cli("verify", model, "--runtime", "docker", "--image", standin_image, "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
@@ -48,12 +49,10 @@ def images() -> set[str]:
         return {i.id for i in client.images.list(all=True)}
 
 
-def test_directory_env_leaves_no_image(standin_image: str, model_copy: Copy) -> None:
+def test_directory_env_leaves_no_image(standin_image: str, packed_copy: Copy) -> None:
     """verify's image holds the probe: it is removed, never kept (`tritonpack image` builds
     the one a release keeps)."""
-    model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--python-from", "auto",
-                   "--format", "dir", "-q").exit_code == 0
+    model = packed_copy(*PLAIN, "--format", "dir")
     before = images()
     res = run_cli("verify", model, "--runtime", "docker", "--image", standin_image)
     assert res.exit_code == 0, res.stderr
@@ -64,11 +63,10 @@ def test_directory_env_leaves_no_image(standin_image: str, model_copy: Copy) -> 
 
 
 def test_an_unreachable_registry_is_the_cause_in_the_sentence(standin_image: str,
-                                                              model_copy: Copy) -> None:
+                                                              packed_copy: Copy) -> None:
     """.invalid never resolves (RFC 2606): the engine's lookup failure is the sentence's
     cause, as `lookup nvcr.io: no such host` is where NGC cannot be reached."""
-    model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
+    model = packed_copy(*PLAIN)
     res = run_cli("verify", model, "--runtime", "docker", "--image",
                   "registry.invalid/tritonserver:24.10-py3")
     assert (res.exit_code, error_line(res.stderr)) == (
@@ -82,11 +80,10 @@ def test_an_unreachable_registry_is_the_cause_in_the_sentence(standin_image: str
     ("failing_execute", ExitCode.VERIFY_INPUTS,
      "error: failing_execute loaded; its execute() rejected tritonpack's made-up inputs"),
 ])
-def test_broken_models_in_the_image(standin_image: str, tmp_path: Path, name: str, code: int,
+def test_broken_models_in_the_image(standin_image: str, tmp_path: Path,
+                                    packed_once: Callable[..., Path], name: str, code: int,
                                     start: str) -> None:
-    env_model = shutil.copytree(FIXTURES / "models" / "plain_numpy", tmp_path / "env")
-    assert run_cli(env_model, "--triton", "24.10", "--python-from", "auto", "--format", "dir",
-                   "-q").exit_code == 0
+    env_model = packed_once(*PLAIN, "--format", "dir")  # read only: copied below
     model = shutil.copytree(FIXTURES / "verify" / name, tmp_path / name)
     subprocess.run(["cp", "-a", env_model / "tritonpack-env", model / "tritonpack-env"], check=True)
     res = run_cli("verify", model, "--triton", "24.10", "--runtime", "docker", "--image",
@@ -96,9 +93,8 @@ def test_broken_models_in_the_image(standin_image: str, tmp_path: Path, name: st
     assert containers() == []
 
 
-def test_missing_base_image(standin_image: str, model_copy: Copy) -> None:
-    model = model_copy("plain_numpy")
-    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
+def test_missing_base_image(standin_image: str, packed_copy: Copy) -> None:
+    model = packed_copy(*PLAIN)
     res = run_cli("verify", model, "--runtime", "docker", "--image", "tritonpack-test/nope:0")
     assert res.exit_code == ExitCode.RUNTIME
     # the engine's cause is in the sentence: no registry is reachable here (a lookup that
