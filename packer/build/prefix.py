@@ -26,7 +26,7 @@ from ..lock.pypi import diagnose, offline_missing, pin_sdist
 from ..lock.sdist import build_wheel, wheel_links
 from ..resolve.target import host_platform
 from ..scan.imports import ImportReport, LocalModule
-from . import condainstall, dists
+from . import condainstall, dists, wheelrecord
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,20 @@ def _pypi_install(lock: Lockfile, prefix: Path, python: str, credentials: tuple[
                 detail=exc.detail,
             ) from exc
         raise BuildError("installing the locked PyPI packages failed", detail=exc.detail) from exc
+    _check_installed(prefix / "lib" / f"python{python}" / "site-packages", lock)
+
+
+def _check_installed(site: Path, lock: Lockfile) -> None:
+    """uv checks the locked hash when it downloads a wheel, then links what it unpacked into
+    its cache: a byte changed there since is caught here (``wheelrecord``)."""
+    bad = wheelrecord.changed(site, [p.name for p in lock.pypi])
+    if bad:
+        raise BuildError(
+            f"{bad[0]} as installed differs from the sha256 its wheel's RECORD gives"
+            + (f" (and {plural(len(bad) - 1, 'other file')})" if len(bad) > 1 else "")
+            + f": uv's cache ({cache_dir('uv')}) holds a changed copy",
+            hint="tritonpack cache prune --all (the wheels are downloaded and checked "
+            "against the lock's hashes again); nothing was packed")
 
 
 def _fresh_copy(src: Path, dest: Path) -> None:
