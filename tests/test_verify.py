@@ -175,11 +175,11 @@ def test_never_ready_is_bounded_and_leaves_nothing(env_310: Path, tmp_path: Path
                                                    started: Started) -> None:
     model = with_env("never_ready", env_310, tmp_path)
     t0 = time.monotonic()
-    res = run_cli("verify", model, "--triton", "24.10", "--timeout", "8")
+    res = run_cli("verify", model, "--triton", "24.10", "--timeout", "4")
     assert time.monotonic() - t0 < 45
     assert res.exit_code == 11
     assert error_line(res.stderr) == (
-        "error: never_ready did not load within 8s: the model did not become ready in time "
+        "error: never_ready did not load within 4s: the model did not become ready in time "
         "(load timeout)")
     assert not left_over(started)
 
