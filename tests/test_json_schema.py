@@ -45,8 +45,9 @@ def test_scan_targets_config(tmp_path: Path) -> None:
 
 
 def test_check_and_inspect_failing_are_documented_too(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    shutil.copytree(EXAMPLES / "numpy_model", repo / "numpy_model")
+    repo = tmp_path / "repo"  # without what the README's set-up packs into examples/
+    shutil.copytree(EXAMPLES / "numpy_model", repo / "numpy_model",
+                    ignore=shutil.ignore_patterns("tritonpack*"))
     assert _output("check", repo, code=1)["ok"] is False
     report = _output("inspect", FIXTURES / "bad_envs" / "no_numpy.tar.gz", "--triton", "24.10",
                      code=1)
