@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,18 +27,101 @@ SRC = FIXTURES / "src"
 _LEAKY = ("PIP_", "UV_", "CONDA_", "VIRTUAL_ENV", "PYTHONPATH")
 
 
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """pyproject's addopts name xdist's options by their long names; where xdist is not loaded
+    (``-p no:xdist``, or not installed) they are accepted and mean nothing: the run is serial."""
+    if not pluginmanager.has_plugin("xdist"):
+        parser.addoption("--numprocesses", default=None, help="(xdist is not loaded: ignored)")
+        parser.addoption("--dist", default="no", help="(xdist is not loaded: ignored)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test module's own fixtures wider than a test (a packed repository, a server, the
+    verify tests' environment) are built once: every test that uses one runs on the same
+    xdist worker, in one group named after the module."""
+    for item in items:
+        defs = getattr(item, "_fixtureinfo", None)
+        if defs is None:
+            continue
+        if any(d.scope != "function" and d.baseid.endswith(".py")
+               for fixturedefs in defs.name2fixturedefs.values() for d in fixturedefs):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+def _worker() -> bool:
+    return "PYTEST_XDIST_WORKER" in os.environ
+
+
+def shared_root(factory: pytest.TempPathFactory) -> Path:
+    """The run's directory that every xdist worker sees: the controller's basetemp, of which
+    each worker's is a child (serially, the run's own basetemp). Removed with the run."""
+    base = factory.getbasetemp()
+    return base.parent if _worker() else base
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path, deadline: float = 1800.0) -> Iterator[None]:
+    """Held by one process of the run at a time (xdist workers build what they share under
+    it): flock on ``lock``, waited for up to ``deadline`` seconds (a build it waits on has
+    deadlines of its own, so a wait this long means a worker is stuck)."""
+    with lock.open("a") as fh:
+        end = time.monotonic() + deadline
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > end:
+                    raise TimeoutError(f"{lock} held for over {deadline:.0f} s") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_CACHE = "tritonpack-cache"
+
+
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One tritonpack cache for the whole run (local channels take ~10 s each to make),
-    removed when the run ends, failed or not: it is the largest thing a run writes and no
-    failure is read from it (``TRITONPACK_TEST_CACHE`` names one to keep between runs)."""
+    """One tritonpack cache for the whole run, shared by its xdist workers (local channels
+    take ~10 s each to make; tritonpack's cache is safe for runs at once: its builds and
+    stores take locks), removed when the run ends, failed or not: it is the largest thing a
+    run writes and no failure is read from it (``TRITONPACK_TEST_CACHE`` names one to keep
+    between runs). A worker leaves it to the controller (pytest_sessionfinish)."""
     shared = os.environ.get("TRITONPACK_TEST_CACHE")
     if shared:
         yield Path(shared)
         return
-    cache = tmp_path_factory.mktemp("tritonpack-cache")
+    cache = shared_root(tmp_path_factory) / _CACHE
+    cache.mkdir(exist_ok=True)
     yield cache
-    shutil.rmtree(cache, ignore_errors=True)
+    if not _worker():
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controller of an xdist run removes the workers' shared cache and packed models
+    (the workers' own temp dirs follow pytest's retention policy)."""
+    config = session.config
+    if hasattr(config, "workerinput") or not config.pluginmanager.has_plugin("dsession"):
+        return  # a worker, or a serial run (session_cache removes its own)
+    base = config._tmp_path_factory.getbasetemp()  # made by xdist before the workers started
+    for name in (_CACHE, _PACKED):
+        shutil.rmtree(base / name, ignore_errors=True)
+
+
+def private_cache(session_cache: Path, dest: Path, *, without: tuple[str, ...] = ()) -> Path:
+    """A cache of this test's own at ``dest``, its sections links to the session cache's but
+    ``without``: for a test that takes a section away or damages it, while other tests (other
+    xdist workers) go on using the session cache. Point TRITONPACK_CACHE at it."""
+    dest.mkdir(parents=True)
+    for section in session_cache.iterdir():
+        if section.name not in without:
+            (dest / section.name).symlink_to(section)
+    return dest
 
 
 @pytest.fixture(autouse=True)
@@ -54,22 +140,35 @@ def copy_model(name: str, dest: Path, as_name: str | None = None) -> Path:
     return target
 
 
+_PACKED = "packed-once"
+
+
 @pytest.fixture(scope="session")
 def packed_once(tmp_path_factory: pytest.TempPathFactory,
                 session_cache: Path) -> Callable[..., Path]:
-    """A fixture model packed once per test session for each set of options (what its lock
-    and environment depend on), for tests to which a packed model is only the starting point:
-    each takes a copy (``packed_copy``), so no test sees another's changes."""
+    """A fixture model packed once per test run for each set of options (what its lock and
+    environment depend on), for tests to which a packed model is only the starting point:
+    each takes a copy (``packed_copy``), so no test sees another's changes. xdist workers
+    share each build: the first to need it builds it under a lock, the others wait for its
+    done-marker."""
+    root = shared_root(tmp_path_factory) / _PACKED
+    root.mkdir(exist_ok=True)
     built: dict[tuple[str, ...], Path] = {}
 
     def pack(name: str, *options: str) -> Path:
         key = (name, *options)
         if key not in built:
-            os.environ["TRITONPACK_CACHE"] = str(session_cache)
-            model = copy_model(name, tmp_path_factory.mktemp(f"packed-{name}"))
-            res = run_cli(model, *options, "-q")
-            assert res.exit_code == 0, res.stderr
-            built[key] = model
+            home = root / f"{name}-{hashlib.sha256(repr(key).encode()).hexdigest()[:16]}"
+            with exclusive(home.with_suffix(".lock")):
+                if not (home / ".done").exists():
+                    shutil.rmtree(home, ignore_errors=True)
+                    home.mkdir()
+                    os.environ["TRITONPACK_CACHE"] = str(session_cache)
+                    model = copy_model(name, home)
+                    res = run_cli(model, *options, "-q")
+                    assert res.exit_code == 0, res.stderr
+                    (home / ".done").touch()
+            built[key] = home / name
         return built[key]
 
     return pack
@@ -172,7 +271,7 @@ def error_line(stderr: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def standin_image() -> str:
+def standin_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The locally built stand-in Triton image (tests/docker/standin.py), on the engine of
     DOCKER_HOST; without an engine the test skips, saying why (.ci/run starts one)."""
     from packer.core.errors import RuntimeMissingError
@@ -184,4 +283,5 @@ def standin_image() -> str:
         connect().close()
     except RuntimeMissingError as exc:
         pytest.skip(f"{exc} (.ci/run starts one)")
-    return build_image()
+    with exclusive(shared_root(tmp_path_factory) / "standin.lock"):  # one build per run
+        return build_image()

@@ -14,7 +14,7 @@ import pytest
 
 from packer.core.integrity import record_path, render_record, sha256_file
 
-from .conftest import run_cli
+from .conftest import private_cache, run_cli
 
 Copy = Callable[..., Path]
 pytestmark = pytest.mark.slow
@@ -49,12 +49,20 @@ def test_no_model_archive_shares_an_inode_with_the_cache(model_copy: Copy,
     assert oct((b / ARCHIVE).stat().st_mode & 0o777) == "0o644"
 
 
-def test_a_damaged_cache_entry_is_dropped_and_rebuilt(model_copy: Copy,
-                                                      session_cache: Path) -> None:
+def test_a_damaged_cache_entry_is_dropped_and_rebuilt(model_copy: Copy, session_cache: Path,
+                                                      tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     a = model_copy("plain_numpy", "model_c")
     _pack(a)
+    # the entry this pack used, copied into a cache of this test's own (other xdist workers
+    # use the session's entries while this one is damaged)
+    cache = private_cache(session_cache, tmp_path / "cache", without=("envs",))
+    shipped = sha256_file(a / ARCHIVE)
+    entry = next(e for e in _cache_entries(session_cache) if sha256_file(e) == shipped)
+    shutil.copytree(entry.parent, cache / "envs" / entry.parent.name)
+    monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
     damaged = {}
-    for entry in _cache_entries(session_cache):
+    for entry in _cache_entries(cache):
         data = bytearray(entry.read_bytes())
         data[len(data) // 2] ^= 0x01
         entry.write_bytes(bytes(data))
@@ -66,7 +74,7 @@ def test_a_damaged_cache_entry_is_dropped_and_rebuilt(model_copy: Copy,
     assert sha256_file(a / ARCHIVE) not in damaged.values()
     assert run_cli("check", a).exit_code == 0  # what shipped is what was packed
     shipped = sha256_file(a / ARCHIVE)  # the entry made again holds what shipped
-    assert shipped in {sha256_file(e) for e in _cache_entries(session_cache)}
+    assert shipped in {sha256_file(e) for e in _cache_entries(cache)}
 
 
 @pytest.fixture

@@ -3,11 +3,9 @@ lock names it logically (no machine path), and it is made again (and checked) wh
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import shutil
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from packer.lock.conda import CondaPackage
 from packer.lock.lockfile import read_lock, write_lock
 from packer.lock.pychannel import BUILD, SCHEME, find_python, local_channel
 
-from .conftest import error_line, run_cli
+from .conftest import error_line, private_cache, run_cli
 
 Copy = Callable[..., Path]
 pytestmark = pytest.mark.slow
@@ -49,35 +47,28 @@ def forge_conda(model: Path, name: str,
     return locked
 
 
-@contextlib.contextmanager
-def channels_gone(cache: Path) -> Iterator[None]:
-    """The cache's local channels out of the way, then put back: the session's other tests
-    keep theirs (each takes ~10 s to make again)."""
-    channels, aside = cache / "channels", cache / "channels.aside"
-    channels.rename(aside)
-    try:
-        yield
-    finally:
-        shutil.rmtree(channels, ignore_errors=True)
-        aside.rename(channels)
-
-
 def test_the_lock_names_no_machine_path_and_builds_with_the_channel_gone(
-        model_copy: Copy, session_cache: Path) -> None:
+        model_copy: Copy, session_cache: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     model = model_copy("plain_numpy")
     assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto").exit_code == 0
     text = (model / "tritonpack.lock").read_text()
     assert "file://" not in text and str(session_cache) not in text
     python = next(p for p in read_lock(model / "tritonpack.lock").conda if p.name == "python")
     assert python.url.startswith(f"{SCHEME}:{python.version}/linux-64/python-")
-    with channels_gone(session_cache):  # a colleague's machine, CI, `cache prune --all`
-        res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--frozen", "--no-cache")
+    # a colleague's machine, CI, `cache prune --all`: the session's cache but its channels
+    # (not moved aside: other xdist workers use them)
+    cache = private_cache(session_cache, tmp_path / "cache", without=("channels",))
+    monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
+    res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--frozen", "--no-cache")
     assert res.exit_code == 0, res.stderr
+    assert (cache / "channels").is_dir()  # made again here
     assert run_cli("check", model).exit_code == 0
     with tarfile.open(model / "tritonpack-env.tar.gz") as tar:  # nor does the env
         metas = [tar.extractfile(m).read() for m in tar  # type: ignore[union-attr]
                  if m.name.startswith("conda-meta/") and m.name.endswith(".json")]
-    assert metas and not [m for m in metas if str(session_cache).encode() in m]
+    assert metas and not [m for m in metas if str(session_cache).encode() in m
+                          or str(cache).encode() in m]
 
 
 def test_no_matching_cpython_says_which_to_install(model_copy: Copy) -> None:
