@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import fcntl
 import hashlib
@@ -35,18 +36,53 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         parser.addoption("--dist", default="no", help="(xdist is not loaded: ignored)")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks (--dist loadgroup)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test module's own fixtures wider than a test (a packed repository, a server, the
-    verify tests' environment) are built once: every test that uses one runs on the same
-    xdist worker, in one group named after the module."""
-    for item in items:
-        defs = getattr(item, "_fixtureinfo", None)
-        if defs is None:
-            continue
-        if any(d.scope != "function" and d.baseid.endswith(".py")
-               for fixturedefs in defs.name2fixturedefs.values() for d in fixturedefs):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown where xdist is not loaded
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``--dist loadgroup`` with groups of whole test modules (``_groups``). xdist's own
+    grouping (an ``@group`` suffix it writes into each node id) is lost with pytest 9.2's
+    structured node ids (pytest-dev/pytest-xdist#1386); this one needs only the id's module
+    part. Groups go first (xdist orders work by its number of tests), then single tests."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    groups = _groups(config.rootpath)
+
+    class ModuleGroups(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope: str = super()._split_scope(nodeid)
+            return groups.get(nodeid.split("::", 1)[0], scope) if scope == nodeid else scope
+
+    return ModuleGroups(config, log)
+
+
+ENGINE_GROUP = "the Docker engine"
+
+
+def _groups(root: Path) -> dict[str, str]:
+    """Test modules (as node ids name them) whose tests run on one worker, read with ast (the
+    controller collects nothing): those that use the stand-in image, in one group (their
+    tests assert what the one Docker engine holds: no container, no image left behind);
+    those that define a fixture wider than a test (a packed repository, a server, verify's
+    environment), in one group each, so that the fixture is built once."""
+    groups = {}
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        tree = ast.parse(path.read_bytes())
+        module = path.relative_to(root).as_posix()
+        if any(isinstance(n, ast.arg) and n.arg == "standin_image" for n in ast.walk(tree)):
+            groups[module] = ENGINE_GROUP
+        elif any(_wide_fixture(n) for n in ast.walk(tree)):
+            groups[module] = module
+    return groups
+
+
+def _wide_fixture(node: ast.AST) -> bool:
+    """``@pytest.fixture(scope=...)`` of a scope wider than a test."""
+    return isinstance(node, ast.FunctionDef) and any(
+        isinstance(dec, ast.Call) and any(
+            kw.arg == "scope" and isinstance(kw.value, ast.Constant)
+            and kw.value.value != "function" for kw in dec.keywords)
+        for dec in node.decorator_list)
 
 
 def _worker() -> bool:
