@@ -30,9 +30,16 @@ log = logging.getLogger("tritonpack.proc")
 _LEAKY_PREFIXES = ("PIP_", "UV_", "CONDA_", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
 
 
+# The terminal's size: a command's output goes to a file, never to the user's terminal, and
+# some of it is parsed (uv wraps its resolver's reasons to COLUMNS, hyphenated names too).
+_TERMINAL = ("COLUMNS", "LINES")
+
+
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment without pip/uv/conda settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIXES)}
+    """The caller's environment without pip/uv/conda settings and the terminal's size, plus
+    ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(_LEAKY_PREFIXES) and k not in _TERMINAL}
     env["PYTHONNOUSERSITE"] = "1"
     env["PIP_CONFIG_FILE"] = os.devnull  # pip reads no site or user config
     env["UV_NO_CONFIG"] = "1"
