@@ -149,17 +149,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shutil.rmtree(base / name, ignore_errors=True)
 
 
-def private_cache(session_cache: Path, dest: Path, *, without: tuple[str, ...] = ()) -> Path:
-    """A cache of this test's own at ``dest``, its sections links to the session cache's but
-    ``without``: for a test that takes a section away or damages it, while other tests (other
-    xdist workers) go on using the session cache. Point TRITONPACK_CACHE at it."""
-    dest.mkdir(parents=True)
-    for section in session_cache.iterdir():
-        if section.name not in without:
-            (dest / section.name).symlink_to(section)
-    return dest
-
-
 @pytest.fixture(autouse=True)
 def _hermetic(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> None:
     for key in list(os.environ):

@@ -14,7 +14,8 @@ import pytest
 
 from packer.core.integrity import record_path, render_record, sha256_file
 
-from .conftest import private_cache, run_cli
+from .conftest import run_cli
+from .freshcache import DOWNLOADS, fresh_cache
 
 Copy = Callable[..., Path]
 pytestmark = pytest.mark.slow
@@ -56,7 +57,7 @@ def test_a_damaged_cache_entry_is_dropped_and_rebuilt(model_copy: Copy, session_
     _pack(a)
     # the entry this pack used, copied into a cache of this test's own (other xdist workers
     # use the session's entries while this one is damaged)
-    cache = private_cache(session_cache, tmp_path / "cache", without=("envs",))
+    cache = fresh_cache(tmp_path / "cache", session_cache, (*DOWNLOADS, "bytecode", "gzip"))
     shipped = sha256_file(a / ARCHIVE)
     entry = next(e for e in _cache_entries(session_cache) if sha256_file(e) == shipped)
     shutil.copytree(entry.parent, cache / "envs" / entry.parent.name)

@@ -15,7 +15,8 @@ from packer.lock.conda import CondaPackage
 from packer.lock.lockfile import read_lock, write_lock
 from packer.lock.pychannel import BUILD, SCHEME, find_python, local_channel
 
-from .conftest import error_line, private_cache, run_cli
+from .conftest import error_line, run_cli
+from .freshcache import fresh_cache
 
 Copy = Callable[..., Path]
 pytestmark = pytest.mark.slow
@@ -56,9 +57,9 @@ def test_the_lock_names_no_machine_path_and_builds_with_the_channel_gone(
     assert "file://" not in text and str(session_cache) not in text
     python = next(p for p in read_lock(model / "tritonpack.lock").conda if p.name == "python")
     assert python.url.startswith(f"{SCHEME}:{python.version}/linux-64/python-")
-    # a colleague's machine, CI, `cache prune --all`: the session's cache but its channels
-    # (not moved aside: other xdist workers use them)
-    cache = private_cache(session_cache, tmp_path / "cache", without=("channels",))
+    # a colleague's machine, CI, `cache prune --all`: no channel (the session's is not moved
+    # aside: other xdist workers use it), the session's downloads
+    cache = fresh_cache(tmp_path / "cache", session_cache, ("pkgs", "uv"))
     monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
     res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--frozen", "--no-cache")
     assert res.exit_code == 0, res.stderr

@@ -1,5 +1,5 @@
 """The suite's own parallel machinery (conftest): which tests share a worker, the lock the
-workers build shared things under, a test's private view of the session cache."""
+workers build shared things under."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ENGINE_GROUP, exclusive, private_cache, pytest_xdist_make_scheduler
+from .conftest import ENGINE_GROUP, exclusive, pytest_xdist_make_scheduler
 
 ROOT = Path(__file__).parent.parent
 pytest.importorskip("xdist")  # the scheduler is xdist's class, subclassed
@@ -82,14 +82,3 @@ def test_exclusive_is_held_against_other_processes_and_its_wait_is_bounded(
             assert time.monotonic() - t0 < 30
         finally:
             holder.kill()
-
-
-def test_a_private_cache_links_every_section_but_the_ones_it_leaves_out(tmp_path: Path) -> None:
-    session = tmp_path / "session"
-    for name in ("channels", "envs", "uv"):
-        (session / name).mkdir(parents=True)
-    own = private_cache(session, tmp_path / "own", without=("channels",))
-    assert sorted(p.name for p in own.iterdir()) == ["envs", "uv"]
-    assert all((own / n).resolve() == session / n for n in ("envs", "uv"))
-    (own / "channels").mkdir()  # made again here: the session's is untouched
-    assert not any((session / "channels").iterdir())
