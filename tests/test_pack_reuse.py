@@ -18,6 +18,7 @@ from conda_pack.core import is_binary_file
 from packer.archive.targz import IDENTITY, ParallelGzipWriter
 from packer.archive.writer import LARGE, entries, write_targz
 from packer.core.cachehome import cache_dir, distrusted
+from packer.core.storefile import SIGNED
 from packer.core.errors import ExitCode, PackError
 from packer.lock.pychannel import find_python
 from packer.pack import bytecode
@@ -102,6 +103,12 @@ def tarfile_stream(root: Path, out: Path) -> bytes:
     return out.read_bytes()
 
 
+def members(store: Path, pattern: str = "*") -> list[Path]:
+    """A gzip store's entries (one folder down), without the signatures that vouch for them."""
+    return sorted(p for p in store.glob(f"*/{pattern}")
+                  if p.is_file() and not p.name.endswith(SIGNED))
+
+
 def test_large_files_reuse_their_compressed_members(tmp_path: Path) -> None:
     root, store = tree(tmp_path), tmp_path / "store"
     reference = tarfile_stream(root, tmp_path / "ref.tar")
@@ -113,15 +120,48 @@ def test_large_files_reuse_their_compressed_members(tmp_path: Path) -> None:
         assert gzip.decompress(out.read_bytes()) == reference
         shas.append(sha)
         if n == 1:
-            [made] = [p for p in store.rglob("*") if p.is_file()]
+            [made] = members(store)
             inode = made.stat().st_ino
     assert len(set(shas)) == 1
-    [entry] = [p for p in store.rglob("*") if p.is_file()]  # the one large file's members
+    [entry] = members(store)  # the one large file's members
     assert entry.stat().st_ino == inode  # the warm pack appended it: a hit, not a redo
     entry.write_bytes(b"\x1f\x8b" + entry.read_bytes()[2:-1])  # damaged: never appended
     sha, _, _ = write_targz(root, tmp_path / "out3.tar.gz", 4, 2, store=store)
     assert sha == shas[0]
-    assert [p.name for p in store.rglob("*") if p.is_file()] == [entry.name]  # redone
+    assert [p.name for p in members(store)] == [entry.name]  # redone
+
+
+def test_a_signed_entry_is_appended_without_inflating_it(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store vouches for the entries it wrote (its own key's HMAC of the entry's name
+    and length, in a sidecar): a warm pack checks such an entry's digest and appends it,
+    never inflating it again; one signed with another key is checked in full and then
+    signed with this store's; a signed entry whose bytes changed is a miss, redone."""
+    from packer.archive import writer as archive
+
+    root, store = tree(tmp_path), tmp_path / "store"
+    want = write_targz(root, tmp_path / "cold.tar.gz", 4, 2, store=store)[0]
+    [entry] = members(store)
+    sig = entry.with_name(entry.name + SIGNED)
+    assert len(sig.read_bytes()) == 32 and (store / "gzip.key").stat().st_mode & 0o077 == 0
+    inode, full = entry.stat().st_ino, []
+    real = archive._holds
+
+    def counted(*args: object) -> bool:
+        full.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(archive, "_holds", counted)
+    assert write_targz(root, tmp_path / "warm.tar.gz", 4, 2, store=store)[0] == want
+    assert full == [] and entry.stat().st_ino == inode  # appended on its signature
+    sig.write_bytes(bytes(32))  # another cache's, or forged
+    assert write_targz(root, tmp_path / "other.tar.gz", 4, 2, store=store)[0] == want
+    assert full == [1] and entry.stat().st_ino == inode and sig.read_bytes() != bytes(32)
+    damaged = entry.read_bytes()[:-1] + b"\xff"  # its length field: another digest
+    entry.write_bytes(damaged)
+    assert write_targz(root, tmp_path / "damaged.tar.gz", 4, 2, store=store)[0] == want
+    assert full == [1] and [p.name for p in members(store)] == [entry.name]
+    assert entry.read_bytes() != damaged and len(sig.read_bytes()) == 32
 
 
 def test_members_of_another_encoding_are_a_miss_and_replaced(tmp_path: Path) -> None:
@@ -130,7 +170,7 @@ def test_members_of_another_encoding_are_a_miss_and_replaced(tmp_path: Path) -> 
     is a miss; whatever the pack compresses again is the only entry left for that file."""
     root, store = tree(tmp_path), tmp_path / "store"
     sha, _, _ = write_targz(root, tmp_path / "ref.tar.gz", 4, 2, store=store)
-    [entry] = [p for p in store.rglob("*") if p.is_file()]
+    [entry] = members(store)
     plain = gzip.decompress(entry.read_bytes())
     forged = bytearray(gzip.compress(plain, compresslevel=4, mtime=0))
     forged[3] |= 0x10  # FCOMMENT
@@ -140,7 +180,7 @@ def test_members_of_another_encoding_are_a_miss_and_replaced(tmp_path: Path) -> 
     entry.unlink()
     again, _, _ = write_targz(root, tmp_path / "out.tar.gz", 4, 2, store=store)
     assert again == sha and b"ATTACKER-PAYLOAD" not in (tmp_path / "out.tar.gz").read_bytes()
-    assert [p.name for p in store.rglob("*") if p.is_file()] == [entry.name]
+    assert [p.name for p in members(store)] == [entry.name]
 
 
 @pytest.mark.parametrize("data", [
@@ -170,7 +210,7 @@ def test_an_interrupted_write_keeps_nothing(tmp_path: Path,
     monkeypatch.setattr(archive, "_stream", fails_half_way)
     with pytest.raises(OSError, match="Input/output error"):
         write_targz(root, tmp_path / "out.tar.gz", 4, 2, store=store)
-    assert [p for p in store.rglob("*") if p.is_file()] == []
+    assert members(store) == []
     monkeypatch.setattr(archive, "_stream", real)
     sha, _, _ = write_targz(root, tmp_path / "out.tar.gz", 4, 2, store=store)
     assert sha == write_targz(root, tmp_path / "again.tar.gz", 4, 2, store=None)[0]
@@ -187,13 +227,13 @@ def test_a_gzip_entry_must_decompress_to_the_file_packed(tmp_path: Path) -> None
     big, other = (hashlib.sha256(f"{IDENTITY} level 4\0".encode()
                                  + (root / "lib" / n).read_bytes()).hexdigest()
                   for n in ("big.so", "other.so"))
-    [kept_big] = store.rglob(f"{big}.*")
-    [kept_other] = store.rglob(f"{other}.*")
+    [kept_big] = members(store, f"{big}.*")
+    [kept_other] = members(store, f"{other}.*")
     swapped = kept_big.parent / f"{big}.{kept_other.name.rpartition('.')[2]}"
     kept_big.unlink()
     swapped.write_bytes(kept_other.read_bytes())  # a valid entry, of the other file
     assert write_targz(root, tmp_path / "swap.tar.gz", 4, 2, store=store)[0] == want
-    assert not swapped.exists() and [p.name for p in store.rglob(f"{big}.*")] == [kept_big.name]
+    assert not swapped.exists() and [p.name for p in members(store, f"{big}.*")] == [kept_big.name]
 
     secret = tmp_path / "secret"
     secret.write_bytes(b"root:x:0:0::/root:/bin/sh\n")
@@ -480,10 +520,10 @@ def test_members_compressed_ahead_are_the_ones_the_write_keeps(tmp_path: Path, s
 
     def entries_of(store: Path) -> dict[str, bytes]:
         return {p.relative_to(store).as_posix(): p.read_bytes()
-                for p in store.rglob("*") if p.is_file()}
+                for p in members(store)}
 
     assert entries_of(early) == entries_of(kept) != {}
-    [entry] = [p for p in early.rglob("*") if p.is_file()]
+    [entry] = members(early)
     inode = entry.stat().st_ino
     assert write_targz(root, tmp_path / "ahead.tar.gz", 4, 2, store=early)[0] == want
     assert entry.stat().st_ino == inode  # appended: a hit

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import hmac
 import json
 import os
 import stat
@@ -27,7 +28,7 @@ from ..core.cachehome import reuse
 from ..core.errors import PackError
 from ..core.fsguard import not_regular, open_regular
 from ..core.reproducible import normalised
-from ..core.storefile import open_entry, real_dir
+from ..core.storefile import SIGNED, open_entry, real_dir, store_secret
 from ..resolve.target import Target
 from .fs import check_entries, escapes_dir
 from .targz import BLOCK, IDENTITY, ParallelGzipWriter
@@ -178,6 +179,7 @@ def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,
 
 
 LARGE = 1 << 20  # bytes from which a file's compressed data is its own (cached) members
+_KEY_FILE = "gzip.key"
 
 
 def _stream(gz: ParallelGzipWriter, path: Path, size: int, padded: int) -> None:
@@ -243,13 +245,18 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
     header = gzip.compress(b"", compresslevel=level, mtime=0)[:10]  # every member's
     key = _content_key(path, salt)
     folder = store / key[:2]
+    secret = store_secret(store, _KEY_FILE, make=False)
     for entry in sorted(folder.glob(f"{key}.*")) if real_dir(folder) and reuse() else ():
+        if entry.name.endswith(SIGNED):
+            continue  # looked at with its entry
         blob = entry.name.rpartition(".")[2]
         kept = open_entry(entry)
-        if kept is not None and _holds(kept, blob, size, padded, salt, key, header):
+        if kept is not None and _vouched(kept, entry, secret, key, blob, size, padded, salt,
+                                         header):
             kept.seek(0)
             with contextlib.suppress(OSError):
                 os.utime(entry, follow_symlinks=False)  # last use, for `cache prune`
+                os.utime(_sig_path(entry), follow_symlinks=False)
             try:
                 gz.append_members(kept, padded, blob)
             except BaseException:  # a full disk before it was queued: abort() cannot see it
@@ -258,8 +265,9 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
             return
         if kept is not None:
             kept.close()
-        with contextlib.suppress(OSError):
-            entry.unlink()  # a symlink is removed, never its target
+        for gone in (entry, _sig_path(entry)):
+            with contextlib.suppress(OSError):
+                gone.unlink()  # a symlink is removed, never its target
     try:
         fd, tmp = _new_entry(folder, key)
     except OSError:  # a cache that cannot be written: compressed, not kept
@@ -277,10 +285,12 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
                     while chunk := fh.read(BLOCK):
                         blob.update(chunk)
                 with contextlib.suppress(OSError):
-                    os.replace(tmp, folder / f"{key}.{blob.hexdigest()}")
+                    kept = folder / f"{key}.{blob.hexdigest()}"
+                    os.replace(tmp, kept)
                     for other in folder.glob(f"{key}.*"):  # one entry per file: no other
-                        if other.name != f"{key}.{blob.hexdigest()}":  # encoding stays to
-                            other.unlink()  # be picked by the next pack
+                        if other.name not in (kept.name, kept.name + SIGNED):  # encoding
+                            other.unlink()  # stays to be picked by the next pack
+                    _sign(store, kept, padded)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -371,7 +381,9 @@ def compress_ahead(root: Path, level: int, store: Path, stop: threading.Event) -
                 with sink.fh:
                     done = _members(path, size, _padded(size), level, stop, sink)
                 if done:
-                    os.replace(tmp, folder / f"{key}.{sink.sha.hexdigest()}")
+                    kept = folder / f"{key}.{sink.sha.hexdigest()}"
+                    os.replace(tmp, kept)
+                    _sign(store, kept, _padded(size))
             finally:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
@@ -410,6 +422,58 @@ class _Sink:
             self.fh.close()
         except OSError:
             self.failed = True
+
+
+def _sig_path(entry: Path) -> Path:
+    return entry.with_name(entry.name + SIGNED)
+
+
+def _signature(secret: bytes, name: str, padded: int) -> bytes:
+    return hmac.digest(secret, f"{name}\0{padded}".encode(), "sha256")
+
+
+def _sign(store: Path, entry: Path, padded: int) -> None:
+    """Vouch for an entry this pack wrote or checked in full (``_holds``): its sidecar holds
+    this cache's HMAC of its name (the file's key, the members' digest) and length. Written
+    whole or not at all; a cache that cannot be written keeps the slow check."""
+    secret = store_secret(store, _KEY_FILE)
+    if secret is None:
+        return
+    with contextlib.suppress(OSError):
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(_signature(secret, entry.name, padded))
+            os.replace(tmp, _sig_path(entry))
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _vouched(fh: BinaryIO, entry: Path, secret: bytes | None, key: str, blob: str, size: int,
+             padded: int, salt: bytes, header: bytes) -> bool:
+    """Whether an entry holds the members of exactly the file being packed. One this cache
+    signed (``_sign``) is checked by its bytes' sha256 alone, the digest its name ends with
+    (inflating it all again cost a warm pack more than compressing anew: 1.28 s against
+    0.92 s for the small bench model); any other is checked in full (``_holds``), and signed
+    when it passes. The append checks the digest again as it copies."""
+    if secret is not None:
+        sig = open_entry(_sig_path(entry))
+        if sig is not None:
+            with sig:
+                mac = sig.read(33)
+            if hmac.compare_digest(mac, _signature(secret, entry.name, padded)):
+                digest = hashlib.sha256()
+                try:
+                    while chunk := fh.read(BLOCK):
+                        digest.update(chunk)
+                except OSError:
+                    return False
+                return digest.hexdigest() == blob
+    if _holds(fh, blob, size, padded, salt, key, header):
+        _sign(entry.parent.parent, entry, padded)
+        return True
+    return False
 
 
 def _holds(fh: BinaryIO, blob: str, size: int, padded: int, salt: bytes, key: str,

@@ -23,19 +23,17 @@ Under ``--no-cache`` answers are written, never read.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import os
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core import deadlines
 from ..core.cachehome import reuse
 from ..core.fsguard import open_regular
-from ..core.storefile import open_entry, real_dir
+from ..core.storefile import open_entry, real_dir, store_secret
 from . import importcheck
 
 _FORMAT = b"import check answer 3\0"
@@ -76,24 +74,8 @@ def _key(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...
 
 
 def _secret(store: Path) -> bytes | None:
-    """This cache's signing key, made on first use; None when it cannot be read or made (the
-    check then runs every time, nothing fails)."""
-    path = store / _KEY_FILE
-    with contextlib.suppress(OSError):
-        store.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(secrets.token_bytes(32))
-    try:
-        fh = open_regular(path, follow=False)
-    except OSError:
-        return None
-    if isinstance(fh, str):
-        return None
-    with fh:
-        data = fh.read(33)
-    return data if len(data) == 32 else None  # a key being written, or not one
+    """This cache's signing key (``core.storefile.store_secret``)."""
+    return store_secret(store, _KEY_FILE)
 
 
 def digests(root: Path, files: tuple[str, ...], folders: tuple[str, ...],

@@ -26,7 +26,7 @@ from ..core.cachehome import SECTIONS, STORES, TAG, cache_dir, cache_root, owned
 from ..core.debris import sweep, tagged
 from ..core.errors import CacheError
 from ..core.integrity import clone_or_copy, manifest, sha256_file
-from ..core.storefile import open_entry, real_dir
+from ..core.storefile import SIGNED, open_entry, real_dir
 from ..pack.prune import PruneReport, tree_size
 from ..pack.stage import EnvArchive, PackOptions
 from . import meta as entrymeta
@@ -197,7 +197,8 @@ def info() -> CacheInfo:
         entries = ([p for p in base.iterdir() if not p.name.startswith(".")]
                    if real_dir(base) else [])
         if name in STORES:  # entries lie one folder down, by their key's first two digits
-            entries = [p for d in entries if real_dir(d) for p in d.iterdir()]
+            entries = [p for d in entries if real_dir(d) for p in d.iterdir()
+                       if not p.name.endswith(SIGNED)]  # a sidecar is part of its entry
         sections[name] = (len(entries), tree_size(base)[1] if real_dir(base) else 0)
     return CacheInfo(str(root), sections)
 

@@ -10,11 +10,16 @@ Under ``--no-cache`` (``core.cache.distrusted``) the stores are written, never r
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 import stat
 from pathlib import Path
 from typing import BinaryIO
 
 from .fsguard import open_regular
+
+SIGNED = ".sig"  # a store entry's sidecar: the cache's HMAC vouching for the entry
 
 
 def real_dir(path: Path) -> bool:
@@ -35,3 +40,27 @@ def open_entry(path: Path) -> BinaryIO | None:
     except OSError:
         return None
     return None if isinstance(fh, str) else fh
+
+
+def store_secret(store: Path, name: str, make: bool = True) -> bytes | None:
+    """A store's signing key ``store/name`` (32 random bytes, mode 0600), made on first use
+    (``make``: a reader that finds none has nothing signed to check); None when it cannot be
+    read or made (the store's entries are then checked the slow way, nothing fails). Whoever
+    can read it can sign: the cache stays a trust root."""
+    path = store / name
+    if make:
+        with contextlib.suppress(OSError):
+            store.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(32))
+    try:
+        fh = open_regular(path, follow=False)
+    except OSError:
+        return None
+    if isinstance(fh, str):
+        return None
+    with fh:
+        data = fh.read(33)
+    return data if len(data) == 32 else None  # a key being written, or not one
