@@ -18,8 +18,8 @@ from conda_pack.core import is_binary_file
 from packer.archive.targz import IDENTITY, ParallelGzipWriter
 from packer.archive.writer import LARGE, entries, write_targz
 from packer.core.cachehome import cache_dir, distrusted
-from packer.core.storefile import SIGNED
 from packer.core.errors import ExitCode, PackError
+from packer.core.storefile import SIGNED
 from packer.lock.pychannel import find_python
 from packer.pack import bytecode
 from packer.pack.staging import is_text
