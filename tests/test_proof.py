@@ -78,6 +78,20 @@ def test_verify_of_an_unpacked_model_is_a_usage_error(model_copy: Copy) -> None:
     assert "starting tritonserver" not in res.stderr
 
 
+def test_the_pack_hint_carries_the_release_and_src_it_was_given(model_copy: Copy,
+                                                                tmp_path: Path) -> None:
+    """Following the hint packs what was asked: the hint for `verify --triton R --src DIR`
+    of an unpacked model names both (it said `tritonpack MODEL --verify`, which packed for
+    the newest release without the user's package: exit 5 or 13)."""
+    model = model_copy("plain_numpy")
+    src = tmp_path / "shared src"
+    src.mkdir()
+    res = run_cli("verify", model, "--triton", "24.10", "--src", src)
+    assert res.exit_code == ExitCode.USAGE
+    assert (f"hint: pack it first: tritonpack {model} --triton 24.10 --src '{src}' --verify"
+            in res.stderr)
+
+
 def test_inspect_of_an_unpacked_model_dir_is_a_usage_error(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
     res = run_cli("inspect", model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import shutil
 import tempfile
 import threading
@@ -112,6 +113,17 @@ class VerifyReport:
         return all(v for k, v in self.checks.items() if k != "values_compared")
 
 
+def pack_first(ctx: Context) -> str:
+    """The pack command a hint gives for a model that is not packed: with the release and
+    the ``--src`` dirs this run was given, so that following it packs what was asked."""
+    words = ["tritonpack", shlex.quote(str(ctx.model.path))]
+    if ctx.target_from == "command line":
+        words += ["--triton", ctx.target.release]
+    for src in ctx.options.src:
+        words += ["--src", shlex.quote(str(src))]
+    return " ".join([*words, "--verify"])
+
+
 def env_location(ctx: Context) -> Path:
     """The environment config.pbtxt names. A model with none, or whose environment is not
     on this disk (a fresh clone: archives are not committed), is not packed here: verifying
@@ -121,7 +133,7 @@ def env_location(ctx: Context) -> Path:
         raise UsageError(
             f"{ctx.model.name} is not packed: {ctx.model.config_path} has no "
             "EXECUTION_ENV_PATH, so there is nothing to verify",
-            hint=f"pack it first: tritonpack {ctx.model.path} --verify",
+            hint=f"pack it first: {pack_first(ctx)}",
         )
     if where.fault == "no-token" or where.path is None:
         raise VerifyLoadError(f"EXECUTION_ENV_PATH {where.value!r} does not start with {TOKEN}/",
@@ -129,7 +141,7 @@ def env_location(ctx: Context) -> Path:
     if where.fault == "missing":
         raise UsageError(f"{ctx.model.name} is not packed here: EXECUTION_ENV_PATH points at "
                          f"{where.path}, which does not exist, so there is nothing to verify",
-                         hint=f"pack it first: tritonpack {ctx.model.path} --verify")
+                         hint=f"pack it first: {pack_first(ctx)}")
     if where.fault == "not-env":
         raise VerifyLoadError(f"EXECUTION_ENV_PATH points at {where.path}, which is {where.kind}, "
                               "not an environment", hint=f"pack it: tritonpack {ctx.model.path}")
