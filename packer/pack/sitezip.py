@@ -42,7 +42,7 @@ from pathlib import Path, PurePosixPath
 
 from ..envcheck.inspect import SITE_PTH, SITE_PTH_TEXT, SITE_ZIP
 from .bytecode import cached_pyc
-from .stdlibzip import write_zip
+from .stdlibzip import member_and_pyc, write_zip
 
 NATIVE = (".so", ".pyd", ".dylib", ".dll")  # or ELF by its magic, whatever its name
 # names and attributes by which code finds the files beside it (any use, not only a read)
@@ -267,11 +267,7 @@ def members(site: Path, python: str, tops: list[str]) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
     for top in tops:
         for file in _walk(site / top):
-            rel = file.relative_to(site).as_posix()
-            out.append((rel, file))
-            pyc = cached_pyc(file, python)
-            if file.suffix == ".py" and pyc.is_file():
-                out.append((rel[:-3] + ".pyc", pyc))
+            out += member_and_pyc(file.relative_to(site).as_posix(), file, python)
     return sorted(out)
 
 

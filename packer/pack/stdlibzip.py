@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.reproducible import ZIP_EPOCH
+from .bytecode import cached_pyc
 
 KEEP_FILES = frozenset({"os.py"})  # getpath's landmark for the prefix
 STAY = frozenset({"site-packages", "lib-dynload", "__pycache__"})
@@ -57,9 +58,13 @@ def zip_name(python: str) -> str:
     return "python" + python.replace(".", "") + ".zip"
 
 
-def _pyc(source: Path, python: str) -> Path:
-    tag = "cpython-" + python.replace(".", "")
-    return source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+def member_and_pyc(rel: str, source: Path, python: str) -> list[tuple[str, Path]]:
+    """A zip member and, for Python source compiled already, its ``.pyc`` beside it
+    (zipimport's legacy place: it never reads ``__pycache__``)."""
+    pyc = cached_pyc(source, python)
+    if source.suffix == ".py" and pyc.is_file():
+        return [(rel, source), (rel[:-3] + ".pyc", pyc)]
+    return [(rel, source)]
 
 
 def _unpack_rewrites(root: Path, python: str) -> frozenset[str]:
@@ -119,11 +124,7 @@ def _members(lib: Path, python: str, tops: list[Path]) -> list[tuple[str, Path]]
             Path(d) / f for d, _dirs, files in os.walk(top) if Path(d).name != "__pycache__"
             for f in files]
         for src in sources:
-            rel = src.relative_to(lib).as_posix()
-            out.append((rel, src))
-            pyc = _pyc(src, python)
-            if src.suffix == ".py" and pyc.is_file():
-                out.append((rel[:-3] + ".pyc", pyc))
+            out += member_and_pyc(src.relative_to(lib).as_posix(), src, python)
     return sorted(out)
 
 
@@ -164,6 +165,6 @@ def zip_stdlib(root: Path, python: str) -> ZipReport:
             shutil.rmtree(top)
         else:
             top.unlink()
-            _pyc(top, python).unlink(missing_ok=True)
+            cached_pyc(top, python).unlink(missing_ok=True)
     return ZipReport(dest.relative_to(root).as_posix(),
                      sum(1 for n, _ in members if n.endswith(".py")), len(members), tuple(kept))
