@@ -5,12 +5,14 @@ installer sits after both and neither imports the other back."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,23 @@ def _offline_check(packages: Sequence[CondaPackage]) -> None:
                          "tritonpack's package cache", hint=network.hint())
 
 
+@contextlib.contextmanager
+def shelf_lock(shelf: str) -> Iterator[None]:
+    """One install at a time into a shelf of rattler's package cache (``pkgs/SHELF``): builds
+    of two locks with the same conda packages share it, and rattler's extraction is not
+    guarded between processes (with the test suite's xdist workers, one pack failed with
+    exit 8, installing the locked conda packages failed, while another worker's build of the
+    same packages ran). Installs into other shelves go on."""
+    fd = os.open(cache_dir("locks") / f"pkgs-{shelf}.lock",
+                 os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def install(packages: Sequence[CondaPackage], prefix: Path,
             reporter: Reporter | None = None, python_from: str | None = None,
             credentials: tuple[str, ...] = ()) -> None:
@@ -151,17 +170,18 @@ def install(packages: Sequence[CondaPackage], prefix: Path,
     shelf = hashlib.sha256("".join(sorted(p.sha256 for p in packages)).encode()).hexdigest()
     try:
         import asyncio  # py-rattler is async; asyncio loads when it runs
-        asyncio.run(
-            rattler_install(
-                [_record(p) for p in checked],
-                target_prefix=prefix.resolve(),
-                cache_dir=cache_dir("pkgs", shelf[:16]),
-                show_progress=False,
-                execute_link_scripts=False,
-                reporter=_Downloads(reporter, sum(p.size for p in packages))
-                if reporter is not None else None,
+        with shelf_lock(shelf[:16]):
+            asyncio.run(
+                rattler_install(
+                    [_record(p) for p in checked],
+                    target_prefix=prefix.resolve(),
+                    cache_dir=cache_dir("pkgs", shelf[:16]),
+                    show_progress=False,
+                    execute_link_scripts=False,
+                    reporter=_Downloads(reporter, sum(p.size for p in packages))
+                    if reporter is not None else None,
+                )
             )
-        )
     except Exception as exc:
         size = sum(p.size for p in packages)
         full = no_space_error(str(exc), needed=f"the {len(packages)} conda packages need more "
