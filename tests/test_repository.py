@@ -11,6 +11,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from .conftest import FIXTURES, error_line, run_cli, scratch
+from .freshcache import fresh_cache
 
 pytestmark = pytest.mark.slow
 
@@ -20,10 +21,18 @@ def packed_repo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
                 session_cache: Path) -> Path:
     import os
 
-    os.environ["TRITONPACK_CACHE"] = str(session_cache)
-    repo = scratch(request, tmp_path_factory, "repo") / "models"
+    work = scratch(request, tmp_path_factory, "repo")
+    repo = work / "models"
     shutil.copytree(FIXTURES / "repo", repo)
-    res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--sbom", "--no-cache", "--json")
+    # a cache of its own (the session's downloads): its two builds are this run's, whatever
+    # another xdist worker builds meanwhile (under --no-cache an entry made since the run
+    # started is reused, another run's too)
+    os.environ["TRITONPACK_CACHE"] = str(fresh_cache(work / "cache", session_cache))
+    try:
+        res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--sbom", "--no-cache",
+                      "--json")
+    finally:
+        os.environ["TRITONPACK_CACHE"] = str(session_cache)
     assert res.exit_code == 0, res.stderr
     (repo / "result.json").write_text(res.stdout)
     return repo
