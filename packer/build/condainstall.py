@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ from ..core import deadlines, network
 from ..core.cachehome import cache_dir
 from ..core.diskfull import no_space_error
 from ..core.errors import BuildError
+from ..core.flock import held
 from ..core.integrity import sha256_file
 from ..core.progress import Reporter
 from ..core.redact import restore, strip
@@ -144,14 +144,8 @@ def shelf_lock(shelf: str) -> Iterator[None]:
     guarded between processes (with the test suite's xdist workers, one pack failed with
     exit 8, installing the locked conda packages failed, while another worker's build of the
     same packages ran). Installs into other shelves go on."""
-    fd = os.open(cache_dir("locks") / f"pkgs-{shelf}.lock",
-                 os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with held(cache_dir("locks") / f"pkgs-{shelf}.lock"):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def install(packages: Sequence[CondaPackage], prefix: Path,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..core.cachehome import cache_dir
 from ..core.errors import BusyError
+from ..core.flock import held
 from .prefix import build_lock_path
 
 
@@ -54,11 +55,6 @@ def model_lock(model_dir: Path, *, wait: bool = True,
 def key_lock(key: str) -> Iterator[None]:
     """Builds of one cache key (its fixed build path) one at a time, across models and across
     caches: the lock file lies beside the build path (``env.build_lock_path``)."""
-    path = build_lock_path(key) or cache_dir("locks") / f"build-{key[:24]}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with held(build_lock_path(key) or cache_dir("locks") / f"build-{key[:24]}.lock"):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+
