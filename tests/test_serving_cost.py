@@ -249,8 +249,8 @@ def test_verify_bench_carries_the_cost_in_its_report(archive_env: Path, tmp_path
     "bench", measured by perf_analyzer (--load-tool perf_analyzer: no fallback)."""
     model = doubler(tmp_path, archive_env, instances=1)
     args = ("verify", model, "--triton", "24.10", "--bench", "--load-tool", "perf_analyzer",
-            "--concurrency", "2", "--duration", "0.4")
-    res = run_cli(*args, "--json")
+            "--concurrency", "2", "--duration", "1")  # windows of 0.33 s: 0.13 s ones were
+    res = run_cli(*args, "--json")  # never stable with the suite's other workers running
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     validate(out)

@@ -82,7 +82,10 @@ def _argv(plan: Plan, url: str, data: Path, batch: int, concurrency: int,
     argv = [str(binary()), "-m", plan.name, "-u", url, "-i", "grpc", "--input-data", str(data),
             "-b", str(batch), "--concurrency-range", str(concurrency),
             "--measurement-interval", str(max(100, int(seconds * 1000 / 3))),
-            "--max-trials", "3", "--stability-percentage", "1000", "-f", "-"]
+            # stable = 3 windows in a row within 1000 %; up to 10 windows for a loaded machine,
+            # where 3 in a row failed ("Failed to obtain stable measurement within 3
+            # measurement windows"): 10 windows of seconds / 3 stay inside measure()'s timeout
+            "--max-trials", "10", "--stability-percentage", "1000", "-f", "-"]
     if plan.decoupled:
         argv.append("--streaming")
     if plan.sequence:
