@@ -245,7 +245,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
     header = gzip.compress(b"", compresslevel=level, mtime=0)[:10]  # every member's
     key = _content_key(path, salt)
     folder = store / key[:2]
-    secret = store_secret(store, _KEY_FILE, make=False)
+    secret = store_secret(store, _KEY_FILE)
     for entry in sorted(folder.glob(f"{key}.*")) if real_dir(folder) and reuse() else ():
         if entry.name.endswith(SIGNED):
             continue  # looked at with its entry
@@ -290,7 +290,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
                     for other in folder.glob(f"{key}.*"):  # one entry per file: no other
                         if other.name not in (kept.name, kept.name + SIGNED):  # encoding
                             other.unlink()  # stays to be picked by the next pack
-                    _sign(store, kept, padded)
+                    _sign(secret, kept, padded)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -383,7 +383,7 @@ def compress_ahead(root: Path, level: int, store: Path, stop: threading.Event) -
                 if done:
                     kept = folder / f"{key}.{sink.sha.hexdigest()}"
                     os.replace(tmp, kept)
-                    _sign(store, kept, _padded(size))
+                    _sign(store_secret(store, _KEY_FILE), kept, _padded(size))
             finally:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
@@ -432,11 +432,10 @@ def _signature(secret: bytes, name: str, padded: int) -> bytes:
     return hmac.digest(secret, f"{name}\0{padded}".encode(), "sha256")
 
 
-def _sign(store: Path, entry: Path, padded: int) -> None:
+def _sign(secret: bytes | None, entry: Path, padded: int) -> None:
     """Vouch for an entry this pack wrote or checked in full (``_holds``): its sidecar holds
     this cache's HMAC of its name (the file's key, the members' digest) and length. Written
-    whole or not at all; a cache that cannot be written keeps the slow check."""
-    secret = store_secret(store, _KEY_FILE)
+    whole or not at all; a cache without a key (it cannot be written) keeps the slow check."""
     if secret is None:
         return
     with contextlib.suppress(OSError):
@@ -471,7 +470,7 @@ def _vouched(fh: BinaryIO, entry: Path, secret: bytes | None, key: str, blob: st
                     return False
                 return digest.hexdigest() == blob
     if _holds(fh, blob, size, padded, salt, key, header):
-        _sign(entry.parent.parent, entry, padded)
+        _sign(secret, entry, padded)
         return True
     return False
 

@@ -42,19 +42,17 @@ def open_entry(path: Path) -> BinaryIO | None:
     return None if isinstance(fh, str) else fh
 
 
-def store_secret(store: Path, name: str, make: bool = True) -> bytes | None:
-    """A store's signing key ``store/name`` (32 random bytes, mode 0600), made on first use
-    (``make``: a reader that finds none has nothing signed to check); None when it cannot be
-    read or made (the store's entries are then checked the slow way, nothing fails). Whoever
-    can read it can sign: the cache stays a trust root."""
+def store_secret(store: Path, name: str) -> bytes | None:
+    """A store's signing key ``store/name`` (32 random bytes, mode 0600), made on first use;
+    None when it cannot be read or made (the store's entries are then checked the slow way,
+    nothing fails). Whoever can read it can sign: the cache stays a trust root."""
     path = store / name
-    if make:
-        with contextlib.suppress(OSError):
-            store.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(secrets.token_bytes(32))
+    with contextlib.suppress(OSError):
+        store.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(32))
     try:
         fh = open_regular(path, follow=False)
     except OSError:
