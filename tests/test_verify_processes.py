@@ -50,12 +50,13 @@ class TritonPythonModel:
 '''
 
 
-def _model(model_copy: Copy, tmp_path: Path) -> tuple[Path, Path]:
+def _model(model_copy: Copy, tmp_path: Path, spawning: str | None = None) -> tuple[Path, Path]:
+    """plain_numpy with ``spawning`` (SPAWNS by default) woven into its model.py, packed."""
     model = model_copy("plain_numpy")
     pids = tmp_path / "pids"
     source = (model / "1" / "model.py").read_text()
     head, _, body = source.partition("class TritonPythonModel:\n")
-    spawns = SPAWNS.format(pids=str(pids)).split("class TritonPythonModel:\n")
+    spawns = (spawning or SPAWNS).format(pids=str(pids)).split("class TritonPythonModel:\n")
     (model / "1" / "model.py").write_text(
         head + spawns[0] + "class TritonPythonModel:\n" + spawns[1] + body)
     assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
@@ -149,14 +150,7 @@ def test_a_daemon_with_a_clean_environment_ends_with_verify(model_copy: Copy,
     """The mark in the environment finds what a model starts, unless it drops its
     environment: verify's process is the child subreaper while the server runs, so such an
     orphan is reparented to it, and killed with the server (it outlived verify)."""
-    model = model_copy("plain_numpy")
-    pids = tmp_path / "pids"
-    source = (model / "1" / "model.py").read_text()
-    head, _, body = source.partition("class TritonPythonModel:\n")
-    spawn = CLEAN_DAEMON.format(pids=str(pids)).split("class TritonPythonModel:\n")
-    (model / "1" / "model.py").write_text(
-        head + spawn[0] + "class TritonPythonModel:\n" + spawn[1] + body)
-    assert run_cli(model, "--triton", "24.10", "--python-from", "auto", "-q").exit_code == 0
+    model, pids = _model(model_copy, tmp_path, CLEAN_DAEMON)
     res = run_cli("verify", model, "-q")
     assert res.exit_code == 0, res.stderr
     started = _started(pids)
