@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # results only: rendering one never imports the stages that m
     from .caches.envs import CacheInfo
     from .caches.remote import Transfer
     from .context import Context
+    from .core.errors import TritonPackError
     from .cost.measure import ModelCost
     from .each import Export, LockChecks, Scans
     from .envcheck.inspect import InspectReport
@@ -167,8 +168,7 @@ def check_text(res: CheckResult) -> str:
 def lock_checks_payload(res: LockChecks) -> dict[str, Any]:
     return {"repository": str(res.repo), "fresh": res.fresh,
             "models": [{"model": r.path.parent.name, **check_payload(r)} for r in res.results],
-            "failed": [{"model": f.name, "message": f.error.message, "hint": f.error.hint}
-                       for f in res.failed]}
+            "failed": [failed_entry(f.name, f.error, key="model") for f in res.failed]}
 
 
 def lock_checks_text(res: LockChecks) -> str:
@@ -188,8 +188,7 @@ def lock_checks_text(res: LockChecks) -> str:
 
 def scans_payload(res: Scans) -> dict[str, Any]:
     return {"models": [scan_payload(c) for c in res.contexts],
-            "failed": [{"name": f.name, "message": f.error.message,
-                        "exit_code": int(f.error.exit_code)} for f in res.failed]}
+            "failed": [failed_entry(f.name, f.error) for f in res.failed]}
 
 
 def scans_text(res: Scans) -> str:
@@ -384,8 +383,7 @@ def repo_payload(res: RepoResult) -> dict[str, Any]:
         "builds": res.builds,
         "models": [pack_payload(cast("PackResult", p)) for p in res.packed],
         "skipped": [{"name": s.name, "why": s.why} for s in res.skipped],
-        "failed": [{"name": f.name, "stage": f.stage, "message": f.error.message,
-                    "exit_code": int(f.error.exit_code)} for f in res.failed],
+        "failed": [{**failed_entry(f.name, f.error), "stage": f.stage} for f in res.failed],
         "verified": [verify_payload(cast("VerifyReport", v)) for v in res.verified],
         "warnings": list(res.warnings),
     }
@@ -503,8 +501,18 @@ def why_payload(res: WhyResult) -> dict[str, Any]:
             "because": [{"chain": list(c[:-1]), "reason": c[-1]} for c in res.chains]}
 
 
-def error_payload(message: str, hint: str | None, exit_code: int) -> dict[str, Any]:
-    return {"error": {"message": message, "hint": hint, "exit_code": exit_code}}
+def error_payload(message: str, hint: str | None, exit_code: int,
+                  detail: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "hint": hint, "exit_code": exit_code,
+                      "detail": detail}}
+
+
+def failed_entry(name: str, error: TritonPackError, key: str = "name") -> dict[str, Any]:
+    """One model that failed in a repository's run, as its own command's error says it: the
+    message, hint and exit code, and the underlying output (``detail``, what --verbose
+    prints; null when there is none), so that a JSON reader learns why without a rerun."""
+    return {key: name, "message": error.message, "hint": error.hint,
+            "exit_code": int(error.exit_code), "detail": error.detail}
 
 
 BENCH_SCHEMA = "tritonpack/bench/v1"  # docs/schema/bench.json
@@ -599,8 +607,7 @@ def bench_payload(res: BenchResult) -> dict[str, Any]:
     return {
         "bench_schema": BENCH_SCHEMA, "target": str(res.target), "repository": res.repository,
         "models": [cost_payload(c) for c in res.costs],
-        "failed": [{"name": f.name, "message": f.error.message,
-                    "exit_code": int(f.error.exit_code)} for f in res.failed],
+        "failed": [failed_entry(f.name, f.error) for f in res.failed],
         "totals": {"models": t.models, "instances": t.instances, "memory_bytes": t.memory,
                    "shm_needed_bytes": t.shm_needed, "startup_s":
                    None if t.startup is None else round(t.startup, 3)},

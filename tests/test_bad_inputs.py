@@ -823,7 +823,7 @@ def test_wrong_model_path(tmp_path: Path, command: tuple[str, ...]) -> None:
         res = run_cli(*command, path, "--json")
         out = json.loads(res.stdout)
         assert out["error"] == {"message": f"{path}: {why}", "exit_code": ExitCode.MODEL,
-                                "hint": out["error"]["hint"]}
+                                "hint": out["error"]["hint"], "detail": None}
 
 
 @pytest.mark.parametrize(("word", "message"), [

@@ -4,6 +4,9 @@ lock names it logically (no machine path), and it is made again (and checked) wh
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -148,3 +151,24 @@ def test_a_lock_whose_package_fields_no_solve_gives_is_refused(
     assert (res.exit_code, error_line(res.stderr)) == (ExitCode.LOCK, (
         f"error: {model / 'tritonpack.lock'}: corrupted: missing or malformed conda package "
         f"'pip': {says}"))
+
+
+def test_two_runs_at_once_make_the_channel_once_and_both_install_from_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs that both find the channel missing: one makes it, the other waits and takes
+    it. Before, each made its own and the later one replaced the channel under the first
+    one's install (exit 8 with the test suite's workers)."""
+    install = find_python("3.10")
+    code = ("import os, sys; from packer.lock.pychannel import find_python, local_channel; "
+            "c = local_channel(find_python('3.10'), 'linux-64'); "
+            "print(*sorted(f'{p.name}:{p.stat().st_ino}' for p in c.rglob('*.conda')))")
+    env = {**os.environ, "TRITONPACK_CACHE": str(tmp_path / "cache")}
+    runs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    seen = [run.communicate(timeout=300)[0].split() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0]
+    assert seen[0] == seen[1] and len(seen[0]) == 2  # the same files: python and pip
+    monkeypatch.setenv("TRITONPACK_CACHE", env["TRITONPACK_CACHE"])
+    channel = local_channel(install, "linux-64")
+    now = sorted(f"{p.name}:{p.stat().st_ino}" for p in channel.rglob("*.conda"))
+    assert now == seen[0]  # nothing replaced the channel after either run took it

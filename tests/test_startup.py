@@ -83,7 +83,7 @@ def test_usage_error_with_json_is_json(args: tuple[str, ...], message: str) -> N
     out = json.loads(res.stdout)
     assert out == {"schema": "tritonpack/v1", "command": "usage",
                    "error": {"message": message, "hint": "run tritonpack --help",
-                             "exit_code": 2}}
+                             "exit_code": 2, "detail": None}}
     assert res.stderr.splitlines()[-1] == f"Error: {message}"
 
 

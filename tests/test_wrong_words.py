@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -40,3 +41,25 @@ def test_an_80_column_terminal_does_not_change_the_resolvers_words(
     assert (res.exit_code, error_line(res.stderr)) == (ExitCode.RESOLVE, (
         "error: declared requirement 'tritonpack-no-such-distribution-abc' (tritonpack.toml) is "
         "not on the package index"))
+
+
+@pytest.mark.slow
+def test_a_repositorys_json_says_why_a_model_failed(tmp_path: Path) -> None:
+    """A model that fails in a repository's run carries its hint and the underlying output
+    (what --verbose prints) in the JSON: before, only the message, and a CI log of a failed
+    repository run could not say why (exit 8, installing the locked conda packages failed)."""
+    repo = tmp_path / "models"
+    shutil.copytree(FIXTURES / "bad" / "declared_missing", repo / "declared_missing")
+    res = run_cli(repo, "--python-from", "auto", "--json", "-q")
+    out = json.loads(res.stdout)
+    assert res.exit_code == ExitCode.RESOLVE, res.stdout
+    [failed] = out["failed"]
+    assert (failed["name"], failed["stage"], failed["exit_code"], failed["message"]) == (
+        "declared_missing", "pack", ExitCode.RESOLVE, "declared requirement "
+        "'tritonpack-no-such-distribution-abc' (tritonpack.toml) is not on the package index")
+    assert failed["hint"]
+    assert "tritonpack-no-such-distribution-abc" in failed["detail"]  # uv's own words
+    alone = json.loads(run_cli("lock", repo / "declared_missing", "--python-from", "auto",
+                               "--json").stdout)
+    last = [d.rstrip().splitlines()[-1] for d in (alone["error"]["detail"], failed["detail"])]
+    assert last[0] == last[1]  # as the one-model command says it (its temp dir aside)

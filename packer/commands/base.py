@@ -98,7 +98,7 @@ def fail(exc: TritonPackError, out: Output, command: str) -> NoReturn:
     if out.as_json:
         verdict = {"passed": False} if command == "verify" else {}  # as on success: said
         render.emit_json(command, {**verdict, **render.error_payload(
-            exc.message, exc.hint, int(exc.exit_code))})
+            exc.message, exc.hint, int(exc.exit_code), exc.detail)})
     click.echo(redact(f"error: {exc.message}"), err=True)
     if exc.hint:
         click.echo(redact(f"hint: {exc.hint}"), err=True)

@@ -38,6 +38,7 @@ from ..core import deadlines, proc
 from ..core.cachehome import cache_dir
 from ..core.debris import sweep, tagged
 from ..core.errors import BuildError, ProcessError, TargetError
+from ..core.flock import held
 from ..core.integrity import sha256_file
 from ..core.reproducible import ZIP_EPOCH, normalised
 from ..resolve.target import host_platform
@@ -304,6 +305,16 @@ def local_channel(install: PythonInstall, subdir: str) -> Path:
     channel = cache_dir("channels") / f"python-{install.version}-{_key(install, subdir)}"
     if (channel / subdir / "repodata.json").is_file():
         return channel
+    # one run makes it, the others wait and take it: a second run that made it too would
+    # replace the channel under the first one's install (exit 8, installing the locked conda
+    # packages failed, seen with the test suite's workers)
+    with held(cache_dir("locks") / f"channel-{channel.name}.lock"):
+        if not (channel / subdir / "repodata.json").is_file():
+            _make_channel(install, subdir, channel)
+    return channel
+
+
+def _make_channel(install: PythonInstall, subdir: str, channel: Path) -> None:
     sweep(channel.parent, [".partial-"])  # left by a killed run
     tmp = Path(tempfile.mkdtemp(prefix=tagged(".partial-"), dir=channel.parent))
     try:
@@ -317,13 +328,12 @@ def local_channel(install: PythonInstall, subdir: str) -> Path:
         asyncio.run(index_fs(tmp, write_zst=False, write_shards=False))
         shutil.rmtree(tmp / ".tmp", ignore_errors=True)
         tmp.chmod(0o755)
-        if channel.exists():
+        if channel.exists():  # incomplete (no repodata): a copy damaged by hand
             shutil.rmtree(channel)
         os.replace(tmp, channel)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return channel
 
 
 SCHEME = "tritonpack-local-python"
