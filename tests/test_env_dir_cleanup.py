@@ -4,6 +4,7 @@ Other jobs on the machine run their own tritonservers, whose Python backends mak
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -61,3 +62,65 @@ def test_a_log_that_does_not_say_when_the_backend_started_takes_no_unnamed_dir(
     (named / "0").mkdir()
     cleanup_from_log(f'I1204 17:18:10.972713 4242 stub_launcher.cc:385] "source {named}/0/bin"\n')
     assert not named.exists()
+
+
+def _extracting(when: datetime) -> str:
+    return (f'I{when:%m%d %H:%M:%S.%f} 4242 pb_env.cc:292] "Extracting Python execution env '
+            '/models/m/tritonpack-env.tar.gz"\n')
+
+
+def test_the_env_dir_a_server_was_killed_extracting_into_is_removed(
+        env_dirs: list[Path]) -> None:
+    """Killed while extracting its first archive: the dir holds ``0`` (made right after the
+    "Extracting" line) and the log names it nowhere; it went with nobody (103 MB each)."""
+    ours = _env_dir(env_dirs)
+    made = datetime.fromtimestamp(ours.stat().st_ctime, UTC)
+    (ours / "0" / "lib").mkdir(parents=True)  # the extraction, cut short
+    (ours / "0" / "lib" / "x.so").write_bytes(b"\0" * 100)
+    extracting = datetime.fromtimestamp(ours.stat().st_ctime, UTC)
+    time.sleep(0.3)
+    theirs = _env_dir(env_dirs)  # another job's server, extracting a moment later
+    (theirs / "0").mkdir()
+    cleanup_from_log(_log(made) + _extracting(extracting))
+    assert (ours.exists(), theirs.is_dir()) == (False, True)
+
+
+def test_a_later_extraction_is_not_taken_for_the_killed_ones(env_dirs: list[Path]) -> None:
+    ours = _env_dir(env_dirs)
+    (ours / "0").mkdir()
+    extracting = datetime.fromtimestamp(ours.stat().st_ctime, UTC)
+    (ours / "1").mkdir()  # a dir with more than the first extraction: named in the log once done
+    cleanup_from_log(_extracting(extracting))
+    assert ours.is_dir()
+
+
+def test_the_next_verify_removes_what_a_killed_verifys_server_left(
+        env_dirs: list[Path], tmp_path: Path) -> None:
+    """SIGKILL runs no clean-up and the watchdog that then kills the server has no log: the
+    next verify reads the dead run's server log in its work dir, removes the env dirs and shm
+    regions it names, then the work dir. A live run's work dir is not touched."""
+    import subprocess
+    import sys
+
+    from packer.core.debris import RUN_ID
+    from packer.verify.runtime import LOCAL_LOG, SHM, WORK_PREFIX, sweep_killed
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    named = _env_dir(env_dirs)
+    (named / "0").mkdir()
+    region = SHM / f"triton_python_backend_shm_region_tritonpacktest{dead}"
+    region.write_bytes(b"\0")
+    log = (f'I1204 17:18:10.972713 4242 stub_launcher.cc:385] "source {named}/0/bin"\n'
+           f'I1204 17:18:10.972713 4242 shm "{region.name}"\n')
+    killed = tmp_path / f"{WORK_PREFIX}{dead}.{RUN_ID}.x"
+    live = tmp_path / f"{WORK_PREFIX}{os.getpid()}.{RUN_ID}.y"
+    for work in (killed, live):
+        work.mkdir()
+        (work / LOCAL_LOG).write_text(log)
+    try:
+        sweep_killed(tmp_path)
+        assert (named.exists(), region.exists(), killed.exists(), live.is_dir()) == (
+            False, False, False, True)
+    finally:
+        region.unlink(missing_ok=True)

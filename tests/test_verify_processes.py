@@ -6,6 +6,7 @@ watchdog does it). Each test asserts about the processes its own model started."
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,12 +17,14 @@ from pathlib import Path
 import pytest
 
 from packer.core.errors import ExitCode
+from packer.verify.runtime import LOCAL_LOG, sweep_killed
 
 from .conftest import alive, error_line, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 Copy = Callable[..., Path]
 
+_ENV_DIR = re.compile(r"/tmp/python_env_[A-Za-z0-9_]+")
 SPAWNS = '''
 import os, socket, time
 
@@ -93,9 +96,11 @@ def test_a_passing_verify_leaves_nothing_the_model_started(model_copy: Copy,
 def test_a_sigkilled_verify_leaves_no_stub_nor_what_the_model_started(
         model_copy: Copy, tmp_path: Path) -> None:
     model, pids = _model(model_copy, tmp_path)
+    temp = tmp_path / "temp"
+    temp.mkdir()
     run = subprocess.Popen([sys.executable, "-m", "packer", "verify", str(model)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           env={**os.environ, "NO_COLOR": "1"})
+                           env={**os.environ, "NO_COLOR": "1", "TMPDIR": str(temp)})
     deadline = time.monotonic() + 180
     while set(_started(pids)) != {"stub", "worker", "daemon"}:
         assert run.poll() is None and time.monotonic() < deadline, _started(pids)
@@ -103,6 +108,11 @@ def test_a_sigkilled_verify_leaves_no_stub_nor_what_the_model_started(
     run.send_signal(signal.SIGKILL)
     run.wait()
     assert _survivors(_started(pids)) == {}
+    [work] = temp.iterdir()  # what the next verify sweeps: the work dir and, by its server's
+    named = _ENV_DIR.findall((work / LOCAL_LOG).read_text())  # log, the extracted env
+    assert named
+    sweep_killed(temp)
+    assert [list(temp.iterdir()), [Path(p).exists() for p in named]] == [[], [False] * len(named)]
 
 
 KILLS_SERVER = '''import os

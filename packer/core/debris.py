@@ -14,7 +14,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 RUN_ID = "r" + secrets.token_hex(8)  # this run's id (never all digits: a pid is)
@@ -39,8 +39,10 @@ def alive(pid: int) -> bool:
     return True
 
 
-def sweep(directory: Path, prefixes: Iterable[str]) -> list[Path]:
-    """Remove entries of ``directory`` named ``<prefix><pid>.…`` whose pid is dead."""
+def sweep(directory: Path, prefixes: Iterable[str],
+          before: Callable[[Path], None] | None = None) -> list[Path]:
+    """Remove entries of ``directory`` named ``<prefix><pid>.…`` whose pid is dead;
+    ``before`` sees each one first (what it says of what the dead run left elsewhere)."""
     pattern = re.compile("^(?:" + "|".join(re.escape(p) for p in prefixes) + r")(\d+)\.")
     removed: list[Path] = []
     try:
@@ -52,6 +54,8 @@ def sweep(directory: Path, prefixes: Iterable[str]) -> list[Path]:
         if match is None or alive(int(match.group(1))):
             continue
         with contextlib.suppress(OSError):
+            if before is not None:
+                before(entry)
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
             else:

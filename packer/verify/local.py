@@ -16,7 +16,7 @@ from pathlib import Path
 from ..core import proc
 from ..core.errors import RuntimeMissingError
 from ..core.version import install_hint
-from .runtime import cleanup_from_log, free_port
+from .runtime import LOCAL_LOG, cleanup_from_log, free_port
 
 RELEASE = "24.10"  # nvidia-pytriton 0.7.0 ships tritonserver 2.51.0
 
@@ -109,7 +109,7 @@ class LocalRuntime:
             "--allow-metrics=false", "--allow-gpu-metrics=false",
             "--model-control-mode=explicit", "--pinned-memory-pool-byte-size=0",
             "--cuda-memory-pool-byte-size=0:0", "--exit-on-error=false",
-            f"--log-file={work / 'triton.log'}",  # written line by line, unlike a piped stdout
+            f"--log-file={work / LOCAL_LOG}",  # written line by line, unlike a piped stdout
             "--log-verbose=1",  # names the env dirs and shm regions to clean up
         ]
         if complete_config:
@@ -119,5 +119,5 @@ class LocalRuntime:
         if self.python_home is not None:
             env["PYTHONHOME"] = str(self.python_home)
         service = proc.popen(argv, env=env, cwd=work, log_file=work / "server.log")
-        return LocalServer(service, f"http://127.0.0.1:{http}", work / "triton.log",
+        return LocalServer(service, f"http://127.0.0.1:{http}", work / LOCAL_LOG,
                            grpc_url=f"127.0.0.1:{grpc}")

@@ -11,16 +11,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from ..core.debris import sweep
+
 # Where Triton's Python backend unpacks environments and keeps its shared memory: fixed paths.
 TRITON_TMP = Path("/tmp")  # noqa: S108
 SHM = Path("/dev/shm")  # noqa: S108
 _ENV_DIRS = re.compile(r"(/tmp/python_env_[A-Za-z0-9_]+)")
+WORK_PREFIX = "tritonpack-verify-"  # a verify's work dir in the temp dir (its pid follows)
+LOCAL_LOG = "triton.log"  # the local server's --log-file, in the verify's work dir
 _SHM = re.compile(r"(triton_python_backend_shm_region_[A-Za-z0-9_\-]+)")
 # A log line's time (UTC, no year): "I1204 17:18:10.601021 12500 python_be.cc:2104] ..."
 _STAMP = re.compile(r"^[IWEV](\d{4} \d\d:\d\d:\d\d\.\d{6}) \d+ ")
 # The Python backend makes its env dir (mkdtemp /tmp/python_env_XXXXXX) right after this line,
 # when it initializes, and names the dir in its log only if it extracts an archive there.
 _BACKEND_INIT = '"Shared memory configuration is'
+_EXTRACTING = '"Extracting Python execution env '
 # ctime comes from the kernel's coarse clock (a tick behind at most), the log's from
 # gettimeofday: the window is widened by this much on each side.
 _CLOCK_SLACK = timedelta(milliseconds=50)
@@ -56,17 +61,34 @@ def free_port() -> int:
 
 def cleanup_from_log(log: str) -> None:
     """Remove the extracted envs and shm regions a (killed) server named in its log, and the
-    empty env dir it made without naming it (a directory env: nothing was extracted). Other
-    jobs on the machine run their own servers: an unnamed dir is this server's only if it was
-    made while the log says its Python backend initialized."""
+    env dir it made without naming it: empty (a directory env: nothing was extracted), or
+    holding only its first extraction (``0``) when the server was killed while extracting.
+    Other jobs on the machine run their own servers: an unnamed dir is this server's only if
+    it was made, or got its ``0``, at the moment the log says so."""
     for path in set(_ENV_DIRS.findall(log)):
         shutil.rmtree(path, ignore_errors=True)
     for name in set(_SHM.findall(log)):
         (SHM / name).unlink(missing_ok=True)
     window = _backend_init_window(log)
-    for path in _empty_env_dirs_made_in(*window) if window else ():
+    for path in _env_dirs_changed_in(*window, entries=[]) if window else ():
         with contextlib.suppress(OSError):  # gone, or no longer empty: not ours to take
             path.rmdir()
+    window = _first_extraction_window(log)
+    for path in _env_dirs_changed_in(*window, entries=["0"]) if window else ():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def sweep_killed(tmp: Path) -> None:
+    """Remove the work dirs of verifies that were killed (SIGKILL ran no cleanup), and first
+    what each one's local server left in /tmp and /dev/shm: the watchdog that killed the
+    server had no log to read; the server's log, in the work dir, names what it made."""
+    sweep(tmp, [WORK_PREFIX], before=_cleanup_after_killed)
+
+
+def _cleanup_after_killed(work: Path) -> None:
+    log = work / LOCAL_LOG
+    if log.is_file() and not log.is_symlink():
+        cleanup_from_log(log.read_text(encoding="utf-8", errors="replace"))
 
 
 def _backend_init_window(log: str) -> tuple[datetime, datetime] | None:
@@ -78,6 +100,16 @@ def _backend_init_window(log: str) -> tuple[datetime, datetime] | None:
             later = (_stamp(rest) for rest in lines[i + 1:])
             end = next((t for t in later if t is not None), start)
             return start - _CLOCK_SLACK, end + _CLOCK_SLACK
+    return None
+
+
+def _first_extraction_window(log: str) -> tuple[datetime, datetime] | None:
+    """When the env dir got its first extraction's dir (``0``): the mkdir right after the
+    first "Extracting Python execution env" line (pb_env.cc); the dir is named in the log
+    only once the extraction is done."""
+    for line in log.splitlines():
+        if _EXTRACTING in line and (when := _stamp(line)) is not None:
+            return when - _CLOCK_SLACK, when + _CLOCK_SLACK
     return None
 
 
@@ -97,16 +129,16 @@ def _stamp(line: str) -> datetime | None:
     return None
 
 
-def _empty_env_dirs_made_in(start: datetime, end: datetime) -> list[Path]:
-    """Empty /tmp/python_env_* dirs whose inode changed last within [start, end]: an empty dir's
-    ctime is when it was made (an entry added or removed would change it)."""
+def _env_dirs_changed_in(start: datetime, end: datetime, entries: list[str]) -> list[Path]:
+    """The /tmp/python_env_* dirs holding exactly ``entries`` whose inode changed last within
+    [start, end]: a dir's ctime is when it was made or an entry was last added or removed."""
     found = []
     for path in TRITON_TMP.glob("python_env_*"):
         try:
             made = datetime.fromtimestamp(path.lstat().st_ctime, UTC)
-            empty = path.is_dir() and not path.is_symlink() and not os.listdir(path)
+            held = path.is_dir() and not path.is_symlink() and sorted(os.listdir(path))
         except OSError:
             continue
-        if empty and start <= made <= end:
+        if held == entries and start <= made <= end:
             found.append(path)
     return found

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import canonicalize_name
 
 from ..context import Context, prepare
-from ..core.debris import sweep, tagged
+from ..core.debris import tagged
 from ..core.errors import (
     ModelBugError,
     ModelError,
@@ -50,7 +50,7 @@ from .local import LocalRuntime, stub_pythons
 from .modelbug import model_bug
 from .probe import PROBE_NAME, write_probe
 from .requestfile import check_request_file
-from .runtime import TRITON_TMP, Runtime, Server
+from .runtime import TRITON_TMP, WORK_PREFIX, Runtime, Server, sweep_killed
 from .unpack import unpack_failure
 
 if TYPE_CHECKING:  # made by the CLI or the caller; verify only passes them on
@@ -588,9 +588,9 @@ def _serve(served: _Served, engine: Runtime, dopts: DockerOptions, rep: Reporter
     """Start a server in a temp dir, load the probe, the callees and the model, ask it; the
     server is stopped and the temp dir removed whatever happens."""
     ctx, name = served.ctx, served.target.name
-    sweep(Path(tempfile.gettempdir()), ["tritonpack-verify-"])  # left by a killed verify
+    sweep_killed(Path(tempfile.gettempdir()))  # left by a killed verify
     server: Server | None = None
-    work = Path(tempfile.mkdtemp(prefix=tagged("tritonpack-verify-")))
+    work = Path(tempfile.mkdtemp(prefix=tagged(WORK_PREFIX)))
     try:
         repo = work / "repo"
         repo.mkdir()
