@@ -55,6 +55,7 @@ def model_lock(model_dir: Path, *, wait: bool = True,
 def key_lock(key: str) -> Iterator[None]:
     """Builds of one cache key (its fixed build path) one at a time, across models and across
     caches: the lock file lies beside the build path (``env.build_lock_path``)."""
-    with held(build_lock_path(key) or cache_dir("locks") / f"build-{key[:24]}.lock"):
+    with held(build_lock_path(key) or cache_dir("locks") / f"build-{key[:24]}.lock",
+              remove=True):
         yield
 

@@ -1,0 +1,54 @@
+"""The file lock runs wait on (``packer.core.flock.held``): one holder at a time, and a lock
+named by a build key leaves no file behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from packer.core.flock import held
+
+# Each run enters the lock 30 times; inside, a file says who holds it: anyone who finds it
+# held by another says so (two holders at once).
+RACER = '''
+import os, sys, time
+from pathlib import Path
+from packer.core.flock import held
+lock, inside = Path(sys.argv[1]), Path(sys.argv[2])
+for _ in range(30):
+    with held(lock, remove=True):
+        if inside.exists():
+            print("two holders:", inside.read_text(), os.getpid())
+        inside.write_text(str(os.getpid()))
+        time.sleep(0.002)
+        inside.unlink()
+'''
+
+
+def test_a_removed_lock_is_never_held_twice_and_leaves_no_file(tmp_path: Path) -> None:
+    """The holder unlinks the file as it leaves; a waiter already blocked on that file gets
+    a lock nobody else can see, and must lock the path again (else it and a newcomer, who
+    made a new file, both hold it)."""
+    lock, inside = tmp_path / "key.lock", tmp_path / "inside"
+    runs = [subprocess.Popen([sys.executable, "-c", RACER, str(lock), str(inside)],
+                             stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    said = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4
+    assert "".join(said) == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_kept_lock_stays_and_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    lock = tmp_path / "shelf.lock"
+    with held(lock):
+        assert lock.is_file()
+    assert lock.is_file()  # the default: the file stays (a cache's few shelves)
+    target = tmp_path / "elsewhere"
+    link = tmp_path / "link.lock"
+    link.symlink_to(target)
+    with pytest.raises(OSError), held(link):
+        pass
+    assert not target.exists()
