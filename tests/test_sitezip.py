@@ -360,3 +360,18 @@ def test_a_wrong_guess_puts_the_files_back_instead_of_shipping(tmp_path: Path) -
     names, data = _members(model / "tritonpack-env.tar.gz")
     assert not data and f"{SITE}/{SITE_PTH}" not in names
     assert {f"{SITE}/tp_sneaky/x.txt", f"{SITE}/tp_purepkg/__init__.py"} <= names
+
+
+@pytest.mark.parametrize("name", [SITE_ZIP, SITE_PTH])
+def test_a_distributions_own_file_of_the_zips_name_is_never_overwritten(
+        tmp_path: Path, name: str) -> None:
+    root = env(tmp_path)
+    site = root / "lib" / f"python{PY}" / "site-packages"
+    install(site, "tp_squatter", {name: "a distribution's own bytes\n"})
+    before = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    report = zip_site(root, PY)
+    after = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert after == before  # nothing zipped, nothing moved, the file as it was
+    assert (report.path, report.dists) == ("", ())
+    assert dict(report.kept)["tp_pure-1.0.dist-info"] == (
+        f"site-packages already holds {name} (not tritonpack's): nothing is zipped")

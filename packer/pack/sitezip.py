@@ -277,6 +277,10 @@ def zip_site(root: Path, python: str, holding: Path | None = None) -> SiteZipRep
     files are moved there (``unzip`` puts them back) instead of removed."""
     site = site_dir(root, python)
     dists, kept = plan(root, python)
+    taken = [name for name in (SITE_ZIP, SITE_PTH) if os.path.lexists(site / name)]
+    if taken:  # a distribution's own file of that name: never overwritten, nothing zipped
+        why = f"site-packages already holds {taken[0]} (not tritonpack's): nothing is zipped"
+        return SiteZipReport(kept=tuple(sorted([*kept, *((d.name, why) for d in dists)])))
     tops = sorted({t for d in dists for t in d.tops if (site / t).exists()})
     if not tops:
         return SiteZipReport(kept=tuple(kept))
