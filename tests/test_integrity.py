@@ -1,11 +1,14 @@
 """What ships is what was packed: the archive's sha256 is recorded and checked (`check`, the
-cache), and nothing in a model dir shares an inode with the cache."""
+cache); no model's archive shares an inode with the cache, and a directory env's files, which
+do (hard links: one environment on disk per lock), are read-only and checked before reuse."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
+import stat
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +81,65 @@ def test_a_damaged_cache_entry_is_dropped_and_rebuilt(model_copy: Copy, session_
     assert shipped in {sha256_file(e) for e in _cache_entries(cache)}
 
 
+VERSION_PY = "lib/python3.10/site-packages/numpy/version.py"
+
+
+def test_dir_envs_of_one_lock_are_one_environment_on_disk(model_copy: Copy,
+                                                          session_cache: Path) -> None:
+    """--format dir: each model's files are hard links to the cache entry's, read-only."""
+    a, b = model_copy("plain_numpy", "model_a"), model_copy("plain_numpy", "model_b")
+    _pack(a, "--format", "dir")
+    _pack(b, "--format", "dir")  # same lock: the entry is reused
+    files = [p.relative_to(a / "tritonpack-env") for p in (a / "tritonpack-env").rglob("*")
+             if p.is_file() and not p.is_symlink()]
+    assert len(files) > 1000
+    for rel in files:
+        one, two = (a / "tritonpack-env" / rel).stat(), (b / "tritonpack-env" / rel).stat()
+        assert one.st_ino == two.st_ino and one.st_nlink >= 3  # the cache's, a's and b's name
+        assert stat.S_IMODE(one.st_mode) & 0o222 == 0, rel
+    entry = next(p for p in (session_cache / "envs").glob(f"*/env/{VERSION_PY}")
+                 if p.stat().st_ino == (a / "tritonpack-env" / VERSION_PY).stat().st_ino)
+    assert entry.is_file()
+    for model in (a, b):
+        assert run_cli("check", model).exit_code == 0
+
+
+def test_a_linked_file_written_in_place_never_reaches_another_model(
+        model_copy: Copy, session_cache: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user makes a linked file writable and edits it in place: the cache's entry changed
+    with it. The next model of that lock gets the entry dropped and rebuilt, never the edit."""
+    a = model_copy("plain_numpy", "model_a")
+    _pack(a, "--format", "dir")
+    linked = (a / "tritonpack-env" / VERSION_PY).stat().st_ino
+    entry = next(p for p in (session_cache / "envs").glob(f"*/env/{VERSION_PY}")
+                 if p.stat().st_ino == linked).parents[5]
+    # that entry, copied into a cache of this test's own (other xdist workers reuse the
+    # session's entry while this one is damaged)
+    cache = fresh_cache(tmp_path / "cache", session_cache, (*DOWNLOADS, "bytecode", "gzip"))
+    shutil.copytree(entry, cache / "envs" / entry.name, symlinks=True)
+    monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
+    b = model_copy("plain_numpy", "model_b")
+    _pack(b, "--format", "dir")  # a hit: linked from this test's cache
+    edited = b / "tritonpack-env" / VERSION_PY
+    assert edited.stat().st_ino == (cache / "envs" / entry.name / "env" / VERSION_PY).stat().st_ino
+    shipped = edited.read_bytes()
+    with pytest.raises(PermissionError) if os.geteuid() else contextlib.nullcontext():
+        edited.open("r+b").close()  # read-only: refused to anyone but root
+    edited.chmod(0o644)
+    with edited.open("r+b") as fh:
+        fh.write(b"# edited")
+    c = model_copy("plain_numpy", "model_c")
+    res = run_cli(c, "--triton", "24.10", "--python-from", "auto", "--format", "dir", "--verbose")
+    assert res.exit_code == 0, res.stderr
+    assert "differs from the sha256 recorded when it was made: dropped, rebuilding" in res.stderr
+    assert (c / "tritonpack-env" / VERSION_PY).read_bytes() == shipped
+    assert (c / "tritonpack-env" / VERSION_PY).stat().st_ino != edited.stat().st_ino
+    assert run_cli("check", c).exit_code == 0
+    assert _check_problems(b) == (1, [  # the edited model itself: `check` says so
+        f"plain_numpy: tritonpack-env differs from what was packed: changed {VERSION_PY}"])
+
+
 @pytest.fixture
 def packed(packed_copy: Copy) -> Path:
     """plain_numpy packed for 24.10 once per session (conftest.packed_once), copied here."""
@@ -134,7 +196,9 @@ def test_check_refuses_a_changed_directory_env(model_copy: Copy) -> None:
     _pack(model, "--format", "dir")
     env = model / "tritonpack-env"
     assert run_cli("check", model).exit_code == 0
-    (env / "lib" / "python3.10" / "site-packages" / "numpy" / "version.py").write_text("x = 1\n")
+    version = env / "lib" / "python3.10" / "site-packages" / "numpy" / "version.py"
+    version.unlink()  # a new file: this env's files are linked to the session cache's entry
+    version.write_text("x = 1\n")
     code, problems = _check_problems(model)
     assert code == 1
     assert problems == ["plain_numpy: tritonpack-env differs from what was packed: changed "

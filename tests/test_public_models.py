@@ -189,7 +189,7 @@ def test_the_repository_verifies_as_a_whole(packed: tuple[Path, dict[str, Any], 
     (`--with add_sub`: the model bls_sync calls by the name given in its input); the two qa
     models that cannot answer are named with their reasons (multi_file only tests imports at
     load; custom_metrics takes the server down)."""
-    _, out, exit_code = packed  # the run is the module's fixture: one pack of the repository
+    repo, out, exit_code = packed  # the run is the module's fixture: one pack of the repository
     assert sorted(v["model"] for v in out["verified"]) == sorted(
         p.name for p in PUBLIC.iterdir() if p.is_dir() and p.name not in FAILING), out["failed"]
     failed = {f["name"]: (f["exit_code"], f["message"]) for f in out["failed"]}
@@ -197,6 +197,12 @@ def test_the_repository_verifies_as_a_whole(packed: tuple[Path, dict[str, Any], 
         failed["custom_metrics"] = FAILING["custom_metrics"]
     assert failed == FAILING
     assert exit_code == min(code for code, _ in FAILING.values())
+    # what the servers loaded: environments whose files are hard links to the cache entry of
+    # their lock (one environment on disk per lock, not one per model)
+    envs = [repo / v["model"] / "tritonpack-env" for v in out["verified"]
+            if v["model"] != "ensemble"]  # an ensemble runs no Python: it has no environment
+    entries = {(env / "lib" / "python3.10" / "os.py").stat().st_ino for env in envs}
+    assert len(entries) == len({(env / "tritonpack.json").read_bytes() for env in envs}) < len(envs)
 
 
 def test_iterative_sequence_gets_one_request_without_sequence_flags(repo: Path) -> None:

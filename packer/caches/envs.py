@@ -2,11 +2,17 @@
 
 Key: the lock's content hash + the pack options + the bundled modules' bytes +
 tritonpack's format version. A re-run with an unchanged lock does no solve, no
-install and no pack: the cached archive is cloned (reflink) or copied into place, never
-hard-linked (a model's archive must not share an inode with the entry: damaging one would
-damage the other), and what was placed is checked against the sha256 recorded when the
-entry was made before it is used; a damaged entry is dropped and rebuilt.
-Models with identical locks share one entry.
+install and no pack: the cached env is put into place and what was placed is checked
+against the sha256 recorded when the entry was made before it is used; a damaged entry is
+dropped and rebuilt. Models with identical locks share one entry.
+
+An archive is cloned (reflink) or copied, never hard-linked (a model's archive must not
+share an inode with the entry: damaging one would damage the other). A directory env's
+files are hard-linked where the cache and the model share a file system (a copy where not,
+file by file): a repository of models with one lock holds one environment on disk, not one
+per model. Those files are read-only (``integrity.seal``), and the check before each reuse
+hashes every file of the entry, so a linked file someone wrote into in place drops the
+entry instead of reaching another model.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from pathlib import Path
 from ..core.cachehome import SECTIONS, STORES, TAG, cache_dir, cache_root, owned
 from ..core.debris import sweep, tagged
 from ..core.errors import CacheError
-from ..core.integrity import clone_or_copy, manifest, sha256_file
+from ..core.integrity import clone_or_copy, link_or_copy, manifest, seal, sha256_file
 from ..core.storefile import SIGNED, open_entry, real_dir
 from ..pack.prune import PruneReport, tree_size
 from ..pack.stage import EnvArchive, PackOptions
@@ -98,13 +104,16 @@ def lookup(key: str, since: float | None = None) -> Entry | None:
 
 
 def place(src: Path, tmp: Path, fmt: str) -> bool:
-    """Put a cached env at ``tmp`` (beside its destination): new inodes (reflink or copy).
-    False when an entry file stopped being a regular file since ``lookup`` checked it (a
-    swap for a symlink or a FIFO): a damaged entry, like one whose bytes changed."""
+    """Put a cached env at ``tmp`` (beside its destination): an archive as a new inode
+    (reflink or copy), a directory env's files hard-linked (sealed read-only; copied where
+    a link is refused). False when an entry file stopped being a regular file since
+    ``lookup`` checked it (a swap for a symlink or a FIFO): a damaged entry, like one whose
+    bytes changed (``intact`` is the check that follows)."""
     try:
         if fmt == "dir":
             tmp.rmdir()
-            shutil.copytree(src, tmp, symlinks=True, copy_function=clone_or_copy)
+            shutil.copytree(src, tmp, symlinks=True, copy_function=link_or_copy)
+            seal(tmp)  # an entry made before entries were sealed: its files, shared now
         else:
             tmp.unlink()
             clone_or_copy(src, tmp)
@@ -114,7 +123,9 @@ def place(src: Path, tmp: Path, fmt: str) -> bool:
 
 
 def intact(entry: Entry, placed: Path) -> bool:
-    """Whether ``placed`` (a copy of the entry) holds exactly the bytes recorded for it."""
+    """Whether ``placed`` (the entry, linked or copied) holds exactly the bytes recorded for
+    it: for a directory env, every file hashed again (a linked file written in place since
+    the entry was made changed the entry itself)."""
     m = entry.meta
     if m.format == "dir":
         want = dict(m.manifest)
@@ -142,7 +153,9 @@ def describe(archive: EnvArchive, *, bundled: tuple[str, ...] = (),
 
 def store(key: str, staged_path: Path, meta: EntryMeta,
           replace_older_than: float | None = None) -> None:
-    """Add a freshly packed env to the store (atomically; a concurrent twin is fine)."""
+    """Add a freshly packed env to the store (atomically; a concurrent twin is fine). A
+    directory env's files are linked, not copied, and sealed read-only: the model's files
+    are the entry's."""
     final = cache_root() / "envs" / key
     if final.exists():
         if replace_older_than is None or lookup(key, since=replace_older_than) is not None:
@@ -153,7 +166,8 @@ def store(key: str, staged_path: Path, meta: EntryMeta,
     try:
         if meta.format == "dir":
             shutil.copytree(staged_path, work / DIRECTORY, symlinks=True,
-                            copy_function=clone_or_copy)
+                            copy_function=link_or_copy)
+            seal(work / DIRECTORY)
         else:
             clone_or_copy(staged_path, work / ARCHIVE)
         (work / "meta.json").write_bytes(meta.render())
@@ -174,6 +188,8 @@ def adopt(key: str, pulled: Path, meta: EntryMeta) -> None:
     try:
         name = DIRECTORY if pulled.is_dir() else ARCHIVE
         os.replace(pulled, work / name)
+        if name == DIRECTORY:
+            seal(work / name)
         (work / "meta.json").write_bytes(replace(meta, created=time.time()).render())
         work.chmod(0o755)
         os.replace(work, final)

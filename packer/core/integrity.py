@@ -7,9 +7,13 @@ dir). ``tritonpack check`` and the environment cache verify against these record
 truncated archive, a flipped bit, a file added, removed or changed in a directory env is
 caught, never shipped.
 
-Nothing placed in a model directory shares an inode with the cache: files are cloned
+An archive placed in a model directory never shares an inode with the cache: it is cloned
 (reflink, where the file system has it) or copied, so damaging a model's archive cannot
-damage the cache entry another model reuses.
+damage the cache entry another model reuses. A directory env's files are hard-linked from
+the cache where it can be (``link_or_copy``): seventeen models of one lock cost one
+environment on disk. Those files are read-only (``seal``), and the cache hashes an entry's
+every file before it places it again, so a linked file written in place is caught there,
+never shipped to another model.
 """
 
 from __future__ import annotations
@@ -55,6 +59,46 @@ def clone_or_copy(src: str | Path, dest: str | Path) -> None:
             shutil.copyfileobj(fi, fo, CHUNK)
     os.chmod(dest, stat.S_IMODE(st.st_mode))
     os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+# link(2) refused, where a copy can still be made: another file system (EXDEV), a file system
+# or a protected_hardlinks policy without links (EPERM, ENOTSUP), a file's link count at its
+# maximum (EMLINK), a file this user may not link (EACCES).
+_NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP,
+                      errno.EOPNOTSUPP})
+
+
+def link_or_copy(src: str | Path, dest: str | Path) -> None:
+    """``dest`` as a hard link to ``src`` (no bytes written, no space taken), else, where the
+    link is refused (``_NO_LINK``: decided per file), a clone or copy. ``src`` is linked
+    without following a symlink, and what was linked must be a regular file (one swapped for
+    a FIFO or a device since it was listed is unlinked again: OSError, never shipped)."""
+    try:
+        os.link(src, dest, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise
+        clone_or_copy(src, dest)
+        return
+    if not stat.S_ISREG(os.lstat(dest).st_mode):
+        os.unlink(dest)
+        raise OSError(errno.EINVAL, "is not a regular file", str(src))
+
+
+def seal(root: Path) -> None:
+    """Every regular file under ``root`` read-only (its write bits cleared): the files of a
+    directory env are shared, by hard links, between the cache and every model packed from
+    it, and an editor or a script that opens one for writing should be refused rather than
+    change it for all of them. (root is not refused: the cache's check on reuse is the guard.)"""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_mode & _WRITE:
+                os.chmod(path, stat.S_IMODE(st.st_mode) & ~_WRITE)
+
+
+_WRITE = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
 
 def record_path(env: Path) -> Path:

@@ -8,7 +8,8 @@ it is written):
   then ``bytecode``, ``stdlibzip`` and ``sitezip``);
 * ``envcheck``: the compatibility gate, before anything is written;
 * ``archive``: how it is written (a reproducible tar, gzip'd by ``targz``, stamped);
-  ``--format dir`` is the staged tree itself, copied.
+  ``--format dir`` is the staged tree itself, copied and sealed read-only (the cache links
+  its files into every model of the same lock).
 
 Everything is written beside its destination and put in place by ``Staged.commit``.
 """
@@ -27,7 +28,7 @@ from ..archive.writer import DEFAULT_LEVEL, check_tree, entries, write_stamp, wr
 from ..build.prefix import Prefix
 from ..core.atomic import atomic_write_bytes, replace_dir, temp_beside
 from ..core.errors import PackError
-from ..core.integrity import manifest, record_path, render_record
+from ..core.integrity import manifest, record_path, render_record, seal
 from ..core.progress import NullReporter, Reporter, plural
 from ..envcheck.inspect import check_compatible
 from ..resolve.target import Target
@@ -155,6 +156,7 @@ def pack(
             size = sum(p.lstat().st_size for p in files if p.is_file() and not p.is_symlink())
             tmp.rmdir()
             shutil.copytree(tree, tmp, symlinks=True)
+            seal(tmp)  # read-only: the cache links these very files into other models
             result = EnvArchive(dest, opts.format, size, len(files), "", prefix.python,
                                 pruned, tuple(largest), findings,
                                 tuple(sorted(manifest(tmp).items())), unpacked=size)
