@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from packer.build import condainstall
+from packer.build import shelves
 from packer.lock.lockfile import read_lock
 
 from .conftest import run_cli
@@ -33,16 +33,16 @@ def _blocked_on(path: Path, pid: int) -> bool:
 def test_an_install_waits_for_another_into_the_same_package_shelf(
         model_copy: Copy, tmp_path: Path, session_cache: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Builds of two locks with the same conda packages extract them into one shelf of
-    rattler's package cache: one at a time (at once, one of them failed: exit 8, installing
-    the locked conda packages failed)."""
+    """Builds of locks whose conda packages agree extract them into one shelf of rattler's
+    package cache: one at a time (at once, one of them failed: exit 8, installing the locked
+    conda packages failed). A fresh cache's first shelf is shelf-0."""
     cache = fresh_cache(tmp_path / "cache", session_cache, ("channels", "uv"))  # pkgs: its own
     monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
     model = model_copy("plain_numpy")
     assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto").exit_code == 0
     conda = read_lock(model / "tritonpack.lock").conda
-    shelf = hashlib.sha256("".join(sorted(p.sha256 for p in conda)).encode()).hexdigest()[:16]
-    with condainstall.shelf_lock(shelf):  # another run's install into that shelf, going on
+    shelf = "shelf-0"
+    with shelves.shelf_lock(shelf):  # another run's install into that shelf, going on
         run = subprocess.Popen([sys.executable, "-m", "packer", model, "--triton", "24.10",
                                 "--python-from", "auto", "-q"], stderr=subprocess.PIPE,
                                text=True, env={**os.environ, "NO_COLOR": "1"})
@@ -55,3 +55,5 @@ def test_an_install_waits_for_another_into_the_same_package_shelf(
     _, err = run.communicate(timeout=600)
     assert run.returncode == 0, err
     assert any((cache / "pkgs" / shelf).glob("python-*"))
+    recorded = json.loads((cache / "pkgs" / "shelves.json").read_text())
+    assert recorded == {shelf: {shelves.folder(p): p.sha256 for p in conda}}

@@ -5,13 +5,11 @@ installer sits after both and neither imports the other back."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +17,12 @@ from ..core import deadlines, network
 from ..core.cachehome import cache_dir
 from ..core.diskfull import no_space_error
 from ..core.errors import BuildError
-from ..core.flock import held
 from ..core.integrity import sha256_file
 from ..core.progress import Reporter
 from ..core.redact import restore, strip
 from ..lock.conda import LOCAL_PYTHON, CondaPackage
 from ..lock.pychannel import materialize
+from . import shelves
 
 
 def _record(pkg: CondaPackage) -> Any:
@@ -137,23 +135,13 @@ def _offline_check(packages: Sequence[CondaPackage]) -> None:
                          "tritonpack's package cache", hint=network.hint())
 
 
-@contextlib.contextmanager
-def shelf_lock(shelf: str) -> Iterator[None]:
-    """One install at a time into a shelf of rattler's package cache (``pkgs/SHELF``): builds
-    of two locks with the same conda packages share it, and rattler's extraction is not
-    guarded between processes (with the test suite's xdist workers, one pack failed with
-    exit 8, installing the locked conda packages failed, while another worker's build of the
-    same packages ran). Installs into other shelves go on."""
-    with held(cache_dir("locks") / f"pkgs-{shelf}.lock"):
-        yield
-
-
 def install(packages: Sequence[CondaPackage], prefix: Path,
             reporter: Reporter | None = None, python_from: str | None = None,
             credentials: tuple[str, ...] = ()) -> None:
     """Create ``prefix`` from locked records, each archive checked against the lock's sha256
     first (rattler's package cache is keyed by name, version and build, not by bytes: the
-    extracted packages are kept per set of locked sha256s). A lock's URLs carry no
+    extracted packages are kept in a shelf where each name-version-build has had only ever
+    one sha256, ``shelves``). A lock's URLs carry no
     credentials: those of the channel URLs given (``credentials``) are put back for the
     download (``packer.core.redact.restore``)."""
     from rattler import install as rattler_install
@@ -161,15 +149,15 @@ def install(packages: Sequence[CondaPackage], prefix: Path,
     _offline_check(packages)
     checked = [verified(dataclasses.replace(p, url=restore(p.url, credentials)), python_from)
                for p in packages]
-    shelf = hashlib.sha256("".join(sorted(p.sha256 for p in packages)).encode()).hexdigest()
+    shelf = shelves.assign(packages)
     try:
         import asyncio  # py-rattler is async; asyncio loads when it runs
-        with shelf_lock(shelf[:16]):
+        with shelves.shelf_lock(shelf):
             asyncio.run(
                 rattler_install(
                     [_record(p) for p in checked],
                     target_prefix=prefix.resolve(),
-                    cache_dir=cache_dir("pkgs", shelf[:16]),
+                    cache_dir=cache_dir("pkgs", shelf),
                     show_progress=False,
                     execute_link_scripts=False,
                     reporter=_Downloads(reporter, sum(p.size for p in packages))
