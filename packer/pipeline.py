@@ -238,13 +238,16 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
     if hit is not None:
         enforce(hit.archive_at(dest).findings, ctx.target, allow_incompatible, rep)
         with temp_beside(dest, directory=popts.format == "dir") as tmp:
-            if envcache.place(hit.path, tmp, popts.format) and envcache.intact(hit, tmp):
+            kept = envcache.holds(hit, dest)  # an unchanged re-run: nothing to copy again
+            if kept or (envcache.place(hit.path, tmp, popts.format)
+                        and envcache.intact(hit, tmp)):
                 staged = Staged(tmp, hit.archive_at(dest))
-                rep.done("cache", f"reused the environment for this lock ({key[:12]})",
+                rep.done("cache", f"reused the environment for this lock ({key[:12]})"
+                         + (f"; {dest.name} already held it" if kept else ""),
                          time.monotonic() - t0)
                 sbom_file = (_sbom(ctx, locked, dest, dict(hit.meta.licenses),
                                    hit.meta.bundled_files) if sbom else None)
-                committed = _commit(ctx, locked, staged, plan, value, sbom_file)
+                committed = _commit(ctx, locked, staged, plan, value, sbom_file, kept)
             else:
                 rep.note(f"the cached environment for this lock ({key[:12]}) differs from the "
                          "sha256 recorded when it was made: dropped, rebuilding")
@@ -320,13 +323,15 @@ def _sbom(ctx: Context, locked: LockResult, dest: Path, licenses: dict[str, str]
 
 
 def _commit(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch,
-            value: str, sbom_file: tuple[Path, bytes] | None = None) -> tuple[bool, PatchResult]:
-    """The lock, the environment, its record, its SBOM and config.pbtxt, together or not at
-    all (``journal``), SIGINT/SIGTERM held back from the first new file to the end (a signal
-    between a new file's creation and its listing would leave it behind)."""
+            value: str, sbom_file: tuple[Path, bytes] | None = None,
+            kept: bool = False) -> tuple[bool, PatchResult]:
+    """The lock, the environment (unless ``kept``: its destination already holds these
+    bytes), its record, its SBOM and config.pbtxt, together or not at all (``journal``),
+    SIGINT/SIGTERM held back from the first new file to the end (a signal between a new
+    file's creation and its listing would leave it behind)."""
     try:
         with signals_held():
-            commit, written, changed = _prepare(ctx, locked, staged, plan, sbom_file)
+            commit, written, changed = _prepare(ctx, locked, staged, plan, sbom_file, kept)
             commit.run()
     except KeyboardInterrupt as exc:  # held through the commit, delivered after it; what it
         raise AfterCommit(*exc.args) from exc  # says: what was committed (signals.interrupted)
@@ -334,7 +339,8 @@ def _commit(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch
 
 
 def _prepare(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatch,
-             sbom_file: tuple[Path, bytes] | None) -> tuple[Commit, bool, bool]:
+             sbom_file: tuple[Path, bytes] | None,
+             kept: bool = False) -> tuple[Commit, bool, bool]:
     """Every new file written beside its destination, listed in one ``Commit``; on any
     failure none is left."""
     commit = Commit(ctx.model.path)
@@ -343,7 +349,8 @@ def _prepare(ctx: Context, locked: LockResult, staged: Staged, plan: PlannedPatc
         if written:
             commit.add_bytes("lock", ctx.lock_path, locked.lock.render().encode("utf-8"), 0o644)
         dest = staged.archive.path
-        commit.add_staged(dest, staged.tmp, staged.archive.format == "dir")
+        if not kept:
+            commit.add_staged(dest, staged.tmp, staged.archive.format == "dir")
         commit.add_bytes("record", record_path(dest), staged.archive.record(), 0o644)
         if sbom_file is not None:
             commit.add_bytes("sbom", sbom_file[0], sbom_file[1], 0o644)

@@ -45,6 +45,32 @@ def test_rerun_with_unchanged_lock_builds_nothing(model_copy: Copy,
     assert sha(first / "tritonpack-env.tar.gz") == sha(second / "tritonpack-env.tar.gz")
 
 
+
+def test_an_unchanged_rerun_writes_no_archive_and_a_changed_one_is_replaced(
+        model_copy: Copy) -> None:
+    """A re-run on an unchanged lock whose archive is already the cache entry's bytes (hashed,
+    not taken from the record) leaves that file as it is: same inode, same mtime. An archive
+    with one changed byte is replaced by the entry's copy."""
+    model = model_copy("plain_numpy")
+    args = ("--triton", "24.10", "--python-from", "auto")
+    assert run_cli(model, *args, "-q").exit_code == 0
+    archive = model / "tritonpack-env.tar.gz"
+    good, before = sha(archive), archive.stat()
+    again = run_cli(model, *args)
+    assert again.exit_code == 0, again.stderr
+    assert "; tritonpack-env.tar.gz already held it" in again.stderr
+    after = archive.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert run_cli("check", model).exit_code == 0
+    raw = bytearray(archive.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    archive.write_bytes(bytes(raw))
+    fixed = run_cli(model, *args)
+    assert fixed.exit_code == 0, fixed.stderr
+    assert "reused the environment for this lock" in fixed.stderr
+    assert "already held it" not in fixed.stderr
+    assert sha(archive) == good
+
 def fingerprint(root: Path, entries: set[str] | None = None) -> dict[str, str]:
     """Every file under ``root`` with its sha256; with ``entries``, under those of its
     entries only (uv's cache is shared with other xdist workers, who add unpacked wheels)."""

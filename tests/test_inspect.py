@@ -185,6 +185,43 @@ def test_a_directory_and_its_archive_report_the_same_glibc(tmp_path: Path) -> No
     assert (as_dir.glibc, as_dir.glibcxx) == (as_tar.glibc, as_tar.glibcxx)
 
 
+
+def test_an_archive_is_read_once_front_to_back(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each member is read from where the stream stands: a member read twice (its first bytes
+    for the ELF magic, then again for a package's RECORD) seeks a gzip stream back, which
+    decompresses it again from its first byte (seconds per RECORD in a pulled env). The
+    RECORD is still read whole: the hook it owns is no finding."""
+    import gzip
+
+    rewinds: list[int] = []
+    rewind = gzip._GzipReader._rewind  # type: ignore[attr-defined]
+
+    def counted(self: object) -> None:
+        rewinds.append(1)
+        rewind(self)
+
+    monkeypatch.setattr(gzip._GzipReader, "_rewind", counted)  # type: ignore[attr-defined]
+    site = "lib/python3.10/site-packages/"
+    record = b"hooked.pth,,\n" + b"".join(  # larger than the readers' buffers
+        b"hooked/m%05d.py,,\n" % i for i in range(8000))
+    archive = tmp_path / "env.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for m in good_members():
+            m.size = 3
+            tar.addfile(m, io.BytesIO(b"abc"))
+        shutil.copyfile(REAL_ELFS[0], tmp_path / "python3")
+        tar.add(tmp_path / "python3", arcname="lib/native.so")
+        for name, data in ((site + "hooked-1.0.dist-info/RECORD", record),
+                           (site + "hooked.pth", b"import os\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    report = inspect_env(archive, TARGET)
+    assert report.ok, report.findings
+    assert report.glibc is not None and report.glibc.endswith("(lib/native.so)")
+    assert rewinds == []
+
 names = st.one_of(
     st.sampled_from(["../x", "/abs", "a/../../b", "./ok", "lib/x", "bin/python3"]),
     st.text(alphabet="ab./", min_size=1, max_size=12),

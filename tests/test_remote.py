@@ -299,36 +299,90 @@ def test_dir_env_and_options_from_tritonpack_toml(tmp_path: Path, registry: tupl
     assert ref in shown.stdout
 
 
+LOCK = "sha256:" + "0" * 64
+
+
+def _push_escaping_link(tmp_path: Path, ref: remote.RemoteRef, key: str,
+                        link: bool = True) -> None:
+    """An archive whose blobs match their manifest, stamped for ``LOCK``, holding a symlink
+    out of the env (or, without ``link``, nothing unsafe and no Python either)."""
+    import io
+    import tarfile
+
+    archive = tmp_path / "env.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = json.dumps({"lock": LOCK}).encode()
+        info = tarfile.TarInfo("tritonpack.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        if link:
+            evil = tarfile.TarInfo("lib/evil")
+            evil.type = tarfile.SYMTYPE
+            evil.linkname = "/etc"
+            tar.addfile(evil)
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    remote.push(ref, key, archive, EntryMeta("tar.gz", archive.stat().st_size, 2, sha, "3.10"),
+                {"triton": "24.10"})
+
+
+ESCAPE = ("the pulled environment holds an unsafe entry (symlink lib/evil -> /etc leaves the "
+          "environment): refused")
+
+
 def test_a_pushed_environment_with_an_escaping_link_is_refused(tmp_path: Path,
                                                                registry: tuple[str, Path]) -> None:
     """Digests prove only that the blobs match their manifest: whoever can push can sign an
     environment tritonpack would never pack. A pull checks the entries themselves."""
-    import io
-    import tarfile
-
     address, _ = registry
     ref = remote.parse_ref(f"oci://{address}/poison/cache")
-    archive = tmp_path / "env.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        data = b"{}"
-        info = tarfile.TarInfo("tritonpack.json")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-        link = tarfile.TarInfo("lib/evil")
-        link.type = tarfile.SYMTYPE
-        link.linkname = "/etc"
-        tar.addfile(link)
-    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
     key = "f" * 64
-    remote.push(ref, key, archive, EntryMeta("tar.gz", archive.stat().st_size, 2, sha, "3.10"),
-                {"triton": "24.10"})
+    _push_escaping_link(tmp_path, ref, key)
     work = tmp_path / "pulled"
     work.mkdir()
     with pytest.raises(RemoteCacheError) as err:
         remote.pull(ref, key, work)
-    assert err.value.message == (f"{ref}:ffffffffffff: the pulled environment holds an unsafe "
-                                 "entry (symlink lib/evil -> /etc leaves the environment): "
-                                 "refused")
+    assert err.value.message == f"{ref}:ffffffffffff: {ESCAPE}"
+
+
+@pytest.mark.parametrize(("link", "said"), [
+    (True, ESCAPE),
+    (False, "the pulled environment fails the checks a local build passes (the environment "
+            "has no bin/python3: Triton would silently run the model on its own Python): "
+            "refused")])
+def test_a_gated_pull_reads_the_entries_once_and_refuses_in_the_same_words(
+        tmp_path: Path, registry: tuple[str, Path], monkeypatch: pytest.MonkeyPatch,
+        link: bool, said: str) -> None:
+    """With the local gate (``fetch`` with an ``Expect``, what a pack does), the archive's
+    entries are read once, by the gate (unpacking was most of a pull's time): an unsafe
+    entry is still refused in pull's own sentence, a safe env the gate refuses in the gate's,
+    both as integrity errors, and nothing enters the cache."""
+    from packer.core.errors import RemoteIntegrityError
+    from packer.core.progress import NullReporter
+    from packer.envcheck import inspect
+    from packer.resolve.recipebook import load
+    from packer.resolve.target import resolve_target
+
+    address, _ = registry
+    ref = remote.parse_ref(f"oci://{address}/poison/gated")
+    key = "e" * 64
+    _push_escaping_link(tmp_path, ref, key, link)
+    monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path / "cache"))
+    reads: list[Path] = []
+    entries = inspect._tar_entries
+
+    def counted(path: Path, *args: object, **kw: object) -> object:
+        reads.append(path)
+        return entries(path, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inspect, "_tar_entries", counted)
+    transfers: list[remote.Transfer] = []
+    expect = remote.Expect(resolve_target(load(), "24.10"), LOCK)
+    with pytest.raises(RemoteIntegrityError) as err:
+        remote.fetch([ref], key, NullReporter(), transfers, expect)
+    assert err.value.message == f"{ref}:eeeeeeeeeeee: {said}"
+    assert len(reads) == 1  # the gate's read; pull left the entries to it
+    assert [t.result for t in transfers] == ["error"]
+    assert not (tmp_path / "cache" / "envs" / key).exists()
 
 
 # -- a pulled environment passes the gate a local build passes, and matches this lock ----------

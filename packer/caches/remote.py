@@ -46,7 +46,7 @@ from ..core.redact import redact
 from ..core.reproducible import anonymous
 from ..core.storefile import open_entry
 from ..core.version import install_hint
-from ..envcheck.inspect import check_compatible, first_unsafe_entry
+from ..envcheck.inspect import enforce, first_unsafe_entry, inspect_env
 from ..resolve.target import Target
 from . import meta as entrymeta
 from .deadline import ENV_TIMEOUT, Deadline, budget
@@ -370,15 +370,19 @@ def _json(raw: bytes, what: str, where: str) -> Any:
         raise RemoteCacheError(f"{where}: the registry's {what} is {why}") from exc
 
 
-def pull(ref: RemoteRef, key: str, work: Path) -> Pulled | None:
+def pull(ref: RemoteRef, key: str, work: Path, entries: bool = True) -> Pulled | None:
     """The environment for ``key`` from ``ref`` into ``work``, verified; None when absent.
-    Every phase has a deadline and every read a bound (the size the manifest declares)."""
+    Every phase has a deadline and every read a bound (the size the manifest declares).
+    ``entries=False`` leaves an archive's entries to ``vet``, which reads them all once
+    anyway (unpacking an archive is most of a pull's time); a directory env is always
+    judged here, before it is extracted."""
     deadline = Deadline()
     with _bounded(ref, deadline):
-        return _pull(ref, key, work, deadline)
+        return _pull(ref, key, work, deadline, entries)
 
 
-def _pull(ref: RemoteRef, key: str, work: Path, deadline: Deadline) -> Pulled | None:
+def _pull(ref: RemoteRef, key: str, work: Path, deadline: Deadline,
+          entries: bool = True) -> Pulled | None:
     where = f"{ref}:{key[:12]}"
     deadline.phase(budget(), "reading the manifest")
     client = _client(ref, deadline)
@@ -413,7 +417,7 @@ def _pull(ref: RemoteRef, key: str, work: Path, deadline: Deadline) -> Pulled | 
     blob = _download(client, container, env_layer, work / "blob", ref)
     deadline.cancel()
     if want == "tar.gz":
-        path = _vet_archive(blob, meta, env_layer, annotations, where)
+        path = _vet_archive(blob, meta, env_layer, annotations, where, entries)
     else:
         path = _vet_dir(blob, meta, work / "env", where)
     size = env_layer.size + meta_layer.size
@@ -421,7 +425,7 @@ def _pull(ref: RemoteRef, key: str, work: Path, deadline: Deadline) -> Pulled | 
 
 
 def _vet_archive(blob: Path, meta: EntryMeta, layer: Layer, annotations: dict[str, Any],
-                 where: str) -> Path:
+                 where: str, entries: bool = True) -> Path:
     recorded = {meta.sha256, str(annotations.get(f"{ANNOTATION}.archive-sha256") or meta.sha256)}
     actual = layer.digest.removeprefix("sha256:")
     if recorded != {actual}:
@@ -430,12 +434,15 @@ def _vet_archive(blob: Path, meta: EntryMeta, layer: Layer, annotations: dict[st
             "recorded with it: refused", hint="the entry was altered; nothing was used")
     path = blob.with_name("env.tar.gz")
     blob.rename(path)
-    if (why := first_unsafe_entry(path)) is not None:  # whoever can push can sign anything
-        raise RemoteIntegrityError(
-            f"{where}: the pulled environment holds an unsafe entry ({why}): "
-            "refused", hint="the registry holds an environment tritonpack would never "
-            "pack; nothing was used")
+    if entries and (why := first_unsafe_entry(path)) is not None:  # whoever can push can
+        raise _unsafe_entry(where, why)  # sign anything
     return path
+
+
+def _unsafe_entry(where: str, why: str) -> RemoteIntegrityError:
+    return RemoteIntegrityError(
+        f"{where}: the pulled environment holds an unsafe entry ({why}): refused",
+        hint="the registry holds an environment tritonpack would never pack; nothing was used")
 
 
 def _vet_dir(blob: Path, meta: EntryMeta, path: Path, where: str) -> Path:
@@ -447,10 +454,7 @@ def _vet_dir(blob: Path, meta: EntryMeta, path: Path, where: str) -> Path:
         raise RemoteCacheError(f"{where}: the registry's environment layer is not a tar "
                                "archive")
     if why is not None:
-        raise RemoteIntegrityError(
-            f"{where}: the pulled environment holds an unsafe entry ({why}): refused",
-            hint="the registry holds an environment tritonpack would never pack; nothing "
-            "was used")
+        raise _unsafe_entry(where, why)
     try:
         with tarfile.open(blob, "r:") as tar:
             tar.extractall(path, filter="data")  # no absolute paths, no escape through links
@@ -467,10 +471,14 @@ def _vet_dir(blob: Path, meta: EntryMeta, path: Path, where: str) -> Path:
 
 
 def vet(ref: RemoteRef, key: str, pulled: Pulled, expect: Expect, rep: Reporter) -> Pulled:
-    """The same gate a local build's output passes (``check_compatible``), and this lock's
-    hash in its stamp: an environment for another lock, without bin/python3 or with a
-    start-up hook no package owns is refused, never used."""
+    """The same gate a local build's output passes (``inspect_env`` and ``enforce``), and
+    this lock's hash in its stamp: an environment holding an unsafe entry, one for another
+    lock, without bin/python3 or with a start-up hook no package owns is refused, never
+    used. Its entries are read once, for all of these (``pull(entries=False)``)."""
     where = f"{ref}:{key[:12]}"
+    report = inspect_env(pulled.path, expect.target)
+    if report.unsafe:
+        raise _unsafe_entry(where, report.unsafe[0])
     stamp = read_stamp(pulled.path) or {}
     if stamp.get("lock") != expect.lock_hash:
         raise RemoteIntegrityError(
@@ -478,8 +486,9 @@ def vet(ref: RemoteRef, key: str, pulled: Pulled, expect: Expect, rep: Reporter)
             f"{str(stamp.get('lock'))[:19]!r}): refused",
             hint="the registry holds an entry altered or made for another lock; nothing was "
             "used")
+    findings = tuple((f.level, f.message) for f in report.findings)
     try:
-        findings = check_compatible(pulled.path, expect.target, expect.allow_incompatible, rep)
+        enforce(findings, expect.target, expect.allow_incompatible, rep)
     except PackError as exc:
         raise RemoteIntegrityError(
             f"{where}: the pulled environment fails the checks a local build passes "
@@ -646,7 +655,7 @@ def fetch(refs: Iterable[RemoteRef], key: str, rep: Reporter,
         rep.start("remote", f"looking up this lock's environment in {ref}")
         try:
             with tempfile.TemporaryDirectory(prefix=tagged("pull-"), dir=cache_dir("tmp")) as tmp:
-                pulled = pull(ref, key, Path(tmp))
+                pulled = pull(ref, key, Path(tmp), entries=expect is None)
                 if pulled is None:
                     transfers.append(Transfer(str(ref), key, "miss"))
                     continue

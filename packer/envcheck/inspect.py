@@ -78,6 +78,9 @@ class InspectReport:
     glibc: str | None  # newest needed, and by which file
     glibcxx: str | None
     findings: tuple[Finding, ...] = field(default=())
+    # why each unsafe entry is unsafe (``first_unsafe_entry``'s judgement), in archive order:
+    # a pulled environment is refused on the first without a second read of its entries
+    unsafe: tuple[str, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
@@ -102,17 +105,21 @@ def _tar_entries(path: Path, elf: bool = True, mode: str = "r:gz") -> Iterator[E
                     else "fifo" if m.isfifo() else "other")
             needs: frozenset[str] = frozenset()
             err = ""
-            if m.isreg() and elf:
-                fh = tar.extractfile(m)
-                if fh is not None and (head := fh.read(4)) == MAGIC:
+            data = b""
+            keep = m.size <= _OWNER_LIMIT and _read_data(m.name.removeprefix("./"))
+            # each member is read once, from where the stream stands: a second extractfile
+            # of a member already read from seeks back, and a gzip stream seeks back by
+            # decompressing again from the archive's first byte (seconds per member)
+            fh = tar.extractfile(m) if m.isreg() and (elf or keep) else None
+            if fh is not None:
+                head = fh.read(4)
+                if elf and head == MAGIC:
                     try:  # a stream: the section table is last; spooled, never all in memory
                         needs = frozenset(stream_version_needs(head, fh, m.size))
                     except ElfError as exc:
                         err = str(exc)
-            data = b""
-            if m.isreg() and m.size <= _OWNER_LIMIT and _read_data(m.name.removeprefix("./")):
-                member = tar.extractfile(m)
-                data = member.read(_OWNER_LIMIT) if member is not None else b""
+                elif keep:
+                    data = head + fh.read(_OWNER_LIMIT)
             # tarfile strips trailing slashes from directory names: a directory entry
             # named "/" (the archive's root, absolute) reads back as "".
             yield Entry(m.name or "/", kind, m.mode, m.linkname, needs, err, data)
@@ -245,6 +252,7 @@ class _Seen:
     count: int = 0
     hooks: list[str] = field(default_factory=list)  # start-up code (``_HOOK``)
     owned: set[str] = field(default_factory=set)  # files installed packages say are theirs
+    unsafe: list[str] = field(default_factory=list)  # why each unsafe entry is
 
 
 def inspect_env(path: Path, target: Target) -> InspectReport:
@@ -270,7 +278,7 @@ def inspect_env(path: Path, target: Target) -> InspectReport:
         path, fmt, seen.count, seen.python, numpy_version,
         f"{_vstr(seen.glibc[0])} ({seen.glibc[1]})" if seen.glibc else None,
         f"{_vstr(seen.glibcxx[0])} ({seen.glibcxx[1]})" if seen.glibcxx else None,
-        tuple(seen.findings + _judge(seen, numpy_version, target)),
+        tuple(seen.findings + _judge(seen, numpy_version, target)), tuple(seen.unsafe),
     )
 
 
@@ -285,6 +293,7 @@ def _read(path: Path, fmt: str, source: Iterator[Entry]) -> _Seen:
             name = e.name.removeprefix("./")
             seen.names.add(name)
             if (why := _unsafe(e, fs)) is not None:
+                seen.unsafe.append(why)
                 seen.findings.append(Finding("error", _refused(why)))
             elif fmt == "dir" and e.kind == "symlink" and escapes_dir(path, path / name):
                 seen.findings.append(Finding("error", f"unsafe entry: symlink {name} -> {e.link} "
@@ -308,8 +317,9 @@ def _read(path: Path, fmt: str, source: Iterator[Entry]) -> _Seen:
     except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
         seen.findings.append(Finding("error", f"{path.name} is truncated or corrupted: {exc}"))
     said = {f.message for f in seen.findings}
-    seen.findings += [Finding("error", _refused(why)) for why in fs.final_escapes()
-                      if _refused(why) not in said]
+    escapes = [why for why in fs.final_escapes() if _refused(why) not in said]
+    seen.unsafe += escapes
+    seen.findings += [Finding("error", _refused(why)) for why in escapes]
     seen.findings += [Finding("error", f"unsafe entry: {hook} runs at every start of the "
                                        "environment's Python and no installed package owns it")
                       for hook in seen.hooks if hook not in seen.owned]
