@@ -49,6 +49,27 @@ def test_the_server_writes_what_the_bytecode_step_writes(tmp_path: Path) -> None
     assert {f: bytecode.cached_pyc(f, PY).read_bytes() for f in sources} == served
 
 
+def test_what_the_server_wrote_is_kept_in_the_store_by_a_thread(tmp_path: Path) -> None:
+    """``keep`` reads the files at once and writes the store on a thread it returns: once
+    joined, the next pack of the same files places every one and compiles none; the files
+    may go meanwhile (the site zip moves them) without changing what is kept."""
+    root, site = make_env(tmp_path)
+    sources = {site / "pkg" / "__init__.py", site / "pkg" / "used.py"}
+    into = tmp_path / "into"
+    importcheck.run(root, PY, ("pkg",), pycache=into, ahead=True)
+    bytecode.adopt(into, sources, PY)
+    wanted = {f: bytecode.cached_pyc(f, PY).read_bytes() for f in sources}
+    store = tmp_path / "store"
+    writer = bytecode.keep(root, PY, sources, store)
+    assert writer is not None
+    for f in sources:  # gone from the tree before the thread is done with the store
+        bytecode.cached_pyc(f, PY).unlink()
+    writer.join()
+    placed, todo, _, _ = bytecode._reuse(root, PY, sorted(sources), store)
+    assert placed == sources and todo == []
+    assert {f: bytecode.cached_pyc(f, PY).read_bytes() for f in sources} == wanted
+    assert bytecode.keep(root, PY, set(), store) is None  # nothing to keep: no thread
+
 def test_a_server_that_is_gone_leaves_the_check_alone_at_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """It dies at start: the check does not wait its connect time, answers as without it,

@@ -26,7 +26,7 @@ from ..lock.pypi import diagnose, offline_missing, pin_sdist
 from ..lock.sdist import build_wheel, wheel_links
 from ..resolve.target import host_platform
 from ..scan.imports import ImportReport, LocalModule
-from . import condainstall, dists, wheelrecord
+from . import condainstall, dists, wheelrecord, wheelsahead
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _pypi_install(lock: Lockfile, prefix: Path, python: str, credentials: tuple[
     if not lock.pypi:
         return
     interpreter = prefix / "bin" / f"python{python}"
-    indexes = Indexes.from_dict(lock.inputs.get("indexes", {})).with_credentials(credentials)
+    indexes = _indexes(lock, credentials)
     built = {p.name: build_wheel(pin_sdist(p), interpreter, python, indexes, p.build_requires)
              for p in lock.pypi if p.sdist}
     if built:
@@ -124,6 +124,11 @@ def _pypi_install(lock: Lockfile, prefix: Path, python: str, credentials: tuple[
             ) from exc
         raise BuildError("installing the locked PyPI packages failed", detail=exc.detail) from exc
     _check_installed(prefix / "lib" / f"python{python}" / "site-packages", lock)
+
+
+def _indexes(lock: Lockfile, credentials: tuple[str, ...]) -> Indexes:
+    """The lock's indexes, with the credentials the user gave for their hosts."""
+    return Indexes.from_dict(lock.inputs.get("indexes", {})).with_credentials(credentials)
 
 
 def _check_installed(site: Path, lock: Lockfile) -> None:
@@ -266,7 +271,8 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
     try:
         t0 = time.monotonic()
         rep.start("install", f"installing {len(lock.conda)} conda packages")
-        condainstall.install(lock.conda, prefix, rep, python_from, credentials)
+        with wheelsahead.fetched(lock, work, _indexes(lock, credentials)):  # uv, meanwhile
+            condainstall.install(lock.conda, prefix, rep, python_from, credentials)
         rep.start("install", f"installing {plural(len(lock.pypi), 'PyPI package')} (hash-checked)")
         _pypi_install(lock, prefix, python, credentials)
         site = prefix / "lib" / f"python{python}" / "site-packages"

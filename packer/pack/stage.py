@@ -19,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +117,22 @@ def du_mb(path: Path) -> float:
     return tree_size(path)[1] / 1e6
 
 
+def du_mb_meanwhile(path: Path) -> Callable[[], float]:
+    """``du_mb(path)`` walked on a thread started now; the function returned waits for it. The
+    pack's summary gives its rate in megabytes of the environment as built, which nothing in
+    a pack changes: walked while the pack runs, not after it (0.15 s of the small model's)."""
+    found: list[float] = []
+    walker = threading.Thread(target=lambda: found.append(du_mb(path)), daemon=True,
+                              name="tritonpack-du")
+    walker.start()
+
+    def result() -> float:
+        walker.join()
+        return found[0] if found else 0.0
+
+    return result
+
+
 @contextlib.contextmanager
 def pack(
     prefix: Prefix,
@@ -140,6 +157,7 @@ def pack(
     from .staging import cache_store, prepare_tree  # conda-pack: imported when a pack runs
 
     t0 = time.monotonic()
+    env_mb = du_mb_meanwhile(prefix.path)
     rep.start("pack", "conda-pack: relocating the environment")
     tree, pruned, largest = prepare_tree(prefix, opts, rep, imports, modules, also, locked)
     findings: tuple[tuple[str, str], ...] = ()
@@ -175,5 +193,5 @@ def pack(
                  f"{dest.name}" + (f", {result.size / 1e6:.1f} MB" if opts.format != "dir" else "")
                  + (f" (pruned {plural(pruned.files, 'file')}, {pruned.bytes / 1e6:.1f} MB)"
                     if pruned.files else "")
-                 + f", {du_mb(prefix.path) / max(took, 1e-3):.0f} MB/s of environment", took)
+                 + f", {env_mb() / max(took, 1e-3):.0f} MB/s of environment", took)
         yield Staged(tmp, result)

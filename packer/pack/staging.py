@@ -328,7 +328,9 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
     # wrote, for what ships with bytecode: moved in; the server's kept in the store
     ready = bytecode.compiled_ahead(hinted, staged, prefix.python, chosen) if chosen else set()
     done = bytecode.adopt(hinted, ready, prefix.python) if ready else set()
-    bytecode.keep(staged, prefix.python, done - placed, store)
+    writer = bytecode.keep(staged, prefix.python, done - placed, store)  # joined at the end
+    if writer is not None:
+        removals.append(writer)
     shutil.rmtree(hinted, ignore_errors=True)
     if loaded is not None and hint:
         bytecode.remember(store, hint, loaded)
