@@ -162,6 +162,96 @@ def test_a_compressed_elf_bomb_is_read_in_bounded_memory(tmp_path: Path) -> None
     assert "cannot read ELF file lib/libbomb.so: " in "\n".join(report.errors())
 
 
+
+def shifted(elf: bytes, pad: int) -> bytes:
+    """A 64-bit ``elf`` with ``pad`` zero bytes inserted after its ELF header: the section
+    table and every section move to the end (as patchelf moves a string table there), their
+    offsets with them."""
+    out = bytearray(elf)
+    shoff = int.from_bytes(elf[0x28:0x30], "little")
+    shentsize = int.from_bytes(elf[0x3A:0x3C], "little")
+    for i in range(int.from_bytes(elf[0x3C:0x3E], "little")):
+        at = shoff + i * shentsize + 0x18  # sh_offset
+        offset = int.from_bytes(elf[at:at + 8], "little")
+        if offset >= 64:
+            out[at:at + 8] = (offset + pad).to_bytes(8, "little")
+    out[0x28:0x30] = (shoff + pad).to_bytes(8, "little")
+    return bytes(out[:64]) + bytes(pad) + bytes(out[64:])
+
+
+def large_elfs(window: int) -> dict[str, bytes]:
+    """A real ELF made larger than two windows: its tables in the first, in the last, in
+    neither."""
+    elf = REAL_ELFS[0].read_bytes()
+    return {"first": elf + bytes(4 * window), "last": shifted(elf, 4 * window),
+            "middle": shifted(elf, 4 * window) + bytes(4 * window)}
+
+
+@pytest.mark.parametrize("where", ["first", "last", "middle"])
+def test_a_large_member_is_read_from_its_ends_without_a_spool(
+        where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member larger than two windows keeps its first and last bytes only, never written to
+    disk (writing 400 MB of libtorch_cpu.so to read 7 MB of it was most of a pull's check):
+    the same needs as the whole file. Tables in its middle are read from the member once
+    more (``again``), spooled; without ``again`` that is an error, never a silent 'needs
+    nothing'."""
+    import io as _io
+
+    from packer.envcheck import elf as elfmod
+
+    window = 1 << 16
+    monkeypatch.setattr(elfmod, "WINDOW", window)
+    spools: list[int] = []
+    spool = elfmod.tempfile.TemporaryFile
+
+    def counted() -> object:
+        spools.append(1)
+        return spool()
+
+    monkeypatch.setattr(elfmod.tempfile, "TemporaryFile", counted)
+    data = large_elfs(window)[where]
+    whole = version_needs(data)
+    assert any(v.startswith("GLIBC_2.") for v in whole)
+    opened: list[int] = []
+
+    def again() -> _io.BytesIO:
+        opened.append(1)
+        return _io.BytesIO(data)
+
+    rest = _io.BytesIO(data[4:])
+    assert elfmod.stream_version_needs(data[:4], rest, len(data), again) == whole
+    assert (len(spools), len(opened)) == ((1, 1) if where == "middle" else (0, 0))
+    if where == "middle":
+        with pytest.raises(ElfError, match="version tables lie in the middle of the file"):
+            elfmod.stream_version_needs(data[:4], _io.BytesIO(data[4:]), len(data))
+
+
+def test_an_archive_reads_a_few_members_again_then_refuses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading a member again seeks the gzip stream back (decompressing from its first
+    byte): an archive gets REREADS of them; beyond, the file is an error (a crafted archive
+    of many would take hours), and the ones read again report their needs."""
+    from packer.envcheck import elf as elfmod
+    from packer.envcheck import inspect as inspectmod
+
+    window = 1 << 16
+    monkeypatch.setattr(elfmod, "WINDOW", window)
+    middle = large_elfs(window)["middle"]
+    path = tmp_path / "env.tar.gz"
+    count = inspectmod.REREADS + 1
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for m in good_members():
+            m.size = 3
+            tar.addfile(m, io.BytesIO(b"abc"))
+        for i in range(count):
+            info, data = elf_member(f"lib/libmid{i}.so", middle)
+            tar.addfile(info, io.BytesIO(data))
+    report = inspect_env(path, TARGET)
+    assert report.errors() == [f"cannot read ELF file lib/libmid{count - 1}.so: more than "
+                               f"{inspectmod.REREADS} large ELF files keep their version "
+                               "tables in their middle: not read again"]
+    assert report.glibc is not None and report.glibc.endswith("(lib/libmid0.so)")
+
 def test_inspect_of_a_fifo_does_not_block(tmp_path: Path) -> None:
     fifo = tmp_path / "env.tar.gz"
     os.mkfifo(fifo)

@@ -19,7 +19,9 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import IO
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -49,6 +51,7 @@ SITE_PTH_TEXT = (SITE_ZIP + "\n").encode()
 _SITE_PTH = re.compile(r"^lib/python3\.\d+/site-packages/" + re.escape(SITE_PTH) + "$")
 _OWNERS = re.compile(r"^conda-meta/[^/]+\.json$|^(lib/python3\.\d+/site-packages)/[^/]+\.dist-info/RECORD$")
 _OWNER_LIMIT = 16 << 20
+REREADS = 4  # large ELF members of one archive read again from their start, at most
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,19 @@ def _read_data(name: str) -> bool:
 
 def _tar_entries(path: Path, elf: bool = True, mode: str = "r:gz") -> Iterator[Entry]:
     """Every member as an Entry; with ``elf``, the symbol versions each ELF file needs."""
+    rereads = [REREADS]
+
     with tarfile.open(path, mode) as tar:  # type: ignore[call-overload]
+        def again(m: tarfile.TarInfo) -> IO[bytes]:
+            """The member once more from its start: a gzip stream seeks back by decompressing
+            again from its first byte, so an archive gets only a few."""
+            fh: IO[bytes] | None = tar.extractfile(m) if rereads[0] > 0 else None
+            if fh is None:
+                raise ElfError(f"more than {REREADS} large ELF files keep their version tables "
+                               "in their middle: not read again")
+            rereads[0] -= 1
+            return fh
+
         for m in tar:
             kind = ("file" if m.isreg() else "dir" if m.isdir() else "symlink" if m.issym()
                     else "hardlink" if m.islnk() else "device" if (m.isblk() or m.ischr())
@@ -115,7 +130,8 @@ def _tar_entries(path: Path, elf: bool = True, mode: str = "r:gz") -> Iterator[E
                 head = fh.read(4)
                 if elf and head == MAGIC:
                     try:  # a stream: the section table is last; spooled, never all in memory
-                        needs = frozenset(stream_version_needs(head, fh, m.size))
+                        needs = frozenset(stream_version_needs(head, fh, m.size,
+                                                               partial(again, m)))
                     except ElfError as exc:
                         err = str(exc)
                 elif keep:
