@@ -67,11 +67,37 @@ def gunzip_seconds(archive: Path) -> float:
     return time.process_time() - t0
 
 
+def triton_libarchive() -> str | None:
+    """The libarchive Triton's python backend extracts with: the one the local tritonserver
+    ships (nvidia-pytriton's, 3.6.0 with its own flags), else the system's."""
+    try:
+        from packer.verify.local import pytriton_root
+
+        libs = sorted(pytriton_root()[1].glob("libarchive-*.so*"))
+    except Exception:  # no wheel: the system's library
+        libs = []
+    return str(libs[0]) if libs else ctypes.util.find_library("archive")
+
+
+def _load(name: str, depth: int = 0) -> ctypes.CDLL:
+    """``name``, with the libraries it needs from its own directory loaded first (the
+    wheel's, named by hash, are found by its RPATH only from the server's binaries)."""
+    for _ in range(32):
+        try:
+            return ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+        except OSError as exc:
+            beside = Path(name).parent / str(exc).split(":")[0]
+            if "/" not in name or not beside.is_file() or depth > 8:
+                raise
+            _load(str(beside), depth + 1)
+    return ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+
+
 def _libarchive_extract(archive: Path, dest: Path) -> bool:
-    name = ctypes.util.find_library("archive")
+    name = triton_libarchive()
     if not name:
         return False
-    la = ctypes.CDLL(name)
+    la = _load(name)
     la.archive_read_new.restype = ctypes.c_void_p
     la.archive_write_disk_new.restype = ctypes.c_void_p
     for fn in ("archive_read_support_filter_gzip", "archive_read_support_format_tar",
@@ -93,7 +119,7 @@ def _libarchive_extract(archive: Path, dest: Path) -> bool:
     reader, writer = la.archive_read_new(), la.archive_write_disk_new()
     la.archive_read_support_filter_gzip(reader)
     la.archive_read_support_format_tar(reader)
-    la.archive_write_disk_set_options(writer, 0x0004 | 0x0002)  # perm, time: Triton's flags
+    la.archive_write_disk_set_options(writer, 0x0004)  # ARCHIVE_EXTRACT_TIME: Triton's flags
     if la.archive_read_open_filename(reader, str(archive).encode(), 10240) != 0:
         return False
     entry = ctypes.c_void_p()

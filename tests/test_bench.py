@@ -179,9 +179,9 @@ def test_floors_are_timed_in_the_ready_rounds_and_kept_best_of_them(
 
 def test_a_floor_extracts_where_triton_does_and_leaves_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Triton's python_backend extracts into a fresh /tmp/python_env_XXXXXX: the floor's
-    extraction runs in a fresh directory of /tmp too (not the bench's work dir), with
-    libarchive, and removes it after."""
+    """Triton's python_backend extracts into a fresh /tmp/python_env_XXXXXX with the
+    libarchive its server ships: the floor's extraction runs in a fresh directory of /tmp too
+    (not the bench's work dir), with that library and Triton's flags, and removes it after."""
     bench = _bench()
     monkeypatch.syspath_prepend(str(RUN.parent))
     import startup
@@ -205,5 +205,7 @@ def test_a_floor_extracts_where_triton_does_and_leaves_nothing(
     [(dest, data, how)] = seen
     assert dest.parent == Path("/tmp") and dest.name.startswith("tritonpack-floor-")
     assert data == payload.read_bytes()
-    assert how in ("libarchive", "tarfile")
+    assert how == "libarchive"
     assert not dest.exists()
+    # the library Triton's python backend extracts with: the one the local server ships
+    assert "nvidia_pytriton.libs" in str(startup.triton_libarchive())
