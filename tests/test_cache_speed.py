@@ -79,7 +79,8 @@ def fingerprint(root: Path, entries: set[str] | None = None) -> dict[str, str]:
             if p.is_file() and not p.is_symlink()}
 
 
-def test_builds_never_write_into_uv_cache(model_copy: Copy) -> None:
+def test_builds_never_write_into_uv_cache(model_copy: Copy, session_cache: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """PyPI packages are hard-linked from uv's cache: every later step (bundling, conda-pack,
     pruning, bytecode, --format dir) must leave the shared files as they were."""
     model = model_copy("with_src")
@@ -88,6 +89,9 @@ def test_builds_never_write_into_uv_cache(model_copy: Copy) -> None:
     assert res.exit_code == 0, res.stderr
     uv_cache = Path(os.environ["TRITONPACK_CACHE"]) / "uv" / "archive-v0"  # unpacked wheels
     before = fingerprint(uv_cache)
+    # the two builds' environments (unpruned, with bytecode: no other test's) go to a cache of
+    # this test's own, removed with its tmp_path, sharing the session's uv cache (a link)
+    monkeypatch.setenv("TRITONPACK_CACHE", str(fresh_cache(tmp_path / "cache", session_cache)))
     assert any(name.endswith(".py") for name in before)  # unpacked wheels live there
     for fmt in ("tar.gz", "dir"):
         res = run_cli(model, "--src", SRC, "--python-from", "auto", "-q", "--no-cache", "--bytecode",

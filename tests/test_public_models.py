@@ -13,6 +13,7 @@ import pytest
 from packer.core.errors import ExitCode
 
 from .conftest import FIXTURES, error_line, run_cli, scratch
+from .freshcache import DOWNLOADS, fresh_cache
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 PUBLIC = FIXTURES / "public"
@@ -25,14 +26,22 @@ def packed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     ``tritonpack REPO --verify`` (what test_the_repository_verifies_as_a_whole asserts
     about): one lock, so one build each of the two locks (models importing numpy, models
     importing nothing) and the rest from the environment cache. Packing the repository a
-    second time only to verify it cost a copy of every model's environment (--format dir)."""
+    second time only to verify it cost a copy of every model's environment (--format dir).
+    The environments go to a cache of the module's own (no other module packs these locks),
+    removed with the module's scratch dir when it ends: ~560 MB the session's cache would
+    hold to the end of the run."""
     import os
 
-    os.environ["TRITONPACK_CACHE"] = str(session_cache)
-    repo = scratch(request, tmp_path_factory, "public") / "models"
+    home = scratch(request, tmp_path_factory, "public")
+    os.environ["TRITONPACK_CACHE"] = str(fresh_cache(home / "cache", session_cache,
+                                                     (*DOWNLOADS, "bytecode", "gzip")))
+    repo = home / "models"
     shutil.copytree(PUBLIC, repo)
-    res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--format", "dir",
-                  "--verify", "--json", "-q", "--with", "add_sub", "--timeout", "10")
+    try:
+        res = run_cli(repo, "--triton", "24.10", "--python-from", "auto", "--format", "dir",
+                      "--verify", "--json", "-q", "--with", "add_sub", "--timeout", "10")
+    finally:
+        os.environ["TRITONPACK_CACHE"] = str(session_cache)
     out = json.loads(res.stdout)
     assert [f for f in out["failed"] if f["stage"] != "verify"] == [], res.stderr  # all packed
     return repo, out, res.exit_code
