@@ -1,19 +1,19 @@
-"""The import check's compile server (``packer.build.compileahead``): what it writes is the
-bytecode step's own bytes, a pack with it is the pack without it, and a server that is gone
-costs nothing but the shortcut (a real interpreter, real processes, a real pack)."""
+"""The import check compiling what it loads, once (``packer.build.compileahead``): what it
+writes is the bytecode step's own bytes, its answer is the answer without it, a pack with it
+is the pack without it, and a .pyc it cannot write costs nothing but the shortcut (a real
+interpreter, real processes, a real pack)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from packer.build import compileahead, importcheck
+from packer.build import importcheck
 from packer.pack import bytecode
 
 from .conftest import run_cli
@@ -32,24 +32,46 @@ def make_env(tmp_path: Path) -> tuple[Path, Path]:
     return root, site
 
 
-def test_the_server_writes_what_the_bytecode_step_writes(tmp_path: Path) -> None:
+def test_the_check_writes_what_the_bytecode_step_writes(tmp_path: Path) -> None:
     root, site = make_env(tmp_path)
     into = tmp_path / "into"
     ahead = importcheck.run(root, PY, ("pkg",), pycache=into, ahead=True)
     alone = importcheck.run(root, PY, ("pkg",), pycache=tmp_path / "elsewhere")
     assert ahead == alone and ahead.failed == {}  # the same answer, the same files read
+    assert not (tmp_path / "elsewhere").exists()  # without ``ahead`` nothing is written
     sources = [site / "pkg" / "__init__.py", site / "pkg" / "used.py"]
     served = {f: bytecode.prefixed_pyc(into, f, PY).read_bytes() for f in sources}
     stdlib = [root / rel for rel in ahead.loaded if "site-packages" not in rel]
     assert bytecode.compiled_ahead(into, root, PY, sources) == set(sources)
-    # json's files too: every source the check loaded from the environment (a venv: none of
-    # the stdlib lies inside it, so nothing of it is compiled)
+    # every source the check loaded from the environment (a venv: none of the stdlib lies
+    # inside it, so nothing of it is compiled)
     assert not [f for f in stdlib if bytecode.prefixed_pyc(into, f, PY).exists()]
     bytecode.compile_bytecode(root, PY, sources)
     assert {f: bytecode.cached_pyc(f, PY).read_bytes() for f in sources} == served
 
 
-def test_what_the_server_wrote_is_kept_in_the_store_by_a_thread(tmp_path: Path) -> None:
+def test_the_code_run_is_named_by_its_path_and_a_failing_import_still_fails(
+        tmp_path: Path) -> None:
+    """The check runs the code it compiled under the file's real path (a traceback, a
+    warning, ``co_filename`` say where the file is, as when the loader compiles it), and a
+    module that raises, or does not compile, fails the check with the loader's own error."""
+    root, site = make_env(tmp_path)
+    (site / "where.py").write_text("import sys\nNAME = sys._getframe().f_code.co_filename\n"
+                                   "assert NAME == __file__, (NAME, __file__)\n")
+    (site / "boom.py").write_text("raise RuntimeError('no GPU here')\n")
+    (site / "broken.py").write_text("def f(:\n")
+    into = tmp_path / "into"
+    ahead = importcheck.run(root, PY, ("where", "boom", "broken"), pycache=into, ahead=True)
+    alone = importcheck.run(root, PY, ("where", "boom", "broken"))
+    assert ahead.failed == alone.failed
+    assert set(ahead.failed) == {"boom", "broken"}
+    assert ahead.failed["boom"] == "RuntimeError: no GPU here"
+    assert ahead.failed["broken"].startswith("SyntaxError: ")
+    assert bytecode.prefixed_pyc(into, site / "where.py", PY).is_file()
+    assert not bytecode.prefixed_pyc(into, site / "broken.py", PY).exists()
+
+
+def test_what_the_check_wrote_is_kept_in_the_store_by_a_thread(tmp_path: Path) -> None:
     """``keep`` reads the files at once and writes the store on a thread it returns: once
     joined, the next pack of the same files places every one and compiles none; the files
     may go meanwhile (the site zip moves them) without changing what is kept."""
@@ -70,30 +92,30 @@ def test_what_the_server_wrote_is_kept_in_the_store_by_a_thread(tmp_path: Path) 
     assert {f: bytecode.cached_pyc(f, PY).read_bytes() for f in sources} == wanted
     assert bytecode.keep(root, PY, set(), store) is None  # nothing to keep: no thread
 
-def test_a_server_that_is_gone_leaves_the_check_alone_at_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """It dies at start: the check does not wait its connect time, answers as without it,
-    and nothing is written for it."""
-    root, _ = make_env(tmp_path)
-    monkeypatch.setattr(compileahead, "_SERVE", "raise SystemExit(3)")
+def test_a_pyc_the_check_cannot_write_is_the_bytecode_steps(tmp_path: Path) -> None:
+    """Its pycache prefix is a file: nothing is written, the answer is the same, and the
+    bytecode step compiles the files itself (with a warm store, places them)."""
+    root, site = make_env(tmp_path)
     into = tmp_path / "into"
-    t0 = time.monotonic()
+    into.write_text("not a folder\n")
     out = importcheck.run(root, PY, ("pkg",), pycache=into, ahead=True)
-    assert time.monotonic() - t0 < compileahead._CONNECT_S
     assert out == importcheck.run(root, PY, ("pkg",), pycache=tmp_path / "elsewhere")
     assert out.failed == {}
-    assert not into.exists() or not list(into.rglob("*.pyc"))
+    sources = [site / "pkg" / "__init__.py", site / "pkg" / "used.py"]
+    assert bytecode.compiled_ahead(into, root, PY, sources) == set()
 
 
 @pytest.mark.slow
-def test_a_pack_without_the_server_is_the_same_archive(
+def test_a_pack_whose_check_compiles_nothing_is_the_same_archive(
         model_copy: Callable[..., Path], packed_once: Callable[..., Path],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The session's build (its imports compiled by the server while the check ran) and a
-    build from scratch whose server is gone (the bytecode step compiles everything, as
-    before the server): the same bytes."""
+    """The session's build (its imports compiled by the check) and a build from scratch
+    whose check compiles nothing (the bytecode step compiles everything, as before): the
+    same bytes."""
     first = packed_once("plain_numpy", "--triton", "24.10", "--python-from", "auto")
-    monkeypatch.setattr(compileahead, "_SERVE", "raise SystemExit(3)")
+    assert "    _ahead(quiet)" in importcheck.SCRIPT
+    monkeypatch.setattr(importcheck, "SCRIPT",
+                        importcheck.SCRIPT.replace("    _ahead(quiet)", "    pass"))
     model = model_copy("plain_numpy")
     shutil.copy2(first / "tritonpack.lock", model / "tritonpack.lock")
     res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--frozen", "--no-cache",

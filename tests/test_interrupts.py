@@ -64,7 +64,7 @@ def packed(packed_copy: Copy) -> Path:
     ("resolving", signal.SIGINT),
     ("installing", signal.SIGTERM),
     ("conda-pack", signal.SIGINT),
-    ("importing the model's packages", signal.SIGINT),  # the check and its compile server
+    ("importing the model's packages", signal.SIGINT),  # the check, writing bytecode
     ("writing tritonpack-env.tar.gz", signal.SIGTERM),
 ])
 def test_interrupt_at_each_stage(packed: Path, marker: str, sig: signal.Signals,

@@ -46,7 +46,8 @@ def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]
         pycache: Path | None = None, ahead: bool = False,
         layout: str = "") -> importcheck.Outcome:
     """``importcheck.run``, answered from ``store`` when every byte the last same check read
-    is unchanged; else run (``ahead``: with its compile server), and its answer kept there.
+    is unchanged; else run (``ahead``: writing the bytecode it compiles), and its answer kept
+    there.
     ``layout`` names a second question about the same modules in another layout of the tree
     (the site zip's): one answer is kept per question, so two layouts asked in turn in one
     pack would each find the other's answer and run every time."""

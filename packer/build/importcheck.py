@@ -23,15 +23,18 @@ from . import compileahead
 
 _SEPARATOR = "--load-only--"
 SCRIPT = r"""
-import importlib, json, os, sys
-report, ask, stop, wait, args = (*sys.argv[1:4], float(sys.argv[4]), sys.argv[5:])
+import sys
+sys.path[:] = [p for p in sys.path if p not in ("", ".")]  # nothing from the cwd, as -I
+import importlib, json, os
+report, ahead, args = sys.argv[1], sys.argv[2] == "compile", sys.argv[3:]
+quiet = []  # set while the compile below writes a .pyc: its own files are no input
 """ + compileahead.CLIENT + r"""
-if ask:  # a compile server writes each source's bytecode before it is loaded
-    _ahead(ask, stop, wait)
+if ahead:  # each source the imports load compiled once, its canonical .pyc written
+    _ahead(quiet)
 opened, listed, scanned = set(), set(), set()
 watching = [True]  # off once the imports are done: this script's own reads are no input
 def _audit(event, args):  # what the imports read: their answer is a function of those bytes
-    if not watching:
+    if not watching or quiet:
         pass
     elif event == "open" and isinstance(args[0], (str, bytes)):
         opened.add(os.fsdecode(args[0]))
@@ -181,33 +184,38 @@ def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]
     """Import ``load`` (failures ignored), then ``modules``; say which of ``modules`` do not
     import, and which source files of the environment all of them loaded. ``pycache``: where
     bytecode compiled before is read from (``-X pycache_prefix``), never written by the
-    check; with ``ahead``, a compile server writes there each source's bytecode before the
-    check loads it (``compileahead``): the bytecode step then has those files done."""
+    import system; with ``ahead``, the check writes there the canonical bytecode of each
+    source it compiles to import it (``compileahead``): the bytecode step then has those
+    files done."""
     if not modules and not load:
         return Outcome({}, ())
-    if ahead and pycache is not None:
-        with compileahead.serve(root, python, pycache) as served:
-            return _run(root, python, modules, load, timeout, pycache, served)
-    return _run(root, python, modules, load, timeout, pycache, None)
+    return _run(root, python, modules, load, timeout, pycache, ahead and pycache is not None)
+
+
+def check_env(home: str) -> dict[str, str]:
+    """The check's environment: tritonpack's clean one, no ``PYTHON*`` setting of the caller's
+    (what ``-I`` would ignore; not ``-I`` itself, which ignores ``PYTHONHASHSEED`` too), a
+    fixed hash seed (the bytecode it compiles is canonical: ``compileahead``) and a scratch
+    ``HOME`` (caches some packages write at import, matplotlib's or numba's, go there, not
+    to the user's home or the archive)."""
+    env = proc.clean_env({"HOME": home, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"})
+    return {k: v for k, v in env.items()
+            if not k.startswith("PYTHON") or k in ("PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED")}
 
 
 def _run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...],
-         timeout: float, pycache: Path | None,
-         ahead: tuple[Path, Path, float] | None) -> Outcome:
-    served: list[str | Path] = ["", "", "0"] if ahead is None else [*ahead[:2], str(ahead[2])]
-    # -B: no .pyc written into the tree being packed; HOME: caches some packages write at
-    # import (matplotlib, numba) go to a scratch dir, not the user's home or the archive.
+         timeout: float, pycache: Path | None, ahead: bool) -> Outcome:
+    # -B: no .pyc written into the tree being packed by the import system; -s: no user site
     try:
         with tempfile.TemporaryDirectory(prefix="tritonpack-import-") as home:
             report = Path(home) / "report.json"
             # -X utf8: the same codecs load whatever the packing machine's locale
             argv: list[str | Path] = [
-                root / "bin" / f"python{python}", "-I", "-B", "-X", "utf8",
+                root / "bin" / f"python{python}", "-s", "-B", "-X", "utf8",
                 *(["-X", f"pycache_prefix={pycache}"] if pycache else []),
-                "-c", SCRIPT, report, *served, *modules, _SEPARATOR, *load]
-            proc.run_contained(argv, env=proc.clean_env({"HOME": home,
-                                                         "PYTHONDONTWRITEBYTECODE": "1"}),
-                               cwd=Path(home), timeout=timeout)
+                "-c", SCRIPT, report, "compile" if ahead else "",
+                *modules, _SEPARATOR, *load]
+            proc.run_contained(argv, env=check_env(home), cwd=Path(home), timeout=timeout)
             try:
                 fh = open_regular(report, follow=False)  # never a FIFO a package left there
                 if isinstance(fh, str):

@@ -222,8 +222,8 @@ def _entry_key(interp: bytes, rel: str, source: Path) -> str:
 
 def compiled_ahead(into: Path, root: Path, python: str, chosen: list[Path]) -> set[Path]:
     """The sources under ``chosen`` whose bytecode is under ``into`` (the check's pycache
-    prefix): what the store placed there before the check, and what the check's compile
-    server (``build.compileahead``) wrote there, canonical as a compile here writes it."""
+    prefix): what the store placed there before the check, and what the check itself
+    compiled and wrote there (``build.compileahead``), canonical as a compile here writes it."""
     return {f for f in files(root, chosen) if prefixed_pyc(into, f, python).is_file()}
 
 

@@ -324,8 +324,8 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
         loaded = loaded_files(staged, prefix.python, checked, load, hinted, ahead)
     whole = prefix.bundled if loaded is not None else (*imports, *prefix.bundled)
     chosen = bytecode.targets(staged, prefix.python, options.bytecode, whole, loaded)
-    # what the hint placed (checked against its source then) or the check's compile server
-    # wrote, for what ships with bytecode: moved in; the server's kept in the store
+    # what the hint placed (checked against its source then) or the check compiled and
+    # wrote, for what ships with bytecode: moved in; the check's kept in the store
     ready = bytecode.compiled_ahead(hinted, staged, prefix.python, chosen) if chosen else set()
     done = bytecode.adopt(hinted, ready, prefix.python) if ready else set()
     writer = bytecode.keep(staged, prefix.python, done - placed, store)  # joined at the end
