@@ -67,3 +67,35 @@ def test_seal_clears_every_write_bit_of_files_only(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "lib.py").stat().st_mode) == 0o444
     assert stat.S_IMODE((tmp_path / "bin").stat().st_mode) & 0o200  # folders stay writable
     assert (tmp_path / "bin" / "python3").is_symlink()
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["copy_file_range", "refused"])
+def test_an_archive_copy_is_a_new_inode_with_its_bytes_mode_and_times(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: bool) -> None:
+    """clone_or_copy copies inside the kernel (copy_file_range) where it may, through
+    Python's buffers where the call is refused: the same bytes, mode and times either way,
+    in a new inode (a model's archive never shares one with the cache)."""
+    import errno
+
+    from packer.core.integrity import clone_or_copy
+
+    src = tmp_path / "env.tar.gz"
+    src.write_bytes(os.urandom(3 << 20) + b"tail")
+    src.chmod(0o640)
+    os.utime(src, ns=(1_000_000_000, 2_000_000_000))
+    calls: list[int] = []
+    real = os.copy_file_range
+
+    def copy_range(fi: int, fo: int, count: int) -> int:
+        calls.append(count)
+        if not kernel:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(fi, fo, count)
+
+    monkeypatch.setattr(os, "copy_file_range", copy_range)
+    clone_or_copy(src, tmp_path / "placed.tar.gz")
+    placed = (tmp_path / "placed.tar.gz").stat()
+    assert (tmp_path / "placed.tar.gz").read_bytes() == src.read_bytes()
+    assert placed.st_ino != src.stat().st_ino
+    assert stat.S_IMODE(placed.st_mode) == 0o640 and placed.st_mtime_ns == 2_000_000_000
+    assert calls  # the kernel's copy was tried first
