@@ -23,6 +23,7 @@ from packer.verify.requestfile import RequestFileError, check_request_file
 from packer.verify.tensors import compare_all
 
 from .conftest import FIXTURES, MODELS, error_line, run_cli, snapshot
+from .freshcache import own_cache
 
 Copy = Callable[..., Path]
 NEWEST = "26.10"
@@ -253,7 +254,9 @@ def test_the_report_says_what_it_proved_and_inspect_reads_the_model_dir(model_co
 
 @pytest.mark.slow
 @pytest.mark.server
-def test_expect_on_a_decoupled_model_compares_every_response(tmp_path: Path) -> None:
+def test_expect_on_a_decoupled_model_compares_every_response(
+        tmp_path: Path, session_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    own_cache(tmp_path / "cache", session_cache, monkeypatch)  # a lock no other test packs
     model = tmp_path / "square_int32"
     shutil.copytree(FIXTURES / "public" / "square_int32", model)
     res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--format", "dir", "-q")

@@ -18,6 +18,7 @@ from packer.verify import runtime
 from packer.verify.local import LocalServer
 
 from .conftest import FIXTURES, copy_model, error_line, run_cli, scratch
+from .freshcache import own_cache
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 VERIFY = FIXTURES / "verify"
@@ -288,8 +289,10 @@ def test_inputs_shaped_as_execute_reads_them(env_310: Path, tmp_path: Path, name
     assert out["passed"] and out["inputs"] == f"synthesized from execute()'s use at model.py:{line}"
 
 
-def test_image_bytes_model_gets_a_real_image(tmp_path: Path) -> None:
+def test_image_bytes_model_gets_a_real_image(tmp_path: Path, session_cache: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Packed for real (pillow from PyPI), verified with --triton alone: PIL opens the PNG."""
+    own_cache(tmp_path / "cache", session_cache, monkeypatch)  # a lock no other test packs
     model = tmp_path / "image_bytes"
     shutil.copytree(VERIFY / "image_bytes", model)
     res = run_cli(model, "--triton", "24.10", "--format", "dir", "--verify", "--json", "-q")
@@ -336,7 +339,9 @@ def test_a_bytes_element_used_as_an_array_is_a_bug_of_the_model(env_310: Path,
         "are bytes, whatever the request holds)")
 
 
-def test_a_config_without_backend_is_served_by_the_python_backend(tmp_path: Path) -> None:
+def test_a_config_without_backend_is_served_by_the_python_backend(
+        tmp_path: Path, session_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    own_cache(tmp_path / "cache", session_cache, monkeypatch)  # a lock no other test packs
     model = tmp_path / "no_backend"
     shutil.copytree(VERIFY / "no_backend", model)
     res = run_cli(model, "--triton", "24.10", "--python-from", "auto",
