@@ -18,6 +18,7 @@ never shipped to another model.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -110,13 +111,16 @@ def seal(root: Path) -> None:
     """Every regular file under ``root`` read-only (its write bits cleared): the files of a
     directory env are shared, by hard links, between the cache and every model packed from
     it, and an editor or a script that opens one for writing should be refused rather than
-    change it for all of them. (root is not refused: the cache's check on reuse is the guard.)"""
+    change it for all of them. (root is not refused: the cache's check on reuse is the guard.)
+    A file this user may not chmod (a shared cache's entry, linked) is left as it is: that
+    check is the guard there too."""
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
             if stat.S_ISREG(st.st_mode) and st.st_mode & _WRITE:
-                os.chmod(path, stat.S_IMODE(st.st_mode) & ~_WRITE)
+                with contextlib.suppress(PermissionError):
+                    os.chmod(path, stat.S_IMODE(st.st_mode) & ~_WRITE)
 
 
 _WRITE = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
