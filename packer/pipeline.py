@@ -284,6 +284,7 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
                                        prefix.bundled_files) if sbom else None)
                     written, patched = _commit(ctx, locked, staged, plan, value, sbom_file)
             finally:
+                prefix.settled()  # the RECORD check reads the prefix removed here
                 shutil.rmtree(prefix.path.parent, ignore_errors=True)
     if pushes and (entry := envcache.lookup(key)) is not None:  # after the commit: a Ctrl-C
         remote.publish(pushes, key, entry.path, entry.meta,  # here says so (signals)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from packer.build.wheelrecord import changed
-from packer.core.errors import ExitCode
+from packer.build.prefix import Prefix
+from packer.build.wheelrecord import Pending, changed
+from packer.core.errors import BuildError, ExitCode
 
 from .conftest import copy_model, error_line, run_cli
 from .wheels import make_wheel
@@ -44,6 +45,30 @@ def test_unchanged_files_pass_and_a_changed_byte_or_a_link_is_named(tmp_path: Pa
     os.symlink(tmp_path / "real.py", target)  # same bytes, but not the wheel's file
     assert changed(site, ["tp-rec"]) == ["tp_rec/__init__.py", "tp_rec/x.txt"]
 
+
+
+def test_the_check_runs_beside_the_build_and_stops_it_when_asked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started after the install, asked for before the pack runs the installed code
+    (``Prefix.verified``): a changed byte stops the build with the same sentence and exit
+    code as when it ran in line; ``settled`` only waits."""
+    monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path / "cache"))
+    site = _site(tmp_path)
+    clean = Prefix(tmp_path, "3.10", (), (), records=Pending(site, ["tp-rec"]))
+    clean.verified()  # nothing changed: nothing raised
+    (site / "tp_rec" / "x.txt").write_text("datA\n")
+    changed_one = Prefix(tmp_path, "3.10", (), (), records=Pending(site, ["tp-rec"]))
+    changed_one.settled()
+    with pytest.raises(BuildError) as caught:
+        changed_one.verified()
+    assert str(caught.value) == (
+        "tp_rec/x.txt as installed differs from the sha256 its wheel's RECORD gives: uv's "
+        f"cache ({tmp_path / 'cache' / 'uv'}) holds a changed copy")
+    assert caught.value.exit_code == ExitCode.BUILD
+    broken = Pending(site, [None])  # type: ignore[list-item]  # raised on its thread
+    with pytest.raises(AttributeError):  # what the check raised, raised where it is asked
+        broken.result()
+    Prefix(tmp_path, "3.10", (), ()).verified()  # no PyPI packages: nothing to wait for
 
 MODEL_PY = '''import numpy as np
 import tp_rec

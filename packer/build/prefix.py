@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..core import network
@@ -41,10 +41,23 @@ class Prefix:
     skipped: tuple[str, ...]
     licenses: tuple[tuple[str, str], ...] = ()  # PyPI distribution -> license (for --sbom)
     bundled_files: tuple[tuple[str, str], ...] = ()  # (site-packages path, sha256), --src
+    # the check of uv's files against their RECORD, running since the install (``verified``)
+    records: wheelrecord.Pending | None = field(default=None, compare=False, repr=False)
 
     @property
     def site_packages(self) -> Path:
         return self.path / "lib" / f"python{self.python}" / "site-packages"
+
+    def verified(self) -> None:
+        """Wait for the RECORD check of what uv installed and stop the build if a file
+        differs (``_refuse_changed``): the pack asks before it runs the installed code."""
+        if self.records is not None:
+            _refuse_changed(self.records.result())
+
+    def settled(self) -> None:
+        """Wait for the RECORD check, whatever it found: before the prefix is removed."""
+        if self.records is not None:
+            self.records.wait()
 
 
 BUILD_ROOT = Path(tempfile.gettempdir()) / "tritonpack-build"
@@ -87,13 +100,15 @@ def new_build_dir(key: str | None = None) -> Path:
     return Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir("tmp")))
 
 
-def _pypi_install(lock: Lockfile, prefix: Path, python: str, credentials: tuple[str, ...]) -> None:
+def _pypi_install(lock: Lockfile, prefix: Path, python: str,
+                  credentials: tuple[str, ...]) -> wheelrecord.Pending | None:
     """Install the locked pins with uv (whatever resolved them), hash-checked; a pin built
     from source is installed from its cached wheel, checked against the hash the cache
     recorded when it built the wheel (rebuilt from the locked, hash-checked sdist if gone,
-    with the locked, hash-checked build requirements)."""
+    with the locked, hash-checked build requirements). Returns the check of the installed
+    files against their RECORD, started (``wheelrecord.Pending``; ``Prefix.verified``)."""
     if not lock.pypi:
-        return
+        return None
     interpreter = prefix / "bin" / f"python{python}"
     indexes = _indexes(lock, credentials)
     built = {p.name: build_wheel(pin_sdist(p), interpreter, python, indexes, p.build_requires)
@@ -123,7 +138,8 @@ def _pypi_install(lock: Lockfile, prefix: Path, python: str, credentials: tuple[
                 detail=exc.detail,
             ) from exc
         raise BuildError("installing the locked PyPI packages failed", detail=exc.detail) from exc
-    _check_installed(prefix / "lib" / f"python{python}" / "site-packages", lock)
+    return wheelrecord.Pending(prefix / "lib" / f"python{python}" / "site-packages",
+                               [p.name for p in lock.pypi])
 
 
 def _indexes(lock: Lockfile, credentials: tuple[str, ...]) -> Indexes:
@@ -131,10 +147,9 @@ def _indexes(lock: Lockfile, credentials: tuple[str, ...]) -> Indexes:
     return Indexes.from_dict(lock.inputs.get("indexes", {})).with_credentials(credentials)
 
 
-def _check_installed(site: Path, lock: Lockfile) -> None:
+def _refuse_changed(bad: list[str]) -> None:
     """uv checks the locked hash when it downloads a wheel, then links what it unpacked into
     its cache: a byte changed there since is caught here (``wheelrecord``)."""
-    bad = wheelrecord.changed(site, [p.name for p in lock.pypi])
     if bad:
         raise BuildError(
             f"{bad[0]} as installed differs from the sha256 its wheel's RECORD gives"
@@ -268,13 +283,14 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
     python = ".".join(lock.python_version().split(".")[:2])
     work = new_build_dir(key)
     prefix = work / "env"
+    records: wheelrecord.Pending | None = None
     try:
         t0 = time.monotonic()
         rep.start("install", f"installing {len(lock.conda)} conda packages")
         with wheelsahead.fetched(lock, work, _indexes(lock, credentials)):  # uv, meanwhile
             condainstall.install(lock.conda, prefix, rep, python_from, credentials)
         rep.start("install", f"installing {plural(len(lock.pypi), 'PyPI package')} (hash-checked)")
-        _pypi_install(lock, prefix, python, credentials)
+        records = _pypi_install(lock, prefix, python, credentials)
         site = prefix / "lib" / f"python{python}" / "site-packages"
         check_shadowing(report.local, site)
         bundled, skipped, files = bundle(report, site, allow)
@@ -286,10 +302,13 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
                  + (f" ({from_source} built from source)" if from_source else "")
                  + f", {plural(len(bundled), 'bundled module')}", time.monotonic() - t0)
     except BaseException:
+        if records is not None:
+            records.wait()  # it reads the files removed here
         shutil.rmtree(work, ignore_errors=True)
         raise
     return Prefix(prefix, python, bundled, skipped,
-                  pypi_licenses(prefix / "lib" / f"python{python}" / "site-packages"), files)
+                  pypi_licenses(prefix / "lib" / f"python{python}" / "site-packages"), files,
+                  records)
 
 
 def pypi_licenses(site: Path) -> tuple[tuple[str, str], ...]:

@@ -277,6 +277,9 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
              ) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
     rep = reporter or NullReporter()  # each step says when it starts: the bench times them
     staged = stage(prefix, prefix.path.parent)
+    # uv's files against their RECORD, checked while this staged them: before the import
+    # check runs them, --strip rewrites them or anything is written
+    prefix.verified()
     check_layout(staged, prefix.python)
     if options.strip:  # before the import check, which then imports the stripped files
         rep.start("pack", "stripping debug sections")
