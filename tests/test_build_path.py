@@ -15,6 +15,7 @@ key = "b" * 64
 for _ in range(3):
     with key_lock(key):
         work = new_build_dir(key)
+        assert (work.parent / f"{key[:16]}.lock").is_file(), "the lock is not beside the path"
         (work / "owner").write_text(str(os.getpid()))
         time.sleep(0.3)
         seen = (work / "owner").read_text() if (work / "owner").exists() else "gone"
@@ -34,4 +35,6 @@ def test_two_jobs_with_two_caches_never_share_the_build_dir(tmp_path: Path) -> N
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     outs = [job.communicate(timeout=60)[0] for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], outs
-    assert (tmp_path / "tritonpack-build" / f"{'b' * 16}.lock").is_file()
+    # the lock went with the last build, and neither cache held one
+    assert sorted(p.name for p in (tmp_path / "tritonpack-build").iterdir()) == []
+    assert [list((tmp_path / f"cache{n}").rglob("*.lock")) for n in (1, 2)] == [[], []]

@@ -153,22 +153,31 @@ def test_a_lock_whose_package_fields_no_solve_gives_is_refused(
         f"'pip': {says}"))
 
 
+@pytest.mark.parametrize("caches", ["one cache", "two caches sharing their channels"])
 def test_two_runs_at_once_make_the_channel_once_and_both_install_from_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caches: str) -> None:
     """Two runs that both find the channel missing: one makes it, the other waits and takes
     it. Before, each made its own and the later one replaced the channel under the first
-    one's install (exit 8 with the test suite's workers)."""
+    one's install (exit 8 with the test suite's workers, whose caches share one channels
+    folder by a link: the lock lies beside the channel, not in each cache's own folder)."""
     install = find_python("3.10")
     code = ("import os, sys; from packer.lock.pychannel import find_python, local_channel; "
             "c = local_channel(find_python('3.10'), 'linux-64'); "
             "print(*sorted(f'{p.name}:{p.stat().st_ino}' for p in c.rglob('*.conda')))")
-    env = {**os.environ, "TRITONPACK_CACHE": str(tmp_path / "cache")}
-    runs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                             text=True) for _ in range(2)]
+    shared = tmp_path / "channels"
+    shared.mkdir()
+    homes = [tmp_path / "cache"] * 2 if caches == "one cache" else [
+        tmp_path / "cache1", tmp_path / "cache2"]
+    for home in set(homes):
+        home.mkdir()
+        (home / "channels").symlink_to(shared)
+    runs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "TRITONPACK_CACHE": str(home)})
+            for home in homes]
     seen = [run.communicate(timeout=300)[0].split() for run in runs]
     assert [run.returncode for run in runs] == [0, 0]
     assert seen[0] == seen[1] and len(seen[0]) == 2  # the same files: python and pip
-    monkeypatch.setenv("TRITONPACK_CACHE", env["TRITONPACK_CACHE"])
+    monkeypatch.setenv("TRITONPACK_CACHE", str(homes[0]))
     channel = local_channel(install, "linux-64")
     now = sorted(f"{p.name}:{p.stat().st_ino}" for p in channel.rglob("*.conda"))
     assert now == seen[0]  # nothing replaced the channel after either run took it

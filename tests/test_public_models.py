@@ -43,7 +43,8 @@ def packed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     finally:
         os.environ["TRITONPACK_CACHE"] = str(session_cache)
     out = json.loads(res.stdout)
-    assert [f for f in out["failed"] if f["stage"] != "verify"] == [], res.stderr  # all packed
+    not_packed = [f for f in out["failed"] if f["stage"] != "verify"]
+    assert not_packed == [], json.dumps(not_packed, indent=1)  # all packed (why: its detail)
     return repo, out, res.exit_code
 
 

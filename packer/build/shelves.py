@@ -13,7 +13,8 @@ for each shelf, the sha256 of each ``name-version-build`` ever installed from it
 goes to the first shelf where none of its packages has another sha256, else to a new one.
 So a folder of a shelf only ever holds one archive's bytes (the locked sha256, checked
 before the install by ``condainstall.verified``; rattler checks it again). The manifest is
-read and written under its own lock; an install holds its shelf's lock (``shelf_lock``).
+read and written under its own lock; an install holds its shelf's lock (``shelf_lock``). The
+locks lie in ``pkgs`` itself: caches that share that folder (a link) share them too.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def assign(packages: Sequence[CondaPackage]) -> str:
     """The shelf for ``packages``, recorded (with their sha256s) before anything is extracted
     into it: a run at once with a conflicting lock is sent to another shelf."""
     pkgs = cache_dir("pkgs")
-    with held(cache_dir("locks") / "pkgs-shelves.lock"):
+    with held(pkgs / f".{MANIFEST}.lock"):  # in pkgs: caches that share it share its locks
         shelves = _read(pkgs / MANIFEST)
         shelf = choose(shelves, packages, pkgs)
         entries = shelves.setdefault(shelf, {})
@@ -98,5 +99,5 @@ def shelf_lock(shelf: str) -> Iterator[None]:
     (with the test suite's xdist workers, one pack failed with exit 8, installing the locked
     conda packages failed, while another worker's build of the same packages ran). Installs
     into other shelves go on."""
-    with held(cache_dir("locks") / f"pkgs-{shelf}.lock"):
+    with held(cache_dir("pkgs") / f".{shelf}.lock"):
         yield

@@ -307,8 +307,9 @@ def local_channel(install: PythonInstall, subdir: str) -> Path:
         return channel
     # one run makes it, the others wait and take it: a second run that made it too would
     # replace the channel under the first one's install (exit 8, installing the locked conda
-    # packages failed, seen with the test suite's workers)
-    with held(cache_dir("locks") / f"channel-{channel.name}.lock"):
+    # packages failed, seen with the test suite's workers). The lock lies beside the channel:
+    # caches that share the channels folder (a link) share its locks too.
+    with held(channel.parent / f".{channel.name}.lock"):
         if not (channel / subdir / "repodata.json").is_file():
             _make_channel(install, subdir, channel)
     return channel
