@@ -329,6 +329,8 @@ def _make_channel(install: PythonInstall, subdir: str, channel: Path) -> None:
         asyncio.run(index_fs(tmp, write_zst=False, write_shards=False))
         shutil.rmtree(tmp / ".tmp", ignore_errors=True)
         tmp.chmod(0o755)
+        if (channel / subdir / "repodata.json").is_file():
+            return  # made meanwhile by a run that did not share the lock: never replaced
         if channel.exists():  # incomplete (no repodata): a copy damaged by hand
             shutil.rmtree(channel)
         os.replace(tmp, channel)
