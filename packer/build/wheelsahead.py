@@ -69,7 +69,10 @@ def argv(lock: Lockfile, requirements: Path, target: Path, indexes: Indexes) -> 
             "--python", sys.executable, "--python-version", lock.python_version(),
             "--python-platform", where, "--target", str(target),
             "--require-hashes", "--no-deps", "--only-binary", ":all:",
-            "--link-mode", "hardlink", "--cache-dir", str(cache_dir("uv")),
+            # links into uv's cache, never copies (a cache on another file system than the
+            # build: hard links fall back to copying numpy's 70 MB); the scratch is removed,
+            # its links only (shutil.rmtree follows none)
+            "--link-mode", "symlink", "--cache-dir", str(cache_dir("uv")),
             *network.uv_args(), *indexes.args(), "-r", str(requirements)]
 
 
