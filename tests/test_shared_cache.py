@@ -42,16 +42,23 @@ def test_an_install_waits_for_another_into_the_same_package_shelf(
     assert run_cli("lock", model, "--triton", "24.10", "--python-from", "auto").exit_code == 0
     conda = read_lock(model / "tritonpack.lock").conda
     shelf = "shelf-0"
-    with shelves.shelf_lock(shelf):  # another run's install into that shelf, going on
-        run = subprocess.Popen([sys.executable, "-m", "packer", model, "--triton", "24.10",
-                                "--python-from", "auto", "-q"], stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "NO_COLOR": "1"})
-        deadline = time.monotonic() + 300
-        while not _blocked_on(cache / "locks" / f"pkgs-{shelf}.lock", run.pid):
-            assert run.poll() is None, f"the install did not wait: {run.stderr.read()}"  # type: ignore[union-attr]
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        assert not any((cache / "pkgs" / shelf).glob("python-*"))  # nothing extracted meanwhile
+    run = None
+    try:
+        with shelves.shelf_lock(shelf):  # another run's install into that shelf, going on
+            run = subprocess.Popen([sys.executable, "-m", "packer", model, "--triton", "24.10",
+                                    "--python-from", "auto", "-q"], stderr=subprocess.PIPE,
+                                   text=True, env={**os.environ, "NO_COLOR": "1"})
+            deadline = time.monotonic() + 300
+            while not _blocked_on(cache / "pkgs" / f".{shelf}.lock", run.pid):
+                assert run.poll() is None, f"the install did not wait: {run.stderr.read()}"  # type: ignore[union-attr]
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert not any((cache / "pkgs" / shelf).glob("python-*"))  # nothing extracted
+    except BaseException:
+        if run is not None:  # the test failed: the run it started goes with it
+            run.kill()
+            run.communicate()
+        raise
     _, err = run.communicate(timeout=600)
     assert run.returncode == 0, err
     assert any((cache / "pkgs" / shelf).glob("python-*"))
