@@ -584,8 +584,7 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
             "pack_throughput_warm": ratio(cp_pack, without(tp_pack_warm, pack_steps_warm,
                                                            *readiness)),
             # both sides install the same conda packages first (the local Python's .tar.bz2
-            # here); without it, and without the READY work. tritonpack's step holds its wheel
-            # fetch too (packer.build.wheelsahead runs beside the install): the label says so
+            # here); without it, and without the READY work
             "cold_build": ratio(without(cold, cold_steps.seconds, "conda install", *readiness),
                                 base["seconds"] - base["conda_install_seconds"]),
         },
@@ -743,8 +742,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
         "pack_throughput": "pack throughput, empty cache, without the bytecode and the import "
                            "check",
         "pack_throughput_warm": "pack throughput, the model's cache, without them",
-        "cold_build": "cold build, without the conda install both do (tritonpack fetches its "
-                      "wheels meanwhile), the bytecode and the import check"}
+        "cold_build": "cold build, without the conda install both do, the bytecode and the "
+                      "import check"}
     head = "| ratio | target | " + " | ".join(_NAMES.get(r["model"], r["model"]) for r in results)
     lines = [head + " |", "|---|---|" + "---|" * len(results)]
     for key, (target, how) in TARGETS.items():

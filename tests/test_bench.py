@@ -143,8 +143,8 @@ def test_the_readme_table_is_rendered_from_one_runs_figures() -> None:
     assert ("| READY, archive / its floor (READY(dir) + extracting what must stay files in "
             "/tmp, each best of the same alternating rounds) | ≤ 1.2 | 1.5 (0.90 s / (0.30 + "
             "0.30) s) |") in table
-    assert "| cold build, without the conda install both do (tritonpack fetches its wheels " \
-           "meanwhile), the bytecode and the import check | | 0.31 |" in table
+    assert "| cold build, without the conda install both do, the bytecode and the import " \
+           "check | | 0.31 |" in table
     # a READY that could not be measured leaves its cells n/a, not the table unwritten
     result["seconds"] = {**seconds, "ready_dir": None}
     result["ratios"] = {**result["ratios"], "ready_archive_vs_floor": None}  # as run.py gives it

@@ -26,7 +26,7 @@ from ..lock.pypi import diagnose, offline_missing, pin_sdist
 from ..lock.sdist import build_wheel, wheel_links
 from ..resolve.target import host_platform
 from ..scan.imports import ImportReport, LocalModule
-from . import condainstall, dists, wheelrecord, wheelsahead
+from . import condainstall, dists, wheelrecord
 
 log = logging.getLogger(__name__)
 
@@ -287,8 +287,7 @@ def build(lock: Lockfile, report: ImportReport, reporter: Reporter | None = None
     try:
         t0 = time.monotonic()
         rep.start("install", f"installing {len(lock.conda)} conda packages")
-        with wheelsahead.fetched(lock, work, _indexes(lock, credentials)):  # uv, meanwhile
-            condainstall.install(lock.conda, prefix, rep, python_from, credentials)
+        condainstall.install(lock.conda, prefix, rep, python_from, credentials)
         rep.start("install", f"installing {plural(len(lock.pypi), 'PyPI package')} (hash-checked)")
         records = _pypi_install(lock, prefix, python, credentials)
         site = prefix / "lib" / f"python{python}" / "site-packages"
