@@ -110,7 +110,7 @@ def _pypi_install(lock: Lockfile, prefix: Path, python: str,
     if not lock.pypi:
         return None
     interpreter = prefix / "bin" / f"python{python}"
-    indexes = _indexes(lock, credentials)
+    indexes = Indexes.from_dict(lock.inputs.get("indexes", {})).with_credentials(credentials)
     built = {p.name: build_wheel(pin_sdist(p), interpreter, python, indexes, p.build_requires)
              for p in lock.pypi if p.sdist}
     if built:
@@ -140,11 +140,6 @@ def _pypi_install(lock: Lockfile, prefix: Path, python: str,
         raise BuildError("installing the locked PyPI packages failed", detail=exc.detail) from exc
     return wheelrecord.Pending(prefix / "lib" / f"python{python}" / "site-packages",
                                [p.name for p in lock.pypi])
-
-
-def _indexes(lock: Lockfile, credentials: tuple[str, ...]) -> Indexes:
-    """The lock's indexes, with the credentials the user gave for their hosts."""
-    return Indexes.from_dict(lock.inputs.get("indexes", {})).with_credentials(credentials)
 
 
 def _refuse_changed(bad: list[str]) -> None:
