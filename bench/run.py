@@ -242,20 +242,31 @@ def native_only(env: Path, dest: Path) -> Path:
 
 
 def kept_files(env: Path, python: str, dest: Path) -> Path:
-    """What this design must still extract as files: the native files (``native_only``) and
-    every file of the distributions ``packer.pack.sitezip`` keeps as files (a native file, code
-    that finds its own files...), bytecode caches left out, as a tar.gz at tritonpack's level:
-    a start with nothing to extract plus extracting this is READY's floor with the site zip."""
-    site = env / "lib" / f"python{python}" / "site-packages"
+    """What this design must still extract as files, as a tar.gz at tritonpack's level:
+    the native files (``native_only``); every file of the distributions
+    ``packer.pack.sitezip`` keeps as files (a native file, code that finds its own files...)
+    and every distribution's metadata (importlib.metadata reads it); the stdlib modules
+    ``packer.pack.stdlibzip`` keeps as files (each for a stated reason); and the two zips,
+    one file each. Left out: bytecode caches (a start may compile instead) and conda-meta
+    (Triton never reads it). A start with nothing to extract plus extracting this is READY's
+    floor with the site zip."""
+    lib = env / "lib" / f"python{python}"
+    site = lib / "site-packages"
     zipped, _ = site_plan(env, python)
     going = {t for d in zipped for t in d.tops}
-    kept = {p for p in site.iterdir() if p.name not in going and p.name != "__pycache__"
-            and not p.name.endswith(".dist-info")}  # packages, with a RECORD or not
+    kept = {p for p in site.iterdir() if p.name not in going and p.name != "__pycache__"}
+    zips = {env / "lib" / f"python{python.replace('.', '')}.zip"}
+
+    def stays(path: Path) -> bool:
+        if "__pycache__" in path.parts:
+            return False
+        if is_native(path) or path in zips or any(k == path or k in path.parents for k in kept):
+            return True
+        return lib in path.parents and site not in path.parents and site != path  # stdlib
+
     with tarfile.open(dest, "w:gz", compresslevel=DEFAULT_LEVEL) as tar:
         for path in sorted(env.rglob("*")):
-            if not path.is_file() or path.is_symlink() or "__pycache__" in path.parts:
-                continue
-            if is_native(path) or any(k == path or k in path.parents for k in kept):
+            if path.is_file() and not path.is_symlink() and stays(path):
                 tar.add(path, arcname=path.relative_to(env).as_posix())
     return dest
 
@@ -737,8 +748,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
         "ready_archive": "READY: READY(dir) + extracting the native files (best of the "
                          "READY rounds)",
         "ready_archive_kept_files": "READY: READY(dir) + extracting what must stay files "
-                                    "(native files, packages kept as files; best of the READY "
-                                    "rounds)",
+                                    "(native files, packages and stdlib modules kept as files, "
+                                    "metadata, the two zips; best of the READY rounds)",
         "pack_throughput": "pack throughput, empty cache, without the bytecode and the import "
                            "check",
         "pack_throughput_warm": "pack throughput, the model's cache, without them",

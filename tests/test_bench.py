@@ -103,7 +103,7 @@ def test_the_native_floor_holds_the_elf_files_only(tmp_path: Path) -> None:
         assert tar.getnames() == ["lib/libx.so"]
 
 
-def test_the_kept_files_floor_holds_native_files_and_packages_the_site_zip_cannot_take(
+def test_the_kept_files_floor_holds_what_must_ship_as_files(
         tmp_path: Path) -> None:
     import tarfile
 
@@ -117,10 +117,18 @@ def test_the_kept_files_floor_holds_native_files_and_packages_the_site_zip_canno
     (site / "tp_reads" / "__pycache__").mkdir()
     (site / "tp_reads" / "__pycache__" / "x.pyc").write_bytes(b"")
     (env / "lib" / "libx.so").write_bytes(Path(sys.executable).resolve().read_bytes())
-    (env / "lib" / "python3.10" / "json.py").write_text("")  # the stdlib: zipped
+    (env / "lib" / "python310.zip").write_bytes(b"PK\x05\x06" + bytes(18))  # the stdlib zip
+    grammar = env / "lib" / "python3.10" / "lib2to3" / "Grammar.txt"  # stdlib kept as files
+    grammar.parent.mkdir()
+    grammar.write_text("file_input: (NEWLINE | stmt)* ENDMARKER\n")
+    (env / "conda-meta").mkdir()
+    (env / "conda-meta" / "python.json").write_text("{}")  # Triton never reads it
     with tarfile.open(bench.kept_files(env, "3.10", tmp_path / "kept.tar.gz")) as tar:
-        assert tar.getnames() == ["lib/libx.so",
-                                  "lib/python3.10/site-packages/tp_reads/__init__.py"]
+        assert sorted(tar.getnames()) == [
+            "lib/libx.so", "lib/python3.10/lib2to3/Grammar.txt",
+            *(f"lib/python3.10/site-packages/{d}-1.0.dist-info/{f}"
+              for d in ("tp_pure", "tp_reads") for f in ("METADATA", "RECORD")),
+            "lib/python3.10/site-packages/tp_reads/__init__.py", "lib/python310.zip"]
 
 
 def test_the_readme_table_is_rendered_from_one_runs_figures() -> None:
