@@ -62,7 +62,9 @@ remote_options = _settings("remote")
 
 inputs_option = click.option(
     "--inputs", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="Request inputs: JSON {name: nested list} or .npz (default: made from config.pbtxt).")
+    help="Request inputs: JSON {name: nested list}, .npz, or perf_analyzer's --input-data "
+    "JSON (default: the config's warm-up or a perf_analyzer data file in the model dir, else "
+    "made up from config.pbtxt and execute()'s code).")
 with_option = click.option(
     "--with", "with_models", multiple=True, metavar="MODEL",
     help="Also load MODEL from the same repository (repeatable): a model this one calls by a "

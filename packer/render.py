@@ -251,7 +251,8 @@ def pack_text(res: PackResult) -> str:
         lines.append(f"  skipped      {', '.join(res.skipped)} (secrets and junk are never bundled)")
     if a.pruned.files:
         lines.append(f"  pruned       {plural(a.pruned.files, 'file')}, {_mb(a.pruned.bytes)}: "
-                     + ", ".join(f"{k} {_mb(b)}" for k, (_, b) in a.pruned.removed.items()
+                     + ", ".join(f"{k} {_mb(b)}" for k, (_, b) in sorted(  # the largest first
+                         a.pruned.removed.items(), key=lambda kv: (-kv[1][1], kv[0]))
                                  if b >= 50_000))
     if a.largest:
         lines.append("  largest      " + ", ".join(f"{n} {_mb(b)}" for n, b in a.largest[:5]
@@ -367,9 +368,15 @@ def repo_text(res: RepoResult) -> str:
            f"{len(res.skipped)} left alone, {len(packing)} failed"
            + (f"; {len(verifying)} failed to verify" if verifying else ""), "",
            _table(rows, ("MODEL", "PYTHON", "SIZE", "STATUS", "ENVIRONMENT / WHY"))]
+    hints = [f for f in packing if f.error.hint]
+    if hints:  # the fix, as the one-model command gives it
+        out += ["", *(f"{f.name}: hint: {f.error.hint}" for f in hints)]
     if verifying:
         out += ["", "failed to verify (packed above):"]
-        out += [f"  {f.name}: {f.error.message}" for f in verifying]
+        for f in verifying:
+            out.append(f"  {f.name}: {f.error.message}")
+            if f.error.hint:
+                out.append(f"    hint: {f.error.hint}")
     if res.verified:
         out += ["", "verified: " + ", ".join(
             f"{cast('VerifyReport', v).model} (READY {cast('VerifyReport', v).ready_seconds:.1f}s)"

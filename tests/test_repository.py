@@ -146,9 +146,13 @@ def test_a_model_that_fails_verify_is_not_reported_as_failing_to_pack(tmp_path: 
     from packer.render import repo_payload, repo_text
     from packer.repository import Failure, RepoResult
 
-    res = RepoResult(tmp_path, failed=[Failure("broken", PackError("no space left")),
-                                       Failure("bls", VerifyLoadError("calls 'x'"), "verify")])
+    res = RepoResult(tmp_path, failed=[
+        Failure("broken", PackError("no space left", hint="free some space")),
+        Failure("bls", VerifyLoadError("calls 'x'", hint="load x too"), "verify")])
     text = repo_text(res).splitlines()
     assert text[0] == f"{tmp_path}: 0 packed (0 builds), 0 left alone, 1 failed; 1 failed to verify"
-    assert text[-2:] == ["failed to verify (packed above):", "  bls: calls 'x'"]
+    # each failure's fix, as the one-model command says it (the table has room for the message)
+    assert text[-6:] == ["", "broken: hint: free some space", "",
+                         "failed to verify (packed above):", "  bls: calls 'x'",
+                         "    hint: load x too"]
     assert [f["stage"] for f in repo_payload(res)["failed"]] == ["pack", "verify"]

@@ -60,8 +60,9 @@ def bench_cmd(model_dir: Path, opts: Options, out: Output, options: BenchOptions
     --shm-size a container needs; the time to READY split into unpacking, stub start and
     initialize(); one line of advice where the figures suggest a change.
 
-    Exit codes as verify's (11: does not load; 12: inference fails, under load too; 13: the
-    runtime or an extra is missing; 17: made-up inputs rejected).
+    Exit codes as verify's (2: the model is not packed here; 5: a --src dir is missing; 11:
+    does not load; 12: inference fails, under load too; 13: the runtime or an extra is
+    missing; 17: made-up inputs rejected; 18: the model's own bug).
     """
     from ..serving import bench
 

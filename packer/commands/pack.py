@@ -56,7 +56,9 @@ def make_pack_request(kw: dict[str, Any]) -> PackRequest:
               help="Use tritonpack.lock as it is: fail if it is missing or stale (CI, releases).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="tar.gz", show_default=True,
               help="tar.gz: an archive Triton unpacks at start; dir: the environment unpacked "
-              "(no extraction at start; for images).")
+              "(no extraction at start; for images), its files read-only hard links to "
+              "tritonpack's cache where they share a file system (models of one lock hold one "
+              "copy on disk).")
 @click.option("--output", metavar="NAME",
               help="Archive or directory name inside the model dir "
               "(default: tritonpack-env.tar.gz, or tritonpack-env/ with --format dir).")
