@@ -124,3 +124,36 @@ def test_the_next_verify_removes_what_a_killed_verifys_server_left(
             False, False, False, True)
     finally:
         region.unlink(missing_ok=True)
+
+
+def test_a_planted_work_dir_names_nothing_that_is_removed(
+        env_dirs: list[Path], tmp_path: Path) -> None:
+    """A dead verify's work dir that is a link, or holds a log that is a link, is someone
+    else's doing: its log is not read (it would name another job's env dirs)."""
+    import subprocess
+    import sys
+
+    from packer.core.debris import RUN_ID
+    from packer.verify.runtime import LOCAL_LOG, WORK_PREFIX, sweep_killed
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    theirs = _env_dir(env_dirs)
+    (theirs / "0").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / LOCAL_LOG).write_text(f'I1204 17:18:10.972713 4242 x "source {theirs}/0/bin"\n')
+    planted = tmp_path / "temp"
+    planted.mkdir()
+    (planted / f"{WORK_PREFIX}{dead}.{RUN_ID}.a").symlink_to(elsewhere)
+    linked_log = planted / f"{WORK_PREFIX}{dead}.{RUN_ID}.b"
+    linked_log.mkdir()
+    (linked_log / LOCAL_LOG).symlink_to(elsewhere / LOCAL_LOG)
+    if os.getuid() == 0:  # root (CI) can make a dir of another user's: its log is not read
+        foreign = planted / f"{WORK_PREFIX}{dead}.{RUN_ID}.c"
+        foreign.mkdir()
+        (foreign / LOCAL_LOG).write_text((elsewhere / LOCAL_LOG).read_text())
+        os.chown(foreign / LOCAL_LOG, 65534, 65534)
+        os.chown(foreign, 65534, 65534)
+    sweep_killed(planted)
+    assert theirs.is_dir() and (elsewhere / LOCAL_LOG).is_file()

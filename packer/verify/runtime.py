@@ -86,8 +86,15 @@ def sweep_killed(tmp: Path) -> None:
 
 
 def _cleanup_after_killed(work: Path) -> None:
+    """Only a work dir and log this user made are read: a log planted in /tmp under a dead
+    pid's name by someone else never names what this run removes."""
     log = work / LOCAL_LOG
-    if log.is_file() and not log.is_symlink():
+    try:
+        owners = {work.lstat().st_uid, log.lstat().st_uid}
+    except OSError:
+        return
+    if owners == {os.getuid()} and log.is_file() and not log.is_symlink() \
+            and not work.is_symlink():
         cleanup_from_log(log.read_text(encoding="utf-8", errors="replace"))
 
 
