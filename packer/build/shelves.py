@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -34,6 +35,9 @@ from ..lock.conda import CondaPackage
 MANIFEST = "shelves.json"
 PREFIX = "shelf-"  # shelf-0, shelf-1, ...: never the name of an older per-lock shelf (hex)
 LIMIT = 16 << 20
+# a shelf's name as _new makes it: a manifest's other keys ("shelf-/../../x", "shelf-²", a
+# number of 5000 digits) name no shelf, never a folder outside pkgs, never int()'s error
+_NAME = re.compile(r"shelf-[0-9]{1,9}")
 
 Shelves = dict[str, dict[str, str]]  # shelf -> name-version-build -> sha256
 
@@ -54,7 +58,7 @@ def _read(path: Path) -> Shelves:
         return {}
     return {shelf: {str(k): str(v) for k, v in entries.items()}
             for shelf, entries in data.items()
-            if isinstance(shelf, str) and shelf.startswith(PREFIX) and isinstance(entries, dict)}
+            if isinstance(shelf, str) and _NAME.fullmatch(shelf) and isinstance(entries, dict)}
 
 
 def _new(shelves: Shelves, pkgs: Path) -> str:
@@ -66,8 +70,7 @@ def _new(shelves: Shelves, pkgs: Path) -> str:
 
 def choose(shelves: Shelves, packages: Sequence[CondaPackage], pkgs: Path) -> str:
     """The first shelf that agrees with every package of the lock, else a new one."""
-    for shelf in sorted(shelves, key=lambda s: int(s[len(PREFIX):]) if s[len(PREFIX):].isdigit()
-                        else -1):
+    for shelf in sorted(shelves, key=lambda s: int(s[len(PREFIX):])):
         have = shelves[shelf]
         if all(have.get(folder(p), p.sha256) == p.sha256 for p in packages):
             return shelf
