@@ -136,6 +136,22 @@ def test_redact_strip_and_restore() -> None:
         "https://pypi.org/simple")
 
 
+@pytest.mark.parametrize(("given", "shown"), [
+    ("https://me:ab'cd@pypi.corp/simple", "https://***@pypi.corp/simple"),  # RFC 3986 allows '
+    ("https://gitlab.corp/simple?private_token=glpat-x1", "https://gitlab.corp/simple?private_token=***"),
+    ("https://b.storage/x.whl?X-Goog-Signature=ab12&X-Goog-Credential=sa%2F1",
+     "https://b.storage/x.whl?X-Goog-Signature=***&X-Goog-Credential=***"),
+    ("https://pypi.corp/simple#token=tk1", "https://pypi.corp/simple#token=***"),
+    ("https://pypi.corp/simple?keyword=1&monkey=2", "https://pypi.corp/simple?keyword=1&monkey=2"),
+])
+def test_redact_masks_every_credential_form(given: str, shown: str) -> None:
+    """What --json's failed entries carry as ``detail`` (a command line, an installer's
+    output) goes through ``redact``: these forms showed their secret whole or in part."""
+    assert redact(f'"detail": "$ uv pip compile --index-url {given}\\nerror"') == (
+        f'"detail": "$ uv pip compile --index-url {shown}\\nerror"')
+    assert strip(given).endswith(shown.rpartition("/")[2])
+
+
 def test_a_lock_records_index_urls_without_credentials() -> None:
     """Like uv.lock: the lock holds the index without its credentials (the same lock
     whoever made it); the build takes them again from the URL given for that host."""

@@ -16,11 +16,15 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
-# scheme://USERINFO@ : the userinfo runs to the last "@" before the host's end
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s'\"]*@)")
+# scheme://USERINFO@ : the userinfo runs to the last "@" before the host's end; a "'" is
+# one of its characters (RFC 3986 sub-delims: a password "ab'cd" showed "ab" otherwise)
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s\"]*@)")
 _CONDA_TOKEN = re.compile(r"(/t/)([A-Za-z0-9._\-]{6,})(/)")
-_QUERY = re.compile(r"(?i)([?&](?:token|access_token|auth|password|passwd|secret|sig|"
-                    r"signature|x-amz-signature|x-amz-credential|api[_-]?key|key)=)([^&#\s'\"]+)")
+# a query's or fragment's value named as a secret, under any prefix (private_token,
+# X-Goog-Signature, X-Amz-Credential, client_secret); the value ends at a backslash too
+# (in --json text a newline after it is a backslash and "n": the next line's word was masked)
+_QUERY = re.compile(r"(?i)([?&#;](?:[a-z0-9_.\-]*(?:token|password|passwd|secret|signature|"
+                    r"credential|api[_-]?key)|auth|sig|key)=)([^&#;\s'\"\\]+)")
 
 
 def redact(text: str) -> str:
