@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from packer.core.errors import ExitCode
+from packer.core.integrity import manifest, render_record
 from packer.verify.kinds import plan
 from packer.verify.requestfile import RequestFileError, check_request_file
 from packer.verify.samples import check_expected_names, from_user_file
@@ -751,6 +752,27 @@ def test_model_dir_contents(tmp_path: Path, name: str, args: tuple[str, ...], co
     argv = ("verify", model) if args == ("verify",) else (model, *args)
     res = run_unchanged(model, *argv)
     assert (res.exit_code, error_line(res.stderr)) == (code, message.replace("{model}", str(model)))
+
+
+def test_an_environment_unlike_its_record_is_never_verified(tmp_path: Path) -> None:
+    """A --format dir env's files are hard links shared by every model packed from one cache
+    entry: a file edited in place in one model (root ignores 0444) changes it in all. check
+    says so; verify (and image, through the same env_location) refuses it before any server,
+    instead of proving and shipping the edited bytes."""
+    model = bad_copy("env_path_missing", tmp_path)
+    config = model / "config.pbtxt"
+    config.write_text(config.read_text().replace("tritonpack-env.tar.gz", "tritonpack-env"))
+    site = model / "tritonpack-env" / "lib" / "python3.10" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "numpy.py").write_text("pass\n")
+    (model / "tritonpack-env.sha256").write_bytes(
+        render_record("tritonpack-env", files=manifest(model / "tritonpack-env")))
+    with (site / "numpy.py").open("a") as fh:  # as root would, through another model's link
+        fh.write("import os; os.system('id')\n")
+    res = run_unchanged(model, "verify", model)
+    assert (res.exit_code, error_line(res.stderr)) == (
+        ExitCode.VERIFY_LOAD, "error: env_path_missing: tritonpack-env differs from what was "
+        "packed: changed lib/python3.10/site-packages/numpy.py")
 
 
 def test_verify_json_reports_failure_as_not_passed(tmp_path: Path) -> None:

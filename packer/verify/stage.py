@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import shutil
 import tempfile
@@ -28,6 +29,8 @@ from ..core.errors import (
     VerifyInputsError,
     VerifyLoadError,
 )
+from ..core.integrity import record_path
+from ..core.integrity import verify as verify_record
 from ..core.progress import NullReporter, Reporter, plural
 from ..core.signals import signals_held
 from ..envcheck.inspect import inspect_env
@@ -145,7 +148,22 @@ def env_location(ctx: Context) -> Path:
     if where.fault == "not-env":
         raise VerifyLoadError(f"EXECUTION_ENV_PATH points at {where.path}, which is {where.kind}, "
                               "not an environment", hint=f"pack it: tritonpack {ctx.model.path}")
+    _refuse_damaged(where.path, ctx)
     return where.path
+
+
+def _refuse_damaged(env: Path, ctx: Context) -> None:
+    """An environment whose sha256 record disagrees with its bytes is never verified, nor
+    served by an image: a ``--format dir`` env's files are hard links shared with the cache
+    and every model packed from it, so a file edited in place in one model (root ignores the
+    read-only mode) changed it in all of them; ``check`` said so, verify and image used it.
+    An environment without a record (not packed by tritonpack) is checked as before."""
+    if not os.path.lexists(record_path(env)):
+        return
+    damaged = verify_record(env)
+    if damaged is not None:
+        raise VerifyLoadError(f"{ctx.model.name}: {damaged}",
+                              hint=f"re-pack it: tritonpack {ctx.model.path}")
 
 
 def probe_modules(ctx: Context) -> list[str]:
