@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,6 +17,14 @@ from pathlib import Path
 import pytest
 
 from packer.verify.runtime import TRITON_TMP, cleanup_from_log
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_worker() -> Iterator[None]:
+    """A fixture wider than a test puts this module's tests on one worker (conftest's
+    ``_groups``): run at once on two, one test's clean-up took the other's dir made within
+    its log's window (``busy`` below: the race these tests are about, met by themselves)."""
+    yield
 
 
 @pytest.fixture
@@ -83,6 +93,32 @@ def test_the_env_dir_a_server_was_killed_extracting_into_is_removed(
     (theirs / "0").mkdir()
     cleanup_from_log(_log(made) + _extracting(extracting))
     assert (ours.exists(), theirs.is_dir()) == (False, True)
+
+
+_MAPS = ("import mmap, sys; f = open(sys.argv[1], 'rb'); m = mmap.mmap(f.fileno(), 0, "
+         "prot=mmap.PROT_READ); print('mapped', flush=True); sys.stdin.read()")
+
+
+def test_an_env_dir_a_live_process_maps_is_never_removed(env_dirs: list[Path]) -> None:
+    """Another job's server extracted at the moment the killed one's log says it began to
+    (its dir holds only ``0``), or the log names its dir (a model's own log line): its stub
+    maps libpython from there, and the dir is left to it; once nothing maps it, it goes."""
+    theirs = _env_dir(env_dirs)
+    (theirs / "0" / "lib").mkdir(parents=True)
+    (theirs / "0" / "lib" / "libpython3.12.so.1.0").write_bytes(b"\x7fELF" + bytes(4096))
+    extracting = datetime.fromtimestamp(theirs.stat().st_ctime, UTC)
+    log = _extracting(extracting) + (
+        f'I1204 17:18:10.972713 4242 model.py:12] "cache at {theirs}/0/lib"\n')
+    stub = subprocess.Popen([sys.executable, "-c", _MAPS, theirs / "0/lib/libpython3.12.so.1.0"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert stub.stdout is not None and stub.stdout.readline() == b"mapped\n"
+        cleanup_from_log(log)
+        assert (theirs / "0" / "lib" / "libpython3.12.so.1.0").is_file()
+    finally:
+        stub.communicate(timeout=30)
+    cleanup_from_log(log)
+    assert not theirs.exists()
 
 
 def test_a_later_extraction_is_not_taken_for_the_killed_ones(env_dirs: list[Path]) -> None:

@@ -65,7 +65,8 @@ def cleanup_from_log(log: str) -> None:
     holding only its first extraction (``0``) when the server was killed while extracting.
     Other jobs on the machine run their own servers: an unnamed dir is this server's only if
     it was made, or got its ``0``, at the moment the log says so."""
-    for path in set(_ENV_DIRS.findall(log)):
+    mapped = _mapped_env_dirs()
+    for path in set(_ENV_DIRS.findall(log)) - mapped:
         shutil.rmtree(path, ignore_errors=True)
     for name in set(_SHM.findall(log)):
         (SHM / name).unlink(missing_ok=True)
@@ -75,7 +76,27 @@ def cleanup_from_log(log: str) -> None:
             path.rmdir()
     window = _first_extraction_window(log)
     for path in _env_dirs_changed_in(*window, entries=["0"]) if window else ():
-        shutil.rmtree(path, ignore_errors=True)
+        if str(path) not in mapped:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _mapped_env_dirs() -> set[str]:
+    """The /tmp/python_env_* dirs a live process maps a file of (a stub's libpython): a
+    server's env in use, never the dead server's to remove. Another job's server that began
+    extracting within the killed one's window (its dir holding only ``0`` by then) was taken
+    for the killed one's and removed under its running stub; a log line naming a dir (a
+    model's own logging) is no proof either. Processes this user may not read are skipped."""
+    found: set[str] = set()
+    with contextlib.suppress(OSError):
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as maps:
+                    found.update(_ENV_DIRS.findall(maps.read()))
+            except OSError:  # gone, or not ours to read
+                continue
+    return found
 
 
 def sweep_killed(tmp: Path) -> None:
