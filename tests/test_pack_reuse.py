@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import marshal
 import os
 import sys
@@ -489,6 +490,28 @@ def test_prune_empties_only_a_cache_tritonpack_made(
     monkeypatch.setenv("TRITONPACK_CACHE", str(older))
     assert run_cli("cache", "prune", "--all").exit_code == 0
     assert not (older / "envs").exists()
+
+
+@pytest.mark.parametrize("everything", [False, True])
+def test_prune_counts_only_the_bytes_it_frees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             everything: bool) -> None:
+    """A --format dir entry's files are the packed models' files too (hard links): removing
+    the entry frees none of their bytes, and the model keeps every one of them."""
+    monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path / "cache"))
+    entry = cache_dir("envs", "0" * 64)
+    (entry / "env").mkdir()
+    (entry / "env" / "libpython.so").write_bytes(b"\x7f" * 300_000)  # linked into a model
+    (entry / "env" / "only-here.py").write_bytes(b"#" * 1_000)
+    (entry / "meta.json").write_text("{}\n")
+    os.utime(entry / "meta.json", (0, 0))
+    model_env = tmp_path / "model" / "tritonpack-env"
+    model_env.mkdir(parents=True)
+    os.link(entry / "env" / "libpython.so", model_env / "libpython.so")
+    argv = ["cache", "prune", "--json"] + (["--all"] if everything else ["--days", "0"])
+    res = run_cli(*argv)
+    assert res.exit_code == 0 and json.loads(res.stdout)["bytes"] == 1_003
+    assert not entry.exists()
+    assert (model_env / "libpython.so").read_bytes() == b"\x7f" * 300_000
 
 
 @pytest.mark.parametrize(("days", "message"), [

@@ -270,7 +270,7 @@ def prune_cache(older_than_days: float | None, everything: bool) -> tuple[int, i
                     base.unlink()
                     removed += 1
             elif real_dir(base):
-                freed += tree_size(base)[1]  # os.walk: symlinks counted, never followed
+                freed += _freed_by_removing(base)
                 removed += sum(1 for _ in base.iterdir())
                 shutil.rmtree(base, ignore_errors=True)  # never follows a link inside
         return removed, freed
@@ -294,7 +294,7 @@ def prune_cache(older_than_days: float | None, everything: bool) -> tuple[int, i
             except OSError:
                 last = 0
             if last < cutoff:
-                freed += tree_size(entry)[1]
+                freed += _freed_by_removing(entry)
                 removed += 1
                 shutil.rmtree(entry, ignore_errors=True)
     for name in STORES:  # a pack's reusable work (bytecode, gzip members), by last use
@@ -302,6 +302,21 @@ def prune_cache(older_than_days: float | None, everything: bool) -> tuple[int, i
         removed += n
         freed += size
     return removed, freed
+
+
+def _freed_by_removing(tree: Path) -> int:
+    """The bytes removing ``tree`` gives back: a file counts once all its hard links are in
+    it. A ``--format dir`` entry's files are the packed models' files too (linked): pruning
+    it frees nothing of them, and ``cache prune --all`` said 514 MB freed for 2 MB. Nothing
+    is followed through a symlink (os.walk; a link's own size counts)."""
+    links: dict[tuple[int, int], list[int]] = {}  # inode -> [size, links seen, links in all]
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(dirpath, name))
+                seen = links.setdefault((st.st_dev, st.st_ino), [st.st_size, 0, st.st_nlink])
+                seen[1] += 1
+    return sum(size for size, seen, nlink in links.values() if seen >= nlink)
 
 
 def _prune_store(base: Path, cutoff: float) -> tuple[int, int]:
