@@ -67,3 +67,14 @@ def test_a_hostile_manifest_never_names_a_folder_outside_pkgs(cache: Path, name:
     assert shelves.assign([pkg("python", "3.10.15", "a")]) == "shelf-0"
     assert not (cache.parent / "escaped").exists()
     assert list(json.loads((cache / "pkgs" / "shelves.json").read_text())) == ["shelf-0"]
+
+
+def test_a_shelf_planted_as_a_link_is_never_extracted_into(cache: Path, tmp_path: Path) -> None:
+    """pkgs/shelf-0 -> a folder of the user's: rattler would extract there, replacing a
+    folder of the package's name; the lock goes to a shelf of its own instead."""
+    assert shelves.assign([pkg("python", "3.10.15", "a")]) == "shelf-0"
+    (tmp_path / "victim").mkdir()
+    (cache / "pkgs" / "shelf-0").symlink_to(tmp_path / "victim")
+    assert shelves.assign([pkg("python", "3.10.15", "a")]) == "shelf-1"
+    (cache / "pkgs" / "shelf-2").symlink_to(tmp_path / "gone")  # dangling: no new shelf there
+    assert shelves.assign([pkg("python", "3.10.15", "d")]) == "shelf-3"

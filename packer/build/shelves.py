@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ from ..core.cachehome import cache_dir, cache_error
 from ..core.errors import BuildError
 from ..core.flock import held
 from ..core.fsguard import read_regular
+from ..core.storefile import real_dir
 from ..lock.conda import CondaPackage
 
 MANIFEST = "shelves.json"
@@ -61,9 +63,14 @@ def _read(path: Path) -> Shelves:
             if isinstance(shelf, str) and _NAME.fullmatch(shelf) and isinstance(entries, dict)}
 
 
+def _ours(path: Path) -> bool:
+    """A shelf that is not there yet, or a real folder: never a symlink to elsewhere."""
+    return not os.path.lexists(path) or real_dir(path)
+
+
 def _new(shelves: Shelves, pkgs: Path) -> str:
     n = 0
-    while f"{PREFIX}{n}" in shelves or (pkgs / f"{PREFIX}{n}").exists():
+    while f"{PREFIX}{n}" in shelves or os.path.lexists(pkgs / f"{PREFIX}{n}"):
         n += 1
     return f"{PREFIX}{n}"
 
@@ -72,6 +79,8 @@ def choose(shelves: Shelves, packages: Sequence[CondaPackage], pkgs: Path) -> st
     """The first shelf that agrees with every package of the lock, else a new one."""
     for shelf in sorted(shelves, key=lambda s: int(s[len(PREFIX):])):
         have = shelves[shelf]
+        if not _ours(pkgs / shelf):
+            continue  # a link planted in the cache: rattler would extract (and replace) there
         if all(have.get(folder(p), p.sha256) == p.sha256 for p in packages):
             return shelf
     return _new(shelves, pkgs)
