@@ -58,12 +58,14 @@ def test_a_lost_manifest_never_reuses_a_shelf_on_disk(cache: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["shelf-/../../../escaped", "shelf-0/../../../escaped",
-                                  "shelf-\N{SUPERSCRIPT TWO}", "shelf-" + "9" * 5000])
+                                  "shelf-\N{SUPERSCRIPT TWO}", "shelf-" + "9" * 5000,
+                                  "[" * 100_000 + "]" * 100_000])
 def test_a_hostile_manifest_never_names_a_folder_outside_pkgs(cache: Path, name: str) -> None:
     """A shelf is only ever named as tritonpack names one: a planted key that would lead the
     install out of pkgs (or crash the shelves' ordering) is not a shelf."""
     (cache / "pkgs").mkdir(parents=True)
-    (cache / "pkgs" / "shelves.json").write_text(json.dumps({name: {}, "shelf-3": [1]}))
+    manifest = json.dumps({name: {}, "shelf-3": [1]}) if name[0] != "[" else name  # nested
+    (cache / "pkgs" / "shelves.json").write_text(manifest)
     assert shelves.assign([pkg("python", "3.10.15", "a")]) == "shelf-0"
     assert not (cache.parent / "escaped").exists()
     assert list(json.loads((cache / "pkgs" / "shelves.json").read_text())) == ["shelf-0"]

@@ -54,7 +54,7 @@ def _read(path: Path) -> Shelves:
     disk is left alone: ``_new`` never names one that exists)."""
     try:
         data = json.loads(read_regular(path, BuildError, "shelf manifest", limit=LIMIT))
-    except (OSError, ValueError, BuildError):
+    except (OSError, ValueError, RecursionError, BuildError):  # RecursionError: "[[[[..."
         return {}
     if not isinstance(data, dict):
         return {}
