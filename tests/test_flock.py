@@ -52,3 +52,34 @@ def test_a_kept_lock_stays_and_a_symlink_is_not_followed(tmp_path: Path) -> None
     with pytest.raises(OSError), held(link):
         pass
     assert not target.exists()
+
+
+def test_a_channel_lock_held_by_a_stopped_run_is_not_waited_for_forever(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run stopped with Ctrl-Z while it makes the local Python channel holds its lock: the
+    next run said "packaging Python 3.12.1" and waited with no end; it now stops, exit 14."""
+    import fcntl
+    import os
+
+    from packer.core import deadlines
+    from packer.core.errors import BusyError, ExitCode
+    from packer.lock import pychannel
+    from packer.resolve.target import host_platform
+
+    monkeypatch.setenv("TRITONPACK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(deadlines, "LOCAL_CHANNEL", 0.5)
+    install = pychannel.find_python("3.12")
+    channel = pychannel.cache_dir("channels") / (
+        f"python-{install.version}-{pychannel._key(install, host_platform())}")
+    lock = channel.parent / f".{channel.name}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)  # the stopped run's hold
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(BusyError) as err:
+            pychannel.local_channel(install, host_platform())
+    finally:
+        os.close(fd)
+    assert (err.value.exit_code, err.value.message) == (
+        ExitCode.BUSY, f"another tritonpack run has been making the local channel for Python "
+        f"{install.version} for 0 s (its lock {lock} is still held)")
+    assert not channel.exists()

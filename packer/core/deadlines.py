@@ -14,6 +14,7 @@ TOOL_VENV = 300.0  # uv venv for pip-tools in the target's Python
 TOOL_INSTALL = 900.0  # pip-tools into that venv
 
 # the environment's own interpreter and tools (packer.pack, packer.build, packer.lock)
+LOCAL_CHANNEL = 600.0  # another run making the same local Python channel (seconds, usually)
 PATCHELF = 120.0  # one RUNPATH rewrite of a local CPython's file
 STRIP = 300.0  # binutils' strip --strip-debug of one ELF file (torch's: hundreds of MB)
 IMPORT_CHECK = 180.0  # the env's python3 importing what a start imports

@@ -27,7 +27,7 @@ class ExitCode(IntEnum):
     VERIFY_LOAD = 11  # model does not load in tritonserver
     VERIFY_INFER = 12  # model loads but inference fails
     RUNTIME = 13  # verification runtime missing or broken
-    BUSY = 14  # another run holds the model's lock (--no-wait)
+    BUSY = 14  # another run holds the model's lock (--no-wait), or a local channel's too long
     CACHE = 15  # tritonpack's cache is not a writable directory, or its disk is full
     REMOTE = 16  # a remote cache (OCI registry) refused, or served altered content
     VERIFY_INPUTS = 17  # model loads; its execute() rejects tritonpack's made-up inputs

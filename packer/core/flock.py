@@ -6,21 +6,28 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import BusyError
+
 
 @contextlib.contextmanager
-def held(path: Path, *, remove: bool = False) -> Iterator[None]:
+def held(path: Path, *, remove: bool = False, within: float | None = None,
+         busy: str = "") -> Iterator[None]:
     """``path``'s exclusive lock (flock; the file is made if missing, never followed through
     a symlink), waited for, and released when the block ends. With ``remove``, the holder
     unlinks the file as it leaves (locks named by a key would otherwise pile up, one empty
     file per build ever made); a waiter that then gets the lock of an unlinked file sees that
-    the path no longer names it and locks the path again, so two runs never both hold it."""
+    the path no longer names it and locks the path again, so two runs never both hold it.
+    With ``within``, a lock still held after that many seconds (a holder stopped with
+    Ctrl-Z, or hung) raises ``BusyError`` saying ``busy`` instead of waiting forever."""
+    deadline = None if within is None else time.monotonic() + within
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _lock(fd, deadline, path, busy)
         except BaseException:
             os.close(fd)
             raise
@@ -35,6 +42,23 @@ def held(path: Path, *, remove: bool = False) -> Iterator[None]:
                 path.unlink()
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _lock(fd: int, deadline: float | None, path: Path, busy: str) -> None:
+    if deadline is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise BusyError(f"{busy or 'another tritonpack run holds ' + str(path)} "
+                                f"(its lock {path} is still held)",
+                                hint="a run stopped with Ctrl-Z holds it: resume (fg) or end "
+                                     "it, then run again") from None
+            time.sleep(0.1)
 
 
 def _names(path: Path, fd: int) -> bool:

@@ -309,7 +309,10 @@ def local_channel(install: PythonInstall, subdir: str) -> Path:
     # replace the channel under the first one's install (exit 8, installing the locked conda
     # packages failed, seen with the test suite's workers). The lock lies beside the channel:
     # caches that share the channels folder (a link) share its locks too.
-    with held(channel.parent / f".{channel.name}.lock", remove=True):
+    with held(channel.parent / f".{channel.name}.lock", remove=True,
+              within=deadlines.LOCAL_CHANNEL,
+              busy=f"another tritonpack run has been making the local channel for Python "
+                   f"{install.version} for {deadlines.LOCAL_CHANNEL:.0f} s"):
         if not (channel / subdir / "repodata.json").is_file():
             _make_channel(install, subdir, channel)
     return channel
