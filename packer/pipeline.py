@@ -260,7 +260,11 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
         bundled = hit.meta.bundled
         skipped = bundle_plan(ctx.report, frozenset(ctx.options.allow_secrets)).skipped
     else:  # --no-cache (since): the stores are written, not read (storefile.distrusted)
-        with key_lock(key), distrusted(since is not None):
+        def waiting() -> None:  # the same environment, being built by another run
+            rep.note(f"waiting for another tritonpack run building this environment "
+                     f"({key[:12]})")
+
+        with key_lock(key, waiting), distrusted(since is not None):
             prefix = build(locked.lock, ctx.report, rep, key=key,
                            python_from=ctx.options.python_from,
                            credentials=(*stage.lock_indexes(ctx, ctx.options).urls(),

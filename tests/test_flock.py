@@ -83,3 +83,33 @@ def test_a_channel_lock_held_by_a_stopped_run_is_not_waited_for_forever(
         ExitCode.BUSY, f"another tritonpack run has been making the local channel for Python "
         f"{install.version} for 0 s (its lock {lock} is still held)")
     assert not channel.exists()
+
+
+def test_a_waiter_is_told_once_and_a_free_lock_tells_nothing(tmp_path: Path) -> None:
+    """Another run's build of the same environment may take minutes: the waiter says why
+    nothing moves, once; taking a free lock says nothing."""
+    lock = tmp_path / "key.lock"
+    told: list[str] = []
+    with held(lock, on_wait=lambda: told.append("waiting")):
+        pass
+    assert told == []
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with held(lock, remove=True, on_wait=lambda: told.append("waiting")):
+            assert holder.wait(timeout=30) == 0  # we got it once the holder let go
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert told == ["waiting"]
+
+
+HOLDER = '''
+import sys, time
+from pathlib import Path
+from packer.core.flock import held
+with held(Path(sys.argv[1]), remove=True):
+    print("held", flush=True)
+    time.sleep(1)
+'''

@@ -46,7 +46,7 @@ def test_an_install_waits_for_another_into_the_same_package_shelf(
     try:
         with shelves.shelf_lock(shelf):  # another run's install into that shelf, going on
             run = subprocess.Popen([sys.executable, "-m", "packer", model, "--triton", "24.10",
-                                    "--python-from", "auto", "-q"], stderr=subprocess.PIPE,
+                                    "--python-from", "auto"], stderr=subprocess.PIPE,
                                    text=True, env={**os.environ, "NO_COLOR": "1"})
             deadline = time.monotonic() + 300
             while not _blocked_on(cache / "pkgs" / f".{shelf}.lock", run.pid):
@@ -61,6 +61,8 @@ def test_an_install_waits_for_another_into_the_same_package_shelf(
         raise
     _, err = run.communicate(timeout=600)
     assert run.returncode == 0, err
+    assert "    note  waiting for another tritonpack run's install into the conda package cache" \
+        in err.splitlines()
     assert any((cache / "pkgs" / shelf).glob("python-*"))
     recorded = json.loads((cache / "pkgs" / "shelves.json").read_text())
     assert recorded == {shelf: {shelves.folder(p): p.sha256 for p in conda}}

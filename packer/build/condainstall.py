@@ -152,7 +152,8 @@ def install(packages: Sequence[CondaPackage], prefix: Path,
     shelf = shelves.assign(packages)
     try:
         import asyncio  # py-rattler is async; asyncio loads when it runs
-        with shelves.shelf_lock(shelf):
+        with shelves.shelf_lock(shelf, None if reporter is None else lambda: reporter.note(
+                "waiting for another tritonpack run's install into the conda package cache")):
             asyncio.run(
                 rattler_install(
                     [_record(p) for p in checked],

@@ -52,10 +52,11 @@ def model_lock(model_dir: Path, *, wait: bool = True,
 
 
 @contextlib.contextmanager
-def key_lock(key: str) -> Iterator[None]:
+def key_lock(key: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Builds of one cache key (its fixed build path) one at a time, across models and across
-    caches: the lock file lies beside the build path (``env.build_lock_path``)."""
+    caches: the lock file lies beside the build path (``env.build_lock_path``); ``on_wait``
+    is told when another run holds it."""
     with held(build_lock_path(key) or cache_dir("locks") / f"build-{key[:24]}.lock",
-              remove=True):
+              remove=True, on_wait=on_wait):
         yield
 

@@ -23,7 +23,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ..core.atomic import atomic_write_bytes
@@ -105,11 +105,11 @@ def assign(packages: Sequence[CondaPackage]) -> str:
 
 
 @contextlib.contextmanager
-def shelf_lock(shelf: str) -> Iterator[None]:
+def shelf_lock(shelf: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """One install at a time into a shelf of rattler's package cache (``pkgs/SHELF``): builds
     of locks that agree share it, and rattler's extraction is not guarded between processes
     (with the test suite's xdist workers, one pack failed with exit 8, installing the locked
     conda packages failed, while another worker's build of the same packages ran). Installs
-    into other shelves go on."""
-    with held(cache_dir("pkgs") / f".{shelf}.lock"):
+    into other shelves go on; ``on_wait`` is told when another run's install holds it."""
+    with held(cache_dir("pkgs") / f".{shelf}.lock", on_wait=on_wait):
         yield
