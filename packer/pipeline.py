@@ -178,10 +178,14 @@ def _package(ctx: Context, opts: Options, rep: Reporter, t0: float, *, frozen: b
         dest.parent.mkdir(parents=True, exist_ok=True)
         ensure_writable(dest.parent)
         tried = relearn.Tried()
+        retake = True
         while True:
             try:
-                result = _build_and_commit(ctx, locked, rep, t0, dest, popts, since, allow, sbom)
+                result = _build_and_commit(ctx, locked, rep, t0, dest, popts, since, allow, sbom,
+                                           retake)
                 break
+            except BuiltMeanwhile:
+                retake = False  # the entry is there now: the next pass reuses it
             except (provides.Unprovided, importcheck.MissingAtImport) as exc:
                 # what only a build shows: locked again with the fix (remembered in the lock)
                 fixed = None if frozen else relearn.fix(ctx, exc, tried,
@@ -217,9 +221,14 @@ def _remove_previous(ctx: Context, dest: Path, rep: Reporter) -> None:
             shutil.rmtree(doomed) if doomed.is_dir() else doomed.unlink()
             rep.note(f"removed the previous environment {old.name}")
 
+class BuiltMeanwhile(Exception):
+    """The environment this run waited to build was stored by the run it waited for: the
+    caller starts again and takes it from the cache (once: ``retake``)."""
+
+
 def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float, dest: Path,
                       popts: PackOptions, since: float | None, allow_incompatible: bool,
-                      sbom: bool) -> PackResult:
+                      sbom: bool, retake: bool = True) -> PackResult:
     value = env_value(Path(os.path.relpath(dest, ctx.model.path)).as_posix())
     plan = check_patch(ctx.model.config_path, value)  # refuse before building, not after
     if not sbom and sbom_path(dest).is_file():  # a bill of materials is never left stale
@@ -260,11 +269,16 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
         bundled = hit.meta.bundled
         skipped = bundle_plan(ctx.report, frozenset(ctx.options.allow_secrets)).skipped
     else:  # --no-cache (since): the stores are written, not read (storefile.distrusted)
+        waited: list[bool] = []
+
         def waiting() -> None:  # the same environment, being built by another run
+            waited.append(True)
             rep.note(f"waiting for another tritonpack run building this environment "
                      f"({key[:12]})")
 
         with key_lock(key, waiting), distrusted(since is not None):
+            if retake and waited and since is None and envcache.lookup(key) is not None:
+                raise BuiltMeanwhile  # the run we waited for stored it: take it, build nothing
             prefix = build(locked.lock, ctx.report, rep, key=key,
                            python_from=ctx.options.python_from,
                            credentials=(*stage.lock_indexes(ctx, ctx.options).urls(),

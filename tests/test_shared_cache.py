@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -66,3 +67,51 @@ def test_an_install_waits_for_another_into_the_same_package_shelf(
     assert any((cache / "pkgs" / shelf).glob("python-*"))
     recorded = json.loads((cache / "pkgs" / "shelves.json").read_text())
     assert recorded == {shelf: {shelves.folder(p): p.sha256 for p in conda}}
+
+
+def _pack(model: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "packer", model, "--triton", "24.10",
+                             "--python-from", "auto"], stderr=subprocess.PIPE, text=True,
+                            env={**env, "NO_COLOR": "1"})
+
+
+@pytest.mark.slow
+def test_a_run_that_waited_for_the_same_build_takes_it_instead_of_building_again(
+        model_copy: Copy, tmp_path: Path, session_cache: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two models of one lock packed at once (two CI jobs, one cache): the second waits for
+    the first's build of the environment, then reuses the entry it stored; before, it built
+    the same environment again once the first was done."""
+    cache = fresh_cache(tmp_path / "cache", session_cache, ("channels", "pkgs", "uv"))
+    monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
+    first = model_copy("plain_numpy")
+    second = shutil.copytree(first, tmp_path / "job2" / "plain_numpy")  # another CI job's
+    assert run_cli("lock", first, "--triton", "24.10", "--python-from", "auto").exit_code == 0
+    (second / "tritonpack.lock").write_bytes((first / "tritonpack.lock").read_bytes())
+    a = _pack(first, dict(os.environ))
+    b = None
+    try:
+        assert a.stderr is not None
+        seen = []
+        for line in a.stderr:  # the first run is building: it holds the build's lock
+            seen.append(line)
+            if "installing" in line:
+                break
+        else:
+            raise AssertionError("".join(seen))
+        b = _pack(second, dict(os.environ))
+        _, err_b = b.communicate(timeout=600)
+        err_a = "".join(seen) + a.communicate(timeout=600)[1]
+    except BaseException:
+        for run in (a, b):
+            if run is not None:
+                run.kill()
+                run.communicate()
+        raise
+    assert (a.returncode, b.returncode) == (0, 0), err_a + err_b
+    lines = err_b.splitlines()
+    assert any(line.startswith("    note  waiting for another tritonpack run building this "
+                               "environment (") for line in lines), err_b
+    assert any("reused the environment for this lock" in line for line in lines), err_b
+    assert not any("installing" in line for line in lines), err_b  # no second build
+    assert run_cli("check", first).exit_code == 0 and run_cli("check", second).exit_code == 0
