@@ -221,6 +221,7 @@ def _remove_previous(ctx: Context, dest: Path, rep: Reporter) -> None:
             shutil.rmtree(doomed) if doomed.is_dir() else doomed.unlink()
             rep.note(f"removed the previous environment {old.name}")
 
+
 class BuiltMeanwhile(Exception):
     """The environment this run waited to build was stored by the run it waited for: the
     caller starts again and takes it from the cache (once: ``retake``)."""

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..core import deadlines
 from ..core.cachehome import reuse
-from ..core.fsguard import open_regular
+from ..core.integrity import regular_sha256
 from ..core.storefile import open_entry, real_dir, store_secret
 from . import importcheck
 
@@ -85,17 +85,7 @@ def digests(root: Path, files: tuple[str, ...], folders: tuple[str, ...],
     folder's names an import can act on, in order; None when one is not there (or not a
     regular file / a real folder: nothing is followed)."""
     def one_file(rel: str) -> str | None:
-        try:
-            fh = open_regular(root / rel, follow=False)
-        except OSError:
-            return None
-        if isinstance(fh, str):
-            return None
-        digest = hashlib.sha256()
-        with fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return regular_sha256(root / rel)
 
     def one_folder(rel: str, narrow: bool = False) -> str | None:
         path = root / rel

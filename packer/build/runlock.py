@@ -59,4 +59,3 @@ def key_lock(key: str, on_wait: Callable[[], None] | None = None) -> Iterator[No
     with held(build_lock_path(key) or cache_dir("locks") / f"build-{key[:24]}.lock",
               remove=True, on_wait=on_wait):
         yield
-

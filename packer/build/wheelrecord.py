@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import base64
 import csv
-import hashlib
 import io
+import os
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
 
-from ..core.fsguard import open_regular
+from ..core.integrity import regular_sha256
 
 
 def _rows(info: Path) -> list[tuple[str, str]]:
@@ -42,19 +42,13 @@ def _rows(info: Path) -> list[tuple[str, str]]:
 
 
 def _matches(site: Path, rel: str, want: str) -> bool:
-    try:
-        fh = open_regular(site / rel, follow=False)
-    except FileNotFoundError:
+    path = site / rel
+    if not os.path.lexists(path):
         return True  # not there: what RECORD lists and the wheel lacked is not this check's
-    except OSError:
-        return False  # a symlink (not followed) or unreadable where the wheel had a file
-    if isinstance(fh, str):
-        return False  # a special file where the wheel had a file
-    digest = hashlib.sha256()
-    with fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode() == want
+    # None: a symlink (not followed), unreadable, or a special file where the wheel had a file
+    got = regular_sha256(path)
+    return got is not None and base64.urlsafe_b64encode(
+        bytes.fromhex(got)).rstrip(b"=").decode() == want
 
 
 def changed(site: Path, names: Iterable[str]) -> list[str]:

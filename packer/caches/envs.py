@@ -31,8 +31,14 @@ from pathlib import Path
 from ..core.cachehome import SECTIONS, STORES, TAG, cache_dir, cache_root, owned
 from ..core.debris import sweep, tagged
 from ..core.errors import CacheError
-from ..core.fsguard import open_regular
-from ..core.integrity import clone_or_copy, link_or_copy, manifest, seal, sha256_file
+from ..core.integrity import (
+    clone_or_copy,
+    link_or_copy,
+    manifest,
+    regular_sha256,
+    seal,
+    sha256_file,
+)
 from ..core.storefile import SIGNED, open_entry, real_dir
 from ..pack.prune import PruneReport, tree_size
 from ..pack.stage import EnvArchive, PackOptions
@@ -132,18 +138,11 @@ def holds(entry: Entry, dest: Path) -> bool:
     if m.format == "dir" or not m.sha256:
         return False
     try:
-        fh = open_regular(dest, follow=False)
+        if dest.lstat().st_size != m.size:  # most changes: no need to read it
+            return False
     except OSError:
         return False
-    if isinstance(fh, str):
-        return False
-    with fh:
-        if os.fstat(fh.fileno()).st_size != m.size:
-            return False
-        h = hashlib.sha256()
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-        return h.hexdigest() == m.sha256
+    return regular_sha256(dest) == m.sha256
 
 
 def intact(entry: Entry, placed: Path) -> bool:

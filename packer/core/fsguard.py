@@ -60,6 +60,17 @@ def open_regular(path: Path | str, *, follow: bool = True) -> BinaryIO | str:
             os.close(fd)
 
 
+def open_if_regular(path: Path | str) -> BinaryIO | None:
+    """``open_regular`` without following a symlink, for what someone else may have written
+    (the cache, an installed tree): None where ``path`` names no regular file (absent,
+    unreadable, a symlink, a FIFO, a device): a miss, never an error."""
+    try:
+        fh = open_regular(path, follow=False)
+    except OSError:
+        return None
+    return None if isinstance(fh, str) else fh
+
+
 def read_regular(path: Path, error: type[TritonPackError], what: str = "file",
                  limit: int | None = None, shown: str | None = None) -> bytes:
     """The bytes of regular file ``path``, never blocking on a FIFO or a device (see

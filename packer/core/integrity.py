@@ -28,7 +28,7 @@ import stat
 from pathlib import Path
 
 from .errors import PackError
-from .fsguard import open_regular, read_regular
+from .fsguard import open_if_regular, open_regular, read_regular
 
 CHUNK = 1 << 20
 _FICLONE = 0x40049409  # linux/fs.h: share extents copy-on-write (btrfs, xfs); never an inode
@@ -38,6 +38,20 @@ def sha256_file(path: Path) -> str:
     """A file's sha256, read in chunks (``hashlib.file_digest``): the one file hash."""
     with path.open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def regular_sha256(path: Path) -> str | None:
+    """``sha256_file`` of what someone else may have written (the cache, an installed tree):
+    None where ``path`` is no regular file: absent, unreadable, a symlink (not followed), a
+    FIFO (never blocked on) or a device."""
+    fh = open_if_regular(path)
+    if fh is None:
+        return None
+    digest = hashlib.sha256()
+    with fh:  # a BinaryIO, which file_digest's types do not take
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def clone_or_copy(src: str | Path, dest: str | Path) -> None:

@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-from .fsguard import open_regular
+from .fsguard import open_if_regular
 
 SIGNED = ".sig"  # a store entry's sidecar: the cache's HMAC vouching for the entry
 
@@ -33,13 +33,7 @@ def real_dir(path: Path) -> bool:
 def open_entry(path: Path) -> BinaryIO | None:
     """``path`` opened for reading if it is a regular file inside a real folder; else None
     (a symlink, a FIFO, a directory, absent: a miss, never an error)."""
-    if not real_dir(path.parent):
-        return None
-    try:
-        fh = open_regular(path, follow=False)
-    except OSError:
-        return None
-    return None if isinstance(fh, str) else fh
+    return open_if_regular(path) if real_dir(path.parent) else None
 
 
 def store_secret(store: Path, name: str) -> bytes | None:
@@ -53,11 +47,8 @@ def store_secret(store: Path, name: str) -> bytes | None:
                      0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(secrets.token_bytes(32))
-    try:
-        fh = open_regular(path, follow=False)
-    except OSError:
-        return None
-    if isinstance(fh, str):
+    fh = open_if_regular(path)
+    if fh is None:
         return None
     with fh:
         data = fh.read(33)
