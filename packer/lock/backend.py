@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +22,19 @@ from typing import Protocol
 
 from ..core import deadlines, network, proc
 from ..core.cachehome import cache_dir
-from ..core.errors import BuildError, ResolveError, TritonPackError
+from ..core.errors import (
+    BuildError,
+    ProcessError,
+    ProcessTimeout,
+    ResolveError,
+    TritonPackError,
+)
 from ..core.fsguard import not_regular
 from ..core.redact import restore, strip
 from ..core.reproducible import SOURCE_DATE_EPOCH
 from ..core.version import install_hint
 from ..resolve.target import Target, host_platform
+from . import wheelhouse
 from .pychannel import find_python
 
 DEFAULT_INDEX = "https://pypi.org/simple"
@@ -187,14 +195,22 @@ class UvBackend:
             req_in, out, upgrade = _requirements_in(tmp, requirements, prefer)
             env, cwd = _source_env(tmp, from_source)
             argv: list[str | Path] = [
-                uv_bin(), "pip", "compile", req_in, "-o", out, "--quiet",
+                uv_bin(), "pip", "compile", req_in, "--quiet",
                 "--no-config", "--no-python-downloads", "--python", sys.executable,
-                "--generate-hashes", "--no-header", *([] if annotate else ["--no-annotate"]),
+                "--no-header", *([] if annotate else ["--no-annotate"]),
                 "--python-version", target.python, "--python-platform", target.pypi_platform,
                 "--only-binary", ":all:", *_each("--no-binary", from_source),
-                "--cache-dir", cache_dir("uv"), *network.uv_args(), *indexes.args(), *upgrade,
+                "--cache-dir", cache_dir("uv"), *network.uv_args(), *upgrade,
             ]
-            proc.run(argv, env=env, cwd=cwd, timeout=deadlines.RESOLVE_UV)
+            ends = time.monotonic() + deadlines.RESOLVE_UV  # both passes, one deadline
+            dirs = wheelhouse.local_dirs(indexes)
+            served = _first_pass(argv, requirements, Path(tmp), out, indexes, dirs,
+                                 (env, cwd, ends)) if dirs else None
+            argv += ["-o", out, "--generate-hashes"]
+            if served is None:
+                proc.run([*argv, *indexes.args()], env=env, cwd=cwd, timeout=_left(ends))
+            else:
+                _second_pass([*argv, *served], env, cwd, ends)
             return out.read_text(encoding="utf-8")
 
     def install(self, requirements: Path, python: Path, indexes: Indexes) -> None:
@@ -227,6 +243,55 @@ class UvBackend:
                   "--build-constraint", constraints, "--require-hashes",
                   "--cache-dir", cache_dir("uv"), *network.uv_args(), *indexes.args(), sdist],
                  env=env, cwd=cwd, timeout=deadlines.BUILD_SDIST)
+
+
+def _first_pass(argv: list[str | Path], requirements: Sequence[str], tmp: Path, out: Path,
+                indexes: Indexes, dirs: tuple[Path, ...],
+                how: tuple[dict[str, str] | None, Path | None, float]) -> list[str | Path] | None:
+    """uv's resolution without hashes, which names where each pin came from; when it took
+    wheels from the local ``--find-links`` directories ``dirs``, the arguments of a second
+    pass that gets the same pins with hashes without unpacking those wheels (a local index
+    of them, with their sha256: ``packer.lock.wheelhouse``); else None."""
+    first = tmp / "first.txt"
+    if out.is_file():  # the pins ``prefer`` keeps
+        shutil.copyfile(out, first)
+    env, cwd, ends = how
+    with wheelhouse.Hasher(wheelhouse.likely(requirements, dirs)) as hasher:
+        proc.run([*argv, "-o", first, "--emit-index-annotation", *indexes.args()], env=env,
+                 cwd=cwd, timeout=_left(ends))
+        found = wheelhouse.plan(first.read_text(encoding="utf-8"), indexes, dirs)
+        if found is None:
+            return None
+        pins, wheels = found
+        local = wheelhouse.write_index(tmp / "wheelhouse", wheels, hasher)
+    held = tmp / "constraints.txt"
+    held.write_text(wheelhouse.constraints(pins), encoding="utf-8")
+    kept = [u for u in indexes.find_links if not any(
+        wheelhouse.same_dir(u, d) for d in dirs)]
+    return ["--constraint", held, "--index-url", indexes.index_url,
+            *_each("--extra-index-url", (local, *indexes.extra_index_urls)),
+            *_each("--find-links", kept)]
+
+
+def _left(ends: float) -> float:
+    return max(1.0, ends - time.monotonic())
+
+
+def _second_pass(argv: list[str | Path], env: dict[str, str] | None, cwd: Path | None,
+                 ends: float) -> None:
+    """The hashed pass, from uv's cache alone (``--offline``): the first pass has just read
+    every page and metadata it needs (0.07 s against 0.2-0.4 s asking the index again); on
+    the network when it missed something (an index that publishes no hashes, whose files uv
+    downloads to hash them)."""
+    if network.offline():
+        proc.run(argv, env=env, cwd=cwd, timeout=_left(ends))
+        return
+    try:
+        proc.run([*argv, "--offline"], env=env, cwd=cwd, timeout=_left(ends))
+    except ProcessTimeout:
+        raise
+    except ProcessError:
+        proc.run(argv, env=env, cwd=cwd, timeout=_left(ends))
 
 
 def uv_bin() -> str:
