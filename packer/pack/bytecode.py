@@ -23,7 +23,11 @@ number, unchecked-hash flags, the source hash of the file's bytes (computed by t
 Python, one process per pack) and, where tritonpack's own Python reads its marshal format,
 the file's name in its code. That catches an entry swapped from another file or another
 interpreter; one forged with a right header and other code is caught by nothing short of
-compiling again: the cache is trusted, like pip's or uv's (README).
+compiling again: the cache is trusted, like pip's or uv's (README). What this cache's own
+compile kept, or an entry once those checks passed, is signed with the store's key
+(``pyc.key``, ``_mac``: its HMAC of the entry's key and bytes) and placed without them: they
+start the env's Python to read every source again (0.6 s of the medium bench model's pack
+with the model's cache, all of it for entries this cache wrote itself).
 
 The recorded name shows only where the file loader does not replace it with the real path:
 a stdlib frame from ``lib/pythonXY.zip`` names ``lib/python3.X/...`` (the env-relative path,
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import importlib.util
 import json
 import logging
@@ -51,7 +56,7 @@ from ..core import deadlines, proc
 from ..core.cachehome import reuse
 from ..core.diskfull import no_space_error
 from ..core.errors import PackError, ProcessError
-from ..core.storefile import open_entry
+from ..core.storefile import open_entry, store_secret
 
 log = logging.getLogger("tritonpack.bytecode")
 
@@ -179,10 +184,12 @@ def _reuse(root: Path, python: str, files: list[Path], store: Path | None,
     ``-X pycache_prefix`` looks for them): (placed, the files left to compile, the files
     known not to compile, each file's store key)."""
     interp = interpreter_key(root, python) if store is not None else b""
+    secret = store_secret(store, KEY_FILE) if store is not None else None
     keys: dict[Path, str] = {}
     todo: list[Path] = []
     source_only: list[str] = []
-    hits: dict[Path, bytes] = {}
+    hits: dict[Path, bytes] = {}  # unsigned: vetted below
+    vouched: dict[Path, bytes] = {}  # signed by this cache: its own compile's bytes
     placed: set[Path] = set()
     for f in files:
         rel = f.relative_to(root).as_posix()
@@ -191,27 +198,31 @@ def _reuse(root: Path, python: str, files: list[Path], store: Path | None,
             continue
         key = _entry_key(interp, rel, f)
         keys[f] = key
-        hit = _lookup(store, key) if reuse() else None  # --no-cache: compiled, replaced
-        if hit is None:
+        found = _lookup_signed(store, key, secret) if reuse() else None  # --no-cache: compiled
+        if found is None:
             todo.append(f)
-        elif hit == SOURCE_ONLY:
+        elif found[0] == SOURCE_ONLY:
             source_only.append(rel)
         else:
-            hits[f] = hit
+            (vouched if found[1] else hits)[f] = found[0]
+    fits = dict.fromkeys(vouched, True)
     if hits:
         magic, hashes, read = _vet(root, python, hits)
-        fits = {f: _belongs(entry, magic, source_hash, f.relative_to(root).as_posix())
-                and (magic == importlib.util.MAGIC_NUMBER or read[f])  # only the env's
-                for (f, entry), source_hash in zip(hits.items(), hashes, strict=True)}
+        fits.update({f: _belongs(entry, magic, source_hash, f.relative_to(root).as_posix())
+                     and (magic == importlib.util.MAGIC_NUMBER or read[f])  # only the env's
+                     for (f, entry), source_hash in zip(hits.items(), hashes, strict=True)})
         for f, entry in hits.items():
-            if fits[f]:
-                _place(entry, cached_pyc(f, python) if into is None else prefixed_pyc(into, f,
-                                                                                     python))
-                placed.add(f)
+            if fits[f] and store is not None and secret is not None:  # vetted once: signed,
+                _store(store, keys[f], entry, secret)  # the next pack places it unvetted
             else:  # another file's entry, another Python's, or damaged: compiled again
                 todo.append(f)
                 _drop(store, keys[f], f.relative_to(root).as_posix(), magic, entry)
-        todo.sort()
+    for f, entry in (*vouched.items(), *hits.items()):
+        if fits[f]:
+            _place(entry, cached_pyc(f, python) if into is None else prefixed_pyc(into, f,
+                                                                                 python))
+            placed.add(f)
+    todo.sort()
     return placed, todo, source_only, keys
 
 
@@ -242,18 +253,19 @@ def keep(root: Path, python: str, sources: AbstractSet[Path],
         with contextlib.suppress(OSError):
             entries.append((_entry_key(interp, f.relative_to(root).as_posix(), f),
                             cached_pyc(f, python).read_bytes()))
-    writer = threading.Thread(target=_store_all, args=(store, entries), daemon=True,
+    secret = store_secret(store, KEY_FILE)  # made here: the thread only writes entries
+    writer = threading.Thread(target=_store_all, args=(store, entries, secret), daemon=True,
                               name="tritonpack-bytecode-keep")
     writer.start()
     return writer
 
 
-def _store_all(store: Path, entries: list[tuple[str, bytes]]) -> None:
+def _store_all(store: Path, entries: list[tuple[str, bytes]], secret: bytes | None) -> None:
     """``keep``'s thread: a cache that cannot be written only costs the next pack a compile,
     and no error of it ends in a traceback."""
     try:
         for key, data in entries:
-            _store(store, key, data)
+            _store(store, key, data, secret)
     except Exception as exc:
         log.debug("keeping bytecode in the store stopped: %s", exc)
 
@@ -306,6 +318,7 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
         compiled_source_only = _compile(root, python, todo)
         source_only += compiled_source_only
         if store is not None:
+            secret = store_secret(store, KEY_FILE)
             skipped = set(compiled_source_only)
             for f in todo:
                 rel = f.relative_to(root).as_posix()
@@ -313,7 +326,7 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
                 data = SOURCE_ONLY if rel in skipped else (
                     out.read_bytes() if out.is_file() else None)
                 if data is not None:
-                    _store(store, keys[f], data)
+                    _store(store, keys[f], data, secret)
     return tuple(sorted(source_only))
 
 
@@ -350,6 +363,16 @@ def _lookup(store: Path, key: str) -> bytes | None:
     regular file of the store (a symlink is never followed), or when the entry does not match
     the digest it starts with (a torn write: compiled again). Whether a ``.pyc`` belongs to
     the file is ``_belongs``'s question."""
+    found = _lookup_signed(store, key, None)
+    return None if found is None else found[0]
+
+
+def _lookup_signed(store: Path, key: str, secret: bytes | None) -> tuple[bytes, bool] | None:
+    """``_lookup``'s entry, and whether it is signed: its first 32 bytes are this cache's
+    HMAC of its key and bytes (``_mac``), not their sha256. A signed entry holds what this
+    cache's own compile wrote for exactly this key (the interpreter, the path, the source's
+    bytes) or what passed the vet once: it is placed as it is. Another key's entry, even one
+    signed, is neither (a miss)."""
     path = store / key[:2] / key
     fh = open_entry(path)
     if fh is None:
@@ -362,12 +385,21 @@ def _lookup(store: Path, key: str) -> bytes | None:
     if len(raw) > MAX_ENTRY:  # no module compiles to this: planted, not a .pyc (a miss)
         return None
     digest, data = raw[:32], raw[32:]
-    if hashlib.sha256(data).digest() != digest or (
+    signed = secret is not None and hmac.compare_digest(digest, _mac(secret, key, data))
+    if (not signed and hashlib.sha256(data).digest() != digest) or (
             data != SOURCE_ONLY and len(data) <= HEADER):
         return None
     with contextlib.suppress(OSError):
         os.utime(path, follow_symlinks=False)  # last use, for `tritonpack cache prune`
-    return data
+    return data, signed
+
+
+KEY_FILE = "pyc.key"  # the bytecode store's signing key (``core.storefile.store_secret``)
+
+
+def _mac(secret: bytes, key: str, data: bytes) -> bytes:
+    """A signed entry's first 32 bytes: this cache's HMAC of the entry's key and bytes."""
+    return hmac.digest(secret, b"tritonpack-pyc entry\0" + key.encode() + b"\0" + data, "sha256")
 
 
 # Run by the environment's Python, once per pack that finds entries in the store: its magic
@@ -475,10 +507,12 @@ def store_entry(store: Path, key: str, data: bytes) -> None:
     _store(store, key, data)
 
 
-def _store(store: Path, key: str, data: bytes) -> None:
-    """Keep one entry, its digest first; a cache that cannot be written only costs the next
-    pack a compile."""
+def _store(store: Path, key: str, data: bytes, secret: bytes | None = None) -> None:
+    """Keep one entry, its digest first (with ``secret``: signed, ``_mac``, for the bytecode
+    of this tritonpack's own compile or of one vetted); a cache that cannot be written only
+    costs the next pack a compile."""
     folder = store / key[:2]
+    head = _mac(secret, key, data) if secret is not None else hashlib.sha256(data).digest()
     with contextlib.suppress(OSError):
         if folder.is_symlink():  # debris: the store's folders are its own
             folder.unlink()
@@ -486,7 +520,7 @@ def _store(store: Path, key: str, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(hashlib.sha256(data).digest() + data)
+                fh.write(head + data)
             os.replace(tmp, folder / key)
         except BaseException:
             with contextlib.suppress(OSError):
