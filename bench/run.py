@@ -31,6 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 try:  # the installed tritonpack (editable or not), never the source tree by path
+    from packer.archive.targz import ParallelGzipWriter
     from packer.archive.writer import DEFAULT_LEVEL
     from packer.build import condainstall
     from packer.build.prefix import Prefix
@@ -39,7 +40,6 @@ try:  # the installed tritonpack (editable or not), never the source tree by pat
     from packer.lock import conda, pychannel
     from packer.lock.pypi import Indexes
     from packer.pack.prune import tree_size
-    from packer.pack.sitezip import plan as site_plan
     from packer.pack.stage import PackOptions
     from packer.pack.stage import pack as pack_env
     from packer.pipeline import lock, package
@@ -230,44 +230,46 @@ def is_native(path: Path) -> bool:
         return fh.read(4) == b"\x7fELF"
 
 
+@contextmanager
+def targz_at(dest: Path) -> Iterator[tarfile.TarFile]:
+    """A tar.gz written as tritonpack writes its archive (zlib-ng's gzip members at its
+    default level, ``packer.archive.targz``): a floor's archive compresses as the one it
+    bounds does."""
+    with dest.open("wb") as raw:
+        gz = ParallelGzipWriter(raw, DEFAULT_LEVEL)
+        try:
+            with tarfile.TarFile(fileobj=gz, mode="w",  # type: ignore[arg-type]
+                                 format=tarfile.GNU_FORMAT) as tar:
+                yield tar
+        except BaseException:
+            gz.abort()
+            raise
+        gz.close()
+
+
 def native_only(env: Path, dest: Path) -> Path:
     """The ELF files of ``env`` alone (its native libraries and executables, which both sides
-    ship and neither pruning nor gzip shrinks much), as a tar.gz at tritonpack's level: its
-    size is a floor for any archive of this env, extracting it a floor for READY with one."""
-    with tarfile.open(dest, "w:gz", compresslevel=DEFAULT_LEVEL) as tar:
+    ship and neither pruning nor gzip shrinks much), as tritonpack compresses them: its size
+    is a floor for any archive of this env, extracting it a floor for READY with one."""
+    with targz_at(dest) as tar:
         for path in sorted(env.rglob("*")):
             if path.is_file() and not path.is_symlink() and is_native(path):
                 tar.add(path, arcname=path.relative_to(env).as_posix())
     return dest
 
 
-def kept_files(env: Path, python: str, dest: Path) -> Path:
-    """What this design must still extract as files, as a tar.gz at tritonpack's level:
-    the native files (``native_only``); every file of the distributions
-    ``packer.pack.sitezip`` keeps as files (a native file, code that finds its own files...)
-    and every distribution's metadata (importlib.metadata reads it); the stdlib modules
-    ``packer.pack.stdlibzip`` keeps as files (each for a stated reason); and the two zips,
-    one file each. Left out: bytecode caches (a start may compile instead) and conda-meta
-    (Triton never reads it). A start with nothing to extract plus extracting this is READY's
-    floor with the site zip."""
-    lib = env / "lib" / f"python{python}"
-    site = lib / "site-packages"
-    zipped, _ = site_plan(env, python)
-    going = {t for d in zipped for t in d.tops}
-    kept = {p for p in site.iterdir() if p.name not in going and p.name != "__pycache__"}
-    zips = {env / "lib" / f"python{python.replace('.', '')}.zip"}
-
-    def stays(path: Path) -> bool:
-        if "__pycache__" in path.parts:
-            return False
-        if is_native(path) or path in zips or any(k == path or k in path.parents for k in kept):
-            return True
-        return lib in path.parents and site not in path.parents and site != path  # stdlib
-
-    with tarfile.open(dest, "w:gz", compresslevel=DEFAULT_LEVEL) as tar:
-        for path in sorted(env.rglob("*")):
-            if path.is_file() and not path.is_symlink() and stays(path):
-                tar.add(path, arcname=path.relative_to(env).as_posix())
+def kept_files(archive: Path, dest: Path) -> Path:
+    """What this design extracts as files, read from the archive itself: every entry of it
+    (the native files, the distributions and stdlib modules kept as files, the metadata, the
+    two zips as one file each, the folders and links) but the bytecode caches (a start may
+    compile instead) and conda-meta (Triton never reads it). A start with nothing to extract
+    plus extracting this is READY's floor with this layout."""
+    with tarfile.open(archive, "r:gz") as src, targz_at(dest) as tar:
+        for member in src:
+            parts = member.name.split("/")
+            if "__pycache__" in parts or parts[0] == "conda-meta":
+                continue
+            tar.addfile(member, src.extractfile(member) if member.isfile() else None)
     return dest
 
 
@@ -496,7 +498,7 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
     strip_bytes = stripped_archive(src, work, name, cache)
     # the floors' archives, made before the rounds: extracting them is timed in the rounds
     native = native_only(dir_model / "tritonpack-env", work / f"native-{name}.tar.gz")
-    kept = kept_files(dir_model / "tritonpack-env", python, work / f"kept-{name}.tar.gz")
+    kept = kept_files(tp_model / "tritonpack-env.tar.gz", work / f"kept-{name}.tar.gz")
     # no environment: the stub runs on the Python that runs this bench (its numpy is found
     # through a venv with numpy < 2 that the bench makes once)
     no_env_py = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -518,7 +520,7 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
     shown = {k: "n/a" if v is None else f"{v:.2f}s" for k, v in ready.items()}
     print(f"   READY archive {shown['tp']} (stdlib as files: {shown['files']}), dir "
           f"{shown['dir']}, no env {shown['none']}; extracting (best of the same rounds) the "
-          f"native files {shown['native']}, what must stay files {shown['kept']}; the env's "
+          f"native files {shown['native']}, the archive but its bytecode caches {shown['kept']}; the env's "
           f"python3 imports the model's modules in {imports:.3f}s", flush=True)
 
     lock_model = work / "lock" / name
@@ -567,7 +569,7 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
             "pack_throughput_warm": ratio(env_mb / tp_pack_warm, env_mb / cp_pack),
             "ready_archive": ratio(ready_tp, ready_base),
             # READY(archive) against this design's floor: a start with nothing to extract plus
-            # extracting what must stay files (the native files, the packages kept as files)
+            # extracting the archive but its bytecode caches and conda-meta (this layout's files)
             "ready_archive_vs_floor": (ratio(ready_tp, ready_dir + kept_extract)
                                        if ready_dir else None),
             # READY(dir) - READY(no env), in units of the env's own import of the model's
@@ -584,7 +586,8 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
             # the native files alone, at tritonpack's gzip level: no archive of this env is
             # smaller, whatever else is pruned
             "archive_size": ratio(native.stat().st_size, base["archive"].stat().st_size),
-            # a start with nothing to extract, plus extracting the native files alone
+            # a start with nothing to extract, plus extracting the native files alone (both
+            # floors' archives are compressed as tritonpack's is: zlib-ng at its level)
             "ready_archive": ratio((ready_dir or 0) + native_extract, ready_base),
             # ... plus the files of the distributions the site zip cannot take (sitezip):
             # what this design still extracts as files
@@ -735,21 +738,22 @@ def markdown(results: list[dict[str, Any]]) -> str:
         "pack_throughput": "pack throughput (× conda-pack), empty cache",
         "pack_throughput_warm": "pack throughput (× conda-pack), the model's cache",
         "ready_archive": "time to READY, archive",
-        "ready_archive_vs_floor": "READY, archive / its floor (READY(dir) + extracting what "
-                                  "must stay files in /tmp, each best of the same alternating "
-                                  "rounds)",
+        "ready_archive_vs_floor": "READY, archive / its floor (READY(dir) + extracting the "
+                                  "archive's files but its bytecode caches and conda-meta, in "
+                                  "/tmp, each best of the same alternating rounds)",
         "ready_dir_overhead_vs_import": "READY(dir) − READY(no env), × the env's own import of "
                                         "the model's modules",
         "ready_stdlib_zip_vs_files": "READY, stdlib zipped / as files",
         "lock_uv_speedup": "lock, uv speed-up over pip-tools",
         "remote_pull_vs_cold": "remote pull (warm registry) / cold build"}
     floors = {
-        "archive_size": "archive: the native files alone, gzip'd",
+        "archive_size": "archive: the native files alone, gzip'd as tritonpack's archive is",
         "ready_archive": "READY: READY(dir) + extracting the native files (best of the "
                          "READY rounds)",
-        "ready_archive_kept_files": "READY: READY(dir) + extracting what must stay files "
-                                    "(native files, packages and stdlib modules kept as files, "
-                                    "metadata, the two zips; best of the READY rounds)",
+        "ready_archive_kept_files": "READY: READY(dir) + extracting the archive's own files but "
+                                    "its bytecode caches and conda-meta (native files, packages "
+                                    "and stdlib modules kept as files, metadata, the two zips; "
+                                    "best of the READY rounds)",
         "pack_throughput": "pack throughput, empty cache, without the bytecode and the import "
                            "check",
         "pack_throughput_warm": "pack throughput, the model's cache, without them",

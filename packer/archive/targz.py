@@ -1,9 +1,14 @@
 """A reproducible .tar.gz written with every core: the tar stream is cut into fixed-size
-blocks, each compressed as its own gzip member on a thread (zlib releases the GIL).
+blocks, each compressed as its own gzip member on a thread (zlib-ng releases the GIL).
 Concatenated gzip members are one valid gzip stream (RFC 1952): gzip, Python and
 libarchive (Triton) read them. Block boundaries depend only on the bytes (and on where the
 writer ``cut``s them, which depends only on the bytes too), so the output is byte-identical
 whatever the thread timing.
+
+The members are deflated by zlib-ng (``member``), not the system's zlib: at level 5 it
+writes 1.2-1.7 % fewer bytes than zlib at level 4 in 25-30 % less CPU (bench/: the small and
+heavy models' trees). Any gzip reader inflates them; the bytes depend on zlib-ng's version,
+which ``IDENTITY`` names.
 
 Members compressed by an earlier pack can be appended as they are (``append_members``):
 a large file's data starts and ends on a member boundary, so its compressed bytes are a
@@ -13,20 +18,26 @@ function of its content alone (``archive`` keeps them in the cache).
 from __future__ import annotations
 
 import collections
-import gzip
 import hashlib
 import os
-import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+from zlib_ng import zlib_ng
+
 from ..core.errors import PackError
 
 BLOCK = 4 << 20  # 4 MiB of tar per member: ~0.1 % larger than one stream, scales per core
 # what the compressed bytes of a member depend on, besides the input and the level
-IDENTITY = f"gzip members of {BLOCK} bytes, mtime 0, zlib {zlib.ZLIB_RUNTIME_VERSION}"
+IDENTITY = f"gzip members of {BLOCK} bytes, mtime 0, zlib-ng {zlib_ng.ZLIBNG_VERSION}"
+
+
+def member(data: bytes, level: int) -> bytes:
+    """``data`` as one gzip member (mtime 0, no name, zlib-ng's deflate at ``level``)."""
+    deflater = zlib_ng.compressobj(level, zlib_ng.DEFLATED, 31)
+    return deflater.compress(data) + deflater.flush()
 
 
 class Sink(Protocol):
@@ -59,7 +70,7 @@ class ParallelGzipWriter:
         self._done: Callable[[bool], None] = lambda ok: None
 
     def _compress(self, data: bytes) -> bytes:
-        return gzip.compress(data, compresslevel=self.level, mtime=0)
+        return member(data, self.level)
 
     def _emit(self, member: bytes, sink: Sink | None) -> None:
         self.raw.write(member)

@@ -63,7 +63,8 @@ def make_pack_request(kw: dict[str, Any]) -> PackRequest:
               help="Archive or directory name inside the model dir "
               "(default: tritonpack-env.tar.gz, or tritonpack-env/ with --format dir).")
 @click.option("--compress-level", type=click.IntRange(1, 9), default=DEFAULT_LEVEL,
-              show_default=True, help="gzip level of the archive (chosen by bench/).")
+              show_default=True, help="gzip level of the archive's members, deflated by "
+              "zlib-ng (the default is the knee bench/ measured).")
 @click.option("--keep", multiple=True, metavar="GLOB",
               help="Keep what the default pruning would remove (repeatable), e.g. 'include' or "
               "'pip*'.")
