@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .archive.inflate import read_targz
 from .archive.writer import read_stamp
 from .build.prefix import bundle_plan
 from .context import Context, prepare
@@ -158,7 +158,7 @@ def shipped_files(env: Path, python: str, wanted: set[str]) -> dict[str, str]:
         return {rel: sha256_file(env / site / rel) for rel in wanted
                 if (env / site / rel).is_file()}
     found: dict[str, str] = {}
-    with tarfile.open(env, "r:gz") as tar:
+    with read_targz(env) as tar:
         for member in tar:
             rel = member.name.removeprefix("./").removeprefix(site)
             if member.isfile() and member.name.removeprefix("./").startswith(site) \

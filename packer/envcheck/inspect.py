@@ -27,6 +27,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from ..archive.fs import ArchiveFS, escapes_dir
+from ..archive.inflate import read_targz
 from ..core.errors import PackError, UsageError
 from ..core.fsguard import not_regular
 from ..core.progress import Reporter
@@ -103,7 +104,7 @@ def _tar_entries(path: Path, elf: bool = True, mode: str = "r:gz") -> Iterator[E
     """Every member as an Entry; with ``elf``, the symbol versions each ELF file needs."""
     rereads = [REREADS]
 
-    with tarfile.open(path, mode) as tar:  # type: ignore[call-overload]
+    with (read_targz(path) if mode == "r:gz" else tarfile.open(path, mode)) as tar:  # type: ignore[call-overload]
         def again(m: tarfile.TarInfo) -> IO[bytes]:
             """The member once more from its start: a gzip stream seeks back by decompressing
             again from its first byte, so an archive gets only a few."""
@@ -192,7 +193,7 @@ def first_unsafe_entry(archive: Path, mode: str = "r:gz") -> str | None:
         for e in _tar_entries(archive, elf=False, mode=mode):
             if (why := _unsafe(e, fs)) is not None:
                 return why
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         return f"an unreadable archive ({exc})"
     return None
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import re
 import tarfile
+import zlib
 from pathlib import Path
+
+from ..archive.inflate import read_targz
 
 _UNPACK = re.compile(r"(?P<call>archive_\w+\(\)) failed with error code = -?\d+, error message "
                      r"is (?P<why>[^\"\\\n]*)|(?P<mkdir>Failed to create (?:temporary|"
@@ -23,12 +26,12 @@ def unpacked_exceeds(archive: Path, free: int) -> int | None:
     when it fits (or cannot be read: then nothing is claimed)."""
     total = 0
     try:
-        with tarfile.open(archive, "r:gz") as tar:
+        with read_targz(archive) as tar:
             for member in tar:
                 total += member.size
                 if total > free:
                     return total
-    except (OSError, tarfile.TarError, EOFError):
+    except (OSError, tarfile.TarError, EOFError, zlib.error):
         return None
     return None
 
