@@ -132,4 +132,22 @@ def test_the_real_stdlib_keeps_its_data_readers_as_files(tmp_path: Path) -> None
     assert {"lib2to3", "venv", "pydoc_data"} <= set(kept)
     assert {"json", "email", "ctypes", "asyncio", "collections", "encodings", "abc.py"} <= names
     assert not names & {"os.py", "site-packages", "lib-dynload", "idlelib", "lib2to3"}
-    assert all(d.split("/")[0] in names for d in DOCS if (real / d).exists())
+    assert all(d.split("/")[0] in names for d in DOCS  # distutils: once pruned (below)
+               if (real / d).exists() and not d.startswith("distutils/"))
+
+
+def test_distutils_goes_in_the_zip_once_its_tests_are_pruned(tmp_path: Path) -> None:
+    """3.10 and 3.11's distutils holds two files no code reads (its README, the template of a
+    command) beside its modules, and a test suite with data that pruning removes: it is
+    zipped, one file instead of ~100 to extract."""
+    from packer.pack.prune import prune
+
+    real = find_python("3.10").prefix / "lib" / "python3.10" / "distutils"
+    root = tmp_path / "env"
+    lib = root / "lib" / "python3.10"
+    shutil.copytree(real, lib / "distutils", ignore=shutil.ignore_patterns("__pycache__"))
+    (lib / "os.py").write_text("")
+    prune(root, "3.10")
+    assert not (lib / "distutils" / "tests").exists()
+    zipped, kept = plan(root, "3.10")
+    assert "distutils" in {p.name for p in zipped} and "distutils" not in kept

@@ -39,6 +39,7 @@ STAY = frozenset({"site-packages", "lib-dynload", "__pycache__"})
 DOCS = frozenset({
     "email/architecture.rst", "ctypes/README.ctypes", "ctypes/macholib/README.ctypes",
     "ctypes/macholib/fetch_macholib", "ctypes/macholib/fetch_macholib.bat",
+    "distutils/README", "distutils/command/command_template",  # 3.10, 3.11
 })
 
 RULES = repr((1, sorted(KEEP_FILES), sorted(STAY), sorted(DOCS)))  # in the cache key
