@@ -479,9 +479,9 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
     # an empty cache twice (two fresh caches), as conda-pack packs twice below: each side's
     # best, and where that best one's seconds went
     tp_pack, pack_steps = min(
-        tritonpack_pack_only(base["prefix"], python, work,
-                             fresh_cache(work, seed, f"cache-pack-{name}-{i}"), model_imports)
-        for i in range(2)), key=lambda r: r[0])
+        (tritonpack_pack_only(base["prefix"], python, work,
+                              fresh_cache(work, seed, f"cache-pack-{name}-{i}"), model_imports)
+         for i in range(2)), key=lambda r: r[0])
     tp_pack_warm, pack_steps_warm = tritonpack_pack_only(base["prefix"], python, work, cache,
                                                          model_imports)
     # conda-pack's pack twice (in the recipe, then beside tritonpack's): its best
