@@ -167,3 +167,33 @@ def test_the_wheels_a_requirement_allows_are_hashed_ahead(tmp_path: Path) -> Non
     with wheelhouse.Hasher([pinned]) as hasher:
         assert [hasher.sha256(pinned), hasher.sha256(other)] == [
             _sha256(pinned).split(":")[1], _sha256(other).split(":")[1]]
+
+
+def _linked_wheel(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A --find-links directory whose wheel is a symlink to a file named by its digest (a
+    content-addressed wheel store): the link is ``name``'s wheel, the target no wheel name."""
+    store, links = tmp_path / "store", tmp_path / "links"
+    links.mkdir()
+    built = make_wheel(store, name, {f"{name}_m.py": "X = 1\n"})
+    blob = built.rename(store / hashlib.sha256(built.read_bytes()).hexdigest())
+    (links / built.name).symlink_to(blob)
+    return links / built.name, blob
+
+
+def test_a_symlinked_wheel_is_listed_by_its_own_name(tmp_path: Path) -> None:
+    """uv takes a wheel's name and version from its URL: the link's, never its target's."""
+    link, blob = _linked_wheel(tmp_path, "tp_wh_linked")
+    with wheelhouse.Hasher([]) as hasher:
+        index = wheelhouse.write_index(tmp_path / "index", {"tp-wh-linked": [link]}, hasher)
+    page = (Path(index.removeprefix("file://")) / "tp-wh-linked" / "index.html").read_text()
+    assert f'{link.as_uri()}#sha256={_sha256(blob).split(":")[1]}"' in page
+
+
+@pytest.mark.slow
+def test_a_symlinked_find_links_wheel_is_locked_by_its_targets_sha256(
+        tmp_path: Path, fresh_cache: Path) -> None:
+    """Listed by its target's path, uv found no wheel on the local index: 'not found on the
+    index' (or, for a name PyPI has, PyPI's hashes in the lock)."""
+    link, blob = _linked_wheel(tmp_path, "tp_wh_linked")
+    pins = compile_pins("uv", ["tp-wh-linked"], TARGET, Indexes(find_links=(str(link.parent),)))
+    assert [(p.name, p.hashes) for p in pins] == [("tp-wh-linked", (_sha256(blob),))]

@@ -169,7 +169,7 @@ def write_index(root: Path, wheels: dict[str, list[Path]], hasher: Hasher) -> st
         page = simple / name
         page.mkdir(parents=True, exist_ok=True)
         links = "".join(
-            f'<a href="{html.escape(p.resolve().as_uri())}#sha256={hasher.sha256(p)}">'
+            f'<a href="{html.escape(p.absolute().as_uri())}#sha256={hasher.sha256(p)}">'
             f"{html.escape(p.name)}</a>\n" for p in paths)
         (page / "index.html").write_text(
             f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n", encoding="utf-8")
