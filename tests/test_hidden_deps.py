@@ -38,9 +38,10 @@ def _recipes(tmp_path: Path, **files: str) -> Path:
     return recipes
 
 
-def _pack(model: Path, wheels: Path, recipes: Path, *more: str) -> tuple[int, str]:
+def _pack(model: Path, wheels: Path, recipes: Path, *more: str,
+          cache: bool = False) -> tuple[int, str]:
     res = run_cli(model, "--triton", "24.10", "--python-from", "auto", "--find-links", wheels,
-                  "--recipes", recipes, "--no-cache", *more)
+                  "--recipes", recipes, *([] if cache else ["--no-cache"]), *more)
     return res.exit_code, res.stderr
 
 
@@ -79,13 +80,26 @@ def test_a_module_missing_at_import_is_added_to_the_lock_and_built_again(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_module_missing_at_import_that_nothing_provides_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cache", ["--no-cache", "fresh"])
+def test_a_module_missing_at_import_that_nothing_provides_is_refused(
+        tmp_path: Path, cache: str, session_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same refusal whether the import check ran alone (``--no-cache``) or beside the
+    compression of the native files into a fresh gzip store (``archive.ahead``), which stops
+    with it: no thread left compressing, no half-written entry, no archive."""
+    import threading
+
+    from .freshcache import fresh_cache
+
     model, wheels, recipes = _undeclared(tmp_path, helper=False)
-    code, err = _pack(model, wheels, recipes)
+    store = fresh_cache(tmp_path / "cache", session_cache) / "gzip"
+    monkeypatch.setenv("TRITONPACK_CACHE", str(store.parent))
+    code, err = _pack(model, wheels, recipes, cache=cache == "fresh")
     assert (code, error_line(err)) == (ExitCode.RESOLVE, (
         "error: import 'tp_runtime_helper' (imported by tpneedsmod) needs distribution "
         "'tp-helper-dist', which the package index does not have"))
     assert not (model / "tritonpack-env.tar.gz").exists()  # never shipped
+    assert not [t for t in threading.enumerate() if t.name == "gzip-ahead"]
+    assert not list(store.rglob("*.tmp"))
 
 
 # --- a chosen distribution that does not provide its import ----------------------------------

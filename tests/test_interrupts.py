@@ -69,10 +69,36 @@ def packed(packed_copy: Copy) -> Path:
 ])
 def test_interrupt_at_each_stage(packed: Path, marker: str, sig: signal.Signals,
                                  tmp_path: Path) -> None:
+    interrupted(packed, marker, sig, tmp_path, "--no-cache")
+
+
+@pytest.mark.parametrize(("marker", "sig"), [
+    ("importing the model's packages", signal.SIGINT),
+    ("writing tritonpack-env.tar.gz", signal.SIGTERM),
+])
+def test_interrupt_while_native_files_are_compressed_ahead(
+        packed: Path, marker: str, sig: signal.Signals, tmp_path: Path, session_cache: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a gzip store to fill (a fresh cache: ``--no-cache`` reads none, so compresses
+    nothing ahead), the native files are compressed beside the import check and on through
+    the write: a Ctrl-C or SIGTERM in either leaves what it leaves without them, and no
+    half-written entry in the store."""
+    from .freshcache import fresh_cache
+
+    cache = fresh_cache(tmp_path / "cache", session_cache)
+    monkeypatch.setenv("TRITONPACK_CACHE", str(cache))
+    interrupted(packed, marker, sig, tmp_path)
+    assert not list((cache / "gzip").rglob("*.tmp"))
+
+
+def interrupted(packed: Path, marker: str, sig: signal.Signals, tmp_path: Path,
+                *more: str) -> None:
+    """A run stopped by ``sig`` once ``marker`` shows: exit 130, the model as it was, no
+    temp file left."""
     before = snapshot(packed)
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    run = start(packed, "--triton", "24.10", "--python-from", "auto", "--no-cache", tmpdir=tmpdir)
+    run = start(packed, "--triton", "24.10", "--python-from", "auto", *more, tmpdir=tmpdir)
     wait_for(run, marker)
     run.send_signal(sig)
     _, err = run.communicate(timeout=120)

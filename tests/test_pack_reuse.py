@@ -614,4 +614,4 @@ def test_a_stop_leaves_nothing_half_compressed(tmp_path: Path) -> None:
     stop.set()
     compress_ahead(root, 4, tmp_path / "store", stop)
     assert not (tmp_path / "store").exists()
-    ahead(root, 4, None)()  # no store: nothing to do, nothing to stop
+    ahead(root, 4, None).halt()  # no store: nothing to do, nothing to stop

@@ -18,8 +18,10 @@ import stat
 import tarfile
 import tempfile
 import threading
+import time
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -135,15 +137,18 @@ def _tarinfo(root: Path, path: Path) -> tarfile.TarInfo:
 def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,
                 threads: int | None = None,
                 progress: Callable[[int], None] | None = None,
-                store: Path | None = None) -> tuple[str, int, int]:
+                store: Path | None = None,
+                early: Ahead | None = None) -> tuple[str, int, int]:
     """Write ``root`` as a reproducible .tar.gz at ``dest``; return (sha256, size, files).
 
     The tar stream is the one ``tarfile`` writes (PAX headers, two zero blocks, padded to a
     record). A file of LARGE bytes or more starts and ends a gzip member, so its compressed
     bytes depend on its content only: with ``store`` (a cache dir) they are kept there and
     appended as they are by the next pack that holds the same file (numpy's OpenBLAS,
-    torch's libraries), instead of compressed again. With or without ``store``, the same
-    tree gives the same bytes."""
+    torch's libraries), instead of compressed again; so does a native library (``.so``) of
+    NATIVE bytes or more. ``early``: the ``ahead`` still compressing such files into
+    ``store`` (``Ahead.claim``: a file it is on is waited for, one it has not started is
+    the write's). With or without ``store``, the same tree gives the same bytes."""
     paths = entries(root)
     check_tree(root, paths)
     with dest.open("wb") as raw:
@@ -158,8 +163,9 @@ def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,
                 if info.type != tarfile.REGTYPE or not info.size:
                     continue
                 padded = _padded(info.size)
-                if info.size >= LARGE:
-                    _large(gz, path, info.size, padded, level, store)
+                if own_members(path.name, info.size):
+                    known = early.claim(path) if early is not None else None
+                    _large(gz, path, info.size, padded, level, store, known)
                 else:
                     data = path.read_bytes()
                     if len(data) != info.size:
@@ -179,7 +185,17 @@ def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,
 
 
 LARGE = 1 << 20  # bytes from which a file's compressed data is its own (cached) members
+# ... and a native library's: the medium bench model ships 205 of 64 KiB to 1 MiB (67 MB,
+# half of what its warm pack compressed anew), the same bytes in every pack of its wheels
+NATIVE = 64 << 10
 _KEY_FILE = "gzip.key"
+
+
+def own_members(name: str, size: int) -> bool:
+    """Whether a file of this name and size is written as gzip members of its own (kept in
+    the store, compressed ahead): a large file, or a native library (``x.so``, ``x.so.1``)
+    of NATIVE bytes or more."""
+    return size >= LARGE or (size >= NATIVE and (name.endswith(".so") or ".so." in name))
 
 
 def _stream(gz: ParallelGzipWriter, path: Path, size: int, padded: int) -> None:
@@ -235,15 +251,27 @@ def _new_entry(folder: Path, key: str) -> tuple[int, str]:
 
 
 def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: int,
-           store: Path | None) -> None:
+           store: Path | None, known: Kept | None = None) -> None:
     """One large file's data as members of its own: from the store when an entry there holds
-    exactly this file's bytes (``_holds``), else compressed, and kept."""
+    exactly this file's bytes (``_holds``), else compressed, and kept. ``known``: what this
+    pack's ``ahead`` hashed (and kept) for this very file, unchanged since (``Ahead.claim``):
+    not hashed again; its entry, written by this pack, is appended as the append checks it
+    (its bytes against their digest, on the way)."""
     if store is None:
         _own_members(gz, path, size, padded)
         return
+    if known is not None and known.entry is not None:
+        fresh = open_entry(known.entry)
+        if fresh is not None:
+            try:
+                gz.append_members(fresh, padded, known.blob)
+            except BaseException:
+                fresh.close()
+                raise
+            return
     salt = _salt(level)
     header = member(b"", level)[:10]  # every member's
-    key = _content_key(path, salt)
+    key = known.key if known is not None else _content_key(path, salt)
     folder = store / key[:2]
     secret = store_secret(store, _KEY_FILE)
     for entry in sorted(folder.glob(f"{key}.*")) if real_dir(folder) and reuse() else ():
@@ -329,30 +357,85 @@ def _members(path: Path, size: int, padded: int, level: int, stop: threading.Eve
     return True
 
 
-def ahead(root: Path, level: int, store: Path | None) -> Callable[[], None]:
-    """Compress the tree's large files into ``store`` on a thread, while the pack still
-    imports and compiles (a core is idle while the import check runs): the write then
-    finds their members there, checks and appends them (``_large``), as it would a second
-    pack's. Returns the function that stops it, dropping a file half done; nothing when
-    there is no store to keep members in or it is not read (``--no-cache``)."""
-    if store is None or not reuse():
-        return lambda: None
-    stop = threading.Event()
-    thread = threading.Thread(target=compress_ahead, args=(root, level, store, stop),
-                              name="gzip-ahead", daemon=True)
-    thread.start()
+class Ahead:
+    """The tree's own-member files compressed into the store on a thread (``ahead``), from
+    the last in archive order, while the pack imports and compiles and then while it writes
+    from the first: the write ``claim``s each file before it looks in the store, so no file
+    is compressed twice and none is dropped half done."""
 
-    def halt() -> None:
-        stop.set()
-        thread.join()
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._taken: set[Path] = set()  # the write's: this thread leaves them
+        self._busy: dict[Path, threading.Event] = {}  # being compressed here
+        self._kept: dict[Path, tuple[tuple[int, ...], Kept]] = {}  # hashed here, and kept
+        self._thread: threading.Thread | None = None
 
-    return halt
+    def start(self, root: Path, level: int, store: Path) -> None:
+        self._thread = threading.Thread(target=compress_ahead,
+                                        args=(root, level, store, self.stop, self),
+                                        name="gzip-ahead", daemon=True)
+        self._thread.start()
+
+    def claim(self, path: Path) -> Kept | None:
+        """The write is at ``path``: if this thread is compressing it, wait until its entry is
+        kept (or dropped on a stop); else it is the write's, never started here. Returns what
+        this thread hashed and kept for it, if the file is still the one it read (the same
+        inode, size, mtime and ctime: as git trusts its index)."""
+        with self._lock:
+            self._taken.add(path)
+            busy = self._busy.get(path)
+        if busy is not None:
+            busy.wait()
+        with self._lock:
+            seen, kept = self._kept.pop(path, ((), None))
+        return kept if kept is not None and _identity(path) == seen else None
+
+    def kept(self, path: Path, seen: tuple[int, ...], kept: Kept) -> None:
+        """What ``compress_ahead`` hashed (and kept) for ``path``, read while its identity was
+        ``seen`` (and settled: ``_identity``)."""
+        with self._lock:
+            self._kept[path] = (seen, kept)
+
+    def take(self, path: Path) -> threading.Event | None:
+        """This thread's turn at ``path``: None when the write has it already."""
+        with self._lock:
+            if path in self._taken:
+                return None
+            busy = self._busy[path] = threading.Event()
+            return busy
+
+    def release(self, path: Path, busy: threading.Event) -> None:
+        with self._lock:
+            del self._busy[path]
+        busy.set()
+
+    def halt(self) -> None:
+        """Stop (a file half done is dropped) and wait for the thread."""
+        self.stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
-def compress_ahead(root: Path, level: int, store: Path, stop: threading.Event) -> None:
-    """``ahead``'s work: each large file not kept yet, smallest first (a stop drops the
-    least work), as the entry ``_large`` would keep. Python files are left out (they may
-    yet be zipped or compiled), and any error only leaves a file to the write."""
+def ahead(root: Path, level: int, store: Path | None) -> Ahead:
+    """Compress the tree's own-member files into ``store`` on a thread, while the pack still
+    imports and compiles (a core is idle while the import check runs) and on while it writes
+    (``Ahead``): the write then finds their members there, checks and appends them
+    (``_large``), as it would a second pack's. Returns the handle whose ``halt`` stops it;
+    nothing runs when there is no store to keep members in or it is not read
+    (``--no-cache``)."""
+    early = Ahead()
+    if store is not None and reuse():
+        early.start(root, level, store)
+    return early
+
+
+def compress_ahead(root: Path, level: int, store: Path, stop: threading.Event,
+                   early: Ahead | None = None) -> None:
+    """``ahead``'s work: each own-member file not kept yet, the last in archive order first
+    (the write starts from the first; ``early`` says which it took), as the entry ``_large``
+    would keep. Python files are left out (they may yet be zipped or compiled), and any error
+    only leaves a file to the write."""
     salt = _salt(level)
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -361,32 +444,77 @@ def compress_ahead(root: Path, level: int, store: Path, stop: threading.Event) -
             path = Path(dirpath) / name
             with contextlib.suppress(OSError):
                 st = path.lstat()
-                if (stat.S_ISREG(st.st_mode) and st.st_size >= LARGE
+                if (stat.S_ISREG(st.st_mode) and own_members(name, st.st_size)
                         and not name.endswith((".py", ".pyc"))):
-                    found.append((st.st_size, path))
-    for size, path in sorted(found):
+                    found.append((path.relative_to(root).as_posix(), st.st_size, path))
+    for _, size, path in sorted(found, reverse=True):
         if stop.is_set():
             return
-        with contextlib.suppress(OSError):
-            try:
-                key = _content_key(path, salt, stop)
-            except _Stopped:
-                return
-            folder = store / key[:2]
-            if real_dir(folder) and any(folder.glob(f"{key}.*")):
-                continue  # kept before: the write checks it
-            fd, tmp = _new_entry(folder, key)
-            try:
-                sink = _Hashing(os.fdopen(fd, "wb"))
-                with sink.fh:
-                    done = _members(path, size, _padded(size), level, stop, sink)
-                if done:
-                    kept = folder / f"{key}.{sink.sha.hexdigest()}"
-                    os.replace(tmp, kept)
-                    _sign(store_secret(store, _KEY_FILE), kept, _padded(size))
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+        busy = early.take(path) if early is not None else None
+        if early is not None and busy is None:
+            continue  # the write's now
+        try:
+            seen = _identity(path)
+            kept = _compress_one(path, size, level, store, stop, salt)
+            if early is not None and kept is not None and seen and _identity(path) == seen:
+                early.kept(path, seen, kept)
+        except _Stopped:
+            return
+        finally:
+            if early is not None and busy is not None:
+                early.release(path, busy)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What ``compress_ahead`` found for a file: its store key, and the entry it wrote (with
+    that entry's digest), or None when the store held one already (the write checks it)."""
+
+    key: str
+    entry: Path | None = None
+    blob: str = ""
+
+
+_SETTLED_NS = 100_000_000  # as bytecode.interpreter_key: a file older than this is not being
+# written in the tick its times were read in
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    """A file's inode, size, mtime and ctime; () when it cannot be read or was changed too
+    recently for them to vouch for its bytes."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return ()
+    if not stat.S_ISREG(st.st_mode) or time.time_ns() - max(st.st_mtime_ns,
+                                                           st.st_ctime_ns) < _SETTLED_NS:
+        return ()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _compress_one(path: Path, size: int, level: int, store: Path, stop: threading.Event,
+                  salt: bytes) -> Kept | None:
+    """One file's members kept in ``store`` unless they are there already (``_Stopped`` on a
+    stop; an OSError leaves the file to the write): what was found, None when nothing."""
+    with contextlib.suppress(OSError):
+        key = _content_key(path, salt, stop)
+        folder = store / key[:2]
+        if real_dir(folder) and any(folder.glob(f"{key}.*")):
+            return Kept(key)  # kept before: the write checks it
+        fd, tmp = _new_entry(folder, key)
+        try:
+            sink = _Hashing(os.fdopen(fd, "wb"))
+            with sink.fh:
+                done = _members(path, size, _padded(size), level, stop, sink)
+            if done:
+                kept = folder / f"{key}.{sink.sha.hexdigest()}"
+                os.replace(tmp, kept)
+                _sign(store_secret(store, _KEY_FILE), kept, _padded(size))
+                return Kept(key, kept, sink.sha.hexdigest())
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return None
 
 
 class _Hashing:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..archive.writer import DEFAULT_LEVEL, check_tree, entries, write_stamp, write_targz
+from ..archive.writer import DEFAULT_LEVEL, Ahead, check_tree, entries, write_stamp, write_targz
 from ..build.prefix import Prefix
 from ..core.atomic import atomic_write_bytes, replace_dir, temp_beside
 from ..core.errors import PackError
@@ -154,12 +154,42 @@ def pack(
     opts = options or PackOptions()
     if opts.format not in FORMATS:
         raise PackError(f"unknown format {opts.format!r}", hint="use tar.gz or dir")
-    from .staging import cache_store, prepare_tree  # conda-pack: imported when a pack runs
 
     t0 = time.monotonic()
     env_mb = du_mb_meanwhile(prefix.path)
+    early: list[Ahead] = []  # the native and large files' members, compressed meanwhile
+    try:
+        with _written(prefix, dest, opts, rep, early, imports, modules, also, locked,
+                      bundled, target, allow_incompatible, lock_hash) as (tmp, result):
+            for compressing in early:
+                compressing.halt()  # done, or not needed (a dir env)
+            took = time.monotonic() - t0
+            rep.done("pack", f"{plural(result.files, 'file')} ({result.unpacked / 1e6:.0f} MB)"
+                     f" -> {dest.name}"
+                     + (f", {result.size / 1e6:.1f} MB" if opts.format != "dir" else "")
+                     + (f" (pruned {plural(result.pruned.files, 'file')}, "
+                        f"{result.pruned.bytes / 1e6:.1f} MB)" if result.pruned.files else "")
+                     + f", {env_mb() / max(took, 1e-3):.0f} MB/s of environment", took)
+            yield Staged(tmp, result)
+    finally:  # a failed check, a refused tree, Ctrl-C: nothing compressed on, nothing left
+        for compressing in early:
+            compressing.halt()
+
+
+@contextlib.contextmanager
+def _written(prefix: Prefix, dest: Path, opts: PackOptions, rep: Reporter, early: list[Ahead],
+             imports: tuple[str, ...], modules: tuple[str, ...], also: tuple[str, ...],
+             locked: tuple[str, ...], bundled: tuple[tuple[str, str], ...],
+             target: Target | None, allow_incompatible: bool, lock_hash: str,
+             ) -> Iterator[tuple[Path, EnvArchive]]:
+    """``pack``'s work: the tree prepared (its native and large files compressed into the
+    gzip store meanwhile, ``early``, on until the write has them all), then written beside
+    ``dest``: the temporary file or dir and what it holds."""
+    from .staging import cache_store, prepare_tree  # conda-pack: imported when a pack runs
+
     rep.start("pack", "conda-pack: relocating the environment")
-    tree, pruned, largest = prepare_tree(prefix, opts, rep, imports, modules, also, locked)
+    tree, pruned, largest = prepare_tree(prefix, opts, rep, imports, modules, also, locked,
+                                         early)
     findings: tuple[tuple[str, str], ...] = ()
     if target:
         rep.start("pack", "checking the environment against the target")
@@ -184,14 +214,8 @@ def pack(
             sha, size, count = write_targz(
                 tree, tmp, opts.level,
                 progress=lambda n: rep.progress(f"writing {dest.name}", n / 1e6, total, "MB"),
-                store=cache_store("gzip"))
+                store=cache_store("gzip"), early=early[0] if early else None)
             tmp.chmod(0o644)
             result = EnvArchive(dest, opts.format, size, count, sha, prefix.python,
                                 pruned, tuple(largest), findings, unpacked=int(total * 1e6))
-        took = time.monotonic() - t0
-        rep.done("pack", f"{plural(result.files, 'file')} ({result.unpacked / 1e6:.0f} MB) -> "
-                 f"{dest.name}" + (f", {result.size / 1e6:.1f} MB" if opts.format != "dir" else "")
-                 + (f" (pruned {plural(pruned.files, 'file')}, {pruned.bytes / 1e6:.1f} MB)"
-                    if pruned.files else "")
-                 + f", {env_mb() / max(took, 1e-3):.0f} MB/s of environment", took)
-        yield Staged(tmp, result)
+        yield tmp, result

@@ -250,11 +250,14 @@ def cache_store(section: str) -> Path | None:
 def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None = None,
                  imports: tuple[str, ...] = (), modules: tuple[str, ...] = (),
                  also: tuple[str, ...] = (), locked: tuple[str, ...] = (),
+                 early: list[archive.Ahead] | None = None,
                  ) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
     """conda-pack the prefix, check Triton's layout, prune, import ``modules`` (or the
     ``imports``) with the env's Python (pruning must break nothing; what the imports load, with
     the stub's modules and ``also``, the model's other imports, gets bytecode), compile
-    bytecode."""
+    bytecode. An archive's native and large files are compressed meanwhile (``archive.ahead``):
+    given ``early``, that work is handed to the caller there, still running, for the write
+    (the caller halts it); else it is halted here."""
     if options.bytecode not in bytecode.BYTECODE:
         raise PackError(f"unknown bytecode mode {options.bytecode!r}",
                         hint=f"use one of {', '.join(bytecode.BYTECODE)}")
@@ -262,7 +265,7 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
     halts: list[Callable[[], None]] = []
     try:
         return _prepare(prefix, options, reporter, (modules or imports), imports, also,
-                        locked, removals, halts)
+                        locked, removals, halts, early)
     finally:
         for halt in halts:
             halt()
@@ -273,7 +276,7 @@ def prepare_tree(prefix: Prefix, options: PackOptions, reporter: Reporter | None
 def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
              modules: tuple[str, ...], imports: tuple[str, ...], also: tuple[str, ...],
              locked: tuple[str, ...], removals: list[threading.Thread],
-             halts: list[Callable[[], None]],
+             halts: list[Callable[[], None]], early: list[archive.Ahead] | None = None,
              ) -> tuple[Path, PruneReport, list[tuple[str, int]]]:
     rep = reporter or NullReporter()  # each step says when it starts: the bench times them
     staged = stage(prefix, prefix.path.parent)
@@ -304,7 +307,11 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
             report = prune(staged, prefix.python, options.keep, holding,
                            tuple({m.split('.')[0] for m in (*modules, *imports)}), locked)
             if options.format != "dir":  # the large files' members, on the idle core
-                halts.append(archive.ahead(staged, options.level, cache_store("gzip")))
+                compressing = archive.ahead(staged, options.level, cache_store("gzip"))
+                if early is None:
+                    halts.append(compressing.halt)
+                else:
+                    early.append(compressing)
             if report.held:
                 rep.start("pack", "importing the model's packages after pruning")
                 hint = _hint_key(staged, prefix.python, checked, load) if hints else ""
