@@ -88,6 +88,20 @@ def test_steps_time_each_step_a_stage_announces() -> None:
     assert all(s >= 0 for s in steps.seconds.values())
 
 
+def test_a_steps_seconds_with_compression_beside_them_are_not_taken_out() -> None:
+    """The import check's seconds during which the native files were compressed ahead are
+    recorded as overlapped, and the floor 'without the check' keeps them: without the check
+    that compression would take seconds of its own."""
+    bench = _bench()
+    steps = bench.Steps()
+    steps.spans["import check"] = [(10.0, 12.0), (20.0, 21.0)]
+    steps.seconds["import check"] = 3.0
+    steps.beside("import check", [(9.0, 10.5), (10.4, 11.0), (11.5, 30.0)])
+    assert steps.seconds["import check, overlapped"] == 2.5  # 10-11, 11.5-12, 20-21
+    steps.beside("bytecode", [(0.0, 100.0)])
+    assert "bytecode, overlapped" not in steps.seconds  # no such step: nothing recorded
+
+
 def test_the_native_floor_holds_the_elf_files_only(tmp_path: Path) -> None:
     import tarfile
 
@@ -152,7 +166,7 @@ def test_the_readme_table_is_rendered_from_one_runs_figures() -> None:
             "/tmp, each best of the same alternating rounds) | ≤ 1.2 | 1.5 (0.90 s / (0.30 + "
             "0.30) s) |") in table
     assert "| cold build, without the conda install both do, the bytecode and the import " \
-           "check | | 0.31 |" in table
+           "check's seconds that nothing ran beside | | 0.31 |" in table
     # a READY that could not be measured leaves its cells n/a, not the table unwritten
     result["seconds"] = {**seconds, "ready_dir": None}
     result["ratios"] = {**result["ratios"], "ready_archive_vs_floor": None}  # as run.py gives it
