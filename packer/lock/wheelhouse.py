@@ -163,7 +163,9 @@ class Hasher:
 
 def write_index(root: Path, wheels: dict[str, list[Path]], hasher: Hasher) -> str:
     """A PEP 503 index under ``root`` listing ``wheels`` by ``file://`` URL with their
-    sha256 (``hasher``'s: each file read once); returns its URL for uv."""
+    sha256 (``hasher``'s: each file read once); returns its URL for uv. A wheel's link is
+    its path in the directory, never where a symlink leads: uv reads the name and tags from
+    the URL's last part, and a wheelhouse may link its wheels to files named otherwise."""
     simple = root / "simple"
     for name, paths in wheels.items():
         page = simple / name
