@@ -72,20 +72,6 @@ def test_a_find_links_wheel_is_locked_by_its_sha256_without_unpacking(
 
 
 @pytest.mark.slow
-def test_a_linked_wheel_is_listed_by_its_name_in_the_directory(
-        tmp_path: Path, fresh_cache: Path) -> None:
-    """A wheelhouse whose wheel is a symlink to a file named otherwise (a content store):
-    uv reads the name and tags from the link's name, as it does from the directory."""
-    store = make_wheel(tmp_path / "store", "tplinkedprobe", {MARKER: "X = 1\n"})
-    blob = store.rename(tmp_path / "store" / "3f9c0e.blob")
-    links = tmp_path / "links"
-    links.mkdir()
-    (links / store.name).symlink_to(blob)
-    (pin,) = compile_pins("uv", ["tplinkedprobe"], TARGET, Indexes(find_links=(str(links),)))
-    assert (pin.version, pin.hashes) == ("1.0", (_sha256(blob),))
-
-
-@pytest.mark.slow
 def test_a_newer_version_on_the_index_still_wins_over_the_directory(
         tmp_path: Path, fresh_cache: Path) -> None:
     """--find-links adds candidates, it does not shadow the index: an old six in the
