@@ -158,12 +158,14 @@ def test_uv_hashes_as_before_when_the_directory_cannot_serve_the_pins(
 
 def test_the_wheels_a_requirement_allows_are_hashed_ahead(tmp_path: Path) -> None:
     """Hashed while uv's first pass runs: the pinned torch, not the other version, nor a wheel
-    no requirement names; a wheel not hashed ahead is read when asked for."""
+    no requirement names; unpinned, the newest only; a wheel not hashed ahead is read when
+    asked for."""
     pinned = make_wheel(tmp_path, "torch", {"torch/__init__.py": ""}, version="2.13.0+cpu")
     other = make_wheel(tmp_path, "torch", {"torch/__init__.py": ""}, version="2.12.0")
     make_wheel(tmp_path, "tpunnamed", {"tpunnamed.py": ""})
-    assert wheelhouse.likely(["torch==2.13.0+cpu", "six", "not a requirement"],
-                             (tmp_path,)) == [pinned]
+    assert wheelhouse.likely(["torch==2.12.0", "six", "not a requirement"],
+                             (tmp_path,)) == [other]
+    assert wheelhouse.likely(["torch", "six"], (tmp_path,)) == [pinned]
     with wheelhouse.Hasher([pinned]) as hasher:
         assert [hasher.sha256(pinned), hasher.sha256(other)] == [
             _sha256(pinned).split(":")[1], _sha256(other).split(":")[1]]

@@ -116,8 +116,9 @@ def served(linked: dict[str, str], dirs: Sequence[Path]) -> dict[str, list[Path]
 
 
 def likely(requirements: Sequence[str], dirs: Sequence[Path]) -> list[Path]:
-    """The wheels in ``dirs`` of a requirement's name whose version it allows: the ones the
-    second pass most likely lists (a wheelhouse's torch, pinned), hashed meanwhile."""
+    """The wheels in ``dirs`` of a requirement's name, of the newest version it allows there:
+    the ones the second pass most likely lists (a wheelhouse's torch), hashed meanwhile. One
+    version a name, so a wheelhouse of many torch releases costs one release's read."""
     wanted = {}
     for line in requirements:
         try:
@@ -125,7 +126,7 @@ def likely(requirements: Sequence[str], dirs: Sequence[Path]) -> list[Path]:
         except InvalidRequirement:
             continue
         wanted[canonicalize_name(req.name)] = req.specifier
-    found = []
+    found: dict[str, tuple[Version, list[Path]]] = {}
     for folder in dirs:
         for path in sorted(folder.glob("*.whl")):
             try:
@@ -133,10 +134,15 @@ def likely(requirements: Sequence[str], dirs: Sequence[Path]) -> list[Path]:
             except (InvalidWheelFilename, InvalidVersion):
                 continue
             allowed = wanted.get(name)
-            if allowed is not None and allowed.contains(version, prereleases=True) \
-                    and path.is_file():
-                found.append(path)
-    return found
+            if allowed is None or not allowed.contains(version, prereleases=True) \
+                    or not path.is_file():
+                continue
+            newest = found.get(name)
+            if newest is None or version > newest[0]:
+                found[name] = (version, [path])
+            elif version == newest[0]:
+                newest[1].append(path)
+    return [path for _, paths in found.values() for path in paths]
 
 
 class Hasher:
