@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import marshal
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from conda_pack.core import is_binary_file
 
-from packer.archive.targz import IDENTITY, ParallelGzipWriter
+from packer.archive.targz import BLOCK, IDENTITY, ParallelGzipWriter, member
 from packer.archive.writer import LARGE, entries, write_targz
 from packer.core.cachehome import cache_dir, distrusted
 from packer.core.errors import ExitCode, PackError
@@ -615,3 +616,28 @@ def test_a_stop_leaves_nothing_half_compressed(tmp_path: Path) -> None:
     compress_ahead(root, 4, tmp_path / "store", stop)
     assert not (tmp_path / "store").exists()
     ahead(root, 4, None).halt()  # no store: nothing to do, nothing to stop
+
+
+def test_members_cut_otherwise_are_a_miss(tmp_path: Path) -> None:
+    """The same file's bytes, tritonpack's header and level, but cut into members elsewhere
+    than every BLOCK bytes (planted in the store): appended, they made other archive bytes
+    than the same tree packed without the cache."""
+    root, store = tree(tmp_path), tmp_path / "store"
+    (root / "lib" / "huge.so").write_bytes(os.urandom(BLOCK + 4096))  # two members
+    want = write_targz(root, tmp_path / "ref.tar.gz", 4, 2, store=None)[0]
+    assert write_targz(root, tmp_path / "cold.tar.gz", 4, 2, store=store)[0] == want
+    for entry in members(store):
+        plain = gzip.decompress(entry.read_bytes())
+        for cuts in ((100,), (BLOCK - 512,), (BLOCK, BLOCK + 512)):
+            bounds = [0, *[c for c in cuts if c < len(plain)], len(plain)]
+            if bounds == [*range(0, len(plain), BLOCK), len(plain)]:
+                continue  # the cut tritonpack makes
+            forged = b"".join(member(plain[a:b], 4) for a, b in itertools.pairwise(bounds))
+            for old in members(store, entry.name.rpartition(".")[0] + ".*"):
+                old.unlink()
+                Path(f"{old}{SIGNED}").unlink(missing_ok=True)
+            planted = entry.parent / (entry.name.rpartition(".")[0] + "."
+                                      + hashlib.sha256(forged).hexdigest())
+            planted.write_bytes(forged)
+            assert write_targz(root, tmp_path / "out.tar.gz", 4, 2, store=store)[0] == want
+            assert not planted.exists()
