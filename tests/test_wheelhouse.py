@@ -20,6 +20,7 @@ import pytest
 
 from packer.core import network
 from packer.core.cachehome import cache_dir
+from packer.core.errors import BuildError
 from packer.lock import wheelhouse
 from packer.lock.backend import Indexes
 from packer.lock.pypi import compile_pins
@@ -123,6 +124,39 @@ def test_a_dependency_from_an_index_without_hashes_is_hashed_on_the_network(
         "uv", ["tpprobe"], TARGET, Indexes(extra_index_urls=(url,), find_links=(str(links),)))}
     assert pins == {"tpnohash": (_sha256(nohash),), "tpprobe": (_sha256(probe),)}
     assert _unpacked(MARKER) == []
+
+
+@pytest.mark.slow
+def test_a_package_built_from_its_sdist_is_resolved_as_before(
+        tmp_path: Path, fresh_cache: Path) -> None:
+    """A directory holding a package's sdist and, of the same version, a wheel for another
+    platform only: resolved from the sdist in one hashed pass as before (a local index of the
+    directory's wheels offered the macOS wheel alone: 'has no source distribution'). uv
+    locks that sdist without a hash, which tritonpack refuses as it did."""
+    import io
+    import tarfile
+
+    links = tmp_path / "links"
+    name = "tp_wh_srcprobe"
+    mac = make_wheel(links, name, {f"{name}.py": ""})
+    mac.rename(links / f"{name}-1.0-py3-none-macosx_11_0_arm64.whl")
+    with tarfile.open(links / f"{name}-1.0.tar.gz", "w:gz") as tar:
+        for path, text in {
+            "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+            "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
+                              'build-backend = "setuptools.build_meta"\n'
+                              f'[project]\nname = "{name}"\nversion = "1.0"\n',
+            f"{name}/__init__.py": "",
+        }.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{name}-1.0/{path}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(BuildError) as caught:
+        compile_pins("uv", ["tp-wh-srcprobe"], TARGET, Indexes(find_links=(str(links),)))
+    assert str(caught.value) == (
+        "tp-wh-srcprobe==1.0 is published only as source, and no index or --find-links "
+        "location holds the sdist the resolver chose")
 
 
 FIRST_PASS = """\

@@ -205,7 +205,7 @@ class UvBackend:
             ends = time.monotonic() + deadlines.RESOLVE_UV  # both passes, one deadline
             dirs = wheelhouse.local_dirs(indexes)
             served = _first_pass(argv, requirements, Path(tmp), out, indexes, dirs,
-                                 (env, cwd, ends)) if dirs else None
+                                 (env, cwd, ends), from_source) if dirs else None
             argv += ["-o", out, "--generate-hashes"]
             if served is None:
                 proc.run([*argv, *indexes.args()], env=env, cwd=cwd, timeout=_left(ends))
@@ -247,7 +247,8 @@ class UvBackend:
 
 def _first_pass(argv: list[str | Path], requirements: Sequence[str], tmp: Path, out: Path,
                 indexes: Indexes, dirs: tuple[Path, ...],
-                how: tuple[dict[str, str] | None, Path | None, float]) -> list[str | Path] | None:
+                how: tuple[dict[str, str] | None, Path | None, float],
+                from_source: Sequence[str]) -> list[str | Path] | None:
     """uv's resolution without hashes, which names where each pin came from; when it took
     wheels from the local ``--find-links`` directories ``dirs``, the arguments of a second
     pass that gets the same pins with hashes without unpacking those wheels (a local index
@@ -259,7 +260,7 @@ def _first_pass(argv: list[str | Path], requirements: Sequence[str], tmp: Path, 
     with wheelhouse.Hasher(wheelhouse.likely(requirements, dirs)) as hasher:
         proc.run([*argv, "-o", first, "--emit-index-annotation", *indexes.args()], env=env,
                  cwd=cwd, timeout=_left(ends))
-        found = wheelhouse.plan(first.read_text(encoding="utf-8"), indexes, dirs)
+        found = wheelhouse.plan(first.read_text(encoding="utf-8"), indexes, dirs, from_source)
         if found is None:
             return None
         pins, wheels = found

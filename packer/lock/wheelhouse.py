@@ -86,14 +86,16 @@ def pins_from_links(text: str, indexes: Indexes) -> tuple[dict[str, str], dict[s
     return pins, linked
 
 
-def plan(text: str, indexes: Indexes,
-         dirs: Sequence[Path]) -> tuple[dict[str, str], dict[str, list[Path]]] | None:
+def plan(text: str, indexes: Indexes, dirs: Sequence[Path], from_source: Sequence[str] = (),
+         ) -> tuple[dict[str, str], dict[str, list[Path]]] | None:
     """The first pass's pins and, for each it took from a ``--find-links`` location, the
     wheels of that version in ``dirs``; None when the second pass cannot be served so: a pin
-    without a version (a direct URL) or one with no wheel there (an sdist, a remote
+    without a version (a direct URL), one built from its sdist (``from_source``: a wheel of
+    it there is for another platform), one with no wheel there (an sdist, a remote
     location), which uv hashes as it did, or none from the directories at all."""
     pins, linked = pins_from_links(text, indexes)
-    if not linked or not all(pins.values()):
+    built = {str(canonicalize_name(n)) for n in from_source}
+    if not linked or not all(pins.values()) or built & linked.keys():
         return None
     wheels = served(linked, dirs)
     return None if wheels is None else (pins, wheels)
