@@ -641,3 +641,19 @@ def test_members_cut_otherwise_are_a_miss(tmp_path: Path) -> None:
             planted.write_bytes(forged)
             assert write_targz(root, tmp_path / "out.tar.gz", 4, 2, store=store)[0] == want
             assert not planted.exists()
+
+
+def test_an_archive_another_deflate_wrote_is_not_this_packs_cache_entry(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached archive (local or pulled) written by zlib, or another zlib-ng, holds the same
+    files in other bytes: a hit on it made the pack's sha256 depend on the cache's history.
+    A directory env has no deflate: its key stays."""
+    from packer.archive import targz
+    from packer.caches.envs import cache_key
+    from packer.pack.stage import PackOptions
+
+    archive, folder = PackOptions(), PackOptions(format="dir")
+    before = [cache_key("lock", o, "src") for o in (archive, folder)]
+    monkeypatch.setattr(targz, "IDENTITY", targz.IDENTITY.replace("zlib-ng", "zlib-ng 0.0 +"))
+    after = [cache_key("lock", o, "src") for o in (archive, folder)]
+    assert after[0] != before[0] and after[1] == before[1]

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..archive import targz
 from ..archive.writer import DEFAULT_LEVEL, Ahead, check_tree, entries, write_stamp, write_targz
 from ..build.prefix import Prefix
 from ..core.atomic import atomic_write_bytes, replace_dir, temp_beside
@@ -83,7 +84,10 @@ class PackOptions:
                 "pyc_for": "loaded",  # "imported": the files the import check loads
                 **({"stdlib_zip": stdlibzip.RULES} if self.zips_stdlib else {}),
                 **({"site_zip": sitezip.RULES} if self.zips_site else {}),
-                **({"strip": "debug"} if self.strip else {})}
+                **({"strip": "debug"} if self.strip else {}),
+                # the archive's bytes depend on the deflate's version too: an entry another
+                # zlib (or zlib-ng) wrote is not the archive this pack writes
+                **({"gzip": targz.IDENTITY} if self.format != "dir" else {})}
 
     @property
     def zips_stdlib(self) -> bool:
