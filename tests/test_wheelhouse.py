@@ -23,7 +23,7 @@ from packer.core.cachehome import cache_dir
 from packer.core.errors import BuildError
 from packer.lock import wheelhouse
 from packer.lock.backend import Indexes
-from packer.lock.pypi import compile_pins
+from packer.lock.pypi import compile_pins, parse_requirements
 from packer.resolve.target import Target
 
 from .wheels import make_wheel
@@ -233,3 +233,24 @@ def test_a_symlinked_find_links_wheel_is_locked_by_its_targets_sha256(
     link, blob = _linked_wheel(tmp_path, "tp_wh_linked")
     pins = compile_pins("uv", ["tp-wh-linked"], TARGET, Indexes(find_links=(str(link.parent),)))
     assert [(p.name, p.hashes) for p in pins] == [("tp-wh-linked", (_sha256(blob),))]
+
+
+def test_one_wheel_under_two_names_is_one_hash(tmp_path: Path) -> None:
+    """A wheelhouse holding the same file under two tags (copied for another platform): the
+    local index lists both files, uv names the one sha256 twice; the lock, as before the
+    index, names it once."""
+    wheel = make_wheel(tmp_path, "tp_wh_twice", {"tp_wh_twice.py": ""})
+    text = (f"tp-wh-twice==1.0 \\\n    --hash={_sha256(wheel)} \\\n    --hash={_sha256(wheel)}\n"
+            "    # from file:///tmp/index/simple\n")
+    [pin] = parse_requirements(text)
+    assert pin.hashes == (_sha256(wheel),)
+
+
+@pytest.mark.slow
+def test_a_wheel_copied_under_another_tag_is_locked_with_one_hash(
+        tmp_path: Path, fresh_cache: Path) -> None:
+    links = tmp_path / "links"
+    wheel = make_wheel(links, "tp_wh_twice", {"tp_wh_twice.py": ""})
+    (links / wheel.name.replace("py3-none-any", "py311-none-any")).write_bytes(wheel.read_bytes())
+    pins = compile_pins("uv", ["tp-wh-twice"], TARGET, Indexes(find_links=(str(links),)))
+    assert [(p.name, p.hashes) for p in pins] == [("tp-wh-twice", (_sha256(wheel),))]

@@ -117,7 +117,7 @@ def parse_requirements(text: str) -> tuple[Pin, ...]:
             raise ResolveError(f"resolver output has an unpinned line: {line}")
         name, version = spec.split("==", 1)
         name = name.split("[")[0]
-        hashes = tuple(sorted(p.split("=", 1)[1] for p in parts[1:] if p.startswith("--hash=")))
+        hashes = tuple(sorted({p.split("=", 1)[1] for p in parts[1:] if p.startswith("--hash=")}))
         pins.append(Pin(canonicalize_name(name), version, hashes))
     return tuple(sorted(pins, key=lambda p: p.name))
 
