@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,8 +139,12 @@ def bundled_problems(ctx: Context, env: Path, stamp: dict[str, Any], *,
                 f"older tritonpack): {fix}"]
     shipped = dict(stamp["bundled"])
     if deep:
-        shipped = shipped_files(env, str(stamp.get("target", {}).get("python", "")) or
-                                ctx.target.python, set(shipped) | set(now))
+        try:
+            shipped = shipped_files(env, str(stamp.get("target", {}).get("python", "")) or
+                                    ctx.target.python, set(shipped) | set(now))
+        except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:  # the stamp, first,
+            return [f"{name}: {env.name}: its bundled modules cannot be read back "  # read
+                    f"({exc}): {fix}"]
     changed = sorted(rel for rel in now.keys() & shipped.keys() if now[rel] != shipped[rel])
     added, gone = sorted(now.keys() - shipped.keys()), sorted(shipped.keys() - now.keys())
     said = [f"{rel} changed" for rel in changed] + [f"{rel} is new" for rel in added] + \

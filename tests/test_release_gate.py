@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from packer.core.integrity import record_path, render_record, sha256_file
+
 from .conftest import FIXTURES, run_cli
 
 pytestmark = pytest.mark.slow
@@ -220,3 +222,21 @@ def test_the_readme_set_up_leaves_a_fresh_clone_clean(tmp_path: Path) -> None:
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
                             cwd=project, capture_output=True, text=True, check=True)
     assert status.stdout == ""
+
+
+def test_check_deep_of_an_archive_cut_after_its_stamp_names_it(packed: tuple[Path, str],
+                                                               tmp_path: Path) -> None:
+    """gamma's archive cut short and its record written again to match (by hand, or by
+    whoever cut it): the stamp, its first entry, still reads, and --deep reads the bundled
+    files back from the cut archive: one line more, exit 1, never a traceback (exit 70)."""
+    models = shutil.copytree(packed[0], tmp_path / "models")
+    env = models / "gamma" / "tritonpack-env.tar.gz"
+    env.write_bytes(env.read_bytes()[:-100])
+    record_path(env).write_bytes(render_record(env.name, sha256_file(env)))
+    res = run_cli("check", models, "--deep")
+    assert res.exit_code == 1, res.stderr
+    cut = "Compressed file ended before the end-of-stream marker was reached"
+    assert [line for line in res.stdout.splitlines() if line.startswith("  gamma:")] == [
+        f"  gamma: tritonpack-env.tar.gz: tritonpack-env.tar.gz is truncated or corrupted: {cut}",
+        f"  gamma: tritonpack-env.tar.gz: its bundled modules cannot be read back ({cut}): "
+        f"re-pack it: tritonpack {models / 'gamma'}"]
