@@ -620,16 +620,17 @@ def test_a_stop_leaves_nothing_half_compressed(tmp_path: Path) -> None:
 
 def test_members_cut_otherwise_are_a_miss(tmp_path: Path) -> None:
     """The same file's bytes, tritonpack's header and level, but cut into members elsewhere
-    than every BLOCK bytes (planted in the store): appended, they made other archive bytes
-    than the same tree packed without the cache."""
+    than every BLOCK bytes, or with an empty member more (planted in the store): appended,
+    they made other archive bytes than the same tree packed without the cache."""
     root, store = tree(tmp_path), tmp_path / "store"
     (root / "lib" / "huge.so").write_bytes(os.urandom(BLOCK + 4096))  # two members
     want = write_targz(root, tmp_path / "ref.tar.gz", 4, 2, store=None)[0]
     assert write_targz(root, tmp_path / "cold.tar.gz", 4, 2, store=store)[0] == want
     for entry in members(store):
         plain = gzip.decompress(entry.read_bytes())
-        for cuts in ((100,), (BLOCK - 512,), (BLOCK, BLOCK + 512)):
-            bounds = [0, *[c for c in cuts if c < len(plain)], len(plain)]
+        for cuts in ((100,), (BLOCK - 512,), (BLOCK, BLOCK + 512), (0,), (BLOCK, BLOCK),
+                     (len(plain),)):  # the empty members: first, between, last
+            bounds = [0, *[c for c in cuts if c <= len(plain)], len(plain)]
             if bounds == [*range(0, len(plain), BLOCK), len(plain)]:
                 continue  # the cut tritonpack makes
             forged = b"".join(member(plain[a:b], 4) for a, b in itertools.pairwise(bounds))

@@ -610,7 +610,7 @@ def _holds(fh: BinaryIO, blob: str, size: int, padded: int, salt: bytes, key: st
     ``size`` bytes, whose salted sha256 is the ``key`` the file was looked up by, then zeros
     up to ``padded``. Each member must start with ``header`` (gzip's, mtime 0, no name or
     comment: nothing rides along in the archive) and end with the CRC and length of what it
-    holds, every member but the last BLOCK bytes of it, as ``_members`` cuts them (the same
+    holds: BLOCK bytes each but the last, none empty, as ``_members`` cuts them (the same
     files cut otherwise would make other archive bytes). An entry renamed from another
     file's, or written by someone else, is a miss.
     Decompressed as a stream, never more than ``padded`` + 1 bytes: a gzip bomb stops there.
@@ -655,8 +655,9 @@ def _holds(fh: BinaryIO, blob: str, size: int, padded: int, salt: bytes, key: st
                 pass
             if buf[:8] != crc.to_bytes(4, "little") + (length & 0xFFFFFFFF).to_bytes(4, "little"):
                 return False
-            if length > BLOCK or (out < padded and length != BLOCK):
-                return False  # cut otherwise than every BLOCK bytes: other archive bytes
+            if not 0 < length <= BLOCK or (out < padded and length != BLOCK):
+                return False  # cut otherwise than every BLOCK bytes (or an empty member
+                # more): the same files in other archive bytes
             buf, members = buf[8:], members + 1
     except (OSError, zlib.error):
         return False
