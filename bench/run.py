@@ -572,8 +572,8 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
     shown = {k: "n/a" if v is None else f"{v:.2f}s" for k, v in ready.items()}
     print(f"   READY archive {shown['tp']} (stdlib as files: {shown['files']}), dir "
           f"{shown['dir']}, no env {shown['none']}; extracting (best of the same rounds) the "
-          f"native files {shown['native']}, the archive but its bytecode caches {shown['kept']}; the env's "
-          f"python3 imports the model's modules in {imports:.3f}s", flush=True)
+          f"native files {shown['native']}, the archive except its bytecode caches "
+          f"{shown['kept']}; the env's python3 imports the model's modules in {imports:.3f}s", flush=True)
 
     lock_model = work / "lock" / name
     shutil.copytree(src, lock_model)
@@ -625,7 +625,7 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
             "pack_throughput_warm": ratio(env_mb / tp_pack_warm, env_mb / cp_pack),
             "ready_archive": ratio(ready_tp, ready_base),
             # READY(archive) against this design's floor: a start with nothing to extract plus
-            # extracting the archive but its bytecode caches and conda-meta (this layout's files)
+            # extracting the archive except its bytecode caches and conda-meta (this layout's files)
             "ready_archive_vs_floor": (ratio(ready_tp, ready_dir + kept_extract)
                                        if ready_dir else None),
             # READY(dir) - READY(no env), in units of the env's own import of the model's
@@ -796,7 +796,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
         "pack_throughput_warm": "pack throughput (× conda-pack), the model's cache",
         "ready_archive": "time to READY, archive",
         "ready_archive_vs_floor": "READY, archive / its floor (READY(dir) + extracting the "
-                                  "archive's files but its bytecode caches and conda-meta, in "
+                                  "archive's files except its bytecode caches and conda-meta, in "
                                   "/tmp, each best of the same alternating rounds)",
         "ready_dir_overhead_vs_import": "READY(dir) − READY(no env), × the env's own import of "
                                         "the model's modules",
@@ -807,7 +807,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
         "archive_size": "archive: the native files alone, gzip'd as tritonpack's archive is",
         "ready_archive": "READY: READY(dir) + extracting the native files (best of the "
                          "READY rounds)",
-        "ready_archive_kept_files": "READY: READY(dir) + extracting the archive's own files but "
+        "ready_archive_kept_files": "READY: READY(dir) + extracting the archive's own files except "
                                     "its bytecode caches and conda-meta (native files, packages "
                                     "and stdlib modules kept as files, metadata, the two zips; "
                                     "best of the READY rounds)",
