@@ -178,3 +178,25 @@ def test_an_answer_about_modules_in_a_zip_is_kept_and_a_changed_zip_reruns(
     assert count(runs) == 3
     checkcache.run(root, PY, ("zpkg",), (), store, layout="zipped")
     assert count(runs) == 3  # its answer was kept beside, not replaced
+
+
+def test_a_file_an_import_only_looks_for_reruns_the_check_when_it_appears(
+        tmp_path: Path) -> None:
+    """``os.path.exists`` raises no audit event and the import system's listing of a package
+    folder counts only the names a finder can act on (``DISABLED.txt`` is none): a file an
+    import only looks for kept the answer given before it appeared."""
+    root, site, runs = make_env(tmp_path)
+    store = tmp_path / "store"
+    init = site / "pkg" / "__init__.py"
+    init.write_text(init.read_text() + "import os\nif os.path.exists(os.path.join("
+                    "os.path.dirname(__file__), 'DISABLED.txt')):\n"
+                    "    raise ImportError('disabled')\n")
+    assert checkcache.run(root, PY, ("pkg",), (), store).failed == {} and count(runs) == 1
+    assert checkcache.run(root, PY, ("pkg",), (), store).failed == {} and count(runs) == 1
+    (site / "pkg" / "DISABLED.txt").write_text("")
+    assert checkcache.run(root, PY, ("pkg",), (), store).failed == {
+        "pkg": "ImportError: disabled"} and count(runs) == 2
+    assert checkcache.run(root, PY, ("pkg",), (), store).failed == {
+        "pkg": "ImportError: disabled"} and count(runs) == 2  # kept: it is there, unchanged
+    (site / "pkg" / "DISABLED.txt").unlink()
+    assert checkcache.run(root, PY, ("pkg",), (), store).failed == {} and count(runs) == 3

@@ -2,10 +2,10 @@
 
 The check (``importcheck``) is a function of what it reads: the interpreter, the modules it
 is asked to import and the files of the environment those imports read (sources, extension
-modules, the libraries mapped, files opened, folders listed). It reports them; each answer is
-kept with the sha256 of every one of those files and of each folder's listing, and is used
-again only after all of them are hashed again in the tree being packed and match: a changed
-byte, a file gone or added to a listed folder runs the check again. A folder only the import
+modules, the libraries mapped, files opened or looked for, folders listed). It reports them;
+each answer is kept with the sha256 of every one of those files and of each folder's listing,
+and is used again only after all of them are hashed again in the tree being packed and
+match: a changed byte, a file gone or added to a listed folder runs the check again. A folder only the import
 system listed (its finders, site's ``.pth`` look-up) counts by the names it can act on
 (``importcheck.import_names``): a tree pip installed and tritonpack's own build of the same
 wheels differ in files no import reads (``INSTALLER``, ``RECORD``, ``direct_url.json``,

@@ -44,6 +44,14 @@ def _audit(event, args):  # what the imports read: their answer is a function of
                   and code.co_filename.startswith("<frozen importlib"))
         (scanned if finder else listed).add(os.fsdecode(args[0]))
 sys.addaudithook(_audit)
+stated = set()  # what the imports asked os.stat / os.lstat about (os.path.exists & co): no
+def _watch(real):  # audit event; the import system's own stats go to posix, never here
+    def stat(path, *rest, **named):
+        if watching and not quiet and isinstance(path, (str, bytes, os.PathLike)):
+            stated.add(os.path.abspath(os.fsdecode(path)))
+        return real(path, *rest, **named)
+    return stat
+os.stat, os.lstat = _watch(os.stat), _watch(os.lstat)
 cut = args.index("--load-only--")
 failed = {}
 for name in args[cut + 1:]:  # what the server loads anyway: failures are not this check's
@@ -91,6 +99,11 @@ except OSError:
     pass
 absent = set()  # opened and not there: its appearing could change the answer
 for path in opened:
+    if os.path.isfile(path):
+        _inside(path, read)
+    elif not os.path.lexists(path):
+        _inside(path, absent)
+for path in stated:  # a file's being there, or not, may decide an import: an input too
     if os.path.isfile(path):
         _inside(path, read)
     elif not os.path.lexists(path):
