@@ -176,3 +176,44 @@ def test_many_tiny_members_are_read_in_linear_time(tmp_path: Path) -> None:
     ours, got = timed(read_targz)
     assert got == want
     assert ours < 4 * theirs + 1, (ours, theirs)
+
+
+def _pax_archive(path: Path, pax: bytes, *, gz: bool = True) -> Path:
+    """An archive whose first entry is a pax header holding ``pax`` verbatim, then a file."""
+    raw = io.BytesIO()
+    head = tarfile.TarInfo("././@PaxHeader")
+    head.type, head.size = tarfile.XHDTYPE, len(pax)
+    raw.write(head.tobuf(tarfile.USTAR_FORMAT) + pax + bytes(-len(pax) % 512))
+    body = tarfile.TarInfo("bin/python3")
+    body.size = 3
+    raw.write(body.tobuf(tarfile.USTAR_FORMAT) + b"abc" + bytes(509) + bytes(1024))
+    path.write_bytes(gzip.compress(raw.getvalue()) if gz else raw.getvalue())
+    return path
+
+
+def test_a_pax_header_that_would_backtrack_is_refused_at_once(tmp_path: Path) -> None:
+    """CVE-2024-6232: CPython's tarfile before 3.11.10 spins for hours on half a megabyte of
+    digits in a pax header (here it is checked in linear time first). The gate refuses it as
+    an unreadable archive, in well under a second, gzip'd or plain."""
+    import time
+
+    from packer.envcheck.inspect import first_unsafe_entry
+
+    for gz, mode in ((True, "r:gz"), (False, "r:")):
+        bad = _pax_archive(tmp_path / f"bad{mode[2:]}.tar", b"1" * (512 << 10), gz=gz)
+        t0 = time.monotonic()
+        assert first_unsafe_entry(bad, mode=mode) == \
+            "an unreadable archive (a malformed pax header)"
+        assert time.monotonic() - t0 < 5
+    huge = _pax_archive(tmp_path / "huge.tar.gz", b"9" * (2 << 20))
+    assert first_unsafe_entry(huge) == f"an unreadable archive (a pax header of {2 << 20} bytes)"
+
+
+def test_a_well_formed_pax_header_is_read_as_tarfile_reads_it(tmp_path: Path) -> None:
+    long_name = "lib/" + "d" * 300 + "/x.py"
+    record = f" path={long_name}\n".encode()
+    size = len(record) + len(str(len(record)))
+    record = str(size if len(str(size)) == len(str(len(record))) else size + 1).encode() + record
+    good = _pax_archive(tmp_path / "good.tar.gz", record)
+    with read_targz(good) as ours, tarfile.open(good, "r:gz") as theirs:
+        assert [m.name for m in ours] == [m.name for m in theirs] == [long_name]

@@ -23,6 +23,8 @@ from typing import cast
 
 from zlib_ng import zlib_ng
 
+from .paxguard import GuardedTarInfo
+
 _CHUNK = 1 << 20  # compressed bytes read, and inflated bytes made, at a time
 # compressed bytes given to the inflater at a time: what it copies of them when a member ends
 # (its unused data) stays small, so a file of many tiny members is read in linear time
@@ -198,7 +200,7 @@ def read_targz(path: Path) -> tarfile.TarFile:
     ``tarfile.ReadError("not a gzip file")``, as tarfile's own reader does."""
     fh = io.BufferedReader(_Inflating(path), _CHUNK)
     try:
-        tar = _GzTar.open(fileobj=fh, mode="r:")
+        tar = _GzTar.open(fileobj=fh, mode="r:", tarinfo=GuardedTarInfo)
     except OSError as exc:
         fh.close()
         raise tarfile.ReadError("not a gzip file") from exc

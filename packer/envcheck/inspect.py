@@ -28,6 +28,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..archive.fs import ArchiveFS, escapes_dir
 from ..archive.inflate import read_targz
+from ..archive.paxguard import GuardedTarInfo
 from ..core.errors import PackError, UsageError
 from ..core.fsguard import not_regular
 from ..core.progress import Reporter
@@ -104,7 +105,8 @@ def _tar_entries(path: Path, elf: bool = True, mode: str = "r:gz") -> Iterator[E
     """Every member as an Entry; with ``elf``, the symbol versions each ELF file needs."""
     rereads = [REREADS]
 
-    with (read_targz(path) if mode == "r:gz" else tarfile.open(path, mode)) as tar:  # type: ignore[call-overload]
+    with (read_targz(path) if mode == "r:gz"
+          else tarfile.open(path, mode, tarinfo=GuardedTarInfo)) as tar:  # type: ignore[call-overload]
         def again(m: tarfile.TarInfo) -> IO[bytes]:
             """The member once more from its start: a gzip stream seeks back by decompressing
             again from its first byte, so an archive gets only a few."""
