@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -374,7 +375,8 @@ def ready_rounds(starts: dict[str, tuple[Path, str, dict[str, Any]]], work: Path
                  rounds: int = 2, extracts: dict[str, Path] | None = None
                  ) -> dict[str, float | None]:
     """READY for several variants, one start of each per round, best of ``rounds``: a loaded
-    machine drifts over a minute, so variants compared in one table alternate. ``extracts``:
+    machine drifts over a minute, so variants compared in one table alternate, in an order
+    that turns each round, each after a ``sync``. ``extracts``:
     archives whose extraction is part of a floor, timed in the same rounds (``floor_extract``)
     and also best of ``rounds``, so that a floor is measured as the figure it bounds is."""
     extracts = extracts or {}
@@ -385,11 +387,17 @@ def ready_rounds(starts: dict[str, tuple[Path, str, dict[str, Any]]], work: Path
             prev = best[key]
             best[key] = round(t if prev is None else min(prev, t), 3)
 
-    for _ in range(rounds):
-        for key, (model, python, kw) in starts.items():
-            keep(key, time_to_ready(model, python, work, runs=1, **kw))
-        for key, archive in extracts.items():
-            keep(key, floor_extract(archive))
+    jobs: list[tuple[str, Callable[[], float | None]]] = [
+        *((key, partial(time_to_ready, model, python, work, runs=1, **kw))
+          for key, (model, python, kw) in starts.items()),
+        *((key, partial(floor_extract, archive)) for key, archive in extracts.items())]
+    for i in range(rounds):
+        # each round starts one later: no variant always follows the same one (a start that
+        # writes 700 MB leaves the next one the kernel's write-back), and each begins with
+        # nothing left to write back (``os.sync``, not timed)
+        for key, job in jobs[i % len(jobs):] + jobs[:i % len(jobs)]:
+            os.sync()
+            keep(key, job())
     return best
 
 
