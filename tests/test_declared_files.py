@@ -14,6 +14,7 @@ from packer.lock.lockfile import read_lock
 from packer.scan.reqfiles import parse_environment
 
 from .conftest import MODELS, run_cli
+from .wheels import make_sdist
 
 
 def scan_json(model: Path, *args: str) -> dict[str, object]:
@@ -129,24 +130,11 @@ def test_environment_channels_are_the_solves_unless_given(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_a_pure_python_sdist_in_find_links_is_built_and_locked(tmp_path: Path) -> None:
-    import io
-    import tarfile
 
     links = tmp_path / "links"
     links.mkdir()
     name = "tritonpack_sdist_only_probe"
-    with tarfile.open(links / f"{name}-1.0.tar.gz", "w:gz") as tar:
-        for path, text in {
-            "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
-            "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
-                              'build-backend = "setuptools.build_meta"\n'
-                              f'[project]\nname = "{name}"\nversion = "1.0"\n',
-            f"{name}/__init__.py": "",
-        }.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"{name}-1.0/{path}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    make_sdist(links, name)
     model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "plain_numpy")
     (model / "requirements.txt").write_text(f"--find-links {links}\n{name}\n")
     res = run_cli("lock", model, "--triton", "24.10", "--python-from", "auto")

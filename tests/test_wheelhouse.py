@@ -26,7 +26,7 @@ from packer.lock.backend import Indexes
 from packer.lock.pypi import compile_pins, parse_requirements
 from packer.resolve.target import Target
 
-from .wheels import make_wheel
+from .wheels import make_sdist, make_wheel
 
 TARGET = Target("24.10", "3.11", "12.6.2", "", "linux-64", "2.35", "3.4.30", "image", "none")
 MARKER = "tp_wheelhouse_marker_3f9c.py"  # a file no other wheel holds: found if unpacked
@@ -133,25 +133,12 @@ def test_a_package_built_from_its_sdist_is_resolved_as_before(
     platform only: resolved from the sdist in one hashed pass as before (a local index of the
     directory's wheels offered the macOS wheel alone: 'has no source distribution'). uv
     locks that sdist without a hash, which tritonpack refuses as it did."""
-    import io
-    import tarfile
 
     links = tmp_path / "links"
     name = "tp_wh_srcprobe"
     mac = make_wheel(links, name, {f"{name}.py": ""})
     mac.rename(links / f"{name}-1.0-py3-none-macosx_11_0_arm64.whl")
-    with tarfile.open(links / f"{name}-1.0.tar.gz", "w:gz") as tar:
-        for path, text in {
-            "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
-            "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
-                              'build-backend = "setuptools.build_meta"\n'
-                              f'[project]\nname = "{name}"\nversion = "1.0"\n',
-            f"{name}/__init__.py": "",
-        }.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"{name}-1.0/{path}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    make_sdist(links, name)
     with pytest.raises(BuildError) as caught:
         compile_pins("uv", ["tp-wh-srcprobe"], TARGET, Indexes(find_links=(str(links),)))
     assert str(caught.value) == (

@@ -30,3 +30,26 @@ def make_wheel(dest: Path, name: str, files: dict[str, str], requires: tuple[str
         for path, data in entries.items():
             zf.writestr(zipfile.ZipInfo(path, (1980, 1, 1, 0, 0, 0)), data)
     return wheel
+
+
+def make_sdist(dest: Path, name: str) -> Path:
+    """``NAME-1.0.tar.gz`` in ``dest``: a pure-Python sdist (setuptools builds it) holding an
+    empty package ``NAME``."""
+    import io
+    import tarfile
+
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / f"{name}-1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for member, text in {
+            "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+            "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
+                              'build-backend = "setuptools.build_meta"\n'
+                              f'[project]\nname = "{name}"\nversion = "1.0"\n',
+            f"{name}/__init__.py": "",
+        }.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{name}-1.0/{member}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
