@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from packer.core.errors import BuildError, ExitCode
 from packer.lock.conda import CondaPackage
 
 from .conftest import FIXTURES, error_line
+from .loopback import serving
 from .test_bad_inputs import run_unchanged
 
 
@@ -33,14 +33,8 @@ def index() -> Iterator[tuple[str, list[str]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/simple", asked
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield f"{url}/simple", asked
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from packer.lock.backend import Indexes
 from packer.lock.pypi import compile_pins, parse_requirements
 from packer.resolve.target import Target
 
+from .loopback import serving
 from .wheels import make_sdist, make_wheel
 
 TARGET = Target("24.10", "3.11", "12.6.2", "", "linux-64", "2.35", "3.4.30", "image", "none")
@@ -101,15 +101,8 @@ def index_without_hashes(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/simple", wheel
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(functools.partial(Quiet, directory=str(root))) as url:
+        yield f"{url}/simple", wheel
 
 
 @pytest.mark.slow
