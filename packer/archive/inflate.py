@@ -34,7 +34,7 @@ _MAGIC = b"\x1f\x8b"
 _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 2, 4, 8, 16  # gzip's header flags
 _ENDED = "Compressed file ended before the end-of-stream marker was reached"  # gzip's words
 # zlib-ng's stubs type ``error`` as an instance: it is the class of its inflate errors
-_INFLATE_ERROR = cast("type[Exception]", zlib_ng.error)
+INFLATE_ERROR = cast("type[Exception]", zlib_ng.error)
 
 
 class _Inflating(io.RawIOBase):
@@ -145,7 +145,7 @@ class _Inflating(io.RawIOBase):
             window = memoryview(self._left)[self._at:self._at + _WINDOW]
             try:
                 out = inflater.decompress(window, _CHUNK)
-            except _INFLATE_ERROR as exc:
+            except INFLATE_ERROR as exc:
                 raise zlib.error(str(exc)) from exc
             self._crc, self._size = zlib_ng.crc32(out, self._crc), self._size + len(out)
             self._ended = inflater.eof
@@ -172,9 +172,10 @@ class _Inflating(io.RawIOBase):
             raise io.UnsupportedOperation("a gzip stream does not seek from its end")
         if offset < self._pos:
             self._restart()
-        scratch = memoryview(bytearray(_CHUNK))
-        while self._pos < offset and self.readinto(scratch[:min(_CHUNK, offset - self._pos)]):
-            pass
+        if self._pos < offset:  # forward: read on (a seek to here allocates nothing)
+            scratch = memoryview(bytearray(min(_CHUNK, offset - self._pos)))
+            while self._pos < offset and self.readinto(scratch[:offset - self._pos]):
+                pass
         return self._pos
 
     def close(self) -> None:
