@@ -219,3 +219,38 @@ def test_the_interpreter_key_follows_the_bytes_and_is_hashed_once(
     lib.write_bytes(b"a" * 4096)
     os.utime(lib, (old, old))
     assert bytecode.interpreter_key(root, "3.10") == first  # the bytes decide, not the memo
+
+
+def test_within_answers_as_resolving_each_path_whole_does(tmp_path: Path) -> None:
+    """``Within`` resolves each folder once; its answer for any path (links in and out of
+    the root, relative ones, ``..``, a loop, names that do not exist) is the one
+    ``Path.resolve().is_relative_to(root)`` gives, a loop being outside."""
+    import itertools
+
+    from packer.pack.bytecode import Within
+
+    root = tmp_path / "root"
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "out" / "x").mkdir(parents=True)
+    (root / "a" / "out").symlink_to(tmp_path / "out")
+    (root / "a" / "in").symlink_to(root / "a" / "b")
+    (root / "a" / "b" / "up").symlink_to("../..")
+    (root / "a" / "b" / "away").symlink_to("../../../out")
+    (root / "loop").symlink_to(root / "loop")
+    (root / "a" / "b" / "f.py").write_text("")
+    names = ["a", "b", "c", "out", "in", "up", "away", "x", "..", "loop", "f.py", "none"]
+    inside = Within(root)
+    real = root.resolve()
+    checked = {True: 0, False: 0}
+    for depth in (1, 2, 3):
+        for parts in itertools.product(names, repeat=depth):
+            path = root.joinpath(*parts)
+            try:
+                want = path.resolve().is_relative_to(real)
+            except RuntimeError:  # a loop
+                want = False
+            assert inside(path) is want, path
+            assert inside(str(path)) is want, path
+            checked[want] += 1
+    assert checked[True] > 100 and checked[False] > 100
+    assert not inside(root / "a\0b")

@@ -37,6 +37,7 @@ which the build dir was not either); the source line is still shown.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
 import importlib.util
@@ -92,10 +93,10 @@ def targets(root: Path, python: str, mode: str, packages: tuple[str, ...],
     if loaded is not None:
         # the list comes from a process that ran the packages' code: only .py files inside
         # the env are taken from it, so nothing outside is read or written
-        real = root.resolve()
+        inside = Within(root)
         out = [root / rel for rel in loaded
                if rel.endswith(".py") and not PurePosixPath(rel).is_absolute()
-               and ".." not in PurePosixPath(rel).parts and _inside(real, root / rel)]
+               and ".." not in PurePosixPath(rel).parts and inside(root / rel)]
     else:
         out = [p for p in sorted(lib.iterdir())
                if p != site and (p.is_dir() or p.suffix == ".py")]
@@ -105,13 +106,48 @@ def targets(root: Path, python: str, mode: str, packages: tuple[str, ...],
     return out
 
 
-def _inside(real: Path, path: Path) -> bool:
-    """Whether ``path``, links followed, lies inside ``real`` (a resolved root; a name that
-    cannot be a path, with a NUL in it, does not)."""
-    try:
-        return path.resolve().is_relative_to(real)
-    except (OSError, ValueError, RuntimeError):
-        return False
+class Within:
+    """Whether paths, links followed, lie inside ``root`` (a name that cannot be a path, with
+    a NUL in it, does not; nor does a loop of links). Each folder is resolved once, from its
+    parent's resolution and one ``lstat`` of its own: resolving every file whole stats each
+    of its parents again (2,800 files, three times a pack, took 0.3 s of medium's)."""
+
+    def __init__(self, root: Path) -> None:
+        self.real = os.path.realpath(root)
+        self._within = self.real if self.real.endswith("/") else self.real + "/"
+        self._dirs: dict[str, str] = {}
+
+    def __call__(self, path: Path | str) -> bool:
+        try:
+            real = self.resolve(os.fspath(path))
+        except (OSError, ValueError, RuntimeError):
+            return False
+        return real == self.real or real.startswith(self._within)
+
+    def resolve(self, path: str) -> str:
+        """``os.path.realpath(path)``, its folders' resolutions remembered; a loop of links
+        raises RuntimeError, as ``Path.resolve`` does."""
+        if "\0" in path:
+            raise ValueError("embedded null byte")
+        if not os.path.isabs(path):
+            path = os.path.join(os.getcwd(), path)
+        head, name = os.path.split(path)
+        if (name in ("", ".", "..") or head == path or "/../" in path
+                or os.path.islink(path)):
+            real = os.path.realpath(path)  # a link's target is resolved from the start
+            try:
+                os.stat(real)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise RuntimeError(f"symlink loop from {path!r}") from exc
+            return real
+        return os.path.join(self._dir(head), name)
+
+    def _dir(self, folder: str) -> str:
+        known = self._dirs.get(folder)
+        if known is None:
+            known = self._dirs[folder] = self.resolve(folder)
+        return known
 
 
 def cached_pyc(source: Path, python: str) -> Path:
@@ -164,18 +200,25 @@ def files(root: Path, chosen: list[Path]) -> list[Path]:
     ``__pycache__`` written there."""
     found = {f for t in chosen for f in ([t] if t.is_file() else t.rglob("*.py"))
              if f.is_file() and not f.is_symlink()}
-    real = root.resolve()
-    return sorted(f for f in found if _inside(real, f) and _real_cache(real, f.parent))
+    inside = Within(root)
+    folders: dict[Path, bool] = {}
+    out = []
+    for f in found:  # not a link itself: inside when its folder is
+        fits = folders.get(f.parent)
+        if fits is None:
+            fits = folders[f.parent] = inside(f.parent) and _real_cache(inside, f.parent)
+        if fits:
+            out.append(f)
+    return sorted(out)
 
 
-def _real_cache(real: Path, folder: Path) -> bool:
-    """Whether ``folder/__pycache__`` is absent or a real directory inside ``real`` (the
-    resolved root): a link there (a package may ship one) would take the ``.pyc`` written in
-    it elsewhere."""
+def _real_cache(inside: Within, folder: Path) -> bool:
+    """Whether ``folder/__pycache__`` is absent or a real directory inside the root: a link
+    there (a package may ship one) would take the ``.pyc`` written in it elsewhere."""
     cache = folder / "__pycache__"
     if not (cache.exists() or cache.is_symlink()):
         return True
-    return not cache.is_symlink() and cache.is_dir() and _inside(real, cache)
+    return not cache.is_symlink() and cache.is_dir() and inside(cache)
 
 
 def _reuse(root: Path, python: str, files: list[Path], store: Path | None,
