@@ -371,14 +371,47 @@ def floor_extract(archive: Path) -> float:
         shutil.rmtree(dest, ignore_errors=True)
 
 
+def settle(cap: float = 2.0, quiet: float = 0.3) -> float:
+    """``os.sync``, then wait until the disk under /tmp has discarded nothing for ``quiet``
+    seconds (ext4 mounted with ``discard`` trims what the last start's removal freed after
+    its commit: here for about 2 s after a 400 MB tree went, beside whatever starts next),
+    ``cap`` at most: another job's deletes may never stop. Untimed; the seconds waited."""
+    t0 = time.perf_counter()
+    os.sync()
+    st = os.stat("/tmp")
+    stat = Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/stat")
+
+    def discarded() -> int | None:
+        try:
+            fields = stat.read_text().split()
+            return int(fields[13]) if len(fields) > 13 else None  # discard sectors (4.18+)
+        except (OSError, ValueError):
+            return None
+
+    seen, since = discarded(), time.perf_counter()
+    while seen is not None and time.perf_counter() - t0 < cap:
+        time.sleep(0.05)
+        now = discarded()
+        if now != seen:
+            seen, since = now, time.perf_counter()
+        elif time.perf_counter() - since >= quiet:
+            break
+    return time.perf_counter() - t0
+
+
 def ready_rounds(starts: dict[str, tuple[Path, str, dict[str, Any]]], work: Path,
-                 rounds: int = 2, extracts: dict[str, Path] | None = None
+                 rounds: int = 2, extracts: dict[str, Path] | None = None,
+                 log: list[list[tuple[str, float | None]]] | None = None,
                  ) -> dict[str, float | None]:
     """READY for several variants, one start of each per round, best of ``rounds``: a loaded
-    machine drifts over a minute, so variants compared in one table alternate, in an order
-    that turns each round, each after a ``sync``. ``extracts``:
+    machine drifts over a minute, so variants compared in one table alternate. The order
+    turns by one each round and runs backwards every other round, so that no variant always
+    follows the same one (turning alone keeps each one's predecessor: the heavy model's
+    zipped archive followed the 690 MB floor extraction in every round but the first), and
+    each start waits for the disk to settle first (``settle``, untimed). ``extracts``:
     archives whose extraction is part of a floor, timed in the same rounds (``floor_extract``)
-    and also best of ``rounds``, so that a floor is measured as the figure it bounds is."""
+    and also best of ``rounds``, so that a floor is measured as the figure it bounds is.
+    ``log`` gets each round's order and figures."""
     extracts = extracts or {}
     best: dict[str, float | None] = dict.fromkeys([*starts, *extracts])
 
@@ -392,12 +425,16 @@ def ready_rounds(starts: dict[str, tuple[Path, str, dict[str, Any]]], work: Path
           for key, (model, python, kw) in starts.items()),
         *((key, partial(floor_extract, archive)) for key, archive in extracts.items())]
     for i in range(rounds):
-        # each round starts one later: no variant always follows the same one (a start that
-        # writes 700 MB leaves the next one the kernel's write-back), and each begins with
-        # nothing left to write back (``os.sync``, not timed)
-        for key, job in jobs[i % len(jobs):] + jobs[:i % len(jobs)]:
-            os.sync()
-            keep(key, job())
+        order = jobs if i % 2 == 0 else jobs[::-1]
+        turned = order[i % len(order):] + order[:i % len(order)]
+        figures: list[tuple[str, float | None]] = []
+        for key, job in turned:
+            settle()
+            t = job()
+            keep(key, t)
+            figures.append((key, None if t is None else round(t, 3)))
+        if log is not None:
+            log.append(figures)
     return best
 
 
@@ -564,6 +601,7 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
     no_env_py = f"{sys.version_info.major}.{sys.version_info.minor}"
     none_model = variant(src, work, "none", None)
     (none_model / "1" / "model.py").write_text(NO_ENV_MODEL)  # what an installed Python has
+    rounds_log: list[list[tuple[str, float | None]]] = []
     ready = ready_rounds({
         "tp": (variant(tp_model, work, "tp", tp_model / "tritonpack-env.tar.gz"), python, {}),
         "files": (variant(files_model, work, "files", files_model / "tritonpack-env.tar.gz"),
@@ -572,7 +610,7 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
         "dir": (variant(dir_model, work, "dir", dir_model / "tritonpack-env"), python, {}),
         "none": (none_model, no_env_py, {"library_path": (Path(sys.base_prefix) / "lib",),
                                          "python_home": Path(sys.base_prefix)}),
-    }, work, rounds=4, extracts={"native": native, "kept": kept})
+    }, work, rounds=4, extracts={"native": native, "kept": kept}, log=rounds_log)
     ready_tp, ready_files, ready_base = ready["tp"], ready["files"], ready["base"]
     ready_dir, ready_none = ready["dir"], ready["none"]
     native_extract, kept_extract = ready["native"] or 0.0, ready["kept"] or 0.0
@@ -620,6 +658,7 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
         },
         "steps": {"tritonpack_cold": cold_steps.seconds, "tritonpack_pack": pack_steps,
                   "tritonpack_pack_warm": pack_steps_warm},
+        "ready_rounds": rounds_log,  # each round's order and seconds (best of them above)
         "remote_pull_mb_per_s": pulled[1] if pulled else None,
         "bytes": {"tritonpack_archive": archive_bytes, "tritonpack_archive_strip": strip_bytes,
                   "baseline_archive": base["archive"].stat().st_size,

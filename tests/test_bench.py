@@ -181,10 +181,13 @@ def test_floors_are_timed_in_the_ready_rounds_and_kept_best_of_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A floor is measured as what it bounds is: its extraction alternates with the READY
     starts, round after round, and the best of the rounds is kept (one extraction, on a disk
-    that deletes and creates many files slowly, measured a floor above READY itself)."""
+    that deletes and creates many files slowly, measured a floor above READY itself). The
+    order turns each round and runs backwards every other one: no start always follows the
+    same one, and each waits for the disk to settle first."""
     bench = _bench()
     order: list[str] = []
-    times = {"tp": iter([3.0, 2.0]), "dir": iter([1.5, 1.0]), "kept.tar.gz": iter([0.9, 0.4])}
+    times = {"tp": iter([3.0, 2.0, 2.5]), "dir": iter([1.5, 1.0, 1.2]),
+             "kept.tar.gz": iter([0.9, 0.4, 0.5])}
 
     def start(model: Path, python: str, work: Path, runs: int = 1, **kw: object) -> float:
         order.append(model.name)
@@ -196,11 +199,26 @@ def test_floors_are_timed_in_the_ready_rounds_and_kept_best_of_them(
 
     monkeypatch.setattr(bench, "time_to_ready", start)
     monkeypatch.setattr(bench, "floor_extract", extract)
+    monkeypatch.setattr(bench, "settle", lambda: order.append("settle") or 0.0)
+    log: list[list[tuple[str, float | None]]] = []
     best = bench.ready_rounds({"tp": (tmp_path / "tp", "3.10", {}),
-                               "dir": (tmp_path / "dir", "3.10", {})}, tmp_path, rounds=2,
-                              extracts={"kept": tmp_path / "kept.tar.gz"})
-    assert order == ["tp", "dir", "kept.tar.gz", "dir", "kept.tar.gz", "tp"]  # turned
+                               "dir": (tmp_path / "dir", "3.10", {})}, tmp_path, rounds=3,
+                              extracts={"kept": tmp_path / "kept.tar.gz"}, log=log)
+    assert order[::2] == ["settle"] * 9
+    assert order[1::2] == ["tp", "dir", "kept.tar.gz",  # as given
+                           "dir", "tp", "kept.tar.gz",  # backwards, turned by one
+                           "kept.tar.gz", "tp", "dir"]  # turned by two
     assert best == {"tp": 2.0, "dir": 1.0, "kept": 0.4}
+    assert log == [[("tp", 3.0), ("dir", 1.5), ("kept", 0.9)],
+                   [("dir", 1.0), ("tp", 2.0), ("kept", 0.4)],
+                   [("kept", 0.5), ("tp", 2.5), ("dir", 1.2)]]
+
+
+def test_settle_syncs_and_waits_no_longer_than_its_cap() -> None:
+    """``settle`` is untimed work between starts: however busy the disk, it returns by its
+    cap (another job's deletes may never stop)."""
+    bench = _bench()
+    assert bench.settle(cap=0.2, quiet=10.0) < 1.0
 
 
 def test_a_floor_extracts_where_triton_does_and_leaves_nothing(
