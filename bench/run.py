@@ -401,17 +401,20 @@ def settle(cap: float = 2.0, quiet: float = 0.3) -> float:
 
 def ready_rounds(starts: dict[str, tuple[Path, str, dict[str, Any]]], work: Path,
                  rounds: int = 2, extracts: dict[str, Path] | None = None,
-                 log: list[list[tuple[str, float | None]]] | None = None,
+                 log: list[dict[str, Any]] | None = None, warm_up: bool = True,
                  ) -> dict[str, float | None]:
     """READY for several variants, one start of each per round, best of ``rounds``: a loaded
     machine drifts over a minute, so variants compared in one table alternate. The order
     turns by one each round and runs backwards every other round, so that no variant always
     follows the same one (turning alone keeps each one's predecessor: the heavy model's
     zipped archive followed the 690 MB floor extraction in every round but the first), and
-    each start waits for the disk to settle first (``settle``, untimed). ``extracts``:
-    archives whose extraction is part of a floor, timed in the same rounds (``floor_extract``)
-    and also best of ``rounds``, so that a floor is measured as the figure it bounds is.
-    ``log`` gets each round's order and figures."""
+    each start waits for the disk to settle first (``settle``, untimed). A first round
+    (``warm_up``) is run and not counted: this machine's disk writes the first few hundred MB
+    after a quiet spell twice as fast as later ones (heavy's recipe archive started in 12 s
+    in a first round, 23-24 s in the next three), and whichever start came first or second
+    got that. ``extracts``: archives whose extraction is part of a floor, timed in the same
+    rounds (``floor_extract``) and also best of ``rounds``, so that a floor is measured as the
+    figure it bounds is. ``log`` gets each round's order and figures."""
     extracts = extracts or {}
     best: dict[str, float | None] = dict.fromkeys([*starts, *extracts])
 
@@ -424,17 +427,18 @@ def ready_rounds(starts: dict[str, tuple[Path, str, dict[str, Any]]], work: Path
         *((key, partial(time_to_ready, model, python, work, runs=1, **kw))
           for key, (model, python, kw) in starts.items()),
         *((key, partial(floor_extract, archive)) for key, archive in extracts.items())]
-    for i in range(rounds):
+    for i in range(-1 if warm_up else 0, rounds):
         order = jobs if i % 2 == 0 else jobs[::-1]
         turned = order[i % len(order):] + order[:i % len(order)]
         figures: list[tuple[str, float | None]] = []
         for key, job in turned:
             settle()
             t = job()
-            keep(key, t)
+            if i >= 0:
+                keep(key, t)
             figures.append((key, None if t is None else round(t, 3)))
         if log is not None:
-            log.append(figures)
+            log.append({"counted": i >= 0, "seconds": figures})
     return best
 
 
@@ -601,7 +605,7 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
     no_env_py = f"{sys.version_info.major}.{sys.version_info.minor}"
     none_model = variant(src, work, "none", None)
     (none_model / "1" / "model.py").write_text(NO_ENV_MODEL)  # what an installed Python has
-    rounds_log: list[list[tuple[str, float | None]]] = []
+    rounds_log: list[dict[str, Any]] = []
     ready = ready_rounds({
         "tp": (variant(tp_model, work, "tp", tp_model / "tritonpack-env.tar.gz"), python, {}),
         "files": (variant(files_model, work, "files", files_model / "tritonpack-env.tar.gz"),
@@ -658,7 +662,7 @@ def measure_model(name: str, work: Path, seed: Path) -> dict[str, Any]:
         },
         "steps": {"tritonpack_cold": cold_steps.seconds, "tritonpack_pack": pack_steps,
                   "tritonpack_pack_warm": pack_steps_warm},
-        "ready_rounds": rounds_log,  # each round's order and seconds (best of them above)
+        "ready_rounds": rounds_log,  # each round's order and seconds (best of the counted)
         "remote_pull_mb_per_s": pulled[1] if pulled else None,
         "bytes": {"tritonpack_archive": archive_bytes, "tritonpack_archive_strip": strip_bytes,
                   "baseline_archive": base["archive"].stat().st_size,

@@ -186,8 +186,8 @@ def test_floors_are_timed_in_the_ready_rounds_and_kept_best_of_them(
     same one, and each waits for the disk to settle first."""
     bench = _bench()
     order: list[str] = []
-    times = {"tp": iter([3.0, 2.0, 2.5]), "dir": iter([1.5, 1.0, 1.2]),
-             "kept.tar.gz": iter([0.9, 0.4, 0.5])}
+    times = {"tp": iter([0.5, 3.0, 2.0, 2.5]), "dir": iter([0.1, 1.5, 1.0, 1.2]),
+             "kept.tar.gz": iter([0.2, 0.9, 0.4, 0.5])}
 
     def start(model: Path, python: str, work: Path, runs: int = 1, **kw: object) -> float:
         order.append(model.name)
@@ -200,18 +200,20 @@ def test_floors_are_timed_in_the_ready_rounds_and_kept_best_of_them(
     monkeypatch.setattr(bench, "time_to_ready", start)
     monkeypatch.setattr(bench, "floor_extract", extract)
     monkeypatch.setattr(bench, "settle", lambda: order.append("settle") or 0.0)
-    log: list[list[tuple[str, float | None]]] = []
+    log: list[dict[str, object]] = []
     best = bench.ready_rounds({"tp": (tmp_path / "tp", "3.10", {}),
                                "dir": (tmp_path / "dir", "3.10", {})}, tmp_path, rounds=3,
                               extracts={"kept": tmp_path / "kept.tar.gz"}, log=log)
-    assert order[::2] == ["settle"] * 9
-    assert order[1::2] == ["tp", "dir", "kept.tar.gz",  # as given
+    assert order[::2] == ["settle"] * 12
+    assert order[1::2] == ["tp", "kept.tar.gz", "dir",  # the warm-up: backwards, turned
+                           "tp", "dir", "kept.tar.gz",  # as given
                            "dir", "tp", "kept.tar.gz",  # backwards, turned by one
                            "kept.tar.gz", "tp", "dir"]  # turned by two
-    assert best == {"tp": 2.0, "dir": 1.0, "kept": 0.4}
-    assert log == [[("tp", 3.0), ("dir", 1.5), ("kept", 0.9)],
-                   [("dir", 1.0), ("tp", 2.0), ("kept", 0.4)],
-                   [("kept", 0.5), ("tp", 2.5), ("dir", 1.2)]]
+    assert best == {"tp": 2.0, "dir": 1.0, "kept": 0.4}  # the warm-up's faster: not counted
+    assert log == [{"counted": False, "seconds": [("tp", 0.5), ("kept", 0.2), ("dir", 0.1)]},
+                   {"counted": True, "seconds": [("tp", 3.0), ("dir", 1.5), ("kept", 0.9)]},
+                   {"counted": True, "seconds": [("dir", 1.0), ("tp", 2.0), ("kept", 0.4)]},
+                   {"counted": True, "seconds": [("kept", 0.5), ("tp", 2.5), ("dir", 1.2)]}]
 
 
 def test_settle_syncs_and_waits_no_longer_than_its_cap() -> None:
