@@ -421,11 +421,12 @@ def _lookup_signed(store: Path, key: str, secret: bytes | None) -> tuple[bytes, 
     if fh is None:
         return None
     try:
-        with fh:
-            raw = fh.read(MAX_ENTRY + 1)
+        with fh:  # read(n) allocates n bytes first: 64 MiB per entry took 35 us each
+            size = os.fstat(fh.fileno()).st_size
+            raw = fh.read(size + 1) if size <= MAX_ENTRY else b""
     except OSError:
         return None
-    if len(raw) > MAX_ENTRY:  # no module compiles to this: planted, not a .pyc (a miss)
+    if not raw or len(raw) > MAX_ENTRY:  # no module compiles to this: planted (a miss)
         return None
     digest, data = raw[:32], raw[32:]
     signed = secret is not None and hmac.compare_digest(digest, _mac(secret, key, data))
