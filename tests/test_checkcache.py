@@ -200,3 +200,25 @@ def test_a_file_an_import_only_looks_for_reruns_the_check_when_it_appears(
         "pkg": "ImportError: disabled"} and count(runs) == 2  # kept: it is there, unchanged
     (site / "pkg" / "DISABLED.txt").unlink()
     assert checkcache.run(root, PY, ("pkg",), (), store).failed == {} and count(runs) == 3
+
+
+def test_before_runs_only_when_the_check_does(tmp_path: Path) -> None:
+    """``before`` (the pack places the bytecode the check would read) is called just before a
+    real run, never when the kept answer is used: then nothing is imported, and the bytecode
+    step places the same entries beside their sources once."""
+    root, site, runs = make_env(tmp_path)
+    store = tmp_path / "store"
+    calls: list[int] = []
+
+    def before() -> None:
+        calls.append(count(runs))  # how many runs had happened when it was called
+
+    checkcache.run(root, PY, ("pkg",), (), store, before=before)
+    assert calls == [0] and count(runs) == 1  # called, then the check ran
+    checkcache.run(root, PY, ("pkg",), (), store, before=before)
+    assert calls == [0] and count(runs) == 1  # the kept answer: not called
+    (site / "pkg" / "used.py").write_text("import json  # changed\n")
+    checkcache.run(root, PY, ("pkg",), (), store, before=before)
+    assert calls == [0, 1] and count(runs) == 2
+    checkcache.run(root, PY, ("pkg",), (), None, before=before)  # no store: always runs
+    assert calls == [0, 1, 2] and count(runs) == 3

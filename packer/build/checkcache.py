@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,14 +45,19 @@ _MAX_ENTRY = 16 << 20  # a check of torch reads about 1,500 files: far below
 def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...] = (),
         store: Path | None = None, timeout: float = deadlines.IMPORT_CHECK,
         pycache: Path | None = None, ahead: bool = False,
-        layout: str = "") -> importcheck.Outcome:
+        layout: str = "", before: Callable[[], object] | None = None,
+        ) -> importcheck.Outcome:
     """``importcheck.run``, answered from ``store`` when every byte the last same check read
     is unchanged; else run (``ahead``: writing the bytecode it compiles), and its answer kept
     there.
     ``layout`` names a second question about the same modules in another layout of the tree
     (the site zip's): one answer is kept per question, so two layouts asked in turn in one
-    pack would each find the other's answer and run every time."""
+    pack would each find the other's answer and run every time.
+    ``before`` is called just before the check runs, not when a kept answer is used (the
+    caller places what the check would read there)."""
     if store is None or (not modules and not load):
+        if before is not None:
+            before()
         return importcheck.run(root, python, modules, load, timeout, pycache, ahead)
     secret = _secret(store)
     key = _key(root, python, modules, load, layout)
@@ -59,6 +65,8 @@ def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]
         kept = _recall(store, key, secret, root)
         if kept is not None:
             return kept
+    if before is not None:
+        before()
     outcome = importcheck.run(root, python, modules, load, timeout, pycache, ahead)
     if secret is not None:
         _keep(store, key, secret, root, outcome)
