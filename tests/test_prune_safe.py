@@ -168,3 +168,19 @@ def test_conda_unpack_is_not_left_listing_pruned_files(tmp_path: Path) -> None:
         "#!/usr/bin/env python\n_prefix_records = [\n('bin/kept', '/p', 'text'),\n"
         "('bin/link', '/p', 'text'),\nnot a record,\n]\nmain()\n")
     assert script.stat().st_mode & 0o777 == 0o755
+
+
+def test_package_test_dirs_go_up_to_four_levels_down(tmp_path: Path) -> None:
+    """A package's ``tests`` at any of its first four levels goes (scipy keeps test suites in
+    ``sparse/linalg/_isolve/tests``); a ``tests`` deeper, or a file named ``tests``, stays."""
+    site = tmp_path / "env" / SITE
+    dirs = ["deep/tests", "deep/a/tests", "deep/a/b/tests", "deep/a/b/c/tests",
+            "deep/a/b/c/d/tests"]
+    for rel in dirs:
+        (site / rel).mkdir(parents=True)
+        (site / rel / "test_x.py").write_text("")
+    (site / "deep/a/b/c/tests.py").write_text("X = 1\n")
+    report = prune(tmp_path / "env", "3.10")
+    assert [rel for rel in dirs if (site / rel).exists()] == ["deep/a/b/c/d/tests"]
+    assert (site / "deep/a/b/c/tests.py").is_file()
+    assert report.removed["package test dirs"] == (4, 0)

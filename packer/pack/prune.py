@@ -36,7 +36,11 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("idle, tkinter, turtledemo", ("lib/{py}/idlelib", "lib/{py}/tkinter", "lib/{py}/turtledemo",
                                    "lib/{py}/turtle.py", "bin/idle*")),
     ("ensurepip", ("lib/{py}/ensurepip",)),
-    ("package test dirs", ("lib/{py}/site-packages/*/tests", "lib/{py}/site-packages/*/*/tests")),
+    # to four levels: scipy's (sparse/linalg/_isolve/tests...) are 283 entries of medium's
+    # 3,800 beyond the second, sympy's and networkx's 441 in heavy
+    ("package test dirs", ("lib/{py}/site-packages/*/tests", "lib/{py}/site-packages/*/*/tests",
+                           "lib/{py}/site-packages/*/*/*/tests",
+                           "lib/{py}/site-packages/*/*/*/*/tests")),
     ("package C/C++ headers and Cython sources",
      ("lib/{py}/site-packages/**/*.h", "lib/{py}/site-packages/**/*.hpp",
       "lib/{py}/site-packages/**/*.cuh", "lib/{py}/site-packages/**/*.pxd",
