@@ -393,6 +393,27 @@ def test_why_answers_for_an_import_name(tmp_path: Path) -> None:
     assert lines[1:] == ["  pyyaml: import yaml (plain_numpy/1/model.py:1)"]
 
 
+@pytest.mark.slow
+def test_why_resolves_with_the_locks_remembered_find_links(tmp_path: Path) -> None:
+    """A lock made with --find-links remembers it, and every later run uses it: why asked
+    the resolver without it ("the PyPI resolver found no solution: ... not found on the
+    index", exit 5) for a distribution only that directory holds."""
+    from .wheels import make_wheel
+
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "tp_only_here", {"tp_only_here/__init__.py": "X = 1\n"})
+    model = shutil.copytree(MODELS / "plain_numpy", tmp_path / "plain_numpy")
+    code = (model / "1" / "model.py").read_text()
+    (model / "1" / "model.py").write_text("import tp_only_here\n" + code)
+    res = run_cli("lock", model, "--triton", "24.10", "--find-links", wheels, "-q")
+    assert res.exit_code == 0, res.stderr
+    res = run_cli("why", model, "tp_only_here", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "tp-only-here 1.0 (pypi) is in plain_numpy's lock because:",
+        "  tp-only-here: import tp_only_here (plain_numpy/1/model.py:1)"]
+
+
 def test_why_without_a_lock(model_copy: Copy) -> None:
     model = model_copy("plain_numpy")
     res = run_cli("why", model, "numpy")

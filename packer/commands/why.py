@@ -42,5 +42,5 @@ def why_cmd(model_dir: Path, name: str, opts: Options, out: Output) -> None:
     """
     from ..lock.why import why
 
-    run(out, "why", lambda rep: why(prepare(model_dir, opts, rep), opts, name),
+    run(out, "why", lambda rep: why(prepare(model_dir, opts, rep), name),
         render.why_text, render.why_payload)

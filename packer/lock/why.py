@@ -22,7 +22,6 @@ from .lockfile import read_lock
 
 if TYPE_CHECKING:
     from ..context import Context
-    from ..settings import Options
 
 _VIA = re.compile(r"^\s*#\s+(?:via\s+)?(\S.*?)\s*$")
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==")
@@ -96,8 +95,9 @@ def _provider(ctx: Context, name: str, held: set[str]) -> str:
     return row.distribution if row is not None and row.distribution else name
 
 
-def why(ctx: Context, opts: Options, name: str) -> WhyResult:
-    """Why ``name`` (a distribution, or an import of the model) is in ``ctx``'s lock."""
+def why(ctx: Context, name: str) -> WhyResult:
+    """Why ``name`` (a distribution, or an import of the model) is in ``ctx``'s lock, asked
+    with the options the run uses (``ctx.options``: the lock's remembered indexes too)."""
     if not ctx.lock_path.is_file():
         raise UsageError(f"{ctx.model.name} has no {ctx.lock_path.name}: nothing is locked yet",
                          hint=f"lock it first: tritonpack lock {ctx.model.path}")
@@ -112,7 +112,7 @@ def why(ctx: Context, opts: Options, name: str) -> WhyResult:
         from .stage import lock_indexes
 
         kept = (tuple(f"{p.name}=={p.version}" for p in lock.pypi), ())
-        indexes = lock_indexes(ctx, opts)
+        indexes = lock_indexes(ctx, ctx.options)
         try:
             text = UvBackend().compile(ctx.requirements.pypi, ctx.target, indexes,
                                        prefer=kept, annotate=True)
