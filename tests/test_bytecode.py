@@ -224,7 +224,8 @@ def test_the_interpreter_key_follows_the_bytes_and_is_hashed_once(
 def test_within_answers_as_resolving_each_path_whole_does(tmp_path: Path) -> None:
     """``Within`` resolves each folder once; its answer for any path (links in and out of
     the root, relative ones, ``..``, a loop, names that do not exist) is the one
-    ``Path.resolve().is_relative_to(root)`` gives, a loop being outside."""
+    ``Path.resolve().is_relative_to(root)`` gives, a loop being outside (one the kernel
+    meets too: ``loop/..``, which ``realpath`` reads as the root, ``_resolved_inside``)."""
     import itertools
 
     from packer.pack.bytecode import Within
@@ -245,12 +246,171 @@ def test_within_answers_as_resolving_each_path_whole_does(tmp_path: Path) -> Non
     for depth in (1, 2, 3):
         for parts in itertools.product(names, repeat=depth):
             path = root.joinpath(*parts)
-            try:
-                want = path.resolve().is_relative_to(real)
-            except RuntimeError:  # a loop
-                want = False
+            want = _resolved_inside(path, real)
             assert inside(path) is want, path
             assert inside(str(path)) is want, path
             checked[want] += 1
     assert checked[True] > 100 and checked[False] > 100
     assert not inside(root / "a\0b")
+
+
+def _resolved_inside(path: Path, real: Path) -> bool:
+    """The reference ``Within`` answers as: ``Path.resolve`` inside ``real``, and a path the
+    kernel cannot follow for a loop of links outside (nothing is written through it)."""
+    import errno
+    import os
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return False
+    try:
+        return path.resolve().is_relative_to(real)
+    except RuntimeError:
+        return False
+
+
+def test_within_answers_as_resolve_where_the_kernel_and_realpath_disagree(
+        tmp_path: Path) -> None:
+    """Trees found by a random walk: a link to ``m/../a`` where there is no ``m`` (the kernel
+    looks for ``m``, ``realpath`` reads the '..' after it), one to ``l/..`` from ``l`` itself
+    (a loop the kernel sees, ``realpath`` does not). Asking the
+    unresolved path's ``lstat`` whether a name is a link answered "inside" for a file that
+    resolves out of the root; each name is now looked at under its folder's resolution."""
+    from packer.pack.bytecode import Within
+
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir(parents=True)
+    (tmp_path / "c").mkdir()
+    (root / "n").symlink_to("m/../a")  # no m: the kernel fails, realpath gives root/a
+    (root / "a" / "o").symlink_to("../o")
+    (root / "o").symlink_to("../c")  # out
+    (root / "a" / "b" / "l").symlink_to("l/..")
+    real = root.resolve()
+    inside = Within(root)
+    for path in (root / "n" / "o", root / "n" / "o" / "x.py", root / "a" / "b" / "l" / "l" / "a",
+                 root / "a" / "b" / "l" / "x"):
+        assert _resolved_inside(path, real) is False, path
+        assert inside(path) is False, path
+    assert inside(f"{root}//a/./b//") is True
+    assert inside(root / "n" / "b") is True  # realpath's reading: root/a/b
+
+
+def test_within_answers_as_resolve_on_random_trees_of_links(tmp_path: Path) -> None:
+    """A property test: random trees of folders, files and links (absolute, relative, '..',
+    to themselves, dangling) in and out of the root; one ``Within`` per tree answers every
+    path as ``_resolved_inside`` does."""
+    import os
+    import random
+
+    from packer.pack.bytecode import Within
+
+    checked = {True: 0, False: 0}
+    for seed in range(120):
+        rnd = random.Random(seed)
+        base = tmp_path / str(seed)
+        root, out = base / "root", base / "out"
+        dirs = [root, out]
+        for folder in dirs:
+            folder.mkdir(parents=True)
+        for _ in range(8):
+            folder = rnd.choice(dirs) / rnd.choice("abcd")
+            if not os.path.lexists(folder):
+                folder.mkdir()
+                dirs.append(folder)
+        nodes = list(dirs)
+        for _ in range(8):
+            link = rnd.choice(dirs) / rnd.choice("lmno")
+            if os.path.lexists(link):
+                continue
+            target = rnd.choice([*nodes, root / "none", link])
+            link.symlink_to(rnd.choice([
+                str(target), os.path.relpath(target, link.parent),
+                "../" * rnd.randrange(4) + rnd.choice("abcdlmno"),
+                rnd.choice([".", "..", "./l", "../..", "/", "l/..", "m/../a"])]))
+            nodes.append(link)
+        inside, real = Within(root), root.resolve()
+        for depth in (1, 2, 3, 4):
+            for _ in range(40):
+                parts = [rnd.choice(["a", "b", "l", "m", "n", "o", "..", ".", "zz"])
+                         for _ in range(depth)]
+                path = root.joinpath(*parts)
+                want = _resolved_inside(path, real)
+                assert inside(path) is want, (seed, path)
+                assert inside("/".join((str(root), "", *parts))) is want, (seed, path)
+                checked[want] += 1
+    assert checked[True] > 1000 and checked[False] > 1000
+
+
+def _deep(top: Path, depth: int) -> Path:
+    """``top/a/a/...`` ``depth`` folders deep, made one folder at a time (``mkdir -p`` and
+    ``shutil.rmtree`` recurse a frame a folder)."""
+    folder = top
+    for _ in range(depth):
+        folder = folder / "a"
+        folder.mkdir()
+    return folder
+
+
+def _undeep(top: Path, bottom: Path) -> None:
+    """Remove ``_deep``'s tree from the bottom up, without recursion (pytest's clean-up of
+    tmp_path would hit the RecursionError this test is about)."""
+    import os
+
+    folder = bottom
+    while folder != top:
+        for entry in os.scandir(folder):
+            if entry.is_dir(follow_symlinks=False):
+                os.rmdir(entry.path)
+            else:
+                os.unlink(entry.path)
+        folder = folder.parent
+    for entry in os.scandir(top):
+        if entry.is_dir(follow_symlinks=False):
+            os.rmdir(entry.path)
+
+
+def test_a_tree_a_thousand_folders_deep_gets_its_bytecode(tmp_path: Path) -> None:
+    """A wheel may ship a deep tree (a path of 2,000 bytes is 1,000 folders of one letter):
+    ``Within`` resolved each folder by recursion, a RecursionError from 500 folders down
+    taken for "outside" (the files silently got no bytecode), and ``rglob`` raised it from
+    1,000 down (a traceback). Both walk in a loop now."""
+    from packer.pack.bytecode import Within, files
+
+    root = tmp_path / "env"
+    pkg = root / "lib" / f"python{PY}" / "site-packages" / "pkg"
+    pkg.mkdir(parents=True)
+    bottom = _deep(pkg, 1000)
+    try:
+        (bottom / "m.py").write_text("")
+        middle = bottom.parents[400] / "m.py"
+        middle.write_text("")
+        assert Within(root)(bottom / "m.py") is True
+        assert files(root, [pkg]) == sorted([middle, bottom / "m.py"])
+    finally:
+        _undeep(pkg, bottom)
+
+
+def test_a_folder_made_a_link_out_between_two_packs_steps_gets_no_bytecode(
+        tmp_path: Path) -> None:
+    """Each ``files()`` asks a new ``Within``: a folder resolved inside once and replaced by
+    a link out of the environment afterwards (between the import check's answer and the
+    compile) is resolved again: nothing is written through it."""
+    from packer.pack.bytecode import files
+
+    root = env_root(tmp_path, Path(sys.executable))
+    pkg = root / "lib" / f"python{PY}" / "site-packages" / "pkg"
+    (pkg / "future.py").unlink()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "ok.py").write_text("X = 1\n")
+    chosen = bytecode_targets(root, PY, "all", ())
+    assert files(root, chosen) == [pkg / "ok.py"]
+    (pkg / "ok.py").unlink()
+    pkg.rmdir()
+    pkg.symlink_to(outside)
+    assert files(root, chosen) == []
+    assert files(root, [pkg]) == []  # the link named itself: still outside
+    assert compile_bytecode(root, PY, [pkg]) == ()
+    assert sorted(p.name for p in outside.iterdir()) == ["ok.py"]

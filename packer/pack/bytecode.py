@@ -49,6 +49,7 @@ import tempfile
 import threading
 import time
 import types
+from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -126,28 +127,45 @@ class Within:
 
     def resolve(self, path: str) -> str:
         """``os.path.realpath(path)``, its folders' resolutions remembered; a loop of links
-        raises RuntimeError, as ``Path.resolve`` does."""
+        raises RuntimeError, as ``Path.resolve`` does. Climbs to the nearest folder known (a
+        loop, not a recursion: a tree 500 folders deep is a path, not a RecursionError),
+        then comes down one ``lstat`` a name, of the name under its folder's resolution
+        (``realpath``'s own walk): the unresolved path's ``lstat`` may answer for another
+        file, or fail (a link to ``m/../a`` with no ``m``: the kernel looks for ``m``,
+        ``realpath`` does not), and a link there would be taken for a plain name."""
         if "\0" in path:
             raise ValueError("embedded null byte")
         if not os.path.isabs(path):
             path = os.path.join(os.getcwd(), path)
-        head, name = os.path.split(path)
-        if (name in ("", ".", "..") or head == path or "/../" in path
-                or os.path.islink(path)):
-            real = os.path.realpath(path)  # a link's target is resolved from the start
-            try:
-                os.stat(real)
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    raise RuntimeError(f"symlink loop from {path!r}") from exc
-            return real
-        return os.path.join(self._dir(head), name)
+        below: list[tuple[str, str]] = []  # (folder, name) from path up to the one known
+        at = path
+        while (real := self._dirs.get(at)) is None:
+            head, name = os.path.split(at)
+            if name in ("", ".", "..") or head == at or "/../" in at:
+                real = _realpath(at)  # a '..' is resolved from the start, as realpath does
+                break
+            below.append((at, name))
+            at = head
+        for at, name in reversed(below):
+            real = os.path.join(real, name)
+            if os.path.islink(real):
+                real = _realpath(real)
+            self._dirs[at] = real
+        return real
 
-    def _dir(self, folder: str) -> str:
-        known = self._dirs.get(folder)
-        if known is None:
-            known = self._dirs[folder] = self.resolve(folder)
-        return known
+
+def _realpath(path: str) -> str:
+    """``os.path.realpath``, a loop of links a RuntimeError (as ``Path.resolve``), and so is
+    a path the kernel cannot follow for a loop that ``realpath`` reads past (``l -> l/..``:
+    ``realpath`` gives ``l``'s folder; the kernel says ELOOP, for every path under it too)."""
+    real = os.path.realpath(path)
+    for name in (path, real):
+        try:
+            os.stat(name)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise RuntimeError(f"symlink loop from {path!r}") from exc
+    return real
 
 
 def cached_pyc(source: Path, python: str) -> Path:
@@ -198,8 +216,12 @@ def files(root: Path, chosen: list[Path]) -> list[Path]:
     """Every .py file ``chosen`` names (a file, or the files under a dir) that lies inside
     ``root`` once links are followed: a package dir linked out of the environment gets no
     ``__pycache__`` written there."""
-    found = {f for t in chosen for f in ([t] if t.is_file() else t.rglob("*.py"))
-             if f.is_file() and not f.is_symlink()}
+    found: set[Path] = set()
+    for t in chosen:
+        if t.is_file():
+            found.update([t] if not t.is_symlink() else [])
+        else:
+            found.update(_sources(t))
     inside = Within(root)
     folders: dict[Path, bool] = {}
     out = []
@@ -210,6 +232,26 @@ def files(root: Path, chosen: list[Path]) -> list[Path]:
         if fits:
             out.append(f)
     return sorted(out)
+
+
+def _sources(top: Path) -> Iterator[Path]:
+    """The regular ``.py`` files under ``top``, the folders linked under it not entered (as
+    ``rglob`` there): a loop, not a recursion, so a tree a thousand folders deep is walked
+    (``rglob`` raised RecursionError, a traceback), and one ``scandir`` a folder, no stat a
+    file (its entry's type says file or link)."""
+    folders = [top]
+    while folders:
+        folder = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError:  # gone, not a folder, unreadable: nothing to compile, as rglob
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(folder / entry.name)
+            elif entry.name.endswith(".py") and entry.is_file(follow_symlinks=False):
+                yield folder / entry.name
 
 
 def _real_cache(inside: Within, folder: Path) -> bool:
