@@ -6,6 +6,7 @@ import bz2
 import gzip
 import json
 import lzma
+import pickle
 import shutil
 import struct
 import zipfile
@@ -170,3 +171,29 @@ def test_an_encrypted_or_oddly_compressed_torch_zip_is_reported(tmp_path: Path) 
     refs = pickles.read_refs(path)
     assert refs.modules == ()
     assert refs.problem is not None and refs.problem.startswith("cannot be read: ")
+
+
+@pytest.mark.parametrize(("protocol", "count"), [(2, 12), (4, 12), (4, 300), (5, 70000)])
+def test_the_fitted_column_count_is_read_without_unpickling(tmp_path: Path, protocol: int,
+                                                            count: int) -> None:
+    """BININT1, BININT2 and BININT counts, BINUNICODE (2) and SHORT_BINUNICODE (4+) keys; the
+    first estimator's count wins (a Pipeline writes its first step first)."""
+    import collections
+    first = collections.OrderedDict([("n_features_in_", count), ("coef_", [1.0] * 3)])
+    later = collections.OrderedDict([("n_features_in_", 5)])
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"steps": [first, later]}, protocol=protocol))
+    assert pickles.feature_count(path) == count
+    joblib = tmp_path / "model.joblib"
+    joblib.write_bytes(gzip.compress(path.read_bytes()))
+    assert pickles.feature_count(joblib) == count
+
+
+def test_no_fitted_column_count(tmp_path: Path) -> None:
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"n_features": 12}, protocol=4))
+    assert pickles.feature_count(path) is None
+    weights = tmp_path / "model.pt"  # torch.save's zip: weights, no estimator
+    weights.write_bytes(b"PK\x03\x04")
+    assert pickles.feature_count(weights) is None
+    assert pickles.feature_count(tmp_path / "absent.pkl") is None

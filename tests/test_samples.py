@@ -68,3 +68,21 @@ def test_images_are_made_up_as_gradients() -> None:
     # score map beside its image); the request tried next has every variable dim as 1
     assert arrays["SEQ"].shape == (1, 64, 64, 7)
     assert synthesise(plan(config), images=False)["SEQ"].shape == (1, 1, 1, 7)
+
+
+def test_a_variable_width_is_made_as_wide_as_the_pickled_estimator() -> None:
+    """tests/fixtures/verify/fitted_width: FEATURES [-1, -1], the weights pickled in 1/ were
+    fitted on 12 columns; that request comes before the plain one (one column), which the
+    model refuses."""
+    model_dir = Path(__file__).parent / "fixtures" / "verify" / "fitted_width"
+    config = {"name": "fitted_width", "max_batch_size": 0, "input": [
+        {"name": "FEATURES", "data_type": "TYPE_FP32", "dims": [-1, -1]},
+        {"name": "TEXT", "data_type": "TYPE_STRING", "dims": [-1]}]}
+    plain = {"FEATURES": np.ones((1, 1), np.float32), "TEXT": np.array([b"x"], np.object_)}
+    first = choose(plan(config), config, model_dir, None, lambda: plain)
+    assert first.arrays["FEATURES"].shape == (1, 12) and first.arrays["TEXT"] is plain["TEXT"]
+    assert first.source == "12 columns, as the estimator in weights.pkl was fitted"
+    assert first.sources == {"FEATURES": first.source, "TEXT": "made up from the config"}
+    fixed = {**config, "input": [{"name": "FEATURES", "data_type": "TYPE_FP32", "dims": [4]}]}
+    req = choose(plan(fixed), fixed, model_dir, None, lambda: {"FEATURES": np.ones((1, 4))})
+    assert req.source == "made up from the config"  # no variable width: nothing to widen

@@ -289,6 +289,17 @@ def test_inputs_shaped_as_execute_reads_them(env_310: Path, tmp_path: Path, name
     assert out["passed"] and out["inputs"] == f"synthesized from execute()'s use at model.py:{line}"
 
 
+def test_a_table_as_wide_as_the_pickled_estimator(env_310: Path, tmp_path: Path) -> None:
+    """FEATURES [-1, -1] and weights fitted on 12 columns pickled beside model.py: one column
+    is refused ("X has 1 features, but ... expecting 12"), 12 are what production sends."""
+    model = with_env("fitted_width", env_310, tmp_path)
+    res = run_cli("verify", model, "--triton", "24.10", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["passed"] and out["input_sources"] == {
+        "FEATURES": "12 columns, as the estimator in weights.pkl was fitted"}
+
+
 def test_image_bytes_model_gets_a_real_image(tmp_path: Path, session_cache: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Packed for real (pillow from PyPI), verified with --triton alone: PIL opens the PNG."""

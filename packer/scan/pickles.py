@@ -204,6 +204,33 @@ def read_refs(path: Path) -> PickleRefs:
                       tuple(dict.fromkeys(versions)))
 
 
+# scikit-learn's estimators keep the column count they were fitted on as ``n_features_in_``
+# (a plain int in their state): SHORT_BINUNICODE (4+) or BINUNICODE (2-3) of the key, maybe a
+# memo put, then BININT1, BININT2 or BININT of the count
+_FEATURES = re.compile(rb"(?:\x8c\x0e|X\x0e\x00\x00\x00)n_features_in_(?:\x94|q.|r....)?"
+                       rb"(?:K(.)|M(..)|J(....))", re.S)
+
+
+def feature_count(path: Path) -> int | None:
+    """The column count the first estimator pickled in ``path`` was fitted on (the outermost
+    step's comes first: a Pipeline writes its steps in order, a ColumnTransformer its own count
+    before its transformers'), or None. Read from the bytes, never unpickled."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+        if path.suffix.lower() not in PICKLE_SUFFIXES or head.startswith(b"PK\x03\x04"):
+            return None
+        data = _decompressed(head, path)
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error):
+        return None
+    match = _FEATURES.search(data)
+    if match is None:
+        return None
+    raw = next(g for g in match.groups() if g is not None)
+    count = int.from_bytes(raw, "little", signed=len(raw) == 4)
+    return count if count > 0 else None
+
+
 def is_module_name(name: str) -> bool:
     """A dotted Python module name (``a.b_c``), nothing a path could be made of."""
     return all(part.isidentifier() for part in name.split("."))

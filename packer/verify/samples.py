@@ -5,8 +5,10 @@ own tools.
 is the only request sent when given. Else every plausible request, in order: the config's
 ``model_warmup`` (Triton runs it at load, so a model that loaded accepts it), a perf_analyzer
 input-data JSON shipped in the model dir, inputs shaped as execute()'s code expects them
-(expect_inputs), plain made-up values (infer.synthesise), the same with every variable dim
-as 1, zeros; verify keeps the first the model accepts.
+(expect_inputs), the plain values with a variable last dim as wide as a scikit-learn
+estimator pickled beside model.py was fitted (``n_features_in_``, read without unpickling),
+plain made-up values (infer.synthesise), the same with every variable dim as 1, zeros; verify
+keeps the first the model accepts.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import VerifyInferError
+from ..scan import pickles
 from .expect_inputs import Expected
 from .kinds import DATATYPES, Plan
 from .requestfile import RequestFileError, json_kind
@@ -275,6 +278,40 @@ def shipped_perf_data(model_dir: Path) -> Path | None:
     return None
 
 
+def fitted_width(model_dir: Path) -> tuple[str, int] | None:
+    """The file and column count of a fitted estimator pickled in the model dir or a version
+    dir (scikit-learn's ``n_features_in_``), when the pickles there agree on one count."""
+    dirs = (model_dir, *sorted(p for p in model_dir.glob("[0-9]*") if p.is_dir()))
+    found = {path: count for path in pickles.candidates(dirs)
+             if (count := pickles.feature_count(path)) is not None}
+    if len(set(found.values())) != 1:
+        return None
+    path, count = next(iter(found.items()))
+    return path.name, count
+
+
+def from_estimator(plan: Plan, model_dir: Path, plain: dict[str, Any]) -> Request | None:
+    """The plain request with a variable last dim of each numeric input made as wide as the
+    estimator pickled beside model.py was fitted (a table of N rows by that many columns,
+    which is what production sends it); None when there is no such input or estimator."""
+    import numpy as np
+    fitted = fitted_width(model_dir)
+    if fitted is None:
+        return None
+    name, width = fitted
+    arrays, sources = dict(plain), {}
+    for tensor in plan.inputs:
+        array = plain.get(tensor.name)
+        if array is None or array.dtype == np.object_ or not tensor.dims or tensor.dims[-1] >= 0:
+            continue
+        arrays[tensor.name] = np.resize(array, (*array.shape[:-1], width))
+        sources[tensor.name] = f"{width} columns, as the estimator in {name} was fitted"
+    if not sources:
+        return None
+    return Request(arrays, next(iter(sources.values())), made_up=True,
+                   sources={t: sources.get(t, "made up from the config") for t in arrays})
+
+
 def _zeros(arrays: dict[str, Any]) -> dict[str, Any]:
     """The plain request with zeros (strings of "0", as Triton's zero_data warmup sends)."""
     import numpy as np
@@ -316,6 +353,9 @@ def candidates(plan: Plan, config: dict[str, Any], model_dir: Path, user: Path |
             "; ".join(f"{name}: {where}" for name, where in code.sources.items())
         out.append(Request(code.arrays, source, made_up=True, sources=code.sources))
     plain = synthesised()
+    fitted = from_estimator(plan, model_dir, plain)
+    if fitted is not None:
+        out.append(fitted)
     out.append(Request(plain, "made up from the config", made_up=True))
     small = minimal() if minimal is not None else plain
     if not _same(small, plain):  # images made 64x64 may disagree with inputs of size 1
