@@ -414,3 +414,29 @@ def test_a_folder_made_a_link_out_between_two_packs_steps_gets_no_bytecode(
     assert files(root, [pkg]) == []  # the link named itself: still outside
     assert compile_bytecode(root, PY, [pkg]) == ()
     assert sorted(p.name for p in outside.iterdir()) == ["ok.py"]
+
+
+@pytest.mark.parametrize("stored", [False, True])
+def test_a_folder_at_a_pyc_s_name_is_left_alone_and_its_source_ships_as_source(
+        tmp_path: Path, stored: bool) -> None:
+    """``--no-prune`` keeps a package's ``__pycache__``; one holding a folder where a
+    ``.pyc`` goes failed the pack: a traceback (IsADirectoryError) placing the store's
+    entry, else "compiling bytecode failed" naming the store, a ``.tmp`` left beside it.
+    That file ships as source only, its folder untouched; the others get bytecode."""
+    root = env_root(tmp_path, Path(sys.executable))
+    pkg = root / "lib" / f"python{PY}" / "site-packages" / "pkg"
+    (pkg / "future.py").unlink()
+    (pkg / "other.py").write_text("Y = 2\n")
+    store = tmp_path / "store"
+    tag = PY.replace(".", "")
+    if stored:  # the store holds both files' bytecode
+        compile_bytecode(root, PY, bytecode_targets(root, PY, "all", ()), store)
+        shutil.rmtree(pkg / "__pycache__")
+    taken = pkg / "__pycache__" / f"ok.cpython-{tag}.pyc"
+    taken.mkdir(parents=True)
+    (taken / "kept").write_text("a package's byte")
+    assert compile_bytecode(root, PY, bytecode_targets(root, PY, "all", ()), store) == ()
+    assert sorted(p.name for p in (pkg / "__pycache__").iterdir()) == [
+        f"ok.cpython-{tag}.pyc", f"other.cpython-{tag}.pyc"]
+    assert [p.name for p in taken.iterdir()] == ["kept"]
+    assert (taken / "kept").read_text() == "a package's byte"

@@ -45,6 +45,7 @@ import json
 import logging
 import marshal
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -215,7 +216,8 @@ def _identity(path: Path) -> tuple[int, ...] | None:
 def files(root: Path, chosen: list[Path]) -> list[Path]:
     """Every .py file ``chosen`` names (a file, or the files under a dir) that lies inside
     ``root`` once links are followed: a package dir linked out of the environment gets no
-    ``__pycache__`` written there."""
+    ``__pycache__`` written there; nor does a file whose ``.pyc`` name is a folder there
+    (``_cache_blocks``)."""
     found: set[Path] = set()
     for t in chosen:
         if t.is_file():
@@ -223,13 +225,13 @@ def files(root: Path, chosen: list[Path]) -> list[Path]:
         else:
             found.update(_sources(t))
     inside = Within(root)
-    folders: dict[Path, bool] = {}
+    folders: dict[Path, frozenset[str] | None] = {}
     out = []
     for f in found:  # not a link itself: inside when its folder is
-        fits = folders.get(f.parent)
-        if fits is None:
-            fits = folders[f.parent] = inside(f.parent) and _real_cache(inside, f.parent)
-        if fits:
+        if f.parent not in folders:
+            folders[f.parent] = _cache_blocks(inside, f.parent) if inside(f.parent) else None
+        blocked = folders[f.parent]
+        if blocked is not None and f.stem not in blocked:
             out.append(f)
     return sorted(out)
 
@@ -254,13 +256,24 @@ def _sources(top: Path) -> Iterator[Path]:
                 yield folder / entry.name
 
 
-def _real_cache(inside: Within, folder: Path) -> bool:
-    """Whether ``folder/__pycache__`` is absent or a real directory inside the root: a link
-    there (a package may ship one) would take the ``.pyc`` written in it elsewhere."""
+def _cache_blocks(inside: Within, folder: Path) -> frozenset[str] | None:
+    """The stems of the sources whose ``.pyc`` name in ``folder/__pycache__`` is a folder
+    (``--no-prune`` keeps a package's ``__pycache__``: a ``.pyc`` can be neither placed nor
+    compiled there, it was a traceback; those files ship as source only); None when no
+    ``.pyc`` may be written there: ``__pycache__`` is a link (a package may ship one, it
+    would take what is written in it elsewhere), not a folder, or outside the root."""
     cache = folder / "__pycache__"
-    if not (cache.exists() or cache.is_symlink()):
-        return True
-    return not cache.is_symlink() and cache.is_dir() and inside(cache)
+    try:
+        if not stat.S_ISDIR(os.lstat(cache).st_mode) or not inside(cache):
+            return None
+        with os.scandir(cache) as listing:
+            return frozenset(entry.name.rsplit(".", 2)[0] for entry in listing
+                             if entry.name.endswith(".pyc")
+                             and entry.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return frozenset()  # the compile makes it
+    except OSError:
+        return None
 
 
 def _reuse(root: Path, python: str, files: list[Path], store: Path | None,
