@@ -124,7 +124,9 @@ BENCH_KEYS = ("concurrency", "duration", "chart", "load_tool")
 output_options = _stack(
     click.version_option(__version__, prog_name="tritonpack"),  # on every command, one meaning
     click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON object."),
-    click.option("-v", "--verbose", is_flag=True, help="Show underlying tool output on errors."),
+    click.option("-v", "--verbose", count=True,
+                 help="Each step with its seconds and what it reused from the cache, and "
+                 "underlying tool output on errors; -vv: also every command run, in full."),
     click.option("-q", "--quiet", is_flag=True, help="No progress lines."),
 )
 
@@ -136,6 +138,7 @@ class Output:
     as_json: bool = False
     verbose: bool = False
     quiet: bool = False
+    debug: bool = False  # -vv: every command run, in full, and the libraries' debug logs
 
 
 def make_options(kw: dict[str, Any]) -> Options:
@@ -148,8 +151,9 @@ def make_options(kw: dict[str, Any]) -> Options:
 
 
 def make_output(kw: dict[str, Any]) -> Output:
-    return Output(bool(kw.pop("as_json", False)), bool(kw.pop("verbose", False)),
-                  bool(kw.pop("quiet", False)))
+    verbose = int(kw.pop("verbose", 0) or 0)
+    return Output(bool(kw.pop("as_json", False)), verbose >= 1, bool(kw.pop("quiet", False)),
+                  debug=verbose >= 2)
 
 
 def make_bench_options(kw: dict[str, Any]) -> Any:

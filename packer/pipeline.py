@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import relearn
@@ -34,6 +34,7 @@ from .core.integrity import record_path
 from .core.journal import Commit, recover
 from .core.outputs import existing_ancestor, output_errors
 from .core.progress import NullReporter, Reporter
+from .core.reused import Reused
 from .core.signals import AfterCommit, signals_held
 from .core.version import __version__
 from .envcheck.inspect import enforce
@@ -102,6 +103,7 @@ class PackResult:
     seconds: float
     cached: bool = False
     sbom: Path | None = None
+    reused: Reused = field(default_factory=Reused)  # a build: what the stores gave it
 
 @dataclass(frozen=True)
 class Guard:
@@ -317,7 +319,7 @@ def _build_and_commit(ctx: Context, locked: LockResult, rep: Reporter, t0: float
              + ("" if patched.changed else " (unchanged)"), 0.0)
     return PackResult(ctx, locked, staged.archive, patched, bundled, skipped,
                       time.monotonic() - t0, cached=hit is not None,
-                      sbom=sbom_path(dest) if sbom else None)
+                      sbom=sbom_path(dest) if sbom else None, reused=staged.reused)
 
 
 def remote_refs(opts: Options) -> tuple[tuple[remote.RemoteRef, ...], tuple[remote.RemoteRef, ...]]:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # results only: rendering one never imports the stages that m
     from .caches.remote import Transfer
     from .context import Context
     from .core.errors import TritonPackError
+    from .core.reused import Reused
     from .cost.measure import ModelCost
     from .each import Export, LockChecks, Scans
     from .envcheck.inspect import InspectReport
@@ -231,7 +232,35 @@ def pack_payload(res: PackResult) -> dict[str, Any]:
                    "kept": list(res.archive.pruned.kept)},
         "largest_packages": [{"name": n, "bytes": b} for n, b in res.archive.largest],
         "sbom": str(res.sbom) if res.sbom else None,
+        "reused": reused_payload(res.reused),
     }
+
+
+def reused_payload(r: Reused) -> dict[str, Any]:
+    """What a pack took from tritonpack's stores and what it did again (``core.reused``)."""
+    return {
+        "import_check": {"kept_answers": r.checks_kept, "runs": r.checks_run},
+        "bytecode": {"placed": r.pyc_placed, "compiled": r.pyc_compiled},
+        "gzip_members": {"reused_files": r.members_reused, "reused_bytes": r.members_reused_bytes,
+                         "compressed_files": r.members_compressed,
+                         "compressed_bytes": r.members_compressed_bytes},
+    }
+
+
+def reused_text(r: Reused) -> str:
+    """One short line of what a pack reused; "" when nothing."""
+    parts = []
+    if r.checks_kept:
+        asked = r.checks_kept + r.checks_run
+        parts.append("the import check's answer" if asked == 1 else
+                     f"the import checks' answers ({r.checks_kept} of {asked})")
+    if r.pyc_placed:
+        parts.append(f"{r.pyc_placed} of {plural(r.pyc_placed + r.pyc_compiled, 'bytecode file')}"
+                     if r.pyc_compiled else plural(r.pyc_placed, "bytecode file"))
+    if r.members_reused:
+        parts.append(f"{r.members_reused} {'file' if r.members_reused == 1 else 'files'}' "
+                     f"compressed members ({_mb(r.members_reused_bytes)})")
+    return ", ".join(parts)
 
 
 def pack_text(res: PackResult) -> str:
@@ -259,6 +288,8 @@ def pack_text(res: PackResult) -> str:
                                                   if b >= 50_000))
     if res.cached:
         lines.append("  cache        reused: no solve, no install, no pack")
+    elif reused := reused_text(res.reused):
+        lines.append(f"  reused       {reused}")
     return "\n".join(lines)
 
 

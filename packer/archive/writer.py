@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 
 from zlib_ng import zlib_ng
 
+from ..core import reused
 from ..core.cachehome import reuse
 from ..core.errors import PackError
 from ..core.fsguard import not_regular, open_regular
@@ -261,6 +262,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
     (its bytes against their digest, on the way)."""
     if store is None:
         _own_members(gz, path, size, padded)
+        reused.members(False, size)
         return
     if known is not None and known.entry is not None:
         fresh = open_entry(known.entry)
@@ -270,9 +272,11 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
             except BaseException:
                 fresh.close()
                 raise
+            reused.members(False, size)
             return
     salt = _salt(level)
     header = member(b"", level)[:10]  # every member's
+    ours = known is not None and known.entry is not None  # this pack's ahead compressed it
     key = known.key if known is not None else _content_key(path, salt)
     folder = store / key[:2]
     secret = store_secret(store, _KEY_FILE)
@@ -292,6 +296,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
             except BaseException:  # a full disk before it was queued: abort() cannot see it
                 kept.close()
                 raise
+            reused.members(not ours, size)
             return
         if kept is not None:
             kept.close()
@@ -302,6 +307,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
         fd, tmp = _new_entry(folder, key)
     except OSError:  # a cache that cannot be written: compressed, not kept
         _own_members(gz, path, size, padded)
+        reused.members(False, size)
         return
     sink = _Sink(os.fdopen(fd, "wb"))
 
@@ -332,6 +338,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
         gz.forget()  # the caller aborts the writer: nothing of this file is kept
         raise
     gz.stop()
+    reused.members(False, size)
 
 
 def _members(path: Path, size: int, padded: int, level: int, stop: threading.Event,

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..core import deadlines
+from ..core import deadlines, reused
 from ..core.cachehome import reuse
 from ..core.integrity import regular_sha256
 from ..core.storefile import open_entry, real_dir, store_secret
@@ -64,6 +64,7 @@ def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]
     if secret is not None and reuse():
         kept = _recall(store, key, secret, root)
         if kept is not None:
+            reused.check(kept=True)
             return kept
     if before is not None:
         before()

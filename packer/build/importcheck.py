@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core import deadlines, proc
+from ..core import deadlines, proc, reused
 from ..core.errors import BuildError, ProcessError
 from ..core.fsguard import open_regular
 from . import compileahead
@@ -202,6 +202,7 @@ def run(root: Path, python: str, modules: tuple[str, ...], load: tuple[str, ...]
     files done."""
     if not modules and not load:
         return Outcome({}, ())
+    reused.check(kept=False)
     return _run(root, python, modules, load, timeout, pycache, ahead and pycache is not None)
 
 

@@ -19,17 +19,25 @@ from ..core.redact import redact
 from ..options import Output
 from ..terminal import CliReporter
 
+# ``-v``: these loggers' INFO lines (what each step reused, the files bundled); ``-vv``: every
+# logger's DEBUG too, each command run in full (the import check's 150-line source, each
+# patchelf), the detail a bug report needs
+_OURS = ("tritonpack", "packer")
+
 
 def run(out: Output, command: str, action: Callable[[CliReporter], Any],
         text: Callable[[Any], str], payload: Callable[[Any], dict[str, Any]],
         exit_code: Callable[[Any], int] | None = None) -> None:
     """Call ``action``, render its result, turn errors into one message and an exit code."""
-    logging.basicConfig(level=logging.DEBUG if out.verbose else logging.WARNING,
+    logging.basicConfig(level=logging.DEBUG if out.debug else logging.WARNING,
                         format="%(name)s: %(message)s")
+    for ours in _OURS:  # -v: tritonpack's own INFO lines, not the libraries' (httpx's requests)
+        logging.getLogger(ours).setLevel(logging.INFO if out.verbose and not out.debug
+                                         else logging.NOTSET)
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _Redacting) for f in handler.filters):
             handler.addFilter(_Redacting())
-    reporter = CliReporter(quiet=out.quiet or out.as_json)
+    reporter = CliReporter(quiet=out.quiet or out.as_json, verbose=out.verbose)
     signals.begin()
     previous = signals.install()
     try:

@@ -55,7 +55,7 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from ..core import deadlines, proc
+from ..core import deadlines, proc, reused
 from ..core.cachehome import reuse
 from ..core.diskfull import no_space_error
 from ..core.errors import PackError, ProcessError
@@ -411,7 +411,8 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
     found = [f for f in files(root, chosen) if f not in done]
     if not found:
         return ()
-    _, todo, source_only, keys = _reuse(root, python, found, store)
+    placed, todo, source_only, keys = _reuse(root, python, found, store)
+    reused.bytecode(len(placed), len(todo))
     if todo:
         compiled_source_only = _compile(root, python, todo)
         source_only += compiled_source_only

@@ -28,10 +28,12 @@ from pathlib import Path
 from ..archive import targz
 from ..archive.writer import DEFAULT_LEVEL, Ahead, check_tree, entries, write_stamp, write_targz
 from ..build.prefix import Prefix
+from ..core import reused
 from ..core.atomic import atomic_write_bytes, replace_dir, temp_beside
 from ..core.errors import PackError
 from ..core.integrity import manifest, record_path, render_record, seal
 from ..core.progress import NullReporter, Reporter, plural
+from ..core.reused import Reused
 from ..envcheck.inspect import check_compatible
 from ..resolve.target import Target
 from . import sitezip, stdlibzip
@@ -106,6 +108,7 @@ class Staged:
 
     tmp: Path
     archive: EnvArchive
+    reused: Reused = field(default_factory=Reused)  # what the stores gave this pack (``core.reused``)
 
     def commit(self) -> None:
         """Put it in place: one rename (an existing directory env is swapped out last), then
@@ -163,18 +166,20 @@ def pack(
     env_mb = du_mb_meanwhile(prefix.path)
     early: list[Ahead] = []  # the native and large files' members, compressed meanwhile
     try:
-        with _written(prefix, dest, opts, rep, early, imports, modules, also, locked,
-                      bundled, target, allow_incompatible, lock_hash) as (tmp, result):
+        with reused.counting() as counted, _written(
+                prefix, dest, opts, rep, early, imports, modules, also, locked, bundled, target,
+                allow_incompatible, lock_hash) as (tmp, result):
             for compressing in early:
                 compressing.halt()  # done, or not needed (a dir env)
             took = time.monotonic() - t0
+            reused.log_members(counted.frozen())
             rep.done("pack", f"{plural(result.files, 'file')} ({result.unpacked / 1e6:.0f} MB)"
                      f" -> {dest.name}"
                      + (f", {result.size / 1e6:.1f} MB" if opts.format != "dir" else "")
                      + (f" (pruned {plural(result.pruned.files, 'file')}, "
                         f"{result.pruned.bytes / 1e6:.1f} MB)" if result.pruned.files else "")
                      + f", {env_mb() / max(took, 1e-3):.0f} MB/s of environment", took)
-            yield Staged(tmp, result)
+            yield Staged(tmp, result, counted.frozen())
     finally:  # a failed check, a refused tree, Ctrl-C: nothing compressed on, nothing left
         for compressing in early:
             compressing.halt()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..archive import writer as archive
 from ..build import checkcache, importcheck
 from ..build.prefix import Prefix
+from ..core import reused
 from ..core.atomic import atomic_write_bytes
 from ..core.cachehome import cache_dir
 from ..core.errors import CacheError, PackError
@@ -341,6 +342,7 @@ def _prepare(prefix: Prefix, options: PackOptions, reporter: Reporter | None,
     ready = (bytecode.compiled_ahead(hinted, staged, prefix.python, chosen)
              if chosen and hinted.is_dir() else set())  # absent: the check's answer was kept
     done = bytecode.adopt(hinted, ready, prefix.python) if ready else set()
+    reused.bytecode(len(done & placed), len(done - placed), "with the import check")
     writer = bytecode.keep(staged, prefix.python, done - placed, store)  # joined at the end
     if writer is not None:
         removals.append(writer)

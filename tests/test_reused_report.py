@@ -1,0 +1,79 @@
+"""A pack says what it took from tritonpack's stores (the import check's kept answer, bytecode,
+gzip members) and what it did again: in its summary, in --json and, step by step, in
+--verbose, whose lines are the steps, not the commands run (-vv shows those in full)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_cli
+from .freshcache import fresh_cache
+from .schemas import validate
+
+pytestmark = pytest.mark.slow
+ARGS = ("--triton", "24.10", "--python-from", "auto")
+CHECK_SOURCE = "sys.addaudithook(_audit)"  # a line of the import check's script
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The CLI in a process of its own: its logging set up as a user's run sets it."""
+    return subprocess.run([sys.executable, "-m", "packer", *map(str, args)], capture_output=True,
+                          text=True, timeout=900, env=os.environ.copy(), check=False)
+
+
+def test_a_cold_pack_reused_nothing_and_a_partly_warm_one_says_what(
+        model_copy: Callable[..., Path], session_cache: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # stores of this test's own, empty: nothing another test packed is there to reuse
+    monkeypatch.setenv("TRITONPACK_CACHE", str(fresh_cache(tmp_path / "cache", session_cache)))
+    model = model_copy("plain_numpy")
+
+    cold = cli(model, *ARGS, "--verbose")
+    assert cold.returncode == 0, cold.stderr
+    assert "\n  reused " not in cold.stdout  # nothing reused: no line
+    assert "tritonpack.reuse: import check: ran" in cold.stderr
+    assert not re.search(r"bytecode.*: [1-9][0-9]* files? placed", cold.stderr)
+    assert "gzip members: 0 files reused from the store" in cold.stderr
+    assert "  … compiling bytecode (" in cold.stderr  # a step, with its seconds
+    assert CHECK_SOURCE not in cold.stderr and "tritonpack.proc: $ " not in cold.stderr
+
+    # another --keep: a new environment of the same packages; the stores' entries still hold
+    warm = run_cli(model, *ARGS, "--keep", "include", "--json")
+    assert warm.exit_code == 0, warm.stderr
+    out = json.loads(warm.stdout)
+    validate(out)
+    assert out["cached"] is False
+    reused = out["reused"]
+    assert reused["import_check"] == {"kept_answers": 1, "runs": 0}
+    assert reused["bytecode"]["placed"] > 100 and reused["bytecode"]["compiled"] == 0
+    members = reused["gzip_members"]
+    assert members["reused_files"] > 10 and members["reused_bytes"] > 10_000_000
+    assert members["reused_bytes"] > members["compressed_bytes"]
+
+    # another gzip level: the members are compressed again, the rest is still reused
+    level = run_cli(model, *ARGS, "--compress-level", "3")
+    assert level.exit_code == 0, level.stderr
+    [line] = [x for x in level.stdout.splitlines() if x.startswith("  reused ")]
+    assert line.startswith("  reused       the import check's answer, ")
+    assert "bytecode files" in line and "compressed members" not in line
+
+    again = json.loads(run_cli(model, *ARGS, "--compress-level", "3", "--json").stdout)
+    assert again["cached"] is True  # the whole environment: "cached", as before
+    assert again["reused"]["bytecode"] == {"placed": 0, "compiled": 0}
+
+
+def test_debug_shows_every_command_in_full(model_copy: Callable[..., Path]) -> None:
+    """-vv: what a bug report needs, the import check's source among it (--no-cache: the
+    stores are not read, so the check runs)."""
+    res = cli(model_copy("plain_numpy"), *ARGS, "--no-cache", "-vv")
+    assert res.returncode == 0, res.stderr
+    assert "tritonpack.reuse: import check: ran" in res.stderr
+    assert CHECK_SOURCE in res.stderr and "tritonpack.proc: $ " in res.stderr
