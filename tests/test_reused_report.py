@@ -38,10 +38,10 @@ def test_a_cold_pack_reused_nothing_and_a_partly_warm_one_says_what(
 
     cold = cli(model, *ARGS, "--verbose")
     assert cold.returncode == 0, cold.stderr
-    assert "\n  reused " not in cold.stdout  # nothing reused: no line
-    assert "tritonpack.reuse: import check: ran" in cold.stderr
-    assert not re.search(r"bytecode.*: [1-9][0-9]* files? placed", cold.stderr)
-    assert "gzip members: 0 files reused from the store" in cold.stderr
+    assert "\n  reused " not in cold.stdout, cold.stdout  # nothing reused: no line
+    said = [x for x in cold.stderr.splitlines() if x.startswith("tritonpack.reuse: ")]
+    assert "tritonpack.reuse: import check: ran" in said, said
+    assert not [x for x in said if re.search(r"[1-9][0-9]* files? (placed|reused)", x)], said
     assert "  … compiling bytecode (" in cold.stderr  # a step, with its seconds
     assert CHECK_SOURCE not in cold.stderr and "tritonpack.proc: $ " not in cold.stderr
 
@@ -52,7 +52,7 @@ def test_a_cold_pack_reused_nothing_and_a_partly_warm_one_says_what(
     validate(out)
     assert out["cached"] is False
     reused = out["reused"]
-    assert reused["import_check"] == {"kept_answers": 1, "runs": 0}
+    assert reused["import_check"] == {"kept_answers": 1, "runs": 0}, reused
     assert reused["bytecode"]["placed"] > 100 and reused["bytecode"]["compiled"] == 0
     members = reused["gzip_members"]
     assert members["reused_files"] > 10 and members["reused_bytes"] > 10_000_000

@@ -168,7 +168,7 @@ def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,
                 padded = _padded(info.size)
                 if own_members(path.name, info.size):
                     known = early.claim(path) if early is not None else None
-                    _large(gz, path, info.size, padded, level, store, known)
+                    _large(gz, path, info.size, padded, level, store, known, early)
                 else:
                     data = path.read_bytes()
                     if len(data) != info.size:
@@ -254,7 +254,7 @@ def _new_entry(folder: Path, key: str) -> tuple[int, str]:
 
 
 def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: int,
-           store: Path | None, known: Kept | None = None) -> None:
+           store: Path | None, known: Kept | None = None, early: Ahead | None = None) -> None:
     """One large file's data as members of its own: from the store when an entry there holds
     exactly this file's bytes (``_holds``), else compressed, and kept. ``known``: what this
     pack's ``ahead`` hashed (and kept) for this very file, unchanged since (``Ahead.claim``):
@@ -276,8 +276,9 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
             return
     salt = _salt(level)
     header = member(b"", level)[:10]  # every member's
-    ours = known is not None and known.entry is not None  # this pack's ahead compressed it
     key = known.key if known is not None else _content_key(path, salt)
+    ours = ((known is not None and known.entry is not None)  # this pack's ahead compressed it
+            or (early is not None and early.wrote(key)))  # (its file changed since, or just made)
     folder = store / key[:2]
     secret = store_secret(store, _KEY_FILE)
     for entry in sorted(folder.glob(f"{key}.*")) if real_dir(folder) and reuse() else ():
@@ -378,6 +379,7 @@ class Ahead:
         self._taken: set[Path] = set()  # the write's: this thread leaves them
         self._busy: dict[Path, threading.Event] = {}  # being compressed here
         self._kept: dict[Path, tuple[tuple[int, ...], Kept]] = {}  # hashed here, and kept
+        self._made: set[str] = set()  # the keys of the entries written here (core.reused)
         self._thread: threading.Thread | None = None
 
     def start(self, root: Path, level: int, store: Path) -> None:
@@ -405,6 +407,16 @@ class Ahead:
         ``seen`` (and settled: ``_identity``)."""
         with self._lock:
             self._kept[path] = (seen, kept)
+
+    def made(self, key: str) -> None:
+        """``compress_ahead`` wrote the entry of ``key``: a write that finds it there counts
+        it as compressed by this pack, not reused (``core.reused``)."""
+        with self._lock:
+            self._made.add(key)
+
+    def wrote(self, key: str) -> bool:
+        with self._lock:
+            return key in self._made
 
     def take(self, path: Path) -> threading.Event | None:
         """This thread's turn at ``path``: None when the write has it already."""
@@ -465,6 +477,8 @@ def compress_ahead(root: Path, level: int, store: Path, stop: threading.Event,
         try:
             seen = _identity(path)
             kept = _compress_one(path, size, level, store, stop, salt)
+            if early is not None and kept is not None and kept.entry is not None:
+                early.made(kept.key)
             if early is not None and kept is not None and seen and _identity(path) == seen:
                 early.kept(path, seen, kept)
         except _Stopped:
