@@ -440,3 +440,19 @@ def test_a_folder_at_a_pyc_s_name_is_left_alone_and_its_source_ships_as_source(
         f"ok.cpython-{tag}.pyc", f"other.cpython-{tag}.pyc"]
     assert [p.name for p in taken.iterdir()] == ["kept"]
     assert (taken / "kept").read_text() == "a package's byte"
+
+
+def test_a_folder_linked_to_another_one_compiles_each_file_once(tmp_path: Path) -> None:
+    """``foo -> bar`` in site-packages, both chosen: each file was listed under both names,
+    and their ``.pyc`` (one file, in bar's ``__pycache__``) written by two compile processes
+    at once, the archive taking the last. One name each, the one through no link."""
+    from packer.pack.bytecode import files
+
+    root = env_root(tmp_path, Path(sys.executable))
+    site = root / "lib" / f"python{PY}" / "site-packages"
+    (site / "pkg" / "future.py").unlink()
+    (site / "alias").symlink_to("pkg")
+    chosen = bytecode_targets(root, PY, "imported", ("alias", "pkg"), ())
+    assert [p.name for p in chosen] == ["alias", "pkg"]
+    assert files(root, chosen) == [site / "pkg" / "ok.py"]
+    assert files(root, [site / "alias"]) == [site / "alias" / "ok.py"]  # its only name

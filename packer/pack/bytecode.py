@@ -233,7 +233,28 @@ def files(root: Path, chosen: list[Path]) -> list[Path]:
         blocked = folders[f.parent]
         if blocked is not None and f.stem not in blocked:
             out.append(f)
-    return sorted(out)
+    return _one_name_each(inside, out)
+
+
+def _one_name_each(inside: Within, found: list[Path]) -> list[Path]:
+    """``found`` with one name for each file: a folder linked to another one inside the
+    environment (``foo -> bar``, both chosen) names every file twice, and the two names'
+    ``.pyc`` (one file, beside the real one) were written by two compile processes at once,
+    the archive taking whichever came last. The name that goes through no link is kept,
+    else the first."""
+    first: dict[str, Path] = {}
+    aliased = []
+    for f in found:
+        name = os.fspath(f)
+        folder, base = os.path.split(name)
+        real = os.path.join(inside.resolve(folder), base)  # remembered: files() asked it
+        if real == name:
+            first[real] = f
+        else:
+            aliased.append((f, real))
+    for f, real in sorted(aliased):
+        first.setdefault(real, f)
+    return sorted(first.values())
 
 
 def _sources(top: Path) -> Iterator[Path]:
