@@ -195,3 +195,18 @@ def test_a_url_fetched_is_not_image_bytes(tmp_path: Path) -> None:
                 image = Image.open(rq.get(url.decode("utf-8"), stream=True).raw)
         """, [("URL", "STRING", [1])])
     assert got is not None and only(got, "URL")[0] == b"tritonpack"  # text, not a PNG
+
+
+def test_tobytes_is_recorded_with_the_dims_indexed_away(tmp_path: Path) -> None:
+    """verify names ``x[0].tobytes()`` of a BYTES tensor of rank 2 as the model's bug (an
+    object array's bytes are its elements' addresses); ``x[0][0]`` is an element."""
+    path = model(tmp_path, """
+        def execute(self, requests):
+            for request in requests:
+                raw = pb_utils.get_input_tensor_by_name(request, "RAW").as_numpy()[0]
+                data = raw.tobytes() if hasattr(raw, "tobytes") else raw.item()
+                for row in pb_utils.get_input_tensor_by_name(request, "ROWS").as_numpy():
+                    json.loads(row[0].tobytes())
+    """)
+    uses = [(u.input, u.line, u.offset) for u in input_uses(path) if u.kind == "tobytes"]
+    assert uses == [("RAW", 13, 1), ("ROWS", 15, 2)]

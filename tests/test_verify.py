@@ -337,6 +337,18 @@ def test_a_name_error_in_execute_is_a_bug_of_the_model(env_310: Path, tmp_path: 
             "in the model, not in its inputs)")
 
 
+def test_tobytes_of_a_bytes_array_is_a_bug_of_the_model(env_310: Path, tmp_path: Path) -> None:
+    """payload[0].tobytes() of a [B, 1] BYTES tensor: the elements' addresses, so json.loads
+    fails for every request (the JSON verify sends included): exit 18, not 17."""
+    model = with_env("pointer_bytes", env_310, tmp_path)
+    res = run_cli("verify", model, "--triton", "24.10")
+    assert res.exit_code == ExitCode.MODEL_BUG
+    assert error_line(res.stderr) == (
+        "error: pointer_bytes/1/model.py:17 calls .tobytes() on an array of BYTES input PAYLOAD "
+        "(rank 1): that is the addresses of its elements, not their bytes, whatever the request "
+        "holds (a bug in the model, not in its inputs)")
+
+
 def test_a_bytes_element_used_as_an_array_is_a_bug_of_the_model(env_310: Path,
                                                                 tmp_path: Path) -> None:
     """An element of a BYTES tensor is a Python bytes whatever the request holds: its

@@ -44,8 +44,9 @@ class Use:
     (text handed to a tokenizer), number, key (``args``: name, default), item (a JSON list),
     and for arrays: unpack (``args``: the names ``x.shape`` is unpacked to), rank, min_rank,
     dim (``args``: index, size; a negative size -N: at least N), image_array (an OpenCV or
-    PIL call takes it as an HxWxC image), reshape (``args``: the literal shape), model_name
-    (a BLS request calls the model it names)."""
+    PIL call takes it as an HxWxC image), reshape (``args``: the literal shape), tobytes
+    (``x.tobytes()`` of the array with ``offset`` dims indexed away), model_name (a BLS
+    request calls the model it names)."""
 
     input: str
     line: int
@@ -484,6 +485,8 @@ class _Walker:
             return tuple(replace(t, path=(*t.path, f"key:{key}")) for t in json)
         literal = _ints(node.args[0]) if len(node.args) == 1 else \
             _ints(ast.Tuple(elts=list(node.args)))
+        if last == "tobytes":  # of a BYTES tensor's array: its elements' addresses
+            self.record(mine, node, "tobytes", domain="array")
         if last in _SHAPES and literal:
             self.record(mine, node, "reshape", *literal, domain="array")
         elif last in _TRANSPOSE and literal:

@@ -419,7 +419,33 @@ def _send(client: GrpcModel, server: Server, ctx: Context, plan: Plan,
             failures.append(error)
             continue
         return request, responses, (time.monotonic() - t1) * 1000
-    raise next((f for f in failures if isinstance(f, ModelBugError)), failures[0])
+    raise next((f for f in failures if isinstance(f, ModelBugError)), None) \
+        or _pointer_bytes(plan, ctx) or failures[0]
+
+
+def _pointer_bytes(plan: Plan, ctx: Context) -> ModelBugError | None:
+    """``x.tobytes()`` of an array of a BYTES tensor (an object array: its elements are
+    pointers to bytes objects) gives the pointers' bytes, never a request's content, so a
+    model that decodes them fails whatever it is sent: its bug, named, rather than "rejected
+    the made-up inputs". Only asked once every request failed."""
+    model = ctx.model
+    if plan.name != model.path.name:
+        return None
+    inputs = {t.name: t for t in plan.inputs}
+    for use in input_uses(model.model_py):
+        tensor = inputs.get(use.input)
+        if use.kind != "tobytes" or tensor is None or tensor.datatype != "BYTES" \
+                or use.offset is None:
+            continue
+        rank = len(tensor.dims) + (1 if plan.batching else 0) - use.offset
+        if rank > 0:
+            return ModelBugError(
+                f"{model.path.name}/{model.version}/model.py:{use.line} calls .tobytes() on an "
+                f"array of BYTES input {use.input} (rank {rank}): that is the addresses of its "
+                "elements, not their bytes, whatever the request holds (a bug in the model, not "
+                "in its inputs)", hint="take an element instead (x[0][0], x.item(0)): each "
+                "element of a BYTES tensor is already bytes")
+    return None
 
 
 def _answers_nothing(plan: Plan, ctx: Context) -> ModelBugError | None:
