@@ -456,3 +456,22 @@ def test_a_folder_linked_to_another_one_compiles_each_file_once(tmp_path: Path) 
     assert [p.name for p in chosen] == ["alias", "pkg"]
     assert files(root, chosen) == [site / "pkg" / "ok.py"]
     assert files(root, [site / "alias"]) == [site / "alias" / "ok.py"]  # its only name
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="needs a Python older than 3.12 syntax")
+def test_the_reuse_report_counts_no_bytecode_for_a_file_that_ships_as_source(
+        tmp_path: Path) -> None:
+    """``reused``'s bytecode counts are the files that have bytecode: a file of newer syntax
+    was counted "compiled" by a cold pack and not at all by a warm one (the store says
+    "source only"), so cold and warm disagreed on how many bytecode files there are."""
+    from packer.core import reused
+
+    root = env_root(tmp_path, Path(sys.executable))
+    store = tmp_path / "store"
+    with reused.counting() as cold:
+        compile_bytecode(root, PY, bytecode_targets(root, PY, "all", ()), store)
+    shutil.rmtree(root / "lib" / f"python{PY}" / "site-packages" / "pkg" / "__pycache__")
+    with reused.counting() as warm:
+        compile_bytecode(root, PY, bytecode_targets(root, PY, "all", ()), store)
+    assert (cold.frozen().pyc_placed, cold.frozen().pyc_compiled) == (0, 1)
+    assert (warm.frozen().pyc_placed, warm.frozen().pyc_compiled) == (1, 0)

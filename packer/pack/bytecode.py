@@ -433,9 +433,11 @@ def compile_bytecode(root: Path, python: str, chosen: list[Path],
     if not found:
         return ()
     placed, todo, source_only, keys = _reuse(root, python, found, store)
-    reused.bytecode(len(placed), len(todo))
+    compiled_source_only = _compile(root, python, todo) if todo else []
+    # what has bytecode now: a file that is not this Python's ships none (as a warm pack
+    # counts it, whose store says so: it was "compiled" cold and nothing warm)
+    reused.bytecode(len(placed), len(todo) - len(compiled_source_only))
     if todo:
-        compiled_source_only = _compile(root, python, todo)
         source_only += compiled_source_only
         if store is not None:
             secret = store_secret(store, KEY_FILE)
