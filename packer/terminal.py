@@ -26,6 +26,11 @@ class CliReporter:
         self._last = 0.0
         self._stage_t0: dict[str, float] = {}
 
+    def clear_line(self) -> None:
+        """Take the TTY's live step line away: a log line is printed next, on a line of its own
+        (``packer.commands.base``)."""
+        self._clear()
+
     def _clear(self) -> None:
         if self._live:
             sys.stderr.write("\r\033[K")

@@ -20,6 +20,7 @@ from .schemas import validate
 
 pytestmark = pytest.mark.slow
 ARGS = ("--triton", "24.10", "--python-from", "auto")
+DOWNLOADS = ("pkgs", "uv")  # not "channels": the local Python's is made again
 CHECK_SOURCE = "sys.addaudithook(_audit)"  # a line of the import check's script
 
 
@@ -32,8 +33,10 @@ def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_a_cold_pack_reused_nothing_and_a_partly_warm_one_says_what(
         model_copy: Callable[..., Path], session_cache: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # stores of this test's own, empty: nothing another test packed is there to reuse
-    monkeypatch.setenv("TRITONPACK_CACHE", str(fresh_cache(tmp_path / "cache", session_cache)))
+    # stores of this test's own, empty: nothing another test packed is there to reuse; the
+    # Python channel made again too (patchelf on each of its libraries)
+    monkeypatch.setenv("TRITONPACK_CACHE", str(fresh_cache(tmp_path / "cache", session_cache,
+                                                           DOWNLOADS)))
     model = model_copy("plain_numpy")
 
     cold = cli(model, *ARGS, "--verbose")
@@ -43,7 +46,9 @@ def test_a_cold_pack_reused_nothing_and_a_partly_warm_one_says_what(
     assert "tritonpack.reuse: import check: ran" in said, said
     assert not [x for x in said if re.search(r"[1-9][0-9]* files? (placed|reused)", x)], said
     assert "  … compiling bytecode (" in cold.stderr  # a step, with its seconds
-    assert CHECK_SOURCE not in cold.stderr and "tritonpack.proc: $ " not in cold.stderr
+    assert "  … packaging Python 3.10" in cold.stderr  # the channel was made: patchelf ran
+    assert CHECK_SOURCE not in cold.stderr and "patchelf" not in cold.stderr
+    assert "tritonpack.proc: $ " not in cold.stderr
 
     # another --keep: a new environment of the same packages; the stores' entries still hold
     warm = run_cli(model, *ARGS, "--keep", "include", "--json")
@@ -70,10 +75,14 @@ def test_a_cold_pack_reused_nothing_and_a_partly_warm_one_says_what(
     assert again["reused"]["bytecode"] == {"placed": 0, "compiled": 0}
 
 
-def test_debug_shows_every_command_in_full(model_copy: Callable[..., Path]) -> None:
-    """-vv: what a bug report needs, the import check's source among it (--no-cache: the
-    stores are not read, so the check runs)."""
-    res = cli(model_copy("plain_numpy"), *ARGS, "--no-cache", "-vv")
+def test_debug_shows_every_command_in_full(model_copy: Callable[..., Path], session_cache: Path,
+                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-vv: what a bug report needs, the import check's source and each patchelf among it
+    (empty stores, so the check runs; the Python channel made again, so patchelf does)."""
+    monkeypatch.setenv("TRITONPACK_CACHE", str(fresh_cache(tmp_path / "cache", session_cache,
+                                                           DOWNLOADS)))
+    res = cli(model_copy("plain_numpy"), *ARGS, "-vv")
     assert res.returncode == 0, res.stderr
     assert "tritonpack.reuse: import check: ran" in res.stderr
-    assert CHECK_SOURCE in res.stderr and "tritonpack.proc: $ " in res.stderr
+    assert CHECK_SOURCE in res.stderr
+    assert len(re.findall(r"tritonpack\.proc: \$ \S*patchelf --set-rpath", res.stderr)) > 10

@@ -38,6 +38,10 @@ def run(out: Output, command: str, action: Callable[[CliReporter], Any],
         if not any(isinstance(f, _Redacting) for f in handler.filters):
             handler.addFilter(_Redacting())
     reporter = CliReporter(quiet=out.quiet or out.as_json, verbose=out.verbose)
+    for handler in logging.getLogger().handlers:  # this run's reporter, not an earlier one's
+        for old in [f for f in handler.filters if isinstance(f, _ClearsLine)]:
+            handler.removeFilter(old)
+        handler.addFilter(_ClearsLine(reporter))
     signals.begin()
     previous = signals.install()
     try:
@@ -80,6 +84,19 @@ def _render(out: Output, command: str, result: Any, text: Callable[[Any], str],
         click.echo(redact(text(result)))
     if exit_code is not None:
         sys.exit(exit_code(result))
+
+
+class _ClearsLine(logging.Filter):
+    """A log line (``--verbose``) starts on a line of its own, not after the live step line a
+    terminal shows."""
+
+    def __init__(self, reporter: CliReporter) -> None:
+        super().__init__()
+        self.reporter = reporter
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.reporter.clear_line()
+        return True
 
 
 class _Redacting(logging.Filter):
