@@ -113,3 +113,30 @@ def test_compressing_ahead_through_the_write_is_the_archive_without_it(
     assert len([p for p in store.glob("*/*") if not p.name.endswith(".sig")]) == 24
     assert not list(store.rglob("*.tmp"))
     assert len(hashed) == len(set(hashed)) == 24
+
+
+def test_two_copies_of_one_library_are_not_reused_from_an_empty_store(tmp_path: Path) -> None:
+    """Two wheels may vendor the same library (numpy's and scipy's ``.libs``): the second
+    copy's members come from the entry the first one's wrote in this very pack. The reuse
+    report said "reused" for it on an empty store once that entry was in place before the
+    second copy's turn (here: 30 MB of other files between them); a second pack
+    reuses both."""
+    from packer.archive.writer import write_targz
+    from packer.core import reused
+
+    root = tmp_path / "env"
+    data = os.urandom(3 << 20)
+    for folder in ("numpy.libs", "scipy.libs"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "libgfortran.so.5").write_bytes(data)
+    for i in range(150):  # written between the two copies: the first one's entry is kept
+        (root / "numpy.libs" / f"z{i:02}.txt").write_bytes(os.urandom(200_000))
+    store = tmp_path / "store"
+    counts = []
+    for n in range(2):
+        with reused.counting() as counted:
+            write_targz(root, tmp_path / f"{n}.tar.gz", 4, 2, store=store)
+        counts.append(counted.frozen())
+    assert (counts[0].members_reused, counts[0].members_compressed) == (0, 2)
+    assert counts[0].members_compressed_bytes == 2 * len(data)
+    assert (counts[1].members_reused, counts[1].members_compressed) == (2, 0)

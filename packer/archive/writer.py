@@ -297,7 +297,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
             except BaseException:  # a full disk before it was queued: abort() cannot see it
                 kept.close()
                 raise
-            reused.members(not ours, size)
+            reused.members(not ours, size, key)
             return
         if kept is not None:
             kept.close()
@@ -310,6 +310,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
         _own_members(gz, path, size, padded)
         reused.members(False, size)
         return
+    reused.made(key)
     sink = _Sink(os.fdopen(fd, "wb"))
 
     def done(ok: bool) -> None:

@@ -55,11 +55,20 @@ class Counting:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        self._made: set[str] = set()  # the gzip store entries this pack wrote (``made``)
 
     def add(self, **counts: int) -> None:
         with self._lock:
             for name, n in counts.items():
                 self._counts[name] = self._counts.get(name, 0) + n
+
+    def made(self, key: str) -> None:
+        with self._lock:
+            self._made.add(key)
+
+    def made_here(self, key: str) -> bool:
+        with self._lock:
+            return key in self._made
 
     def frozen(self) -> Reused:
         with self._lock:
@@ -102,9 +111,20 @@ def bytecode(placed: int, compiled: int, how: str = "") -> None:
              plural(placed, "file"), plural(compiled, "file"))
 
 
-def members(reused: bool, size: int) -> None:
-    """One large or native file's gzip members: appended from the store, or compressed."""
-    if reused:
+def made(key: str) -> None:
+    """The pack in progress wrote the gzip store entry ``key`` (``members``)."""
+    counts_now = _COUNTING.get()
+    if counts_now is not None:
+        counts_now.made(key)
+
+
+def members(reused: bool, size: int, key: str = "") -> None:
+    """One large or native file's gzip members: appended from the store, or compressed. An
+    entry of ``key`` this pack wrote itself (a second file of the same bytes: numpy's and
+    scipy's copies of one vendored library) is not reused: an empty store said so, once the
+    first copy's entry was in place before the second's turn, and not otherwise."""
+    counts_now = _COUNTING.get()
+    if reused and not (key and counts_now is not None and counts_now.made_here(key)):
         _add(members_reused=1, members_reused_bytes=size)
     else:
         _add(members_compressed=1, members_compressed_bytes=size)
