@@ -145,6 +145,17 @@ def test_a_file_name_that_is_not_utf8_is_compiled_or_skipped_not_a_crash(tmp_pat
     compile_bytecode(root, PY, targets(root, PY, "all", ()), tmp_path / "store")
 
 
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="needs a Python older than 3.12 syntax")
+def test_a_file_named_like_the_compile_s_report_marker_ships_as_source(tmp_path: Path) -> None:
+    """The compile driver lists the files it skipped after a marker; a skipped file named
+    with the marker in it was taken for the marker: "compiling bytecode failed" (exit 9),
+    pointing at the bytecode store."""
+    root, pkg = _plain_env(tmp_path)
+    (pkg / 'x@@TRITONPACK@@["a"].py').write_text("def f[T](a: T) -> T:\n    return a\n")
+    assert compile_bytecode(root, PY, targets(root, PY, "all", ())) == (
+        f'lib/python{PY}/site-packages/pkg/x@@TRITONPACK@@["a"].py',)
+
 # --- 7. conda-unpack written in the locale's encoding (conda-pack's NamedTemporaryFile "w") ---
 
 def test_conda_unpack_in_a_latin1_locale_is_not_an_internal_error(tmp_path: Path) -> None:

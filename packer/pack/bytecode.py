@@ -712,7 +712,9 @@ def _compile_listed(root: Path, python: str, listing: Path) -> tuple[str, ...]:
         out = proc.run([root / "bin" / f"python{python}", "-S", "-s", "-B", "-X", "utf8", "-c",
                         _COMPILE, root, listing], env=env, cwd=listing.parent,
                        timeout=deadlines.COMPILE)
-        _, marker, payload = out.rpartition("@@TRITONPACK@@")
+        # the marker after a newline: JSON writes a name's newline as \n, so a file named
+        # 'x@@TRITONPACK@@.py' (skipped, listed) is not taken for it
+        _, marker, payload = out.rpartition("\n@@TRITONPACK@@")
         if not marker:
             raise ValueError("no report")
         return tuple(str(name) for name in json.loads(payload))
