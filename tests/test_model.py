@@ -62,3 +62,28 @@ def test_no_version_dir(tmp_path: Path) -> None:
     res = run_cli("scan", tmp_path / "m")
     assert (res.exit_code, res.stderr.splitlines()[0]) == (
         3, f"error: {tmp_path / 'm'}: no numeric version dir")
+
+
+def test_default_model_filename_is_the_file_read(tmp_path: Path) -> None:
+    """The Python backend loads 1/<default_model_filename>; a model.py beside it is not the
+    model's code, and the message for a missing file names the configured one."""
+    model = tmp_path / "m"
+    (model / "1").mkdir(parents=True)
+    (model / "config.pbtxt").write_text(
+        'backend: "python"\ndefault_model_filename: "preprocess.py"\n')
+    (model / "1" / "model.py").write_text("")
+    res = run_cli("scan", model)
+    assert res.exit_code == ExitCode.MODEL
+    assert error_line(res.stderr) == f"error: {model}: no preprocess.py in 1/"
+    (model / "1" / "preprocess.py").write_text("import numpy\n")
+    assert open_model(model).model_py == model / "1" / "preprocess.py"
+    res = run_cli("scan", model)
+    assert error_line(res.stderr) == (
+        "error: m/1/preprocess.py: defines no TritonPythonModel class: Triton's Python backend "
+        "loads that class from preprocess.py")
+    (model / "1" / "preprocess.py").write_text(
+        "import numpy\n\n\nclass TritonPythonModel:\n    def execute(self, requests):\n"
+        "        return []\n")
+    res = run_cli("scan", model)
+    assert res.exit_code == 0, res.stderr
+    assert "numpy" in res.stdout

@@ -300,6 +300,17 @@ def test_a_table_as_wide_as_the_pickled_estimator(env_310: Path, tmp_path: Path)
         "FEATURES": "12 columns, as the estimator in weights.pkl was fitted"}
 
 
+def test_default_model_filename_is_the_code_served(env_310: Path, tmp_path: Path) -> None:
+    """default_model_filename: "handler.py" and no model.py: Triton's Python backend loads
+    1/handler.py; tritonpack read no model.py ("no model.py in 1/", exit 3) before."""
+    model = with_env("named_file", env_310, tmp_path)
+    res = run_cli("verify", model, "--triton", "24.10", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["passed"] and out["input_sources"] == {
+        "QUERY": "synthesized from execute()'s use at handler.py:15"}
+
+
 def test_image_bytes_model_gets_a_real_image(tmp_path: Path, session_cache: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Packed for real (pillow from PyPI), verified with --triton alone: PIL opens the PNG."""

@@ -416,7 +416,7 @@ class Scanner:
         if dotted == "model" and root == self.roots[0] and not binds_model_class(tree):
             raise ScanError(
                 f"{shown}: defines no {MODEL_CLASS} class: Triton's Python backend loads "
-                "that class from model.py",
+                f"that class from {path.name}",
                 hint=f"define `class {MODEL_CLASS}:` with an `execute(self, requests)` method",
             )
         collector.visit(tree)

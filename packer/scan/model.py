@@ -77,6 +77,7 @@ class ModelDir:
     config_text: str
     config: Any  # a ModelConfig (scan/modelconfig.py)
     notes: tuple[str, ...] = ()  # what Triton accepts though config.pbtxt does not say it
+    model_file: str = MODEL_FILE  # default_model_filename: the file the Python backend loads
 
     @property
     def config_path(self) -> Path:
@@ -88,7 +89,7 @@ class ModelDir:
 
     @property
     def model_py(self) -> Path:
-        return self.version_dir / MODEL_FILE
+        return self.version_dir / self.model_file
 
     def warnings(self) -> tuple[str, ...]:
         """What Triton would refuse in this layout, though the model may be deployed under
@@ -177,7 +178,8 @@ def require_dir(path: Path) -> None:
 
 
 def open_model(path: Path, version: int | None = None) -> ModelDir:
-    """Find config.pbtxt and the version dir holding model.py; refuse non-python backends."""
+    """Find config.pbtxt and the version dir holding model.py (or the config's
+    default_model_filename); refuse non-python backends."""
     path = Path(path)
     require_dir(path)
     path = path.resolve()
@@ -197,37 +199,47 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
     text, config = read_config(config_path)
     versions = _versions(path)
     notes = _python_backend(config, config_path, versions)
+    # the Python backend loads default_model_filename from the version dir when it is set
+    # (python_backend's stub_launcher.cc), model.py otherwise
+    model_file = model_file_of(config)
     if version is not None:
         chosen = str(version)
         if chosen not in versions:
             raise ModelError(f"{path}: no version dir {chosen}",
                              hint=f"versions: {', '.join(versions) or 'none'}")
-        if not (path / chosen / MODEL_FILE).is_file():
-            raise ModelError(f"{path / chosen}: no {MODEL_FILE}")
+        if not (path / chosen / model_file).is_file():
+            raise ModelError(f"{path / chosen}: no {model_file}")
     else:
-        with_model = [v for v in versions if (path / v / MODEL_FILE).is_file()]
+        with_model = [v for v in versions if (path / v / model_file).is_file()]
         if not with_model:
-            dangling = [v for v in versions if (path / v / MODEL_FILE).is_symlink()]
+            dangling = [v for v in versions if (path / v / model_file).is_symlink()]
             if dangling:
-                link = path / dangling[-1] / MODEL_FILE
+                link = path / dangling[-1] / model_file
                 raise ModelError(f"{link}: a broken symlink (to {os.readlink(link)})",
                                  hint="point it at the model's code, or put model.py there")
-            odd = [v for v in versions if (path / v / MODEL_FILE).exists()]
+            odd = [v for v in versions if (path / v / model_file).exists()]
             if odd:
-                raise ModelError(f"{path / odd[-1] / MODEL_FILE}: not a file",
+                raise ModelError(f"{path / odd[-1] / model_file}: not a file",
                                  hint="Triton's Python backend imports model.py from the "
                                       "version dir")
-            where = "no numeric version dir" if not versions else f"no {MODEL_FILE} in " + ", ".join(
+            where = "no numeric version dir" if not versions else f"no {model_file} in " + ", ".join(
                 f"{v}/" for v in versions
             )
             raise ModelError(
                 f"{path}: {where}",
-                hint=f"put the model's code at {path.name}/1/{MODEL_FILE}",
+                hint=f"put the model's code at {path.name}/1/{model_file}",
             )
         chosen = with_model[-1]
     name = str(config.name) or path.name
     return ModelDir(path=path, name=name, version=chosen, config_text=text, config=config,
-                    notes=notes)
+                    notes=notes, model_file=model_file)
+
+
+def model_file_of(config: Any) -> str:
+    """The file the Python backend loads from a version dir: default_model_filename, when the
+    config sets one that is a plain file name, else model.py."""
+    name = str(getattr(config, "default_model_filename", "") or "")
+    return name if name and "/" not in name and name not in (".", "..") else MODEL_FILE
 
 
 def _python_backend(config: Any, config_path: Path, versions: list[str]) -> tuple[str, ...]:

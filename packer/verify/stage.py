@@ -440,7 +440,7 @@ def _pointer_bytes(plan: Plan, ctx: Context) -> ModelBugError | None:
         rank = len(tensor.dims) + (1 if plan.batching else 0) - use.offset
         if rank > 0:
             return ModelBugError(
-                f"{model.path.name}/{model.version}/model.py:{use.line} calls .tobytes() on an "
+                f"{model.path.name}/{model.version}/{model.model_file}:{use.line} calls .tobytes() on an "
                 f"array of BYTES input {use.input} (rank {rank}): that is the addresses of its "
                 "elements, not their bytes, whatever the request holds (a bug in the model, not "
                 "in its inputs)", hint="take an element instead (x[0][0], x.item(0)): each "
@@ -456,7 +456,7 @@ def _answers_nothing(plan: Plan, ctx: Context) -> ModelBugError | None:
     if line is None:
         return None
     return ModelBugError(
-        f"{model.path.name}/{model.version}/model.py:{line} execute() returns no responses: "
+        f"{model.path.name}/{model.version}/{model.model_file}:{line} execute() returns no responses: "
         f"{plan.name} is not decoupled, so no request is ever answered (a bug in the model, not "
         "in its inputs)", hint="return one pb_utils.InferenceResponse per request")
 
@@ -508,7 +508,8 @@ def requests_for(plan: Plan, config: dict[str, Any], model_dir: Path, inputs: Pa
     uses = input_uses(model_py) if model_py is not None else ()
     requests = samples.candidates(
         plan, config, model_dir, inputs, lambda: synthesise(plan, callee=callee),
-        lambda: expected(plan, uses, lambda: synthesise(plan, callee=callee), callee=callee),
+        lambda: expected(plan, uses, lambda: synthesise(plan, callee=callee),
+                         model_py.name if model_py is not None else "model.py", callee=callee),
         lambda: synthesise(plan, callee=callee, images=False))
     named = [u for u in uses if u.kind == "model_name"]
     if named and callee is None and all(r.made_up for r in requests):
