@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from packer.cli import main
+from packer.core.cachehome import TAG, TAG_SIGNATURE
 from packer.core.errors import ExitCode
 
 from . import schemas
@@ -133,6 +134,10 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         return
     cache = shared_root(tmp_path_factory) / _CACHE
     cache.mkdir(exist_ok=True)
+    # tagged as tritonpack tags a cache it makes: a test that fills a section first without
+    # tritonpack (freshcache's links) would leave it looking like someone else's to `cache prune`
+    with contextlib.suppress(FileExistsError), (cache / TAG).open("xb") as tag:
+        tag.write(TAG_SIGNATURE + b"\n")
     yield cache
     if not _worker():
         shutil.rmtree(cache, ignore_errors=True)
