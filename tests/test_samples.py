@@ -86,3 +86,21 @@ def test_a_variable_width_is_made_as_wide_as_the_pickled_estimator() -> None:
     fixed = {**config, "input": [{"name": "FEATURES", "data_type": "TYPE_FP32", "dims": [4]}]}
     req = choose(plan(fixed), fixed, model_dir, None, lambda: {"FEATURES": np.ones((1, 4))})
     assert req.source == "made up from the config"  # no variable width: nothing to widen
+
+
+def test_a_pickled_column_count_no_table_has_makes_no_request(tmp_path: Path) -> None:
+    """The count is read from a pickle's bytes, which may say anything: 2**31 - 1 columns
+    was an 8 GB array made in tritonpack's memory. Past 64 MB an input is not widened (the
+    test's 2**25 columns of float32: 128 MB)."""
+    import pickle
+
+    from packer.verify.samples import FITTED_MAX_BYTES, from_estimator
+
+    config = {"name": "wide", "max_batch_size": 0, "input": [
+        {"name": "FEATURES", "data_type": "TYPE_FP32", "dims": [-1, -1]}]}
+    plain = {"FEATURES": np.ones((1, 1), np.float32)}
+    for count, widened in ((1 << 22, True), (1 << 25, False)):
+        (tmp_path / "model.pkl").write_bytes(pickle.dumps({"n_features_in_": count}, protocol=4))
+        req = from_estimator(plan(config), tmp_path, plain)
+        assert (req is not None) is widened, count
+    assert (1 << 22) * 4 <= FITTED_MAX_BYTES < (1 << 25) * 4

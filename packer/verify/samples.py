@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -278,6 +279,11 @@ def shipped_perf_data(model_dir: Path) -> Path | None:
     return None
 
 
+# the widest input made from a pickled estimator's column count (a hashing vectorizer's 2**20
+# columns of float64 are 8 MB); the count is read from bytes, a pickle may say anything
+FITTED_MAX_BYTES = 64 << 20
+
+
 def fitted_width(model_dir: Path) -> tuple[str, int] | None:
     """The file and column count of a fitted estimator pickled in the model dir or a version
     dir (scikit-learn's ``n_features_in_``), when the pickles there agree on one count."""
@@ -304,7 +310,10 @@ def from_estimator(plan: Plan, model_dir: Path, plain: dict[str, Any]) -> Reques
         array = plain.get(tensor.name)
         if array is None or array.dtype == np.object_ or not tensor.dims or tensor.dims[-1] >= 0:
             continue
-        arrays[tensor.name] = np.resize(array, (*array.shape[:-1], width))
+        shape = (*array.shape[:-1], width)
+        if math.prod(shape) * array.dtype.itemsize > FITTED_MAX_BYTES:
+            continue  # a count no table has: made, it filled the memory (2**31 - 1: 8 GB)
+        arrays[tensor.name] = np.resize(array, shape)
         sources[tensor.name] = f"{width} columns, as the estimator in {name} was fitted"
     if not sources:
         return None
