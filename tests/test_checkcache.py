@@ -222,3 +222,15 @@ def test_before_runs_only_when_the_check_does(tmp_path: Path) -> None:
     assert calls == [0, 1] and count(runs) == 2
     checkcache.run(root, PY, ("pkg",), (), None, before=before)  # no store: always runs
     assert calls == [0, 1, 2] and count(runs) == 3
+
+
+def test_a_class_keeping_os_stat_as_an_attribute_still_imports(tmp_path: Path) -> None:
+    """Python 3.10's pathlib keeps ``stat = os.stat`` on a class (_NormalAccessor): the
+    check's watch on os.stat must not bind as a method there (transformers failed the check
+    with "stat() takes exactly 1 positional argument (2 given)", so nothing was pruned)."""
+    root, site, runs = make_env(tmp_path)
+    init = site / "pkg" / "__init__.py"
+    init.write_text(init.read_text() + "import os\nclass Accessor:\n    stat = os.stat\n"
+                    "Accessor().stat(__file__)\n")
+    found = checkcache.run(root, PY, ("pkg",), (), tmp_path / "store")
+    assert found.failed == {} and count(runs) == 1

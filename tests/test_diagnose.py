@@ -12,6 +12,9 @@ from .conftest import FIXTURES
 LOGS = FIXTURES / "logs"
 RAISED = (LOGS / "raised.log").read_text()
 NO_NETWORK = (LOGS / "no_network.log").read_text()
+# AutoTokenizer.from_pretrained("/assets/tokenizer") with no such directory (a third-party
+# tokenizer model whose Dockerfile mounts it)
+HUB_PATH = (LOGS / "hub_path.log").read_text()
 GPU_KIND = (LOGS / "gpu_kind.log").read_text()
 STUB_DIED = (LOGS / "stub_died.log").read_text()
 LIBCUDA = (LOGS / "libcuda.log").read_text()
@@ -33,6 +36,10 @@ HUB = NO_NETWORK.replace("/urllib/request.py(216): urlopen",
 
 
 @pytest.mark.parametrize(("log", "sentence"), [
+    (HUB_PATH, "initialize() loads /assets/tokenizer (model.py:12) with from_pretrained, a "
+               "directory that is not on this machine (so it was taken for a huggingface.co "
+               "repo id): ship it in the model dir (and load it relative to model.py) or mount "
+               "it at that path"),
     (RAISED, "initialize() opens /models/weights.bin (model.py:7), which is outside the model "
              "dir and not on this machine: ship it in the model dir (and open it relative to "
              "model.py) or mount it at that path"),

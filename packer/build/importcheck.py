@@ -45,13 +45,14 @@ def _audit(event, args):  # what the imports read: their answer is a function of
         (scanned if finder else listed).add(os.fsdecode(args[0]))
 sys.addaudithook(_audit)
 stated = set()  # what the imports asked os.stat / os.lstat about (os.path.exists & co): no
-def _watch(real):  # audit event; the import system's own stats go to posix, never here
-    def stat(path, *rest, **named):
+class _Watch:  # audit event; the import system's own stats go to posix, never here. An
+    def __init__(self, real):  # object, not a function: a class that keeps os.stat as an
+        self.real = real  # attribute (Python 3.10's pathlib._NormalAccessor) would bind a
+    def __call__(self, path, *rest, **named):  # function as a method, passing itself too
         if watching and not quiet and isinstance(path, (str, bytes, os.PathLike)):
             stated.add(os.path.abspath(os.fsdecode(path)))
-        return real(path, *rest, **named)
-    return stat
-os.stat, os.lstat = _watch(os.stat), _watch(os.lstat)
+        return self.real(path, *rest, **named)
+os.stat, os.lstat = _Watch(os.stat), _Watch(os.lstat)
 cut = args.index("--load-only--")
 failed = {}
 for name in args[cut + 1:]:  # what the server loads anyway: failures are not this check's

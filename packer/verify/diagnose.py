@@ -21,6 +21,10 @@ _RAISED = re.compile(
     r"(?P<type>[A-Za-z_][\w.]*): (?P<what>.*?)(?:\\n|\n)(?:\\n|\n)At:(?P<frames>.*?)(?:\"|$)",
     re.S)
 _NO_FILE = re.compile(r"\[Errno 2\] No such file or directory: '([^']+)'")
+# huggingface_hub's validate_repo_id, when from_pretrained(DIR) finds no directory DIR and
+# takes it for a Hub repo id: "Repo id must be in the form 'repo_name' or
+# 'namespace/repo_name': '/assets/tokenizer'" (or "must use alphanumeric chars ...")
+_HUB_PATH = re.compile(r"Repo id must (?:be in the form|use alphanumeric).*?: '([^']*/[^']*)'")
 _NETWORK = re.compile(r"Name or service not known|Temporary failure in name resolution|"
                       r"Max retries exceeded|Network is unreachable|Failed to establish a new "
                       r"connection|We couldn't connect to|ConnectTimeout|LocalEntryNotFoundError")
@@ -109,6 +113,11 @@ def _raised(m: re.Match[str], facts: Facts) -> str:
         return (f"{called}() opens {path}{where} relative to the server's working directory, "
                 "not the model dir: open it relative to model.py "
                 "(os.path.dirname(__file__)) and ship it there")
+    hub = _HUB_PATH.search(what)
+    if hub and hub.group(1).startswith(("/", "./", "../", "~")):
+        return (f"{called}() loads {hub.group(1)}{where} with from_pretrained, a directory that "
+                "is not on this machine (so it was taken for a huggingface.co repo id): ship it "
+                "in the model dir (and load it relative to model.py) or mount it at that path")
     return f"{called}() raised {m.group('type')}: {what}{where}"
 
 
