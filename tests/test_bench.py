@@ -4,6 +4,7 @@ heavy model instead of depending on one machine's wheel directory."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import subprocess
 import sys
@@ -255,3 +256,23 @@ def test_a_floor_extracts_where_triton_does_and_leaves_nothing(
     assert not dest.exists()
     # the library Triton's python backend extracts with: the one the local server ships
     assert "nvidia_pytriton.libs" in str(startup.triton_libarchive())
+
+
+def test_a_cache_snapshot_keeps_its_state_while_the_original_changes(tmp_path: Path) -> None:
+    """The model's-cache pack runs twice, the second time on a snapshot taken before the
+    first: what the first pack adds or replaces (as the stores do: a new file renamed over)
+    is not in the snapshot, and no byte is copied (hard links)."""
+    bench = _bench()
+    cache = tmp_path / "cache"
+    (cache / "gzip" / "ab").mkdir(parents=True)
+    (cache / "gzip" / "ab" / "entry").write_bytes(b"kept")
+    (cache / "channels").symlink_to(tmp_path)
+    twin = bench.snapshot(cache, tmp_path / "twin")
+    assert (twin / "gzip" / "ab" / "entry").stat().st_ino == (
+        cache / "gzip" / "ab" / "entry").stat().st_ino
+    assert (twin / "channels").is_symlink()
+    (cache / "gzip" / "ab" / "new.tmp").write_bytes(b"changed")
+    os.replace(cache / "gzip" / "ab" / "new.tmp", cache / "gzip" / "ab" / "entry")
+    (cache / "gzip" / "ab" / "added").write_bytes(b"")
+    assert (twin / "gzip" / "ab" / "entry").read_bytes() == b"kept"
+    assert sorted(p.name for p in (twin / "gzip" / "ab").iterdir()) == ["entry"]
