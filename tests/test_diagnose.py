@@ -40,6 +40,10 @@ HUB = NO_NETWORK.replace("/urllib/request.py(216): urlopen",
                "directory that is not on this machine (so it was taken for a huggingface.co "
                "repo id): ship it in the model dir (and load it relative to model.py) or mount "
                "it at that path"),
+    (HUB_PATH.replace("/1/model.py(", "/1/preprocess.py("),  # default_model_filename
+     "initialize() loads /assets/tokenizer (preprocess.py:12) with from_pretrained, a "
+     "directory that is not on this machine (so it was taken for a huggingface.co repo id): "
+     "ship it in the model dir (and load it relative to model.py) or mount it at that path"),
     (RAISED, "initialize() opens /models/weights.bin (model.py:7), which is outside the model "
              "dir and not on this machine: ship it in the model dir (and open it relative to "
              "model.py) or mount it at that path"),

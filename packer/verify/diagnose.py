@@ -98,7 +98,8 @@ _ENTRY_POINTS = ("initialize", "execute", "finalize", "auto_complete_config")
 def _raised(m: re.Match[str], facts: Facts) -> str:
     """initialize() raised X: the exception and the model's own line that raised it."""
     frames = _FRAME.findall(m.group("frames"))  # innermost first
-    own = [f for f in frames if f[1] == "model.py"] or frames
+    own = [f for f in frames if f[1] == "model.py"] or \
+        [f for f in frames if "/lib/python3" not in f[0]] or frames  # default_model_filename
     where = f" ({own[0][1]}:{own[0][2]})" if own else ""
     entry = [f[3] for f in frames if f[3] in _ENTRY_POINTS]
     what = m.group("what").replace("\\'", "'").strip()
