@@ -128,6 +128,24 @@ def test_bls_model_calling_a_model_named_in_its_input(repo: Path) -> None:
         f"and no model is known to send: name one with --with MODEL (beside it: {beside})")
 
 
+def test_a_bls_model_in_a_named_file_is_named_by_that_file(repo: Path) -> None:
+    """With config.pbtxt's default_model_filename, the code Triton loads is that file: the
+    line verify points at is in it, not in a model.py there is none of."""
+    named = repo / "bls_named"
+    shutil.copytree(repo / "bls_sync", named, symlinks=True)
+    try:
+        (named / "1" / "model.py").rename(named / "1" / "bls.py")
+        config = (named / "config.pbtxt").read_text().replace('name: "bls_sync"',
+                                                             'name: "bls_named"')
+        (named / "config.pbtxt").write_text(config + '\ndefault_model_filename: "bls.py"\n')
+        res = run_cli("verify", named, "--triton", "24.10")
+        assert res.exit_code == ExitCode.VERIFY_INPUTS, res.stderr
+        assert error_line(res.stderr).startswith(
+            "error: bls_named loaded; its input MODEL_NAME names the model it calls (bls.py:100), ")
+    finally:
+        shutil.rmtree(named)
+
+
 def test_ensemble_loads_its_steps(repo: Path) -> None:
     out = verified(repo, "ensemble")
     assert out["callees"] == ["add_sub_1", "add_sub_2"]

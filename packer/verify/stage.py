@@ -513,16 +513,17 @@ def requests_for(plan: Plan, config: dict[str, Any], model_dir: Path, inputs: Pa
         lambda: synthesise(plan, callee=callee, images=False))
     named = [u for u in uses if u.kind == "model_name"]
     if named and callee is None and all(r.made_up for r in requests):
-        raise _names_a_model(plan.name, named[0], model_dir)
+        raise _names_a_model(plan.name, named[0], model_dir,
+                             model_py.name if model_py is not None else "model.py")
     return requests
 
 
-def _names_a_model(name: str, use: Use, model_dir: Path) -> VerifyInputsError:
+def _names_a_model(name: str, use: Use, model_dir: Path, code: str) -> VerifyInputsError:
     others = sorted(p.name for p in model_dir.parent.iterdir()
                     if p != model_dir and (p / "config.pbtxt").is_file())
     beside = f" (beside it: {', '.join(others)})" if others else ""
     return VerifyInputsError(
-        f"{name} loaded; its input {use.input} names the model it calls (model.py:{use.line}), "
+        f"{name} loaded; its input {use.input} names the model it calls ({code}:{use.line}), "
         f"and no model is known to send: name one with --with MODEL{beside}",
         hint="--with MODEL loads it from the same repository and sends its name")
 
