@@ -412,6 +412,11 @@ def test_why_resolves_with_the_locks_remembered_find_links(tmp_path: Path) -> No
     assert res.stdout.splitlines() == [
         "tp-only-here 1.0 (pypi) is in plain_numpy's lock because:",
         "  tp-only-here: import tp_only_here (plain_numpy/1/model.py:1)"]
+    shutil.rmtree(wheels)  # the remembered directory gone (another machine): named, as lock does
+    res = run_cli("why", model, "tp_only_here", "-q")
+    assert res.exit_code == ExitCode.RESOLVE, res.stderr
+    assert res.stderr.splitlines() == [f"error: --find-links {wheels}: no such directory",
+                                       "hint: give a directory of wheels or a URL"]
 
 
 def test_why_without_a_lock(model_copy: Copy) -> None:

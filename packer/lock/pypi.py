@@ -156,6 +156,15 @@ def required_names(cause: str) -> str:
     return found.group(1).rstrip(".") if found else ""
 
 
+def check_find_links(indexes: Indexes) -> None:
+    """Name a --find-links directory that is not there (one a lock remembers, on another
+    machine): uv would say only "No such file or directory"."""
+    for link in indexes.find_links:
+        if "://" not in link and not Path(link).is_dir():
+            raise ResolveError(f"--find-links {link}: no such directory",
+                               hint="give a directory of wheels or a URL")
+
+
 def compile_pins(
     resolver_name: str, requirements: Sequence[str], target: Target, indexes: Indexes,
     python_from: str = "auto", prefer: Prefer = None,
@@ -164,10 +173,7 @@ def compile_pins(
     only as source is resolved from its sdist, which is built into a wheel now (and cached:
     ``sdist.build_wheel``), so that a build it cannot do fails the lock, not the pack."""
     backend = RESOLVERS[resolver_name]()
-    for link in indexes.find_links:  # uv would say only "No such file or directory"
-        if "://" not in link and not Path(link).is_dir():
-            raise ResolveError(f"--find-links {link}: no such directory",
-                               hint="give a directory of wheels or a URL")
+    check_find_links(indexes)
     from_source: list[str] = []
     while True:
         try:

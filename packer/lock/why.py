@@ -108,11 +108,12 @@ def why(ctx: Context, name: str) -> WhyResult:
     pin = next((p for p in lock.pypi if canonicalize_name(p.name) == want), None)
     if pin is not None:
         from .backend import UvBackend
-        from .pypi import resolve_failed
+        from .pypi import check_find_links, resolve_failed
         from .stage import lock_indexes
 
         kept = (tuple(f"{p.name}=={p.version}" for p in lock.pypi), ())
         indexes = lock_indexes(ctx, ctx.options)
+        check_find_links(indexes)
         try:
             text = UvBackend().compile(ctx.requirements.pypi, ctx.target, indexes,
                                        prefer=kept, annotate=True)
