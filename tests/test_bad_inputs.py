@@ -238,6 +238,10 @@ SCAN_CASES = [
     ("version_dir_not_numeric", ExitCode.MODEL, "error: {model}: no numeric version dir"),
     ("model_in_root_not_version_dir", ExitCode.MODEL, "error: {model}: no numeric version dir"),
     ("model_py_uppercase", ExitCode.MODEL, "error: {model}: no model.py in 1/"),
+    ("default_model_filename_missing", ExitCode.MODEL, "error: {model}: no handler.py in 1/"),
+    ("default_model_filename_subdir", ExitCode.MODEL,
+     "error: {model}/config.pbtxt: default_model_filename 'sub/code.py' is not a file name: "
+     "tritonpack packs a model whose code lies in its version dir"),
     ("model_py_broken_symlink", ExitCode.MODEL,
      "error: {model}/1/model.py: a broken symlink (to no_such_target.py)"),
     # model.py and the modules it pulls in
@@ -287,6 +291,15 @@ SCAN_CASES = [
      "error: local_module_is_device/1/helpers.py: is a character device, not a Python source "
      "file"),
 ]
+
+
+def test_a_missing_named_file_says_the_config_names_it(tmp_path: Path) -> None:
+    """default_model_filename names the file to put there: the hint says where the name
+    comes from (a user looking for 'handler.py' in their code would not find it)."""
+    model = bad_copy("default_model_filename_missing", tmp_path)
+    res = run_unchanged(model, "scan", model, "-q")
+    assert "hint: put the model's code at default_model_filename_missing/1/handler.py " \
+           "(config.pbtxt's default_model_filename names it)" in res.stderr
 
 
 @pytest.mark.parametrize(("name", "code", "message"), SCAN_CASES, ids=[c[0] for c in SCAN_CASES])

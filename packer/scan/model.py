@@ -201,7 +201,7 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
     notes = _python_backend(config, config_path, versions)
     # the Python backend loads default_model_filename from the version dir when it is set
     # (python_backend's stub_launcher.cc), model.py otherwise
-    model_file = model_file_of(config)
+    model_file = model_file_of(config, config_path)
     if version is not None:
         chosen = str(version)
         if chosen not in versions:
@@ -225,9 +225,11 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
             where = "no numeric version dir" if not versions else f"no {model_file} in " + ", ".join(
                 f"{v}/" for v in versions
             )
+            named = (" (config.pbtxt's default_model_filename names it)"
+                     if model_file != MODEL_FILE else "")
             raise ModelError(
                 f"{path}: {where}",
-                hint=f"put the model's code at {path.name}/1/{model_file}",
+                hint=f"put the model's code at {path.name}/1/{model_file}{named}",
             )
         chosen = with_model[-1]
     name = str(config.name) or path.name
@@ -235,11 +237,23 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
                     notes=notes, model_file=model_file)
 
 
-def model_file_of(config: Any) -> str:
+def model_file_of(config: Any, config_path: Path) -> str:
     """The file the Python backend loads from a version dir: default_model_filename, when the
-    config sets one that is a plain file name, else model.py."""
+    config sets one, else model.py. The backend appends the name to ``REPO/MODEL/VERSION/``
+    as it is (stub_launcher.cc): a name with a ``/`` (``sub/code.py``, ``../code.py``) is
+    code outside the version dir itself, which tritonpack does not scan as Triton would
+    import it; refused in words rather than another file packed in its place."""
     name = str(getattr(config, "default_model_filename", "") or "")
-    return name if name and "/" not in name and name not in (".", "..") else MODEL_FILE
+    if not name:
+        return MODEL_FILE
+    if "/" in name or name in (".", "..") or "\0" in name:
+        shown = name if len(name) <= 80 else name[:80] + "…"
+        raise ModelError(
+            f"{config_path}: default_model_filename {shown!r} is not a file name: tritonpack "
+            "packs a model whose code lies in its version dir",
+            hint="move the file into the version dir and name it alone "
+                 '(default_model_filename: "code.py")')
+    return name
 
 
 def _python_backend(config: Any, config_path: Path, versions: list[str]) -> tuple[str, ...]:
