@@ -917,6 +917,77 @@ def markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# each missed ratio's floor (``bounds``): the ratio with the part that bounds it taken out
+_BOUNDED_BY = {"cold_build": "cold_build", "archive_size": "archive_size",
+               "archive_size_strip": "archive_size",
+               "pack_throughput": "pack_throughput", "pack_throughput_warm": "pack_throughput_warm",
+               "ready_archive": "ready_archive_kept_files"}
+README_MARKS = ("<!-- bench/run.py writes this table -->", "<!-- end of bench/run.py's table -->")
+_SHORT = {"cold_build": "cold build", "warm_vs_cold": "warm re-run / cold",
+          "archive_size": "archive size", "archive_size_strip": "archive size, `--strip`",
+          "pack_throughput": "pack, empty cache (× conda-pack)",
+          "pack_throughput_warm": "pack, the model's cache (× conda-pack)",
+          "ready_archive": "time to READY, archive", "ready_archive_vs_floor": "READY / its floor",
+          "ready_dir_overhead_vs_import": "READY(dir) overhead",
+          "ready_stdlib_zip_vs_files": "READY, stdlib zipped / as files",
+          "lock_uv_speedup": "lock, uv over pip-tools", "remote_pull_vs_cold": "remote pull / cold"}
+
+
+def verdict(key: str, r: dict[str, Any]) -> str:
+    """One cell of the README's table: the ratio, and met, bounded (the floor measured in the
+    same run misses the target too: the miss is that part's) or missed."""
+    target, how = TARGETS[key]
+    v = r["ratios"].get(key)
+    if v is None:
+        return "n/a"
+
+    def meets(x: float) -> bool:
+        return x <= target if how == "<=" else x >= target
+
+    if meets(v):
+        return f"{v:g}"
+    bound = r.get("bounds", {}).get(_BOUNDED_BY.get(key, ""))
+    if bound is not None and not meets(bound):
+        return f"{v:g} (floor {bound:g})"
+    return f"**{v:g} missed**"
+
+
+def summary(results: list[dict[str, Any]]) -> str:
+    """The README's short table: every ratio with its verdict, and the run's load."""
+    lines = ["| tritonpack / recipe | target | " + " | ".join(r["model"] for r in results) + " |",
+             "|---|---|" + "---|" * len(results)]
+    for key, (target, how) in TARGETS.items():
+        sign = "≤" if how == "<=" else "≥"
+        lines.append(f"| {_SHORT.get(key, key)} | {sign} {target:g} | "
+                     + " | ".join(verdict(key, r) for r in results) + " |")
+    lines.append("| load average (1 min, mean) | | " + " | ".join(
+        f"{r['load_average']['mean']:g}" if r.get("load_average") else "n/a"
+        for r in results) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_readme(results: list[dict[str, Any]], readme: Path) -> bool:
+    """Put ``summary`` between README_MARKS in ``readme`` (a run of every model only: a quick
+    run's figures are not the README's). Whether it was written."""
+    if {r["model"] for r in results} != set(MODELS) or not readme.is_file():
+        return False
+    text = readme.read_text(encoding="utf-8")
+    start, end = (text.find(m) for m in README_MARKS)
+    if start < 0 or end < start:
+        return False
+    head = text[:start + len(README_MARKS[0])]
+    readme.write_text(head + "\n" + summary(results) + text[end:], encoding="utf-8")
+    return True
+
+
+def render(results_json: Path) -> int:
+    """``--render``: bench/results.md and the README's table again from ``results_json``."""
+    results = json.loads(results_json.read_text(encoding="utf-8"))["results"]
+    (HERE / "results.md").write_text(markdown(results), encoding="utf-8")
+    write_readme(results, HERE.parent / "README.md")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the small model only")
@@ -928,7 +999,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repository", action="store_true",
                         help="also the repository bench (12 models, 4 locks; slow), alone "
                         "unless --models or --quick is given")
+    parser.add_argument("--render", action="store_true",
+                        help="write bench/results.md and the README's table again from "
+                        "bench/results.json, measuring nothing")
     args = parser.parse_args(argv)
+    if args.render:
+        return render(HERE / "results.json")
     names = args.models or (["small"] if args.quick else [] if args.repository else list(MODELS))
     if "heavy" in names:
         source = torch_source(args.find_links)
@@ -973,7 +1049,8 @@ def main(argv: list[str] | None = None) -> int:
     dest = HERE / ("results.json" if results else "results-repository.json")
     dest.write_text(json.dumps(out, indent=2, default=str))
     if results:
-        (HERE / "results.md").write_text(markdown(results), encoding="utf-8")  # README's table
+        (HERE / "results.md").write_text(markdown(results), encoding="utf-8")  # speed.md's
+        write_readme(results, HERE.parent / "README.md")  # a run of every model only
         print(table(results))
     if repository:
         print(f"repository: {json.dumps(repository['seconds'])}; {json.dumps(repository['ratios'])}")

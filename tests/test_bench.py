@@ -276,3 +276,30 @@ def test_a_cache_snapshot_keeps_its_state_while_the_original_changes(tmp_path: P
     (cache / "gzip" / "ab" / "added").write_bytes(b"")
     assert (twin / "gzip" / "ab" / "entry").read_bytes() == b"kept"
     assert sorted(p.name for p in (twin / "gzip" / "ab").iterdir()) == ["entry"]
+
+
+def test_the_readmes_table_says_met_floor_or_missed_and_only_a_full_run_writes_it(
+        tmp_path: Path) -> None:
+    """Each ratio of the README's table is met, bounded by its floor from the same run (the
+    floor misses the target too) or missed, said in bold; a run of some models only leaves
+    the README's table as it was."""
+    bench = _bench()
+    ratios = {k: t for k, (t, _) in bench.TARGETS.items()}  # each at its target: met
+    full = [{"model": m, "ratios": dict(ratios), "bounds": {}, "load_average": {"mean": 1.0}}
+            for m in bench.MODELS]
+    full[0]["ratios"]["cold_build"] = 0.7
+    full[0]["bounds"]["cold_build"] = 0.6  # the floor misses too: bounded
+    full[1]["ratios"]["cold_build"] = 0.7
+    full[1]["bounds"]["cold_build"] = 0.4  # the floor meets it: the miss is tritonpack's
+    full[2]["ratios"]["ready_stdlib_zip_vs_files"] = 1.3  # no floor at all
+    readme = tmp_path / "README.md"
+    marks = bench.README_MARKS
+    readme.write_text(f"# x\n\n{marks[0]}\nLAST-RUN\n{marks[1]}\n\nrest\n", encoding="utf-8")
+    assert not bench.write_readme(full[:1], readme)  # a quick run: not the README's
+    assert "LAST-RUN" in readme.read_text()
+    assert bench.write_readme(full, readme)
+    text = readme.read_text()
+    assert "LAST-RUN" not in text and text.startswith("# x\n\n") and text.endswith(f"{marks[1]}\n\nrest\n")
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+    assert rows["cold build"] == "| cold build | ≤ 0.5 | 0.7 (floor 0.6) | **0.7 missed** | 0.5 |"
+    assert rows["READY, stdlib zipped / as files"].endswith("| 1 | 1 | **1.3 missed** |")
