@@ -289,26 +289,23 @@ def test_inputs_shaped_as_execute_reads_them(env_310: Path, tmp_path: Path, name
     assert out["passed"] and out["inputs"] == f"synthesized from execute()'s use at model.py:{line}"
 
 
-def test_a_table_as_wide_as_the_pickled_estimator(env_310: Path, tmp_path: Path) -> None:
-    """FEATURES [-1, -1] and weights fitted on 12 columns pickled beside model.py: one column
-    is refused ("X has 1 features, but ... expecting 12"), 12 are what production sends."""
-    model = with_env("fitted_width", env_310, tmp_path)
+# fitted_width: FEATURES [-1, -1] and weights fitted on 12 columns pickled beside model.py:
+# one column is refused ("X has 1 features, but ... expecting 12"), 12 are what production
+# sends. named_file: default_model_filename "handler.py" and no model.py: Triton's Python
+# backend loads 1/handler.py; tritonpack read no model.py ("no model.py in 1/", exit 3) before.
+@pytest.mark.parametrize(("name", "sources"), [
+    ("fitted_width", {"FEATURES": "12 columns, as the estimator in weights.pkl was fitted"}),
+    ("named_file", {"QUERY": "synthesized from execute()'s use at handler.py:15"}),
+])
+def test_inputs_production_sends(env_310: Path, tmp_path: Path, name: str,
+                                 sources: dict[str, str]) -> None:
+    """The request verify sends is shaped as production's: a table as wide as the pickled
+    estimator, the code default_model_filename names read for its inputs."""
+    model = with_env(name, env_310, tmp_path)
     res = run_cli("verify", model, "--triton", "24.10", "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["passed"] and out["input_sources"] == {
-        "FEATURES": "12 columns, as the estimator in weights.pkl was fitted"}
-
-
-def test_default_model_filename_is_the_code_served(env_310: Path, tmp_path: Path) -> None:
-    """default_model_filename: "handler.py" and no model.py: Triton's Python backend loads
-    1/handler.py; tritonpack read no model.py ("no model.py in 1/", exit 3) before."""
-    model = with_env("named_file", env_310, tmp_path)
-    res = run_cli("verify", model, "--triton", "24.10", "--json")
-    assert res.exit_code == 0, res.stderr
-    out = json.loads(res.stdout)
-    assert out["passed"] and out["input_sources"] == {
-        "QUERY": "synthesized from execute()'s use at handler.py:15"}
+    assert out["passed"] and out["input_sources"] == sources
 
 
 def test_image_bytes_model_gets_a_real_image(tmp_path: Path, session_cache: Path,
