@@ -210,3 +210,24 @@ def test_tobytes_is_recorded_with_the_dims_indexed_away(tmp_path: Path) -> None:
     """)
     uses = [(u.input, u.line, u.offset) for u in input_uses(path) if u.kind == "tobytes"]
     assert uses == [("RAW", 13, 1), ("ROWS", 15, 2)]
+
+
+def test_tobytes_of_an_array_cast_from_objects_is_not_recorded(tmp_path: Path) -> None:
+    """``x.astype(bytes).tobytes()`` is the content of a BYTES tensor, not its elements'
+    addresses: a model that does it is right, and verify must not name it as the model's bug
+    (exit 18) when the made-up inputs fail it; a cast back to objects still is recorded."""
+    path = model(tmp_path, """
+        def execute(self, requests):
+            for request in requests:
+                a = pb_utils.get_input_tensor_by_name(request, "A").as_numpy()
+                b = pb_utils.get_input_tensor_by_name(request, "B").as_numpy()
+                c = pb_utils.get_input_tensor_by_name(request, "C").as_numpy()
+                d = pb_utils.get_input_tensor_by_name(request, "D").as_numpy()
+                fixed = a.astype(bytes)
+                Image.open(io.BytesIO(fixed.tobytes()))
+                Image.open(io.BytesIO(np.asarray(b, dtype="S").tobytes()))
+                Image.open(io.BytesIO(c.astype(np.bytes_)[0].tobytes()))
+                Image.open(io.BytesIO(d.astype(object).tobytes()))
+    """)
+    uses = [(u.input, u.offset) for u in input_uses(path) if u.kind == "tobytes"]
+    assert uses == [("D", 0)]

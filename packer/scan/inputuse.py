@@ -62,6 +62,7 @@ class Taint:
     path: tuple[str, ...] = ()
     offset: int | None = 0
     marker: str = ""  # "shape": x.shape; "dim:K": x.shape[K]; "ndim": x.ndim or len(x.shape)
+    cast: bool = False  # made another dtype than the tensor's (x.astype(bytes)): not objects
 
     @property
     def array(self) -> bool:
@@ -110,6 +111,21 @@ def _ints(node: ast.AST) -> tuple[int, ...]:
         else:
             return ()
     return tuple(out)
+
+
+_OBJECT = frozenset({"object", "object_", "O", "|O"})
+
+
+def _casts(last: str, node: ast.Call) -> bool:
+    """``x.astype(bytes)``, ``np.array(x, dtype="S")``: an array of another dtype than a BYTES
+    tensor's objects, whose ``.tobytes()`` is its content, not its elements' addresses."""
+    dtype = next((k.value for k in node.keywords if k.arg == "dtype"), None)
+    if dtype is None and last == "astype" and node.args:
+        dtype = node.args[0]
+    if dtype is None:
+        return False
+    name = dtype.value if isinstance(dtype, ast.Constant) else _dotted(dtype).rsplit(".", 1)[-1]
+    return name not in _OBJECT
 
 
 def _shift(taint: Taint, by: int) -> Taint:
@@ -418,7 +434,8 @@ class _Walker:
         if local is not None:
             return local
         if last in _SAME:
-            return args
+            cast = _casts(last, node)
+            return tuple(replace(t, cast=t.cast or cast) for t in args)
         return tuple(replace(t, offset=None) if t.array else t for t in args if not t.marker)
 
     def sink(self, name: str, last: str, node: ast.Call, args: Taints, mine: Taints,
@@ -464,7 +481,8 @@ class _Walker:
         elif last in _TRANSPOSE and len(node.args) >= 2 and _ints(node.args[1]):
             self.record(arrays, node, "rank", len(_ints(node.args[1])))
         elif last in _SAME or last == "frombuffer":
-            return tuple(t for t in args if not t.marker)
+            cast = _casts(last, node)
+            return tuple(replace(t, cast=t.cast or cast) for t in args if not t.marker)
         else:
             return None
         return tuple(replace(t, offset=None) for t in arrays)
@@ -486,13 +504,14 @@ class _Walker:
         literal = _ints(node.args[0]) if len(node.args) == 1 else \
             _ints(ast.Tuple(elts=list(node.args)))
         if last == "tobytes":  # of a BYTES tensor's array: its elements' addresses
-            self.record(mine, node, "tobytes", domain="array")
+            self.record(tuple(t for t in mine if not t.cast), node, "tobytes", domain="array")
         if last in _SHAPES and literal:
             self.record(mine, node, "reshape", *literal, domain="array")
         elif last in _TRANSPOSE and literal:
             self.record(mine, node, "rank", len(literal), domain="array")
         if last in _SAME or last in _TEXT_METHODS:
-            return tuple(t for t in mine if not t.marker)
+            cast = _casts(last, node)
+            return tuple(replace(t, cast=t.cast or cast) for t in mine if not t.marker)
         return tuple(replace(t, offset=None) if t.array else t for t in mine if not t.marker)
 
 
