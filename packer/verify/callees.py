@@ -1,5 +1,6 @@
 """The models a model calls: an ensemble's steps (from its config) and, for BLS, the literal
-names passed as ``model_name=`` in model.py (read with ``ast``, never run)."""
+names passed as ``model_name=`` in its code (model.py, or the config's
+default_model_filename; read with ``ast``, never run)."""
 
 from __future__ import annotations
 
@@ -31,13 +32,15 @@ def bls_callees(model_py: Path) -> list[str]:
 
 
 def _direct(model: Path) -> list[str]:
-    from ..scan.model import read_config
+    from ..scan.model import model_file_of, read_config
 
     _, config = read_config(model / "config.pbtxt")
     names = ensemble_steps(config)
+    # the code the backend loads: default_model_filename when set (handler.py), else model.py
+    code = model_file_of(config, model / "config.pbtxt")
     for version in sorted(p for p in model.iterdir() if p.is_dir()):
-        if (version / "model.py").is_file():
-            names += bls_callees(version / "model.py")
+        if (version / code).is_file():
+            names += bls_callees(version / code)
     return names
 
 
