@@ -100,10 +100,17 @@ class _ClearsLine(logging.Filter):
 
 
 class _Redacting(logging.Filter):
-    """Every log line with its URLs' credentials masked (``packer.core.redact``)."""
+    """Every log line with its URLs' credentials masked (``packer.core.redact``), the
+    traceback a line carries too (``-vv``: a library's ``exc_info`` quotes the URL it used)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = redact(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 
