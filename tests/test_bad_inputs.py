@@ -242,6 +242,10 @@ SCAN_CASES = [
     ("default_model_filename_subdir", ExitCode.MODEL,
      "error: {model}/config.pbtxt: default_model_filename 'sub/code.py' is not a file name: "
      "tritonpack packs a model whose code lies in its version dir"),
+    ("default_model_filename_too_long", ExitCode.MODEL,
+     "error: {model}/config.pbtxt: default_model_filename '" + "handler_" * 10 + "…' is longer "
+     "than a file name may be (324 bytes; at most 255): no file has it"),
+    ("default_model_filename_is_dir", ExitCode.MODEL, "error: {model}/1/code.py: not a file"),
     ("model_py_broken_symlink", ExitCode.MODEL,
      "error: {model}/1/model.py: a broken symlink (to no_such_target.py)"),
     # model.py and the modules it pulls in
@@ -291,6 +295,14 @@ SCAN_CASES = [
      "error: local_module_is_device/1/helpers.py: is a character device, not a Python source "
      "file"),
 ]
+
+
+def test_a_named_file_that_is_a_folder_is_named_in_the_hint(tmp_path: Path) -> None:
+    """default_model_filename "code.py" that is a folder: the hint names code.py, the file the
+    backend imports, not model.py (which this model has no reason to hold)."""
+    model = bad_copy("default_model_filename_is_dir", tmp_path)
+    res = run_unchanged(model, "scan", model, "-q")
+    assert "hint: Triton's Python backend imports code.py from the version dir" in res.stderr
 
 
 def test_a_missing_named_file_says_the_config_names_it(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from packer.core.errors import ExitCode
+import pytest
+
+from packer.core.errors import ExitCode, ModelError
 from packer.scan.model import open_model
 
 from .conftest import MODELS, error_line, run_cli
@@ -87,3 +89,19 @@ def test_default_model_filename_is_the_file_read(tmp_path: Path) -> None:
     res = run_cli("scan", model)
     assert res.exit_code == 0, res.stderr
     assert "numpy" in res.stdout
+
+
+def test_a_named_file_in_the_version_dir_spelled_with_a_dot_folder_is_read(tmp_path: Path) -> None:
+    """default_model_filename "./code.py": the backend opens 1/./code.py, the version dir's
+    code.py, so the model is read from it (it was refused as 'not a file name', exit 3);
+    "./sub/code.py" and "/code.py" still are."""
+    model = tmp_path / "m"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "code.py").write_text("import numpy\n")
+    (model / "config.pbtxt").write_text('backend: "python"\ndefault_model_filename: "./code.py"\n')
+    opened = open_model(model)
+    assert (opened.model_file, opened.model_py) == ("code.py", model / "1" / "code.py")
+    for name in ("./sub/code.py", "/code.py", "code.py/", "./"):
+        (model / "config.pbtxt").write_text(f'backend: "python"\ndefault_model_filename: "{name}"\n')
+        with pytest.raises(ModelError, match="is not a file name"):
+            open_model(model)

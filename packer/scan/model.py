@@ -18,6 +18,7 @@ MODEL_FILE = "model.py"
 EXECUTION_ENV_PATH = "EXECUTION_ENV_PATH"
 TOKEN = "$$TRITON_MODEL_DIRECTORY"  # noqa: S105 (a path token, not a secret)
 
+_NAME_MAX = 255  # bytes in one file name (Linux's NAME_MAX)
 _PARSE_POS = re.compile(r"^(\d+):(\d+)\s*:\s*(.*)$", re.S)
 
 
@@ -220,7 +221,7 @@ def open_model(path: Path, version: int | None = None) -> ModelDir:
             odd = [v for v in versions if (path / v / model_file).exists()]
             if odd:
                 raise ModelError(f"{path / odd[-1] / model_file}: not a file",
-                                 hint="Triton's Python backend imports model.py from the "
+                                 hint=f"Triton's Python backend imports {model_file} from the "
                                       "version dir")
             where = "no numeric version dir" if not versions else f"no {model_file} in " + ", ".join(
                 f"{v}/" for v in versions
@@ -242,18 +243,25 @@ def model_file_of(config: Any, config_path: Path) -> str:
     config sets one, else model.py. The backend appends the name to ``REPO/MODEL/VERSION/``
     as it is (stub_launcher.cc): a name with a ``/`` (``sub/code.py``, ``../code.py``) is
     code outside the version dir itself, which tritonpack does not scan as Triton would
-    import it; refused in words rather than another file packed in its place."""
+    import it; refused in words rather than another file packed in its place. ``./code.py``
+    is the version dir's code.py to the backend too: read as that name."""
     name = str(getattr(config, "default_model_filename", "") or "")
     if not name:
         return MODEL_FILE
-    if "/" in name or name in (".", "..") or "\0" in name:
-        shown = name if len(name) <= 80 else name[:80] + "…"
+    parts = [part for part in name.split("/") if part != "."]
+    shown = name if len(name) <= 80 else name[:80] + "…"
+    if len(parts) != 1 or parts[0] in ("", "..") or name.startswith("/") or "\0" in name:
         raise ModelError(
             f"{config_path}: default_model_filename {shown!r} is not a file name: tritonpack "
             "packs a model whose code lies in its version dir",
             hint="move the file into the version dir and name it alone "
                  '(default_model_filename: "code.py")')
-    return name
+    if len(os.fsencode(parts[0])) > _NAME_MAX:  # every look at 1/<it> fails: ENAMETOOLONG
+        raise ModelError(
+            f"{config_path}: default_model_filename {shown!r} is longer than a file name may "
+            f"be ({len(os.fsencode(parts[0]))} bytes; at most {_NAME_MAX}): no file has it",
+            hint='name the file the model\'s code is in (default_model_filename: "code.py")')
+    return parts[0]
 
 
 def _python_backend(config: Any, config_path: Path, versions: list[str]) -> tuple[str, ...]:
