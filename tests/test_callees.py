@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from packer.verify.callees import closure
+from packer.verify.callees import closure, unservable
 
 BLS = '''
 import triton_python_backend_utils as pb_utils
@@ -34,3 +34,14 @@ def test_a_bls_model_in_a_named_file_calls_the_models_that_file_names(tmp_path: 
     assert closure(caller) == ([tmp_path / "add_sub"], [])
     (caller / "1" / "model.py").write_text(BLS.replace("add_sub", "other"))  # not loaded
     assert closure(caller) == ([tmp_path / "add_sub"], [])
+
+
+def test_a_callee_whose_named_file_cannot_exist_is_said_missing(tmp_path: Path) -> None:
+    """A called model's default_model_filename longer than a file name may be: its file is
+    missing, said before a server starts (Path.exists raised 'File name too long': exit 70)."""
+    callee = tmp_path / "scorer"
+    (callee / "1").mkdir(parents=True)
+    long = "m" * 300 + ".onnx"
+    (callee / "config.pbtxt").write_text(
+        f'backend: "onnxruntime"\ndefault_model_filename: "{long}"\n')
+    assert unservable(callee) == f"whose model file scorer/1/{long} is missing"

@@ -5,6 +5,7 @@ default_model_filename; read with ``ast``, never run)."""
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ def unservable(callee: Path) -> str | None:
                       key=int)
     if not name or not versions:  # an ensemble, an unknown backend; no version: the log says
         return None
-    if not (callee / versions[-1] / name).exists():
+    if not os.path.exists(callee / versions[-1] / name):  # a name too long: not there
         return f"whose model file {callee.name}/{versions[-1]}/{name} is missing"
     param = config.parameters.get(EXECUTION_ENV_PATH)
     value = str(param.string_value) if param is not None else ""
