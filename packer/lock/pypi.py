@@ -158,11 +158,23 @@ def required_names(cause: str) -> str:
 
 def check_find_links(indexes: Indexes) -> None:
     """Name a --find-links directory that is not there (one a lock remembers, on another
-    machine): uv would say only "No such file or directory"."""
+    machine), or is a file now: uv would say only "No such file or directory". A relative one
+    is looked for from the current directory, which is said: a lock remembers it as given, so
+    a run from another directory than the lock's finds another folder, or none."""
     for link in indexes.find_links:
-        if "://" not in link and not Path(link).is_dir():
-            raise ResolveError(f"--find-links {link}: no such directory",
-                               hint="give a directory of wheels or a URL")
+        if "://" in link and not link.startswith("file://"):
+            continue
+        path = Path(link.removeprefix("file://"))
+        if path.is_dir():
+            continue
+        what = "not a directory" if path.exists() else "no such directory"
+        try:
+            where = "" if path.is_absolute() else \
+                f" (looked for from the current directory, {Path.cwd()})"
+        except OSError:  # the current directory removed
+            where = " (relative to a current directory that is gone)"
+        raise ResolveError(f"--find-links {link}: {what}{where}",
+                           hint="give a directory of wheels or a URL")
 
 
 def compile_pins(
