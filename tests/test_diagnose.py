@@ -44,6 +44,15 @@ HUB = NO_NETWORK.replace("/urllib/request.py(216): urlopen",
      "initialize() loads /assets/tokenizer (preprocess.py:12) with from_pretrained, a "
      "directory that is not on this machine (so it was taken for a huggingface.co repo id): "
      "ship it in the model dir (and load it relative to model.py) or mount it at that path"),
+    (HUB_PATH.replace("'/assets/tokenizer'", "'C:/assets/tokenizer'"),  # a Windows path
+     "initialize() loads C:/assets/tokenizer (model.py:12) with from_pretrained, a directory "
+     "that is not on this machine (so it was taken for a huggingface.co repo id): ship it in "
+     "the model dir (and load it relative to model.py) or mount it at that path"),
+    *((HUB_PATH.replace("'/assets/tokenizer'", f"'{path}'"),  # relative: the server's cwd
+       f"initialize() loads {path} (model.py:12) with from_pretrained relative to the server's "
+       "working directory, not the model dir (not found there, it was taken for a huggingface.co "
+       "repo id): load it relative to model.py (os.path.dirname(__file__)) and ship it there")
+      for path in ("./assets/tokenizer", "../assets/tokenizer", "1/assets/tokenizer")),
     (RAISED, "initialize() opens /models/weights.bin (model.py:7), which is outside the model "
              "dir and not on this machine: ship it in the model dir (and open it relative to "
              "model.py) or mount it at that path"),

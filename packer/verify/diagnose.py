@@ -24,7 +24,8 @@ _NO_FILE = re.compile(r"\[Errno 2\] No such file or directory: '([^']+)'")
 # huggingface_hub's validate_repo_id, when from_pretrained(DIR) finds no directory DIR and
 # takes it for a Hub repo id: "Repo id must be in the form 'repo_name' or
 # 'namespace/repo_name': '/assets/tokenizer'" (or "must use alphanumeric chars ...")
-_HUB_PATH = re.compile(r"Repo id must (?:be in the form|use alphanumeric).*?: '([^']*/[^']*)'")
+_HUB_PATH = re.compile(r"Repo id must (?:be in the form|use alphanumeric).*?: '([^']*[/\\][^']*)'")
+_DRIVE = re.compile(r"^[A-Za-z]:[/\\]")  # C:/models/tok: a Windows path, on a Linux server
 _NETWORK = re.compile(r"Name or service not known|Temporary failure in name resolution|"
                       r"Max retries exceeded|Network is unreachable|Failed to establish a new "
                       r"connection|We couldn't connect to|ConnectTimeout|LocalEntryNotFoundError")
@@ -115,11 +116,24 @@ def _raised(m: re.Match[str], facts: Facts) -> str:
                 "not the model dir: open it relative to model.py "
                 "(os.path.dirname(__file__)) and ship it there")
     hub = _HUB_PATH.search(what)
-    if hub and hub.group(1).startswith(("/", "./", "../", "~")):
-        return (f"{called}() loads {hub.group(1)}{where} with from_pretrained, a directory that "
-                "is not on this machine (so it was taken for a huggingface.co repo id): ship it "
-                "in the model dir (and load it relative to model.py) or mount it at that path")
-    return f"{called}() raised {m.group('type')}: {what}{where}"
+    said = _hub_path(hub.group(1), called, where) if hub else None
+    return said or f"{called}() raised {m.group('type')}: {what}{where}"
+
+
+def _hub_path(path: str, called: str, where: str) -> str | None:
+    """from_pretrained(DIR) with no directory DIR, taken for a Hub repo id: an absolute (or
+    Windows, or ~) path is not on this machine; a relative one (./tok, a/b/c: no repo id has
+    two slashes) was looked for from the server's working directory, not the model dir."""
+    if path.startswith(("/", "~")) or _DRIVE.match(path):
+        return (f"{called}() loads {path}{where} with from_pretrained, a directory that is not "
+                "on this machine (so it was taken for a huggingface.co repo id): ship it in the "
+                "model dir (and load it relative to model.py) or mount it at that path")
+    if path.startswith(("./", "../")) or path.count("/") >= 2:
+        return (f"{called}() loads {path}{where} with from_pretrained relative to the server's "
+                "working directory, not the model dir (not found there, it was taken for a "
+                "huggingface.co repo id): load it relative to model.py "
+                "(os.path.dirname(__file__)) and ship it there")
+    return None
 
 
 def _network(m: re.Match[str], facts: Facts, log: str) -> str:
