@@ -234,3 +234,21 @@ def test_a_class_keeping_os_stat_as_an_attribute_still_imports(tmp_path: Path) -
                     "Accessor().stat(__file__)\n")
     found = checkcache.run(root, PY, ("pkg",), (), tmp_path / "store")
     assert found.failed == {} and count(runs) == 1
+
+
+def test_a_stat_in_a_folder_by_its_descriptor_is_an_input(tmp_path: Path) -> None:
+    """``os.stat(name, dir_fd=fd)`` asks about ``name`` in the folder ``fd`` opened, not in
+    the current directory: that file appearing reruns the check (the watch recorded it under
+    the current directory, outside the env, and the kept 'imports' answer came back)."""
+    root, site, runs = make_env(tmp_path)
+    init = site / "pkg" / "__init__.py"
+    init.write_text(init.read_text() + (
+        "import os\nfd = os.open(os.path.dirname(__file__), os.O_RDONLY)\ntry:\n"
+        "    os.stat('flag.cfg', dir_fd=fd, follow_symlinks=False)\n"
+        "    raise ImportError('flag')\nexcept FileNotFoundError:\n    pass\n"
+        "finally:\n    os.close(fd)\n"))
+    store = tmp_path / "store"
+    assert checkcache.run(root, PY, ("pkg",), (), store).failed == {} and count(runs) == 1
+    (site / "pkg" / "flag.cfg").write_text("")
+    assert checkcache.run(root, PY, ("pkg",), (), store).failed == {"pkg": "ImportError: flag"}
+    assert count(runs) == 2

@@ -50,7 +50,14 @@ class _Watch:  # audit event; the import system's own stats go to posix, never h
         self.real = real  # attribute (Python 3.10's pathlib._NormalAccessor) would bind a
     def __call__(self, path, *rest, **named):  # function as a method, passing itself too
         if watching and not quiet and isinstance(path, (str, bytes, os.PathLike)):
-            stated.add(os.path.abspath(os.fsdecode(path)))
+            name, fd = os.fsdecode(path), named.get("dir_fd")
+            if fd is not None and not os.path.isabs(name):  # a name in the folder fd opened
+                try:
+                    name = os.path.join(os.readlink(f"/proc/self/fd/{int(fd)}"), name)
+                except (OSError, TypeError, ValueError):
+                    name = None
+            if name is not None:
+                stated.add(os.path.abspath(name))
         return self.real(path, *rest, **named)
 os.stat, os.lstat = _Watch(os.stat), _Watch(os.lstat)
 cut = args.index("--load-only--")
