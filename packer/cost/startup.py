@@ -96,13 +96,15 @@ def _instance_starts(evs: list[Event], model: str) -> list[float]:
     return [done[name] - started[name] for name in started if name in done]
 
 
-def _unpack(evs: list[Event], env: Path) -> tuple[float, float | None]:
+def _unpack(evs: list[Event], env: Path, root: str) -> tuple[float, float | None]:
     """(seconds, when) the extraction of ``env`` took: from its 'Extracting' line to the first
-    stub started on what it extracted. (0, None) for a directory or an archive not seen."""
+    stub started on what it extracted (the environment ``root`` the model's stubs activate:
+    in a repository another model's stub, on another environment, may start in between).
+    (0, None) for a directory or an archive not seen."""
     real = os.path.realpath(env)
     for i, e in enumerate(evs):
         if e.kind == "extract" and os.path.realpath(e.name) == real:
-            stub = next((s for s in evs[i + 1:] if s.kind == "stub"), None)
+            stub = next((s for s in evs[i + 1:] if s.kind == "stub" and s.env == root), None)
             if stub is not None:
                 return stub.at - e.at, e.at
     return 0.0, None
@@ -118,7 +120,7 @@ def split(log: str, model: str, env: Path) -> Startup | None:
     root = next((e.env for e in evs if e.kind == "stub" and e.model == model), "")
     if window is None or not own or not null:
         return None
-    unpack, when = _unpack(evs, env)
+    unpack, when = _unpack(evs, env, root)
     load = window[1] - window[0]
     inside = when is not None and window[0] <= when <= window[1]
     # the do-nothing model's start, loaded after, may take longer than the whole of the
