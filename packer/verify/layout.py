@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from ..core.errors import TritonPackError, VerifyLoadError
-from ..scan.model import EXECUTION_ENV_PATH, TOKEN, read_config
+from ..scan.model import EXECUTION_ENV_PATH, TOKEN, model_file_of, read_config
 from ..scan.modelconfig import enum_value
 
 _GPUS = re.compile(r"\bgpus\s*:\s*\[[^\]]*\]\s*,?")
@@ -66,10 +66,18 @@ def is_ensemble(model: Path) -> bool:
     return bool(config.platform == "ensemble")
 
 
+def _has_code(step: Path) -> bool:
+    """A version dir of ``step`` holds the code the Python backend loads: model.py, or the
+    config's default_model_filename (handler.py) when set."""
+    _, config = read_config(step / "config.pbtxt")
+    code = model_file_of(config, step / "config.pbtxt")
+    return any(v.is_dir() and (v / code).is_file() for v in step.iterdir())
+
+
 def python_step(ensemble: Path, steps: list[Path]) -> Path:
     """The first step of an ensemble that is a Python model with an environment."""
     for step in steps:
-        if shared_env_of(step) is not None and any(step.glob("*/model.py")):
+        if shared_env_of(step) is not None and _has_code(step):
             return step
     raise VerifyLoadError(
         f"no step of the ensemble {ensemble.name} is a packed Python model: nothing to verify",
