@@ -252,3 +252,15 @@ def test_a_stat_in_a_folder_by_its_descriptor_is_an_input(tmp_path: Path) -> Non
     (site / "pkg" / "flag.cfg").write_text("")
     assert checkcache.run(root, PY, ("pkg",), (), store).failed == {"pkg": "ImportError: flag"}
     assert count(runs) == 2
+
+
+def test_the_watched_stat_is_what_os_says_it_supports(tmp_path: Path) -> None:
+    """``os.stat in os.supports_follow_symlinks`` (shutil asks at import whether rmtree can
+    avoid symlink attacks) is answered for the watch as for os.stat: a package that relies
+    on it imports in the check as it does in the server."""
+    root, site, runs = make_env(tmp_path)
+    init = site / "pkg" / "__init__.py"
+    init.write_text(init.read_text() + (
+        "import os\nassert os.stat in os.supports_follow_symlinks, 'follow'\n"
+        "assert os.stat in os.supports_dir_fd and os.stat in os.supports_fd, 'fd'\n"))
+    assert checkcache.run(root, PY, ("pkg",), (), tmp_path / "store").failed == {}

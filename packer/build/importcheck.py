@@ -59,7 +59,12 @@ class _Watch:  # audit event; the import system's own stats go to posix, never h
             if name is not None:
                 stated.add(os.path.abspath(name))
         return self.real(path, *rest, **named)
-os.stat, os.lstat = _Watch(os.stat), _Watch(os.lstat)
+for _name in ("stat", "lstat"):  # what os says the real one supports, said of its watch
+    _real, _watch = getattr(os, _name), _Watch(getattr(os, _name))  # too (shutil asks at
+    for _set in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks):  # import
+        if _real in _set:  # whether rmtree can use dir_fd)
+            _set.add(_watch)
+    setattr(os, _name, _watch)
 cut = args.index("--load-only--")
 failed = {}
 for name in args[cut + 1:]:  # what the server loads anyway: failures are not this check's
