@@ -258,7 +258,7 @@ def test_the_watched_stat_is_what_os_says_it_supports(tmp_path: Path) -> None:
     """``os.stat in os.supports_follow_symlinks`` (shutil asks at import whether rmtree can
     avoid symlink attacks) is answered for the watch as for os.stat: a package that relies
     on it imports in the check as it does in the server."""
-    root, site, runs = make_env(tmp_path)
+    root, site, _runs = make_env(tmp_path)
     init = site / "pkg" / "__init__.py"
     init.write_text(init.read_text() + (
         "import os\nassert os.stat in os.supports_follow_symlinks, 'follow'\n"
