@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -161,6 +162,19 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> None:
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("TRITONPACK_CACHE", str(session_cache))
     monkeypatch.setenv("NO_COLOR", "1")
+
+
+@pytest.fixture(autouse=True)
+def _log_levels_as_found() -> Iterator[None]:
+    """An in-process CLI run sets tritonpack's loggers' levels (``-v``: INFO, left set when it
+    returns, as a process that ends leaves them): the next test finds them as it would in a
+    fresh process (a test reading a module's log records saw the reuse counts' INFO lines
+    after a ``-v`` run in the same worker, by test order)."""
+    names = ("tritonpack", "packer", "")
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def copy_model(name: str, dest: Path, as_name: str | None = None) -> Path:
