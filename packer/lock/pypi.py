@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from ..core import network
 from ..core.errors import (
@@ -348,6 +349,39 @@ def offers(name: str, indexes: Indexes, platform: str) -> tuple[bool | None, boo
             wheel = wheel or any(_python3_wheel(n, platform) for n in names)
             sdist = sdist or any(sdist_version(n, name) is not None for n in names)
     return (wheel if answered else None), sdist
+
+
+def passed_over(pins: Sequence[Pin], indexes: Indexes) -> list[str]:
+    """A note for each pin whose distribution a ``--find-links`` directory holds wheels of,
+    none of them the version taken: a resolver takes the newest version wherever it is (pip
+    does too), so a CPU torch wheel in the directory loses to a newer CUDA build on PyPI, a
+    download of gigabytes nobody meant. Directories only (a URL is not listed here)."""
+    held: dict[str, set[Version]] = {}
+    for link in indexes.find_links:
+        folder = Path(link.removeprefix("file://"))
+        try:
+            names = [p.name for p in folder.iterdir() if p.name.endswith(".whl")]
+        except OSError:
+            continue
+        for filename in names:
+            try:
+                name, version, _, _ = parse_wheel_filename(filename)
+            except ValueError:
+                continue
+            held.setdefault(name, set()).add(version)
+    notes = []
+    for pin in pins:
+        versions = held.get(canonicalize_name(pin.name))
+        try:
+            taken = Version(pin.version)
+        except InvalidVersion:
+            continue
+        if versions and taken not in versions:
+            shown = ", ".join(str(v) for v in sorted(versions)[-3:])
+            notes.append(f"{pin.name} {pin.version} comes from an index, not from the "
+                         f"{shown} wheel in --find-links (the newest version wins wherever it "
+                         f"is): pin {pin.name}=={max(versions)} to take the directory's")
+    return notes
 
 
 def wheel_of_version(name: str, version: str, indexes: Indexes, platform: str,

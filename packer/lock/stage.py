@@ -38,6 +38,7 @@ from .pypi import (
     IndexUnreachable,
     NoSolutionError,
     compile_pins,
+    passed_over,
     wheel_of_version,
 )
 
@@ -333,6 +334,8 @@ def make_lock(ctx: Context, opts: Options, reporter: Reporter | None = None,
             raise _missing_error(again, ctx) from again
     for guess in ctx.requirements.guesses:  # said once, now that the index was asked
         rep.note(guess_note(guess, found=True))
+    for note in passed_over(pins, fallback or lock_indexes(ctx, opts)):
+        rep.note(note)
     rep.done("resolve", f"{plural(len(pins), 'PyPI package')} ({opts.resolver})",
              time.monotonic() - t0)
     for pin in (p for p in pins if p.sdist):  # no wheel published: built once, cached
