@@ -140,3 +140,34 @@ def test_two_copies_of_one_library_are_not_reused_from_an_empty_store(tmp_path: 
     assert (counts[0].members_reused, counts[0].members_compressed) == (0, 2)
     assert counts[0].members_compressed_bytes == 2 * len(data)
     assert (counts[1].members_reused, counts[1].members_compressed) == (2, 0)
+
+
+def test_entries_written_ahead_count_as_this_packs_when_the_write_finds_them(
+        tmp_path: Path) -> None:
+    """A file ahead compressed whose times are too fresh to vouch for its bytes is hashed
+    again by the write, which finds the entry ahead wrote: this pack compressed it (the
+    thread runs in the pack's context, where its entries are counted as made), not reused;
+    a second pack reuses it."""
+    import time
+
+    from packer.archive.writer import NATIVE, ahead, write_targz
+    from packer.core import reused
+
+    root = tmp_path / "tree"
+    (root / "lib").mkdir(parents=True)
+    store = tmp_path / "store"
+    counts = []
+    for n in range(2):
+        (root / "lib" / "_m.so").write_bytes(b"\1" * NATIVE)  # written now: not settled
+        with reused.counting() as counted:
+            early = ahead(root, 4, store)
+            deadline = time.monotonic() + 30
+            while not list(store.glob("*/*.sig")) and time.monotonic() < deadline:
+                time.sleep(0.01)  # its entry is kept before the write reaches the file
+            try:
+                write_targz(root, tmp_path / f"{n}.tar.gz", 4, 2, store=store, early=early)
+            finally:
+                early.halt()
+        counts.append(counted.frozen())
+    assert (counts[0].members_reused, counts[0].members_compressed) == (0, 1)
+    assert (counts[1].members_reused, counts[1].members_compressed) == (1, 0)

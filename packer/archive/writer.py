@@ -10,6 +10,7 @@ the environment once extracted (``archivefs``).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import hmac
 import json
@@ -168,7 +169,7 @@ def write_targz(root: Path, dest: Path, level: int = DEFAULT_LEVEL,
                 padded = _padded(info.size)
                 if own_members(path.name, info.size):
                     known = early.claim(path) if early is not None else None
-                    _large(gz, path, info.size, padded, level, store, known, early)
+                    _large(gz, path, info.size, padded, level, store, known)
                 else:
                     data = path.read_bytes()
                     if len(data) != info.size:
@@ -254,7 +255,7 @@ def _new_entry(folder: Path, key: str) -> tuple[int, str]:
 
 
 def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: int,
-           store: Path | None, known: Kept | None = None, early: Ahead | None = None) -> None:
+           store: Path | None, known: Kept | None = None) -> None:
     """One large file's data as members of its own: from the store when an entry there holds
     exactly this file's bytes (``_holds``), else compressed, and kept. ``known``: what this
     pack's ``ahead`` hashed (and kept) for this very file, unchanged since (``Ahead.claim``):
@@ -277,8 +278,6 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
     salt = _salt(level)
     header = member(b"", level)[:10]  # every member's
     key = known.key if known is not None else _content_key(path, salt)
-    ours = ((known is not None and known.entry is not None)  # this pack's ahead compressed it
-            or (early is not None and early.wrote(key)))  # (its file changed since, or just made)
     folder = store / key[:2]
     secret = store_secret(store, _KEY_FILE)
     for entry in sorted(folder.glob(f"{key}.*")) if real_dir(folder) and reuse() else ():
@@ -297,7 +296,7 @@ def _large(gz: ParallelGzipWriter, path: Path, size: int, padded: int, level: in
             except BaseException:  # a full disk before it was queued: abort() cannot see it
                 kept.close()
                 raise
-            reused.members(not ours, size, key)
+            reused.members(True, size, key)  # not if this pack's ahead made it (``made``)
             return
         if kept is not None:
             kept.close()
@@ -380,12 +379,14 @@ class Ahead:
         self._taken: set[Path] = set()  # the write's: this thread leaves them
         self._busy: dict[Path, threading.Event] = {}  # being compressed here
         self._kept: dict[Path, tuple[tuple[int, ...], Kept]] = {}  # hashed here, and kept
-        self._made: set[str] = set()  # the keys of the entries written here (core.reused)
         self._thread: threading.Thread | None = None
 
     def start(self, root: Path, level: int, store: Path) -> None:
-        self._thread = threading.Thread(target=compress_ahead,
-                                        args=(root, level, store, self.stop, self),
+        """The thread runs in the caller's context: the entries it writes count as this
+        pack's (``core.reused.made``), not as reused when the write finds them."""
+        self._thread = threading.Thread(target=contextvars.copy_context().run,
+                                        args=(compress_ahead, root, level, store, self.stop,
+                                              self),
                                         name="gzip-ahead", daemon=True)
         self._thread.start()
 
@@ -408,16 +409,6 @@ class Ahead:
         ``seen`` (and settled: ``_identity``)."""
         with self._lock:
             self._kept[path] = (seen, kept)
-
-    def made(self, key: str) -> None:
-        """``compress_ahead`` wrote the entry of ``key``: a write that finds it there counts
-        it as compressed by this pack, not reused (``core.reused``)."""
-        with self._lock:
-            self._made.add(key)
-
-    def wrote(self, key: str) -> bool:
-        with self._lock:
-            return key in self._made
 
     def take(self, path: Path) -> threading.Event | None:
         """This thread's turn at ``path``: None when the write has it already."""
@@ -478,8 +469,8 @@ def compress_ahead(root: Path, level: int, store: Path, stop: threading.Event,
         try:
             seen = _identity(path)
             kept = _compress_one(path, size, level, store, stop, salt)
-            if early is not None and kept is not None and kept.entry is not None:
-                early.made(kept.key)
+            if kept is not None and kept.entry is not None:
+                reused.made(kept.key)  # counted as compressed by this pack, not reused
             if early is not None and kept is not None and seen and _identity(path) == seen:
                 early.kept(path, seen, kept)
         except _Stopped:
