@@ -356,16 +356,13 @@ def passed_over(pins: Sequence[Pin], indexes: Indexes) -> list[str]:
     none of them the version taken: a resolver takes the newest version wherever it is (pip
     does too), so a CPU torch wheel in the directory loses to a newer CUDA build on PyPI, a
     download of gigabytes nobody meant. Directories only (a URL is not listed here)."""
+    from .wheelhouse import local_dirs
+
     held: dict[str, set[Version]] = {}
-    for link in indexes.find_links:
-        folder = Path(link.removeprefix("file://"))
-        try:
-            names = [p.name for p in folder.iterdir() if p.name.endswith(".whl")]
-        except OSError:
-            continue
-        for filename in names:
+    for folder in local_dirs(indexes):  # file:// URLs decoded as the wheelhouse does
+        for wheel in folder.glob("*.whl"):
             try:
-                name, version, _, _ = parse_wheel_filename(filename)
+                name, version, _, _ = parse_wheel_filename(wheel.name)
             except ValueError:
                 continue
             held.setdefault(name, set()).add(version)
