@@ -111,12 +111,7 @@ try:  # the shared libraries the imports mapped (and the interpreter, libpython)
 except OSError:
     pass
 absent = set()  # opened and not there: its appearing could change the answer
-for path in opened:
-    if os.path.isfile(path):
-        _inside(path, read)
-    elif not os.path.lexists(path):
-        _inside(path, absent)
-for path in stated:  # a file's being there, or not, may decide an import: an input too
+for path in opened | stated:  # stated: a file's being there, or not, may decide an import
     if os.path.isfile(path):
         _inside(path, read)
     elif not os.path.lexists(path):
